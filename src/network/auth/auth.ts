@@ -1,0 +1,218 @@
+/**
+ * Mesh-key authentication, `/syncmesh/auth/1.0.0` (spec: protocols/auth/).
+ *
+ * After Noise has authenticated both peer ids, the dialer of a connection
+ * runs a mutual HMAC challenge-response over one stream; both sides prove they
+ * hold a mesh key without revealing it. Until a connection has passed, the
+ * sync protocol refuses it; a connection that has not passed within
+ * AUTH_TIMEOUT_MS, or fails, is closed and the peer is refused for a while.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { Logger } from 'pino'
+import { AuthenticationError } from '../../errors.js'
+import { AUTH_BAN_MS, AUTH_MAX_MESSAGE, AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../constants.js'
+import { AuthMessage } from './pb/auth.js'
+
+const LABEL_LISTENER = 'syncmesh/auth/1 listener'
+const LABEL_DIALER = 'syncmesh/auth/1 dialer'
+const NONCE_BYTES = 32
+
+export function authProof (key: string, label: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array, prover: string, verifier: string): Uint8Array<ArrayBuffer> {
+  return createHmac('sha256', key)
+    .update(label).update('\0')
+    .update(dialerNonce).update(listenerNonce)
+    .update(prover).update('\0')
+    .update(verifier)
+    .digest() as Uint8Array<ArrayBuffer>
+}
+
+function matchesAny (keys: string[], proof: Uint8Array, compute: (key: string) => Uint8Array): boolean {
+  let ok = false
+  for (const key of keys) {
+    const expected = compute(key)
+    // no early exit: the time taken does not depend on which key matched
+    if (expected.byteLength === proof.byteLength && timingSafeEqual(expected, proof)) ok = true
+  }
+  return ok
+}
+
+export interface MeshAuthEvents {
+  authenticated: (connection: Connection) => void
+  rejected: (peer: PeerId, reason: string) => void
+}
+
+export interface MeshAuthInit {
+  /** Keys this node accepts; the first is the one it proves. */
+  keys: string[]
+  logger: Logger
+  timeoutMs?: number
+  banMs?: number
+  onAuthenticated: (connection: Connection) => void
+  onRejected?: (peer: PeerId, reason: string) => void
+}
+
+export class MeshAuth {
+  private readonly libp2p: Libp2p
+  private readonly keys: string[]
+  private readonly log: Logger
+  private readonly timeoutMs: number
+  private readonly banMs: number
+  private readonly onAuthenticated: MeshAuthInit['onAuthenticated']
+  private readonly onRejected?: MeshAuthInit['onRejected']
+  private readonly passed = new Set<string>()
+  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>()
+  private readonly banned = new Map<string, number>()
+
+  constructor (libp2p: Libp2p, init: MeshAuthInit) {
+    this.libp2p = libp2p
+    this.keys = init.keys
+    this.log = init.logger
+    this.timeoutMs = init.timeoutMs ?? AUTH_TIMEOUT_MS
+    this.banMs = init.banMs ?? AUTH_BAN_MS
+    this.onAuthenticated = init.onAuthenticated
+    this.onRejected = init.onRejected
+  }
+
+  async start (): Promise<void> {
+    await this.libp2p.handle(AUTH_PROTOCOL, (stream, connection) => {
+      this.respond(stream, connection).catch(() => {})
+    }, { maxInboundStreams: 1, runOnLimitedConnection: false })
+    this.libp2p.addEventListener('connection:open', this.onOpen)
+    this.libp2p.addEventListener('connection:close', this.onClose)
+  }
+
+  async stop (): Promise<void> {
+    this.libp2p.removeEventListener('connection:open', this.onOpen)
+    this.libp2p.removeEventListener('connection:close', this.onClose)
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    await this.libp2p.unhandle(AUTH_PROTOCOL)
+  }
+
+  isAuthenticated (connection: Connection): boolean {
+    return this.passed.has(connection.id)
+  }
+
+  /** For the connection gater: refuse peers that recently failed. */
+  isBanned (peer: string): boolean {
+    const until = this.banned.get(peer)
+    if (until === undefined) return false
+    if (Date.now() >= until) {
+      this.banned.delete(peer)
+      return false
+    }
+    return true
+  }
+
+  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
+    const connection = evt.detail
+    const timer = setTimeout(() => {
+      this.timers.delete(connection.id)
+      if (!this.passed.has(connection.id)) {
+        this.fail(connection, `did not prove the mesh key within ${this.timeoutMs} ms`)
+      }
+    }, this.timeoutMs)
+    timer.unref()
+    this.timers.set(connection.id, timer)
+    if (connection.direction === 'outbound') {
+      this.initiate(connection).catch(() => {})
+    }
+  }
+
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    const id = evt.detail.id
+    this.passed.delete(id)
+    const t = this.timers.get(id)
+    if (t !== undefined) clearTimeout(t)
+    this.timers.delete(id)
+  }
+
+  private succeed (connection: Connection): void {
+    const t = this.timers.get(connection.id)
+    if (t !== undefined) clearTimeout(t)
+    this.timers.delete(connection.id)
+    this.passed.add(connection.id)
+    this.log.debug({ peer: connection.remotePeer.toString() }, 'peer proved the mesh key')
+    this.onAuthenticated(connection)
+  }
+
+  private fail (connection: Connection, reason: string, ban = true): void {
+    const peer = connection.remotePeer
+    this.log.warn({ peer: peer.toString(), addr: connection.remoteAddr.toString(), reason }, `disconnecting peer ${peer.toString()}: mesh-key authentication failed: ${reason}`)
+    if (ban) this.banned.set(peer.toString(), Date.now() + this.banMs)
+    this.onRejected?.(peer, reason)
+    connection.close().catch(() => connection.abort(new AuthenticationError(reason)))
+  }
+
+  /** Dialer side. */
+  private async initiate (connection: Connection): Promise<void> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    let stream: Stream
+    try {
+      stream = await connection.newStream(AUTH_PROTOCOL, { signal })
+    } catch (err) {
+      if (connection.status === 'open') this.fail(connection, `could not open the auth stream (${(err as Error).message}); is the peer a syncmesh node?`, false)
+      return
+    }
+    const lp = lpStream(stream, { maxDataLength: AUTH_MAX_MESSAGE })
+    const self = this.libp2p.peerId.toString()
+    const peer = connection.remotePeer.toString()
+    try {
+      const nd = randomBytes(NONCE_BYTES)
+      await lp.write(AuthMessage.encode({ nonce: nd, proof: new Uint8Array(0), error: '', ok: false }), { signal })
+      const reply = AuthMessage.decode(await lp.read({ signal }))
+      if (reply.error !== '') {
+        this.fail(connection, `the peer refused us: ${reply.error}`)
+        return
+      }
+      if (reply.nonce.byteLength !== NONCE_BYTES || !matchesAny(this.keys, reply.proof, k => authProof(k, LABEL_LISTENER, nd, reply.nonce, peer, self))) {
+        await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: 'your proof matches none of my mesh keys', ok: false }), { signal }).catch(() => {})
+        this.fail(connection, 'its proof matches none of our mesh keys (wrong mesh key?)')
+        return
+      }
+      await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: authProof(this.keys[0], LABEL_DIALER, nd, reply.nonce, self, peer), error: '', ok: false }), { signal })
+      const verdict = AuthMessage.decode(await lp.read({ signal }))
+      if (!verdict.ok) {
+        this.fail(connection, `the peer refused us: ${verdict.error !== '' ? verdict.error : 'no reason given'} (wrong mesh key?)`)
+        return
+      }
+      await stream.close().catch(() => {})
+      this.succeed(connection)
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`, false)
+    }
+  }
+
+  /** Listener side. */
+  private async respond (stream: Stream, connection: Connection): Promise<void> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    const lp = lpStream(stream, { maxDataLength: AUTH_MAX_MESSAGE })
+    const self = this.libp2p.peerId.toString()
+    const peer = connection.remotePeer.toString()
+    try {
+      const hello = AuthMessage.decode(await lp.read({ signal }))
+      if (hello.nonce.byteLength !== NONCE_BYTES) throw new AuthenticationError('malformed auth hello')
+      const nl = randomBytes(NONCE_BYTES)
+      await lp.write(AuthMessage.encode({ nonce: nl, proof: authProof(this.keys[0], LABEL_LISTENER, hello.nonce, nl, self, peer), error: '', ok: false }), { signal })
+      const answer = AuthMessage.decode(await lp.read({ signal }))
+      if (answer.error !== '') {
+        this.fail(connection, `the peer refused us: ${answer.error} (wrong mesh key?)`)
+        return
+      }
+      if (!matchesAny(this.keys, answer.proof, k => authProof(k, LABEL_DIALER, hello.nonce, nl, peer, self))) {
+        await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: 'your proof matches none of my mesh keys', ok: false }), { signal }).catch(() => {})
+        this.fail(connection, 'its proof matches none of our mesh keys (wrong mesh key?)')
+        return
+      }
+      this.succeed(connection)
+      await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: '', ok: true }), { signal })
+      await stream.close().catch(() => {})
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`)
+    }
+  }
+}

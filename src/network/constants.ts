@@ -1,0 +1,29 @@
+/** Protocol ids are `/${PREFIX}/${name}/${version}`; bump the version on any incompatible change. */
+export const PROTOCOL_PREFIX = 'syncmesh'
+export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
+export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/1.0.0`
+export const SYNC_PROTOCOL_VERSION = 1
+
+/** A connection that has not proved the mesh key by then is closed. */
+export const AUTH_TIMEOUT_MS = 1000
+/** Auth messages are tiny. */
+export const AUTH_MAX_MESSAGE = 1024
+/** A peer that failed authentication is refused for this long. */
+export const AUTH_BAN_MS = 30_000
+
+/** Largest sync frame accepted; larger frames abort the stream. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024
+/** A batch is cut at this many entries or bytes, whichever comes first. */
+export const BATCH_MAX_ENTRIES = 512
+export const BATCH_MAX_BYTES = 512 * 1024
+/** Batches a receiver accepts in flight (credit); bounds its read buffer to ~credit × batch bytes. */
+export const INITIAL_CREDIT = 6
+/** Each side restates its version vector this often (anti-entropy and keep-alive). */
+export const ANTI_ENTROPY_INTERVAL_MS = 15_000
+/** Max sync streams a peer may open per connection. */
+export const MAX_SYNC_STREAMS = 2
+
+/** Redial backoff for known peers. */
+export const REDIAL_MIN_MS = 500
+export const REDIAL_MAX_MS = 60_000
+export const DIAL_TIMEOUT_MS = 5_000

@@ -1,0 +1,229 @@
+/**
+ * Known peers: those an operator added (persisted, redialled at start and
+ * after every disconnect, with exponential backoff) and bootstrap addresses;
+ * plus per-peer counters for status.
+ */
+import type { Connection } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import { InvalidInputError, SyncmeshError } from '../errors.js'
+import type { PeerInfo } from '../node/types.js'
+import type { Store } from '../store/db.js'
+import { decodeJson, encodeJson } from '../store/db.js'
+import { keys, prefixRange } from '../store/keys.js'
+import { DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import type { Host } from './libp2p.js'
+import type { PeerCounters } from './sync/session.js'
+
+interface PersistedPeer {
+  peerId: string
+  addrs: string[]
+  addedAt: string
+  lastSeen?: string
+}
+
+interface PeerState extends PeerCounters {
+  peerId: string
+  addrs: string[]
+  persisted: boolean
+  lastSeen?: string
+  lastError?: string
+  nextDial: number
+  backoff: number
+  dialing: boolean
+}
+
+export function parseMultiaddr (text: string): Multiaddr {
+  try {
+    return multiaddr(text)
+  } catch (err) {
+    throw new InvalidInputError(`"${text}" is not a multiaddr (${(err as Error).message}); expected e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…`, 'INVALID_MULTIADDR')
+  }
+}
+
+function peerIdOf (ma: Multiaddr): string | undefined {
+  const p2p = ma.getComponents().findLast(c => c.name === 'p2p')
+  return p2p?.value
+}
+
+export class PeerManager {
+  private readonly host: Host
+  private readonly store: Store
+  private readonly log: Logger
+  private readonly peers = new Map<string, PeerState>()
+  private readonly bootstrap: Array<{ addr: string, nextDial: number, backoff: number, dialing: boolean }>
+  private timer?: ReturnType<typeof setInterval>
+  private readonly isAuthenticated: (c: Connection) => boolean
+
+  constructor (host: Host, store: Store, init: { logger: Logger, bootstrap?: string[], isAuthenticated: (c: Connection) => boolean }) {
+    this.host = host
+    this.store = store
+    this.log = init.logger
+    this.isAuthenticated = init.isAuthenticated
+    this.bootstrap = (init.bootstrap ?? []).map(addr => {
+      parseMultiaddr(addr)
+      return { addr, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false }
+    })
+  }
+
+  async load (): Promise<void> {
+    for await (const value of this.store.db.values(prefixRange(keys.peerPrefix()))) {
+      const p = decodeJson<PersistedPeer>(value)
+      const s = this.state(p.peerId)
+      s.addrs = p.addrs
+      s.persisted = true
+      if (p.lastSeen !== undefined) s.lastSeen = p.lastSeen
+    }
+  }
+
+  start (): void {
+    this.timer = setInterval(() => this.tick(), 250)
+    this.timer.unref()
+    this.tick()
+  }
+
+  stop (): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+  }
+
+  counters (peer: string): PeerCounters {
+    return this.state(peer)
+  }
+
+  private state (peer: string): PeerState {
+    let s = this.peers.get(peer)
+    if (s === undefined) {
+      s = { peerId: peer, addrs: [], persisted: false, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false, entriesSent: 0, entriesReceived: 0, bytesSent: 0, bytesReceived: 0 }
+      this.peers.set(peer, s)
+    }
+    return s
+  }
+
+  /** A connection to `peer` passed authentication. */
+  authenticated (connection: Connection): void {
+    const s = this.state(connection.remotePeer.toString())
+    s.lastSeen = new Date().toISOString()
+    s.backoff = REDIAL_MIN_MS
+    s.lastError = undefined
+    const addr = connection.remoteAddr.toString()
+    if (connection.direction === 'outbound' && s.addrs.length === 0) s.addrs = [addr]
+    if (s.persisted) this.persist(s).catch(() => {})
+  }
+
+  rejected (peer: string, reason: string): void {
+    const s = this.state(peer)
+    s.lastError = reason
+    s.nextDial = Date.now() + (s.backoff = Math.min(s.backoff * 4, REDIAL_MAX_MS))
+  }
+
+  private async persist (s: PeerState): Promise<void> {
+    const p: PersistedPeer = { peerId: s.peerId, addrs: s.addrs, addedAt: new Date().toISOString() }
+    if (s.lastSeen !== undefined) p.lastSeen = s.lastSeen
+    await this.store.db.put(keys.peer(s.peerId), encodeJson(p))
+  }
+
+  /** Dial now and keep the peer. A multiaddr without /p2p/ must be reachable now, to learn the peer id. */
+  async add (text: string): Promise<PeerInfo> {
+    const ma = parseMultiaddr(text)
+    let peer = peerIdOf(ma)
+    let dialError: string | undefined
+    try {
+      const conn = await this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      peer = conn.remotePeer.toString()
+    } catch (err) {
+      dialError = (err as Error).message
+      if (peer === undefined) {
+        throw new SyncmeshError('PEER_UNREACHABLE', `cannot reach ${text} (${dialError}); check the address, or add it with its /p2p/PEER_ID suffix to keep retrying in the background`, 502)
+      }
+    }
+    if (peer === this.host.peerId.toString()) throw new InvalidInputError('that multiaddr is this node itself', 'INVALID_MULTIADDR')
+    const s = this.state(peer as string)
+    const withP2p = peerIdOf(ma) === undefined ? ma.encapsulate(`/p2p/${peer as string}`).toString() : ma.toString()
+    s.addrs = [withP2p, ...s.addrs.filter(a => a !== withP2p)].slice(0, 8)
+    s.persisted = true
+    if (dialError !== undefined) s.lastError = dialError
+    await this.persist(s)
+    return this.info(s)
+  }
+
+  async remove (peer: string): Promise<boolean> {
+    const s = this.peers.get(peer)
+    const known = s?.persisted === true
+    if (s !== undefined) s.persisted = false
+    await this.store.db.del(keys.peer(peer))
+    await this.host.hangUp(this.peerIdObject(peer)).catch(() => {})
+    return known
+  }
+
+  private peerIdObject (peer: string): Parameters<Host['hangUp']>[0] {
+    for (const c of this.host.getConnections()) if (c.remotePeer.toString() === peer) return c.remotePeer
+    return multiaddr(`/p2p/${peer}`)
+  }
+
+  list (): PeerInfo[] {
+    const seen = new Set<string>()
+    const out: PeerInfo[] = []
+    for (const c of this.host.getConnections()) seen.add(c.remotePeer.toString())
+    for (const s of this.peers.values()) {
+      if (s.persisted || seen.has(s.peerId)) out.push(this.info(s))
+    }
+    for (const peer of seen) if (!this.peers.has(peer)) out.push(this.info(this.state(peer)))
+    return out.sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+
+  private info (s: PeerState): PeerInfo {
+    const conns = this.host.getConnections().filter(c => c.remotePeer.toString() === s.peerId)
+    const info: PeerInfo = {
+      peerId: s.peerId,
+      addrs: s.addrs.length > 0 ? s.addrs : conns.map(c => c.remoteAddr.toString()),
+      connected: conns.length > 0,
+      authenticated: conns.some(c => this.isAuthenticated(c)),
+      persisted: s.persisted,
+      entriesSent: s.entriesSent,
+      entriesReceived: s.entriesReceived,
+      bytesSent: s.bytesSent,
+      bytesReceived: s.bytesReceived
+    }
+    if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
+    if (s.lastError !== undefined) info.lastError = s.lastError
+    return info
+  }
+
+  private connectedTo (peer: string): boolean {
+    return this.host.getConnections().some(c => c.remotePeer.toString() === peer)
+  }
+
+  private tick (): void {
+    const now = Date.now()
+    for (const s of this.peers.values()) {
+      if (!s.persisted || s.dialing || now < s.nextDial || s.addrs.length === 0 || this.connectedTo(s.peerId)) continue
+      s.dialing = true
+      this.host.dial(s.addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+        .then(() => { s.lastError = undefined })
+        .catch((err: Error) => {
+          s.lastError = err.message
+          s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
+          this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
+        })
+        .finally(() => {
+          s.dialing = false
+          s.nextDial = Date.now() + s.backoff
+        })
+    }
+    for (const b of this.bootstrap) {
+      if (b.dialing || now < b.nextDial) continue
+      const peer = peerIdOf(multiaddr(b.addr))
+      if (peer !== undefined && this.connectedTo(peer)) continue
+      b.dialing = true
+      this.host.dial(multiaddr(b.addr), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+        .then(() => { b.backoff = REDIAL_MIN_MS })
+        .catch(() => { b.backoff = Math.min(b.backoff * 2, REDIAL_MAX_MS) })
+        .finally(() => {
+          b.dialing = false
+          // bootstrap addresses without /p2p/ cannot be checked for an open connection: re-check slowly
+          b.nextDial = Date.now() + (peer === undefined ? Math.max(b.backoff, 30_000) : b.backoff)
+        })
+    }
+  }
+}

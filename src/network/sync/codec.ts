@@ -1,0 +1,154 @@
+/**
+ * The sync protocol's frames (protocols/sync/): conversion between the wire
+ * (protobuf `Frame`) and domain messages, with every field validated on the
+ * way in. Nothing outside src/network sees a protobuf object.
+ */
+import { ProtocolError } from '../../errors.js'
+import { fromPbEntry } from '../../log/entry.js'
+import type { LogEntry } from '../../log/entry.js'
+import { VersionVector } from '../../log/vector.js'
+import { utf8 } from '../../store/db.js'
+import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
+import { frame, varintLength, writeVarint } from '../frames.js'
+import { Frame, Op } from './pb/sync.js'
+
+export type SyncMessage =
+  | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
+  | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[] }
+  | { type: 'credit', batches: number }
+  | { type: 'vector', vector: VersionVector }
+
+export const MAX_VECTOR_ORIGINS = 100_000
+export const MAX_BATCH_ENTRIES = 10_000
+export const MAX_CREDIT = 1024
+
+// base58btc peer ids (Ed25519 "12D3KooW…", RSA "Qm…") or CIDv1 base32 ("bafz…")
+const PEER_ID_PATTERN = /^(?:[1-9A-HJ-NP-Za-km-z]{40,128}|b[a-z2-7]{40,128})$/
+
+export function isValidOrigin (origin: string): boolean {
+  return PEER_ID_PATTERN.test(origin)
+}
+
+function checkSeq (n: number, what: string): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new ProtocolError(`${what} is not a valid sequence number`, 'FRAME_INVALID')
+  return n
+}
+
+function decodeVector (entries: Array<{ origin: string, seq: number }>): VersionVector {
+  if (entries.length > MAX_VECTOR_ORIGINS) throw new ProtocolError(`version vector names ${entries.length} origins (limit ${MAX_VECTOR_ORIGINS})`, 'FRAME_INVALID')
+  const v = new VersionVector()
+  for (const e of entries) {
+    if (!isValidOrigin(e.origin)) throw new ProtocolError('version vector names an invalid origin', 'FRAME_INVALID')
+    v.advance(e.origin, checkSeq(e.seq, 'version vector seq'))
+  }
+  return v
+}
+
+function isJsonObject (bytes: Uint8Array): boolean {
+  try {
+    const v: unknown = JSON.parse(utf8.decode(bytes))
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+  } catch {
+    return false
+  }
+}
+
+/** Decode and validate one frame; throws ProtocolError when anything is off. */
+export function decodeFrame (bytes: Uint8Array): SyncMessage {
+  let f: Frame
+  try {
+    f = Frame.decode(bytes)
+  } catch (err) {
+    throw new ProtocolError(`undecodable frame: ${(err as Error).message}`, 'FRAME_INVALID')
+  }
+  const set = (f.hello !== undefined ? 1 : 0) + (f.batch !== undefined ? 1 : 0) + (f.credit !== undefined ? 1 : 0) + (f.vector !== undefined ? 1 : 0)
+  if (set !== 1) throw new ProtocolError(`a frame must carry exactly one message, this one carries ${set}`, 'FRAME_INVALID')
+  if (f.hello !== undefined) {
+    const h = f.hello
+    if (h.credit > MAX_CREDIT) throw new ProtocolError(`hello grants ${h.credit} credit (limit ${MAX_CREDIT})`, 'FRAME_INVALID')
+    return { type: 'hello', protocolVersion: h.protocolVersion, name: h.name.slice(0, 64), vector: decodeVector(h.vector), credit: h.credit }
+  }
+  if (f.credit !== undefined) {
+    if (f.credit.batches === 0 || f.credit.batches > MAX_CREDIT) throw new ProtocolError(`credit of ${f.credit.batches} batches is out of range`, 'FRAME_INVALID')
+    return { type: 'credit', batches: f.credit.batches }
+  }
+  if (f.vector !== undefined) return { type: 'vector', vector: decodeVector(f.vector.vector) }
+  const b = f.batch as NonNullable<Frame['batch']>
+  if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
+  const fromSeq = checkSeq(b.fromSeq, 'batch from_seq')
+  const toSeq = checkSeq(b.toSeq, 'batch to_seq')
+  if (toSeq <= fromSeq) throw new ProtocolError(`batch range (${fromSeq}, ${toSeq}] is empty or reversed`, 'FRAME_INVALID')
+  if (b.entries.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.entries.length} entries (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
+  const entries: LogEntry[] = new Array(b.entries.length)
+  let prev = fromSeq
+  for (let i = 0; i < b.entries.length; i++) {
+    const pb = b.entries[i]
+    if (!Number.isSafeInteger(pb.seq) || pb.seq <= prev || pb.seq > toSeq) throw new ProtocolError(`batch entry seq ${pb.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
+    prev = pb.seq
+    if (!Number.isSafeInteger(pb.hlcWall) || pb.hlcWall <= 0) throw new ProtocolError(`entry ${pb.seq} has an invalid clock`, 'FRAME_INVALID')
+    if (!(isValidCollection(pb.collection) || isRegistryCollection(pb.collection))) throw new ProtocolError(`entry ${pb.seq} has an invalid collection name`, 'FRAME_INVALID')
+    if (!isValidId(pb.id)) throw new ProtocolError(`entry ${pb.seq} has an invalid record id`, 'FRAME_INVALID')
+    if (pb.op === Op.PUT) {
+      if (!isJsonObject(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
+    } else if (pb.op === Op.DEL) {
+      if (pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
+    } else {
+      throw new ProtocolError(`entry ${pb.seq} has an unknown op`, 'FRAME_INVALID')
+    }
+    entries[i] = fromPbEntry(b.origin, pb)
+  }
+  return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries }
+}
+
+function vectorToWire (v: VersionVector): Array<{ origin: string, seq: number }> {
+  return v.entries()
+}
+
+export function encodeHello (name: string, vector: VersionVector, credit: number, protocolVersion: number): Uint8Array {
+  return frame(Frame.encode({ hello: { protocolVersion, name, vector: vectorToWire(vector), credit } }))
+}
+
+export function encodeCredit (batches: number): Uint8Array {
+  return frame(Frame.encode({ credit: { batches } }))
+}
+
+export function encodeVector (vector: VersionVector): Uint8Array {
+  return frame(Frame.encode({ vector: { vector: vectorToWire(vector) } }))
+}
+
+/**
+ * A length-prefixed Batch frame built directly from stored entry bytes (which
+ * are protobuf `Entry` messages), without decoding and re-encoding them.
+ * Byte-for-byte what Frame.encode({ batch }) produces.
+ */
+export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number, rawEntries: Uint8Array[]): Uint8Array {
+  const originBytes = utf8.encode(origin)
+  let batchLen = 1 + varintLength(originBytes.byteLength) + originBytes.byteLength
+  if (fromSeq !== 0) batchLen += 1 + varintLength(fromSeq)
+  if (toSeq !== 0) batchLen += 1 + varintLength(toSeq)
+  for (const e of rawEntries) batchLen += 1 + varintLength(e.byteLength) + e.byteLength
+  const frameLen = 1 + varintLength(batchLen) + batchLen
+  const out = new Uint8Array(varintLength(frameLen) + frameLen)
+  let o = writeVarint(out, 0, frameLen)
+  out[o++] = 0x12 // Frame.batch, length-delimited
+  o = writeVarint(out, o, batchLen)
+  out[o++] = 0x0a // Batch.origin
+  o = writeVarint(out, o, originBytes.byteLength)
+  out.set(originBytes, o)
+  o += originBytes.byteLength
+  if (fromSeq !== 0) {
+    out[o++] = 0x10 // Batch.from_seq
+    o = writeVarint(out, o, fromSeq)
+  }
+  if (toSeq !== 0) {
+    out[o++] = 0x18 // Batch.to_seq
+    o = writeVarint(out, o, toSeq)
+  }
+  for (const e of rawEntries) {
+    out[o++] = 0x22 // Batch.entries
+    o = writeVarint(out, o, e.byteLength)
+    out.set(e, o)
+    o += e.byteLength
+  }
+  return out
+}

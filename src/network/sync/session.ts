@@ -1,0 +1,223 @@
+/**
+ * One sync session: a long-lived bidirectional stream with one authenticated
+ * peer. Both sides run the same code:
+ *
+ *  - send Hello (our version vector and the credit we grant), then
+ *  - a sender loop: while the peer lacks entries of some origin (our vector
+ *    ahead of what we believe it holds) and it has granted credit, read the
+ *    next run from the log and send it as a Batch. Live changes take the same
+ *    path: a local write or a stored batch wakes every session's sender.
+ *  - a receiver loop: store each Batch through the ingestor (one atomic
+ *    write), then grant one more credit. A Batch that starts beyond what we
+ *    hold is dropped and answered with our Vector so the sender rewinds.
+ *
+ * What the peer holds is tracked per origin, so nothing is echoed back to the
+ * peer it came from, and each entry crosses each link once in the normal case.
+ */
+import type { Stream } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { ProtocolError } from '../../errors.js'
+import type { ChangeLog } from '../../log/changelog.js'
+import type { LogEntry } from '../../log/entry.js'
+import { VersionVector } from '../../log/vector.js'
+import { ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
+import { FramedStream } from '../frames.js'
+import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHello, encodeVector } from './codec.js'
+
+export interface PeerCounters {
+  entriesSent: number
+  entriesReceived: number
+  bytesSent: number
+  bytesReceived: number
+}
+
+export interface SessionDeps {
+  log: ChangeLog
+  localName: string
+  logger: Logger
+  /** Store a received run; undefined means a gap (nothing stored). */
+  ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[]) => Promise<{ stored: number } | undefined>
+  counters: PeerCounters
+}
+
+class Wakeup {
+  private waiter?: () => void
+  private pending = false
+
+  notify (): void {
+    this.pending = true
+    const w = this.waiter
+    this.waiter = undefined
+    w?.()
+  }
+
+  async wait (): Promise<void> {
+    if (this.pending) {
+      this.pending = false
+      return
+    }
+    await new Promise<void>(resolve => { this.waiter = resolve })
+    this.pending = false
+  }
+}
+
+export class SyncSession {
+  readonly peer: string
+  /** Peer id of the side that opened the stream (decides which of two duplicate sessions survives). */
+  readonly initiator: string
+  /** What we believe the peer holds. */
+  readonly theirs = new VersionVector()
+  /** The highest seq per origin the peer has told us it holds. */
+  readonly announced = new VersionVector()
+  remoteName = ''
+  private readonly framed: FramedStream
+  private readonly deps: SessionDeps
+  private readonly wake = new Wakeup()
+  private credit = 0
+  private helloReceived = false
+  private closed = false
+  private readonly gapReported = new Map<string, number>()
+  private timer?: ReturnType<typeof setInterval>
+
+  constructor (stream: Stream, peer: string, initiator: string, deps: SessionDeps) {
+    this.framed = new FramedStream(stream, MAX_FRAME_BYTES)
+    this.peer = peer
+    this.initiator = initiator
+    this.deps = deps
+  }
+
+  get stream (): Stream {
+    return this.framed.stream
+  }
+
+  get isClosed (): boolean {
+    return this.closed
+  }
+
+  /** Something changed locally: the sender may have work. */
+  notify (): void {
+    this.wake.notify()
+  }
+
+  /** Runs until the stream ends; rejects with the reason it ended abnormally. */
+  async run (): Promise<void> {
+    this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, SYNC_PROTOCOL_VERSION))
+    this.timer = setInterval(() => {
+      if (!this.closed) this.framed.sendNow(encodeVector(this.deps.log.vector))
+    }, ANTI_ENTROPY_INTERVAL_MS)
+    this.timer.unref()
+    const sender = this.sendLoop()
+    try {
+      await this.receiveLoop()
+    } finally {
+      this.close()
+      await sender.catch(() => {})
+    }
+  }
+
+  close (err?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.wake.notify()
+    if (err !== undefined) this.stream.abort(err)
+    else this.stream.close().catch(() => this.stream.abort(new Error('sync session closed')))
+  }
+
+  private async receiveLoop (): Promise<void> {
+    for await (const bytes of this.framed.frames()) {
+      if (this.closed) return
+      this.deps.counters.bytesReceived += bytes.byteLength
+      const msg = decodeFrame(bytes)
+      if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
+      switch (msg.type) {
+        case 'hello':
+          if (this.helloReceived) throw new ProtocolError('second hello', 'PROTOCOL_VIOLATION')
+          if (msg.protocolVersion !== SYNC_PROTOCOL_VERSION) throw new ProtocolError(`peer speaks sync protocol version ${msg.protocolVersion}, this node speaks ${SYNC_PROTOCOL_VERSION}; upgrade the older node`, 'PROTOCOL_VERSION')
+          this.helloReceived = true
+          this.remoteName = msg.name
+          this.replaceTheirs(msg.vector)
+          this.credit += msg.credit
+          this.wake.notify()
+          break
+        case 'vector':
+          this.replaceTheirs(msg.vector)
+          this.wake.notify()
+          break
+        case 'credit':
+          this.credit += msg.batches
+          if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
+          this.wake.notify()
+          break
+        case 'batch': {
+          const result = await this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries)
+          if (result === undefined) {
+            // gap: tell the peer what we really hold, once per held seq
+            const held = this.deps.log.vector.get(msg.origin)
+            if (this.gapReported.get(msg.origin) !== held) {
+              this.gapReported.set(msg.origin, held)
+              this.framed.sendNow(encodeVector(this.deps.log.vector))
+            }
+          } else {
+            this.gapReported.delete(msg.origin)
+            this.deps.counters.entriesReceived += result.stored
+            // the peer holds this run: never send it back
+            this.theirs.advance(msg.origin, msg.toSeq)
+            this.announced.advance(msg.origin, msg.toSeq)
+          }
+          if (!this.closed) this.framed.sendNow(encodeCredit(1))
+          break
+        }
+      }
+    }
+  }
+
+  private replaceTheirs (vector: VersionVector): void {
+    for (const origin of [...this.theirs.origins()]) this.theirs.set(origin, vector.get(origin))
+    for (const { origin, seq } of vector.entries()) {
+      this.theirs.set(origin, seq)
+      this.announced.advance(origin, seq)
+    }
+  }
+
+  private nextOrigin (): string | undefined {
+    // round-robin over origins the peer lacks, so one big origin cannot starve the others
+    const missing = this.deps.log.vector.missingFrom(this.theirs)
+    if (missing.length === 0) return undefined
+    missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
+    const i = missing.findIndex(m => m.origin > (this.lastOrigin ?? ''))
+    const pick = missing[i === -1 ? 0 : i].origin
+    this.lastOrigin = pick
+    return pick
+  }
+
+  private lastOrigin?: string
+
+  private async sendLoop (): Promise<void> {
+    while (!this.closed) {
+      if (!this.helloReceived || this.credit <= 0) {
+        await this.wake.wait()
+        continue
+      }
+      const origin = this.nextOrigin()
+      if (origin === undefined) {
+        await this.wake.wait()
+        continue
+      }
+      const from = this.theirs.get(origin)
+      const run = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES)
+      if (run === undefined || this.closed) continue
+      if (this.theirs.get(origin) !== from) continue // the peer's position moved while we read
+      const bytes = encodeBatchFrame(origin, from, run.toSeq, run.entries)
+      this.theirs.advance(origin, run.toSeq)
+      this.credit--
+      this.deps.counters.entriesSent += run.entries.length
+      this.deps.counters.bytesSent += bytes.byteLength
+      try {
+        await this.framed.write(bytes)
+      } catch {
+        return
+      }
+    }
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * `/syncmesh/sync/1.0.0`: one session per authenticated peer. The dialer of
+ * an authenticated connection opens the stream; if two connections to the
+ * same peer both produce a session, both sides keep the one opened by the
+ * smaller peer id, so they agree without talking about it.
+ */
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { AuthenticationError } from '../../errors.js'
+import { MAX_SYNC_STREAMS, SYNC_PROTOCOL } from '../constants.js'
+import { SyncSession } from './session.js'
+import type { PeerCounters, SessionDeps } from './session.js'
+
+export interface SyncServiceInit {
+  logger: Logger
+  isAuthenticated: (connection: Connection) => boolean
+  /** Counters for a peer (created on demand by the peer manager). */
+  counters: (peer: string) => PeerCounters
+  deps: Omit<SessionDeps, 'counters' | 'logger'>
+  onSessionChange?: (peer: string, open: boolean) => void
+}
+
+export class SyncService {
+  private readonly libp2p: Libp2p
+  private readonly init: SyncServiceInit
+  private readonly log: Logger
+  readonly sessions = new Map<string, SyncSession>()
+  private running = false
+
+  constructor (libp2p: Libp2p, init: SyncServiceInit) {
+    this.libp2p = libp2p
+    this.init = init
+    this.log = init.logger
+  }
+
+  async start (): Promise<void> {
+    this.running = true
+    await this.libp2p.handle(SYNC_PROTOCOL, (stream, connection) => {
+      if (!this.init.isAuthenticated(connection)) {
+        this.log.warn({ peer: connection.remotePeer.toString() }, 'refused a sync stream from a peer that has not proved the mesh key')
+        stream.abort(new AuthenticationError('prove the mesh key first'))
+        return
+      }
+      this.attach(stream, connection.remotePeer.toString(), connection.remotePeer.toString())
+    }, { maxInboundStreams: MAX_SYNC_STREAMS, runOnLimitedConnection: false })
+  }
+
+  async stop (): Promise<void> {
+    this.running = false
+    await this.libp2p.unhandle(SYNC_PROTOCOL)
+    for (const s of this.sessions.values()) s.close()
+    this.sessions.clear()
+  }
+
+  /** Called once a connection has passed authentication. */
+  async connected (connection: Connection): Promise<void> {
+    if (!this.running || connection.direction !== 'outbound') return
+    const peer = connection.remotePeer.toString()
+    try {
+      const stream = await connection.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+      this.attach(stream, peer, this.libp2p.peerId.toString())
+    } catch (err) {
+      this.log.warn({ peer, err: (err as Error).message }, `could not open a sync stream to ${peer}`)
+    }
+  }
+
+  /** Wake every session's sender (new entries are stored). */
+  notifyAll (): void {
+    for (const s of this.sessions.values()) s.notify()
+  }
+
+  private attach (stream: Stream, peer: string, initiator: string): void {
+    if (!this.running) {
+      stream.abort(new Error('node is stopping'))
+      return
+    }
+    const existing = this.sessions.get(peer)
+    if (existing !== undefined && !existing.isClosed) {
+      if (existing.initiator <= initiator) {
+        stream.abort(new Error('duplicate sync session'))
+        return
+      }
+      existing.close()
+    }
+    const session = new SyncSession(stream, peer, initiator, {
+      ...this.init.deps,
+      logger: this.log,
+      counters: this.init.counters(peer)
+    })
+    this.sessions.set(peer, session)
+    this.init.onSessionChange?.(peer, true)
+    session.run().catch((err: Error) => {
+      const level = err.name === 'ProtocolError' ? 'warn' : 'debug'
+      this.log[level]({ peer, err: err.message }, `sync session with ${peer} ended: ${err.message}`)
+      session.close(err)
+    }).finally(() => {
+      if (this.sessions.get(peer) === session) {
+        this.sessions.delete(peer)
+        this.init.onSessionChange?.(peer, false)
+      }
+    })
+  }
+}

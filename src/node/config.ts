@@ -1,0 +1,170 @@
+/**
+ * The node's data directory: identity, config file and mesh key.
+ *
+ *   DIR/config.json    name, region and network settings (validated at start)
+ *   DIR/identity.key   Ed25519 private key (libp2p protobuf encoding), mode 0600
+ *   DIR/mesh.key       optional mesh key, read when neither --key nor $SYNCMESH_KEY is given
+ *   DIR/db/            LevelDB: logs, records, registry, peers
+ *   DIR/api.json       {"url","token"} of the running node, mode 0600
+ */
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, writeFile, stat, open } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { z } from 'zod'
+import { ConfigError, ConflictError, InvalidInputError } from '../errors.js'
+import { MIN_MESH_KEY_LENGTH } from './constants.js'
+
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+export const configSchema = z.object({
+  version: z.literal(1),
+  name: z.string().regex(NAME_PATTERN, 'a platform name: letters, digits, "_", "." or "-", at most 64 characters'),
+  region: z.string().regex(NAME_PATTERN).optional(),
+  listen: z.array(z.string()).optional(),
+  announce: z.array(z.string()).optional(),
+  bootstrap: z.array(z.string()).optional(),
+  api: z.string().optional()
+}).strict()
+
+export type NodeConfig = z.infer<typeof configSchema>
+
+export const CONFIG_FILE = 'config.json'
+export const IDENTITY_FILE = 'identity.key'
+export const MESH_KEY_FILE = 'mesh.key'
+export const API_FILE = 'api.json'
+export const DB_DIR = 'db'
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export interface InitResult {
+  peerId: string
+  name: string
+  region?: string
+  data: string
+}
+
+/** Create a new node directory. Refuses a directory that already holds a node. */
+export async function initDataDir (options: { data: string, name: string, region?: string }): Promise<InitResult> {
+  const { data, name, region } = options
+  if (!NAME_PATTERN.test(name)) {
+    throw new InvalidInputError(`invalid node name "${name}": use letters, digits, "_", "." or "-" (at most 64 characters)`, 'INVALID_NAME')
+  }
+  if (region != null && !NAME_PATTERN.test(region)) {
+    throw new InvalidInputError(`invalid region "${region}": use letters, digits, "_", "." or "-" (at most 64 characters)`, 'INVALID_NAME')
+  }
+  if (await exists(join(data, CONFIG_FILE)) || await exists(join(data, IDENTITY_FILE))) {
+    throw new ConflictError(`${data} already holds a syncmesh node; use it with "syncmesh start --data ${data}" or choose another directory`, 'NODE_EXISTS')
+  }
+  await mkdir(data, { recursive: true, mode: 0o700 })
+  const key = await generateKeyPair('Ed25519')
+  // 'wx': fail rather than overwrite if another init raced us
+  const fh = await open(join(data, IDENTITY_FILE), 'wx', 0o600)
+  try {
+    await fh.writeFile(privateKeyToProtobuf(key))
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  const config: NodeConfig = { version: 1, name, ...(region != null ? { region } : {}) }
+  await writeFile(join(data, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600, flag: 'wx' })
+  return { peerId: peerIdFromPrivateKey(key).toString(), name, ...(region != null ? { region } : {}), data }
+}
+
+export async function loadConfig (data: string): Promise<NodeConfig> {
+  const path = join(data, CONFIG_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    throw new ConfigError(`no syncmesh node in ${data} (${CONFIG_FILE} missing); create one with "syncmesh init --data ${data} --name NAME"`, 'NODE_NOT_FOUND')
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`${path} is not valid JSON (${(err as Error).message}); fix or restore it`)
+  }
+  const parsed = configSchema.safeParse(raw)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new ConfigError(`${path}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}; fix the file`)
+  }
+  return parsed.data
+}
+
+export async function loadIdentity (data: string): Promise<PrivateKey> {
+  const path = join(data, IDENTITY_FILE)
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(path)
+  } catch {
+    throw new ConfigError(`no identity in ${data} (${IDENTITY_FILE} missing); create the node with "syncmesh init --data ${data} --name NAME"`, 'NODE_NOT_FOUND')
+  }
+  try {
+    return privateKeyFromProtobuf(bytes)
+  } catch (err) {
+    throw new ConfigError(`${path} is not a valid identity key (${(err as Error).message}); restore it from a backup`)
+  }
+}
+
+/** A new random mesh key: 32 bytes of entropy, hex. */
+export function generateMeshKey (): string {
+  return randomBytes(32).toString('hex')
+}
+
+export function validateMeshKey (key: string): string {
+  const trimmed = key.trim()
+  if (trimmed.length < MIN_MESH_KEY_LENGTH) {
+    throw new ConfigError(`the mesh key is too short (${trimmed.length} characters, at least ${MIN_MESH_KEY_LENGTH} needed); generate one with "syncmesh key gen"`, 'KEY_TOO_SHORT')
+  }
+  return trimmed
+}
+
+/** --key, else $SYNCMESH_KEY, else DIR/mesh.key. */
+export async function resolveMeshKey (options: { flag?: string, env?: string, data: string }): Promise<string> {
+  if (options.flag != null && options.flag !== '') return validateMeshKey(options.flag)
+  if (options.env != null && options.env !== '') return validateMeshKey(options.env)
+  const path = join(options.data, MESH_KEY_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    throw new ConfigError(`no mesh key: pass --key, set SYNCMESH_KEY, or write it to ${path} (generate one with "syncmesh key gen")`, 'KEY_MISSING')
+  }
+  return validateMeshKey(text)
+}
+
+export interface ApiFile {
+  url: string
+  token: string
+}
+
+export async function writeApiFile (data: string, api: ApiFile): Promise<void> {
+  const path = join(data, API_FILE)
+  await writeFile(path, JSON.stringify(api) + '\n', { mode: 0o600 })
+  // writeFile's mode only applies on creation
+  await chmod(path, 0o600)
+}
+
+export async function readApiFile (data: string): Promise<ApiFile> {
+  const path = join(data, API_FILE)
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'))
+  } catch {
+    throw new ConfigError(`cannot read ${path}: is the node running? Start it with "syncmesh start --data ${data}", or pass --api URL --token TOKEN`, 'NODE_NOT_RUNNING')
+  }
+  const parsed = z.object({ url: z.string(), token: z.string() }).safeParse(raw)
+  if (!parsed.success) throw new ConfigError(`${path} is malformed; restart the node to rewrite it`, 'NODE_NOT_RUNNING')
+  return parsed.data
+}

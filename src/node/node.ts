@@ -1,0 +1,446 @@
+/**
+ * A syncmesh node: wires the store, the logs, the registry, the rule engine
+ * and the network together, and exposes the records/peers/registry API.
+ */
+import '../polyfill.js'
+import { randomBytes } from 'node:crypto'
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Connection } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { pino } from 'pino'
+import type { Logger } from 'pino'
+import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../errors.js'
+import { ChangeLog } from '../log/changelog.js'
+import { MeshAuth } from '../network/auth/auth.js'
+import { createHost } from '../network/libp2p.js'
+import type { Host } from '../network/libp2p.js'
+import { PeerManager } from '../network/peers.js'
+import { SyncService } from '../network/sync/sync.js'
+import { parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
+import { compileRule } from '../rules/engine.js'
+import type { CompiledRule } from '../rules/engine.js'
+import { RuleSet } from '../rules/ruleset.js'
+import { Store, encodeJson } from '../store/db.js'
+import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
+import { decodeRecord, toStoredRecord } from '../store/records.js'
+import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMeshKey } from './config.js'
+import type { NodeConfig } from './config.js'
+import { DEFAULT_LISTEN } from './constants.js'
+import { Ingestor } from './ingest.js'
+import type { IngestResult, LocalOp } from './ingest.js'
+import type {
+  ChangeEvent, ImportLine, JsonObject, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
+  RegistryApi, Rule, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
+} from './types.js'
+
+/** Largest record value accepted, serialized. */
+export const MAX_VALUE_BYTES = 1024 * 1024
+const IMPORT_BATCH = 1000
+const DEFAULT_PAGE = 100
+const MAX_PAGE = 1000
+
+function checkValue (value: unknown): JsonObject {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidInputError('a record value must be a JSON object, e.g. {"title":"hello"}', 'INVALID_VALUE')
+  }
+  const size = Buffer.byteLength(JSON.stringify(value))
+  if (size > MAX_VALUE_BYTES) {
+    throw new InvalidInputError(`the record value is ${size} bytes; the limit is ${MAX_VALUE_BYTES} bytes`, 'VALUE_TOO_LARGE')
+  }
+  return value as JsonObject
+}
+
+export class SyncNode extends EventTarget implements SyncNodeApi {
+  readonly records: RecordsApi
+  readonly peers: PeersApi
+  readonly registry: RegistryApi
+  private readonly options: SyncNodeOptions
+  private readonly log: Logger
+  private config!: NodeConfig
+  private store!: Store
+  private changelog!: ChangeLog
+  private registryView!: Registry
+  private ruleSet!: RuleSet
+  private ingestor!: Ingestor
+  private host!: Host
+  private auth!: MeshAuth
+  private sync!: SyncService
+  private peerManager!: PeerManager
+  private self = ''
+  private running = false
+  private startedAt = ''
+  private readonly backfills = new Map<string, Promise<void>>()
+
+  constructor (options: SyncNodeOptions) {
+    super()
+    this.options = { ...options, key: validateMeshKey(options.key) }
+    this.log = options.logger ?? pino({ level: 'silent' })
+    this.records = {
+      put: async (c, id, v) => await this.put(c, id, v),
+      get: async (c, id) => await this.get(c, id),
+      delete: async (c, id) => await this.del(c, id),
+      list: async (c, o) => await this.list(c, o),
+      import: async (c, lines, onProgress) => await this.importLines(c, lines, onProgress)
+    }
+    this.peers = {
+      add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
+      list: async () => { this.assertRunning(); return this.peerManager.list() },
+      remove: async (peer) => { this.assertRunning(); return await this.peerManager.remove(peer) }
+    }
+    this.registry = {
+      platforms: () => { this.assertRunning(); return this.registryView.platforms() },
+      addPlatform: async (p) => await this.addPlatform(p),
+      removePlatform: async (name) => await this.removeRegistryRecord(PLATFORMS_COLLECTION, name, () => this.registryView.platform(name) !== undefined),
+      rules: () => { this.assertRunning(); return this.registryView.rules() },
+      addRule: async (spec) => await this.addRule(spec),
+      removeRule: async (id) => await this.removeRegistryRecord(RULES_COLLECTION, id, () => this.registryView.rule(id) !== undefined)
+    }
+  }
+
+  get peerId (): string {
+    return this.self
+  }
+
+  get name (): string {
+    return this.config?.name ?? this.options.name ?? ''
+  }
+
+  get region (): string | undefined {
+    return this.config?.region ?? this.options.region
+  }
+
+  getMultiaddrs (): string[] {
+    return this.running ? this.host.getMultiaddrs().map(m => m.toString()) : []
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    const dir = this.options.dataDir
+    const hasNode = await stat(join(dir, CONFIG_FILE)).then(() => true, () => false)
+    if (!hasNode) {
+      if (this.options.name === undefined) throw new ConfigError(`no syncmesh node in ${dir}; pass a name to create one, or run "syncmesh init --data ${dir} --name NAME"`, 'NODE_NOT_FOUND')
+      await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
+    }
+    this.config = await loadConfig(dir)
+    if (this.options.name !== undefined && this.options.name !== this.config.name) {
+      throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
+    }
+    const privateKey = await loadIdentity(dir)
+    this.self = peerIdFromPrivateKey(privateKey).toString()
+
+    this.store = new Store(join(dir, DB_DIR))
+    await this.store.open()
+    try {
+      this.changelog = new ChangeLog(this.store)
+      await this.changelog.load()
+      this.registryView = new Registry()
+      await this.registryView.load(this.store)
+      this.ruleSet = new RuleSet()
+      this.ruleSet.rebuild(this.registryView, this.config.name)
+      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self })
+      await this.ingestor.load()
+
+      this.host = await createHost({
+        privateKey,
+        listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
+        announce: this.options.announce ?? this.config.announce,
+        mdns: this.options.mdns,
+        isDenied: (peer) => this.auth?.isBanned(peer) ?? false
+      })
+      this.auth = new MeshAuth(this.host, {
+        keys: [this.options.key],
+        logger: this.log.child({ component: 'auth' }),
+        onAuthenticated: (c) => this.onAuthenticated(c),
+        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason)
+      })
+      this.sync = new SyncService(this.host, {
+        logger: this.log.child({ component: 'sync' }),
+        isAuthenticated: (c) => this.auth.isAuthenticated(c),
+        counters: (peer) => this.peerManager.counters(peer),
+        deps: {
+          log: this.changelog,
+          localName: this.config.name,
+          ingest: async (origin, from, to, entries) => {
+            const result = await this.ingestor.ingest(origin, from, to, entries)
+            if (result !== undefined) this.afterIngest(result)
+            return result
+          }
+        }
+      })
+      this.peerManager = new PeerManager(this.host, this.store, {
+        logger: this.log.child({ component: 'peers' }),
+        bootstrap: this.options.bootstrap ?? this.config.bootstrap ?? [],
+        isAuthenticated: (c) => this.auth.isAuthenticated(c)
+      })
+      await this.peerManager.load()
+      if (this.options.mdns === true) {
+        this.host.addEventListener('peer:discovery', (evt) => {
+          this.host.dial(evt.detail.id).catch(() => {})
+        })
+      }
+      await this.auth.start()
+      await this.sync.start()
+      await this.host.start()
+    } catch (err) {
+      if (this.host !== undefined) await Promise.resolve(this.host.stop()).catch(() => {})
+      await this.store.close().catch(() => {})
+      if ((err as { code?: string }).code === 'EADDRINUSE' || /EADDRINUSE/.test((err as Error).message)) {
+        throw new ConfigError(`cannot listen: ${(err as Error).message}; choose another --listen port`, 'LISTEN_FAILED')
+      }
+      throw err
+    }
+    this.running = true
+    this.startedAt = new Date().toISOString()
+    this.peerManager.start()
+    await this.registerSelf()
+    for (const rule of this.ruleSet.all()) this.scheduleBackfill(rule)
+    this.log.info({ peerId: this.self, name: this.config.name, multiaddrs: this.getMultiaddrs() }, 'node started')
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    this.peerManager.stop()
+    await this.sync.stop()
+    await this.auth.stop()
+    await this.host.stop()
+    await Promise.allSettled([...this.backfills.values()])
+    await this.store.close()
+    this.log.info('node stopped')
+  }
+
+  private assertRunning (): void {
+    if (!this.running) throw new NotRunningError()
+  }
+
+  private onAuthenticated (connection: Connection): void {
+    this.peerManager.authenticated(connection)
+    this.sync.connected(connection).catch(() => {})
+  }
+
+  /** Everything that follows a commit: events, registry view, rules, waking the senders. */
+  private afterIngest (result: IngestResult): void {
+    if (result.registry.length > 0) {
+      for (const r of result.registry) this.registryView.apply(r.collection, r.id, r.value)
+      const changed = this.ruleSet.rebuild(this.registryView, this.config.name)
+      for (const p of this.ruleSet.problems) this.log.debug({ rule: p.ruleId }, p.message)
+      for (const rule of changed) this.scheduleBackfill(rule)
+    }
+    for (const s of result.skipped) this.log.warn({ rule: s.ruleId, id: s.id }, `rule ${s.ruleId} skipped record ${s.id}: ${s.reason}`)
+    for (const change of result.changes) this.dispatchEvent(new CustomEvent<ChangeEvent>('change', { detail: change }))
+    if (result.stored > 0) this.sync?.notifyAll()
+  }
+
+  private scheduleBackfill (rule: CompiledRule): void {
+    const id = rule.rule.id
+    if (this.backfills.has(id)) {
+      // the running one stops when it sees the rule changed; run again after it
+      this.backfills.get(id)?.finally(() => { if (this.running && this.ruleSet.get(id) === rule) this.scheduleBackfill(rule) }).catch(() => {})
+      return
+    }
+    const run = this.ingestor.backfill(rule, (r) => this.afterIngest(r), () => this.running && this.ruleSet.get(id) === rule)
+      .then(async () => {
+        if (await this.ingestor.backfillDone(id)) {
+          this.log.info({ rule: id, applied: this.ingestor.applied(id) }, `rule ${id} backfill finished`)
+          this.dispatchEvent(new CustomEvent('backfill', { detail: { ruleId: id } }))
+        }
+      })
+      .catch((err: Error) => { this.log.error({ rule: id, err: err.message }, `rule ${id} backfill failed; it resumes at the next start`) })
+      .finally(() => { this.backfills.delete(id) })
+    this.backfills.set(id, run)
+  }
+
+  private async writeLocal (ops: LocalOp[]): Promise<IngestResult> {
+    this.assertRunning()
+    const { result } = await this.ingestor.writeLocal(ops)
+    this.afterIngest(result)
+    return result
+  }
+
+  /** Publish this node in the registry when its entry is missing or stale. */
+  private async registerSelf (): Promise<void> {
+    const addrs = (this.options.announce ?? this.config.announce ?? this.host.getMultiaddrs().map(m => m.decapsulate('/p2p').toString()))
+    const me: Platform = { name: this.config.name, peerId: this.self, addrs }
+    if (this.config.region !== undefined) me.region = this.config.region
+    const current = this.registryView.platform(me.name)
+    if (current !== undefined && current.peerId !== this.self) {
+      this.log.warn({ name: me.name, other: current.peerId }, `platform name "${me.name}" is registered to another peer (${current.peerId}); this node takes it over: give each node a unique name`)
+    }
+    if (current !== undefined && JSON.stringify(current) === JSON.stringify({ ...me, ...(current.tags !== undefined ? { tags: current.tags } : {}) })) return
+    await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: me.name, op: 'put', value: me as unknown as JsonObject }])
+  }
+
+  // ---- records -----------------------------------------------------------
+
+  private async put (collection: string, id: string, value: unknown): Promise<StoredRecord> {
+    checkCollection(collection)
+    checkId(id)
+    const v = checkValue(value)
+    const result = await this.writeLocal([{ collection, id, op: 'put', value: v }])
+    const stored = await this.get(collection, id)
+    if (stored === undefined) {
+      // a newer write (e.g. from a clock-skewed peer) already holds this record
+      const c = result.changes[0]
+      return { collection, id, value: v, version: c?.version ?? { hlc: '0.0', origin: this.self, seq: 0 } }
+    }
+    return stored
+  }
+
+  private async get (collection: string, id: string): Promise<StoredRecord | undefined> {
+    this.assertRunning()
+    checkCollection(collection)
+    checkId(id)
+    const bytes = await this.store.db.get(keys.record(collection, id))
+    return bytes === undefined ? undefined : toStoredRecord(collection, id, decodeRecord(bytes))
+  }
+
+  private async del (collection: string, id: string): Promise<boolean> {
+    const existing = await this.get(collection, id)
+    if (existing === undefined) return false
+    await this.writeLocal([{ collection, id, op: 'del' }])
+    return true
+  }
+
+  private async list (collection: string, options: { after?: string, limit?: number } = {}): Promise<RecordPage> {
+    this.assertRunning()
+    checkCollection(collection)
+    const limit = options.limit ?? DEFAULT_PAGE
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InvalidInputError(`limit must be an integer from 1 to ${MAX_PAGE}`, 'INVALID_LIMIT')
+    const prefix = keys.recordPrefix(collection)
+    const range = prefixRange(prefix)
+    const records: StoredRecord[] = []
+    let more = false
+    for await (const [key, value] of this.store.db.iterator({ ...(options.after !== undefined ? { gt: prefix + options.after } : { gte: range.gte }), lt: range.lt })) {
+      const rec = toStoredRecord(collection, keySuffix(key, prefix), decodeRecord(value))
+      if (rec === undefined) continue
+      if (records.length === limit) {
+        more = true
+        break
+      }
+      records.push(rec)
+    }
+    const page: RecordPage = { records }
+    if (more) page.next = records[records.length - 1].id
+    return page
+  }
+
+  private async importLines (collection: string, lines: AsyncIterable<ImportLine> | Iterable<ImportLine>, onProgress?: (n: number) => void): Promise<{ imported: number }> {
+    this.assertRunning()
+    checkCollection(collection)
+    let imported = 0
+    let batch: LocalOp[] = []
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return
+      await this.writeLocal(batch)
+      imported += batch.length
+      batch = []
+      onProgress?.(imported)
+    }
+    let n = 0
+    for await (const line of lines) {
+      n++
+      if (typeof line !== 'object' || line === null || typeof line.id !== 'string') {
+        throw new InvalidInputError(`import line ${n}: expected {"id": "...", "value": {...}}; ${imported} records before it were imported`, 'INVALID_NDJSON')
+      }
+      try {
+        checkId(line.id)
+        batch.push({ collection, id: line.id, op: 'put', value: checkValue(line.value) })
+      } catch (err) {
+        throw new InvalidInputError(`import line ${n}: ${(err as Error).message}; ${imported} records before it were imported`, 'INVALID_NDJSON')
+      }
+      if (batch.length >= IMPORT_BATCH) await flush()
+    }
+    await flush()
+    return { imported }
+  }
+
+  // ---- registry ----------------------------------------------------------
+
+  private async addPlatform (input: Platform): Promise<Platform> {
+    this.assertRunning()
+    const p = validatePlatform(input)
+    await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: p.name, op: 'put', value: p as unknown as JsonObject }])
+    return p
+  }
+
+  private async addRule (input: RuleSpec): Promise<Rule> {
+    this.assertRunning()
+    const spec = parseRuleSpec(input)
+    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? 'merge', createdAt: new Date().toISOString() }
+    // reject what the target could not compile, before it is replicated anywhere
+    compileRule(rule, this.self)
+    await this.writeLocal([{ collection: RULES_COLLECTION, id: rule.id, op: 'put', value: rule as unknown as JsonObject }])
+    return rule
+  }
+
+  private async removeRegistryRecord (collection: string, id: string, exists: () => boolean): Promise<boolean> {
+    this.assertRunning()
+    if (!exists()) return false
+    await this.writeLocal([{ collection, id, op: 'del' }])
+    return true
+  }
+
+  // ---- status ------------------------------------------------------------
+
+  async status (): Promise<NodeStatus> {
+    this.assertRunning()
+    const announced = new Map<string, number>()
+    let sessionsReady = true
+    const peers: PeerInfo[] = this.peerManager.list()
+    for (const p of peers) {
+      if (!p.authenticated) continue
+      const s = this.sync.sessions.get(p.peerId)
+      if (s === undefined || s.remoteName === '') {
+        sessionsReady = false
+        continue
+      }
+      for (const { origin, seq } of s.announced.entries()) announced.set(origin, Math.max(announced.get(origin) ?? 0, seq))
+    }
+    const origins: OriginStatus[] = []
+    const all = new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])
+    for (const origin of all) {
+      const seq = this.changelog.vector.get(origin)
+      const ann = Math.max(announced.get(origin) ?? 0, seq)
+      const o: OriginStatus = { origin, seq, announced: ann, lag: ann - seq }
+      const platform = this.registryView.platformByPeer(origin)?.name
+      if (platform !== undefined) o.platform = platform
+      origins.push(o)
+    }
+    origins.sort((a, b) => (a.platform ?? a.origin).localeCompare(b.platform ?? b.origin))
+    const rules: RuleStatus[] = []
+    for (const r of this.registryView.rules()) {
+      const local = r.to.platform === this.config.name
+      rules.push({
+        id: r.id,
+        from: `${r.from.platform}:${r.from.collection}`,
+        to: `${r.to.platform}:${r.to.collection}`,
+        mode: r.mode,
+        local,
+        applied: this.ingestor.applied(r.id),
+        backfilled: local ? await this.ingestor.backfillDone(r.id) : false
+      })
+    }
+    const status: NodeStatus = {
+      peerId: this.self,
+      name: this.config.name,
+      multiaddrs: this.getMultiaddrs(),
+      startedAt: this.startedAt,
+      peers,
+      origins,
+      rules,
+      caughtUp: sessionsReady && origins.every(o => o.lag === 0)
+    }
+    if (this.config.region !== undefined) status.region = this.config.region
+    return status
+  }
+}
+
+/** Create a node (not started). See SyncNodeOptions. */
+export async function createSyncNode (options: SyncNodeOptions): Promise<SyncNode> {
+  if (options.dataDir === undefined || options.dataDir === '') throw new ConfigError('dataDir is required', 'CONFIG_INVALID')
+  return new SyncNode(options)
+}
+
+export { NotFoundError, encodeJson }

@@ -1,0 +1,51 @@
+/**
+ * The LevelDB keyspace. Every key is a UTF-8 string "<tag>\0<part>\0<part>…".
+ * Names and ids never contain control characters (validated at the edges),
+ * so "\0" separates parts and sorts a prefix before any longer name.
+ *
+ *   e  origin seq          → log entry (protobuf Entry, see protocols/sync)
+ *   k  origin coll id      → seq of the newest entry for that record in that origin's log
+ *   v  origin              → highest contiguous seq held (version vector)
+ *   r  coll id             → record (JSON: value or tombstone, version)
+ *   x  rule sourceId       → target id the rule wrote for that source record
+ *   b  rule                → backfill progress of a rule on this node
+ *   a  rule                → number of entries the rule applied on this node
+ *   p  peerId              → persisted peer (JSON)
+ *   m  name                → node metadata (clock)
+ */
+export const SEP = '\x00'
+/** Sorts after SEP: the exclusive upper bound of a prefix ending in SEP. */
+const AFTER_SEP = '\x01'
+
+const SEQ_WIDTH = 13 // hex digits: covers Number.MAX_SAFE_INTEGER
+
+export function seqKeyPart (seq: number): string {
+  return seq.toString(16).padStart(SEQ_WIDTH, '0')
+}
+
+export const keys = {
+  entry: (origin: string, seq: number) => `e${SEP}${origin}${SEP}${seqKeyPart(seq)}`,
+  entryPrefix: (origin: string) => `e${SEP}${origin}${SEP}`,
+  latest: (origin: string, collection: string, id: string) => `k${SEP}${origin}${SEP}${collection}${SEP}${id}`,
+  latestPrefix: (origin: string, collection: string) => `k${SEP}${origin}${SEP}${collection}${SEP}`,
+  vector: (origin: string) => `v${SEP}${origin}`,
+  vectorPrefix: () => `v${SEP}`,
+  record: (collection: string, id: string) => `r${SEP}${collection}${SEP}${id}`,
+  recordPrefix: (collection: string) => `r${SEP}${collection}${SEP}`,
+  targetMap: (ruleId: string, sourceId: string) => `x${SEP}${ruleId}${SEP}${sourceId}`,
+  backfill: (ruleId: string) => `b${SEP}${ruleId}`,
+  applied: (ruleId: string) => `a${SEP}${ruleId}`,
+  peer: (peerId: string) => `p${SEP}${peerId}`,
+  peerPrefix: () => `p${SEP}`,
+  meta: (name: string) => `m${SEP}${name}`
+}
+
+/** Range options covering every key that starts with `prefix` (which ends in SEP). */
+export function prefixRange (prefix: string): { gte: string, lt: string } {
+  return { gte: prefix, lt: prefix.slice(0, -1) + AFTER_SEP }
+}
+
+/** The part of a key after `prefix`. */
+export function keySuffix (key: string, prefix: string): string {
+  return key.slice(prefix.length)
+}

@@ -1,0 +1,40 @@
+/**
+ * Collection names and record ids, validated wherever they enter the node
+ * (API, CLI, wire). Names starting with "$" are reserved for the registry.
+ */
+import { InvalidInputError } from '../errors.js'
+
+export const COLLECTION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+export const MAX_ID_LENGTH = 512
+// no control characters (C0, DEL, C1): "\0" separates key parts in the store
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+
+export const PLATFORMS_COLLECTION = '$platforms'
+export const RULES_COLLECTION = '$rules'
+
+export function isRegistryCollection (collection: string): boolean {
+  return collection === PLATFORMS_COLLECTION || collection === RULES_COLLECTION
+}
+
+export function isValidCollection (name: string): boolean {
+  return COLLECTION_PATTERN.test(name)
+}
+
+export function isValidId (id: string): boolean {
+  return id.length > 0 && id.length <= MAX_ID_LENGTH && !CONTROL.test(id)
+}
+
+export function checkCollection (name: string): string {
+  if (!isValidCollection(name)) {
+    throw new InvalidInputError(`invalid collection name "${name.slice(0, 80)}": use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`, 'INVALID_COLLECTION')
+  }
+  return name
+}
+
+export function checkId (id: string): string {
+  if (!isValidId(id)) {
+    throw new InvalidInputError(`invalid record id "${id.slice(0, 80)}": use 1-${MAX_ID_LENGTH} characters without control characters`, 'INVALID_ID')
+  }
+  return id
+}

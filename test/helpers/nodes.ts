@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createSyncNode } from '../../src/node/node.js'
+import type { SyncNode } from '../../src/node/node.js'
+
+export const KEY = 'k'.repeat(40)
+
+export async function tempDir (prefix = 'syncmesh-test-'): Promise<string> {
+  return await mkdtemp(join(tmpdir(), prefix))
+}
+
+export async function removeDir (dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true })
+}
+
+export interface TestNode {
+  node: SyncNode
+  dir: string
+}
+
+export async function startNode (name: string, options: { key?: string, dir?: string, region?: string } = {}): Promise<TestNode> {
+  const dir = options.dir ?? await tempDir()
+  const node = await createSyncNode({ dataDir: dir, key: options.key ?? KEY, name, region: options.region, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  await node.start()
+  return { node, dir }
+}
+
+/** Poll until `check` returns true; fails with `what` after the timeout. */
+export async function eventually (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return
+    } catch (err) {
+      last = err
+    }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
+}
+
+export async function countRecords (node: SyncNode, collection: string): Promise<number> {
+  let n = 0
+  let after: string | undefined
+  for (;;) {
+    const page = await node.records.list(collection, { after, limit: 1000 })
+    n += page.records.length
+    if (page.next === undefined) return n
+    after = page.next
+  }
+}
