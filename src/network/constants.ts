@@ -27,3 +27,8 @@ export const MAX_SYNC_STREAMS = 2
 export const REDIAL_MIN_MS = 500
 export const REDIAL_MAX_MS = 60_000
 export const DIAL_TIMEOUT_MS = 5_000
+
+/** Connections a node seeks through registry discovery. */
+export const DEFAULT_TARGET_CONNECTIONS = 6
+/** Hard cap on open connections (libp2p refuses and prunes beyond it). */
+export const DEFAULT_MAX_CONNECTIONS = 16

@@ -1,7 +1,14 @@
 /**
- * Known peers: those an operator added (persisted, redialled at start and
- * after every disconnect, with exponential backoff) and bootstrap addresses;
- * plus per-peer counters for status.
+ * Known peers and the connection policy.
+ *
+ * - Peers an operator added are persisted and redialled (at start and after
+ *   every disconnect, with exponential backoff); so are bootstrap addresses.
+ * - Platforms in the replicated registry publish their addresses; the node
+ *   dials them until it has `targetConnections`, preferring the platforms its
+ *   rules involve, then regions it is not yet connected to.
+ * - libp2p refuses inbound connections beyond `maxConnections` and prunes the
+ *   least valuable ones; operator-added and rule-involved peers are tagged so
+ *   that they are kept.
  */
 import type { Connection } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -12,7 +19,7 @@ import type { PeerInfo } from '../node/types.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import { DEFAULT_TARGET_CONNECTIONS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
 import type { PeerCounters } from './sync/session.js'
 
@@ -21,6 +28,15 @@ interface PersistedPeer {
   addrs: string[]
   addedAt: string
   lastSeen?: string
+}
+
+/** A platform from the registry this node could connect to. */
+export interface Candidate {
+  peerId: string
+  addrs: string[]
+  region?: string
+  /** Involved in a rule with this node: dialled first and kept. */
+  preferred: boolean
 }
 
 interface PeerState extends PeerCounters {
@@ -55,12 +71,23 @@ export class PeerManager {
   private readonly bootstrap: Array<{ addr: string, nextDial: number, backoff: number, dialing: boolean }>
   private timer?: ReturnType<typeof setInterval>
   private readonly isAuthenticated: (c: Connection) => boolean
+  private readonly candidates: () => Candidate[]
+  private readonly targetConnections: number
+  private readonly tagged = new Set<string>()
 
-  constructor (host: Host, store: Store, init: { logger: Logger, bootstrap?: string[], isAuthenticated: (c: Connection) => boolean }) {
+  constructor (host: Host, store: Store, init: {
+    logger: Logger
+    bootstrap?: string[]
+    isAuthenticated: (c: Connection) => boolean
+    candidates?: () => Candidate[]
+    targetConnections?: number
+  }) {
     this.host = host
     this.store = store
     this.log = init.logger
     this.isAuthenticated = init.isAuthenticated
+    this.candidates = init.candidates ?? (() => [])
+    this.targetConnections = init.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
     this.bootstrap = (init.bootstrap ?? []).map(addr => {
       parseMultiaddr(addr)
       return { addr, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false }
@@ -190,31 +217,59 @@ export class PeerManager {
     return info
   }
 
-  private connectedTo (peer: string): boolean {
-    return this.host.getConnections().some(c => c.remotePeer.toString() === peer)
+  private connectedPeers (): Set<string> {
+    const out = new Set<string>()
+    for (const c of this.host.getConnections()) out.add(c.remotePeer.toString())
+    return out
+  }
+
+  private dialState (s: PeerState, addrs: string[]): void {
+    s.dialing = true
+    this.host.dial(addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      .then(() => { s.lastError = undefined })
+      .catch((err: Error) => {
+        s.lastError = err.message
+        s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
+        this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
+      })
+      .finally(() => {
+        s.dialing = false
+        s.nextDial = Date.now() + s.backoff
+      })
+  }
+
+  /** Keep operator-chosen and rule-involved peers through libp2p's pruning. */
+  private tag (peer: string): void {
+    if (this.tagged.has(peer)) return
+    this.tagged.add(peer)
+    let id
+    for (const c of this.host.getConnections()) if (c.remotePeer.toString() === peer) id = c.remotePeer
+    if (id === undefined) {
+      this.tagged.delete(peer)
+      return
+    }
+    this.host.peerStore.merge(id, { tags: { 'syncmesh-keep': { value: 100 } } }).catch(() => { this.tagged.delete(peer) })
   }
 
   private tick (): void {
     const now = Date.now()
+    const connected = this.connectedPeers()
+    const self = this.host.peerId.toString()
+    // 1. operator-added peers: always wanted
     for (const s of this.peers.values()) {
-      if (!s.persisted || s.dialing || now < s.nextDial || s.addrs.length === 0 || this.connectedTo(s.peerId)) continue
-      s.dialing = true
-      this.host.dial(s.addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-        .then(() => { s.lastError = undefined })
-        .catch((err: Error) => {
-          s.lastError = err.message
-          s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
-          this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
-        })
-        .finally(() => {
-          s.dialing = false
-          s.nextDial = Date.now() + s.backoff
-        })
+      if (!s.persisted) continue
+      if (connected.has(s.peerId)) {
+        this.tag(s.peerId)
+        continue
+      }
+      if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
+      this.dialState(s, s.addrs)
     }
+    // 2. bootstrap addresses
     for (const b of this.bootstrap) {
       if (b.dialing || now < b.nextDial) continue
       const peer = peerIdOf(multiaddr(b.addr))
-      if (peer !== undefined && this.connectedTo(peer)) continue
+      if (peer !== undefined && connected.has(peer)) continue
       b.dialing = true
       this.host.dial(multiaddr(b.addr), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
         .then(() => { b.backoff = REDIAL_MIN_MS })
@@ -224,6 +279,39 @@ export class PeerManager {
           // bootstrap addresses without /p2p/ cannot be checked for an open connection: re-check slowly
           b.nextDial = Date.now() + (peer === undefined ? Math.max(b.backoff, 30_000) : b.backoff)
         })
+    }
+    // 3. platforms from the registry, up to the target degree
+    const candidates = this.candidates().filter(c => c.peerId !== self && c.addrs.length > 0)
+    for (const c of candidates) if (c.preferred && connected.has(c.peerId)) this.tag(c.peerId)
+    let dialing = 0
+    for (const s of this.peers.values()) if (s.dialing) dialing++
+    let room = this.targetConnections - connected.size - dialing
+    if (room <= 0) return
+    const regionCount = new Map<string, number>()
+    for (const c of candidates) {
+      if (connected.has(c.peerId) && c.region !== undefined) regionCount.set(c.region, (regionCount.get(c.region) ?? 0) + 1)
+    }
+    const eligible = candidates.filter(c => {
+      if (connected.has(c.peerId)) return false
+      const s = this.peers.get(c.peerId)
+      return s === undefined || (!s.dialing && now >= s.nextDial)
+    })
+    // preferred first, then regions with the fewest connections, then a random spread
+    const shuffled = eligible.map(c => ({ c, r: Math.random() }))
+    shuffled.sort((x, y) => {
+      if (x.c.preferred !== y.c.preferred) return x.c.preferred ? -1 : 1
+      const rx = regionCount.get(x.c.region ?? '') ?? 0
+      const ry = regionCount.get(y.c.region ?? '') ?? 0
+      if (rx !== ry) return rx - ry
+      return x.r - y.r
+    })
+    for (const { c } of shuffled) {
+      if (room <= 0) break
+      const s = this.state(c.peerId)
+      const addrs = c.addrs.map(a => peerIdOf(multiaddr(a)) === undefined ? `${a}/p2p/${c.peerId}` : a)
+      this.dialState(s, addrs)
+      if (c.region !== undefined) regionCount.set(c.region, (regionCount.get(c.region) ?? 0) + 1)
+      room--
     }
   }
 }

@@ -26,7 +26,10 @@ export const configSchema = z.object({
   listen: z.array(z.string()).optional(),
   announce: z.array(z.string()).optional(),
   bootstrap: z.array(z.string()).optional(),
-  api: z.string().optional()
+  api: z.string().optional(),
+  targetConnections: z.number().int().min(1).max(1000).optional(),
+  maxConnections: z.number().int().min(1).max(10000).optional(),
+  mdns: z.boolean().optional()
 }).strict()
 
 export type NodeConfig = z.infer<typeof configSchema>

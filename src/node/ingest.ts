@@ -21,6 +21,8 @@ import type { RuleSet } from '../rules/ruleset.js'
 export interface IngestResult {
   /** Entries that were new to this node. */
   stored: number
+  /** The log that advanced, and how far: undefined when nothing new was stored. */
+  advanced?: { origin: string, seq: number }
   changes: ChangeEvent[]
   /** Registry records that changed: the caller refreshes the registry view. */
   registry: Array<{ collection: string, id: string, value: JsonObject | undefined }>
@@ -98,6 +100,7 @@ export class Ingestor {
       this.log.committed(origin, toSeq)
       this.commitCounts(result)
       result.stored = fresh.length
+      result.advanced = { origin, seq: toSeq }
       return result
     })
   }
@@ -112,7 +115,7 @@ export class Ingestor {
         return e
       })
       const to = from + entries.length
-      const result: IngestResult = { stored: entries.length, changes: [], registry: [], skipped: [] }
+      const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
       await this.log.append(txn, this.self, entries, to)
       await this.applyEntries(txn, entries, result)

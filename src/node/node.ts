@@ -16,6 +16,8 @@ import { MeshAuth } from '../network/auth/auth.js'
 import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
+import type { Candidate } from '../network/peers.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
 import { parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { compileRule } from '../rules/engine.js'
@@ -38,6 +40,9 @@ import type {
 /** Largest record value accepted, serialized. */
 export const MAX_VALUE_BYTES = 1024 * 1024
 const IMPORT_BATCH = 1000
+/** An origin whose lag has not shrunk for this long is reported as stuck. */
+const STUCK_AFTER_MS = 30_000
+const STUCK_CHECK_MS = 5_000
 const DEFAULT_PAGE = 100
 const MAX_PAGE = 1000
 
@@ -146,7 +151,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         privateKey,
         listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
         announce: this.options.announce ?? this.config.announce,
-        mdns: this.options.mdns,
+        mdns: this.options.mdns ?? this.config.mdns,
+        maxConnections: this.options.maxConnections ?? this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
         isDenied: (peer) => this.auth?.isBanned(peer) ?? false
       })
       this.auth = new MeshAuth(this.host, {
@@ -172,10 +178,12 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.peerManager = new PeerManager(this.host, this.store, {
         logger: this.log.child({ component: 'peers' }),
         bootstrap: this.options.bootstrap ?? this.config.bootstrap ?? [],
-        isAuthenticated: (c) => this.auth.isAuthenticated(c)
+        isAuthenticated: (c) => this.auth.isAuthenticated(c),
+        candidates: () => this.discoveryCandidates(),
+        targetConnections: this.options.targetConnections ?? this.config.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
       })
       await this.peerManager.load()
-      if (this.options.mdns === true) {
+      if ((this.options.mdns ?? this.config.mdns) === true) {
         this.host.addEventListener('peer:discovery', (evt) => {
           this.host.dial(evt.detail.id).catch(() => {})
         })
@@ -194,6 +202,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.running = true
     this.startedAt = new Date().toISOString()
     this.peerManager.start()
+    this.stuckTimer = setInterval(() => this.checkStuck(), STUCK_CHECK_MS)
+    this.stuckTimer.unref()
     await this.registerSelf()
     for (const rule of this.ruleSet.all()) this.scheduleBackfill(rule)
     this.log.info({ peerId: this.self, name: this.config.name, multiaddrs: this.getMultiaddrs() }, 'node started')
@@ -202,6 +212,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   async stop (): Promise<void> {
     if (!this.running) return
     this.running = false
+    if (this.stuckTimer !== undefined) clearInterval(this.stuckTimer)
     this.peerManager.stop()
     await this.sync.stop()
     await this.auth.stop()
@@ -213,6 +224,20 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private assertRunning (): void {
     if (!this.running) throw new NotRunningError()
+  }
+
+  /** Registry platforms as dial candidates; those sharing a rule with this node first. */
+  private discoveryCandidates (): Candidate[] {
+    const involved = new Set<string>()
+    for (const r of this.registryView.rules()) {
+      if (r.to.platform === this.config.name) involved.add(r.from.platform)
+      if (r.from.platform === this.config.name) involved.add(r.to.platform)
+    }
+    return this.registryView.platforms().map(p => {
+      const c: Candidate = { peerId: p.peerId, addrs: p.addrs, preferred: involved.has(p.name) }
+      if (p.region !== undefined) c.region = p.region
+      return c
+    })
   }
 
   private onAuthenticated (connection: Connection): void {
@@ -230,7 +255,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     }
     for (const s of result.skipped) this.log.warn({ rule: s.ruleId, id: s.id }, `rule ${s.ruleId} skipped record ${s.id}: ${s.reason}`)
     for (const change of result.changes) this.dispatchEvent(new CustomEvent<ChangeEvent>('change', { detail: change }))
-    if (result.stored > 0) this.sync?.notifyAll()
+    if (result.advanced !== undefined) this.sync?.stored([result.advanced])
   }
 
   private scheduleBackfill (rule: CompiledRule): void {
@@ -384,50 +409,93 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   // ---- status ------------------------------------------------------------
 
-  async status (): Promise<NodeStatus> {
-    this.assertRunning()
-    const announced = new Map<string, number>()
+  /** Per origin: what this node holds and the most any connected peer has announced. */
+  private originProgress (): { origins: OriginStatus[], sessionsReady: boolean } {
+    const announced = new Map<string, { seq: number, peer: string }>()
     let sessionsReady = true
-    const peers: PeerInfo[] = this.peerManager.list()
-    for (const p of peers) {
-      if (!p.authenticated) continue
-      const s = this.sync.sessions.get(p.peerId)
+    for (const c of this.host.getConnections()) {
+      if (!this.auth.isAuthenticated(c)) continue
+      const peer = c.remotePeer.toString()
+      const s = this.sync.sessions.get(peer)
       if (s === undefined || s.remoteName === '') {
         sessionsReady = false
         continue
       }
-      for (const { origin, seq } of s.announced.entries()) announced.set(origin, Math.max(announced.get(origin) ?? 0, seq))
+      for (const { origin, seq } of s.announced.entries()) {
+        const cur = announced.get(origin)
+        if (cur === undefined || seq > cur.seq) announced.set(origin, { seq, peer })
+      }
     }
     const origins: OriginStatus[] = []
-    const all = new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])
-    for (const origin of all) {
+    for (const origin of new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])) {
       const seq = this.changelog.vector.get(origin)
-      const ann = Math.max(announced.get(origin) ?? 0, seq)
-      const o: OriginStatus = { origin, seq, announced: ann, lag: ann - seq }
+      const ann = announced.get(origin)
+      const o: OriginStatus = { origin, seq, announced: Math.max(ann?.seq ?? 0, seq), lag: Math.max(0, (ann?.seq ?? 0) - seq) }
+      if (ann !== undefined) o.announcedBy = ann.peer
       const platform = this.registryView.platformByPeer(origin)?.name
       if (platform !== undefined) o.platform = platform
+      const stuck = this.stuck.get(origin)
+      if (stuck?.reported === true && o.lag > 0) o.stuck = { peer: stuck.peer, since: new Date(stuck.since).toISOString() }
       origins.push(o)
     }
     origins.sort((a, b) => (a.platform ?? a.origin).localeCompare(b.platform ?? b.origin))
+    return { origins, sessionsReady }
+  }
+
+  private readonly stuck = new Map<string, { lag: number, since: number, peer: string, reported: boolean }>()
+  private stuckTimer?: ReturnType<typeof setInterval>
+
+  /** Report origins whose lag has not shrunk for STUCK_AFTER_MS, with the peer they wait on. */
+  private checkStuck (): void {
+    const now = Date.now()
+    const { origins } = this.originProgress()
+    const seen = new Set<string>()
+    for (const o of origins) {
+      if (o.lag === 0 || o.announcedBy === undefined) continue
+      seen.add(o.origin)
+      const prev = this.stuck.get(o.origin)
+      if (prev === undefined || o.lag < prev.lag) {
+        this.stuck.set(o.origin, { lag: o.lag, since: now, peer: o.announcedBy, reported: false })
+        continue
+      }
+      prev.peer = o.announcedBy
+      if (!prev.reported && now - prev.since >= STUCK_AFTER_MS) {
+        prev.reported = true
+        this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy} for ${Math.round((now - prev.since) / 1000)} s`)
+      }
+    }
+    for (const origin of [...this.stuck.keys()]) if (!seen.has(origin)) this.stuck.delete(origin)
+  }
+
+  async status (): Promise<NodeStatus> {
+    this.assertRunning()
+    const { origins, sessionsReady } = this.originProgress()
+    const lagOf = new Map(origins.map(o => [o.origin, o.lag]))
+    const problems = new Map(this.ruleSet.problems.map(p => [p.ruleId, p.message]))
     const rules: RuleStatus[] = []
     for (const r of this.registryView.rules()) {
       const local = r.to.platform === this.config.name
-      rules.push({
+      const source = this.registryView.platform(r.from.platform)?.peerId
+      const rs: RuleStatus = {
         id: r.id,
         from: `${r.from.platform}:${r.from.collection}`,
         to: `${r.to.platform}:${r.to.collection}`,
         mode: r.mode,
         local,
         applied: this.ingestor.applied(r.id),
+        pending: local && source !== undefined ? lagOf.get(source) ?? 0 : 0,
         backfilled: local ? await this.ingestor.backfillDone(r.id) : false
-      })
+      }
+      const problem = problems.get(r.id)
+      if (problem !== undefined) rs.problem = problem
+      rules.push(rs)
     }
     const status: NodeStatus = {
       peerId: this.self,
       name: this.config.name,
       multiaddrs: this.getMultiaddrs(),
       startedAt: this.startedAt,
-      peers,
+      peers: this.peerManager.list(),
       origins,
       rules,
       caughtUp: sessionsReady && origins.every(o => o.lag === 0)

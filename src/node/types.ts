@@ -90,7 +90,12 @@ export interface OriginStatus {
   seq: number
   /** Highest seq any connected peer has announced. */
   announced: number
+  /** Entries behind: announced - seq. */
   lag: number
+  /** The peer that announced the highest seq. */
+  announcedBy?: string
+  /** Set when the lag has not shrunk for a while: the peer and since when (ISO). */
+  stuck?: { peer: string, since: string }
 }
 
 export interface RuleStatus {
@@ -101,7 +106,11 @@ export interface RuleStatus {
   /** Whether this node is the rule's target. */
   local: boolean
   applied: number
+  /** Entries of the source platform's log announced by peers but not yet received here (local rules only). */
+  pending: number
   backfilled: boolean
+  /** Why the rule is not active on this node, if it should be. */
+  problem?: string
 }
 
 export interface NodeStatus {
@@ -185,6 +194,10 @@ export interface SyncNodeOptions {
   bootstrap?: string[]
   /** @default false */
   mdns?: boolean
+  /** Connections sought through registry discovery. @default 6 */
+  targetConnections?: number
+  /** Hard cap on open connections. @default 16 */
+  maxConnections?: number
   /** A pino logger; defaults to a silent one. */
   logger?: import('pino').Logger
 }

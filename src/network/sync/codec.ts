@@ -17,6 +17,7 @@ export type SyncMessage =
   | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[] }
   | { type: 'credit', batches: number }
   | { type: 'vector', vector: VersionVector }
+  | { type: 'have', origin: string, seq: number }
 
 export const MAX_VECTOR_ORIGINS = 100_000
 export const MAX_BATCH_ENTRIES = 10_000
@@ -61,7 +62,7 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
   } catch (err) {
     throw new ProtocolError(`undecodable frame: ${(err as Error).message}`, 'FRAME_INVALID')
   }
-  const set = (f.hello !== undefined ? 1 : 0) + (f.batch !== undefined ? 1 : 0) + (f.credit !== undefined ? 1 : 0) + (f.vector !== undefined ? 1 : 0)
+  const set = (f.hello !== undefined ? 1 : 0) + (f.batch !== undefined ? 1 : 0) + (f.credit !== undefined ? 1 : 0) + (f.vector !== undefined ? 1 : 0) + (f.have !== undefined ? 1 : 0)
   if (set !== 1) throw new ProtocolError(`a frame must carry exactly one message, this one carries ${set}`, 'FRAME_INVALID')
   if (f.hello !== undefined) {
     const h = f.hello
@@ -73,6 +74,10 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     return { type: 'credit', batches: f.credit.batches }
   }
   if (f.vector !== undefined) return { type: 'vector', vector: decodeVector(f.vector.vector) }
+  if (f.have !== undefined) {
+    if (!isValidOrigin(f.have.origin)) throw new ProtocolError('have names an invalid origin', 'FRAME_INVALID')
+    return { type: 'have', origin: f.have.origin, seq: checkSeq(f.have.seq, 'have seq') }
+  }
   const b = f.batch as NonNullable<Frame['batch']>
   if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
   const fromSeq = checkSeq(b.fromSeq, 'batch from_seq')
@@ -110,6 +115,10 @@ export function encodeHello (name: string, vector: VersionVector, credit: number
 
 export function encodeCredit (batches: number): Uint8Array {
   return frame(Frame.encode({ credit: { batches } }))
+}
+
+export function encodeHave (origin: string, seq: number): Uint8Array {
+  return frame(Frame.encode({ have: { origin, seq } }))
 }
 
 export function encodeVector (vector: VersionVector): Uint8Array {

@@ -22,7 +22,7 @@ import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
 import { ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
-import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHello, encodeVector } from './codec.js'
+import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 
 export interface PeerCounters {
   entriesSent: number
@@ -99,6 +99,15 @@ export class SyncSession {
     this.wake.notify()
   }
 
+  /**
+   * Tell the peer we now hold `origin` up to `seq`, unless it is the one that
+   * sent it or already knows: it then will not send us the same entries.
+   */
+  announce (origin: string, seq: number): void {
+    if (this.closed || !this.helloReceived || this.theirs.get(origin) >= seq) return
+    this.framed.sendNow(encodeHave(origin, seq))
+  }
+
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
     this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, SYNC_PROTOCOL_VERSION))
@@ -144,12 +153,19 @@ export class SyncSession {
           this.replaceTheirs(msg.vector)
           this.wake.notify()
           break
+        case 'have':
+          this.theirs.advance(msg.origin, msg.seq)
+          this.announced.advance(msg.origin, msg.seq)
+          break
         case 'credit':
           this.credit += msg.batches
           if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
           this.wake.notify()
           break
         case 'batch': {
+          // whatever happens to it here, the peer holds this run: never send it back
+          this.theirs.advance(msg.origin, msg.toSeq)
+          this.announced.advance(msg.origin, msg.toSeq)
           const result = await this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries)
           if (result === undefined) {
             // gap: tell the peer what we really hold, once per held seq
@@ -161,9 +177,6 @@ export class SyncSession {
           } else {
             this.gapReported.delete(msg.origin)
             this.deps.counters.entriesReceived += result.stored
-            // the peer holds this run: never send it back
-            this.theirs.advance(msg.origin, msg.toSeq)
-            this.announced.advance(msg.origin, msg.toSeq)
           }
           if (!this.closed) this.framed.sendNow(encodeCredit(1))
           break

@@ -64,9 +64,12 @@ export class SyncService {
     }
   }
 
-  /** Wake every session's sender (new entries are stored). */
-  notifyAll (): void {
-    for (const s of this.sessions.values()) s.notify()
+  /** New entries are stored: announce them and wake every session's sender. */
+  stored (origins: Iterable<{ origin: string, seq: number }>): void {
+    for (const s of this.sessions.values()) {
+      for (const { origin, seq } of origins) s.announce(origin, seq)
+      s.notify()
+    }
   }
 
   private attach (stream: Stream, peer: string, initiator: string): void {

@@ -972,11 +972,124 @@ export namespace Vector {
   }
 }
 
+export interface Have {
+  origin: string
+  seq: number
+}
+
+export namespace Have {
+  let _codec: Codec<Have>
+
+  export const codec = (): Codec<Have> => {
+    if (_codec == null) {
+      _codec = message<Have>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.origin != null && obj.origin !== '')) {
+          w.uint32(10)
+          w.string(obj.origin)
+        }
+
+        if ((obj.seq != null && obj.seq !== 0)) {
+          w.uint32(16)
+          w.uint64Number(obj.seq)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          origin: '',
+          seq: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.origin = reader.string()
+              break
+            }
+            case 2: {
+              obj.seq = reader.uint64Number()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.origin`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seq`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface HaveOriginFieldEvent {
+    field: '$.origin'
+    value: string
+  }
+
+  export interface HaveSeqFieldEvent {
+    field: '$.seq'
+    value: number
+  }
+
+  export function encode (obj: Partial<Have>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, Have.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Have>): Have {
+    return decodeMessage(buf, Have.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Have>): Generator<HaveOriginFieldEvent | HaveSeqFieldEvent> {
+    return streamMessage(buf, Have.codec(), opts)
+  }
+}
+
 export interface Frame {
   hello?: Hello
   batch?: Batch
   credit?: Credit
   vector?: Vector
+  have?: Have
 }
 
 export namespace Frame {
@@ -1007,6 +1120,11 @@ export namespace Frame {
         if (obj.vector != null) {
           w.uint32(34)
           Vector.codec().encode(obj.vector, w)
+        }
+
+        if (obj.have != null) {
+          w.uint32(42)
+          Have.codec().encode(obj.have, w)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1042,6 +1160,12 @@ export namespace Frame {
             case 4: {
               obj.vector = Vector.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.vector
+              })
+              break
+            }
+            case 5: {
+              obj.have = Have.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.have
               })
               break
             }
@@ -1084,6 +1208,13 @@ export namespace Frame {
             case 4: {
               yield * Vector.codec().stream(reader, reader.uint32(), `${prefix}.vector`, {
                 limits: opts.limits?.vector
+              })
+
+              break
+            }
+            case 5: {
+              yield * Have.codec().stream(reader, reader.uint32(), `${prefix}.have`, {
+                limits: opts.limits?.have
               })
 
               break
@@ -1201,6 +1332,16 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameHaveOriginFieldEvent {
+    field: '$.have.origin'
+    value: string
+  }
+
+  export interface FrameHaveSeqFieldEvent {
+    field: '$.have.seq'
+    value: number
+  }
+
   export function encode (obj: Partial<Frame>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Frame.codec())
   }
@@ -1209,7 +1350,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
