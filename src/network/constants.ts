@@ -20,6 +20,8 @@ export const BATCH_MAX_BYTES = 512 * 1024
 export const INITIAL_CREDIT = 6
 /** Each side restates its version vector this often (anti-entropy and keep-alive). */
 export const ANTI_ENTROPY_INTERVAL_MS = 15_000
+/** How often authenticated connections without a sync session get one. */
+export const SESSION_MAINTAIN_MS = 2_000
 /** Max sync streams a peer may open per connection. */
 export const MAX_SYNC_STREAMS = 2
 

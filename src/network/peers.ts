@@ -19,7 +19,7 @@ import type { PeerInfo } from '../node/types.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { DEFAULT_TARGET_CONNECTIONS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
 import type { PeerCounters } from './sync/session.js'
 
@@ -73,6 +73,7 @@ export class PeerManager {
   private readonly isAuthenticated: (c: Connection) => boolean
   private readonly candidates: () => Candidate[]
   private readonly targetConnections: number
+  private readonly maxConnections: number
   private readonly tagged = new Set<string>()
 
   constructor (host: Host, store: Store, init: {
@@ -81,6 +82,7 @@ export class PeerManager {
     isAuthenticated: (c: Connection) => boolean
     candidates?: () => Candidate[]
     targetConnections?: number
+    maxConnections?: number
   }) {
     this.host = host
     this.store = store
@@ -88,6 +90,7 @@ export class PeerManager {
     this.isAuthenticated = init.isAuthenticated
     this.candidates = init.candidates ?? (() => [])
     this.targetConnections = init.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
+    this.maxConnections = init.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     this.bootstrap = (init.bootstrap ?? []).map(addr => {
       parseMultiaddr(addr)
       return { addr, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false }
@@ -255,7 +258,9 @@ export class PeerManager {
     const now = Date.now()
     const connected = this.connectedPeers()
     const self = this.host.peerId.toString()
-    // 1. operator-added peers: always wanted
+    let dialing = 0
+    for (const s of this.peers.values()) if (s.dialing) dialing++
+    // 1. operator-added peers: wanted up to the connection cap
     for (const s of this.peers.values()) {
       if (!s.persisted) continue
       if (connected.has(s.peerId)) {
@@ -263,7 +268,9 @@ export class PeerManager {
         continue
       }
       if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
+      if (connected.size + dialing >= this.maxConnections) break
       this.dialState(s, s.addrs)
+      dialing++
     }
     // 2. bootstrap addresses
     for (const b of this.bootstrap) {
@@ -283,9 +290,7 @@ export class PeerManager {
     // 3. platforms from the registry, up to the target degree
     const candidates = this.candidates().filter(c => c.peerId !== self && c.addrs.length > 0)
     for (const c of candidates) if (c.preferred && connected.has(c.peerId)) this.tag(c.peerId)
-    let dialing = 0
-    for (const s of this.peers.values()) if (s.dialing) dialing++
-    let room = this.targetConnections - connected.size - dialing
+    let room = Math.min(this.targetConnections, this.maxConnections) - connected.size - dialing
     if (room <= 0) return
     const regionCount = new Map<string, number>()
     for (const c of candidates) {

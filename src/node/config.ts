@@ -27,7 +27,7 @@ export const configSchema = z.object({
   announce: z.array(z.string()).optional(),
   bootstrap: z.array(z.string()).optional(),
   api: z.string().optional(),
-  targetConnections: z.number().int().min(1).max(1000).optional(),
+  targetConnections: z.number().int().min(0).max(1000).optional(),
   maxConnections: z.number().int().min(1).max(10000).optional(),
   mdns: z.boolean().optional()
 }).strict()

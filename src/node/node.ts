@@ -180,7 +180,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         bootstrap: this.options.bootstrap ?? this.config.bootstrap ?? [],
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         candidates: () => this.discoveryCandidates(),
-        targetConnections: this.options.targetConnections ?? this.config.targetConnections ?? DEFAULT_TARGET_CONNECTIONS
+        targetConnections: this.options.targetConnections ?? this.config.targetConnections ?? DEFAULT_TARGET_CONNECTIONS,
+        maxConnections: this.options.maxConnections ?? this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS
       })
       await this.peerManager.load()
       if ((this.options.mdns ?? this.config.mdns) === true) {

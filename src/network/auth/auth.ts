@@ -111,7 +111,8 @@ export class MeshAuth {
     const timer = setTimeout(() => {
       this.timers.delete(connection.id)
       if (!this.passed.has(connection.id)) {
-        this.fail(connection, `did not prove the mesh key within ${this.timeoutMs} ms`)
+        // not banned: a slow but honest peer may simply be overloaded
+        this.fail(connection, `did not prove the mesh key within ${this.timeoutMs} ms`, false)
       }
     }, this.timeoutMs)
     timer.unref()
@@ -212,7 +213,7 @@ export class MeshAuth {
       await stream.close().catch(() => {})
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
-      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`)
+      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`, false)
     }
   }
 }

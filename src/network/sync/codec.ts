@@ -22,6 +22,8 @@ export type SyncMessage =
 export const MAX_VECTOR_ORIGINS = 100_000
 export const MAX_BATCH_ENTRIES = 10_000
 export const MAX_CREDIT = 1024
+/** Same limit as a local write (src/node/node.ts MAX_VALUE_BYTES): every entry fits in a frame when forwarded. */
+export const MAX_ENTRY_VALUE_BYTES = 1024 * 1024
 
 // base58btc peer ids (Ed25519 "12D3KooW…", RSA "Qm…") or CIDv1 base32 ("bafz…")
 const PEER_ID_PATTERN = /^(?:[1-9A-HJ-NP-Za-km-z]{40,128}|b[a-z2-7]{40,128})$/
@@ -45,9 +47,11 @@ function decodeVector (entries: Array<{ origin: string, seq: number }>): Version
   return v
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
 function isJsonObject (bytes: Uint8Array): boolean {
   try {
-    const v: unknown = JSON.parse(utf8.decode(bytes))
+    const v: unknown = JSON.parse(strictUtf8.decode(bytes))
     return typeof v === 'object' && v !== null && !Array.isArray(v)
   } catch {
     return false
@@ -66,7 +70,7 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
   if (set !== 1) throw new ProtocolError(`a frame must carry exactly one message, this one carries ${set}`, 'FRAME_INVALID')
   if (f.hello !== undefined) {
     const h = f.hello
-    if (h.credit > MAX_CREDIT) throw new ProtocolError(`hello grants ${h.credit} credit (limit ${MAX_CREDIT})`, 'FRAME_INVALID')
+    if (h.credit === 0 || h.credit > MAX_CREDIT) throw new ProtocolError(`hello grants ${h.credit} credit (must be 1 to ${MAX_CREDIT})`, 'FRAME_INVALID')
     return { type: 'hello', protocolVersion: h.protocolVersion, name: h.name.slice(0, 64), vector: decodeVector(h.vector), credit: h.credit }
   }
   if (f.credit !== undefined) {
@@ -93,6 +97,7 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     if (!Number.isSafeInteger(pb.hlcWall) || pb.hlcWall <= 0) throw new ProtocolError(`entry ${pb.seq} has an invalid clock`, 'FRAME_INVALID')
     if (!(isValidCollection(pb.collection) || isRegistryCollection(pb.collection))) throw new ProtocolError(`entry ${pb.seq} has an invalid collection name`, 'FRAME_INVALID')
     if (!isValidId(pb.id)) throw new ProtocolError(`entry ${pb.seq} has an invalid record id`, 'FRAME_INVALID')
+    if (pb.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${pb.seq} carries ${pb.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
     if (pb.op === Op.PUT) {
       if (!isJsonObject(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
     } else if (pb.op === Op.DEL) {

@@ -73,6 +73,9 @@ export class SyncSession {
   private readonly framed: FramedStream
   private readonly deps: SessionDeps
   private readonly wake = new Wakeup()
+  /** Batches the peer may send us (granted and not yet used). */
+  private granted = INITIAL_CREDIT
+  /** Batches we may send the peer. */
   private credit = 0
   private helloReceived = false
   private closed = false
@@ -163,6 +166,7 @@ export class SyncSession {
           this.wake.notify()
           break
         case 'batch': {
+          if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
           this.theirs.advance(msg.origin, msg.toSeq)
           this.announced.advance(msg.origin, msg.toSeq)
@@ -178,7 +182,10 @@ export class SyncSession {
             this.gapReported.delete(msg.origin)
             this.deps.counters.entriesReceived += result.stored
           }
-          if (!this.closed) this.framed.sendNow(encodeCredit(1))
+          if (!this.closed) {
+            this.granted++
+            this.framed.sendNow(encodeCredit(1))
+          }
           break
         }
       }

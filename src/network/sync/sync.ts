@@ -7,7 +7,7 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
-import { MAX_SYNC_STREAMS, SYNC_PROTOCOL } from '../constants.js'
+import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_PROTOCOL } from '../constants.js'
 import { SyncSession } from './session.js'
 import type { PeerCounters, SessionDeps } from './session.js'
 
@@ -43,10 +43,13 @@ export class SyncService {
       }
       this.attach(stream, connection.remotePeer.toString(), connection.remotePeer.toString())
     }, { maxInboundStreams: MAX_SYNC_STREAMS, runOnLimitedConnection: false })
+    this.maintainTimer = setInterval(() => this.maintain(), SESSION_MAINTAIN_MS)
+    this.maintainTimer.unref()
   }
 
   async stop (): Promise<void> {
     this.running = false
+    if (this.maintainTimer !== undefined) clearInterval(this.maintainTimer)
     await this.libp2p.unhandle(SYNC_PROTOCOL)
     for (const s of this.sessions.values()) s.close()
     this.sessions.clear()
@@ -64,13 +67,37 @@ export class SyncService {
     }
   }
 
-  /** New entries are stored: announce them and wake every session's sender. */
+  /**
+   * New entries are stored: announce them (except our own, which the next
+   * batch carries anyway) and wake every session's sender.
+   */
   stored (origins: Iterable<{ origin: string, seq: number }>): void {
+    const self = this.libp2p.peerId.toString()
     for (const s of this.sessions.values()) {
-      for (const { origin, seq } of origins) s.announce(origin, seq)
+      for (const { origin, seq } of origins) if (origin !== self) s.announce(origin, seq)
       s.notify()
     }
   }
+
+  /**
+   * Reopen a session on any authenticated connection we dialled that has
+   * none (after a reset, a protocol error, or a lost duplicate tie-break).
+   */
+  maintain (): void {
+    if (!this.running) return
+    for (const c of this.libp2p.getConnections()) {
+      if (c.direction !== 'outbound' || c.status !== 'open' || !this.init.isAuthenticated(c)) continue
+      const peer = c.remotePeer.toString()
+      const s = this.sessions.get(peer)
+      if (s !== undefined && !s.isClosed) continue
+      if (this.opening.has(peer)) continue
+      this.opening.add(peer)
+      this.connected(c).finally(() => this.opening.delete(peer)).catch(() => {})
+    }
+  }
+
+  private readonly opening = new Set<string>()
+  private maintainTimer?: ReturnType<typeof setInterval>
 
   private attach (stream: Stream, peer: string, initiator: string): void {
     if (!this.running) {
