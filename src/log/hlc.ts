@@ -13,6 +13,9 @@ export const ZERO_HLC: Hlc = Object.freeze({ wall: 0, logical: 0 })
 /** Largest tolerated clock skew of a remote timestamp ahead of our wall clock. */
 export const MAX_DRIFT_MS = 60_000
 
+/** The logical counter is a uint32 (protocols/sync: Entry.hlc_logical). */
+const MAX_LOGICAL = 0xffffffff
+
 export function compareHlc (a: Hlc, b: Hlc): number {
   if (a.wall !== b.wall) return a.wall < b.wall ? -1 : 1
   if (a.logical !== b.logical) return a.logical < b.logical ? -1 : 1
@@ -46,8 +49,11 @@ export class HybridClock {
     const wall = this.now()
     if (wall > this.last.wall) {
       this.last = { wall, logical: 0 }
-    } else {
+    } else if (this.last.logical < MAX_LOGICAL) {
       this.last = { wall: this.last.wall, logical: this.last.logical + 1 }
+    } else {
+      // the logical counter is a uint32 on the wire and on disk: carry into the wall clock
+      this.last = { wall: this.last.wall + 1, logical: 0 }
     }
     return { ...this.last }
   }

@@ -287,7 +287,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   /** Publish this node in the registry when its entry is missing or stale. */
   private async registerSelf (): Promise<void> {
-    const addrs = (this.options.announce ?? this.config.announce ?? this.host.getMultiaddrs().map(m => m.decapsulate('/p2p').toString()))
+    const announce = [this.options.announce, this.config.announce].find(a => a !== undefined && a.length > 0)
+    const addrs = announce ?? this.host.getMultiaddrs().map(m => m.decapsulate('/p2p').toString())
     const me: Platform = { name: this.config.name, peerId: this.self, addrs }
     if (this.config.region !== undefined) me.region = this.config.region
     const current = this.registryView.platform(me.name)

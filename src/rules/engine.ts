@@ -93,7 +93,15 @@ export async function applyPlan (txn: Txn, rule: CompiledRule, entry: LogEntry, 
     if (existingBytes !== undefined) {
       const existing = decodeRecord(existingBytes)
       if (rule.rule.mode === 'insert-only' && existing.value !== undefined) return undefined
-      if (compareVersion(existing.version, version) >= 0) return undefined
+      const order = compareVersion(existing.version, version)
+      if (order === 0 && existing.value !== undefined) {
+        // The target already holds this very write (placed by another rule, or by this rule's
+        // previous incarnation): nothing changes, but this rule must know it placed it too,
+        // or a later delete of the source record would not reach the target.
+        const mapped = await txn.get(mapKey)
+        if (mapped === undefined || utf8.decode(mapped) !== plan.targetId) txn.put(mapKey, utf8.encode(plan.targetId))
+      }
+      if (order >= 0) return undefined
     }
     txn.put(recordKey, encodeRecord({ value: plan.value, version, rule: rule.rule.id }))
     txn.put(mapKey, utf8.encode(plan.targetId))

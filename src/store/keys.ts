@@ -17,7 +17,7 @@ export const SEP = '\x00'
 /** Sorts after SEP: the exclusive upper bound of a prefix ending in SEP. */
 const AFTER_SEP = '\x01'
 
-const SEQ_WIDTH = 13 // hex digits: covers Number.MAX_SAFE_INTEGER
+const SEQ_WIDTH = 14 // hex digits: covers Number.MAX_SAFE_INTEGER (0x1fffffffffffff)
 
 export function seqKeyPart (seq: number): string {
   return seq.toString(16).padStart(SEQ_WIDTH, '0')

@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics: process defaults plus gauges computed from
+ * node.status() at scrape time. Each server has its own registry.
+ */
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { SyncNodeApi } from '../node/types.js'
+
+export interface Metrics {
+  contentType: string
+  scrape (): Promise<string>
+}
+
+export function createMetrics (node: SyncNodeApi): Metrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+
+  const peersConnected = new Gauge({
+    name: 'syncmesh_peers_connected',
+    help: 'Peers with an open connection',
+    registers: [registry]
+  })
+  const peersKnown = new Gauge({
+    name: 'syncmesh_peers_known',
+    help: 'Peers this node knows about (connected or not)',
+    registers: [registry]
+  })
+  const originSeq = new Gauge({
+    name: 'syncmesh_origin_seq',
+    help: 'Highest seq held contiguously for each origin',
+    labelNames: ['origin'] as const,
+    registers: [registry]
+  })
+  const originLag = new Gauge({
+    name: 'syncmesh_origin_lag',
+    help: 'Entries announced by connected peers but not yet held, per origin',
+    labelNames: ['origin'] as const,
+    registers: [registry]
+  })
+  const ruleApplied = new Gauge({
+    name: 'syncmesh_rule_applied_total',
+    help: 'Entries applied locally by each rule',
+    labelNames: ['rule'] as const,
+    registers: [registry]
+  })
+  const rulePending = new Gauge({
+    name: 'syncmesh_rule_pending',
+    help: "Entries of a local rule's source announced by peers but not yet received",
+    labelNames: ['rule'] as const,
+    registers: [registry]
+  })
+  const caughtUp = new Gauge({
+    name: 'syncmesh_caught_up',
+    help: '1 when nothing is known to be missing from any connected peer',
+    registers: [registry]
+  })
+
+  return {
+    contentType: registry.contentType,
+    async scrape () {
+      // one status() per scrape, so all gauges describe the same moment
+      const status = await node.status()
+      peersConnected.set(status.peers.filter((p) => p.connected).length)
+      peersKnown.set(status.peers.length)
+      originSeq.reset()
+      originLag.reset()
+      for (const o of status.origins) {
+        originSeq.set({ origin: o.origin }, o.seq)
+        originLag.set({ origin: o.origin }, o.lag)
+      }
+      ruleApplied.reset()
+      rulePending.reset()
+      for (const r of status.rules) {
+        ruleApplied.set({ rule: r.id }, r.applied)
+        if (typeof r.pending === 'number') rulePending.set({ rule: r.id }, r.pending)
+      }
+      caughtUp.set(status.caughtUp ? 1 : 0)
+      return await registry.metrics()
+    }
+  }
+}

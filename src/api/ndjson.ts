@@ -1,0 +1,78 @@
+/**
+ * Incremental NDJSON parsing for streamed imports: memory stays bounded by
+ * the longest line, however large the body.
+ */
+import { StringDecoder } from 'node:string_decoder'
+import { InvalidInputError, SyncmeshError } from '../errors.js'
+import type { ImportLine, JsonObject } from '../node/types.js'
+import { MAX_ID_LENGTH, isValidId } from '../store/names.js'
+
+/** The longest accepted line (one record), like the JSON body limit. */
+export const MAX_LINE_BYTES = 1024 * 1024
+
+const PARTIAL_NOTE = 'records on earlier lines may already be imported (imports commit in batches); fix the line and import the file again (importing the same records again is safe)'
+
+export function isJsonObject (value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function lineError (lineNo: number, problem: string): InvalidInputError {
+  return new InvalidInputError(`line ${lineNo}: ${problem}; ${PARTIAL_NOTE}`, 'INVALID_NDJSON')
+}
+
+export function parseImportLine (text: string, lineNo: number): ImportLine {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw lineError(lineNo, `not valid JSON (${(err as Error).message})`)
+  }
+  if (!isJsonObject(parsed)) throw lineError(lineNo, 'expected an object {"id":"…","value":{…}}')
+  const { id, value } = parsed as { id?: unknown, value?: unknown }
+  if (typeof id !== 'string' || id === '') throw lineError(lineNo, '"id" must be a non-empty string')
+  if (!isValidId(id)) throw lineError(lineNo, `"id" must be 1-${MAX_ID_LENGTH} characters without control characters`)
+  if (!isJsonObject(value)) throw lineError(lineNo, '"value" must be a JSON object')
+  return { id, value }
+}
+
+/** Splits a byte stream into NDJSON records; blank lines are skipped, CRLF is accepted. */
+export async function * parseNdjson (source: AsyncIterable<Buffer | string>, options: { maxLineBytes?: number } = {}): AsyncGenerator<ImportLine> {
+  const maxLine = options.maxLineBytes ?? MAX_LINE_BYTES
+  const decoder = new StringDecoder('utf8')
+  let pending = ''
+  let lineNo = 0
+
+  function * drain (text: string, final: boolean): Generator<ImportLine> {
+    let start = 0
+    let nl: number
+    while ((nl = text.indexOf('\n', start)) !== -1) {
+      lineNo++
+      const line = text.slice(start, nl)
+      start = nl + 1
+      if (line.length > maxLine) throw tooLong(lineNo)
+      const trimmed = line.trim()
+      if (trimmed !== '') yield parseImportLine(trimmed, lineNo)
+    }
+    pending = text.slice(start)
+    // a string's length in UTF-16 units is a lower bound-ish proxy for bytes; good enough for a guard
+    if (pending.length > maxLine) throw tooLong(lineNo + 1)
+    if (final) {
+      const trimmed = pending.trim()
+      pending = ''
+      if (trimmed !== '') {
+        lineNo++
+        yield parseImportLine(trimmed, lineNo)
+      }
+    }
+  }
+
+  function tooLong (n: number): SyncmeshError {
+    return new SyncmeshError('LINE_TOO_LONG', `line ${n}: longer than ${maxLine} bytes (one record per line, at most ${maxLine / 1024 / 1024} MiB); ${PARTIAL_NOTE}`, 413)
+  }
+
+  for await (const chunk of source) {
+    const text = pending + (typeof chunk === 'string' ? chunk : decoder.write(chunk))
+    yield * drain(text, false)
+  }
+  yield * drain(pending + decoder.end(), true)
+}

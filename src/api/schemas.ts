@@ -1,0 +1,77 @@
+/**
+ * Request body and query validation (zod). A failed check becomes a 400
+ * INVALID_INPUT whose message is the first issue.
+ */
+import { z } from 'zod'
+import { InvalidInputError } from '../errors.js'
+
+export const MAX_PAGE_LIMIT = 1000
+export const DEFAULT_PAGE_LIMIT = 100
+
+const nonEmpty = z.string().min(1, 'must be a non-empty string')
+const jsonObject = z.custom<Record<string, unknown>>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  { message: 'must be a JSON object' }
+)
+
+export const addPeerSchema = z.object({
+  multiaddr: nonEmpty
+}).strict()
+
+export const platformSchema = z.object({
+  name: nonEmpty,
+  peerId: nonEmpty,
+  region: nonEmpty.optional(),
+  addrs: z.array(nonEmpty).default([]),
+  tags: z.array(nonEmpty).optional()
+}).strict()
+
+const endpointSchema = z.object({
+  platform: nonEmpty,
+  collection: nonEmpty
+}).strict()
+
+export const ruleBodySchema = z.object({
+  from: endpointSchema,
+  to: endpointSchema,
+  mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
+  where: jsonObject.optional(),
+  include: z.array(nonEmpty).optional(),
+  exclude: z.array(nonEmpty).optional(),
+  rename: z.record(z.string().min(1), nonEmpty).optional(),
+  key: nonEmpty.optional(),
+  dryRun: z.boolean().optional()
+}).strict()
+
+export const listQuerySchema = z.object({
+  after: z.string().optional(),
+  limit: z.string()
+    .regex(/^\d+$/, `must be an integer between 1 and ${MAX_PAGE_LIMIT}`)
+    .transform(Number)
+    .pipe(z.number().int().min(1, `must be an integer between 1 and ${MAX_PAGE_LIMIT}`).max(MAX_PAGE_LIMIT, `must be an integer between 1 and ${MAX_PAGE_LIMIT}`))
+    .optional()
+}).strict()
+
+function describeIssue (issue: z.core.$ZodIssue | undefined, what: string): string {
+  if (issue == null) return `invalid ${what}`
+  const path = issue.path.map(String).join('.')
+  const where = path !== '' ? `${what === 'query' ? 'query parameter' : 'field'} "${path}"` : `request ${what}`
+  if (issue.code === 'unrecognized_keys' && what === 'query' && path === '') {
+    return `unknown query parameter${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  }
+  if (issue.code === 'unrecognized_keys') {
+    return `${where}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  }
+  if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) {
+    return `${where} is required (${issue.expected})`
+  }
+  if (issue.code === 'invalid_type' && path === '') return `${where} must be a JSON object`
+  return `${where}: ${issue.message}`
+}
+
+/** Parse `input` or throw a 400 INVALID_INPUT naming the first problem. */
+export function parseInput<S extends z.ZodType> (schema: S, input: unknown, what: 'body' | 'query'): z.output<S> {
+  const result = schema.safeParse(input)
+  if (!result.success) throw new InvalidInputError(describeIssue(result.error.issues[0], what))
+  return result.data
+}

@@ -1,0 +1,309 @@
+/**
+ * The local HTTP API (see docs/interface.md). Every route but GET /v1/health
+ * needs `Authorization: Bearer TOKEN`; every error is
+ * `{"error":{"code","message"}}`.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import type { Readable } from 'node:stream'
+import Fastify, { LogController } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { pino } from 'pino'
+import type { Logger } from 'pino'
+import { NotFoundError, SyncmeshError } from '../errors.js'
+import type { ImportLine, JsonObject, Platform, RuleSpec, SyncNodeApi } from '../node/types.js'
+import { JSON_BODY_LIMIT, errorBody, sendError } from './errors.js'
+import { createMetrics } from './metrics.js'
+import { isJsonObject, parseNdjson } from './ndjson.js'
+import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platformSchema, ruleBodySchema } from './schemas.js'
+
+export interface ApiServerOptions {
+  host: string
+  port: number
+  token: string
+  logger?: Logger
+}
+
+export interface ApiServer {
+  /** e.g. http://127.0.0.1:7070 (an unspecified host is reported as loopback) */
+  url: string
+  close (): Promise<void>
+}
+
+/** Streamed NDJSON imports may be far larger than a JSON body. */
+export const IMPORT_BODY_LIMIT = 1024 * 1024 * 1024
+
+export const NDJSON_CONTENT_TYPES = ['application/x-ndjson', 'application/ndjson', 'text/plain', 'application/octet-stream']
+
+/** How long a failed import keeps reading (and discarding) the rest of the upload so the client sees the error. */
+const DRAIN_TIMEOUT_MS = 10_000
+
+function digest (value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest()
+}
+
+/** Constant-time check of an Authorization header against the token. */
+function tokenMatches (header: string | undefined, expected: Buffer): boolean {
+  if (typeof header !== 'string') return false
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
+  const given = digest(match?.[1] ?? '')
+  // compare even when the header is malformed, so timing says nothing
+  return timingSafeEqual(given, expected) && match != null
+}
+
+function urlFor (address: AddressInfo): string {
+  let host = address.address
+  if (host === '0.0.0.0') host = '127.0.0.1'
+  if (host === '::') host = '::1'
+  if (host.includes(':')) host = `[${host}]`
+  return `http://${host}:${address.port}`
+}
+
+/** Read and discard what is left of a request body (bounded in time), so an early error reply reaches a client that is still uploading. */
+async function drain (stream: Readable): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, DRAIN_TIMEOUT_MS)
+    timer.unref()
+    function done (): void {
+      clearTimeout(timer)
+      stream.off('end', done)
+      stream.off('error', done)
+      stream.off('close', done)
+      resolve()
+    }
+    stream.on('end', done)
+    stream.on('error', done)
+    stream.on('close', done)
+    stream.resume()
+  })
+}
+
+interface CollectionParams { collection: string }
+interface RecordParams { collection: string, id: string }
+
+export async function startApiServer (node: SyncNodeApi, options: ApiServerOptions): Promise<ApiServer> {
+  const log: Logger = options.logger ?? pino({ level: 'silent' })
+  if (typeof options.token !== 'string' || options.token.length === 0) {
+    throw new SyncmeshError('INVALID_TOKEN', 'the API token must be a non-empty string', 500)
+  }
+  const expectedToken = digest(options.token)
+  const metrics = createMetrics(node)
+
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'api' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    routerOptions: { maxParamLength: 2048 },
+    forceCloseConnections: 'idle',
+    frameworkErrors (error, request, reply) {
+      sendError(reply, error, log)
+    }
+  })
+
+  // JSON only on the root context (fastify's default text/plain parser is removed);
+  // the import route gets its own streaming parsers below.
+  app.removeContentTypeParser('text/plain')
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.url === '/v1/health') return
+    if (!tokenMatches(request.headers.authorization, expectedToken)) {
+      reply.header('www-authenticate', 'Bearer')
+      return await reply.code(401).send(errorBody('UNAUTHORIZED', 'missing or wrong API token: send "Authorization: Bearer TOKEN" (the running node writes its token to DATA_DIR/api.json)'))
+    }
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request')
+  })
+
+  app.setErrorHandler((err, _request, reply) => sendError(reply, err, log))
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]
+    return reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${path}; the API lives under /v1 (GET /v1/status, /v1/collections/:collection/records, /v1/peers, /v1/platforms, /v1/rules) plus GET /metrics`))
+  })
+
+  // -- node ---------------------------------------------------------------
+
+  app.get('/v1/health', async () => ({ ok: true, peerId: node.peerId, name: node.name }))
+
+  app.get('/v1/status', async () => await node.status())
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.scrape()
+    return await reply.type(metrics.contentType).send(text)
+  })
+
+  // -- records ------------------------------------------------------------
+
+  app.get<{ Params: CollectionParams, Querystring: unknown }>('/v1/collections/:collection/records', async (request) => {
+    const query = parseInput(listQuerySchema, request.query ?? {}, 'query')
+    return await node.records.list(request.params.collection, {
+      ...(query.after != null ? { after: query.after } : {}),
+      limit: query.limit ?? DEFAULT_PAGE_LIMIT
+    })
+  })
+
+  app.get<{ Params: RecordParams }>('/v1/collections/:collection/records/:id', async (request) => {
+    const { collection, id } = request.params
+    const record = await node.records.get(collection, id)
+    if (record == null) throw new NotFoundError(`no record "${id}" in collection "${collection}"`)
+    return record
+  })
+
+  app.put<{ Params: RecordParams, Body: unknown }>('/v1/collections/:collection/records/:id', async (request) => {
+    const { collection, id } = request.params
+    const value = request.body
+    if (!isJsonObject(value)) {
+      const kind = value === undefined ? 'no body' : value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`
+      throw new SyncmeshError('INVALID_VALUE', `the record value must be a JSON object, got ${kind}; send e.g. {"title":"hello"} with Content-Type: application/json`, 400)
+    }
+    return await node.records.put(collection, id, value)
+  })
+
+  app.delete<{ Params: RecordParams }>('/v1/collections/:collection/records/:id', async (request) => {
+    const { collection, id } = request.params
+    const deleted = await node.records.delete(collection, id)
+    if (!deleted) throw new NotFoundError(`no record "${id}" in collection "${collection}"`)
+    return { deleted: true }
+  })
+
+  await app.register(async (scope) => {
+    // Hand the raw request stream to the handler: the body is parsed line by line.
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser(NDJSON_CONTENT_TYPES, { bodyLimit: IMPORT_BODY_LIMIT }, (_request, payload, done) => {
+      done(null, payload)
+    })
+    scope.post<{ Params: CollectionParams, Body: Readable | undefined }>('/v1/collections/:collection/import', {
+      bodyLimit: IMPORT_BODY_LIMIT
+    }, async (request: FastifyRequest<{ Params: CollectionParams, Body: Readable | undefined }>, reply: FastifyReply) => {
+      const stream = request.body
+      if (stream == null) return { imported: 0 }
+      // Errors from parsing are remembered: the node may wrap or replace what its iterator threw.
+      let parseError: unknown
+      async function * lines (): AsyncGenerator<ImportLine> {
+        try {
+          yield * parseNdjson(stream as AsyncIterable<Buffer>)
+        } catch (err) {
+          parseError = err
+          throw err
+        }
+      }
+      try {
+        const result = await node.records.import(request.params.collection, lines())
+        return { imported: result.imported }
+      } catch (err) {
+        const failure = parseError ?? err
+        reply.header('connection', 'close')
+        await drain(stream)
+        if (failure instanceof SyncmeshError) throw failure
+        if ((stream.errored != null || (stream as { aborted?: boolean }).aborted === true) && parseError === failure) {
+          throw new SyncmeshError('REQUEST_ABORTED', 'the upload was interrupted; records of batches already committed stay imported; send the file again', 400)
+        }
+        throw failure
+      }
+    })
+  })
+
+  // -- peers --------------------------------------------------------------
+
+  app.get('/v1/peers', async () => await node.peers.list())
+
+  app.post<{ Body: unknown }>('/v1/peers', async (request, reply) => {
+    const { multiaddr } = parseInput(addPeerSchema, request.body, 'body')
+    const peer = await node.peers.add(multiaddr)
+    return await reply.code(201).send(peer)
+  })
+
+  app.delete<{ Params: { peerId: string } }>('/v1/peers/:peerId', async (request) => {
+    const removed = await node.peers.remove(request.params.peerId)
+    if (!removed) throw new NotFoundError(`no known peer ${request.params.peerId}; list them with GET /v1/peers`)
+    return { removed: true }
+  })
+
+  // -- registry: platforms ------------------------------------------------
+
+  app.get('/v1/platforms', async () => node.registry.platforms())
+
+  app.post<{ Body: unknown }>('/v1/platforms', async (request, reply) => {
+    const body = parseInput(platformSchema, request.body, 'body')
+    const platform: Platform = {
+      name: body.name,
+      peerId: body.peerId,
+      addrs: body.addrs,
+      ...(body.region != null ? { region: body.region } : {}),
+      ...(body.tags != null ? { tags: body.tags } : {})
+    }
+    const added = await node.registry.addPlatform(platform)
+    return await reply.code(201).send(added)
+  })
+
+  app.delete<{ Params: { name: string } }>('/v1/platforms/:name', async (request) => {
+    const removed = await node.registry.removePlatform(request.params.name)
+    if (!removed) throw new NotFoundError(`no platform named "${request.params.name}"; list them with GET /v1/platforms`)
+    return { removed: true }
+  })
+
+  // -- registry: rules ----------------------------------------------------
+
+  app.get('/v1/rules', async () => node.registry.rules())
+
+  app.post<{ Body: unknown }>('/v1/rules', async (request, reply) => {
+    const { dryRun, ...body } = parseInput(ruleBodySchema, request.body, 'body')
+    if (dryRun === true) {
+      throw new SyncmeshError('NOT_SUPPORTED', 'dry runs of rules are not supported yet; create the rule without "dryRun" (it can be removed again with DELETE /v1/rules/:id)', 501)
+    }
+    const spec: RuleSpec = {
+      from: body.from,
+      to: body.to,
+      ...(body.mode != null ? { mode: body.mode } : {}),
+      ...(body.where != null ? { where: body.where as JsonObject } : {}),
+      ...(body.include != null ? { include: body.include } : {}),
+      ...(body.exclude != null ? { exclude: body.exclude } : {}),
+      ...(body.rename != null ? { rename: body.rename } : {}),
+      ...(body.key != null ? { key: body.key } : {})
+    }
+    const rule = await node.registry.addRule(spec)
+    return await reply.code(201).send(rule)
+  })
+
+  app.delete<{ Params: { id: string } }>('/v1/rules/:id', async (request) => {
+    const removed = await node.registry.removeRule(request.params.id)
+    if (!removed) throw new NotFoundError(`no rule with id "${request.params.id}"; list them with GET /v1/rules`)
+    return { removed: true }
+  })
+
+  try {
+    await app.listen({ host: options.host, port: options.port })
+  } catch (err) {
+    await app.close().catch(() => {})
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE') {
+      throw new SyncmeshError('API_PORT_IN_USE', `cannot serve the API on ${options.host}:${options.port}: the port is in use; choose another with --api HOST:PORT (port 0 picks a free one)`, 500, { cause: err })
+    }
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      throw new SyncmeshError('API_LISTEN_FAILED', `cannot serve the API on ${options.host}:${options.port}: no such local address; use e.g. --api 127.0.0.1:7070`, 500, { cause: err })
+    }
+    if (code === 'EACCES') {
+      throw new SyncmeshError('API_LISTEN_FAILED', `cannot serve the API on ${options.host}:${options.port}: permission denied; use a port above 1023`, 500, { cause: err })
+    }
+    throw new SyncmeshError('API_LISTEN_FAILED', `cannot serve the API on ${options.host}:${options.port}: ${(err as Error).message}`, 500, { cause: err })
+  }
+
+  const address = app.server.address()
+  if (address == null || typeof address === 'string') {
+    await app.close()
+    throw new SyncmeshError('API_LISTEN_FAILED', 'the API server did not report a TCP address', 500)
+  }
+  const url = urlFor(address)
+
+  let closing: Promise<void> | undefined
+  return {
+    url,
+    async close () {
+      closing ??= app.close()
+      await closing
+    }
+  }
+}

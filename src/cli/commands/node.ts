@@ -1,0 +1,211 @@
+/**
+ * syncmesh key gen | init | start
+ */
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import type { Logger } from 'pino'
+import type { ApiServer } from '../../api/server.js'
+import { SyncmeshError } from '../../errors.js'
+import { API_FILE, generateMeshKey, initDataDir, loadConfig, resolveMeshKey, writeApiFile } from '../../node/config.js'
+import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
+import { addJsonOption, collect, parseHostPort, UsageError } from '../common.js'
+import type { JsonOption } from '../common.js'
+import { printJson, printLine } from '../output.js'
+
+/** How long a clean stop may take before the process exits anyway. */
+const STOP_TIMEOUT_MS = 15_000
+
+export function registerNodeCommands (program: Command): void {
+  const key = program.command('key').description('mesh key utilities')
+  addJsonOption(
+    key.command('gen')
+      .description('print a new random mesh key (hex, 32 bytes of entropy)')
+  ).action(async (opts: JsonOption) => {
+    const meshKey = generateMeshKey()
+    if (opts.json === true) await printJson({ key: meshKey })
+    else await printLine(meshKey)
+  })
+
+  addJsonOption(
+    program.command('init')
+      .description("create DIR with the node's identity and config; print the peer id")
+      .requiredOption('--data <dir>', 'data directory to create')
+      .requiredOption('--name <name>', 'platform name of this node (letters, digits, "_", "." or "-")')
+      .option('--region <region>', 'region label')
+  ).action(async (opts: JsonOption & { data: string, name: string, region?: string }) => {
+    const result = await initDataDir({ data: opts.data, name: opts.name, ...(opts.region != null ? { region: opts.region } : {}) })
+    if (opts.json === true) {
+      await printJson({ peerId: result.peerId, name: result.name, region: result.region ?? null, data: result.data })
+    } else {
+      await printLine(result.peerId)
+    }
+  })
+
+  addJsonOption(
+    program.command('start')
+      .description('run the node in the foreground until SIGINT/SIGTERM')
+      .requiredOption('--data <dir>', 'data directory (created with "syncmesh init")')
+      .option('--key <key>', 'mesh key (default: $SYNCMESH_KEY, else DIR/mesh.key)')
+      .option('--listen <multiaddr>', `listen address, repeatable (default: config, else ${DEFAULT_LISTEN})`, collect)
+      .option('--announce <multiaddr>', 'address to announce to other nodes, repeatable', collect)
+      .option('--bootstrap <multiaddr>', 'peer to dial at start, repeatable', collect)
+      .option('--api <host:port>', `HTTP API address (default: config, else ${DEFAULT_API}; port 0 picks a free port)`)
+      .option('--mdns', 'discover peers on the LAN with mDNS (default: config, else off)')
+      .option('--target-peers <n>', 'connections to seek through the registry (default: config, else 6; 0 turns discovery off)')
+      .option('--max-peers <n>', 'most connections to keep open (default: config, else 16)')
+  ).action(async (opts: StartOptions) => {
+    await runStart(opts)
+  })
+}
+
+interface StartOptions extends JsonOption {
+  data: string
+  key?: string
+  listen?: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  api?: string
+  mdns?: boolean
+  targetPeers?: string
+  maxPeers?: string
+}
+
+function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < min || n > 10_000) throw new UsageError(`${flag} must be an integer from ${min} to 10000, got "${text}"`)
+  return n
+}
+
+async function createLogger (): Promise<Logger> {
+  const { pino } = await import('pino')
+  const level = process.env.SYNCMESH_LOG_LEVEL ?? 'info'
+  if (!Object.hasOwn(pino.levels.values, level) && level !== 'silent') {
+    throw new SyncmeshError('INVALID_LOG_LEVEL', `$SYNCMESH_LOG_LEVEL is "${level}"; use one of ${Object.keys(pino.levels.values).join(', ')} or silent`, 400)
+  }
+  return pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
+}
+
+/** Turn low-level start failures (libp2p, sockets) into one actionable error. */
+function startFailure (err: unknown, listen: string[]): SyncmeshError {
+  if (err instanceof SyncmeshError) return err
+  const e = err as NodeJS.ErrnoException
+  const text = `${e?.code ?? ''} ${e?.message ?? String(err)}`
+  if (text.includes('EADDRINUSE')) {
+    return new SyncmeshError('LISTEN_FAILED', `cannot listen on ${listen.join(', ')}: address in use; choose another port with --listen (e.g. /ip4/0.0.0.0/tcp/4002; tcp/0 picks a free one)`, 500, { cause: err })
+  }
+  if (text.includes('EADDRNOTAVAIL') || text.includes('EACCES')) {
+    return new SyncmeshError('LISTEN_FAILED', `cannot listen on ${listen.join(', ')}: ${e?.message ?? String(err)}; check the --listen addresses`, 500, { cause: err })
+  }
+  return new SyncmeshError('START_FAILED', `the node failed to start: ${e?.message ?? String(err)}`, 500, { cause: err })
+}
+
+/** Fail before the node starts when the API port is taken (the real bind comes later and is checked again). */
+async function checkApiPort (host: string, port: number): Promise<void> {
+  if (port === 0) return
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        reject(new SyncmeshError('API_PORT_IN_USE', `cannot serve the API on ${host}:${port}: the port is in use; choose another with --api HOST:PORT (port 0 picks a free one)`, 500))
+      } else {
+        resolve() // other problems are reported by the real bind
+      }
+    })
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
+  })
+}
+
+async function runStart (opts: StartOptions): Promise<void> {
+  const data = opts.data
+  // usage problems first, before touching anything
+  const apiFromFlag = opts.api != null ? parseHostPort(opts.api, '--api') : undefined
+  const config = await loadConfig(data)
+  let api = apiFromFlag
+  if (api == null) {
+    try {
+      api = parseHostPort(config.api ?? DEFAULT_API, 'api')
+    } catch {
+      throw new SyncmeshError('CONFIG_INVALID', `"api" in ${join(data, 'config.json')} is "${config.api ?? ''}", not HOST:PORT; fix the file or pass --api HOST:PORT`, 500)
+    }
+  }
+  const key = await resolveMeshKey({ flag: opts.key, env: process.env.SYNCMESH_KEY, data })
+  const listen = opts.listen != null && opts.listen.length > 0 ? opts.listen : config.listen ?? [DEFAULT_LISTEN]
+  const announce = opts.announce != null && opts.announce.length > 0 ? opts.announce : config.announce ?? []
+  const bootstrap = opts.bootstrap != null && opts.bootstrap.length > 0 ? opts.bootstrap : config.bootstrap ?? []
+  const targetConnections = parseCount(opts.targetPeers, '--target-peers', 0)
+  const maxConnections = parseCount(opts.maxPeers, '--max-peers', 1)
+  await checkApiPort(api.host, api.port)
+  const logger = await createLogger()
+
+  // loaded lazily: client commands should not pay for libp2p, fastify and prom-client
+  const { createSyncNode } = await import('../../node/node.js')
+  const { startApiServer } = await import('../../api/server.js')
+  let node: Awaited<ReturnType<typeof createSyncNode>>
+  try {
+    node = await createSyncNode({ dataDir: data, key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections })
+  } catch (err) {
+    throw startFailure(err, listen)
+  }
+  try {
+    await node.start()
+  } catch (err) {
+    await node.stop().catch(() => {})
+    throw startFailure(err, listen)
+  }
+
+  const token = randomBytes(32).toString('hex')
+  let server: ApiServer
+  try {
+    server = await startApiServer(node, { host: api.host, port: api.port, token, logger })
+    await writeApiFile(data, { url: server.url, token })
+  } catch (err) {
+    await node.stop().catch(() => {})
+    throw err
+  }
+
+  const stopped = new Promise<void>((resolve) => {
+    let stopping = false
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`error [INTERRUPTED]: ${signal} again while stopping; exiting without a clean stop\n`)
+        process.exit(1)
+      }
+      stopping = true
+      logger.info({ signal }, 'stopping')
+      const timer = setTimeout(() => {
+        process.stderr.write(`error [STOP_TIMEOUT]: the node did not stop within ${STOP_TIMEOUT_MS / 1000}s; exiting anyway\n`)
+        process.exit(1)
+      }, STOP_TIMEOUT_MS)
+      timer.unref()
+      void (async () => {
+        await server.close().catch((err: unknown) => logger.warn({ err }, 'closing the API failed'))
+        await rm(join(data, API_FILE), { force: true }).catch(() => {})
+        await node.stop().catch((err: unknown) => logger.error({ err }, 'stopping the node failed'))
+        clearTimeout(timer)
+        logger.info('stopped')
+        resolve()
+      })()
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+
+  const multiaddrs = node.getMultiaddrs()
+  if (opts.json === true) {
+    await printJson({ event: 'ready', peerId: node.peerId, multiaddrs, api: server.url })
+  } else {
+    await printLine(`syncmesh node "${node.name}"${node.region != null ? ` (region ${node.region})` : ''} is running`)
+    await printLine(`peer id: ${node.peerId}`)
+    await printLine('listening on:')
+    for (const ma of multiaddrs) await printLine(`  ${ma}`)
+    if (multiaddrs.length === 0) await printLine('  (no addresses)')
+    await printLine(`API: ${server.url} (token in ${join(data, API_FILE)})`)
+    await printLine('press Ctrl-C to stop')
+  }
+
+  await stopped
+}

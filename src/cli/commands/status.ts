@@ -1,0 +1,141 @@
+/**
+ * syncmesh status | wait
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Command } from 'commander'
+import { SyncmeshError } from '../../errors.js'
+import type { NodeStatus } from '../../node/types.js'
+import { addClientOptions, addJsonOption, connect, parseSeconds } from '../common.js'
+import type { ClientOptions, JsonOption } from '../common.js'
+import { StatusLine, formatAgo, formatBytes, formatCount, formatDuration, printJson, printLine, progressBar, shortId, table } from '../output.js'
+
+type Opts = ClientOptions & JsonOption
+
+const POLL_MS = 200
+
+export function renderStatus (s: NodeStatus, now = Date.now()): string {
+  const lines: string[] = []
+  const uptime = formatDuration((now - Date.parse(s.startedAt)) / 1000)
+  lines.push(`node      ${s.name}${s.region != null ? ` (region ${s.region})` : ''}`)
+  lines.push(`peer id   ${s.peerId}`)
+  lines.push(`up        ${uptime} (since ${s.startedAt})`)
+  const totalLag = s.origins.reduce((sum, o) => sum + o.lag, 0)
+  lines.push(`caught up ${s.caughtUp && totalLag === 0 ? 'yes' : `no (${formatCount(totalLag)} entries behind)`}`)
+
+  const connected = s.peers.filter((p) => p.connected).length
+  lines.push('', `PEERS (${connected} of ${s.peers.length} connected)`)
+  if (s.peers.length === 0) {
+    lines.push('  none; add one with "syncmesh peer add MULTIADDR"')
+  } else {
+    lines.push(indent(table(
+      ['PEER', 'CONNECTED', 'LAST SEEN', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
+      s.peers.map((p) => [
+        shortId(p.peerId),
+        p.connected ? (p.authenticated ? 'yes' : 'yes (unauthenticated)') : 'no',
+        formatAgo(p.lastSeen, now),
+        `${formatCount(p.entriesReceived)} / ${formatBytes(p.bytesReceived)}`,
+        `${formatCount(p.entriesSent)} / ${formatBytes(p.bytesSent)}`,
+        p.lastError ?? ''
+      ])
+    )))
+  }
+
+  lines.push('', `ORIGINS (${s.origins.length})`)
+  if (s.origins.length === 0) {
+    lines.push('  none yet')
+  } else {
+    lines.push(indent(table(
+      ['PLATFORM', 'ORIGIN', 'SEQ', 'ANNOUNCED', 'LAG', 'NOTE'],
+      s.origins.map((o) => [
+        o.platform ?? '-', shortId(o.origin), formatCount(o.seq), formatCount(o.announced), formatCount(o.lag),
+        o.stuck != null ? `no progress for ${formatDuration((now - Date.parse(o.stuck.since)) / 1000)} (waiting on ${shortId(o.stuck.peer)})` : ''
+      ])
+    )))
+  }
+
+  lines.push('', `RULES (${s.rules.length})`)
+  if (s.rules.length === 0) {
+    lines.push('  none')
+  } else {
+    lines.push(indent(table(
+      ['ID', 'FROM → TO', 'MODE', 'HERE', 'APPLIED', 'PENDING', 'PROBLEM'],
+      s.rules.map((r) => [
+        r.id, `${r.from} → ${r.to}`, r.mode, r.local ? (r.backfilled ? 'yes' : 'yes (backfilling)') : 'no',
+        formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', r.problem ?? ''
+      ])
+    )))
+  }
+  return lines.join('\n')
+}
+
+function indent (text: string): string {
+  return text.split('\n').map((l) => `  ${l}`).join('\n')
+}
+
+function isCaughtUp (s: NodeStatus): boolean {
+  return s.caughtUp && s.origins.every((o) => o.lag === 0)
+}
+
+export function registerStatusCommands (program: Command): void {
+  addClientOptions(addJsonOption(
+    program.command('status').description('peers, per-origin versions and lag, rules')
+  )).action(async (opts: Opts) => {
+    const client = await connect(opts)
+    const status = await client.status()
+    if (opts.json === true) await printJson(status)
+    else await printLine(renderStatus(status))
+  })
+
+  addClientOptions(addJsonOption(
+    program.command('wait').description('return once caught up with connected peers (progress on stderr)')
+      .option('--timeout <seconds>', 'give up after this many seconds (exit 1, code TIMEOUT); default: wait forever')
+  )).action(async (opts: Opts & { timeout?: string }) => {
+    const timeout = opts.timeout != null ? parseSeconds(opts.timeout, '--timeout') : undefined
+    const client = await connect(opts)
+    const started = Date.now()
+    const deadline = timeout != null ? started + timeout * 1000 : undefined
+    const line = new StatusLine({ ttyIntervalMs: 0, plainIntervalMs: 1000 })
+    let maxLag = 0
+    let prev: { lag: number, at: number } | undefined
+    let rate = 0 // entries per second, smoothed
+    try {
+      for (;;) {
+        const status = await client.status()
+        const now = Date.now()
+        const lag = status.origins.reduce((sum, o) => sum + o.lag, 0)
+        if (isCaughtUp(status)) {
+          line.clear()
+          const seconds = (now - started) / 1000
+          const connected = status.peers.filter((p) => p.connected).length
+          if (opts.json === true) await printJson({ caughtUp: true, seconds, origins: status.origins.length, peersConnected: connected })
+          else await printLine(`caught up (${status.origins.length} origins, ${connected} peers connected) after ${formatDuration(seconds)}`)
+          return
+        }
+        if (deadline != null && now >= deadline) {
+          line.clear()
+          throw new SyncmeshError('TIMEOUT', `not caught up after ${formatDuration(timeout ?? 0)}: ${formatCount(lag)} entries behind across ${status.origins.filter((o) => o.lag > 0).length} origins; check "syncmesh status" for peers and errors`, 408)
+        }
+        maxLag = Math.max(maxLag, lag)
+        if (prev != null && now > prev.at) {
+          const instant = (prev.lag - lag) / ((now - prev.at) / 1000)
+          rate = rate === 0 ? Math.max(0, instant) : 0.8 * rate + 0.2 * Math.max(0, instant)
+        }
+        prev = { lag, at: now }
+        const eta = rate > 0 ? formatDuration(lag / rate) : '?'
+        const behind = status.origins.filter((o) => o.lag > 0).length
+        const connected = status.peers.filter((p) => p.connected).length
+        if (lag === 0) {
+          line.update(`waiting for ${connected} connected peer(s) to confirm versions…`)
+        } else if (line.tty) {
+          line.update(`${progressBar(maxLag > 0 ? 1 - lag / maxLag : 0)}  lag ${formatCount(lag)} entries (${behind} origins)  ETA ${eta}`)
+        } else {
+          line.update(`waiting: ${formatCount(lag)} entries behind across ${behind} origins, ${connected} peers connected, ETA ${eta}`)
+        }
+        const wait = deadline != null ? Math.max(0, Math.min(POLL_MS, deadline - Date.now())) : POLL_MS
+        await sleep(wait)
+      }
+    } finally {
+      line.clear()
+    }
+  })
+}

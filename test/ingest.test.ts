@@ -1,0 +1,472 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { decodeEntry } from '../src/log/entry.js'
+import type { LogEntry } from '../src/log/entry.js'
+import { compareHlc, MAX_DRIFT_MS, parseHlc } from '../src/log/hlc.js'
+import { utf8 } from '../src/store/db.js'
+import { keys } from '../src/store/keys.js'
+import { PLATFORMS_COLLECTION, RULES_COLLECTION } from '../src/store/names.js'
+import { Harness, newPeerId, OriginLog, platformValue, ruleValue, Scenario } from './helpers/ingest-harness.js'
+
+const cleanup: Array<() => Promise<void>> = []
+
+afterEach(async () => {
+  vi.restoreAllMocks()
+  while (cleanup.length > 0) await (cleanup.pop() as () => Promise<void>)()
+})
+
+async function scenario (): Promise<Scenario> {
+  const s = await Scenario.create()
+  cleanup.push(async () => { await s.h.destroy() })
+  return s
+}
+
+async function harness (): Promise<Harness> {
+  const h = await Harness.create('tgt')
+  cleanup.push(async () => { await h.destroy() })
+  return h
+}
+
+function hex (bytes: Uint8Array | undefined): string | undefined {
+  return bytes === undefined ? undefined : Buffer.from(bytes).toString('hex')
+}
+
+describe('ingest: runs, duplicates and gaps', () => {
+  it('applying the same run twice changes nothing', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const run = [s.src.put('posts', '1', { v: 1 }), s.src.put('posts', '2', { v: 2 }), s.src.del('posts', '1'), s.src.put('posts', '3', { v: 3 })]
+    const first = await s.h.ingest(s.src.origin, 0, 4, run)
+    expect(first?.stored).toBe(4)
+    expect(first?.advanced).toEqual({ origin: s.src.origin, seq: 4 })
+    expect(first?.changes.length).toBeGreaterThan(0)
+    const before = await s.h.dump()
+    const recordBytes = hex(await s.h.raw(keys.record('articles', '2')))
+
+    const second = await s.h.ingest(s.src.origin, 0, 4, run)
+    expect(second).toBeDefined()
+    expect(second?.stored).toBe(0)
+    expect(second?.changes).toEqual([])
+    expect(second?.registry).toEqual([])
+    expect(second?.advanced).toBeUndefined()
+    expect(hex(await s.h.raw(keys.record('articles', '2')))).toBe(recordBytes)
+    expect(await s.h.dump()).toEqual(before)
+    expect(s.h.log.vector.get(s.src.origin)).toBe(4)
+    expect(s.h.ingestor.applied('r1')).toBe(first?.changes.length)
+  })
+
+  it('the same entries inside a longer run are ignored; only the new tail is stored and applied', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const e = [1, 2, 3, 4, 5].map(i => s.src.put('posts', `r${i}`, { i }))
+    await s.h.ingest(s.src.origin, 0, 3, e.slice(0, 3))
+    const r = await s.h.ingest(s.src.origin, 0, 5, e)
+    expect(r?.stored).toBe(2)
+    expect(r?.changes.map(c => c.id)).toEqual(['r4', 'r5'])
+    expect(s.h.log.vector.get(s.src.origin)).toBe(5)
+  })
+
+  it('out-of-order duplicates (an older run arriving late) are ignored, even with other content', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const e = [s.src.put('posts', 'a', { v: 1 }), s.src.put('posts', 'a', { v: 2 }), s.src.put('posts', 'b', { v: 1 }), s.src.put('posts', 'c', { v: 1 }), s.src.put('posts', 'd', { v: 1 })]
+    await s.h.ingest(s.src.origin, 0, 5, e)
+    const before = await s.h.dump()
+    // late copies of runs already covered
+    for (const [from, to, entries] of [[0, 2, e.slice(0, 2)], [1, 3, e.slice(1, 3)], [2, 4, e.slice(2, 4)], [0, 1, e.slice(0, 1)], [4, 5, e.slice(4)]] as Array<[number, number, LogEntry[]]>) {
+      const r = await s.h.ingest(s.src.origin, from, to, entries)
+      expect(r?.stored, `(${from}, ${to}]`).toBe(0)
+      expect(r?.changes).toEqual([])
+    }
+    // a forged or stale copy of seq 1 with different content is also ignored
+    const stale: LogEntry = { ...e[0], value: utf8.encode('{"v":"stale"}') }
+    const r = await s.h.ingest(s.src.origin, 0, 1, [stale])
+    expect(r?.stored).toBe(0)
+    expect(await s.h.dump()).toEqual(before)
+    expect(await s.h.value('articles', 'a')).toEqual({ v: 2 })
+  })
+
+  it('a run overlapping what is held stores only the entries above held', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const e = [1, 2, 3, 4, 5, 6].map(i => s.src.put('posts', `r${i}`, { i }))
+    await s.h.ingest(s.src.origin, 0, 4, e.slice(0, 4))
+    const r = await s.h.ingest(s.src.origin, 2, 6, e.slice(2))
+    expect(r?.stored).toBe(2)
+    expect(r?.changes.map(c => c.id)).toEqual(['r5', 'r6'])
+  })
+
+  it('a gap (from_seq beyond what is held) returns undefined and stores nothing', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const e = [1, 2, 3, 4, 5].map(i => s.src.put('posts', `r${i}`, { i }))
+    await s.h.ingest(s.src.origin, 0, 2, e.slice(0, 2))
+    const before = await s.h.dump()
+    const r = await s.h.ingest(s.src.origin, 3, 5, e.slice(3))
+    expect(r).toBeUndefined()
+    expect(await s.h.dump()).toEqual(before)
+    expect(s.h.log.vector.get(s.src.origin)).toBe(2)
+    expect(await s.h.raw(keys.entry(s.src.origin, 4))).toBeUndefined()
+    expect(await s.h.record('articles', 'r4')).toBeUndefined()
+    // the same for an origin never heard of
+    const other = new OriginLog(await newPeerId())
+    other.seq = 10
+    expect(await s.h.ingest(other.origin, 10, 11, [other.put('posts', 'x', {})])).toBeUndefined()
+    expect(s.h.log.vector.get(other.origin)).toBe(0)
+    expect(await s.h.dump()).toEqual(before)
+    // once the missing part arrives, the rest follows
+    expect((await s.h.ingest(s.src.origin, 2, 3, [e[2]]))?.stored).toBe(1)
+    expect((await s.h.ingest(s.src.origin, 3, 5, e.slice(3)))?.stored).toBe(2)
+    expect(Object.keys(await s.h.live('articles')).sort()).toEqual(['r1', 'r2', 'r3', 'r4', 'r5'])
+  })
+
+  it('a run whose newest seqs were compacted away advances the vector to to_seq', async () => {
+    const s = await scenario()
+    const e = [s.src.put('posts', '1', {}), s.src.put('posts', '2', {})]
+    s.src.seq = 7 // seqs 3..7 superseded at the sender
+    const r = await s.h.ingest(s.src.origin, 0, 7, e)
+    expect(r?.stored).toBe(2)
+    expect(s.h.log.vector.get(s.src.origin)).toBe(7)
+    const next = await s.h.ingest(s.src.origin, 7, 8, [s.src.put('posts', '3', {})])
+    expect(next?.stored).toBe(1)
+    await s.h.reopen()
+    expect(s.h.log.vector.get(s.src.origin)).toBe(8)
+  })
+
+  it('stores other origins\' logs even when no rule applies them (to forward them)', async () => {
+    const h = await harness()
+    const a = new OriginLog(await newPeerId())
+    const r = await h.ingestRun(a.origin, [a.put('posts', '1', { v: 1 }), a.put('posts', '1', { v: 2 })])
+    expect(r?.stored).toBe(2)
+    expect(r?.changes).toEqual([])
+    expect(await h.record('posts', '1')).toBeUndefined()
+    const run = await h.log.readRun(a.origin, 0, 10, 1_000_000)
+    expect(run?.entries.map(x => decodeEntry(a.origin, x).seq)).toEqual([2])
+  })
+
+  it('concurrent ingests of the same run store it once', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r1' })
+    const e = Array.from({ length: 50 }, (_, i) => s.src.put('posts', `r${i}`, { i }))
+    const results = await Promise.all(Array.from({ length: 5 }, async () => await s.h.ingest(s.src.origin, 0, 50, e)))
+    expect(results.map(r => r?.stored).sort()).toEqual([0, 0, 0, 0, 50])
+    expect(results.reduce((n, r) => n + (r?.changes.length ?? 0), 0)).toBe(50)
+    expect(s.h.ingestor.applied('r1')).toBe(50)
+  })
+})
+
+describe('ingest: registry', () => {
+  it('registry entries from any origin build the registry and the rules', async () => {
+    const h = await harness()
+    const admin = new OriginLog(await newPeerId())
+    const src = await newPeerId()
+    const r = await h.ingestRun(admin.origin, [
+      admin.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src)),
+      admin.put(RULES_COLLECTION, 'r1', ruleValue({ id: 'r1', from: { platform: 'src', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } }))
+    ])
+    expect(r?.registry.map(x => `${x.collection}/${x.id}`)).toEqual(['$platforms/src', '$rules/r1'])
+    expect(r?.changes).toEqual([]) // registry records are not record changes
+    expect(h.registry.platform('src')?.peerId).toBe(src)
+    expect(h.rules.get('r1')?.sourcePeer).toBe(src)
+    expect(h.lastChanged.map(c => c.rule.id)).toEqual(['r1'])
+    // and survive a restart: the registry is rebuilt from the stored records
+    await h.reopen()
+    expect(h.registry.platform('src')?.peerId).toBe(src)
+    expect(h.rules.get('r1')).toBeDefined()
+  })
+
+  it('registry records are last-writer-wins: an older write does not undo a newer delete', async () => {
+    const h = await harness()
+    const older = new OriginLog(await newPeerId(), Date.now() - 100_000)
+    const newer = new OriginLog(await newPeerId(), Date.now() - 50_000)
+    const src = await newPeerId()
+    await h.ingestRun(newer.origin, [newer.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src)), newer.del(PLATFORMS_COLLECTION, 'src')])
+    expect(h.registry.platform('src')).toBeUndefined()
+    const r = await h.ingestRun(older.origin, [older.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src))])
+    expect(r?.registry).toEqual([])
+    expect(h.registry.platform('src')).toBeUndefined()
+  })
+
+  it('a registry delete that arrives first leaves a tombstone, so the older put cannot land after it', async () => {
+    const h = await harness()
+    const older = new OriginLog(await newPeerId(), Date.now() - 100_000)
+    const newer = new OriginLog(await newPeerId(), Date.now() - 50_000)
+    const src = await newPeerId()
+    const del = await h.ingestRun(newer.origin, [newer.del(PLATFORMS_COLLECTION, 'src')])
+    expect(del?.registry).toEqual([{ collection: PLATFORMS_COLLECTION, id: 'src', value: undefined }])
+    expect(await h.record(PLATFORMS_COLLECTION, 'src')).toMatchObject({ version: { origin: newer.origin } })
+    await h.ingestRun(older.origin, [older.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src))])
+    expect(h.registry.platform('src')).toBeUndefined()
+  })
+})
+
+describe('ingest: clock', () => {
+  it('observes incoming clocks, persists the clock, and orders later local writes after them', async () => {
+    const h = await harness()
+    const a = new OriginLog(await newPeerId())
+    const ahead = { wall: Date.now() + 40_000, logical: 5 }
+    await h.ingestRun(a.origin, [a.put('posts', '1', {}, ahead)])
+    expect(compareHlc(h.ingestor.clock.current(), ahead)).toBeGreaterThanOrEqual(0)
+    const saved = parseHlc(utf8.decode(await h.raw(keys.meta('hlc')) as Uint8Array))
+    expect(saved).toEqual(ahead)
+    await h.reopen()
+    expect(compareHlc(h.ingestor.clock.current(), ahead)).toBeGreaterThanOrEqual(0)
+    const { entries } = await h.writeLocal([{ collection: 'notes', id: 'n', op: 'put', value: {} }])
+    expect(compareHlc(entries[0].hlc, ahead)).toBe(1)
+  })
+
+  it('a local write after an entry with the largest logical counter keeps its clock on disk and on the wire', async () => {
+    const h = await harness()
+    const a = new OriginLog(await newPeerId())
+    const remote = { wall: Date.now() + 5_000, logical: 0xffffffff }
+    await h.ingestRun(a.origin, [a.put('posts', '1', {}, remote)])
+    const { entries } = await h.writeLocal([{ collection: 'notes', id: 'n', op: 'put', value: {} }])
+    expect(compareHlc(entries[0].hlc, remote)).toBe(1)
+    // what peers receive (the stored protobuf entry) carries the same clock as the local record
+    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.self, 1)) as Uint8Array)
+    expect(stored.hlc).toEqual(entries[0].hlc)
+    expect((await h.record('notes', 'n'))?.version.hlc).toEqual(entries[0].hlc)
+    // and the persisted clock can be read back
+    expect(parseHlc(utf8.decode(await h.raw(keys.meta('hlc')) as Uint8Array))).toEqual(entries[0].hlc)
+  })
+
+  it('does not adopt a clock too far in the future', async () => {
+    const h = await harness()
+    const a = new OriginLog(await newPeerId())
+    const far = { wall: Date.now() + 10 * MAX_DRIFT_MS, logical: 0 }
+    const r = await h.ingestRun(a.origin, [a.put('posts', '1', {}, far)])
+    expect(r?.stored).toBe(1)
+    expect(h.ingestor.clock.current().wall).toBeLessThan(far.wall)
+    const { entries } = await h.writeLocal([{ collection: 'notes', id: 'n', op: 'put', value: {} }])
+    expect(entries[0].hlc.wall).toBeLessThan(far.wall)
+  })
+})
+
+describe('writeLocal', () => {
+  it('assigns consecutive seqs, also across restarts', async () => {
+    const h = await harness()
+    const first = await h.writeLocal([
+      { collection: 'notes', id: 'a', op: 'put', value: { n: 1 } },
+      { collection: 'notes', id: 'b', op: 'put', value: { n: 2 } },
+      { collection: 'notes', id: 'a', op: 'put', value: { n: 3 } }
+    ])
+    expect(first.entries.map(e => e.seq)).toEqual([1, 2, 3])
+    expect(first.entries.every(e => e.origin === h.self)).toBe(true)
+    for (let i = 1; i < first.entries.length; i++) expect(compareHlc(first.entries[i - 1].hlc, first.entries[i].hlc)).toBe(-1)
+    expect(first.result.stored).toBe(3)
+    expect(first.result.advanced).toEqual({ origin: h.self, seq: 3 })
+    const second = await h.writeLocal([{ collection: 'notes', id: 'c', op: 'put', value: {} }, { collection: 'notes', id: 'b', op: 'del' }])
+    expect(second.entries.map(e => e.seq)).toEqual([4, 5])
+    await h.reopen()
+    expect(h.log.vector.get(h.self)).toBe(5)
+    const third = await h.writeLocal([{ collection: 'notes', id: 'd', op: 'put', value: {} }])
+    expect(third.entries.map(e => e.seq)).toEqual([6])
+    expect(compareHlc(second.entries[1].hlc, third.entries[0].hlc)).toBe(-1)
+    expect(await h.live('notes')).toEqual({ a: { n: 3 }, c: {}, d: {} })
+  })
+
+  it('concurrent writers get distinct consecutive seqs', async () => {
+    const h = await harness()
+    const all = await Promise.all(Array.from({ length: 20 }, async (_, i) => await h.writeLocal([{ collection: 'notes', id: `n${i}`, op: 'put', value: { i } }, { collection: 'notes', id: `m${i}`, op: 'put', value: { i } }])))
+    const seqs = all.flatMap(r => r.entries.map(e => e.seq)).sort((x, y) => x - y)
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+    for (const r of all) expect(r.entries[1].seq).toBe(r.entries[0].seq + 1)
+    expect(h.log.vector.get(h.self)).toBe(40)
+  })
+
+  it('writes entry, record, vector and clock in one atomic batch', async () => {
+    const h = await harness()
+    const batch = vi.spyOn(h.store.db, 'batch')
+    const { entries, result } = await h.writeLocal([{ collection: 'notes', id: 'x', op: 'put', value: { hello: 'world' } }])
+    expect(batch).toHaveBeenCalledTimes(1)
+    const ops = (batch.mock.calls[0] as unknown[])[0] as Array<{ type: string, key: string }>
+    const written = ops.filter(o => o.type === 'put').map(o => o.key)
+    expect(written).toEqual(expect.arrayContaining([
+      keys.entry(h.self, 1),
+      keys.latest(h.self, 'notes', 'x'),
+      keys.vector(h.self),
+      keys.record('notes', 'x'),
+      keys.meta('hlc')
+    ]))
+    expect(result.changes).toEqual([expect.objectContaining({ collection: 'notes', id: 'x', op: 'put', value: { hello: 'world' } })])
+    expect(result.changes[0].ruleId).toBeUndefined()
+    batch.mockRestore()
+
+    // everything is on disk after a restart
+    await h.reopen()
+    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.self, 1)) as Uint8Array)
+    expect(stored).toMatchObject({ seq: 1, collection: 'notes', id: 'x', op: 'put', hlc: entries[0].hlc })
+    expect(JSON.parse(utf8.decode(stored.value as Uint8Array))).toEqual({ hello: 'world' })
+    expect(utf8.decode(await h.raw(keys.latest(h.self, 'notes', 'x')) as Uint8Array)).toBe('1')
+    expect(utf8.decode(await h.raw(keys.vector(h.self)) as Uint8Array)).toBe('1')
+    expect(h.log.vector.get(h.self)).toBe(1)
+    const rec = await h.record('notes', 'x')
+    expect(rec?.value).toEqual({ hello: 'world' })
+    expect(rec?.version).toEqual({ hlc: entries[0].hlc, origin: h.self, seq: 1 })
+    expect(parseHlc(utf8.decode(await h.raw(keys.meta('hlc')) as Uint8Array))).toEqual(entries[0].hlc)
+  })
+
+  it('a delete writes a tombstone in the same batch; a delete of a missing record writes none', async () => {
+    const h = await harness()
+    await h.writeLocal([{ collection: 'notes', id: 'x', op: 'put', value: { v: 1 } }])
+    const batch = vi.spyOn(h.store.db, 'batch')
+    const del = await h.writeLocal([{ collection: 'notes', id: 'x', op: 'del' }])
+    const keysWritten = ((batch.mock.calls[0] as unknown[])[0] as Array<{ type: string, key: string }>).map(o => o.key)
+    expect(keysWritten).toEqual(expect.arrayContaining([keys.entry(h.self, 2), keys.record('notes', 'x'), keys.vector(h.self)]))
+    expect(del.result.changes).toEqual([expect.objectContaining({ op: 'del', id: 'x' })])
+    expect((await h.record('notes', 'x'))?.value).toBeUndefined()
+    expect((await h.record('notes', 'x'))?.version.seq).toBe(2)
+    // compaction dropped the put
+    expect(await h.raw(keys.entry(h.self, 1))).toBeUndefined()
+
+    const ghost = await h.writeLocal([{ collection: 'notes', id: 'never', op: 'del' }])
+    expect(ghost.entries[0].seq).toBe(3)
+    expect(ghost.result.changes).toEqual([])
+    expect(await h.record('notes', 'never')).toBeUndefined()
+  })
+
+  it('local writes to a rule\'s source collection are applied by local rules too', async () => {
+    const h = await harness()
+    const admin = new OriginLog(await newPeerId())
+    await h.ingestRun(admin.origin, [
+      admin.put(PLATFORMS_COLLECTION, 'tgt', platformValue('tgt', h.self)),
+      admin.put(RULES_COLLECTION, 'self', ruleValue({ id: 'self', from: { platform: 'tgt', collection: 'drafts' }, to: { platform: 'tgt', collection: 'published' }, where: { ready: true } }))
+    ])
+    const { result } = await h.writeLocal([
+      { collection: 'drafts', id: '1', op: 'put', value: { ready: true } },
+      { collection: 'drafts', id: '2', op: 'put', value: { ready: false } }
+    ])
+    expect(result.changes.map(c => `${c.collection}/${c.id}`).sort()).toEqual(['drafts/1', 'drafts/2', 'published/1'])
+    expect(await h.live('published')).toEqual({ 1: { ready: true } })
+  })
+})
+
+describe('backfill', () => {
+  const COUNT = 1_234 // more than two chunks of 500
+  const FIRST_CHUNK_APPLIED = 499 // p00000..p00499 without the deleted p00002
+
+  async function withData (): Promise<Scenario> {
+    const s = await scenario()
+    const entries: LogEntry[] = []
+    for (let i = 0; i < COUNT; i++) entries.push(s.src.put('posts', `p${String(i).padStart(5, '0')}`, { i, status: i % 2 === 0 ? 'published' : 'draft' }))
+    // some updates and deletes before the rule exists
+    entries.push(s.src.put('posts', 'p00000', { i: 0, status: 'published', updated: true }))
+    entries.push(s.src.del('posts', 'p00002'))
+    const r = await s.feed(...entries)
+    expect(r.changes).toEqual([]) // no rule yet
+    return s
+  }
+
+  it('a rule added after the data exists applies all of it', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    expect(s.h.lastChanged.map(c => c.rule.id)).toEqual(['late'])
+    expect(await s.h.ingestor.backfillDone('late')).toBe(false)
+    const chunks = await s.h.backfillAll(rule)
+    expect(chunks.length).toBe(3)
+    const live = await s.h.live('articles')
+    expect(Object.keys(live)).toHaveLength(COUNT - 1)
+    expect(live.p00000).toEqual({ i: 0, status: 'published', updated: true })
+    expect(live.p00002).toBeUndefined()
+    expect(live.p01233).toEqual({ i: 1233, status: 'draft' })
+    expect(chunks.reduce((n, c) => n + c.changes.length, 0)).toBe(COUNT - 1)
+    expect(s.h.ingestor.applied('late')).toBe(COUNT - 1)
+    expect(await s.h.ingestor.backfillDone('late')).toBe(true)
+    // the versions are those of the source entries
+    expect((await s.h.record('articles', 'p00000'))?.version).toMatchObject({ origin: s.src.origin, seq: COUNT + 1 })
+    // a finished backfill does nothing when run again
+    expect(await s.h.backfillAll(rule)).toEqual([])
+    // and live entries keep flowing through the rule
+    await s.feed(s.src.del('posts', 'p00001'))
+    expect(await s.h.value('articles', 'p00001')).toBeUndefined()
+  })
+
+  it('applies the filter and transforms of the rule', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'pub', where: { status: 'published' }, exclude: ['status'] })
+    await s.h.backfillAll(rule)
+    const live = await s.h.live('articles')
+    // even i are published; p00002 was deleted
+    expect(Object.keys(live)).toHaveLength(Math.ceil(COUNT / 2) - 1)
+    expect(live.p00004).toEqual({ i: 4 })
+    expect(live.p00003).toBeUndefined()
+  })
+
+  it('is resumable: interrupted after the first chunk, it continues where it stopped', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    let calls = 0
+    const firstRun = await s.h.backfillAll(rule, () => calls++ === 0)
+    expect(firstRun).toHaveLength(1)
+    // the first chunk reads 500 records; one of them (p00002) is a delete
+    expect(firstRun[0].changes).toHaveLength(FIRST_CHUNK_APPLIED)
+    expect(await s.h.ingestor.backfillDone('late')).toBe(false)
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(FIRST_CHUNK_APPLIED)
+
+    const secondRun = await s.h.backfillAll(rule)
+    const resumed = secondRun.flatMap(c => c.changes)
+    expect(resumed).toHaveLength(COUNT - 1 - FIRST_CHUNK_APPLIED)
+    expect(resumed.some(c => firstRun[0].changes.some(f => f.id === c.id))).toBe(false)
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1)
+    expect(await s.h.ingestor.backfillDone('late')).toBe(true)
+    expect(s.h.ingestor.applied('late')).toBe(COUNT - 1)
+  })
+
+  it('resumes after a restart', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    let calls = 0
+    await s.h.backfillAll(rule, () => calls++ === 0)
+    await s.h.reopen()
+    expect(s.h.ingestor.applied('late')).toBe(FIRST_CHUNK_APPLIED)
+    const again = s.h.rules.get('late')
+    expect(again).toBeDefined()
+    const chunks = await s.h.backfillAll(again as NonNullable<typeof again>)
+    expect(chunks.reduce((n, c) => n + c.changes.length, 0)).toBe(COUNT - 1 - FIRST_CHUNK_APPLIED)
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1)
+    expect(s.h.ingestor.applied('late')).toBe(COUNT - 1)
+  })
+
+  it('entries arriving during an interrupted backfill are applied live and not applied twice', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    let calls = 0
+    await s.h.backfillAll(rule, () => calls++ === 0)
+    // a live update of a record not backfilled yet, and of one already backfilled
+    const live = await s.feed(s.src.put('posts', 'p01000', { live: true }), s.src.put('posts', 'p00010', { live: true }))
+    expect(live.changes.map(c => c.id).sort()).toEqual(['p00010', 'p01000'])
+    const rest = await s.h.backfillAll(rule)
+    const ids = rest.flatMap(c => c.changes.map(x => x.id))
+    expect(ids).not.toContain('p01000') // already holds that version
+    expect(await s.h.value('articles', 'p01000')).toEqual({ live: true })
+    expect(await s.h.value('articles', 'p00010')).toEqual({ live: true })
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1)
+  })
+
+  it('starts over from the new source when the source platform moves to another peer', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    await s.h.backfillAll(rule)
+    expect(await s.h.ingestor.backfillDone('late')).toBe(true)
+    // the platform "src" is reinstalled with a new identity that already has data
+    const moved = new OriginLog(await newPeerId(), Date.now()) // its writes are newer than the old source's
+    await s.h.ingestRun(moved.origin, [moved.put('posts', 'fresh', { v: 'new' }), moved.put('posts', 'p00005', { v: 'new' })])
+    expect(await s.h.value('articles', 'fresh')).toBeUndefined()
+    await s.h.ingestRun(s.admin.origin, [s.admin.put(PLATFORMS_COLLECTION, 'src', platformValue('src', moved.origin))])
+    expect(s.h.lastChanged.map(c => c.rule.id)).toEqual(['late'])
+    const recompiled = s.h.rules.get('late')
+    expect(recompiled?.sourcePeer).toBe(moved.origin)
+    expect(await s.h.ingestor.backfillDone('late')).toBe(true) // until the backfill for the new source runs
+    const chunks = await s.h.backfillAll(recompiled as NonNullable<typeof recompiled>)
+    expect(chunks.flatMap(c => c.changes.map(x => x.id)).sort()).toEqual(['fresh', 'p00005'])
+    expect(await s.h.value('articles', 'fresh')).toEqual({ v: 'new' })
+    expect(await s.h.ingestor.backfillDone('late')).toBe(true)
+  })
+
+  it('does not overwrite newer local records on the target', async () => {
+    const s = await withData()
+    await s.h.writeLocal([{ collection: 'articles', id: 'p00007', op: 'put', value: { mine: true } }])
+    const rule = await s.addRule({ id: 'late' })
+    await s.h.backfillAll(rule)
+    expect(await s.h.value('articles', 'p00007')).toEqual({ mine: true })
+  })
+})
