@@ -181,7 +181,7 @@ describe('gossip mesh', () => {
         if (other !== n) await n.request('POST', '/v1/peers', { multiaddr: other.multiaddr })
       }
     }
-    await waitFor(async () => (await Promise.all(nodes.map(async n => (await n.request<unknown[]>('GET', '/v1/platforms')).body.length))).every(c => c === 12), 'every registry to list 12 platforms', 60_000, 500)
+    await waitFor(async () => (await Promise.all(nodes.map(async n => (await n.request<unknown[]>('GET', '/v1/platforms')).body.length))).every(c => c === 12), 'every registry to list 12 platforms', 120_000, 500)
     for (let round = 0; round < 10; round++) {
       for (const n of nodes) {
         const s = await n.status()

@@ -34,3 +34,5 @@ export const DIAL_TIMEOUT_MS = 5_000
 export const DEFAULT_TARGET_CONNECTIONS = 6
 /** Hard cap on open connections (libp2p refuses and prunes beyond it). */
 export const DEFAULT_MAX_CONNECTIONS = 16
+/** A full node (at the cap) that knows unconnected peers drops a random connection about this often. */
+export const SHUFFLE_INTERVAL_MS = 10_000

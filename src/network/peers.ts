@@ -19,7 +19,7 @@ import type { PeerInfo } from '../node/types.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
 import type { PeerCounters } from './sync/session.js'
 
@@ -110,11 +110,46 @@ export class PeerManager {
   start (): void {
     this.timer = setInterval(() => this.tick(), 250)
     this.timer.unref()
+    this.host.addEventListener('connection:open', this.onOpen)
     this.tick()
   }
 
   stop (): void {
     if (this.timer !== undefined) clearInterval(this.timer)
+    this.host.removeEventListener('connection:open', this.onOpen)
+  }
+
+  private readonly onOpen = (): void => {
+    this.enforceCap()
+  }
+
+  /**
+   * Close connections beyond maxConnections, least valuable first: libp2p's
+   * own pruning never closes a connection that carries a sync stream.
+   * Value: operator-added and rule-involved peers first, then older connections.
+   */
+  private enforceCap (): void {
+    const conns = this.host.getConnections().filter(c => c.status === 'open')
+    const peers = new Set(conns.map(c => c.remotePeer.toString()))
+    let excess = peers.size - this.maxConnections
+    if (excess <= 0) return
+    const preferred = new Set(this.candidates().filter(c => c.preferred).map(c => c.peerId))
+    const value = (peer: string): number => (this.peers.get(peer)?.persisted === true ? 2 : 0) + (preferred.has(peer) ? 1 : 0)
+    const newest = new Map<string, number>()
+    for (const c of conns) {
+      const peer = c.remotePeer.toString()
+      newest.set(peer, Math.max(newest.get(peer) ?? 0, c.timeline.open))
+    }
+    const order = [...peers].sort((a, b) => value(a) - value(b) || (newest.get(b) ?? 0) - (newest.get(a) ?? 0))
+    for (const peer of order) {
+      if (excess <= 0) break
+      excess--
+      const s = this.state(peer)
+      // do not dial it straight back
+      s.nextDial = Date.now() + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+      this.log.debug({ peer, max: this.maxConnections }, 'closing a connection above the connection cap')
+      for (const c of conns) if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
+    }
   }
 
   counters (peer: string): PeerCounters {
@@ -254,7 +289,33 @@ export class PeerManager {
     this.host.peerStore.merge(id, { tags: { 'syncmesh-keep': { value: 100 } } }).catch(() => { this.tagged.delete(peer) })
   }
 
+  /**
+   * A node that is full (at maxConnections) while it knows peers it is not
+   * connected to drops one random connection of the lowest value now and
+   * then, so that full groups of nodes cannot close themselves off from the
+   * rest of the mesh.
+   */
+  private shuffle (connected: Set<string>): void {
+    const now = Date.now()
+    if (now < this.nextShuffle) return
+    this.nextShuffle = now + SHUFFLE_INTERVAL_MS * (0.5 + Math.random())
+    if (connected.size < this.maxConnections) return
+    const known = [...this.peers.values()].filter(s => s.persisted).map(s => s.peerId).concat(this.candidates().map(c => c.peerId))
+    if (!known.some(p => !connected.has(p) && p !== this.host.peerId.toString())) return
+    const preferred = new Set(this.candidates().filter(c => c.preferred).map(c => c.peerId))
+    const pool = [...connected].filter(p => !preferred.has(p))
+    if (pool.length === 0) return
+    const victim = pool[Math.floor(Math.random() * pool.length)]
+    const s = this.state(victim)
+    s.nextDial = now + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+    this.log.debug({ peer: victim }, 'full: dropping a random connection so the mesh stays connected')
+    for (const c of this.host.getConnections()) if (c.remotePeer.toString() === victim) c.close().catch((err: Error) => c.abort(err))
+  }
+
+  private nextShuffle = Date.now() + SHUFFLE_INTERVAL_MS
+
   private tick (): void {
+    this.enforceCap()
     const now = Date.now()
     const connected = this.connectedPeers()
     const self = this.host.peerId.toString()
@@ -268,7 +329,7 @@ export class PeerManager {
         continue
       }
       if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
-      if (connected.size + dialing >= this.maxConnections) break
+      if (connected.size + dialing >= Math.max(this.targetConnections, 1)) break
       this.dialState(s, s.addrs)
       dialing++
     }
@@ -287,6 +348,7 @@ export class PeerManager {
           b.nextDial = Date.now() + (peer === undefined ? Math.max(b.backoff, 30_000) : b.backoff)
         })
     }
+    this.shuffle(connected)
     // 3. platforms from the registry, up to the target degree
     const candidates = this.candidates().filter(c => c.peerId !== self && c.addrs.length > 0)
     for (const c of candidates) if (c.preferred && connected.has(c.peerId)) this.tag(c.peerId)
