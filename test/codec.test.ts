@@ -167,7 +167,7 @@ describe('round trips', () => {
   })
 
   it('batch with no entries (a compacted range) and from_seq 0', () => {
-    expect(roundTrip(encodeBatchFrame(ORIGIN, 0, 7, []))).toEqual({ type: 'batch', origin: ORIGIN, fromSeq: 0, toSeq: 7, entries: [] })
+    expect(roundTrip(encodeBatchFrame(ORIGIN, 0, 7, []))).toEqual({ type: 'batch', origin: ORIGIN, fromSeq: 0, toSeq: 7, entries: [], certs: [] })
   })
 
   it('batch near 2^53', () => {

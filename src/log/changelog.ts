@@ -2,18 +2,26 @@
  * The logs of every origin this node has heard of, kept compacted: for each
  * (origin, collection, id) only the newest entry survives, so the disk tracks
  * the data rather than its history. The version vector says how far each
- * origin's log is held.
+ * origin's log is held. Each run of entries keeps its origin's signed
+ * certificate (signing.ts), pruned as its entries are compacted away, so that
+ * what is served to peers stays verifiable.
  */
 import type { Store, Txn } from '../store/db.js'
 import { utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
+import { decodeCert, encodeCert, leafHash, pruneLeaf } from './signing.js'
+import type { Cert } from './signing.js'
 import { VersionVector } from './vector.js'
 
 export interface EntryRun {
+  /** Start of the range covered (normally the `afterSeq` asked for). */
+  fromSeq: number
   /** Raw protobuf entries, in seq order. */
   entries: Uint8Array[]
+  /** Raw protobuf RunCerts covering the entries, in seq order. */
+  certs: Uint8Array[]
   /** Highest seq covered: entries up to here (or compacted away) are in the run. */
   toSeq: number
   bytes: number
@@ -37,24 +45,72 @@ export class ChangeLog {
 
   /**
    * Add a contiguous run of one origin's log to `txn`: entries with seq in
-   * (vector, toSeq], dropping entries they supersede. The caller has checked
-   * that the run starts at or before the held seq and commits `txn`, then
-   * calls `committed`.
+   * (vector, toSeq], their run certificates, dropping the entries they
+   * supersede (and pruning those from their certificates). The caller has
+   * checked that the run starts at or before the held seq (and verified the
+   * certificates), commits `txn`, then calls `committed`.
    */
-  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number): Promise<void> {
+  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = []): Promise<void> {
+    const held = this.vector.get(origin)
+    // certificates of new runs go in first: compaction below may prune them
+    const fresh = new Map<string, Cert>()
+    for (const c of certs) {
+      if (c.to <= held) continue
+      fresh.set(keys.cert(origin, c.to), c)
+      txn.put(keys.cert(origin, c.to), encodeCert(c))
+    }
     await txn.prefetch(entries.map(e => keys.latest(origin, e.collection, e.id)))
+    const superseded: Array<{ seq: number }> = []
     for (const e of entries) {
       const latestKey = keys.latest(origin, e.collection, e.id)
       const prev = await txn.get(latestKey)
       if (prev !== undefined) {
         const prevSeq = Number(utf8.decode(prev))
         if (prevSeq >= e.seq) continue // already hold something newer for this record
-        txn.del(keys.entry(origin, prevSeq))
+        superseded.push({ seq: prevSeq })
       }
-      txn.put(keys.entry(origin, e.seq), encodeEntry(e))
+      e.bytes ??= encodeEntry(e)
+      txn.put(keys.entry(origin, e.seq), e.bytes)
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
+    if (superseded.length > 0) await this.compact(txn, origin, superseded.map(s => s.seq), fresh)
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /** Drop superseded entries and prune them from their run certificates. */
+  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<void> {
+    const entryKeys = seqs.map(s => keys.entry(origin, s))
+    await txn.prefetch(entryKeys)
+    const certPrefix = keys.certPrefix(origin)
+    const range = prefixRange(certPrefix)
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]
+      const bytes = await txn.get(entryKeys[i])
+      txn.del(entryKeys[i])
+      if (bytes === undefined) continue
+      const certKey = await this.certKeyFor(origin, seq, fresh, range.lt)
+      if (certKey === undefined) continue // an unsigned (legacy) entry
+      const certBytes = await txn.get(certKey)
+      if (certBytes === undefined) continue
+      const cert = decodeCert(certBytes)
+      if (seq <= cert.from || seq > cert.to) continue
+      const { pruned, empty } = pruneLeaf(cert.to - cert.from, cert.pruned, seq - cert.from - 1, leafHash(bytes))
+      if (empty) {
+        txn.del(certKey)
+        fresh.delete(certKey)
+      } else {
+        const next = { ...cert, pruned }
+        txn.put(certKey, encodeCert(next))
+        if (fresh.has(certKey)) fresh.set(certKey, next)
+      }
+    }
+  }
+
+  /** Key of the certificate whose run contains `seq`: the first one ending at or after it. */
+  private async certKeyFor (origin: string, seq: number, fresh: Map<string, Cert>, upper: string): Promise<string | undefined> {
+    for (const [k, c] of fresh) if (seq > c.from && seq <= c.to) return k
+    for await (const key of this.store.db.keys({ gte: keys.cert(origin, seq), lt: upper, limit: 1 })) return key
+    return undefined
   }
 
   committed (origin: string, toSeq: number): void {
@@ -62,34 +118,78 @@ export class ChangeLog {
   }
 
   /**
-   * Read the next run of an origin's log after `afterSeq`, up to the limits.
-   * Returns undefined when nothing after `afterSeq` is held.
+   * Read the next stretch of an origin's log after `afterSeq`, up to the
+   * limits, cut at run boundaries so that every certificate comes with all
+   * its surviving entries. Returns undefined when nothing after `afterSeq` is
+   * held.
    */
   async readRun (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
     const held = this.vector.get(origin)
     if (held <= afterSeq) return undefined
+    const certs: Cert[] = []
+    const rawCerts: Uint8Array[] = []
+    let certsTruncated = false
+    const certRange = prefixRange(keys.certPrefix(origin))
+    // certificates of runs ending after afterSeq, up to what is held
+    const certIt = this.store.db.iterator({ gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries })
+    try {
+      for await (const [, value] of certIt) {
+        const c = decodeCert(value)
+        if (c.to > held) break
+        certs.push(c)
+        rawCerts.push(value)
+        if (certs.length >= maxEntries) {
+          certsTruncated = true
+          break
+        }
+      }
+    } finally {
+      await certIt.close()
+    }
+    // a peer whose position is inside a run gets that whole run again
+    const fromSeq = certs.length > 0 ? Math.min(afterSeq, certs[0].from) : afterSeq
     const entries: Uint8Array[] = []
     let bytes = 0
-    let lastSeq = afterSeq
+    let ci = 0
+    let lastSeq = fromSeq
+    let cut: number | undefined
     const prefix = keys.entryPrefix(origin)
     const range = prefixRange(prefix)
-    const it = this.store.db.iterator({ gt: keys.entry(origin, afterSeq), lt: range.lt, limit: maxEntries })
+    const it = this.store.db.iterator({ gt: keys.entry(origin, fromSeq), lt: range.lt })
     try {
       for await (const [key, value] of it) {
         const seq = parseInt(keySuffix(key, prefix), 16)
-        if (seq > held) break // written after the vector was read; next run
+        if (seq > held) break
+        // finishing a run: stop here if the limits are reached
+        while (ci < certs.length && seq > certs[ci].to) {
+          if (entries.length >= maxEntries || bytes >= maxBytes) {
+            cut = certs[ci].to
+            break
+          }
+          ci++
+        }
+        if (cut !== undefined) break
+        if (ci >= certs.length && certsTruncated) {
+          cut = certs[certs.length - 1].to // the next certificates are for the next call
+          break
+        }
+        if (ci >= certs.length && (entries.length >= maxEntries || bytes >= maxBytes)) {
+          cut = lastSeq // unsigned entries (legacy): cut anywhere
+          break
+        }
         entries.push(value)
         bytes += value.byteLength
         lastSeq = seq
-        if (bytes >= maxBytes) break
       }
     } finally {
       await it.close()
     }
-    // Reached the end of the held log: the run covers everything up to `held`
-    // (the entries in between were compacted away).
-    const complete = entries.length < maxEntries && bytes < maxBytes
-    return { entries, toSeq: complete ? held : lastSeq, bytes }
+    if (cut === undefined) {
+      // everything up to `held` is in (remaining runs hold no entries: compacted away)
+      return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes }
+    }
+    const kept = rawCerts.filter((_, i) => certs[i].to <= cut!)
+    return { fromSeq, entries, certs: kept, toSeq: cut, bytes }
   }
 
   /**

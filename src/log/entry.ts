@@ -17,6 +17,10 @@ export interface LogEntry {
   op: EntryOp
   /** UTF-8 JSON object for `put`; absent for `del`. */
   value?: Uint8Array
+  /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
+  bytes?: Uint8Array
+  /** Merkle leaf hash of `bytes` (see signing.ts). */
+  leaf?: Uint8Array
 }
 
 const EMPTY = new Uint8Array(0)

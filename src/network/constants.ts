@@ -36,3 +36,7 @@ export const DEFAULT_TARGET_CONNECTIONS = 6
 export const DEFAULT_MAX_CONNECTIONS = 16
 /** A full node (at the cap) that knows unconnected peers drops a random connection about this often. */
 export const SHUFFLE_INTERVAL_MS = 10_000
+/** A peer that sends invalid (forged, tampered) data this often within the window is refused for OFFENCE_BAN_MS. */
+export const OFFENCE_LIMIT = 3
+export const OFFENCE_WINDOW_MS = 10 * 60_000
+export const OFFENCE_BAN_MS = 10 * 60_000

@@ -19,7 +19,7 @@ import type { PeerInfo } from '../node/types.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import { OFFENCE_LIMIT, OFFENCE_WINDOW_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
 import type { PeerCounters } from './sync/session.js'
 
@@ -48,6 +48,8 @@ interface PeerState extends PeerCounters {
   nextDial: number
   backoff: number
   dialing: boolean
+  offences?: number[]
+  offenceCount?: number
 }
 
 export function parseMultiaddr (text: string): Multiaddr {
@@ -176,6 +178,21 @@ export class PeerManager {
     if (s.persisted) this.persist(s).catch(() => {})
   }
 
+  /**
+   * The peer sent forged or tampered data. Returns true when it has offended
+   * OFFENCE_LIMIT times within OFFENCE_WINDOW_MS, i.e. should be refused for a while.
+   */
+  offence (peer: string, reason: string): boolean {
+    const s = this.state(peer)
+    const now = Date.now()
+    s.offences = (s.offences ?? []).filter(t => now - t < OFFENCE_WINDOW_MS)
+    s.offences.push(now)
+    s.offenceCount = (s.offenceCount ?? 0) + 1
+    s.lastError = `sent invalid data: ${reason}`
+    this.log.warn({ peer, reason, offences: s.offences.length }, `peer ${peer} sent invalid data (${reason}); nothing of it was stored`)
+    return s.offences.length >= OFFENCE_LIMIT
+  }
+
   rejected (peer: string, reason: string): void {
     const s = this.state(peer)
     s.lastError = reason
@@ -252,6 +269,7 @@ export class PeerManager {
     }
     if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
     if (s.lastError !== undefined) info.lastError = s.lastError
+    if (s.offenceCount !== undefined) info.offences = s.offenceCount
     return info
   }
 

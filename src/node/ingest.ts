@@ -7,6 +7,8 @@
  */
 import type { ChangeLog } from '../log/changelog.js'
 import type { LogEntry } from '../log/entry.js'
+import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
+import type { Cert, RunSigner } from '../log/signing.js'
 import { HybridClock, formatHlc, parseHlc } from '../log/hlc.js'
 import type { ChangeEvent, JsonObject } from './types.js'
 import { decodeJson, encodeJson, utf8 } from '../store/db.js'
@@ -55,7 +57,10 @@ export class Ingestor {
   private readonly self: string
   private readonly appliedCounts = new Map<string, number>()
 
-  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string }) {
+  private readonly signer?: RunSigner
+
+  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner }) {
+    this.signer = components.signer
     this.store = components.store
     this.log = components.log
     this.rules = components.rules
@@ -85,7 +90,7 @@ export class Ingestor {
    * undefined when the run starts beyond what is held (a gap): nothing is
    * stored and the sender must be told the real vector.
    */
-  async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[]): Promise<IngestResult | undefined> {
+  async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = []): Promise<IngestResult | undefined> {
     return await this.store.exclusive(async () => {
       const held = this.log.vector.get(origin)
       if (fromSeq > held) return undefined
@@ -93,7 +98,7 @@ export class Ingestor {
       if (toSeq <= held) return result
       const fresh = entries.filter(e => e.seq > held)
       const txn = this.store.txn()
-      await this.log.append(txn, origin, fresh, toSeq)
+      await this.log.append(txn, origin, fresh, toSeq, certs)
       await this.applyEntries(txn, fresh, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
@@ -117,7 +122,7 @@ export class Ingestor {
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
-      await this.log.append(txn, this.self, entries, to)
+      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries))
       await this.applyEntries(txn, entries, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
@@ -125,6 +130,25 @@ export class Ingestor {
       this.commitCounts(result)
       return { entries, result }
     })
+  }
+
+  /** Cut local entries into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
+  private signRuns (from: number, entries: LogEntry[]): Cert[] {
+    if (this.signer === undefined) return []
+    const certs: Cert[] = []
+    let start = 0
+    let bytes = 0
+    for (let i = 0; i < entries.length; i++) {
+      bytes += entries[i].value?.byteLength ?? 0
+      const last = i === entries.length - 1
+      if (last || i + 1 - start >= RUN_MAX_ENTRIES || bytes >= RUN_MAX_BYTES) {
+        const runFrom = from + start
+        certs.push(this.signer.sign(runFrom, from + i + 1, entries.slice(start, i + 1)))
+        start = i + 1
+        bytes = 0
+      }
+    }
+    return certs
   }
 
   private pendingCounts = new Map<string, number>()

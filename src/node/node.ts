@@ -12,12 +12,13 @@ import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../errors.js'
 import { ChangeLog } from '../log/changelog.js'
+import { RunSigner } from '../log/signing.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS } from '../network/constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
 import { parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { compileRule } from '../rules/engine.js'
@@ -31,9 +32,11 @@ import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMes
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
 import { Ingestor } from './ingest.js'
+import { authKeys, describeKeys, keyInfo, loadMeshKeys } from './keyring.js'
+import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import type {
-  ChangeEvent, ImportLine, JsonObject, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
+  ChangeEvent, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
 
@@ -133,6 +136,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
     }
     const privateKey = await loadIdentity(dir)
+    this.useKeys(await loadMeshKeys(dir, this.options.key))
     this.self = peerIdFromPrivateKey(privateKey).toString()
 
     this.store = new Store(join(dir, DB_DIR))
@@ -144,7 +148,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       await this.registryView.load(this.store)
       this.ruleSet = new RuleSet()
       this.ruleSet.rebuild(this.registryView, this.config.name)
-      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self })
+      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self) })
       await this.ingestor.load()
 
       this.host = await createHost({
@@ -156,7 +160,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         isDenied: (peer) => this.auth?.isBanned(peer) ?? false
       })
       this.auth = new MeshAuth(this.host, {
-        keys: [this.options.key],
+        keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
         onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason)
@@ -165,11 +169,17 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         counters: (peer) => this.peerManager.counters(peer),
+        onOffence: (peer, reason) => {
+          if (this.peerManager.offence(peer, reason)) {
+            this.log.warn({ peer }, `refusing peer ${peer} for ${OFFENCE_BAN_MS / 60_000} minutes after repeated invalid data`)
+            this.auth.ban(peer, OFFENCE_BAN_MS)
+          }
+        },
         deps: {
           log: this.changelog,
           localName: this.config.name,
-          ingest: async (origin, from, to, entries) => {
-            const result = await this.ingestor.ingest(origin, from, to, entries)
+          ingest: async (origin, from, to, entries, certs) => {
+            const result = await this.ingestor.ingest(origin, from, to, entries, certs)
             if (result !== undefined) this.afterIngest(result)
             return result
           }
@@ -297,6 +307,38 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     }
     if (current !== undefined && JSON.stringify(current) === JSON.stringify({ ...me, ...(current.tags !== undefined ? { tags: current.tags } : {}) })) return
     await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: me.name, op: 'put', value: me as unknown as JsonObject }])
+  }
+
+  // ---- mesh keys (rotation; src/node/keyring.ts) --------------------------
+
+  private currentKeys!: MeshKeys
+
+  private useKeys (keys: MeshKeys): void {
+    this.currentKeys = keys
+    this.log.info({ keys: keyInfo(keys) }, `mesh keys (${keys.source === 'keyring' ? 'keyring.json' : 'single key'}): ${describeKeys(keys)}`)
+    if (keys.warning !== undefined) this.log.warn(keys.warning)
+  }
+
+  /** Fingerprints of the mesh keys in use (never the keys themselves). */
+  meshKeys (): MeshKeyInfo {
+    this.assertRunning()
+    return keyInfo(this.currentKeys)
+  }
+
+  /**
+   * Re-read DATA_DIR/keyring.json (SIGHUP does this in `syncmesh start`) and
+   * prove and accept its keys from the next connection on; connections that
+   * are up stay up. On failure the keys are unchanged.
+   */
+  async reloadKeys (): Promise<MeshKeyInfo> {
+    this.assertRunning()
+    const keys = await loadMeshKeys(this.options.dataDir, this.options.key, { reload: true })
+    const { staleConnections } = this.auth.setKeys(authKeys(keys))
+    this.useKeys(keys)
+    if (staleConnections > 0) {
+      this.log.warn({ staleConnections }, `${staleConnections} open connection(s) were authenticated with a key this node no longer accepts; they stay up until they close (restart the node to drop them now)`)
+    }
+    return keyInfo(keys)
   }
 
   // ---- records -----------------------------------------------------------

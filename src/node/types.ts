@@ -80,6 +80,8 @@ export interface PeerInfo {
   bytesSent: number
   bytesReceived: number
   lastError?: string
+  /** Batches from this peer that failed verification (each one disconnected it). */
+  offences?: number
 }
 
 export interface OriginStatus {
@@ -178,6 +180,20 @@ export interface SyncNodeApi extends EventTarget {
   /** Listening multiaddrs including /p2p/PEER_ID. */
   getMultiaddrs (): string[]
   status (): Promise<NodeStatus>
+  /** Fingerprints of the mesh keys in use (src/node/keyring.ts); absent in embedders without keys. */
+  meshKeys? (): MeshKeyInfo
+  /** Re-read DATA_DIR/keyring.json and use its keys for new connections. */
+  reloadKeys? (): Promise<MeshKeyInfo>
+}
+
+/** The mesh keys a node uses, as fingerprints (first 8 hex digits of SHA-256 of the key), never the keys. */
+export interface MeshKeyInfo {
+  /** "keyring": DATA_DIR/keyring.json; "key": the single key given at start. */
+  source: 'keyring' | 'key'
+  /** The key this node proves. */
+  current: string
+  /** Every key it accepts, the current one first. */
+  accepted: string[]
 }
 
 export interface SyncNodeOptions {

@@ -6,6 +6,7 @@
  *   e  origin seq          → log entry (protobuf Entry, see protocols/sync)
  *   k  origin coll id      → seq of the newest entry for that record in that origin's log
  *   v  origin              → highest contiguous seq held (version vector)
+ *   s  origin to           → signed run certificate of (from, to] (protobuf RunCert)
  *   r  coll id             → record (JSON: value or tombstone, version)
  *   x  rule sourceId       → target id the rule wrote for that source record
  *   b  rule                → backfill progress of a rule on this node
@@ -29,6 +30,8 @@ export const keys = {
   latest: (origin: string, collection: string, id: string) => `k${SEP}${origin}${SEP}${collection}${SEP}${id}`,
   latestPrefix: (origin: string, collection: string) => `k${SEP}${origin}${SEP}${collection}${SEP}`,
   vector: (origin: string) => `v${SEP}${origin}`,
+  cert: (origin: string, to: number) => `s${SEP}${origin}${SEP}${seqKeyPart(to)}`,
+  certPrefix: (origin: string) => `s${SEP}${origin}${SEP}`,
   vectorPrefix: () => `v${SEP}`,
   record: (collection: string, id: string) => `r${SEP}${collection}${SEP}${id}`,
   recordPrefix: (collection: string) => `r${SEP}${collection}${SEP}`,

@@ -18,6 +18,10 @@ import { AuthMessage } from './pb/auth.js'
 const LABEL_LISTENER = 'syncmesh/auth/1 listener'
 const LABEL_DIALER = 'syncmesh/auth/1 dialer'
 const NONCE_BYTES = 32
+/** Same floor as src/node/constants.ts MIN_MESH_KEY_LENGTH. */
+const MIN_KEY_LENGTH = 32
+/** Expired refusals are swept once this many are remembered. */
+const BAN_SWEEP_AT = 1024
 
 export function authProof (key: string, label: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array, prover: string, verifier: string): Uint8Array<ArrayBuffer> {
   return createHmac('sha256', key)
@@ -28,14 +32,23 @@ export function authProof (key: string, label: string, dialerNonce: Uint8Array, 
     .digest() as Uint8Array<ArrayBuffer>
 }
 
-function matchesAny (keys: string[], proof: Uint8Array, compute: (key: string) => Uint8Array): boolean {
-  let ok = false
+/** The key whose proof equals `proof`, if any. */
+function matchingKey (keys: string[], proof: Uint8Array, compute: (key: string) => Uint8Array): string | undefined {
+  let match: string | undefined
   for (const key of keys) {
     const expected = compute(key)
     // no early exit: the time taken does not depend on which key matched
-    if (expected.byteLength === proof.byteLength && timingSafeEqual(expected, proof)) ok = true
+    if (expected.byteLength === proof.byteLength && timingSafeEqual(expected, proof) && match === undefined) match = key
   }
-  return ok
+  return match
+}
+
+/** Validate a key list for MeshAuth: at least one key, trimmed, none shorter than MIN_KEY_LENGTH. */
+function checkKeys (keys: string[]): string[] {
+  if (!Array.isArray(keys) || keys.length === 0) throw new TypeError('MeshAuth needs at least one mesh key')
+  const out = keys.map(k => k.trim())
+  if (out.some(k => k.length < MIN_KEY_LENGTH)) throw new TypeError(`every mesh key must be at least ${MIN_KEY_LENGTH} characters`)
+  return [...new Set(out)]
 }
 
 export interface MeshAuthEvents {
@@ -55,19 +68,22 @@ export interface MeshAuthInit {
 
 export class MeshAuth {
   private readonly libp2p: Libp2p
-  private readonly keys: string[]
+  /** Replaced as a whole by setKeys(); each exchange reads it as it goes. */
+  private keys: string[]
   private readonly log: Logger
   private readonly timeoutMs: number
   private readonly banMs: number
   private readonly onAuthenticated: MeshAuthInit['onAuthenticated']
   private readonly onRejected?: MeshAuthInit['onRejected']
   private readonly passed = new Set<string>()
+  /** Connection id → the key the peer proved on it. */
+  private readonly provedWith = new Map<string, string>()
   private readonly timers = new Map<string, ReturnType<typeof setTimeout>>()
   private readonly banned = new Map<string, number>()
 
   constructor (libp2p: Libp2p, init: MeshAuthInit) {
     this.libp2p = libp2p
-    this.keys = init.keys
+    this.keys = checkKeys(init.keys)
     this.log = init.logger
     this.timeoutMs = init.timeoutMs ?? AUTH_TIMEOUT_MS
     this.banMs = init.banMs ?? AUTH_BAN_MS
@@ -93,6 +109,34 @@ export class MeshAuth {
 
   isAuthenticated (connection: Connection): boolean {
     return this.passed.has(connection.id)
+  }
+
+  /**
+   * Replace the keys (key rotation): the first is proved from now on, all are
+   * accepted. Applies to exchanges that start afterwards; connections that
+   * have passed stay up. Returns how many of them were authenticated by a
+   * peer proving a key that is no longer accepted.
+   */
+  setKeys (keys: string[]): { staleConnections: number } {
+    const next = checkKeys(keys)
+    this.keys = next
+    let staleConnections = 0
+    for (const [id, key] of this.provedWith) if (this.passed.has(id) && !next.includes(key)) staleConnections++
+    return { staleConnections }
+  }
+
+  /** Refuse a peer for `ms` (e.g. after repeated forged data) and close its connections. */
+  ban (peer: string, ms: number): void {
+    this.banned.set(peer, Date.now() + ms)
+    for (const c of this.libp2p.getConnections()) {
+      if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
+    }
+  }
+
+  /** Forget expired refusals, so peers that fail once and never return do not pile up. */
+  private sweepBans (): void {
+    const now = Date.now()
+    for (const [peer, until] of this.banned) if (now >= until) this.banned.delete(peer)
   }
 
   /** For the connection gater: refuse peers that recently failed. */
@@ -125,16 +169,19 @@ export class MeshAuth {
   private readonly onClose = (evt: CustomEvent<Connection>): void => {
     const id = evt.detail.id
     this.passed.delete(id)
+    this.provedWith.delete(id)
     const t = this.timers.get(id)
     if (t !== undefined) clearTimeout(t)
     this.timers.delete(id)
   }
 
-  private succeed (connection: Connection): void {
+  private succeed (connection: Connection, peerKey: string): void {
     const t = this.timers.get(connection.id)
     if (t !== undefined) clearTimeout(t)
     this.timers.delete(connection.id)
+    if (connection.status !== 'open') return // closed meanwhile: onClose has run, do not leak the entry
     this.passed.add(connection.id)
+    this.provedWith.set(connection.id, peerKey)
     this.log.debug({ peer: connection.remotePeer.toString() }, 'peer proved the mesh key')
     this.onAuthenticated(connection)
   }
@@ -142,7 +189,10 @@ export class MeshAuth {
   private fail (connection: Connection, reason: string, ban = true): void {
     const peer = connection.remotePeer
     this.log.warn({ peer: peer.toString(), addr: connection.remoteAddr.toString(), reason }, `disconnecting peer ${peer.toString()}: mesh-key authentication failed: ${reason}`)
-    if (ban) this.banned.set(peer.toString(), Date.now() + this.banMs)
+    if (ban) {
+      if (this.banned.size >= BAN_SWEEP_AT) this.sweepBans()
+      this.banned.set(peer.toString(), Date.now() + this.banMs)
+    }
     this.onRejected?.(peer, reason)
     connection.close().catch(() => connection.abort(new AuthenticationError(reason)))
   }
@@ -168,19 +218,21 @@ export class MeshAuth {
         this.fail(connection, `the peer refused us: ${reply.error}`)
         return
       }
-      if (reply.nonce.byteLength !== NONCE_BYTES || !matchesAny(this.keys, reply.proof, k => authProof(k, LABEL_LISTENER, nd, reply.nonce, peer, self))) {
+      const keys = this.keys
+      const peerKey = reply.nonce.byteLength === NONCE_BYTES ? matchingKey(keys, reply.proof, k => authProof(k, LABEL_LISTENER, nd, reply.nonce, peer, self)) : undefined
+      if (peerKey === undefined) {
         await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: 'your proof matches none of my mesh keys', ok: false }), { signal }).catch(() => {})
         this.fail(connection, 'its proof matches none of our mesh keys (wrong mesh key?)')
         return
       }
-      await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: authProof(this.keys[0], LABEL_DIALER, nd, reply.nonce, self, peer), error: '', ok: false }), { signal })
+      await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: authProof(keys[0], LABEL_DIALER, nd, reply.nonce, self, peer), error: '', ok: false }), { signal })
       const verdict = AuthMessage.decode(await lp.read({ signal }))
       if (!verdict.ok) {
         this.fail(connection, `the peer refused us: ${verdict.error !== '' ? verdict.error : 'no reason given'} (wrong mesh key?)`)
         return
       }
       await stream.close().catch(() => {})
-      this.succeed(connection)
+      this.succeed(connection, peerKey)
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
       if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`, false)
@@ -203,12 +255,13 @@ export class MeshAuth {
         this.fail(connection, `the peer refused us: ${answer.error} (wrong mesh key?)`)
         return
       }
-      if (!matchesAny(this.keys, answer.proof, k => authProof(k, LABEL_DIALER, hello.nonce, nl, peer, self))) {
+      const peerKey = matchingKey(this.keys, answer.proof, k => authProof(k, LABEL_DIALER, hello.nonce, nl, peer, self))
+      if (peerKey === undefined) {
         await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: 'your proof matches none of my mesh keys', ok: false }), { signal }).catch(() => {})
         this.fail(connection, 'its proof matches none of our mesh keys (wrong mesh key?)')
         return
       }
-      this.succeed(connection)
+      this.succeed(connection, peerKey)
       await lp.write(AuthMessage.encode({ nonce: new Uint8Array(0), proof: new Uint8Array(0), error: '', ok: true }), { signal })
       await stream.close().catch(() => {})
     } catch (err) {

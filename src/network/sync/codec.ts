@@ -7,6 +7,8 @@ import { ProtocolError } from '../../errors.js'
 import { fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
+import { levelWidths, MAX_RUN_LENGTH } from '../../log/signing.js'
+import type { Cert } from '../../log/signing.js'
 import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
@@ -14,7 +16,7 @@ import { Frame, Op } from './pb/sync.js'
 
 export type SyncMessage =
   | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
-  | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[] }
+  | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] }
   | { type: 'credit', batches: number }
   | { type: 'vector', vector: VersionVector }
   | { type: 'have', origin: string, seq: number }
@@ -107,7 +109,26 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     }
     entries[i] = fromPbEntry(b.origin, pb)
   }
-  return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries }
+  if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
+  const certs: Cert[] = new Array(b.certs.length)
+  let prevTo = fromSeq
+  for (let i = 0; i < b.certs.length; i++) {
+    const c = b.certs[i]
+    const from = checkSeq(c.fromSeq, 'certificate from_seq')
+    const to = checkSeq(c.toSeq, 'certificate to_seq')
+    if (from < (i === 0 ? fromSeq : prevTo) || to <= from || to > toSeq || to - from > MAX_RUN_LENGTH) {
+      throw new ProtocolError(`certificate (${from}, ${to}] is out of order or outside the batch (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
+    }
+    prevTo = to
+    if (c.sig.byteLength !== 64) throw new ProtocolError(`certificate (${from}, ${to}] has a ${c.sig.byteLength}-byte signature`, 'FRAME_INVALID')
+    const widths = levelWidths(to - from)
+    if (c.pruned.length > 64 * widths.length) throw new ProtocolError(`certificate (${from}, ${to}] has too many pruned nodes`, 'FRAME_INVALID')
+    for (const p of c.pruned) {
+      if (p.level >= widths.length || p.index >= widths[p.level] || p.hash.byteLength !== 32) throw new ProtocolError(`certificate (${from}, ${to}] has a malformed pruned node`, 'FRAME_INVALID')
+    }
+    certs[i] = { from, to, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })) }
+  }
+  return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries, certs }
 }
 
 function vectorToWire (v: VersionVector): Array<{ origin: string, seq: number }> {
@@ -135,12 +156,13 @@ export function encodeVector (vector: VersionVector): Uint8Array {
  * are protobuf `Entry` messages), without decoding and re-encoding them.
  * Byte-for-byte what Frame.encode({ batch }) produces.
  */
-export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number, rawEntries: Uint8Array[]): Uint8Array {
+export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number, rawEntries: Uint8Array[], rawCerts: Uint8Array[] = []): Uint8Array {
   const originBytes = utf8.encode(origin)
   let batchLen = 1 + varintLength(originBytes.byteLength) + originBytes.byteLength
   if (fromSeq !== 0) batchLen += 1 + varintLength(fromSeq)
   if (toSeq !== 0) batchLen += 1 + varintLength(toSeq)
   for (const e of rawEntries) batchLen += 1 + varintLength(e.byteLength) + e.byteLength
+  for (const c of rawCerts) batchLen += 1 + varintLength(c.byteLength) + c.byteLength
   const frameLen = 1 + varintLength(batchLen) + batchLen
   const out = new Uint8Array(varintLength(frameLen) + frameLen)
   let o = writeVarint(out, 0, frameLen)
@@ -163,6 +185,12 @@ export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number
     o = writeVarint(out, o, e.byteLength)
     out.set(e, o)
     o += e.byteLength
+  }
+  for (const c of rawCerts) {
+    out[o++] = 0x2a // Batch.certs
+    o = writeVarint(out, o, c.byteLength)
+    out.set(c, o)
+    o += c.byteLength
   }
   return out
 }

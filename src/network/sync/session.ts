@@ -19,6 +19,8 @@ import type { Logger } from 'pino'
 import { ProtocolError } from '../../errors.js'
 import type { ChangeLog } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
+import { SignatureError, verifyRuns } from '../../log/signing.js'
+import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
 import { ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
@@ -35,8 +37,10 @@ export interface SessionDeps {
   log: ChangeLog
   localName: string
   logger: Logger
-  /** Store a received run; undefined means a gap (nothing stored). */
-  ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[]) => Promise<{ stored: number } | undefined>
+  /** Store a received, verified run; undefined means a gap (nothing stored). */
+  ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
+  /** The peer sent something forged or tampered with (it is disconnected). */
+  onOffence?: (reason: string) => void
   counters: PeerCounters
 }
 
@@ -170,7 +174,19 @@ export class SyncSession {
           // whatever happens to it here, the peer holds this run: never send it back
           this.theirs.advance(msg.origin, msg.toSeq)
           this.announced.advance(msg.origin, msg.toSeq)
-          const result = await this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries)
+          if (msg.toSeq <= this.deps.log.vector.get(msg.origin)) {
+            // nothing new (a duplicate delivery): skip verification and storage
+            this.granted++
+            this.framed.sendNow(encodeCredit(1))
+            break
+          }
+          try {
+            verifyRuns(msg.origin, msg.entries, msg.certs)
+          } catch (err) {
+            if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
+            throw err
+          }
+          const result = await this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs)
           if (result === undefined) {
             // gap: tell the peer what we really hold, once per held seq
             const held = this.deps.log.vector.get(msg.origin)
@@ -228,7 +244,7 @@ export class SyncSession {
       const run = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES)
       if (run === undefined || this.closed) continue
       if (this.theirs.get(origin) !== from) continue // the peer's position moved while we read
-      const bytes = encodeBatchFrame(origin, from, run.toSeq, run.entries)
+      const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
       this.theirs.advance(origin, run.toSeq)
       this.credit--
       this.deps.counters.entriesSent += run.entries.length

@@ -16,7 +16,9 @@ export interface SyncServiceInit {
   isAuthenticated: (connection: Connection) => boolean
   /** Counters for a peer (created on demand by the peer manager). */
   counters: (peer: string) => PeerCounters
-  deps: Omit<SessionDeps, 'counters' | 'logger'>
+  deps: Omit<SessionDeps, 'counters' | 'logger' | 'onOffence'>
+  /** A peer sent forged or tampered data. */
+  onOffence?: (peer: string, reason: string) => void
   onSessionChange?: (peer: string, open: boolean) => void
 }
 
@@ -115,7 +117,8 @@ export class SyncService {
     const session = new SyncSession(stream, peer, initiator, {
       ...this.init.deps,
       logger: this.log,
-      counters: this.init.counters(peer)
+      counters: this.init.counters(peer),
+      onOffence: (reason) => this.init.onOffence?.(peer, reason)
     })
     this.sessions.set(peer, session)
     this.init.onSessionChange?.(peer, true)

@@ -551,6 +551,7 @@ export interface Batch {
   fromSeq: number
   toSeq: number
   entries: Entry[]
+  certs: RunCert[]
 }
 
 export namespace Batch {
@@ -585,6 +586,13 @@ export namespace Batch {
           }
         }
 
+        if (obj.certs != null && obj.certs.length > 0) {
+          for (const value of obj.certs) {
+            w.uint32(42)
+            RunCert.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -593,7 +601,8 @@ export namespace Batch {
           origin: '',
           fromSeq: 0,
           toSeq: 0,
-          entries: []
+          entries: [],
+          certs: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -624,6 +633,16 @@ export namespace Batch {
               }))
               break
             }
+            case 5: {
+              if (opts.limits?.certs != null && obj.certs.length === opts.limits.certs) {
+                throw new MaxLengthError('Decode error - repeated field "certs" had too many elements')
+              }
+
+              obj.certs.push(RunCert.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.certs$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -634,7 +653,8 @@ export namespace Batch {
         return obj
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
-          entries: 0
+          entries: 0,
+          certs: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -679,6 +699,24 @@ export namespace Batch {
               }
 
               obj.entries++
+
+              break
+            }
+            case 5: {
+              if (opts.limits?.certs != null && obj.certs === opts.limits.certs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "certs" had too many elements')
+              }
+
+              for (const evt of RunCert.codec().stream(reader, reader.uint32(), `${prefix}.certs[]`, {
+                limits: opts.limits?.certs$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.certs
+                }
+              }
+
+              obj.certs++
 
               break
             }
@@ -751,6 +789,42 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchCertsFromSeqFieldEvent {
+    field: '$.certs[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsToSeqFieldEvent {
+    field: '$.certs[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsSigFieldEvent {
+    field: '$.certs[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchCertsPrunedLevelFieldEvent {
+    field: '$.certs[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsPrunedIndexFieldEvent {
+    field: '$.certs[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsPrunedHashFieldEvent {
+    field: '$.certs[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export function encode (obj: Partial<Batch>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Batch.codec())
   }
@@ -759,8 +833,337 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
+  }
+}
+
+export interface PrunedNode {
+  level: number
+  index: number
+  hash: Uint8Array<ArrayBuffer>
+}
+
+export namespace PrunedNode {
+  let _codec: Codec<PrunedNode>
+
+  export const codec = (): Codec<PrunedNode> => {
+    if (_codec == null) {
+      _codec = message<PrunedNode>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.level != null && obj.level !== 0)) {
+          w.uint32(8)
+          w.uint32(obj.level)
+        }
+
+        if ((obj.index != null && obj.index !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.index)
+        }
+
+        if ((obj.hash != null && obj.hash.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.hash)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          level: 0,
+          index: 0,
+          hash: uint8ArrayAlloc(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.level = reader.uint32()
+              break
+            }
+            case 2: {
+              obj.index = reader.uint32()
+              break
+            }
+            case 3: {
+              obj.hash = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.level`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.index`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.hash`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface PrunedNodeLevelFieldEvent {
+    field: '$.level'
+    value: number
+  }
+
+  export interface PrunedNodeIndexFieldEvent {
+    field: '$.index'
+    value: number
+  }
+
+  export interface PrunedNodeHashFieldEvent {
+    field: '$.hash'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<PrunedNode>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, PrunedNode.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PrunedNode>): PrunedNode {
+    return decodeMessage(buf, PrunedNode.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PrunedNode>): Generator<PrunedNodeLevelFieldEvent | PrunedNodeIndexFieldEvent | PrunedNodeHashFieldEvent> {
+    return streamMessage(buf, PrunedNode.codec(), opts)
+  }
+}
+
+export interface RunCert {
+  fromSeq: number
+  toSeq: number
+  sig: Uint8Array<ArrayBuffer>
+  pruned: PrunedNode[]
+}
+
+export namespace RunCert {
+  let _codec: Codec<RunCert>
+
+  export const codec = (): Codec<RunCert> => {
+    if (_codec == null) {
+      _codec = message<RunCert>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.fromSeq != null && obj.fromSeq !== 0)) {
+          w.uint32(8)
+          w.uint64Number(obj.fromSeq)
+        }
+
+        if ((obj.toSeq != null && obj.toSeq !== 0)) {
+          w.uint32(16)
+          w.uint64Number(obj.toSeq)
+        }
+
+        if ((obj.sig != null && obj.sig.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.sig)
+        }
+
+        if (obj.pruned != null && obj.pruned.length > 0) {
+          for (const value of obj.pruned) {
+            w.uint32(34)
+            PrunedNode.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          fromSeq: 0,
+          toSeq: 0,
+          sig: uint8ArrayAlloc(0),
+          pruned: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.fromSeq = reader.uint64Number()
+              break
+            }
+            case 2: {
+              obj.toSeq = reader.uint64Number()
+              break
+            }
+            case 3: {
+              obj.sig = reader.bytes()
+              break
+            }
+            case 4: {
+              if (opts.limits?.pruned != null && obj.pruned.length === opts.limits.pruned) {
+                throw new MaxLengthError('Decode error - repeated field "pruned" had too many elements')
+              }
+
+              obj.pruned.push(PrunedNode.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.pruned$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          pruned: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.fromSeq`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.toSeq`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.sig`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 4: {
+              if (opts.limits?.pruned != null && obj.pruned === opts.limits.pruned) {
+                throw new MaxLengthError('Streaming decode error - repeated field "pruned" had too many elements')
+              }
+
+              for (const evt of PrunedNode.codec().stream(reader, reader.uint32(), `${prefix}.pruned[]`, {
+                limits: opts.limits?.pruned$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.pruned
+                }
+              }
+
+              obj.pruned++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface RunCertFromSeqFieldEvent {
+    field: '$.fromSeq'
+    value: number
+  }
+
+  export interface RunCertToSeqFieldEvent {
+    field: '$.toSeq'
+    value: number
+  }
+
+  export interface RunCertSigFieldEvent {
+    field: '$.sig'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RunCertPrunedLevelFieldEvent {
+    field: '$.pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface RunCertPrunedIndexFieldEvent {
+    field: '$.pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface RunCertPrunedHashFieldEvent {
+    field: '$.pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export function encode (obj: Partial<RunCert>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, RunCert.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): RunCert {
+    return decodeMessage(buf, RunCert.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): Generator<RunCertFromSeqFieldEvent | RunCertToSeqFieldEvent | RunCertSigFieldEvent | RunCertPrunedLevelFieldEvent | RunCertPrunedIndexFieldEvent | RunCertPrunedHashFieldEvent> {
+    return streamMessage(buf, RunCert.codec(), opts)
   }
 }
 
@@ -1315,6 +1718,42 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchCertsFromSeqFieldEvent {
+    field: '$.batch.certs[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsToSeqFieldEvent {
+    field: '$.batch.certs[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsSigFieldEvent {
+    field: '$.batch.certs[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchCertsPrunedLevelFieldEvent {
+    field: '$.batch.certs[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsPrunedIndexFieldEvent {
+    field: '$.batch.certs[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsPrunedHashFieldEvent {
+    field: '$.batch.certs[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export interface FrameCreditBatchesFieldEvent {
     field: '$.credit.batches'
     value: number
@@ -1350,7 +1789,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }

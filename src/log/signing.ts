@@ -1,0 +1,227 @@
+/**
+ * Signed runs: every entry is covered by its origin's Ed25519 signature, one
+ * signature per run of entries (not per entry: a verification costs
+ * ~0.15 ms here).
+ *
+ * A run is a contiguous seq range (from, to] of one origin's log, written
+ * together. Its leaves are the SHA-256 hashes of the entries' canonical
+ * protobuf encodings, in seq order; the origin signs the Merkle root:
+ *
+ *   leaf(e)      = SHA-256("syncmesh/leaf/1\0" ‖ Entry bytes)
+ *   node(l, r)   = SHA-256(0x01 ‖ l ‖ r); an odd last node is promoted as is
+ *   signed bytes = "syncmesh/run/1\0" ‖ origin ‖ "\0" ‖ u64be(from) ‖ u64be(to) ‖ root
+ *
+ * Compaction drops superseded entries; their run certificate then keeps
+ * ("prunes to") the hashes of the largest subtrees without surviving entries,
+ * so the survivors stay verifiable with O(survivors × log run) hashes, and a
+ * run whose entries are all gone is deleted with them.
+ */
+import { createHash, createPrivateKey, createPublicKey, sign as edSign, verify as edVerify } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { SyncmeshError } from '../errors.js'
+import { RunCert } from '../network/sync/pb/sync.js'
+import type { LogEntry } from './entry.js'
+import { encodeEntry } from './entry.js'
+
+export interface PrunedNode {
+  level: number
+  index: number
+  hash: Uint8Array
+}
+
+export interface Cert {
+  from: number
+  to: number
+  sig: Uint8Array
+  pruned: PrunedNode[]
+}
+
+/** A signature or proof that does not check out. */
+export class SignatureError extends SyncmeshError {
+  constructor (message: string) {
+    super('SIGNATURE_INVALID', message, 400)
+    this.name = 'SignatureError'
+  }
+}
+
+/** Longest run a certificate may cover. */
+export const MAX_RUN_LENGTH = 1 << 20
+/** Local writes are cut into runs of at most this many entries / bytes. */
+export const RUN_MAX_ENTRIES = 512
+export const RUN_MAX_BYTES = 512 * 1024
+
+const LEAF_PREFIX = Buffer.from('syncmesh/leaf/1\0')
+const RUN_PREFIX = Buffer.from('syncmesh/run/1\0')
+const NODE_PREFIX = Buffer.from([1])
+
+export function leafHash (entryBytes: Uint8Array): Uint8Array {
+  return createHash('sha256').update(LEAF_PREFIX).update(entryBytes).digest()
+}
+
+function nodeHash (left: Uint8Array, right: Uint8Array): Uint8Array {
+  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest()
+}
+
+/** Width of each level of the tree over n leaves, bottom (n) to top (1). */
+export function levelWidths (n: number): number[] {
+  const widths = [n]
+  while (widths[widths.length - 1] > 1) widths.push(Math.ceil(widths[widths.length - 1] / 2))
+  return widths
+}
+
+const nodeKey = (level: number, index: number): number => level * 2 ** 32 + index
+
+/**
+ * Root of a run of n leaves from the leaves present and the pruned subtrees;
+ * undefined when some leaf is neither present nor covered by a pruned node.
+ */
+export function merkleRoot (n: number, leaves: Map<number, Uint8Array>, pruned: PrunedNode[]): Uint8Array | undefined {
+  const widths = levelWidths(n)
+  const prunedMap = new Map<number, Uint8Array>()
+  for (const p of pruned) prunedMap.set(nodeKey(p.level, p.index), p.hash)
+  const node = (level: number, index: number): Uint8Array | undefined => {
+    const p = prunedMap.get(nodeKey(level, index))
+    if (p !== undefined) return p
+    if (level === 0) return leaves.get(index)
+    const left = node(level - 1, 2 * index)
+    if (2 * index + 1 >= widths[level - 1]) return left
+    const right = node(level - 1, 2 * index + 1)
+    if (left === undefined || right === undefined) return undefined
+    return nodeHash(left, right)
+  }
+  return node(widths.length - 1, 0)
+}
+
+/**
+ * Record that the leaf at `index` (hash `leaf`) is gone, merging pruned
+ * siblings upwards. Returns the new pruned set and whether the whole run is
+ * now pruned (no entry of it survives).
+ */
+export function pruneLeaf (n: number, pruned: PrunedNode[], index: number, leaf: Uint8Array): { pruned: PrunedNode[], empty: boolean } {
+  const widths = levelWidths(n)
+  const top = widths.length - 1
+  const map = new Map<number, PrunedNode>()
+  for (const p of pruned) map.set(nodeKey(p.level, p.index), p)
+  let level = 0
+  let idx = index
+  let hash = leaf
+  map.set(nodeKey(level, idx), { level, index: idx, hash })
+  while (level < top) {
+    const sib = idx ^ 1
+    let parent: Uint8Array
+    if (sib < widths[level]) {
+      const s = map.get(nodeKey(level, sib))
+      if (s === undefined) break
+      parent = (idx & 1) === 0 ? nodeHash(hash, s.hash) : nodeHash(s.hash, hash)
+      map.delete(nodeKey(level, sib))
+    } else {
+      parent = hash // promoted odd node
+    }
+    map.delete(nodeKey(level, idx))
+    level++
+    idx >>= 1
+    hash = parent
+    map.set(nodeKey(level, idx), { level, index: idx, hash })
+  }
+  return { pruned: [...map.values()], empty: map.has(nodeKey(top, 0)) }
+}
+
+function u64 (n: number): Buffer {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64BE(BigInt(n))
+  return b
+}
+
+function signedBytes (origin: string, from: number, to: number, root: Uint8Array): Buffer {
+  return Buffer.concat([RUN_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), root])
+}
+
+/** Signs runs of this node's own log. */
+export class RunSigner {
+  private readonly key: KeyObject
+  readonly origin: string
+
+  constructor (privateKey: PrivateKey, origin: string) {
+    if (privateKey.type !== 'Ed25519') throw new SyncmeshError('KEY_UNSUPPORTED', 'the node identity must be an Ed25519 key', 500)
+    const raw = privateKey.raw
+    this.key = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw.subarray(0, 32)).toString('base64url'), x: Buffer.from(raw.subarray(32, 64)).toString('base64url') },
+      format: 'jwk'
+    })
+    this.origin = origin
+  }
+
+  /** Sign entries (seq from+1 … to, contiguous) as one run; fills `bytes` and `leaf` on each entry. */
+  sign (from: number, to: number, entries: LogEntry[]): Cert {
+    const leaves = new Map<number, Uint8Array>()
+    for (const e of entries) {
+      e.bytes ??= encodeEntry(e)
+      e.leaf ??= leafHash(e.bytes)
+      leaves.set(e.seq - from - 1, e.leaf)
+    }
+    const root = merkleRoot(to - from, leaves, [])
+    if (root === undefined || leaves.size !== to - from) throw new Error('a run must contain every seq of its range')
+    return { from, to, sig: edSign(null, signedBytes(this.origin, from, to, root), this.key), pruned: [] }
+  }
+}
+
+const publicKeys = new Map<string, KeyObject>()
+const MAX_CACHED_KEYS = 100_000
+
+function publicKeyOf (origin: string): KeyObject {
+  let key = publicKeys.get(origin)
+  if (key !== undefined) return key
+  let raw: Uint8Array
+  try {
+    const id = peerIdFromString(origin)
+    if (id.type !== 'Ed25519' || id.publicKey === undefined) throw new Error('not an Ed25519 peer id')
+    raw = id.publicKey.raw
+  } catch (err) {
+    throw new SignatureError(`origin ${origin.slice(0, 60)} is not an Ed25519 peer id: ${(err as Error).message}`)
+  }
+  key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+  if (publicKeys.size >= MAX_CACHED_KEYS) publicKeys.clear()
+  publicKeys.set(origin, key)
+  return key
+}
+
+/**
+ * Verify a batch of one origin's entries against the run certificates sent
+ * with it: every entry must lie in a certificate, and every certificate's
+ * surviving entries must all be present and reproduce the signed root.
+ * Fills `bytes` and `leaf` on each entry. Throws SignatureError.
+ */
+export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[]): void {
+  const key = publicKeyOf(origin)
+  let ci = 0
+  let i = 0
+  while (i < entries.length || ci < certs.length) {
+    const cert = certs[ci]
+    if (cert === undefined) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
+    if (i < entries.length && entries[i].seq <= cert.from) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
+    const leaves = new Map<number, Uint8Array>()
+    while (i < entries.length && entries[i].seq <= cert.to) {
+      const e = entries[i++]
+      e.bytes ??= encodeEntry(e)
+      e.leaf ??= leafHash(e.bytes)
+      leaves.set(e.seq - cert.from - 1, e.leaf)
+    }
+    const root = merkleRoot(cert.to - cert.from, leaves, cert.pruned)
+    if (root === undefined) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is incomplete: an entry is missing or was added`)
+    if (!edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig)) {
+      throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} does not match its origin's signature: the entries were altered, reordered or forged`)
+    }
+    ci++
+  }
+}
+
+export function encodeCert (c: Cert): Uint8Array {
+  return RunCert.encode({ fromSeq: c.from, toSeq: c.to, sig: c.sig as Uint8Array<ArrayBuffer>, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash as Uint8Array<ArrayBuffer> })) })
+}
+
+export function decodeCert (bytes: Uint8Array): Cert {
+  const c = RunCert.decode(bytes)
+  return { from: c.fromSeq, to: c.toSeq, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })) }
+}

@@ -1,0 +1,175 @@
+/**
+ * Signed runs: Merkle roots, pruning under compaction, verification of what
+ * the change log serves, and rejection of tampering.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ChangeLog } from '../src/log/changelog.js'
+import { decodeEntry, encodeEntry } from '../src/log/entry.js'
+import type { LogEntry } from '../src/log/entry.js'
+import { decodeCert, leafHash, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyRuns } from '../src/log/signing.js'
+import type { Cert } from '../src/log/signing.js'
+import { Store } from '../src/store/db.js'
+import { keys, prefixRange } from '../src/store/keys.js'
+import { OriginLog } from './helpers/ingest-harness.js'
+import { removeDir, tempDir } from './helpers/nodes.js'
+
+async function signer (): Promise<RunSigner> {
+  const key = await generateKeyPair('Ed25519')
+  return new RunSigner(key, peerIdFromPrivateKey(key).toString())
+}
+
+function rand (seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0
+    return s / 2 ** 32
+  }
+}
+
+/** Fresh copies, as a receiver decodes them (no cached bytes/leaf). */
+function received (origin: string, entries: LogEntry[]): LogEntry[] {
+  return entries.map(e => decodeEntry(origin, encodeEntry(e)))
+}
+
+describe('Merkle runs', () => {
+  it('pruning any subset keeps the root reproducible from the survivors', () => {
+    const r = rand(7)
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(r() * 40)
+      const leaves = Array.from({ length: n }, (_, i) => leafHash(new Uint8Array([i, trial, n])))
+      const full = new Map(leaves.map((h, i) => [i, h]))
+      const root = merkleRoot(n, full, [])
+      let pruned: Cert['pruned'] = []
+      const survivors = new Map(full)
+      const order = [...full.keys()].sort(() => r() - 0.5)
+      for (const [k, idx] of order.entries()) {
+        const res = pruneLeaf(n, pruned, idx, leaves[idx])
+        pruned = res.pruned
+        survivors.delete(idx)
+        expect(res.empty).toBe(k === n - 1)
+        if (!res.empty) {
+          expect(Buffer.from(merkleRoot(n, survivors, pruned) as Uint8Array).equals(Buffer.from(root as Uint8Array))).toBe(true)
+          // the pruned set stays small: never more nodes than survivors × levels + levels
+          expect(pruned.length).toBeLessThanOrEqual((survivors.size + 1) * Math.ceil(Math.log2(n + 1)) + 1)
+        }
+      }
+    }
+  })
+
+  it('a missing leaf makes the root undefined', () => {
+    const leaves = new Map([[0, leafHash(new Uint8Array([1]))], [2, leafHash(new Uint8Array([3]))]])
+    expect(merkleRoot(3, leaves, [])).toBeUndefined()
+  })
+})
+
+describe('signing and verification', () => {
+  it('verifies a signed run and rejects tampering, reordering, omission, addition and a foreign signature', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const entries = [o.put('posts', 'a', { v: 1 }), o.put('posts', 'b', { v: 2 }), o.del('posts', 'c'), o.put('posts', 'd', { v: 4 })]
+    const cert = s.sign(0, 4, entries)
+    expect(() => verifyRuns(s.origin, received(s.origin, entries), [cert])).not.toThrow()
+
+    const altered = received(s.origin, entries)
+    altered[1].value = Buffer.from('{"v":666}')
+    expect(() => verifyRuns(s.origin, altered, [cert])).toThrow(SignatureError)
+
+    const swapped = received(s.origin, entries)
+    ;[swapped[0].seq, swapped[1].seq] = [swapped[1].seq, swapped[0].seq]
+    swapped.sort((x, y) => x.seq - y.seq)
+    expect(() => verifyRuns(s.origin, swapped, [cert])).toThrow(SignatureError)
+
+    expect(() => verifyRuns(s.origin, received(s.origin, entries).slice(0, 3), [cert])).toThrow(SignatureError)
+    expect(() => verifyRuns(s.origin, received(s.origin, entries), [])).toThrow(SignatureError)
+
+    const other = await signer()
+    const forged = other.sign(0, 4, received(s.origin, entries))
+    expect(() => verifyRuns(s.origin, received(s.origin, entries), [forged])).toThrow(SignatureError)
+
+    const wrongRange = { ...cert, to: 5 }
+    expect(() => verifyRuns(s.origin, received(s.origin, entries), [wrongRange])).toThrow(SignatureError)
+  })
+})
+
+describe('signed runs in the change log', () => {
+  let dir: string
+  let store: Store
+  let log: ChangeLog
+  beforeEach(async () => {
+    dir = await tempDir()
+    store = new Store(dir)
+    await store.open()
+    log = new ChangeLog(store)
+  })
+  afterEach(async () => {
+    await store.close()
+    await removeDir(dir)
+  })
+
+  async function append (origin: string, entries: LogEntry[], certs: Cert[], toSeq: number): Promise<void> {
+    await store.exclusive(async () => {
+      const txn = store.txn()
+      await log.append(txn, origin, entries, toSeq, certs)
+      await txn.commit()
+      log.committed(origin, toSeq)
+    })
+  }
+
+  async function certCount (origin: string): Promise<number> {
+    let n = 0
+    for await (const _ of store.db.keys(prefixRange(keys.certPrefix(origin)))) n++
+    return n
+  }
+
+  it('serves verifiable batches after compaction, and drops certificates whose entries are all gone', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const r = rand(11)
+    let seq = 0
+    // 30 runs of 1-20 writes over 40 ids: lots of superseding, inside and across runs
+    for (let run = 0; run < 30; run++) {
+      const n = 1 + Math.floor(r() * 20)
+      const entries = Array.from({ length: n }, () => r() < 0.1 ? o.del('c', `id${Math.floor(r() * 40)}`) : o.put('c', `id${Math.floor(r() * 40)}`, { run, x: r() }))
+      const cert = s.sign(seq, seq + n, entries)
+      await append(s.origin, entries, [cert], seq + n)
+      seq += n
+    }
+    // read everything back in small batches, as a peer would receive it, and verify each batch
+    let after = 0
+    let batches = 0
+    const seen = new Set<string>()
+    for (;;) {
+      const run = await log.readRun(s.origin, after, 16, 1_000_000)
+      if (run === undefined) break
+      const entries = run.entries.map(b => decodeEntry(s.origin, b))
+      const certs = run.certs.map(decodeCert)
+      expect(() => verifyRuns(s.origin, entries, certs)).not.toThrow()
+      for (const e of entries) seen.add(`${e.collection}/${e.id}`)
+      after = run.toSeq
+      batches++
+    }
+    expect(after).toBe(seq)
+    expect(batches).toBeGreaterThan(1)
+    // exactly one surviving entry per record
+    let stored = 0
+    for await (const _ of store.db.keys(prefixRange(keys.entryPrefix(s.origin)))) stored++
+    expect(stored).toBe(seen.size)
+    // certificates only for runs that still hold an entry
+    expect(await certCount(s.origin)).toBeLessThanOrEqual(stored)
+  })
+
+  it('a run overwritten entirely by a later one leaves no certificate behind', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const first = [o.put('c', 'x', { v: 1 }), o.put('c', 'y', { v: 1 })]
+    await append(s.origin, first, [s.sign(0, 2, first)], 2)
+    const second = [o.put('c', 'x', { v: 2 }), o.put('c', 'y', { v: 2 })]
+    await append(s.origin, second, [s.sign(2, 4, second)], 4)
+    expect(await certCount(s.origin)).toBe(1)
+    const run = await log.readRun(s.origin, 0, 100, 1_000_000)
+    expect(run?.fromSeq).toBe(0)
+    expect(() => verifyRuns(s.origin, (run?.entries ?? []).map(b => decodeEntry(s.origin, b)), (run?.certs ?? []).map(decodeCert))).not.toThrow()
+  })
+})
