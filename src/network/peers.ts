@@ -193,6 +193,13 @@ export class PeerManager {
     return s.offences.length >= OFFENCE_LIMIT
   }
 
+  /** Close every connection to `peer` (it may reconnect; see offence()). */
+  disconnect (peer: string): void {
+    for (const c of this.host.getConnections()) {
+      if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
+    }
+  }
+
   rejected (peer: string, reason: string): void {
     const s = this.state(peer)
     s.lastError = reason
@@ -248,7 +255,8 @@ export class PeerManager {
     const out: PeerInfo[] = []
     for (const c of this.host.getConnections()) seen.add(c.remotePeer.toString())
     for (const s of this.peers.values()) {
-      if (s.persisted || seen.has(s.peerId)) out.push(this.info(s))
+      // also peers that misbehaved recently: what they did stays visible after they are gone
+      if (s.persisted || seen.has(s.peerId) || (s.offenceCount ?? 0) > 0) out.push(this.info(s))
     }
     for (const peer of seen) if (!this.peers.has(peer)) out.push(this.info(this.state(peer)))
     return out.sort((a, b) => a.peerId.localeCompare(b.peerId))

@@ -173,6 +173,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
           if (this.peerManager.offence(peer, reason)) {
             this.log.warn({ peer }, `refusing peer ${peer} for ${OFFENCE_BAN_MS / 60_000} minutes after repeated invalid data`)
             this.auth.ban(peer, OFFENCE_BAN_MS)
+          } else {
+            this.peerManager.disconnect(peer)
           }
         },
         deps: {

@@ -1,0 +1,176 @@
+/**
+ * A hostile relay holding the mesh key: it forwards another origin's signed
+ * log, then alters a value, reorders entries and replays batches. A real node
+ * process must store nothing tampered (and forward nothing of it), penalise
+ * the relay, and ignore replays.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { Connection } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { rm } from 'node:fs/promises'
+import { afterAll, describe, expect, it } from 'vitest'
+import { encodeJson } from '../src/store/db.js'
+import type { LogEntry } from '../src/log/entry.js'
+import { encodeEntry } from '../src/log/entry.js'
+import { encodeCert, RunSigner } from '../src/log/signing.js'
+import type { Cert } from '../src/log/signing.js'
+import { VersionVector } from '../src/log/vector.js'
+import { MeshAuth } from '../src/network/auth/auth.js'
+import { SYNC_PROTOCOL } from '../src/network/constants.js'
+import { FramedStream } from '../src/network/frames.js'
+import { createHost } from '../src/network/libp2p.js'
+import type { Host } from '../src/network/libp2p.js'
+import { decodeFrame, encodeBatchFrame, encodeHello } from '../src/network/sync/codec.js'
+import { pino } from 'pino'
+import { NodeProcess, tempDir, waitFor } from '../scripts/lib/cluster.js'
+
+const KEY = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee'
+
+/** A bare libp2p host that proves the mesh key and speaks the sync protocol by hand. */
+class EvilRelay {
+  host!: Host
+  private auth!: MeshAuth
+  private authed = new Map<string, () => void>()
+
+  async start (): Promise<void> {
+    const privateKey = await generateKeyPair('Ed25519')
+    this.host = await createHost({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
+    this.auth = new MeshAuth(this.host, {
+      keys: [KEY],
+      logger: pino({ level: 'silent' }),
+      onAuthenticated: (c: Connection) => this.authed.get(c.remotePeer.toString())?.()
+    })
+    await this.auth.start()
+    await this.host.start()
+  }
+
+  get peerId (): string {
+    return this.host.peerId.toString()
+  }
+
+  /** Connect (a fresh connection), authenticate, open a sync stream and exchange hellos. */
+  async session (target: string): Promise<FramedStream> {
+    const peer = target.split('/p2p/')[1]
+    await this.host.hangUp(multiaddr(target)).catch(() => {})
+    const ready = new Promise<void>((resolve, reject) => {
+      this.authed.set(peer, resolve)
+      setTimeout(() => reject(new Error('not authenticated in time')), 5000)
+    })
+    const conn = await this.host.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) })
+    await ready
+    const stream = await conn.newStream(SYNC_PROTOCOL)
+    const framed = new FramedStream(stream, 4 * 1024 * 1024)
+    framed.sendNow(encodeHello('evil', new VersionVector(), 8, 1))
+    const frames = framed.frames()
+    const first = await frames.next()
+    expect(decodeFrame(first.value as Uint8Array).type).toBe('hello')
+    // keep draining what the victim sends (credits, batches)
+    void (async () => { try { for await (const _ of frames) { /* ignore */ } } catch {} })()
+    return framed
+  }
+
+  async stop (): Promise<void> {
+    await this.auth.stop()
+    await this.host.stop()
+  }
+}
+
+function batch (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
+  return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry(e)), certs.map(encodeCert))
+}
+
+describe('hostile relay', () => {
+  const cleanup: Array<() => Promise<void>> = []
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+  })
+
+  it('catches altered, reordered and replayed batches of another origin; stores and forwards nothing tampered', async () => {
+    const parent = await tempDir()
+    cleanup.push(async () => await rm(parent, { recursive: true, force: true }))
+    const victim = await NodeProcess.create('V', KEY, { parent })
+    const witness = await NodeProcess.create('W', KEY, { parent })
+    cleanup.push(async () => await victim.kill(), async () => await witness.kill())
+    await victim.start(['--target-peers', '0'])
+    await witness.start(['--target-peers', '0'])
+    await witness.addPeer(victim.multiaddr)
+
+    // origin A exists only as a key: the relay forwards A's genuinely signed log
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const signer = new RunSigner(aKey, A)
+    let seq = 0
+    const wall = Date.now() - 10_000
+    const entry = (collection: string, id: string, value: object): LogEntry => {
+      seq++
+      return { origin: A, seq, hlc: { wall: wall + seq, logical: 0 }, collection, id, op: 'put', value: encodeJson(value) }
+    }
+    const run1 = [
+      entry('$platforms', 'A', { name: 'A', peerId: A, addrs: [] }),
+      entry('$rules', 'r-evil-test', { id: 'r-evil-test', from: { platform: 'A', collection: 'posts' }, to: { platform: 'V', collection: 'posts' }, mode: 'merge', createdAt: new Date().toISOString() })
+    ]
+    const cert1 = signer.sign(0, 2, run1)
+    const run2 = Array.from({ length: 10 }, (_, i) => entry('posts', `p${i}`, { title: `post ${i}`, price: i }))
+    const cert2 = signer.sign(2, 12, run2)
+
+    const evil = new EvilRelay()
+    await evil.start()
+    cleanup.push(async () => await evil.stop())
+    let s = await evil.session(victim.multiaddr)
+    s.sendNow(batch(A, 0, 2, run1, [cert1]))
+    await waitFor(async () => (await victim.request<unknown[]>('GET', '/v1/rules')).body.length === 1, 'the genuine registry entries to be accepted', 10_000)
+
+    const seqOfA = async (node: NodeProcess): Promise<number> => ((await node.status()).origins as Array<{ origin: string, seq: number }>).find(o => o.origin === A)?.seq ?? 0
+    const offences = async (): Promise<number> => ((await victim.status()).peers as Array<{ peerId: string, offences?: number }>).find(p => p.peerId === evil.peerId)?.offences ?? 0
+
+    // 1. an altered value
+    const altered = run2.map(e => ({ ...e }))
+    altered[4] = { ...altered[4], value: encodeJson({ title: 'post 4', price: 0.01 }) }
+    s.sendNow(batch(A, 2, 12, altered, [cert2]))
+    await waitFor(async () => await offences() === 1, 'the victim to record the first offence')
+    expect(victim.stderr).toMatch(/does not match its origin's signature/)
+
+    // 2. reordered entries (contents of seq 3 and 4 swapped, seqs kept in order)
+    s = await evil.session(victim.multiaddr)
+    const reordered = run2.map(e => ({ ...e }))
+    reordered[0] = { ...run2[1], seq: run2[0].seq }
+    reordered[1] = { ...run2[0], seq: run2[1].seq }
+    s.sendNow(batch(A, 2, 12, reordered, [cert2]))
+    await waitFor(async () => await offences() === 2, 'the victim to record the second offence')
+
+    // 3. a forged run: entries signed by the relay's own key, claimed as A's
+    s = await evil.session(victim.multiaddr)
+    const forgedSigner = new RunSigner(await generateKeyPair('Ed25519'), A)
+    s.sendNow(batch(A, 2, 12, run2, [forgedSigner.sign(2, 12, run2.map(e => ({ ...e, bytes: undefined, leaf: undefined })))]))
+    await waitFor(async () => await offences() === 3, 'the victim to record the third offence')
+
+    // three offences: the relay is refused
+    await expect(evil.session(victim.multiaddr)).rejects.toThrow()
+
+    // nothing tampered is stored or forwarded anywhere
+    expect(await seqOfA(victim)).toBe(2)
+    expect(await victim.count('posts')).toBe(0)
+    await waitFor(async () => await seqOfA(witness) === 2, 'the witness to hold the genuine registry part of A')
+    expect(await witness.count('posts')).toBe(0)
+
+    // 4. an honest relay delivers the genuine run; replays of old batches change nothing
+    const honest = new EvilRelay()
+    await honest.start()
+    cleanup.push(async () => await honest.stop())
+    s = await honest.session(victim.multiaddr)
+    s.sendNow(batch(A, 2, 12, run2, [cert2]))
+    await waitFor(async () => await victim.count('posts') === 10, 'the genuine posts to be applied')
+    const before = await victim.all('posts')
+    const appliedBefore = ((await victim.status()).rules as Array<{ applied: number }>)[0].applied
+    s.sendNow(batch(A, 0, 2, run1, [cert1]))
+    s.sendNow(batch(A, 2, 12, run2, [cert2]))
+    s.sendNow(batch(A, 0, 12, [...run1, ...run2], [cert1, cert2]))
+    await new Promise(resolve => setTimeout(resolve, 500))
+    expect(await victim.all('posts')).toEqual(before)
+    expect(((await victim.status()).rules as Array<{ applied: number }>)[0].applied).toBe(appliedBefore)
+    expect(await seqOfA(victim)).toBe(12)
+    expect((await victim.get('posts', 'p4'))?.price).toBe(4)
+    await waitFor(async () => await seqOfA(witness) === 12, 'the witness to receive the genuine run through the victim')
+  }, 120_000)
+})
