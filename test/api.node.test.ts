@@ -171,8 +171,10 @@ describe('HTTP API on a real node', () => {
     const rule = await a.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'articles' }, mode: 'merge' })
     expect(rule.id).toBeTruthy()
     expect((await a.listRules()).map((r) => r.id)).toContain(rule.id)
-    await expect(a.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'x' } }, { dryRun: true }))
-      .rejects.toMatchObject({ code: 'NOT_SUPPORTED', status: 501 })
+    // a dry run reports and writes nothing
+    const report = await a.dryRunRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'x' } })
+    expect(report).toMatchObject({ dryRun: true, evaluatedOn: 'alpha', source: { platform: 'alpha', collection: 'posts', complete: true } })
+    expect((await a.listRules()).map((r) => r.id)).toEqual([rule.id])
     expect(await a.removeRule(rule.id)).toEqual({ removed: true })
     await expect(a.removeRule(rule.id)).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 })
     await expect(a.removePlatform('no-such-platform')).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 })

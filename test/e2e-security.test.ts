@@ -9,6 +9,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Connection } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { createConnection } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
 import { encodeJson } from '../src/store/db.js'
 import type { LogEntry } from '../src/log/entry.js'
@@ -21,7 +23,9 @@ import { SYNC_PROTOCOL } from '../src/network/constants.js'
 import { FramedStream } from '../src/network/frames.js'
 import { createHost } from '../src/network/libp2p.js'
 import type { Host } from '../src/network/libp2p.js'
-import { decodeFrame, encodeBatchFrame, encodeHello } from '../src/network/sync/codec.js'
+import { decodeFrame, encodeBatchFrame, encodeHello, encodeVector } from '../src/network/sync/codec.js'
+
+const encodeVectorFrame = (): Uint8Array => encodeVector(new VersionVector())
 import { pino } from 'pino'
 import { NodeProcess, tempDir, waitFor } from '../scripts/lib/cluster.js'
 
@@ -79,6 +83,56 @@ class EvilRelay {
 function batch (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
   return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry(e)), certs.map(encodeCert))
 }
+
+describe('garbage and floods on the peer port', () => {
+  const cleanup: Array<() => Promise<void>> = []
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+  })
+
+  it('leave the node healthy and syncing', async () => {
+    const parent = await tempDir()
+    cleanup.push(async () => await rm(parent, { recursive: true, force: true }))
+    const v = await NodeProcess.create('V', KEY, { parent })
+    const w = await NodeProcess.create('W', KEY, { parent })
+    cleanup.push(async () => await v.kill(), async () => await w.kill())
+    await v.start(['--target-peers', '0'])
+    await w.start(['--target-peers', '0'])
+    await w.addPeer(v.multiaddr)
+    await w.addRule({ from: { platform: 'W', collection: 'in' }, to: { platform: 'V', collection: 'in' } })
+
+    // 1. raw garbage at the TCP port, many connections
+    const [, , host, , port] = v.multiaddr.split('/')
+    await Promise.all(Array.from({ length: 30 }, async (_, i) => await new Promise<void>(resolve => {
+      const sock = createConnection({ host, port: Number(port) }, () => {
+        sock.write(randomBytes(1000 + i * 100))
+        setTimeout(() => { sock.destroy(); resolve() }, 200)
+      })
+      sock.on('error', () => resolve())
+    })))
+
+    // 2. an authenticated peer flooding control frames, then ignoring its credit, then oversized frames
+    const evil = new EvilRelay()
+    await evil.start()
+    cleanup.push(async () => await evil.stop())
+    let s = await evil.session(v.multiaddr)
+    for (let i = 0; i < 20_000; i++) s.sendNow(encodeVectorFrame())
+    s = await evil.session(v.multiaddr)
+    const junk = Array.from({ length: 40 }, (_, i) => ({ origin: evil.peerId, seq: i + 1, hlc: { wall: Date.now(), logical: 0 }, collection: 'junk', id: `j${i}`, op: 'put' as const, value: encodeJson({ pad: 'x'.repeat(50_000) }) }))
+    for (let i = 0; i < 40; i++) s.sendNow(batch(evil.peerId, i, i + 1, [junk[i]], []))
+    s = await evil.session(v.multiaddr)
+    const huge = new Uint8Array(5 * 1024 * 1024 + 10)
+    huge[0] = 0xff; huge[1] = 0xff; huge[2] = 0xff; huge[3] = 0x7f
+    s.sendNow(huge)
+
+    // the node is healthy and still syncing
+    await w.put('in', 'after-flood', { ok: true })
+    await waitFor(async () => (await v.get('in', 'after-flood'))?.ok === true, 'W to V sync after the floods')
+    const health = await v.request<{ ok: boolean }>('GET', '/v1/health')
+    expect(health.body.ok).toBe(true)
+    expect(await v.count('junk')).toBe(0)
+  }, 120_000)
+})
 
 describe('hostile relay', () => {
   const cleanup: Array<() => Promise<void>> = []

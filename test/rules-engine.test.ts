@@ -56,8 +56,8 @@ describe('planEntry (pure)', () => {
     expect(planEntry(keyed, objKey, parseEntryValue(objKey))).toMatchObject({ kind: 'skip' })
   })
 
-  it('compileRule rejects mirror mode and invalid filters', () => {
-    expect(() => compileRule(rule({ mode: 'mirror' }), 'peer')).toThrow(InvalidInputError)
+  it('compileRule accepts every mode and rejects invalid filters', () => {
+    expect(compileRule(rule({ mode: 'mirror' }), 'peer').rule.mode).toBe('mirror')
     expect(() => compileRule(rule({ where: { $bogus: 1 } }), 'peer')).toThrow(InvalidInputError)
   })
 })
@@ -70,7 +70,7 @@ describe('merge mode', () => {
     expect(r1.stored).toBe(1)
     expect(r1.changes).toEqual([{
       collection: 'articles', id: '1', op: 'put', value: { title: 'first' }, ruleId: 'r1',
-      version: { hlc: expect.any(String), origin: s.src.origin, seq: 1 }
+      version: { hlc: expect.any(String), origin: s.src.origin, seq: 1 }, cursor: expect.any(String)
     }])
     expect(await s.h.value('articles', '1')).toEqual({ title: 'first' })
     const rec = await s.h.record('articles', '1')
@@ -90,7 +90,7 @@ describe('merge mode', () => {
     await s.addRule({ id: 'r1' })
     await s.feed(s.src.put('posts', '1', { title: 'x' }), s.src.put('posts', '2', { title: 'y' }))
     const r = await s.feed(s.src.del('posts', '1'))
-    expect(r.changes).toEqual([{ collection: 'articles', id: '1', op: 'del', ruleId: 'r1', version: expect.objectContaining({ seq: 3 }) }])
+    expect(r.changes).toEqual([{ collection: 'articles', id: '1', op: 'del', ruleId: 'r1', version: expect.objectContaining({ seq: 3 }), cursor: expect.any(String) }])
     expect(await s.h.live('articles')).toEqual({ 2: { title: 'y' } })
     const tomb = await s.h.record('articles', '1')
     expect(tomb).toBeDefined()
@@ -197,14 +197,16 @@ describe('last writer wins on the target', () => {
     ]
     const fromA = [srcA.put('posts', 'x', { from: 'a' }, same), srcA.put('posts', 'y', { from: 'a' }, { wall: same.wall + 1, logical: 0 })]
     const fromB = [srcB.put('posts', 'x', { from: 'b' }, same), srcB.put('posts', 'y', { from: 'b' }, { wall: same.wall, logical: 0 })]
-    const results: Array<Map<string, string | undefined>> = []
+    const results: Array<Map<string, string>> = []
     for (const order of [[srcA, srcB], [srcB, srcA]]) {
       const h = await Harness.create('tgt')
       cleanup.push(async () => { await h.destroy() })
       await h.ingestRun(admin.origin, registry)
       expect(h.rules.all().map(r => r.rule.id).sort()).toEqual(['ra', 'rb'])
       for (const o of order) await h.ingestRun(o.origin, o === srcA ? fromA : fromB)
-      results.push(new Map([['x', hex(await h.raw(keys.record('articles', 'x')))], ['y', hex(await h.raw(keys.record('articles', 'y')))]]))
+      // the records as stored, but their changes-feed cursor (which follows arrival order)
+      const stored = async (id: string): Promise<string> => JSON.stringify({ ...await h.record('articles', id), cursor: undefined })
+      results.push(new Map([['x', await stored('x')], ['y', await stored('y')]]))
       // same HLC: the greater origin wins; y: A's clock is ahead
       const winner = srcA.origin > srcB.origin ? 'a' : 'b'
       expect(await h.value('articles', 'x')).toEqual({ from: winner })
@@ -373,11 +375,11 @@ describe('rule set', () => {
     const later = new OriginLog(await newPeerId())
     await s.h.ingestRun(s.admin.origin, [
       s.admin.put(RULES_COLLECTION, 'waiting', ruleValue({ id: 'waiting', from: { platform: 'later', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } })),
-      s.admin.put(RULES_COLLECTION, 'mirror', ruleValue({ id: 'mirror', mode: 'mirror', from: { platform: 'src', collection: 'posts' }, to: { platform: 'tgt', collection: 'mirrored' } }))
+      s.admin.put(RULES_COLLECTION, 'bad', ruleValue({ id: 'bad', where: { $bogus: 1 }, from: { platform: 'src', collection: 'posts' }, to: { platform: 'tgt', collection: 'other' } }))
     ])
     expect(s.h.rules.get('waiting')).toBeUndefined()
-    expect(s.h.rules.get('mirror')).toBeUndefined()
-    expect(s.h.rules.problems.map(p => p.ruleId).sort()).toEqual(['mirror', 'waiting'])
+    expect(s.h.rules.get('bad')).toBeUndefined()
+    expect(s.h.rules.problems.map(p => p.ruleId).sort()).toEqual(['bad', 'waiting'])
     await s.h.ingestRun(s.admin.origin, [s.admin.put(PLATFORMS_COLLECTION, 'later', platformValue('later', later.origin))])
     expect(s.h.lastChanged.map(c => c.rule.id)).toEqual(['waiting'])
     expect(s.h.rules.get('waiting')?.sourcePeer).toBe(later.origin)

@@ -4,12 +4,14 @@
  * directory, on 127.0.0.1 with port 0, driven through its HTTP API.
  */
 import { spawn } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 
 function findRoot (): string {
@@ -24,7 +26,12 @@ function findRoot (): string {
 }
 
 export const ROOT = findRoot()
-export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js')
+export let CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js')
+
+/** Run nodes and CLI commands from another build of the CLI (e.g. a snapshot of dist/ that a concurrent rebuild cannot change). */
+export function useCli (path: string): void {
+  CLI = path
+}
 
 export interface CliResult {
   code: number
@@ -100,11 +107,15 @@ export class NodeProcess {
     return this.ready.peerId
   }
 
-  /** Start and wait for the ready line. */
-  async start (extra: string[] = []): Promise<Ready> {
-    const child = spawn(process.execPath, [CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
+  /**
+   * Start and wait for the ready line. `options.env` is added to the child's
+   * environment (e.g. SYNCMESH_LOG_LEVEL); `options.nodeArgs` go to node
+   * itself, before the CLI (e.g. --cpu-prof).
+   */
+  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[] } = {}): Promise<Ready> {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info' }
+      env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
     })
     this.child = child
     this.stderr = ''
@@ -155,6 +166,19 @@ export class NodeProcess {
 
   get pid (): number | undefined {
     return this.child?.pid
+  }
+
+  /** SIGHUP: the node re-reads DIR/keyring.json (mesh key rotation). */
+  hup (): void {
+    if (this.child === undefined || this.child.exitCode !== null) throw new Error(`${this.name} is not running`)
+    this.child.kill('SIGHUP')
+  }
+
+  /** How many lines of the node's log (stderr, since its last start) match `pattern`. */
+  logCount (pattern: RegExp): number {
+    let n = 0
+    for (const line of this.stderr.split('\n')) if (pattern.test(line)) n++
+    return n
   }
 
   async request<T = unknown> (method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number, body: T }> {
@@ -208,6 +232,40 @@ export class NodeProcess {
     const r = await this.request<{ imported: number }>('POST', `/v1/collections/${encodeURIComponent(collection)}/import`, ndjson, 'application/x-ndjson')
     if (r.status !== 200) throw new Error(`import failed: ${r.status} ${JSON.stringify(r.body)}`)
     return r.body.imported
+  }
+
+  /**
+   * Streamed NDJSON import: the body is sent as `source` yields it (with
+   * backpressure), so a large import never exists as one string.
+   */
+  async importStream (collection: string, source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>): Promise<number> {
+    const url = new URL(`${this.api}/v1/collections/${encodeURIComponent(collection)}/import`)
+    const body = Readable.from(source, { objectMode: false })
+    return await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' }
+      }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('error', reject)
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          if (res.statusCode !== 200) {
+            reject(new Error(`import failed: ${String(res.statusCode)} ${text}`))
+            return
+          }
+          try {
+            resolve((JSON.parse(text) as { imported: number }).imported)
+          } catch (err) {
+            reject(err)
+          }
+        })
+      })
+      req.on('error', reject)
+      body.on('error', (err) => req.destroy(err))
+      body.pipe(req)
+    })
   }
 
   async addPeer (multiaddr: string): Promise<void> {

@@ -8,7 +8,10 @@ import { stat } from 'node:fs/promises'
 import { Readable, Transform } from 'node:stream'
 import type { TransformCallback } from 'node:stream'
 import { SyncmeshError } from '../errors.js'
-import type { JsonObject, NodeStatus, PeerInfo, Platform, RecordPage, Rule, RuleSpec, StoredRecord } from '../node/types.js'
+import type {
+  ChangesOptions, ConflictRecord, DryRunReport, FeedLine, JsonObject, MeshKeyInfo, NodeStatus, PeerInfo, Platform, RecordPage, Rule, RulePatch, RuleSpec,
+  StoredRecord, TransformErrorRecord
+} from '../node/types.js'
 
 export interface Health {
   ok: boolean
@@ -30,7 +33,7 @@ export interface ApiClientOptions {
   timeoutMs?: number
 }
 
-type Method = 'GET' | 'PUT' | 'POST' | 'DELETE'
+type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
 
 interface RequestOptions {
   json?: unknown
@@ -39,6 +42,7 @@ interface RequestOptions {
   query?: Record<string, string | number | undefined>
   /** @default true */
   timeout?: boolean
+  signal?: AbortSignal
 }
 
 const enc = encodeURIComponent
@@ -192,6 +196,10 @@ export class ApiClient {
     return await this.#json('DELETE', `/v1/platforms/${enc(name)}`)
   }
 
+  async revokePlatform (name: string, options: { purge?: boolean } = {}): Promise<Platform> {
+    return await this.#json('POST', `/v1/platforms/${enc(name)}/revoke`, { json: options.purge === true ? { purge: true } : {} })
+  }
+
   // -- rules --------------------------------------------------------------
 
   async listRules (): Promise<Rule[]> {
@@ -202,8 +210,80 @@ export class ApiClient {
     return await this.#json('POST', '/v1/rules', { json: options.dryRun === true ? { ...spec, dryRun: true } : spec })
   }
 
+  /** What adding the rule would do on each target (nothing is written). */
+  async dryRunRule (spec: RuleSpec): Promise<DryRunReport> {
+    return await this.#json('POST', '/v1/rules', { json: { ...spec, dryRun: true } })
+  }
+
+  /** Throws NOT_FOUND (404). */
+  async getRule (id: string): Promise<Rule> {
+    return await this.#json('GET', `/v1/rules/${enc(id)}`)
+  }
+
+  /** Change a rule (null removes a field); its targets re-evaluate the source data. */
+  async updateRule (id: string, patch: RulePatch): Promise<Rule> {
+    return await this.#json('PATCH', `/v1/rules/${enc(id)}`, { json: patch })
+  }
+
+  async dryRunUpdate (id: string, patch: RulePatch): Promise<DryRunReport> {
+    return await this.#json('PATCH', `/v1/rules/${enc(id)}`, { json: { ...patch, dryRun: true } })
+  }
+
+  async ruleConflicts (id: string, limit?: number): Promise<{ total: number, conflicts: ConflictRecord[] }> {
+    return await this.#json('GET', `/v1/rules/${enc(id)}/conflicts`, { query: { limit } })
+  }
+
+  async ruleErrors (id: string, limit?: number): Promise<{ total: number, errors: TransformErrorRecord[] }> {
+    return await this.#json('GET', `/v1/rules/${enc(id)}/errors`, { query: { limit } })
+  }
+
+  /** The changes feed, line by line (streamed; with `follow` it runs until `signal` aborts). */
+  async * changes (options: Omit<ChangesOptions, 'heartbeatMs'> & { heartbeatSeconds?: number } = {}): AsyncGenerator<FeedLine> {
+    const res = await this.#request('GET', '/v1/changes', {
+      query: {
+        since: options.since,
+        collection: options.collection,
+        limit: options.limit,
+        follow: options.follow === true ? 'true' : undefined,
+        heartbeat: options.heartbeatSeconds
+      },
+      timeout: false,
+      ...(options.signal !== undefined ? { signal: options.signal } : {})
+    })
+    if (res.body == null) return
+    const decoder = new TextDecoder()
+    let pending = ''
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        pending += decoder.decode(chunk, { stream: true })
+        let nl: number
+        while ((nl = pending.indexOf('\n')) !== -1) {
+          const line = pending.slice(0, nl).trim()
+          pending = pending.slice(nl + 1)
+          if (line !== '') yield JSON.parse(line) as FeedLine
+        }
+      }
+    } catch (err) {
+      if (options.signal?.aborted === true) return
+      throw new SyncmeshError('NODE_UNREACHABLE', `the changes feed of ${this.url} broke off: ${(err as Error).message}; resume with --since the last cursor`, 503, { cause: err })
+    }
+    if (pending.trim() !== '') yield JSON.parse(pending) as FeedLine
+  }
+
   async removeRule (id: string): Promise<{ removed: true }> {
     return await this.#json('DELETE', `/v1/rules/${enc(id)}`)
+  }
+
+  // -- mesh keys ----------------------------------------------------------
+
+  /** Fingerprints of the mesh keys the node uses. */
+  async meshKeys (): Promise<MeshKeyInfo> {
+    return await this.#json('GET', '/v1/keys')
+  }
+
+  /** Make the node re-read DATA_DIR/keyring.json (as SIGHUP does). */
+  async reloadKeys (): Promise<MeshKeyInfo> {
+    return await this.#json('POST', '/v1/keys/reload')
   }
 
   // -- plumbing -----------------------------------------------------------
@@ -240,6 +320,7 @@ export class ApiClient {
     if (body !== undefined) init.body = body
     if (options.body != null) init.duplex = 'half'
     if (options.timeout !== false) init.signal = AbortSignal.timeout(this.#timeoutMs)
+    if (options.signal !== undefined) init.signal = init.signal != null ? AbortSignal.any([init.signal, options.signal]) : options.signal
 
     let res: Response
     try {

@@ -58,6 +58,8 @@ export function toErrorResponse (err: unknown, request: FastifyRequest, log: Log
       }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return { status: 400, body: errorBody('INVALID_CONTENT_LENGTH', 'the request body does not match its Content-Length header; send the body again') }
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { status: 414, body: errorBody('URI_TOO_LONG', 'a path segment of the URL is too long (collection names are at most 128 characters, record ids at most 512)') }
     case 'FST_ERR_BAD_URL':
       return { status: 400, body: errorBody('BAD_URL', 'the request URL is malformed (bad percent-encoding?); encode path segments with encodeURIComponent') }
     default:

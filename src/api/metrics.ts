@@ -48,6 +48,18 @@ export function createMetrics (node: SyncNodeApi): Metrics {
     labelNames: ['rule'] as const,
     registers: [registry]
   })
+  const ruleConflicts = new Gauge({
+    name: 'syncmesh_rule_conflicts_total',
+    help: 'Conflicts each rule met on this node (see GET /v1/rules/:id/conflicts)',
+    labelNames: ['rule'] as const,
+    registers: [registry]
+  })
+  const ruleTransformErrors = new Gauge({
+    name: 'syncmesh_rule_transform_errors_total',
+    help: "Records each rule's transform module failed on (skipped) on this node",
+    labelNames: ['rule'] as const,
+    registers: [registry]
+  })
   const caughtUp = new Gauge({
     name: 'syncmesh_caught_up',
     help: '1 when nothing is known to be missing from any connected peer',
@@ -69,8 +81,12 @@ export function createMetrics (node: SyncNodeApi): Metrics {
       }
       ruleApplied.reset()
       rulePending.reset()
+      ruleConflicts.reset()
+      ruleTransformErrors.reset()
       for (const r of status.rules) {
         ruleApplied.set({ rule: r.id }, r.applied)
+        if (typeof r.conflicts === 'number') ruleConflicts.set({ rule: r.id }, r.conflicts)
+        if (typeof r.transformErrors === 'number') ruleTransformErrors.set({ rule: r.id }, r.transformErrors)
         if (typeof r.pending === 'number') rulePending.set({ rule: r.id }, r.pending)
       }
       caughtUp.set(status.caughtUp ? 1 : 0)

@@ -5,6 +5,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import { InvalidInputError, SyncmeshError } from '../errors.js'
 import type { ImportLine, JsonObject } from '../node/types.js'
+import { MAX_JSON_DEPTH, jsonTooDeep } from '../store/json-depth.js'
 import { MAX_ID_LENGTH, isValidId } from '../store/names.js'
 
 /** The longest accepted line (one record), like the JSON body limit. */
@@ -32,6 +33,7 @@ export function parseImportLine (text: string, lineNo: number): ImportLine {
   if (typeof id !== 'string' || id === '') throw lineError(lineNo, '"id" must be a non-empty string')
   if (!isValidId(id)) throw lineError(lineNo, `"id" must be 1-${MAX_ID_LENGTH} characters without control characters`)
   if (!isJsonObject(value)) throw lineError(lineNo, '"value" must be a JSON object')
+  if (jsonTooDeep(value)) throw lineError(lineNo, `"value" nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`)
   return { id, value }
 }
 

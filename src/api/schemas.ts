@@ -31,16 +31,67 @@ const endpointSchema = z.object({
   collection: nonEmpty
 }).strict()
 
+const targetSchema = z.object({
+  platform: nonEmpty.optional(),
+  region: nonEmpty.optional(),
+  tag: nonEmpty.optional(),
+  collection: nonEmpty
+}).strict()
+
+const webhookSchema = z.object({
+  url: nonEmpty,
+  secret: nonEmpty
+}).strict()
+
 export const ruleBodySchema = z.object({
   from: endpointSchema,
-  to: endpointSchema,
+  to: targetSchema,
   mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
   where: jsonObject.optional(),
   include: z.array(nonEmpty).optional(),
   exclude: z.array(nonEmpty).optional(),
   rename: z.record(z.string().min(1), nonEmpty).optional(),
   key: nonEmpty.optional(),
+  transform: nonEmpty.optional(),
+  targetsField: nonEmpty.optional(),
+  webhook: webhookSchema.optional(),
   dryRun: z.boolean().optional()
+}).strict()
+
+/** PATCH /v1/rules/:id: the fields to change; null removes an optional field. */
+export const rulePatchSchema = z.object({
+  from: endpointSchema.optional(),
+  to: targetSchema.optional(),
+  mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
+  where: jsonObject.nullable().optional(),
+  include: z.array(nonEmpty).nullable().optional(),
+  exclude: z.array(nonEmpty).nullable().optional(),
+  rename: z.record(z.string().min(1), nonEmpty).nullable().optional(),
+  key: nonEmpty.nullable().optional(),
+  transform: nonEmpty.nullable().optional(),
+  targetsField: nonEmpty.nullable().optional(),
+  webhook: webhookSchema.nullable().optional(),
+  dryRun: z.boolean().optional()
+}).strict()
+
+const positiveInt = (max: number): z.ZodType<number | undefined> => z.string()
+  .regex(/^\d+$/, `must be an integer between 1 and ${max}`)
+  .transform(Number)
+  .pipe(z.number().int().min(1, `must be an integer between 1 and ${max}`).max(max, `must be an integer between 1 and ${max}`))
+  .optional()
+
+export const logQuerySchema = z.object({
+  limit: positiveInt(1000)
+}).strict()
+
+export const changesQuerySchema = z.object({
+  since: z.string().optional(),
+  collection: z.string().optional(),
+  limit: positiveInt(1_000_000_000),
+  follow: z.enum(['true', 'false', '1', '0']).optional(),
+  /** seconds between heartbeat lines while following */
+  heartbeat: z.string().regex(/^\d+$/, 'must be a number of seconds from 1 to 300').transform(Number)
+    .pipe(z.number().int().min(1, 'must be a number of seconds from 1 to 300').max(300, 'must be a number of seconds from 1 to 300')).optional()
 }).strict()
 
 export const listQuerySchema = z.object({

@@ -4,18 +4,22 @@
  * `{"error":{"code","message"}}`.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
-import type { Readable } from 'node:stream'
+import { STATUS_CODES } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { Readable } from 'node:stream'
 import Fastify, { LogController } from 'fastify'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
-import { NotFoundError, SyncmeshError } from '../errors.js'
-import type { ImportLine, JsonObject, Platform, RuleSpec, SyncNodeApi } from '../node/types.js'
+import { z } from 'zod'
+import { InvalidInputError, NotFoundError, SyncmeshError } from '../errors.js'
+import { MAX_JSON_DEPTH, jsonTooDeep } from '../store/json-depth.js'
+import type { ImportLine, Platform, SyncNodeApi } from '../node/types.js'
 import { JSON_BODY_LIMIT, errorBody, sendError } from './errors.js'
 import { createMetrics } from './metrics.js'
+import { registerChangesRoute, registerRuleRoutes } from './rules-routes.js'
 import { isJsonObject, parseNdjson } from './ndjson.js'
-import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platformSchema, ruleBodySchema } from './schemas.js'
+import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platformSchema } from './schemas.js'
 
 export interface ApiServerOptions {
   host: string
@@ -51,6 +55,34 @@ function tokenMatches (header: string | undefined, expected: Buffer): boolean {
   return timingSafeEqual(given, expected) && match != null
 }
 
+/** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+export function isLoopback (address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4) || address === '::1' || address === '0:0:0:0:0:0:0:1'
+}
+
+/**
+ * Requests that never reach fastify (malformed HTTP, headers over Node's
+ * limit, timeouts) still get a JSON error body in the usual shape.
+ */
+function clientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  let status = 400
+  let body = errorBody('BAD_REQUEST', 'the request is not valid HTTP/1.1')
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 431
+    body = errorBody('HEADERS_TOO_LARGE', 'the request line and headers are larger than the server accepts (16 KiB); send a shorter URL and fewer or smaller headers')
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408
+    body = errorBody('REQUEST_TIMEOUT', 'the request was not received in time; send it again')
+  }
+  const text = JSON.stringify(body)
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
+  }
+  socket.destroy()
+}
+
 function urlFor (address: AddressInfo): string {
   let host = address.address
   if (host === '0.0.0.0') host = '127.0.0.1'
@@ -82,6 +114,8 @@ async function drain (stream: Readable): Promise<void> {
 interface CollectionParams { collection: string }
 interface RecordParams { collection: string, id: string }
 
+const revokeSchema = z.object({ purge: z.boolean().optional() }).strict()
+
 export async function startApiServer (node: SyncNodeApi, options: ApiServerOptions): Promise<ApiServer> {
   const log: Logger = options.logger ?? pino({ level: 'silent' })
   if (typeof options.token !== 'string' || options.token.length === 0) {
@@ -96,6 +130,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     bodyLimit: JSON_BODY_LIMIT,
     routerOptions: { maxParamLength: 2048 },
     forceCloseConnections: 'idle',
+    clientErrorHandler: clientError,
     frameworkErrors (error, request, reply) {
       sendError(reply, error, log)
     }
@@ -113,6 +148,14 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     }
   })
 
+  // JSON bodies: a value nested deeper than any record needs would overflow the stack later (stringify, rules)
+  app.addHook('preValidation', async (request) => {
+    const body = request.body
+    if (typeof body === 'object' && body !== null && !(body instanceof Readable) && jsonTooDeep(body)) {
+      throw new InvalidInputError(`the request body nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep; flatten it`, 'JSON_TOO_DEEP')
+    }
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request')
   })
@@ -121,7 +164,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]
-    return reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${path}; the API lives under /v1 (GET /v1/status, /v1/collections/:collection/records, /v1/peers, /v1/platforms, /v1/rules) plus GET /metrics`))
+    return reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${path}; the API lives under /v1 (GET /v1/status, /v1/collections/:collection/records, /v1/peers, /v1/platforms, /v1/rules, /v1/changes) plus GET /metrics`))
   })
 
   // -- node ---------------------------------------------------------------
@@ -133,6 +176,24 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   app.get('/metrics', async (_request, reply) => {
     const text = await metrics.scrape()
     return await reply.type(metrics.contentType).send(text)
+  })
+
+  // -- mesh keys (fingerprints only) ----------------------------------------
+
+  app.get('/v1/keys', async () => {
+    if (node.meshKeys == null) throw new SyncmeshError('NOT_SUPPORTED', 'this node does not report its mesh keys', 501)
+    return node.meshKeys()
+  })
+
+  app.post('/v1/keys/reload', async () => {
+    if (node.reloadKeys == null) throw new SyncmeshError('NOT_SUPPORTED', 'this node cannot reload its mesh keys', 501)
+    try {
+      return await node.reloadKeys()
+    } catch (err) {
+      // the keyring file is missing or broken: the caller can fix that (the keys stay as they were)
+      if (err instanceof SyncmeshError && err.code.startsWith('KEYRING_')) throw new SyncmeshError(err.code, err.message, 409)
+      throw err
+    }
   })
 
   // -- records ------------------------------------------------------------
@@ -245,34 +306,16 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     return { removed: true }
   })
 
-  // -- registry: rules ----------------------------------------------------
-
-  app.get('/v1/rules', async () => node.registry.rules())
-
-  app.post<{ Body: unknown }>('/v1/rules', async (request, reply) => {
-    const { dryRun, ...body } = parseInput(ruleBodySchema, request.body, 'body')
-    if (dryRun === true) {
-      throw new SyncmeshError('NOT_SUPPORTED', 'dry runs of rules are not supported yet; create the rule without "dryRun" (it can be removed again with DELETE /v1/rules/:id)', 501)
-    }
-    const spec: RuleSpec = {
-      from: body.from,
-      to: body.to,
-      ...(body.mode != null ? { mode: body.mode } : {}),
-      ...(body.where != null ? { where: body.where as JsonObject } : {}),
-      ...(body.include != null ? { include: body.include } : {}),
-      ...(body.exclude != null ? { exclude: body.exclude } : {}),
-      ...(body.rename != null ? { rename: body.rename } : {}),
-      ...(body.key != null ? { key: body.key } : {})
-    }
-    const rule = await node.registry.addRule(spec)
-    return await reply.code(201).send(rule)
+  app.post<{ Params: { name: string }, Body: unknown }>('/v1/platforms/:name/revoke', async (request) => {
+    const body = parseInput(revokeSchema, request.body ?? {}, 'body')
+    if (node.registry.revokePlatform === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this node cannot revoke platforms', 501)
+    return await node.registry.revokePlatform(request.params.name, { purge: body.purge === true })
   })
 
-  app.delete<{ Params: { id: string } }>('/v1/rules/:id', async (request) => {
-    const removed = await node.registry.removeRule(request.params.id)
-    if (!removed) throw new NotFoundError(`no rule with id "${request.params.id}"; list them with GET /v1/rules`)
-    return { removed: true }
-  })
+  // -- registry: rules; the changes feed (./rules-routes.ts) ------------
+
+  registerRuleRoutes(app, node)
+  registerChangesRoute(app, node)
 
   try {
     await app.listen({ host: options.host, port: options.port })
@@ -297,6 +340,9 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     throw new SyncmeshError('API_LISTEN_FAILED', 'the API server did not report a TCP address', 500)
   }
   const url = urlFor(address)
+  if (!isLoopback(address.address)) {
+    log.warn({ address: address.address, port: address.port }, `the HTTP API listens on ${address.address}:${address.port}, which is not a loopback address: anyone who can reach it and holds the API token can read and write every record; bind it to 127.0.0.1 (--api 127.0.0.1:${address.port}) unless a firewall or TLS proxy protects it`)
+  }
 
   let closing: Promise<void> | undefined
   return {

@@ -8,6 +8,7 @@ import { SyncmeshError } from '../errors.js'
 import { registerMeshCommands } from './commands/mesh.js'
 import { registerNodeCommands } from './commands/node.js'
 import { registerRecordCommands } from './commands/records.js'
+import { registerRuleCommands } from './commands/rules.js'
 import { registerStatusCommands } from './commands/status.js'
 import { UsageError, readVersion } from './common.js'
 
@@ -30,6 +31,7 @@ export function buildProgram (version: string): Command {
   registerStatusCommands(program)
   registerRecordCommands(program)
   registerMeshCommands(program)
+  registerRuleCommands(program)
   return program
 }
 

@@ -113,6 +113,27 @@ export class ChangeLog {
     return undefined
   }
 
+  /**
+   * Delete an origin's stored log (entries, certificates, index) in chunks,
+   * keeping its vector so peers do not send it again. For revoked platforms
+   * whose operator asked for a purge. Returns the number of entries removed.
+   */
+  async purge (origin: string, chunk = 1000): Promise<number> {
+    let removed = 0
+    for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), `k\x00${origin}\x00`]) {
+      for (;;) {
+        const batch: string[] = []
+        for await (const key of this.store.db.keys({ ...prefixRange(prefix), limit: chunk })) batch.push(key)
+        if (batch.length === 0) break
+        await this.store.exclusive(async () => {
+          await this.store.db.batch(batch.map(key => ({ type: 'del' as const, key })))
+        })
+        if (prefix === keys.entryPrefix(origin)) removed += batch.length
+      }
+    }
+    return removed
+  }
+
   committed (origin: string, toSeq: number): void {
     this.vector.advance(origin, toSeq)
   }

@@ -40,3 +40,11 @@ export const SHUFFLE_INTERVAL_MS = 10_000
 export const OFFENCE_LIMIT = 3
 export const OFFENCE_WINDOW_MS = 10 * 60_000
 export const OFFENCE_BAN_MS = 10 * 60_000
+/** A sync peer that sends nothing (not even its periodic vector) for this long is dropped. */
+export const SILENT_PEER_MS = 4 * ANTI_ENTROPY_INTERVAL_MS
+/** Most control frames (hello, vector, have, credit) a peer may send per second. */
+export const MAX_CONTROL_FRAMES_PER_SECOND = 5_000
+/** Most bytes per second one peer can make this node ingest (batches beyond wait for credit). */
+export const MAX_PEER_BYTES_PER_SECOND = 64 * 1024 * 1024
+/** Unread bytes a sync stream may hold: credit × batch size plus slack; beyond that the peer ignored its credit. */
+export const MAX_READ_BUFFER_BYTES = 4 * MAX_FRAME_BYTES

@@ -29,7 +29,8 @@ export const configSchema = z.object({
   api: z.string().optional(),
   targetConnections: z.number().int().min(0).max(1000).optional(),
   maxConnections: z.number().int().min(1).max(10000).optional(),
-  mdns: z.boolean().optional()
+  mdns: z.boolean().optional(),
+  admins: z.array(z.string().min(1)).max(1000).optional()
 }).strict()
 
 export type NodeConfig = z.infer<typeof configSchema>

@@ -6,30 +6,46 @@
  * that target it). Either all of it is durable or none of it is.
  */
 import type { ChangeLog } from '../log/changelog.js'
+import { decodeEntry } from '../log/entry.js'
 import type { LogEntry } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
-import { HybridClock, formatHlc, parseHlc } from '../log/hlc.js'
-import type { ChangeEvent, JsonObject } from './types.js'
+import { HybridClock, compareHlc, formatHlc, parseHlc } from '../log/hlc.js'
+import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } from './types.js'
 import { decodeJson, encodeJson, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
-import { applyPlan, entryVersion, parseEntryValue, planEntry, planKeys } from '../rules/engine.js'
-import type { CompiledRule, Plan } from '../rules/engine.js'
+import type { RecordState } from '../store/records.js'
+import { applyPlan, entryVersion, parseEntryValue, planEntry, planKeys, resolvePlan, sweepRecord } from '../rules/engine.js'
+import type { Applied, ApplyContext, CompiledRule, Plan } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
+
+/** What this node accepts, decided by the node (admin control, revocation). */
+export interface IngestPolicy {
+  /** A reason to refuse a registry change (`$platforms`/`$rules` entry), or undefined to apply it. */
+  registry?: (entry: LogEntry, value: JsonObject | undefined) => string | undefined
+  /** Whether to store an entry of `origin` at `seq` (false after the origin was revoked). */
+  acceptsEntry?: (origin: string, seq: number) => boolean
+}
 
 export interface IngestResult {
   /** Entries that were new to this node. */
   stored: number
   /** The log that advanced, and how far: undefined when nothing new was stored. */
   advanced?: { origin: string, seq: number }
+  /** This node's own log, when rule-written records were logged in it (chaining): announce it too. */
+  ownAdvanced?: { origin: string, seq: number }
   changes: ChangeEvent[]
   /** Registry records that changed: the caller refreshes the registry view. */
   registry: Array<{ collection: string, id: string, value: JsonObject | undefined }>
   /** Rules that skipped an entry for a reason worth reporting. */
   skipped: Array<{ ruleId: string, id: string, reason: string }>
+  /** Conflicts the rules met (also in each rule's conflict log). */
+  conflicts?: ConflictRecord[]
+  /** Records transform modules failed on (skipped; also in each rule's error log). */
+  transformErrors?: TransformErrorRecord[]
 }
 
 export interface LocalOp {
@@ -39,15 +55,47 @@ export interface LocalOp {
   value?: JsonObject
 }
 
-interface BackfillState {
+export interface BackfillState {
   source: string
   fingerprint: string
   after?: string
   done: boolean
+  /** "sweep": a mirror rule removing target records its source lacks, after `sweepAfter`. */
+  phase?: 'source' | 'sweep'
+  sweepAfter?: string
+  /** This pass re-evaluates data an earlier version of the rule wrote. */
+  reeval?: boolean
+}
+
+interface PublishState {
+  after?: string
+  done: boolean
+}
+
+/** What one transaction of the write path has pending until it commits. */
+interface TxnState {
+  txn: Txn
+  result: IngestResult
+  /** rule\0counter → value */
+  counts: Map<string, number>
+  /** Last feed cursor assigned in this transaction. */
+  cursor: number
+  /** Own log: seq before this transaction's derived entries, and the last seq assigned. */
+  ownBase: number
+  ownTop: number
+  derived: LogEntry[]
+  ctx: ApplyContext
 }
 
 const HLC_KEY = keys.meta('hlc')
+const FEED_INDEXED_KEY = keys.meta('feed-indexed')
 const BACKFILL_CHUNK = 500
+/** Conflicts kept per rule (the newest). */
+export const CONFLICT_LOG_SIZE = 50
+/** Transform errors kept per rule (the newest). */
+export const TRANSFORM_ERROR_LOG_SIZE = 20
+/** How deep rule-written records may flow on through this node's own rules within one write. */
+const MAX_CHAIN_DEPTH = 16
 
 export class Ingestor {
   readonly clock: HybridClock
@@ -55,12 +103,20 @@ export class Ingestor {
   private readonly log: ChangeLog
   private readonly rules: RuleSet
   private readonly self: string
-  private readonly appliedCounts = new Map<string, number>()
+  /** rule\0counter → value, as committed ("applied", "conflicts", "transformErrors"). */
+  private readonly counters = new Map<string, number>()
+  /** Last feed cursor committed. */
+  private cursor = 0
+  private txnState?: TxnState
+  /** Platform name of a peer id (conflict reports); set by the node. */
+  platformOf?: (peerId: string) => string | undefined
 
   private readonly signer?: RunSigner
+  private readonly policy?: IngestPolicy
 
-  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner }) {
+  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy }) {
     this.signer = components.signer
+    this.policy = components.policy
     this.store = components.store
     this.log = components.log
     this.rules = components.rules
@@ -74,14 +130,32 @@ export class Ingestor {
       const h = parseHlc(utf8.decode(saved))
       if (h !== undefined) this.clock.observe(h)
     }
-    const prefix = `a\x00`
-    for await (const [key, value] of this.store.db.iterator(prefixRange(prefix))) {
-      this.appliedCounts.set(keySuffix(key, prefix), Number(utf8.decode(value)))
+    const applied = keys.applied('')
+    for await (const [key, value] of this.store.db.iterator(prefixRange(applied))) {
+      this.counters.set(`${keySuffix(key, applied)}${SEP}applied`, Number(utf8.decode(value)))
     }
+    const counter = keys.counterPrefix()
+    for await (const [key, value] of this.store.db.iterator(prefixRange(counter))) {
+      this.counters.set(keySuffix(key, counter), Number(utf8.decode(value)))
+    }
+    for await (const key of this.store.db.keys({ ...prefixRange(keys.feedPrefix()), reverse: true, limit: 1 })) {
+      this.cursor = parseInt(keySuffix(key, keys.feedPrefix()), 16)
+    }
+    if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
   }
 
   applied (ruleId: string): number {
-    return this.appliedCounts.get(ruleId) ?? 0
+    return this.counter(ruleId, 'applied')
+  }
+
+  /** A per-rule counter on this node: "applied", "conflicts", "transformErrors". */
+  counter (ruleId: string, name: string): number {
+    return this.counters.get(`${ruleId}${SEP}${name}`) ?? 0
+  }
+
+  /** The newest changes feed cursor committed. */
+  lastCursor (): number {
+    return this.cursor
   }
 
   /**
@@ -96,9 +170,12 @@ export class Ingestor {
       if (fromSeq > held) return undefined
       const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
       if (toSeq <= held) return result
-      const fresh = entries.filter(e => e.seq > held)
+      // a revoked origin's entries after its revocation are not stored (nor served on)
+      const accepts = this.policy?.acceptsEntry
+      const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
+      const keptCerts = accepts === undefined ? certs : certs.filter(c => accepts(origin, c.from + 1))
       const txn = this.store.txn()
-      await this.log.append(txn, origin, fresh, toSeq, certs)
+      await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
@@ -151,27 +228,115 @@ export class Ingestor {
     return certs
   }
 
-  private pendingCounts = new Map<string, number>()
-
-  private commitCounts (_result: IngestResult): void {
-    for (const [rule, n] of this.pendingCounts) this.appliedCounts.set(rule, n)
-    this.pendingCounts.clear()
+  /** Start the pending state of a transaction of the write path (applyEntries, backfill, sweep, publish). */
+  private begin (txn: Txn, result: IngestResult, reeval = false): TxnState {
+    const own = this.log.vector.get(this.self)
+    const st: TxnState = {
+      txn,
+      result,
+      counts: new Map(),
+      cursor: this.cursor,
+      ownBase: own,
+      ownTop: own,
+      derived: [],
+      ctx: undefined as unknown as ApplyContext
+    }
+    st.ctx = {
+      txn,
+      self: this.self,
+      reeval,
+      freshVersion: () => ({ hlc: this.clock.tick(), origin: this.self, seq: 0 }),
+      published: (collection) => this.rules.isPublished(collection),
+      writeRecord: (collection, id, state, previous) => this.writeRecord(st, collection, id, state, previous),
+      conflict: (c) => this.recordConflict(st, c),
+      platformOf: (peer) => this.platformOf?.(peer)
+    }
+    this.txnState = st
+    return st
   }
 
-  private countApplied (txn: Txn, ruleId: string): void {
-    const n = (this.pendingCounts.get(ruleId) ?? this.applied(ruleId)) + 1
-    this.pendingCounts.set(ruleId, n)
-    txn.put(keys.applied(ruleId), utf8.encode(String(n)))
+  /**
+   * After a commit of the write path (the name is historical): make the
+   * transaction's counters, feed cursor and own-log entries visible.
+   */
+  private commitCounts (result: IngestResult): void {
+    const st = this.txnState
+    this.txnState = undefined
+    if (st === undefined || st.result !== result) return
+    for (const [key, n] of st.counts) this.counters.set(key, n)
+    this.cursor = Math.max(this.cursor, st.cursor)
+    if (st.ownTop > st.ownBase) this.log.committed(this.self, st.ownTop)
   }
 
-  /** What the entries mean on this node: own records, registry, rules. */
+  private count (st: TxnState, ruleId: string, name: string): number {
+    const key = `${ruleId}${SEP}${name}`
+    const n = (st.counts.get(key) ?? this.counters.get(key) ?? 0) + 1
+    st.counts.set(key, n)
+    return n
+  }
+
+  /** Put the transaction's counters (once each, however often they moved). */
+  private flushCounts (st: TxnState): void {
+    for (const [key, n] of st.counts) {
+      const i = key.indexOf(SEP)
+      const ruleId = key.slice(0, i)
+      const name = key.slice(i + 1)
+      st.txn.put(name === 'applied' ? keys.applied(ruleId) : keys.counter(ruleId, name), utf8.encode(String(n)))
+    }
+  }
+
+  /** Write a record and move it to the head of the changes feed. Returns its cursor (0 for registry records). */
+  private writeRecord (st: TxnState, collection: string, id: string, state: RecordState, previous: RecordState | undefined): number {
+    if (isRegistryCollection(collection)) {
+      st.txn.put(keys.record(collection, id), encodeRecord(state))
+      return 0
+    }
+    const cursor = ++st.cursor
+    if (previous?.cursor !== undefined) {
+      st.txn.del(keys.feed(previous.cursor))
+      st.txn.del(keys.feedByCollection(collection, previous.cursor))
+    }
+    st.txn.put(keys.feed(cursor), utf8.encode(`${collection}${SEP}${id}`))
+    st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
+    st.txn.put(keys.record(collection, id), encodeRecord({ ...state, cursor }))
+    return cursor
+  }
+
+  private recordConflict (st: TxnState, c: Omit<ConflictRecord, 'n' | 'at'>): void {
+    const n = this.count(st, c.ruleId, 'conflicts')
+    const record: ConflictRecord = { n, at: new Date().toISOString(), ...c }
+    st.txn.put(keys.conflict(c.ruleId, n), encodeJson(record))
+    if (n > CONFLICT_LOG_SIZE) st.txn.del(keys.conflict(c.ruleId, n - CONFLICT_LOG_SIZE))
+    ;(st.result.conflicts ??= []).push(record)
+  }
+
+  private recordTransformError (st: TxnState, rule: CompiledRule, entry: LogEntry, error: string): void {
+    const ruleId = rule.rule.id
+    const n = this.count(st, ruleId, 'transformErrors')
+    const record: TransformErrorRecord = { n, at: new Date().toISOString(), ruleId, module: rule.rule.transform ?? '', collection: entry.collection, id: entry.id, error }
+    st.txn.put(keys.transformError(ruleId, n), encodeJson(record))
+    if (n > TRANSFORM_ERROR_LOG_SIZE) st.txn.del(keys.transformError(ruleId, n - TRANSFORM_ERROR_LOG_SIZE))
+    ;(st.result.transformErrors ??= []).push(record)
+  }
+
+  /** What the entries mean on this node: own records, registry, rules (and what those write, on through chains). */
   private async applyEntries (txn: Txn, entries: LogEntry[], result: IngestResult): Promise<void> {
-    this.pendingCounts.clear()
+    const st = this.begin(txn, result)
+    // in writeLocal the new local entries are already in the transaction's log
+    for (const e of entries) if (e.origin === this.self && e.seq > st.ownTop) st.ownTop = e.seq
+    st.ownBase = st.ownTop
+    await this.applyLevel(st, entries, 0)
+    await this.flushDerived(st)
+    this.flushCounts(st)
+  }
+
+  /** Apply one batch of entries; rule writes into published collections are logged and applied on (chaining). */
+  private async applyLevel (st: TxnState, entries: LogEntry[], depth: number): Promise<void> {
     const work: Array<{ entry: LogEntry, rule?: CompiledRule, plan?: Plan, value?: JsonObject }> = []
     const prefetch: string[] = []
     for (const entry of entries) {
-      if (entry.origin !== this.self) this.clock.observe(entry.hlc)
-      const direct = entry.origin === this.self || isRegistryCollection(entry.collection)
+      if (depth === 0 && entry.origin !== this.self) this.clock.observe(entry.hlc)
+      const direct = depth === 0 && (entry.origin === this.self || isRegistryCollection(entry.collection))
       const rules = this.rules.forEntry(entry.origin, entry.collection)
       if (!direct && rules === undefined) continue
       const value = parseEntryValue(entry)
@@ -180,87 +345,173 @@ export class Ingestor {
         prefetch.push(keys.record(entry.collection, entry.id))
       }
       for (const rule of rules ?? []) {
-        const plan = planEntry(rule, entry, value)
-        if (plan.kind === 'skip') {
-          if (plan.reason !== undefined) result.skipped.push({ ruleId: rule.rule.id, id: entry.id, reason: plan.reason })
-          continue
-        }
+        const plan = await this.plan(st, rule, entry, value)
+        if (plan === undefined) continue
         work.push({ entry, rule, plan })
         prefetch.push(...planKeys(rule, entry, plan))
       }
     }
-    await txn.prefetch(prefetch)
+    await st.txn.prefetch(prefetch)
+    const applied: Applied[] = []
     for (const w of work) {
       if (w.rule !== undefined && w.plan !== undefined) {
-        const change = await applyPlan(txn, w.rule, w.entry, w.plan)
-        if (change !== undefined) {
-          result.changes.push(change)
-          this.countApplied(txn, w.rule.rule.id)
-        }
+        applied.push(...await this.applyRulePlan(st, w.rule, w.entry, w.plan))
       } else {
-        await this.applyDirect(txn, w.entry, w.value, result)
+        await this.applyDirect(st, w.entry, w.value)
       }
     }
+    await this.derive(st, applied, depth)
+  }
+
+  /** Plan an entry for a rule, transform module included; undefined when there is nothing to apply. */
+  private async plan (st: TxnState, rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Promise<Plan | undefined> {
+    const plan = await resolvePlan(rule, entry, value, planEntry(rule, entry, value))
+    if (plan.kind === 'skip') {
+      if (plan.reason !== undefined) st.result.skipped.push({ ruleId: rule.rule.id, id: entry.id, reason: plan.reason })
+      return undefined
+    }
+    if (plan.kind === 'error') {
+      this.recordTransformError(st, rule, entry, plan.error)
+      return undefined
+    }
+    return plan
+  }
+
+  private async applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Promise<Applied[]> {
+    const applied = await applyPlan(st.ctx, rule, entry, plan)
+    for (const a of applied) {
+      st.result.changes.push(a.change)
+      this.count(st, rule.rule.id, 'applied')
+    }
+    return applied
+  }
+
+  /**
+   * Chaining: rule writes into a collection that is the source of a rule get
+   * an entry in this node's own log (so other nodes' rules see them), carrying
+   * the HLC of the write they come from; this node's own rules on that
+   * collection apply them at once. Collections no rule reads from are not
+   * logged, so the mesh does not carry every rule's output twice.
+   */
+  private async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
+    const derived: LogEntry[] = []
+    for (const a of applied) {
+      const c = a.change
+      if (c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
+      derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version.hlc))
+    }
+    if (derived.length === 0) return
+    if (depth + 1 >= MAX_CHAIN_DEPTH) return
+    await this.applyLevel(st, derived, depth + 1)
+  }
+
+  private ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, hlc: LogEntry['hlc']): LogEntry {
+    const e: LogEntry = { origin: this.self, seq: ++st.ownTop, hlc, collection, id, op }
+    if (op === 'put') e.value = encodeJson(value)
+    st.derived.push(e)
+    return e
+  }
+
+  /** Append the transaction's derived entries to the own log (signed like local writes). */
+  private async flushDerived (st: TxnState): Promise<void> {
+    if (st.derived.length === 0) return
+    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived))
+    st.result.ownAdvanced = { origin: this.self, seq: st.ownTop }
   }
 
   /** An entry written to this node's own collection, or a registry record from anyone: last writer wins. */
-  private async applyDirect (txn: Txn, entry: LogEntry, value: JsonObject | undefined, result: IngestResult): Promise<void> {
+  private async applyDirect (st: TxnState, entry: LogEntry, value: JsonObject | undefined): Promise<void> {
     if (entry.op === 'put' && value === undefined) return
-    const key = keys.record(entry.collection, entry.id)
+    if (isRegistryCollection(entry.collection) && this.policy?.registry !== undefined) {
+      // admin control: a registry change from a peer that may not make it is stored in its log but not applied
+      const refusal = this.policy.registry(entry, value)
+      if (refusal !== undefined) return
+    }
     const version = entryVersion(entry)
-    const existing = await txn.get(key)
-    if (existing !== undefined && compareVersion(decodeRecord(existing).version, version) >= 0) return
+    const bytes = await st.txn.get(keys.record(entry.collection, entry.id))
+    const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
+    if (existing !== undefined && compareVersion(existing.version, version) >= 0) return
     if (existing === undefined && entry.op === 'del' && !isRegistryCollection(entry.collection)) return
-    txn.put(key, encodeRecord(entry.op === 'put' ? { value, version } : { version }))
+    const state: RecordState = entry.op === 'put' ? { value, version } : { version }
+    const cursor = this.writeRecord(st, entry.collection, entry.id, state, existing)
     if (isRegistryCollection(entry.collection)) {
-      result.registry.push({ collection: entry.collection, id: entry.id, value: entry.op === 'put' ? value : undefined })
-    } else {
-      const change: ChangeEvent = { collection: entry.collection, id: entry.id, op: entry.op, version: publicVersion(version) }
-      if (value !== undefined) change.value = value
-      result.changes.push(change)
+      st.result.registry.push({ collection: entry.collection, id: entry.id, value: entry.op === 'put' ? value : undefined })
+      return
+    }
+    const change: ChangeEvent = { collection: entry.collection, id: entry.id, op: entry.op, version: publicVersion(version), cursor: String(cursor) }
+    if (value !== undefined) change.value = value
+    st.result.changes.push(change)
+    // a local write over what a merge rule placed: the rule's conflict (the local write wins here)
+    const rule = existing?.rule !== undefined ? this.rules.get(existing.rule) : undefined
+    if (existing?.rule !== undefined && rule?.rule.mode === 'merge' && existing.version.origin !== this.self && (existing.value !== undefined || value !== undefined)) {
+      const side = (s: { value?: JsonObject, version: RecordState['version'], rule?: string }, local: boolean): ConflictRecord['existing'] => {
+        const out: ConflictRecord['existing'] = { op: s.value !== undefined ? 'put' : 'del', version: publicVersion(s.version), local }
+        const platform = this.platformOf?.(s.version.origin)
+        if (platform !== undefined) out.platform = platform
+        if (s.rule !== undefined) out.ruleId = s.rule
+        if (s.value !== undefined) {
+          const size = Buffer.byteLength(JSON.stringify(s.value))
+          if (size <= 4096) out.value = s.value
+          else out.valueBytes = size
+        }
+        return out
+      }
+      this.recordConflict(st, { ruleId: existing.rule, collection: entry.collection, id: entry.id, kind: 'local-write', existing: side(existing, false), incoming: side(state, true), winner: 'incoming' })
     }
   }
 
   /**
    * Apply a rule to the source data already held, in chunks, resumably: the
    * progress is stored with each chunk, so a restart continues where it
-   * stopped. Restarts from the beginning when the rule or its source changed.
+   * stopped. Restarts from the beginning when what the rule writes changed
+   * (its fingerprint: filter, transforms, module, mode, …) or its source moved
+   * to another peer; a changed rule re-evaluates what it wrote before. A
+   * mirror rule then removes the target records its source lacks.
    */
   async backfill (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
-    const fingerprint = JSON.stringify(rule.rule)
+    const fingerprint = rule.fingerprint
     const stateKey = keys.backfill(rule.rule.id)
     const saved = await this.store.db.get(stateKey)
     let state: BackfillState | undefined = saved !== undefined ? decodeJson<BackfillState>(saved) : undefined
     if (state === undefined || state.source !== rule.sourcePeer || state.fingerprint !== fingerprint) {
-      state = { source: rule.sourcePeer, fingerprint, done: false }
+      // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
+      const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
+      state = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source' }
+      if (reeval) state.reeval = true
     }
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const result = await this.store.exclusive(async () => {
-        const entries = await this.log.readCollection(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         const txn = this.store.txn()
-        this.pendingCounts.clear()
-        const planned: Array<{ entry: LogEntry, plan: Plan }> = []
-        for (const entry of entries) {
-          const plan = planEntry(rule, entry, parseEntryValue(entry))
-          if (plan.kind === 'skip') {
-            if (plan.reason !== undefined) result.skipped.push({ ruleId: rule.rule.id, id: entry.id, reason: plan.reason })
-            continue
+        const st = this.begin(txn, result, current.reeval === true)
+        const next: BackfillState = { ...current }
+        if (current.phase !== 'sweep') {
+          const entries = await this.log.readCollection(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK)
+          const planned: Array<{ entry: LogEntry, plan: Plan }> = []
+          for (const entry of entries) {
+            const plan = await this.plan(st, rule, entry, parseEntryValue(entry))
+            if (plan !== undefined) planned.push({ entry, plan })
           }
-          planned.push({ entry, plan })
-        }
-        await txn.prefetch(planned.flatMap(p => planKeys(rule, p.entry, p.plan)))
-        for (const p of planned) {
-          const change = await applyPlan(txn, rule, p.entry, p.plan)
-          if (change !== undefined) {
-            result.changes.push(change)
-            this.countApplied(txn, rule.rule.id)
+          await txn.prefetch(planned.flatMap(p => planKeys(rule, p.entry, p.plan)))
+          const applied: Applied[] = []
+          for (const p of planned) applied.push(...await this.applyRulePlan(st, rule, p.entry, p.plan))
+          await this.derive(st, applied, 0)
+          if (entries.length > 0) next.after = entries[entries.length - 1].id
+          if (entries.length < BACKFILL_CHUNK) {
+            if (rule.rule.mode === 'mirror') next.phase = 'sweep'
+            else next.done = true
           }
+        } else {
+          const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
+          await this.derive(st, applied, 0)
+          if (last !== undefined) next.sweepAfter = last
+          if (!more) next.done = true
         }
-        const next: BackfillState = { ...current, done: entries.length < BACKFILL_CHUNK }
-        if (entries.length > 0) next.after = entries[entries.length - 1].id
+        await this.flushDerived(st)
+        this.flushCounts(st)
         txn.put(stateKey, encodeJson(next))
+        txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
         await txn.commit()
         this.commitCounts(result)
         state = next
@@ -270,8 +521,127 @@ export class Ingestor {
     }
   }
 
-  async backfillDone (ruleId: string): Promise<boolean> {
+  /** Mirror: remove live target records that the rule's source does not hold (one chunk). */
+  private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
+    const collection = rule.rule.to.collection
+    const prefix = keys.recordPrefix(collection)
+    const range = prefixRange(prefix)
+    const records: Array<{ id: string, state: RecordState }> = []
+    for await (const [key, value] of this.store.db.iterator({ ...(after !== undefined ? { gt: prefix + after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+      records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+    }
+    const applied: Applied[] = []
+    for (const { id, state } of records) {
+      if (state.value === undefined) continue
+      if (state.rule === rule.rule.id && await this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
+      const a = sweepRecord(st.ctx, rule, id, state)
+      st.result.changes.push(a.change)
+      this.count(st, rule.rule.id, 'applied')
+      applied.push(a)
+    }
+    const out: { applied: Applied[], last?: string, more: boolean } = { applied, more: records.length === BACKFILL_CHUNK }
+    if (records.length > 0) out.last = records[records.length - 1].id
+    return out
+  }
+
+  /** Whether the rule's source holds a live record `sourceId` that the rule maps to `targetId`. */
+  private async sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): Promise<boolean> {
+    const mapped = await txn.get(keys.targetMap(rule.rule.id, sourceId))
+    if (mapped === undefined || utf8.decode(mapped) !== targetId) return false
+    const seq = await txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+    if (seq === undefined) return false
+    const bytes = await txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    return bytes !== undefined && decodeEntry(rule.sourcePeer, bytes).op === 'put'
+  }
+
+  async backfillState (ruleId: string): Promise<BackfillState | undefined> {
     const saved = await this.store.db.get(keys.backfill(ruleId))
-    return saved !== undefined && decodeJson<BackfillState>(saved).done
+    return saved !== undefined ? decodeJson<BackfillState>(saved) : undefined
+  }
+
+  async backfillDone (ruleId: string): Promise<boolean> {
+    return (await this.backfillState(ruleId))?.done === true
+  }
+
+  /**
+   * A collection became the source of a rule: log the records rules wrote
+   * into it before (they were not logged then), so the new rule's targets get
+   * them. Chunked and resumable; records whose newest write is already in the
+   * own log are skipped.
+   */
+  async publish (collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
+    const stateKey = keys.publish(collection)
+    const saved = await this.store.db.get(stateKey)
+    let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
+    while (!state.done && isCurrent()) {
+      const current = state
+      const result = await this.store.exclusive(async () => {
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        const txn = this.store.txn()
+        const st = this.begin(txn, result)
+        const prefix = keys.recordPrefix(collection)
+        const range = prefixRange(prefix)
+        const records: Array<{ id: string, state: RecordState }> = []
+        for await (const [key, value] of this.store.db.iterator({ ...(current.after !== undefined ? { gt: prefix + current.after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+          records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+        }
+        await txn.prefetch(records.map(r => keys.latest(this.self, collection, r.id)))
+        const derived: LogEntry[] = []
+        for (const { id, state: rec } of records) {
+          if (rec.rule === undefined) continue // local writes are in the own log already
+          const seq = await txn.get(keys.latest(this.self, collection, id))
+          const logged = seq !== undefined ? await txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+          if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
+          if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
+          derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version.hlc))
+        }
+        if (derived.length > 0) await this.applyLevel(st, derived, 1)
+        await this.flushDerived(st)
+        this.flushCounts(st)
+        const next: PublishState = { ...current, done: records.length < BACKFILL_CHUNK }
+        if (records.length > 0) next.after = records[records.length - 1].id
+        txn.put(stateKey, encodeJson(next))
+        txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
+        await txn.commit()
+        this.commitCounts(result)
+        state = next
+        return result
+      })
+      onChunk(result)
+    }
+  }
+
+  /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */
+  async unpublish (collection: string): Promise<void> {
+    await this.store.db.del(keys.publish(collection))
+  }
+
+  /** Give every record written before the changes feed existed a feed cursor (once, in chunks). */
+  private async indexExistingRecords (): Promise<void> {
+    let after: string | undefined
+    const range = prefixRange(keys.recordPrefix('').slice(0, -1))
+    for (;;) {
+      const done = await this.store.exclusive(async () => {
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        const txn = this.store.txn()
+        const st = this.begin(txn, result)
+        let n = 0
+        for await (const [key, value] of this.store.db.iterator({ ...(after !== undefined ? { gt: after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+          n++
+          after = key
+          const rest = key.slice(2)
+          const sep = rest.indexOf(SEP)
+          const collection = rest.slice(0, sep)
+          const state = decodeRecord(value)
+          if (state.cursor !== undefined || isRegistryCollection(collection)) continue
+          this.writeRecord(st, collection, rest.slice(sep + 1), state, undefined)
+        }
+        if (n < BACKFILL_CHUNK) txn.put(FEED_INDEXED_KEY, utf8.encode('1'))
+        await txn.commit()
+        this.commitCounts(result)
+        return n < BACKFILL_CHUNK
+      })
+      if (done) return
+    }
   }
 }

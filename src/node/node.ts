@@ -20,10 +20,9 @@ import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
-import { parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
-import { compileRule } from '../rules/engine.js'
-import type { CompiledRule } from '../rules/engine.js'
+import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
+import { ruleTargets } from '../rules/targets.js'
 import { Store, encodeJson } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
@@ -32,12 +31,14 @@ import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMes
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
 import { Ingestor } from './ingest.js'
+import { TrustPolicy } from './trust.js'
 import { authKeys, describeKeys, keyInfo, loadMeshKeys } from './keyring.js'
 import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
+import { RuleService } from './rule-service.js'
 import type {
-  ChangeEvent, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
-  RegistryApi, Rule, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
+  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
+  RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
 
 /** Largest record value accepted, serialized. */
@@ -79,7 +80,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private self = ''
   private running = false
   private startedAt = ''
-  private readonly backfills = new Map<string, Promise<void>>()
+  private trust!: TrustPolicy
+  private ruleService!: RuleService
 
   constructor (options: SyncNodeOptions) {
     super()
@@ -100,10 +102,17 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.registry = {
       platforms: () => { this.assertRunning(); return this.registryView.platforms() },
       addPlatform: async (p) => await this.addPlatform(p),
+      revokePlatform: async (name, o) => await this.revokePlatform(name, o),
       removePlatform: async (name) => await this.removeRegistryRecord(PLATFORMS_COLLECTION, name, () => this.registryView.platform(name) !== undefined),
       rules: () => { this.assertRunning(); return this.registryView.rules() },
       addRule: async (spec) => await this.addRule(spec),
-      removeRule: async (id) => await this.removeRegistryRecord(RULES_COLLECTION, id, () => this.registryView.rule(id) !== undefined)
+      removeRule: async (id) => await this.removeRegistryRecord(RULES_COLLECTION, id, () => this.registryView.rule(id) !== undefined),
+      rule: (id) => { this.assertRunning(); return this.registryView.rule(id) },
+      updateRule: async (id, patch) => await this.updateRule(id, patch),
+      dryRunRule: async (spec) => await this.dryRunRule(spec),
+      dryRunUpdate: async (id, patch) => await this.dryRunUpdate(id, patch),
+      conflicts: async (id, limit) => { this.assertRunning(); return await this.ruleService.conflicts(id, limit) },
+      transformErrors: async (id, limit) => { this.assertRunning(); return await this.ruleService.transformErrors(id, limit) }
     }
   }
 
@@ -148,8 +157,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       await this.registryView.load(this.store)
       this.ruleSet = new RuleSet()
       this.ruleSet.rebuild(this.registryView, this.config.name)
-      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self) })
+      this.trust = new TrustPolicy({ admins: this.options.admins ?? this.config.admins, registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self })
+      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust })
       await this.ingestor.load()
+      this.ruleService = this.createRuleService()
+      await this.ruleService.load()
 
       this.host = await createHost({
         privateKey,
@@ -157,7 +169,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         announce: this.options.announce ?? this.config.announce,
         mdns: this.options.mdns ?? this.config.mdns,
         maxConnections: this.options.maxConnections ?? this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-        isDenied: (peer) => this.auth?.isBanned(peer) ?? false
+        isDenied: (peer) => (this.auth?.isBanned(peer) ?? false) || this.trust.isRevoked(peer)
       })
       this.auth = new MeshAuth(this.host, {
         keys: authKeys(this.currentKeys),
@@ -218,7 +230,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.stuckTimer = setInterval(() => this.checkStuck(), STUCK_CHECK_MS)
     this.stuckTimer.unref()
     await this.registerSelf()
-    for (const rule of this.ruleSet.all()) this.scheduleBackfill(rule)
+    this.disconnectRevoked()
+    this.ruleService.start()
     this.log.info({ peerId: this.self, name: this.config.name, multiaddrs: this.getMultiaddrs() }, 'node started')
   }
 
@@ -230,7 +243,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     await this.sync.stop()
     await this.auth.stop()
     await this.host.stop()
-    await Promise.allSettled([...this.backfills.values()])
+    await this.ruleService.stop()
     await this.store.close()
     this.log.info('node stopped')
   }
@@ -243,8 +256,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private discoveryCandidates (): Candidate[] {
     const involved = new Set<string>()
     for (const r of this.registryView.rules()) {
-      if (r.to.platform === this.config.name) involved.add(r.from.platform)
-      if (r.from.platform === this.config.name) involved.add(r.to.platform)
+      if (this.ruleService.isLocal(r)) involved.add(r.from.platform)
+      if (r.from.platform === this.config.name) for (const p of ruleTargets(r, this.registryView)) involved.add(p.name)
     }
     return this.registryView.platforms().map(p => {
       const c: Candidate = { peerId: p.peerId, addrs: p.addrs, preferred: involved.has(p.name) }
@@ -262,32 +275,82 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private afterIngest (result: IngestResult): void {
     if (result.registry.length > 0) {
       for (const r of result.registry) this.registryView.apply(r.collection, r.id, r.value)
-      const changed = this.ruleSet.rebuild(this.registryView, this.config.name)
-      for (const p of this.ruleSet.problems) this.log.debug({ rule: p.ruleId }, p.message)
-      for (const rule of changed) this.scheduleBackfill(rule)
+      this.disconnectRevoked()
+      this.ruleService.registryChanged()
     }
-    for (const s of result.skipped) this.log.warn({ rule: s.ruleId, id: s.id }, `rule ${s.ruleId} skipped record ${s.id}: ${s.reason}`)
     for (const change of result.changes) this.dispatchEvent(new CustomEvent<ChangeEvent>('change', { detail: change }))
-    if (result.advanced !== undefined) this.sync?.stored([result.advanced])
+    this.ruleService.afterCommit(result)
+    const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
+    if (advanced.length > 0) this.sync?.stored(advanced)
   }
 
-  private scheduleBackfill (rule: CompiledRule): void {
-    const id = rule.rule.id
-    if (this.backfills.has(id)) {
-      // the running one stops when it sees the rule changed; run again after it
-      this.backfills.get(id)?.finally(() => { if (this.running && this.ruleSet.get(id) === rule) this.scheduleBackfill(rule) }).catch(() => {})
-      return
+  private readonly purging = new Set<string>()
+
+  /** Close connections to revoked platforms (new ones are refused by the gater); purge logs when asked. */
+  private disconnectRevoked (): void {
+    for (const p of this.registryView.platforms()) {
+      if (p.revoked !== true || p.purge !== true || this.purging.has(p.peerId)) continue
+      this.purging.add(p.peerId)
+      const done = keys.meta(`purged\x00${p.peerId}`)
+      void this.store.db.get(done).then(async (flag) => {
+        if (flag !== undefined) return
+        const n = await this.changelog.purge(p.peerId)
+        await this.store.db.put(done, encodeJson(true))
+        this.log.warn({ platform: p.name, peer: p.peerId, entries: n }, `purged the log of revoked platform ${p.name} (${n} entries)`)
+      }).catch((err: Error) => this.log.error({ err: err.message }, 'purge failed; it is retried at the next start'))
     }
-    const run = this.ingestor.backfill(rule, (r) => this.afterIngest(r), () => this.running && this.ruleSet.get(id) === rule)
-      .then(async () => {
-        if (await this.ingestor.backfillDone(id)) {
-          this.log.info({ rule: id, applied: this.ingestor.applied(id) }, `rule ${id} backfill finished`)
-          this.dispatchEvent(new CustomEvent('backfill', { detail: { ruleId: id } }))
-        }
-      })
-      .catch((err: Error) => { this.log.error({ rule: id, err: err.message }, `rule ${id} backfill failed; it resumes at the next start`) })
-      .finally(() => { this.backfills.delete(id) })
-    this.backfills.set(id, run)
+    if (this.host === undefined) return
+    for (const c of this.host.getConnections()) {
+      if (this.trust.isRevoked(c.remotePeer.toString())) {
+        this.log.warn({ peer: c.remotePeer.toString() }, 'disconnecting a revoked platform')
+        c.close().catch((err: Error) => c.abort(err))
+      }
+    }
+  }
+
+  /** Revoke a platform: every node refuses its connections and its entries after what this node holds of it now. */
+  private async revokePlatform (name: string, options: { purge?: boolean } = {}): Promise<Platform> {
+    this.assertRunning()
+    this.trust.assertAdmin()
+    const current = this.registryView.platform(name)
+    if (current === undefined) throw new NotFoundError(`no platform named "${name}"; list them with "syncmesh platform ls"`, 'PLATFORM_NOT_FOUND')
+    if (current.peerId === this.self) throw new InvalidInputError('a node cannot revoke itself; revoke it from another node', 'INVALID_INPUT')
+    const revoked: Platform = { ...current, revoked: true, revokedAfter: this.changelog.vector.get(current.peerId), ...(options.purge === true ? { purge: true } : {}) }
+    await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: name, op: 'put', value: revoked as unknown as JsonObject }])
+    return revoked
+  }
+
+  private createRuleService (): RuleService {
+    this.ingestor.platformOf = (peer) => this.registryView.platformByPeer(peer)?.name
+    return new RuleService({
+      events: this,
+      log: this.log.child({ component: 'rules' }),
+      store: this.store,
+      changelog: this.changelog,
+      registry: this.registryView,
+      ruleSet: this.ruleSet,
+      ingestor: this.ingestor,
+      self: this.self,
+      localName: this.config.name,
+      ...(this.config.region !== undefined ? { region: this.config.region } : {}),
+      ...(this.options.transformsDir !== undefined ? { transformsDir: this.options.transformsDir } : {}),
+      dataDir: this.options.dataDir,
+      isRunning: () => this.running,
+      afterIngest: (r) => this.afterIngest(r),
+      sourceLag: (peer) => this.sourceLag(peer)
+    })
+  }
+
+  /** Entries of `peer`'s log this node knows it lacks (undefined: it holds none). */
+  private sourceLag (peer: string): number | undefined {
+    if (this.changelog.vector.get(peer) === 0) return undefined
+    return this.originProgress().origins.find(o => o.origin === peer)?.lag ?? 0
+  }
+
+  /** The changes feed: every record change on this node, resumable by cursor (see src/node/changes.ts). */
+  changes (options: ChangesOptions = {}): AsyncIterable<FeedLine> {
+    this.assertRunning()
+    return this.ruleService.changes(options)
   }
 
   private async writeLocal (ops: LocalOp[]): Promise<IngestResult> {
@@ -307,7 +370,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     if (current !== undefined && current.peerId !== this.self) {
       this.log.warn({ name: me.name, other: current.peerId }, `platform name "${me.name}" is registered to another peer (${current.peerId}); this node takes it over: give each node a unique name`)
     }
-    if (current !== undefined && JSON.stringify(current) === JSON.stringify({ ...me, ...(current.tags !== undefined ? { tags: current.tags } : {}) })) return
+    // tags are set by operators (platform add --tag): re-registering keeps them, rules target them
+    if (current?.tags !== undefined && current.peerId === this.self) me.tags = current.tags
+    if (current !== undefined && JSON.stringify(current) === JSON.stringify(me)) return
     await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: me.name, op: 'put', value: me as unknown as JsonObject }])
   }
 
@@ -349,6 +414,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     checkCollection(collection)
     checkId(id)
     const v = checkValue(value)
+    this.assertRunning()
+    this.ruleService.assertWritable(collection)
     const result = await this.writeLocal([{ collection, id, op: 'put', value: v }])
     const stored = await this.get(collection, id)
     if (stored === undefined) {
@@ -369,6 +436,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private async del (collection: string, id: string): Promise<boolean> {
     const existing = await this.get(collection, id)
+    this.ruleService.assertWritable(collection)
     if (existing === undefined) return false
     await this.writeLocal([{ collection, id, op: 'del' }])
     return true
@@ -400,6 +468,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private async importLines (collection: string, lines: AsyncIterable<ImportLine> | Iterable<ImportLine>, onProgress?: (n: number) => void): Promise<{ imported: number }> {
     this.assertRunning()
     checkCollection(collection)
+    this.ruleService.assertWritable(collection)
     let imported = 0
     let batch: LocalOp[] = []
     const flush = async (): Promise<void> => {
@@ -431,6 +500,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private async addPlatform (input: Platform): Promise<Platform> {
     this.assertRunning()
+    this.trust.assertAdmin()
     const p = validatePlatform(input)
     await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: p.name, op: 'put', value: p as unknown as JsonObject }])
     return p
@@ -438,16 +508,48 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private async addRule (input: RuleSpec): Promise<Rule> {
     this.assertRunning()
+    this.trust.assertAdmin()
     const spec = parseRuleSpec(input)
     const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? 'merge', createdAt: new Date().toISOString() }
     // reject what the target could not compile, before it is replicated anywhere
-    compileRule(rule, this.self)
+    this.ruleService.validate(rule)
     await this.writeLocal([{ collection: RULES_COLLECTION, id: rule.id, op: 'put', value: rule as unknown as JsonObject }])
     return rule
   }
 
+  /** The rule with `patch` applied, validated, as it would be stored. */
+  private patchedRule (id: string, patch: RulePatch): Rule {
+    this.assertRunning()
+    const current = this.registryView.rule(id)
+    if (current === undefined) throw new NotFoundError(`no rule with id "${id}"; list them with "syncmesh rule ls" or GET /v1/rules`)
+    const spec = applyRulePatch(current, patch)
+    const rule: Rule = { ...spec, id, mode: spec.mode ?? 'merge', createdAt: current.createdAt, updatedAt: new Date().toISOString() }
+    this.ruleService.validate(rule)
+    return rule
+  }
+
+  /** Change a rule in the registry: every target re-evaluates the source data with it. */
+  private async updateRule (id: string, patch: RulePatch): Promise<Rule> {
+    this.trust.assertAdmin()
+    const rule = this.patchedRule(id, patch)
+    await this.writeLocal([{ collection: RULES_COLLECTION, id, op: 'put', value: rule as unknown as JsonObject }])
+    return rule
+  }
+
+  private async dryRunRule (input: RuleSpec): Promise<DryRunReport> {
+    this.assertRunning()
+    const spec = parseRuleSpec(input)
+    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? 'merge', createdAt: new Date().toISOString() }
+    return await this.ruleService.dryRun(rule, false)
+  }
+
+  private async dryRunUpdate (id: string, patch: RulePatch): Promise<DryRunReport> {
+    return await this.ruleService.dryRun(this.patchedRule(id, patch), true)
+  }
+
   private async removeRegistryRecord (collection: string, id: string, exists: () => boolean): Promise<boolean> {
     this.assertRunning()
+    this.trust.assertAdmin()
     if (!exists()) return false
     await this.writeLocal([{ collection, id, op: 'del' }])
     return true
@@ -520,17 +622,18 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const problems = new Map(this.ruleSet.problems.map(p => [p.ruleId, p.message]))
     const rules: RuleStatus[] = []
     for (const r of this.registryView.rules()) {
-      const local = r.to.platform === this.config.name
+      const local = this.ruleService.isLocal(r)
       const source = this.registryView.platform(r.from.platform)?.peerId
       const rs: RuleStatus = {
         id: r.id,
         from: `${r.from.platform}:${r.from.collection}`,
-        to: `${r.to.platform}:${r.to.collection}`,
+        to: formatTarget(r.to),
         mode: r.mode,
         local,
         applied: this.ingestor.applied(r.id),
         pending: local && source !== undefined ? lagOf.get(source) ?? 0 : 0,
-        backfilled: local ? await this.ingestor.backfillDone(r.id) : false
+        backfilled: local ? await this.ingestor.backfillDone(r.id) : false,
+        ...await this.ruleService.ruleStatus(r, local)
       }
       const problem = problems.get(r.id)
       if (problem !== undefined) rs.problem = problem
@@ -544,7 +647,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       peers: this.peerManager.list(),
       origins,
       rules,
-      caughtUp: sessionsReady && origins.every(o => o.lag === 0)
+      caughtUp: sessionsReady && origins.every(o => o.lag === 0),
+      registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10) }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

@@ -35,6 +35,14 @@ export interface Platform {
   addrs: string[]
   /** Extra labels a rule can target. */
   tags?: string[]
+  /**
+   * Revoked: every node refuses its connections and its entries after seq
+   * `revokedAfter` (what it wrote before stays, unless `purge`).
+   */
+  revoked?: boolean
+  revokedAfter?: number
+  /** With `revoked`: also remove what it wrote (its log and the records rules applied from it). */
+  purge?: boolean
 }
 
 export type RuleMode = 'merge' | 'mirror' | 'insert-only'
@@ -44,10 +52,31 @@ export interface Endpoint {
   collection: string
 }
 
+/**
+ * Where a rule writes: one platform (`platform`), every platform of a region
+ * (`region`), every platform with a tag (`tag`), or every platform
+ * (`platform: "*"`). Exactly one of platform, region and tag. Group targets
+ * never include the rule's source platform.
+ */
+export interface TargetEndpoint {
+  platform?: string
+  region?: string
+  tag?: string
+  collection: string
+}
+
+/** A rule's webhook: each change the rule applies on a target node is POSTed there, signed. */
+export interface RuleWebhook {
+  /** http(s) URL, called by every target node of the rule. */
+  url: string
+  /** HMAC-SHA256 key for the X-Syncmesh-Signature-256 header (16-256 characters). Redacted in API output. */
+  secret: string
+}
+
 /** What an operator supplies to create a rule. */
 export interface RuleSpec {
   from: Endpoint
-  to: Endpoint
+  to: TargetEndpoint
   mode?: RuleMode
   /** Filter on the source value (see src/rules/filter.ts for the grammar). */
   where?: JsonObject
@@ -57,12 +86,40 @@ export interface RuleSpec {
   rename?: Record<string, string>
   /** Use this field of the source value as the target record's id. */
   key?: string
+  /**
+   * A transform module, resolved on each target node inside its transforms
+   * directory (DATA_DIR/transforms unless configured): its default export (or
+   * export `transform`) receives (record, context) and returns the new value,
+   * or null to skip the record. See src/rules/modules.ts.
+   */
+  transform?: string
+  /**
+   * A field of the source value listing the platform names the record is meant
+   * for (a string or an array of strings): such a record is delivered only to
+   * those of the rule's targets. Records without the field go to every target.
+   */
+  targetsField?: string
+  webhook?: RuleWebhook
 }
 
 export interface Rule extends RuleSpec {
   id: string
   mode: RuleMode
   createdAt: string
+  /** Set by a rule update (ISO time). */
+  updatedAt?: string
+}
+
+/**
+ * A change to an existing rule: the fields given replace the rule's, `null`
+ * removes an optional field. The source data is re-evaluated on every target.
+ */
+export type RulePatch = {
+  from?: Endpoint
+  to?: TargetEndpoint
+  mode?: RuleMode
+} & {
+  [K in 'where' | 'include' | 'exclude' | 'rename' | 'key' | 'transform' | 'targetsField' | 'webhook']?: RuleSpec[K] | null
 }
 
 export interface PeerInfo {
@@ -113,6 +170,28 @@ export interface RuleStatus {
   backfilled: boolean
   /** Why the rule is not active on this node, if it should be. */
   problem?: string
+  /** The target as written in the rule: "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles". */
+  target: string
+  /** Platforms of the registry the rule targets now. */
+  targets: string[]
+  /** Writes of this rule that met a different writer's version of the same target record (on this node). */
+  conflicts: number
+  lastConflict?: ConflictRecord
+  /** Records the transform module failed on (skipped) on this node. */
+  transformErrors: number
+  lastTransformError?: TransformErrorRecord
+  /** Where the backfill of a local rule is: reading the source, or (mirror) removing what the source lacks. */
+  backfillPhase?: 'source' | 'sweep'
+  webhook?: WebhookStatus
+}
+
+/** A registry change this node refused (admin control). */
+export interface RegistryRefusal {
+  origin: string
+  collection: string
+  id: string
+  reason: string
+  at: string
 }
 
 export interface NodeStatus {
@@ -126,6 +205,8 @@ export interface NodeStatus {
   rules: RuleStatus[]
   /** True when nothing is known to be missing from any connected peer. */
   caughtUp: boolean
+  /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
+  registry?: { admins: string[], refused: number, refusals: RegistryRefusal[] }
 }
 
 export interface ImportLine {
@@ -142,6 +223,8 @@ export interface ChangeEvent {
   version: RecordVersion
   /** Rule that produced the change, absent for local writes. */
   ruleId?: string
+  /** Position in this node's changes feed (GET /v1/changes?since=CURSOR). */
+  cursor?: string
 }
 
 export interface RecordsApi {
@@ -164,9 +247,22 @@ export interface RegistryApi {
   platforms (): Platform[]
   addPlatform (platform: Platform): Promise<Platform>
   removePlatform (name: string): Promise<boolean>
+  /** Revoke a platform everywhere (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
+  revokePlatform? (name: string, options?: { purge?: boolean }): Promise<Platform>
   rules (): Rule[]
   addRule (spec: RuleSpec): Promise<Rule>
   removeRule (id: string): Promise<boolean>
+  rule? (id: string): Rule | undefined
+  /** Change a rule; its targets re-evaluate the source data. Throws NotFoundError (code NOT_FOUND). */
+  updateRule? (id: string, patch: RulePatch): Promise<Rule>
+  /** What adding the rule would do on each target, without writing anything. */
+  dryRunRule? (spec: RuleSpec): Promise<DryRunReport>
+  /** What the update would do on each target, without writing anything. */
+  dryRunUpdate? (id: string, patch: RulePatch): Promise<DryRunReport>
+  /** The newest conflicts of a rule on this node, newest first. */
+  conflicts? (id: string, limit?: number): Promise<{ total: number, conflicts: ConflictRecord[] }>
+  /** The newest transform failures of a rule on this node, newest first. */
+  transformErrors? (id: string, limit?: number): Promise<{ total: number, errors: TransformErrorRecord[] }>
 }
 
 /** What the HTTP API and other embedders need from a running node. */
@@ -180,6 +276,8 @@ export interface SyncNodeApi extends EventTarget {
   /** Listening multiaddrs including /p2p/PEER_ID. */
   getMultiaddrs (): string[]
   status (): Promise<NodeStatus>
+  /** The changes feed: every record change on this node, newest change per record, resumable by cursor. */
+  changes? (options?: ChangesOptions): AsyncIterable<FeedLine>
   /** Fingerprints of the mesh keys in use (src/node/keyring.ts); absent in embedders without keys. */
   meshKeys? (): MeshKeyInfo
   /** Re-read DATA_DIR/keyring.json and use its keys for new connections. */
@@ -210,10 +308,128 @@ export interface SyncNodeOptions {
   bootstrap?: string[]
   /** @default false */
   mdns?: boolean
+  /** Peer ids allowed to change the registry (platforms, rules); empty or absent: every node. */
+  admins?: string[]
   /** Connections sought through registry discovery. @default 6 */
   targetConnections?: number
   /** Hard cap on open connections. @default 16 */
   maxConnections?: number
   /** A pino logger; defaults to a silent one. */
   logger?: import('pino').Logger
+  /** Directory that rule transform modules are loaded from (and confined to). @default DATA_DIR/transforms */
+  transformsDir?: string
 }
+
+/** One side of a conflict: a version of the target record. */
+export interface ConflictSide {
+  op: 'put' | 'del'
+  version: RecordVersion
+  /** Platform of the version's origin, when the registry knows it. */
+  platform?: string
+  /** Written on this node (API, CLI, library) rather than by a rule. */
+  local: boolean
+  /** Rule that placed this version. */
+  ruleId?: string
+  value?: JsonObject
+  /** Instead of `value` when the value is larger than the conflict log keeps (bytes). */
+  valueBytes?: number
+}
+
+/**
+ * Two writers met on one target record: a rule's write and a version from a
+ * different origin (a local write, another source, or another source record
+ * with the same key). The later write by hybrid logical clock won.
+ */
+export interface ConflictRecord {
+  /** 1, 2, 3, … per rule on this node. */
+  n: number
+  /** When this node saw it (ISO). */
+  at: string
+  ruleId: string
+  collection: string
+  id: string
+  kind: 'local-write' | 'other-source' | 'key-collision'
+  existing: ConflictSide
+  incoming: ConflictSide
+  winner: 'existing' | 'incoming'
+}
+
+/** A record the rule's transform module failed on: skipped, reported, sync goes on. Also the `transform-error` event. */
+export interface TransformErrorRecord {
+  n: number
+  at: string
+  ruleId: string
+  module: string
+  /** The source record. */
+  collection: string
+  id: string
+  error: string
+}
+
+export interface WebhookStatus {
+  url: string
+  /** Changes feed cursor up to which changes are delivered. */
+  cursor: string
+  delivered: number
+  failures: number
+  lastError?: string
+  lastDeliveredAt?: string
+  nextAttemptAt?: string
+}
+
+/** Per target platform: what a rule would do there. */
+export interface DryRunTarget {
+  platform: string
+  collection: string
+  /** True when the numbers were computed against the target's records (only on the target node itself). */
+  exact: boolean
+  /** Source records the rule would write there (filter, targets field and key applied; known on any node). */
+  matching: number
+  creates: number
+  updates: number
+  deletes: number
+  unchanged: number
+  /** Source records the filter, the targets field or the transform module leave out. */
+  skipped: number
+  /** Writes that would meet another writer's version (counted as conflicts; see `winner` rules). */
+  conflicts: number
+  /** Records the transform module would fail on. */
+  errors: number
+  note?: string
+}
+
+export interface DryRunReport {
+  dryRun: true
+  /** The rule as it would be stored. */
+  rule: Rule
+  /** The node that evaluated the dry run. */
+  evaluatedOn: string
+  source: {
+    platform: string
+    collection: string
+    /** Source records (newest entry per record, deletes included) read from the source log held here. */
+    records: number
+    /** False when this node does not hold the whole source log (or does not know the source platform). */
+    complete: boolean
+    note?: string
+  }
+  targets: DryRunTarget[]
+}
+
+export interface ChangesOptions {
+  /** Resume after this cursor ("0" or absent: from the beginning; "now": only changes from now on). */
+  since?: string
+  collection?: string
+  /** Stop after this many changes. */
+  limit?: number
+  /** Keep streaming new changes (with heartbeats) until aborted. */
+  follow?: boolean
+  signal?: AbortSignal
+  /** Heartbeat interval while following. @default 15000 */
+  heartbeatMs?: number
+}
+
+/** A line of the changes feed. */
+export type FeedLine =
+  | ({ type: 'change', cursor: string } & Omit<ChangeEvent, 'cursor'>)
+  | { type: 'heartbeat', cursor: string }

@@ -10,7 +10,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { InvalidInputError } from '../errors.js'
 import { NAME_PATTERN } from '../node/config.js'
-import type { Platform, Rule, RuleSpec } from '../node/types.js'
+import type { Platform, Rule, RulePatch, RuleSpec, TargetEndpoint } from '../node/types.js'
 import type { Store } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { checkCollection, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
@@ -30,7 +30,10 @@ const platformSchema = z.object({
   peerId: z.string().min(1),
   region: z.string().regex(NAME_PATTERN).optional(),
   addrs: z.array(z.string()).max(MAX_ADDRS).default([]),
-  tags: z.array(z.string().regex(NAME_PATTERN)).max(32).optional()
+  tags: z.array(z.string().regex(NAME_PATTERN)).max(32).optional(),
+  revoked: z.boolean().optional(),
+  revokedAfter: z.number().int().min(0).optional(),
+  purge: z.boolean().optional()
 }).strict()
 
 /** Validate an operator-supplied platform; throws InvalidInputError. */
@@ -53,6 +56,11 @@ export function validatePlatform (input: unknown): Platform {
   const out: Platform = { name: p.name, peerId: p.peerId, addrs: p.addrs }
   if (p.region !== undefined) out.region = p.region
   if (p.tags !== undefined) out.tags = p.tags
+  if (p.revoked === true) {
+    out.revoked = true
+    out.revokedAfter = p.revokedAfter ?? 0
+    if (p.purge === true) out.purge = true
+  }
   return out
 }
 
@@ -63,15 +71,33 @@ const endpointSchema = z.object({
 
 const jsonObject = z.record(z.string(), z.unknown())
 
+/** The platform name that targets every platform (but the source). */
+export const ALL_PLATFORMS = '*'
+
+const targetSchema = z.object({
+  platform: z.union([z.literal(ALL_PLATFORMS), z.string().regex(NAME_PATTERN, 'a platform name, or "*" for every platform')]).optional(),
+  region: z.string().regex(NAME_PATTERN, 'a region name').optional(),
+  tag: z.string().regex(NAME_PATTERN, 'a tag').optional(),
+  collection: z.string()
+}).strict()
+
+const webhookSchema = z.object({
+  url: z.string().max(2048),
+  secret: z.string().min(16, 'at least 16 characters (e.g. the output of "openssl rand -hex 32")').max(256)
+}).strict()
+
 export const ruleSpecSchema = z.object({
   from: endpointSchema,
-  to: endpointSchema,
+  to: targetSchema,
   mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
   where: jsonObject.optional(),
   include: z.array(z.string().min(1)).max(256).optional(),
   exclude: z.array(z.string().min(1)).max(256).optional(),
   rename: z.record(z.string().min(1), z.string().min(1)).optional(),
-  key: z.string().min(1).max(256).optional()
+  key: z.string().min(1).max(256).optional(),
+  transform: z.string().min(1).max(512).optional(),
+  targetsField: z.string().min(1).max(256).optional(),
+  webhook: webhookSchema.optional()
 }).strict()
 
 /** Structural validation of a rule spec (the rule engine compiles filter and transforms). */
@@ -81,11 +107,57 @@ export function parseRuleSpec (input: unknown): RuleSpec {
   const spec = parsed.data
   checkCollection(spec.from.collection)
   checkCollection(spec.to.collection)
+  const selectors = [spec.to.platform, spec.to.region, spec.to.tag].filter(s => s !== undefined)
+  if (selectors.length !== 1) {
+    throw new InvalidInputError('invalid rule: the target names exactly one of "platform" (a name, or "*" for every platform), "region" or "tag", e.g. {"region": "eu", "collection": "posts"}', 'INVALID_RULE')
+  }
   if (spec.from.platform === spec.to.platform && spec.from.collection === spec.to.collection) {
     throw new InvalidInputError('invalid rule: source and target are the same collection of the same platform', 'INVALID_RULE')
   }
+  if (spec.transform !== undefined && (/[\u0000-\u001f]/.test(spec.transform) || spec.transform.split(/[\\/]/).includes('..'))) {
+    throw new InvalidInputError(`invalid rule: transform "${spec.transform.slice(0, 80)}" must be a module path inside the transforms directory of the target nodes (e.g. "slugify.js"), without ".." segments`, 'INVALID_RULE')
+  }
+  if (spec.webhook !== undefined) {
+    let url: URL | undefined
+    try {
+      url = new URL(spec.webhook.url)
+    } catch {}
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new InvalidInputError(`invalid rule: webhook url "${spec.webhook.url.slice(0, 80)}" is not an http(s) URL, e.g. https://example.com/hooks/syncmesh`, 'INVALID_RULE')
+    }
+  }
   return spec as RuleSpec
 }
+
+/** "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles" */
+export function formatTarget (to: TargetEndpoint): string {
+  if (to.region !== undefined) return `region=${to.region}:${to.collection}`
+  if (to.tag !== undefined) return `tag=${to.tag}:${to.collection}`
+  return `${to.platform ?? '?'}:${to.collection}`
+}
+
+/** The rule's spec with a patch applied: given fields replace, null removes. Validated like a new rule. */
+export function applyRulePatch (rule: Rule, patch: RulePatch): RuleSpec {
+  const { id: _id, createdAt: _c, updatedAt: _u, mode, ...rest } = rule
+  const next: Record<string, unknown> = { ...rest, mode }
+  for (const [field, value] of Object.entries(patch)) {
+    if (value === undefined) continue
+    if (value === null) delete next[field]
+    else next[field] = value
+  }
+  // a webhook sent back as the API showed it keeps its secret
+  const hook = patch.webhook
+  if (hook != null && hook.secret === REDACTED && rule.webhook !== undefined) next.webhook = { ...hook, secret: rule.webhook.secret }
+  return parseRuleSpec(next)
+}
+
+/** A rule as the API shows it: the webhook secret is never returned. */
+export function redactRule (rule: Rule): Rule {
+  if (rule.webhook === undefined) return rule
+  return { ...rule, webhook: { url: rule.webhook.url, secret: REDACTED } }
+}
+
+export const REDACTED = '(redacted)'
 
 export class Registry {
   private readonly platformsByName = new Map<string, Platform>()
@@ -125,9 +197,11 @@ export class Registry {
       return
     }
     try {
-      const { id: _id, createdAt, ...spec } = value as { id?: unknown, createdAt?: unknown }
+      const { id: _id, createdAt, updatedAt, ...spec } = value as { id?: unknown, createdAt?: unknown, updatedAt?: unknown }
       const parsed = parseRuleSpec(spec)
-      this.rulesById.set(id, { ...parsed, id, mode: parsed.mode ?? 'merge', createdAt: typeof createdAt === 'string' ? createdAt : '' })
+      const rule: Rule = { ...parsed, id, mode: parsed.mode ?? 'merge', createdAt: typeof createdAt === 'string' ? createdAt : '' }
+      if (typeof updatedAt === 'string') rule.updatedAt = updatedAt
+      this.rulesById.set(id, rule)
     } catch {
       // ignored, as above
     }

@@ -2,23 +2,54 @@
  * Rule application: turn a source log entry into a write on the target
  * collection of this node, in the caller's transaction.
  *
- * Idempotent by construction: the target record carries the version (HLC,
- * origin, seq) of the entry that produced it, and a write only lands when its
- * version is newer than the record's (last writer wins), so applying the same
- * entry twice changes nothing.
+ * Pipeline for one source record: `where` filter → targets field → key
+ * (target id) → include/exclude/rename → transform module (async, in
+ * `resolvePlan`) → the write (`applyPlan`).
+ *
+ * Versions and who wins. A target record carries the version (HLC, origin,
+ * seq) of the write that produced it. A rule's write lands when it is later
+ * than the record's version: later HLC; for equal HLCs the greater origin.
+ * Two versions with the same HLC and the same origin are the same write
+ * (a relayed copy of it, see chaining in src/node/ingest.ts), as is a version
+ * with the HLC of a write this node made itself (its echo coming back through
+ * a cycle of rules): neither lands again, which is what makes cycles of rules
+ * (two-way sync) terminate. Applying the same entry twice changes nothing.
+ *
+ * Modes:
+ *   merge        upsert and delete by id, last writer wins against anything
+ *                else on the target (local writes, other rules).
+ *   insert-only  create records the target lacks; never overwrite, never delete.
+ *   mirror       the target is the source's copy: a rule write replaces any
+ *                version that is not an earlier write of the same source; a
+ *                record that stops matching (filter, targets field, transform
+ *                returning null) is removed; after each backfill the node
+ *                removes target records the source lacks (see Ingestor.backfill).
+ *
+ * Conflicts: a rule write that meets a version written by a different origin
+ * (a local write, another source) or by another source record with the same
+ * key is reported to `ApplyContext.conflict` with both versions and the
+ * winner, whichever won.
  */
 import { InvalidInputError } from '../errors.js'
 import type { LogEntry } from '../log/entry.js'
-import type { ChangeEvent, JsonObject, Rule } from '../node/types.js'
+import { compareHlc } from '../log/hlc.js'
+import type { ChangeEvent, ConflictRecord, ConflictSide, JsonObject, Rule } from '../node/types.js'
 import { decodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys } from '../store/keys.js'
 import { isValidId } from '../store/names.js'
-import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
-import type { Version } from '../store/records.js'
-import { compileWhere } from './filter.js'
+import { decodeRecord, publicVersion } from '../store/records.js'
+import type { RecordState, Version } from '../store/records.js'
+import { compileWhere, jsonEqual } from './filter.js'
 import type { Predicate } from './filter.js'
+import { runTransform } from './modules.js'
+import type { LoadedModule } from './modules.js'
+import { recordTargetsReader } from './targets.js'
+import type { RecordTargets } from './targets.js'
 import { compileFieldTransform, targetId } from './transform.js'
+
+/** Conflict values larger than this (serialized) are logged by size only. */
+export const CONFLICT_VALUE_MAX_BYTES = 4096
 
 export interface CompiledRule {
   rule: Rule
@@ -26,34 +57,84 @@ export interface CompiledRule {
   sourcePeer: string
   matches: Predicate
   transform: (value: JsonObject) => JsonObject
+  /** This node's platform name (per-record targeting); undefined when compiled only to validate. */
+  localName?: string
+  recordTargets?: (value: JsonObject) => RecordTargets
+  /** The loaded transform module, when the rule names one. */
+  module?: LoadedModule
+  /**
+   * Everything that decides what the rule writes on this node: when it
+   * changes, the source data is evaluated again (backfill from the start).
+   */
+  fingerprint: string
 }
 
 /** Compile a rule's filter and transforms; throws InvalidInputError when they are invalid. */
-export function compileRule (rule: Rule, sourcePeer: string): CompiledRule {
-  if (rule.mode === 'mirror') {
-    throw new InvalidInputError('mode "mirror" is not available in this version; use "merge" or "insert-only"', 'MODE_UNSUPPORTED')
-  }
-  return {
+export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule } = {}): CompiledRule {
+  const compiled: CompiledRule = {
     rule,
     sourcePeer,
     matches: compileWhere(rule.where),
-    transform: compileFieldTransform({ include: rule.include, exclude: rule.exclude, rename: rule.rename })
+    transform: compileFieldTransform({ include: rule.include, exclude: rule.exclude, rename: rule.rename }),
+    fingerprint: ruleFingerprint(rule, options.module?.hash)
   }
+  if (rule.targetsField !== undefined) {
+    if (rule.targetsField.split('.').some(s => s === '')) {
+      throw new InvalidInputError(`invalid targets field "${rule.targetsField}": segments cannot be empty; write dotted paths like "meta.platforms"`, 'INVALID_RULE')
+    }
+    compiled.recordTargets = recordTargetsReader(rule.targetsField)
+  }
+  if (options.localName !== undefined) compiled.localName = options.localName
+  if (options.module !== undefined) compiled.module = options.module
+  return compiled
+}
+
+/** The parts of a rule that decide what it writes (not its webhook, not its timestamps). */
+export function ruleFingerprint (rule: Rule, moduleHash?: string): string {
+  const { from, to, mode, where, include, exclude, rename, key, transform, targetsField } = rule
+  return JSON.stringify({ from, to, mode, where, include, exclude, rename, key, transform, targetsField, module: moduleHash })
 }
 
 /** What one entry does to one rule's target, before touching the store. */
 export type Plan =
   | { kind: 'put', targetId: string, value: JsonObject }
-  | { kind: 'del' }
+  /** Remove what this rule placed from this source record: the source deleted it, or (mirror, `drop`) it no longer belongs. */
+  | { kind: 'del', drop?: boolean }
   | { kind: 'skip', reason?: string }
+  /** The transform module failed on the record: skipped and reported. */
+  | { kind: 'error', error: string }
 
+/** Plan an entry up to the transform module (see resolvePlan). Pure. */
 export function planEntry (rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Plan {
+  const mirror = rule.rule.mode === 'mirror'
   if (entry.op === 'del') return rule.rule.mode === 'insert-only' ? { kind: 'skip' } : { kind: 'del' }
   if (value === undefined) return { kind: 'skip', reason: 'entry value is not a JSON object' }
-  if (!rule.matches(value)) return { kind: 'skip' }
+  if (!rule.matches(value)) return mirror ? { kind: 'del', drop: true } : { kind: 'skip' }
+  if (rule.recordTargets !== undefined && rule.localName !== undefined) {
+    const t = rule.recordTargets(value)
+    if (t.kind === 'invalid') return mirror ? { kind: 'del', drop: true } : { kind: 'skip', reason: `record ${entry.id}: ${t.reason}` }
+    if (t.kind === 'list' && !t.names.includes(rule.localName)) return mirror ? { kind: 'del', drop: true } : { kind: 'skip' }
+  }
   const id = targetId(value, entry.id, rule.rule.key)
-  if (id === undefined || !isValidId(id)) return { kind: 'skip', reason: `record ${entry.id} has no usable "${rule.rule.key ?? 'id'}" field` }
+  if (id === undefined || !isValidId(id)) {
+    const reason = `record ${entry.id} has no usable "${rule.rule.key ?? 'id'}" field`
+    return mirror ? { kind: 'del', drop: true } : { kind: 'skip', reason }
+  }
   return { kind: 'put', targetId: id, value: rule.transform(value) }
+}
+
+/** Run the rule's transform module on a planned put (other plans pass through). */
+export async function resolvePlan (rule: CompiledRule, entry: LogEntry, source: JsonObject | undefined, plan: Plan): Promise<Plan> {
+  if (plan.kind !== 'put' || rule.module === undefined || source === undefined) return plan
+  const r = rule.rule
+  const outcome = await runTransform(rule.module, { collection: r.to.collection, id: plan.targetId, value: plan.value }, {
+    rule: { id: r.id, mode: r.mode, from: r.from, to: r.to },
+    source: { platform: r.from.platform, peerId: rule.sourcePeer, collection: entry.collection, id: entry.id, value: source, version: publicVersion(entryVersion(entry)) },
+    target: { platform: rule.localName ?? '', collection: r.to.collection }
+  })
+  if (!outcome.ok) return { kind: 'error', error: outcome.error }
+  if (outcome.value === null) return r.mode === 'mirror' ? { kind: 'del', drop: true } : { kind: 'skip' }
+  return { ...plan, value: outcome.value }
 }
 
 /** Parse an entry's JSON value once for all rules that need it. */
@@ -80,46 +161,189 @@ export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): stri
 }
 
 /**
- * Apply a plan in `txn`. Returns the change it made, or undefined when the
- * target already holds this write or a newer one.
+ * Whether `existing` already is the write `incoming` (or its echo): same HLC,
+ * and the same origin or an origin that is this node (a write this node made,
+ * come back through a cycle of rules).
  */
-export async function applyPlan (txn: Txn, rule: CompiledRule, entry: LogEntry, plan: Plan): Promise<ChangeEvent | undefined> {
-  const collection = rule.rule.to.collection
-  const mapKey = keys.targetMap(rule.rule.id, entry.id)
-  const version = entryVersion(entry)
-  if (plan.kind === 'put') {
-    const recordKey = keys.record(collection, plan.targetId)
-    const existingBytes = await txn.get(recordKey)
-    if (existingBytes !== undefined) {
-      const existing = decodeRecord(existingBytes)
-      if (rule.rule.mode === 'insert-only' && existing.value !== undefined) return undefined
-      const order = compareVersion(existing.version, version)
-      if (order === 0 && existing.value !== undefined) {
-        // The target already holds this very write (placed by another rule, or by this rule's
-        // previous incarnation): nothing changes, but this rule must know it placed it too,
-        // or a later delete of the source record would not reach the target.
-        const mapped = await txn.get(mapKey)
-        if (mapped === undefined || utf8.decode(mapped) !== plan.targetId) txn.put(mapKey, utf8.encode(plan.targetId))
-      }
-      if (order >= 0) return undefined
-    }
-    txn.put(recordKey, encodeRecord({ value: plan.value, version, rule: rule.rule.id }))
-    txn.put(mapKey, utf8.encode(plan.targetId))
-    return { collection, id: plan.targetId, op: 'put', value: plan.value, version: publicVersion(version), ruleId: rule.rule.id }
-  }
+export function isSameWrite (existing: Version, incoming: Version, self: string): boolean {
+  return compareHlc(existing.hlc, incoming.hlc) === 0 && (existing.origin === incoming.origin || existing.origin === self)
+}
+
+/** Order of two different writes: HLC, then origin (sequence numbers do not take part, see isSameWrite). */
+export function compareWrites (a: Version, b: Version): number {
+  const c = compareHlc(a.hlc, b.hlc)
+  if (c !== 0) return c
+  return a.origin === b.origin ? 0 : (a.origin < b.origin ? -1 : 1)
+}
+
+/** What applying a plan needs from the node's write path (src/node/ingest.ts). */
+export interface ApplyContext {
+  txn: Txn
+  self: string
+  /** Re-evaluating after a rule change: the same source write may now produce another value. */
+  reeval: boolean
+  /** A version for a write this node makes itself (a clock tick, origin self, seq 0). */
+  freshVersion (): Version
+  /** Whether writes to this collection are logged in this node's own log (it is the source of a rule). */
+  published (collection: string): boolean
+  /** Write a record (with its feed cursor); returns the cursor. */
+  writeRecord (collection: string, id: string, state: RecordState, previous: RecordState | undefined): number
+  /** Record a conflict of a rule. */
+  conflict (conflict: Omit<ConflictRecord, 'n' | 'at'>): void
+  /** Platform name of a peer id, when the registry knows it. */
+  platformOf (peerId: string): string | undefined
+}
+
+/** A change a plan made, with the version it was written with. */
+export interface Applied {
+  change: ChangeEvent
+  version: Version
+}
+
+/**
+ * Apply a plan in `ctx.txn`. Returns the changes it made: none when the
+ * target already holds this write or a later one, two when a source record's
+ * key moved (the old target record is removed).
+ */
+export async function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Plan): Promise<Applied[]> {
+  if (plan.kind === 'put') return await applyPut(ctx, rule, entry, plan)
   if (plan.kind === 'del') {
-    // Only a record this rule placed is deleted: the mapping says which.
-    const mapped = await txn.get(mapKey)
-    if (mapped === undefined) return undefined
-    const id = utf8.decode(mapped)
-    const recordKey = keys.record(collection, id)
-    const existingBytes = await txn.get(recordKey)
-    txn.del(mapKey)
-    if (existingBytes === undefined) return undefined
-    const existing = decodeRecord(existingBytes)
-    if (existing.value === undefined || compareVersion(existing.version, version) >= 0) return undefined
-    txn.put(recordKey, encodeRecord({ version, rule: rule.rule.id }))
-    return { collection, id, op: 'del', version: publicVersion(version), ruleId: rule.rule.id }
+    const mapped = await ctx.txn.get(keys.targetMap(rule.rule.id, entry.id))
+    if (mapped === undefined) return []
+    return await removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
   }
+  return []
+}
+
+async function readRecord (txn: Txn, collection: string, id: string): Promise<RecordState | undefined> {
+  const bytes = await txn.get(keys.record(collection, id))
+  return bytes === undefined ? undefined : decodeRecord(bytes)
+}
+
+/** A version written by this rule itself on this node (a re-evaluation or a mirror removal). */
+function restampedByRule (existing: RecordState, ruleId: string, self: string): boolean {
+  return existing.rule === ruleId && existing.version.origin === self
+}
+
+function conflictKind (existing: RecordState, entry: LogEntry, ruleId: string, targetId: string, self: string): ConflictRecord['kind'] | undefined {
+  const ours = existing.version.origin === entry.origin || restampedByRule(existing, ruleId, self)
+  if (!ours) return existing.rule === undefined ? 'local-write' : 'other-source'
+  if (existing.rule === ruleId && existing.value !== undefined && (existing.source ?? targetId) !== entry.id) return 'key-collision'
   return undefined
+}
+
+function side (ctx: ApplyContext, state: { value?: JsonObject, version: Version, rule?: string }): ConflictSide {
+  const s: ConflictSide = { op: state.value !== undefined ? 'put' : 'del', version: publicVersion(state.version), local: state.rule === undefined && state.version.origin === ctx.self }
+  const platform = ctx.platformOf(state.version.origin)
+  if (platform !== undefined) s.platform = platform
+  if (state.rule !== undefined) s.ruleId = state.rule
+  if (state.value !== undefined) {
+    const bytes = Buffer.byteLength(JSON.stringify(state.value))
+    if (bytes <= CONFLICT_VALUE_MAX_BYTES) s.value = state.value
+    else s.valueBytes = bytes
+  }
+  return s
+}
+
+function reportConflict (ctx: ApplyContext, rule: CompiledRule, kind: ConflictRecord['kind'], targetId: string, existing: RecordState, incoming: { value?: JsonObject, version: Version }, winner: 'existing' | 'incoming'): void {
+  // a re-evaluation replays writes that lost before: reported once, when they first met
+  if (ctx.reeval && winner === 'existing') return
+  ctx.conflict({
+    ruleId: rule.rule.id,
+    collection: rule.rule.to.collection,
+    id: targetId,
+    kind,
+    existing: side(ctx, existing),
+    incoming: side(ctx, { ...incoming, rule: rule.rule.id }),
+    winner
+  })
+}
+
+function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: RecordState, previous: RecordState | undefined): Applied {
+  const collection = rule.rule.to.collection
+  const cursor = ctx.writeRecord(collection, id, state, previous)
+  const change: ChangeEvent = { collection, id, op: state.value !== undefined ? 'put' : 'del', version: publicVersion(state.version), ruleId: rule.rule.id, cursor: String(cursor) }
+  if (state.value !== undefined) change.value = state.value
+  return { change, version: state.version }
+}
+
+async function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>): Promise<Applied[]> {
+  const r = rule.rule
+  const collection = r.to.collection
+  const mapKey = keys.targetMap(r.id, entry.id)
+  const version = entryVersion(entry)
+  const out: Applied[] = []
+  const mappedBytes = await ctx.txn.get(mapKey)
+  const mapped = mappedBytes === undefined ? undefined : utf8.decode(mappedBytes)
+  if (mapped !== undefined && mapped !== plan.targetId && r.mode !== 'insert-only') {
+    // the source record's key changed: what it placed under the old id goes
+    out.push(...await removePlaced(ctx, rule, entry, mapped, version))
+  }
+  const setMapping = (): void => {
+    if (mapped !== plan.targetId) ctx.txn.put(mapKey, utf8.encode(plan.targetId))
+  }
+  const existing = await readRecord(ctx.txn, collection, plan.targetId)
+  const state: RecordState = { value: plan.value, version, rule: r.id }
+  if (plan.targetId !== entry.id) state.source = entry.id
+  if (existing === undefined) {
+    out.push(write(ctx, rule, plan.targetId, state, undefined))
+    setMapping()
+    return out
+  }
+  if (r.mode === 'insert-only' && existing.value !== undefined) return out
+  if (isSameWrite(existing.version, version, ctx.self)) {
+    // The target already holds this very write (placed by another rule, by this rule's previous
+    // incarnation, or its echo through a cycle): nothing changes, but this rule must know it
+    // placed it too, or a later delete of the source record would not reach the target.
+    setMapping()
+    if (ctx.reeval && existing.value !== undefined && existing.rule === r.id && !jsonEqual(existing.value, plan.value)) {
+      // the rule changed: the same source write now gives another value
+      const v = ctx.published(collection) ? ctx.freshVersion() : existing.version
+      out.push(write(ctx, rule, plan.targetId, { ...state, version: v }, existing))
+    }
+    return out
+  }
+  const restamped = restampedByRule(existing, r.id, ctx.self)
+  if (restamped && existing.value !== undefined && jsonEqual(existing.value, plan.value)) {
+    setMapping()
+    return out
+  }
+  const order = compareWrites(existing.version, version)
+  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && existing.version.origin === entry.origin))
+  const kind = conflictKind(existing, entry, r.id, plan.targetId, ctx.self)
+  if (kind !== undefined) reportConflict(ctx, rule, kind, plan.targetId, existing, { value: plan.value, version }, wins ? 'incoming' : 'existing')
+  if (!wins) return out
+  // landing over a later version (mirror, re-evaluation): the record's version must not go back
+  // where it is logged for other nodes, or they would keep the later one
+  if (order > 0 && ctx.published(collection)) state.version = ctx.freshVersion()
+  out.push(write(ctx, rule, plan.targetId, state, existing))
+  setMapping()
+  return out
+}
+
+/** Remove the record this rule placed from `entry.id` under `targetId`, when `version` may. */
+async function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Promise<Applied[]> {
+  const r = rule.rule
+  ctx.txn.del(keys.targetMap(r.id, entry.id))
+  const existing = await readRecord(ctx.txn, r.to.collection, targetId)
+  if (existing === undefined || existing.value === undefined) return []
+  // another source record with the same key holds it now
+  if (existing.rule === r.id && existing.source !== undefined && existing.source !== entry.id) return []
+  if (isSameWrite(existing.version, version, ctx.self)) return []
+  const restamped = restampedByRule(existing, r.id, ctx.self)
+  const order = compareWrites(existing.version, version)
+  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && existing.version.origin === entry.origin))
+  const kind = conflictKind(existing, entry, r.id, targetId, ctx.self)
+  if (kind !== undefined && kind !== 'key-collision') reportConflict(ctx, rule, kind, targetId, existing, { version }, wins ? 'incoming' : 'existing')
+  if (!wins) return []
+  const state: RecordState = { version: order > 0 && ctx.published(r.to.collection) ? ctx.freshVersion() : version, rule: r.id }
+  return [write(ctx, rule, targetId, state, existing)]
+}
+
+/**
+ * Remove a record a mirror rule's source lacks (after a backfill): a
+ * tombstone with a fresh version of this node, marked as the rule's.
+ */
+export function sweepRecord (ctx: ApplyContext, rule: CompiledRule, id: string, existing: RecordState): Applied {
+  return write(ctx, rule, id, { version: ctx.freshVersion(), rule: rule.rule.id }, existing)
 }

@@ -1,42 +1,92 @@
 /**
  * The rules that target this node, compiled and indexed by (source peer,
  * source collection) so that each incoming entry finds its rules in O(1).
- * Rebuilt whenever the registry changes.
+ * Rebuilt whenever the registry changes (and when transform modules load).
+ *
+ * Also derived from the registry here:
+ *   - which local collections are the source of some rule (their rule-written
+ *     records are logged in this node's own log, so chains of rules work);
+ *   - which local collections are mirror targets (local writes are refused;
+ *     no other rule may write into them).
  */
 import type { Registry } from '../registry/registry.js'
 import type { Rule } from '../node/types.js'
-import { compileRule } from './engine.js'
+import { compileRule, ruleFingerprint } from './engine.js'
 import type { CompiledRule } from './engine.js'
+import type { ModuleCache } from './modules.js'
+import { targetsPlatform } from './targets.js'
+import type { PlatformIdentity } from './targets.js'
 
 export interface RuleProblem {
   ruleId: string
   message: string
 }
 
+export interface RebuildOptions {
+  /** This node's region when the registry does not have its platform entry yet. */
+  region?: string
+  /** Loaded transform modules; rules naming a module not loaded yet stay inactive (and are reported). */
+  modules?: ModuleCache
+}
+
 export class RuleSet {
   private bySource = new Map<string, CompiledRule[]>()
   private active = new Map<string, CompiledRule>()
+  private mirrors = new Map<string, Rule>()
+  private publishedCollections = new Set<string>()
+  private wantedModules: string[] = []
   problems: RuleProblem[] = []
 
   /** Recompute from the registry. Returns the rules that are new or changed. */
-  rebuild (registry: Registry, localName: string): CompiledRule[] {
+  rebuild (registry: Registry, localName: string, options: RebuildOptions = {}): CompiledRule[] {
     const next = new Map<string, CompiledRule>()
     const problems: RuleProblem[] = []
     const changed: CompiledRule[] = []
-    for (const rule of registry.rules()) {
-      if (rule.to.platform !== localName) continue
+    const published = new Set<string>()
+    const wanted = new Set<string>()
+    const known = registry.platform(localName)
+    const local: PlatformIdentity = known !== undefined ? known : { name: localName, ...(options.region !== undefined ? { region: options.region } : {}) }
+    const mirrorOf = new Map<string, Rule>()
+    const rules = registry.rules()
+    for (const rule of rules) {
+      if (rule.from.platform === localName) published.add(rule.from.collection)
+      if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
+      if (rule.mode === 'mirror' && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
+    }
+    for (const rule of rules) {
+      if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
+      const mirror = mirrorOf.get(rule.to.collection)
+      if (mirror !== undefined && mirror.id !== rule.id) {
+        problems.push({ ruleId: rule.id, message: `collection "${rule.to.collection}" is the target of mirror rule ${mirror.id} here; a mirror target takes no other rule: remove one of the two rules or give this one another target collection` })
+        continue
+      }
       const source = registry.platform(rule.from.platform)
       if (source === undefined) {
         problems.push({ ruleId: rule.id, message: `source platform "${rule.from.platform}" is not in the registry yet` })
         continue
       }
+      let module
+      if (rule.transform !== undefined) {
+        wanted.add(rule.transform)
+        const state = options.modules?.get(rule.transform)
+        if (state === undefined) {
+          problems.push({ ruleId: rule.id, message: `loading transform module "${rule.transform}"` })
+          continue
+        }
+        if (!state.ok) {
+          problems.push({ ruleId: rule.id, message: state.error })
+          continue
+        }
+        module = state.module
+      }
       const prev = this.active.get(rule.id)
-      if (prev !== undefined && prev.sourcePeer === source.peerId && sameRule(prev.rule, rule)) {
+      if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
+        prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) {
         next.set(rule.id, prev)
         continue
       }
       try {
-        const compiled = compileRule(rule, source.peerId)
+        const compiled = compileRule(rule, source.peerId, { localName, ...(module !== undefined ? { module } : {}) })
         next.set(rule.id, compiled)
         changed.push(compiled)
       } catch (err) {
@@ -52,6 +102,9 @@ export class RuleSet {
     }
     this.active = next
     this.bySource = index
+    this.mirrors = mirrorOf
+    this.publishedCollections = published
+    this.wantedModules = [...wanted]
     this.problems = problems
     return changed
   }
@@ -67,12 +120,31 @@ export class RuleSet {
   all (): CompiledRule[] {
     return [...this.active.values()]
   }
+
+  /** Whether a local collection is the source of some rule (its rule-written records are logged in the own log). */
+  isPublished (collection: string): boolean {
+    return this.publishedCollections.has(collection)
+  }
+
+  published (): string[] {
+    return [...this.publishedCollections]
+  }
+
+  /**
+   * The mirror rule writing into a local collection, if any: from the
+   * registry, so a mirror that is not active yet (its source or module not
+   * there yet) already keeps local writes out.
+   */
+  mirrorFor (collection: string): Rule | undefined {
+    return this.mirrors.get(collection)
+  }
+
+  /** Transform modules named by rules that target this node. */
+  modules (): string[] {
+    return this.wantedModules
+  }
 }
 
 function sourceKey (peer: string, collection: string): string {
   return `${peer}\x00${collection}`
-}
-
-function sameRule (a: Rule, b: Rule): boolean {
-  return JSON.stringify(a) === JSON.stringify(b)
 }

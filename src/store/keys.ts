@@ -11,6 +11,13 @@
  *   x  rule sourceId       → target id the rule wrote for that source record
  *   b  rule                → backfill progress of a rule on this node
  *   a  rule                → number of entries the rule applied on this node
+ *   n  rule name           → other per-rule counters on this node (conflicts, transform errors)
+ *   c  rule n              → the rule's conflict log (JSON ConflictRecord; the newest CONFLICT_LOG_SIZE kept)
+ *   t  rule n              → the rule's transform-error log (JSON; the newest kept)
+ *   w  rule                → webhook delivery state of a rule on this node (JSON: cursor, counters)
+ *   q  coll                → progress of publishing a collection's rule-written records into this node's own log
+ *   f  cursor              → changes feed: "coll\0id" of the record whose newest change has this cursor
+ *   h  coll cursor         → changes feed per collection: id
  *   p  peerId              → persisted peer (JSON)
  *   m  name                → node metadata (clock)
  */
@@ -40,7 +47,19 @@ export const keys = {
   applied: (ruleId: string) => `a${SEP}${ruleId}`,
   peer: (peerId: string) => `p${SEP}${peerId}`,
   peerPrefix: () => `p${SEP}`,
-  meta: (name: string) => `m${SEP}${name}`
+  meta: (name: string) => `m${SEP}${name}`,
+  counter: (ruleId: string, name: string) => `n${SEP}${ruleId}${SEP}${name}`,
+  counterPrefix: () => `n${SEP}`,
+  conflict: (ruleId: string, n: number) => `c${SEP}${ruleId}${SEP}${seqKeyPart(n)}`,
+  conflictPrefix: (ruleId: string) => `c${SEP}${ruleId}${SEP}`,
+  transformError: (ruleId: string, n: number) => `t${SEP}${ruleId}${SEP}${seqKeyPart(n)}`,
+  transformErrorPrefix: (ruleId: string) => `t${SEP}${ruleId}${SEP}`,
+  webhook: (ruleId: string) => `w${SEP}${ruleId}`,
+  publish: (collection: string) => `q${SEP}${collection}`,
+  feed: (cursor: number) => `f${SEP}${seqKeyPart(cursor)}`,
+  feedPrefix: () => `f${SEP}`,
+  feedByCollection: (collection: string, cursor: number) => `h${SEP}${collection}${SEP}${seqKeyPart(cursor)}`,
+  feedByCollectionPrefix: (collection: string) => `h${SEP}${collection}${SEP}`
 }
 
 /** Range options covering every key that starts with `prefix` (which ends in SEP). */

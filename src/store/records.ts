@@ -20,6 +20,10 @@ export interface RecordState {
   version: Version
   /** Rule that wrote the record, absent for local writes. */
   rule?: string
+  /** Id of the source record the rule wrote it from, when it differs from the record's id (--key rules). */
+  source?: string
+  /** Position of the record's newest change in the changes feed (absent: written before the feed existed). */
+  cursor?: number
 }
 
 interface EncodedRecord {
@@ -29,12 +33,16 @@ interface EncodedRecord {
   o: string
   s: number
   r?: string
+  i?: string
+  c?: number
 }
 
 export function encodeRecord (state: RecordState): Uint8Array {
   const enc: EncodedRecord = { w: state.version.hlc.wall, l: state.version.hlc.logical, o: state.version.origin, s: state.version.seq }
   if (state.value !== undefined) enc.v = state.value
   if (state.rule !== undefined) enc.r = state.rule
+  if (state.source !== undefined) enc.i = state.source
+  if (state.cursor !== undefined) enc.c = state.cursor
   return encodeJson(enc)
 }
 
@@ -43,6 +51,8 @@ export function decodeRecord (bytes: Uint8Array): RecordState {
   const state: RecordState = { version: { hlc: { wall: enc.w, logical: enc.l }, origin: enc.o, seq: enc.s } }
   if (enc.v !== undefined) state.value = enc.v
   if (enc.r !== undefined) state.rule = enc.r
+  if (enc.i !== undefined) state.source = enc.i
+  if (enc.c !== undefined) state.cursor = enc.c
   return state
 }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { ChangeLog } from '../../src/log/changelog.js'
+import { decodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import type { Hlc } from '../../src/log/hlc.js'
 import { Ingestor } from '../../src/node/ingest.js'
@@ -15,6 +16,7 @@ import type { IngestResult, LocalOp } from '../../src/node/ingest.js'
 import type { JsonObject, Platform, Rule } from '../../src/node/types.js'
 import { Registry } from '../../src/registry/registry.js'
 import type { CompiledRule } from '../../src/rules/engine.js'
+import { ModuleCache } from '../../src/rules/modules.js'
 import { RuleSet } from '../../src/rules/ruleset.js'
 import { encodeJson, Store } from '../../src/store/db.js'
 import { keys, prefixRange } from '../../src/store/keys.js'
@@ -58,18 +60,21 @@ export class OriginLog {
 export interface RuleInput {
   id: string
   from: { platform: string, collection: string }
-  to: { platform: string, collection: string }
+  to: { platform?: string, region?: string, tag?: string, collection: string }
   mode?: 'merge' | 'mirror' | 'insert-only'
   where?: JsonObject
   include?: string[]
   exclude?: string[]
   rename?: Record<string, string>
   key?: string
+  transform?: string
+  targetsField?: string
   createdAt?: string
+  updatedAt?: string
 }
 
-export function platformValue (name: string, peerId: string): JsonObject {
-  const p: Platform = { name, peerId, addrs: [] }
+export function platformValue (name: string, peerId: string, extra: { region?: string, tags?: string[] } = {}): JsonObject {
+  const p: Platform = { name, peerId, addrs: [], ...extra }
   return p as unknown as JsonObject
 }
 
@@ -87,6 +92,8 @@ export class Harness {
   registry!: Registry
   rules!: RuleSet
   ingestor!: Ingestor
+  /** Transform modules: DIR/transforms of this harness. */
+  modules!: ModuleCache
 
   private constructor (dir: string, localName: string, self: string) {
     this.dir = dir
@@ -109,9 +116,27 @@ export class Harness {
     this.registry = new Registry()
     await this.registry.load(this.store)
     this.rules = new RuleSet()
-    this.rules.rebuild(this.registry, this.localName)
+    this.modules = new ModuleCache(join(this.dir, 'transforms'))
+    this.rebuildRules()
+    await this.modules.refresh(this.rules.modules())
+    this.rebuildRules()
     this.ingestor = new Ingestor({ store: this.store, log: this.log, rules: this.rules, self: this.self })
+    this.ingestor.platformOf = (peer) => this.registry.platformByPeer(peer)?.name
     await this.ingestor.load()
+  }
+
+  get transformsDir (): string {
+    return join(this.dir, 'transforms')
+  }
+
+  private rebuildRules (): CompiledRule[] {
+    return this.rules.rebuild(this.registry, this.localName, { modules: this.modules })
+  }
+
+  /** Re-read the transform modules (as a node does when the registry changes); returns the rules that changed. */
+  async reloadModules (): Promise<CompiledRule[]> {
+    await this.modules.refresh(this.rules.modules())
+    return this.rebuildRules()
   }
 
   async reopen (): Promise<void> {
@@ -124,18 +149,20 @@ export class Harness {
     await removeDir(this.dir)
   }
 
-  /** What SyncNode.afterIngest does with registry changes; returns the rules that are new or changed. */
-  private afterIngest (result: IngestResult | undefined): CompiledRule[] {
+  /** What SyncNode.afterIngest does with registry changes (modules loaded too); returns the rules that are new or changed. */
+  private async afterIngest (result: IngestResult | undefined): Promise<CompiledRule[]> {
     if (result === undefined || result.registry.length === 0) return []
     for (const r of result.registry) this.registry.apply(r.collection, r.id, r.value)
-    return this.rules.rebuild(this.registry, this.localName)
+    const changed = this.rebuildRules()
+    const more = await this.reloadModules()
+    return [...changed.filter(c => this.rules.get(c.rule.id) === c), ...more]
   }
 
   lastChanged: CompiledRule[] = []
 
   async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[]): Promise<IngestResult | undefined> {
     const result = await this.ingestor.ingest(origin, fromSeq, toSeq, entries)
-    this.lastChanged = this.afterIngest(result)
+    this.lastChanged = await this.afterIngest(result)
     return result
   }
 
@@ -148,8 +175,21 @@ export class Harness {
 
   async writeLocal (ops: LocalOp[]): Promise<{ entries: LogEntry[], result: IngestResult }> {
     const out = await this.ingestor.writeLocal(ops)
-    this.lastChanged = this.afterIngest(out.result)
+    this.lastChanged = await this.afterIngest(out.result)
     return out
+  }
+
+  /** Log the rule-written records of a collection that became a rule's source (as the node does). */
+  async publishAll (collection: string): Promise<IngestResult[]> {
+    const chunks: IngestResult[] = []
+    await this.ingestor.publish(collection, r => { chunks.push(r) }, () => true)
+    return chunks
+  }
+
+  /** This node's own log entries after `afterSeq`, decoded. */
+  async ownEntries (afterSeq = 0): Promise<LogEntry[]> {
+    const run = await this.log.readRun(this.self, afterSeq, 100_000, 1 << 30)
+    return (run?.entries ?? []).map(b => decodeEntry(this.self, b))
   }
 
   async backfillAll (rule: CompiledRule, isCurrent: () => boolean = () => true): Promise<IngestResult[]> {

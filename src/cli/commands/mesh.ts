@@ -1,10 +1,8 @@
 /**
- * syncmesh peer … | platform … | rule …
+ * syncmesh peer … | platform … (rule …: ./rules.ts)
  */
-import { Option } from 'commander'
 import type { Command } from 'commander'
-import type { Rule, RuleMode, RuleSpec } from '../../node/types.js'
-import { addClientOptions, addJsonOption, collect, connect, parseEndpoint, parseJsonObjectArg, parseList, parseRename } from '../common.js'
+import { addClientOptions, addJsonOption, collect, connect } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'
 import { formatAgo, printJson, printLine, table } from '../output.js'
 
@@ -18,15 +16,7 @@ function yesNo (value: boolean): string {
   return value ? 'yes' : 'no'
 }
 
-export function describeRule (rule: Pick<Rule, 'where' | 'include' | 'exclude' | 'rename' | 'key'>): string {
-  const parts: string[] = []
-  if (rule.where != null) parts.push(`where ${JSON.stringify(rule.where)}`)
-  if (rule.include != null) parts.push(`include ${rule.include.join(',')}`)
-  if (rule.exclude != null) parts.push(`exclude ${rule.exclude.join(',')}`)
-  if (rule.rename != null) parts.push(`rename ${Object.entries(rule.rename).map(([a, b]) => `${a}=${b}`).join(',')}`)
-  if (rule.key != null) parts.push(`key ${rule.key}`)
-  return parts.join('; ')
-}
+export { describeRule } from './rules.js'
 
 export function registerMeshCommands (program: Command): void {
   // -- peers --------------------------------------------------------------
@@ -121,60 +111,13 @@ export function registerMeshCommands (program: Command): void {
       else await printLine(`removed platform ${name}`)
     })
 
-  // -- rules --------------------------------------------------------------
-  const rule = program.command('rule').description('one-way sync rules: PLATFORM:COLLECTION → TARGET:COLLECTION')
-
-  clientCommand(rule, 'add', "create a rule; print the new rule's id")
-    .requiredOption('--from <platform:collection>', 'source, e.g. hub:posts')
-    .requiredOption('--to <platform:collection>', 'target, e.g. edge:articles')
-    .addOption(new Option('--mode <mode>', 'how records are applied').choices(['merge', 'mirror', 'insert-only']))
-    .option('--where <json>', 'filter on the source value, a JSON object, e.g. \'{"status":"published"}\'')
-    .option('--include <fields>', 'copy only these fields (comma-separated)')
-    .option('--exclude <fields>', 'drop these fields (comma-separated)')
-    .option('--rename <old=new,…>', 'rename fields')
-    .option('--key <field>', "use this field of the source value as the target record's id")
-    .option('--dry-run', 'show what the rule would do without creating it')
-    .action(async (opts: Opts & { from: string, to: string, mode?: RuleMode, where?: string, include?: string, exclude?: string, rename?: string, key?: string, dryRun?: boolean }) => {
-      const spec: RuleSpec = {
-        from: parseEndpoint(opts.from, '--from'),
-        to: parseEndpoint(opts.to, '--to'),
-        ...(opts.mode != null ? { mode: opts.mode } : {}),
-        ...(opts.where != null ? { where: parseJsonObjectArg(opts.where, '--where') } : {}),
-        ...(opts.include != null ? { include: parseList(opts.include, '--include') } : {}),
-        ...(opts.exclude != null ? { exclude: parseList(opts.exclude, '--exclude') } : {}),
-        ...(opts.rename != null ? { rename: parseRename(opts.rename) } : {}),
-        ...(opts.key != null ? { key: opts.key } : {})
-      }
+  clientCommand(platform, 'revoke', 'revoke a platform: every node refuses its connections and its new entries')
+    .argument('<name>')
+    .option('--purge', 'also remove what it wrote (its log)')
+    .action(async (name: string, opts: Opts & { purge?: boolean }) => {
       const client = await connect(opts)
-      const created = await client.addRule(spec, { dryRun: opts.dryRun === true })
-      if (opts.json === true) await printJson(created)
-      else await printLine(created.id)
-    })
-
-  clientCommand(rule, 'ls', 'list the rules')
-    .action(async (opts: Opts) => {
-      const client = await connect(opts)
-      const rules = await client.listRules()
-      if (opts.json === true) {
-        await printJson(rules)
-        return
-      }
-      if (rules.length === 0) {
-        await printLine('no rules; add one with "syncmesh rule add --from P:C --to P:C"')
-        return
-      }
-      await printLine(table(
-        ['ID', 'FROM', 'TO', 'MODE', 'DETAILS'],
-        rules.map((r) => [r.id, `${r.from.platform}:${r.from.collection}`, `${r.to.platform}:${r.to.collection}`, r.mode, describeRule(r) || '-'])
-      ))
-    })
-
-  clientCommand(rule, 'rm', 'remove a rule')
-    .argument('<rule-id>')
-    .action(async (id: string, opts: Opts) => {
-      const client = await connect(opts)
-      const result = await client.removeRule(id)
+      const result = await client.revokePlatform(name, { purge: opts.purge === true })
       if (opts.json === true) await printJson(result)
-      else await printLine(`removed rule ${id}`)
+      else await printLine(`revoked platform ${name} (peer ${result.peerId}); its entries after seq ${result.revokedAfter ?? 0} are refused everywhere`)
     })
 }

@@ -1,19 +1,21 @@
 /**
- * syncmesh key gen | init | start
+ * syncmesh key gen | init | start (key add/use/rm/ls/reload: ./keys.js)
  */
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
 import type { ApiServer } from '../../api/server.js'
 import { SyncmeshError } from '../../errors.js'
-import { API_FILE, generateMeshKey, initDataDir, loadConfig, resolveMeshKey, writeApiFile } from '../../node/config.js'
+import { API_FILE, generateMeshKey, initDataDir, loadConfig, writeApiFile } from '../../node/config.js'
+import { resolveStartKey } from '../../node/keyring.js'
 import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
 import { addJsonOption, collect, parseHostPort, UsageError } from '../common.js'
 import type { JsonOption } from '../common.js'
 import { printJson, printLine } from '../output.js'
+import { registerKeyringCommands } from './keys.js'
 
 /** How long a clean stop may take before the process exits anyway. */
 const STOP_TIMEOUT_MS = 15_000
@@ -28,6 +30,7 @@ export function registerNodeCommands (program: Command): void {
     if (opts.json === true) await printJson({ key: meshKey })
     else await printLine(meshKey)
   })
+  registerKeyringCommands(key)
 
   addJsonOption(
     program.command('init')
@@ -48,7 +51,7 @@ export function registerNodeCommands (program: Command): void {
     program.command('start')
       .description('run the node in the foreground until SIGINT/SIGTERM')
       .requiredOption('--data <dir>', 'data directory (created with "syncmesh init")')
-      .option('--key <key>', 'mesh key (default: $SYNCMESH_KEY, else DIR/mesh.key)')
+      .option('--key <key>', 'mesh key (default: $SYNCMESH_KEY, else the current key of DIR/keyring.json, else DIR/mesh.key); with a keyring it must be one of its keys')
       .option('--listen <multiaddr>', `listen address, repeatable (default: config, else ${DEFAULT_LISTEN})`, collect)
       .option('--announce <multiaddr>', 'address to announce to other nodes, repeatable', collect)
       .option('--bootstrap <multiaddr>', 'peer to dial at start, repeatable', collect)
@@ -56,6 +59,8 @@ export function registerNodeCommands (program: Command): void {
       .option('--mdns', 'discover peers on the LAN with mDNS (default: config, else off)')
       .option('--target-peers <n>', 'connections to seek through the registry (default: config, else 6; 0 turns discovery off)')
       .option('--max-peers <n>', 'most connections to keep open (default: config, else 16)')
+      .option('--transforms <dir>', 'directory rule transform modules are loaded from (default: DIR/transforms)')
+      .option('--admin <peer-id>', 'peer allowed to change the registry, repeatable (default: config "admins"; none = every node)', collect)
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
   })
@@ -71,6 +76,8 @@ interface StartOptions extends JsonOption {
   mdns?: boolean
   targetPeers?: string
   maxPeers?: string
+  transforms?: string
+  admin?: string[]
 }
 
 function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
@@ -132,7 +139,7 @@ async function runStart (opts: StartOptions): Promise<void> {
       throw new SyncmeshError('CONFIG_INVALID', `"api" in ${join(data, 'config.json')} is "${config.api ?? ''}", not HOST:PORT; fix the file or pass --api HOST:PORT`, 500)
     }
   }
-  const key = await resolveMeshKey({ flag: opts.key, env: process.env.SYNCMESH_KEY, data })
+  const key = await resolveStartKey({ flag: opts.key, env: process.env.SYNCMESH_KEY, data })
   const listen = opts.listen != null && opts.listen.length > 0 ? opts.listen : config.listen ?? [DEFAULT_LISTEN]
   const announce = opts.announce != null && opts.announce.length > 0 ? opts.announce : config.announce ?? []
   const bootstrap = opts.bootstrap != null && opts.bootstrap.length > 0 ? opts.bootstrap : config.bootstrap ?? []
@@ -146,7 +153,7 @@ async function runStart (opts: StartOptions): Promise<void> {
   const { startApiServer } = await import('../../api/server.js')
   let node: Awaited<ReturnType<typeof createSyncNode>>
   try {
-    node = await createSyncNode({ dataDir: data, key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections })
+    node = await createSyncNode({ dataDir: data, key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}) })
   } catch (err) {
     throw startFailure(err, listen)
   }
@@ -156,6 +163,14 @@ async function runStart (opts: StartOptions): Promise<void> {
     await node.stop().catch(() => {})
     throw startFailure(err, listen)
   }
+
+  // SIGHUP: re-read DIR/keyring.json (mesh key rotation without a restart); the node keeps running
+  process.on('SIGHUP', () => {
+    node.reloadKeys().then(
+      (keys) => logger.info({ keys }, `reloaded the mesh keys on SIGHUP: proving ${keys.current}, accepting ${keys.accepted.join(', ')}`),
+      (err: unknown) => logger.error({ err: (err as Error).message }, `could not reload the mesh keys on SIGHUP; the keys are unchanged: ${(err as Error).message}`)
+    )
+  })
 
   const token = randomBytes(32).toString('hex')
   let server: ApiServer

@@ -58,10 +58,11 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     lines.push('  none')
   } else {
     lines.push(indent(table(
-      ['ID', 'FROM → TO', 'MODE', 'HERE', 'APPLIED', 'PENDING', 'PROBLEM'],
+      ['ID', 'FROM → TO', 'MODE', 'HERE', 'APPLIED', 'PENDING', 'CONFLICTS', 'ERRORS', 'PROBLEM'],
       s.rules.map((r) => [
-        r.id, `${r.from} → ${r.to}`, r.mode, r.local ? (r.backfilled ? 'yes' : 'yes (backfilling)') : 'no',
-        formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', r.problem ?? ''
+        r.id, `${r.from} → ${r.to}`, r.mode, r.local ? (r.backfilled ? 'yes' : `yes (backfilling${r.backfillPhase === 'sweep' ? ': removing what the source lacks' : ''})`) : 'no',
+        formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', formatCount(r.conflicts ?? 0), formatCount(r.transformErrors ?? 0),
+        [r.problem, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined].filter(x => x !== undefined).join('; ')
       ])
     )))
   }

@@ -22,7 +22,7 @@ import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
-import { ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
+import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 
@@ -119,7 +119,13 @@ export class SyncSession {
   async run (): Promise<void> {
     this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, SYNC_PROTOCOL_VERSION))
     this.timer = setInterval(() => {
-      if (!this.closed) this.framed.sendNow(encodeVector(this.deps.log.vector))
+      if (this.closed) return
+      if (Date.now() - this.lastFrameAt > SILENT_PEER_MS) {
+        // every peer restates its vector each ANTI_ENTROPY_INTERVAL_MS: this one went silent
+        this.close(new ProtocolError(`peer sent nothing for ${SILENT_PEER_MS / 1000} s`, 'PEER_SILENT'))
+        return
+      }
+      this.framed.sendNow(encodeVector(this.deps.log.vector))
     }, ANTI_ENTROPY_INTERVAL_MS)
     this.timer.unref()
     const sender = this.sendLoop()
@@ -144,7 +150,12 @@ export class SyncSession {
     for await (const bytes of this.framed.frames()) {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
+      this.lastFrameAt = Date.now()
+      if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
+        throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
+      }
       const msg = decodeFrame(bytes)
+      if (msg.type !== 'batch') this.countControlFrame()
       if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
       switch (msg.type) {
         case 'hello':
@@ -198,6 +209,7 @@ export class SyncSession {
             this.gapReported.delete(msg.origin)
             this.deps.counters.entriesReceived += result.stored
           }
+          await this.throttle(bytes.byteLength)
           if (!this.closed) {
             this.granted++
             this.framed.sendNow(encodeCredit(1))
@@ -205,6 +217,40 @@ export class SyncSession {
           break
         }
       }
+    }
+  }
+
+  private lastFrameAt = Date.now()
+  private controlWindowStart = Date.now()
+  private controlFrames = 0
+  private tokens = MAX_PEER_BYTES_PER_SECOND
+
+  /** Control frames (vector, have, credit, hello) are cheap to send: cap their rate. */
+  private countControlFrame (): void {
+    const now = Date.now()
+    if (now - this.controlWindowStart >= 1000) {
+      this.controlWindowStart = now
+      this.controlFrames = 0
+    }
+    if (++this.controlFrames > MAX_CONTROL_FRAMES_PER_SECOND) {
+      throw new ProtocolError(`peer sent more than ${MAX_CONTROL_FRAMES_PER_SECOND} control frames in a second`, 'PEER_FLOOD')
+    }
+  }
+
+  private lastRefill = Date.now()
+
+  /**
+   * Cap what one peer can make this node ingest per second: a token bucket of
+   * MAX_PEER_BYTES_PER_SECOND; when it runs dry, the next credit is granted
+   * late, which slows the sender down (it cannot send without credit).
+   */
+  private async throttle (bytes: number): Promise<void> {
+    const now = Date.now()
+    this.tokens = Math.min(MAX_PEER_BYTES_PER_SECOND, this.tokens + (now - this.lastRefill) * MAX_PEER_BYTES_PER_SECOND / 1000)
+    this.lastRefill = now
+    this.tokens -= bytes
+    if (this.tokens < 0) {
+      await new Promise(resolve => setTimeout(resolve, Math.ceil(-this.tokens * 1000 / MAX_PEER_BYTES_PER_SECOND)))
     }
   }
 

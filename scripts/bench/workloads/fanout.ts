@@ -1,0 +1,208 @@
+/**
+ * 4. Mesh fan-out. `nodes` processes (--target-peers 0); each dials `degree`
+ * random others (a seeded random graph, made connected if it is not); one
+ * rule from the writer to every other node (writer:fan → nodeK:fan). Once
+ * every link is authenticated and every node knows its rule, `writes`
+ * records are imported on the writer (one streamed NDJSON import). Timed
+ * from the start of the import until every other node's status shows its
+ * rule applied to all of them (each node is polled until done, every ~50 ms).
+ *
+ * Receptions per entry per node: for node v, the number of entries its
+ * peers sent it during the window, divided by the writes, averaged over the
+ * non-writers. This is read on the SENDING side (status peers[v].entriesSent
+ * of each neighbour u), because the receiving side's peers[].entriesReceived
+ * counts only entries that were new to the node (session.ts adds
+ * `ingest(...).stored`, the fresh entries after dropping those at or below
+ * the held seq): duplicates are not visible there, so that figure ("stored
+ * per entry") is 1.0 by construction and shown for reference. entriesSent
+ * counts every entry put in a Batch frame (before it is written to the
+ * stream), duplicates included. Counters are snapshotted before the import
+ * and read again 1 s after the last node finished, and the deltas are used.
+ */
+import { recordId, recordValue, ndjsonChunks } from '../data.js'
+import { applied, authenticatedPeers, mapLimit, now, ruleActive, sleep, until } from '../env.js'
+import type { NodeStatus } from '../../../src/node/types.js'
+import type { NodeProcess } from '../../lib/cluster.js'
+import { mean, median, rng } from '../stats.js'
+import type { FigureDef, Workload } from '../types.js'
+import { fmtN } from './util.js'
+
+export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: number, fanoutWrites: number }, seed: number): Workload {
+  const w = 'fanout'
+  const label = `${fmtN(sizes.fanoutWrites)} writes → ${sizes.fanoutNodes} nodes`
+  const figures: FigureDef[] = [
+    { id: 'fanout.seconds', workload: w, label: `${label}: all nodes hold them`, unit: 's', digits: 2, target: { op: '<=', value: 10 } },
+    { id: 'fanout.median_node_seconds', workload: w, label: `${label}: median node holds them`, unit: 's', digits: 2 },
+    { id: 'fanout.import_seconds', workload: w, label: `${label}: import on the writer`, unit: 's', digits: 2 },
+    { id: 'fanout.receptions_per_entry', workload: w, label: 'receptions per entry per node (sent to it, dups incl.)', unit: 'x', digits: 2, target: { op: '<=', value: 3 } },
+    { id: 'fanout.max_receptions_per_entry', workload: w, label: 'receptions per entry, worst node', unit: 'x', digits: 2 },
+    { id: 'fanout.stored_per_entry', workload: w, label: 'entriesReceived per entry per node (new only)', unit: 'x', digits: 2 },
+    { id: 'fanout.setup_seconds', workload: w, label: `setup: start ${sizes.fanoutNodes} nodes, link, rules`, unit: 's', digits: 1 }
+  ]
+  return {
+    name: 'fanout',
+    title: 'Mesh fan-out',
+    figures,
+    async run (ctx, run) {
+      const rand = rng(seed + run)
+      const n = sizes.fanoutNodes
+      const writes = sizes.fanoutWrites
+      const tSetup = now()
+      const cl = await ctx.cluster('fanout')
+      const names = Array.from({ length: n }, (_, i) => `node${String(i).padStart(2, '0')}`)
+      const nodes = await mapLimit(names, 4, async name => await cl.add(name))
+      await mapLimit(nodes, 4, async node => await cl.start(node))
+      const edges = randomGraph(n, sizes.fanoutDegree, rand)
+      const degree = new Array<number>(n).fill(0)
+      for (const [a, b] of edges) { degree[a]++; degree[b]++ }
+      // two dials at a time: a burst of Noise handshakes on 2 cores can exceed the 1 s mesh-key proof deadline
+      await mapLimit(edges, 2, async ([a, b]) => await nodes[a].addPeer(nodes[b].multiaddr))
+      const writer = nodes[0]
+      const rules = new Map<NodeProcess, string>()
+      for (const node of nodes.slice(1)) {
+        rules.set(node, await cl.addRule(writer, { from: { platform: writer.name, collection: 'fan' }, to: { platform: node.name, collection: 'fan' } }))
+      }
+      // a link whose mesh-key proof timed out is banned for 30 s and redialled with backoff: allow for it
+      let progress = ''
+      await until(async () => {
+        const statuses = await mapLimit(nodes, 6, async node => await cl.status(node))
+        const linked = statuses.filter((s, i) => authenticatedPeers(s) >= degree[i]).length
+        const ruled = statuses.filter((s, i) => i === 0 || ruleActive(s, rules.get(nodes[i]) as string)).length
+        const caughtUp = statuses.filter(s => s.caughtUp).length
+        progress = `${linked}/${n} nodes fully linked, ${ruled}/${n} know their rule, ${caughtUp}/${n} caught up`
+        return linked === n && ruled === n && caughtUp === n
+      }, `all ${n} nodes to link up and know their rules`, 300_000, 250).catch((err: Error) => {
+        throw new Error(`${err.message}: ${progress}`)
+      })
+      const setupS = (now() - tSetup) / 1000
+      const ecc = eccentricity(n, edges, 0)
+      ctx.log(`    ${n} nodes, ${edges.length} links (degree ${Math.min(...degree)}–${Math.max(...degree)}), writer reaches all within ${ecc} hops; setup ${setupS.toFixed(1)} s`)
+
+      const before = await mapLimit(nodes, 6, async node => await cl.status(node))
+      const done = new Array<number>(n).fill(NaN)
+      done[0] = 0
+      const t0 = now()
+      let importS = NaN
+      const importing = writer.importStream('fan', ndjsonChunks(writes, { prefix: 'f' })).then((count) => {
+        importS = (now() - t0) / 1000
+        if (count !== writes) throw new Error(`the writer imported ${count} of ${writes}`)
+      })
+      let importError: unknown
+      importing.catch((err) => { importError = err })
+      const deadline = t0 + Math.max(120_000, writes * 20)
+      while (done.some(Number.isNaN)) {
+        if (importError !== undefined) throw importError
+        if (now() > deadline) throw new Error(`fan-out: ${done.filter(Number.isNaN).length} nodes still lack entries after ${Math.round((now() - t0) / 1000)} s`)
+        const pending = nodes.map((node, i) => ({ node, i })).filter(x => Number.isNaN(done[x.i]))
+        await mapLimit(pending, 6, async ({ node, i }) => {
+          if (applied(await cl.status(node), rules.get(node) as string) >= writes) done[i] = (now() - t0) / 1000
+        })
+        await sleep(50)
+      }
+      await importing
+      const seconds = Math.max(...done)
+      await sleep(1000)
+      const after = await mapLimit(nodes, 6, async node => await cl.status(node))
+
+      // receptions of node v: what its neighbours sent it during the window
+      const idx = new Map(before.map((s, i) => [s.peerId, i]))
+      const received = new Array<number>(n).fill(0)
+      for (let u = 0; u < n; u++) {
+        for (const p of after[u].peers) {
+          const v = idx.get(p.peerId)
+          if (v === undefined) continue
+          received[v] += p.entriesSent - sentTo(before[u], p.peerId)
+        }
+      }
+      const storedNew = after.map((s, i) => sum(s.peers.map(p => p.entriesReceived)) - sum(before[i].peers.map(p => p.entriesReceived)))
+      const perEntry = received.slice(1).map(r => r / writes)
+      const storedPerEntry = storedNew.slice(1).map(r => r / writes)
+
+      // verify once, on the node that finished last
+      const last = done.indexOf(seconds)
+      const count = await nodes[last].count('fan')
+      if (count !== writes) throw new Error(`${nodes[last].name} holds ${count} of ${writes} records`)
+      const v = await nodes[last].get('fan', recordId('f', writes - 1))
+      if (JSON.stringify(v) !== JSON.stringify(recordValue(writes - 1))) throw new Error(`wrong value on ${nodes[last].name}: ${JSON.stringify(v)}`)
+      ctx.log(`    all ${n} hold ${fmtN(writes)} after ${seconds.toFixed(2)} s; ${mean(perEntry).toFixed(2)} receptions per entry per node (worst ${Math.max(...perEntry).toFixed(2)})`)
+
+      return {
+        values: {
+          'fanout.seconds': seconds,
+          'fanout.median_node_seconds': median(done.slice(1)),
+          'fanout.import_seconds': importS,
+          'fanout.receptions_per_entry': mean(perEntry),
+          'fanout.max_receptions_per_entry': Math.max(...perEntry),
+          'fanout.stored_per_entry': mean(storedPerEntry),
+          'fanout.setup_seconds': setupS
+        },
+        info: {
+          seed: seed + run,
+          links: edges.length,
+          degreeMin: Math.min(...degree),
+          degreeMax: Math.max(...degree),
+          writerEccentricityHops: ecc,
+          transmissionsPerEntryAllLinks: sum(received) / writes,
+          nodeSeconds: done
+        }
+      }
+    }
+  }
+}
+
+function sum (xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0)
+}
+
+function sentTo (s: NodeStatus, peerId: string): number {
+  return s.peers.find(p => p.peerId === peerId)?.entriesSent ?? 0
+}
+
+/** Each node dials `degree` random others it has no link with yet; then components are joined. Edges are [dialer, dialed]. */
+export function randomGraph (n: number, degree: number, rand: () => number): Array<[number, number]> {
+  const adj = Array.from({ length: n }, () => new Set<number>())
+  const edges: Array<[number, number]> = []
+  const link = (a: number, b: number): void => { adj[a].add(b); adj[b].add(a); edges.push([a, b]) }
+  for (let a = 0; a < n; a++) {
+    const others = Array.from({ length: n }, (_, i) => i).filter(b => b !== a && !adj[a].has(b))
+    for (let k = others.length - 1; k > 0; k--) {
+      const j = Math.floor(rand() * (k + 1));
+      [others[k], others[j]] = [others[j], others[k]]
+    }
+    for (const b of others.slice(0, Math.min(degree, others.length))) link(a, b)
+  }
+  // join components (rare with degree ≥ 2, but the run must be connected)
+  for (;;) {
+    const comp = componentOf(n, adj, 0)
+    if (comp.size === n) break
+    const inside = [...comp]
+    const outside = Array.from({ length: n }, (_, i) => i).filter(i => !comp.has(i))
+    link(outside[Math.floor(rand() * outside.length)], inside[Math.floor(rand() * inside.length)])
+  }
+  return edges
+}
+
+function componentOf (n: number, adj: Array<Set<number>>, start: number): Set<number> {
+  const seen = new Set([start])
+  const queue = [start]
+  while (queue.length > 0) {
+    const a = queue.shift() as number
+    for (const b of adj[a]) if (!seen.has(b)) { seen.add(b); queue.push(b) }
+  }
+  void n
+  return seen
+}
+
+/** Hops from `start` to the farthest node. */
+function eccentricity (n: number, edges: Array<[number, number]>, start: number): number {
+  const adj = Array.from({ length: n }, () => [] as number[])
+  for (const [a, b] of edges) { adj[a].push(b); adj[b].push(a) }
+  const dist = new Array<number>(n).fill(-1)
+  dist[start] = 0
+  const queue = [start]
+  while (queue.length > 0) {
+    const a = queue.shift() as number
+    for (const b of adj[a]) if (dist[b] === -1) { dist[b] = dist[a] + 1; queue.push(b) }
+  }
+  return Math.max(...dist)
+}

@@ -1,0 +1,120 @@
+/**
+ * The long fuzz run (issue 5): `npm run fuzz -- --cases N --seed S`.
+ *
+ * Splits N cases over the targets (by default 80 % sync frame codec, 12 %
+ * auth message decode, 8 % sync session frames against a real
+ * ChangeLog/Ingestor on LevelDB), prints progress on stderr and a JSON
+ * summary on stdout: cases, duration, peak memory, and every failure with the
+ * seed and case that reproduce it. Exit status 1 when anything failed.
+ *
+ *   --cases N        total cases (default 1000000)
+ *   --seed S         PRNG seed (default: random, printed)
+ *   --only T         codec | auth | session: run one target with all N cases
+ *   --session-share F  share of the cases for the session target (default 0.08)
+ */
+import { fuzzAuthDecode, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
+import type { FuzzStats } from './lib/fuzz.js'
+
+interface Args { cases: number, seed: number, only?: string, sessionShare: number }
+
+function parseArgs (argv: string[]): Args {
+  const args: Args = { cases: 1_000_000, seed: Math.floor(Math.random() * 2 ** 32), sessionShare: 0.08 }
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]
+    const value = argv[i + 1]
+    const num = (): number => {
+      const n = Number(value)
+      if (value === undefined || !Number.isFinite(n) || n < 0) throw new Error(`${flag} needs a number`)
+      i++
+      return n
+    }
+    if (flag === '--cases') args.cases = Math.floor(num())
+    else if (flag === '--seed') args.seed = Math.floor(num()) >>> 0
+    else if (flag === '--session-share') args.sessionShare = num()
+    else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|session]`)
+  }
+  return args
+}
+
+function mb (n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MB`
+}
+
+async function main (): Promise<number> {
+  const args = parseArgs(process.argv.slice(2))
+  const started = Date.now()
+  let peakRss = 0
+  let peakHeap = 0
+  const sample = (): void => {
+    const m = process.memoryUsage()
+    peakRss = Math.max(peakRss, m.rss)
+    peakHeap = Math.max(peakHeap, m.heapUsed)
+  }
+  const sampler = setInterval(sample, 250)
+  sample()
+  const split = args.only !== undefined
+    ? { codec: args.only === 'codec' ? args.cases : 0, auth: args.only === 'auth' ? args.cases : 0, session: args.only === 'session' ? args.cases : 0 }
+    : { session: Math.round(args.cases * args.sessionShare), auth: Math.round(args.cases * 0.12), codec: 0 }
+  if (args.only === undefined) split.codec = args.cases - split.session - split.auth
+  process.stderr.write(`fuzz: ${args.cases} cases, seed ${args.seed} (codec ${split.codec}, auth ${split.auth}, session ${split.session})\n`)
+
+  const results: FuzzStats[] = []
+  const heapStart = heapUsedAfterGc()
+  const CHUNK = 100_000
+  if (split.codec > 0) {
+    // in chunks with derived seeds, so progress shows and a failure names a small case number
+    const total = { target: 'codec', cases: 0, ms: 0, outcomes: {} as Record<string, number>, failures: [] as FuzzStats['failures'], slowestMs: 0 }
+    for (let done = 0, chunk = 0; done < split.codec; done += CHUNK, chunk++) {
+      const s = await fuzzCodec({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(CHUNK, split.codec - done) })
+      total.cases += s.cases
+      total.ms += s.ms
+      total.slowestMs = Math.max(total.slowestMs, s.slowestMs)
+      for (const [k, v] of Object.entries(s.outcomes)) total.outcomes[k] = (total.outcomes[k] ?? 0) + v
+      total.failures.push(...s.failures)
+      sample()
+      process.stderr.write(`codec: ${total.cases} cases, ${total.failures.length} failures, ${(total.ms / 1000).toFixed(1)} s, heap ${mb(process.memoryUsage().heapUsed)}\n`)
+    }
+    results.push(total)
+  }
+  if (split.auth > 0) {
+    const s = fuzzAuthDecode({ seed: args.seed, cases: split.auth })
+    process.stderr.write(`auth: ${s.cases} cases, ${s.failures.length} failures, ${(s.ms / 1000).toFixed(1)} s\n`)
+    results.push(s)
+  }
+  let heap: { baseline: number, peak: number, last: number } | undefined
+  if (split.session > 0) {
+    const s = await fuzzSession({
+      seed: args.seed,
+      cases: split.session,
+      checkEvery: 5,
+      onProgress: (p) => {
+        sample()
+        process.stderr.write(`session: ${p.cases} frames in ${p.sessions} sessions, ${p.failures.length} failures, ${(p.ms / 1000).toFixed(1)} s, heap after GC ${mb(p.heapUsed)}\n`)
+      }
+    })
+    heap = s.heap
+    results.push(s)
+  }
+  clearInterval(sampler)
+  sample()
+  const heapEnd = heapUsedAfterGc()
+  const failures = results.flatMap(r => r.failures)
+  const summary = {
+    seed: args.seed,
+    cases: results.reduce((n, r) => n + r.cases, 0),
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+    peakRssMB: Math.round(peakRss / 1024 / 1024),
+    peakHeapMB: Math.round(peakHeap / 1024 / 1024),
+    heapAfterGcMB: { start: Math.round(heapStart / 1024 / 1024), end: Math.round(heapEnd / 1024 / 1024), ...(heap !== undefined ? { sessionBaseline: Math.round(heap.baseline / 1024 / 1024), sessionPeak: Math.round(heap.peak / 1024 / 1024) } : {}) },
+    targets: results.map(r => ({ target: r.target, cases: r.cases, seconds: Math.round(r.ms / 100) / 10, slowestCaseMs: Math.round(r.slowestMs), outcomes: r.outcomes, failures: r.failures.length, ...('sessions' in r ? { sessions: (r as { sessions: number }).sessions } : {}) })),
+    failures: failures.slice(0, 50)
+  }
+  process.stdout.write(JSON.stringify(summary, null, 2) + '\n')
+  if (failures.length > 0) process.stderr.write(`fuzz: ${failures.length} failures; rerun with --seed ${args.seed}\n`)
+  return failures.length > 0 ? 1 : 0
+}
+
+main().then((code) => process.exit(code), (err: unknown) => {
+  process.stderr.write(`fuzz: ${(err as Error)?.stack ?? String(err)}\n`)
+  process.exit(2)
+})

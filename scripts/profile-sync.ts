@@ -1,0 +1,139 @@
+/**
+ * `npm run profile:sync [-- --records N]`: one bulk sync between two real
+ * node processes, both under `node --cpu-prof`, then the share of CPU time
+ * spent signing (source) and verifying (target) signed runs, from the same
+ * run's profiles.
+ */
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { NodeProcess, tempDir, waitFor } from './lib/cluster.js'
+
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[], hitCount?: number }
+interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
+
+const args = process.argv.slice(2)
+const N = Number(args[args.indexOf('--records') + 1] ?? NaN) || 100_000
+const KEY = 'profile-key-0123456789abcdef0123456789'
+
+/** Share of samples whose stack contains one of `names` (inclusive time). */
+function inclusiveShare (p: Profile, names: Set<string>, sourceHint: string): number {
+  const parent = new Map<number, number>()
+  const byId = new Map<number, ProfileNode>()
+  for (const n of p.nodes) {
+    byId.set(n.id, n)
+    for (const c of n.children ?? []) parent.set(c, n.id)
+  }
+  const memo = new Map<number, boolean>()
+  const inside = (id: number): boolean => {
+    const m = memo.get(id)
+    if (m !== undefined) return m
+    const n = byId.get(id)
+    let r = n !== undefined && names.has(n.callFrame.functionName) && n.callFrame.url.includes(sourceHint)
+    if (!r) {
+      const up = parent.get(id)
+      r = up !== undefined && inside(up)
+    }
+    memo.set(id, r)
+    return r
+  }
+  let total = 0
+  let hit = 0
+  const idle = new Set(['(idle)', '(program)', '(garbage collector)'])
+  for (let i = 0; i < p.samples.length; i++) {
+    const n = byId.get(p.samples[i])
+    const dt = p.timeDeltas[i] ?? 0
+    if (n === undefined || n.callFrame.functionName === '(idle)') continue
+    if (!idle.has(n.callFrame.functionName) || n.callFrame.functionName === '(garbage collector)') total += dt
+    if (inside(p.samples[i])) hit += dt
+  }
+  return total === 0 ? 0 : hit / total
+}
+
+/** The functions with the most self time, for `--top`. */
+function topSelf (p: Profile, n: number): string[] {
+  const byId = new Map(p.nodes.map(x => [x.id, x]))
+  const self = new Map<string, number>()
+  let total = 0
+  for (let i = 0; i < p.samples.length; i++) {
+    const node = byId.get(p.samples[i])
+    if (node === undefined || node.callFrame.functionName === '(idle)') continue
+    const dt = p.timeDeltas[i] ?? 0
+    total += dt
+    const url = node.callFrame.url.replace(/^.*node_modules\//, '').replace(/^.*\/dist\//, '')
+    const key = `${node.callFrame.functionName || '(anonymous)'} ${url}`
+    self.set(key, (self.get(key) ?? 0) + dt)
+  }
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(5)}%  ${k}`)
+}
+
+async function latestProfile (dir: string): Promise<Profile> {
+  const files = (await readdir(dir)).filter(f => f.endsWith('.cpuprofile')).sort()
+  return JSON.parse(await readFile(join(dir, files[files.length - 1]), 'utf8')) as Profile
+}
+
+function ndjson (n: number): Readable {
+  let i = 0
+  const filler = 'lorem ipsum dolor sit amet '.repeat(7)
+  return new Readable({
+    read () {
+      const lines: string[] = []
+      for (let k = 0; k < 2000 && i < n; k++, i++) lines.push(JSON.stringify({ id: `r${String(i).padStart(8, '0')}`, value: { n: i, title: `record ${i}`, body: filler } }))
+      this.push(lines.length > 0 ? lines.join('\n') + '\n' : null)
+    }
+  })
+}
+
+async function main (): Promise<void> {
+  const parent = await tempDir('syncmesh-profile-')
+  const profDir = join(parent, 'profiles')
+  await mkdir(join(profDir, 'source'), { recursive: true })
+  await mkdir(join(profDir, 'target'), { recursive: true })
+  const source = await NodeProcess.create('source', KEY, { parent })
+  const target = await NodeProcess.create('target', KEY, { parent })
+  try {
+    const env = { SYNCMESH_LOG_LEVEL: 'warn' }
+    await source.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'source')}`] })
+    await target.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'target')}`] })
+    await source.addRule({ from: { platform: 'source', collection: 'bulk' }, to: { platform: 'target', collection: 'bulk' } })
+    const t0 = performance.now()
+    const res = await fetch(`${source.api}/v1/collections/bulk/import`, { method: 'POST', headers: { authorization: `Bearer ${source.token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(N) as unknown as ReadableStream, duplex: 'half' } as RequestInit)
+    if (res.status !== 200) throw new Error(`import failed: ${res.status} ${await res.text()}`)
+    const importMs = performance.now() - t0
+    const t1 = performance.now()
+    await target.addPeer(source.multiaddr)
+    await waitFor(async () => {
+      const s = await target.status()
+      return (s.rules as Array<{ applied: number }>)[0]?.applied === N
+    }, `the target to apply ${N} records`, 600_000, 50)
+    const syncMs = performance.now() - t1
+    await source.stop()
+    await target.stop()
+    const sourceProfile = await latestProfile(join(profDir, 'source'))
+    const targetProfile = await latestProfile(join(profDir, 'target'))
+    const signShare = inclusiveShare(sourceProfile, new Set(['sign', 'signRuns']), 'signing.js')
+    const verifyShare = inclusiveShare(targetProfile, new Set(['verifyRuns']), 'signing.js')
+    if (args.includes('--top')) {
+      console.log('source, top self time:\n' + topSelf(sourceProfile, 25).join('\n'))
+      console.log('target, top self time:\n' + topSelf(targetProfile, 25).join('\n'))
+    }
+    console.log(JSON.stringify({
+      records: N,
+      importSeconds: +(importMs / 1000).toFixed(2),
+      importRecordsPerSecond: Math.round(N / importMs * 1000),
+      syncSeconds: +(syncMs / 1000).toFixed(2),
+      syncRecordsPerSecond: Math.round(N / syncMs * 1000),
+      sourceCpuShareSigning: +(signShare * 100).toFixed(1) + '%',
+      targetCpuShareVerifying: +(verifyShare * 100).toFixed(1) + '%'
+    }, null, 2))
+  } finally {
+    await source.kill()
+    await target.kill()
+    await rm(parent, { recursive: true, force: true })
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`profile failed: ${err.message}`)
+  process.exit(1)
+})

@@ -1,0 +1,304 @@
+/**
+ * syncmesh rule add | update | ls | show | rm | conflicts | errors, and syncmesh changes
+ */
+import { Option } from 'commander'
+import type { Command } from 'commander'
+import type { ConflictRecord, ConflictSide, DryRunReport, Rule, RuleMode, RulePatch, RuleSpec, TargetEndpoint } from '../../node/types.js'
+import { formatTarget } from '../../registry/registry.js'
+import { addClientOptions, addJsonOption, connect, parseEndpoint, parseJsonObjectArg, parseList, parseRename, UsageError } from '../common.js'
+import type { ClientOptions, JsonOption } from '../common.js'
+import { formatAgo, formatCount, out, printJson, printLine, shortId, table } from '../output.js'
+
+type Opts = ClientOptions & JsonOption
+
+function clientCommand (parent: Command, spec: string, description: string): Command {
+  return addClientOptions(addJsonOption(parent.command(spec).description(description)))
+}
+
+export function describeRule (rule: Pick<Rule, 'where' | 'include' | 'exclude' | 'rename' | 'key' | 'transform' | 'targetsField' | 'webhook'>): string {
+  const parts: string[] = []
+  if (rule.where != null) parts.push(`where ${JSON.stringify(rule.where)}`)
+  if (rule.include != null) parts.push(`include ${rule.include.join(',')}`)
+  if (rule.exclude != null) parts.push(`exclude ${rule.exclude.join(',')}`)
+  if (rule.rename != null) parts.push(`rename ${Object.entries(rule.rename).map(([a, b]) => `${a}=${b}`).join(',')}`)
+  if (rule.key != null) parts.push(`key ${rule.key}`)
+  if (rule.transform != null) parts.push(`transform ${rule.transform}`)
+  if (rule.targetsField != null) parts.push(`targets field ${rule.targetsField}`)
+  if (rule.webhook != null) parts.push(`webhook ${rule.webhook.url}`)
+  return parts.join('; ')
+}
+
+/**
+ * "PLATFORM:COLLECTION", "region=R:COLLECTION", "tag=T:COLLECTION" or "*:COLLECTION"
+ * (platform names cannot contain "=" or "*", so the forms do not overlap).
+ */
+export function parseTarget (value: string, flag: string): TargetEndpoint {
+  const i = value.lastIndexOf(':')
+  const selector = i > 0 ? value.slice(0, i).trim() : ''
+  const collection = i > 0 ? value.slice(i + 1).trim() : ''
+  const usage = `${flag} expects PLATFORM:COLLECTION, region=REGION:COLLECTION, tag=TAG:COLLECTION or '*:COLLECTION' (e.g. edge:articles, region=eu:articles), got "${value}"`
+  if (selector === '' || collection === '') throw new UsageError(usage)
+  const m = /^(region|tag)=(.+)$/.exec(selector)
+  if (m != null) return m[1] === 'region' ? { region: m[2], collection } : { tag: m[2], collection }
+  if (selector.includes('=') || selector.includes(':')) throw new UsageError(usage)
+  return { platform: selector, collection }
+}
+
+interface RuleFlags {
+  from?: string
+  to?: string
+  mode?: RuleMode
+  where?: string
+  include?: string
+  exclude?: string
+  rename?: string
+  key?: string
+  transform?: string
+  targetsField?: string
+  webhook?: string
+  webhookSecret?: string
+  dryRun?: boolean
+}
+
+/** Rule fields given on the command line (as a patch: only what was given). */
+function fieldsFrom (opts: RuleFlags): Partial<RuleSpec> {
+  const spec: Partial<RuleSpec> = {}
+  if (opts.from != null) spec.from = parseEndpoint(opts.from, '--from')
+  if (opts.to != null) spec.to = parseTarget(opts.to, '--to')
+  if (opts.mode != null) spec.mode = opts.mode
+  if (opts.where != null) spec.where = parseJsonObjectArg(opts.where, '--where')
+  if (opts.include != null) spec.include = parseList(opts.include, '--include')
+  if (opts.exclude != null) spec.exclude = parseList(opts.exclude, '--exclude')
+  if (opts.rename != null) spec.rename = parseRename(opts.rename)
+  if (opts.key != null) spec.key = opts.key
+  if (opts.transform != null) spec.transform = opts.transform
+  if (opts.targetsField != null) spec.targetsField = opts.targetsField
+  if (opts.webhook != null) {
+    const secret = opts.webhookSecret ?? process.env.SYNCMESH_WEBHOOK_SECRET
+    if (secret == null || secret === '') throw new UsageError('--webhook needs a signing secret: --webhook-secret SECRET or $SYNCMESH_WEBHOOK_SECRET (at least 16 characters, e.g. from "openssl rand -hex 32")')
+    spec.webhook = { url: opts.webhook, secret }
+  } else if (opts.webhookSecret != null) {
+    throw new UsageError('--webhook-secret goes with --webhook URL')
+  }
+  return spec
+}
+
+function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
+  const endpointHelp = { from: 'source, e.g. hub:posts', to: "target: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION'" }
+  if (requireEndpoints) {
+    cmd.requiredOption('--from <platform:collection>', endpointHelp.from).requiredOption('--to <target:collection>', endpointHelp.to)
+  } else {
+    cmd.option('--from <platform:collection>', endpointHelp.from).option('--to <target:collection>', endpointHelp.to)
+  }
+  return cmd
+    .addOption(new Option('--mode <mode>', 'merge (default), mirror or insert-only').choices(['merge', 'mirror', 'insert-only']))
+    .option('--where <json>', 'filter on the source value, a JSON object, e.g. \'{"status":"published"}\'')
+    .option('--include <fields>', 'copy only these fields (comma-separated)')
+    .option('--exclude <fields>', 'drop these fields (comma-separated)')
+    .option('--rename <old=new,…>', 'rename fields')
+    .option('--key <field>', "use this field of the source value as the target record's id")
+    .option('--transform <module>', "transform module in each target node's transforms directory (default DATA_DIR/transforms), e.g. slugify.js")
+    .option('--targets-field <field>', 'field of the source value naming the platforms a record is meant for')
+    .option('--webhook <url>', 'POST every change the rule applies to this URL (signed)')
+    .option('--webhook-secret <secret>', 'HMAC key for the webhook signature (default $SYNCMESH_WEBHOOK_SECRET)')
+    .option('--dry-run', 'show what the rule would do on each target without changing anything')
+}
+
+async function printDryRun (report: DryRunReport): Promise<void> {
+  const src = report.source
+  await printLine(`dry run on ${report.evaluatedOn}: ${report.rule.from.platform}:${report.rule.from.collection} → ${formatTarget(report.rule.to)} (${report.rule.mode}); nothing was changed`)
+  await printLine(`source: ${formatCount(src.records)} records read${src.complete ? '' : ' (incomplete)'}${src.note != null ? `; ${src.note}` : ''}`)
+  if (report.targets.length === 0) {
+    await printLine('no target platform')
+    return
+  }
+  await printLine(table(
+    ['TARGET', 'EXACT', 'MATCHING', 'CREATE', 'UPDATE', 'DELETE', 'UNCHANGED', 'SKIPPED', 'CONFLICTS', 'ERRORS'],
+    report.targets.map(t => [
+      `${t.platform}:${t.collection}`, t.exact ? 'yes' : 'no', formatCount(t.matching),
+      ...(t.exact ? [t.creates, t.updates, t.deletes, t.unchanged].map(formatCount) : ['?', '?', '?', '?']),
+      formatCount(t.skipped), t.exact ? formatCount(t.conflicts) : '?', formatCount(t.errors)
+    ])
+  ))
+  for (const t of report.targets) if (t.note != null) await printLine(`${t.platform}: ${t.note}`)
+}
+
+function describeSide (s: ConflictSide): string {
+  const who = s.local ? 'local write' : s.ruleId != null ? `rule ${s.ruleId}` : 'write'
+  const from = s.platform ?? shortId(s.version.origin)
+  return `${s.op} by ${who} from ${from} at ${s.version.hlc}`
+}
+
+export function renderConflict (c: ConflictRecord): string {
+  return `#${c.n} ${c.at} ${c.collection}/${c.id} (${c.kind}): existing ${describeSide(c.existing)}; incoming ${describeSide(c.incoming)}; ${c.winner} kept`
+}
+
+export function registerRuleCommands (program: Command): void {
+  const rule = program.command('rule').description('one-way sync rules: PLATFORM:COLLECTION → TARGET:COLLECTION')
+
+  ruleOptions(clientCommand(rule, 'add', "create a rule; print the new rule's id"), true)
+    .action(async (opts: Opts & RuleFlags) => {
+      const spec = fieldsFrom(opts) as RuleSpec
+      const client = await connect(opts)
+      if (opts.dryRun === true) {
+        const report = await client.dryRunRule(spec)
+        if (opts.json === true) await printJson(report)
+        else await printDryRun(report)
+        return
+      }
+      const created = await client.addRule(spec)
+      if (opts.json === true) await printJson(created)
+      else await printLine(created.id)
+    })
+
+  ruleOptions(clientCommand(rule, 'update', 'change a rule; its targets re-evaluate the source data'), false)
+    .argument('<rule-id>')
+    .option('--unset <fields>', 'remove optional fields: where, include, exclude, rename, key, transform, targets-field, webhook (comma-separated)')
+    .action(async (id: string, opts: Opts & RuleFlags & { unset?: string }) => {
+      const patch: RulePatch = { ...fieldsFrom(opts) }
+      const names: Record<string, keyof RulePatch> = { where: 'where', include: 'include', exclude: 'exclude', rename: 'rename', key: 'key', transform: 'transform', 'targets-field': 'targetsField', targetsField: 'targetsField', webhook: 'webhook' }
+      for (const f of opts.unset != null ? parseList(opts.unset, '--unset') : []) {
+        const field = names[f]
+        if (field === undefined) throw new UsageError(`--unset cannot remove "${f}"; removable: ${Object.keys(names).filter(n => n !== 'targetsField').join(', ')}`)
+        if ((patch as Record<string, unknown>)[field] !== undefined) throw new UsageError(`--unset ${f} and a new value for it: give one of them`)
+        ;(patch as Record<string, unknown>)[field] = null
+      }
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give the options to change (e.g. --where \'{"status":"published"}\') or --unset FIELDS')
+      const client = await connect(opts)
+      if (opts.dryRun === true) {
+        const report = await client.dryRunUpdate(id, patch)
+        if (opts.json === true) await printJson(report)
+        else await printDryRun(report)
+        return
+      }
+      const updated = await client.updateRule(id, patch)
+      if (opts.json === true) await printJson(updated)
+      else await printLine(`updated rule ${updated.id}: ${updated.from.platform}:${updated.from.collection} → ${formatTarget(updated.to)} (${updated.mode})${describeRule(updated) !== '' ? `; ${describeRule(updated)}` : ''}`)
+    })
+
+  clientCommand(rule, 'ls', 'list the rules')
+    .action(async (opts: Opts) => {
+      const client = await connect(opts)
+      const rules = await client.listRules()
+      if (opts.json === true) {
+        await printJson(rules)
+        return
+      }
+      if (rules.length === 0) {
+        await printLine('no rules; add one with "syncmesh rule add --from P:C --to P:C"')
+        return
+      }
+      await printLine(table(
+        ['ID', 'FROM', 'TO', 'MODE', 'DETAILS'],
+        rules.map((r) => [r.id, `${r.from.platform}:${r.from.collection}`, formatTarget(r.to), r.mode, describeRule(r) || '-'])
+      ))
+    })
+
+  clientCommand(rule, 'show', 'a rule, its state on this node and its newest conflicts')
+    .argument('<rule-id>')
+    .action(async (id: string, opts: Opts) => {
+      const client = await connect(opts)
+      const [r, status, conflicts, errors] = await Promise.all([client.getRule(id), client.status(), client.ruleConflicts(id, 5), client.ruleErrors(id, 5)])
+      const st = status.rules.find(x => x.id === id)
+      if (opts.json === true) {
+        await printJson({ rule: r, status: st ?? null, conflicts, errors })
+        return
+      }
+      const lines = [
+        `rule      ${r.id}`,
+        `from      ${r.from.platform}:${r.from.collection}`,
+        `to        ${formatTarget(r.to)}${st != null && st.targets.length > 0 ? ` (now: ${st.targets.join(', ')})` : ''}`,
+        `mode      ${r.mode}`,
+        `details   ${describeRule(r) || '-'}`,
+        `created   ${r.createdAt}${r.updatedAt != null ? `, updated ${r.updatedAt}` : ''}`
+      ]
+      if (st != null) {
+        lines.push(`here      ${st.local ? (st.backfilled ? 'target, backfilled' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
+        lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
+        if (st.webhook != null) lines.push(`webhook   ${st.webhook.url}: ${formatCount(st.webhook.delivered)} delivered, cursor ${st.webhook.cursor}${st.webhook.lastError != null ? `, last error ${st.webhook.lastError}${st.webhook.nextAttemptAt != null ? ` (retry at ${st.webhook.nextAttemptAt})` : ''}` : ''}`)
+      }
+      if (conflicts.conflicts.length > 0) {
+        lines.push('', `NEWEST CONFLICTS (${formatCount(conflicts.total)} in all)`)
+        for (const c of conflicts.conflicts) lines.push(`  ${renderConflict(c)}`)
+      }
+      if (errors.errors.length > 0) {
+        lines.push('', `NEWEST TRANSFORM ERRORS (${formatCount(errors.total)} in all)`)
+        for (const e of errors.errors) lines.push(`  #${e.n} ${formatAgo(e.at)} ${e.collection}/${e.id}: ${e.error}`)
+      }
+      await printLine(lines.join('\n'))
+    })
+
+  clientCommand(rule, 'conflicts', "the rule's newest conflicts on this node: record, both versions, which won")
+    .argument('<rule-id>')
+    .option('--limit <n>', 'how many (1-1000, default 50)')
+    .action(async (id: string, opts: Opts & { limit?: string }) => {
+      const client = await connect(opts)
+      const result = await client.ruleConflicts(id, parseLimit(opts.limit))
+      if (opts.json === true) {
+        await printJson(result)
+        return
+      }
+      if (result.conflicts.length === 0) {
+        await printLine(`no conflicts for rule ${id} on this node`)
+        return
+      }
+      await printLine(`${formatCount(result.total)} conflicts in all; newest first:`)
+      for (const c of result.conflicts) await printLine(renderConflict(c))
+    })
+
+  clientCommand(rule, 'errors', "the records the rule's transform module failed on (newest first)")
+    .argument('<rule-id>')
+    .option('--limit <n>', 'how many (1-1000, default 20)')
+    .action(async (id: string, opts: Opts & { limit?: string }) => {
+      const client = await connect(opts)
+      const result = await client.ruleErrors(id, parseLimit(opts.limit))
+      if (opts.json === true) {
+        await printJson(result)
+        return
+      }
+      if (result.errors.length === 0) {
+        await printLine(`no transform errors for rule ${id} on this node`)
+        return
+      }
+      await printLine(`${formatCount(result.total)} transform errors in all; newest first:`)
+      for (const e of result.errors) await printLine(`#${e.n} ${e.at} ${e.collection}/${e.id} (${e.module}): ${e.error}`)
+    })
+
+  clientCommand(rule, 'rm', 'remove a rule')
+    .argument('<rule-id>')
+    .action(async (id: string, opts: Opts) => {
+      const client = await connect(opts)
+      const result = await client.removeRule(id)
+      if (opts.json === true) await printJson(result)
+      else await printLine(`removed rule ${id}`)
+    })
+
+  addClientOptions(program.command('changes')
+    .description('the changes feed as NDJSON: every record change on the node, each line with its cursor (resume with --since)')
+    .option('--since <cursor>', 'start after this cursor (default 0: from the beginning; "now": only new changes)')
+    .option('--collection <name>', 'only this collection')
+    .option('--limit <n>', 'stop after this many changes')
+    .option('--follow', 'keep streaming new changes (heartbeat lines every 15 s) until interrupted'))
+    .action(async (opts: ClientOptions & { since?: string, collection?: string, limit?: string, follow?: boolean }) => {
+      const client = await connect(opts)
+      const limit = opts.limit != null ? parseLimit(opts.limit, 1e9) : undefined
+      const abort = new AbortController()
+      process.once('SIGINT', () => abort.abort())
+      for await (const line of client.changes({
+        ...(opts.since != null ? { since: opts.since } : {}),
+        ...(opts.collection != null ? { collection: opts.collection } : {}),
+        ...(limit != null ? { limit } : {}),
+        follow: opts.follow === true,
+        signal: abort.signal
+      })) {
+        await out(JSON.stringify(line) + '\n')
+      }
+    })
+}
+
+function parseLimit (text: string | undefined, max = 1000): number | undefined {
+  if (text == null) return undefined
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--limit must be an integer from 1 to ${max}, got "${text}"`)
+  return n
+}

@@ -1,0 +1,209 @@
+/**
+ * `rule add --dry-run` / `rule update --dry-run`: what a rule would do on
+ * each of its targets, computed without writing anything.
+ *
+ * What a node can know. Every node holds the source platform's log (when it
+ * has caught up with it), so any node can tell, per target, how many source
+ * records the rule would write there (`matching`: filter, targets field and
+ * key applied). Only the target node holds the target collection, so only
+ * there can the dry run say which of those writes create, update or leave a
+ * record unchanged, what a mirror rule would delete, which writes would meet
+ * a conflict, and what the transform module (which exists on the target only)
+ * does. Those targets are reported with `exact: true`; every other target with
+ * `exact: false` and a note saying where to run the dry run for exact numbers.
+ *
+ * The evaluation is the real rule engine (`applyPlan`) run against the
+ * store in throwaway transactions, one per chunk of source records, so memory
+ * stays bounded and nothing is committed. Mirror deletions are counted by
+ * re-planning the target collection's records against the source.
+ */
+import type { ChangeLog } from '../log/changelog.js'
+import type { LogEntry } from '../log/entry.js'
+import { decodeEntry } from '../log/entry.js'
+import type { DryRunReport, DryRunTarget, JsonObject, Platform, Rule } from '../node/types.js'
+import type { Registry } from '../registry/registry.js'
+import type { Store } from '../store/db.js'
+import { utf8 } from '../store/db.js'
+import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { decodeRecord, encodeRecord } from '../store/records.js'
+import type { RecordState } from '../store/records.js'
+import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, resolvePlan } from './engine.js'
+import type { ApplyContext, CompiledRule, Plan } from './engine.js'
+import type { ModuleCache } from './modules.js'
+import { isGroupTarget, ruleTargets } from './targets.js'
+
+const CHUNK = 500
+/** Target ids remembered to count a key rule's mirror deletions; beyond it the count is a lower bound. */
+const MAX_PRODUCED_IDS = 200_000
+
+export interface DryRunDeps {
+  store: Store
+  log: ChangeLog
+  registry: Registry
+  modules: ModuleCache
+  localName: string
+  self: string
+  /** Entries of `peer`'s log this node knows it lacks, or undefined when it holds none. */
+  sourceLag: (peer: string) => number | undefined
+}
+
+interface Evaluation {
+  platform: Platform
+  compiled: CompiledRule
+  exact: boolean
+  report: DryRunTarget
+  notes: string[]
+  produced?: Set<string>
+  producedOverflow?: boolean
+}
+
+export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: boolean }): Promise<DryRunReport> {
+  const report: DryRunReport = {
+    dryRun: true,
+    rule,
+    evaluatedOn: deps.localName,
+    source: { platform: rule.from.platform, collection: rule.from.collection, records: 0, complete: false },
+    targets: []
+  }
+  const source = deps.registry.platform(rule.from.platform)
+  const platforms = ruleTargets(rule, deps.registry)
+  if (!isGroupTarget(rule.to) && platforms.length === 0) {
+    report.targets.push(emptyTarget(rule.to.platform as string, rule.to.collection, `platform "${rule.to.platform}" is not in the registry (yet): it applies the rule once it joins`))
+  }
+  if (isGroupTarget(rule.to) && platforms.length === 0) {
+    report.source.note = 'no platform of the registry matches the target now; platforms that join the region or get the tag apply the rule then'
+  }
+  if (source === undefined) {
+    report.source.note = `source platform "${rule.from.platform}" is not in the registry; nothing to evaluate`
+    for (const p of platforms) report.targets.push(emptyTarget(p.name, rule.to.collection, 'the source platform is unknown here'))
+    return report
+  }
+  const lag = deps.sourceLag(source.peerId)
+  report.source.complete = source.peerId === deps.self || lag === 0
+  if (source.peerId !== deps.self && lag === undefined) report.source.note = `this node holds none of ${source.name}'s log yet; run the dry run on ${source.name} or on a target`
+  else if (lag !== undefined && lag > 0) report.source.note = `this node is ${lag} entries behind ${source.name}'s log; the numbers cover what it holds`
+
+  const evaluations: Evaluation[] = []
+  for (const p of platforms) {
+    const local = p.name === deps.localName
+    const notes: string[] = []
+    let module
+    let exact = local
+    if (local && rule.transform !== undefined) {
+      await deps.modules.refresh([rule.transform])
+      const state = deps.modules.get(rule.transform)
+      if (state?.ok === true) module = state.module
+      else {
+        exact = false
+        notes.push(`${state?.ok === false ? state.error : 'the transform module is not loaded'}; counted before the transform`)
+      }
+    }
+    if (!local) {
+      notes.push(`the target's records are on ${p.name}: run the dry run there for creates/updates/deletes (e.g. syncmesh rule ${options.reeval ? 'update' : 'add'} … --dry-run --data <${p.name}'s data dir>)`)
+      if (rule.transform !== undefined) notes.push(`the transform module runs on ${p.name}; "matching" counts records before it`)
+    }
+    const compiled = compileRule(rule, source.peerId, { localName: p.name, ...(module !== undefined ? { module } : {}) })
+    const ev: Evaluation = { platform: p, compiled, exact, report: emptyTarget(p.name, rule.to.collection), notes }
+    ev.report.exact = exact
+    if (exact && rule.mode === 'mirror' && rule.key !== undefined) ev.produced = new Set()
+    evaluations.push(ev)
+  }
+
+  // one pass over the source log, every target evaluated on each chunk
+  let after: string | undefined
+  for (;;) {
+    const entries = await deps.log.readCollection(source.peerId, rule.from.collection, after, CHUNK)
+    report.source.records += entries.length
+    for (const ev of evaluations) await evaluateChunk(deps, ev, entries, options.reeval)
+    if (entries.length < CHUNK) break
+    after = entries[entries.length - 1].id
+  }
+  for (const ev of evaluations) {
+    if (ev.exact && rule.mode === 'mirror') await countMirrorDeletes(deps, ev)
+    if (ev.notes.length > 0) ev.report.note = ev.notes.join('; ')
+    report.targets.push(ev.report)
+  }
+  return report
+}
+
+function emptyTarget (platform: string, collection: string, note?: string): DryRunTarget {
+  const t: DryRunTarget = { platform, collection, exact: false, matching: 0, creates: 0, updates: 0, deletes: 0, unchanged: 0, skipped: 0, conflicts: 0, errors: 0 }
+  if (note !== undefined) t.note = note
+  return t
+}
+
+async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntry[], reeval: boolean): Promise<void> {
+  const planned: Array<{ entry: LogEntry, plan: Plan }> = []
+  for (const entry of entries) {
+    const value = parseEntryValue(entry)
+    let plan = planEntry(ev.compiled, entry, value)
+    if (ev.exact) plan = await resolvePlan(ev.compiled, entry, value, plan)
+    if (plan.kind === 'skip' || (plan.kind === 'del' && plan.drop === true)) ev.report.skipped += entry.op === 'put' ? 1 : 0
+    if (plan.kind === 'error') ev.report.errors++
+    if (plan.kind === 'put') {
+      ev.report.matching++
+      if (ev.produced !== undefined) {
+        if (ev.produced.size < MAX_PRODUCED_IDS) ev.produced.add(plan.targetId)
+        else ev.producedOverflow = true
+      }
+    }
+    if (ev.exact && (plan.kind === 'put' || plan.kind === 'del')) planned.push({ entry, plan })
+  }
+  if (!ev.exact || planned.length === 0) return
+  // the real engine against the real store, in a transaction that is never committed
+  const txn = deps.store.txn()
+  await txn.prefetch(planned.flatMap(p => planKeys(ev.compiled, p.entry, p.plan)))
+  const ctx: ApplyContext = {
+    txn,
+    self: deps.self,
+    reeval,
+    freshVersion: () => ({ hlc: { wall: Number.MAX_SAFE_INTEGER, logical: 0 }, origin: deps.self, seq: 0 }),
+    published: () => false,
+    writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
+      if (state.value === undefined) ev.report.deletes++
+      else if (previous?.value !== undefined) ev.report.updates++
+      else ev.report.creates++
+      txn.put(keys.record(collection, id), encodeRecord(state)) // never committed: later plans of this chunk see it
+      return 0
+    },
+    conflict: () => { ev.report.conflicts++ },
+    platformOf: () => undefined
+  }
+  for (const p of planned) {
+    const before = ev.report.creates + ev.report.updates + ev.report.deletes
+    await applyPlan(ctx, ev.compiled, p.entry, p.plan)
+    if (p.plan.kind === 'put' && ev.report.creates + ev.report.updates + ev.report.deletes === before) ev.report.unchanged++
+  }
+}
+
+/** Mirror: target records the source would not produce are deleted by the sweep. */
+async function countMirrorDeletes (deps: DryRunDeps, ev: Evaluation): Promise<void> {
+  const rule = ev.compiled.rule
+  const prefix = keys.recordPrefix(rule.to.collection)
+  for await (const [key, bytes] of deps.store.db.iterator(prefixRange(prefix))) {
+    const state = decodeRecord(bytes)
+    if (state.value === undefined) continue
+    const id = keySuffix(key, prefix)
+    let kept: boolean
+    if (ev.produced !== undefined) {
+      kept = ev.produced.has(id)
+      if (!kept && ev.producedOverflow === true) continue // unknown: not counted
+    } else {
+      kept = await producesItself(deps, ev.compiled, id)
+    }
+    if (!kept) ev.report.deletes++
+  }
+  if (ev.producedOverflow === true) ev.notes.push(`more than ${MAX_PRODUCED_IDS} target ids: "deletes" is a lower bound`)
+}
+
+/** Key-less rule: does the source record with this id become this target record? */
+async function producesItself (deps: DryRunDeps, rule: CompiledRule, id: string): Promise<boolean> {
+  const seq = await deps.store.db.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, id))
+  if (seq === undefined) return false
+  const bytes = await deps.store.db.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+  if (bytes === undefined) return false
+  const entry = decodeEntry(rule.sourcePeer, bytes)
+  const value: JsonObject | undefined = parseEntryValue(entry)
+  const plan = await resolvePlan(rule, entry, value, planEntry(rule, entry, value))
+  return plan.kind === 'put' && plan.targetId === id
+}

@@ -1,0 +1,66 @@
+/**
+ * Which platforms a rule writes to.
+ *
+ *   - `to.platform: "B"`     the platform B
+ *   - `to.platform: "*"`     every platform of the registry but the source
+ *   - `to.region: "eu"`      every platform whose registry entry has region "eu", but the source
+ *   - `to.tag: "edge"`       every platform whose registry entry has the tag "edge", but the source
+ *
+ * Membership follows the replicated registry: a platform that joins the
+ * region (or gets the tag) starts applying the rule, with a backfill; one that
+ * leaves stops, keeping what the rule wrote.
+ *
+ * Per-record targeting (`targetsField`): a source record whose field lists
+ * platform names (a string or an array of strings) is delivered only to the
+ * rule's targets named there; a record without the field (or with null) goes
+ * to every target.
+ */
+import type { JsonObject, Platform, Rule, TargetEndpoint } from '../node/types.js'
+import { ALL_PLATFORMS } from '../registry/registry.js'
+import type { Registry } from '../registry/registry.js'
+import { fieldGetter } from './filter.js'
+
+export interface PlatformIdentity {
+  name: string
+  region?: string
+  tags?: string[]
+}
+
+/** Whether the target selector `to` of a rule from `sourcePlatform` includes `platform`. */
+export function targetsPlatform (to: TargetEndpoint, sourcePlatform: string, platform: PlatformIdentity): boolean {
+  if (to.platform !== undefined && to.platform !== ALL_PLATFORMS) return to.platform === platform.name
+  if (platform.name === sourcePlatform) return false
+  if (to.platform === ALL_PLATFORMS) return true
+  if (to.region !== undefined) return platform.region === to.region
+  if (to.tag !== undefined) return platform.tags?.includes(to.tag) === true
+  return false
+}
+
+/** Whether the selector names groups of platforms rather than one. */
+export function isGroupTarget (to: TargetEndpoint): boolean {
+  return to.platform === undefined || to.platform === ALL_PLATFORMS
+}
+
+/** The registry platforms a rule targets now, by name. */
+export function ruleTargets (rule: Rule, registry: Registry): Platform[] {
+  if (!isGroupTarget(rule.to)) {
+    const p = registry.platform(rule.to.platform as string)
+    return p !== undefined ? [p] : []
+  }
+  return registry.platforms().filter(p => targetsPlatform(rule.to, rule.from.platform, p))
+}
+
+/** Result of reading a record's targets field: every target, a list of platform names, or unusable. */
+export type RecordTargets = { kind: 'all' } | { kind: 'list', names: string[] } | { kind: 'invalid', reason: string }
+
+/** A reader for a rule's targets field (a dotted path, with the filter's path rules). */
+export function recordTargetsReader (field: string): (value: JsonObject) => RecordTargets {
+  const get = fieldGetter(field)
+  return (value) => {
+    const v = get(value)
+    if (v === undefined || v === null) return { kind: 'all' }
+    if (typeof v === 'string') return { kind: 'list', names: [v] }
+    if (Array.isArray(v) && v.every(x => typeof x === 'string')) return { kind: 'list', names: v as string[] }
+    return { kind: 'invalid', reason: `field "${field}" must name platforms (a string or an array of strings)` }
+  }
+}

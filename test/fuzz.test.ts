@@ -1,0 +1,194 @@
+/**
+ * The short fuzz run (the long one is `npm run fuzz -- --cases N --seed S`,
+ * scripts/fuzz.ts; the engine is scripts/lib/fuzz.ts): the sync frame codec,
+ * the auth messages (decoded, and against a real listener), and real sync
+ * sessions over in-memory streams against a real ChangeLog/Ingestor on
+ * LevelDB. Random seeds are printed in the test names; rerun a failure with
+ * FUZZ_SEED=… .
+ *
+ * Then the regression tests for what fuzzing found. Those marked `it.fails`
+ * document open bugs outside this suite's code (see each comment): they pass
+ * while the bug is there and fail once it is fixed — then drop the `.fails`.
+ */
+import { performance } from 'node:perf_hooks'
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import {
+  checkTarget, driveSession, fuzzAuthDecode, fuzzAuthWire, fuzzCodec, fuzzSession, relayBatch, World
+} from '../scripts/lib/fuzz.js'
+import type { FuzzStats } from '../scripts/lib/fuzz.js'
+import { ProtocolError } from '../src/errors.js'
+import { SignatureError, verifyRuns } from '../src/log/signing.js'
+import { encodeBatchFrame } from '../src/network/sync/codec.js'
+import { createSyncNode } from '../src/node/node.js'
+import { removeDir, tempDir } from './helpers/nodes.js'
+
+const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 32)
+
+function expectNoFailures (s: FuzzStats): void {
+  expect(s.failures, JSON.stringify(s.failures.slice(0, 5), null, 2)).toEqual([])
+}
+
+describe('fuzz (short run)', () => {
+  it('sync frame codec: 8000 fixed-seed cases decode to valid messages or throw FRAME_INVALID', async () => {
+    const s = await fuzzCodec({ seed: 20261122, cases: 8_000 })
+    expectNoFailures(s)
+    expect(s.outcomes.rejected).toBeGreaterThan(1000)
+    expect(s.outcomes['decoded batch']).toBeGreaterThan(100)
+    expect((s.outcomes['batch verified'] ?? 0) + (s.outcomes['batch signature rejected'] ?? 0)).toBeGreaterThan(5)
+  })
+
+  it(`sync frame codec: 4000 cases with a random seed (FUZZ_SEED=${SEED})`, async () => {
+    expectNoFailures(await fuzzCodec({ seed: SEED, cases: 4_000 }))
+  })
+
+  it(`auth message decode: 15000 cases (FUZZ_SEED=${SEED})`, () => {
+    const s = fuzzAuthDecode({ seed: SEED, cases: 15_000 })
+    expectNoFailures(s)
+    expect(s.outcomes.rejected).toBeGreaterThan(0)
+  })
+
+  it('auth exchange against a real listener: authenticated exactly with the right proof', async () => {
+    const s = await fuzzAuthWire({ seed: 77, cases: 14 })
+    expectNoFailures(s)
+    expect(s.outcomes.authenticated).toBeGreaterThan(0)
+    expect(s.outcomes.refused).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('sync sessions: 150 fixed-seed frames keep the store consistent and end only with protocol errors', async () => {
+    const s = await fuzzSession({ seed: 424242, cases: 150 })
+    expectNoFailures(s)
+    expect(s.sessions).toBeGreaterThan(10)
+    expect(s.outcomes['ended SignatureError']).toBeGreaterThan(0)
+    expect(s.outcomes['ended ProtocolError']).toBeGreaterThan(0)
+    expect(s.outcomes['sent valid']).toBeGreaterThan(30)
+  }, 120_000)
+
+  it(`sync sessions: 60 frames with a random seed (FUZZ_SEED=${SEED})`, async () => {
+    expectNoFailures(await fuzzSession({ seed: SEED, cases: 60 }))
+  }, 120_000)
+})
+
+describe('fuzz regressions', () => {
+  let w: World
+  beforeAll(async () => {
+    w = await World.create(false, false)
+  })
+  afterAll(async () => {
+    await w?.destroy()
+  })
+
+  /** The next run of the source origin, as the relay would serve it. */
+  async function nextSrcBatch (values: string[]): Promise<Uint8Array> {
+    const held = w.target.log.vector.get(w.src.id)
+    const run = w.src.run(values.map((v, i) => ({ collection: 'posts', id: `reg-${w.src.seq + i}`, value: new TextEncoder().encode(v) })))
+    await w.relayStore(w.src, run)
+    const b = await relayBatch(w, w.src, held, 1000)
+    if (b === undefined) throw new Error('no batch')
+    return b.frame
+  }
+
+  it('valid batches are stored and the store stays consistent (the baseline for the rest)', async () => {
+    const r = await driveSession(w, [await nextSrcBatch(['{"a":1}', '{"b":2}'])])
+    expect(r.error).toBeUndefined()
+    expect(r.problems).toEqual([])
+    expect(w.target.log.vector.get(w.src.id)).toBe(w.src.seq)
+    expect(await checkTarget(w)).toEqual([])
+  })
+
+  it('a tampered batch ends the session with SignatureError, reports an offence and stores nothing', async () => {
+    const before = w.target.log.vector.get(w.src.id)
+    const frame = await nextSrcBatch(['{"c":3}'])
+    // flip a byte of the value inside the (last) entry: the signature no longer matches
+    const tampered = Uint8Array.from(frame)
+    const at = Buffer.from(tampered).lastIndexOf(Buffer.from('"c":3'))
+    tampered[at + 4] = '4'.charCodeAt(0)
+    const r = await driveSession(w, [tampered])
+    expect(r.error).toBeInstanceOf(SignatureError)
+    expect(r.offences).toBe(1)
+    expect(w.target.log.vector.get(w.src.id)).toBe(before)
+    expect(await checkTarget(w)).toEqual([])
+    // the genuine batch still goes through
+    expect((await driveSession(w, [frame])).error).toBeUndefined()
+    expect(w.target.log.vector.get(w.src.id)).toBe(w.src.seq)
+  })
+
+  /*
+   * K1 (src/network/sync/codec.ts, src/node/ingest.ts): an origin-signed put
+   * whose value nests ~30000 levels passes decodeFrame (JSON.parse copes) and
+   * signature checks, then JSON.stringify in the write path overflows the
+   * stack: ingest throws RangeError, the session dies with it, and every
+   * reconnect replays the same batch. Fix: refuse over-deep values in
+   * decodeFrame (src/store/json-depth.ts jsonTextTooDeep, 100 levels, as the
+   * API does) and in checkValue for local writes.
+   */
+  it.fails('K1: an origin-signed value nested 30000 levels deep is refused with a ProtocolError, not a RangeError', async () => {
+    const before = w.target.log.vector.get(w.src.id)
+    const r = await driveSession(w, [await nextSrcBatch(['{"d":'.repeat(30_000) + '1' + '}'.repeat(30_000)])])
+    expect(r.error === undefined || r.error instanceof ProtocolError || r.error instanceof SignatureError, String(r.error)).toBe(true)
+    expect(r.error).toBeInstanceOf(ProtocolError)
+    expect(w.target.log.vector.get(w.src.id)).toBe(before)
+  })
+
+  /*
+   * K2 (src/network/sync/session.ts + src/log/signing.ts verifyRuns +
+   * src/log/changelog.ts): the part of a batch's range (fromSeq, toSeq] that
+   * no certificate covers is taken on trust. One frame
+   * Batch{origin, from: held, to: held + 2^40, entries: [], certs: []} from
+   * any authenticated peer moves the target's vector for that origin 2^40
+   * ahead: it never asks for or accepts that origin's next writes again.
+   * The same holds for a genuine batch whose to_seq is raised past its last
+   * certificate. Fully compacted runs are legitimately uncovered today
+   * (their certificate is deleted with their last entry), so the fix is to
+   * keep those certificates with their root pruned and require every seq of a
+   * batch's range to be covered by a certificate.
+   */
+  it.fails('K2: a batch claiming a range without entries or certificates does not move the version vector', async () => {
+    const w = await World.create(false, false)
+    onTestFinished(async () => await w.destroy())
+    const before = w.target.log.vector.get(w.src.id)
+    const r = await driveSession(w, [encodeBatchFrame(w.src.id, before, before + 2 ** 40, [], [])])
+    expect(w.target.log.vector.get(w.src.id)).toBe(before)
+    expect(r.error).toBeDefined()
+  })
+
+  it.fails('K2: raising a genuine batch\'s to_seq past its last certificate does not move the version vector past the certified range', async () => {
+    const w = await World.create(false, false)
+    onTestFinished(async () => await w.destroy())
+    const held = w.target.log.vector.get(w.src.id)
+    const run = w.src.run([{ collection: 'posts', id: 'k2', value: new TextEncoder().encode('{"k":2}') }])
+    await w.relayStore(w.src, run)
+    const b = await relayBatch(w, w.src, held, 1000)
+    if (b === undefined) throw new Error('no batch')
+    await driveSession(w, [encodeBatchFrame(w.src.id, b.from, b.to + 5, b.entries, b.certs)])
+    expect(w.target.log.vector.get(w.src.id)).toBeLessThanOrEqual(w.src.seq)
+  })
+
+  /*
+   * K3 (src/log/signing.ts merkleRoot): the root is computed for both
+   * subtrees even when the left one is already missing, so a certificate for
+   * a run of 2^20 seqs with no entries and no pruned nodes walks all 2^21
+   * nodes (~40 ms) before failing, for ~100 bytes on the wire. Return early
+   * when the left subtree is undefined.
+   */
+  it.fails('K3: verifying a certificate of an empty 2^20 run fails fast', async () => {
+    const origin = w.src.id
+    const cert = { from: 0, to: 2 ** 20, sig: new Uint8Array(64), pruned: [] }
+    const t0 = performance.now()
+    expect(() => verifyRuns(origin, [], [cert])).toThrow(SignatureError)
+    expect(performance.now() - t0).toBeLessThan(5)
+  })
+
+  /* K1 for local writes (src/node/node.ts checkValue): records.put with a 30000-deep value throws RangeError instead of INVALID_VALUE. */
+  it.fails('K1: the library refuses a value nested 30000 levels deep with an input error', async () => {
+    const dir = await tempDir()
+    const node = await createSyncNode({ dataDir: dir, key: 'f'.repeat(40), name: 'deep', listen: ['/ip4/127.0.0.1/tcp/0'] })
+    await node.start()
+    try {
+      const deep = JSON.parse('{"d":'.repeat(30_000) + '1' + '}'.repeat(30_000)) as Record<string, never>
+      await expect(node.records.put('c', 'x', deep)).rejects.toMatchObject({ status: 400 })
+    } finally {
+      await node.stop()
+      await removeDir(dir)
+    }
+  })
+})
