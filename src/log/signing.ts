@@ -86,9 +86,9 @@ export function merkleRoot (n: number, leaves: Map<number, Uint8Array>, pruned: 
     if (p !== undefined) return p
     if (level === 0) return leaves.get(index)
     const left = node(level - 1, 2 * index)
-    if (2 * index + 1 >= widths[level - 1]) return left
+    if (2 * index + 1 >= widths[level - 1] || left === undefined) return left // a missing leaf: stop walking
     const right = node(level - 1, 2 * index + 1)
-    if (left === undefined || right === undefined) return undefined
+    if (right === undefined) return undefined
     return nodeHash(left, right)
   }
   return node(widths.length - 1, 0)
@@ -193,8 +193,15 @@ function publicKeyOf (origin: string): KeyObject {
  * surviving entries must all be present and reproduce the signed root.
  * Fills `bytes` and `leaf` on each entry. Throws SignatureError.
  */
-export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[]): void {
+export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], range?: { from: number, to: number }): void {
   const key = publicKeyOf(origin)
+  if (range !== undefined) {
+    // The newest run of a log always keeps an entry (nothing supersedes the
+    // newest write), so an honest batch ends where a signed run ends. Runs
+    // inside the range whose entries were all compacted need no certificate.
+    const end = certs.length > 0 ? certs[certs.length - 1].to : range.from
+    if (end !== range.to) throw new SignatureError(`batch (${range.from}, ${range.to}] of ${origin} claims seqs beyond its signed runs (which end at ${end})`)
+  }
   let ci = 0
   let i = 0
   while (i < entries.length || ci < certs.length) {

@@ -32,6 +32,7 @@ import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
 import { Ingestor } from './ingest.js'
 import { TrustPolicy } from './trust.js'
+import { jsonTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
 import { authKeys, describeKeys, keyInfo, loadMeshKeys } from './keyring.js'
 import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
@@ -53,6 +54,9 @@ const MAX_PAGE = 1000
 function checkValue (value: unknown): JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidInputError('a record value must be a JSON object, e.g. {"title":"hello"}', 'INVALID_VALUE')
+  }
+  if (jsonTooDeep(value)) {
+    throw new InvalidInputError(`the record value nests more than ${MAX_JSON_DEPTH} levels of objects and arrays; flatten it`, 'VALUE_TOO_DEEP')
   }
   const size = Buffer.byteLength(JSON.stringify(value))
   if (size > MAX_VALUE_BYTES) {
@@ -190,6 +194,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
           }
         },
         deps: {
+          accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
           log: this.changelog,
           localName: this.config.name,
           ingest: async (origin, from, to, entries, certs) => {

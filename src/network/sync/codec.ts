@@ -11,6 +11,7 @@ import { levelWidths, MAX_RUN_LENGTH } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
+import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
 import { Frame, Op } from './pb/sync.js'
 
@@ -101,6 +102,7 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     if (!isValidId(pb.id)) throw new ProtocolError(`entry ${pb.seq} has an invalid record id`, 'FRAME_INVALID')
     if (pb.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${pb.seq} carries ${pb.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
     if (pb.op === Op.PUT) {
+      if (jsonTextTooDeep(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value nests more than ${MAX_JSON_DEPTH} levels`, 'FRAME_INVALID')
       if (!isJsonObject(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
     } else if (pb.op === Op.DEL) {
       if (pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')

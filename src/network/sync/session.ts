@@ -39,6 +39,8 @@ export interface SessionDeps {
   logger: Logger
   /** Store a received, verified run; undefined means a gap (nothing stored). */
   ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
+  /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
+  accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected). */
   onOffence?: (reason: string) => void
   counters: PeerCounters
@@ -192,7 +194,8 @@ export class SyncSession {
             break
           }
           try {
-            verifyRuns(msg.origin, msg.entries, msg.certs)
+            // a revoked origin's entries beyond its revocation are dropped unverified by ingest
+            if (this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
           } catch (err) {
             if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
             throw err
