@@ -86,7 +86,7 @@ function parseArgs (argv: string[]): BenchOptions {
 
 function sizesFor (opts: BenchOptions): Sizes {
   if (opts.quick) {
-    return { bulkN: [2000], catchupN: [2000], latencySamples: 50, latencyIntervalMs: 20, chainHops: 4, fanoutNodes: 6, fanoutDegree: 2, fanoutWrites: 500, footprintN: 2000, footprintUpdates: 5, idleSettleMs: 1500 }
+    return { bulkN: [2000], catchupN: [2000], latencySamples: 50, latencyIntervalMs: 20, chainHops: 4, fanoutNodes: 6, fanoutDegree: 2, fanoutWrites: 500, footprintN: 1000, footprintUpdates: 5, idleSettleMs: 1500 }
   }
   return {
     bulkN: opts.large ? [100_000, 1_000_000] : [100_000],

@@ -1,7 +1,7 @@
 /**
  * The long fuzz run (issue 5): `npm run fuzz -- --cases N --seed S`.
  *
- * Splits N cases over the targets (by default 80 % sync frame codec, 12 %
+ * Splits N cases over the targets (by default 83 % sync frame codec, 12 %
  * auth message decode, 8 % sync session frames against a real
  * ChangeLog/Ingestor on LevelDB), prints progress on stderr and a JSON
  * summary on stdout: cases, duration, peak memory, and every failure with the
@@ -10,15 +10,17 @@
  *   --cases N        total cases (default 1000000)
  *   --seed S         PRNG seed (default: random, printed)
  *   --only T         codec | auth | session: run one target with all N cases
- *   --session-share F  share of the cases for the session target (default 0.08)
+ *   --session-share F  share of the cases for the session target (default 0.05)
+ *   --auth-wire N    auth exchanges against a real listener, one TCP connection each,
+ *                    on top of N (default 300; they take ~0.1 s each)
  */
-import { fuzzAuthDecode, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
+import { fuzzAuthDecode, fuzzAuthWire, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
 import type { FuzzStats } from './lib/fuzz.js'
 
-interface Args { cases: number, seed: number, only?: string, sessionShare: number }
+interface Args { cases: number, seed: number, only?: string, sessionShare: number, authWire: number }
 
 function parseArgs (argv: string[]): Args {
-  const args: Args = { cases: 1_000_000, seed: Math.floor(Math.random() * 2 ** 32), sessionShare: 0.08 }
+  const args: Args = { cases: 1_000_000, seed: Math.floor(Math.random() * 2 ** 32), sessionShare: 0.05, authWire: 300 }
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]
     const value = argv[i + 1]
@@ -31,6 +33,7 @@ function parseArgs (argv: string[]): Args {
     if (flag === '--cases') args.cases = Math.floor(num())
     else if (flag === '--seed') args.seed = Math.floor(num()) >>> 0
     else if (flag === '--session-share') args.sessionShare = num()
+    else if (flag === '--auth-wire') args.authWire = Math.floor(num())
     else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|session]`)
   }
   return args
@@ -79,6 +82,11 @@ async function main (): Promise<number> {
   if (split.auth > 0) {
     const s = fuzzAuthDecode({ seed: args.seed, cases: split.auth })
     process.stderr.write(`auth: ${s.cases} cases, ${s.failures.length} failures, ${(s.ms / 1000).toFixed(1)} s\n`)
+    results.push(s)
+  }
+  if (args.authWire > 0 && (args.only === undefined || args.only === 'auth')) {
+    const s = await fuzzAuthWire({ seed: args.seed, cases: args.authWire })
+    process.stderr.write(`auth-wire: ${s.cases} connections, ${s.failures.length} failures, ${(s.ms / 1000).toFixed(1)} s\n`)
     results.push(s)
   }
   let heap: { baseline: number, peak: number, last: number } | undefined

@@ -2,7 +2,8 @@
  * Mesh key rotation without downtime (README "Rotating the mesh key") with
  * three real node processes that keep syncing throughout: every node gets
  * K2 as an accepted key, then switches to proving K2 one by one, then drops
- * K1 — each step through `syncmesh key …` and SIGHUP. Writes go on the whole
+ * K1 — each step through `syncmesh key …` and SIGHUP (once `syncmesh key
+ * reload`, through the API). Writes go on the whole
  * time and all arrive everywhere; the links that are up stay up (no
  * re-authentication), a link re-made at each step (also mid-step, with the
  * nodes proving different keys) authenticates; a node restarted with the
@@ -148,7 +149,14 @@ describe('mesh key rotation', () => {
     step = 'step 3'
     for (const n of nodes) {
       await key(n, 'rm', fingerprint(K1))
-      await hup(n, K2, [K2])
+      if (n === c) {
+        // the other way to reload: through the API
+        const r = await runCli(['key', 'reload', '--data', n.dir, '--json'])
+        expect(r.code, r.stderr).toBe(0)
+        expect(JSON.parse(r.stdout)).toEqual({ source: 'keyring', current: fingerprint(K2), accepted: [fingerprint(K2)] })
+      } else {
+        await hup(n, K2, [K2])
+      }
       await new Promise(resolve => setTimeout(resolve, 150))
     }
     await relink()

@@ -139,6 +139,15 @@ describe('the rule engine across real node processes', () => {
       expect(lines.every(l => l.type === 'change' && /^\d+$/.test(l.cursor))).toBe(true)
       const after = await eu1.request('GET', `/v1/changes?collection=posts&since=${lines[1].cursor as string}`)
       expect(ndjson(after.body).map(l => l.id)).toEqual([lines[2].id])
+      const viaCli = await runCli(['changes', '--collection', 'posts', '--since', lines[0].cursor, '--data', eu1.dir])
+      expect(viaCli.code, viaCli.stderr).toBe(0)
+      expect(ndjson(viaCli.stdout).map(l => l.cursor)).toEqual([lines[1].cursor, lines[2].cursor])
+      const shown = await runCli(['rule', 'show', stamped.id, '--data', eu2.dir])
+      expect(shown.code, shown.stderr).toBe(0)
+      expect(shown.stdout).toMatch(/transform errors 1/)
+      expect(shown.stdout).toMatch(/p4: cannot stamp p4/)
+      const status = await runCli(['status', '--data', eu1.dir])
+      expect(status.stdout).toMatch(/CONFLICTS/)
 
       // after a restart the mirror still refuses and everything is there
       await us1.stop()

@@ -6,9 +6,9 @@
  * LevelDB. Random seeds are printed in the test names; rerun a failure with
  * FUZZ_SEED=… .
  *
- * Then the regression tests for what fuzzing found. Those marked `it.fails`
- * document open bugs outside this suite's code (see each comment): they pass
- * while the bug is there and fail once it is fixed — then drop the `.fails`.
+ * Then the regression tests for what fuzzing found (K1–K3 are fixed). Those
+ * marked `it.fails` document open bugs (see each comment): they pass while
+ * the bug is there and fail once it is fixed — then drop the `.fails`.
  */
 import { performance } from 'node:perf_hooks'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
@@ -117,9 +117,9 @@ describe('fuzz regressions', () => {
    * whose value nests ~30000 levels passes decodeFrame (JSON.parse copes) and
    * signature checks, then JSON.stringify in the write path overflows the
    * stack: ingest throws RangeError, the session dies with it, and every
-   * reconnect replays the same batch. Fix: refuse over-deep values in
-   * decodeFrame (src/store/json-depth.ts jsonTextTooDeep, 100 levels, as the
-   * API does) and in checkValue for local writes.
+   * reconnect replays the same batch. Fixed: decodeFrame and checkValue
+   * refuse values nested more than 100 levels (src/store/json-depth.ts), as
+   * the API does.
    */
   it('K1: an origin-signed value nested 30000 levels deep is refused with a ProtocolError, not a RangeError', async () => {
     const before = w.target.log.vector.get(w.src.id)
@@ -137,10 +137,8 @@ describe('fuzz regressions', () => {
    * any authenticated peer moves the target's vector for that origin 2^40
    * ahead: it never asks for or accepts that origin's next writes again.
    * The same holds for a genuine batch whose to_seq is raised past its last
-   * certificate. Fully compacted runs are legitimately uncovered today
-   * (their certificate is deleted with their last entry), so the fix is to
-   * keep those certificates with their root pruned and require every seq of a
-   * batch's range to be covered by a certificate.
+   * certificate. Fixed for both: a batch must end where a signed run ends
+   * (verifyRuns `range`). Still open: K2b below.
    */
   it('K2: a batch claiming a range without entries or certificates does not move the version vector', async () => {
     const w = await World.create(false, false)
@@ -167,8 +165,8 @@ describe('fuzz regressions', () => {
    * K3 (src/log/signing.ts merkleRoot): the root is computed for both
    * subtrees even when the left one is already missing, so a certificate for
    * a run of 2^20 seqs with no entries and no pruned nodes walks all 2^21
-   * nodes (~40 ms) before failing, for ~100 bytes on the wire. Return early
-   * when the left subtree is undefined.
+   * nodes (~40 ms) before failing, for ~100 bytes on the wire. Fixed: the
+   * walk stops at the first missing subtree.
    */
   it('K3: verifying a certificate of an empty 2^20 run stops at the first missing leaf', async () => {
     const origin = w.src.id
@@ -180,7 +178,34 @@ describe('fuzz regressions', () => {
     expect(merkleRoot(8, leaves, [])).toBeUndefined()
   })
 
-  /* K1 for local writes (src/node/node.ts checkValue): records.put with a 30000-deep value throws RangeError instead of INVALID_VALUE. */
+  /*
+   * K2b, open (src/log/signing.ts verifyRuns, src/log/changelog.ts): seqs
+   * between a batch's from_seq and its first certificate, or between two
+   * certificates, are still taken on trust as "a run whose entries were all
+   * compacted away". A relay that holds an origin's log can send the origin's
+   * genuine last run alone with from_seq lowered to the peer's position: the
+   * peer's vector jumps over the runs before it, whose entries (here three
+   * newest writes) it then never receives. Fix: keep the certificate of a
+   * fully compacted run (root pruned) instead of deleting it, and require
+   * the certificates of a batch to cover (from_seq, to_seq] without gaps.
+   */
+  it.fails('K2b: a batch that skips whole runs before its last certificate does not make the target skip their entries', async () => {
+    const w = await World.create(false, false)
+    onTestFinished(async () => await w.destroy())
+    const held = w.target.log.vector.get(w.src.id)
+    const put = (id: string): { collection: string, id: string, value: Uint8Array } => ({ collection: 'posts', id, value: new TextEncoder().encode(`{"id":"${id}"}`) })
+    await w.relayStore(w.src, w.src.run([put('k2b-1'), put('k2b-2'), put('k2b-3')]))
+    const last = w.src.run([put('k2b-4'), put('k2b-5')])
+    await w.relayStore(w.src, last)
+    const b = await relayBatch(w, w.src, held, 1000)
+    if (b === undefined) throw new Error('no batch')
+    // only the last run's entries and certificate, over the whole range
+    const frame = encodeBatchFrame(w.src.id, held, last.to, b.entries.slice(-2), b.certs.slice(-1))
+    await driveSession(w, [frame])
+    expect(await checkTarget(w)).toEqual([])
+  })
+
+  /* K1 for local writes (src/node/node.ts checkValue): records.put with a 30000-deep value threw RangeError instead of a 400. Fixed. */
   it('K1: the library refuses a value nested 30000 levels deep with an input error', async () => {
     const dir = await tempDir()
     const node = await createSyncNode({ dataDir: dir, key: 'f'.repeat(40), name: 'deep', listen: ['/ip4/127.0.0.1/tcp/0'] })

@@ -273,6 +273,17 @@ describe('conflicts', () => {
     expect(s.h.ingestor.counter('r', 'conflicts')).toBe(3)
   })
 
+  it('a local write that loses to a later write the rule placed is a conflict too', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'r' })
+    // a source clock far ahead (beyond what this node adopts): its write stays the later one
+    await s.feed(s.src.put('posts', '1', { v: 'from the future' }, { wall: Date.now() + 10 * 60_000, logical: 0 }))
+    const { result } = await s.h.writeLocal([{ collection: 'articles', id: '1', op: 'put', value: { v: 'local' } }])
+    expect(result.changes).toEqual([])
+    expect(await s.h.value('articles', '1')).toEqual({ v: 'from the future' })
+    expect(result.conflicts).toEqual([expect.objectContaining({ kind: 'local-write', winner: 'existing', incoming: expect.objectContaining({ local: true, value: { v: 'local' } }) })])
+  })
+
   it('two sources writing one target record, and two source records with one key', async () => {
     const s = await scenario()
     const other = new OriginLog(await newPeerId())
@@ -418,11 +429,22 @@ describe('changes feed index', () => {
     const onlyA = await readFeed(h.store, 3, 'a', 100)
     expect(onlyA.lines.map(l => l.cursor)).toEqual(['4', '5'])
     expect((await readFeed(h.store, 5, 'a', 100)).lines).toEqual([])
-    // bounded on disk: one index entry per record (and per collection)
-    expect(await h.keysWithPrefix(keys.feedPrefix())).toHaveLength(3)
+    // bounded on disk: one index entry per record
     expect(await h.keysWithPrefix(keys.feedByCollectionPrefix('a'))).toHaveLength(2)
+    expect(await h.keysWithPrefix(keys.feedByCollectionPrefix('b'))).toHaveLength(1)
+    // the whole node's feed merges the collections in cursor order, chunk by chunk
+    await h.writeLocal([{ collection: 'b', id: '2', op: 'put', value: {} }, { collection: 'c', id: '1', op: 'put', value: {} }, { collection: 'a', id: '3', op: 'put', value: {} }])
+    const seen: string[] = []
+    let cursor = 0
+    for (;;) {
+      const chunk = await readFeed(h.store, cursor, undefined, 2)
+      if (chunk.read === 0) break
+      seen.push(...chunk.lines.map(l => `${l.cursor}:${l.collection}/${l.id}`))
+      cursor = chunk.last
+    }
+    expect(seen).toEqual(['3:b/1', '4:a/1', '5:a/2', '6:b/2', '7:c/1', '8:a/3'])
     await h.reopen()
-    expect(h.ingestor.lastCursor()).toBe(5)
+    expect(h.ingestor.lastCursor()).toBe(8)
   })
 
   it('indexes records written before the feed existed, once', async () => {
@@ -434,7 +456,7 @@ describe('changes feed index', () => {
     delete old.c
     await h.store.db.batch([
       { type: 'put', key: keys.record('a', '1'), value: new TextEncoder().encode(JSON.stringify(old)) },
-      { type: 'del', key: keys.feed(1) }, { type: 'del', key: keys.feedByCollection('a', 1) }, { type: 'del', key: keys.meta('feed-indexed') }
+      { type: 'del', key: keys.feedByCollection('a', 1) }, { type: 'del', key: keys.meta('feed-indexed') }, { type: 'del', key: keys.meta('feed-cursor') }
     ])
     await h.reopen()
     const feed = await readFeed(h.store, 0, undefined, 10)

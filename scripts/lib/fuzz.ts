@@ -611,13 +611,15 @@ function deepJson (depth: number): string {
 
 /** Origin-signed values that are valid by the codec but hostile. "deep" ones nest beyond what JSON.stringify survives. */
 const DEEP_VALUES: Array<() => string> = [
+  () => deepJson(101),
+  () => deepJson(500),
   () => deepJson(3000),
   () => deepJson(30_000),
   () => '{"a":' + '['.repeat(20_000) + ']'.repeat(20_000) + '}'
 ]
 const HOSTILE_VALUES: Array<() => string> = [
-  () => deepJson(101),
-  () => deepJson(500),
+  () => deepJson(99),
+  () => '{"a":' + '['.repeat(98) + ']'.repeat(98) + '}',
   () => '{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}',
   () => '{"s":"\\ud800\\udfff\\ud800","n":1e308,"m":-0,"z":123456789012345678901234567890}',
   () => JSON.stringify(Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, i]))),
@@ -634,12 +636,14 @@ export class World {
   readonly src: OriginLog
   readonly other: OriginLog
   readonly attacker: OriginLog
+  /** An origin that sometimes signs values nested too deep: its log stops there on every node. */
+  readonly poison: OriginLog
   /** Hostile values are signed by their origin: they are valid input that the node must handle. */
   readonly hostileOk: boolean
   /** Include values nested thousands of levels deep (known issue K1). */
   readonly deep: boolean
 
-  private constructor (parent: string, relay: Core, target: Core, admin: OriginLog, src: OriginLog, other: OriginLog, attacker: OriginLog, hostileOk: boolean, deep: boolean) {
+  private constructor (parent: string, relay: Core, target: Core, admin: OriginLog, src: OriginLog, other: OriginLog, attacker: OriginLog, poison: OriginLog, hostileOk: boolean, deep: boolean) {
     this.parent = parent
     this.relay = relay
     this.target = target
@@ -647,6 +651,7 @@ export class World {
     this.src = src
     this.other = other
     this.attacker = attacker
+    this.poison = poison
     this.hostileOk = hostileOk
     this.deep = deep
   }
@@ -655,8 +660,8 @@ export class World {
     const parent = await mkdtemp(join(tmpdir(), 'syncmesh-fuzz-'))
     const relay = await Core.create(parent, 'relay')
     const target = await Core.create(parent, 'tgt')
-    const [admin, src, other, attacker] = await Promise.all([OriginLog.create(), OriginLog.create(), OriginLog.create(), OriginLog.create()])
-    const w = new World(parent, relay, target, admin, src, other, attacker, hostile, deep)
+    const [admin, src, other, attacker, poison] = await Promise.all([OriginLog.create(), OriginLog.create(), OriginLog.create(), OriginLog.create(), OriginLog.create()])
+    const w = new World(parent, relay, target, admin, src, other, attacker, poison, hostile, deep)
     const platform = (name: string, peerId: string): Uint8Array => enc.encode(JSON.stringify({ name, peerId, addrs: [] }))
     const rule = (id: string, from: string, to: string): Uint8Array => enc.encode(JSON.stringify({ id, from: { platform: from, collection: 'posts' }, to: { platform: 'tgt', collection: to }, mode: 'merge', createdAt: '2024-01-01T00:00:00.000Z' }))
     const seed = admin.run([
@@ -676,7 +681,7 @@ export class World {
   }
 
   get origins (): OriginLog[] {
-    return [this.admin, this.src, this.other]
+    return this.deep ? [this.admin, this.src, this.other, this.poison] : [this.admin, this.src, this.other]
   }
 
   /** The relay only stores logs (it applies nothing: it must hold whatever the origins signed). */
@@ -689,21 +694,23 @@ export class World {
 
   /** The origins write a new run each; the relay stores it. */
   async grow (rand: Rand): Promise<void> {
-    const o = rand.pick([this.src, this.src, this.other, this.admin])
+    const o = rand.pick(this.deep ? [this.src, this.src, this.other, this.admin, this.poison] : [this.src, this.src, this.other, this.admin])
     const n = 1 + rand.int(rand.bool(0.1) ? 40 : 8)
     const ops: Array<{ collection: string, id: string, value?: Uint8Array }> = []
     for (let i = 0; i < n; i++) {
       const id = `${rand.int(24)}`
       if (o === this.admin) {
         // registry noise that never touches the real platforms and rules
-        ops.push({ collection: rand.pick([PLATFORMS_COLLECTION, RULES_COLLECTION]), id: `junk-${id}`, ...(rand.bool(0.8) ? { value: enc.encode(rand.bool(0.5) ? '{"x":1}' : rand.bool(0.5) ? '{"from":5,"to":[]}' : deepJson(rand.pick(this.deep ? [50, 150, 5000] : [50, 150]))) } : {}) })
+        ops.push({ collection: rand.pick([PLATFORMS_COLLECTION, RULES_COLLECTION]), id: `junk-${id}`, ...(rand.bool(0.8) ? { value: enc.encode(rand.bool(0.5) ? '{"x":1}' : rand.bool(0.5) ? '{"from":5,"to":[]}' : deepJson(rand.pick([50, 90]))) } : {}) })
         continue
       }
-      const collection = o === this.other ? rand.pick(['posts', 'posts', 'misc', 'z.z']) : rand.pick(['posts', 'posts', 'posts', 'drafts'])
+      const collection = o === this.src ? rand.pick(['posts', 'posts', 'posts', 'drafts']) : rand.pick(['posts', 'posts', 'misc', 'z.z'])
       if (rand.bool(0.15)) {
         ops.push({ collection, id })
       } else if (this.hostileOk && o === this.other && rand.bool(0.25)) {
-        ops.push({ collection, id, value: enc.encode(rand.pick(this.deep && rand.bool(0.3) ? DEEP_VALUES : HOSTILE_VALUES)()) })
+        ops.push({ collection, id, value: enc.encode(rand.pick(HOSTILE_VALUES)()) })
+      } else if (o === this.poison && rand.bool(0.2)) {
+        ops.push({ collection, id, value: enc.encode(rand.pick(DEEP_VALUES)()) })
       } else {
         ops.push({ collection, id, value: enc.encode(JSON.stringify({ n: o.seq + i + 1, t: 'v'.repeat(rand.int(40)), nested: { a: [rand.int(9)] } })) })
       }
@@ -905,11 +912,14 @@ export async function relayBatch (w: World, origin: OriginLog, after: number, ma
 }
 
 /**
- * Known issue K2: the part of a batch's range that no certificate covers is
- * taken on trust, so a batch can advance an origin's version vector past
- * entries it leaves out. Harmless only where the left-out entry really was
- * compacted away (a newer write of the same record exists). Returns why
- * `framed` (one length-prefixed frame) would lose a write that way.
+ * Known issue K2b (test/fuzz.test.ts): seqs of a batch's range before or
+ * between its certificates are taken on trust as fully compacted runs, so a
+ * batch that ends at a signed run can advance an origin's version vector
+ * past entries it leaves out. Harmless only where the left-out entry really
+ * was compacted away (a newer write of the same record exists). Returns why
+ * `framed` (one length-prefixed frame) would lose a write that way; frames
+ * the node refuses anyway (a range beyond the last certificate, K2, fixed)
+ * are not reported.
  */
 function losesWrites (w: World, framed: Uint8Array): string | undefined {
   let i = 0
@@ -929,6 +939,8 @@ function losesWrites (w: World, framed: Uint8Array): string | undefined {
   if (msg.type !== 'batch') return undefined
   const held = w.target.log.vector.get(msg.origin)
   if (msg.toSeq <= held) return undefined
+  const end = msg.certs.length > 0 ? msg.certs[msg.certs.length - 1].to : msg.fromSeq
+  if (end !== msg.toSeq) return undefined // refused: a batch must end at a signed run
   const o = w.origins.find(x => x.id === msg.origin)
   const covered = msg.certs.map(c => [c.from, c.to] as const)
   let s = Math.max(msg.fromSeq, held)
@@ -1029,10 +1041,11 @@ export interface SessionFuzzOptions {
   worldSessions?: number
   /** Include origin-signed hostile values (moderately deep JSON, huge objects, odd keys). @default true */
   hostile?: boolean
+  /** Include origin-signed values nested thousands of levels (K1, fixed: refused by the codec). @default true */
+  deep?: boolean
   /**
-   * Known issues to include (each makes every run fail until it is fixed):
-   * "deep" — origin-signed values nested thousands of levels (K1);
-   * "empty-run" — batches claiming a range without entries or certificates (K2).
+   * Known open issues to include (each makes every run fail until it is fixed):
+   * "uncovered" — batches whose range skips whole runs before their last certificate (K2b).
    * @default none
    */
   known?: string[]
@@ -1061,7 +1074,8 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
   const known = new Set(options.known ?? [])
   const t0 = performance.now()
   let sessions = 0
-  let w = await World.create(hostile, known.has('deep'))
+  const deep = options.deep ?? true
+  let w = await World.create(hostile, deep)
   let worldAge = 0
   const heap = { baseline: 0, peak: 0, last: 0 }
   const fail = (problem: string, input?: Uint8Array): void => {
@@ -1072,7 +1086,7 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
     while (stats.cases < options.cases && stats.failures.length < 20) {
       if (worldAge >= worldSessions) {
         await w.destroy()
-        w = await World.create(hostile, known.has('deep'))
+        w = await World.create(hostile, deep)
         worldAge = 0
       }
       worldAge++
@@ -1123,9 +1137,9 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
       let batchesSent = 0
       const frames = 1 + rand.int(sessionLength)
       for (let f = 0; f < frames && outcome === undefined && !side.ended && stats.cases < options.cases; f++) {
-        let action = pickAction(rand)
-        if (action === 'empty-run' && !known.has('empty-run')) action = 'stale' 
-        const o = rand.pick([w.src, w.src, w.other, w.admin])
+        const action = pickAction(rand)
+        // the poison origin's batches are refused (as they must be): pick it rarely, sessions would end at once
+        const o = w.deep && rand.bool(0.04) ? w.poison : rand.pick([w.src, w.src, w.other, w.admin])
         const held = believed.get(o.id) ?? 0
         let bytes: Uint8Array | undefined
         let isBatch = false
@@ -1253,7 +1267,7 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
             // more batches than the credit the node granted
             const b = await relayBatch(w, o, held, 5) ?? await relayBatch(w, o, 0, 5)
             if (b === undefined) break
-            if (!known.has('empty-run') && losesWrites(w, b.frame) !== undefined) break
+            if (!known.has('uncovered') && losesWrites(w, b.frame) !== undefined) break
             const available = 6 + side.credits - batchesSent
             for (let i = 0; i <= available; i++) send(b.frame)
             batchesSent += available + 1
@@ -1263,8 +1277,8 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
           }
         }
         if (bytes === undefined) continue
-        if (!known.has('empty-run') && action !== 'overrun' && action !== 'truncate' && losesWrites(w, bytes) !== undefined) {
-          count(stats, 'skipped: known issue K2')
+        if (!known.has('uncovered') && action !== 'overrun' && action !== 'truncate' && losesWrites(w, bytes) !== undefined) {
+          count(stats, 'skipped: known issue K2b')
           continue
         }
         stats.cases++

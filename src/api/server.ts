@@ -31,6 +31,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   /** e.g. http://127.0.0.1:7070 (an unspecified host is reported as loopback) */
   url: string
+  /** Every route served (method and URL pattern), e.g. for checking that each one needs the token. */
+  routes: ReadonlyArray<{ method: string, url: string }>
   close (): Promise<void>
 }
 
@@ -134,6 +136,11 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     frameworkErrors (error, request, reply) {
       sendError(reply, error, log)
     }
+  })
+
+  const routes: Array<{ method: string, url: string }> = []
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url ?? route.path })
   })
 
   // JSON only on the root context (fastify's default text/plain parser is removed);
@@ -347,6 +354,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   let closing: Promise<void> | undefined
   return {
     url,
+    routes,
     async close () {
       closing ??= app.close()
       await closing

@@ -5,7 +5,7 @@ export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/1.0.0`
 export const SYNC_PROTOCOL_VERSION = 1
 
 /** A connection that has not proved the mesh key by then is closed. */
-export const AUTH_TIMEOUT_MS = 1000
+export const AUTH_TIMEOUT_MS = 2000
 /** Auth messages are tiny. */
 export const AUTH_MAX_MESSAGE = 1024
 /** A peer that failed authentication is refused for this long. */

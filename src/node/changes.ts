@@ -10,9 +10,9 @@
  * its newest state, once; intermediate versions of a record changed several
  * times in between are not replayed (as with CouchDB's _changes).
  *
- * Index keys (src/store/keys.ts): `f cursor → coll\0id` for the whole node and
- * `h coll cursor → id` per collection, so following one collection never
- * scans the others.
+ * Index keys (src/store/keys.ts): `h coll cursor → id`, one per record, so
+ * following one collection never reads the others; the whole node's feed
+ * merges the collections' indexes by cursor (one seek per collection).
  */
 import { InvalidInputError } from '../errors.js'
 import type { Store } from '../store/db.js'
@@ -47,20 +47,44 @@ export interface FeedChunk {
   last: number
 }
 
+interface IndexEntry { cursor: number, collection: string, id: string }
+
+/** Index entries of one collection after `after`. */
+async function readIndex (store: Store, collection: string, after: number, limit: number): Promise<IndexEntry[]> {
+  const prefix = keys.feedByCollectionPrefix(collection)
+  const out: IndexEntry[] = []
+  for await (const [key, value] of store.db.iterator({ gt: keys.feedByCollection(collection, after), lt: prefixRange(prefix).lt, limit })) {
+    out.push({ cursor: parseInt(keySuffix(key, prefix), 16), collection, id: utf8.decode(value) })
+  }
+  return out
+}
+
+/** The collections that have changes (a skip scan: one seek per collection). */
+export async function feedCollections (store: Store): Promise<string[]> {
+  const root = keys.feedCollectionsPrefix()
+  const out: string[] = []
+  let from = root
+  for (;;) {
+    let next: string | undefined
+    for await (const key of store.db.keys({ gt: from, lt: prefixRange(root).lt, limit: 1 })) next = key
+    if (next === undefined) return out
+    const collection = next.slice(root.length, next.indexOf(SEP, root.length))
+    out.push(collection)
+    from = root + collection + '\x01' // past every key of this collection
+  }
+}
+
 /** The changes after cursor `after`, reading at most `limit` index entries. */
 export async function readFeed (store: Store, after: number, collection: string | undefined, limit: number): Promise<FeedChunk> {
-  const prefix = collection !== undefined ? keys.feedByCollectionPrefix(collection) : keys.feedPrefix()
-  const from = collection !== undefined ? keys.feedByCollection(collection, after) : keys.feed(after)
-  const found: Array<{ cursor: number, collection: string, id: string }> = []
-  for await (const [key, value] of store.db.iterator({ gt: from, lt: prefixRange(prefix).lt, limit })) {
-    const cursor = parseInt(keySuffix(key, prefix), 16)
-    const text = utf8.decode(value)
-    if (collection !== undefined) {
-      found.push({ cursor, collection, id: text })
-    } else {
-      const i = text.indexOf(SEP)
-      found.push({ cursor, collection: text.slice(0, i), id: text.slice(i + 1) })
-    }
+  let found: IndexEntry[]
+  if (collection !== undefined) {
+    found = await readIndex(store, collection, after, limit)
+  } else {
+    // every collection's next entries, merged by cursor; the first `limit` of them
+    found = []
+    for (const c of await feedCollections(store)) found.push(...await readIndex(store, c, after, limit))
+    found.sort((x, y) => x.cursor - y.cursor)
+    found.length = Math.min(found.length, limit)
   }
   if (found.length === 0) return { lines: [], read: 0, last: after }
   const values = await store.db.getMany(found.map(f => keys.record(f.collection, f.id)))

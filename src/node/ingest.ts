@@ -18,7 +18,7 @@ import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { applyPlan, entryVersion, parseEntryValue, planEntry, planKeys, resolvePlan, sweepRecord } from '../rules/engine.js'
+import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, resolvePlan, sweepRecord } from '../rules/engine.js'
 import type { Applied, ApplyContext, CompiledRule, Plan } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
 
@@ -89,6 +89,8 @@ interface TxnState {
 
 const HLC_KEY = keys.meta('hlc')
 const FEED_INDEXED_KEY = keys.meta('feed-indexed')
+/** The newest changes feed cursor given out (written with the batch that gives it out). */
+const FEED_CURSOR_KEY = keys.meta('feed-cursor')
 const BACKFILL_CHUNK = 500
 /** Conflicts kept per rule (the newest). */
 export const CONFLICT_LOG_SIZE = 50
@@ -138,9 +140,8 @@ export class Ingestor {
     for await (const [key, value] of this.store.db.iterator(prefixRange(counter))) {
       this.counters.set(keySuffix(key, counter), Number(utf8.decode(value)))
     }
-    for await (const key of this.store.db.keys({ ...prefixRange(keys.feedPrefix()), reverse: true, limit: 1 })) {
-      this.cursor = parseInt(keySuffix(key, keys.feedPrefix()), 16)
-    }
+    const cursor = await this.store.db.get(FEED_CURSOR_KEY)
+    if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
     if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
   }
 
@@ -275,8 +276,9 @@ export class Ingestor {
     return n
   }
 
-  /** Put the transaction's counters (once each, however often they moved). */
+  /** Put the transaction's counters (once each, however often they moved) and the feed cursor. */
   private flushCounts (st: TxnState): void {
+    if (st.cursor > this.cursor) st.txn.put(FEED_CURSOR_KEY, utf8.encode(String(st.cursor)))
     for (const [key, n] of st.counts) {
       const i = key.indexOf(SEP)
       const ruleId = key.slice(0, i)
@@ -292,11 +294,7 @@ export class Ingestor {
       return 0
     }
     const cursor = ++st.cursor
-    if (previous?.cursor !== undefined) {
-      st.txn.del(keys.feed(previous.cursor))
-      st.txn.del(keys.feedByCollection(collection, previous.cursor))
-    }
-    st.txn.put(keys.feed(cursor), utf8.encode(`${collection}${SEP}${id}`))
+    if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
     st.txn.put(keys.record(collection, id), encodeRecord({ ...state, cursor }))
     return cursor
@@ -430,9 +428,13 @@ export class Ingestor {
     const version = entryVersion(entry)
     const bytes = await st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
-    if (existing !== undefined && compareVersion(existing.version, version) >= 0) return
-    if (existing === undefined && entry.op === 'del' && !isRegistryCollection(entry.collection)) return
     const state: RecordState = entry.op === 'put' ? { value, version } : { version }
+    if (existing !== undefined && compareVersion(existing.version, version) >= 0) {
+      // a local write that lost to a later write a merge rule placed (a clock ahead of ours)
+      if (compareVersion(existing.version, version) > 0) this.localWriteConflict(st, entry, existing, state, 'existing')
+      return
+    }
+    if (existing === undefined && entry.op === 'del' && !isRegistryCollection(entry.collection)) return
     const cursor = this.writeRecord(st, entry.collection, entry.id, state, existing)
     if (isRegistryCollection(entry.collection)) {
       st.result.registry.push({ collection: entry.collection, id: entry.id, value: entry.op === 'put' ? value : undefined })
@@ -441,23 +443,24 @@ export class Ingestor {
     const change: ChangeEvent = { collection: entry.collection, id: entry.id, op: entry.op, version: publicVersion(version), cursor: String(cursor) }
     if (value !== undefined) change.value = value
     st.result.changes.push(change)
-    // a local write over what a merge rule placed: the rule's conflict (the local write wins here)
-    const rule = existing?.rule !== undefined ? this.rules.get(existing.rule) : undefined
-    if (existing?.rule !== undefined && rule?.rule.mode === 'merge' && existing.version.origin !== this.self && (existing.value !== undefined || value !== undefined)) {
-      const side = (s: { value?: JsonObject, version: RecordState['version'], rule?: string }, local: boolean): ConflictRecord['existing'] => {
-        const out: ConflictRecord['existing'] = { op: s.value !== undefined ? 'put' : 'del', version: publicVersion(s.version), local }
-        const platform = this.platformOf?.(s.version.origin)
-        if (platform !== undefined) out.platform = platform
-        if (s.rule !== undefined) out.ruleId = s.rule
-        if (s.value !== undefined) {
-          const size = Buffer.byteLength(JSON.stringify(s.value))
-          if (size <= 4096) out.value = s.value
-          else out.valueBytes = size
-        }
-        return out
-      }
-      this.recordConflict(st, { ruleId: existing.rule, collection: entry.collection, id: entry.id, kind: 'local-write', existing: side(existing, false), incoming: side(state, true), winner: 'incoming' })
-    }
+    if (existing !== undefined) this.localWriteConflict(st, entry, existing, state, 'incoming')
+  }
+
+  /** A local write meeting what a merge rule placed: a conflict of that rule. */
+  private localWriteConflict (st: TxnState, entry: LogEntry, existing: RecordState, local: RecordState, winner: 'existing' | 'incoming'): void {
+    if (existing.rule === undefined || entry.origin !== this.self || existing.version.origin === this.self) return
+    if (this.rules.get(existing.rule)?.rule.mode !== 'merge') return
+    if (existing.value === undefined && local.value === undefined) return
+    const platformOf = (peer: string): string | undefined => this.platformOf?.(peer)
+    this.recordConflict(st, {
+      ruleId: existing.rule,
+      collection: entry.collection,
+      id: entry.id,
+      kind: 'local-write',
+      existing: conflictSide(existing, this.self, platformOf),
+      incoming: conflictSide(local, this.self, platformOf),
+      winner
+    })
   }
 
   /**
@@ -637,6 +640,7 @@ export class Ingestor {
           this.writeRecord(st, collection, rest.slice(sep + 1), state, undefined)
         }
         if (n < BACKFILL_CHUNK) txn.put(FEED_INDEXED_KEY, utf8.encode('1'))
+        this.flushCounts(st)
         await txn.commit()
         this.commitCounts(result)
         return n < BACKFILL_CHUNK

@@ -232,9 +232,10 @@ function conflictKind (existing: RecordState, entry: LogEntry, ruleId: string, t
   return undefined
 }
 
-function side (ctx: ApplyContext, state: { value?: JsonObject, version: Version, rule?: string }): ConflictSide {
-  const s: ConflictSide = { op: state.value !== undefined ? 'put' : 'del', version: publicVersion(state.version), local: state.rule === undefined && state.version.origin === ctx.self }
-  const platform = ctx.platformOf(state.version.origin)
+/** One side of a conflict as the conflict log keeps it (values up to CONFLICT_VALUE_MAX_BYTES). */
+export function conflictSide (state: { value?: JsonObject, version: Version, rule?: string }, self: string, platformOf: (peer: string) => string | undefined): ConflictSide {
+  const s: ConflictSide = { op: state.value !== undefined ? 'put' : 'del', version: publicVersion(state.version), local: state.rule === undefined && state.version.origin === self }
+  const platform = platformOf(state.version.origin)
   if (platform !== undefined) s.platform = platform
   if (state.rule !== undefined) s.ruleId = state.rule
   if (state.value !== undefined) {
@@ -253,8 +254,8 @@ function reportConflict (ctx: ApplyContext, rule: CompiledRule, kind: ConflictRe
     collection: rule.rule.to.collection,
     id: targetId,
     kind,
-    existing: side(ctx, existing),
-    incoming: side(ctx, { ...incoming, rule: rule.rule.id }),
+    existing: conflictSide(existing, ctx.self, ctx.platformOf),
+    incoming: conflictSide({ ...incoming, rule: rule.rule.id }, ctx.self, ctx.platformOf),
     winner
   })
 }

@@ -16,8 +16,7 @@
  *   t  rule n              → the rule's transform-error log (JSON; the newest kept)
  *   w  rule                → webhook delivery state of a rule on this node (JSON: cursor, counters)
  *   q  coll                → progress of publishing a collection's rule-written records into this node's own log
- *   f  cursor              → changes feed: "coll\0id" of the record whose newest change has this cursor
- *   h  coll cursor         → changes feed per collection: id
+ *   h  coll cursor         → changes feed: id of the record of coll whose newest change has this cursor
  *   p  peerId              → persisted peer (JSON)
  *   m  name                → node metadata (clock)
  */
@@ -56,8 +55,7 @@ export const keys = {
   transformErrorPrefix: (ruleId: string) => `t${SEP}${ruleId}${SEP}`,
   webhook: (ruleId: string) => `w${SEP}${ruleId}`,
   publish: (collection: string) => `q${SEP}${collection}`,
-  feed: (cursor: number) => `f${SEP}${seqKeyPart(cursor)}`,
-  feedPrefix: () => `f${SEP}`,
+  feedCollectionsPrefix: () => `h${SEP}`,
   feedByCollection: (collection: string, cursor: number) => `h${SEP}${collection}${SEP}${seqKeyPart(cursor)}`,
   feedByCollectionPrefix: (collection: string) => `h${SEP}${collection}${SEP}`
 }

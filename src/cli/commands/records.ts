@@ -29,11 +29,25 @@ function parseValue (text: string, from: string): JsonObject {
   return value as JsonObject
 }
 
-async function dumpCollection (collection: string, opts: Opts): Promise<void> {
+async function dumpCollection (collection: string, opts: Opts, progress = false): Promise<void> {
   const client = await connect(opts)
-  for await (const record of client.iterateRecords(collection, { pageSize: 1000 })) {
-    await out(JSON.stringify({ id: record.id, value: record.value }) + '\n')
+  // progress only on a terminal: piped stderr stays clean for scripts
+  const line = progress && process.stderr.isTTY === true ? new StatusLine({ ttyIntervalMs: 100 }) : undefined
+  const started = Date.now()
+  let count = 0
+  let bytes = 0
+  try {
+    for await (const record of client.iterateRecords(collection, { pageSize: 1000 })) {
+      const text = JSON.stringify({ id: record.id, value: record.value }) + '\n'
+      await out(text)
+      count++
+      bytes += Buffer.byteLength(text)
+      line?.update(`exporting ${collection}: ${formatCount(count)} records, ${formatBytes(bytes)}`)
+    }
+  } finally {
+    line?.clear()
   }
+  line?.done(`exported ${formatCount(count)} records (${formatBytes(bytes)}) from ${collection} in ${formatDuration((Date.now() - started) / 1000)}`)
 }
 
 export function registerRecordCommands (program: Command): void {
@@ -83,10 +97,10 @@ export function registerRecordCommands (program: Command): void {
       await dumpCollection(collection, opts)
     })
 
-  clientCommand(program, 'export', 'write a collection to stdout as NDJSON (the format import reads)')
+  clientCommand(program, 'export', 'write a collection to stdout as NDJSON (the format import reads); progress on stderr when it is a terminal')
     .argument('<collection>')
     .action(async (collection: string, opts: Opts) => {
-      await dumpCollection(collection, opts)
+      await dumpCollection(collection, opts, true)
     })
 
   clientCommand(program, 'import', 'load NDJSON lines {"id","value"} from FILE ("-" for stdin); progress on stderr')
