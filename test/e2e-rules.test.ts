@@ -1,8 +1,8 @@
 /**
  * Issue 4's rule engine across real `syncmesh start` processes on 127.0.0.1
  * (port 0, temp dirs), driven through the CLI and the HTTP API: a region
- * target with a filter and per-record targeting, a chain relayed through a
- * third node, a mirror that removes what its source lacks and refuses local
+ * target with a filter and per-record targeting, a tag target in insert-only
+ * mode with a key field (then removed), a chain relayed through a third node, a mirror that removes what its source lacks and refuses local
  * writes, a transform module (one record failing), a webhook, a conflict, a
  * dry run, a rule update re-evaluating the source through the chain, the
  * changes feed, and a restart.
@@ -35,7 +35,7 @@ describe('the rule engine across real node processes', () => {
     if (parent !== '') await rm(parent, { recursive: true, force: true })
   })
 
-  it('region targets, per-record targets, chains, mirror, transforms, webhooks, conflicts, dry run, update, changes feed', async () => {
+  it('region, tag and per-record targets, insert-only with a key, chains, mirror, transforms, webhooks, conflicts, dry run, update, removal, changes feed', async () => {
     parent = await tempDir()
     const hub = await NodeProcess.create('hub', KEY, { parent, region: 'core' })
     const eu1 = await NodeProcess.create('eu1', KEY, { parent, region: 'eu' })
@@ -63,19 +63,23 @@ describe('the rule engine across real node processes', () => {
     const hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/syncmesh`
 
     try {
-      for (const n of [hub, eu1, eu2, us1]) await n.start(NO_DISCOVERY)
-      for (const n of [eu1, eu2, us1]) await n.addPeer(hub.multiaddr) // a star: everything between leaves goes through the hub
-      await us1.put('pages', 'stray', { local: 'before the mirror' })
-
       const cli = async (node: NodeProcess, args: string[]): Promise<Json> => {
         const r = await runCli([...args, '--data', node.dir, '--json'])
         expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
         return JSON.parse(r.stdout) as Json
       }
+      for (const n of [hub, eu1, eu2, us1]) await n.start(NO_DISCOVERY)
+      for (const n of [eu1, eu2, us1]) await n.addPeer(hub.multiaddr) // a star: everything between leaves goes through the hub
+      await us1.put('pages', 'stray', { local: 'before the mirror' })
+      await eu2.put('tagged', 'one', { local: 'kept by insert-only' })
+      // tag eu2 (platform add overwrites its registry entry; the node keeps the tag when it re-registers)
+      await cli(hub, ['platform', 'add', 'eu2', '--peer', eu2.peerId, '--region', 'eu', '--tag', 'edge'])
+
       const regional = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'region=eu:posts', '--where', '{"status":"published"}', '--targets-field', 'only'])
       const chain = await cli(hub, ['rule', 'add', '--from', 'eu1:posts', '--to', 'us1:copies', '--rename', 'title=headline'])
       const mirror = await cli(hub, ['rule', 'add', '--from', 'hub:pages', '--to', 'us1:pages', '--mode', 'mirror'])
       const stamped = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'eu2:stamped', '--transform', 'stamp.mjs', '--webhook', hookUrl, '--webhook-secret', SECRET])
+      const tagged = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'tag=edge:tagged', '--mode', 'insert-only', '--key', 'title', '--include', 'status'])
       expect(regional.to).toEqual({ region: 'eu', collection: 'posts' })
       expect(stamped.webhook).toEqual({ url: hookUrl, secret: '(redacted)' })
 
@@ -131,17 +135,32 @@ describe('the rule engine across real node processes', () => {
       expect(updated.where).toBeUndefined()
       await waitFor(async () => (await eu1.count('posts')) === 3 && (await us1.count('copies')) === 3, 'the re-evaluated drafts on eu1 and through the chain')
 
+      // tag target, insert-only, key field: records keyed by title; the local "one" is not overwritten
+      // (p1's title changed at the hub above: with the title as key that is another record; insert-only never deletes)
+      await waitFor(async () => (await eu2.count('tagged')) === 5, 'eu2:tagged')
+      expect(Object.fromEntries(await eu2.all('tagged'))).toEqual({
+        one: { local: 'kept by insert-only' }, 'one, edited at the hub': { status: 'published' }, two: { status: 'draft' }, three: { status: 'published' }, boom: { status: 'published' }
+      })
+      expect(await eu1.count('tagged')).toBe(0)
+      // removing a rule stops it at once, leaving what it wrote
+      const removed = await runCli(['rule', 'rm', tagged.id, '--data', hub.dir])
+      expect(removed.code, removed.stderr).toBe(0)
+      await waitFor(async () => !((await eu2.request<Json[]>('GET', '/v1/rules')).body).some(r => r.id === tagged.id), 'the removal to reach eu2')
+      await hub.put('posts', 'p5', { title: 'five', status: 'published' })
+      await waitFor(async () => (await eu2.get('posts', 'p5')) !== undefined, 'p5 on eu2')
+      expect(await eu2.count('tagged')).toBe(5)
+
       // the changes feed of eu1: resumable NDJSON
       const feed = await eu1.request('GET', '/v1/changes?collection=posts')
       expect(feed.status).toBe(200)
       const lines = ndjson(feed.body)
-      expect(lines.map(l => l.id).sort()).toEqual(['p1', 'p2', 'p4'])
+      expect(lines.map(l => l.id).sort()).toEqual(['p1', 'p2', 'p4', 'p5'])
       expect(lines.every(l => l.type === 'change' && /^\d+$/.test(l.cursor))).toBe(true)
       const after = await eu1.request('GET', `/v1/changes?collection=posts&since=${lines[1].cursor as string}`)
-      expect(ndjson(after.body).map(l => l.id)).toEqual([lines[2].id])
+      expect(ndjson(after.body).map(l => l.id)).toEqual(lines.slice(2).map(l => l.id))
       const viaCli = await runCli(['changes', '--collection', 'posts', '--since', lines[0].cursor, '--data', eu1.dir])
       expect(viaCli.code, viaCli.stderr).toBe(0)
-      expect(ndjson(viaCli.stdout).map(l => l.cursor)).toEqual([lines[1].cursor, lines[2].cursor])
+      expect(ndjson(viaCli.stdout).map(l => l.cursor)).toEqual(lines.slice(1).map(l => l.cursor))
       const shown = await runCli(['rule', 'show', stamped.id, '--data', eu2.dir])
       expect(shown.code, shown.stderr).toBe(0)
       expect(shown.stdout).toMatch(/transform errors 1/)

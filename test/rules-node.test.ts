@@ -19,24 +19,11 @@ import { startApiServer } from '../src/api/server.js'
 import type { ApiServer } from '../src/api/server.js'
 import { createSyncNode } from '../src/node/node.js'
 import type { ConflictRecord, FeedLine, TransformErrorRecord } from '../src/node/types.js'
+import { eventually as until } from './helpers/nodes.js'
 
 const KEY = 'r'.repeat(40)
 const TOKEN = 'rules-node-token-' + 'c'.repeat(32)
 type Node = Awaited<ReturnType<typeof createSyncNode>>
-
-async function until (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return
-    } catch (err) {
-      last = err
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (${(last as Error).message})` : ''}`)
-}
 
 describe('rules on real nodes (library and HTTP API)', () => {
   let root: string

@@ -160,6 +160,24 @@ describe('signed runs in the change log', () => {
     expect(await certCount(s.origin)).toBeLessThanOrEqual(stored)
   })
 
+  it('prunes a certificate written earlier in the same transaction (two appends, one batch)', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const first = [o.put('c', 'x', { v: 1 }), o.put('c', 'y', { v: 1 })]
+    const second = [o.put('c', 'x', { v: 2 })]
+    await store.exclusive(async () => {
+      const txn = store.txn()
+      await log.append(txn, s.origin, first, 2, [s.sign(0, 2, first)])
+      await log.append(txn, s.origin, second, 3, [s.sign(2, 3, second)])
+      await txn.commit()
+      log.committed(s.origin, 3)
+    })
+    const run = await log.readRun(s.origin, 0, 100, 1_000_000)
+    const entries = (run?.entries ?? []).map(b => decodeEntry(s.origin, b))
+    expect(entries.map(e => e.seq)).toEqual([2, 3])
+    expect(() => verifyRuns(s.origin, entries, (run?.certs ?? []).map(decodeCert), { from: 0, to: 3 })).not.toThrow()
+  })
+
   it('a run overwritten entirely by a later one leaves no certificate behind', async () => {
     const s = await signer()
     const o = new OriginLog(s.origin)

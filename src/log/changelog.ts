@@ -29,6 +29,8 @@ export interface EntryRun {
 
 export class ChangeLog {
   private readonly store: Store
+  /** Certificates written by each open transaction (not yet visible in the db). */
+  private readonly txnCerts = new WeakMap<Txn, Map<string, Cert>>()
   /** What is durably stored; updated only after a commit. */
   readonly vector = new VersionVector()
 
@@ -52,8 +54,14 @@ export class ChangeLog {
    */
   async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = []): Promise<void> {
     const held = this.vector.get(origin)
-    // certificates of new runs go in first: compaction below may prune them
-    const fresh = new Map<string, Cert>()
+    // certificates of new runs go in first: compaction below may prune them.
+    // They are remembered per transaction: a later append in the same
+    // transaction (e.g. rule-written entries after local ones) may prune them too.
+    let fresh = this.txnCerts.get(txn)
+    if (fresh === undefined) {
+      fresh = new Map<string, Cert>()
+      this.txnCerts.set(txn, fresh)
+    }
     for (const c of certs) {
       if (c.to <= held) continue
       fresh.set(keys.cert(origin, c.to), c)
@@ -108,7 +116,8 @@ export class ChangeLog {
 
   /** Key of the certificate whose run contains `seq`: the first one ending at or after it. */
   private async certKeyFor (origin: string, seq: number, fresh: Map<string, Cert>, upper: string): Promise<string | undefined> {
-    for (const [k, c] of fresh) if (seq > c.from && seq <= c.to) return k
+    const prefix = keys.certPrefix(origin)
+    for (const [k, c] of fresh) if (seq > c.from && seq <= c.to && k.startsWith(prefix)) return k
     for await (const key of this.store.db.keys({ gte: keys.cert(origin, seq), lt: upper, limit: 1 })) return key
     return undefined
   }

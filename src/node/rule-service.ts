@@ -61,6 +61,8 @@ export class RuleService {
   private readonly webhooks: Webhooks
   private readonly backfills = new Map<string, Promise<void>>()
   private readonly publishes = new Map<string, Promise<void>>()
+  /** Forgetting a collection's publish progress, after its running publish stopped. */
+  private readonly unpublishing = new Map<string, Promise<void>>()
   private published = new Set<string>()
   private refreshing: Promise<void> = Promise.resolve()
   private readonly logBudget = new Map<string, { windowStart: number, used: number, dropped: number }>()
@@ -102,7 +104,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.publishes.values(), this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.publishes.values(), ...this.unpublishing.values(), this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -118,7 +120,12 @@ export class RuleService {
     const published = new Set(this.deps.ruleSet.published())
     for (const c of published) if (!this.published.has(c)) this.schedulePublish(c)
     for (const c of this.published) {
-      if (!published.has(c)) this.deps.ingestor.unpublish(c).catch(() => {})
+      if (published.has(c)) continue
+      // a collection no rule reads any more: its writes are not logged from now on, so a later
+      // rule must publish it again from the start (once the running publish has stopped)
+      const forget = (this.publishes.get(c) ?? Promise.resolve()).then(async () => await this.deps.ingestor.unpublish(c)).catch(() => {})
+      this.unpublishing.set(c, forget)
+      forget.finally(() => { if (this.unpublishing.get(c) === forget) this.unpublishing.delete(c) }).catch(() => {})
     }
     this.published = published
     if (!this.started) return
@@ -184,13 +191,18 @@ export class RuleService {
 
   private schedulePublish (collection: string): void {
     if (this.publishes.has(collection) || !this.started) return
-    const run = this.deps.ingestor.publish(collection, (r) => this.deps.afterIngest(r), () => this.deps.isRunning() && this.published.has(collection))
+    const run = (this.unpublishing.get(collection) ?? Promise.resolve())
+      .then(async () => await this.deps.ingestor.publish(collection, (r) => this.deps.afterIngest(r), () => this.deps.isRunning() && this.published.has(collection)))
       .then(() => { this.deps.log.debug({ collection }, `rule-written records of ${collection} are in the own log`) })
       .catch((err: Error) => { this.deps.log.error({ collection, err: err.message }, `publishing ${collection} failed; it resumes at the next start`) })
       .finally(() => {
         this.publishes.delete(collection)
-        // became the source of a rule again while the last run was stopping
-        if (this.deps.isRunning() && this.published.has(collection)) this.schedulePublishIfPending(collection)
+        if (!this.deps.isRunning() || !this.published.has(collection)) return
+        // the collection stopped being a source and became one again while this run went on:
+        // publish once more from the start after its progress is forgotten
+        const forgetting = this.unpublishing.get(collection)
+        if (forgetting !== undefined) forgetting.then(() => this.schedulePublish(collection)).catch(() => {})
+        else this.schedulePublishIfPending(collection)
       })
     this.publishes.set(collection, run)
   }

@@ -66,18 +66,27 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       for (const node of nodes.slice(1)) {
         rules.set(node, await cl.addRule(writer, { from: { platform: writer.name, collection: 'fan' }, to: { platform: node.name, collection: 'fan' } }))
       }
-      // a link whose mesh-key proof timed out is banned for 30 s and redialled with backoff: allow for it
-      let progress = ''
-      await until(async () => {
-        const statuses = await mapLimit(nodes, 6, async node => await cl.status(node))
-        const linked = statuses.filter((s, i) => authenticatedPeers(s) >= degree[i]).length
-        const ruled = statuses.filter((s, i) => i === 0 || ruleActive(s, rules.get(nodes[i]) as string)).length
-        const caughtUp = statuses.filter(s => s.caughtUp).length
-        progress = `${linked}/${n} nodes fully linked, ${ruled}/${n} know their rule, ${caughtUp}/${n} caught up`
-        return linked === n && ruled === n && caughtUp === n
-      }, `all ${n} nodes to link up and know their rules`, 300_000, 250).catch((err: Error) => {
-        throw new Error(`${err.message}: ${progress}`)
+      // A link whose mesh-key proof timed out (it happens when the 2 cores are
+      // busy) is banned for 30 s and redialled with backoff: wait for every
+      // link up to 120 s; then go on if the authenticated links still connect
+      // every node (the missing links are logged and kept in the JSON), else fail.
+      let statuses: NodeStatus[] = []
+      const ready = (): { linked: number, ruled: number, caughtUp: number } => ({
+        linked: statuses.filter((s, i) => authenticatedPeers(s) >= degree[i]).length,
+        ruled: statuses.filter((s, i) => i === 0 || ruleActive(s, rules.get(nodes[i]) as string)).length,
+        caughtUp: statuses.filter(s => s.caughtUp).length
       })
+      const settled = async (): Promise<boolean> => {
+        statuses = await mapLimit(nodes, 6, async node => await cl.status(node))
+        const r = ready()
+        return r.ruled === n && r.caughtUp === n && (r.linked === n || (now() - tSetup > 120_000 && liveGraphConnected(statuses)))
+      }
+      await until(settled, `all ${n} nodes to link up and know their rules`, 300_000, 250).catch((err: Error) => {
+        const r = ready()
+        throw new Error(`${err.message}: ${r.linked}/${n} nodes fully linked, ${r.ruled}/${n} know their rule, ${r.caughtUp}/${n} caught up; ${missingLinks(statuses, nodes.map(x => x.name), edges).join('; ')}`)
+      })
+      const missing = missingLinks(statuses, nodes.map(x => x.name), edges)
+      if (missing.length > 0) ctx.log(`    note: going on without ${missing.length} link(s) that did not come back after failing authentication (the rest still connects every node): ${missing.join('; ')}`)
       const setupS = (now() - tSetup) / 1000
       const ecc = eccentricity(n, edges, 0)
       ctx.log(`    ${n} nodes, ${edges.length} links (degree ${Math.min(...degree)}–${Math.max(...degree)}), writer reaches all within ${ecc} hops; setup ${setupS.toFixed(1)} s`)
@@ -147,6 +156,7 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
         info: {
           seed: seed + run,
           links: edges.length,
+          missingLinks: missing,
           degreeMin: Math.min(...degree),
           degreeMax: Math.max(...degree),
           writerEccentricityHops: ecc,
@@ -156,6 +166,32 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       }
     }
   }
+}
+
+/** Whether the authenticated links reach every node. */
+function liveGraphConnected (statuses: NodeStatus[]): boolean {
+  const ids = new Set(statuses.map(s => s.peerId))
+  const adj = new Map(statuses.map(s => [s.peerId, s.peers.filter(p => p.connected && p.authenticated && ids.has(p.peerId)).map(p => p.peerId)]))
+  const seen = new Set([statuses[0].peerId])
+  const queue = [statuses[0].peerId]
+  while (queue.length > 0) {
+    for (const b of adj.get(queue.shift() as string) ?? []) if (!seen.has(b)) { seen.add(b); queue.push(b) }
+  }
+  return seen.size === statuses.length
+}
+
+/** Planned links that are not authenticated on both ends, with what each end reports. */
+function missingLinks (statuses: NodeStatus[], names: string[], edges: Array<[number, number]>): string[] {
+  if (statuses.length === 0) return []
+  const out: string[] = []
+  for (const [a, b] of edges) {
+    const pa = statuses[a].peers.find(p => p.peerId === statuses[b].peerId)
+    const pb = statuses[b].peers.find(p => p.peerId === statuses[a].peerId)
+    if (pa?.authenticated === true && pa.connected && pb?.authenticated === true && pb.connected) continue
+    const state = (p: typeof pa): string => p === undefined ? 'unknown' : `${p.connected ? 'connected' : 'not connected'}${p.authenticated ? ', authenticated' : ''}${p.lastError !== undefined ? `, last error: ${p.lastError}` : ''}`
+    out.push(`${names[a]}→${names[b]} (${names[a]} sees ${state(pa)}; ${names[b]} sees ${state(pb)})`)
+  }
+  return out
 }
 
 function sum (xs: number[]): number {
