@@ -17,7 +17,7 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 export const BATCH_MAX_ENTRIES = 512
 export const BATCH_MAX_BYTES = 512 * 1024
 /** Batches a receiver accepts in flight (credit); bounds its read buffer to ~credit × batch bytes. */
-export const INITIAL_CREDIT = 6
+export const INITIAL_CREDIT = 16
 /** Each side restates its version vector this often (anti-entropy and keep-alive). */
 export const ANTI_ENTROPY_INTERVAL_MS = 15_000
 /** How often authenticated connections without a sync session get one. */
@@ -47,4 +47,4 @@ export const MAX_CONTROL_FRAMES_PER_SECOND = 5_000
 /** Most bytes per second one peer can make this node ingest (batches beyond wait for credit). */
 export const MAX_PEER_BYTES_PER_SECOND = 64 * 1024 * 1024
 /** Unread bytes a sync stream may hold: credit × batch size plus slack; beyond that the peer ignored its credit. */
-export const MAX_READ_BUFFER_BYTES = 4 * MAX_FRAME_BYTES
+export const MAX_READ_BUFFER_BYTES = INITIAL_CREDIT * (BATCH_MAX_BYTES + 1024 * 1024) + MAX_FRAME_BYTES
