@@ -15,7 +15,8 @@
  *
  * Workloads (details and methodology at the top of each file in scripts/bench/workloads/):
  *   bulk       N records on a source, a rule, then the target connects: time to hold all N
- *   latency    single PUTs 20 ms apart: PUT returned on the source → readable on the target; 1 hop and 4 hops
+ *   latency    single PUTs 20 ms apart: PUT returned on the source → readable on the target (seen on its
+ *              changes feed; GET polling as a cross-check); 1 hop and a 4-hop chain
  *   catchup    target offline while N records are written, then restarts: time to catch up, peak RSS
  *   fanout     30 nodes, 3 random links each, 10,000 writes on one: time until all hold them, receptions per entry
  *   footprint  idle RSS; disk per record on a target, and after 5 updates of every record

@@ -65,3 +65,87 @@ export class FastClient {
     this.agent.destroy()
   }
 }
+
+/**
+ * A follower of the node's changes feed (GET /v1/changes?follow=true): the
+ * node pushes one NDJSON line per committed change, so the bench learns that
+ * a record became readable without polling the node. Records the local
+ * arrival time of every change line by record id.
+ */
+export class FeedFollower {
+  private readonly arrivals = new Map<string, number>()
+  private readonly waiters = new Map<string, (t: number) => void>()
+  private req?: ReturnType<typeof request>
+  private error?: Error
+  private buffer = ''
+
+  private onFirstLine?: () => void
+
+  /**
+   * Opens the feed with 1 s heartbeats and resolves at its first line (a
+   * heartbeat, since it starts at "now"): the node sends its headers only
+   * with the first line, and by then the follower is registered. Rejects
+   * with the status otherwise (e.g. 404 on a node without a feed).
+   */
+  async open (api: string, token: string, collection: string): Promise<void> {
+    const url = new URL(`${api}/v1/changes?since=now&follow=true&heartbeat=1&collection=${encodeURIComponent(collection)}`)
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the changes feed sent nothing within 10 s')), 10_000)
+      this.onFirstLine = () => { clearTimeout(timer); resolve() }
+      const req = request(url, { headers: { authorization: `Bearer ${token}` }, agent: false }, (res) => {
+        if (res.statusCode !== 200) {
+          clearTimeout(timer)
+          res.resume()
+          reject(new Error(`GET /v1/changes answered ${String(res.statusCode)}`))
+          return
+        }
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => this.onData(chunk))
+        res.on('error', (err) => { this.error = err })
+      })
+      req.on('error', (err) => { clearTimeout(timer); this.error = err; reject(err) })
+      req.end()
+      this.req = req
+    })
+  }
+
+  private onData (chunk: string): void {
+    const t = performance.now()
+    this.buffer += chunk
+    let nl: number
+    while ((nl = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, nl)
+      this.buffer = this.buffer.slice(nl + 1)
+      if (line.trim() === '') continue
+      const msg = JSON.parse(line) as { type: string, id?: string }
+      this.onFirstLine?.()
+      this.onFirstLine = undefined
+      if (msg.type !== 'change' || msg.id === undefined) continue
+      if (!this.arrivals.has(msg.id)) this.arrivals.set(msg.id, t)
+      const w = this.waiters.get(msg.id)
+      if (w !== undefined) {
+        this.waiters.delete(msg.id)
+        w(t)
+      }
+    }
+  }
+
+  /** performance.now() at which the change of `id` arrived (maybe already). */
+  async arrival (id: string, timeoutMs: number): Promise<number> {
+    const have = this.arrivals.get(id)
+    if (have !== undefined) return have
+    if (this.error !== undefined) throw this.error
+    return await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(id)
+        reject(new Error(`no change for ${id} on the feed within ${timeoutMs} ms${this.error !== undefined ? ` (${this.error.message})` : ''}`))
+      }, timeoutMs)
+      this.waiters.set(id, (t) => { clearTimeout(timer); resolve(t) })
+    })
+  }
+
+  close (): void {
+    this.req?.destroy()
+    this.req = undefined
+  }
+}
