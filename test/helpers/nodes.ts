@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
+import { waitFor } from '../../scripts/lib/cluster.js'
 
 export const KEY = 'k'.repeat(40)
 
@@ -26,19 +27,9 @@ export async function startNode (name: string, options: { key?: string, dir?: st
   return { node, dir }
 }
 
-/** Poll until `check` returns true; fails with `what` after the timeout. */
+/** Poll until `check` returns true; fails with `what` after the timeout (the process harness's waitFor, 50 ms steps). */
 export async function eventually (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return
-    } catch (err) {
-      last = err
-    }
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? ` (last error: ${(last as Error).message})` : ''}`)
+  await waitFor(check, what, timeoutMs, 50)
 }
 
 export async function countRecords (node: SyncNode, collection: string): Promise<number> {
