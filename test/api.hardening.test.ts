@@ -8,7 +8,8 @@
  */
 import '../src/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
+import { rawRequest } from './helpers/http.js'
+import type { RawResponse } from './helpers/http.js'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,25 +27,11 @@ const auth = { authorization: `Bearer ${TOKEN}` }
 const jsonHeaders = { ...auth, 'content-type': 'application/json' }
 const ndjsonHeaders = { ...auth, 'content-type': 'application/x-ndjson' }
 
-interface Res { status: number, text: string, json: any }
+type Res = RawResponse
 
 let url: URL
 async function raw (method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Res> {
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: url.hostname, port: url.port, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let json: unknown
-        try { json = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, text, json })
-      })
-    })
-    req.on('error', reject)
-    if (body !== undefined) req.write(body)
-    req.end()
-  })
+  return await rawRequest(url, { method, path, headers, ...(body !== undefined ? { body } : {}) })
 }
 
 /** Bytes straight onto a TCP socket; the whole answer. */

@@ -5,12 +5,13 @@
  */
 import '../src/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient } from '../src/api/client.js'
 import { startApiServer } from '../src/api/server.js'
+import { rawRequest } from './helpers/http.js'
+import type { RawResponse } from './helpers/http.js'
 import type { ApiServer } from '../src/api/server.js'
 import { createSyncNode } from '../src/node/node.js'
 
@@ -19,23 +20,8 @@ const TOKEN = 'node-test-token-' + 'b'.repeat(32)
 
 type Node = Awaited<ReturnType<typeof createSyncNode>>
 
-async function raw (url: string, options: { method?: string, path: string, headers?: Record<string, string>, body?: string }): Promise<{ status: number, text: string, json: any }> {
-  const u = new URL(url)
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: options.method ?? 'GET', path: options.path, headers: options.headers }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let json: unknown
-        try { json = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, text, json })
-      })
-    })
-    req.on('error', reject)
-    if (options.body != null) req.write(options.body)
-    req.end()
-  })
+async function raw (url: string, options: { method?: string, path: string, headers?: Record<string, string>, body?: string }): Promise<RawResponse> {
+  return await rawRequest(url, options)
 }
 
 async function until (check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
