@@ -2,12 +2,14 @@
  * `npm run profile:sync [-- --records N]`: one bulk sync between two real
  * node processes, both under `node --cpu-prof`, then the share of CPU time
  * spent signing (source) and verifying (target) signed runs, from the same
- * run's profiles.
+ * run's profiles. `--top` prints the functions with the most self time;
+ * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools).
  */
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { NodeProcess, tempDir, waitFor } from './lib/cluster.js'
+import { cpuSeconds } from './bench/proc.js'
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[], hitCount?: number }
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
@@ -95,18 +97,35 @@ async function main (): Promise<void> {
     const env = { SYNCMESH_LOG_LEVEL: 'warn' }
     await source.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'source')}`] })
     await target.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'target')}`] })
-    await source.addRule({ from: { platform: 'source', collection: 'bulk' }, to: { platform: 'target', collection: 'bulk' } })
+    // default: the rule comes after the data (a new target attached to an existing source: it backfills);
+    // --rule-first: the rule exists before the data (the target applies entries as they arrive)
+    const ruleFirst = args.includes('--rule-first')
+    const addRule = async (): Promise<void> => { await source.addRule({ from: { platform: 'source', collection: 'bulk' }, to: { platform: 'target', collection: 'bulk' } }) }
+    if (ruleFirst) await addRule()
     const t0 = performance.now()
     const res = await fetch(`${source.api}/v1/collections/bulk/import`, { method: 'POST', headers: { authorization: `Bearer ${source.token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(N) as unknown as ReadableStream, duplex: 'half' } as RequestInit)
     if (res.status !== 200) throw new Error(`import failed: ${res.status} ${await res.text()}`)
     const importMs = performance.now() - t0
+    // --no-rule: only the log travels (store and forward, nothing applied)
+    const noRule = args.includes('--no-rule')
+    if (!ruleFirst && !noRule) await addRule()
     const t1 = performance.now()
+    const cpu0 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
     await target.addPeer(source.multiaddr)
+    // phases: the log arrives (the rule entry comes last), then the rule's backfill applies it
+    let logMs = NaN
+    const sourceId = (await source.status()).peerId as string
+    const held = (s: Record<string, unknown>): number => (s.origins as Array<{ origin: string, seq: number }>).find(o => o.origin === sourceId)?.seq ?? 0
+    const sourceSeq = held(await source.status())
     await waitFor(async () => {
       const s = await target.status()
+      if (Number.isNaN(logMs) && held(s) >= sourceSeq) logMs = performance.now() - t1
+      if (noRule) return held(s) >= sourceSeq
       return (s.rules as Array<{ applied: number }>)[0]?.applied === N
     }, `the target to apply ${N} records`, 600_000, 50)
     const syncMs = performance.now() - t1
+    const cpu1 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
+    const cpuShare = (i: number): string => `${Math.round((cpu1[i] - cpu0[i]) / (syncMs / 1000) * 100)}%`
     await source.stop()
     await target.stop()
     const sourceProfile = await latestProfile(join(profDir, 'source'))
@@ -123,13 +142,18 @@ async function main (): Promise<void> {
       importRecordsPerSecond: Math.round(N / importMs * 1000),
       syncSeconds: +(syncMs / 1000).toFixed(2),
       syncRecordsPerSecond: Math.round(N / syncMs * 1000),
+      logReceivedSeconds: +(logMs / 1000).toFixed(2),
       sourceCpuShareSigning: +(signShare * 100).toFixed(1) + '%',
-      targetCpuShareVerifying: +(verifyShare * 100).toFixed(1) + '%'
+      targetCpuShareVerifying: +(verifyShare * 100).toFixed(1) + '%',
+      // CPU time each process used during the sync, as a share of one core (all threads, LevelDB's included)
+      sourceCpuDuringSync: cpuShare(0),
+      targetCpuDuringSync: cpuShare(1)
     }, null, 2))
   } finally {
     await source.kill()
     await target.kill()
-    await rm(parent, { recursive: true, force: true })
+    if (args.includes('--keep')) console.log(`profiles kept in ${profDir}`)
+    else await rm(parent, { recursive: true, force: true })
   }
 }
 
