@@ -69,6 +69,8 @@ function topSelf (p: Profile, n: number): string[] {
   return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(5)}%  ${k}`)
 }
 
+const EMPTY_PROFILE: Profile = { nodes: [], samples: [], timeDeltas: [], startTime: 0, endTime: 0 }
+
 async function latestProfile (dir: string): Promise<Profile> {
   const files = (await readdir(dir)).filter(f => f.endsWith('.cpuprofile')).sort()
   return JSON.parse(await readFile(join(dir, files[files.length - 1]), 'utf8')) as Profile
@@ -95,8 +97,11 @@ async function main (): Promise<void> {
   const target = await NodeProcess.create('target', KEY, { parent })
   try {
     const env = { SYNCMESH_LOG_LEVEL: 'warn' }
-    await source.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'source')}`] })
-    await target.start(['--target-peers', '0'], { env, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'target')}`] })
+    // --no-prof: the same run without the profiler (its overhead is not small)
+    const prof = !args.includes('--no-prof')
+    const profArgs = (who: string): string[] => prof ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, who)}`] : []
+    await source.start(['--target-peers', '0'], { env, nodeArgs: profArgs('source') })
+    await target.start(['--target-peers', '0'], { env, nodeArgs: profArgs('target') })
     // default: the rule comes after the data (a new target attached to an existing source: it backfills);
     // --rule-first: the rule exists before the data (the target applies entries as they arrive)
     const ruleFirst = args.includes('--rule-first')
@@ -128,8 +133,8 @@ async function main (): Promise<void> {
     const cpuShare = (i: number): string => `${Math.round((cpu1[i] - cpu0[i]) / (syncMs / 1000) * 100)}%`
     await source.stop()
     await target.stop()
-    const sourceProfile = await latestProfile(join(profDir, 'source'))
-    const targetProfile = await latestProfile(join(profDir, 'target'))
+    const sourceProfile = prof ? await latestProfile(join(profDir, 'source')) : EMPTY_PROFILE
+    const targetProfile = prof ? await latestProfile(join(profDir, 'target')) : EMPTY_PROFILE
     const signShare = inclusiveShare(sourceProfile, new Set(['sign', 'signRuns']), 'signing.js')
     const verifyShare = inclusiveShare(targetProfile, new Set(['verifyRuns']), 'signing.js')
     if (args.includes('--top')) {

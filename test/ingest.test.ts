@@ -275,11 +275,10 @@ describe('writeLocal', () => {
 
   it('writes entry, record, vector and clock in one atomic batch', async () => {
     const h = await harness()
-    const batch = vi.spyOn(h.store.db, 'batch')
+    const batches = recordBatches(h.store.db)
     const { entries, result } = await h.writeLocal([{ collection: 'notes', id: 'x', op: 'put', value: { hello: 'world' } }])
-    expect(batch).toHaveBeenCalledTimes(1)
-    const ops = (batch.mock.calls[0] as unknown[])[0] as Array<{ type: string, key: string }>
-    const written = ops.filter(o => o.type === 'put').map(o => o.key)
+    expect(batches.list).toHaveLength(1)
+    const written = batches.list[0].filter(o => o.type === 'put').map(o => o.key)
     expect(written).toEqual(expect.arrayContaining([
       keys.entry(h.self, 1),
       keys.latest(h.self, 'notes', 'x'),
@@ -289,7 +288,7 @@ describe('writeLocal', () => {
     ]))
     expect(result.changes).toEqual([expect.objectContaining({ collection: 'notes', id: 'x', op: 'put', value: { hello: 'world' } })])
     expect(result.changes[0].ruleId).toBeUndefined()
-    batch.mockRestore()
+    batches.restore()
 
     // everything is on disk after a restart
     await h.reopen()
@@ -308,9 +307,11 @@ describe('writeLocal', () => {
   it('a delete writes a tombstone in the same batch; a delete of a missing record writes none', async () => {
     const h = await harness()
     await h.writeLocal([{ collection: 'notes', id: 'x', op: 'put', value: { v: 1 } }])
-    const batch = vi.spyOn(h.store.db, 'batch')
+    const batches = recordBatches(h.store.db)
     const del = await h.writeLocal([{ collection: 'notes', id: 'x', op: 'del' }])
-    const keysWritten = ((batch.mock.calls[0] as unknown[])[0] as Array<{ type: string, key: string }>).map(o => o.key)
+    batches.restore()
+    expect(batches.list).toHaveLength(1)
+    const keysWritten = batches.list[0].map(o => o.key)
     expect(keysWritten).toEqual(expect.arrayContaining([keys.entry(h.self, 2), keys.record('notes', 'x'), keys.vector(h.self)]))
     expect(del.result.changes).toEqual([expect.objectContaining({ op: 'del', id: 'x' })])
     expect((await h.record('notes', 'x'))?.value).toBeUndefined()
@@ -470,3 +471,21 @@ describe('backfill', () => {
     expect(await s.h.value('articles', 'p00007')).toEqual({ mine: true })
   })
 })
+
+/** The operations of every write batch the store makes (chained batches: see Txn.commit), until restore(). */
+function recordBatches (db: Harness['store']['db']): { list: Array<Array<{ type: 'put' | 'del', key: string }>>, restore: () => void } {
+  const list: Array<Array<{ type: 'put' | 'del', key: string }>> = []
+  const original = db.batch.bind(db) as () => ReturnType<typeof db.batch>
+  const spy = vi.spyOn(db, 'batch').mockImplementation(((...args: unknown[]) => {
+    if (args.length > 0) throw new Error('expected a chained batch')
+    const ops: Array<{ type: 'put' | 'del', key: string }> = []
+    list.push(ops)
+    const chained = original()
+    const put = chained.put.bind(chained)
+    const del = chained.del.bind(chained)
+    chained.put = ((key: string, value: Uint8Array) => { ops.push({ type: 'put', key }); return put(key, value) }) as typeof chained.put
+    chained.del = ((key: string) => { ops.push({ type: 'del', key }); return del(key) }) as typeof chained.del
+    return chained
+  }) as unknown as typeof db.batch)
+  return { list, restore: () => spy.mockRestore() }
+}

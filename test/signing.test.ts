@@ -91,6 +91,31 @@ describe('signing and verification', () => {
     const wrongRange = { ...cert, to: 5 }
     expect(() => verifyRuns(s.origin, received(s.origin, entries), [wrongRange])).toThrow(SignatureError)
   })
+
+  it('entries received as bytes are hashed as received; an oddly ordered encoding falls back to the canonical one', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const entries = [o.put('posts', 'a', { v: 1 }), o.put('posts', 'b', { v: 2 })]
+    const cert = s.sign(0, 2, entries)
+    const canonical = entries.map(e => encodeEntry(e))
+    // the same fields, last field (value, 7) first: valid protobuf, other bytes
+    const reordered = entries.map(e => {
+      const value = e.value as Uint8Array
+      return Buffer.concat([Buffer.from([0x3a, value.byteLength]), value, encodeEntry({ ...e, value: undefined, bytes: undefined })])
+    })
+    expect(reordered.map(b => Buffer.from(b))).not.toEqual(canonical.map(b => Buffer.from(b)))
+    const wire = reordered.map(b => ({ ...decodeEntry(s.origin, b), bytes: b }))
+    expect(wire.map(e => Buffer.from(e.value as Uint8Array))).toEqual(entries.map(e => Buffer.from(e.value as Uint8Array)))
+    expect(() => verifyRuns(s.origin, wire, [cert])).not.toThrow()
+    // what gets stored and forwarded is the canonical encoding the origin signed
+    expect(wire.map(e => Buffer.from(e.bytes as Uint8Array))).toEqual(canonical.map(b => Buffer.from(b)))
+
+    // a tampered value is not rescued by the fallback
+    const tampered = received(s.origin, entries).map(e => ({ ...e, bytes: encodeEntry(e) }))
+    tampered[0].value = Buffer.from('{"v":9}')
+    tampered[0].bytes = encodeEntry(tampered[0])
+    expect(() => verifyRuns(s.origin, tampered, [cert])).toThrow(SignatureError)
+  })
 })
 
 describe('signed runs in the change log', () => {

@@ -21,6 +21,8 @@ export interface LogEntry {
   bytes?: Uint8Array
   /** Merkle leaf hash of `bytes` (see signing.ts). */
   leaf?: Uint8Array
+  /** `value` parsed (a JSON object), when the entry was validated on receipt: rules use it instead of parsing again. Never mutated. */
+  parsed?: object
 }
 
 const EMPTY = new Uint8Array(0)

@@ -16,6 +16,7 @@
  * so the survivors stay verifiable with O(survivors × log run) hashes, and a
  * run whose entries are all gone is deleted with them.
  */
+import * as crypto from 'node:crypto'
 import { createHash, createPrivateKey, createPublicKey, sign as edSign, verify as edVerify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -56,12 +57,31 @@ const LEAF_PREFIX = Buffer.from('syncmesh/leaf/1\0')
 const RUN_PREFIX = Buffer.from('syncmesh/run/1\0')
 const NODE_PREFIX = Buffer.from([1])
 
+// One-shot SHA-256 (Node >= 20.12) skips a Hash object per call: leaves and
+// nodes are hashed for every entry sent or received.
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash
+
+function sha256Of (parts: Uint8Array[], length: number): Uint8Array {
+  if (oneShot === undefined) {
+    const h = createHash('sha256')
+    for (const p of parts) h.update(p)
+    return h.digest()
+  }
+  const buf = Buffer.allocUnsafe(length)
+  let o = 0
+  for (const p of parts) {
+    buf.set(p, o)
+    o += p.byteLength
+  }
+  return oneShot('sha256', buf, 'buffer')
+}
+
 export function leafHash (entryBytes: Uint8Array): Uint8Array {
-  return createHash('sha256').update(LEAF_PREFIX).update(entryBytes).digest()
+  return sha256Of([LEAF_PREFIX, entryBytes], LEAF_PREFIX.byteLength + entryBytes.byteLength)
 }
 
 function nodeHash (left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest()
+  return sha256Of([NODE_PREFIX, left, right], 1 + left.byteLength + right.byteLength)
 }
 
 /** Width of each level of the tree over n leaves, bottom (n) to top (1). */
@@ -209,6 +229,7 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
     if (cert === undefined) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
     if (i < entries.length && entries[i].seq <= cert.from) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
     const leaves = new Map<number, Uint8Array>()
+    const first = i
     while (i < entries.length && entries[i].seq <= cert.to) {
       const e = entries[i++]
       e.bytes ??= encodeEntry(e)
@@ -217,11 +238,30 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
     }
     const root = merkleRoot(cert.to - cert.from, leaves, cert.pruned)
     if (root === undefined) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is incomplete: an entry is missing or was added`)
-    if (!edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig)) {
+    if (!edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig) && !verifyCanonical(origin, key, cert, entries.slice(first, i))) {
       throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} does not match its origin's signature: the entries were altered, reordered or forged`)
     }
     ci++
   }
+}
+
+/**
+ * Entries are hashed as received; a peer whose protobuf encoder orders or
+ * pads fields differently sends the same entries in other bytes. Retry with
+ * the canonical encoding (which is what the origin signed) and keep it.
+ */
+function verifyCanonical (origin: string, key: KeyObject, cert: Cert, run: LogEntry[]): boolean {
+  const leaves = new Map<number, Uint8Array>()
+  const canonical = run.map(e => encodeEntry(e))
+  if (canonical.every((b, k) => Buffer.compare(b, run[k].bytes ?? b) === 0)) return false // already canonical: really forged
+  canonical.forEach((b, k) => leaves.set(run[k].seq - cert.from - 1, leafHash(b)))
+  const root = merkleRoot(cert.to - cert.from, leaves, cert.pruned)
+  if (root === undefined || !edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig)) return false
+  run.forEach((e, k) => {
+    e.bytes = canonical[k]
+    e.leaf = leaves.get(e.seq - cert.from - 1)
+  })
+  return true
 }
 
 export function encodeCert (c: Cert): Uint8Array {

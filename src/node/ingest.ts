@@ -18,7 +18,7 @@ import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, resolvePlan, sweepRecord } from '../rules/engine.js'
+import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
 import type { Applied, ApplyContext, CompiledRule, Plan } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
 
@@ -429,6 +429,8 @@ export class Ingestor {
     const bytes = await st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
     const state: RecordState = entry.op === 'put' ? { value, version } : { version }
+    const raw = rawValueOf(entry, value)
+    if (raw !== undefined) state.raw = raw
     if (existing !== undefined && compareVersion(existing.version, version) >= 0) {
       // a local write that lost to a later write a merge rule placed (a clock ahead of ours)
       if (compareVersion(existing.version, version) > 0) this.localWriteConflict(st, entry, existing, state, 'existing')

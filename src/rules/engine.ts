@@ -140,12 +140,20 @@ export async function resolvePlan (rule: CompiledRule, entry: LogEntry, source: 
 /** Parse an entry's JSON value once for all rules that need it. */
 export function parseEntryValue (entry: LogEntry): JsonObject | undefined {
   if (entry.value === undefined) return undefined
+  if (entry.parsed !== undefined) return entry.parsed as JsonObject
   try {
     const v = decodeJson<unknown>(entry.value)
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as JsonObject : undefined
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+    entry.parsed = v
+    return v as JsonObject
   } catch {
     return undefined
   }
+}
+
+/** The JSON text of `value` when it is the entry's own value, untransformed: stored as is, not serialised again. */
+export function rawValueOf (entry: LogEntry, value: JsonObject | undefined): Uint8Array | undefined {
+  return value !== undefined && value === entry.parsed ? entry.value : undefined
 }
 
 export function entryVersion (entry: LogEntry): Version {
@@ -285,6 +293,8 @@ async function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry,
   }
   const existing = await readRecord(ctx.txn, collection, plan.targetId)
   const state: RecordState = { value: plan.value, version, rule: r.id }
+  const raw = rawValueOf(entry, plan.value)
+  if (raw !== undefined) state.raw = raw
   if (plan.targetId !== entry.id) state.source = entry.id
   if (existing === undefined) {
     out.push(write(ctx, rule, plan.targetId, state, undefined))

@@ -110,6 +110,13 @@ export class Txn {
 
   async commit (): Promise<void> {
     if (this.ops.length === 0) return
-    await this.db.batch(this.ops)
+    // a chained batch costs ~0.5 µs per operation on this thread, an array batch 1.2-2.5 µs
+    // (the binding reads type/key/value of every array element): same single atomic write
+    const batch = this.db.batch()
+    for (const op of this.ops) {
+      if (op.type === 'put') batch.put(op.key, op.value)
+      else batch.del(op.key)
+    }
+    await batch.write()
   }
 }

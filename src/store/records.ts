@@ -24,6 +24,8 @@ export interface RecordState {
   source?: string
   /** Position of the record's newest change in the changes feed (absent: written before the feed existed). */
   cursor?: number
+  /** `value` as JSON text, when the write path has it (the entry's bytes): stored without serialising `value` again. Not stored. */
+  raw?: Uint8Array
 }
 
 interface EncodedRecord {
@@ -37,13 +39,30 @@ interface EncodedRecord {
   c?: number
 }
 
+const encoder = new TextEncoder()
+const VALUE_FIELD = encoder.encode(',"v":')
+const CLOSE = encoder.encode('}')
+
 export function encodeRecord (state: RecordState): Uint8Array {
   const enc: EncodedRecord = { w: state.version.hlc.wall, l: state.version.hlc.logical, o: state.version.origin, s: state.version.seq }
-  if (state.value !== undefined) enc.v = state.value
   if (state.rule !== undefined) enc.r = state.rule
   if (state.source !== undefined) enc.i = state.source
   if (state.cursor !== undefined) enc.c = state.cursor
-  return encodeJson(enc)
+  if (state.value === undefined) return encodeJson(enc)
+  if (state.raw === undefined) {
+    enc.v = state.value
+    return encodeJson(enc)
+  }
+  // {"w":…,…} + ,"v": + the value's own JSON text + } (Buffer: small allocations come from a pool)
+  const head = Buffer.from(JSON.stringify(enc))
+  const out = Buffer.allocUnsafe(head.byteLength - 1 + VALUE_FIELD.byteLength + state.raw.byteLength + 1)
+  head.copy(out, 0, 0, head.byteLength - 1)
+  let o = head.byteLength - 1
+  out.set(VALUE_FIELD, o)
+  o += VALUE_FIELD.byteLength
+  out.set(state.raw, o)
+  out.set(CLOSE, o + state.raw.byteLength)
+  return out
 }
 
 export function decodeRecord (bytes: Uint8Array): RecordState {

@@ -13,7 +13,7 @@ import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
-import { Frame, Op } from './pb/sync.js'
+import { Entry as PbEntry, Frame, Op, RunCert } from './pb/sync.js'
 
 export type SyncMessage =
   | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
@@ -52,17 +52,115 @@ function decodeVector (entries: Array<{ origin: string, seq: number }>): Version
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
-function isJsonObject (bytes: Uint8Array): boolean {
+/** The value parsed as a JSON object, or undefined when it is not one (kept on the entry: rules apply it without parsing again). */
+function parseJsonObject (bytes: Uint8Array): object | undefined {
   try {
     const v: unknown = JSON.parse(strictUtf8.decode(bytes))
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined
   } catch {
-    return false
+    return undefined
   }
+}
+
+/** Protobuf wire reading for the one hot message, Batch: its entries are kept as the exact bytes received. */
+class WireReader {
+  pos: number
+  constructor (readonly buf: Uint8Array, start = 0, readonly end = buf.byteLength) {
+    this.pos = start
+  }
+
+  varint (): number {
+    let result = 0
+    let mul = 1
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new Error('truncated varint')
+      const b = this.buf[this.pos++]
+      result += (b & 0x7f) * mul
+      if (b < 0x80) return result
+      mul *= 128
+    }
+    throw new Error('varint longer than 10 bytes')
+  }
+
+  /** Bounds of a length-delimited field's payload. */
+  lengthDelimited (): [number, number] {
+    const len = this.varint()
+    const start = this.pos
+    if (len > this.end - start) throw new Error('length-delimited field runs past the end of its message')
+    this.pos = start + len
+    return [start, start + len]
+  }
+
+  skip (wireType: number): void {
+    if (wireType === 0) this.varint()
+    else if (wireType === 1) this.advance(8)
+    else if (wireType === 2) this.lengthDelimited()
+    else if (wireType === 5) this.advance(4)
+    else throw new Error(`unsupported wire type ${wireType}`)
+  }
+
+  private advance (n: number): void {
+    if (n > this.end - this.pos) throw new Error('truncated field')
+    this.pos += n
+  }
+}
+
+const lenientUtf8 = new TextDecoder()
+
+interface WireBatch { origin: string, fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[] }
+
+/**
+ * A frame that is exactly one Batch field, read without decoding its entries
+ * (they stay the bytes the origin signed, so they are hashed and stored as
+ * received); undefined for any other frame (the generic decoder takes it).
+ */
+function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
+  if (bytes[0] !== 0x12) return undefined
+  const frameReader = new WireReader(bytes, 1)
+  const [start, end] = frameReader.lengthDelimited()
+  if (end !== bytes.byteLength) return undefined
+  const r = new WireReader(bytes, start, end)
+  const out: WireBatch = { origin: '', fromSeq: 0, toSeq: 0, entries: [], certs: [] }
+  while (r.pos < end) {
+    const tag = r.varint()
+    const field = Math.floor(tag / 8)
+    const wireType = tag & 7
+    if (field === 1 && wireType === 2) {
+      const [a, b] = r.lengthDelimited()
+      out.origin = lenientUtf8.decode(bytes.subarray(a, b))
+    } else if (field === 2 && wireType === 0) {
+      out.fromSeq = r.varint()
+    } else if (field === 3 && wireType === 0) {
+      out.toSeq = r.varint()
+    } else if (field === 4 && wireType === 2) {
+      if (out.entries.length >= MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has more than ${MAX_BATCH_ENTRIES} entries (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
+      const [a, b] = r.lengthDelimited()
+      out.entries.push(bytes.subarray(a, b))
+    } else if (field === 5 && wireType === 2) {
+      if (out.certs.length >= MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has more than ${MAX_BATCH_ENTRIES} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
+      const [a, b] = r.lengthDelimited()
+      out.certs.push(bytes.subarray(a, b))
+    } else {
+      r.skip(wireType)
+    }
+  }
+  return out
 }
 
 /** Decode and validate one frame; throws ProtocolError when anything is off. */
 export function decodeFrame (bytes: Uint8Array): SyncMessage {
+  let wire: WireBatch | undefined
+  try {
+    wire = readBatchFrame(bytes)
+    if (wire !== undefined) {
+      const entries = wire.entries.map(raw => ({ raw, pb: PbEntry.decode(raw) }))
+      const certs = wire.certs.map(raw => RunCert.decode(raw))
+      return decodeBatch(wire.origin, wire.fromSeq, wire.toSeq, entries, certs)
+    }
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err
+    throw new ProtocolError(`undecodable frame: ${(err as Error).message}`, 'FRAME_INVALID')
+  }
   let f: Frame
   try {
     f = Frame.decode(bytes)
@@ -86,15 +184,22 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     return { type: 'have', origin: f.have.origin, seq: checkSeq(f.have.seq, 'have seq') }
   }
   const b = f.batch as NonNullable<Frame['batch']>
+  return decodeBatch(b.origin, b.fromSeq, b.toSeq, b.entries.map(pb => ({ pb })), b.certs)
+}
+
+/** Validate a Batch; entries received as bytes keep them (`raw`): they are what the origin signed, unless it encoded them oddly (see verifyRuns). */
+function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, pbEntries: Array<{ raw?: Uint8Array, pb: PbEntry }>, pbCerts: RunCert[]): SyncMessage {
+  const b = { origin, entries: pbEntries, certs: pbCerts }
   if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
-  const fromSeq = checkSeq(b.fromSeq, 'batch from_seq')
-  const toSeq = checkSeq(b.toSeq, 'batch to_seq')
+  const fromSeq = checkSeq(rawFromSeq, 'batch from_seq')
+  const toSeq = checkSeq(rawToSeq, 'batch to_seq')
   if (toSeq <= fromSeq) throw new ProtocolError(`batch range (${fromSeq}, ${toSeq}] is empty or reversed`, 'FRAME_INVALID')
   if (b.entries.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.entries.length} entries (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
   const entries: LogEntry[] = new Array(b.entries.length)
   let prev = fromSeq
   for (let i = 0; i < b.entries.length; i++) {
-    const pb = b.entries[i]
+    const { raw, pb } = b.entries[i]
+    let parsed: object | undefined
     if (!Number.isSafeInteger(pb.seq) || pb.seq <= prev || pb.seq > toSeq) throw new ProtocolError(`batch entry seq ${pb.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
     prev = pb.seq
     if (!Number.isSafeInteger(pb.hlcWall) || pb.hlcWall <= 0) throw new ProtocolError(`entry ${pb.seq} has an invalid clock`, 'FRAME_INVALID')
@@ -103,13 +208,17 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     if (pb.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${pb.seq} carries ${pb.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
     if (pb.op === Op.PUT) {
       if (jsonTextTooDeep(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value nests more than ${MAX_JSON_DEPTH} levels`, 'FRAME_INVALID')
-      if (!isJsonObject(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
+      parsed = parseJsonObject(pb.value)
+      if (parsed === undefined) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
     } else if (pb.op === Op.DEL) {
       if (pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
     } else {
       throw new ProtocolError(`entry ${pb.seq} has an unknown op`, 'FRAME_INVALID')
     }
-    entries[i] = fromPbEntry(b.origin, pb)
+    const e = fromPbEntry(b.origin, pb)
+    if (raw !== undefined) e.bytes = raw
+    if (parsed !== undefined) e.parsed = parsed
+    entries[i] = e
   }
   if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
   const certs: Cert[] = new Array(b.certs.length)
