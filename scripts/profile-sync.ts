@@ -5,6 +5,7 @@
  * run's profiles. `--top` prints the functions with the most self time;
  * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools).
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -69,6 +70,20 @@ function topSelf (p: Profile, n: number): string[] {
   return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(5)}%  ${k}`)
 }
 
+/** CPU seconds per thread of a process (Linux), with the thread names. */
+function threadCpu (pid: number | undefined): Map<string, { name: string, cpu: number }> {
+  const out = new Map<string, { name: string, cpu: number }>()
+  if (pid === undefined) return out
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(tid, { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), cpu: (Number(fields[11]) + Number(fields[12])) / 100 })
+    }
+  } catch {}
+  return out
+}
+
 const EMPTY_PROFILE: Profile = { nodes: [], samples: [], timeDeltas: [], startTime: 0, endTime: 0 }
 
 async function latestProfile (dir: string): Promise<Profile> {
@@ -99,7 +114,7 @@ async function main (): Promise<void> {
     const env = { SYNCMESH_LOG_LEVEL: 'warn' }
     // --no-prof: the same run without the profiler (its overhead is not small)
     const prof = !args.includes('--no-prof')
-    const profArgs = (who: string): string[] => prof ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, who)}`] : []
+    const profArgs = (who: string): string[] => [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, who)}`] : []), ...(process.env.SM_NODEARGS ?? '').split(' ').filter(a => a !== '')]
     await source.start(['--target-peers', '0'], { env, nodeArgs: profArgs('source') })
     await target.start(['--target-peers', '0'], { env, nodeArgs: profArgs('target') })
     // default: the rule comes after the data (a new target attached to an existing source: it backfills);
@@ -116,6 +131,7 @@ async function main (): Promise<void> {
     if (!ruleFirst && !noRule) await addRule()
     const t1 = performance.now()
     const cpu0 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
+    const threads0 = threadCpu(target.pid)
     await target.addPeer(source.multiaddr)
     // phases: the log arrives (the rule entry comes last), then the rule's backfill applies it
     let logMs = NaN
@@ -130,6 +146,12 @@ async function main (): Promise<void> {
     }, `the target to apply ${N} records`, 600_000, 50)
     const syncMs = performance.now() - t1
     const cpu1 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
+    const threads1 = threadCpu(target.pid)
+    const byName = new Map<string, number>()
+    for (const [tid, t] of threads1) {
+      const name = tid === String(target.pid) ? 'main' : t.name
+      byName.set(name, (byName.get(name) ?? 0) + t.cpu - (threads0.get(tid)?.cpu ?? 0))
+    }
     const cpuShare = (i: number): string => `${Math.round((cpu1[i] - cpu0[i]) / (syncMs / 1000) * 100)}%`
     await source.stop()
     await target.stop()
@@ -152,7 +174,9 @@ async function main (): Promise<void> {
       targetCpuShareVerifying: +(verifyShare * 100).toFixed(1) + '%',
       // CPU time each process used during the sync, as a share of one core (all threads, LevelDB's included)
       sourceCpuDuringSync: cpuShare(0),
-      targetCpuDuringSync: cpuShare(1)
+      targetCpuDuringSync: cpuShare(1),
+      // the main (JavaScript) thread, and the rest: libuv's pool (LevelDB reads/writes), LevelDB's compaction, V8's GC helpers
+      targetCpuByThread: Object.fromEntries([...byName].filter(([, c]) => c > 0.01).map(([n, c]) => [n, `${Math.round(c / (syncMs / 1000) * 100)}%`]))
     }, null, 2))
   } finally {
     await source.kill()

@@ -443,6 +443,31 @@ describe('backfill', () => {
     expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1)
   })
 
+  it('skips what arrived after it started (applied live): each entry is planned once', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    let planned = 0
+    const matches = rule.matches
+    rule.matches = (v) => { planned++; return matches(v) }
+    let calls = 0
+    await s.h.backfillAll(rule, () => calls++ === 0)
+    expect(planned).toBe(FIRST_CHUNK_APPLIED) // 500 read, one a delete (not matched)
+    // while the backfill is interrupted: new records, and an update of one not backfilled yet
+    const fresh: LogEntry[] = []
+    for (let i = 0; i < 100; i++) fresh.push(s.src.put('posts', `q${String(i).padStart(5, '0')}`, { i }))
+    fresh.push(s.src.put('posts', 'p01200', { live: true }))
+    await s.feed(...fresh)
+    expect(planned).toBe(FIRST_CHUNK_APPLIED + 101)
+    const rest = await s.h.backfillAll(rule)
+    // the backfill plans the rest of what it started with (p00500..p01233 but p01200), not the 101 entries applied live
+    // (p01200's earlier entry was compacted away by its update: nothing left to backfill for it)
+    expect(planned).toBe(FIRST_CHUNK_APPLIED + 101 + (COUNT - 500 - 1))
+    expect(rest.flatMap(c => c.changes.map(x => x.id))).not.toContain('q00000')
+    expect(await s.h.value('articles', 'p01200')).toEqual({ live: true })
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1 + 100)
+    expect(s.h.ingestor.applied('late')).toBe(COUNT - 1 + 100)
+  })
+
   it('starts over from the new source when the source platform moves to another peer', async () => {
     const s = await withData()
     const rule = await s.addRule({ id: 'late' })

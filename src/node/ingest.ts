@@ -65,6 +65,11 @@ export interface BackfillState {
   sweepAfter?: string
   /** This pass re-evaluates data an earlier version of the rule wrote. */
   reeval?: boolean
+  /**
+   * The source's log as held when the pass started (the rule was active from
+   * then on): later entries were applied as they arrived, the pass skips them.
+   */
+  upTo?: number
 }
 
 interface PublishState {
@@ -478,15 +483,19 @@ export class Ingestor {
     const stateKey = keys.backfill(rule.rule.id)
     const saved = await this.store.db.get(stateKey)
     let state: BackfillState | undefined = saved !== undefined ? decodeJson<BackfillState>(saved) : undefined
+    let fresh = false
     if (state === undefined || state.source !== rule.sourcePeer || state.fingerprint !== fingerprint) {
       // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
       const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
       state = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source' }
       if (reeval) state.reeval = true
+      fresh = true
     }
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const result = await this.store.exclusive(async () => {
+        // taken under the write lock: every entry stored after this was applied by this rule as it arrived
+        if (fresh && current.upTo === undefined) current.upTo = this.log.vector.get(rule.sourcePeer)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         const txn = this.store.txn()
         const st = this.begin(txn, result, current.reeval === true)
@@ -495,6 +504,7 @@ export class Ingestor {
           const entries = await this.log.readCollection(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK)
           const planned: Array<{ entry: LogEntry, plan: Plan }> = []
           for (const entry of entries) {
+            if (current.upTo !== undefined && entry.seq > current.upTo) continue // applied when it arrived
             const plan = await this.plan(st, rule, entry, parseEntryValue(entry))
             if (plan !== undefined) planned.push({ entry, plan })
           }

@@ -24,12 +24,21 @@ export function decodeJson<T> (bytes: Uint8Array): T {
   return JSON.parse(decoder.decode(bytes)) as T
 }
 
+/**
+ * LevelDB's memtable (default 4 MiB). Larger means fewer level-0 files and
+ * less compaction while a big backlog is written: measured with
+ * `npm run profile:sync -- --no-prof --rule-first`, 4 → 32 MiB cut the
+ * compaction threads' CPU by a third and raised the sync rate ~15%.
+ * Memory is taken only as writes fill it (up to twice this while one flushes).
+ */
+export const WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+
 export class Store {
   readonly db: Db
   private tail: Promise<unknown> = Promise.resolve()
 
   constructor (path: string) {
-    this.db = new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    this.db = new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view', writeBufferSize: WRITE_BUFFER_BYTES })
   }
 
   async open (): Promise<void> {

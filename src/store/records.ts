@@ -39,9 +39,7 @@ interface EncodedRecord {
   c?: number
 }
 
-const encoder = new TextEncoder()
-const VALUE_FIELD = encoder.encode(',"v":')
-const CLOSE = encoder.encode('}')
+const CLOSE = 0x7d // }
 
 export function encodeRecord (state: RecordState): Uint8Array {
   const enc: EncodedRecord = { w: state.version.hlc.wall, l: state.version.hlc.logical, o: state.version.origin, s: state.version.seq }
@@ -53,15 +51,17 @@ export function encodeRecord (state: RecordState): Uint8Array {
     enc.v = state.value
     return encodeJson(enc)
   }
-  // {"w":…,…} + ,"v": + the value's own JSON text + } (Buffer: small allocations come from a pool)
-  const head = Buffer.from(JSON.stringify(enc))
-  const out = Buffer.allocUnsafe(head.byteLength - 1 + VALUE_FIELD.byteLength + state.raw.byteLength + 1)
-  head.copy(out, 0, 0, head.byteLength - 1)
-  let o = head.byteLength - 1
-  out.set(VALUE_FIELD, o)
-  o += VALUE_FIELD.byteLength
-  out.set(state.raw, o)
-  out.set(CLOSE, o + state.raw.byteLength)
+  // {"w":…,…,"v": + the value's own JSON text + } (Buffer: small allocations come from a pool)
+  let head = `{"w":${enc.w},"l":${enc.l},"o":${JSON.stringify(enc.o)},"s":${enc.s}`
+  if (enc.r !== undefined) head += `,"r":${JSON.stringify(enc.r)}`
+  if (enc.i !== undefined) head += `,"i":${JSON.stringify(enc.i)}`
+  if (enc.c !== undefined) head += `,"c":${enc.c}`
+  head += ',"v":'
+  const headLength = Buffer.byteLength(head)
+  const out = Buffer.allocUnsafe(headLength + state.raw.byteLength + 1)
+  out.write(head, 0, 'utf8')
+  out.set(state.raw, headLength)
+  out[headLength + state.raw.byteLength] = CLOSE
   return out
 }
 
