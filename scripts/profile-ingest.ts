@@ -25,7 +25,6 @@ import { RunSigner, encodeCert, verifyRuns } from '../src/log/signing.js'
 import type { Cert } from '../src/log/signing.js'
 import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import { Ingestor } from '../src/node/ingest.js'
-import type { IngestResult } from '../src/node/ingest.js'
 import type { JsonObject } from '../src/node/types.js'
 import { Registry } from '../src/registry/registry.js'
 import { RuleSet } from '../src/rules/ruleset.js'
@@ -77,12 +76,13 @@ async function main (): Promise<void> {
     const rules = new RuleSet()
     const ingestor = new Ingestor({ store, log, rules, self })
     await ingestor.load()
-    const after = (r: IngestResult | undefined): void => {
-      if (r === undefined || r.registry.length === 0) return
-      for (const x of r.registry) reg.apply(x.collection, x.id, x.value)
+    // as the node does: registry changes take effect under the write lock, before the next batch
+    ingestor.onRegistry = (changes) => {
+      for (const x of changes) reg.apply(x.collection, x.id, x.value)
       rules.rebuild(reg, 'target')
     }
     const t = { decode: 0, verify: 0, ingest: 0, backfill: 0 }
+    const inflight: Array<Promise<void>> = []
     const t0 = performance.now()
     for (const f of frames) {
       let a = performance.now()
@@ -95,11 +95,18 @@ async function main (): Promise<void> {
       b = performance.now()
       t.verify += b - a
       a = b
-      const res = await ingestor.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs)
-      if (res === undefined || res.advanced === undefined) throw new Error(`batch (${msg.fromSeq}, ${msg.toSeq}] was not stored (held ${log.vector.get(msg.origin)})`)
-      after(res)
+      // as a sync session does: up to 4 batches in flight (applied while the previous one is written)
+      const from = msg.fromSeq
+      const to = msg.toSeq
+      inflight.push(ingestor.ingest(msg.origin, from, to, msg.entries, msg.certs).then((res) => {
+        if (res === undefined || res.advanced === undefined) throw new Error(`batch (${from}, ${to}] was not stored`)
+      }))
+      while (inflight.length >= 4) await inflight.shift()
       t.ingest += performance.now() - a
     }
+    const a = performance.now()
+    for (const p of inflight.splice(0)) await p
+    t.ingest += performance.now() - a
     if (MODE === 'backfill') {
       const a = performance.now()
       const compiled = rules.get('r1')

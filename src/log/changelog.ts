@@ -31,8 +31,10 @@ export class ChangeLog {
   private readonly store: Store
   /** Certificates written by each open transaction (not yet visible in the db). */
   private readonly txnCerts = new WeakMap<Txn, Map<string, Cert>>()
-  /** What is durably stored; updated only after a commit. */
+  /** What is durably stored; updated only after a commit. Readers (serving peers, status) use this. */
   readonly vector = new VersionVector()
+  /** What the write path has issued (pipelined commits may not be durable yet): see held(). */
+  private readonly issuedVector = new VersionVector()
 
   constructor (store: Store) {
     this.store = store
@@ -53,7 +55,7 @@ export class ChangeLog {
    * certificates), commits `txn`, then calls `committed`.
    */
   async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = []): Promise<void> {
-    const held = this.vector.get(origin)
+    const held = this.held(origin)
     // certificates of new runs go in first: compaction below may prune them.
     // They are remembered per transaction: a later append in the same
     // transaction (e.g. rule-written entries after local ones) may prune them too.
@@ -118,6 +120,8 @@ export class ChangeLog {
   private async certKeyFor (origin: string, seq: number, fresh: Map<string, Cert>, upper: string): Promise<string | undefined> {
     const prefix = keys.certPrefix(origin)
     for (const [k, c] of fresh) if (seq > c.from && seq <= c.to && k.startsWith(prefix)) return k
+    // an iterator sees only durable keys: let pipelined writes (which may hold certificates) land first
+    if (this.store.pending.size > 0) await this.store.flushed()
     for await (const key of this.store.db.keys({ gte: keys.cert(origin, seq), lt: upper, limit: 1 })) return key
     return undefined
   }
@@ -143,6 +147,17 @@ export class ChangeLog {
     return removed
   }
 
+  /** How far the write path has `origin`'s log: durable, or issued in a commit still being written. For the write path only. */
+  held (origin: string): number {
+    return Math.max(this.vector.get(origin), this.issuedVector.get(origin))
+  }
+
+  /** A commit holding `origin` up to `toSeq` was issued (not durable yet): the next transaction builds on it. */
+  issued (origin: string, toSeq: number): void {
+    this.issuedVector.advance(origin, toSeq)
+  }
+
+  /** A commit holding `origin` up to `toSeq` is durable: readers may serve it. */
   committed (origin: string, toSeq: number): void {
     this.vector.advance(origin, toSeq)
   }

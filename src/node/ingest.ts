@@ -117,6 +117,13 @@ export class Ingestor {
   private txnState?: TxnState
   /** Platform name of a peer id (conflict reports); set by the node. */
   platformOf?: (peerId: string) => string | undefined
+  /**
+   * Registry records changed in a transaction just issued: called under the
+   * write lock, before the next transaction starts, so that it applies the
+   * new platforms and rules (pipelined batches would otherwise run ahead of
+   * them). Set by the node.
+   */
+  onRegistry?: (changes: IngestResult['registry']) => void
 
   private readonly signer?: RunSigner
   private readonly policy?: IngestPolicy
@@ -171,11 +178,12 @@ export class Ingestor {
    * stored and the sender must be told the real vector.
    */
   async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = []): Promise<IngestResult | undefined> {
-    return await this.store.exclusive(async () => {
-      const held = this.log.vector.get(origin)
+    // pipelined: the next batch is applied while this one is being written; it resolves once durable
+    const out = await this.store.exclusive(async () => {
+      const held = this.log.held(origin)
       if (fromSeq > held) return undefined
       const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-      if (toSeq <= held) return result
+      if (toSeq <= held) return { result, durable: Promise.resolve() }
       // a revoked origin's entries after its revocation are not stored (nor served on)
       const accepts = this.policy?.acceptsEntry
       const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
@@ -184,19 +192,23 @@ export class Ingestor {
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-      await txn.commit()
-      this.log.committed(origin, toSeq)
-      this.commitCounts(result)
+      const { durable } = await txn.issue()
+      // what the next transaction builds on (it reads these writes through the store's pending view)
       result.stored = fresh.length
       result.advanced = { origin, seq: toSeq }
-      return result
-    })
+      this.commitCounts(result)
+      return { result, durable }
+    }, { pipelined: true })
+    if (out === undefined) return undefined
+    await out.durable
+    this.durable(out.result)
+    return out.result
   }
 
   /** Append local writes to this node's own log, atomically, and apply them. */
   async writeLocal (ops: LocalOp[]): Promise<{ entries: LogEntry[], result: IngestResult }> {
     return await this.store.exclusive(async () => {
-      const from = this.log.vector.get(this.self)
+      const from = this.log.held(this.self)
       const entries: LogEntry[] = ops.map((op, i) => {
         const e: LogEntry = { origin: this.self, seq: from + i + 1, hlc: this.clock.tick(), collection: op.collection, id: op.id, op: op.op }
         if (op.op === 'put') e.value = encodeJson(op.value)
@@ -209,8 +221,8 @@ export class Ingestor {
       await this.applyEntries(txn, entries, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
-      this.log.committed(this.self, to)
       this.commitCounts(result)
+      this.durable(result)
       return { entries, result }
     })
   }
@@ -236,7 +248,7 @@ export class Ingestor {
 
   /** Start the pending state of a transaction of the write path (applyEntries, backfill, sweep, publish). */
   private begin (txn: Txn, result: IngestResult, reeval = false): TxnState {
-    const own = this.log.vector.get(this.self)
+    const own = this.log.held(this.self)
     const st: TxnState = {
       txn,
       result,
@@ -266,12 +278,20 @@ export class Ingestor {
    * transaction's counters, feed cursor and own-log entries visible.
    */
   private commitCounts (result: IngestResult): void {
+    if (result.advanced !== undefined) this.log.issued(result.advanced.origin, result.advanced.seq)
+    if (result.ownAdvanced !== undefined) this.log.issued(result.ownAdvanced.origin, result.ownAdvanced.seq)
+    if (result.registry.length > 0) this.onRegistry?.(result.registry)
     const st = this.txnState
     this.txnState = undefined
     if (st === undefined || st.result !== result) return
     for (const [key, n] of st.counts) this.counters.set(key, n)
     this.cursor = Math.max(this.cursor, st.cursor)
-    if (st.ownTop > st.ownBase) this.log.committed(this.self, st.ownTop)
+  }
+
+  /** The transaction of `result` is durable: its log positions may be served to peers. */
+  private durable (result: IngestResult): void {
+    if (result.advanced !== undefined) this.log.committed(result.advanced.origin, result.advanced.seq)
+    if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
   }
 
   private count (st: TxnState, ruleId: string, name: string): number {
@@ -491,11 +511,12 @@ export class Ingestor {
       if (reeval) state.reeval = true
       fresh = true
     }
+    let previous: { result: IngestResult, durable: Promise<void> } | undefined
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
-      const result = await this.store.exclusive(async () => {
+      const { result, durable } = await this.store.exclusive(async () => {
         // taken under the write lock: every entry stored after this was applied by this rule as it arrived
-        if (fresh && current.upTo === undefined) current.upTo = this.log.vector.get(rule.sourcePeer)
+        if (fresh && current.upTo === undefined) current.upTo = this.log.held(rule.sourcePeer)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         const txn = this.store.txn()
         const st = this.begin(txn, result, current.reeval === true)
@@ -527,12 +548,26 @@ export class Ingestor {
         this.flushCounts(st)
         txn.put(stateKey, encodeJson(next))
         txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-        await txn.commit()
+        const { durable } = await txn.issue()
         this.commitCounts(result)
         state = next
-        return result
-      })
-      onChunk(result)
+        return { result, durable }
+        // the source phase reads the source's log (entries stored later were applied as they arrived,
+        // so not seeing writes still in flight is harmless) and records through its Txn: it may run
+        // while the previous chunk is written; the sweep iterates records, so it waits for them
+      }, { pipelined: current.phase !== 'sweep' })
+      // the next chunk is applied while this one is written; its events follow its durability
+      if (previous !== undefined) {
+        await previous.durable
+        this.durable(previous.result)
+        onChunk(previous.result)
+      }
+      previous = { result, durable }
+    }
+    if (previous !== undefined) {
+      await previous.durable
+      this.durable(previous.result)
+      onChunk(previous.result)
     }
   }
 
@@ -619,6 +654,7 @@ export class Ingestor {
         txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
         await txn.commit()
         this.commitCounts(result)
+        this.durable(result)
         state = next
         return result
       })
@@ -655,6 +691,7 @@ export class Ingestor {
         this.flushCounts(st)
         await txn.commit()
         this.commitCounts(result)
+        this.durable(result)
         return n < BACKFILL_CHUNK
       })
       if (done) return

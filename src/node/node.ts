@@ -278,11 +278,6 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   /** Everything that follows a commit: events, registry view, rules, waking the senders. */
   private afterIngest (result: IngestResult): void {
-    if (result.registry.length > 0) {
-      for (const r of result.registry) this.registryView.apply(r.collection, r.id, r.value)
-      this.disconnectRevoked()
-      this.ruleService.registryChanged()
-    }
     for (const change of result.changes) this.dispatchEvent(new CustomEvent<ChangeEvent>('change', { detail: change }))
     this.ruleService.afterCommit(result)
     const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
@@ -327,6 +322,12 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private createRuleService (): RuleService {
     this.ingestor.platformOf = (peer) => this.registryView.platformByPeer(peer)?.name
+    // under the write lock, before the next transaction: it must see the new platforms, rules and revocations
+    this.ingestor.onRegistry = (changes) => {
+      for (const r of changes) this.registryView.apply(r.collection, r.id, r.value)
+      this.disconnectRevoked()
+      this.ruleService.registryChanged()
+    }
     return new RuleService({
       events: this,
       log: this.log.child({ component: 'rules' }),

@@ -26,6 +26,9 @@ import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFF
 import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 
+/** Received batches being stored at once per session (see receiveFrames). */
+const MAX_INGESTING = 4
+
 export interface PeerCounters {
   entriesSent: number
   entriesReceived: number
@@ -148,7 +151,19 @@ export class SyncSession {
     else this.stream.close().catch(() => this.stream.abort(new Error('sync session closed')))
   }
 
+  /** Batches handed to the ingestor and not yet durable, oldest first. */
+  private readonly ingesting: Array<Promise<void>> = []
+
   private async receiveLoop (): Promise<void> {
+    try {
+      await this.receiveFrames()
+    } finally {
+      // what was received is stored (or failed) before the session ends
+      for (const p of this.ingesting.splice(0)) await p.catch(() => {})
+    }
+  }
+
+  private async receiveFrames (): Promise<void> {
     for await (const bytes of this.framed.frames()) {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
@@ -200,23 +215,30 @@ export class SyncSession {
             if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
             throw err
           }
-          const result = await this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs)
-          if (result === undefined) {
-            // gap: tell the peer what we really hold, once per held seq
-            const held = this.deps.log.vector.get(msg.origin)
-            if (this.gapReported.get(msg.origin) !== held) {
-              this.gapReported.set(msg.origin, held)
-              this.framed.sendNow(encodeVector(this.deps.log.vector))
+          // Pipelined: the next batch is read, decoded and verified (and applied, while this one is
+          // written) before this one is durable; batches are stored in the order they came, and each
+          // is credited once it is durable. At most MAX_INGESTING in flight.
+          const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
+            if (result === undefined) {
+              // gap: tell the peer what we really hold, once per held seq
+              const held = this.deps.log.vector.get(msg.origin)
+              if (this.gapReported.get(msg.origin) !== held) {
+                this.gapReported.set(msg.origin, held)
+                this.framed.sendNow(encodeVector(this.deps.log.vector))
+              }
+            } else {
+              this.gapReported.delete(msg.origin)
+              this.deps.counters.entriesReceived += result.stored
             }
-          } else {
-            this.gapReported.delete(msg.origin)
-            this.deps.counters.entriesReceived += result.stored
-          }
-          await this.throttle(bytes.byteLength)
-          if (!this.closed) {
-            this.granted++
-            this.framed.sendNow(encodeCredit(1))
-          }
+            await this.throttle(bytes.byteLength)
+            if (!this.closed) {
+              this.granted++
+              this.framed.sendNow(encodeCredit(1))
+            }
+          })
+          this.ingesting.push(ingested)
+          ingested.catch(() => {}) // awaited below, in order
+          while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
           break
         }
       }
