@@ -91,13 +91,13 @@ async function latestProfile (dir: string): Promise<Profile> {
   return JSON.parse(await readFile(join(dir, files[files.length - 1]), 'utf8')) as Profile
 }
 
-function ndjson (n: number): Readable {
+function ndjson (n: number, rev = 0): Readable {
   let i = 0
   const filler = 'lorem ipsum dolor sit amet '.repeat(7)
   return new Readable({
     read () {
       const lines: string[] = []
-      for (let k = 0; k < 2000 && i < n; k++, i++) lines.push(JSON.stringify({ id: `r${String(i).padStart(8, '0')}`, value: { n: i, title: `record ${i}`, body: filler } }))
+      for (let k = 0; k < 2000 && i < n; k++, i++) lines.push(JSON.stringify({ id: `r${String(i).padStart(8, '0')}`, value: { n: i, rev, title: `record ${i}`, body: filler } }))
       this.push(lines.length > 0 ? lines.join('\n') + '\n' : null)
     }
   })
@@ -145,6 +145,38 @@ async function main (): Promise<void> {
       return (s.rules as Array<{ applied: number }>)[0]?.applied === N
     }, `the target to apply ${N} records`, 600_000, 50)
     const syncMs = performance.now() - t1
+    // --updates K: then K more revisions of every record, written on the source while connected
+    const updates = Number(args[args.indexOf('--updates') + 1] ?? NaN)
+    if (args.includes('--updates') && updates > 0) {
+      if (args.includes('--restart')) {
+        // as the footprint benchmark does: the target stops and starts again before the updates
+        await target.stop()
+        await target.start(['--target-peers', '0'], { env, nodeArgs: profArgs('target') })
+        await target.addPeer(source.multiaddr)
+      }
+      const tu = performance.now()
+      for (let rev = 1; rev <= updates; rev++) {
+        const r = await fetch(`${source.api}/v1/collections/bulk/import`, { method: 'POST', headers: { authorization: `Bearer ${source.token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(N, rev) as unknown as ReadableStream, duplex: 'half' } as RequestInit)
+        if (r.status !== 200) throw new Error(`update import failed: ${r.status}`)
+      }
+      const importedMs = performance.now() - tu
+      const head = held(await source.status())
+      await waitFor(async () => held(await target.status()) >= head, 'the target to receive every update', 600_000, 50)
+      const problems = target.stderr.split('\n').filter(l => /offence|signature|SIGNATURE|ban|gap|stuck/i.test(l)).slice(0, 10)
+      if (problems.length > 0) console.log(problems.join('\n'))
+      console.log(JSON.stringify({ updates: N * updates, importSeconds: +(importedMs / 1000).toFixed(2), targetDoneSecondsAfterImport: +((performance.now() - tu - importedMs) / 1000).toFixed(2) }))
+    }
+    if (args.includes('--mem')) {
+      // where a process's memory is, after the sync: V8 heap, buffers outside it, resident total
+      for (const [name, n] of [['source', source], ['target', target]] as const) {
+        const text = await (await fetch(`${n.api}/metrics`, { headers: { authorization: `Bearer ${n.token}` } })).text()
+        const pick = (metric: string): string => { const m = new RegExp(`^${metric}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text); return m === null ? '?' : `${Math.round(Number(m[1]) / 1e6)}MB` }
+        const status = readFileSync(`/proc/${n.pid}/status`, 'utf8')
+        const kb = (f: string): string => `${Math.round(Number(new RegExp(`^${f}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN) / 1024)}MB`
+        console.log(name, 'RssAnon', kb('RssAnon'), 'RssFile', kb('RssFile'), 'VmHWM', kb('VmHWM'))
+        console.log(name, 'rss', pick('process_resident_memory_bytes'), 'heapUsed', pick('nodejs_heap_size_used_bytes'), 'heapTotal', pick('nodejs_heap_size_total_bytes'), 'external', pick('nodejs_external_memory_bytes'))
+      }
+    }
     const cpu1 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
     const threads1 = threadCpu(target.pid)
     const byName = new Map<string, number>()

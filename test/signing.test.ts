@@ -4,7 +4,7 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
@@ -18,6 +18,10 @@ import { removeDir, tempDir } from './helpers/nodes.js'
 async function signer (): Promise<RunSigner> {
   const key = await generateKeyPair('Ed25519')
   return new RunSigner(key, peerIdFromPrivateKey(key).toString())
+}
+
+function seqsOfRun (origin: string, raw: Uint8Array[]): number[] {
+  return raw.map(b => decodeEntry(origin, b).seq)
 }
 
 function rand (seed: number): () => number {
@@ -147,6 +151,44 @@ describe('signed runs in the change log', () => {
     for await (const _ of store.db.keys(prefixRange(keys.certPrefix(origin)))) n++
     return n
   }
+
+  it('serves the newest runs from memory exactly as the database holds them, and drops them on compaction', async () => {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const appendCached = async (entries: LogEntry[], from: number, to: number): Promise<void> => {
+      await store.exclusive(async () => {
+        const txn = store.txn()
+        await log.append(txn, s.origin, entries, to, [s.sign(from, to, entries)])
+        await txn.commit()
+        log.committed(s.origin, to)
+        log.installTails(log.takeTails(txn))
+      })
+    }
+    const plain = (r: Awaited<ReturnType<ChangeLog['readRun']>>): unknown => r === undefined ? r : { ...r, entries: r.entries.map(b => Buffer.from(b)), certs: r.certs.map(b => Buffer.from(b)) }
+    const fromDb = async (after: number): Promise<unknown> => {
+      const cold = new ChangeLog(store) // no cache: reads LevelDB
+      await cold.load()
+      return plain(await cold.readRun(s.origin, after, 512, 1 << 20))
+    }
+    const getMany = vi.spyOn(store.db, 'iterator')
+    await appendCached([o.put('c', 'a', { v: 1 }), o.put('c', 'b', { v: 1 })], 0, 2)
+    await appendCached([o.put('c', 'c', { v: 1 })], 2, 3)
+    getMany.mockClear()
+    const hot = await log.readRun(s.origin, 0, 512, 1 << 20)
+    const hotNext = await log.readRun(s.origin, 2, 512, 1 << 20)
+    expect(getMany).not.toHaveBeenCalled() // served from memory
+    getMany.mockRestore()
+    expect(plain(hot)).toEqual(await fromDb(0))
+    expect(plain(hotNext)).toEqual(await fromDb(2))
+    expect(hot?.toSeq).toBe(3)
+    // an update compacts an earlier run: the cache is dropped, what is served matches the database
+    await appendCached([o.put('c', 'a', { v: 2 })], 3, 4)
+    const afterUpdate = await log.readRun(s.origin, 0, 512, 1 << 20)
+    expect(plain(afterUpdate)).toEqual(await fromDb(0))
+    expect(seqsOfRun(s.origin, afterUpdate?.entries ?? [])).toEqual([2, 3, 4])
+    const run = afterUpdate as NonNullable<typeof afterUpdate>
+    expect(() => verifyRuns(s.origin, run.entries.map(b => decodeEntry(s.origin, b)), run.certs.map(c => decodeCert(c)), { from: run.fromSeq, to: run.toSeq })).not.toThrow()
+  })
 
   it('serves verifiable batches after compaction, and drops certificates whose entries are all gone', async () => {
     const s = await signer()

@@ -27,8 +27,117 @@ export interface EntryRun {
   bytes: number
 }
 
+/** A run kept in memory: what readRun(origin, fromSeq) returns while nothing of it is compacted. */
+export interface TailRun {
+  origin: string
+  fromSeq: number
+  toSeq: number
+  entries: Uint8Array[]
+  certs: Uint8Array[]
+  generation: number
+}
+
+/** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
+const TAIL_RUNS_PER_ORIGIN = 8
+const TAIL_MAX_BYTES = 8 * 1024 * 1024
+
+/**
+ * The newest runs of each origin's log, exactly as stored, so that a live
+ * change is sent on to every peer without reading it back from LevelDB (two
+ * iterators per peer and hop). Only runs appended whole (every seq present,
+ * nothing compacted by them) are kept; compaction of an origin drops its
+ * runs. A run is served only once its transaction is durable.
+ */
+class TailCache {
+  private readonly byOrigin = new Map<string, Array<TailRun & { bytes: number }>>()
+  private readonly proposed = new WeakMap<Txn, TailRun[]>()
+  /** Bumped when an origin is compacted: a run proposed before that is not installed (it may have lost entries since). */
+  private readonly generation = new Map<string, number>()
+  private bytes = 0
+
+  propose (txn: Txn, origin: string, run: Omit<TailRun, 'origin' | 'generation'>): void {
+    let list = this.proposed.get(txn)
+    if (list === undefined) {
+      list = []
+      this.proposed.set(txn, list)
+    }
+    list.push({ origin, ...run, generation: this.generation.get(origin) ?? 0 })
+  }
+
+  take (txn: Txn): TailRun[] {
+    const list = this.proposed.get(txn) ?? []
+    this.proposed.delete(txn)
+    return list
+  }
+
+  /** Compaction touched `origin`: what is cached of it (and proposed in `txn`) may have lost entries. */
+  forget (origin: string, txn?: Txn): void {
+    this.generation.set(origin, (this.generation.get(origin) ?? 0) + 1)
+    this.drop(origin)
+    if (txn !== undefined) {
+      const list = this.proposed.get(txn)
+      if (list !== undefined) this.proposed.set(txn, list.filter(r => r.origin !== origin))
+    }
+  }
+
+  /** Stop keeping `origin`'s runs (memory, or a run that does not follow them). */
+  private drop (origin: string): void {
+    const runs = this.byOrigin.get(origin)
+    if (runs === undefined) return
+    for (const r of runs) this.bytes -= r.bytes
+    this.byOrigin.delete(origin)
+  }
+
+  install (run: TailRun): void {
+    if (run.generation !== (this.generation.get(run.origin) ?? 0)) return
+    let bytes = 0
+    for (const e of run.entries) bytes += e.byteLength
+    for (const c of run.certs) bytes += c.byteLength
+    if (bytes > TAIL_MAX_BYTES / 4) return
+    let runs = this.byOrigin.get(run.origin)
+    if (runs === undefined) {
+      runs = []
+      this.byOrigin.set(run.origin, runs)
+    }
+    // contiguous from the oldest kept run: a run that does not follow the last one starts over
+    if (runs.length > 0 && runs[runs.length - 1].toSeq !== run.fromSeq) this.drop(run.origin)
+    runs = this.byOrigin.get(run.origin) ?? []
+    this.byOrigin.set(run.origin, runs)
+    runs.push({ ...run, bytes })
+    this.bytes += bytes
+    if (runs.length > TAIL_RUNS_PER_ORIGIN) this.bytes -= (runs.shift() as { bytes: number }).bytes
+    if (this.bytes > TAIL_MAX_BYTES) {
+      for (const origin of [...this.byOrigin.keys()]) {
+        if (this.bytes <= TAIL_MAX_BYTES / 2) break
+        if (origin !== run.origin) this.drop(origin)
+      }
+    }
+  }
+
+  /** Consecutive cached runs from `afterSeq` (a run boundary), within the limits; undefined when the first is not cached. */
+  read (origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number): EntryRun | undefined {
+    const runs = this.byOrigin.get(origin)
+    if (runs === undefined) return undefined
+    let i = runs.findIndex(r => r.fromSeq === afterSeq)
+    if (i === -1) return undefined
+    const out: EntryRun = { fromSeq: afterSeq, entries: [], certs: [], toSeq: afterSeq, bytes: 0 }
+    for (; i < runs.length; i++) {
+      const r = runs[i]
+      if (r.toSeq > held) break
+      if (out.entries.length > 0 && (out.entries.length + r.entries.length > maxEntries || out.bytes + r.bytes > maxBytes)) break
+      out.entries.push(...r.entries)
+      out.certs.push(...r.certs)
+      for (const e of r.entries) out.bytes += e.byteLength
+      out.toSeq = r.toSeq
+    }
+    return out.toSeq > afterSeq ? out : undefined
+  }
+}
+
 export class ChangeLog {
   private readonly store: Store
+  /** The newest runs of each origin, as readRun serves them (see TailCache). */
+  private readonly tails = new TailCache()
   /** Certificates written by each open transaction (not yet visible in the db). */
   private readonly txnCerts = new WeakMap<Txn, Map<string, Cert>>()
   /** What is durably stored; updated only after a commit. Readers (serving peers, status) use this. */
@@ -71,34 +180,53 @@ export class ChangeLog {
     }
     await txn.prefetch(entries.map(e => keys.latest(origin, e.collection, e.id)))
     const superseded: Array<{ seq: number }> = []
+    let skipped = 0
     for (const e of entries) {
       const latestKey = keys.latest(origin, e.collection, e.id)
       const prev = await txn.get(latestKey)
       if (prev !== undefined) {
         const prevSeq = Number(utf8.decode(prev))
-        if (prevSeq >= e.seq) continue // already hold something newer for this record
+        if (prevSeq >= e.seq) { // already hold something newer for this record
+          skipped++
+          continue
+        }
         superseded.push({ seq: prevSeq })
       }
       e.bytes ??= encodeEntry(e)
       txn.put(keys.entry(origin, e.seq), e.bytes)
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
-    if (superseded.length > 0) await this.compact(txn, origin, superseded.map(s => s.seq), fresh)
+    if (superseded.length > 0) {
+      await this.compact(txn, origin, superseded.map(s => s.seq), fresh)
+      this.tails.forget(origin, txn)
+    } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
+      // exactly the run a peer at `held` is served next: keep it in memory once durable
+      this.tails.propose(txn, origin, { fromSeq: held, toSeq, entries: entries.map(e => e.bytes as Uint8Array), certs: certs.map(c => encodeCert(c)) })
+    }
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /** The runs this transaction appended that readRun may serve from memory once it is durable (see Ingestor). */
+  takeTails (txn: Txn): TailRun[] {
+    return this.tails.take(txn)
+  }
+
+  /** The transaction those runs came from is durable. */
+  installTails (runs: TailRun[]): void {
+    for (const r of runs) if (r.toSeq <= this.vector.get(r.origin)) this.tails.install(r)
   }
 
   /** Drop superseded entries and prune them from their run certificates. */
   private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<void> {
     const entryKeys = seqs.map(s => keys.entry(origin, s))
     await txn.prefetch(entryKeys)
-    const certPrefix = keys.certPrefix(origin)
-    const range = prefixRange(certPrefix)
+    const certKeys = await this.certKeysFor(origin, seqs, fresh)
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]
       const bytes = await txn.get(entryKeys[i])
       txn.del(entryKeys[i])
       if (bytes === undefined) continue
-      const certKey = await this.certKeyFor(origin, seq, fresh, range.lt)
+      const certKey = certKeys.get(seq)
       if (certKey === undefined) continue // an unsigned (legacy) entry
       const certBytes = await txn.get(certKey)
       if (certBytes === undefined) continue
@@ -116,14 +244,37 @@ export class ChangeLog {
     }
   }
 
-  /** Key of the certificate whose run contains `seq`: the first one ending at or after it. */
-  private async certKeyFor (origin: string, seq: number, fresh: Map<string, Cert>, upper: string): Promise<string | undefined> {
+  /**
+   * Key of the certificate whose run contains each seq: the first one ending
+   * at or after it. One forward walk over the origin's certificates for all
+   * of them (not one seek per seq: updates supersede hundreds per batch).
+   */
+  private async certKeysFor (origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<Map<number, string>> {
     const prefix = keys.certPrefix(origin)
-    for (const [k, c] of fresh) if (seq > c.from && seq <= c.to && k.startsWith(prefix)) return k
+    const out = new Map<number, string>()
+    const rest: number[] = []
+    for (const seq of seqs) {
+      let found: string | undefined
+      for (const [k, c] of fresh) {
+        if (seq > c.from && seq <= c.to && k.startsWith(prefix)) {
+          found = k
+          break
+        }
+      }
+      if (found !== undefined) out.set(seq, found)
+      else rest.push(seq)
+    }
+    if (rest.length === 0) return out
+    rest.sort((a, b) => a - b)
     // an iterator sees only durable keys: let pipelined writes (which may hold certificates) land first
     if (this.store.pending.size > 0) await this.store.flushed()
-    for await (const key of this.store.db.keys({ gte: keys.cert(origin, seq), lt: upper, limit: 1 })) return key
-    return undefined
+    let i = 0
+    for await (const key of this.store.db.keys({ gte: keys.cert(origin, rest[0]), lt: prefixRange(prefix).lt })) {
+      const to = parseInt(keySuffix(key, prefix), 16)
+      while (i < rest.length && rest[i] <= to) out.set(rest[i++], key)
+      if (i >= rest.length) break
+    }
+    return out
   }
 
   /**
@@ -132,6 +283,7 @@ export class ChangeLog {
    * whose operator asked for a purge. Returns the number of entries removed.
    */
   async purge (origin: string, chunk = 1000): Promise<number> {
+    this.tails.forget(origin)
     let removed = 0
     for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), `k\x00${origin}\x00`]) {
       for (;;) {
@@ -171,12 +323,26 @@ export class ChangeLog {
   async readRun (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
     const held = this.vector.get(origin)
     if (held <= afterSeq) return undefined
+    // a live change: the run just written, from memory (no database reads on the way out)
+    const cached = this.tails.read(origin, afterSeq, held, maxEntries, maxBytes)
+    if (cached !== undefined) return cached
+    // certificates and entries from ONE snapshot: a write landing between two separate reads could
+    // compact an entry after its certificate was read unpruned, and the run would not verify
+    const snapshot = this.store.db.snapshot()
+    try {
+      return await this.readRunAt(snapshot, origin, afterSeq, held, maxEntries, maxBytes)
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
     const certs: Cert[] = []
     const rawCerts: Uint8Array[] = []
     let certsTruncated = false
     const certRange = prefixRange(keys.certPrefix(origin))
     // certificates of runs ending after afterSeq, up to what is held
-    const certIt = this.store.db.iterator({ gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries })
+    const certIt = this.store.db.iterator({ gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot })
     try {
       for await (const [, value] of certIt) {
         const c = decodeCert(value)
@@ -200,7 +366,7 @@ export class ChangeLog {
     let cut: number | undefined
     const prefix = keys.entryPrefix(origin)
     const range = prefixRange(prefix)
-    const it = this.store.db.iterator({ gt: keys.entry(origin, fromSeq), lt: range.lt })
+    const it = this.store.db.iterator({ gt: keys.entry(origin, fromSeq), lt: range.lt, snapshot })
     try {
       for await (const [key, value] of it) {
         const seq = parseInt(keySuffix(key, prefix), 16)

@@ -183,7 +183,7 @@ export class Ingestor {
       const held = this.log.held(origin)
       if (fromSeq > held) return undefined
       const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-      if (toSeq <= held) return { result, durable: Promise.resolve() }
+      if (toSeq <= held) return { result, durable: Promise.resolve(), tails: [] }
       // a revoked origin's entries after its revocation are not stored (nor served on)
       const accepts = this.policy?.acceptsEntry
       const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
@@ -197,11 +197,12 @@ export class Ingestor {
       result.stored = fresh.length
       result.advanced = { origin, seq: toSeq }
       this.commitCounts(result)
-      return { result, durable }
+      return { result, durable, tails: this.log.takeTails(txn) }
     }, { pipelined: true })
     if (out === undefined) return undefined
     await out.durable
     this.durable(out.result)
+    this.log.installTails(out.tails)
     return out.result
   }
 
@@ -223,6 +224,7 @@ export class Ingestor {
       await txn.commit()
       this.commitCounts(result)
       this.durable(result)
+      this.log.installTails(this.log.takeTails(txn))
       return { entries, result }
     })
   }
