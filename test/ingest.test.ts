@@ -514,3 +514,41 @@ function recordBatches (db: Harness['store']['db']): { list: Array<Array<{ type:
   }) as unknown as typeof db.batch)
   return { list, restore: () => spy.mockRestore() }
 }
+
+describe('pipelined commits', () => {
+  it('a batch applied while the previous one is still being written sees its writes', async () => {
+    const h = await harness()
+    const o = new OriginLog(await newPeerId())
+    // three runs handed over at once, as a sync session does: later ones start before earlier ones are durable
+    const a = o.put('notes', 'x', { v: 1 })
+    const b = o.put('notes', 'x', { v: 2 }) // supersedes a (compaction across pipelined transactions)
+    const c = o.put('notes', 'y', { v: 1 })
+    const results = await Promise.all([h.ingest(o.origin, 0, 1, [a]), h.ingest(o.origin, 1, 2, [b]), h.ingest(o.origin, 2, 3, [c])])
+    expect(results.map(r => r?.stored)).toEqual([1, 1, 1])
+    expect(h.log.vector.get(o.origin)).toBe(3)
+    expect(await h.raw(keys.entry(o.origin, 1))).toBeUndefined() // compacted by b
+    await h.reopen()
+    expect(h.log.vector.get(o.origin)).toBe(3)
+    expect(utf8.decode(await h.raw(keys.latest(o.origin, 'notes', 'x')) as Uint8Array)).toBe('2')
+  })
+
+  it('a failed write stops all writing with STORE_WRITE_FAILED; what was acknowledged stays', async () => {
+    const h = await harness()
+    await h.writeLocal([{ collection: 'notes', id: 'kept', op: 'put', value: { v: 1 } }])
+    const original = h.store.db.batch.bind(h.store.db) as () => ReturnType<typeof h.store.db.batch>
+    const spy = vi.spyOn(h.store.db, 'batch').mockImplementation((() => {
+      const chained = original()
+      chained.write = (async () => { throw new Error('No space left on device') }) as typeof chained.write
+      return chained
+    }) as unknown as typeof h.store.db.batch)
+    await expect(h.writeLocal([{ collection: 'notes', id: 'lost', op: 'put', value: { v: 1 } }])).rejects.toMatchObject({ code: 'STORE_WRITE_FAILED', message: expect.stringMatching(/No space left on device.*restart the node/) })
+    spy.mockRestore()
+    // the disk is fine again, but this store stays stopped until the node restarts
+    await expect(h.writeLocal([{ collection: 'notes', id: 'later', op: 'put', value: { v: 1 } }])).rejects.toMatchObject({ code: 'STORE_WRITE_FAILED' })
+    await h.reopen()
+    expect(await h.value('notes', 'kept')).toEqual({ v: 1 })
+    expect(await h.value('notes', 'lost')).toBeUndefined()
+    await h.writeLocal([{ collection: 'notes', id: 'later', op: 'put', value: { v: 1 } }])
+    expect(await h.value('notes', 'later')).toEqual({ v: 1 })
+  })
+})

@@ -71,8 +71,17 @@ export class FramedStream {
     })
   }
 
-  /** Send without waiting (small control frames); false when the buffer is full. */
+  /**
+   * Send without waiting (small control frames); false when the buffer is
+   * full or the stream is no longer writable (the peer closed or reset it:
+   * the session ends through its read side, never by a throw from a timer).
+   */
   sendNow (framed: Uint8Array): boolean {
-    return this.stream.send(framed)
+    if (this.stream.writeStatus !== 'writable') return false
+    try {
+      return this.stream.send(framed)
+    } catch {
+      return false
+    }
   }
 }

@@ -3,7 +3,7 @@
  * transactions that collect a batch and commit it atomically.
  */
 import { Level } from 'level'
-import { ConfigError } from '../errors.js'
+import { ConfigError, SyncmeshError } from '../errors.js'
 
 export type Db = Level<string, Uint8Array>
 type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
@@ -129,7 +129,7 @@ export class Store {
         }
         await batch.write()
       } catch (err) {
-        this.failure ??= new Error(`a database write failed, so this node stopped writing (what it holds in memory may be ahead of the disk): ${(err as Error).message}; restart the node once the cause (disk full, I/O error) is fixed`)
+        this.failure ??= new SyncmeshError('STORE_WRITE_FAILED', `a database write failed, so this node stopped writing (what it holds in memory may be ahead of the disk): ${(err as Error).message}; restart the node once the cause (disk full, I/O error) is fixed`, 503, { cause: err })
         throw this.failure
       } finally {
         for (const op of ops) if (this.pending.get(op.key)?.write === id) this.pending.delete(op.key)

@@ -139,6 +139,8 @@ export class SyncSession {
     } finally {
       this.close()
       await sender.catch(() => {})
+      // batches already handed over are stored (or failed) before the session is over
+      for (const p of this.ingesting.splice(0)) await p.catch(() => {})
     }
   }
 
@@ -155,12 +157,7 @@ export class SyncSession {
   private readonly ingesting: Array<Promise<void>> = []
 
   private async receiveLoop (): Promise<void> {
-    try {
-      await this.receiveFrames()
-    } finally {
-      // what was received is stored (or failed) before the session ends
-      for (const p of this.ingesting.splice(0)) await p.catch(() => {})
-    }
+    await this.receiveFrames()
   }
 
   private async receiveFrames (): Promise<void> {
