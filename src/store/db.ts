@@ -25,15 +25,14 @@ export function decodeJson<T> (bytes: Uint8Array): T {
 }
 
 /**
- * LevelDB's memtable (default 4 MiB). Larger means fewer level-0 files and
- * less compaction while a big backlog is written (`npm run profile:sync --
- * --no-prof --rule-first`: 4 → 32 MiB cut the compaction threads' CPU by a
- * third and raised the sync rate ~15%), but it costs memory (up to twice
- * this while one flushes) and disk (the write-ahead log holds as much until
- * the next flush: with 32 MiB the footprint benchmark's disk figures grew
- * 1.2-1.7×). 8 MiB is the compromise.
+ * LevelDB's memtable, left at LevelDB's 4 MiB. Larger means fewer level-0
+ * files and less compaction while a big backlog is written (`npm run
+ * profile:sync -- --no-prof --rule-first`: 16 MiB +8%, 64 MiB +18% sync
+ * rate), but it costs memory (up to twice this while one flushes) and disk:
+ * the write-ahead log holds as much until the next flush (with 8-32 MiB the
+ * footprint benchmark's disk after updates grew 1.13-1.68×, against 1.05×).
  */
-export const WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+export const WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 
 export class Store {
   readonly db: Db
