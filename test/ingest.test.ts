@@ -532,6 +532,35 @@ describe('pipelined commits', () => {
     expect(utf8.decode(await h.raw(keys.latest(o.origin, 'notes', 'x')) as Uint8Array)).toBe('2')
   })
 
+  it('a rule and data arriving in one batch: the backfill it starts sees that batch although its write may still be in flight', async () => {
+    const s = await scenario()
+    // as the node does: registry changes take effect under the write lock, and a new rule starts its backfill at once
+    const backfills: Array<Promise<unknown>> = []
+    s.h.ingestor.onRegistry = (changes) => {
+      for (const r of changes) s.h.registry.apply(r.collection, r.id, r.value)
+      for (const rule of s.h.rules.rebuild(s.h.registry, s.h.localName)) backfills.push(s.h.backfillAll(rule))
+    }
+    // the source platform writes the rule and a record: one batch, so the record is not applied live
+    const entries = [
+      s.src.put(RULES_COLLECTION, 'r1', ruleValue({ id: 'r1', from: { platform: 'src', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } })),
+      s.src.put('posts', 'n1', { text: 'hi' })
+    ]
+    // a slow disk: the batch is still being written when the backfill starts
+    const original = s.h.store.db.batch.bind(s.h.store.db) as () => ReturnType<typeof s.h.store.db.batch>
+    const slow = vi.spyOn(s.h.store.db, 'batch').mockImplementation((() => {
+      const chained = original()
+      const write = chained.write.bind(chained)
+      chained.write = (async () => { await new Promise(resolve => setTimeout(resolve, 150)); await write() }) as typeof chained.write
+      return chained
+    }) as unknown as typeof s.h.store.db.batch)
+    const result = await s.h.ingestor.ingest(s.src.origin, 0, 2, entries)
+    slow.mockRestore()
+    expect(result?.changes).toEqual([])
+    expect(backfills).toHaveLength(1)
+    await Promise.all(backfills)
+    expect(await s.h.value('articles', 'n1')).toEqual({ text: 'hi' })
+  })
+
   it('a failed write stops all writing with STORE_WRITE_FAILED; what was acknowledged stays', async () => {
     const h = await harness()
     await h.writeLocal([{ collection: 'notes', id: 'kept', op: 'put', value: { v: 1 } }])

@@ -514,9 +514,16 @@ export class Ingestor {
       fresh = true
     }
     let previous: { result: IngestResult, durable: Promise<void> } | undefined
+    let first = true
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const { result, durable } = await this.store.exclusive(async () => {
+        if (first) {
+          // the source's log is read with iterators, which see only durable writes: let batches
+          // issued before this pass (whose entries were not applied by this rule) land first
+          first = false
+          await this.store.flushed()
+        }
         // taken under the write lock: every entry stored after this was applied by this rule as it arrived
         if (fresh && current.upTo === undefined) current.upTo = this.log.held(rule.sourcePeer)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
