@@ -497,22 +497,33 @@ describe('backfill', () => {
   })
 })
 
-/** The operations of every write batch the store makes (chained batches: see Txn.commit), until restore(). */
-function recordBatches (db: Harness['store']['db']): { list: Array<Array<{ type: 'put' | 'del', key: string }>>, restore: () => void } {
-  const list: Array<Array<{ type: 'put' | 'del', key: string }>> = []
+/**
+ * Let a test see or change every write batch the store makes (chained
+ * batches, see Store.write): `wrap` gets each one before it is used.
+ */
+function interceptBatches (db: Harness['store']['db'], wrap: (chained: ReturnType<Harness['store']['db']['batch']>) => void): { restore: () => void } {
   const original = db.batch.bind(db) as () => ReturnType<typeof db.batch>
   const spy = vi.spyOn(db, 'batch').mockImplementation(((...args: unknown[]) => {
     if (args.length > 0) throw new Error('expected a chained batch')
+    const chained = original()
+    wrap(chained)
+    return chained
+  }) as unknown as typeof db.batch)
+  return { restore: () => spy.mockRestore() }
+}
+
+/** The operations of every write batch the store makes, until restore(). */
+function recordBatches (db: Harness['store']['db']): { list: Array<Array<{ type: 'put' | 'del', key: string }>>, restore: () => void } {
+  const list: Array<Array<{ type: 'put' | 'del', key: string }>> = []
+  const { restore } = interceptBatches(db, (chained) => {
     const ops: Array<{ type: 'put' | 'del', key: string }> = []
     list.push(ops)
-    const chained = original()
     const put = chained.put.bind(chained)
     const del = chained.del.bind(chained)
     chained.put = ((key: string, value: Uint8Array) => { ops.push({ type: 'put', key }); return put(key, value) }) as typeof chained.put
     chained.del = ((key: string) => { ops.push({ type: 'del', key }); return del(key) }) as typeof chained.del
-    return chained
-  }) as unknown as typeof db.batch)
-  return { list, restore: () => spy.mockRestore() }
+  })
+  return { list, restore }
 }
 
 describe('pipelined commits', () => {
@@ -546,15 +557,12 @@ describe('pipelined commits', () => {
       s.src.put('posts', 'n1', { text: 'hi' })
     ]
     // a slow disk: the batch is still being written when the backfill starts
-    const original = s.h.store.db.batch.bind(s.h.store.db) as () => ReturnType<typeof s.h.store.db.batch>
-    const slow = vi.spyOn(s.h.store.db, 'batch').mockImplementation((() => {
-      const chained = original()
+    const slow = interceptBatches(s.h.store.db, (chained) => {
       const write = chained.write.bind(chained)
       chained.write = (async () => { await new Promise(resolve => setTimeout(resolve, 150)); await write() }) as typeof chained.write
-      return chained
-    }) as unknown as typeof s.h.store.db.batch)
+    })
     const result = await s.h.ingestor.ingest(s.src.origin, 0, 2, entries)
-    slow.mockRestore()
+    slow.restore()
     expect(result?.changes).toEqual([])
     expect(backfills).toHaveLength(1)
     await Promise.all(backfills)
@@ -564,14 +572,11 @@ describe('pipelined commits', () => {
   it('a failed write stops all writing with STORE_WRITE_FAILED; what was acknowledged stays', async () => {
     const h = await harness()
     await h.writeLocal([{ collection: 'notes', id: 'kept', op: 'put', value: { v: 1 } }])
-    const original = h.store.db.batch.bind(h.store.db) as () => ReturnType<typeof h.store.db.batch>
-    const spy = vi.spyOn(h.store.db, 'batch').mockImplementation((() => {
-      const chained = original()
+    const diskFull = interceptBatches(h.store.db, (chained) => {
       chained.write = (async () => { throw new Error('No space left on device') }) as typeof chained.write
-      return chained
-    }) as unknown as typeof h.store.db.batch)
+    })
     await expect(h.writeLocal([{ collection: 'notes', id: 'lost', op: 'put', value: { v: 1 } }])).rejects.toMatchObject({ code: 'STORE_WRITE_FAILED', message: expect.stringMatching(/No space left on device.*restart the node/) })
-    spy.mockRestore()
+    diskFull.restore()
     // the disk is fine again, but this store stays stopped until the node restarts
     await expect(h.writeLocal([{ collection: 'notes', id: 'later', op: 'put', value: { v: 1 } }])).rejects.toMatchObject({ code: 'STORE_WRITE_FAILED' })
     await h.reopen()

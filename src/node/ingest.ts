@@ -514,6 +514,12 @@ export class Ingestor {
       fresh = true
     }
     let previous: { result: IngestResult, durable: Promise<void> } | undefined
+    const finish = async (chunk: typeof previous): Promise<void> => {
+      if (chunk === undefined) return
+      await chunk.durable
+      this.durable(chunk.result)
+      onChunk(chunk.result)
+    }
     let first = true
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
@@ -566,18 +572,10 @@ export class Ingestor {
         // while the previous chunk is written; the sweep iterates records, so it waits for them
       }, { pipelined: current.phase !== 'sweep' })
       // the next chunk is applied while this one is written; its events follow its durability
-      if (previous !== undefined) {
-        await previous.durable
-        this.durable(previous.result)
-        onChunk(previous.result)
-      }
+      await finish(previous)
       previous = { result, durable }
     }
-    if (previous !== undefined) {
-      await previous.durable
-      this.durable(previous.result)
-      onChunk(previous.result)
-    }
+    await finish(previous)
   }
 
   /** Mirror: remove live target records that the rule's source does not hold (one chunk). */

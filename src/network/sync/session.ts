@@ -26,7 +26,7 @@ import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFF
 import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 
-/** Received batches being stored at once per session (see receiveFrames). */
+/** Received batches being stored at once per session (see receiveLoop). */
 const MAX_INGESTING = 4
 
 export interface PeerCounters {
@@ -157,10 +157,6 @@ export class SyncSession {
   private readonly ingesting: Array<Promise<void>> = []
 
   private async receiveLoop (): Promise<void> {
-    await this.receiveFrames()
-  }
-
-  private async receiveFrames (): Promise<void> {
     for await (const bytes of this.framed.frames()) {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
