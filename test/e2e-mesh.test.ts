@@ -181,7 +181,18 @@ describe('gossip mesh', () => {
         if (other !== n) await n.request('POST', '/v1/peers', { multiaddr: other.multiaddr })
       }
     }
-    await waitFor(async () => (await Promise.all(nodes.map(async n => (await n.request<unknown[]>('GET', '/v1/platforms')).body.length))).every(c => c === 12), 'every registry to list 12 platforms', 120_000, 500)
+    try {
+      await waitFor(async () => (await Promise.all(nodes.map(async n => (await n.request<unknown[]>('GET', '/v1/platforms')).body.length))).every(c => c === 12), 'every registry to list 12 platforms', 120_000, 500)
+    } catch (err) {
+      // seen once under a fully loaded CI run (22-30 s otherwise): say which nodes lagged and what they logged
+      for (const n of nodes) {
+        const count = (await n.request<unknown[]>('GET', '/v1/platforms')).body.length
+        if (count === 12) continue
+        const peers = (await n.status()).peers.filter((p: { connected: boolean }) => p.connected).length
+        console.error(`${n.name}: ${count} platforms, ${peers} connected peers; last warnings:\n${n.stderr.split('\n').filter(l => /"level":(40|50)/.test(l)).slice(-8).join('\n')}`)
+      }
+      throw err
+    }
     for (let round = 0; round < 10; round++) {
       for (const n of nodes) {
         const s = await n.status()
