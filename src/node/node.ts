@@ -237,6 +237,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     await this.registerSelf()
     this.disconnectRevoked()
     this.ruleService.start()
+    this.store.startCompacting({
+      onCompacted: ({ deletes, ms }) => this.log.info({ deletes, ms }, `compacted the database after ${deletes} deletions (${ms} ms)`),
+      onError: (err) => this.log.warn({ err: err.message }, `database compaction failed (it is retried after more deletions): ${err.message}`)
+    })
     this.log.info({ peerId: this.self, name: this.config.name, multiaddrs: this.getMultiaddrs() }, 'node started')
   }
 

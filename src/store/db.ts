@@ -67,10 +67,56 @@ export class Store {
   }
 
   async close (): Promise<void> {
-    // wait for the last writer and its write
+    this.stopCompacting()
+    // wait for the last writer and its write, and a compaction under way
     await this.tail.catch(() => {})
     await this.flushed().catch(() => {})
+    await this.compacting?.catch(() => {})
     await this.db.close()
+  }
+
+  // ---- compaction when idle ------------------------------------------------
+
+  /** Keys deleted (superseded log entries, moved feed keys, …) since the last full compaction. */
+  private deletesSinceCompaction = 0
+  private lastWriteAt = 0
+  private compacting?: Promise<void>
+  private compactTimer?: ReturnType<typeof setInterval>
+  /** Full compactions run since the store opened. */
+  compactions = 0
+
+  /**
+   * LevelDB drops overwritten and deleted data only when its background
+   * compaction reaches the files that hold it, which a quiet node may not do
+   * for a long time: after many updates the database keeps their old
+   * versions. Like CouchDB's compaction daemon, compact everything once the
+   * node has been idle for `idleMs` after at least `minDeletes` deletions.
+   */
+  startCompacting (options: { idleMs?: number, minDeletes?: number, checkMs?: number, onCompacted?: (info: { deletes: number, ms: number }) => void, onError?: (err: Error) => void } = {}): void {
+    const idleMs = options.idleMs ?? 10_000
+    const minDeletes = options.minDeletes ?? 50_000
+    this.stopCompacting()
+    this.compactTimer = setInterval(() => {
+      if (this.compacting !== undefined || this.deletesSinceCompaction < minDeletes || Date.now() - this.lastWriteAt < idleMs) return
+      const deletes = this.deletesSinceCompaction
+      this.deletesSinceCompaction = 0
+      const t0 = Date.now()
+      // keys start with an ASCII tag (see keys.ts): this range is the whole keyspace
+      // `level` is classic-level on Node; its types leave out compactRange
+      const db = this.db as unknown as { compactRange: (start: string, end: string) => Promise<void> }
+      this.compacting = db.compactRange('\x00', '\x7f')
+        .then(() => {
+          this.compactions++
+          options.onCompacted?.({ deletes, ms: Date.now() - t0 })
+        }, (err: Error) => options.onError?.(err))
+        .finally(() => { this.compacting = undefined })
+    }, options.checkMs ?? 2_000)
+    this.compactTimer.unref()
+  }
+
+  stopCompacting (): void {
+    if (this.compactTimer !== undefined) clearInterval(this.compactTimer)
+    this.compactTimer = undefined
   }
 
   /**
@@ -113,7 +159,11 @@ export class Store {
     while (this.writesInFlight.length >= 2) await this.writesInFlight[0].catch(() => {})
     if (this.failure !== undefined) throw this.failure
     const id = ++this.writesIssued
-    for (const op of ops) this.pending.set(op.key, { value: op.type === 'put' ? op.value : undefined, write: id })
+    this.lastWriteAt = Date.now()
+    for (const op of ops) {
+      this.pending.set(op.key, { value: op.type === 'put' ? op.value : undefined, write: id })
+      if (op.type === 'del') this.deletesSinceCompaction++
+    }
     const previous = this.writing
     let done: Promise<void> = Promise.resolve()
     done = (async () => {
