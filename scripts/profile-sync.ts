@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { NodeProcess, tempDir, waitFor } from './lib/cluster.js'
-import { cpuSeconds } from './bench/proc.js'
+import { cpuSeconds, dirBytes } from './bench/proc.js'
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[], hitCount?: number }
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
@@ -162,6 +162,13 @@ async function main (): Promise<void> {
       const importedMs = performance.now() - tu
       const head = held(await source.status())
       await waitFor(async () => held(await target.status()) >= head, 'the target to receive every update', 600_000, 50)
+      // --idle S: then S seconds without writes (the node compacts when idle), and the target's db/ size before and after
+      if (args.includes('--idle')) {
+        const db = join(target.dir, 'db')
+        const before = (await dirBytes(db)).apparent
+        await new Promise(resolve => setTimeout(resolve, Number(args[args.indexOf('--idle') + 1] ?? 15) * 1000))
+        console.log(JSON.stringify({ targetDbMBAfterUpdates: +(before / 1e6).toFixed(1), targetDbMBAfterIdle: +((await dirBytes(db)).apparent / 1e6).toFixed(1), compacted: target.stderr.includes('compacted the database') }))
+      }
       const problems = target.stderr.split('\n').filter(l => /offence|signature|SIGNATURE|ban|gap|stuck/i.test(l)).slice(0, 10)
       if (problems.length > 0) console.log(problems.join('\n'))
       console.log(JSON.stringify({ updates: N * updates, importSeconds: +(importedMs / 1000).toFixed(2), targetDoneSecondsAfterImport: +((performance.now() - tu - importedMs) / 1000).toFixed(2) }))
