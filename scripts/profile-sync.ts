@@ -5,12 +5,12 @@
  * run's profiles. `--top` prints the functions with the most self time;
  * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools).
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { NodeProcess, tempDir, waitFor } from './lib/cluster.js'
-import { cpuSeconds, dirBytes } from './bench/proc.js'
+import { cpuSeconds, dirBytes, threadCpuSeconds } from './bench/proc.js'
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string }, children?: number[], hitCount?: number }
 interface Profile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
@@ -70,20 +70,6 @@ function topSelf (p: Profile, n: number): string[] {
   return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(5)}%  ${k}`)
 }
 
-/** CPU seconds per thread of a process (Linux), with the thread names. */
-function threadCpu (pid: number | undefined): Map<string, { name: string, cpu: number }> {
-  const out = new Map<string, { name: string, cpu: number }>()
-  if (pid === undefined) return out
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      out.set(tid, { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), cpu: (Number(fields[11]) + Number(fields[12])) / 100 })
-    }
-  } catch {}
-  return out
-}
-
 const EMPTY_PROFILE: Profile = { nodes: [], samples: [], timeDeltas: [], startTime: 0, endTime: 0 }
 
 async function latestProfile (dir: string): Promise<Profile> {
@@ -131,7 +117,7 @@ async function main (): Promise<void> {
     if (!ruleFirst && !noRule) await addRule()
     const t1 = performance.now()
     const cpu0 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
-    const threads0 = threadCpu(target.pid)
+    const threads0 = threadCpuSeconds(target.pid)
     await target.addPeer(source.multiaddr)
     // phases: the log arrives (the rule entry comes last), then the rule's backfill applies it
     let logMs = NaN
@@ -185,7 +171,7 @@ async function main (): Promise<void> {
       }
     }
     const cpu1 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
-    const threads1 = threadCpu(target.pid)
+    const threads1 = threadCpuSeconds(target.pid)
     const byName = new Map<string, number>()
     for (const [tid, t] of threads1) {
       const name = tid === String(target.pid) ? 'main' : t.name

@@ -17,6 +17,7 @@ import type {
   ImportLine, JsonObject, NodeStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RuleSpec, StoredRecord, SyncNodeApi
 } from '../src/node/types.js'
+import { rawRequest } from './helpers/http.js'
 
 const TOKEN = 'test-token-' + 'a'.repeat(32)
 
@@ -135,28 +136,6 @@ class FakeNode extends EventTarget implements SyncNodeApi {
   }
 }
 
-/** A raw HTTP request, so malformed bodies and headers can be sent as they are. */
-async function raw (url: string, options: { method?: string, path: string, headers?: Record<string, string>, body?: string | Buffer }): Promise<{ status: number, headers: Record<string, unknown>, text: string, json: any }> {
-  const u = new URL(url)
-  return await new Promise((resolve, reject) => {
-    const req = httpRequest({
-      host: u.hostname, port: u.port, method: options.method ?? 'GET', path: options.path, headers: options.headers
-    }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let json: unknown
-        try { json = JSON.parse(text) } catch {}
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json })
-      })
-    })
-    req.on('error', reject)
-    if (options.body != null) req.write(options.body)
-    req.end()
-  })
-}
-
 const auth = { authorization: `Bearer ${TOKEN}` }
 const jsonHeaders = { ...auth, 'content-type': 'application/json' }
 
@@ -199,31 +178,31 @@ describe('HTTP API (in-memory node)', () => {
   })
 
   it('serves health without a token', async () => {
-    const res = await raw(server.url, { path: '/v1/health' })
+    const res = await rawRequest(server.url, { path: '/v1/health' })
     expect(res.status).toBe(200)
     expect(res.json).toEqual({ ok: true, peerId: node.peerId, name: 'fake' })
   })
 
   describe('authentication', () => {
     it('rejects a missing token', async () => {
-      const res = await raw(server.url, { path: '/v1/status' })
+      const res = await rawRequest(server.url, { path: '/v1/status' })
       expectError(res, 401, 'UNAUTHORIZED')
       expect(res.headers['www-authenticate']).toBe('Bearer')
     })
 
     it('rejects a wrong token, a token prefix and a malformed header', async () => {
       for (const header of [`Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer', `Basic ${TOKEN}`, TOKEN, '']) {
-        expectError(await raw(server.url, { path: '/v1/status', headers: { authorization: header } }), 401, 'UNAUTHORIZED')
+        expectError(await rawRequest(server.url, { path: '/v1/status', headers: { authorization: header } }), 401, 'UNAUTHORIZED')
       }
     })
 
     it('guards /metrics and unknown routes too', async () => {
-      expectError(await raw(server.url, { path: '/metrics' }), 401, 'UNAUTHORIZED')
-      expectError(await raw(server.url, { path: '/nope' }), 401, 'UNAUTHORIZED')
+      expectError(await rawRequest(server.url, { path: '/metrics' }), 401, 'UNAUTHORIZED')
+      expectError(await rawRequest(server.url, { path: '/nope' }), 401, 'UNAUTHORIZED')
     })
 
     it('rejects an unauthenticated import before reading the body', async () => {
-      const res = await raw(server.url, { method: 'POST', path: '/v1/collections/c/import', headers: { 'content-type': 'application/x-ndjson' }, body: '{"id":"a","value":{}}\n' })
+      const res = await rawRequest(server.url, { method: 'POST', path: '/v1/collections/c/import', headers: { 'content-type': 'application/x-ndjson' }, body: '{"id":"a","value":{}}\n' })
       expectError(res, 401, 'UNAUTHORIZED')
       expect(node.data.get('c')?.size ?? 0).toBe(0)
     })
@@ -255,7 +234,7 @@ describe('HTTP API (in-memory node)', () => {
     })
 
     it('answers PUT with 200 and the stored record', async () => {
-      const res = await raw(server.url, { method: 'PUT', path: '/v1/collections/posts/records/1', headers: jsonHeaders, body: '{"a":1}' })
+      const res = await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/posts/records/1', headers: jsonHeaders, body: '{"a":1}' })
       expect(res.status).toBe(200)
       expect(res.json).toMatchObject({ collection: 'posts', id: '1', value: { a: 1 } })
     })
@@ -282,33 +261,33 @@ describe('HTTP API (in-memory node)', () => {
 
     it('rejects bad limits and unknown query parameters', async () => {
       for (const q of ['limit=0', 'limit=1001', 'limit=abc', 'limit=1.5', 'limit=-1', 'limit=', 'limit=1&limit=2', 'lmit=5']) {
-        expectError(await raw(server.url, { path: `/v1/collections/p/records?${q}`, headers: auth }), 400, 'INVALID_INPUT')
+        expectError(await rawRequest(server.url, { path: `/v1/collections/p/records?${q}`, headers: auth }), 400, 'INVALID_INPUT')
       }
-      const ok = await raw(server.url, { path: '/v1/collections/p/records?limit=1000', headers: auth })
+      const ok = await rawRequest(server.url, { path: '/v1/collections/p/records?limit=1000', headers: auth })
       expect(ok.status).toBe(200)
       await stillServing()
     })
 
     it('rejects bodies that are not JSON objects with INVALID_VALUE', async () => {
       for (const body of ['[1,2]', '"text"', '42', 'null', 'true']) {
-        const res = await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body })
+        const res = await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body })
         expectError(res, 400, 'INVALID_VALUE')
       }
-      expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: auth }), 400, 'INVALID_VALUE')
+      expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: auth }), 400, 'INVALID_VALUE')
       expect(node.data.get('p')?.size ?? 0).toBe(0)
       await stillServing()
     })
 
     it('rejects invalid and empty JSON with INVALID_JSON', async () => {
       for (const body of ['{"a":', '{a:1}', "{'a':1}", '{"a":1}}', '\u0000']) {
-        expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body }), 400, 'INVALID_JSON')
+        expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body }), 400, 'INVALID_JSON')
       }
-      expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: { ...jsonHeaders, 'content-length': '0' }, body: '' }), 400, 'INVALID_JSON')
+      expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: { ...jsonHeaders, 'content-length': '0' }, body: '' }), 400, 'INVALID_JSON')
       await stillServing()
     })
 
     it('rejects prototype poisoning', async () => {
-      const res = await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: '{"__proto__":{"admin":true}}' })
+      const res = await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: '{"__proto__":{"admin":true}}' })
       expect(res.status).toBe(400)
       expect(res.json.error.code).toBe('INVALID_JSON')
       await stillServing()
@@ -316,7 +295,7 @@ describe('HTTP API (in-memory node)', () => {
 
     it('rejects a body over 1 MiB with 413 BODY_TOO_LARGE', async () => {
       const big = JSON.stringify({ blob: 'x'.repeat(1024 * 1024 + 10) })
-      expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: big }), 413, 'BODY_TOO_LARGE')
+      expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: big }), 413, 'BODY_TOO_LARGE')
       await stillServing()
     })
 
@@ -328,24 +307,24 @@ describe('HTTP API (in-memory node)', () => {
 
     it('rejects other content types with 415', async () => {
       for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/x-ndjson']) {
-        expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: { ...auth, 'content-type': type }, body: '{"a":1}' }), 415, 'UNSUPPORTED_MEDIA_TYPE')
+        expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/p/records/x', headers: { ...auth, 'content-type': type }, body: '{"a":1}' }), 415, 'UNSUPPORTED_MEDIA_TYPE')
       }
       await stillServing()
     })
 
     it('passes the node\'s own errors through', async () => {
-      expectError(await raw(server.url, { method: 'PUT', path: '/v1/collections/bad%20name/records/x', headers: jsonHeaders, body: '{}' }), 400, 'INVALID_INPUT')
+      expectError(await rawRequest(server.url, { method: 'PUT', path: '/v1/collections/bad%20name/records/x', headers: jsonHeaders, body: '{}' }), 400, 'INVALID_INPUT')
     })
 
     it('rejects a malformed URL', async () => {
-      expectError(await raw(server.url, { path: '/v1/collections/p/records/%E0%A4%A', headers: auth }), 400, 'BAD_URL')
+      expectError(await rawRequest(server.url, { path: '/v1/collections/p/records/%E0%A4%A', headers: auth }), 400, 'BAD_URL')
       await stillServing()
     })
   })
 
   describe('import', () => {
     async function postImport (body: string | Buffer, contentType = 'application/x-ndjson', collection = 'imp'): Promise<{ status: number, json: any }> {
-      return await raw(server.url, { method: 'POST', path: `/v1/collections/${collection}/import`, headers: { ...auth, 'content-type': contentType }, body })
+      return await rawRequest(server.url, { method: 'POST', path: `/v1/collections/${collection}/import`, headers: { ...auth, 'content-type': contentType }, body })
     }
 
     it('imports NDJSON with every accepted content type', async () => {
@@ -446,7 +425,7 @@ describe('HTTP API (in-memory node)', () => {
     const peerAddr = '/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWOther'
 
     it('adds, lists and removes peers', async () => {
-      const res = await raw(server.url, { method: 'POST', path: '/v1/peers', headers: jsonHeaders, body: JSON.stringify({ multiaddr: peerAddr }) })
+      const res = await rawRequest(server.url, { method: 'POST', path: '/v1/peers', headers: jsonHeaders, body: JSON.stringify({ multiaddr: peerAddr }) })
       expect(res.status).toBe(201)
       expect(res.json.peerId).toBe('12D3KooWOther')
       expect((await client.listPeers()).map((p) => p.peerId)).toEqual(['12D3KooWOther'])
@@ -456,19 +435,19 @@ describe('HTTP API (in-memory node)', () => {
 
     it('validates the peer body', async () => {
       for (const body of ['{}', '{"multiaddr":5}', '{"multiaddr":""}', '{"multiaddr":"/x","extra":1}', '[]', '"x"']) {
-        expectError(await raw(server.url, { method: 'POST', path: '/v1/peers', headers: jsonHeaders, body }), 400, 'INVALID_INPUT')
+        expectError(await rawRequest(server.url, { method: 'POST', path: '/v1/peers', headers: jsonHeaders, body }), 400, 'INVALID_INPUT')
       }
       await expect(client.addPeer('/ip4/1.2.3.4/tcp/1')).rejects.toMatchObject({ code: 'INVALID_MULTIADDR', status: 400 })
     })
 
     it('adds, lists and removes platforms', async () => {
-      const res = await raw(server.url, { method: 'POST', path: '/v1/platforms', headers: jsonHeaders, body: JSON.stringify({ name: 'hub', peerId: 'P1', region: 'eu' }) })
+      const res = await rawRequest(server.url, { method: 'POST', path: '/v1/platforms', headers: jsonHeaders, body: JSON.stringify({ name: 'hub', peerId: 'P1', region: 'eu' }) })
       expect(res.status).toBe(201)
       expect(res.json).toEqual({ name: 'hub', peerId: 'P1', region: 'eu', addrs: [] })
       expect(await client.listPlatforms()).toHaveLength(1)
       expect(await client.removePlatform('hub')).toEqual({ removed: true })
       await expect(client.removePlatform('hub')).rejects.toMatchObject({ code: 'NOT_FOUND' })
-      const bad = await raw(server.url, { method: 'POST', path: '/v1/platforms', headers: jsonHeaders, body: '{"name":"x"}' })
+      const bad = await rawRequest(server.url, { method: 'POST', path: '/v1/platforms', headers: jsonHeaders, body: '{"name":"x"}' })
       expectError(bad, 400, 'INVALID_INPUT')
       expect(bad.json.error.message).toMatch(/peerId/)
     })
@@ -484,7 +463,7 @@ describe('HTTP API (in-memory node)', () => {
 
     it('validates rule bodies and answers dry runs with 501', async () => {
       for (const body of ['{}', '{"from":{"platform":"a"},"to":{"platform":"b","collection":"c"}}', '{"from":{"platform":"a","collection":"c"},"to":{"platform":"b","collection":"c"},"mode":"sideways"}', '{"from":{"platform":"a","collection":"c"},"to":{"platform":"b","collection":"c"},"where":[1]}']) {
-        expectError(await raw(server.url, { method: 'POST', path: '/v1/rules', headers: jsonHeaders, body }), 400, 'INVALID_INPUT')
+        expectError(await rawRequest(server.url, { method: 'POST', path: '/v1/rules', headers: jsonHeaders, body }), 400, 'INVALID_INPUT')
       }
       await expect(client.addRule({ from: { platform: 'a', collection: 'c' }, to: { platform: 'b', collection: 'c' } }, { dryRun: true }))
         .rejects.toMatchObject({ code: 'NOT_SUPPORTED', status: 501 })
@@ -492,7 +471,7 @@ describe('HTTP API (in-memory node)', () => {
     })
 
     it('hides unexpected errors behind a generic 500', async () => {
-      const res = await raw(server.url, { method: 'POST', path: '/v1/rules', headers: jsonHeaders, body: JSON.stringify({ from: { platform: 'boom', collection: 'c' }, to: { platform: 'b', collection: 'c' } }) })
+      const res = await rawRequest(server.url, { method: 'POST', path: '/v1/rules', headers: jsonHeaders, body: JSON.stringify({ from: { platform: 'boom', collection: 'c' }, to: { platform: 'b', collection: 'c' } }) })
       expectError(res, 500, 'INTERNAL')
       expect(res.text).not.toMatch(/secret/)
       await stillServing()
@@ -500,21 +479,21 @@ describe('HTTP API (in-memory node)', () => {
 
     it('maps a SyncmeshError status from the node', async () => {
       node.failNextStatus = true
-      expectError(await raw(server.url, { path: '/v1/status', headers: auth }), 503, 'NOT_RUNNING')
+      expectError(await rawRequest(server.url, { path: '/v1/status', headers: auth }), 503, 'NOT_RUNNING')
     })
   })
 
   it('answers unknown routes and methods with 404 ROUTE_NOT_FOUND', async () => {
-    expectError(await raw(server.url, { path: '/v2/status', headers: auth }), 404, 'ROUTE_NOT_FOUND')
-    expectError(await raw(server.url, { method: 'PATCH', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: '{}' }), 404, 'ROUTE_NOT_FOUND')
-    expectError(await raw(server.url, { method: 'POST', path: '/v1/health', headers: auth }), 404, 'ROUTE_NOT_FOUND')
+    expectError(await rawRequest(server.url, { path: '/v2/status', headers: auth }), 404, 'ROUTE_NOT_FOUND')
+    expectError(await rawRequest(server.url, { method: 'PATCH', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: '{}' }), 404, 'ROUTE_NOT_FOUND')
+    expectError(await rawRequest(server.url, { method: 'POST', path: '/v1/health', headers: auth }), 404, 'ROUTE_NOT_FOUND')
     await stillServing()
   })
 
   it('serves Prometheus metrics computed from status', async () => {
     await client.addPeer('/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWOther')
     await client.addRule({ from: { platform: 'a', collection: 'c' }, to: { platform: 'b', collection: 'c' } })
-    const res = await raw(server.url, { path: '/metrics', headers: auth })
+    const res = await rawRequest(server.url, { path: '/metrics', headers: auth })
     expect(res.status).toBe(200)
     expect(String(res.headers['content-type'])).toMatch(/^text\/plain/)
     expect(res.text).toMatch(/^syncmesh_peers_connected 1$/m)

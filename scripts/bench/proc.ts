@@ -3,7 +3,7 @@
  * resident memory (VmRSS, and VmHWM, the kernel's own peak), CPU time, and
  * the size of a directory tree. Off Linux these return undefined.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { lstat, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -41,18 +41,34 @@ export function resetPeak (pid: number | undefined): boolean {
   }
 }
 
+/** User + system CPU seconds in a /proc stat line (of a process or of one of its threads). */
+function statCpuSeconds (text: string): number {
+  // the command name (field 2) may contain spaces: split after its closing parenthesis
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+}
+
 /** User + system CPU seconds the process has used so far. */
 export function cpuSeconds (pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // the command name (field 2) may contain spaces: split after its closing parenthesis
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
-    // fields[0] is field 3 (state); utime and stime are fields 14 and 15
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+    return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'))
   } catch {
     return undefined
   }
+}
+
+/** CPU seconds used so far by each thread of a process (by thread id), with the thread names. */
+export function threadCpuSeconds (pid: number | undefined): Map<string, { name: string, cpu: number }> {
+  const out = new Map<string, { name: string, cpu: number }>()
+  if (pid === undefined) return out
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      out.set(tid, { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), cpu: statCpuSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')) })
+    }
+  } catch {}
+  return out
 }
 
 /**
