@@ -52,3 +52,73 @@ describe('Store: compaction when idle', () => {
     expect(s.compactions).toBe(1)
   })
 })
+
+describe('Txn.prefetch', () => {
+  let dir: string | undefined
+  let store: Store | undefined
+  afterEach(async () => {
+    await store?.close().catch(() => {})
+    if (dir !== undefined) await removeDir(dir)
+  })
+
+  async function open (): Promise<Store> {
+    dir = await tempDir('syncmesh-store-')
+    store = new Store(join(dir, 'db'))
+    await store.open()
+    return store
+  }
+
+  const key = (prefix: string, i: number): string => `r\x00${prefix}\x00${String(i).padStart(6, '0')}`
+
+  it('reads a dense run of keys with one range read: present and absent keys come out right', async () => {
+    const s = await open()
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      for (let i = 0; i < 300; i += 3) txn.put(key('posts', i), utf8.encode(`v${i}`))
+      txn.put(key('other', 5), utf8.encode('elsewhere'))
+      await txn.commit()
+    })
+    let lookups = 0
+    const getMany = s.db.getMany.bind(s.db)
+    s.db.getMany = (async (keys: string[]) => { lookups += keys.length; return await getMany(keys) }) as typeof s.db.getMany
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      const wanted = Array.from({ length: 200 }, (_, i) => key('posts', 100 + i))
+      await txn.prefetch([...wanted, key('other', 5)])
+      expect(lookups).toBe(1) // only the lone key of the other prefix
+      for (let i = 100; i < 300; i++) {
+        const v = await txn.get(key('posts', i))
+        expect(v === undefined ? undefined : utf8.decode(v)).toBe(i % 3 === 0 ? `v${i}` : undefined)
+      }
+      expect(utf8.decode(await txn.get(key('other', 5)) as Uint8Array)).toBe('elsewhere')
+      expect(lookups).toBe(1)
+    })
+  })
+
+  it('falls back to lookups when the range holds many other keys, and gives the same answers', async () => {
+    const s = await open()
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      for (let i = 0; i < 5000; i++) txn.put(key('big', i), utf8.encode(`v${i}`))
+      await txn.commit()
+    })
+    let lookups = 0
+    const getMany = s.db.getMany.bind(s.db)
+    s.db.getMany = (async (keys: string[]) => { lookups += keys.length; return await getMany(keys) }) as typeof s.db.getMany
+    const wanted = Array.from({ length: 40 }, (_, i) => i * 130 + 1) // spread over the whole range; some beyond it
+    for (let round = 0; round < 2; round++) {
+      await s.exclusive(async () => {
+        const txn = s.txn()
+        await txn.prefetch(wanted.map(i => key('big', i)))
+        for (const i of wanted) {
+          const v = await txn.get(key('big', i))
+          expect(v === undefined ? undefined : utf8.decode(v)).toBe(i < 5000 ? `v${i}` : undefined)
+        }
+      })
+    }
+    // the first round read part of the range, then looked the rest up; the second looked every key up
+    expect(lookups).toBeGreaterThan(40)
+    expect(lookups).toBeLessThan(80)
+    expect(s.sparsePrefixes.get('r\x00big\x00')).toBeGreaterThan(0)
+  })
+})
