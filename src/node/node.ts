@@ -41,11 +41,12 @@ import type {
   ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
+import { StuckDetector } from './stuck.js'
 
 /** Largest record value accepted, serialized. */
 export const MAX_VALUE_BYTES = 1024 * 1024
 const IMPORT_BATCH = 1000
-/** An origin whose lag has not shrunk for this long is reported as stuck. */
+/** An origin that is behind and whose log has not advanced for this long is reported as stuck. */
 const STUCK_AFTER_MS = 30_000
 const STUCK_CHECK_MS = 5_000
 const DEFAULT_PAGE = 100
@@ -600,29 +601,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     return { origins, sessionsReady }
   }
 
-  private readonly stuck = new Map<string, { lag: number, since: number, peer: string, reported: boolean }>()
+  private readonly stuck = new StuckDetector(STUCK_AFTER_MS)
   private stuckTimer?: ReturnType<typeof setInterval>
 
-  /** Report origins whose lag has not shrunk for STUCK_AFTER_MS, with the peer they wait on. */
+  /** Report origins that are behind and have not advanced for STUCK_AFTER_MS, with the peer they wait on. */
   private checkStuck (): void {
-    const now = Date.now()
-    const { origins } = this.originProgress()
-    const seen = new Set<string>()
-    for (const o of origins) {
-      if (o.lag === 0 || o.announcedBy === undefined) continue
-      seen.add(o.origin)
-      const prev = this.stuck.get(o.origin)
-      if (prev === undefined || o.lag < prev.lag) {
-        this.stuck.set(o.origin, { lag: o.lag, since: now, peer: o.announcedBy, reported: false })
-        continue
-      }
-      prev.peer = o.announcedBy
-      if (!prev.reported && now - prev.since >= STUCK_AFTER_MS) {
-        prev.reported = true
-        this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy} for ${Math.round((now - prev.since) / 1000)} s`)
-      }
+    for (const { origin: o, forMs } of this.stuck.check(this.originProgress().origins, Date.now())) {
+      this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy ?? ''}, nothing received for ${Math.round(forMs / 1000)} s`)
     }
-    for (const origin of [...this.stuck.keys()]) if (!seen.has(origin)) this.stuck.delete(origin)
   }
 
   async status (): Promise<NodeStatus> {
