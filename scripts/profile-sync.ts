@@ -3,7 +3,8 @@
  * node processes, both under `node --cpu-prof`, then the share of CPU time
  * spent signing (source) and verifying (target) signed runs, from the same
  * run's profiles. `--top` prints the functions with the most self time;
- * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools).
+ * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools);
+ * `--threads` prints the CPU time of each of the target's threads.
  */
 import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
@@ -177,6 +178,12 @@ async function main (): Promise<void> {
       const name = tid === String(target.pid) ? 'main' : t.name
       byName.set(name, (byName.get(name) ?? 0) + t.cpu - (threads0.get(tid)?.cpu ?? 0))
     }
+    if (args.includes('--threads')) {
+      // every thread of a node process is called "node": the main one is the JavaScript thread; of the others,
+      // one is LevelDB's compaction thread, four are libuv's pool (LevelDB reads and writes), the rest V8's (GC)
+      const rows = [...threads1].map(([tid, t]) => ({ tid, cpu: t.cpu - (threads0.get(tid)?.cpu ?? 0) })).filter(r => r.cpu > 0.01).sort((a, b) => b.cpu - a.cpu)
+      console.log('target threads, CPU during sync (µs per record):\n' + rows.map(r => `  ${r.tid === String(target.pid) ? 'main' : r.tid}: ${r.cpu.toFixed(2)} s (${Math.round(r.cpu / N * 1e6)} µs)`).join('\n'))
+    }
     const cpuShare = (i: number): string => `${Math.round((cpu1[i] - cpu0[i]) / (syncMs / 1000) * 100)}%`
     await source.stop()
     await target.stop()
@@ -193,6 +200,8 @@ async function main (): Promise<void> {
       importSeconds: +(importMs / 1000).toFixed(2),
       importRecordsPerSecond: Math.round(N / importMs * 1000),
       syncSeconds: +(syncMs / 1000).toFixed(2),
+      targetCpuUsPerRecord: Math.round((cpu1[1] - cpu0[1]) / N * 1e6),
+      sourceCpuUsPerRecord: Math.round((cpu1[0] - cpu0[0]) / N * 1e6),
       syncRecordsPerSecond: Math.round(N / syncMs * 1000),
       logReceivedSeconds: +(logMs / 1000).toFixed(2),
       sourceCpuShareSigning: +(signShare * 100).toFixed(1) + '%',
