@@ -188,6 +188,8 @@ describe('HTTP API on a real node', () => {
     const metrics = await b.metrics()
     expect(metrics).toMatch(/^syncmesh_peers_connected 1$/m)
     expect(metrics).toContain(`syncmesh_origin_seq{origin="${aStatus.peerId}"}`)
+    expect(metrics).toMatch(/^syncmesh_db_compactions_total 0$/m)
+    expect(metrics).toMatch(/^syncmesh_db_memtable_flushes_total \d+$/m)
     expect(metrics).toMatch(/^syncmesh_origin_lag\{origin="[^"]+"\} \d+$/m)
 
     expect(await b.removePeer(aStatus.peerId)).toEqual({ removed: true })

@@ -53,6 +53,54 @@ describe('Store: compaction when idle', () => {
   })
 })
 
+describe('Store: memtable flushes', () => {
+  let dir: string | undefined
+  let store: Store | undefined
+  afterEach(async () => {
+    await store?.close().catch(() => {})
+    if (dir !== undefined) await removeDir(dir)
+  })
+
+  async function walBytes (db: string): Promise<number> {
+    let n = 0
+    for (const f of await readdir(db)) if (f.endsWith('.log')) n += (await stat(join(db, f))).size
+    return n
+  }
+
+  it('moves what the write-ahead log holds into a table when idle, and on close', async () => {
+    dir = await tempDir('syncmesh-store-')
+    const db = join(dir, 'db')
+    store = new Store(db)
+    await store.open()
+    const s = store
+    const write = async (from: number): Promise<void> => {
+      await s.exclusive(async () => {
+        const txn = s.txn()
+        for (let i = from; i < from + 2000; i++) txn.put(`r\x00c\x00${String(i).padStart(6, '0')}`, utf8.encode(`{"n":${i},"pad":"${'y'.repeat(200)}"}`))
+        await txn.commit()
+      })
+    }
+    await write(0)
+    expect(await walBytes(db)).toBeGreaterThan(400_000)
+    s.startCompacting({ idleMs: 100, minDeletes: 1_000_000, checkMs: 50 })
+    await eventually(async () => s.flushes === 1, 'an idle flush')
+    expect(await walBytes(db)).toBeLessThan(1000)
+    expect(s.compactions).toBe(0)
+    // nothing new: no second flush
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(s.flushes).toBe(1)
+    s.stopCompacting()
+    await write(2000)
+    expect(await walBytes(db)).toBeGreaterThan(400_000)
+    await s.close()
+    expect(await walBytes(db)).toBeLessThan(1000)
+    store = new Store(db)
+    await store.open()
+    expect(utf8.decode(await store.db.get('r\x00c\x00003999') as Uint8Array)).toContain('"n":3999')
+    expect(utf8.decode(await store.db.get('r\x00c\x00000000') as Uint8Array)).toContain('"n":0')
+  })
+})
+
 describe('Txn.prefetch', () => {
   let dir: string | undefined
   let store: Store | undefined

@@ -66,6 +66,17 @@ export function createMetrics (node: SyncNodeApi): Metrics {
     registers: [registry]
   })
 
+  const dbCompactions = new Gauge({
+    name: 'syncmesh_db_compactions_total',
+    help: 'Full LevelDB compactions the node ran when idle after many deletions, since it started',
+    registers: [registry]
+  })
+  const dbFlushes = new Gauge({
+    name: 'syncmesh_db_memtable_flushes_total',
+    help: 'LevelDB memtable flushes the node ran when idle or closing, since it started',
+    registers: [registry]
+  })
+
   return {
     contentType: registry.contentType,
     async scrape () {
@@ -90,6 +101,8 @@ export function createMetrics (node: SyncNodeApi): Metrics {
         if (typeof r.pending === 'number') rulePending.set({ rule: r.id }, r.pending)
       }
       caughtUp.set(status.caughtUp ? 1 : 0)
+      dbCompactions.set(status.database?.compactions ?? 0)
+      dbFlushes.set(status.database?.memtableFlushes ?? 0)
       return await registry.metrics()
     }
   }

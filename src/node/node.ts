@@ -644,7 +644,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       origins,
       rules,
       caughtUp: sessionsReady && origins.every(o => o.lag === 0),
-      registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10) }
+      registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10) },
+      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

@@ -207,6 +207,8 @@ export interface NodeStatus {
   caughtUp: boolean
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
   registry?: { admins: string[], refused: number, refusals: RegistryRefusal[] }
+  /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
+  database?: { compactions: number, memtableFlushes: number }
 }
 
 export interface ImportLine {

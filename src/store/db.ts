@@ -6,6 +6,8 @@ import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../errors.js'
 
 export type Db = Level<string, Uint8Array>
+/** `level` is classic-level on Node; its types leave out compactRange. */
+type CompactingDb = Db & { compactRange: (start: string, end: string) => Promise<void> }
 type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
 
 const encoder = new TextEncoder()
@@ -25,15 +27,23 @@ export function decodeJson<T> (bytes: Uint8Array): T {
 }
 
 /**
- * LevelDB's memtable, left at LevelDB's 4 MiB. Larger means fewer level-0
- * files and less compaction while a big backlog is written (`npm run
- * profile:sync -- --no-prof --rule-first`: 16 MiB +8%, 64 MiB +18% sync
- * rate), but it costs memory (up to twice this while one flushes) and disk:
- * the write-ahead log holds as much until the next flush (with 8-32 MiB the
- * footprint benchmark's disk after updates grew 1.13-1.68×, against 1.05×).
+ * LevelDB's memtable (LevelDB's default is 4 MiB). Every memtable flushed
+ * becomes a level-0 file that compaction merges into the files below; since
+ * a node's key families (log entries, records, indexes) interleave, each
+ * merge rewrites most of level 1, so fewer, larger flushes cost much less:
+ * `npm run profile:sync -- --no-prof --threads` (100,000 records) measured
+ * LevelDB's compaction thread at 25 µs of CPU per record with 4 MiB, 15 with
+ * 8 and 9 with 16, and the target's total CPU at 87-93, 82 and 70 µs per
+ * record. It costs memory (up to twice this while one flushes; peak RSS
+ * +10 MB measured) and disk: the write-ahead log holds as much until the
+ * next flush, so the store flushes the memtable when idle and on close.
  */
-export const WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+export const WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 
+/** A node compacts its database once idle this long (no writes)… */
+export const IDLE_COMPACTION_MS = 10_000
+/** …after at least this many deletions since the last compaction (fewer: it only flushes the memtable). */
+export const IDLE_COMPACTION_MIN_DELETES = 50_000
 /** Fewest keys of one prefix worth a range read in `Txn.prefetch`. */
 const RANGE_READ_MIN = 16
 /** Batches a prefix is looked up key by key after its range read met too many other keys. */
@@ -80,7 +90,26 @@ export class Store {
     await this.tail.catch(() => {})
     await this.flushed().catch(() => {})
     await this.compacting?.catch(() => {})
+    // leave the data in tables, not in the write-ahead log: a smaller directory, no replay at the next start
+    if (this.writesSinceFlush > 0 && this.failure === undefined && this.db.status === 'open') await this.flushMemtable().catch(() => {})
     await this.db.close()
+  }
+
+  /** Writes since the memtable was last flushed by `flushMemtable`. */
+  private writesSinceFlush = 0
+  /** Memtable flushes by `flushMemtable` since the store opened. */
+  flushes = 0
+
+  /**
+   * Write LevelDB's memtable out to a table file and start an empty
+   * write-ahead log. LevelDB does this on its own only when the memtable is
+   * full; its CompactRange flushes first, and a range that holds no key
+   * (keys start with an ASCII letter, see keys.ts) compacts nothing else.
+   */
+  async flushMemtable (): Promise<void> {
+    this.writesSinceFlush = 0
+    await (this.db as unknown as CompactingDb).compactRange('\x00', '\x00')
+    this.flushes++
   }
 
   // ---- compaction when idle ------------------------------------------------
@@ -99,20 +128,28 @@ export class Store {
    * for a long time: after many updates the database keeps their old
    * versions. Like CouchDB's compaction daemon, compact everything once the
    * node has been idle for `idleMs` after at least `minDeletes` deletions.
+   * After fewer, only flush the memtable (the write-ahead log of a quiet
+   * node then holds nothing).
    */
   startCompacting (options: { idleMs?: number, minDeletes?: number, checkMs?: number, onCompacted?: (info: { deletes: number, ms: number }) => void, onError?: (err: Error) => void } = {}): void {
-    const idleMs = options.idleMs ?? 10_000
-    const minDeletes = options.minDeletes ?? 50_000
+    const idleMs = options.idleMs ?? IDLE_COMPACTION_MS
+    const minDeletes = options.minDeletes ?? IDLE_COMPACTION_MIN_DELETES
     this.stopCompacting()
     this.compactTimer = setInterval(() => {
-      if (this.compacting !== undefined || this.deletesSinceCompaction < minDeletes || Date.now() - this.lastWriteAt < idleMs) return
+      if (this.compacting !== undefined || Date.now() - this.lastWriteAt < idleMs) return
+      if (this.deletesSinceCompaction < minDeletes) {
+        // not worth a full compaction: still move what the write-ahead log holds into a table
+        if (this.writesSinceFlush > 0 && this.failure === undefined) {
+          this.compacting = this.flushMemtable().catch((err: Error) => options.onError?.(err)).finally(() => { this.compacting = undefined })
+        }
+        return
+      }
       const deletes = this.deletesSinceCompaction
       this.deletesSinceCompaction = 0
       const t0 = Date.now()
       // keys start with an ASCII tag (see keys.ts): this range is the whole keyspace
-      // `level` is classic-level on Node; its types leave out compactRange
-      const db = this.db as unknown as { compactRange: (start: string, end: string) => Promise<void> }
-      this.compacting = db.compactRange('\x00', '\x7f')
+      this.writesSinceFlush = 0
+      this.compacting = (this.db as unknown as CompactingDb).compactRange('\x00', '\x7f')
         .then(() => {
           this.compactions++
           options.onCompacted?.({ deletes, ms: Date.now() - t0 })
@@ -168,6 +205,7 @@ export class Store {
     if (this.failure !== undefined) throw this.failure
     const id = ++this.writesIssued
     this.lastWriteAt = Date.now()
+    this.writesSinceFlush++
     for (const op of ops) {
       this.pending.set(op.key, { value: op.type === 'put' ? op.value : undefined, write: id })
       if (op.type === 'del') this.deletesSinceCompaction++
