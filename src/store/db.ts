@@ -270,25 +270,35 @@ export class Txn {
     }
     if (missing.length === 0) return
     const unique = [...new Set(missing)]
-    const rest = unique.length >= RANGE_READ_MIN ? await this.rangeRead(unique) : unique
-    if (rest.length === 0) return
-    const values = await this.db.getMany(rest)
-    for (let i = 0; i < rest.length; i++) if (!this.cache.has(rest[i])) this.cache.set(rest[i], values[i])
+    if (unique.length < RANGE_READ_MIN) {
+      await this.lookUp(unique)
+      return
+    }
+    // the range reads and the lookups of the other keys run at once (each is a trip to LevelDB's threads)
+    const { ranges, rest } = this.planRangeReads(unique)
+    const left = await Promise.all([...ranges.map(async (group) => await this.rangeRead(group)), this.lookUp(rest).then(() => [])])
+    const again = left.flat()
+    if (again.length > 0) await this.lookUp(again)
+  }
+
+  private async lookUp (keyList: string[]): Promise<void> {
+    if (keyList.length === 0) return
+    const values = await this.db.getMany(keyList)
+    for (let i = 0; i < keyList.length; i++) if (!this.cache.has(keyList[i])) this.cache.set(keyList[i], values[i])
   }
 
   /**
-   * Read keys that share a prefix and lie close together (new records with
-   * sequential ids, a log's next seqs) with one iterator over their range
-   * instead of one lookup each. Besides being cheaper, this keeps LevelDB
-   * from compacting needlessly: each lookup of an absent key that has to
-   * consult two files counts a "seek" against the first, and a small file
-   * is compacted after 100 of them, so a bulk of new records (every lookup
-   * a miss) made LevelDB rewrite its files again and again (10× write
-   * amplification in `npm run profile:sync`). A range that turns out to
-   * hold many other keys is abandoned (and that prefix looked up key by
-   * key for a while). Returns the keys left to look up one by one.
+   * Keys that share a prefix and lie close together (new records with
+   * sequential ids, a log's next seqs) are read with one iterator over their
+   * range instead of one lookup each. Besides being cheaper, this keeps
+   * LevelDB from compacting needlessly: each lookup of an absent key that
+   * has to consult two files counts a "seek" against the first, and a small
+   * file is compacted after 100 of them, so a bulk of new records (every
+   * lookup a miss) made LevelDB rewrite its files again and again (10× write
+   * amplification in `npm run profile:sync`). A prefix whose range read met
+   * many other keys is looked up key by key for a while.
    */
-  private async rangeRead (unique: string[]): Promise<string[]> {
+  private planRangeReads (unique: string[]): { ranges: string[][], rest: string[] } {
     const groups = new Map<string, string[]>()
     for (const k of unique) {
       const prefix = k.slice(0, k.lastIndexOf(SEP_CHAR) + 1)
@@ -296,32 +306,37 @@ export class Txn {
       if (g === undefined) groups.set(prefix, [k])
       else g.push(k)
     }
+    const ranges: string[][] = []
     const rest: string[] = []
     const sparse = this.store.sparsePrefixes
     for (const [prefix, group] of groups) {
       const skip = sparse.get(prefix) ?? 0
-      if (group.length < RANGE_READ_MIN || skip > 0) {
-        if (skip > 0) sparse.set(prefix, skip - 1)
-        rest.push(...group)
-        continue
-      }
-      group.sort()
-      const first = group[0]
-      const last = group[group.length - 1]
-      const limit = group.length * 2 + 16
-      const found = new Map<string, Uint8Array>()
-      const entries = await this.db.iterator({ gte: first, lte: last, limit }).all()
-      for (const [key, value] of entries) found.set(key, value)
-      const lastSeen = entries.length > 0 ? entries[entries.length - 1][0] : undefined
-      const complete = entries.length < limit
-      for (const k of group) {
-        if (this.cache.has(k)) continue
-        const v = found.get(k)
-        if (v !== undefined || complete || (lastSeen !== undefined && k <= lastSeen)) this.cache.set(k, v)
-        else rest.push(k)
-      }
-      if (!complete) sparse.set(prefix, SPARSE_SKIP_BATCHES)
+      if (skip > 0) sparse.set(prefix, skip - 1)
+      if (group.length < RANGE_READ_MIN || skip > 0) rest.push(...group)
+      else ranges.push(group)
     }
+    return { ranges, rest }
+  }
+
+  /** Read one group of keys of one prefix with an iterator; returns the keys it could not settle. */
+  private async rangeRead (group: string[]): Promise<string[]> {
+    group.sort()
+    const first = group[0]
+    const last = group[group.length - 1]
+    const limit = group.length * 2 + 16
+    const entries = await this.db.iterator({ gte: first, lte: last, limit }).all()
+    const found = new Map<string, Uint8Array>()
+    for (const [key, value] of entries) found.set(key, value)
+    const lastSeen = entries.length > 0 ? entries[entries.length - 1][0] : undefined
+    const complete = entries.length < limit
+    const rest: string[] = []
+    for (const k of group) {
+      if (this.cache.has(k)) continue
+      const v = found.get(k)
+      if (v !== undefined || complete || (lastSeen !== undefined && k <= lastSeen)) this.cache.set(k, v)
+      else rest.push(k)
+    }
+    if (!complete) this.store.sparsePrefixes.set(first.slice(0, first.lastIndexOf(SEP_CHAR) + 1), SPARSE_SKIP_BATCHES)
     return rest
   }
 

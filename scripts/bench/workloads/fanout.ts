@@ -106,12 +106,31 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       const lastId = recordId('f', writes - 1)
       while (done.some(Number.isNaN)) {
         if (importError !== undefined) throw importError
-        if (now() > deadline) throw new Error(`fan-out: ${done.filter(Number.isNaN).length} nodes still lack entries after ${Math.round((now() - t0) / 1000)} s`)
+        if (now() > deadline) {
+          throw new Error(`fan-out: ${done.filter(Number.isNaN).length} nodes still lack entries after ${Math.round((now() - t0) / 1000)} s\n${await lagReport(nodes.filter((_, i) => Number.isNaN(done[i])))}`)
+        }
         const pending = nodes.map((node, i) => ({ node, i })).filter(x => Number.isNaN(done[x.i]))
         await mapLimit(pending, 6, async ({ node, i }) => {
           if (await cl.client(node).probe('fan', lastId) === 200) done[i] = (now() - t0) / 1000
         })
         await sleep(50)
+      }
+      /** What the nodes that lag hold of the writer's log, and what each of their links says. */
+      async function lagReport (lagging: NodeProcess[]): Promise<string> {
+        const byPeer = new Map(nodes.map(x => [x.peerId, x]))
+        const lines: string[] = []
+        for (const node of lagging) {
+          const st = await cl.status(node).catch(() => undefined)
+          if (st === undefined) { lines.push(`${node.name}: no status`); continue }
+          const o = st.origins.find(x => x.origin === writer.peerId)
+          lines.push(`${node.name}: holds ${o?.seq ?? 0} of the writer's log (announced ${o?.announced ?? 0}${o?.stuck !== undefined ? `, stuck on ${o.stuck.peer}` : ''}); caughtUp ${String(st.caughtUp)}`)
+          for (const p of st.peers) {
+            const peer = byPeer.get(p.peerId)
+            const theirs = peer !== undefined ? (await cl.status(peer).catch(() => undefined))?.origins.find(x => x.origin === writer.peerId)?.seq : undefined
+            lines.push(`  ${peer?.name ?? p.peerId}: connected ${String(p.connected)}, authenticated ${String(p.authenticated)}, sent ${p.entriesSent}, received ${p.entriesReceived}, holds ${theirs ?? '?'}${p.lastError !== undefined ? `, last error: ${p.lastError}` : ''}${p.offences !== undefined ? `, offences ${p.offences}` : ''}`)
+          }
+        }
+        return lines.join('\n')
       }
       await importing
       // the probe's premise, checked: every node applied every write
