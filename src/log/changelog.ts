@@ -267,7 +267,7 @@ export class ChangeLog {
     if (rest.length === 0) return out
     rest.sort((a, b) => a - b)
     // an iterator sees only durable keys: let pipelined writes (which may hold certificates) land first
-    if (this.store.pending.size > 0) await this.store.flushed()
+    if (this.store.hasPending()) await this.store.flushed()
     let i = 0
     for await (const key of this.store.db.keys({ gte: keys.cert(origin, rest[0]), lt: prefixRange(prefix).lt })) {
       const to = parseInt(keySuffix(key, prefix), 16)

@@ -56,13 +56,12 @@ export class Store {
   readonly sparsePrefixes = new Map<string, number>()
   private tail: Promise<unknown> = Promise.resolve()
   /**
-   * Writes issued and not yet durable (pipelined commits, see Txn.issue):
-   * key → newest pending value (undefined: a delete) and the write it belongs to.
+   * Writes issued and not yet durable (pipelined commits, see Txn.issue),
+   * oldest first, each as key → value (undefined: a delete).
    */
-  readonly pending = new Map<string, { value: Uint8Array | undefined, write: number }>()
+  private readonly unwritten: Array<Map<string, Uint8Array | undefined>> = []
   /** The last write issued: each write starts after the previous one ended, so they land in order. */
   private writing: Promise<void> = Promise.resolve()
-  private writesIssued = 0
   private writesInFlight: Array<Promise<void>> = []
   /** A write failed: what is in memory may be ahead of the disk, so nothing more is written. */
   private failure?: Error
@@ -185,6 +184,20 @@ export class Store {
     return await run
   }
 
+  /** Whether writes are issued and not yet durable. */
+  hasPending (): boolean {
+    return this.unwritten.length > 0
+  }
+
+  /** The newest value of `key` in a write not yet durable: `{ value }` (undefined: deleted), or undefined. */
+  pendingValue (key: string): { value: Uint8Array | undefined } | undefined {
+    for (let i = this.unwritten.length - 1; i >= 0; i--) {
+      const w = this.unwritten[i]
+      if (w.has(key)) return { value: w.get(key) }
+    }
+    return undefined
+  }
+
   /** Resolves when every write issued so far is durable (rejects if one failed). */
   async flushed (): Promise<void> {
     await this.writing
@@ -197,19 +210,24 @@ export class Store {
   /**
    * Queue a batch after the writes already issued (at most two in flight:
    * the caller waits when more are). Its keys are visible to transactions
-   * through `pending` until it is durable.
+   * through `pendingValue` until it is durable.
    */
   async write (ops: Op[]): Promise<{ durable: Promise<void> }> {
     if (this.failure !== undefined) throw this.failure
     while (this.writesInFlight.length >= 2) await this.writesInFlight[0].catch(() => {})
     if (this.failure !== undefined) throw this.failure
-    const id = ++this.writesIssued
     this.lastWriteAt = Date.now()
     this.writesSinceFlush++
+    const writes = new Map<string, Uint8Array | undefined>()
     for (const op of ops) {
-      this.pending.set(op.key, { value: op.type === 'put' ? op.value : undefined, write: id })
-      if (op.type === 'del') this.deletesSinceCompaction++
+      if (op.type === 'put') {
+        writes.set(op.key, op.value)
+      } else {
+        writes.set(op.key, undefined)
+        this.deletesSinceCompaction++
+      }
     }
+    this.unwritten.push(writes)
     const previous = this.writing
     let done: Promise<void> = Promise.resolve()
     done = (async () => {
@@ -227,7 +245,8 @@ export class Store {
         this.failure ??= new SyncmeshError('STORE_WRITE_FAILED', `a database write failed, so this node stopped writing (what it holds in memory may be ahead of the disk): ${(err as Error).message}; restart the node once the cause (disk full, I/O error) is fixed`, 503, { cause: err })
         throw this.failure
       } finally {
-        for (const op of ops) if (this.pending.get(op.key)?.write === id) this.pending.delete(op.key)
+        // writes land in order: this one is the oldest still listed
+        this.unwritten.splice(this.unwritten.indexOf(writes), 1)
         this.writesInFlight.splice(this.writesInFlight.indexOf(done), 1)
       }
     })()
@@ -261,10 +280,10 @@ export class Txn {
   /** Load many keys with one read so later `get`s hit memory. */
   async prefetch (keyList: string[]): Promise<void> {
     const missing: string[] = []
-    const pending = this.store.pending
+    const pending = this.store.hasPending()
     for (const k of keyList) {
       if (this.cache.has(k)) continue
-      const p = pending.size > 0 ? pending.get(k) : undefined
+      const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
       else missing.push(k)
     }
@@ -342,7 +361,7 @@ export class Txn {
 
   async get (key: string): Promise<Uint8Array | undefined> {
     if (this.cache.has(key)) return this.cache.get(key)
-    const p = this.store.pending.get(key)
+    const p = this.store.pendingValue(key)
     const value = p !== undefined ? p.value : await this.db.get(key)
     if (!this.cache.has(key)) this.cache.set(key, value)
     return this.cache.get(key)
