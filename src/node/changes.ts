@@ -20,7 +20,7 @@ import { utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { checkCollection, isRegistryCollection } from '../store/names.js'
 import { decodeRecord, publicVersion } from '../store/records.js'
-import type { FeedLine } from './types.js'
+import type { ChangeEvent, FeedLine } from './types.js'
 
 /** Index entries read per round. */
 export const FEED_CHUNK = 256
@@ -117,27 +117,71 @@ export function checkFeedCollection (collection: string | undefined): string | u
   return checkCollection(collection)
 }
 
-/** Wakes followers of the feed when changes commit. */
-export class FeedSignal {
-  private waiters = new Set<() => void>()
+/** The feed's part of one commit: its changes and the cursors they took, (from, to]. */
+export interface FeedCommit {
+  from: number
+  to: number
+  changes: ChangeEvent[]
+}
 
-  notify (): void {
+/**
+ * The feed lines of a commit, taken from memory: the changes of `collection`
+ * (or all), each record once at its newest cursor. Undefined when the
+ * changes do not account for every cursor of (from, to] (then the follower
+ * reads the index, which is always right).
+ */
+export function commitLines (commit: FeedCommit, collection: string | undefined): FeedChange[] | undefined {
+  const newest = new Map<string, ChangeEvent & { at: number }>()
+  const seen = new Set<number>()
+  for (const c of commit.changes) {
+    if (c.cursor === undefined || c.cursor === '0') continue
+    const at = Number(c.cursor)
+    if (at <= commit.from || at > commit.to) return undefined
+    seen.add(at)
+    const key = `${c.collection}${SEP}${c.id}`
+    const prev = newest.get(key)
+    if (prev === undefined || prev.at < at) newest.set(key, { ...c, at })
+  }
+  if (seen.size !== commit.to - commit.from) return undefined
+  const out: FeedChange[] = []
+  for (const c of [...newest.values()].sort((a, b) => a.at - b.at)) {
+    if (collection !== undefined && c.collection !== collection) continue
+    const line: FeedChange = { type: 'change', cursor: String(c.at), collection: c.collection, id: c.id, op: c.op, version: c.version }
+    if (c.value !== undefined) line.value = c.value
+    if (c.ruleId !== undefined) line.ruleId = c.ruleId
+    out.push(line)
+  }
+  return out
+}
+
+/**
+ * Wakes followers of the feed when changes commit, handing them the commit
+ * so that a follower that has read everything before it need not read the
+ * index again. `last` is the newest cursor committed: a follower behind it
+ * reads before it waits (it may have missed a wake-up while it was reading).
+ */
+export class FeedSignal {
+  private waiters = new Set<(commit: FeedCommit | undefined) => void>()
+  last = 0
+
+  notify (commit?: FeedCommit): void {
+    if (commit !== undefined && commit.to > this.last) this.last = commit.to
     const waiters = this.waiters
     this.waiters = new Set()
-    for (const w of waiters) w()
+    for (const w of waiters) w(commit)
   }
 
-  /** Resolves true on the next notify, false after `ms` or when `signal` aborts. */
-  async wait (ms: number, signal?: AbortSignal): Promise<boolean> {
+  /** Resolves with the commit (or true) on the next notify, false after `ms` or when `signal` aborts. */
+  async wait (ms: number, signal?: AbortSignal): Promise<FeedCommit | boolean> {
     if (signal?.aborted === true) return false
-    return await new Promise<boolean>((resolve) => {
-      const done = (woke: boolean): void => {
+    return await new Promise<FeedCommit | boolean>((resolve) => {
+      const done = (woke: FeedCommit | boolean): void => {
         clearTimeout(timer)
         this.waiters.delete(wake)
         signal?.removeEventListener('abort', abort)
         resolve(woke)
       }
-      const wake = (): void => done(true)
+      const wake = (commit: FeedCommit | undefined): void => done(commit ?? true)
       const abort = (): void => done(false)
       const timer = setTimeout(() => done(false), ms)
       this.waiters.add(wake)

@@ -40,6 +40,8 @@ export interface IngestResult {
   changes: ChangeEvent[]
   /** Registry records that changed: the caller refreshes the registry view. */
   registry: Array<{ collection: string, id: string, value: JsonObject | undefined }>
+  /** Changes feed cursors this commit took, (from, to]: feed followers read them from `changes`. */
+  feed?: { from: number, to: number }
   /** Rules that skipped an entry for a reason worth reporting. */
   skipped: Array<{ ruleId: string, id: string, reason: string }>
   /** Conflicts the rules met (also in each rule's conflict log). */
@@ -287,6 +289,7 @@ export class Ingestor {
     this.txnState = undefined
     if (st === undefined || st.result !== result) return
     for (const [key, n] of st.counts) this.counters.set(key, n)
+    if (st.cursor > this.cursor) result.feed = { from: this.cursor, to: st.cursor }
     this.cursor = Math.max(this.cursor, st.cursor)
   }
 

@@ -428,6 +428,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.assertRunning()
     this.ruleService.assertWritable(collection)
     const result = await this.writeLocal([{ collection, id, op: 'put', value: v }])
+    // the write took and nothing in the same commit changed the record again: it is what was written (no read back)
+    const last = result.changes.findLast(c => c.collection === collection && c.id === id)
+    if (last !== undefined && last.ruleId === undefined && last.op === 'put') return { collection, id, value: v, version: last.version }
     const stored = await this.get(collection, id)
     if (stored === undefined) {
       // a newer write (e.g. from a clock-skewed peer) already holds this record

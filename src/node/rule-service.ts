@@ -24,7 +24,7 @@ import { Webhooks } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
 import { decodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { checkFeedCollection, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from './changes.js'
+import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from './changes.js'
 import type { IngestResult, Ingestor } from './ingest.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
@@ -147,7 +147,7 @@ export class RuleService {
       this.deps.events.dispatchEvent(new CustomEvent<ConflictRecord>('conflict', { detail: c }))
     }
     if (result.changes.length > 0) {
-      this.feed.notify()
+      this.feed.notify(result.feed !== undefined ? { ...result.feed, changes: result.changes } : undefined)
       this.webhooks.wake()
     }
   }
@@ -307,18 +307,42 @@ export class RuleService {
     let remaining = options.limit ?? Infinity
     const heartbeat = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS
     const aborted = (): boolean => options.signal?.aborted === true
+    let read = true
     while (remaining > 0 && !aborted() && this.deps.isRunning()) {
-      const chunk = await readFeed(this.deps.store, cursor, collection, Math.min(FEED_CHUNK, remaining))
-      for (const line of chunk.lines) {
+      if (read) {
+        const chunk = await readFeed(this.deps.store, cursor, collection, Math.min(FEED_CHUNK, remaining))
+        for (const line of chunk.lines) {
+          yield line
+          remaining--
+        }
+        cursor = chunk.last
+        if (chunk.read > 0) continue
+      }
+      // nothing new: done, or wait for the next commit (unless one came while this was reading)
+      if (options.follow !== true || !this.deps.isRunning()) return
+      if (this.feed.last > cursor) {
+        read = true
+        continue
+      }
+      const woke = await this.feed.wait(heartbeat, options.signal)
+      if (woke === false) {
+        if (!aborted()) yield { type: 'heartbeat', cursor: String(Math.max(cursor, 0)) }
+        read = true
+        continue
+      }
+      // the commit right after what this follower has read: its lines come from memory
+      const commit = woke !== true && woke.from === cursor ? woke : undefined
+      const lines = commit !== undefined ? commitLines(commit, collection) : undefined
+      read = commit === undefined || lines === undefined
+      if (commit === undefined || lines === undefined) continue
+      for (const line of lines) {
+        if (remaining <= 0) break
         yield line
         remaining--
+        cursor = Number(line.cursor)
       }
-      cursor = chunk.last
-      if (chunk.read > 0) continue
-      // nothing new: done, or wait for the next commit
-      if (options.follow !== true || !this.deps.isRunning()) return
-      const woke = await this.feed.wait(heartbeat, options.signal)
-      if (!woke && !aborted()) yield { type: 'heartbeat', cursor: String(Math.max(cursor, 0)) }
+      if (remaining > 0) cursor = commit.to
+      else read = true
     }
   }
 }
