@@ -191,6 +191,7 @@ export class Ingestor {
       const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
       const keptCerts = accepts === undefined ? certs : certs.filter(c => accepts(origin, c.from + 1))
       const txn = this.store.txn()
+      await this.warm(txn, origin, fresh)
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
@@ -220,6 +221,7 @@ export class Ingestor {
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
+      await this.warm(txn, this.self, entries)
       await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries))
       await this.applyEntries(txn, entries, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
@@ -229,6 +231,25 @@ export class Ingestor {
       this.log.installTails(this.log.takeTails(txn))
       return { entries, result }
     })
+  }
+
+  /**
+   * Read, in one trip to LevelDB, the keys storing and applying `entries`
+   * will most likely read: the log's index, the records written directly,
+   * and for each rule on the entry the target record and mapping under the
+   * entry's own id (a rule with a `key` may pick another id: that one is read
+   * when planned). Each trip costs ~0.1-0.3 ms of latency on an idle node.
+   */
+  private async warm (txn: Txn, origin: string, entries: LogEntry[]): Promise<void> {
+    const wanted: string[] = []
+    for (const e of entries) {
+      wanted.push(keys.latest(origin, e.collection, e.id))
+      if (origin === this.self || isRegistryCollection(e.collection)) wanted.push(keys.record(e.collection, e.id))
+      for (const rule of this.rules.forEntry(origin, e.collection) ?? []) {
+        wanted.push(keys.targetMap(rule.rule.id, e.id), keys.record(rule.rule.to.collection, e.id))
+      }
+    }
+    await txn.prefetch(wanted)
   }
 
   /** Cut local entries into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
