@@ -119,6 +119,7 @@ function derivedFigures (sizes: Sizes, results: Map<string, FigureResult>): Arra
   const c1 = sizes.catchupN[1]
   if (c1 !== undefined && results.has(`catchup.${c1}.target_peak_rss_mb`)) {
     out.push({ def: { id: 'derived.catchup_rss_growth', workload: 'catchup', label: `target peak RSS at ${c1.toLocaleString('en-US')} / at ${c0.toLocaleString('en-US')}`, unit: 'x', digits: 2, target: { op: '<=', value: 1.2, note: '"does not grow with N", ±20%' } }, value: m(`catchup.${c1}.target_peak_rss_mb`) / m(`catchup.${c0}.target_peak_rss_mb`) })
+    if (results.has(`catchup.${c1}.target_peak_anon_mb`)) out.push({ def: { id: 'derived.catchup_anon_growth', workload: 'catchup', label: `target peak RssAnon at ${c1.toLocaleString('en-US')} / at ${c0.toLocaleString('en-US')}`, unit: 'x', digits: 2 }, value: m(`catchup.${c1}.target_peak_anon_mb`) / m(`catchup.${c0}.target_peak_anon_mb`) })
   }
   return out
 }

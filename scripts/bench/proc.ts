@@ -15,6 +15,13 @@ export interface Mem {
   rss: number
   /** Peak resident set size since start or since resetPeak, bytes. */
   hwm: number
+  /**
+   * Anonymous resident memory now (heap, malloc), bytes: VmRSS less the
+   * file-backed pages (the node binary, and LevelDB's tables, which it
+   * reads through mmap; those pages belong to the page cache and grow with
+   * the data read, and the kernel reclaims them under pressure).
+   */
+  anon: number
 }
 
 export function readMem (pid: number | undefined): Mem | undefined {
@@ -23,8 +30,9 @@ export function readMem (pid: number | undefined): Mem | undefined {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8')
     const rss = /^VmRSS:\s+(\d+) kB/m.exec(text)
     const hwm = /^VmHWM:\s+(\d+) kB/m.exec(text)
+    const anon = /^RssAnon:\s+(\d+) kB/m.exec(text)
     if (rss === null || hwm === null) return undefined
-    return { rss: Number(rss[1]) * 1024, hwm: Number(hwm[1]) * 1024 }
+    return { rss: Number(rss[1]) * 1024, hwm: Number(hwm[1]) * 1024, anon: anon !== null ? Number(anon[1]) * 1024 : NaN }
   } catch {
     return undefined
   }
@@ -82,6 +90,7 @@ export class RssSampler {
   private readonly tracked = new Map<string, () => number | undefined>()
   private readonly peaks = new Map<string, number>()
   private readonly sampled = new Map<string, number>()
+  private readonly anon = new Map<string, number>()
   private timer?: ReturnType<typeof setInterval>
 
   track (label: string, pid: () => number | undefined): void {
@@ -93,12 +102,15 @@ export class RssSampler {
     this.timer = setInterval(() => this.sample(), intervalMs)
   }
 
-  /** Stops sampling; returns label → peak bytes (sampled VmRSS and VmHWM) and label → peak of the samples alone. */
-  stop (): { peak: Map<string, number>, sampledPeak: Map<string, number> } {
+  /**
+   * Stops sampling; returns label → peak bytes (sampled VmRSS and VmHWM),
+   * label → peak of the samples alone, and label → peak sampled RssAnon.
+   */
+  stop (): { peak: Map<string, number>, sampledPeak: Map<string, number>, anonPeak: Map<string, number> } {
     this.sample()
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
-    return { peak: new Map(this.peaks), sampledPeak: new Map(this.sampled) }
+    return { peak: new Map(this.peaks), sampledPeak: new Map(this.sampled), anonPeak: new Map(this.anon) }
   }
 
   private sample (): void {
@@ -107,6 +119,7 @@ export class RssSampler {
       if (m === undefined) continue
       this.sampled.set(label, Math.max(this.sampled.get(label) ?? 0, m.rss))
       this.peaks.set(label, Math.max(this.peaks.get(label) ?? 0, m.rss, m.hwm))
+      if (!Number.isNaN(m.anon)) this.anon.set(label, Math.max(this.anon.get(label) ?? 0, m.anon))
     }
   }
 }

@@ -27,7 +27,8 @@ export function bulkWorkload (sizes: { bulkN: number[] }): Workload {
       { id: `${p}.import_records_per_s`, workload: w, label: `${fmtN(n)} records: import into the source (local writes)`, unit: 'rec/s', digits: 0 },
       { id: `${p}.source_cpu_pct`, workload: w, label: `${fmtN(n)} records: source CPU during sync`, unit: '% core', digits: 0 },
       { id: `${p}.target_cpu_pct`, workload: w, label: `${fmtN(n)} records: target CPU during sync`, unit: '% core', digits: 0 },
-      { id: `${p}.target_peak_rss_mb`, workload: w, label: `${fmtN(n)} records: target peak RSS during sync`, unit: 'MB', digits: 0 }
+      { id: `${p}.target_peak_rss_mb`, workload: w, label: `${fmtN(n)} records: target peak RSS during sync`, unit: 'MB', digits: 0 },
+      { id: `${p}.target_peak_anon_mb`, workload: w, label: `${fmtN(n)} records: target peak RssAnon during sync`, unit: 'MB', digits: 0 }
     )
   }
   return {
@@ -73,7 +74,7 @@ async function bulkOnce (ctx: Context, n: number): Promise<RunResult> {
   await until(async () => applied(await tc.status(), ruleId) >= n, `the target to apply ${n} records`, Math.max(120_000, n * 2), 50)
   const seconds = (now() - t0) / 1000
   const cpu1 = { s: cpuSeconds(source.pid) ?? NaN, t: cpuSeconds(target.pid) ?? NaN }
-  const { peak } = sampler.stop()
+  const { peak, anonPeak } = sampler.stop()
 
   // verify once: every record is there, and a sample of values is right
   const count = await target.count('bulk')
@@ -92,7 +93,8 @@ async function bulkOnce (ctx: Context, n: number): Promise<RunResult> {
       [`${p}.import_records_per_s`]: n / importS,
       [`${p}.source_cpu_pct`]: (cpu1.s - cpu0.s) / seconds * 100,
       [`${p}.target_cpu_pct`]: (cpu1.t - cpu0.t) / seconds * 100,
-      [`${p}.target_peak_rss_mb`]: (peak.get('target') ?? NaN) / 1e6
+      [`${p}.target_peak_rss_mb`]: (peak.get('target') ?? NaN) / 1e6,
+      [`${p}.target_peak_anon_mb`]: (anonPeak.get('target') ?? NaN) / 1e6
     },
     info: { [`${p}.value_bytes`]: tally.valueBytes, [`${p}.ndjson_bytes`]: tally.bodyBytes }
   }

@@ -9,7 +9,8 @@
  * Peak RSS of both processes over the catch-up window (spawn of the target
  * to caught up): VmRSS sampled every 100 ms, and VmHWM (the kernel's peak,
  * reset on the source with /proc/PID/clear_refs when the window opens), the
- * larger of the two.
+ * larger of the two. Also the peak of the sampled RssAnon: RSS without the
+ * file-backed pages, which LevelDB's mmapped tables add as more data is read.
  */
 import { ndjsonChunks } from '../data.js'
 import { applied, authenticatedPeers, now, ruleActive, until } from '../env.js'
@@ -28,6 +29,8 @@ export function catchupWorkload (sizes: { catchupN: number[] }): Workload {
       { id: `${p}.restart_s`, workload: w, label: `${fmtN(n)} records: target spawn → ready`, unit: 's', digits: 2 },
       { id: `${p}.target_peak_rss_mb`, workload: w, label: `${fmtN(n)} records: target peak RSS`, unit: 'MB', digits: 0, target: { op: '<=', value: 250 } },
       { id: `${p}.source_peak_rss_mb`, workload: w, label: `${fmtN(n)} records: source peak RSS`, unit: 'MB', digits: 0, target: { op: '<=', value: 250 } },
+      { id: `${p}.target_peak_anon_mb`, workload: w, label: `${fmtN(n)} records: target peak RssAnon (RSS less mmapped files)`, unit: 'MB', digits: 0 },
+      { id: `${p}.source_peak_anon_mb`, workload: w, label: `${fmtN(n)} records: source peak RssAnon`, unit: 'MB', digits: 0 },
       { id: `${p}.source_cpu_pct`, workload: w, label: `${fmtN(n)} records: source CPU while catching up`, unit: '% core', digits: 0 },
       { id: `${p}.target_cpu_pct`, workload: w, label: `${fmtN(n)} records: target CPU while catching up`, unit: '% core', digits: 0 }
     )
@@ -80,7 +83,7 @@ async function catchupOnce (ctx: Context, n: number): Promise<RunResult> {
   const tDone = now()
   const cpuTarget = cpuSeconds(target.pid) ?? NaN
   const cpuSource1 = cpuSeconds(source.pid) ?? NaN
-  const { peak } = sampler.stop()
+  const { peak, anonPeak } = sampler.stop()
   const seconds = (tDone - tReady) / 1000
   ctx.log(`    caught up ${fmtN(n)} in ${seconds.toFixed(2)} s after ready (${fmtN(n / seconds)} rec/s); peak RSS source ${((peak.get('source') ?? 0) / 1e6).toFixed(0)} MB, target ${((peak.get('target') ?? 0) / 1e6).toFixed(0)} MB`)
   return {
@@ -90,6 +93,8 @@ async function catchupOnce (ctx: Context, n: number): Promise<RunResult> {
       [`${p}.restart_s`]: (tReady - tSpawn) / 1000,
       [`${p}.target_peak_rss_mb`]: (peak.get('target') ?? NaN) / 1e6,
       [`${p}.source_peak_rss_mb`]: (peak.get('source') ?? NaN) / 1e6,
+      [`${p}.target_peak_anon_mb`]: (anonPeak.get('target') ?? NaN) / 1e6,
+      [`${p}.source_peak_anon_mb`]: (anonPeak.get('source') ?? NaN) / 1e6,
       [`${p}.source_cpu_pct`]: (cpuSource1 - cpuSource0) / ((tDone - tSpawn) / 1000) * 100,
       // the target's whole life is the window: its CPU from spawn
       [`${p}.target_cpu_pct`]: cpuTarget / ((tDone - tSpawn) / 1000) * 100
