@@ -27,6 +27,9 @@ export interface EntryRun {
   bytes: number
 }
 
+/** Certificate keys read per trip when walking an origin's certificates. */
+const CERT_WALK_SLICE = 128
+
 /** A run kept in memory: what readRun(origin, fromSeq) returns while nothing of it is compacted. */
 export interface TailRun {
   origin: string
@@ -269,10 +272,20 @@ export class ChangeLog {
     // an iterator sees only durable keys: let pipelined writes (which may hold certificates) land first
     if (this.store.hasPending()) await this.store.flushed()
     let i = 0
-    for await (const key of this.store.db.keys({ gte: keys.cert(origin, rest[0]), lt: prefixRange(prefix).lt })) {
-      const to = parseInt(keySuffix(key, prefix), 16)
-      while (i < rest.length && rest[i] <= to) out.set(rest[i++], key)
-      if (i >= rest.length) break
+    // in slices (one trip to LevelDB per slice, not per key)
+    const it = this.store.db.keys({ gte: keys.cert(origin, rest[0]), lt: prefixRange(prefix).lt })
+    try {
+      while (i < rest.length) {
+        const slice = await it.nextv(CERT_WALK_SLICE)
+        if (slice.length === 0) break
+        for (const key of slice) {
+          const to = parseInt(keySuffix(key, prefix), 16)
+          while (i < rest.length && rest[i] <= to) out.set(rest[i++], key)
+          if (i >= rest.length) break
+        }
+      }
+    } finally {
+      await it.close()
     }
     return out
   }
