@@ -2,7 +2,8 @@
  * Known peers and the connection policy.
  *
  * - Peers an operator added are persisted and redialled (at start and after
- *   every disconnect, with exponential backoff); so are bootstrap addresses.
+ *   every disconnect, with exponential backoff) up to the connection cap,
+ *   whatever other connections the node has; so are bootstrap addresses.
  * - Platforms in the replicated registry publish their addresses; the node
  *   dials them until it has `targetConnections`, preferring the platforms its
  *   rules involve, then regions it is not yet connected to.
@@ -347,7 +348,9 @@ export class PeerManager {
     const self = this.host.peerId.toString()
     let dialing = 0
     for (const s of this.peers.values()) if (s.dialing) dialing++
-    // 1. operator-added peers: wanted up to the connection cap
+    // 1. operator-added peers: wanted up to the connection cap (not only up to the target degree, which
+    // is for platforms found in the registry: a node with a few links left would never get its others back,
+    // and a group of nodes at the target degree among themselves would stay cut off from the rest)
     for (const s of this.peers.values()) {
       if (!s.persisted) continue
       if (connected.has(s.peerId)) {
@@ -355,7 +358,7 @@ export class PeerManager {
         continue
       }
       if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
-      if (connected.size + dialing >= Math.max(this.targetConnections, 1)) break
+      if (connected.size + dialing >= this.maxConnections) break
       this.dialState(s, s.addrs)
       dialing++
     }
