@@ -14,14 +14,16 @@ async function dirBytes (dir: string): Promise<number> {
   return n
 }
 
-describe('Store: compaction when idle', () => {
-  let dir: string | undefined
-  let store: Store | undefined
-  afterEach(async () => {
-    await store?.close().catch(() => {})
-    if (dir !== undefined) await removeDir(dir)
-  })
+let dir: string | undefined
+let store: Store | undefined
+afterEach(async () => {
+  await store?.close().catch(() => {})
+  if (dir !== undefined) await removeDir(dir)
+  dir = undefined
+  store = undefined
+})
 
+describe('Store: compaction when idle', () => {
   it('compacts after enough deletions and a quiet moment; the data stays', async () => {
     dir = await tempDir('syncmesh-store-')
     store = new Store(join(dir, 'db'))
@@ -54,13 +56,6 @@ describe('Store: compaction when idle', () => {
 })
 
 describe('Store: memtable flushes', () => {
-  let dir: string | undefined
-  let store: Store | undefined
-  afterEach(async () => {
-    await store?.close().catch(() => {})
-    if (dir !== undefined) await removeDir(dir)
-  })
-
   async function walBytes (db: string): Promise<number> {
     let n = 0
     for (const f of await readdir(db)) if (f.endsWith('.log')) n += (await stat(join(db, f))).size
@@ -102,13 +97,6 @@ describe('Store: memtable flushes', () => {
 })
 
 describe('Txn.prefetch', () => {
-  let dir: string | undefined
-  let store: Store | undefined
-  afterEach(async () => {
-    await store?.close().catch(() => {})
-    if (dir !== undefined) await removeDir(dir)
-  })
-
   async function open (): Promise<Store> {
     dir = await tempDir('syncmesh-store-')
     store = new Store(join(dir, 'db'))
