@@ -67,3 +67,40 @@ describe('following the changes feed', () => {
     expect(seen.every(l => l.collection === 'docs')).toBe(true)
   })
 })
+
+describe('following one collection', () => {
+  let n: TestNode | undefined
+  afterEach(async () => {
+    await n?.node.stop().catch(() => {})
+    if (n !== undefined) await removeDir(n.dir)
+  })
+
+  it('waits quietly while other collections change (no reading in a loop)', async () => {
+    n = await startNode('quiet')
+    const node = n.node
+    const db = (node as unknown as { store: { db: { iterator: (...args: unknown[]) => unknown } } }).store.db
+    let reads = 0
+    const iterator = db.iterator.bind(db)
+    db.iterator = (...args: unknown[]) => { reads++; return iterator(...args) }
+    // the newest change is in another collection before the follower starts
+    await node.records.put('docs', 'd1', { n: 1 })
+    await node.records.put('other', 'o1', { n: 1 })
+    const abort = new AbortController()
+    const seen: string[] = []
+    const following = (async () => {
+      for await (const line of node.changes({ collection: 'docs', since: '0', follow: true, heartbeatMs: 5000, signal: abort.signal })) {
+        if (line.type === 'change') seen.push(line.id)
+      }
+    })()
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const before = reads
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(reads - before).toBeLessThan(5)
+    await node.records.put('docs', 'd2', { n: 2 })
+    const deadline = Date.now() + 5000
+    while (!seen.includes('d2') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+    abort.abort()
+    await following.catch(() => {})
+    expect(seen).toEqual(['d1', 'd2'])
+  })
+})

@@ -310,6 +310,7 @@ export class RuleService {
     let read = true
     while (remaining > 0 && !aborted() && this.deps.isRunning()) {
       if (read) {
+        const end = this.feed.last
         const chunk = await readFeed(this.deps.store, cursor, collection, Math.min(FEED_CHUNK, remaining))
         for (const line of chunk.lines) {
           yield line
@@ -317,6 +318,9 @@ export class RuleService {
         }
         cursor = chunk.last
         if (chunk.read > 0) continue
+        // every commit notified before this read was durable, so the read saw it: this follower is
+        // past it (the newest changes may be in other collections than the one followed)
+        if (end > cursor) cursor = end
       }
       // nothing new: done, or wait for the next commit (unless one came while this was reading)
       if (options.follow !== true || !this.deps.isRunning()) return
