@@ -26,13 +26,14 @@ describe('commitLines', () => {
   })
 })
 
-describe('following the changes feed', () => {
-  let n: TestNode | undefined
-  afterEach(async () => {
-    await n?.node.stop().catch(() => {})
-    if (n !== undefined) await removeDir(n.dir)
-  })
+let n: TestNode | undefined
+afterEach(async () => {
+  await n?.node.stop().catch(() => {})
+  if (n !== undefined) await removeDir(n.dir)
+  n = undefined
+})
 
+describe('following the changes feed', () => {
   it('sees every change of single writes and imports, newest state last, cursors increasing', async () => {
     n = await startNode('feeder')
     const node = n.node
@@ -69,12 +70,6 @@ describe('following the changes feed', () => {
 })
 
 describe('following one collection', () => {
-  let n: TestNode | undefined
-  afterEach(async () => {
-    await n?.node.stop().catch(() => {})
-    if (n !== undefined) await removeDir(n.dir)
-  })
-
   it('waits quietly while other collections change (no reading in a loop)', async () => {
     n = await startNode('quiet')
     const node = n.node
