@@ -4,6 +4,7 @@
  */
 import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../errors.js'
+import { SEP } from './keys.js'
 
 export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
@@ -48,7 +49,6 @@ export const IDLE_COMPACTION_MIN_DELETES = 50_000
 const RANGE_READ_MIN = 16
 /** Batches a prefix is looked up key by key after its range read met too many other keys. */
 const SPARSE_SKIP_BATCHES = 64
-const SEP_CHAR = '\x00'
 
 export class Store {
   readonly db: Db
@@ -295,7 +295,7 @@ export class Txn {
     }
     // the range reads and the lookups of the other keys run at once (each is a trip to LevelDB's threads)
     const { ranges, rest } = this.planRangeReads(unique)
-    const left = await Promise.all([...ranges.map(async (group) => await this.rangeRead(group)), this.lookUp(rest).then(() => [])])
+    const left = await Promise.all([...ranges.map(async ({ prefix, group }) => await this.rangeRead(prefix, group)), this.lookUp(rest).then(() => [])])
     const again = left.flat()
     if (again.length > 0) await this.lookUp(again)
   }
@@ -317,28 +317,28 @@ export class Txn {
    * amplification in `npm run profile:sync`). A prefix whose range read met
    * many other keys is looked up key by key for a while.
    */
-  private planRangeReads (unique: string[]): { ranges: string[][], rest: string[] } {
+  private planRangeReads (unique: string[]): { ranges: Array<{ prefix: string, group: string[] }>, rest: string[] } {
     const groups = new Map<string, string[]>()
     for (const k of unique) {
-      const prefix = k.slice(0, k.lastIndexOf(SEP_CHAR) + 1)
+      const prefix = k.slice(0, k.lastIndexOf(SEP) + 1)
       const g = groups.get(prefix)
       if (g === undefined) groups.set(prefix, [k])
       else g.push(k)
     }
-    const ranges: string[][] = []
+    const ranges: Array<{ prefix: string, group: string[] }> = []
     const rest: string[] = []
     const sparse = this.store.sparsePrefixes
     for (const [prefix, group] of groups) {
       const skip = sparse.get(prefix) ?? 0
       if (skip > 0) sparse.set(prefix, skip - 1)
       if (group.length < RANGE_READ_MIN || skip > 0) rest.push(...group)
-      else ranges.push(group)
+      else ranges.push({ prefix, group })
     }
     return { ranges, rest }
   }
 
-  /** Read one group of keys of one prefix with an iterator; returns the keys it could not settle. */
-  private async rangeRead (group: string[]): Promise<string[]> {
+  /** Read one group of keys of `prefix` with an iterator; returns the keys it could not settle. */
+  private async rangeRead (prefix: string, group: string[]): Promise<string[]> {
     group.sort()
     const first = group[0]
     const last = group[group.length - 1]
@@ -355,7 +355,7 @@ export class Txn {
       if (v !== undefined || complete || (lastSeen !== undefined && k <= lastSeen)) this.cache.set(k, v)
       else rest.push(k)
     }
-    if (!complete) this.store.sparsePrefixes.set(first.slice(0, first.lastIndexOf(SEP_CHAR) + 1), SPARSE_SKIP_BATCHES)
+    if (!complete) this.store.sparsePrefixes.set(prefix, SPARSE_SKIP_BATCHES)
     return rest
   }
 
