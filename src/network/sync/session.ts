@@ -197,8 +197,7 @@ export class SyncSession {
           this.announced.advance(msg.origin, msg.toSeq)
           if (msg.toSeq <= this.deps.log.vector.get(msg.origin)) {
             // nothing new (a duplicate delivery): skip verification and storage
-            this.granted++
-            this.framed.sendNow(encodeCredit(1))
+            this.grant()
             break
           }
           try {
@@ -224,10 +223,7 @@ export class SyncSession {
               this.deps.counters.entriesReceived += result.stored
             }
             await this.throttle(bytes.byteLength)
-            if (!this.closed) {
-              this.granted++
-              this.framed.sendNow(encodeCredit(1))
-            }
+            this.grant()
           })
           this.ingesting.push(ingested)
           ingested.catch(() => {}) // awaited below, in order
@@ -236,6 +232,27 @@ export class SyncSession {
         }
       }
     }
+  }
+
+  /** Credits owed to the peer, sent together on the next turn of the event loop (see grant). */
+  private owed = 0
+
+  /**
+   * Grant the peer one more batch. The Credit frame goes out on the next turn
+   * of the event loop, together with any other grants of this turn: the work a
+   * commit triggers first (feed lines to followers, forwarding the entries to
+   * the next peer) is what a change's latency waits for; a credit is not.
+   */
+  private grant (): void {
+    if (this.closed) return
+    if (this.owed++ > 0) return
+    setImmediate(() => {
+      const n = this.owed
+      this.owed = 0
+      if (this.closed) return
+      this.granted += n
+      this.framed.sendNow(encodeCredit(n))
+    })
   }
 
   private lastFrameAt = Date.now()

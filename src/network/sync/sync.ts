@@ -69,16 +69,30 @@ export class SyncService {
     }
   }
 
+  /** Announcements waiting for the next turn of the event loop: origin → newest seq stored. */
+  private readonly unannounced = new Map<string, number>()
+
   /**
-   * New entries are stored: announce them (except our own, which the next
-   * batch carries anyway) and wake every session's sender.
+   * New entries are stored: wake every session's sender, and announce them
+   * (except our own, which the next batch carries anyway) on the next turn of
+   * the event loop. By then a sender that forwards them has sent the run, so
+   * only the peers that will not get it from us are told we hold it (a Have to
+   * a peer right before the batch that carries the same entries costs a
+   * frame and, on an idle node, ~0.3 ms of a change's latency per hop).
    */
   stored (origins: Iterable<{ origin: string, seq: number }>): void {
+    for (const s of this.sessions.values()) s.notify()
     const self = this.libp2p.peerId.toString()
-    for (const s of this.sessions.values()) {
-      for (const { origin, seq } of origins) if (origin !== self) s.announce(origin, seq)
-      s.notify()
+    const first = this.unannounced.size === 0
+    for (const { origin, seq } of origins) {
+      if (origin !== self && seq > (this.unannounced.get(origin) ?? 0)) this.unannounced.set(origin, seq)
     }
+    if (!first || this.unannounced.size === 0) return
+    setImmediate(() => {
+      const pending = [...this.unannounced]
+      this.unannounced.clear()
+      for (const s of this.sessions.values()) for (const [origin, seq] of pending) s.announce(origin, seq)
+    })
   }
 
   /**
