@@ -12,6 +12,8 @@
  *   npm run bench -- --seed N           seed of the fan-out's random graphs (run k uses N + k)
  *   npm run bench -- --profile DIR      run every node with --cpu-prof; profiles in DIR/<cluster>-<node>/
  *                                       (figures measured this way are slower: profiling costs CPU)
+ *   SYNCMESH_NODE_LOG_DIR=DIR SYNCMESH_LOG_LEVEL=debug npm run bench -- …
+ *                                       every node's log (stderr) appended to DIR/<node>.log
  *
  * Workloads (details and methodology at the top of each file in scripts/bench/workloads/):
  *   bulk       N records on a source, a rule, then the target connects: time to hold all N

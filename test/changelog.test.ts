@@ -1,6 +1,9 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
+import { RunSigner } from '../src/log/signing.js'
 import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { Store, utf8 } from '../src/store/db.js'
@@ -251,6 +254,48 @@ describe('compaction', () => {
     await appendRun(A, [e1], 2)
     expect(await storedSeqs(A)).toEqual([2])
     expect(await latestSeq(A, 'posts', 'x')).toBe(2)
+  })
+})
+
+describe('forwardEarly', () => {
+  /** Append a signed run of `origin` and issue its write; forwardEarly as the ingestor calls it, with `self` as this node. */
+  async function issueSigned (self: string): Promise<{ origin: string, forwarded: Array<{ origin: string, seq: number }>, servedBeforeDurable: number | undefined, durable: Promise<void>, rest: number }> {
+    const key = await generateKeyPair('Ed25519')
+    const origin = peerIdFromPrivateKey(key).toString()
+    const o = new OriginLog(origin)
+    const entries = [o.put('posts', '1', { a: 1 }), o.put('posts', '2', { b: 2 }), o.del('posts', '3')]
+    const cert = new RunSigner(key, origin).sign(0, 3, entries)
+    return await store.exclusive(async () => {
+      const txn = store.txn()
+      await log.append(txn, origin, entries, 3, [cert])
+      const { durable } = await txn.issue()
+      log.issued(origin, 3)
+      const { rest, forwarded } = log.forwardEarly(log.takeTails(txn), self === 'origin' ? origin : self)
+      // nothing of it is durable yet (vector 0): anything readRun serves now comes from memory
+      expect(log.vector.get(origin)).toBe(0)
+      const run = await log.readRun(origin, 0, 10, 1_000_000)
+      return { origin, forwarded, servedBeforeDurable: run?.toSeq, durable, rest: rest.length }
+    }, { pipelined: true })
+  }
+
+  it("serves another origin's run from memory as soon as its write is issued", async () => {
+    const r = await issueSigned(B)
+    expect(r.forwarded).toEqual([{ origin: r.origin, seq: 3 }])
+    expect(r.rest).toBe(0)
+    expect(log.servable.get(r.origin)).toBe(3)
+    expect(r.servedBeforeDurable).toBe(3)
+    await r.durable
+  })
+
+  it("keeps the node's own run until it is durable (a crash could reuse its seqs)", async () => {
+    const r = await issueSigned('origin')
+    expect(r.forwarded).toEqual([])
+    expect(r.rest).toBe(1)
+    expect(log.servable.get(r.origin)).toBe(0)
+    expect(r.servedBeforeDurable).toBeUndefined()
+    await r.durable
+    log.committed(r.origin, 3)
+    expect((await log.readRun(r.origin, 0, 10, 1_000_000))?.toSeq).toBe(3)
   })
 })
 

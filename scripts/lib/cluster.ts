@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { appendFileSync, existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -120,6 +120,7 @@ export class NodeProcess {
     this.child = child
     this.stderr = ''
     child.stderr?.on('data', (d: Buffer) => {
+      if (process.env.SYNCMESH_NODE_LOG_DIR !== undefined) appendFileSync(join(process.env.SYNCMESH_NODE_LOG_DIR, this.name + '.log'), d)
       this.stderr += d.toString()
       if (this.stderr.length > 2_000_000) this.stderr = this.stderr.slice(-1_000_000)
     })

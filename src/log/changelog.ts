@@ -49,7 +49,8 @@ const TAIL_MAX_BYTES = 8 * 1024 * 1024
  * change is sent on to every peer without reading it back from LevelDB (two
  * iterators per peer and hop). Only runs appended whole (every seq present,
  * nothing compacted by them) are kept; compaction of an origin drops its
- * runs. A run is served only once its transaction is durable.
+ * runs. A run is served once its transaction is durable, or, for another
+ * origin's run, as soon as the transaction is issued (ChangeLog.forwardEarly).
  */
 class TailCache {
   private readonly byOrigin = new Map<string, Array<TailRun & { bytes: number }>>()
@@ -91,12 +92,13 @@ class TailCache {
     this.byOrigin.delete(origin)
   }
 
-  install (run: TailRun): void {
-    if (run.generation !== (this.generation.get(run.origin) ?? 0)) return
+  /** Keep `run` (false: not kept, it is stale or too big). */
+  install (run: TailRun): boolean {
+    if (run.generation !== (this.generation.get(run.origin) ?? 0)) return false
     let bytes = 0
     for (const e of run.entries) bytes += e.byteLength
     for (const c of run.certs) bytes += c.byteLength
-    if (bytes > TAIL_MAX_BYTES / 4) return
+    if (bytes > TAIL_MAX_BYTES / 4) return false
     let runs = this.byOrigin.get(run.origin)
     if (runs === undefined) {
       runs = []
@@ -115,6 +117,7 @@ class TailCache {
         if (origin !== run.origin) this.drop(origin)
       }
     }
+    return true
   }
 
   /** Consecutive cached runs from `afterSeq` (a run boundary), within the limits; undefined when the first is not cached. */
@@ -143,8 +146,14 @@ export class ChangeLog {
   private readonly tails = new TailCache()
   /** Certificates written by each open transaction (not yet visible in the db). */
   private readonly txnCerts = new WeakMap<Txn, Map<string, Cert>>()
-  /** What is durably stored; updated only after a commit. Readers (serving peers, status) use this. */
+  /** What is durably stored; updated only after a commit. Readers (status, the vector told to peers) use this. */
   readonly vector = new VersionVector()
+  /**
+   * What may be sent to peers: `vector`, and beyond it the runs of other
+   * origins that a transaction still being written holds, kept in memory
+   * (see forwardEarly).
+   */
+  readonly servable = new VersionVector()
   /** What the write path has issued (pipelined commits may not be durable yet): see held(). */
   private readonly issuedVector = new VersionVector()
 
@@ -156,6 +165,7 @@ export class ChangeLog {
     const prefix = keys.vectorPrefix()
     for await (const [key, value] of this.store.db.iterator(prefixRange(prefix))) {
       this.vector.set(keySuffix(key, prefix), Number(utf8.decode(value)))
+      this.servable.set(keySuffix(key, prefix), Number(utf8.decode(value)))
     }
   }
 
@@ -217,6 +227,37 @@ export class ChangeLog {
   /** The transaction those runs came from is durable. */
   installTails (runs: TailRun[]): void {
     for (const r of runs) if (r.toSeq <= this.vector.get(r.origin)) this.tails.install(r)
+  }
+
+  /**
+   * Serve the runs of other origins that a transaction just issued appended,
+   * before it is durable: a relay sends a live change on while its own copy
+   * is still being written (on an idle node that write is ~0.2-0.3 ms, and
+   * now and then several ms, per hop). This is safe for other origins'
+   * entries: they are signed and never change, so a peer that gets them
+   * first holds exactly what this node will hold, and if this node dies
+   * before its copy is durable it fetches them again like any other missing
+   * entries. Its own entries (`self`) wait for durability: after a crash it
+   * would issue their seqs again for other writes. Returns the runs left for
+   * installTails, and how far each origin it served early is now servable.
+   */
+  forwardEarly (runs: TailRun[], self: string): { rest: TailRun[], forwarded: Array<{ origin: string, seq: number }> } {
+    const rest: TailRun[] = []
+    const forwarded: Array<{ origin: string, seq: number }> = []
+    for (const r of runs) {
+      // only a run that continues what is servable: what lies between would be neither in memory nor durable
+      if (r.origin === self || r.fromSeq > this.servable.get(r.origin)) {
+        rest.push(r)
+        continue
+      }
+      if (!this.tails.install(r)) {
+        rest.push(r)
+        continue
+      }
+      this.servable.advance(r.origin, r.toSeq)
+      forwarded.push({ origin: r.origin, seq: r.toSeq })
+    }
+    return { rest, forwarded }
   }
 
   /** Drop superseded entries and prune them from their run certificates. */
@@ -325,6 +366,7 @@ export class ChangeLog {
   /** A commit holding `origin` up to `toSeq` is durable: readers may serve it. */
   committed (origin: string, toSeq: number): void {
     this.vector.advance(origin, toSeq)
+    this.servable.advance(origin, toSeq)
   }
 
   /**
@@ -334,11 +376,13 @@ export class ChangeLog {
    * held.
    */
   async readRun (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
+    if (this.servable.get(origin) <= afterSeq) return undefined
+    // a live change: the run just written, from memory (no database reads on the way out)
+    const cached = this.tails.read(origin, afterSeq, this.servable.get(origin), maxEntries, maxBytes)
+    if (cached !== undefined) return cached
+    // the rest from the database, as far as it is durable (what lies beyond is served once it is)
     const held = this.vector.get(origin)
     if (held <= afterSeq) return undefined
-    // a live change: the run just written, from memory (no database reads on the way out)
-    const cached = this.tails.read(origin, afterSeq, held, maxEntries, maxBytes)
-    if (cached !== undefined) return cached
     // certificates and entries from ONE snapshot: a write landing between two separate reads could
     // compact an entry after its certificate was read unpruned, and the run would not verify
     const snapshot = this.store.db.snapshot()

@@ -4,8 +4,12 @@ export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
 export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/1.0.0`
 export const SYNC_PROTOCOL_VERSION = 1
 
-/** A connection that has not proved the mesh key by then is closed. */
-export const AUTH_TIMEOUT_MS = 2000
+/**
+ * A connection that has not proved the mesh key by then is closed. An idle
+ * node proves it in a few ms; the margin is for overloaded ones (30 nodes on
+ * 2 cores took over 2 s, and every failure costs a reconnect and a re-sync).
+ */
+export const AUTH_TIMEOUT_MS = 10_000
 /** Auth messages are tiny. */
 export const AUTH_MAX_MESSAGE = 1024
 /** A peer that failed authentication is refused for this long. */
@@ -22,6 +26,8 @@ export const INITIAL_CREDIT = 16
 export const ANTI_ENTROPY_INTERVAL_MS = 15_000
 /** How often authenticated connections without a sync session get one. */
 export const SESSION_MAINTAIN_MS = 2_000
+/** The dialer gives up opening its sync stream after this long (and drops the connection: it is dead). */
+export const SYNC_OPEN_TIMEOUT_MS = 10_000
 /** Max sync streams a peer may open per connection. */
 export const MAX_SYNC_STREAMS = 2
 
@@ -40,7 +46,11 @@ export const SHUFFLE_INTERVAL_MS = 10_000
 export const OFFENCE_LIMIT = 3
 export const OFFENCE_WINDOW_MS = 10 * 60_000
 export const OFFENCE_BAN_MS = 10 * 60_000
-/** A sync peer that sends nothing (not even its periodic vector) for this long is dropped. */
+/**
+ * A sync peer that sends nothing (not even its periodic vector) for this long
+ * is dropped, with its connection: this, not libp2p's ping, decides that a
+ * link is dead (see createHost).
+ */
 export const SILENT_PEER_MS = 4 * ANTI_ENTROPY_INTERVAL_MS
 /** Most control frames (hello, vector, have, credit) a peer may send per second. */
 export const MAX_CONTROL_FRAMES_PER_SECOND = 5_000

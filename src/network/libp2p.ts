@@ -41,6 +41,13 @@ export async function createHost (options: HostOptions): Promise<Host> {
       identify: identify(),
       ping: ping()
     },
+    // libp2p pings every connection every 10 s and by default aborts it when a ping takes longer
+    // than its adaptive timeout (≥ 5 s). A ping waits behind the batches already on the connection
+    // and for a busy receiver, so a large sync had healthy links closed under it ("The operation was
+    // aborted due to timeout"; 30 nodes on 2 cores lost ~80 links in 20 s), each costing a reconnect
+    // and a re-sync. A link that delivers data is alive: the sync session drops a peer, and its
+    // connection, when it sends nothing for SILENT_PEER_MS (it restates its vector every 15 s).
+    connectionMonitor: { abortConnectionOnPingFailure: false },
     connectionManager: {
       maxConnections: options.maxConnections ?? 64,
       // quick reconnects (restarts, tests on loopback) must not be throttled

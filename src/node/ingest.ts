@@ -126,6 +126,11 @@ export class Ingestor {
    * them). Set by the node.
    */
   onRegistry?: (changes: IngestResult['registry']) => void
+  /**
+   * Runs of other origins a transaction just issued may be sent to peers
+   * already (ChangeLog.forwardEarly): called under the write lock. Set by the node.
+   */
+  onForwardable?: (origins: Array<{ origin: string, seq: number }>) => void
 
   private readonly signer?: RunSigner
   private readonly policy?: IngestPolicy
@@ -200,7 +205,9 @@ export class Ingestor {
       result.stored = fresh.length
       result.advanced = { origin, seq: toSeq }
       this.commitCounts(result)
-      return { result, durable, tails: this.log.takeTails(txn) }
+      const { rest, forwarded } = this.log.forwardEarly(this.log.takeTails(txn), this.self)
+      if (forwarded.length > 0) this.onForwardable?.(forwarded)
+      return { result, durable, tails: rest }
     }, { pipelined: true })
     if (out === undefined) return undefined
     await out.durable

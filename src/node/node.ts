@@ -333,6 +333,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.disconnectRevoked()
       this.ruleService.registryChanged()
     }
+    // a relay sends other origins' entries on while its own copy is being written (ChangeLog.forwardEarly)
+    this.ingestor.onForwardable = (origins) => this.sync?.stored(origins)
     return new RuleService({
       events: this,
       log: this.log.child({ component: 'rules' }),

@@ -46,7 +46,24 @@ export interface SessionDeps {
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected). */
   onOffence?: (reason: string) => void
+  /** A verified run that continues what is held arrived: other peers may be told it is held (it is stored next). */
+  onReceived?: (origin: string, seq: number) => void
   counters: PeerCounters
+}
+
+/**
+ * What to believe a peer holds of one origin after it stated `stated` in a
+ * Vector, when we believed `believed` (see SyncSession.restateTheirs and
+ * protocols/sync §6.5): no lower than what it will hold once it has
+ * processed `inFlight` (this origin's batches sent and not yet credited,
+ * oldest first) from `stated`, nor than what it claimed to hold
+ * (`announced`); never higher than `believed` unless `stated` is.
+ */
+export function restatedSeq (stated: number, believed: number, announced: number, inFlight: Array<{ fromSeq: number, toSeq: number }>): number {
+  if (stated >= believed) return stated
+  let end = stated
+  for (const b of inFlight) if (b.fromSeq <= end) end = Math.max(end, b.toSeq)
+  return Math.max(stated, Math.min(believed, Math.max(end, announced)))
 }
 
 class Wakeup {
@@ -178,7 +195,7 @@ export class SyncSession {
           this.wake.notify()
           break
         case 'vector':
-          this.replaceTheirs(msg.vector)
+          this.restateTheirs(msg.vector)
           this.wake.notify()
           break
         case 'have':
@@ -187,6 +204,7 @@ export class SyncSession {
           break
         case 'credit':
           this.credit += msg.batches
+          this.unacked.splice(0, msg.batches)
           if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
           this.wake.notify()
           break
@@ -207,6 +225,10 @@ export class SyncSession {
             if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
             throw err
           }
+          // tell the other peers now, not once it is stored: under load the batch may wait behind others
+          // here for a while, and meanwhile they would send it too (a run that does not continue what is
+          // held may be a gap, which is not stored: that one is not announced)
+          if (msg.fromSeq <= this.deps.log.held(msg.origin)) this.deps.onReceived?.(msg.origin, msg.toSeq)
           // Pipelined: the next batch is read, decoded and verified (and applied, while this one is
           // written) before this one is durable; batches are stored in the order they came, and each
           // is credited once it is durable. At most MAX_INGESTING in flight.
@@ -289,6 +311,33 @@ export class SyncSession {
     }
   }
 
+  /**
+   * Batches sent and not yet credited, oldest first (the peer processes and
+   * credits them in order; at most the credit it granted).
+   */
+  private readonly unacked: Array<{ origin: string, fromSeq: number, toSeq: number }> = []
+
+  /**
+   * The peer restated its vector (every 15 s, or after a gap). Where it is
+   * behind what we believe, it may only not have processed the batches still
+   * on their way to it: under load that is up to credit × 512 entries per
+   * link, and rewinding over them resent all of them (in a 30-node mesh half
+   * of all entries received were such resends). So `theirs` is lowered only
+   * as far as the peer will not hold once it has processed the batches in
+   * flight that continue its vector, and never below what it said it holds
+   * (Have, or a batch it sent us). A gap leaves a batch that does not
+   * continue the vector: the sender rewinds to the vector and resends.
+   */
+  private restateTheirs (vector: VersionVector): void {
+    for (const origin of [...this.theirs.origins()]) {
+      this.theirs.set(origin, restatedSeq(vector.get(origin), this.theirs.get(origin), this.announced.get(origin), this.unacked.filter(b => b.origin === origin)))
+    }
+    for (const { origin, seq } of vector.entries()) {
+      if (seq > this.theirs.get(origin)) this.theirs.set(origin, seq)
+      this.announced.advance(origin, seq)
+    }
+  }
+
   private replaceTheirs (vector: VersionVector): void {
     for (const origin of [...this.theirs.origins()]) this.theirs.set(origin, vector.get(origin))
     for (const { origin, seq } of vector.entries()) {
@@ -299,7 +348,7 @@ export class SyncSession {
 
   private nextOrigin (): string | undefined {
     // round-robin over origins the peer lacks, so one big origin cannot starve the others
-    const missing = this.deps.log.vector.missingFrom(this.theirs)
+    const missing = this.deps.log.servable.missingFrom(this.theirs)
     if (missing.length === 0) return undefined
     missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
     const i = missing.findIndex(m => m.origin > (this.lastOrigin ?? ''))
@@ -323,10 +372,17 @@ export class SyncSession {
       }
       const from = this.theirs.get(origin)
       const run = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES)
-      if (run === undefined || this.closed) continue
+      if (this.closed) continue
+      if (run === undefined) {
+        // what the peer lacks next is still being written here (it was servable from memory and is no
+        // longer): the commit wakes this loop once it is durable
+        if (this.deps.log.vector.get(origin) <= from && this.theirs.get(origin) === from) await this.wake.wait()
+        continue
+      }
       if (this.theirs.get(origin) !== from) continue // the peer's position moved while we read
       const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
       this.theirs.advance(origin, run.toSeq)
+      this.unacked.push({ origin, fromSeq: run.fromSeq, toSeq: run.toSeq })
       this.credit--
       this.deps.counters.entriesSent += run.entries.length
       this.deps.counters.bytesSent += bytes.byteLength

@@ -7,7 +7,7 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
-import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_PROTOCOL } from '../constants.js'
+import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_OPEN_TIMEOUT_MS, SYNC_PROTOCOL } from '../constants.js'
 import { SyncSession } from './session.js'
 import type { PeerCounters, SessionDeps } from './session.js'
 
@@ -43,7 +43,7 @@ export class SyncService {
         stream.abort(new AuthenticationError('prove the mesh key first'))
         return
       }
-      this.attach(stream, connection.remotePeer.toString(), connection.remotePeer.toString())
+      this.attach(stream, connection, connection.remotePeer.toString())
     }, { maxInboundStreams: MAX_SYNC_STREAMS, runOnLimitedConnection: false })
     this.maintainTimer = setInterval(() => this.maintain(), SESSION_MAINTAIN_MS)
     this.maintainTimer.unref()
@@ -62,10 +62,12 @@ export class SyncService {
     if (!this.running || connection.direction !== 'outbound') return
     const peer = connection.remotePeer.toString()
     try {
-      const stream = await connection.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-      this.attach(stream, peer, this.libp2p.peerId.toString())
+      const stream = await connection.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(SYNC_OPEN_TIMEOUT_MS) })
+      this.attach(stream, connection, this.libp2p.peerId.toString())
     } catch (err) {
       this.log.warn({ peer, err: (err as Error).message }, `could not open a sync stream to ${peer}`)
+      // no answer at all: the connection is dead (libp2p's ping does not close it, see createHost)
+      if ((err as Error).name === 'TimeoutError') connection.abort(err as Error)
     }
   }
 
@@ -82,6 +84,11 @@ export class SyncService {
    */
   stored (origins: Iterable<{ origin: string, seq: number }>): void {
     for (const s of this.sessions.values()) s.notify()
+    this.announce(origins)
+  }
+
+  /** Tell every peer that does not know yet that this node holds (or is storing) these runs, on the next turn. */
+  private announce (origins: Iterable<{ origin: string, seq: number }>): void {
     const self = this.libp2p.peerId.toString()
     const first = this.unannounced.size === 0
     for (const { origin, seq } of origins) {
@@ -115,7 +122,8 @@ export class SyncService {
   private readonly opening = new Set<string>()
   private maintainTimer?: ReturnType<typeof setInterval>
 
-  private attach (stream: Stream, peer: string, initiator: string): void {
+  private attach (stream: Stream, connection: Connection, initiator: string): void {
+    const peer = connection.remotePeer.toString()
     if (!this.running) {
       stream.abort(new Error('node is stopping'))
       return
@@ -132,7 +140,8 @@ export class SyncService {
       ...this.init.deps,
       logger: this.log,
       counters: this.init.counters(peer),
-      onOffence: (reason) => this.init.onOffence?.(peer, reason)
+      onOffence: (reason) => this.init.onOffence?.(peer, reason),
+      onReceived: (origin, seq) => this.announce([{ origin, seq }])
     })
     this.sessions.set(peer, session)
     this.init.onSessionChange?.(peer, true)
@@ -140,6 +149,8 @@ export class SyncService {
       const level = err.name === 'ProtocolError' ? 'warn' : 'debug'
       this.log[level]({ peer, err: err.message }, `sync session with ${peer} ended: ${err.message}`)
       session.close(err)
+      // the peer went silent: the link is dead, drop it so that it is redialled
+      if ((err as { code?: string }).code === 'PEER_SILENT') connection.abort(err)
     }).finally(() => {
       if (this.sessions.get(peer) === session) {
         this.sessions.delete(peer)
