@@ -25,6 +25,7 @@ import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
+import type { SyncMessage } from './codec.js'
 
 /** Received batches being stored at once per session (see receiveLoop). */
 const MAX_INGESTING = 4
@@ -144,20 +145,28 @@ export class SyncSession {
       if (this.closed) return
       if (Date.now() - this.lastFrameAt > SILENT_PEER_MS) {
         // every peer restates its vector each ANTI_ENTROPY_INTERVAL_MS: this one went silent
-        this.close(new ProtocolError(`peer sent nothing for ${SILENT_PEER_MS / 1000} s`, 'PEER_SILENT'))
+        this.failure ??= new ProtocolError(`peer sent nothing for ${SILENT_PEER_MS / 1000} s`, 'PEER_SILENT')
+        this.close(this.failure)
         return
       }
       this.framed.sendNow(encodeVector(this.deps.log.vector))
     }, ANTI_ENTROPY_INTERVAL_MS)
     this.timer.unref()
     const sender = this.sendLoop()
+    const storer = this.storeLoop()
     try {
       await this.receiveLoop()
+      // the stream ended: store what was read before ending the session
+      this.readerDone = true
+      this.batchWake.notify()
+      await storer
+      if (this.failure !== undefined) throw this.failure
+    } catch (err) {
+      throw this.failure ?? err
     } finally {
       this.close()
       await sender.catch(() => {})
-      // batches already handed over are stored (or failed) before the session is over
-      for (const p of this.ingesting.splice(0)) await p.catch(() => {})
+      await storer.catch(() => {})
     }
   }
 
@@ -166,6 +175,7 @@ export class SyncSession {
     this.closed = true
     if (this.timer !== undefined) clearInterval(this.timer)
     this.wake.notify()
+    this.batchWake.notify()
     if (err !== undefined) this.stream.abort(err)
     else this.stream.close().catch(() => this.stream.abort(new Error('sync session closed')))
   }
@@ -208,52 +218,93 @@ export class SyncSession {
           if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
           this.wake.notify()
           break
-        case 'batch': {
+        case 'batch':
           if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
           this.theirs.advance(msg.origin, msg.toSeq)
           this.announced.advance(msg.origin, msg.toSeq)
-          if (msg.toSeq <= this.deps.log.vector.get(msg.origin)) {
-            // nothing new (a duplicate delivery): skip verification and storage
-            this.grant()
-            break
-          }
-          try {
-            // a revoked origin's entries beyond its revocation are dropped unverified by ingest
-            if (this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
-          } catch (err) {
-            if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
-            throw err
-          }
-          // tell the other peers now, not once it is stored: under load the batch may wait behind others
-          // here for a while, and meanwhile they would send it too (a run that does not continue what is
-          // held may be a gap, which is not stored: that one is not announced)
-          if (msg.fromSeq <= this.deps.log.held(msg.origin)) this.deps.onReceived?.(msg.origin, msg.toSeq)
-          // Pipelined: the next batch is read, decoded and verified (and applied, while this one is
-          // written) before this one is durable; batches are stored in the order they came, and each
-          // is credited once it is durable. At most MAX_INGESTING in flight.
-          const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
-            if (result === undefined) {
-              // gap: tell the peer what we really hold, once per held seq
-              const held = this.deps.log.vector.get(msg.origin)
-              if (this.gapReported.get(msg.origin) !== held) {
-                this.gapReported.set(msg.origin, held)
-                this.framed.sendNow(encodeVector(this.deps.log.vector))
-              }
-            } else {
-              this.gapReported.delete(msg.origin)
-              this.deps.counters.entriesReceived += result.stored
-            }
-            await this.throttle(bytes.byteLength)
-            this.grant()
-          })
-          this.ingesting.push(ingested)
-          ingested.catch(() => {}) // awaited below, in order
-          while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
+          this.received.push({ msg, bytes: bytes.byteLength })
+          this.batchWake.notify()
           break
-        }
       }
     }
+  }
+
+  /**
+   * Batches read and not yet taken by storeLoop, oldest first: at most the
+   * credit granted (a batch beyond it ends the session), so memory stays
+   * bounded as when they waited in the stream. Reading on while they are
+   * stored lets the peer's Have, Vector and Credit frames act at once; behind
+   * a busy ingest they waited up to credit batches long, and meanwhile this
+   * node sent the peer what it already had, and could not send on credit
+   * already granted.
+   */
+  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number }> = []
+  private readonly batchWake = new Wakeup()
+  private readerDone = false
+  /** Why storeLoop ended the session (the stream's abort error is only its echo). */
+  private failure?: Error
+
+  /** Verify and store received batches in order; pipelined, at most MAX_INGESTING being written. */
+  private async storeLoop (): Promise<void> {
+    try {
+      for (;;) {
+        if (this.closed) return
+        const next = this.received.shift()
+        if (next === undefined) {
+          if (this.readerDone) return
+          await this.batchWake.wait()
+          continue
+        }
+        await this.store(next.msg, next.bytes)
+      }
+    } catch (err) {
+      this.failure ??= err as Error
+      this.close(err as Error)
+      throw err
+    } finally {
+      for (const p of this.ingesting.splice(0)) await p.catch(() => {})
+    }
+  }
+
+  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number): Promise<void> {
+    if (msg.toSeq <= this.deps.log.vector.get(msg.origin)) {
+      // nothing new (a duplicate delivery): skip verification and storage
+      this.grant()
+      return
+    }
+    try {
+      // a revoked origin's entries beyond its revocation are dropped unverified by ingest
+      if (this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+    } catch (err) {
+      if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
+      throw err
+    }
+    // tell the other peers now, not once it is stored: under load the batch may wait behind others
+    // here for a while, and meanwhile they would send it too (a run that does not continue what is
+    // held may be a gap, which is not stored: that one is not announced)
+    if (msg.fromSeq <= this.deps.log.held(msg.origin)) this.deps.onReceived?.(msg.origin, msg.toSeq)
+    // Pipelined: the next batch is verified (and applied, while this one is written) before this
+    // one is durable; batches are stored in the order they came, and each is credited once it is
+    // durable. At most MAX_INGESTING in flight.
+    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
+      if (result === undefined) {
+        // gap: tell the peer what we really hold, once per held seq
+        const held = this.deps.log.vector.get(msg.origin)
+        if (this.gapReported.get(msg.origin) !== held) {
+          this.gapReported.set(msg.origin, held)
+          this.framed.sendNow(encodeVector(this.deps.log.vector))
+        }
+      } else {
+        this.gapReported.delete(msg.origin)
+        this.deps.counters.entriesReceived += result.stored
+      }
+      await this.throttle(bytes)
+      this.grant()
+    })
+    this.ingesting.push(ingested)
+    ingested.catch(() => {}) // awaited below, in order
+    while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
   }
 
   /** Credits owed to the peer, sent together on the next turn of the event loop (see grant). */
