@@ -47,8 +47,14 @@ export interface SessionDeps {
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected). */
   onOffence?: (reason: string) => void
-  /** A verified run that continues what is held arrived: other peers may be told it is held (it is stored next). */
-  onReceived?: (origin: string, seq: number) => void
+  /**
+   * How far this node holds `origin` or has accepted it for storing: runs
+   * verified and handed to the ingestor in order, each continuing the last
+   * (at least what is held). Shared by all sessions (see SyncService.accepted).
+   */
+  accepted?: (origin: string) => number
+  /** A verified run that continues what is accepted goes to the ingestor: it is accepted up to `seq`, and other peers are told. */
+  onAccepted?: (origin: string, seq: number) => void
   counters: PeerCounters
 }
 
@@ -268,8 +274,9 @@ export class SyncSession {
   }
 
   private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number): Promise<void> {
-    if (msg.toSeq <= this.deps.log.vector.get(msg.origin)) {
-      // nothing new (a duplicate delivery): skip verification and storage
+    const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
+    if (msg.toSeq <= accepted) {
+      // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and storage
       this.grant()
       return
     }
@@ -280,10 +287,11 @@ export class SyncSession {
       if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
       throw err
     }
-    // tell the other peers now, not once it is stored: under load the batch may wait behind others
-    // here for a while, and meanwhile they would send it too (a run that does not continue what is
-    // held may be a gap, which is not stored: that one is not announced)
-    if (msg.fromSeq <= this.deps.log.held(msg.origin)) this.deps.onReceived?.(msg.origin, msg.toSeq)
+    // a run that continues what is accepted will be stored (batches reach the ingestor in the order
+    // they are accepted): later copies are duplicates, and the other peers are told now, not once it is
+    // stored, since under load it may wait here a while and meanwhile they would send it too (a run
+    // that does not continue it may be a gap, which is not stored: that one is not announced)
+    if (msg.fromSeq <= Math.max(accepted, this.deps.log.held(msg.origin))) this.deps.onAccepted?.(msg.origin, msg.toSeq)
     // Pipelined: the next batch is verified (and applied, while this one is written) before this
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.

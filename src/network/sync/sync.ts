@@ -7,6 +7,7 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
+import { VersionVector } from '../../log/vector.js'
 import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_OPEN_TIMEOUT_MS, SYNC_PROTOCOL } from '../constants.js'
 import { SyncSession } from './session.js'
 import type { PeerCounters, SessionDeps } from './session.js'
@@ -70,6 +71,15 @@ export class SyncService {
       if ((err as Error).name === 'TimeoutError') connection.abort(err as Error)
     }
   }
+
+  /**
+   * Per origin, the end of the runs handed to the ingestor in order, each
+   * continuing the last (see SessionDeps.accepted): a copy of one of them
+   * from another peer is a duplicate even before the first is stored (in a
+   * 30-node mesh, most duplicates arrived while the first copy was still
+   * being stored, and were verified and stored again).
+   */
+  private readonly accepted = new VersionVector()
 
   /** Announcements waiting for the next turn of the event loop: origin → newest seq stored. */
   private readonly unannounced = new Map<string, number>()
@@ -141,7 +151,11 @@ export class SyncService {
       logger: this.log,
       counters: this.init.counters(peer),
       onOffence: (reason) => this.init.onOffence?.(peer, reason),
-      onReceived: (origin, seq) => this.announce([{ origin, seq }])
+      accepted: (origin) => this.accepted.get(origin),
+      onAccepted: (origin, seq) => {
+        this.accepted.advance(origin, seq)
+        this.announce([{ origin, seq }])
+      }
     })
     this.sessions.set(peer, session)
     this.init.onSessionChange?.(peer, true)
