@@ -27,8 +27,10 @@ import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
-/** Received batches being stored at once per session (see receiveLoop). */
+/** Received batches being stored at once per session (see storeLoop). */
 const MAX_INGESTING = 4
+/** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
+const MAX_RECEIVED_WAITING = 2
 
 export interface PeerCounters {
   entriesSent: number
@@ -182,6 +184,7 @@ export class SyncSession {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.wake.notify()
     this.batchWake.notify()
+    this.readWake.notify()
     if (err !== undefined) this.stream.abort(err)
     else this.stream.close().catch(() => this.stream.abort(new Error('sync session closed')))
   }
@@ -231,22 +234,27 @@ export class SyncSession {
           this.announced.advance(msg.origin, msg.toSeq)
           this.received.push({ msg, bytes: bytes.byteLength })
           this.batchWake.notify()
+          // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
+          while (this.received.length > MAX_RECEIVED_WAITING && !this.closed) await this.readWake.wait()
           break
       }
     }
   }
 
   /**
-   * Batches read and not yet taken by storeLoop, oldest first: at most the
-   * credit granted (a batch beyond it ends the session), so memory stays
-   * bounded as when they waited in the stream. Reading on while they are
-   * stored lets the peer's Have, Vector and Credit frames act at once; behind
-   * a busy ingest they waited up to credit batches long, and meanwhile this
-   * node sent the peer what it already had, and could not send on credit
-   * already granted.
+   * Batches read and not yet taken by storeLoop, oldest first. Reading on
+   * while they are stored lets the peer's Have, Vector and Credit frames act
+   * sooner: behind a busy ingest they waited, and meanwhile this node sent
+   * the peer what it already had, and could not use credit already granted.
+   * Decoded batches take more memory than their bytes, so only
+   * MAX_RECEIVED_WAITING wait here; beyond that the reader pauses and the
+   * rest wait in the stream (at most the credit granted: a batch beyond it
+   * ends the session).
    */
   private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number }> = []
   private readonly batchWake = new Wakeup()
+  /** storeLoop took a batch: the reader may go on. */
+  private readonly readWake = new Wakeup()
   private readerDone = false
   /** Why storeLoop ended the session (the stream's abort error is only its echo). */
   private failure?: Error
@@ -257,6 +265,7 @@ export class SyncSession {
       for (;;) {
         if (this.closed) return
         const next = this.received.shift()
+        this.readWake.notify()
         if (next === undefined) {
           if (this.readerDone) return
           await this.batchWake.wait()
