@@ -299,6 +299,22 @@ describe('forwardEarly', () => {
   })
 })
 
+describe('servableAsOf', () => {
+  it('tells how far an origin was servable a moment ago (what a lazy sender may send)', async () => {
+    const a = new OriginLog(A)
+    await appendRun(A, [a.put('posts', '1', {}), a.put('posts', '2', {})])
+    const t = Date.now()
+    expect(log.servableAsOf(A, t + 1)).toBe(2)
+    expect(log.servableAsOf(A, t - 5000)).toBe(0) // the advance to 2 came later than that
+    expect(log.servableAsOf(B, t - 5000)).toBe(0)
+    // readRun stops where it is told to
+    await appendRun(A, [a.put('posts', '3', {})])
+    expect((await log.readRun(A, 0, 10, 1_000_000, 2))?.toSeq).toBe(2)
+    expect((await log.readRun(A, 0, 10, 1_000_000))?.toSeq).toBe(3)
+    expect(await log.readRun(A, 2, 10, 1_000_000, 2)).toBeUndefined()
+  })
+})
+
 describe('readRun', () => {
   it('returns undefined when nothing after afterSeq is held', async () => {
     expect(await log.readRun(A, 0, 10, 1_000_000)).toBeUndefined()

@@ -30,6 +30,9 @@ export interface EntryRun {
 /** Certificate keys read per trip when walking an origin's certificates. */
 const CERT_WALK_SLICE = 128
 
+/** How long ChangeLog remembers when `servable` advanced (more than LAZY_PUSH_MS, see SyncSession). */
+const SERVABLE_HISTORY_MS = 10_000
+
 /** A run kept in memory: what readRun(origin, fromSeq) returns while nothing of it is compacted. */
 export interface TailRun {
   origin: string
@@ -154,6 +157,8 @@ export class ChangeLog {
    * (see forwardEarly).
    */
   readonly servable = new VersionVector()
+  /** Recent advances of `servable` per origin (value before, when), for servableAsOf; pruned by age. */
+  private readonly servableHistory = new Map<string, Array<{ before: number, at: number }>>()
   /** What the write path has issued (pipelined commits may not be durable yet): see held(). */
   private readonly issuedVector = new VersionVector()
 
@@ -254,7 +259,7 @@ export class ChangeLog {
         rest.push(r)
         continue
       }
-      this.servable.advance(r.origin, r.toSeq)
+      this.advanceServable(r.origin, r.toSeq)
       forwarded.push({ origin: r.origin, seq: r.toSeq })
     }
     return { rest, forwarded }
@@ -366,7 +371,33 @@ export class ChangeLog {
   /** A commit holding `origin` up to `toSeq` is durable: readers may serve it. */
   committed (origin: string, toSeq: number): void {
     this.vector.advance(origin, toSeq)
-    this.servable.advance(origin, toSeq)
+    this.advanceServable(origin, toSeq)
+  }
+
+  private advanceServable (origin: string, toSeq: number): void {
+    const before = this.servable.get(origin)
+    if (toSeq <= before) return
+    this.servable.set(origin, toSeq)
+    const now = Date.now()
+    let h = this.servableHistory.get(origin)
+    if (h === undefined) {
+      h = []
+      this.servableHistory.set(origin, h)
+    }
+    h.push({ before, at: now })
+    let drop = 0
+    while (drop < h.length && h[drop].at < now - SERVABLE_HISTORY_MS) drop++
+    if (drop > 0) h.splice(0, drop)
+  }
+
+  /**
+   * How far `origin` was servable at time `t` (Date.now() ms, at most
+   * SERVABLE_HISTORY_MS ago): what may be sent lazily (see SyncSession).
+   */
+  servableAsOf (origin: string, t: number): number {
+    const h = this.servableHistory.get(origin)
+    if (h !== undefined) for (const e of h) if (e.at > t) return e.before
+    return this.servable.get(origin)
   }
 
   /**
@@ -375,13 +406,14 @@ export class ChangeLog {
    * its surviving entries. Returns undefined when nothing after `afterSeq` is
    * held.
    */
-  async readRun (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
-    if (this.servable.get(origin) <= afterSeq) return undefined
+  async readRun (origin: string, afterSeq: number, maxEntries: number, maxBytes: number, upTo = Infinity): Promise<EntryRun | undefined> {
+    const top = Math.min(this.servable.get(origin), upTo)
+    if (top <= afterSeq) return undefined
     // a live change: the run just written, from memory (no database reads on the way out)
-    const cached = this.tails.read(origin, afterSeq, this.servable.get(origin), maxEntries, maxBytes)
+    const cached = this.tails.read(origin, afterSeq, top, maxEntries, maxBytes)
     if (cached !== undefined) return cached
     // the rest from the database, as far as it is durable (what lies beyond is served once it is)
-    const held = this.vector.get(origin)
+    const held = Math.min(this.vector.get(origin), top)
     if (held <= afterSeq) return undefined
     // certificates and entries from ONE snapshot: a write landing between two separate reads could
     // compact an entry after its certificate was read unpruned, and the run would not verify

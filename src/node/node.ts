@@ -197,6 +197,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         deps: {
           accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
           log: this.changelog,
+          self: this.self,
           localName: this.config.name,
           ingest: async (origin, from, to, entries, certs) => {
             const result = await this.ingestor.ingest(origin, from, to, entries, certs)
