@@ -166,6 +166,10 @@ export class SyncSession {
     this.timer.unref()
     const sender = this.sendLoop()
     const storer = this.storeLoop()
+    // either may fail while the reader is still running: handled now (an unhandled rejection would
+    // end the process), awaited below
+    sender.catch(() => {})
+    storer.catch(() => {})
     try {
       await this.receiveLoop()
       // the stream ended: store what was read before ending the session
@@ -298,8 +302,9 @@ export class SyncSession {
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
-      // storage, and tell the peer, which then pushes this origin to us lazily (see sendCap)
-      if (msg.origin !== this.peer) this.framed.sendNow(encodeHave(msg.origin, accepted))
+      // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
+      // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see sendCap)
+      if (msg.origin !== this.peer) this.framed.sendNow(encodeHave(msg.origin, msg.toSeq))
       this.grant()
       return
     }
