@@ -81,7 +81,7 @@ export class SyncService {
    */
   private readonly accepted = new VersionVector()
 
-  /** Announcements waiting for the next turn of the event loop: origin → newest seq stored. */
+  /** Announcements waiting for the next turn of the event loop: origin → newest seq stored or accepted. */
   private readonly unannounced = new Map<string, number>()
 
   /**
