@@ -169,8 +169,10 @@ export class ChangeLog {
   async load (): Promise<void> {
     const prefix = keys.vectorPrefix()
     for await (const [key, value] of this.store.db.iterator(prefixRange(prefix))) {
-      this.vector.set(keySuffix(key, prefix), Number(utf8.decode(value)))
-      this.servable.set(keySuffix(key, prefix), Number(utf8.decode(value)))
+      const origin = keySuffix(key, prefix)
+      const seq = Number(utf8.decode(value))
+      this.vector.set(origin, seq)
+      this.servable.set(origin, seq)
     }
   }
 

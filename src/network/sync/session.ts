@@ -463,14 +463,17 @@ export class SyncSession {
     this.lazyTimer.unref()
   }
 
-  private nextOrigin (): string | undefined {
+  /** The origin to send next, and how far it may be sent now (sendCap). */
+  private nextOrigin (): { origin: string, cap: number } | undefined {
     // round-robin over origins the peer lacks, so one big origin cannot starve the others
-    const missing = this.deps.log.servable.missingFrom(this.theirs).filter(m => this.sendCap(m.origin) > this.theirs.get(m.origin))
+    const missing = this.deps.log.servable.missingFrom(this.theirs)
+      .map(m => ({ origin: m.origin, cap: this.sendCap(m.origin) }))
+      .filter(m => m.cap > this.theirs.get(m.origin))
     if (missing.length === 0) return undefined
     missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
     const i = missing.findIndex(m => m.origin > (this.lastOrigin ?? ''))
-    const pick = missing[i === -1 ? 0 : i].origin
-    this.lastOrigin = pick
+    const pick = missing[i === -1 ? 0 : i]
+    this.lastOrigin = pick.origin
     return pick
   }
 
@@ -482,13 +485,13 @@ export class SyncSession {
         await this.wake.wait()
         continue
       }
-      const origin = this.nextOrigin()
-      if (origin === undefined) {
+      const next = this.nextOrigin()
+      if (next === undefined) {
         await this.wake.wait()
         continue
       }
+      const { origin, cap } = next
       const from = this.theirs.get(origin)
-      const cap = this.sendCap(origin)
       const run = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES, cap)
       if (this.closed) continue
       if (run === undefined) {
