@@ -493,6 +493,25 @@ describe('readCollection', () => {
     for (const e of got) expect(e.origin).toBe(A)
   })
 
+  it('a chunk passes over records whose newest entry is above upTo, unread, and still reports where it stopped', async () => {
+    const a = new OriginLog(A)
+    // seqs: a=1, b=2, c=3, d=4, then b=5 and d=6 supersede b and d
+    await appendRun(A, [
+      a.put('posts', 'a', { v: 1 }), a.put('posts', 'b', { v: 1 }), a.put('posts', 'c', { v: 1 }), a.put('posts', 'd', { v: 1 }),
+      a.put('posts', 'b', { v: 2 }), a.put('posts', 'd', { v: 2 })
+    ])
+    const first = await log.readCollectionChunk(A, 'posts', undefined, 2, 4)
+    expect(first.entries.map(e => `${e.id}@${e.seq}`)).toEqual(['a@1'])
+    expect(first).toMatchObject({ lastId: 'b', scanned: 2 })
+    const second = await log.readCollectionChunk(A, 'posts', first.lastId, 2, 4)
+    expect(second.entries.map(e => `${e.id}@${e.seq}`)).toEqual(['c@3'])
+    expect(second).toMatchObject({ lastId: 'd', scanned: 2 })
+    const end = await log.readCollectionChunk(A, 'posts', second.lastId, 2, 4)
+    expect(end).toEqual({ entries: [], scanned: 0 })
+    // without upTo, every record's newest entry
+    expect((await log.readCollectionChunk(A, 'posts', undefined, 10)).entries.map(e => `${e.id}@${e.seq}`)).toEqual(['a@1', 'b@5', 'c@3', 'd@6'])
+  })
+
   it('afterId need not be an existing id, and past the end gives an empty page', async () => {
     const a = new OriginLog(A)
     await appendRun(A, ['b', 'd', 'f'].map(id => a.put('posts', id, {})))

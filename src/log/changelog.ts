@@ -499,16 +499,33 @@ export class ChangeLog {
    * after `afterId`: what a rule needs to backfill.
    */
   async readCollection (origin: string, collection: string, afterId: string | undefined, limit: number): Promise<LogEntry[]> {
+    return (await this.readCollectionChunk(origin, collection, afterId, limit)).entries
+  }
+
+  /**
+   * One chunk of `readCollection`: the next `limit` records of the collection
+   * after `afterId`, and of those the entries at or below `upTo` (records
+   * whose newest entry is later are passed over unread: a backfill applied
+   * them as they arrived). `lastId` is the last record passed (read or not),
+   * `scanned` how many were: fewer than `limit` means the collection ends.
+   */
+  async readCollectionChunk (origin: string, collection: string, afterId: string | undefined, limit: number, upTo = Infinity): Promise<{ entries: LogEntry[], lastId?: string, scanned: number }> {
     const prefix = keys.latestPrefix(origin, collection)
     const range = prefixRange(prefix)
     const seqs: number[] = []
-    for await (const value of this.store.db.values({ ...(afterId !== undefined ? { gt: prefix + afterId } : { gte: range.gte }), lt: range.lt, limit })) {
-      seqs.push(Number(utf8.decode(value)))
+    let lastKey: string | undefined
+    let scanned = 0
+    for await (const [key, value] of this.store.db.iterator({ ...(afterId !== undefined ? { gt: prefix + afterId } : { gte: range.gte }), lt: range.lt, limit })) {
+      scanned++
+      lastKey = key
+      const seq = Number(utf8.decode(value))
+      if (seq <= upTo) seqs.push(seq)
     }
-    if (seqs.length === 0) return []
+    const out: { entries: LogEntry[], lastId?: string, scanned: number } = { entries: [], scanned }
+    if (lastKey !== undefined) out.lastId = keySuffix(lastKey, prefix)
+    if (seqs.length === 0) return out
     const values = await this.store.db.getMany(seqs.map(s => keys.entry(origin, s)))
-    const out: LogEntry[] = []
-    for (const v of values) if (v !== undefined) out.push(decodeEntry(origin, v))
+    for (const v of values) if (v !== undefined) out.entries.push(decodeEntry(origin, v))
     return out
   }
 }

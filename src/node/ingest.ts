@@ -568,10 +568,10 @@ export class Ingestor {
         const st = this.begin(txn, result, current.reeval === true)
         const next: BackfillState = { ...current }
         if (current.phase !== 'sweep') {
-          const entries = await this.log.readCollection(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK)
+          // entries above `upTo` were applied when they arrived: not even read
+          const chunk = await this.log.readCollectionChunk(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK, current.upTo)
           const planned: Array<{ entry: LogEntry, plan: Plan }> = []
-          for (const entry of entries) {
-            if (current.upTo !== undefined && entry.seq > current.upTo) continue // applied when it arrived
+          for (const entry of chunk.entries) {
             const plan = await this.plan(st, rule, entry, parseEntryValue(entry))
             if (plan !== undefined) planned.push({ entry, plan })
           }
@@ -579,8 +579,8 @@ export class Ingestor {
           const applied: Applied[] = []
           for (const p of planned) applied.push(...await this.applyRulePlan(st, rule, p.entry, p.plan))
           await this.derive(st, applied, 0)
-          if (entries.length > 0) next.after = entries[entries.length - 1].id
-          if (entries.length < BACKFILL_CHUNK) {
+          if (chunk.lastId !== undefined) next.after = chunk.lastId
+          if (chunk.scanned < BACKFILL_CHUNK) {
             if (rule.rule.mode === 'mirror') next.phase = 'sweep'
             else next.done = true
           }
