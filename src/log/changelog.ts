@@ -7,7 +7,7 @@
  * what is served to peers stays verifiable.
  */
 import type { Store, Txn } from '../store/db.js'
-import { utf8 } from '../store/db.js'
+import { rows, utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
@@ -44,6 +44,8 @@ export interface TailRun {
 }
 
 /** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
+/** Certificates read per trip by readRun: a batch's entries are in the first one or two runs. */
+const CERT_TRIP_ENTRIES = 4
 const TAIL_RUNS_PER_ORIGIN = 8
 const TAIL_MAX_BYTES = 8 * 1024 * 1024
 
@@ -203,7 +205,7 @@ export class ChangeLog {
     let skipped = 0
     for (const e of entries) {
       const latestKey = keys.latest(origin, e.collection, e.id)
-      const prev = await txn.get(latestKey)
+      const prev = txn.get(latestKey)
       if (prev !== undefined) {
         const prevSeq = Number(utf8.decode(prev))
         if (prevSeq >= e.seq) { // already hold something newer for this record
@@ -274,12 +276,12 @@ export class ChangeLog {
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]
-      const bytes = await txn.get(entryKeys[i])
+      const bytes = txn.get(entryKeys[i])
       txn.del(entryKeys[i])
       if (bytes === undefined) continue
       const certKey = certKeys.get(seq)
       if (certKey === undefined) continue // an unsigned (legacy) entry
-      const certBytes = await txn.get(certKey)
+      const certBytes = txn.get(certKey)
       if (certBytes === undefined) continue
       const cert = decodeCert(certBytes)
       if (seq <= cert.from || seq > cert.to) continue
@@ -432,21 +434,19 @@ export class ChangeLog {
     const rawCerts: Uint8Array[] = []
     let certsTruncated = false
     const certRange = prefixRange(keys.certPrefix(origin))
-    // certificates of runs ending after afterSeq, up to what is held
-    const certIt = this.store.db.iterator({ gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot })
-    try {
-      for await (const [, value] of certIt) {
+    // certificates of runs ending after afterSeq, up to what is held, as far as a batch can reach
+    // (runs whose entries were compacted away cover more seqs than entries: then fewer are sent)
+    certs: for await (const batch of rows(this.store.db, { gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+      for (const [, value] of batch) {
         const c = decodeCert(value)
-        if (c.to > held) break
+        if (c.to > held) break certs
         certs.push(c)
         rawCerts.push(value)
-        if (certs.length >= maxEntries) {
+        if (certs.length >= maxEntries || c.to - Math.min(afterSeq, certs[0].from) >= maxEntries) {
           certsTruncated = true
-          break
+          break certs
         }
       }
-    } finally {
-      await certIt.close()
     }
     // a peer whose position is inside a run gets that whole run again
     const fromSeq = certs.length > 0 ? Math.min(afterSeq, certs[0].from) : afterSeq
@@ -457,11 +457,11 @@ export class ChangeLog {
     let cut: number | undefined
     const prefix = keys.entryPrefix(origin)
     const range = prefixRange(prefix)
-    const it = this.store.db.iterator({ gt: keys.entry(origin, fromSeq), lt: range.lt, snapshot })
-    try {
-      for await (const [key, value] of it) {
+    // one trip usually brings the whole batch (a run is cut into batches at run ends, so a little more may be read)
+    entries: for await (const batch of rows(this.store.db, { gt: keys.entry(origin, fromSeq), lt: range.lt, snapshot }, { entries: maxEntries + 1, bytes: maxBytes })) {
+      for (const [key, value] of batch) {
         const seq = parseInt(keySuffix(key, prefix), 16)
-        if (seq > held) break
+        if (seq > held) break entries
         // finishing a run: stop here if the limits are reached
         while (ci < certs.length && seq > certs[ci].to) {
           if (entries.length >= maxEntries || bytes >= maxBytes) {
@@ -470,21 +470,19 @@ export class ChangeLog {
           }
           ci++
         }
-        if (cut !== undefined) break
+        if (cut !== undefined) break entries
         if (ci >= certs.length && certsTruncated) {
           cut = certs[certs.length - 1].to // the next certificates are for the next call
-          break
+          break entries
         }
         if (ci >= certs.length && (entries.length >= maxEntries || bytes >= maxBytes)) {
           cut = lastSeq // unsigned entries (legacy): cut anywhere
-          break
+          break entries
         }
         entries.push(value)
         bytes += value.byteLength
         lastSeq = seq
       }
-    } finally {
-      await it.close()
     }
     if (cut === undefined) {
       // everything up to `held` is in (remaining runs hold no entries: compacted away)
@@ -515,11 +513,13 @@ export class ChangeLog {
     const seqs: number[] = []
     let lastKey: string | undefined
     let scanned = 0
-    for await (const [key, value] of this.store.db.iterator({ ...(afterId !== undefined ? { gt: prefix + afterId } : { gte: range.gte }), lt: range.lt, limit })) {
-      scanned++
-      lastKey = key
-      const seq = Number(utf8.decode(value))
-      if (seq <= upTo) seqs.push(seq)
+    for await (const batch of rows(this.store.db, { ...(afterId !== undefined ? { gt: prefix + afterId } : { gte: range.gte }), lt: range.lt, limit })) {
+      for (const [key, value] of batch) {
+        scanned++
+        lastKey = key
+        const seq = Number(utf8.decode(value))
+        if (seq <= upTo) seqs.push(seq)
+      }
     }
     const out: { entries: LogEntry[], lastId?: string, scanned: number } = { entries: [], scanned }
     if (lastKey !== undefined) out.lastId = keySuffix(lastKey, prefix)

@@ -401,7 +401,8 @@ export class Ingestor {
         prefetch.push(keys.record(entry.collection, entry.id))
       }
       for (const rule of rules ?? []) {
-        const plan = await this.plan(st, rule, entry, value)
+        const maybe = this.plan(rule, entry, value)
+        const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
         if (plan === undefined) continue
         work.push({ entry, rule, plan })
         prefetch.push(...planKeys(rule, entry, plan))
@@ -411,17 +412,26 @@ export class Ingestor {
     const applied: Applied[] = []
     for (const w of work) {
       if (w.rule !== undefined && w.plan !== undefined) {
-        applied.push(...await this.applyRulePlan(st, w.rule, w.entry, w.plan))
+        applied.push(...this.applyRulePlan(st, w.rule, w.entry, w.plan))
       } else {
-        await this.applyDirect(st, w.entry, w.value)
+        this.applyDirect(st, w.entry, w.value)
       }
     }
     await this.derive(st, applied, depth)
   }
 
-  /** Plan an entry for a rule, transform module included; undefined when there is nothing to apply. */
-  private async plan (st: TxnState, rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Promise<Plan | undefined> {
-    const plan = await resolvePlan(rule, entry, value, planEntry(rule, entry, value))
+  /**
+   * Plan an entry for a rule, transform module included. Only a module makes
+   * it asynchronous: without one the plan is returned as is (no promise and
+   * no await per entry and rule on the write path).
+   */
+  private plan (rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Plan | Promise<Plan> {
+    const plan = planEntry(rule, entry, value)
+    return rule.module === undefined ? plan : resolvePlan(rule, entry, value, plan)
+  }
+
+  /** The plan when there is something to apply; a skip with a reason or a module's error is reported. */
+  private keep (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Plan | undefined {
     if (plan.kind === 'skip') {
       if (plan.reason !== undefined) st.result.skipped.push({ ruleId: rule.rule.id, id: entry.id, reason: plan.reason })
       return undefined
@@ -433,8 +443,8 @@ export class Ingestor {
     return plan
   }
 
-  private async applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Promise<Applied[]> {
-    const applied = await applyPlan(st.ctx, rule, entry, plan)
+  private applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Applied[] {
+    const applied = applyPlan(st.ctx, rule, entry, plan)
     for (const a of applied) {
       st.result.changes.push(a.change)
       this.count(st, rule.rule.id, 'applied')
@@ -476,7 +486,7 @@ export class Ingestor {
   }
 
   /** An entry written to this node's own collection, or a registry record from anyone: last writer wins. */
-  private async applyDirect (st: TxnState, entry: LogEntry, value: JsonObject | undefined): Promise<void> {
+  private applyDirect (st: TxnState, entry: LogEntry, value: JsonObject | undefined): void {
     if (entry.op === 'put' && value === undefined) return
     if (isRegistryCollection(entry.collection) && this.policy?.registry !== undefined) {
       // admin control: a registry change from a peer that may not make it is stored in its log but not applied
@@ -484,7 +494,7 @@ export class Ingestor {
       if (refusal !== undefined) return
     }
     const version = entryVersion(entry)
-    const bytes = await st.txn.get(keys.record(entry.collection, entry.id))
+    const bytes = st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
     const state: RecordState = entry.op === 'put' ? { value, version } : { version }
     const raw = rawValueOf(entry, value)
@@ -572,12 +582,14 @@ export class Ingestor {
           const chunk = await this.log.readCollectionChunk(rule.sourcePeer, rule.rule.from.collection, current.after, BACKFILL_CHUNK, current.upTo)
           const planned: Array<{ entry: LogEntry, plan: Plan }> = []
           for (const entry of chunk.entries) {
-            const plan = await this.plan(st, rule, entry, parseEntryValue(entry))
+            const value = parseEntryValue(entry)
+            const maybe = this.plan(rule, entry, value)
+            const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
             if (plan !== undefined) planned.push({ entry, plan })
           }
           await txn.prefetch(planned.flatMap(p => planKeys(rule, p.entry, p.plan)))
           const applied: Applied[] = []
-          for (const p of planned) applied.push(...await this.applyRulePlan(st, rule, p.entry, p.plan))
+          for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan))
           await this.derive(st, applied, 0)
           if (chunk.lastId !== undefined) next.after = chunk.lastId
           if (chunk.scanned < BACKFILL_CHUNK) {
@@ -621,7 +633,7 @@ export class Ingestor {
     const applied: Applied[] = []
     for (const { id, state } of records) {
       if (state.value === undefined) continue
-      if (state.rule === rule.rule.id && await this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
+      if (state.rule === rule.rule.id && this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
       const a = sweepRecord(st.ctx, rule, id, state)
       st.result.changes.push(a.change)
       this.count(st, rule.rule.id, 'applied')
@@ -633,12 +645,12 @@ export class Ingestor {
   }
 
   /** Whether the rule's source holds a live record `sourceId` that the rule maps to `targetId`. */
-  private async sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): Promise<boolean> {
-    const mapped = await txn.get(keys.targetMap(rule.rule.id, sourceId))
+  private sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): boolean {
+    const mapped = txn.get(keys.targetMap(rule.rule.id, sourceId))
     if (mapped === undefined || utf8.decode(mapped) !== targetId) return false
-    const seq = await txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+    const seq = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
     if (seq === undefined) return false
-    const bytes = await txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    const bytes = txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
     return bytes !== undefined && decodeEntry(rule.sourcePeer, bytes).op === 'put'
   }
 
@@ -677,8 +689,8 @@ export class Ingestor {
         const derived: LogEntry[] = []
         for (const { id, state: rec } of records) {
           if (rec.rule === undefined) continue // local writes are in the own log already
-          const seq = await txn.get(keys.latest(this.self, collection, id))
-          const logged = seq !== undefined ? await txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+          const seq = txn.get(keys.latest(this.self, collection, id))
+          const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
           if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
           if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
           derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version.hlc))

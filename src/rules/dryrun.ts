@@ -171,7 +171,7 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
   }
   for (const p of planned) {
     const before = ev.report.creates + ev.report.updates + ev.report.deletes
-    await applyPlan(ctx, ev.compiled, p.entry, p.plan)
+    applyPlan(ctx, ev.compiled, p.entry, p.plan)
     if (p.plan.kind === 'put' && ev.report.creates + ev.report.updates + ev.report.deletes === before) ev.report.unchanged++
   }
 }

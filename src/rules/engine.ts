@@ -213,18 +213,18 @@ export interface Applied {
  * target already holds this write or a later one, two when a source record's
  * key moved (the old target record is removed).
  */
-export async function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Plan): Promise<Applied[]> {
-  if (plan.kind === 'put') return await applyPut(ctx, rule, entry, plan)
+export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Plan): Applied[] {
+  if (plan.kind === 'put') return applyPut(ctx, rule, entry, plan)
   if (plan.kind === 'del') {
-    const mapped = await ctx.txn.get(keys.targetMap(rule.rule.id, entry.id))
+    const mapped = ctx.txn.get(keys.targetMap(rule.rule.id, entry.id))
     if (mapped === undefined) return []
-    return await removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
+    return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
   }
   return []
 }
 
-async function readRecord (txn: Txn, collection: string, id: string): Promise<RecordState | undefined> {
-  const bytes = await txn.get(keys.record(collection, id))
+function readRecord (txn: Txn, collection: string, id: string): RecordState | undefined {
+  const bytes = txn.get(keys.record(collection, id))
   return bytes === undefined ? undefined : decodeRecord(bytes)
 }
 
@@ -276,22 +276,22 @@ function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: Record
   return { change, version: state.version }
 }
 
-async function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>): Promise<Applied[]> {
+function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>): Applied[] {
   const r = rule.rule
   const collection = r.to.collection
   const mapKey = keys.targetMap(r.id, entry.id)
   const version = entryVersion(entry)
   const out: Applied[] = []
-  const mappedBytes = await ctx.txn.get(mapKey)
+  const mappedBytes = ctx.txn.get(mapKey)
   const mapped = mappedBytes === undefined ? undefined : utf8.decode(mappedBytes)
   if (mapped !== undefined && mapped !== plan.targetId && r.mode !== 'insert-only') {
     // the source record's key changed: what it placed under the old id goes
-    out.push(...await removePlaced(ctx, rule, entry, mapped, version))
+    out.push(...removePlaced(ctx, rule, entry, mapped, version))
   }
   const setMapping = (): void => {
     if (mapped !== plan.targetId) ctx.txn.put(mapKey, utf8.encode(plan.targetId))
   }
-  const existing = await readRecord(ctx.txn, collection, plan.targetId)
+  const existing = readRecord(ctx.txn, collection, plan.targetId)
   const state: RecordState = { value: plan.value, version, rule: r.id }
   const raw = rawValueOf(entry, plan.value)
   if (raw !== undefined) state.raw = raw
@@ -333,10 +333,10 @@ async function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry,
 }
 
 /** Remove the record this rule placed from `entry.id` under `targetId`, when `version` may. */
-async function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Promise<Applied[]> {
+function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Applied[] {
   const r = rule.rule
   ctx.txn.del(keys.targetMap(r.id, entry.id))
-  const existing = await readRecord(ctx.txn, r.to.collection, targetId)
+  const existing = readRecord(ctx.txn, r.to.collection, targetId)
   if (existing === undefined || existing.value === undefined) return []
   // another source record with the same key holds it now
   if (existing.rule === r.id && existing.source !== undefined && existing.source !== entry.id) return []

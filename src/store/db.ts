@@ -9,7 +9,6 @@ import { SEP } from './keys.js'
 export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
 type CompactingDb = Db & { compactRange: (start: string, end: string) => Promise<void> }
-type Op = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -57,6 +56,39 @@ const SPARSE_SKIP_BATCHES = 64
  * they overlap with the event loop's own work.
  */
 const SYNC_LOOKUP_MAX = 8
+
+/**
+ * What a bulk read takes from LevelDB per trip to its threads. classic-level's
+ * default is 16 KiB, and its `for await` reads a single entry on the first
+ * trip: a 512-entry run of ~300-byte log entries took 13 trips, a backfill
+ * chunk's 500 index keys 4, each a wait for the thread pool (~1 ms while a
+ * write runs). `npm run profile:ingest -- --mode backfill` measured reading a
+ * chunk's index at 8 µs per record that way.
+ */
+export const READ_TRIP_BYTES = 1024 * 1024
+/** Entries per trip of `rows` (memory is bounded by READ_TRIP_BYTES as well). */
+const READ_TRIP_ENTRIES = 1000
+
+type IteratorOptions = NonNullable<Parameters<Db['iterator']>[0]>
+
+/**
+ * The entries of a range, a trip's worth at a time (up to READ_TRIP_ENTRIES
+ * entries or READ_TRIP_BYTES, or what `trip` says: a read that will likely
+ * stop after a known amount asks for that much): loop over each array.
+ * Leaving the loop early closes the iterator.
+ */
+export async function * rows (db: Db, options: IteratorOptions, trip: { entries?: number, bytes?: number } = {}): AsyncGenerator<Array<[string, Uint8Array]>> {
+  const it = db.iterator({ ...options, highWaterMarkBytes: trip.bytes ?? READ_TRIP_BYTES })
+  try {
+    for (;;) {
+      const batch = await it.nextv(trip.entries ?? READ_TRIP_ENTRIES) as Array<[string, Uint8Array]>
+      if (batch.length === 0) return
+      yield batch
+    }
+  } finally {
+    await it.close()
+  }
+}
 
 export class Store {
   readonly db: Db
@@ -217,24 +249,17 @@ export class Store {
 
   /**
    * Queue a batch after the writes already issued (at most two in flight:
-   * the caller waits when more are). Its keys are visible to transactions
-   * through `pendingValue` until it is durable.
+   * the caller waits when more are). `writes` maps each key to its new value
+   * (undefined: delete); it is kept, not copied, so its keys are visible to
+   * transactions through `pendingValue` until it is durable: the caller must
+   * not change it any more.
    */
-  async write (ops: Op[]): Promise<{ durable: Promise<void> }> {
+  async write (writes: Map<string, Uint8Array | undefined>): Promise<{ durable: Promise<void> }> {
     if (this.failure !== undefined) throw this.failure
     while (this.writesInFlight.length >= 2) await this.writesInFlight[0].catch(() => {})
     if (this.failure !== undefined) throw this.failure
     this.lastWriteAt = Date.now()
     this.writesSinceFlush++
-    const writes = new Map<string, Uint8Array | undefined>()
-    for (const op of ops) {
-      if (op.type === 'put') {
-        writes.set(op.key, op.value)
-      } else {
-        writes.set(op.key, undefined)
-        this.deletesSinceCompaction++
-      }
-    }
     this.unwritten.push(writes)
     const previous = this.writing
     let done: Promise<void> = Promise.resolve()
@@ -244,9 +269,13 @@ export class Store {
         // a chained batch costs ~0.5 µs per operation on this thread, an array batch 1.2-2.5 µs
         // (the binding reads type/key/value of every array element): same single atomic write
         const batch = this.db.batch()
-        for (const op of ops) {
-          if (op.type === 'put') batch.put(op.key, op.value)
-          else batch.del(op.key)
+        for (const [key, value] of writes) {
+          if (value !== undefined) {
+            batch.put(key, value)
+          } else {
+            batch.del(key)
+            this.deletesSinceCompaction++
+          }
         }
         await batch.write()
       } catch (err) {
@@ -273,7 +302,9 @@ export class Store {
 export class Txn {
   private readonly db: Db
   private readonly store: Store
-  private readonly ops: Op[] = []
+  /** What this transaction writes: key → new value (undefined: delete); the batch it commits. */
+  private readonly writes = new Map<string, Uint8Array | undefined>()
+  /** What it read (or prefetched) from the database and from writes in flight. */
   private readonly cache = new Map<string, Uint8Array | undefined>()
 
   constructor (db: Db, store: Store) {
@@ -281,8 +312,9 @@ export class Txn {
     this.store = store
   }
 
+  /** Keys written (or deleted). */
   get size (): number {
-    return this.ops.length
+    return this.writes.size
   }
 
   /** Load many keys with one read so later `get`s hit memory. */
@@ -290,7 +322,7 @@ export class Txn {
     const missing: string[] = []
     const pending = this.store.hasPending()
     for (const k of keyList) {
-      if (this.cache.has(k)) continue
+      if (this.cache.has(k) || this.writes.has(k)) continue
       const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
       else missing.push(k)
@@ -355,7 +387,7 @@ export class Txn {
     const first = group[0]
     const last = group[group.length - 1]
     const limit = group.length * 2 + 16
-    const entries = await this.db.iterator({ gte: first, lte: last, limit }).all()
+    const entries = await this.db.iterator({ gte: first, lte: last, limit, highWaterMarkBytes: READ_TRIP_BYTES }).all()
     const found = new Map<string, Uint8Array>()
     for (const [key, value] of entries) found.set(key, value)
     const lastSeen = entries.length > 0 ? entries[entries.length - 1][0] : undefined
@@ -371,22 +403,27 @@ export class Txn {
     return rest
   }
 
-  async get (key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The value of `key` as this transaction sees it. Synchronous: a key not
+   * prefetched is read from LevelDB on this thread (getSync: the memtable,
+   * the block cache, or the disk), so the write path makes no trip to the
+   * thread pool (and no promise) per key; `prefetch` what a batch will read.
+   */
+  get (key: string): Uint8Array | undefined {
+    if (this.writes.has(key)) return this.writes.get(key)
     if (this.cache.has(key)) return this.cache.get(key)
     const p = this.store.pendingValue(key)
     const value = p !== undefined ? p.value : this.db.getSync(key)
-    if (!this.cache.has(key)) this.cache.set(key, value)
-    return this.cache.get(key)
+    this.cache.set(key, value)
+    return value
   }
 
   put (key: string, value: Uint8Array): void {
-    this.ops.push({ type: 'put', key, value })
-    this.cache.set(key, value)
+    this.writes.set(key, value)
   }
 
   del (key: string): void {
-    this.ops.push({ type: 'del', key })
-    this.cache.set(key, undefined)
+    this.writes.set(key, undefined)
   }
 
   /** Write the batch atomically and wait until it is durable. */
@@ -402,7 +439,7 @@ export class Txn {
    * `Store.exclusive(…, { pipelined: true })` sections.
    */
   async issue (): Promise<{ durable: Promise<void> }> {
-    if (this.ops.length === 0) return { durable: this.store.flushed() }
-    return await this.store.write(this.ops)
+    if (this.writes.size === 0) return { durable: this.store.flushed() }
+    return await this.store.write(this.writes)
   }
 }
