@@ -44,8 +44,10 @@ export interface TailRun {
 }
 
 /** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
-/** Certificates read per trip by readRun: a batch's entries are in the first one or two runs. */
-const CERT_TRIP_ENTRIES = 4
+/** How many batches' worth of seqs readRun's certificates may span (see readRunAt). */
+const CERT_SPAN_BATCHES = 8
+/** Certificates read per trip by readRun: a batch's entries are usually in the first one or two runs. */
+const CERT_TRIP_ENTRIES = 8
 const TAIL_RUNS_PER_ORIGIN = 8
 const TAIL_MAX_BYTES = 8 * 1024 * 1024
 
@@ -434,15 +436,16 @@ export class ChangeLog {
     const rawCerts: Uint8Array[] = []
     let certsTruncated = false
     const certRange = prefixRange(keys.certPrefix(origin))
-    // certificates of runs ending after afterSeq, up to what is held, as far as a batch can reach
-    // (runs whose entries were compacted away cover more seqs than entries: then fewer are sent)
+    // certificates of runs ending after afterSeq, up to what is held, as far as a batch can reach:
+    // CERT_SPAN_BATCHES × maxEntries seqs (a run whose entries were mostly compacted away covers more
+    // seqs than entries; in a log compacted further than that a batch carries fewer entries)
     certs: for await (const batch of rows(this.store.db, { gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
       for (const [, value] of batch) {
         const c = decodeCert(value)
         if (c.to > held) break certs
         certs.push(c)
         rawCerts.push(value)
-        if (certs.length >= maxEntries || c.to - Math.min(afterSeq, certs[0].from) >= maxEntries) {
+        if (certs.length >= maxEntries || c.to - Math.min(afterSeq, certs[0].from) >= maxEntries * CERT_SPAN_BATCHES) {
           certsTruncated = true
           break certs
         }
