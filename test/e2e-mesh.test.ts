@@ -1,6 +1,7 @@
 /**
  * Issue 3's mesh scenarios with real node processes on loopback: multi-hop
- * store-and-forward, a ring, partition and heal, kill -9 during catch-up,
+ * store-and-forward, a ring, partition and heal, lazy push when the eager
+ * relay dies, kill -9 during catch-up,
  * an offline node catching up while `syncmesh wait` reports progress, and the
  * connection cap in a mesh where every node knows every other.
  */
@@ -127,6 +128,41 @@ describe('gossip mesh', () => {
     }, `all logs to converge (was ${new Set(heads).size} distinct)`)
     expect(rules).toHaveLength(3)
   }, 120_000)
+
+  it('lazy push: when the relay that pushes an origin eagerly dies, the one that pushed it lazily delivers', async () => {
+    // a square: origin — b — d and origin — c — d; d gets the origin's log over two paths
+    const [origin, b, c, d] = await cluster(['origin', 'b', 'c', 'd'])
+    for (const n of [origin, b, c, d]) await n.start(NO_DISCOVERY)
+    await b.addPeer(origin.multiaddr)
+    await c.addPeer(origin.multiaddr)
+    await d.addPeer(b.multiaddr)
+    await d.addPeer(c.multiaddr)
+    const received = async (): Promise<Map<string, number>> => new Map((await d.status()).peers.map((p: { peerId: string, entriesReceived: number }) => [p.peerId, p.entriesReceived]))
+    const importAndWait = async (prefix: string): Promise<void> => {
+      await origin.importNdjson('items', makeNdjson(1000, prefix))
+      const head = await originSeq(origin, origin.peerId)
+      await waitFor(async () => await originSeq(d, origin.peerId) === head, `d to hold the origin's log up to ${head}`)
+    }
+    // the first import reaches d twice over: d answers the later copies with Have, and that relay
+    // pushes the origin to d lazily from then on (protocols/sync §6.2)
+    await importAndWait('one')
+    const before = await received()
+    await importAndWait('two')
+    const after = await received()
+    const delivered = (peer: string): number => (after.get(peer) ?? 0) - (before.get(peer) ?? 0)
+    const [eager, lazy] = delivered(b.peerId) >= delivered(c.peerId) ? [b, c] : [c, b]
+    // the second import came (almost all) over one path: the other relay had been pruned (it pushes
+    // what is still unannounced after LAZY_PUSH_MS, which a loaded machine may reach for a few entries)
+    expect(delivered(lazy.peerId) + delivered(eager.peerId)).toBe(1000)
+    expect(delivered(lazy.peerId)).toBeLessThanOrEqual(250)
+    // the eager relay dies; the lazy one sends what d does not announce within LAZY_PUSH_MS, then eagerly again
+    await eager.kill()
+    const t0 = Date.now()
+    const lazyBefore = (await received()).get(lazy.peerId) ?? 0
+    await importAndWait('three')
+    expect((await received()).get(lazy.peerId)).toBeGreaterThanOrEqual(lazyBefore + 1000)
+    console.log(`[measure] after the eager relay died, d received 1000 entries through the lazy one in ${Date.now() - t0} ms`)
+  }, 90_000)
 
   it('kill -9 of the target during a 50,000-record catch-up loses and duplicates nothing', async () => {
     const [source, target] = await cluster(['source', 'target'])
