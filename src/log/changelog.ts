@@ -43,11 +43,11 @@ export interface TailRun {
   generation: number
 }
 
-/** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
 /** How many batches' worth of seqs readRun's certificates may span (see readRunAt). */
 const CERT_SPAN_BATCHES = 8
 /** Certificates read per trip by readRun: a batch's entries are usually in the first one or two runs. */
 const CERT_TRIP_ENTRIES = 8
+/** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
 const TAIL_RUNS_PER_ORIGIN = 8
 const TAIL_MAX_BYTES = 8 * 1024 * 1024
 
