@@ -180,7 +180,9 @@ async function main (): Promise<void> {
     }
     if (args.includes('--threads')) {
       // every thread of a node process is called "node": the main one is the JavaScript thread; of the others,
-      // one is LevelDB's compaction thread, four are libuv's pool (LevelDB reads and writes), the rest V8's (GC)
+      // four are V8's platform workers (concurrent marking, scavenging, JIT compiling: usually the busiest, at
+      // ~7 µs per record each in a bulk sync), one is LevelDB's compaction thread, four are libuv's pool
+      // (LevelDB writes and reads, ~1 µs each). `perf record -g -p PID` tells them apart by their symbols.
       const rows = [...threads1].map(([tid, t]) => ({ tid, cpu: t.cpu - (threads0.get(tid)?.cpu ?? 0) })).filter(r => r.cpu > 0.01).sort((a, b) => b.cpu - a.cpu)
       console.log('target threads, CPU during sync (µs per record):\n' + rows.map(r => `  ${r.tid === String(target.pid) ? 'main' : r.tid}: ${r.cpu.toFixed(2)} s (${Math.round(r.cpu / N * 1e6)} µs)`).join('\n'))
     }
@@ -209,7 +211,7 @@ async function main (): Promise<void> {
       // CPU time each process used during the sync, as a share of one core (all threads, LevelDB's included)
       sourceCpuDuringSync: cpuShare(0),
       targetCpuDuringSync: cpuShare(1),
-      // the main (JavaScript) thread, and the rest: libuv's pool (LevelDB reads/writes), LevelDB's compaction, V8's GC helpers
+      // the main (JavaScript) thread, and the rest: V8's GC and JIT helpers, LevelDB's compaction, libuv's pool (LevelDB reads/writes)
       targetCpuByThread: Object.fromEntries([...byName].filter(([, c]) => c > 0.01).map(([n, c]) => [n, `${Math.round(c / (syncMs / 1000) * 100)}%`]))
     }, null, 2))
   } finally {
