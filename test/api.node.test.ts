@@ -99,6 +99,19 @@ describe('HTTP API on a real node', () => {
     await expect(a.deleteRecord('posts', '42')).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 })
   })
 
+  it('pages over deleted records (tombstones) without short or empty pages', async () => {
+    for (let i = 0; i < 12; i++) await a.putRecord('tomb', `k${String(i).padStart(2, '0')}`, { i })
+    for (const id of ['k01', 'k02', 'k03', 'k05', 'k11']) await a.deleteRecord('tomb', id)
+    const first = await a.listRecords('tomb', { limit: 3 })
+    expect(first.records.map(r => r.id)).toEqual(['k00', 'k04', 'k06'])
+    expect(first.next).toBe('k06')
+    const second = await a.listRecords('tomb', { after: first.next, limit: 3 })
+    expect(second.records.map(r => r.id)).toEqual(['k07', 'k08', 'k09'])
+    const last = await a.listRecords('tomb', { after: second.next, limit: 3 })
+    expect(last.records.map(r => r.id)).toEqual(['k10'])
+    expect(last.next).toBeUndefined()
+  })
+
   it('answers every broken input with a 4xx JSON error and keeps serving', async () => {
     const cases: Array<{ req: Parameters<typeof raw>[1], status: number, code: string }> = [
       { req: { method: 'PUT', path: '/v1/collections/p/records/x', headers: jsonHeaders, body: '[1]' }, status: 400, code: 'INVALID_VALUE' },

@@ -16,7 +16,7 @@
  */
 import { InvalidInputError } from '../errors.js'
 import type { Store } from '../store/db.js'
-import { utf8 } from '../store/db.js'
+import { rows, utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { checkCollection, isRegistryCollection } from '../store/names.js'
 import { decodeRecord, publicVersion } from '../store/records.js'
@@ -53,8 +53,8 @@ interface IndexEntry { cursor: number, collection: string, id: string }
 async function readIndex (store: Store, collection: string, after: number, limit: number): Promise<IndexEntry[]> {
   const prefix = keys.feedByCollectionPrefix(collection)
   const out: IndexEntry[] = []
-  for await (const [key, value] of store.db.iterator({ gt: keys.feedByCollection(collection, after), lt: prefixRange(prefix).lt, limit })) {
-    out.push({ cursor: parseInt(keySuffix(key, prefix), 16), collection, id: utf8.decode(value) })
+  for await (const batch of rows(store.db, { gt: keys.feedByCollection(collection, after), lt: prefixRange(prefix).lt, limit })) {
+    for (const [key, value] of batch) out.push({ cursor: parseInt(keySuffix(key, prefix), 16), collection, id: utf8.decode(value) })
   }
   return out
 }

@@ -12,7 +12,7 @@ import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
 import { HybridClock, compareHlc, formatHlc, parseHlc } from '../log/hlc.js'
 import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } from './types.js'
-import { decodeJson, encodeJson, utf8 } from '../store/db.js'
+import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
@@ -627,8 +627,8 @@ export class Ingestor {
     const prefix = keys.recordPrefix(collection)
     const range = prefixRange(prefix)
     const records: Array<{ id: string, state: RecordState }> = []
-    for await (const [key, value] of this.store.db.iterator({ ...(after !== undefined ? { gt: prefix + after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
-      records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+    for await (const batch of rows(this.store.db, { ...(after !== undefined ? { gt: prefix + after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+      for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
     }
     const applied: Applied[] = []
     for (const { id, state } of records) {
@@ -682,8 +682,8 @@ export class Ingestor {
         const prefix = keys.recordPrefix(collection)
         const range = prefixRange(prefix)
         const records: Array<{ id: string, state: RecordState }> = []
-        for await (const [key, value] of this.store.db.iterator({ ...(current.after !== undefined ? { gt: prefix + current.after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
-          records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+        for await (const batch of rows(this.store.db, { ...(current.after !== undefined ? { gt: prefix + current.after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+          for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
         }
         await txn.prefetch(records.map(r => keys.latest(this.self, collection, r.id)))
         const derived: LogEntry[] = []

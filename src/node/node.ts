@@ -23,7 +23,7 @@ import { SyncService } from '../network/sync/sync.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
-import { Store, encodeJson } from '../store/db.js'
+import { Store, encodeJson, rows } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
@@ -469,14 +469,17 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const range = prefixRange(prefix)
     const records: StoredRecord[] = []
     let more = false
-    for await (const [key, value] of this.store.db.iterator({ ...(options.after !== undefined ? { gt: prefix + options.after } : { gte: range.gte }), lt: range.lt })) {
-      const rec = toStoredRecord(collection, keySuffix(key, prefix), decodeRecord(value))
-      if (rec === undefined) continue
-      if (records.length === limit) {
-        more = true
-        break
+    // a page and one more record per trip to LevelDB (tombstones are passed over: then another trip)
+    page: for await (const batch of rows(this.store.db, { ...(options.after !== undefined ? { gt: prefix + options.after } : { gte: range.gte }), lt: range.lt }, { entries: limit + 1 })) {
+      for (const [key, value] of batch) {
+        const rec = toStoredRecord(collection, keySuffix(key, prefix), decodeRecord(value))
+        if (rec === undefined) continue
+        if (records.length === limit) {
+          more = true
+          break page
+        }
+        records.push(rec)
       }
-      records.push(rec)
     }
     const page: RecordPage = { records }
     if (more) page.next = records[records.length - 1].id
