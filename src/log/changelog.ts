@@ -8,7 +8,7 @@
  */
 import type { Store, Txn } from '../store/db.js'
 import { rows, utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
 import { decodeCert, encodeCert, leafHash, pruneLeaf } from './signing.js'
@@ -512,11 +512,10 @@ export class ChangeLog {
    */
   async readCollectionChunk (origin: string, collection: string, afterId: string | undefined, limit: number, upTo = Infinity): Promise<{ entries: LogEntry[], lastId?: string, scanned: number }> {
     const prefix = keys.latestPrefix(origin, collection)
-    const range = prefixRange(prefix)
     const seqs: number[] = []
     let lastKey: string | undefined
     let scanned = 0
-    for await (const batch of rows(this.store.db, { ...(afterId !== undefined ? { gt: prefix + afterId } : { gte: range.gte }), lt: range.lt, limit })) {
+    for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, afterId), limit })) {
       for (const [key, value] of batch) {
         scanned++
         lastKey = key

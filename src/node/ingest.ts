@@ -14,7 +14,7 @@ import { HybridClock, compareHlc, formatHlc, parseHlc } from '../log/hlc.js'
 import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } from './types.js'
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
-import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
@@ -625,9 +625,8 @@ export class Ingestor {
   private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
     const collection = rule.rule.to.collection
     const prefix = keys.recordPrefix(collection)
-    const range = prefixRange(prefix)
     const records: Array<{ id: string, state: RecordState }> = []
-    for await (const batch of rows(this.store.db, { ...(after !== undefined ? { gt: prefix + after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+    for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, after), limit: BACKFILL_CHUNK })) {
       for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
     }
     const applied: Applied[] = []
@@ -680,9 +679,8 @@ export class Ingestor {
         const txn = this.store.txn()
         const st = this.begin(txn, result)
         const prefix = keys.recordPrefix(collection)
-        const range = prefixRange(prefix)
         const records: Array<{ id: string, state: RecordState }> = []
-        for await (const batch of rows(this.store.db, { ...(current.after !== undefined ? { gt: prefix + current.after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+        for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
           for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
         }
         await txn.prefetch(records.map(r => keys.latest(this.self, collection, r.id)))

@@ -24,7 +24,7 @@ import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
 import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMeshKey } from './config.js'
@@ -466,11 +466,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const limit = options.limit ?? DEFAULT_PAGE
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InvalidInputError(`limit must be an integer from 1 to ${MAX_PAGE}`, 'INVALID_LIMIT')
     const prefix = keys.recordPrefix(collection)
-    const range = prefixRange(prefix)
     const records: StoredRecord[] = []
     let more = false
     // a page and one more record per trip to LevelDB (tombstones are passed over: then another trip)
-    page: for await (const batch of rows(this.store.db, { ...(options.after !== undefined ? { gt: prefix + options.after } : { gte: range.gte }), lt: range.lt }, { entries: limit + 1 })) {
+    page: for await (const batch of rows(this.store.db, rangeAfter(prefix, options.after), { entries: limit + 1 })) {
       for (const [key, value] of batch) {
         const rec = toStoredRecord(collection, keySuffix(key, prefix), decodeRecord(value))
         if (rec === undefined) continue

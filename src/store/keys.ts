@@ -65,6 +65,12 @@ export function prefixRange (prefix: string): { gte: string, lt: string } {
   return { gte: prefix, lt: prefix.slice(0, -1) + AFTER_SEP }
 }
 
+/** Range options covering the keys of `prefix` after the one whose suffix is `after` (all of them without it). */
+export function rangeAfter (prefix: string, after: string | undefined): { gt: string, lt: string } | { gte: string, lt: string } {
+  const range = prefixRange(prefix)
+  return after !== undefined ? { gt: prefix + after, lt: range.lt } : range
+}
+
 /** The part of a key after `prefix`. */
 export function keySuffix (key: string, prefix: string): string {
   return key.slice(prefix.length)
