@@ -29,6 +29,10 @@ export interface EntryRun {
 
 /** Certificate keys read per trip when walking an origin's certificates. */
 const CERT_WALK_SLICE = 128
+/** How many batches' worth of seqs readRun's certificates may span (see readRunAt). */
+const CERT_SPAN_BATCHES = 8
+/** Certificates read per trip by readRun: a batch's entries are usually in the first one or two runs. */
+const CERT_TRIP_ENTRIES = 8
 
 /** How long ChangeLog remembers when `servable` advanced (more than LAZY_PUSH_MS, see SyncSession). */
 const SERVABLE_HISTORY_MS = 10_000
@@ -43,10 +47,6 @@ export interface TailRun {
   generation: number
 }
 
-/** How many batches' worth of seqs readRun's certificates may span (see readRunAt). */
-const CERT_SPAN_BATCHES = 8
-/** Certificates read per trip by readRun: a batch's entries are usually in the first one or two runs. */
-const CERT_TRIP_ENTRIES = 8
 /** Runs kept per origin, and in all (a live change is the newest run: it is all that is needed). */
 const TAIL_RUNS_PER_ORIGIN = 8
 const TAIL_MAX_BYTES = 8 * 1024 * 1024

@@ -65,7 +65,7 @@ const SYNC_LOOKUP_MAX = 8
  * write runs). `npm run profile:ingest -- --mode backfill` measured reading a
  * chunk's index at 8 µs per record that way.
  */
-export const READ_TRIP_BYTES = 1024 * 1024
+const READ_TRIP_BYTES = 1024 * 1024
 /** Entries per trip of `rows` (memory is bounded by READ_TRIP_BYTES as well). */
 const READ_TRIP_ENTRIES = 1000
 
@@ -310,11 +310,6 @@ export class Txn {
   constructor (db: Db, store: Store) {
     this.db = db
     this.store = store
-  }
-
-  /** Keys written (or deleted). */
-  get size (): number {
-    return this.writes.size
   }
 
   /** Load many keys with one read so later `get`s hit memory. */

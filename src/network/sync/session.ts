@@ -54,9 +54,9 @@ export interface SessionDeps {
   /** The peer sent something forged or tampered with (it is disconnected). */
   onOffence?: (reason: string) => void
   /**
-   * How far this node holds `origin` or has accepted it for storing: runs
-   * verified and handed to the ingestor in order, each continuing the last
-   * (at least what is held). Shared by all sessions (see SyncService.accepted).
+   * How far runs of `origin` were accepted for storing: verified and handed
+   * to the ingestor in order, each continuing the last (the session counts
+   * what is held on top). Shared by all sessions (see SyncService.accepted).
    */
   accepted?: (origin: string) => number
   /** A verified run that continues what is accepted goes to the ingestor: it is accepted up to `seq`, and other peers are told. */
@@ -438,12 +438,14 @@ export class SyncSession {
    * once, until the peer announces (Have) entries of that origin that we had
    * already sent it: it got them from someone else first, so our copies are
    * duplicates (a node answers every duplicate batch with such a Have, and
-   * announces what it accepted before our copy arrived). From then on it is sent that origin's entries only once they
-   * are LAZY_PUSH_MS old and it has still not said it holds them; such a send
-   * means the other path failed it, and the origin is pushed at once again.
-   * A node's own entries always go at once. In a 30-node mesh pushing
-   * everything to every peer made each node receive each entry ~3.8 times;
-   * with this, 2.8 (`npm run bench -- --only fanout`; 3.1 with 1 s instead of 3 s).
+   * announces what it accepted before our copy arrived). From then on it is
+   * sent that origin's entries only once they are LAZY_PUSH_MS old and it
+   * has still not said it holds them; such a send means the other path
+   * failed it, and the origin is pushed at once again. A node's own entries
+   * always go at once. In a 30-node mesh pushing everything to every peer
+   * made each node receive each entry ~3.8 times; with this, 2.4–2.8
+   * (`npm run bench -- --only fanout`; 3.1 with 1 s instead of 3 s, no clear
+   * change with 6 s).
    */
   private sendCap (origin: string): number {
     if (!this.lazy.has(origin)) return Infinity
