@@ -49,6 +49,8 @@ export class BenchCluster {
   /** Start on 127.0.0.1 (ports 0), discovery off, logs at warn unless $SYNCMESH_LOG_LEVEL says otherwise. */
   async start (node: NodeProcess, extra: string[] = []): Promise<void> {
     const nodeArgs = this.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', join(this.profileDir, `${this.label}-${node.name}`)] : []
+    // $SM_NODEARGS: extra node/V8 flags for every node (experiments: `SM_NODEARGS="--max-semi-space-size=32" npm run bench`)
+    nodeArgs.push(...(process.env.SM_NODEARGS ?? '').split(' ').filter(a => a !== ''))
     await node.start([...NO_DISCOVERY, ...extra], { env: { SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'warn' }, nodeArgs })
   }
 

@@ -79,10 +79,13 @@ type IteratorOptions = NonNullable<Parameters<Db['iterator']>[0]>
  */
 export async function * rows (db: Db, options: IteratorOptions, trip: { entries?: number, bytes?: number } = {}): AsyncGenerator<Array<[string, Uint8Array]>> {
   const it = db.iterator({ ...options, highWaterMarkBytes: trip.bytes ?? READ_TRIP_BYTES })
+  // with a limit, the trip that would only find the end is not made
+  let left = options.limit !== undefined && options.limit >= 0 ? options.limit : Infinity
   try {
-    for (;;) {
-      const batch = await it.nextv(trip.entries ?? READ_TRIP_ENTRIES) as Array<[string, Uint8Array]>
+    while (left > 0) {
+      const batch = await it.nextv(Math.min(left, trip.entries ?? READ_TRIP_ENTRIES)) as Array<[string, Uint8Array]>
       if (batch.length === 0) return
+      left -= batch.length
       yield batch
     }
   } finally {
