@@ -496,6 +496,16 @@ export class ChangeLog {
   }
 
   /**
+   * Whether `entry` is still its record's newest entry in its origin's log,
+   * as `txn` sees it (writes in flight included): a newer one replaces it
+   * once stored. Prefetch the `latest` keys of a batch of entries first.
+   */
+  isNewest (txn: Txn, entry: LogEntry): boolean {
+    const seq = txn.get(keys.latest(entry.origin, entry.collection, entry.id))
+    return seq !== undefined && Number(utf8.decode(seq)) === entry.seq
+  }
+
+  /**
    * The newest entry of every record of one origin's collection, in id order,
    * after `afterId`: what a rule needs to backfill.
    */
