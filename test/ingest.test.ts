@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { decodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { compareHlc, MAX_DRIFT_MS, parseHlc } from '../src/log/hlc.js'
+import type { CompiledRule } from '../src/rules/engine.js'
 import { utf8 } from '../src/store/db.js'
 import { keys } from '../src/store/keys.js'
 import { PLATFORMS_COLLECTION, RULES_COLLECTION } from '../src/store/names.js'
@@ -357,6 +358,17 @@ describe('backfill', () => {
     return s
   }
 
+  /** Backfill `rule` with a live write of the source landing between its first and second chunk. */
+  async function backfillWithLiveWrite (s: Scenario, rule: CompiledRule, entry: LogEntry): Promise<void> {
+    let calls = 0
+    let live: Promise<unknown> | undefined
+    await s.h.backfillAll(rule, () => {
+      if (calls++ === 1) live = s.feed(entry)
+      return true
+    })
+    await live
+  }
+
   it('a rule added after the data exists applies all of it', async () => {
     const s = await withData()
     const rule = await s.addRule({ id: 'late' })
@@ -452,14 +464,8 @@ describe('backfill', () => {
       if (v.i === 700 || v.live === true) plannedP700++
       return matches(v)
     }
-    let calls = 0
-    let live: Promise<unknown> | undefined
-    // before the second chunk (p00500…p00999, read while the first was applied), p00700 is updated
-    await s.h.backfillAll(rule, () => {
-      if (calls++ === 1) live = s.feed(s.src.put('posts', 'p00700', { live: true }))
-      return true
-    })
-    await live
+    // p00700 is in the second chunk (p00500…p00999), read while the first was applied
+    await backfillWithLiveWrite(s, rule, s.src.put('posts', 'p00700', { live: true }))
     // planned once, live: the chunk read before the update holds p00700's replaced entry, which is not planned again
     expect(plannedP700).toBe(1)
     expect(await s.h.value('articles', 'p00700')).toEqual({ live: true })
@@ -472,13 +478,7 @@ describe('backfill', () => {
     const s = await withData()
     await s.feed(s.src.del('posts', 'p00700'))
     const rule = await s.addRule({ id: 'late' })
-    let calls = 0
-    let live: Promise<unknown> | undefined
-    await s.h.backfillAll(rule, () => {
-      if (calls++ === 1) live = s.feed(s.src.put('posts', 'p00700', { again: true }))
-      return true
-    })
-    await live
+    await backfillWithLiveWrite(s, rule, s.src.put('posts', 'p00700', { again: true }))
     expect(await s.h.value('articles', 'p00700')).toEqual({ again: true })
     // the rule still knows it placed p00700: the source's next delete reaches the target
     await s.feed(s.src.del('posts', 'p00700'))
