@@ -640,6 +640,7 @@ export class Ingestor {
       await finish(previous)
       previous = { result, durable }
     }
+    await ahead?.read.catch(() => {}) // a pass stopped (rule changed, node stopping) leaves no read behind
     await finish(previous)
   }
 
