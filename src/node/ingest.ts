@@ -562,7 +562,14 @@ export class Ingestor {
       onChunk(chunk.result)
     }
     let first = true
+    const source = rule.sourcePeer
     type Chunk = Awaited<ReturnType<ChangeLog['readCollectionChunk']>> & { asOf?: number }
+    const readChunk = async (after: string | undefined, upTo: number | undefined): Promise<Chunk> => {
+      // with nothing of the source's log in flight, the read sees the log as held now (asOf)
+      const held = this.log.held(source)
+      const asOf = this.log.vector.get(source) === held ? held : undefined
+      return { ...await this.log.readCollectionChunk(source, rule.rule.from.collection, after, BACKFILL_CHUNK, upTo), asOf }
+    }
     let ahead: { after: string, read: Promise<Chunk> } | undefined
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
@@ -574,25 +581,19 @@ export class Ingestor {
           await this.store.flushed()
         }
         // taken under the write lock: every entry stored after this was applied by this rule as it arrived
-        if (fresh && current.upTo === undefined) current.upTo = this.log.held(rule.sourcePeer)
+        if (fresh && current.upTo === undefined) current.upTo = this.log.held(source)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         const txn = this.store.txn()
         const st = this.begin(txn, result, current.reeval === true)
         const next: BackfillState = { ...current }
         if (current.phase !== 'sweep') {
           // entries above `upTo` were applied when they arrived: not even read
-          const source = rule.sourcePeer
-          const readChunk = async (after: string | undefined): Promise<Chunk> => {
-            // with nothing of the source's log in flight, the read sees the log as held now (asOf)
-            const asOf = this.log.vector.get(source) === this.log.held(source) ? this.log.held(source) : undefined
-            return { ...await this.log.readCollectionChunk(source, rule.rule.from.collection, after, BACKFILL_CHUNK, current.upTo), asOf }
-          }
-          const chunk = await (ahead !== undefined && ahead.after === current.after ? ahead.read : readChunk(current.after))
+          const chunk = await (ahead !== undefined && ahead.after === current.after ? ahead.read : readChunk(current.after, current.upTo))
           ahead = undefined
           if (chunk.scanned === BACKFILL_CHUNK && chunk.lastId !== undefined) {
             // the next chunk is read while this one is applied and written (the reads were ~40% of a
             // backfill's time, `npm run profile:ingest -- --mode backfill`)
-            ahead = { after: chunk.lastId, read: readChunk(chunk.lastId) }
+            ahead = { after: chunk.lastId, read: readChunk(chunk.lastId, current.upTo) }
             ahead.read.catch(() => {}) // awaited with the next chunk, or dropped when the pass stops
           }
           // an entry replaced since it was read (stored after the read, and applied as it arrived) is
