@@ -6,6 +6,7 @@ import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Store, utf8 } from '../src/store/db.js'
+import { Frontiers } from '../src/store/frontier.js'
 import { eventually, removeDir, tempDir } from './helpers/nodes.js'
 
 async function dirBytes (dir: string): Promise<number> {
@@ -162,5 +163,98 @@ describe('Txn.prefetch', () => {
     expect(counted.lookups).toBeGreaterThan(40)
     expect(counted.lookups).toBeLessThan(80)
     expect(s.sparsePrefixes.get('r\x00big\x00')).toBeGreaterThan(0)
+  })
+  /** Count range reads (iterators; a probe of keys may make one too) and probes (iterators over keys) as well as lookups. */
+  function countReads (s: Store): { lookups: number, ranges: number, probes: number } {
+    const counted = countLookups(s) as { lookups: number, ranges: number, probes: number }
+    counted.ranges = 0
+    counted.probes = 0
+    const iterator = s.db.iterator.bind(s.db)
+    const keysOf = s.db.keys.bind(s.db)
+    s.db.iterator = ((o: Parameters<typeof iterator>[0]) => { counted.ranges++; return iterator(o) }) as typeof s.db.iterator
+    s.db.keys = ((o: Parameters<typeof keysOf>[0]) => { counted.probes++; return keysOf(o) }) as typeof s.db.keys
+    return counted
+  }
+
+  async function valuesOf (s: Store, wanted: string[]): Promise<Array<string | undefined>> {
+    return await s.exclusive(async () => {
+      const txn = s.txn()
+      await txn.prefetch(wanted)
+      return wanted.map(k => { const v = txn.get(k); return v === undefined ? undefined : utf8.decode(v) })
+    })
+  }
+
+  it('learns where an appending prefix ends: keys beyond are answered without reading, keys written later are seen', async () => {
+    const s = await open()
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      for (let i = 0; i < 100; i++) txn.put(key('log', i), utf8.encode(`v${i}`))
+      await txn.commit()
+    })
+    const counted = countReads(s)
+    // a batch over the end of the prefix: one range read and one probe of what follows
+    const batch1 = Array.from({ length: 50 }, (_, i) => key('log', 80 + i))
+    expect(await valuesOf(s, batch1)).toEqual(batch1.map((_, i) => 80 + i < 100 ? `v${80 + i}` : undefined))
+    expect(counted.probes).toBe(1)
+    expect(counted.lookups).toBe(0)
+    const afterFirst = { ...counted }
+    // the next batches of new keys cost no read at all
+    const batch2 = Array.from({ length: 50 }, (_, i) => key('log', 200 + i))
+    expect(await valuesOf(s, batch2)).toEqual(batch2.map(() => undefined))
+    expect(counted).toEqual(afterFirst)
+    // keys written after that (committed, or still being written) are found: the frontier moved past them
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      txn.put(key('log', 205), utf8.encode('new'))
+      await txn.commit()
+    })
+    const { durable } = await s.write(new Map([[key('log', 300), utf8.encode('in flight')]]))
+    expect(await valuesOf(s, [...batch2, key('log', 300)])).toEqual([...batch2.map((k) => k === key('log', 205) ? 'new' : undefined), 'in flight'])
+    await durable
+    expect(await valuesOf(s, [...batch2, key('log', 300), key('log', 301)])).toEqual([...batch2.map((k) => k === key('log', 205) ? 'new' : undefined), 'in flight', undefined])
+    // other key families (written with direct puts too) never take part
+    await s.db.put(`m\x00${'a'.repeat(10)}`, utf8.encode('x'))
+    expect(s.frontiers.beyond('m\x00zzz')).toBe(false)
+  })
+
+  it('a frontier learnt while writes are in flight lies beyond what they write', () => {
+    const f = new Frontiers()
+    const k = (i: number): string => `x\x00rule\x00${String(i).padStart(4, '0')}`
+    // issued before the probe and not yet durable (the probe may not see it), and a delete
+    const inFlight = [new Map<string, Uint8Array | undefined>([[k(500), utf8.encode('a')], [k(900), undefined]])]
+    expect(f.startProbe('x\x00rule\x00', inFlight)).toBe(true)
+    expect(f.startProbe('x\x00rule\x00', inFlight)).toBe(false) // one probe of a prefix at a time
+    f.wrote(new Map([[k(700), utf8.encode('b')]])) // issued while the probe runs
+    f.probed('x\x00rule\x00', k(29), true)
+    expect(f.beyond(k(700))).toBe(false)
+    expect(f.beyond(k(701))).toBe(true)
+    f.wrote(new Map([[k(800), utf8.encode('c')]]))
+    expect(f.beyond(k(800))).toBe(false)
+    expect(f.beyond(k(801))).toBe(true)
+    // a probe that found keys after the batch sets nothing, and the prefix is not probed again for a while
+    expect(f.startProbe('r\x00c\x00', [])).toBe(true)
+    f.probed('r\x00c\x00', 'r\x00c\x00a', false)
+    expect(f.beyond('r\x00c\x00zz')).toBe(false)
+    expect(f.startProbe('r\x00c\x00', [])).toBe(false)
+    // families also written with direct puts (metadata, peers, webhooks) are never probed
+    expect(f.startProbe('p\x00', [])).toBe(false)
+  })
+
+  it('keys written beyond a batch while it is read are found once durable', async () => {
+    const s = await open()
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      for (let i = 0; i < 20; i++) txn.put(key('feed', i), utf8.encode(`v${i}`))
+      await txn.commit()
+    })
+    const before = await s.write(new Map([[key('feed', 500), utf8.encode('before')]]))
+    const batch = Array.from({ length: 20 }, (_, i) => key('feed', 10 + i))
+    const reading = s.exclusive(async () => { await s.txn().prefetch(batch) }, { pipelined: true })
+    const during = await s.write(new Map([[key('feed', 700), utf8.encode('during')]]))
+    await reading
+    await before.durable
+    await during.durable
+    expect(s.hasPending()).toBe(false)
+    expect(await valuesOf(s, [key('feed', 500), key('feed', 600), key('feed', 700), key('feed', 800)])).toEqual(['before', undefined, 'during', undefined])
   })
 })

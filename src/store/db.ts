@@ -5,6 +5,7 @@
 import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../errors.js'
 import { SEP } from './keys.js'
+import { Frontiers, prefixEnd } from './frontier.js'
 
 export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
@@ -97,6 +98,8 @@ export class Store {
   readonly db: Db
   /** Key prefixes whose range reads met mostly other keys → batches left to look them up one by one. */
   readonly sparsePrefixes = new Map<string, number>()
+  /** Where appending key families end: keys beyond are known absent (frontier.ts). */
+  readonly frontiers = new Frontiers()
   private tail: Promise<unknown> = Promise.resolve()
   /**
    * Writes issued and not yet durable (pipelined commits, see Txn.issue),
@@ -232,6 +235,11 @@ export class Store {
     return this.unwritten.length > 0
   }
 
+  /** The writes issued and not yet durable, oldest first (read only). */
+  inFlight (): ReadonlyArray<Map<string, Uint8Array | undefined>> {
+    return this.unwritten
+  }
+
   /** The newest value of `key` in a write not yet durable: `{ value }` (undefined: deleted), or undefined. */
   pendingValue (key: string): { value: Uint8Array | undefined } | undefined {
     for (let i = this.unwritten.length - 1; i >= 0; i--) {
@@ -263,6 +271,7 @@ export class Store {
     if (this.failure !== undefined) throw this.failure
     this.lastWriteAt = Date.now()
     this.writesSinceFlush++
+    this.frontiers.wrote(writes)
     this.unwritten.push(writes)
     const previous = this.writing
     let done: Promise<void> = Promise.resolve()
@@ -319,10 +328,12 @@ export class Txn {
   async prefetch (keyList: string[]): Promise<void> {
     const missing: string[] = []
     const pending = this.store.hasPending()
+    const frontiers = this.store.frontiers
     for (const k of keyList) {
       if (this.cache.has(k) || this.writes.has(k)) continue
       const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
+      else if (frontiers.beyond(k)) this.cache.set(k, undefined)
       else missing.push(k)
     }
     if (missing.length === 0) return
@@ -379,13 +390,30 @@ export class Txn {
     return { ranges, rest }
   }
 
-  /** Read one group of keys of `prefix` with an iterator; returns the keys it could not settle. */
+  /**
+   * Read one group of keys of `prefix` with an iterator; returns the keys it
+   * could not settle. Where the prefix's frontier is not known, what lies
+   * after the group is probed at the same time (frontier.ts).
+   */
   private async rangeRead (prefix: string, group: string[]): Promise<string[]> {
     group.sort()
     const first = group[0]
     const last = group[group.length - 1]
     const limit = group.length * 2 + 16
-    const entries = await this.db.iterator({ gte: first, lte: last, limit, highWaterMarkBytes: READ_TRIP_BYTES }).all()
+    const frontiers = this.store.frontiers
+    const probe = frontiers.startProbe(prefix, this.store.inFlight())
+    let empty = false
+    let entries: Array<[string, Uint8Array]>
+    try {
+      const [read, after] = await Promise.all([
+        this.db.iterator({ gte: first, lte: last, limit, highWaterMarkBytes: READ_TRIP_BYTES }).all(),
+        probe ? this.db.keys({ gt: last, lt: prefixEnd(prefix), limit: 1 }).all() : undefined
+      ])
+      entries = read
+      empty = after?.length === 0
+    } finally {
+      if (probe) frontiers.probed(prefix, last, empty)
+    }
     const found = new Map<string, Uint8Array>()
     for (const [key, value] of entries) found.set(key, value)
     const lastSeen = entries.length > 0 ? entries[entries.length - 1][0] : undefined
