@@ -342,12 +342,17 @@ describe('writeLocal', () => {
   })
 })
 
-describe('backfill', () => {
+// both ways a pass reads its source: in log order (the default), and by the collection's index
+describe.each(['log', 'index'] as const)('backfill (%s order)', (order) => {
   const COUNT = 1_234 // more than two chunks of 500
-  const FIRST_CHUNK_APPLIED = 499 // p00000..p00499 without the deleted p00002
+  // in log order the first 500 entries are seqs 2, 4…502 (seqs 1 and 3 were replaced by the update of
+  // p00000 and the delete of p00002, both at the end): p00001, p00003…p00501; by the index, the first
+  // 500 records are p00000…p00499, of which p00002 is deleted
+  const FIRST_CHUNK_APPLIED = order === 'log' ? 500 : 499
 
   async function withData (): Promise<Scenario> {
     const s = await scenario()
+    s.h.ingestor.backfillOrder = order
     const entries: LogEntry[] = []
     for (let i = 0; i < COUNT; i++) entries.push(s.src.put('posts', `p${String(i).padStart(5, '0')}`, { i, status: i % 2 === 0 ? 'published' : 'draft' }))
     // some updates and deletes before the rule exists
@@ -464,7 +469,7 @@ describe('backfill', () => {
       if (v.i === 700 || v.live === true) plannedP700++
       return matches(v)
     }
-    // p00700 is in the second chunk (p00500…p00999), read while the first was applied
+    // p00700 is in the second chunk (by the index p00500…p00999, in log order seqs 503…1002), read while the first was applied
     await backfillWithLiveWrite(s, rule, s.src.put('posts', 'p00700', { live: true }))
     // planned once, live: the chunk read before the update holds p00700's replaced entry, which is not planned again
     expect(plannedP700).toBe(1)
@@ -493,7 +498,7 @@ describe('backfill', () => {
     rule.matches = (v) => { planned++; return matches(v) }
     let calls = 0
     await s.h.backfillAll(rule, () => calls++ === 0)
-    expect(planned).toBe(FIRST_CHUNK_APPLIED) // 500 read, one a delete (not matched)
+    expect(planned).toBe(FIRST_CHUNK_APPLIED) // 500 read (by the index, one a delete: not matched)
     // while the backfill is interrupted: new records, and an update of one not backfilled yet
     const fresh: LogEntry[] = []
     for (let i = 0; i < 100; i++) fresh.push(s.src.put('posts', `q${String(i).padStart(5, '0')}`, { i }))
@@ -501,9 +506,9 @@ describe('backfill', () => {
     await s.feed(...fresh)
     expect(planned).toBe(FIRST_CHUNK_APPLIED + 101)
     const rest = await s.h.backfillAll(rule)
-    // the backfill plans the rest of what it started with (p00500..p01233 but p01200), not the 101 entries applied live
-    // (p01200's earlier entry was compacted away by its update: nothing left to backfill for it)
-    expect(planned).toBe(FIRST_CHUNK_APPLIED + 101 + (COUNT - 500 - 1))
+    // the backfill plans the rest of what it started with (the COUNT - 1 records live then, but p01200), not
+    // the 101 entries applied live (p01200's earlier entry was compacted away by its update: nothing left to backfill for it)
+    expect(planned).toBe(COUNT - 2 + 101)
     expect(rest.flatMap(c => c.changes.map(x => x.id))).not.toContain('q00000')
     expect(await s.h.value('articles', 'p01200')).toEqual({ live: true })
     expect(Object.keys(await s.h.live('articles'))).toHaveLength(COUNT - 1 + 100)
@@ -528,6 +533,34 @@ describe('backfill', () => {
     expect(chunks.flatMap(c => c.changes.map(x => x.id)).sort()).toEqual(['fresh', 'p00005'])
     expect(await s.h.value('articles', 'fresh')).toEqual({ v: 'new' })
     expect(await s.h.ingestor.backfillDone('late')).toBe(true)
+  })
+
+  it('reads by the index when the source\'s log is mostly other collections, and still applies everything once', async () => {
+    const s = await scenario()
+    s.h.ingestor.backfillOrder = order
+    const entries: LogEntry[] = []
+    for (let i = 0; i < 1800; i++) {
+      entries.push(i % 6 === 0 ? s.src.put('posts', `p${String(i).padStart(5, '0')}`, { i }) : s.src.put('comments', `c${i}`, { i }))
+    }
+    await s.feed(...entries)
+    const rule = await s.addRule({ id: 'few' })
+    let planned = 0
+    const matches = rule.matches
+    rule.matches = (v) => { planned++; return matches(v) }
+    const chunks = await s.h.backfillAll(rule)
+    expect(Object.keys(await s.h.live('articles'))).toHaveLength(300)
+    // the records the first (log-order) chunk applied are passed over by the index pass
+    expect(planned).toBe(300)
+    expect(chunks.reduce((n, c) => n + c.changes.length, 0)).toBe(300)
+    expect(s.h.ingestor.applied('few')).toBe(300)
+    expect((await s.h.ingestor.backfillState('few'))?.order).toBe('index')
+  })
+
+  it('keeps to log order when the log is the rule\'s collection', async () => {
+    const s = await withData()
+    const rule = await s.addRule({ id: 'late' })
+    await s.h.backfillAll(rule)
+    expect((await s.h.ingestor.backfillState('late'))?.order).toBe(order)
   })
 
   it('does not overwrite newer local records on the target', async () => {

@@ -514,6 +514,31 @@ export class ChangeLog {
   }
 
   /**
+   * One chunk of an origin's log in log order: the entries after `afterSeq`
+   * and at or below `upTo` (up to `limit` of them, `scanned`), of which those
+   * of `collection` are returned. The log holds only the newest entry of each
+   * record (older ones are deleted as newer ones are stored), so this is the
+   * newest entry of each record too, read with one range read instead of an
+   * index scan and a lookup per record. `lastSeq` is the last seq passed;
+   * `more` is false once the range ends.
+   */
+  async readLogChunk (origin: string, collection: string, afterSeq: number, limit: number, upTo = Infinity): Promise<{ entries: LogEntry[], lastSeq: number, scanned: number, more: boolean }> {
+    const prefix = keys.entryPrefix(origin)
+    const end = upTo === Infinity ? { lt: prefixRange(prefix).lt } : { lte: keys.entry(origin, upTo) }
+    const out = { entries: [] as LogEntry[], lastSeq: afterSeq, scanned: 0, more: false }
+    for await (const batch of rows(this.store.db, { gt: keys.entry(origin, afterSeq), ...end, limit })) {
+      for (const [key, value] of batch) {
+        out.scanned++
+        out.lastSeq = parseInt(keySuffix(key, prefix), 16)
+        const entry = decodeEntry(origin, value)
+        if (entry.collection === collection) out.entries.push(entry)
+      }
+    }
+    out.more = out.scanned === limit
+    return out
+  }
+
+  /**
    * One chunk of `readCollection`: the next `limit` records of the collection
    * after `afterId`, and of those the entries at or below `upTo` (records
    * whose newest entry is later are passed over unread: a backfill applied

@@ -72,6 +72,20 @@ export interface BackfillState {
    * then on): later entries were applied as they arrived, the pass skips them.
    */
   upTo?: number
+  /**
+   * How the pass reads the source: "log", its log in order (one range read
+   * per chunk; `afterSeq` is where it is), or by the index of the
+   * collection's records (`after`, an id; passes saved before "log" existed
+   * have no order and read this way). A pass starts in log order and turns to
+   * the index, from the start, once fewer than half the entries it read were
+   * of the rule's collection (`scanned`, `matched`); the entries up to
+   * `loggedTo`, applied before it turned, are passed over then.
+   */
+  order?: 'log' | 'index'
+  afterSeq?: number
+  scanned?: number
+  matched?: number
+  loggedTo?: number
 }
 
 interface PublishState {
@@ -134,6 +148,13 @@ export class Ingestor {
 
   private readonly signer?: RunSigner
   private readonly policy?: IngestPolicy
+
+  /**
+   * How a new backfill pass reads its source first (BackfillState.order):
+   * in log order, turning to the collection's index when the log is mostly
+   * other collections. "index" reads by the index from the start.
+   */
+  backfillOrder: 'log' | 'index' = 'log'
 
   constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy }) {
     this.signer = components.signer
@@ -550,7 +571,7 @@ export class Ingestor {
     if (state === undefined || state.source !== rule.sourcePeer || state.fingerprint !== fingerprint) {
       // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
       const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
-      state = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source' }
+      state = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source', order: this.backfillOrder }
       if (reeval) state.reeval = true
       fresh = true
     }
@@ -563,14 +584,22 @@ export class Ingestor {
     }
     let first = true
     const source = rule.sourcePeer
-    type Chunk = Awaited<ReturnType<ChangeLog['readCollectionChunk']>> & { asOf?: number }
-    const readChunk = async (after: string | undefined, upTo: number | undefined): Promise<Chunk> => {
+    const collection = rule.rule.from.collection
+    /** A chunk of the source: its entries, how many were passed, where the next one starts (`next`), whether there is one. */
+    interface Chunk { entries: LogEntry[], scanned: number, next: Partial<BackfillState>, more: boolean, asOf?: number }
+    const readChunk = async (at: BackfillState): Promise<Chunk> => {
       // with nothing of the source's log in flight, the read sees the log as held now (asOf)
       const held = this.log.held(source)
       const asOf = this.log.vector.get(source) === held ? held : undefined
-      return { ...await this.log.readCollectionChunk(source, rule.rule.from.collection, after, BACKFILL_CHUNK, upTo), asOf }
+      if (at.order === 'log') {
+        const c = await this.log.readLogChunk(source, collection, at.afterSeq ?? 0, BACKFILL_CHUNK, at.upTo)
+        return { entries: c.entries, scanned: c.scanned, next: { afterSeq: c.lastSeq }, more: c.more, asOf }
+      }
+      const c = await this.log.readCollectionChunk(source, collection, at.after, BACKFILL_CHUNK, at.upTo)
+      return { entries: c.entries, scanned: c.scanned, next: c.lastId !== undefined ? { after: c.lastId } : {}, more: c.scanned === BACKFILL_CHUNK && c.lastId !== undefined, asOf }
     }
-    let ahead: { after: string, read: Promise<Chunk> } | undefined
+    const position = (at: BackfillState): string => at.order === 'log' ? `#${at.afterSeq ?? 0}` : at.after ?? ''
+    let ahead: { at: string, read: Promise<Chunk> } | undefined
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const { result, durable } = await this.store.exclusive(async () => {
@@ -588,12 +617,17 @@ export class Ingestor {
         const next: BackfillState = { ...current }
         if (current.phase !== 'sweep') {
           // entries above `upTo` were applied when they arrived: not even read
-          const chunk = await (ahead !== undefined && ahead.after === current.after ? ahead.read : readChunk(current.after, current.upTo))
+          const chunk = await (ahead !== undefined && ahead.at === position(current) ? ahead.read : readChunk(current))
           ahead = undefined
-          if (chunk.scanned === BACKFILL_CHUNK && chunk.lastId !== undefined) {
+          Object.assign(next, chunk.next)
+          if (current.order === 'log') {
+            next.scanned = (current.scanned ?? 0) + chunk.scanned
+            next.matched = (current.matched ?? 0) + chunk.entries.length
+          }
+          if (chunk.more) {
             // the next chunk is read while this one is applied and written (the reads were ~40% of a
             // backfill's time, `npm run profile:ingest -- --mode backfill`)
-            ahead = { after: chunk.lastId, read: readChunk(chunk.lastId, current.upTo) }
+            ahead = { at: position(next), read: readChunk(next) }
             ahead.read.catch(() => {}) // awaited with the next chunk, or dropped when the pass stops
           }
           // an entry replaced since it was read (stored after the read, and applied as it arrived) is
@@ -603,6 +637,7 @@ export class Ingestor {
           if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
           const planned: Array<{ entry: LogEntry, plan: Plan }> = []
           for (const entry of chunk.entries) {
+            if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
             if (moved && !this.log.isNewest(txn, entry)) continue
             const value = parseEntryValue(entry)
             const maybe = this.plan(rule, entry, value)
@@ -613,8 +648,17 @@ export class Ingestor {
           const applied: Applied[] = []
           for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan))
           await this.derive(st, applied, 0)
-          if (chunk.lastId !== undefined) next.after = chunk.lastId
-          if (chunk.scanned < BACKFILL_CHUNK) {
+          if (chunk.more && next.order === 'log' && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
+            // the source's log is mostly other collections: read this one's records by the index,
+            // from the start, passing over the entries applied already
+            next.order = 'index'
+            next.loggedTo = next.afterSeq
+            delete next.afterSeq
+            delete next.after
+            const stale = ahead
+            ahead = undefined
+            await stale?.read.catch(() => {})
+          } else if (!chunk.more) {
             if (rule.rule.mode === 'mirror') next.phase = 'sweep'
             else next.done = true
           }
