@@ -1,6 +1,6 @@
 /**
  * Append frontiers: for a key prefix, a key F such that the prefix has no
- * key ≥ F, neither in the database nor in a write issued since. Most of a
+ * key > F, neither in the database nor in a write issued since. Most of a
  * node's bulk work appends: a log's next seqs, a new record's id after the
  * last one, its mapping, its feed cursor. A batch of such keys is looked up
  * before it is written (is the record new? did the rule place it before?),
@@ -11,10 +11,9 @@
  *
  * A frontier is learnt from a range read of the prefix whose keys end at
  * `last` (Txn.prefetch) together with a probe of what lies after `last`:
- * when the probe finds nothing, F = last + SEP, raised past every key of the
- * prefix in writes still in flight when the probe started and issued while
- * it ran. From then on every key written (Store.write, when issued) raises
- * it. Deletes leave it: a frontier says only that nothing lies beyond.
+ * when the probe finds nothing, F = last, raised to every key of the prefix
+ * in writes still in flight when the probe started and issued while it ran.
+ * From then on every key written (Store.write, when issued) raises it. Deletes leave it: a frontier says only that nothing lies beyond.
  *
  * Only the key families written through Store.write alone take part (the
  * others are also written with direct puts, see keys.ts).
@@ -36,8 +35,8 @@ export function prefixEnd (prefix: string): string {
 }
 
 export class Frontiers {
-  /** prefix → F: no key of the prefix ≥ F exists or is being written. */
-  private readonly known = new Map<string, string>()
+  /** prefix → F: no key of the prefix > F exists or is being written. */
+  private readonly known = new Map<string, { max: string }>()
   /** prefix → the greatest key of it written since its probe started. */
   private readonly probing = new Map<string, { max: string }>()
   /** prefix → range reads left before it is probed again (its last probe found keys). */
@@ -47,7 +46,7 @@ export class Frontiers {
   beyond (key: string): boolean {
     if (this.known.size === 0) return false
     const f = this.known.get(prefixOf(key))
-    return f !== undefined && key >= f
+    return f !== undefined && key > f.max
   }
 
   /** Keys being written (a write issued): every frontier they pass moves past them. */
@@ -57,8 +56,8 @@ export class Frontiers {
       if (value === undefined) continue
       const prefix = prefixOf(key)
       const f = this.known.get(prefix)
-      if (f !== undefined && key >= f) this.known.set(prefix, key + SEP)
-      const p = this.probing.get(prefix)
+      if (f !== undefined && key > f.max) f.max = key
+      const p = this.probing.size === 0 ? undefined : this.probing.get(prefix)
       if (p !== undefined && key > p.max) p.max = key
     }
   }
@@ -98,7 +97,6 @@ export class Frontiers {
       this.backoff.set(prefix, PROBE_BACKOFF)
       return
     }
-    const f = p.max > last ? p.max + SEP : last + SEP
-    this.known.set(prefix, f)
+    this.known.set(prefix, { max: p.max > last ? p.max : last })
   }
 }
