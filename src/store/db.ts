@@ -254,8 +254,8 @@ export class Store {
     await this.writing
   }
 
-  txn (): Txn {
-    return new Txn(this.db, this)
+  txn (options: { frontiers?: boolean } = {}): Txn {
+    return new Txn(this.db, this, options.frontiers ?? true)
   }
 
   /**
@@ -319,21 +319,25 @@ export class Txn {
   /** What it read (or prefetched) from the database and from writes in flight. */
   private readonly cache = new Map<string, Uint8Array | undefined>()
 
-  constructor (db: Db, store: Store) {
+  /** Whether prefetch answers keys beyond a frontier from memory and learns frontiers (frontier.ts). */
+  private readonly frontiers: boolean
+
+  constructor (db: Db, store: Store, frontiers = true) {
     this.db = db
     this.store = store
+    this.frontiers = frontiers
   }
 
   /** Load many keys with one read so later `get`s hit memory. */
   async prefetch (keyList: string[]): Promise<void> {
     const missing: string[] = []
     const pending = this.store.hasPending()
-    const frontiers = this.store.frontiers
+    const frontiers = this.frontiers ? this.store.frontiers : undefined
     for (const k of keyList) {
       if (this.cache.has(k) || this.writes.has(k)) continue
       const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
-      else if (frontiers.beyond(k)) this.cache.set(k, undefined)
+      else if (frontiers?.beyond(k) === true) this.cache.set(k, undefined)
       else missing.push(k)
     }
     if (missing.length === 0) return
@@ -401,7 +405,7 @@ export class Txn {
     const last = group[group.length - 1]
     const limit = group.length * 2 + 16
     const frontiers = this.store.frontiers
-    const probe = frontiers.startProbe(prefix, this.store.inFlight())
+    const probe = this.frontiers && frontiers.startProbe(prefix, this.store.inFlight())
     let empty = false
     let entries: Array<[string, Uint8Array]>
     try {

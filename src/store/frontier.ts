@@ -16,7 +16,9 @@
  * From then on every key written (Store.write, when issued) raises it. Deletes leave it: a frontier says only that nothing lies beyond.
  *
  * Only the key families written through Store.write alone take part (the
- * others are also written with direct puts, see keys.ts).
+ * others are also written with direct puts, see keys.ts). Every write keeps
+ * the frontiers; a transaction may read without them (`Store.txn({
+ * frontiers: false })`: received batches, see Ingestor.ingest).
  */
 import { SEP } from './keys.js'
 
