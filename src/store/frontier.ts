@@ -13,7 +13,8 @@
  * `last` (Txn.prefetch) together with a probe of what lies after `last`:
  * when the probe finds nothing, F = last, raised to every key of the prefix
  * in writes still in flight when the probe started and issued while it ran.
- * From then on every key written (Store.write, when issued) raises it. Deletes leave it: a frontier says only that nothing lies beyond.
+ * From then on every key written (Store.write, when issued) raises it.
+ * Deletes leave it: a frontier says only that nothing lies beyond.
  *
  * Only the key families written through Store.write alone take part (the
  * others are also written with direct puts, see keys.ts). Every write keeps
