@@ -4,8 +4,8 @@
  */
 import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../errors.js'
-import { SEP } from './keys.js'
-import { Frontiers, prefixEnd } from './frontier.js'
+import { prefixOf, prefixRange } from './keys.js'
+import { Frontiers } from './frontier.js'
 
 export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
@@ -377,7 +377,7 @@ export class Txn {
   private planRangeReads (unique: string[]): { ranges: Array<{ prefix: string, group: string[] }>, rest: string[] } {
     const groups = new Map<string, string[]>()
     for (const k of unique) {
-      const prefix = k.slice(0, k.lastIndexOf(SEP) + 1)
+      const prefix = prefixOf(k)
       const g = groups.get(prefix)
       if (g === undefined) groups.set(prefix, [k])
       else g.push(k)
@@ -411,7 +411,7 @@ export class Txn {
     try {
       const [read, after] = await Promise.all([
         this.db.iterator({ gte: first, lte: last, limit, highWaterMarkBytes: READ_TRIP_BYTES }).all(),
-        probe ? this.db.keys({ gt: last, lt: prefixEnd(prefix), limit: 1 }).all() : undefined
+        probe ? this.db.keys({ gt: last, lt: prefixRange(prefix).lt, limit: 1 }).all() : undefined
       ])
       entries = read
       empty = after?.length === 0

@@ -21,21 +21,12 @@
  * the frontiers; a transaction may read without them (`Store.txn({
  * frontiers: false })`: received batches, see Ingestor.ingest).
  */
-import { SEP } from './keys.js'
+import { prefixOf, SEP } from './keys.js'
 
 /** Key tags (keys.ts) written only through Store.write: log entries, index, certificates, records, mappings, feed. */
 const APPEND_TAGS = new Set(['e', 'k', 's', 'r', 'x', 'h'])
 /** Range reads of a prefix that found keys after the batch's last one wait this many reads before probing again. */
 const PROBE_BACKOFF = 64
-
-export function prefixOf (key: string): string {
-  return key.slice(0, key.lastIndexOf(SEP) + 1)
-}
-
-/** The exclusive upper bound of a prefix ending in SEP. */
-export function prefixEnd (prefix: string): string {
-  return prefix.slice(0, -1) + '\x01'
-}
 
 export class Frontiers {
   /** prefix → F: no key of the prefix > F exists or is being written. */

@@ -71,6 +71,11 @@ export function rangeAfter (prefix: string, after: string | undefined): { gt: st
   return after !== undefined ? { gt: prefix + after, lt: range.lt } : range
 }
 
+/** A key's prefix: everything up to and including its last SEP (the key without its last part). */
+export function prefixOf (key: string): string {
+  return key.slice(0, key.lastIndexOf(SEP) + 1)
+}
+
 /** The part of a key after `prefix`. */
 export function keySuffix (key: string, prefix: string): string {
   return key.slice(prefix.length)
