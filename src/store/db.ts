@@ -320,19 +320,19 @@ export class Txn {
   private readonly cache = new Map<string, Uint8Array | undefined>()
 
   /** Whether prefetch answers keys beyond a frontier from memory and learns frontiers (frontier.ts). */
-  private readonly frontiers: boolean
+  private readonly useFrontiers: boolean
 
-  constructor (db: Db, store: Store, frontiers = true) {
+  constructor (db: Db, store: Store, useFrontiers = true) {
     this.db = db
     this.store = store
-    this.frontiers = frontiers
+    this.useFrontiers = useFrontiers
   }
 
   /** Load many keys with one read so later `get`s hit memory. */
   async prefetch (keyList: string[]): Promise<void> {
     const missing: string[] = []
     const pending = this.store.hasPending()
-    const frontiers = this.frontiers ? this.store.frontiers : undefined
+    const frontiers = this.useFrontiers ? this.store.frontiers : undefined
     for (const k of keyList) {
       if (this.cache.has(k) || this.writes.has(k)) continue
       const p = pending ? this.store.pendingValue(k) : undefined
@@ -405,7 +405,7 @@ export class Txn {
     const last = group[group.length - 1]
     const limit = group.length * 2 + 16
     const frontiers = this.store.frontiers
-    const probe = this.frontiers && frontiers.startProbe(prefix, this.store.inFlight())
+    const probe = this.useFrontiers && frontiers.startProbe(prefix, this.store.inFlight())
     let empty = false
     let entries: Array<[string, Uint8Array]>
     try {

@@ -19,6 +19,10 @@
  *   h  coll cursor         → changes feed: id of the record of coll whose newest change has this cursor
  *   p  peerId              → persisted peer (JSON)
  *   m  name                → node metadata (clock)
+ *
+ * e, k, s, r, x and h are written only through Store.write (transactions):
+ * the store's append frontiers (frontier.ts) rely on seeing every such key
+ * written. Keep direct puts to the other families.
  */
 export const SEP = '\x00'
 /** Sorts after SEP: the exclusive upper bound of a prefix ending in SEP. */
