@@ -6,8 +6,6 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import type { Connection } from '@libp2p/interface'
-import { multiaddr } from '@multiformats/multiaddr'
 import { rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { createConnection } from 'node:net'
@@ -18,65 +16,33 @@ import { encodeEntry } from '../src/log/entry.js'
 import { encodeCert, RunSigner } from '../src/log/signing.js'
 import type { Cert } from '../src/log/signing.js'
 import { VersionVector } from '../src/log/vector.js'
-import { MeshAuth } from '../src/network/auth/auth.js'
-import { SYNC_PROTOCOL } from '../src/network/constants.js'
-import { FramedStream } from '../src/network/frames.js'
-import { createHost } from '../src/network/libp2p.js'
-import type { Host } from '../src/network/libp2p.js'
-import { decodeFrame, encodeBatchFrame, encodeHello, encodeVector } from '../src/network/sync/codec.js'
+import type { FramedStream } from '../src/network/frames.js'
+import { encodeBatchFrame, encodeVector } from '../src/network/sync/codec.js'
 
 const encodeVectorFrame = (): Uint8Array => encodeVector(new VersionVector())
-import { pino } from 'pino'
 import { NodeProcess, tempDir, waitFor } from '../scripts/lib/cluster.js'
+import { RawPeer } from './helpers/raw-peer.js'
 
 const KEY = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee'
 
-/** A bare libp2p host that proves the mesh key and speaks the sync protocol by hand. */
+/** A relay holding the mesh key that sends frames by hand; what the victim sends it is ignored. */
 class EvilRelay {
-  host!: Host
-  private auth!: MeshAuth
-  private authed = new Map<string, () => void>()
+  private readonly peer = new RawPeer(KEY)
 
   async start (): Promise<void> {
-    const privateKey = await generateKeyPair('Ed25519')
-    this.host = await createHost({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
-    this.auth = new MeshAuth(this.host, {
-      keys: [KEY],
-      logger: pino({ level: 'silent' }),
-      onAuthenticated: (c: Connection) => this.authed.get(c.remotePeer.toString())?.()
-    })
-    await this.auth.start()
-    await this.host.start()
+    await this.peer.start()
   }
 
   get peerId (): string {
-    return this.host.peerId.toString()
+    return this.peer.peerId
   }
 
-  /** Connect (a fresh connection), authenticate, open a sync stream and exchange hellos. */
   async session (target: string): Promise<FramedStream> {
-    const peer = target.split('/p2p/')[1]
-    await this.host.hangUp(multiaddr(target)).catch(() => {})
-    const ready = new Promise<void>((resolve, reject) => {
-      this.authed.set(peer, resolve)
-      setTimeout(() => reject(new Error('not authenticated in time')), 5000)
-    })
-    const conn = await this.host.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) })
-    await ready
-    const stream = await conn.newStream(SYNC_PROTOCOL)
-    const framed = new FramedStream(stream, 4 * 1024 * 1024)
-    framed.sendNow(encodeHello('evil', new VersionVector(), 8, 1))
-    const frames = framed.frames()
-    const first = await frames.next()
-    expect(decodeFrame(first.value as Uint8Array).type).toBe('hello')
-    // keep draining what the victim sends (credits, batches)
-    void (async () => { try { for await (const _ of frames) { /* ignore */ } } catch {} })()
-    return framed
+    return (await this.peer.session(target, { name: 'evil' })).framed
   }
 
   async stop (): Promise<void> {
-    await this.auth.stop()
-    await this.host.stop()
+    await this.peer.stop()
   }
 }
 

@@ -31,6 +31,8 @@ import type { SyncMessage } from './codec.js'
 const MAX_INGESTING = 4
 /** Age at which entries of an origin pushed lazily to a peer are sent to it (see SyncSession.sendCap). */
 export const LAZY_PUSH_MS = 3000
+/** How often at most a peer that holds more of an origin is told we progress on it (see SyncSession.announce). */
+const PROGRESS_HAVE_MS = LAZY_PUSH_MS / 4
 /** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
 const MAX_RECEIVED_WAITING = 2
 
@@ -144,11 +146,23 @@ export class SyncSession {
   /**
    * Tell the peer we now hold `origin` up to `seq`, unless it is the one that
    * sent it or already knows: it then will not send us the same entries.
+   * With `progress` (we accepted a run of `origin` from another peer), a
+   * peer that holds more is told too, at most every PROGRESS_HAVE_MS per
+   * origin: it may be holding runs back for us (lazy push, see sendCap) and
+   * this shows the path that feeds us works, only behind it.
    */
-  announce (origin: string, seq: number): void {
-    if (this.closed || !this.helloReceived || this.theirs.get(origin) >= seq) return
+  announce (origin: string, seq: number, progress = false): void {
+    if (this.closed || !this.helloReceived) return
+    const now = Date.now()
+    if (this.theirs.get(origin) >= seq) {
+      if (!progress || origin === this.peer || now - (this.progressSent.get(origin) ?? 0) < PROGRESS_HAVE_MS) return
+    }
+    this.progressSent.set(origin, now)
     this.framed.sendNow(encodeHave(origin, seq))
   }
+
+  /** Per origin, when we last sent the peer a Have. */
+  private readonly progressSent = new Map<string, number>()
 
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
@@ -230,7 +244,7 @@ export class SyncSession {
           // the peer got entries we had already sent it from someone else first: push lazily (see sendCap)
           if (msg.seq <= (this.sent.get(msg.origin) ?? 0) && msg.origin !== this.deps.self) this.lazy.add(msg.origin)
           this.theirs.advance(msg.origin, msg.seq)
-          this.announced.advance(msg.origin, msg.seq)
+          this.heard(msg.origin, msg.seq)
           break
         case 'credit':
           this.credit += msg.batches
@@ -242,7 +256,7 @@ export class SyncSession {
           if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
           this.theirs.advance(msg.origin, msg.toSeq)
-          this.announced.advance(msg.origin, msg.toSeq)
+          this.heard(msg.origin, msg.toSeq)
           this.received.push({ msg, bytes: bytes.byteLength })
           this.batchWake.notify()
           // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
@@ -439,22 +453,38 @@ export class SyncSession {
    * already sent it: it got them from someone else first, so our copies are
    * duplicates (a node answers every duplicate batch with such a Have, and
    * announces what it accepted before our copy arrived). From then on it is
-   * sent that origin's entries only once they are LAZY_PUSH_MS old and it
-   * has still not said it holds them; such a send means the other path
-   * failed it, and the origin is pushed at once again. A node's own entries
-   * always go at once. In a 30-node mesh pushing everything to every peer
-   * made each node receive each entry ~3.8 times; with this, 2.4–2.8
-   * (`npm run bench -- --only fanout`; 3.1 with 1 s instead of 3 s, no clear
-   * change with 6 s).
+   * sent that origin's entries only once they are LAZY_PUSH_MS old, it has
+   * still not said it holds them, and it has not said it holds more of that
+   * origin for LAZY_PUSH_MS either (`progressAt`; nodes tell peers ahead of
+   * them, see announce): a peer that progresses is fed by another path,
+   * only later than we could (under load, seconds later). Such a send means
+   * that path failed it, and the origin is pushed at once again. A node's
+   * own entries always go at once. In a 30-node mesh (`npm run bench --
+   * --only fanout`) pushing everything to every peer made each node receive
+   * each entry ~3.8 times; lazy push on age alone 2.3–2.6 (the loaded nodes
+   * ran more than LAZY_PUSH_MS behind, so most lazy sends were duplicates,
+   * and each turned the link eager again); with the progress rule 1.2–1.8.
    */
   private sendCap (origin: string): number {
     if (!this.lazy.has(origin)) return Infinity
-    const cap = this.deps.log.servableAsOf(origin, Date.now() - LAZY_PUSH_MS)
+    const now = Date.now()
+    if (now - (this.progressAt.get(origin) ?? 0) < LAZY_PUSH_MS) {
+      this.wakeLater()
+      return this.theirs.get(origin)
+    }
+    const cap = this.deps.log.servableAsOf(origin, now - LAZY_PUSH_MS)
     if (cap < this.deps.log.servable.get(origin)) this.wakeLater()
     return cap
   }
 
   private lazyTimer?: ReturnType<typeof setTimeout>
+
+  /** Per origin, when the peer last said it holds more of it (Have, or a batch it sent). */
+  private readonly progressAt = new Map<string, number>()
+
+  private heard (origin: string, seq: number): void {
+    if (this.announced.advance(origin, seq)) this.progressAt.set(origin, Date.now())
+  }
 
   private wakeLater (): void {
     if (this.lazyTimer !== undefined || this.closed) return

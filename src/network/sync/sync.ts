@@ -81,8 +81,12 @@ export class SyncService {
    */
   private readonly accepted = new VersionVector()
 
-  /** Announcements waiting for the next turn of the event loop: origin → newest seq stored or accepted. */
-  private readonly unannounced = new Map<string, number>()
+  /**
+   * Announcements waiting for the next turn of the event loop: origin →
+   * newest seq stored or accepted, and the peers that supplied the runs
+   * accepted this turn (see SyncSession.announce).
+   */
+  private readonly unannounced = new Map<string, { seq: number, suppliers: Set<string> }>()
 
   /**
    * New entries are stored: wake every session's sender, and announce them
@@ -97,18 +101,28 @@ export class SyncService {
     this.announce(origins)
   }
 
-  /** Tell every peer that does not know yet that this node holds (or is storing) these runs, on the next turn. */
-  private announce (origins: Iterable<{ origin: string, seq: number }>): void {
+  /**
+   * Tell every peer that does not know yet that this node holds (or is
+   * storing) these runs, on the next turn; `supplier` sent them (it is not
+   * told: see SyncSession.announce).
+   */
+  private announce (origins: Iterable<{ origin: string, seq: number }>, supplier?: string): void {
     const self = this.libp2p.peerId.toString()
     const first = this.unannounced.size === 0
     for (const { origin, seq } of origins) {
-      if (origin !== self && seq > (this.unannounced.get(origin) ?? 0)) this.unannounced.set(origin, seq)
+      if (origin === self) continue
+      let pending = this.unannounced.get(origin)
+      if (pending === undefined) this.unannounced.set(origin, pending = { seq, suppliers: new Set() })
+      pending.seq = Math.max(pending.seq, seq)
+      if (supplier !== undefined) pending.suppliers.add(supplier)
     }
     if (!first || this.unannounced.size === 0) return
     setImmediate(() => {
       const pending = [...this.unannounced]
       this.unannounced.clear()
-      for (const s of this.sessions.values()) for (const [origin, seq] of pending) s.announce(origin, seq)
+      for (const s of this.sessions.values()) {
+        for (const [origin, { seq, suppliers }] of pending) s.announce(origin, seq, suppliers.size > 0 && !suppliers.has(s.peer))
+      }
     })
   }
 
@@ -154,7 +168,7 @@ export class SyncService {
       accepted: (origin) => this.accepted.get(origin),
       onAccepted: (origin, seq) => {
         this.accepted.advance(origin, seq)
-        this.announce([{ origin, seq }])
+        this.announce([{ origin, seq }], peer)
       }
     })
     this.sessions.set(peer, session)
