@@ -22,11 +22,23 @@
  * counts every entry put in a Batch frame (before it is written to the
  * stream), duplicates included. Counters are snapshotted before the import
  * and read again 1 s after the last node finished, and the deltas are used.
+ *
+ * CPU: each node's user+system time (/proc) over the same window, per entry
+ * written: the writer's, and the median of the others', also split into
+ * the main thread (JavaScript) and the rest (V8's compiler and GC threads,
+ * libuv's pool, LevelDB's compaction; Node 20 leaves them unnamed), summed
+ * over the other nodes. With 30 processes on 2 cores the time is set by the
+ * total: (writer + 29 × node) × writes / 2 cores.
+ *
+ * `SM_FANOUT_WARM=N` (an experiment, off by default): N writes of other
+ * records first, until every node holds them, then the timed writes: nodes
+ * whose code V8 has already compiled for this work.
  */
 import { recordId, recordValue, ndjsonChunks } from '../data.js'
 import { applied, authenticatedPeers, mapLimit, now, ruleActive, sleep, until } from '../env.js'
 import type { NodeStatus } from '../../../src/node/types.js'
 import type { NodeProcess } from '../../lib/cluster.js'
+import { cpuSeconds, machineCpu, threadCpuSeconds } from '../proc.js'
 import { mean, median, rng } from '../stats.js'
 import type { FigureDef, Workload } from '../types.js'
 import { fmtN } from './util.js'
@@ -41,6 +53,9 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
     { id: 'fanout.receptions_per_entry', workload: w, label: 'receptions per entry per node (sent to it, dups incl.)', unit: 'x', digits: 2, target: { op: '<=', value: 3 } },
     { id: 'fanout.max_receptions_per_entry', workload: w, label: 'receptions per entry, worst node', unit: 'x', digits: 2 },
     { id: 'fanout.stored_per_entry', workload: w, label: 'entriesReceived per entry per node (new only)', unit: 'x', digits: 2 },
+    { id: 'fanout.writer_cpu_us_per_entry', workload: w, label: 'CPU of the writer per entry (import + sending)', unit: 'µs', digits: 0 },
+    { id: 'fanout.node_cpu_us_per_entry', workload: w, label: 'CPU of another node per entry (receive, store, apply, forward)', unit: 'µs', digits: 0 },
+    { id: 'fanout.machine_busy', workload: w, label: 'machine busy during the window (2 cores = 100%)', unit: '%', digits: 0 },
     { id: 'fanout.setup_seconds', workload: w, label: `setup: start ${sizes.fanoutNodes} nodes, link, rules`, unit: 's', digits: 1 }
   ]
   return {
@@ -91,9 +106,20 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       const ecc = eccentricity(n, edges, 0)
       ctx.log(`    ${n} nodes, ${edges.length} links (degree ${Math.min(...degree)}–${Math.max(...degree)}), writer reaches all within ${ecc} hops; setup ${setupS.toFixed(1)} s`)
 
+      const warm = Number(process.env.SM_FANOUT_WARM ?? 0)
+      if (warm > 0) {
+        const tw = now()
+        await writer.importStream('fan', ndjsonChunks(warm, { prefix: 'w' }))
+        await until(async () => (await mapLimit(nodes.slice(1), 6, async node => await cl.client(node).probe('fan', recordId('w', warm - 1)))).every(c => c === 200), 'warm-up', 300_000, 100)
+        ctx.log(`    warm-up: ${warm} writes reached all in ${((now() - tw) / 1000).toFixed(1)} s`)
+        await sleep(3000)
+      }
       const before = await mapLimit(nodes, 6, async node => await cl.status(node))
       const done = new Array<number>(n).fill(NaN)
       done[0] = 0
+      const cpu0 = nodes.map(node => cpuSeconds(node.pid) ?? NaN)
+      const threads0 = nodes.map(node => threadCpuSeconds(node.pid))
+      const machine0 = machineCpu()
       const t0 = now()
       let importS = NaN
       const importing = writer.importStream('fan', ndjsonChunks(writes, { prefix: 'f' })).then((count) => {
@@ -137,6 +163,20 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       const short = (await mapLimit(nodes.slice(1), 6, async node => ({ node, applied: applied(await cl.status(node), rules.get(node) as string) }))).filter(x => x.applied < writes)
       if (short.length > 0) throw new Error(`the last write was readable, but ${short.map(x => `${x.node.name} applied ${x.applied}`).join(', ')} of ${writes}`)
       const seconds = Math.max(...done)
+      // CPU until the last node held everything (the import ends before): what each entry cost where
+      const cpu1 = nodes.map(node => cpuSeconds(node.pid) ?? NaN)
+      const machine1 = machineCpu()
+      const cpuUs = cpu1.map((c, i) => (c - cpu0[i]) * 1e6 / writes)
+      // the other nodes' CPU: main thread (JS) and the rest (V8's GC and compiler, libuv's pool, LevelDB; Node 20 does not name them)
+      const byThread = new Map<string, number>()
+      nodes.slice(1).forEach((node, k) => {
+        const before = threads0[k + 1]
+        for (const [tid, { cpu }] of threadCpuSeconds(node.pid)) {
+          const key = tid === String(node.pid) ? 'main thread' : 'other threads'
+          byThread.set(key, (byThread.get(key) ?? 0) + cpu - (before.get(tid)?.cpu ?? 0))
+        }
+      })
+      const threadUs = Object.fromEntries([...byThread].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v * 1e6 / writes / (n - 1))]))
       await sleep(1000)
       const after = await mapLimit(nodes, 6, async node => await cl.status(node))
 
@@ -157,9 +197,10 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
       // verify once, on the node that finished last
       const last = done.indexOf(seconds)
       const count = await nodes[last].count('fan')
-      if (count !== writes) throw new Error(`${nodes[last].name} holds ${count} of ${writes} records`)
+      if (count !== writes + warm) throw new Error(`${nodes[last].name} holds ${count} of ${writes + warm} records`)
       const v = await nodes[last].get('fan', recordId('f', writes - 1))
       if (JSON.stringify(v) !== JSON.stringify(recordValue(writes - 1))) throw new Error(`wrong value on ${nodes[last].name}: ${JSON.stringify(v)}`)
+      ctx.log(`    CPU per entry per other node by thread (µs): ${Object.entries(threadUs).map(([k, v]) => `${k} ${v}`).join(', ')}`)
       ctx.log(`    all ${n} hold ${fmtN(writes)} after ${seconds.toFixed(2)} s; ${mean(perEntry).toFixed(2)} receptions per entry per node (worst ${Math.max(...perEntry).toFixed(2)})`)
 
       return {
@@ -170,6 +211,9 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
           'fanout.receptions_per_entry': mean(perEntry),
           'fanout.max_receptions_per_entry': Math.max(...perEntry),
           'fanout.stored_per_entry': mean(storedPerEntry),
+          'fanout.writer_cpu_us_per_entry': cpuUs[0],
+          'fanout.node_cpu_us_per_entry': median(cpuUs.slice(1)),
+          'fanout.machine_busy': machine0 !== undefined && machine1 !== undefined ? 100 * (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : NaN,
           'fanout.setup_seconds': setupS
         },
         info: {
@@ -180,7 +224,9 @@ export function fanoutWorkload (sizes: { fanoutNodes: number, fanoutDegree: numb
           degreeMax: Math.max(...degree),
           writerEccentricityHops: ecc,
           transmissionsPerEntryAllLinks: sum(received) / writes,
-          nodeSeconds: done
+          nodeSeconds: done,
+          nodeCpuUsPerEntry: cpuUs.map(x => Math.round(x)),
+          nodeCpuUsPerEntryByThread: threadUs
         }
       }
     }
