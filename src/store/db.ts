@@ -11,16 +11,21 @@ export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
 type CompactingDb = Db & { compactRange: (start: string, end: string) => Promise<void> }
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/**
+ * UTF-8 text to bytes with Buffer.from: a short string's bytes come from
+ * Node's shared 8 KiB pool (TextEncoder allocates an ArrayBuffer per call,
+ * ~0.5-0.9 µs vs ~0.15 µs here, and each is swept by the GC on its own;
+ * a received entry takes two or three of them on the write path).
+ */
 export const utf8 = {
-  encode: (s: string): Uint8Array => encoder.encode(s),
+  encode: (s: string): Uint8Array => Buffer.from(s, 'utf8'),
   decode: (b: Uint8Array): string => decoder.decode(b)
 }
 
 export function encodeJson (value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value))
+  return Buffer.from(JSON.stringify(value), 'utf8')
 }
 
 export function decodeJson<T> (bytes: Uint8Array): T {
