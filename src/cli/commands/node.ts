@@ -4,7 +4,6 @@
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
-import v8 from 'node:v8'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
@@ -14,6 +13,7 @@ import { API_FILE, generateMeshKey, initDataDir, loadConfig, writeApiFile } from
 import { resolveStartKey } from '../../node/keyring.js'
 import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
 import { addJsonOption, collect, parseHostPort, UsageError } from '../common.js'
+import { tuneV8 } from '../v8-tuning.js'
 import type { JsonOption } from '../common.js'
 import { printJson, printLine } from '../output.js'
 import { registerKeyringCommands } from './keys.js'
@@ -127,27 +127,9 @@ async function checkApiPort (host: string, port: number): Promise<void> {
   })
 }
 
-/**
- * V8 grows its heap up to 4× what was live after the last full GC when the
- * machine has plenty of memory, so a node syncing a big backlog (a high
- * allocation rate, ~40 MB live) reached ~120 MB of heap and ~300 MB RSS.
- * Growing by 30% keeps the same live data at ~70 MB of heap and ~190 MB RSS
- * for no measured loss of speed (`npm run profile:sync -- --mem`: 14.4k vs
- * 13.6k rec/s, 101 vs 93 µs CPU per record). V8 reads this flag at every
- * GC, so setting it now works. Only the daemon does this (the library leaves
- * its host's V8 alone), and not when the operator set heap flags of their own.
- */
-export const HEAP_GROWING_PERCENT = 30
-
-function tuneHeap (): void {
-  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ')
-  if (/heap-growing-percent|max-old-space-size|max_old_space_size|heap_growing_percent/.test(given)) return
-  v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
-}
-
 async function runStart (opts: StartOptions): Promise<void> {
   const data = opts.data
-  tuneHeap()
+  tuneV8()
   // usage problems first, before touching anything
   const apiFromFlag = opts.api != null ? parseHostPort(opts.api, '--api') : undefined
   const config = await loadConfig(data)
