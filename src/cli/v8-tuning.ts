@@ -23,14 +23,14 @@ export const HEAP_GROWING_PERCENT = 30
  * Node 20's default (67,584). A node's work comes in bursts over many code
  * paths (a batch to verify, store, apply and forward), and with the default
  * V8 compiled each of them with TurboFan soon after the burst began, on the
- * same 2 cores: in a 30-node mesh on one machine, 22% of all CPU went to
- * the compiler (`perf record -a`). With 4×, hot code is still optimised, a
- * little later, and lukewarm code is not: the fan-out's nodes spent 29-33 µs
- * per entry off the main thread instead of 49-65, 13.4-13.7 s instead of
- * 15.9-17.1 for 10,000 writes to 30 nodes; a bulk sync ran as before
- * (`profile:sync`, 3 runs each); 1-hop latency p99 3.2-4.6 ms instead of
- * 4.1-5.9, p50 1.6-2.1 instead of 1.3-1.7 (less optimised code in the
- * first hundreds of writes), 4-hop p99 9-11 ms instead of 14-18.
+ * cores the node itself needed: in a 30-node mesh on one machine, 22% of
+ * all CPU went to the compiler (`perf record -a`). With 4×, hot code is
+ * still optimised, a little later, and lukewarm code is not. Measured (the
+ * README's Performance section, session 8): the mesh's nodes spend about a
+ * third less CPU off the JavaScript thread, a bulk sync runs as before, and
+ * latency's p99 is lower while its p50 rises by ~0.1-0.2 ms (code run once
+ * per write is optimised later). 2× saved less; 8× and 16× cost the main
+ * thread and the bulk more than they saved.
  */
 export const INTERRUPT_BUDGET = 4 * 67_584
 

@@ -155,14 +155,14 @@ export class SyncSession {
     if (this.closed || !this.helloReceived) return
     const now = Date.now()
     if (this.theirs.get(origin) >= seq) {
-      if (!progress || origin === this.peer || now - (this.progressSent.get(origin) ?? 0) < PROGRESS_HAVE_MS) return
+      if (!progress || origin === this.peer || now - (this.haveSentAt.get(origin) ?? 0) < PROGRESS_HAVE_MS) return
     }
-    this.progressSent.set(origin, now)
+    this.haveSentAt.set(origin, now)
     this.framed.sendNow(encodeHave(origin, seq))
   }
 
   /** Per origin, when we last sent the peer a Have. */
-  private readonly progressSent = new Map<string, number>()
+  private readonly haveSentAt = new Map<string, number>()
 
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
