@@ -56,7 +56,8 @@ describe('lazy push', () => {
     }
   })
 
-  it('a relay holds an origin back from a peer that keeps progressing on it elsewhere, and pushes once it stalls', async () => {
+  /** O → relay U, and a peer played by hand linked to U that says it got O's first run elsewhere: U pushes O to it lazily. */
+  async function lazyLink (): Promise<{ origin: TestNode, relay: TestNode, s: RawSession, O: string, first: number }> {
     const origin = await startNode('O')
     const relay = await startNode('U')
     nodes.push(origin, relay)
@@ -65,7 +66,6 @@ describe('lazy push', () => {
     await importRecords(origin.node, 'a', 100)
     const first = await held(origin.node, O)
     await eventually(async () => await held(relay.node, O) === first, 'the relay to hold the origin\'s first run')
-
     const peer = new RawPeer(KEY)
     peers.push(peer)
     await peer.start()
@@ -76,18 +76,35 @@ describe('lazy push', () => {
     // the peer says it got O's run elsewhere first (a Have at or below what the relay sent): lazy from now on
     s.framed.sendNow(encodeHave(O, first))
     await sleep(100)
+    return { origin, relay, s, O, first }
+  }
 
-    await importRecords(origin.node, 'b', 100)
-    const second = await held(origin.node, O)
-    await eventually(async () => await held(relay.node, O) === second, 'the relay to hold the origin\'s second run')
-    const lazySince = Date.now()
-    // the peer keeps announcing progress on O (through the other path, behind the relay): for more
-    // than LAZY_PUSH_MS the relay must not push it the runs it holds back
-    let progress = first
-    while (Date.now() - lazySince < LAZY_PUSH_MS * 1.7) {
+  /** Write a run on O and wait until the relay holds it; returns its end. */
+  async function nextRun (t: { origin: TestNode, relay: TestNode, O: string }, prefix: string): Promise<number> {
+    await importRecords(t.origin.node, prefix, 100)
+    const end = await held(t.origin.node, t.O)
+    await eventually(async () => await held(t.relay.node, t.O) === end, `the relay to hold O up to ${end}`)
+    return end
+  }
+
+  /** Announce progress on O (as if fed by another path) every LAZY_PUSH_MS / 6 for `ms`; returns the last seq announced. */
+  async function progressFor (s: RawSession, O: string, from: number, ms: number): Promise<number> {
+    const since = Date.now()
+    let progress = from
+    while (Date.now() - since < ms) {
       s.framed.sendNow(encodeHave(O, ++progress))
       await sleep(LAZY_PUSH_MS / 6)
     }
+    return progress
+  }
+
+  it('a relay holds an origin back from a peer that keeps progressing on it elsewhere, and pushes once it stalls', async () => {
+    const t = await lazyLink()
+    const { s, O, first } = t
+    const second = await nextRun(t, 'b')
+    // the peer keeps announcing progress on O (through the other path, behind the relay): for more
+    // than LAZY_PUSH_MS the relay must not push it the runs it holds back
+    const progress = await progressFor(s, O, first, LAZY_PUSH_MS * 1.7)
     expect(batchesOf(s, O).filter(b => b.toSeq > first)).toEqual([])
     // silent from now on: within LAZY_PUSH_MS (and the sender's check interval) the relay pushes the rest
     const silentSince = Date.now()
@@ -96,6 +113,28 @@ describe('lazy push', () => {
     // (a batch starts where a signed run starts: the run may reach back below what the peer announced)
     expect(pushed[0].fromSeq).toBeLessThanOrEqual(progress)
     expect(pushed[0].at - silentSince).toBeGreaterThanOrEqual(LAZY_PUSH_MS - 1000)
+  }, 60_000)
+
+  it('after a lazy push the link stays lazy if the peer progresses from elsewhere again, and turns eager if it does not', async () => {
+    const t = await lazyLink()
+    const { s, O } = t
+    // the peer stalls: the relay pushes the second run lazily
+    const second = await nextRun(t, 'b')
+    await eventually(() => batchesOf(s, O).some(b => b.toSeq === second), 'the lazy push of the second run', LAZY_PUSH_MS * 3)
+    // then the peer progresses from elsewhere again: the relay stays lazy and holds the third run back
+    const progressSince = Date.now()
+    const third = await nextRun(t, 'c')
+    await progressFor(s, O, second, LAZY_PUSH_MS * 1.7)
+    expect(batchesOf(s, O).filter(b => b.toSeq > second), `pushed within ${Date.now() - progressSince} ms of progress`).toEqual([])
+    // silent again: one more lazy push, and with still no progress from elsewhere LAZY_PUSH_MS later the
+    // link turns eager: a new run then goes at once
+    await eventually(() => batchesOf(s, O).some(b => b.toSeq === third), 'the lazy push of the third run', LAZY_PUSH_MS * 3)
+    await sleep(LAZY_PUSH_MS + 1000)
+    const fourth = await nextRun(t, 'd')
+    const heldAt = Date.now()
+    await eventually(() => batchesOf(s, O).some(b => b.toSeq === fourth), 'the eager push of the fourth run', LAZY_PUSH_MS * 3)
+    const pushed = batchesOf(s, O).find(b => b.toSeq === fourth) as { at: number }
+    expect(pushed.at - heldAt).toBeLessThan(LAZY_PUSH_MS / 2)
   }, 60_000)
 
   it('a node that accepts a run tells the peers holding more of that origin, at a bounded rate', async () => {

@@ -457,8 +457,11 @@ export class SyncSession {
    * still not said it holds them, and it has not said it holds more of that
    * origin for LAZY_PUSH_MS either (`progressAt`; nodes tell peers ahead of
    * them, see announce): a peer that progresses is fed by another path,
-   * only later than we could (under load, seconds later). Such a send means
-   * that path failed it, and the origin is pushed at once again. A node's
+   * only later than we could (under load, seconds later). Such a send may
+   * mean that path failed it: if the peer still reports no progress from
+   * elsewhere LAZY_PUSH_MS later, the origin is pushed at once again; if it
+   * does, the link stays lazy (a loaded peer pauses for seconds at a time:
+   * turning eager on every pause sent it thousands of duplicates). A node's
    * own entries always go at once. In a 30-node mesh (`npm run bench --
    * --only fanout`) pushing everything to every peer made each node receive
    * each entry ~3.8 times; lazy push on age alone 2.3–2.6 (the loaded nodes
@@ -468,7 +471,20 @@ export class SyncSession {
   private sendCap (origin: string): number {
     if (!this.lazy.has(origin)) return Infinity
     const now = Date.now()
-    if (now - (this.progressAt.get(origin) ?? 0) < LAZY_PUSH_MS) {
+    const progress = this.progressAt.get(origin) ?? 0
+    const pushed = this.lazyPushedAt.get(origin)
+    if (pushed !== undefined) {
+      if (progress > pushed) {
+        // the peer got more from elsewhere since: our push bridged a pause, stay lazy
+        this.lazyPushedAt.delete(origin)
+      } else if (now - pushed >= LAZY_PUSH_MS) {
+        // nothing from elsewhere since our push: the path that fed the peer failed, push at once again
+        this.lazy.delete(origin)
+        this.lazyPushedAt.delete(origin)
+        return Infinity
+      }
+    }
+    if (now - progress < LAZY_PUSH_MS) {
       this.wakeLater()
       return this.theirs.get(origin)
     }
@@ -478,6 +494,9 @@ export class SyncSession {
   }
 
   private lazyTimer?: ReturnType<typeof setTimeout>
+
+  /** Per origin pushed lazily: when we first sent it entries it still lacked after it had shown no progress (see sendCap). */
+  private readonly lazyPushedAt = new Map<string, number>()
 
   /** Per origin, when the peer last said it holds more of it (Have, or a batch it sent). */
   private readonly progressAt = new Map<string, number>()
@@ -534,8 +553,8 @@ export class SyncSession {
       }
       if (this.theirs.get(origin) !== from) continue // the peer's position moved while we read
       const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
-      // sent lazily and still wanted: the path that served the peer no longer does
-      if (cap !== Infinity) this.lazy.delete(origin)
+      // sent lazily and still wanted: the path that served the peer may have failed (see sendCap)
+      if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
       this.theirs.advance(origin, run.toSeq)
       this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, run.toSeq))
       this.unacked.push({ origin, fromSeq: run.fromSeq, toSeq: run.toSeq })
