@@ -216,13 +216,11 @@ export class Ingestor {
       const accepts = this.policy?.acceptsEntry
       const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
       const keptCerts = accepts === undefined ? certs : certs.filter(c => accepts(origin, c.from + 1))
-      // Received batches read through LevelDB as before, not from frontiers (store/frontier.ts): with
-      // their reads answered from memory, a 30-node mesh's nodes received each entry 2.8-3.1 times
-      // instead of 2.3-2.5 (`npm run bench -- --only fanout`, 3 runs each), at the same speed. The
-      // timing of the gossip's duplicate suppression changed (why exactly is not yet known: letting the
-      // event loop turn before or after each batch did not bring it back); local writes and backfills,
-      // which are not gossip, keep them
-      const txn = this.store.txn({ frontiers: false })
+      // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read. (Session 7
+      // left them off here: in a 30-node mesh they raised receptions per entry; since lazy links stay lazy
+      // while the peer progresses, they no longer do: 1.04-1.12 vs 1.09-1.17, 80-87 vs 89-100 µs of CPU
+      // per entry per node, `npm run bench -- --only fanout`, 2 interleaved pairs)
+      const txn = this.store.txn()
       await this.warm(txn, origin, fresh)
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)

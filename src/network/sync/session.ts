@@ -466,7 +466,9 @@ export class SyncSession {
    * --only fanout`) pushing everything to every peer made each node receive
    * each entry ~3.8 times; lazy push on age alone 2.3–2.6 (the loaded nodes
    * ran more than LAZY_PUSH_MS behind, so most lazy sends were duplicates,
-   * and each turned the link eager again); with the progress rule 1.2–1.8.
+   * and each turned the link eager again); with the progress rule 1.2–1.8;
+   * with lazy sends that keep the link lazy unless the peer stays without
+   * progress, 1.00–1.02.
    */
   private sendCap (origin: string): number {
     if (!this.lazy.has(origin)) return Infinity
