@@ -259,8 +259,8 @@ export class Store {
     await this.writing
   }
 
-  txn (options: { frontiers?: boolean } = {}): Txn {
-    return new Txn(this.db, this, options.frontiers ?? true)
+  txn (): Txn {
+    return new Txn(this.db, this)
   }
 
   /**
@@ -324,25 +324,21 @@ export class Txn {
   /** What it read (or prefetched) from the database and from writes in flight. */
   private readonly cache = new Map<string, Uint8Array | undefined>()
 
-  /** Whether prefetch answers keys beyond a frontier from memory and learns frontiers (frontier.ts). */
-  private readonly useFrontiers: boolean
-
-  constructor (db: Db, store: Store, useFrontiers = true) {
+  constructor (db: Db, store: Store) {
     this.db = db
     this.store = store
-    this.useFrontiers = useFrontiers
   }
 
   /** Load many keys with one read so later `get`s hit memory. */
   async prefetch (keyList: string[]): Promise<void> {
     const missing: string[] = []
     const pending = this.store.hasPending()
-    const frontiers = this.useFrontiers ? this.store.frontiers : undefined
+    const frontiers = this.store.frontiers
     for (const k of keyList) {
       if (this.cache.has(k) || this.writes.has(k)) continue
       const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
-      else if (frontiers?.beyond(k) === true) this.cache.set(k, undefined)
+      else if (frontiers.beyond(k)) this.cache.set(k, undefined)
       else missing.push(k)
     }
     if (missing.length === 0) return
@@ -410,7 +406,7 @@ export class Txn {
     const last = group[group.length - 1]
     const limit = group.length * 2 + 16
     const frontiers = this.store.frontiers
-    const probe = this.useFrontiers && frontiers.startProbe(prefix, this.store.inFlight())
+    const probe = frontiers.startProbe(prefix, this.store.inFlight())
     let empty = false
     let entries: Array<[string, Uint8Array]>
     try {

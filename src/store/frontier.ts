@@ -18,8 +18,7 @@
  *
  * Only the key families written through Store.write alone take part (the
  * others are also written with direct puts, see keys.ts). Every write keeps
- * the frontiers; a transaction may read without them (`Store.txn({
- * frontiers: false })`; the node's own write paths all use them).
+ * the frontiers and every transaction's prefetch uses them.
  */
 import { prefixOf, SEP } from './keys.js'
 
