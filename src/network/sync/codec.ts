@@ -4,7 +4,7 @@
  * way in. Nothing outside src/network sees a protobuf object.
  */
 import { ProtocolError } from '../../errors.js'
-import { fromPbEntry } from '../../log/entry.js'
+import { decodeEntry, fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
 import { levelWidths, MAX_RUN_LENGTH } from '../../log/signing.js'
@@ -13,7 +13,8 @@ import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
-import { Entry as PbEntry, Frame, Op, RunCert } from './pb/sync.js'
+import { WireReader } from '../../log/wire.js'
+import { Frame, Op, RunCert } from './pb/sync.js'
 
 export type SyncMessage =
   | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
@@ -59,49 +60,6 @@ function parseJsonObject (bytes: Uint8Array): object | undefined {
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined
   } catch {
     return undefined
-  }
-}
-
-/** Protobuf wire reading for the one hot message, Batch: its entries are kept as the exact bytes received. */
-class WireReader {
-  pos: number
-  constructor (readonly buf: Uint8Array, start = 0, readonly end = buf.byteLength) {
-    this.pos = start
-  }
-
-  varint (): number {
-    let result = 0
-    let mul = 1
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new Error('truncated varint')
-      const b = this.buf[this.pos++]
-      result += (b & 0x7f) * mul
-      if (b < 0x80) return result
-      mul *= 128
-    }
-    throw new Error('varint longer than 10 bytes')
-  }
-
-  /** Bounds of a length-delimited field's payload. */
-  lengthDelimited (): [number, number] {
-    const len = this.varint()
-    const start = this.pos
-    if (len > this.end - start) throw new Error('length-delimited field runs past the end of its message')
-    this.pos = start + len
-    return [start, start + len]
-  }
-
-  skip (wireType: number): void {
-    if (wireType === 0) this.varint()
-    else if (wireType === 1) this.advance(8)
-    else if (wireType === 2) this.lengthDelimited()
-    else if (wireType === 5) this.advance(4)
-    else throw new Error(`unsupported wire type ${wireType}`)
-  }
-
-  private advance (n: number): void {
-    if (n > this.end - this.pos) throw new Error('truncated field')
-    this.pos += n
   }
 }
 
@@ -153,7 +111,12 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
   try {
     wire = readBatchFrame(bytes)
     if (wire !== undefined) {
-      const entries = wire.entries.map(raw => ({ raw, pb: PbEntry.decode(raw) }))
+      const origin = wire.origin
+      const entries = wire.entries.map(raw => {
+        const e = decodeEntry(origin, raw)
+        e.bytes = raw
+        return e
+      })
       const certs = wire.certs.map(raw => RunCert.decode(raw))
       return decodeBatch(wire.origin, wire.fromSeq, wire.toSeq, entries, certs)
     }
@@ -184,41 +147,39 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     return { type: 'have', origin: f.have.origin, seq: checkSeq(f.have.seq, 'have seq') }
   }
   const b = f.batch as NonNullable<Frame['batch']>
-  return decodeBatch(b.origin, b.fromSeq, b.toSeq, b.entries.map(pb => ({ pb })), b.certs)
+  const entries = b.entries.map(pb => {
+    if (pb.op === Op.DEL && pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
+    return fromPbEntry(b.origin, pb)
+  })
+  return decodeBatch(b.origin, b.fromSeq, b.toSeq, entries, b.certs)
 }
 
-/** Validate a Batch; entries received as bytes keep them (`raw`): they are what the origin signed, unless it encoded them oddly (see verifyRuns). */
-function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, pbEntries: Array<{ raw?: Uint8Array, pb: PbEntry }>, pbCerts: RunCert[]): SyncMessage {
-  const b = { origin, entries: pbEntries, certs: pbCerts }
+/**
+ * Validate a Batch. Entries received as bytes keep them (`bytes`): they are
+ * what the origin signed, unless it encoded them oddly (see verifyRuns).
+ */
+function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, decoded: LogEntry[], pbCerts: RunCert[]): SyncMessage {
+  const b = { origin, entries: decoded, certs: pbCerts }
   if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
   const fromSeq = checkSeq(rawFromSeq, 'batch from_seq')
   const toSeq = checkSeq(rawToSeq, 'batch to_seq')
   if (toSeq <= fromSeq) throw new ProtocolError(`batch range (${fromSeq}, ${toSeq}] is empty or reversed`, 'FRAME_INVALID')
   if (b.entries.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.entries.length} entries (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
-  const entries: LogEntry[] = new Array(b.entries.length)
   let prev = fromSeq
-  for (let i = 0; i < b.entries.length; i++) {
-    const { raw, pb } = b.entries[i]
-    let parsed: object | undefined
-    if (!Number.isSafeInteger(pb.seq) || pb.seq <= prev || pb.seq > toSeq) throw new ProtocolError(`batch entry seq ${pb.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
-    prev = pb.seq
-    if (!Number.isSafeInteger(pb.hlcWall) || pb.hlcWall <= 0) throw new ProtocolError(`entry ${pb.seq} has an invalid clock`, 'FRAME_INVALID')
-    if (!(isValidCollection(pb.collection) || isRegistryCollection(pb.collection))) throw new ProtocolError(`entry ${pb.seq} has an invalid collection name`, 'FRAME_INVALID')
-    if (!isValidId(pb.id)) throw new ProtocolError(`entry ${pb.seq} has an invalid record id`, 'FRAME_INVALID')
-    if (pb.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${pb.seq} carries ${pb.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
-    if (pb.op === Op.PUT) {
-      if (jsonTextTooDeep(pb.value)) throw new ProtocolError(`entry ${pb.seq} is a put whose value nests more than ${MAX_JSON_DEPTH} levels`, 'FRAME_INVALID')
-      parsed = parseJsonObject(pb.value)
-      if (parsed === undefined) throw new ProtocolError(`entry ${pb.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
-    } else if (pb.op === Op.DEL) {
-      if (pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
-    } else {
-      throw new ProtocolError(`entry ${pb.seq} has an unknown op`, 'FRAME_INVALID')
+  for (const e of b.entries) {
+    if (!Number.isSafeInteger(e.seq) || e.seq <= prev || e.seq > toSeq) throw new ProtocolError(`batch entry seq ${e.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
+    prev = e.seq
+    if (!Number.isSafeInteger(e.hlc.wall) || e.hlc.wall <= 0) throw new ProtocolError(`entry ${e.seq} has an invalid clock`, 'FRAME_INVALID')
+    if (!(isValidCollection(e.collection) || isRegistryCollection(e.collection))) throw new ProtocolError(`entry ${e.seq} has an invalid collection name`, 'FRAME_INVALID')
+    if (!isValidId(e.id)) throw new ProtocolError(`entry ${e.seq} has an invalid record id`, 'FRAME_INVALID')
+    if (e.op === 'put') {
+      const value = e.value as Uint8Array
+      if (value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${e.seq} carries ${value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
+      if (jsonTextTooDeep(value)) throw new ProtocolError(`entry ${e.seq} is a put whose value nests more than ${MAX_JSON_DEPTH} levels`, 'FRAME_INVALID')
+      const parsed = parseJsonObject(value)
+      if (parsed === undefined) throw new ProtocolError(`entry ${e.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
+      e.parsed = parsed
     }
-    const e = fromPbEntry(b.origin, pb)
-    if (raw !== undefined) e.bytes = raw
-    if (parsed !== undefined) e.parsed = parsed
-    entries[i] = e
   }
   if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
   const certs: Cert[] = new Array(b.certs.length)
@@ -239,7 +200,7 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, pbEn
     }
     certs[i] = { from, to, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })) }
   }
-  return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries, certs }
+  return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries: b.entries, certs }
 }
 
 function vectorToWire (v: VersionVector): Array<{ origin: string, seq: number }> {
