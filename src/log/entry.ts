@@ -28,6 +28,15 @@ export interface LogEntry {
 
 const EMPTY = new Uint8Array(0)
 
+/**
+ * A new entry, every field in the literal: V8 then keeps them all in the
+ * object (the fields set later, `bytes`, `leaf`, `parsed`, would otherwise
+ * cost a second object per entry).
+ */
+export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined): LogEntry {
+  return { origin, seq, hlc, collection, id, op, value, bytes: undefined, leaf: undefined, parsed: undefined }
+}
+
 export function toPbEntry (e: LogEntry): PbEntry {
   return {
     seq: e.seq,
@@ -41,16 +50,8 @@ export function toPbEntry (e: LogEntry): PbEntry {
 }
 
 export function fromPbEntry (origin: string, pb: PbEntry): LogEntry {
-  const e: LogEntry = {
-    origin,
-    seq: pb.seq,
-    hlc: { wall: pb.hlcWall, logical: pb.hlcLogical },
-    collection: pb.collection,
-    id: pb.id,
-    op: pb.op === PbOp.DEL ? 'del' : 'put'
-  }
-  if (e.op === 'put') e.value = pb.value
-  return e
+  const op = pb.op === PbOp.DEL ? 'del' : 'put'
+  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined)
 }
 
 export function encodeEntry (e: LogEntry): Uint8Array {
@@ -93,7 +94,5 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
   }
   if (op !== 0 && op !== 1) throw new Error(`entry ${seq} has an unknown op`)
   if (op === 1 && valueEnd > valueStart) throw new Error(`entry ${seq} is a delete with a value`)
-  const e: LogEntry = { origin, seq, hlc: { wall, logical }, collection, id, op: op === 1 ? 'del' : 'put' }
-  if (op === 0) e.value = bytes.subarray(valueStart, valueEnd)
-  return e
+  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined)
 }

@@ -6,7 +6,7 @@
  * that target it). Either all of it is durable or none of it is.
  */
 import type { ChangeLog } from '../log/changelog.js'
-import { decodeEntry } from '../log/entry.js'
+import { decodeEntry, newEntry } from '../log/entry.js'
 import type { LogEntry } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
@@ -246,9 +246,7 @@ export class Ingestor {
     return await this.store.exclusive(async () => {
       const from = this.log.held(this.self)
       const entries: LogEntry[] = ops.map((op, i) => {
-        const e: LogEntry = { origin: this.self, seq: from + i + 1, hlc: this.clock.tick(), collection: op.collection, id: op.id, op: op.op }
-        if (op.op === 'put') e.value = encodeJson(op.value)
-        return e
+        return newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? encodeJson(op.value) : undefined)
       })
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
@@ -370,7 +368,7 @@ export class Ingestor {
     }
   }
 
-  /** Write a record and move it to the head of the changes feed. Returns its cursor (0 for registry records). */
+  /** Write a record and move it to the head of the changes feed (`state.cursor` is set to its cursor). Returns the cursor (0 for registry records). */
   private writeRecord (st: TxnState, collection: string, id: string, state: RecordState, previous: RecordState | undefined): number {
     if (isRegistryCollection(collection)) {
       st.txn.put(keys.record(collection, id), encodeRecord(state))
@@ -379,7 +377,8 @@ export class Ingestor {
     const cursor = ++st.cursor
     if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
-    st.txn.put(keys.record(collection, id), encodeRecord({ ...state, cursor }))
+    state.cursor = cursor
+    st.txn.put(keys.record(collection, id), encodeRecord(state))
     return cursor
   }
 
@@ -497,8 +496,7 @@ export class Ingestor {
   }
 
   private ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, hlc: LogEntry['hlc']): LogEntry {
-    const e: LogEntry = { origin: this.self, seq: ++st.ownTop, hlc, collection, id, op }
-    if (op === 'put') e.value = encodeJson(value)
+    const e = newEntry(this.self, ++st.ownTop, hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined)
     st.derived.push(e)
     return e
   }

@@ -194,7 +194,7 @@ export interface ApplyContext {
   freshVersion (): Version
   /** Whether writes to this collection are logged in this node's own log (it is the source of a rule). */
   published (collection: string): boolean
-  /** Write a record (with its feed cursor); returns the cursor. */
+  /** Write a record (with its feed cursor, which is set on `state`); returns the cursor. */
   writeRecord (collection: string, id: string, state: RecordState, previous: RecordState | undefined): number
   /** Record a conflict of a rule. */
   conflict (conflict: Omit<ConflictRecord, 'n' | 'at'>): void
@@ -276,6 +276,11 @@ function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: Record
   return { change, version: state.version }
 }
 
+/** Record that this rule placed its source record under `targetId` (unless it already is). */
+function setMapping (ctx: ApplyContext, mapKey: string, mapped: string | undefined, targetId: string): void {
+  if (mapped !== targetId) ctx.txn.put(mapKey, utf8.encode(targetId))
+}
+
 function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>): Applied[] {
   const r = rule.rule
   const collection = r.to.collection
@@ -288,9 +293,6 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     // the source record's key changed: what it placed under the old id goes
     out.push(...removePlaced(ctx, rule, entry, mapped, version))
   }
-  const setMapping = (): void => {
-    if (mapped !== plan.targetId) ctx.txn.put(mapKey, utf8.encode(plan.targetId))
-  }
   const existing = readRecord(ctx.txn, collection, plan.targetId)
   const state: RecordState = { value: plan.value, version, rule: r.id }
   const raw = rawValueOf(entry, plan.value)
@@ -298,7 +300,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
   if (plan.targetId !== entry.id) state.source = entry.id
   if (existing === undefined) {
     out.push(write(ctx, rule, plan.targetId, state, undefined))
-    setMapping()
+    setMapping(ctx, mapKey, mapped, plan.targetId)
     return out
   }
   if (r.mode === 'insert-only' && existing.value !== undefined) return out
@@ -306,7 +308,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     // The target already holds this very write (placed by another rule, by this rule's previous
     // incarnation, or its echo through a cycle): nothing changes, but this rule must know it
     // placed it too, or a later delete of the source record would not reach the target.
-    setMapping()
+    setMapping(ctx, mapKey, mapped, plan.targetId)
     if (ctx.reeval && existing.value !== undefined && existing.rule === r.id && !jsonEqual(existing.value, plan.value)) {
       // the rule changed: the same source write now gives another value
       const v = ctx.published(collection) ? ctx.freshVersion() : existing.version
@@ -316,7 +318,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
   }
   const restamped = restampedByRule(existing, r.id, ctx.self)
   if (restamped && existing.value !== undefined && jsonEqual(existing.value, plan.value)) {
-    setMapping()
+    setMapping(ctx, mapKey, mapped, plan.targetId)
     return out
   }
   const order = compareWrites(existing.version, version)
@@ -328,7 +330,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
   // where it is logged for other nodes, or they would keep the later one
   if (order > 0 && ctx.published(collection)) state.version = ctx.freshVersion()
   out.push(write(ctx, rule, plan.targetId, state, existing))
-  setMapping()
+  setMapping(ctx, mapKey, mapped, plan.targetId)
   return out
 }
 
