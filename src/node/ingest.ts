@@ -16,7 +16,7 @@ import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
-import { compareVersion, decodeRecord, encodeRecord, publicVersion } from '../store/records.js'
+import { compareVersion, decodeRecord, encodeRecord, publicVersion, recordState } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
 import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
 import type { Applied, ApplyContext, CompiledRule, Plan } from '../rules/engine.js'
@@ -421,14 +421,14 @@ export class Ingestor {
       if (!direct && rules === undefined) continue
       const value = parseEntryValue(entry)
       if (direct) {
-        work.push({ entry, value })
+        work.push({ entry, rule: undefined, plan: undefined, value })
         prefetch.push(keys.record(entry.collection, entry.id))
       }
       for (const rule of rules ?? []) {
         const maybe = this.plan(rule, entry, value)
         const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
         if (plan === undefined) continue
-        work.push({ entry, rule, plan })
+        work.push({ entry, rule, plan, value: undefined })
         prefetch.push(...planKeys(rule, entry, plan))
       }
     }
@@ -519,9 +519,7 @@ export class Ingestor {
     const version = entryVersion(entry)
     const bytes = st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
-    const state: RecordState = entry.op === 'put' ? { value, version } : { version }
-    const raw = rawValueOf(entry, value)
-    if (raw !== undefined) state.raw = raw
+    const state = entry.op === 'put' ? recordState(version, value, undefined, undefined, rawValueOf(entry, value)) : recordState(version, undefined)
     if (existing !== undefined && compareVersion(existing.version, version) >= 0) {
       // a local write that lost to a later write a merge rule placed (a clock ahead of ours)
       if (compareVersion(existing.version, version) > 0) this.localWriteConflict(st, entry, existing, state, 'existing')
@@ -533,8 +531,9 @@ export class Ingestor {
       st.result.registry.push({ collection: entry.collection, id: entry.id, value: entry.op === 'put' ? value : undefined })
       return
     }
-    const change: ChangeEvent = { collection: entry.collection, id: entry.id, op: entry.op, version: publicVersion(version), cursor: String(cursor) }
-    if (value !== undefined) change.value = value
+    const change: ChangeEvent = value !== undefined
+      ? { collection: entry.collection, id: entry.id, op: entry.op, value, version: publicVersion(version), cursor: String(cursor) }
+      : { collection: entry.collection, id: entry.id, op: entry.op, version: publicVersion(version), cursor: String(cursor) }
     st.result.changes.push(change)
     if (existing !== undefined) this.localWriteConflict(st, entry, existing, state, 'incoming')
   }

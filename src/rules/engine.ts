@@ -38,7 +38,7 @@ import { decodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys } from '../store/keys.js'
 import { isValidId } from '../store/names.js'
-import { decodeRecord, publicVersion } from '../store/records.js'
+import { decodeRecord, publicVersion, recordState } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
 import { compileWhere, jsonEqual } from './filter.js'
 import type { Predicate } from './filter.js'
@@ -271,8 +271,11 @@ function reportConflict (ctx: ApplyContext, rule: CompiledRule, kind: ConflictRe
 function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: RecordState, previous: RecordState | undefined): Applied {
   const collection = rule.rule.to.collection
   const cursor = ctx.writeRecord(collection, id, state, previous)
-  const change: ChangeEvent = { collection, id, op: state.value !== undefined ? 'put' : 'del', version: publicVersion(state.version), ruleId: rule.rule.id, cursor: String(cursor) }
-  if (state.value !== undefined) change.value = state.value
+  const version = publicVersion(state.version)
+  // two shapes, each with all its fields in the literal (see recordState)
+  const change: ChangeEvent = state.value !== undefined
+    ? { collection, id, op: 'put', value: state.value, version, ruleId: rule.rule.id, cursor: String(cursor) }
+    : { collection, id, op: 'del', version, ruleId: rule.rule.id, cursor: String(cursor) }
   return { change, version: state.version }
 }
 
@@ -294,10 +297,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     out.push(...removePlaced(ctx, rule, entry, mapped, version))
   }
   const existing = readRecord(ctx.txn, collection, plan.targetId)
-  const state: RecordState = { value: plan.value, version, rule: r.id }
-  const raw = rawValueOf(entry, plan.value)
-  if (raw !== undefined) state.raw = raw
-  if (plan.targetId !== entry.id) state.source = entry.id
+  const state = recordState(version, plan.value, r.id, plan.targetId !== entry.id ? entry.id : undefined, rawValueOf(entry, plan.value))
   if (existing === undefined) {
     out.push(write(ctx, rule, plan.targetId, state, undefined))
     setMapping(ctx, mapKey, mapped, plan.targetId)
@@ -349,7 +349,7 @@ function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, t
   const kind = conflictKind(existing, entry, r.id, targetId, ctx.self)
   if (kind !== undefined && kind !== 'key-collision') reportConflict(ctx, rule, kind, targetId, existing, { version }, wins ? 'incoming' : 'existing')
   if (!wins) return []
-  const state: RecordState = { version: order > 0 && ctx.published(r.to.collection) ? ctx.freshVersion() : version, rule: r.id }
+  const state = recordState(order > 0 && ctx.published(r.to.collection) ? ctx.freshVersion() : version, undefined, r.id)
   return [write(ctx, rule, targetId, state, existing)]
 }
 

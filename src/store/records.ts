@@ -41,21 +41,35 @@ interface EncodedRecord {
 
 const CLOSE = 0x7d // }
 
+/**
+ * A record state with every field in the literal: V8 then keeps them all in
+ * the object (a field set later, like the feed cursor, would cost a second
+ * object per record; see newEntry in src/log/entry.ts).
+ */
+export function recordState (version: Version, value: JsonObject | undefined, rule?: string, source?: string, raw?: Uint8Array): RecordState {
+  return { value, version, rule, source, cursor: undefined, raw }
+}
+
+/** The JSON text of the last origin encoded: a node writes runs of records from the same origin. */
+let lastOrigin = ''
+let lastOriginJson = '""'
+
 export function encodeRecord (state: RecordState): Uint8Array {
-  const enc: EncodedRecord = { w: state.version.hlc.wall, l: state.version.hlc.logical, o: state.version.origin, s: state.version.seq }
-  if (state.rule !== undefined) enc.r = state.rule
-  if (state.source !== undefined) enc.i = state.source
-  if (state.cursor !== undefined) enc.c = state.cursor
-  if (state.value === undefined) return encodeJson(enc)
-  if (state.raw === undefined) {
-    enc.v = state.value
+  const version = state.version
+  if (state.value === undefined || state.raw === undefined) {
+    // JSON.stringify leaves out the fields that are undefined
+    const enc: EncodedRecord = { w: version.hlc.wall, l: version.hlc.logical, o: version.origin, s: version.seq, r: state.rule, i: state.source, c: state.cursor, v: state.value }
     return encodeJson(enc)
   }
+  if (version.origin !== lastOrigin) {
+    lastOriginJson = JSON.stringify(version.origin)
+    lastOrigin = version.origin
+  }
   // {"w":…,…,"v": + the value's own JSON text + } (Buffer: small allocations come from a pool)
-  let head = `{"w":${enc.w},"l":${enc.l},"o":${JSON.stringify(enc.o)},"s":${enc.s}`
-  if (enc.r !== undefined) head += `,"r":${JSON.stringify(enc.r)}`
-  if (enc.i !== undefined) head += `,"i":${JSON.stringify(enc.i)}`
-  if (enc.c !== undefined) head += `,"c":${enc.c}`
+  let head = `{"w":${version.hlc.wall},"l":${version.hlc.logical},"o":${lastOriginJson},"s":${version.seq}`
+  if (state.rule !== undefined) head += `,"r":${JSON.stringify(state.rule)}`
+  if (state.source !== undefined) head += `,"i":${JSON.stringify(state.source)}`
+  if (state.cursor !== undefined) head += `,"c":${state.cursor}`
   head += ',"v":'
   const headLength = Buffer.byteLength(head)
   const out = Buffer.allocUnsafe(headLength + state.raw.byteLength + 1)
@@ -67,12 +81,7 @@ export function encodeRecord (state: RecordState): Uint8Array {
 
 export function decodeRecord (bytes: Uint8Array): RecordState {
   const enc = decodeJson<EncodedRecord>(bytes)
-  const state: RecordState = { version: { hlc: { wall: enc.w, logical: enc.l }, origin: enc.o, seq: enc.s } }
-  if (enc.v !== undefined) state.value = enc.v
-  if (enc.r !== undefined) state.rule = enc.r
-  if (enc.i !== undefined) state.source = enc.i
-  if (enc.c !== undefined) state.cursor = enc.c
-  return state
+  return { value: enc.v, version: { hlc: { wall: enc.w, logical: enc.l }, origin: enc.o, seq: enc.s }, rule: enc.r, source: enc.i, cursor: enc.c, raw: undefined }
 }
 
 /**
