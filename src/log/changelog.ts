@@ -462,7 +462,8 @@ export class ChangeLog {
     const range = prefixRange(prefix)
     // one trip usually brings the whole batch (a run is cut into batches at run ends, so a little more may be read)
     entries: for await (const batch of rows(this.store.db, { gt: keys.entry(origin, fromSeq), lt: range.lt, snapshot }, { entries: maxEntries + 1, bytes: maxBytes })) {
-      for (const [key, value] of batch) {
+      for (let b = 0; b < batch.length; b++) {
+        const [key, value] = batch[b]
         const seq = parseInt(keySuffix(key, prefix), 16)
         if (seq > held) break entries
         // finishing a run: stop here if the limits are reached
@@ -527,7 +528,8 @@ export class ChangeLog {
     const end = upTo === Infinity ? { lt: prefixRange(prefix).lt } : { lte: keys.entry(origin, upTo) }
     const out = { entries: [] as LogEntry[], lastSeq: afterSeq, scanned: 0, more: false }
     for await (const batch of rows(this.store.db, { gt: keys.entry(origin, afterSeq), ...end, limit })) {
-      for (const [key, value] of batch) {
+      for (let b = 0; b < batch.length; b++) {
+        const [key, value] = batch[b]
         out.scanned++
         out.lastSeq = parseInt(keySuffix(key, prefix), 16)
         const entry = decodeEntry(origin, value)
