@@ -2,6 +2,7 @@
  * Signed runs: Merkle roots, pruning under compaction, verification of what
  * the change log serves, and rejection of tampering.
  */
+import { createHash } from 'node:crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -38,6 +39,19 @@ function received (origin: string, entries: LogEntry[]): LogEntry[] {
 }
 
 describe('Merkle runs', () => {
+  it('hashes leaves and nodes as protocols/sync specifies, for entries of any size and in any order', () => {
+    const sha = (...parts: Uint8Array[]): Buffer => createHash('sha256').update(Buffer.concat(parts)).digest()
+    const prefix = Buffer.from('syncmesh/leaf/1\0')
+    // small, growing past the kept input buffer, past its limit, and small again (nothing of a longer one left behind)
+    const inputs = [new Uint8Array([1, 2, 3]), new Uint8Array(5000).fill(7), new Uint8Array(100_000).fill(9), new Uint8Array([4])]
+    const leaves = inputs.map(b => leafHash(b))
+    inputs.forEach((b, i) => expect(Buffer.from(leaves[i]).equals(sha(prefix, b))).toBe(true))
+    // three leaves: node(node(l0, l1), l2), the odd one promoted
+    const root = merkleRoot(3, new Map(leaves.slice(0, 3).map((l, i) => [i, l])), []) as Uint8Array
+    const expected = sha(Buffer.from([1]), sha(Buffer.from([1]), leaves[0], leaves[1]), leaves[2])
+    expect(Buffer.from(root).equals(expected)).toBe(true)
+  })
+
   it('pruning any subset keeps the root reproducible from the survivors', () => {
     const r = rand(7)
     for (let trial = 0; trial < 200; trial++) {

@@ -55,33 +55,47 @@ export const RUN_MAX_BYTES = 512 * 1024
 
 const LEAF_PREFIX = Buffer.from('syncmesh/leaf/1\0')
 const RUN_PREFIX = Buffer.from('syncmesh/run/1\0')
-const NODE_PREFIX = Buffer.from([1])
 
 // One-shot SHA-256 (Node >= 20.12) skips a Hash object per call: leaves and
 // nodes are hashed for every entry sent or received.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash
 
-function sha256Of (parts: Uint8Array[], length: number): Uint8Array {
-  if (oneShot === undefined) {
-    const h = createHash('sha256')
-    for (const p of parts) h.update(p)
-    return h.digest()
-  }
-  const buf = Buffer.allocUnsafe(length)
-  let o = 0
-  for (const p of parts) {
-    buf.set(p, o)
-    o += p.byteLength
-  }
-  return oneShot('sha256', buf, 'buffer')
+/**
+ * What is hashed is assembled in buffers kept for the purpose (hashing is
+ * synchronous, so one of each suffices): a node's 65 bytes, a leaf's prefix
+ * and entry. Two hashes per entry, on both sides of every sync: a buffer
+ * and an array per hash were a good part of a node's garbage.
+ */
+const NODE_INPUT = Buffer.alloc(65)
+NODE_INPUT[0] = 1
+let leafInput = Buffer.alloc(4096)
+LEAF_PREFIX.copy(leafInput)
+
+function sha256Of (data: Uint8Array): Uint8Array {
+  if (oneShot !== undefined) return oneShot('sha256', data, 'buffer')
+  return createHash('sha256').update(data).digest()
 }
+
+/** Entries up to this size are hashed in the kept buffer (which grows to it); larger ones in their own. */
+const LEAF_INPUT_MAX = 64 * 1024
 
 export function leafHash (entryBytes: Uint8Array): Uint8Array {
-  return sha256Of([LEAF_PREFIX, entryBytes], LEAF_PREFIX.byteLength + entryBytes.byteLength)
+  const length = LEAF_PREFIX.byteLength + entryBytes.byteLength
+  if (length > LEAF_INPUT_MAX) return sha256Of(Buffer.concat([LEAF_PREFIX, entryBytes]))
+  if (length > leafInput.byteLength) {
+    leafInput = Buffer.alloc(Math.min(LEAF_INPUT_MAX, Math.max(length, 2 * leafInput.byteLength)))
+    LEAF_PREFIX.copy(leafInput)
+  }
+  leafInput.set(entryBytes, LEAF_PREFIX.byteLength)
+  return sha256Of(leafInput.subarray(0, length))
 }
 
+/** Hashes of the tree are 32 bytes (certificates' pruned hashes are checked on receipt). */
 function nodeHash (left: Uint8Array, right: Uint8Array): Uint8Array {
-  return sha256Of([NODE_PREFIX, left, right], 1 + left.byteLength + right.byteLength)
+  if (left.byteLength !== 32 || right.byteLength !== 32) return sha256Of(Buffer.concat([NODE_INPUT.subarray(0, 1), left, right]))
+  NODE_INPUT.set(left, 1)
+  NODE_INPUT.set(right, 33)
+  return sha256Of(NODE_INPUT)
 }
 
 /** Width of each level of the tree over n leaves, bottom (n) to top (1). */
