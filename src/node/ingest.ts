@@ -55,6 +55,8 @@ export interface LocalOp {
   id: string
   op: 'put' | 'del'
   value?: JsonObject
+  /** `value`'s JSON text, when the caller serialised it already (checking its size). */
+  bytes?: Uint8Array
 }
 
 export interface BackfillState {
@@ -246,7 +248,7 @@ export class Ingestor {
     return await this.store.exclusive(async () => {
       const from = this.log.held(this.self)
       const entries: LogEntry[] = ops.map((op, i) => {
-        return newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? encodeJson(op.value) : undefined)
+        return newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined)
       })
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }

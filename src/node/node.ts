@@ -52,18 +52,19 @@ const STUCK_CHECK_MS = 5_000
 const DEFAULT_PAGE = 100
 const MAX_PAGE = 1000
 
-function checkValue (value: unknown): JsonObject {
+/** A put's value checked, with its JSON text (serialised once: the log entry stores it). */
+function checkValue (value: unknown): { value: JsonObject, bytes: Uint8Array } {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidInputError('a record value must be a JSON object, e.g. {"title":"hello"}', 'INVALID_VALUE')
   }
   if (jsonTooDeep(value)) {
     throw new InvalidInputError(`the record value nests more than ${MAX_JSON_DEPTH} levels of objects and arrays; flatten it`, 'VALUE_TOO_DEEP')
   }
-  const size = Buffer.byteLength(JSON.stringify(value))
-  if (size > MAX_VALUE_BYTES) {
-    throw new InvalidInputError(`the record value is ${size} bytes; the limit is ${MAX_VALUE_BYTES} bytes`, 'VALUE_TOO_LARGE')
+  const bytes = encodeJson(value)
+  if (bytes.byteLength > MAX_VALUE_BYTES) {
+    throw new InvalidInputError(`the record value is ${bytes.byteLength} bytes; the limit is ${MAX_VALUE_BYTES} bytes`, 'VALUE_TOO_LARGE')
   }
-  return value as JsonObject
+  return { value: value as JsonObject, bytes }
 }
 
 export class SyncNode extends EventTarget implements SyncNodeApi {
@@ -427,10 +428,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private async put (collection: string, id: string, value: unknown): Promise<StoredRecord> {
     checkCollection(collection)
     checkId(id)
-    const v = checkValue(value)
+    const { value: v, bytes } = checkValue(value)
     this.assertRunning()
     this.ruleService.assertWritable(collection)
-    const result = await this.writeLocal([{ collection, id, op: 'put', value: v }])
+    const result = await this.writeLocal([{ collection, id, op: 'put', value: v, bytes }])
     // the write took and nothing in the same commit changed the record again: it is what was written (no read back)
     const last = result.changes.findLast(c => c.collection === collection && c.id === id)
     if (last !== undefined && last.ruleId === undefined && last.op === 'put') return { collection, id, value: v, version: last.version }
@@ -506,7 +507,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       }
       try {
         checkId(line.id)
-        batch.push({ collection, id: line.id, op: 'put', value: checkValue(line.value) })
+        const { value, bytes } = checkValue(line.value)
+        batch.push({ collection, id: line.id, op: 'put', value, bytes })
       } catch (err) {
         throw new InvalidInputError(`import line ${n}: ${(err as Error).message}; ${imported} records before it were imported`, 'INVALID_NDJSON')
       }
