@@ -337,9 +337,13 @@ export class Txn {
     const frontiers = this.store.frontiers
     for (const k of keyList) {
       if (this.cache.has(k) || this.writes.has(k)) continue
+      // beyond the frontier first: such a key is in no write in flight either (issued writes raise it)
+      if (frontiers.beyond(k)) {
+        this.cache.set(k, undefined)
+        continue
+      }
       const p = pending ? this.store.pendingValue(k) : undefined
       if (p !== undefined) this.cache.set(k, p.value)
-      else if (frontiers.beyond(k)) this.cache.set(k, undefined)
       else missing.push(k)
     }
     if (missing.length === 0) return
