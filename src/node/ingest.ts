@@ -352,9 +352,9 @@ export class Ingestor {
     if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
   }
 
-  private count (st: TxnState, ruleId: string, name: string): number {
+  private count (st: TxnState, ruleId: string, name: string, by = 1): number {
     const key = `${ruleId}${SEP}${name}`
-    const n = (st.counts.get(key) ?? this.counters.get(key) ?? 0) + 1
+    const n = (st.counts.get(key) ?? this.counters.get(key) ?? 0) + by
     st.counts.set(key, n)
     return n
   }
@@ -471,10 +471,8 @@ export class Ingestor {
 
   private applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Applied[] {
     const applied = applyPlan(st.ctx, rule, entry, plan)
-    for (const a of applied) {
-      st.result.changes.push(a.change)
-      this.count(st, rule.rule.id, 'applied')
-    }
+    for (const a of applied) st.result.changes.push(a.change)
+    if (applied.length > 0) this.count(st, rule.rule.id, 'applied', applied.length)
     return applied
   }
 

@@ -30,7 +30,8 @@ export interface RebuildOptions {
 }
 
 export class RuleSet {
-  private bySource = new Map<string, CompiledRule[]>()
+  /** Source peer → source collection → the rules reading it. */
+  private bySource = new Map<string, Map<string, CompiledRule[]>>()
   private active = new Map<string, CompiledRule>()
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
@@ -93,11 +94,12 @@ export class RuleSet {
         problems.push({ ruleId: rule.id, message: (err as Error).message })
       }
     }
-    const index = new Map<string, CompiledRule[]>()
+    const index = new Map<string, Map<string, CompiledRule[]>>()
     for (const c of next.values()) {
-      const k = sourceKey(c.sourcePeer, c.rule.from.collection)
-      const list = index.get(k)
-      if (list === undefined) index.set(k, [c])
+      let byCollection = index.get(c.sourcePeer)
+      if (byCollection === undefined) index.set(c.sourcePeer, byCollection = new Map())
+      const list = byCollection.get(c.rule.from.collection)
+      if (list === undefined) byCollection.set(c.rule.from.collection, [c])
       else list.push(c)
     }
     this.active = next
@@ -109,8 +111,9 @@ export class RuleSet {
     return changed
   }
 
+  /** Asked for every entry stored or backfilled: two lookups of strings the entry holds, no key built. */
   forEntry (origin: string, collection: string): CompiledRule[] | undefined {
-    return this.bySource.get(sourceKey(origin, collection))
+    return this.bySource.get(origin)?.get(collection)
   }
 
   get (ruleId: string): CompiledRule | undefined {
@@ -145,6 +148,4 @@ export class RuleSet {
   }
 }
 
-function sourceKey (peer: string, collection: string): string {
-  return `${peer}\x00${collection}`
-}
+
