@@ -112,9 +112,49 @@ describe('rules on real nodes (library and HTTP API)', () => {
     expect(Number(change.cursor)).toBeGreaterThan(Number(first[0].cursor))
     // the library emits the same changes as events, with their cursors
     const events: string[] = []
-    beta.addEventListener('change', (evt) => { const d = (evt as CustomEvent).detail; if (d.collection === 'mirror') events.push(`${d.op}:${d.id}:${typeof d.cursor}`) })
-    await a.deleteRecord('posts', '2')
-    await until(() => events.includes('del:2:string'), 'the change event of the delete')
+    const listener = (evt: Event): void => { const d = (evt as CustomEvent).detail; if (d.collection === 'mirror') events.push(`${d.op}:${d.id}:${typeof d.cursor}`) }
+    beta.addEventListener('change', listener)
+    try {
+      await a.deleteRecord('posts', '2')
+      await until(() => events.includes('del:2:string'), 'the change event of the delete')
+    } finally {
+      beta.removeEventListener('change', listener)
+    }
+  })
+
+  it('change events of synced records are collected only while someone reads them', async () => {
+    const rule = await a.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: 'beta', collection: 'notes' } })
+    await until(async () => await ruleReady(beta, rule.id), 'the notes rule on beta')
+    // what each commit on beta hands on (internals: the results the rule service sees)
+    const service = (beta as unknown as { ruleService: { afterCommit: (r: { changes: unknown[], feed?: unknown }) => void } }).ruleService
+    const commits: Array<{ changes: number, feed: boolean }> = []
+    const original = service.afterCommit.bind(service)
+    service.afterCommit = (r) => { commits.push({ changes: r.changes.length, feed: r.feed !== undefined }); original(r) }
+    try {
+      await a.putRecord('notes', 'n1', { text: 'unread' })
+      // the commit is handed on once durable (the record is readable a moment before)
+      await until(() => commits.some(c => c.feed), 'the commit of notes/n1 on beta')
+      expect(commits.filter(c => c.feed).every(c => c.changes === 0)).toBe(true)
+      // the feed has it all the same, from its index
+      const lines: FeedLine[] = []
+      for await (const line of beta.changes({ collection: 'notes' })) lines.push(line)
+      expect(lines).toEqual([expect.objectContaining({ type: 'change', id: 'n1', value: { text: 'unread' }, ruleId: rule.id })])
+
+      // a listener: the next synced change is collected and emitted
+      commits.length = 0
+      const events: string[] = []
+      const listener = (evt: Event): void => { const d = (evt as CustomEvent).detail; if (d.collection === 'notes') events.push(`${d.op}:${d.id}`) }
+      beta.addEventListener('change', listener)
+      try {
+        await a.putRecord('notes', 'n2', { text: 'heard' })
+        await until(() => events.includes('put:n2'), 'the change event of notes/n2')
+        expect(commits.filter(c => c.feed).some(c => c.changes > 0)).toBe(true)
+      } finally {
+        beta.removeEventListener('change', listener)
+      }
+    } finally {
+      service.afterCommit = original
+    }
   })
 
   it('a webhook receives each applied change, signed, and failures are retried', async () => {

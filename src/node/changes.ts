@@ -164,6 +164,11 @@ export class FeedSignal {
   private waiters = new Set<(commit: FeedCommit | undefined) => void>()
   last = 0
 
+  /** Followers waiting for the next commit. */
+  get waiting (): number {
+    return this.waiters.size
+  }
+
   notify (commit?: FeedCommit): void {
     if (commit !== undefined && commit.to > this.last) this.last = commit.to
     const waiters = this.waiters

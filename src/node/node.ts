@@ -4,6 +4,7 @@
  */
 import '../polyfill.js'
 import { randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection } from '@libp2p/interface'
@@ -166,6 +167,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.trust = new TrustPolicy({ admins: this.options.admins ?? this.config.admins, registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self })
       this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust })
       await this.ingestor.load()
+      this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
       this.ruleService = this.createRuleService()
       await this.ruleService.load()
 

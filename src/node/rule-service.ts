@@ -146,8 +146,9 @@ export class RuleService {
       this.deps.log.info({ rule: c.ruleId, collection: c.collection, id: c.id, kind: c.kind, winner: c.winner }, `rule ${c.ruleId}: conflict on ${c.collection}/${c.id} (${c.kind}); ${c.winner} version kept`)
       this.deps.events.dispatchEvent(new CustomEvent<ConflictRecord>('conflict', { detail: c }))
     }
-    if (result.changes.length > 0) {
-      this.feed.notify(result.feed !== undefined ? { ...result.feed, changes: result.changes } : undefined)
+    // every record written takes a feed cursor (changes may be empty: see Ingestor.keepChanges)
+    if (result.feed !== undefined) {
+      this.feed.notify({ ...result.feed, changes: result.changes })
       this.webhooks.wake()
     }
   }
