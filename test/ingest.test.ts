@@ -595,8 +595,15 @@ function recordBatches (db: Harness['store']['db']): { list: Array<Array<{ type:
     list.push(ops)
     const put = chained.put.bind(chained)
     const del = chained.del.bind(chained)
-    chained.put = ((key: string, value: Uint8Array) => { ops.push({ type: 'put', key }); return put(key, value) }) as typeof chained.put
-    chained.del = ((key: string) => { ops.push({ type: 'del', key }); return del(key) }) as typeof chained.del
+    // the store passes all but a batch's first operation to classic-level's native batch directly (db.ts NativeBatch)
+    const native = chained as unknown as { _put: (key: string, value: Uint8Array) => void, _del: (key: string) => void }
+    const nativePut = native._put.bind(chained)
+    const nativeDel = native._del.bind(chained)
+    let inPublic = false
+    chained.put = ((key: string, value: Uint8Array) => { inPublic = true; try { ops.push({ type: 'put', key }); return put(key, value) } finally { inPublic = false } }) as typeof chained.put
+    chained.del = ((key: string) => { inPublic = true; try { ops.push({ type: 'del', key }); return del(key) } finally { inPublic = false } }) as typeof chained.del
+    native._put = (key, value) => { if (!inPublic) ops.push({ type: 'put', key }); nativePut(key, value) }
+    native._del = (key) => { if (!inPublic) ops.push({ type: 'del', key }); nativeDel(key) }
   })
   return { list, restore }
 }

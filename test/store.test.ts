@@ -24,6 +24,41 @@ afterEach(async () => {
   store = undefined
 })
 
+describe('Store: write batches', () => {
+  it('writes every put and delete of a transaction, whichever comes first, atomically, and survives a reopen', async () => {
+    dir = await tempDir('syncmesh-store-')
+    store = new Store(join(dir, 'db'))
+    await store.open()
+    const s = store
+    const commit = async (fill: (txn: ReturnType<Store['txn']>) => void): Promise<void> => {
+      await s.exclusive(async () => {
+        const txn = s.txn()
+        fill(txn)
+        await txn.commit()
+      })
+    }
+    await commit(txn => { for (let i = 0; i < 100; i++) txn.put(`r\x00c\x00${i}`, utf8.encode(`v${i}`)) })
+    // a delete first, then puts and deletes; then a transaction of one delete; then one of one put
+    await commit(txn => {
+      txn.del('r\x00c\x000')
+      for (let i = 1; i < 50; i++) txn.put(`r\x00c\x00${i}`, utf8.encode(`w${i}`))
+      for (let i = 50; i < 100; i += 2) txn.del(`r\x00c\x00${i}`)
+    })
+    await commit(txn => txn.del('r\x00c\x001'))
+    await commit(txn => txn.put('r\x00c\x00new', utf8.encode('n')))
+    await s.close()
+    store = new Store(join(dir, 'db'))
+    await store.open()
+    const got = new Map<string, string>()
+    for await (const [k, v] of store.db.iterator()) got.set(k, utf8.decode(v))
+    const expected = new Map<string, string>()
+    for (let i = 2; i < 50; i++) expected.set(`r\x00c\x00${i}`, `w${i}`)
+    for (let i = 51; i < 100; i += 2) expected.set(`r\x00c\x00${i}`, `v${i}`)
+    expected.set('r\x00c\x00new', 'n')
+    expect(new Map([...got].filter(([k]) => k.startsWith('r\x00')))).toEqual(expected)
+  })
+})
+
 describe('Store: compaction when idle', () => {
   it('compacts after enough deletions and a quiet moment; the data stays', async () => {
     dir = await tempDir('syncmesh-store-')
