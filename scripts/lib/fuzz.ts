@@ -196,7 +196,7 @@ export async function codecCorpus (): Promise<Uint8Array[]> {
     return f.subarray(i + 1)
   }
   // a compacted run: entry 1 of r2's range dropped, its leaf pruned
-  const pruned: Cert = { ...r1.cert, pruned: [{ level: 0, index: 1, hash: r1.entries[1].leaf as Uint8Array }] }
+  const pruned: Cert = { ...r1.cert, pruned: [{ level: 0, index: 1, hash: Buffer.from(r1.entries[1].leaf as string, 'latin1') }] }
   return [
     unframe(encodeBatchFrame(a.id, r1.from, r1.to, raw(r1), [encodeCert(r1.cert)])),
     unframe(encodeBatchFrame(a.id, r1.from, r2.to, [...raw(r1), ...raw(r2)], [encodeCert(r1.cert), encodeCert(r2.cert)])),

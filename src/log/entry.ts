@@ -20,8 +20,8 @@ export interface LogEntry {
   value?: Uint8Array
   /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
   bytes?: Uint8Array
-  /** Merkle leaf hash of `bytes` (see signing.ts). */
-  leaf?: Uint8Array
+  /** Merkle leaf hash of `bytes`, as signing.ts holds digests (32 latin1 characters). */
+  leaf?: string
   /** `value` parsed (a JSON object), when the entry was validated on receipt: rules use it instead of parsing again. Never mutated. */
   parsed?: object
 }

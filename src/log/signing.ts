@@ -58,44 +58,65 @@ const RUN_PREFIX = Buffer.from('syncmesh/run/1\0')
 
 // One-shot SHA-256 (Node >= 20.12) skips a Hash object per call: leaves and
 // nodes are hashed for every entry sent or received.
-const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'binary') => string }).hash
+
+/**
+ * Hashes inside the tree are digests held as 32-character latin1 strings:
+ * a one-shot SHA-256 that returns a Buffer costs ~1.0 µs here, one that
+ * returns a string ~0.4 (the Buffer's own ArrayBuffer is most of it), and
+ * every entry sent or received takes two. Only roots and pruned nodes cross
+ * into bytes.
+ */
+type Digest = string
+const DIGEST_LENGTH = 32
+
+function digestOf (data: Uint8Array): Digest {
+  // 'binary' is Node's other name for latin1: one character per byte
+  if (oneShot !== undefined) return oneShot('sha256', data, 'binary')
+  return createHash('sha256').update(data).digest('binary')
+}
+
+const fromDigest = (d: Digest): Buffer => Buffer.from(d, 'latin1')
+const toDigest = (b: Uint8Array): Digest => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')
 
 /**
  * What is hashed is assembled in buffers kept for the purpose (hashing is
  * synchronous, so one of each suffices): a node's 65 bytes, a leaf's prefix
- * and entry. Two hashes per entry, on both sides of every sync: a buffer
- * and an array per hash were a good part of a node's garbage.
+ * and entry.
  */
-const NODE_INPUT = Buffer.alloc(65)
+const NODE_INPUT = Buffer.alloc(1 + 2 * DIGEST_LENGTH)
 NODE_INPUT[0] = 1
 let leafInput = Buffer.alloc(4096)
 LEAF_PREFIX.copy(leafInput)
 
-function sha256Of (data: Uint8Array): Uint8Array {
-  if (oneShot !== undefined) return oneShot('sha256', data, 'buffer')
-  return createHash('sha256').update(data).digest()
-}
-
 /** Entries up to this size are hashed in the kept buffer (which grows to it); larger ones in their own. */
 const LEAF_INPUT_MAX = 64 * 1024
 
-export function leafHash (entryBytes: Uint8Array): Uint8Array {
+function leafDigest (entryBytes: Uint8Array): Digest {
   const length = LEAF_PREFIX.byteLength + entryBytes.byteLength
-  if (length > LEAF_INPUT_MAX) return sha256Of(Buffer.concat([LEAF_PREFIX, entryBytes]))
+  if (length > LEAF_INPUT_MAX) return digestOf(Buffer.concat([LEAF_PREFIX, entryBytes]))
   if (length > leafInput.byteLength) {
     leafInput = Buffer.alloc(Math.min(LEAF_INPUT_MAX, Math.max(length, 2 * leafInput.byteLength)))
     LEAF_PREFIX.copy(leafInput)
   }
   leafInput.set(entryBytes, LEAF_PREFIX.byteLength)
-  return sha256Of(leafInput.subarray(0, length))
+  return digestOf(leafInput.subarray(0, length))
 }
 
-/** Hashes of the tree are 32 bytes (certificates' pruned hashes are checked on receipt). */
+export function leafHash (entryBytes: Uint8Array): Uint8Array {
+  return fromDigest(leafDigest(entryBytes))
+}
+
+/** Digests are 32 bytes (certificates' pruned hashes are checked on receipt); anything else is hashed as given. */
+function nodeDigest (left: Digest, right: Digest): Digest {
+  if (left.length !== DIGEST_LENGTH || right.length !== DIGEST_LENGTH) return digestOf(Buffer.concat([NODE_INPUT.subarray(0, 1), fromDigest(left), fromDigest(right)]))
+  NODE_INPUT.write(left, 1, 'latin1')
+  NODE_INPUT.write(right, 1 + DIGEST_LENGTH, 'latin1')
+  return digestOf(NODE_INPUT)
+}
+
 function nodeHash (left: Uint8Array, right: Uint8Array): Uint8Array {
-  if (left.byteLength !== 32 || right.byteLength !== 32) return sha256Of(Buffer.concat([NODE_INPUT.subarray(0, 1), left, right]))
-  NODE_INPUT.set(left, 1)
-  NODE_INPUT.set(right, 33)
-  return sha256Of(NODE_INPUT)
+  return fromDigest(nodeDigest(toDigest(left), toDigest(right)))
 }
 
 /** Width of each level of the tree over n leaves, bottom (n) to top (1). */
@@ -112,18 +133,25 @@ const nodeKey = (level: number, index: number): number => level * 2 ** 32 + inde
  * undefined when some leaf is neither present nor covered by a pruned node.
  */
 export function merkleRoot (n: number, leaves: Map<number, Uint8Array>, pruned: PrunedNode[]): Uint8Array | undefined {
+  const digests = new Map<number, Digest>()
+  for (const [i, leaf] of leaves) digests.set(i, toDigest(leaf))
+  const root = rootDigest(n, digests, pruned)
+  return root === undefined ? undefined : fromDigest(root)
+}
+
+function rootDigest (n: number, leaves: Map<number, Digest>, pruned: PrunedNode[]): Digest | undefined {
   const widths = levelWidths(n)
-  const prunedMap = new Map<number, Uint8Array>()
-  for (const p of pruned) prunedMap.set(nodeKey(p.level, p.index), p.hash)
-  const node = (level: number, index: number): Uint8Array | undefined => {
-    const p = prunedMap.get(nodeKey(level, index))
+  const prunedMap = new Map<number, Digest>()
+  for (const p of pruned) prunedMap.set(nodeKey(p.level, p.index), toDigest(p.hash))
+  const node = (level: number, index: number): Digest | undefined => {
+    const p = prunedMap.size === 0 ? undefined : prunedMap.get(nodeKey(level, index))
     if (p !== undefined) return p
     if (level === 0) return leaves.get(index)
     const left = node(level - 1, 2 * index)
     if (2 * index + 1 >= widths[level - 1] || left === undefined) return left // a missing leaf: stop walking
     const right = node(level - 1, 2 * index + 1)
     if (right === undefined) return undefined
-    return nodeHash(left, right)
+    return nodeDigest(left, right)
   }
   return node(widths.length - 1, 0)
 }
@@ -189,15 +217,15 @@ export class RunSigner {
 
   /** Sign entries (seq from+1 … to, contiguous) as one run; fills `bytes` and `leaf` on each entry. */
   sign (from: number, to: number, entries: LogEntry[]): Cert {
-    const leaves = new Map<number, Uint8Array>()
+    const leaves = new Map<number, Digest>()
     for (const e of entries) {
       e.bytes ??= encodeEntry(e)
-      e.leaf ??= leafHash(e.bytes)
+      e.leaf ??= leafDigest(e.bytes)
       leaves.set(e.seq - from - 1, e.leaf)
     }
-    const root = merkleRoot(to - from, leaves, [])
+    const root = rootDigest(to - from, leaves, [])
     if (root === undefined || leaves.size !== to - from) throw new Error('a run must contain every seq of its range')
-    return { from, to, sig: edSign(null, signedBytes(this.origin, from, to, root), this.key), pruned: [] }
+    return { from, to, sig: edSign(null, signedBytes(this.origin, from, to, fromDigest(root)), this.key), pruned: [] }
   }
 }
 
@@ -242,17 +270,17 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
     const cert = certs[ci]
     if (cert === undefined) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
     if (i < entries.length && entries[i].seq <= cert.from) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
-    const leaves = new Map<number, Uint8Array>()
+    const leaves = new Map<number, Digest>()
     const first = i
     while (i < entries.length && entries[i].seq <= cert.to) {
       const e = entries[i++]
       e.bytes ??= encodeEntry(e)
-      e.leaf ??= leafHash(e.bytes)
+      e.leaf ??= leafDigest(e.bytes)
       leaves.set(e.seq - cert.from - 1, e.leaf)
     }
-    const root = merkleRoot(cert.to - cert.from, leaves, cert.pruned)
+    const root = rootDigest(cert.to - cert.from, leaves, cert.pruned)
     if (root === undefined) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is incomplete: an entry is missing or was added`)
-    if (!edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig) && !verifyCanonical(origin, key, cert, entries.slice(first, i))) {
+    if (!edVerify(null, signedBytes(origin, cert.from, cert.to, fromDigest(root)), key, cert.sig) && !verifyCanonical(origin, key, cert, entries.slice(first, i))) {
       throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} does not match its origin's signature: the entries were altered, reordered or forged`)
     }
     ci++
@@ -265,12 +293,12 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
  * the canonical encoding (which is what the origin signed) and keep it.
  */
 function verifyCanonical (origin: string, key: KeyObject, cert: Cert, run: LogEntry[]): boolean {
-  const leaves = new Map<number, Uint8Array>()
+  const leaves = new Map<number, Digest>()
   const canonical = run.map(e => encodeEntry(e))
   if (canonical.every((b, k) => Buffer.compare(b, run[k].bytes ?? b) === 0)) return false // already canonical: really forged
-  canonical.forEach((b, k) => leaves.set(run[k].seq - cert.from - 1, leafHash(b)))
-  const root = merkleRoot(cert.to - cert.from, leaves, cert.pruned)
-  if (root === undefined || !edVerify(null, signedBytes(origin, cert.from, cert.to, root), key, cert.sig)) return false
+  canonical.forEach((b, k) => leaves.set(run[k].seq - cert.from - 1, leafDigest(b)))
+  const root = rootDigest(cert.to - cert.from, leaves, cert.pruned)
+  if (root === undefined || !edVerify(null, signedBytes(origin, cert.from, cert.to, fromDigest(root)), key, cert.sig)) return false
   run.forEach((e, k) => {
     e.bytes = canonical[k]
     e.leaf = leaves.get(e.seq - cert.from - 1)
