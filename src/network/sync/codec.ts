@@ -13,7 +13,7 @@ import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
-import { WireReader } from '../../log/wire.js'
+import { utf8Range, WireReader } from '../../log/wire.js'
 import { Frame, Op, RunCert } from './pb/sync.js'
 
 export type SyncMessage =
@@ -63,8 +63,6 @@ function parseJsonObject (bytes: Uint8Array): object | undefined {
   }
 }
 
-const lenientUtf8 = new TextDecoder()
-
 interface WireBatch { origin: string, fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[] }
 
 /**
@@ -85,7 +83,7 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
     const wireType = tag & 7
     if (field === 1 && wireType === 2) {
       const [a, b] = r.lengthDelimited()
-      out.origin = lenientUtf8.decode(bytes.subarray(a, b))
+      out.origin = utf8Range(bytes, a, b)
     } else if (field === 2 && wireType === 0) {
       out.fromSeq = r.varint()
     } else if (field === 3 && wireType === 0) {
