@@ -24,12 +24,17 @@ afterEach(async () => {
   store = undefined
 })
 
+/** A store in a fresh temp dir (closed and removed after each test). */
+async function open (): Promise<Store> {
+  dir = await tempDir('syncmesh-store-')
+  store = new Store(join(dir, 'db'))
+  await store.open()
+  return store
+}
+
 describe('Store: write batches', () => {
   it('writes every put and delete of a transaction, whichever comes first, atomically, and survives a reopen', async () => {
-    dir = await tempDir('syncmesh-store-')
-    store = new Store(join(dir, 'db'))
-    await store.open()
-    const s = store
+    const s = await open()
     const commit = async (fill: (txn: ReturnType<Store['txn']>) => void): Promise<void> => {
       await s.exclusive(async () => {
         const txn = s.txn()
@@ -61,10 +66,7 @@ describe('Store: write batches', () => {
 
 describe('Store: compaction when idle', () => {
   it('compacts after enough deletions and a quiet moment; the data stays', async () => {
-    dir = await tempDir('syncmesh-store-')
-    store = new Store(join(dir, 'db'))
-    await store.open()
-    const s = store
+    const s = await open()
     const value = utf8.encode('x'.repeat(200))
     // write, then replace every key five times (each replacement deletes the old key, as compaction of the log does)
     for (let rev = 0; rev < 6; rev++) {
@@ -133,13 +135,6 @@ describe('Store: memtable flushes', () => {
 })
 
 describe('Txn.prefetch', () => {
-  async function open (): Promise<Store> {
-    dir = await tempDir('syncmesh-store-')
-    store = new Store(join(dir, 'db'))
-    await store.open()
-    return store
-  }
-
   const key = (prefix: string, i: number): string => `r\x00${prefix}\x00${String(i).padStart(6, '0')}`
 
   /** Count the keys looked up one by one, on LevelDB's threads (getMany) or synchronously (getSync, for a few keys). */

@@ -42,11 +42,8 @@ export class WireReader {
 
   /** Bounds of a length-delimited field's payload. */
   lengthDelimited (): [number, number] {
-    const len = this.varint()
-    const start = this.pos
-    if (len > this.end - start) throw new Error('length-delimited field runs past the end of its message')
-    this.pos = start + len
-    return [start, start + len]
+    const len = this.skipLengthDelimited()
+    return [this.pos - len, this.pos]
   }
 
   /** The payload length of a length-delimited field; the payload starts at `pos` and ends at `pos` after the call. */
