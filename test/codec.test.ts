@@ -8,7 +8,7 @@ import { VersionVector } from '../src/log/vector.js'
 import { frame, writeVarint } from '../src/network/frames.js'
 import {
   decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector, isValidOrigin,
-  MAX_BATCH_ENTRIES, MAX_CREDIT, MAX_ENTRY_VALUE_BYTES, MAX_VECTOR_ORIGINS, peekBatch
+  MAX_BATCH_ENTRIES, MAX_CREDIT, MAX_ENTRY_VALUE_BYTES, MAX_VECTOR_ORIGINS
 } from '../src/network/sync/codec.js'
 import type { SyncMessage } from '../src/network/sync/codec.js'
 import { Entry as PbEntry, Frame, Op } from '../src/network/sync/pb/sync.js'
@@ -663,68 +663,5 @@ describe('fuzz', () => {
     // the mutations are mild enough that some frames still decode
     expect(decoded).toBeGreaterThan(0)
     expect(rejected).toBeGreaterThan(0)
-  })
-})
-
-describe('peekBatch (a batch frame\'s origin and range, its entries left for later)', () => {
-  /** What a session does with a frame: its head now, the whole frame when it is stored. */
-  function sessionDecode (payload: Uint8Array): SyncMessage {
-    const head = peekBatch(payload)
-    const msg = decodeFrame(payload)
-    if (head !== undefined) {
-      expect(msg.type).toBe('batch')
-      const b = msg as Extract<SyncMessage, { type: 'batch' }>
-      expect(head).toEqual({ origin: b.origin, fromSeq: b.fromSeq, toSeq: b.toSeq })
-    }
-    return msg
-  }
-
-  it('reads the head of the batches nodes send, as decodeFrame does', () => {
-    const frames = [
-      encodeBatchFrame(ORIGIN, 0, 3, [entry({ seq: 1 }), entry({ seq: 2, op: 'del' }), entry({ seq: 3, id: 'ü' })].map(encodeEntry)),
-      encodeBatchFrame(ORIGIN2, 2 ** 53 - 3, 2 ** 53 - 1, [entry({ seq: 2 ** 53 - 2, origin: ORIGIN2 })].map(encodeEntry)),
-      encodeBatchFrame(ORIGIN, 7, 9, [])
-    ]
-    for (const f of frames) {
-      const payload = unframe(f)
-      expect(peekBatch(payload)).toBeDefined()
-      sessionDecode(payload)
-    }
-  })
-
-  it('leaves every other frame to decodeFrame', () => {
-    for (const f of [encodeHello('n', vec({ [ORIGIN]: 1 }), 4, 1), encodeCredit(3), encodeHave(ORIGIN, 4), encodeVector(vec({}))]) {
-      expect(peekBatch(unframe(f))).toBeUndefined()
-    }
-    // a batch and another message in one frame: decodeFrame's to reject
-    const two = Frame.encode({ vector: { vector: [] }, batch: { origin: ORIGIN, fromSeq: 0, toSeq: 1, entries: [] } })
-    expect(peekBatch(two)).toBeUndefined()
-    expectInvalid(two, /carries 2/)
-  })
-
-  it('rejects a head that is invalid, before any entry is read', () => {
-    const check = (payload: Uint8Array, pattern: RegExp): void => {
-      let caught: unknown
-      try { peekBatch(payload) } catch (err) { caught = err }
-      expect(caught).toBeInstanceOf(ProtocolError)
-      expect((caught as ProtocolError).code).toBe('FRAME_INVALID')
-      expect((caught as ProtocolError).message).toMatch(pattern)
-    }
-    check(batchPayload(5, 5, []), /empty or reversed/)
-    check(batchPayload(0, 2, [pbEntry({ seq: 1 })], 'not-a-peer-id'), /invalid origin/)
-    // an entry that does not decode is found later, by decodeFrame
-    const bad = batchPayload(0, 1, [pbEntry({ seq: 1, value: enc.encode('{"a":') })])
-    expect(peekBatch(bad)).toEqual({ origin: ORIGIN, fromSeq: 0, toSeq: 1 })
-    expectInvalid(bad, /not a JSON object/)
-  })
-
-  it('every truncation of a batch frame is rejected, by peekBatch or when the batch is decoded', () => {
-    const payload = unframe(encodeBatchFrame(ORIGIN, 0, 3, [entry({ seq: 1 }), entry({ seq: 2, op: 'del' }), entry({ seq: 3 })].map(encodeEntry)))
-    for (let n = 0; n < payload.byteLength; n++) {
-      let caught: unknown
-      try { sessionDecode(payload.subarray(0, n)) } catch (err) { caught = err }
-      expect(caught, `truncated to ${n} bytes`).toBeInstanceOf(ProtocolError)
-      expect((caught as ProtocolError).code).toBe('FRAME_INVALID')
-    }
   })
 })

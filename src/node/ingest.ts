@@ -5,7 +5,7 @@
  * the entries mean on this node (its own records, the registry, the rules
  * that target it). Either all of it is durable or none of it is.
  */
-import type { ChangeLog, TailRun } from '../log/changelog.js'
+import type { ChangeLog } from '../log/changelog.js'
 import { decodeEntry, newEntry } from '../log/entry.js'
 import type { LogEntry } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
@@ -222,10 +222,9 @@ export class Ingestor {
    * undefined when the run starts beyond what is held (a gap): nothing is
    * stored and the sender must be told the real vector.
    */
-  ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = []): Promise<IngestResult | undefined> {
-    // pipelined: the next batch is applied while this one is being written; it resolves once durable.
-    // Not an async function: one would keep `entries` (its parameter) alive until then (see SyncSession.received).
-    return this.store.exclusive(async () => {
+  async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = []): Promise<IngestResult | undefined> {
+    // pipelined: the next batch is applied while this one is being written; it resolves once durable
+    const out = await this.store.exclusive(async () => {
       const held = this.log.held(origin)
       if (fromSeq > held) return undefined
       const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
@@ -251,11 +250,7 @@ export class Ingestor {
       const { rest, forwarded } = this.log.forwardEarly(this.log.takeTails(txn), this.self)
       if (forwarded.length > 0) this.onForwardable?.(forwarded)
       return { result, durable, tails: rest }
-    }, { pipelined: true }).then(async (out) => await this.settled(out))
-  }
-
-  /** An ingested batch's transaction was issued: once durable, its entries may be served on. */
-  private async settled (out: { result: IngestResult, durable: Promise<void>, tails: TailRun[] } | undefined): Promise<IngestResult | undefined> {
+    }, { pipelined: true })
     if (out === undefined) return undefined
     await out.durable
     this.durable(out.result)

@@ -103,49 +103,6 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
   return out
 }
 
-/** What a Batch frame says of itself before its entries are decoded. */
-export interface BatchHead { origin: string, fromSeq: number, toSeq: number }
-
-/**
- * The origin and range of a frame that is exactly one Batch field (the
- * form every node sends), validated, without decoding its entries; undefined
- * for any other frame. A receiver queues such frames as bytes and decodes
- * them (`decodeFrame`) only when it stores them (see SyncSession.received).
- */
-export function peekBatch (bytes: Uint8Array): BatchHead | undefined {
-  if (bytes[0] !== 0x12) return undefined
-  let head: BatchHead
-  try {
-    const frameReader = new WireReader(bytes, 1)
-    const [start, end] = frameReader.lengthDelimited()
-    if (end !== bytes.byteLength) return undefined
-    const r = new WireReader(bytes, start, end)
-    head = { origin: '', fromSeq: 0, toSeq: 0 }
-    while (r.pos < end) {
-      const tag = r.varint()
-      const field = Math.floor(tag / 8)
-      const wireType = tag & 7
-      if (field === 1 && wireType === 2) {
-        const [a, b] = r.lengthDelimited()
-        head.origin = utf8Range(bytes, a, b)
-      } else if (field === 2 && wireType === 0) {
-        head.fromSeq = r.varint()
-      } else if (field === 3 && wireType === 0) {
-        head.toSeq = r.varint()
-      } else {
-        r.skip(wireType)
-      }
-    }
-  } catch (err) {
-    throw new ProtocolError(`undecodable frame: ${(err as Error).message}`, 'FRAME_INVALID')
-  }
-  if (!isValidOrigin(head.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
-  checkSeq(head.fromSeq, 'batch from_seq')
-  checkSeq(head.toSeq, 'batch to_seq')
-  if (head.toSeq <= head.fromSeq) throw new ProtocolError(`batch range (${head.fromSeq}, ${head.toSeq}] is empty or reversed`, 'FRAME_INVALID')
-  return head
-}
-
 /** Decode and validate one frame; throws ProtocolError when anything is off. */
 export function decodeFrame (bytes: Uint8Array): SyncMessage {
   let wire: WireBatch | undefined

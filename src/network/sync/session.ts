@@ -24,10 +24,8 @@ import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
-import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector, peekBatch } from './codec.js'
-import type { BatchHead, SyncMessage } from './codec.js'
-
-type BatchMessage = Extract<SyncMessage, { type: 'batch' }>
+import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
+import type { SyncMessage } from './codec.js'
 
 /** Received batches being stored at once per session (see storeLoop). */
 const MAX_INGESTING = 4
@@ -35,7 +33,7 @@ const MAX_INGESTING = 4
 export const LAZY_PUSH_MS = 3000
 /** How often at most a peer that holds more of an origin is told we progress on it (see SyncSession.announce). */
 const PROGRESS_HAVE_MS = LAZY_PUSH_MS / 4
-/** Batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
+/** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
 const MAX_RECEIVED_WAITING = 2
 
 export interface PeerCounters {
@@ -225,16 +223,9 @@ export class SyncSession {
       if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
         throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
       }
-      // a batch is decoded when it is stored (see received); other frames now
-      const head = peekBatch(bytes)
-      const msg = head === undefined ? decodeFrame(bytes) : undefined
-      const type = msg?.type ?? 'batch'
-      if (type !== 'batch') this.countControlFrame()
-      if (!this.helloReceived && type !== 'hello') throw new ProtocolError(`expected hello, got ${type}`, 'PROTOCOL_VIOLATION')
-      if (msg === undefined || msg.type === 'batch') {
-        await this.received1(head ?? msg as BatchMessage, bytes, msg)
-        continue
-      }
+      const msg = decodeFrame(bytes)
+      if (msg.type !== 'batch') this.countControlFrame()
+      if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
       switch (msg.type) {
         case 'hello':
           if (this.helloReceived) throw new ProtocolError('second hello', 'PROTOCOL_VIOLATION')
@@ -261,20 +252,18 @@ export class SyncSession {
           if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
           this.wake.notify()
           break
+        case 'batch':
+          if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
+          // whatever happens to it here, the peer holds this run: never send it back
+          this.theirs.advance(msg.origin, msg.toSeq)
+          this.heard(msg.origin, msg.toSeq)
+          this.received.push({ msg, bytes: bytes.byteLength })
+          this.batchWake.notify()
+          // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
+          while (this.received.length > MAX_RECEIVED_WAITING && !this.closed) await this.readWake.wait()
+          break
       }
     }
-  }
-
-  /** A Batch frame came: queue it for storeLoop (`msg` when it had to be decoded to be read at all). */
-  private async received1 (head: BatchHead, bytes: Uint8Array, msg: BatchMessage | undefined): Promise<void> {
-    if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
-    // whatever happens to it here, the peer holds this run: never send it back
-    this.theirs.advance(head.origin, head.toSeq)
-    this.heard(head.origin, head.toSeq)
-    this.received.push({ bytes, msg })
-    this.batchWake.notify()
-    // a few batches wait here at most; beyond that the stream holds them
-    while (this.received.length > MAX_RECEIVED_WAITING && !this.closed) await this.readWake.wait()
   }
 
   /** Per origin, the end of what this session has sent the peer. */
@@ -287,18 +276,12 @@ export class SyncSession {
    * while they are stored lets the peer's Have, Vector and Credit frames act
    * sooner: behind a busy ingest they waited, and meanwhile this node sent
    * the peer what it already had, and could not use credit already granted.
-   * They wait as the frame's bytes (`msg` only for a frame in an unusual
-   * encoding, which had to be decoded to be read) and are decoded when
-   * taken: decoded, an entry is a dozen objects on the JavaScript heap. A
-   * heap snapshot one second into `npm run profile:sync -- --rule-first`
-   * held 7,500 decoded entries with batches decoded on arrival, 4,500 now
-   * (V8 promoted as much to its old generation either way, ~115 MB per
-   * 100,000 records).
-   * Only MAX_RECEIVED_WAITING wait here; beyond that the reader pauses and
-   * the rest wait in the stream (at most the credit granted: a batch beyond
-   * it ends the session).
+   * Decoded batches take more memory than their bytes, so only
+   * MAX_RECEIVED_WAITING wait here; beyond that the reader pauses and the
+   * rest wait in the stream (at most the credit granted: a batch beyond it
+   * ends the session).
    */
-  private readonly received: Array<{ bytes: Uint8Array, msg: BatchMessage | undefined }> = []
+  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number }> = []
   private readonly batchWake = new Wakeup()
   /** storeLoop took a batch: the reader may go on. */
   private readonly readWake = new Wakeup()
@@ -310,12 +293,15 @@ export class SyncSession {
   private async storeLoop (): Promise<void> {
     try {
       for (;;) {
-        // room in the pipeline first, so that no batch is held (decoded) while waiting for it
-        while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
         if (this.closed) return
-        if (this.storeNext()) continue
-        if (this.readerDone) return
-        await this.batchWake.wait()
+        const next = this.received.shift()
+        this.readWake.notify()
+        if (next === undefined) {
+          if (this.readerDone) return
+          await this.batchWake.wait()
+          continue
+        }
+        await this.store(next.msg, next.bytes)
       }
     } catch (err) {
       this.failure ??= err as Error
@@ -326,23 +312,7 @@ export class SyncSession {
     }
   }
 
-  /**
-   * Decode the oldest batch waiting, verify it and hand it to the ingestor;
-   * false when none waits. Synchronous: the decoded batch is referenced only
-   * by the ingestor's transaction, not by a suspended function of this
-   * session while it is written.
-   */
-  private storeNext (): boolean {
-    const next = this.received.shift()
-    this.readWake.notify()
-    if (next === undefined) return false
-    const msg = next.msg ?? decodeFrame(next.bytes)
-    if (msg.type !== 'batch') throw new ProtocolError(`expected a batch, got ${msg.type}`, 'FRAME_INVALID')
-    this.store(msg, next.bytes.byteLength)
-    return true
-  }
-
-  private store (msg: BatchMessage, bytes: number): void {
+  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number): Promise<void> {
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
@@ -367,25 +337,24 @@ export class SyncSession {
     // Pipelined: the next batch is verified (and applied, while this one is written) before this
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
-    // (what follows durability names only the origin: the entries are not kept alive until then)
-    const origin = msg.origin
-    const ingested = this.deps.ingest(origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
+    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
       if (result === undefined) {
         // gap: tell the peer what we really hold, once per held seq
-        const held = this.deps.log.vector.get(origin)
-        if (this.gapReported.get(origin) !== held) {
-          this.gapReported.set(origin, held)
+        const held = this.deps.log.vector.get(msg.origin)
+        if (this.gapReported.get(msg.origin) !== held) {
+          this.gapReported.set(msg.origin, held)
           this.framed.sendNow(encodeVector(this.deps.log.vector))
         }
       } else {
-        this.gapReported.delete(origin)
+        this.gapReported.delete(msg.origin)
         this.deps.counters.entriesReceived += result.stored
       }
       await this.throttle(bytes)
       this.grant()
     })
     this.ingesting.push(ingested)
-    ingested.catch(() => {}) // awaited by storeLoop, in order
+    ingested.catch(() => {}) // awaited below, in order
+    while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
   }
 
   /** Credits owed to the peer, sent together on the next turn of the event loop (see grant). */
