@@ -395,6 +395,37 @@ describe('chaining', () => {
     expect(await b.value('copies', '3')).toEqual({ n: 3 })
   })
 
+  it('a node on which no rule ever wrote a record does not read the collection when a rule on it appears', async () => {
+    const nodes = await mesh(['A', 'B'], [])
+    const [a, b] = ['A', 'B'].map(n => nodes.get(n) as Harness)
+    await a.writeLocal([1, 2, 3].map(i => ({ collection: 'posts', id: String(i), op: 'put' as const, value: { n: i } })))
+    const before = (await a.ownEntries()).length
+    const admin = new OriginLog(await newPeerId(), Date.now() - 100_000)
+    await a.ingestRun(admin.origin, [admin.put(RULES_COLLECTION, 'ab', ruleValue({ id: 'ab', from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'x' } }))])
+    expect(a.rules.isPublished('posts')).toBe(true)
+    const db = a.store.db
+    const iterator = db.iterator.bind(db)
+    const ranges: string[] = []
+    db.iterator = ((options?: { gt?: string, gte?: string }) => {
+      ranges.push(options?.gt ?? options?.gte ?? '')
+      return iterator(options)
+    }) as typeof db.iterator
+    try {
+      await a.publishAll('posts')
+    } finally {
+      db.iterator = iterator
+    }
+    expect(ranges.filter(r => r.startsWith(keys.recordPrefix('posts')))).toEqual([])
+    expect(await a.raw(keys.publish('posts'))).toBeDefined() // done: not scanned at the next start either
+    // its local writes were logged when made, and reach the rule's target as before
+    expect((await a.ownEntries()).length).toBe(before)
+    await settle([a, b])
+    const rule = b.rules.get('ab')
+    if (rule === undefined) throw new Error('rule ab is not active on B')
+    await b.backfillAll(rule)
+    expect(await b.live('x')).toEqual({ 1: { n: 1 }, 2: { n: 2 }, 3: { n: 3 } })
+  })
+
   it('two-way sync (a cycle of two rules) settles, also with a transform that changes the value every time', async () => {
     const nodes = await mesh(['A', 'B'], [
       { id: 'ab', from: { platform: 'A', collection: 'notes' }, to: { platform: 'B', collection: 'notes' } },
