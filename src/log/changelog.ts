@@ -202,11 +202,14 @@ export class ChangeLog {
       fresh.set(keys.cert(origin, c.to), c)
       txn.put(keys.cert(origin, c.to), encodeCert(c))
     }
-    await txn.prefetch(entries.map(e => keys.latest(origin, e.collection, e.id)))
+    // each key built once: prefetched, then read and written through the same string
+    const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
+    await txn.prefetch(latestKeys)
     const superseded: Array<{ seq: number }> = []
     let skipped = 0
-    for (const e of entries) {
-      const latestKey = keys.latest(origin, e.collection, e.id)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]
+      const latestKey = latestKeys[i]
       const prev = txn.get(latestKey)
       if (prev !== undefined) {
         const prevSeq = Number(utf8.decode(prev))

@@ -18,8 +18,8 @@ import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion, recordState } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
-import type { Applied, ApplyContext, CompiledRule, Plan } from '../rules/engine.js'
+import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, pushPlanKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
+import type { Applied, ApplyContext, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
 
 /** What this node accepts, decided by the node (admin control, revocation). */
@@ -245,7 +245,6 @@ export class Ingestor {
       // while the peer progresses, they no longer do: 1.04-1.12 vs 1.09-1.17, 80-87 vs 89-100 µs of CPU
       // per entry per node, `npm run bench -- --only fanout`, 2 interleaved pairs)
       const txn = this.store.txn()
-      await this.warm(txn, origin, fresh)
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
@@ -275,7 +274,6 @@ export class Ingestor {
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
-      await this.warm(txn, this.self, entries)
       await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries))
       await this.applyEntries(txn, entries, result, true)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
@@ -285,25 +283,6 @@ export class Ingestor {
       this.log.installTails(this.log.takeTails(txn))
       return { entries, result }
     })
-  }
-
-  /**
-   * Read, in one trip to LevelDB, the keys storing and applying `entries`
-   * will most likely read: the log's index, the records written directly,
-   * and for each rule on the entry the target record and mapping under the
-   * entry's own id (a rule with a `key` may pick another id: that one is read
-   * when planned). Each trip costs ~0.1-0.3 ms of latency on an idle node.
-   */
-  private async warm (txn: Txn, origin: string, entries: LogEntry[]): Promise<void> {
-    const wanted: string[] = []
-    for (const e of entries) {
-      wanted.push(keys.latest(origin, e.collection, e.id))
-      if (origin === this.self || isRegistryCollection(e.collection)) wanted.push(keys.record(e.collection, e.id))
-      for (const rule of this.rules.forEntry(origin, e.collection) ?? []) {
-        wanted.push(keys.targetMap(rule.rule.id, e.id), keys.record(rule.rule.to.collection, e.id))
-      }
-    }
-    await txn.prefetch(wanted)
   }
 
   /** Cut local entries into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
@@ -345,7 +324,7 @@ export class Ingestor {
       reeval,
       freshVersion: () => ({ hlc: this.clock.tick(), origin: this.self, seq: 0 }),
       published: (collection) => this.rules.isPublished(collection),
-      writeRecord: (collection, id, state, previous) => this.writeRecord(st, collection, id, state, previous),
+      writeRecord: (collection, id, state, previous, key) => this.writeRecord(st, collection, id, state, previous, key),
       conflict: (c) => this.recordConflict(st, c),
       platformOf: (peer) => this.platformOf?.(peer)
     }
@@ -394,16 +373,16 @@ export class Ingestor {
   }
 
   /** Write a record and move it to the head of the changes feed (`state.cursor` is set to its cursor). Returns the cursor (0 for registry records). */
-  private writeRecord (st: TxnState, collection: string, id: string, state: RecordState, previous: RecordState | undefined): number {
+  private writeRecord (st: TxnState, collection: string, id: string, state: RecordState, previous: RecordState | undefined, key = keys.record(collection, id)): number {
     if (isRegistryCollection(collection)) {
-      st.txn.put(keys.record(collection, id), encodeRecord(state))
+      st.txn.put(key, encodeRecord(state))
       return 0
     }
     const cursor = ++st.cursor
     if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
     state.cursor = cursor
-    st.txn.put(keys.record(collection, id), encodeRecord(state))
+    st.txn.put(key, encodeRecord(state))
     return cursor
   }
 
@@ -437,7 +416,7 @@ export class Ingestor {
 
   /** Apply one batch of entries; rule writes into published collections are logged and applied on (chaining). */
   private async applyLevel (st: TxnState, entries: LogEntry[], depth: number): Promise<void> {
-    const work: Array<{ entry: LogEntry, rule?: CompiledRule, plan?: Plan, value?: JsonObject }> = []
+    const work: Array<{ entry: LogEntry, rule?: CompiledRule, plan?: Plan, at?: PlanKeys, value?: JsonObject }> = []
     const prefetch: string[] = []
     for (const entry of entries) {
       if (depth === 0 && entry.origin !== this.self) this.clock.observe(entry.hlc)
@@ -446,22 +425,23 @@ export class Ingestor {
       if (!direct && rules === undefined) continue
       const value = parseEntryValue(entry)
       if (direct) {
-        work.push({ entry, rule: undefined, plan: undefined, value })
+        work.push({ entry, rule: undefined, plan: undefined, at: undefined, value })
         prefetch.push(keys.record(entry.collection, entry.id))
       }
       for (const rule of rules ?? []) {
         const maybe = this.plan(rule, entry, value)
         const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
         if (plan === undefined) continue
-        work.push({ entry, rule, plan, value: undefined })
-        prefetch.push(...planKeys(rule, entry, plan))
+        const at = planKeys(rule, entry, plan)
+        work.push({ entry, rule, plan, at, value: undefined })
+        pushPlanKeys(prefetch, at)
       }
     }
     await st.txn.prefetch(prefetch)
     const applied: Applied[] = []
     for (const w of work) {
       if (w.rule !== undefined && w.plan !== undefined) {
-        applied.push(...this.applyRulePlan(st, w.rule, w.entry, w.plan))
+        applied.push(...this.applyRulePlan(st, w.rule, w.entry, w.plan, w.at))
       } else {
         this.applyDirect(st, w.entry, w.value)
       }
@@ -492,8 +472,8 @@ export class Ingestor {
     return plan
   }
 
-  private applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Applied[] {
-    const applied = applyPlan(st.ctx, rule, entry, plan)
+  private applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan, at: PlanKeys | undefined): Applied[] {
+    const applied = applyPlan(st.ctx, rule, entry, plan, at)
     if (st.keepChanges) for (const a of applied) st.result.changes.push(a.change)
     if (applied.length > 0) this.count(st, rule.rule.id, 'applied', applied.length)
     return applied
@@ -659,18 +639,20 @@ export class Ingestor {
           // Checked only when the source's log may have moved since the read (live writes meanwhile)
           const moved = chunk.asOf === undefined || this.log.held(source) !== chunk.asOf
           if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
-          const planned: Array<{ entry: LogEntry, plan: Plan }> = []
+          const planned: Array<{ entry: LogEntry, plan: Plan, at: PlanKeys | undefined }> = []
           for (const entry of chunk.entries) {
             if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
             if (moved && !this.log.isNewest(txn, entry)) continue
             const value = parseEntryValue(entry)
             const maybe = this.plan(rule, entry, value)
             const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
-            if (plan !== undefined) planned.push({ entry, plan })
+            if (plan !== undefined) planned.push({ entry, plan, at: planKeys(rule, entry, plan) })
           }
-          await txn.prefetch(planned.flatMap(p => planKeys(rule, p.entry, p.plan)))
+          const prefetch: string[] = []
+          for (const p of planned) pushPlanKeys(prefetch, p.at)
+          await txn.prefetch(prefetch)
           const applied: Applied[] = []
-          for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan))
+          for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan, p.at))
           await this.derive(st, applied, 0)
           if (chunk.more && next.order === 'log' && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
             // the source's log is mostly other collections: read this one's records by the index,

@@ -27,7 +27,7 @@ import { utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { decodeRecord, encodeRecord } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, resolvePlan } from './engine.js'
+import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, pushPlanKeys, resolvePlan } from './engine.js'
 import type { ApplyContext, CompiledRule, Plan } from './engine.js'
 import type { ModuleCache } from './modules.js'
 import { isGroupTarget, ruleTargets } from './targets.js'
@@ -152,7 +152,9 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
   if (!ev.exact || planned.length === 0) return
   // the real engine against the real store, in a transaction that is never committed
   const txn = deps.store.txn()
-  await txn.prefetch(planned.flatMap(p => planKeys(ev.compiled, p.entry, p.plan)))
+  const prefetch: string[] = []
+  for (const p of planned) pushPlanKeys(prefetch, planKeys(ev.compiled, p.entry, p.plan))
+  await txn.prefetch(prefetch)
   const ctx: ApplyContext = {
     txn,
     self: deps.self,

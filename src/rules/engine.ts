@@ -160,12 +160,25 @@ export function entryVersion (entry: LogEntry): Version {
   return { hlc: entry.hlc, origin: entry.origin, seq: entry.seq }
 }
 
-/** Store keys a plan will read, so a whole batch can be prefetched at once. */
-export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): string[] {
-  const mapKey = keys.targetMap(rule.rule.id, entry.id)
-  if (plan.kind === 'put') return [mapKey, keys.record(rule.rule.to.collection, plan.targetId)]
-  if (plan.kind === 'del') return [mapKey]
-  return []
+/**
+ * The store keys a plan reads and writes: the rule's mapping of the source
+ * record and, for a put, the target record. Built once per plan: prefetched
+ * with the batch's, then read and written through the same strings (a key
+ * is ~80 characters, and V8 hashes a string once, when it first keys a Map).
+ */
+export interface PlanKeys { map: string, record: string | undefined }
+
+export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): PlanKeys | undefined {
+  if (plan.kind === 'put') return { map: keys.targetMap(rule.rule.id, entry.id), record: keys.record(rule.rule.to.collection, plan.targetId) }
+  if (plan.kind === 'del') return { map: keys.targetMap(rule.rule.id, entry.id), record: undefined }
+  return undefined
+}
+
+/** Add a plan's keys to the keys a batch prefetches. */
+export function pushPlanKeys (list: string[], k: PlanKeys | undefined): void {
+  if (k === undefined) return
+  list.push(k.map)
+  if (k.record !== undefined) list.push(k.record)
 }
 
 /**
@@ -194,8 +207,8 @@ export interface ApplyContext {
   freshVersion (): Version
   /** Whether writes to this collection are logged in this node's own log (it is the source of a rule). */
   published (collection: string): boolean
-  /** Write a record (with its feed cursor, which is set on `state`); returns the cursor. */
-  writeRecord (collection: string, id: string, state: RecordState, previous: RecordState | undefined): number
+  /** Write a record (with its feed cursor, which is set on `state`); returns the cursor. `key`: the record's store key, when built already. */
+  writeRecord (collection: string, id: string, state: RecordState, previous: RecordState | undefined, key?: string): number
   /** Record a conflict of a rule. */
   conflict (conflict: Omit<ConflictRecord, 'n' | 'at'>): void
   /** Platform name of a peer id, when the registry knows it. */
@@ -213,18 +226,19 @@ export interface Applied {
  * target already holds this write or a later one, two when a source record's
  * key moved (the old target record is removed).
  */
-export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Plan): Applied[] {
-  if (plan.kind === 'put') return applyPut(ctx, rule, entry, plan)
+export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Plan, at = planKeys(rule, entry, plan)): Applied[] {
+  if (at === undefined) return []
+  if (plan.kind === 'put') return applyPut(ctx, rule, entry, plan, at.map, at.record ?? keys.record(rule.rule.to.collection, plan.targetId))
   if (plan.kind === 'del') {
-    const mapped = ctx.txn.get(keys.targetMap(rule.rule.id, entry.id))
+    const mapped = ctx.txn.get(at.map)
     if (mapped === undefined) return []
     return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
   }
   return []
 }
 
-function readRecord (txn: Txn, collection: string, id: string): RecordState | undefined {
-  const bytes = txn.get(keys.record(collection, id))
+function readRecord (txn: Txn, key: string): RecordState | undefined {
+  const bytes = txn.get(key)
   return bytes === undefined ? undefined : decodeRecord(bytes)
 }
 
@@ -268,9 +282,9 @@ function reportConflict (ctx: ApplyContext, rule: CompiledRule, kind: ConflictRe
   })
 }
 
-function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: RecordState, previous: RecordState | undefined): Applied {
+function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: RecordState, previous: RecordState | undefined, key?: string): Applied {
   const collection = rule.rule.to.collection
-  const cursor = ctx.writeRecord(collection, id, state, previous)
+  const cursor = ctx.writeRecord(collection, id, state, previous, key)
   const version = publicVersion(state.version)
   // two shapes, each with all its fields in the literal (see recordState)
   const change: ChangeEvent = state.value !== undefined
@@ -284,10 +298,9 @@ function setMapping (ctx: ApplyContext, mapKey: string, mapped: string | undefin
   if (mapped !== targetId) ctx.txn.put(mapKey, utf8.encode(targetId))
 }
 
-function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>): Applied[] {
+function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan: Extract<Plan, { kind: 'put' }>, mapKey: string, recordKey: string): Applied[] {
   const r = rule.rule
   const collection = r.to.collection
-  const mapKey = keys.targetMap(r.id, entry.id)
   const version = entryVersion(entry)
   const out: Applied[] = []
   const mappedBytes = ctx.txn.get(mapKey)
@@ -296,10 +309,10 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     // the source record's key changed: what it placed under the old id goes
     out.push(...removePlaced(ctx, rule, entry, mapped, version))
   }
-  const existing = readRecord(ctx.txn, collection, plan.targetId)
+  const existing = readRecord(ctx.txn, recordKey)
   const state = recordState(version, plan.value, r.id, plan.targetId !== entry.id ? entry.id : undefined, rawValueOf(entry, plan.value))
   if (existing === undefined) {
-    out.push(write(ctx, rule, plan.targetId, state, undefined))
+    out.push(write(ctx, rule, plan.targetId, state, undefined, recordKey))
     setMapping(ctx, mapKey, mapped, plan.targetId)
     return out
   }
@@ -312,7 +325,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     if (ctx.reeval && existing.value !== undefined && existing.rule === r.id && !jsonEqual(existing.value, plan.value)) {
       // the rule changed: the same source write now gives another value
       const v = ctx.published(collection) ? ctx.freshVersion() : existing.version
-      out.push(write(ctx, rule, plan.targetId, { ...state, version: v }, existing))
+      out.push(write(ctx, rule, plan.targetId, { ...state, version: v }, existing, recordKey))
     }
     return out
   }
@@ -329,7 +342,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
   // landing over a later version (mirror, re-evaluation): the record's version must not go back
   // where it is logged for other nodes, or they would keep the later one
   if (order > 0 && ctx.published(collection)) state.version = ctx.freshVersion()
-  out.push(write(ctx, rule, plan.targetId, state, existing))
+  out.push(write(ctx, rule, plan.targetId, state, existing, recordKey))
   setMapping(ctx, mapKey, mapped, plan.targetId)
   return out
 }
@@ -338,7 +351,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
 function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Applied[] {
   const r = rule.rule
   ctx.txn.del(keys.targetMap(r.id, entry.id))
-  const existing = readRecord(ctx.txn, r.to.collection, targetId)
+  const existing = readRecord(ctx.txn, keys.record(r.to.collection, targetId))
   if (existing === undefined || existing.value === undefined) return []
   // another source record with the same key holds it now
   if (existing.rule === r.id && existing.source !== undefined && existing.source !== entry.id) return []
