@@ -32,6 +32,25 @@ describe('encodeRecord', () => {
     }
   })
 
+  it('with the value\'s own JSON.stringify text, the bytes are exactly those of the serialised record', () => {
+    const origins = ['12D3KooWExampleOrigin', 'ü-origin "quoted"']
+    const counts = [0, 1, 9, 10, 99, 100, 1_700_000_000_000, Number.MAX_SAFE_INTEGER]
+    for (const origin of origins) {
+      for (const n of counts) {
+        const value = { n, s: 'x' }
+        const states: RecordState[] = [
+          { value, version: { hlc: { wall: n === 0 ? 1 : n, logical: n }, origin, seq: n } },
+          { value, version: { hlc: { wall: 1_700_000_000_000, logical: 0 }, origin, seq: n }, rule: `rule-${n} ✓`, source: 'src "id"', cursor: n },
+          { value, version, rule: 'r2', cursor: n }
+        ]
+        for (const state of states) {
+          const raw = Buffer.from(JSON.stringify(value))
+          expect(Buffer.from(encodeRecord({ ...state, raw })).toString()).toBe(Buffer.from(encodeRecord(state)).toString())
+        }
+      }
+    }
+  })
+
   it('a tombstone ignores any raw text', () => {
     const state: RecordState = { version, rule: 'r1' }
     expect(decodeRecord(encodeRecord({ ...state, raw: Buffer.from('{"x":1}') }))).toEqual(state)
