@@ -758,8 +758,8 @@ export class Ingestor {
         // rule goes): nothing to publish, and the collection is not read. A node that only sends (the
         // source of a rule) read and parsed its whole collection when a rule on it was added, while
         // serving that rule's target (`npm run profile:sync`: a quarter of the source's CPU during the sync)
-        const scanned = this.anyRuleApplied()
-        if (scanned) {
+        const mayHoldRuleWrites = this.anyRuleApplied()
+        if (mayHoldRuleWrites) {
           for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
             for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
           }
@@ -778,7 +778,7 @@ export class Ingestor {
         if (derived.length > 0) await this.applyLevel(st, derived, 1)
         await this.flushDerived(st)
         this.flushCounts(st)
-        const next: PublishState = { ...current, done: !scanned || records.length < BACKFILL_CHUNK }
+        const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
         if (records.length > 0) next.after = records[records.length - 1].id
         txn.put(stateKey, encodeJson(next))
         txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))

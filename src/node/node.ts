@@ -39,7 +39,7 @@ import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
 import type {
-  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
+  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
 import { StuckDetector } from './stuck.js'
