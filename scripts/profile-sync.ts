@@ -5,8 +5,13 @@
  * run's profiles. `--top` prints the functions with the most self time;
  * `--keep` keeps the .cpuprofile files (open them in Chrome DevTools);
  * `--threads` prints the CPU time of each of the target's threads.
+ * `--gc` runs the target with `--trace-gc-nvp` and reports its collections
+ * during the sync: young-generation collections (scavenges) count what it
+ * allocated, MB promoted what outlived them, mark-compacts the old
+ * generation's cost. These counts vary little between runs, unlike times on
+ * a shared machine: compare builds by them.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -52,6 +57,30 @@ function inclusiveShare (p: Profile, names: Set<string>, sourceHint: string): nu
     if (inside(p.samples[i])) hit += dt
   }
   return total === 0 ? 0 : hit / total
+}
+
+/**
+ * The target's collections in `--trace-gc-nvp` output (one line per
+ * collection: `gc=s` a scavenge, `gc=mc` a mark-compact), for `--gc`:
+ * what scavenges promoted to the old generation, and the pauses of the
+ * JavaScript thread for all of them.
+ */
+function gcDuring (trace: string): { scavenges: number, markCompacts: number, promotedMB: number, pauseMs: number } {
+  const out = { scavenges: 0, markCompacts: 0, promotedMB: 0, pauseMs: 0 }
+  for (const line of trace.split('\n')) {
+    const kind = / gc=(\w+) /.exec(line)?.[1]
+    if (kind === undefined) continue
+    if (kind === 's') {
+      out.scavenges++
+      out.promotedMB += Number(/ promoted=(\d+)/.exec(line)?.[1] ?? 0) / 1e6
+    } else if (kind === 'mc' || kind === 'mmc') {
+      out.markCompacts++
+    }
+    out.pauseMs += Number(/ pause=([\d.]+)/.exec(line)?.[1] ?? 0)
+  }
+  out.promotedMB = Math.round(out.promotedMB)
+  out.pauseMs = Math.round(out.pauseMs)
+  return out
 }
 
 /** The functions with the most self time, for `--top`. */
@@ -103,7 +132,8 @@ async function main (): Promise<void> {
     const prof = !args.includes('--no-prof')
     const profArgs = (who: string): string[] => [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, who)}`] : []), ...(process.env.SM_NODEARGS ?? '').split(' ').filter(a => a !== '')]
     await source.start(['--target-peers', '0'], { env, nodeArgs: profArgs('source') })
-    await target.start(['--target-peers', '0'], { env, nodeArgs: profArgs('target') })
+    const gcLog = args.includes('--gc') ? join(parent, 'target-gc.log') : undefined
+    await target.start(['--target-peers', '0'], { env, nodeArgs: [...profArgs('target'), ...(gcLog !== undefined ? ['--trace-gc-nvp'] : [])], stdoutFile: gcLog })
     // default: the rule comes after the data (a new target attached to an existing source: it backfills);
     // --rule-first: the rule exists before the data (the target applies entries as they arrive)
     const ruleFirst = args.includes('--rule-first')
@@ -118,6 +148,7 @@ async function main (): Promise<void> {
     if (!ruleFirst && !noRule) await addRule()
     const t1 = performance.now()
     const cpu0 = [cpuSeconds(source.pid) ?? 0, cpuSeconds(target.pid) ?? 0]
+    const gcFrom = gcLog !== undefined ? statSync(gcLog, { throwIfNoEntry: false })?.size ?? 0 : 0
     const threads0 = threadCpuSeconds(target.pid)
     await target.addPeer(source.multiaddr)
     // phases: the log arrives (the rule entry comes last), then the rule's backfill applies it
@@ -132,6 +163,7 @@ async function main (): Promise<void> {
       return (s.rules as Array<{ applied: number }>)[0]?.applied === N
     }, `the target to apply ${N} records`, 600_000, 50)
     const syncMs = performance.now() - t1
+    const gc = gcLog !== undefined ? gcDuring(readFileSync(gcLog).subarray(gcFrom).toString()) : undefined
     // --updates K: then K more revisions of every record, written on the source while connected
     const updates = Number(args[args.indexOf('--updates') + 1] ?? NaN)
     if (args.includes('--updates') && updates > 0) {
@@ -212,7 +244,8 @@ async function main (): Promise<void> {
       sourceCpuDuringSync: cpuShare(0),
       targetCpuDuringSync: cpuShare(1),
       // the main (JavaScript) thread, and the rest: V8's GC and JIT helpers, LevelDB's compaction, libuv's pool (LevelDB reads/writes)
-      targetCpuByThread: Object.fromEntries([...byName].filter(([, c]) => c > 0.01).map(([n, c]) => [n, `${Math.round(c / (syncMs / 1000) * 100)}%`]))
+      targetCpuByThread: Object.fromEntries([...byName].filter(([, c]) => c > 0.01).map(([n, c]) => [n, `${Math.round(c / (syncMs / 1000) * 100)}%`])),
+      ...(gc !== undefined ? { targetGcDuringSync: gc } : {})
     }, null, 2))
   } finally {
     await source.kill()

@@ -110,9 +110,10 @@ export class NodeProcess {
   /**
    * Start and wait for the ready line. `options.env` is added to the child's
    * environment (e.g. SYNCMESH_LOG_LEVEL); `options.nodeArgs` go to node
-   * itself, before the CLI (e.g. --cpu-prof).
+   * itself, before the CLI (e.g. --cpu-prof); `options.stdoutFile` gets a
+   * copy of everything the node prints on stdout (V8's `--trace-gc*` lines).
    */
-  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[] } = {}): Promise<Ready> {
+  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string } = {}): Promise<Ready> {
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
@@ -125,6 +126,8 @@ export class NodeProcess {
       if (this.stderr.length > 2_000_000) this.stderr = this.stderr.slice(-1_000_000)
     })
     this.exited = new Promise(resolve => child.on('exit', (code) => resolve(code)))
+    const stdoutFile = options.stdoutFile
+    if (stdoutFile !== undefined) child.stdout?.on('data', (d: Buffer) => appendFileSync(stdoutFile, d))
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     const ready = await new Promise<Ready>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name} did not print its ready line in time; stderr:\n${this.stderr.slice(-4000)}`)), 30_000)
