@@ -324,6 +324,7 @@ export class Ingestor {
       reeval,
       freshVersion: () => ({ hlc: this.clock.tick(), origin: this.self, seq: 0 }),
       published: (collection) => this.rules.isPublished(collection),
+      keepChanges,
       writeRecord: (collection, id, state, previous, key) => this.writeRecord(st, collection, id, state, previous, key),
       conflict: (c) => this.recordConflict(st, c),
       platformOf: (peer) => this.platformOf?.(peer)
@@ -474,7 +475,7 @@ export class Ingestor {
 
   private applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan, at: PlanKeys | undefined): Applied[] {
     const applied = applyPlan(st.ctx, rule, entry, plan, at)
-    if (st.keepChanges) for (const a of applied) st.result.changes.push(a.change)
+    if (st.keepChanges) for (const a of applied) if (a.change !== undefined) st.result.changes.push(a.change)
     if (applied.length > 0) this.count(st, rule.rule.id, 'applied', applied.length)
     return applied
   }
@@ -490,7 +491,7 @@ export class Ingestor {
     const derived: LogEntry[] = []
     for (const a of applied) {
       const c = a.change
-      if (c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
+      if (c === undefined || c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
       derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version.hlc))
     }
     if (derived.length === 0) return
@@ -708,7 +709,7 @@ export class Ingestor {
       if (state.value === undefined) continue
       if (state.rule === rule.rule.id && this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
       const a = sweepRecord(st.ctx, rule, id, state)
-      if (st.keepChanges) st.result.changes.push(a.change)
+      if (st.keepChanges && a.change !== undefined) st.result.changes.push(a.change)
       this.count(st, rule.rule.id, 'applied')
       applied.push(a)
     }

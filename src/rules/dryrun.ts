@@ -161,6 +161,7 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
     reeval,
     freshVersion: () => ({ hlc: { wall: Number.MAX_SAFE_INTEGER, logical: 0 }, origin: deps.self, seq: 0 }),
     published: () => false,
+    keepChanges: false,
     writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
       if (state.value === undefined) ev.report.deletes++
       else if (previous?.value !== undefined) ev.report.updates++

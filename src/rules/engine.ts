@@ -207,6 +207,12 @@ export interface ApplyContext {
   freshVersion (): Version
   /** Whether writes to this collection are logged in this node's own log (it is the source of a rule). */
   published (collection: string): boolean
+  /**
+   * Whether the caller reads the change events of what is applied
+   * (`Applied.change`). Without, they are built only for writes into
+   * published collections, which chaining logs from them.
+   */
+  keepChanges: boolean
   /** Write a record (with its feed cursor, which is set on `state`); returns the cursor. `key`: the record's store key, when built already. */
   writeRecord (collection: string, id: string, state: RecordState, previous: RecordState | undefined, key?: string): number
   /** Record a conflict of a rule. */
@@ -215,9 +221,9 @@ export interface ApplyContext {
   platformOf (peerId: string): string | undefined
 }
 
-/** A change a plan made, with the version it was written with. */
+/** A change a plan made (its event: see ApplyContext.keepChanges), with the version it was written with. */
 export interface Applied {
-  change: ChangeEvent
+  change: ChangeEvent | undefined
   version: Version
 }
 
@@ -285,6 +291,8 @@ function reportConflict (ctx: ApplyContext, rule: CompiledRule, kind: ConflictRe
 function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: RecordState, previous: RecordState | undefined, key?: string): Applied {
   const collection = rule.rule.to.collection
   const cursor = ctx.writeRecord(collection, id, state, previous, key)
+  // an event no one reads is not built (its public version formats the clock as text)
+  if (!ctx.keepChanges && !ctx.published(collection)) return { change: undefined, version: state.version }
   const version = publicVersion(state.version)
   // two shapes, each with all its fields in the literal (see recordState)
   const change: ChangeEvent = state.value !== undefined
