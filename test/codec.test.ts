@@ -431,6 +431,13 @@ describe('rejection', () => {
     expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.PUT, value: enc.encode(text) })]), /not a JSON object/)
   })
 
+  it('put whose value starts with a byte order mark (stored as received, it would break the record that holds it)', () => {
+    const bom = Uint8Array.from([0xef, 0xbb, 0xbf, ...enc.encode('{"a":1}')])
+    expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, value: bom })]), /not a JSON object/)
+    // whitespace around the object is JSON's own: accepted
+    expect(decodeFrame(batchPayload(0, 1, [pbEntry({ seq: 1, value: enc.encode(' {"a":1}\n') })])).type).toBe('batch')
+  })
+
   it('put of an invalid UTF-8 sequence', () => {
     expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.PUT, value: new Uint8Array([0xff, 0xfe, 0x7b, 0x7d]) })]), /not a JSON object/)
   })

@@ -53,8 +53,15 @@ function decodeVector (entries: Array<{ origin: string, seq: number }>): Version
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
-/** The value parsed as a JSON object, or undefined when it is not one (kept on the entry: rules apply it without parsing again). */
+/**
+ * The value parsed as a JSON object, or undefined when it is not one (kept
+ * on the entry: rules apply it without parsing again). A leading byte order
+ * mark is refused: TextDecoder drops it, so JSON.parse would not see it, but
+ * the value is stored as received, inside the stored record's own JSON text,
+ * where it is not allowed (the record would no longer read).
+ */
 function parseJsonObject (bytes: Uint8Array): object | undefined {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return undefined
   try {
     const v: unknown = JSON.parse(strictUtf8.decode(bytes))
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined
