@@ -1,12 +1,12 @@
 /**
- * The `syncmesh` binary (dist/src/cli/main.js, built by `npm run build`):
+ * The `syncmesh` binary (dist/src/cli/bin.cjs, built by `npm run build`):
  * exit statuses, one-line errors, --json output, and every command against
  * real `syncmesh start` processes on 127.0.0.1 in temp dirs.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer } from '../src/api/server.js'
 import type { NodeStatus, SyncNodeApi } from '../src/node/types.js'
 
-const BIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url))
+const BIN = fileURLToPath(new URL('../dist/src/cli/bin.cjs', import.meta.url))
 const KEY = 'k'.repeat(32)
 
 interface Result { code: number | null, stdout: string, stderr: string }
@@ -291,6 +291,27 @@ describe('syncmesh CLI', () => {
       expect(file.url).toBe(aReady.api)
       expect(file.token).toMatch(/^[0-9a-f]{64}$/)
       expect((await stat(join(aDir, 'api.json'))).mode & 0o777).toBe(0o600)
+    })
+
+    // bin.cts: libuv's pool has 2 threads unless UV_THREADPOOL_SIZE says otherwise (Linux: threads counted in /proc)
+    it.runIf(process.platform === 'linux')('the daemon runs libuv\'s thread pool with 2 threads unless UV_THREADPOOL_SIZE is set', async () => {
+      const threads = async (env: Record<string, string>, name: string): Promise<number> => {
+        const dir = join(root, name)
+        expect((await cli(['init', '--data', dir, '--name', name])).code).toBe(0)
+        const node = new NodeProc(['--data', dir, '--key', KEY, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], env)
+        try {
+          await node.ready
+          return (await readdir(`/proc/${node.child.pid ?? 0}/task`)).length
+        } finally {
+          await node.stop()
+        }
+      }
+      // fresh idle nodes, alike but for the variable ('' counts as unset)
+      const unset = await threads({ UV_THREADPOOL_SIZE: '' }, 'pool-default')
+      const two = await threads({ UV_THREADPOOL_SIZE: '2' }, 'pool-two')
+      const four = await threads({ UV_THREADPOOL_SIZE: '4' }, 'pool-four')
+      expect(unset).toBe(two)
+      expect(four - two).toBe(2)
     })
 
     it('put, get, del, ls with --data', async () => {

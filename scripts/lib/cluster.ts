@@ -1,6 +1,6 @@
 /**
  * Real node processes for the demo, the benchmarks and the end-to-end tests:
- * each node is `node dist/src/cli/main.js start --json` in its own data
+ * each node is `node dist/src/cli/bin.cjs start --json` in its own data
  * directory, on 127.0.0.1 with port 0, driven through its HTTP API.
  */
 import { spawn } from 'node:child_process'
@@ -26,7 +26,7 @@ function findRoot (): string {
 }
 
 export const ROOT = findRoot()
-export let CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js')
+export let CLI = join(ROOT, 'dist', 'src', 'cli', 'bin.cjs')
 
 /** Run nodes and CLI commands from another build of the CLI (e.g. a snapshot of dist/ that a concurrent rebuild cannot change). */
 export function useCli (path: string): void {
