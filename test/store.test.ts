@@ -5,7 +5,7 @@
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Store, utf8 } from '../src/store/db.js'
+import { IDLE_COMPACTION_SMALL_BYTES, IDLE_COMPACTION_SMALL_MIN_DELETES, Store, utf8 } from '../src/store/db.js'
 import { Frontiers } from '../src/store/frontier.js'
 import { eventually, removeDir, tempDir } from './helpers/nodes.js'
 
@@ -90,6 +90,45 @@ describe('Store: compaction when idle', () => {
     // nothing more to do: no second compaction without new deletions
     await new Promise(resolve => setTimeout(resolve, 300))
     expect(s.compactions).toBe(1)
+  })
+})
+
+describe('Store: compaction of a small database', () => {
+  // 2,000 keys replaced once: 2,000 deletions, far fewer than IDLE_COMPACTION_MIN_DELETES
+  async function churn (s: Store): Promise<void> {
+    const value = utf8.encode('x'.repeat(200))
+    for (let rev = 0; rev < 2; rev++) {
+      await s.exclusive(async () => {
+        const txn = s.txn()
+        for (let i = 0; i < 2000; i++) {
+          if (rev > 0) txn.del(`e\x00old\x00${rev - 1}\x00${i}`)
+          txn.put(`e\x00old\x00${rev}\x00${i}`, value)
+        }
+        await txn.commit()
+      })
+    }
+  }
+
+  it('compacts after a few deletions when its tables are small', async () => {
+    const s = await open()
+    await churn(s)
+    const compacted: Array<{ deletes: number }> = []
+    s.startCompacting({ idleMs: 100, checkMs: 50, onCompacted: (info) => compacted.push(info) })
+    await eventually(async () => s.compactions === 1, 'a compaction')
+    expect(compacted).toEqual([expect.objectContaining({ deletes: 2000 })])
+    expect(await s.db.get('e\x00old\x000\x001999')).toBeUndefined()
+    expect(await s.tableBytes()).toBeLessThan(IDLE_COMPACTION_SMALL_BYTES)
+  })
+
+  it('only flushes the memtable after as few deletions when its tables are larger', async () => {
+    const s = await open()
+    await churn(s)
+    // "larger" than 1 byte: any table at all
+    s.startCompacting({ idleMs: 100, checkMs: 50, small: { minDeletes: IDLE_COMPACTION_SMALL_MIN_DELETES, bytes: 1 } })
+    await eventually(async () => s.flushes === 1, 'an idle flush')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(s.compactions).toBe(0)
+    expect(await s.tableBytes()).toBeGreaterThan(1)
   })
 })
 

@@ -9,7 +9,7 @@ import { Frontiers } from './frontier.js'
 
 export type Db = Level<string, Uint8Array>
 /** `level` is classic-level on Node; its types leave out compactRange. */
-type CompactingDb = Db & { compactRange: (start: string, end: string) => Promise<void> }
+type CompactingDb = Db & { compactRange: (start: string, end: string) => Promise<void>, approximateSize: (start: string, end: string) => Promise<number> }
 
 const decoder = new TextDecoder()
 
@@ -48,8 +48,16 @@ export const WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 
 /** A node compacts its database once idle this long (no writes)… */
 export const IDLE_COMPACTION_MS = 10_000
-/** …after at least this many deletions since the last compaction (fewer: it only flushes the memtable). */
+/** …after at least this many deletions since the last compaction (fewer: it only flushes the memtable)… */
 export const IDLE_COMPACTION_MIN_DELETES = 50_000
+/**
+ * …or after this many, when its tables hold at most IDLE_COMPACTION_SMALL_BYTES:
+ * compacting a small database takes a fraction of a second, and otherwise a
+ * node of a few thousand records updated again and again kept every version
+ * on disk (1,000 records updated 5 times: 6.03× their first size).
+ */
+export const IDLE_COMPACTION_SMALL_MIN_DELETES = 1_000
+export const IDLE_COMPACTION_SMALL_BYTES = 64 * 1024 * 1024
 /** Fewest keys of one prefix worth a range read in `Txn.prefetch`. */
 const RANGE_READ_MIN = 16
 /** Batches a prefix is looked up key by key after its range read met too many other keys. */
@@ -194,36 +202,53 @@ export class Store {
    * compaction reaches the files that hold it, which a quiet node may not do
    * for a long time: after many updates the database keeps their old
    * versions. Like CouchDB's compaction daemon, compact everything once the
-   * node has been idle for `idleMs` after at least `minDeletes` deletions.
-   * After fewer, only flush the memtable (the write-ahead log of a quiet
-   * node then holds nothing).
+   * node has been idle for `idleMs` after at least `minDeletes` deletions,
+   * or after `small.minDeletes` when its tables hold at most `small.bytes`
+   * (a small database compacts in a fraction of a second). After fewer,
+   * only flush the memtable (the write-ahead log of a quiet node then holds
+   * nothing).
    */
-  startCompacting (options: { idleMs?: number, minDeletes?: number, checkMs?: number, onCompacted?: (info: { deletes: number, ms: number }) => void, onError?: (err: Error) => void } = {}): void {
+  startCompacting (options: { idleMs?: number, minDeletes?: number, small?: { minDeletes: number, bytes: number }, checkMs?: number, onCompacted?: (info: { deletes: number, ms: number }) => void, onError?: (err: Error) => void } = {}): void {
     const idleMs = options.idleMs ?? IDLE_COMPACTION_MS
-    const minDeletes = options.minDeletes ?? IDLE_COMPACTION_MIN_DELETES
     this.stopCompacting()
     this.compactTimer = setInterval(() => {
       if (this.compacting !== undefined || Date.now() - this.lastWriteAt < idleMs) return
-      if (this.deletesSinceCompaction < minDeletes) {
-        // not worth a full compaction: still move what the write-ahead log holds into a table
-        if (this.writesSinceFlush > 0 && this.failure === undefined) {
-          this.compacting = this.flushMemtable().catch((err: Error) => options.onError?.(err)).finally(() => { this.compacting = undefined })
-        }
-        return
-      }
-      const deletes = this.deletesSinceCompaction
-      this.deletesSinceCompaction = 0
-      const t0 = Date.now()
-      // keys start with an ASCII tag (see keys.ts): this range is the whole keyspace
-      this.writesSinceFlush = 0
-      this.compacting = (this.db as unknown as CompactingDb).compactRange('\x00', '\x7f')
-        .then(() => {
-          this.compactions++
-          options.onCompacted?.({ deletes, ms: Date.now() - t0 })
-        }, (err: Error) => options.onError?.(err))
-        .finally(() => { this.compacting = undefined })
+      this.compacting = this.whenIdle(options).catch((err: Error) => options.onError?.(err)).finally(() => { this.compacting = undefined })
     }, options.checkMs ?? 2_000)
     this.compactTimer.unref()
+  }
+
+  /** Deletions counted when the tables' size was last looked up (not again until more come). */
+  private sizedAtDeletes = -1
+
+  private async whenIdle (options: { minDeletes?: number, small?: { minDeletes: number, bytes: number }, onCompacted?: (info: { deletes: number, ms: number }) => void }): Promise<void> {
+    const deletes = this.deletesSinceCompaction
+    const small = options.small ?? { minDeletes: IDLE_COMPACTION_SMALL_MIN_DELETES, bytes: IDLE_COMPACTION_SMALL_BYTES }
+    let compact = deletes >= (options.minDeletes ?? IDLE_COMPACTION_MIN_DELETES)
+    if (!compact && deletes >= small.minDeletes && deletes !== this.sizedAtDeletes) {
+      this.sizedAtDeletes = deletes
+      // the tables' size leaves out the memtable: move it into a table first (done when idle anyway)
+      if (this.writesSinceFlush > 0 && this.failure === undefined) await this.flushMemtable()
+      compact = await this.tableBytes() <= small.bytes
+    }
+    if (!compact) {
+      // not worth a full compaction: still move what the write-ahead log holds into a table
+      if (this.writesSinceFlush > 0 && this.failure === undefined) await this.flushMemtable()
+      return
+    }
+    this.deletesSinceCompaction = 0
+    this.sizedAtDeletes = -1
+    const t0 = Date.now()
+    this.writesSinceFlush = 0
+    // keys start with an ASCII tag (see keys.ts): this range is the whole keyspace
+    await (this.db as unknown as CompactingDb).compactRange('\x00', '\x7f')
+    this.compactions++
+    options.onCompacted?.({ deletes, ms: Date.now() - t0 })
+  }
+
+  /** Bytes of the database's tables (LevelDB's estimate; the memtable and write-ahead log not included). */
+  async tableBytes (): Promise<number> {
+    return await (this.db as unknown as CompactingDb).approximateSize('\x00', '\x7f')
   }
 
   stopCompacting (): void {

@@ -16,7 +16,7 @@
  *    before. The target's RSS when idle holding N records is reported too.
  */
 import type { NodeProcess } from '../../lib/cluster.js'
-import { IDLE_COMPACTION_MIN_DELETES } from '../../../src/store/db.js'
+import { IDLE_COMPACTION_MIN_DELETES, IDLE_COMPACTION_SMALL_BYTES, IDLE_COMPACTION_SMALL_MIN_DELETES } from '../../../src/store/db.js'
 import { ndjsonChunks, newTally, recordId, recordValue } from '../data.js'
 import type { BenchCluster } from '../env.js'
 import { applied, authenticatedPeers, now, originSeq, ruleActive, sleep, until } from '../env.js'
@@ -97,12 +97,15 @@ export function footprintWorkload (sizes: { footprintN: number, footprintUpdates
       values['footprint.updates_sync_records_per_s'] = n * u / ((tDone - t0) / 1000)
       ctx.log(`    ${u} × ${fmtN(n)} updates: imported on the source at ${fmtN(values['footprint.updates_import_records_per_s'])} rec/s (target connected); the target was done ${values['footprint.updates_target_lag_s'].toFixed(1)} s after the last import`)
       // right away, LevelDB still holds the replaced versions (and the write-ahead log); the node
-      // compacts once idle (Store.startCompacting: 10 s without writes after ≥ 50,000 deletions)
+      // compacts once idle (Store.startCompacting: 10 s without writes after ≥ 50,000 deletions, or ≥ 1,000 in a
+      // database of at most 64 MiB)
       const busy = await dirBytes(join(target.dir, 'db'))
       values['footprint.update_growth_before_compaction'] = busy.apparent / first.apparent
       const tIdle = now()
-      // every update deletes at least the log entry it replaces; fewer deletions (small --quick runs) get no compaction
-      if (n * u >= IDLE_COMPACTION_MIN_DELETES) {
+      // every update deletes at least the log entry it replaces; the node compacts after
+      // IDLE_COMPACTION_MIN_DELETES deletions, or after IDLE_COMPACTION_SMALL_MIN_DELETES in a small database
+      // (a --quick run's); fewer get no compaction
+      if (n * u >= IDLE_COMPACTION_MIN_DELETES || (n * u >= IDLE_COMPACTION_SMALL_MIN_DELETES && busy.apparent <= IDLE_COMPACTION_SMALL_BYTES)) {
         await until(async () => ((await cl.status(target)).database?.compactions ?? 0) >= 1, 'the target to compact its database when idle', 90_000, 500)
       }
       values['footprint.idle_compaction_s'] = (now() - tIdle) / 1000
