@@ -64,21 +64,27 @@ describe('Store: write batches', () => {
   })
 })
 
+const CHURN_VALUE = utf8.encode('x'.repeat(200))
+
+/** Write `count` keys, then replace each `times` times (each replacement deletes the old key, as compaction of the log does). */
+async function churn (s: Store, count: number, times: number): Promise<void> {
+  for (let rev = 0; rev <= times; rev++) {
+    await s.exclusive(async () => {
+      const txn = s.txn()
+      for (let i = 0; i < count; i++) {
+        if (rev > 0) txn.del(`e\x00old\x00${rev - 1}\x00${i}`)
+        txn.put(`e\x00old\x00${rev}\x00${i}`, CHURN_VALUE)
+      }
+      await txn.commit()
+    })
+  }
+}
+
 describe('Store: compaction when idle', () => {
   it('compacts after enough deletions and a quiet moment; the data stays', async () => {
     const s = await open()
-    const value = utf8.encode('x'.repeat(200))
-    // write, then replace every key five times (each replacement deletes the old key, as compaction of the log does)
-    for (let rev = 0; rev < 6; rev++) {
-      await s.exclusive(async () => {
-        const txn = s.txn()
-        for (let i = 0; i < 5000; i++) {
-          if (rev > 0) txn.del(`e\x00old\x00${rev - 1}\x00${i}`)
-          txn.put(`e\x00old\x00${rev}\x00${i}`, value)
-        }
-        await txn.commit()
-      })
-    }
+    const value = CHURN_VALUE
+    await churn(s, 5000, 5)
     const before = await dirBytes(join(dir, 'db'))
     const compacted: Array<{ deletes: number }> = []
     s.startCompacting({ idleMs: 100, minDeletes: 20_000, checkMs: 50, onCompacted: (info) => compacted.push(info) })
@@ -95,23 +101,9 @@ describe('Store: compaction when idle', () => {
 
 describe('Store: compaction of a small database', () => {
   // 2,000 keys replaced once: 2,000 deletions, far fewer than IDLE_COMPACTION_MIN_DELETES
-  async function churn (s: Store): Promise<void> {
-    const value = utf8.encode('x'.repeat(200))
-    for (let rev = 0; rev < 2; rev++) {
-      await s.exclusive(async () => {
-        const txn = s.txn()
-        for (let i = 0; i < 2000; i++) {
-          if (rev > 0) txn.del(`e\x00old\x00${rev - 1}\x00${i}`)
-          txn.put(`e\x00old\x00${rev}\x00${i}`, value)
-        }
-        await txn.commit()
-      })
-    }
-  }
-
   it('compacts after a few deletions when its tables are small', async () => {
     const s = await open()
-    await churn(s)
+    await churn(s, 2000, 1)
     const compacted: Array<{ deletes: number }> = []
     s.startCompacting({ idleMs: 100, checkMs: 50, onCompacted: (info) => compacted.push(info) })
     await eventually(async () => s.compactions === 1, 'a compaction')
@@ -122,7 +114,7 @@ describe('Store: compaction of a small database', () => {
 
   it('only flushes the memtable after as few deletions when its tables are larger', async () => {
     const s = await open()
-    await churn(s)
+    await churn(s, 2000, 1)
     // "larger" than 1 byte: any table at all
     s.startCompacting({ idleMs: 100, checkMs: 50, small: { minDeletes: IDLE_COMPACTION_SMALL_MIN_DELETES, bytes: 1 } })
     await eventually(async () => s.flushes === 1, 'an idle flush')
