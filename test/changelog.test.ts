@@ -3,7 +3,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
-import { RunSigner } from '../src/log/signing.js'
+import { decodeCert, RunSigner, verifyRuns } from '../src/log/signing.js'
 import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { Store, utf8 } from '../src/store/db.js'
@@ -443,6 +443,80 @@ describe('readRun', () => {
     const next = await log.readRun(A, 2, 100, 1_000_000)
     expect(next && seqsOf(next.entries, A)).toEqual([3, 4])
     expect(next?.toSeq).toBe(4)
+  })
+
+  describe('never claims more than the snapshot it reads proves', () => {
+    /** A signed origin whose runs are appended the way the ingestor does; `commit: false` leaves the in-memory vector behind. */
+    async function signedOrigin (): Promise<{ origin: string, run: (entries: LogEntry[], commit?: boolean) => Promise<void> }> {
+      const key = await generateKeyPair('Ed25519')
+      const origin = peerIdFromPrivateKey(key).toString()
+      const signer = new RunSigner(key, origin)
+      let signed = 0
+      return {
+        origin,
+        run: async (entries, commit = true) => {
+          const to = entries[entries.length - 1].seq
+          const cert = signer.sign(signed, to, entries)
+          signed = to
+          await store.exclusive(async () => {
+            const txn = store.txn()
+            await log.append(txn, origin, entries, to, [cert])
+            await txn.commit()
+            // the batch is in LevelDB (and in every snapshot) before the commit's promise advances the vector
+            if (commit) log.committed(origin, to)
+          })
+        }
+      }
+    }
+
+    /** What a receiver does with a batch: every entry signed, and the range ends where a signed run ends. */
+    function receive (origin: string, run: { fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[] }): void {
+      verifyRuns(origin, run.entries.map(b => decodeEntry(origin, b)), run.certs.map(c => decodeCert(c)), { from: run.fromSeq, to: run.toSeq })
+    }
+
+    it('when a newer run in the snapshot compacted every run up to the vector', async () => {
+      const { origin, run } = await signedOrigin()
+      const o = new OriginLog(origin)
+      await run([o.put('posts', 'a', { v: 1 }), o.put('posts', 'b', { v: 1 })]) // (0, 2]
+      await run([o.put('posts', 'a', { v: 2 }), o.put('posts', 'b', { v: 2 })], false) // (2, 4] supersedes both
+      expect(log.vector.get(origin)).toBe(2)
+      const batch = await log.readRun(origin, 0, 100, 1_000_000)
+      expect(batch).toBeDefined()
+      receive(origin, batch!)
+      expect(seqsOf(batch!.entries, origin)).toEqual([3, 4])
+      expect(batch!.toSeq).toBe(4)
+    })
+
+    it('when a newer run in the snapshot compacted only the newest run up to the vector', async () => {
+      const { origin, run } = await signedOrigin()
+      const o = new OriginLog(origin)
+      await run([o.put('posts', 'a', {}), o.put('posts', 'b', {})]) // (0, 2]
+      await run([o.put('posts', 'c', { v: 1 })]) // (2, 3]
+      await run([o.put('posts', 'c', { v: 2 }), o.put('posts', 'd', {})], false) // (3, 5] supersedes 3
+      expect(log.vector.get(origin)).toBe(3)
+      const first = await log.readRun(origin, 0, 100, 1_000_000)
+      receive(origin, first!)
+      expect(seqsOf(first!.entries, origin)).toEqual([1, 2])
+      expect(first!.toSeq).toBe(2)
+      const next = await log.readRun(origin, 2, 100, 1_000_000)
+      receive(origin, next!)
+      expect(seqsOf(next!.entries, origin)).toEqual([4, 5])
+      expect(next!.toSeq).toBe(5)
+    })
+
+    it('and through a lazy cap that ends inside a compacted range', async () => {
+      const { origin, run } = await signedOrigin()
+      const o = new OriginLog(origin)
+      await run([o.put('posts', 'a', {})]) // (0, 1]
+      await run([o.put('posts', 'a', {}), o.put('posts', 'b', {})]) // (1, 3] supersedes 1
+      // seq 1's run was compacted away: serving "through 1" would claim a run nobody can verify
+      const capped = await log.readRun(origin, 0, 100, 1_000_000, 1)
+      receive(origin, capped!)
+      expect(capped!.toSeq).toBe(3)
+      const whole = await log.readRun(origin, 0, 100, 1_000_000)
+      receive(origin, whole!)
+      expect(whole!.toSeq).toBe(3)
+    })
   })
 
   it('does not mix origins whose ids share a prefix', async () => {

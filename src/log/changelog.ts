@@ -428,13 +428,35 @@ export class ChangeLog {
     // compact an entry after its certificate was read unpruned, and the run would not verify
     const snapshot = this.store.db.snapshot()
     try {
-      return await this.readRunAt(snapshot, origin, afterSeq, held, maxEntries, maxBytes)
+      // The snapshot may already hold a batch whose commit has not yet advanced `vector` on this
+      // thread (LevelDB makes a write visible before its promise resolves). If that batch superseded
+      // every entry of the runs ending at `held`, their certificates are gone from the snapshot, and a
+      // batch claiming seqs up to `held` would end past its last signed run, which a receiver rightly
+      // refuses. So a batch claims only what the snapshot proves: the stored vector read from the same
+      // snapshot, and never a range whose signed end was compacted away.
+      const proven = await this.storedSeq(snapshot, origin)
+      const run = await this.readRunAt(snapshot, origin, afterSeq, held, maxEntries, maxBytes, proven)
+      if (run !== undefined || proven <= held) return run
+      // everything in (afterSeq, held] was compacted by a newer run in the snapshot: serve through it
+      return await this.readRunAt(snapshot, origin, afterSeq, proven, maxEntries, maxBytes, proven)
     } finally {
       await snapshot.close()
     }
   }
 
-  private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number): Promise<EntryRun | undefined> {
+  /** How far `origin`'s log is stored, as `snapshot` sees it (the vector written with each run). */
+  private async storedSeq (snapshot: ReturnType<Store['db']['snapshot']>, origin: string): Promise<number> {
+    const value = await this.store.db.get(keys.vector(origin), { snapshot })
+    return value === undefined ? 0 : Number(utf8.decode(value))
+  }
+
+  /**
+   * Read (afterSeq, held] from `snapshot`, which stores the origin up to `proven` (≥ held). When
+   * held < proven, a signed range must end where its last surviving certificate ends: runs after it
+   * up to `held` may have been compacted by entries beyond `held`, which this batch does not carry.
+   * Returns undefined when nothing provable lies in the range.
+   */
+  private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number, proven: number): Promise<EntryRun | undefined> {
     const certs: Cert[] = []
     const rawCerts: Uint8Array[] = []
     let certsTruncated = false
@@ -492,6 +514,14 @@ export class ChangeLog {
       }
     }
     if (cut === undefined) {
+      if (held < proven) {
+        // the end of the range may have been compacted by what lies beyond it: claim only through the last signed run
+        if (certs.length === 0) return entries.length > 0 ? { fromSeq, entries, certs: rawCerts, toSeq: held, bytes } : undefined
+        const end = certs[certs.length - 1].to
+        if (lastSeq > end) return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes } // an unsigned (legacy) tail
+        if (end <= afterSeq) return undefined
+        return { fromSeq, entries, certs: rawCerts, toSeq: end, bytes }
+      }
       // everything up to `held` is in (remaining runs hold no entries: compacted away)
       return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes }
     }
