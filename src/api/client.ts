@@ -87,6 +87,16 @@ export class ApiClient {
     return await this.#json('GET', '/v1/status')
   }
 
+  /** Replace the full or the read-only API token of the node (needs the full token); returns the new one. */
+  async rotateToken (kind: 'full' | 'read-only'): Promise<{ kind: 'full' | 'read-only', token: string }> {
+    return await this.#json('POST', '/v1/tokens/rotate', { json: { kind } })
+  }
+
+  /** Names of the collections that hold records on the node. */
+  async collections (): Promise<{ collections: string[] }> {
+    return await this.#json('GET', '/v1/collections')
+  }
+
   /** Prometheus text. */
   async metrics (): Promise<string> {
     const res = await this.#request('GET', '/metrics')

@@ -22,7 +22,7 @@ import type { JsonObject, RulePatch, RuleSpec, SyncNodeApi } from '../node/types
 import { redactRule } from '../registry/registry.js'
 import { changesQuerySchema, logQuerySchema, parseInput, ruleBodySchema, rulePatchSchema } from './schemas.js'
 
-type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>
+export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>
 
 function unsupported (what: string): SyncmeshError {
   return new SyncmeshError('NOT_SUPPORTED', `this node does not support ${what}`, 501)

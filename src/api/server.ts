@@ -3,7 +3,6 @@
  * needs `Authorization: Bearer TOKEN`; every error is
  * `{"error":{"code","message"}}`.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable } from 'node:stream'
@@ -15,7 +14,11 @@ import { z } from 'zod'
 import { InvalidInputError, NotFoundError, SyncmeshError } from '../errors.js'
 import { MAX_JSON_DEPTH, jsonTooDeep } from '../store/json-depth.js'
 import type { ImportLine, Platform, SyncNodeApi } from '../node/types.js'
+import { registerConsoleRoutes, isConsolePath } from './console.js'
 import { JSON_BODY_LIMIT, errorBody, sendError } from './errors.js'
+import { StatusHistory } from './history.js'
+import { TokenCheck } from './tokens.js'
+import type { ApiTokens, TokenKind } from './tokens.js'
 import { createMetrics } from './metrics.js'
 import { registerChangesRoute, registerRuleRoutes } from './rules-routes.js'
 import { isJsonObject, parseNdjson } from './ndjson.js'
@@ -24,7 +27,12 @@ import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platfor
 export interface ApiServerOptions {
   host: string
   port: number
+  /** The full token: every route. */
   token: string
+  /** A read-only token: GET routes only (status, records, metrics, the console without changes). */
+  readOnlyToken?: string
+  /** Replace a token and keep it (POST /v1/tokens/rotate); without it the route answers 501. */
+  rotateToken?: (kind: TokenKind) => Promise<ApiTokens>
   logger?: Logger
 }
 
@@ -44,18 +52,6 @@ export const NDJSON_CONTENT_TYPES = ['application/x-ndjson', 'application/ndjson
 /** How long a failed import keeps reading (and discarding) the rest of the upload so the client sees the error. */
 const DRAIN_TIMEOUT_MS = 10_000
 
-function digest (value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest()
-}
-
-/** Constant-time check of an Authorization header against the token. */
-function tokenMatches (header: string | undefined, expected: Buffer): boolean {
-  if (typeof header !== 'string') return false
-  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header)
-  const given = digest(match?.[1] ?? '')
-  // compare even when the header is malformed, so timing says nothing
-  return timingSafeEqual(given, expected) && match != null
-}
 
 /** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
 export function isLoopback (address: string): boolean {
@@ -117,14 +113,16 @@ interface CollectionParams { collection: string }
 interface RecordParams { collection: string, id: string }
 
 const revokeSchema = z.object({ purge: z.boolean().optional() }).strict()
+const rotateSchema = z.object({ kind: z.enum(['full', 'read-only']).default('full') }).strict()
 
 export async function startApiServer (node: SyncNodeApi, options: ApiServerOptions): Promise<ApiServer> {
   const log: Logger = options.logger ?? pino({ level: 'silent' })
   if (typeof options.token !== 'string' || options.token.length === 0) {
     throw new SyncmeshError('INVALID_TOKEN', 'the API token must be a non-empty string', 500)
   }
-  const expectedToken = digest(options.token)
+  const tokens = new TokenCheck(options.token, options.readOnlyToken)
   const metrics = createMetrics(node)
+  const history = new StatusHistory(node)
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'api' }),
@@ -148,10 +146,16 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   app.removeContentTypeParser('text/plain')
 
   app.addHook('onRequest', async (request, reply) => {
-    if (request.routeOptions.url === '/v1/health') return
-    if (!tokenMatches(request.headers.authorization, expectedToken)) {
+    const url = request.routeOptions.url
+    // the health check and the console's static files (no data in them) need no token
+    if (url === '/v1/health' || (url !== undefined && isConsolePath(url))) return
+    const granted = tokens.grants(request.headers.authorization)
+    if (granted === undefined) {
       reply.header('www-authenticate', 'Bearer')
-      return await reply.code(401).send(errorBody('UNAUTHORIZED', 'missing or wrong API token: send "Authorization: Bearer TOKEN" (the running node writes its token to DATA_DIR/api.json)'))
+      return await reply.code(401).send(errorBody('UNAUTHORIZED', 'missing or wrong API token: send "Authorization: Bearer TOKEN" (the running node writes its token to DATA_DIR/api.json; "syncmesh console --data DIR" prints a console URL with it)'))
+    }
+    if (granted === 'read-only' && request.method !== 'GET' && request.method !== 'HEAD') {
+      return await reply.code(403).send(errorBody('READ_ONLY_TOKEN', `the read-only API token allows GET requests only; ${request.method} ${request.url.split('?')[0]} needs the full token (DATA_DIR/api.json)`))
     }
   })
 
@@ -179,6 +183,26 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   app.get('/v1/health', async () => ({ ok: true, peerId: node.peerId, name: node.name }))
 
   app.get('/v1/status', async () => await node.status())
+
+  // which token the caller holds (the console hides what a read-only token cannot do)
+  app.get('/v1/access', async (request) => ({ access: tokens.grants(request.headers.authorization) }))
+
+  // samples of status over the last hour, for the console's charts
+  app.get('/v1/status/history', async () => history.samples())
+
+  app.post<{ Body: unknown }>('/v1/tokens/rotate', async (request) => {
+    const { kind } = parseInput(rotateSchema, request.body ?? {}, 'body')
+    if (options.rotateToken === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this API server cannot rotate its tokens (it was not started by "syncmesh start")', 501)
+    const next = await options.rotateToken(kind)
+    tokens.set(next)
+    log.info({ kind }, `rotated the ${kind} API token; clients need the new one`)
+    return { kind, token: kind === 'full' ? next.full : next.readOnly }
+  })
+
+  app.get('/v1/collections', async () => {
+    if (node.records.collections === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this node cannot list its collections', 501)
+    return { collections: await node.records.collections() }
+  })
 
   app.get('/metrics', async (_request, reply) => {
     const text = await metrics.scrape()
@@ -324,6 +348,10 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   registerRuleRoutes(app, node)
   registerChangesRoute(app, node)
 
+  // -- the console: static files at / and /console/* (./console.ts) ------
+
+  await registerConsoleRoutes(app)
+
   try {
     await app.listen({ host: options.host, port: options.port })
   } catch (err) {
@@ -347,6 +375,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     throw new SyncmeshError('API_LISTEN_FAILED', 'the API server did not report a TCP address', 500)
   }
   const url = urlFor(address)
+  history.start()
   if (!isLoopback(address.address)) {
     log.warn({ address: address.address, port: address.port }, `the HTTP API listens on ${address.address}:${address.port}, which is not a loopback address: anyone who can reach it and holds the API token can read and write every record; bind it to 127.0.0.1 (--api 127.0.0.1:${address.port}) unless a firewall or TLS proxy protects it`)
   }
@@ -356,6 +385,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
     url,
     routes,
     async close () {
+      history.stop()
       closing ??= app.close()
       await closing
     }

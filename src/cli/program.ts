@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander'
 import { SyncmeshError } from '../errors.js'
+import { registerConsoleCommands } from './commands/console.js'
 import { registerMeshCommands } from './commands/mesh.js'
 import { registerNodeCommands } from './commands/node.js'
 import { registerRecordCommands } from './commands/records.js'
@@ -32,6 +33,7 @@ export function buildProgram (version: string): Command {
   registerRecordCommands(program)
   registerMeshCommands(program)
   registerRuleCommands(program)
+  registerConsoleCommands(program)
   return program
 }
 

@@ -68,6 +68,9 @@ function checkValue (value: unknown): { value: JsonObject, bytes: Uint8Array } {
   return { value: value as JsonObject, bytes }
 }
 
+/** A bound on what GET /v1/collections lists (collection names are validated; a node rarely holds more than a few). */
+const MAX_COLLECTIONS_LISTED = 10_000
+
 export class SyncNode extends EventTarget implements SyncNodeApi {
   readonly records: RecordsApi
   readonly peers: PeersApi
@@ -99,7 +102,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       get: async (c, id) => await this.get(c, id),
       delete: async (c, id) => await this.del(c, id),
       list: async (c, o) => await this.list(c, o),
-      import: async (c, lines, onProgress) => await this.importLines(c, lines, onProgress)
+      import: async (c, lines, onProgress) => await this.importLines(c, lines, onProgress),
+      collections: async () => await this.collections()
     }
     this.peers = {
       add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
@@ -486,6 +490,22 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const page: RecordPage = { records }
     if (more) page.next = records[records.length - 1].id
     return page
+  }
+
+  /** One seek per collection: after reading a collection's first key, skip past all of its keys. */
+  private async collections (): Promise<string[]> {
+    this.assertRunning()
+    const out: string[] = []
+    const base = keys.recordPrefix('').slice(0, -1) // "r\0"
+    let from = base
+    for (let i = 0; i < MAX_COLLECTIONS_LISTED; i++) {
+      const [key] = await this.store.db.keys({ gt: from, lt: 'r\x01', limit: 1 }).all()
+      if (key === undefined) break
+      const collection = key.slice(base.length, key.indexOf('\x00', base.length))
+      out.push(collection)
+      from = keys.recordPrefix(collection).slice(0, -1) + '\x01'
+    }
+    return out
   }
 
   private async importLines (collection: string, lines: AsyncIterable<ImportLine> | Iterable<ImportLine>, onProgress?: (n: number) => void): Promise<{ imported: number }> {

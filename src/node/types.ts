@@ -237,6 +237,8 @@ export interface RecordsApi {
   list (collection: string, options?: { after?: string, limit?: number }): Promise<RecordPage>
   /** Imports in atomic batches; each batch is durable once counted. */
   import (collection: string, lines: AsyncIterable<ImportLine> | Iterable<ImportLine>, onProgress?: (count: number) => void): Promise<{ imported: number }>
+  /** Names of the collections that hold records on this node (deleted ones may be listed), in order. */
+  collections? (): Promise<string[]>
 }
 
 export interface PeersApi {

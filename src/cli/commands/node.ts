@@ -1,13 +1,14 @@
 /**
  * syncmesh key gen | init | start (key add/use/rm/ls/reload: ./keys.js)
  */
-import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
+import type { MetricsServer } from '../../api/metrics-server.js'
 import type { ApiServer } from '../../api/server.js'
+import { loadTokens, rotateToken } from '../../api/tokens.js'
 import { SyncmeshError } from '../../errors.js'
 import { API_FILE, generateMeshKey, initDataDir, loadConfig, writeApiFile } from '../../node/config.js'
 import { resolveStartKey } from '../../node/keyring.js'
@@ -62,6 +63,8 @@ export function registerNodeCommands (program: Command): void {
       .option('--max-peers <n>', 'most connections to keep open (default: config, else 16)')
       .option('--transforms <dir>', 'directory rule transform modules are loaded from (default: DIR/transforms)')
       .option('--admin <peer-id>', 'peer allowed to change the registry, repeatable (default: config "admins"; none = every node)', collect)
+      .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
+      .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
   })
@@ -79,6 +82,8 @@ interface StartOptions extends JsonOption {
   maxPeers?: string
   transforms?: string
   admin?: string[]
+  apiTokenFile?: string
+  metrics?: string
 }
 
 function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
@@ -132,6 +137,7 @@ async function runStart (opts: StartOptions): Promise<void> {
   tuneV8()
   // usage problems first, before touching anything
   const apiFromFlag = opts.api != null ? parseHostPort(opts.api, '--api') : undefined
+  const metricsAddress = opts.metrics != null ? parseHostPort(opts.metrics, '--metrics') : undefined
   const config = await loadConfig(data)
   let api = apiFromFlag
   if (api == null) {
@@ -174,11 +180,34 @@ async function runStart (opts: StartOptions): Promise<void> {
     )
   })
 
-  const token = randomBytes(32).toString('hex')
   let server: ApiServer
+  let metricsServer: MetricsServer | undefined
   try {
-    server = await startApiServer(node, { host: api.host, port: api.port, token, logger })
-    await writeApiFile(data, { url: server.url, token })
+    // kept in DIR/api-tokens.json across restarts, so that scrapers and remote clients keep working
+    const tokens = await loadTokens(data, opts.apiTokenFile !== undefined ? { fullTokenFile: resolve(opts.apiTokenFile) } : {})
+    let apiUrl = ''
+    server = await startApiServer(node, {
+      host: api.host,
+      port: api.port,
+      token: tokens.full,
+      readOnlyToken: tokens.readOnly,
+      logger,
+      rotateToken: async (kind) => {
+        if (kind === 'full' && opts.apiTokenFile !== undefined) {
+          throw new SyncmeshError('API_TOKEN_FROM_FILE', `the full API token comes from ${opts.apiTokenFile}; put a new token in that file and restart the node`, 409)
+        }
+        const next = await rotateToken(data, kind)
+        if (kind === 'full') await writeApiFile(data, { url: apiUrl, token: next.full })
+        return next
+      }
+    })
+    apiUrl = server.url
+    await writeApiFile(data, { url: server.url, token: tokens.full })
+    if (metricsAddress !== undefined) {
+      const { startMetricsServer } = await import('../../api/metrics-server.js')
+      metricsServer = await startMetricsServer(node, metricsAddress.host, metricsAddress.port)
+      logger.info({ url: metricsServer.url }, `serving metrics without a token on ${metricsServer.url}`)
+    }
   } catch (err) {
     await node.stop().catch(() => {})
     throw err
@@ -200,6 +229,7 @@ async function runStart (opts: StartOptions): Promise<void> {
       timer.unref()
       void (async () => {
         await server.close().catch((err: unknown) => logger.warn({ err }, 'closing the API failed'))
+        await metricsServer?.close().catch(() => {})
         await rm(join(data, API_FILE), { force: true }).catch(() => {})
         await node.stop().catch((err: unknown) => logger.error({ err }, 'stopping the node failed'))
         clearTimeout(timer)
