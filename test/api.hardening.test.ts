@@ -8,6 +8,7 @@
  */
 import '../src/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { isConsolePath } from '../src/api/console.js'
 import { rawRequest } from './helpers/http.js'
 import type { RawResponse } from './helpers/http.js'
 import { connect } from 'node:net'
@@ -85,10 +86,12 @@ describe('local API hardening (real node)', () => {
     expect((await raw('GET', '/v1/health')).status).toBe(200)
   }
 
-  it('binds to loopback and needs the token on every route but health', async () => {
+  it('binds to loopback and needs the token on every route but health and the console\'s files', async () => {
     expect(isLoopback(url.hostname)).toBe(true)
     // every route the server registered (so a new route is covered without touching this test), plus an unknown one
-    const served = server.routes.filter(r => r.url !== '/v1/health')
+    const served = server.routes.filter(r => r.url !== '/v1/health' && !isConsolePath(r.url))
+    // the console's files hold no data: they are all there is without a token
+    expect(server.routes.filter(r => isConsolePath(r.url)).map(r => r.url).sort()).toEqual(['/', '/', '/console/app.css', '/console/app.css', '/console/app.js', '/console/app.js', '/console/index.html', '/console/index.html', '/favicon.ico', '/favicon.ico'])
     for (const must of ['GET /v1/status', 'GET /metrics', 'GET /v1/keys', 'POST /v1/keys/reload', 'PUT /v1/collections/:collection/records/:id', 'POST /v1/collections/:collection/import', 'POST /v1/rules']) {
       expect(served.map(r => `${r.method} ${r.url}`)).toContain(must)
     }
