@@ -112,9 +112,15 @@ export class NodeProcess {
    * environment (e.g. SYNCMESH_LOG_LEVEL); `options.nodeArgs` go to node
    * itself, before the CLI (e.g. --cpu-prof); `options.stdoutFile` gets a
    * copy of everything the node prints on stdout (V8's `--trace-gc*` lines).
+   * `options.listen` and `options.api` replace the loopback addresses;
+   * `options.wrap` is a command the node runs under, e.g.
+   * `['ip', 'netns', 'exec', NS]` (it must exec node, so that the child's pid
+   * is the node's); `options.logFile` gets a copy of the node's log (stderr).
    */
-  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string } = {}): Promise<Ready> {
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
+  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string } = {}): Promise<Ready> {
+    const args = [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--api', options.api ?? '127.0.0.1:0', '--json', ...extra]
+    const wrap = options.wrap ?? []
+    const child = spawn(wrap.length > 0 ? wrap[0] : process.execPath, wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
     })
@@ -122,6 +128,7 @@ export class NodeProcess {
     this.stderr = ''
     child.stderr?.on('data', (d: Buffer) => {
       if (process.env.SYNCMESH_NODE_LOG_DIR !== undefined) appendFileSync(join(process.env.SYNCMESH_NODE_LOG_DIR, this.name + '.log'), d)
+      if (options.logFile !== undefined) appendFileSync(options.logFile, d)
       this.stderr += d.toString()
       if (this.stderr.length > 2_000_000) this.stderr = this.stderr.slice(-1_000_000)
     })
