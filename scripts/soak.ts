@@ -253,14 +253,18 @@ class Soak {
     await n.proc.kill()
   }
 
-  async restart (n: SoakNode): Promise<void> {
+  /** Start a node that was killed; returns how long it took to be ready (ms). */
+  async restart (n: SoakNode): Promise<number> {
+    const t = Date.now()
     try {
       await this.startNode(n)
+      return Date.now() - t
     } catch (err) {
       this.restartFailures.push(`${n.name} at ${Math.round(this.now())}s: ${firstError((err as Error).message)}`)
       // one more try: the check needs the node
       await sleep(2000)
       await this.startNode(n)
+      return Date.now() - t
     }
   }
 
@@ -377,10 +381,12 @@ class Soak {
     await sleep(killAfterMs)
     const finished = await Promise.race([imported.then(() => true), sleep(0).then(() => false)])
     await this.killNode(n)
+    const killed = Date.now()
     const res = await imported
+    const settledMs = Date.now() - killed
     for (const l of lines) this.record({ t, node: n.name, op: 'put', id: l.id, w: l.w, outcome: res.outcome === 'refused' ? 'unknown' : res.outcome }, false)
     if (res.outcome === 'ack') this.history.counts.imported += IMPORT_LINES
-    return `import ${res.outcome}${finished ? ` (finished in ${Date.now() - started} ms, before the kill)` : ''}`
+    return `import ${res.outcome}${finished ? ' (finished before the kill)' : ''}, killed ${killed - started} ms after it began, request settled ${settledMs} ms after the kill`
   }
 
   /** Local mode: remove the links across a cut (the dialer forgets the peer, which closes the connection). */
@@ -407,14 +413,12 @@ class Soak {
         if (n === undefined || n.state !== 'up') return 'skipped: node not up'
         await this.killNode(n)
         await sleep(f.dur * 1000)
-        await this.restart(n)
-        return 'killed and restarted'
+        return `killed; restarted in ${await this.restart(n)} ms`
       case 'kill-import': {
         if (n === undefined || n.state !== 'up') return 'skipped: node not up'
         const r = await this.importAndKill(n, f.killAfterMs ?? 500)
         await sleep(f.dur * 1000)
-        await this.restart(n)
-        return `${r}; restarted`
+        return `${r}; restarted in ${await this.restart(n)} ms`
       }
       case 'split':
         if (this.mesh !== undefined) this.mesh.split(f.side ?? [])
