@@ -26,6 +26,7 @@
  * it can be replayed.
  */
 import '../src/polyfill.js'
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { WriteStream } from 'node:fs'
@@ -667,6 +668,22 @@ class Soak {
   }
 }
 
+/** A kept seed: small, one fault per line, with what failed and on which commit. */
+function seedFileText (opts: Options, schedule: Schedule, report: Record<string, unknown>): string {
+  let commit = ''
+  try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch {}
+  const failed = { at: new Date().toISOString(), ...(commit !== '' ? { commit } : {}), violations: report.violations, firstOffenceS: report.firstOffenceS }
+  return [
+    '{',
+    `  "seed": ${opts.seed}, "duration": ${opts.duration}, "nodes": ${opts.nodes}, "rate": ${opts.rate},`,
+    '  "faults": [',
+    schedule.faults.map(f => `    ${JSON.stringify(f)}`).join(',\n'),
+    '  ],',
+    `  "failed": ${JSON.stringify(failed)}`,
+    '}'
+  ].join('\n') + '\n'
+}
+
 function loadReplay (file: string): Schedule & { rate?: number } {
   const data = JSON.parse(readFileSync(file, 'utf8')) as Schedule & { rate?: number }
   if (typeof data.seed !== 'number' || typeof data.duration !== 'number' || !Array.isArray(data.faults)) throw new Error(`${file} is not a soak seed file (seed, duration, nodes, faults)`)
@@ -717,7 +734,7 @@ async function main (): Promise<number> {
     mkdirSync(dir, { recursive: true })
     const file = join(dir, `seed-${opts.seed}-${opts.duration}s-${opts.nodes}n-${opts.rate}w.json`)
     if (!existsSync(file)) {
-      writeFileSync(file, JSON.stringify({ seed: opts.seed, duration: opts.duration, nodes: opts.nodes, rate: opts.rate, faults: schedule.faults, failed: { at: new Date().toISOString(), violations: report.violations } }, null, 2) + '\n')
+      writeFileSync(file, seedFileText(opts, schedule, report))
     }
     report.seedFile = file
   }
