@@ -89,6 +89,8 @@ const MIRROR = 'mirror'
 const IMPORT_LINES = 3000
 const MAX_IN_FLIGHT = 16
 const WRITE_TIMEOUT_MS = 20_000
+/** A node's start on a loaded 2-core machine has taken 25 s. */
+const READY_TIMEOUT_MS = 90_000
 const PAD = 'soak '.repeat(12)
 
 /** The first line of a start failure that says what failed (the node's own error line, when it printed one). */
@@ -101,6 +103,17 @@ function firstError (message: string): string {
 function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return 0
   return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))])
+}
+
+/** `p`, or an error after `ms` (a hung node must not hang the soak). */
+async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([p, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
@@ -233,7 +246,7 @@ class Soak {
 
   async startNode (n: SoakNode): Promise<void> {
     n.expectExit = false
-    const ready = await n.proc.start(['--target-peers', '0'], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile })
+    const ready = await n.proc.start(['--target-peers', '0'], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile, readyTimeoutMs: READY_TIMEOUT_MS })
     n.peerId = ready.peerId
     const child = n.proc.child
     child?.on('exit', (code, signal) => {
@@ -262,7 +275,8 @@ class Soak {
       return Date.now() - t
     } catch (err) {
       this.restartFailures.push(`${n.name} at ${Math.round(this.now())}s: ${firstError((err as Error).message)}`)
-      // one more try: the check needs the node
+      // one more try (the check needs the node), once the failed one is surely gone
+      await this.killNode(n)
       await sleep(2000)
       await this.startNode(n)
       return Date.now() - t
@@ -567,7 +581,7 @@ class Soak {
     while (Date.now() < settleEnd) {
       polls++
       try {
-        last = await this.checkOnce()
+        last = await withTimeout(this.checkOnce(), 60_000, 'reading every node')
         if (last.violations.length === 0 && last.digestsEqual) {
           agreedMs = Date.now() - healedAt
           break
@@ -582,7 +596,7 @@ class Soak {
     const statusOffences: Record<string, number> = {}
     for (const n of this.nodes) {
       try {
-        const s = await n.proc.status()
+        const s = await withTimeout(n.proc.status(), 10_000, `${n.name} status`)
         statusOffences[n.name] = (s.peers as Array<{ offences?: number }>).reduce((sum, p) => sum + (p.offences ?? 0), 0)
       } catch {}
     }
@@ -632,6 +646,7 @@ class Soak {
       readErrors,
       violations,
       sharedIdsDiffering: last?.sharedDiffering ?? null,
+      digests: Object.fromEntries(Object.entries(last?.digests ?? {}).map(([k, v]) => [k, v.slice(0, 12)])),
       firstOffenceS: logs.offences.firstS ?? null,
       statusOffences,
       peakRssMb,
@@ -706,6 +721,7 @@ async function main (): Promise<number> {
   const { cli } = await snapshotBuild()
   useCli(cli)
   const soak = new Soak(opts, schedule)
+  const limitMs = (opts.duration + opts.settle + 300) * 1000
   let disposed = false
   const dispose = (keep: boolean): void => {
     if (disposed) return
@@ -721,6 +737,13 @@ async function main (): Promise<number> {
   process.on('SIGTERM', () => onSignal('SIGTERM', 143))
   process.on('SIGHUP', () => onSignal('SIGHUP', 129))
   process.on('exit', () => dispose(opts.keep))
+  // the soak must end even if a node hangs where no other timeout applies (setup, a heal)
+  const watchdog = setTimeout(() => {
+    dispose(true)
+    process.stdout.write(JSON.stringify({ ok: false, seed: opts.seed, error: `the soak did not finish within ${Math.round(limitMs / 1000)} s`, runDir: soak.runDir }) + '\n')
+    process.exit(1)
+  }, limitMs)
+  watchdog.unref()
   let ok = false
   let report: Record<string, unknown>
   try {

@@ -115,9 +115,10 @@ export class NodeProcess {
    * `options.listen` and `options.api` replace the loopback addresses;
    * `options.wrap` is a command the node runs under, e.g.
    * `['ip', 'netns', 'exec', NS]` (it must exec node, so that the child's pid
-   * is the node's); `options.logFile` gets a copy of the node's log (stderr).
+   * is the node's); `options.logFile` gets a copy of the node's log (stderr);
+   * `options.readyTimeoutMs` (default 30 s) bounds the wait for the ready line.
    */
-  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string } = {}): Promise<Ready> {
+  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string, readyTimeoutMs?: number } = {}): Promise<Ready> {
     const args = [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--api', options.api ?? '127.0.0.1:0', '--json', ...extra]
     const wrap = options.wrap ?? []
     const child = spawn(wrap.length > 0 ? wrap[0] : process.execPath, wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args, {
@@ -137,7 +138,7 @@ export class NodeProcess {
     if (stdoutFile !== undefined) child.stdout?.on('data', (d: Buffer) => appendFileSync(stdoutFile, d))
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     const ready = await new Promise<Ready>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name} did not print its ready line in time; stderr:\n${this.stderr.slice(-4000)}`)), 30_000)
+      const timer = setTimeout(() => reject(new Error(`${this.name} did not print its ready line in time; stderr:\n${this.stderr.slice(-4000)}`)), options.readyTimeoutMs ?? 30_000)
       lines.on('line', (line) => {
         try {
           const msg = JSON.parse(line) as Ready
