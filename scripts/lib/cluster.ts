@@ -114,9 +114,9 @@ export class NodeProcess {
    * copy of everything the node prints on stdout (V8's `--trace-gc*` lines).
    */
   async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string } = {}): Promise<Ready> {
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--json', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
+      env: { ...process.env, SYNCMESH_KEY: this.key, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
     })
     this.child = child
     this.stderr = ''
