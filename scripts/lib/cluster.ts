@@ -119,11 +119,11 @@ export class NodeProcess {
    * `options.readyTimeoutMs` (default 30 s) bounds the wait for the ready line.
    */
   async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string, readyTimeoutMs?: number } = {}): Promise<Ready> {
-    const args = [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--key', this.key, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--api', options.api ?? '127.0.0.1:0', '--json', ...extra]
+    const args = [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--api', options.api ?? '127.0.0.1:0', '--json', ...extra]
     const wrap = options.wrap ?? []
     const child = spawn(wrap.length > 0 ? wrap[0] : process.execPath, wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
+      env: { ...process.env, SYNCMESH_KEY: this.key, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
     })
     this.child = child
     this.stderr = ''

@@ -293,7 +293,8 @@ export class PeerManager {
     this.host.dial(addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
       .then(() => { s.lastError = undefined })
       .catch((err: Error) => {
-        s.lastError = err.message
+        // this node's own refusal of the peer (still in force) says less than what caused it: keep that
+        if (s.lastError === undefined || !err.message.includes('gater')) s.lastError = err.message
         s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
         this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
       })

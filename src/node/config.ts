@@ -30,7 +30,11 @@ export const configSchema = z.object({
   targetConnections: z.number().int().min(0).max(1000).optional(),
   maxConnections: z.number().int().min(1).max(10000).optional(),
   mdns: z.boolean().optional(),
-  admins: z.array(z.string().min(1)).max(1000).optional()
+  admins: z.array(z.string().min(1)).max(1000).optional(),
+  /** Log level of `syncmesh start` (flag --log-level wins). */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  /** Log format of `syncmesh start`: JSON lines, or human-readable lines (flag --log-format wins). */
+  logFormat: z.enum(['json', 'pretty']).optional()
 }).strict()
 
 export type NodeConfig = z.infer<typeof configSchema>
@@ -84,12 +88,14 @@ export async function initDataDir (options: { data: string, name: string, region
   return { peerId: peerIdFromPrivateKey(key).toString(), name, ...(region != null ? { region } : {}), data }
 }
 
-export async function loadConfig (data: string): Promise<NodeConfig> {
-  const path = join(data, CONFIG_FILE)
+/** The node's config: DATA/config.json, or `file` (start --config FILE). */
+export async function loadConfig (data: string, file?: string): Promise<NodeConfig> {
+  const path = file ?? join(data, CONFIG_FILE)
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch {
+    if (file !== undefined) throw new ConfigError(`cannot read the config file ${file}; check the path given to --config`, 'CONFIG_NOT_FOUND')
     throw new ConfigError(`no syncmesh node in ${data} (${CONFIG_FILE} missing); create one with "syncmesh init --data ${data} --name NAME"`, 'NODE_NOT_FOUND')
   }
   let raw: unknown

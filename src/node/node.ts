@@ -39,7 +39,7 @@ import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
 import type {
-  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeersApi, Platform, RecordPage, RecordsApi,
+  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
 import { StuckDetector } from './stuck.js'
@@ -151,7 +151,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (this.options.name === undefined) throw new ConfigError(`no syncmesh node in ${dir}; pass a name to create one, or run "syncmesh init --data ${dir} --name NAME"`, 'NODE_NOT_FOUND')
       await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
     }
-    this.config = await loadConfig(dir)
+    this.config = await loadConfig(dir, this.options.configFile)
     if (this.options.name !== undefined && this.options.name !== this.config.name) {
       throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
     }
@@ -668,21 +668,40 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (problem !== undefined) rs.problem = problem
       rules.push(rs)
     }
+    const peers = this.peerManager.list()
+    const reach = reachability(peers)
     const status: NodeStatus = {
       peerId: this.self,
       name: this.config.name,
       multiaddrs: this.getMultiaddrs(),
       startedAt: this.startedAt,
-      peers: this.peerManager.list(),
+      peers,
       origins,
       rules,
-      caughtUp: sessionsReady && origins.every(o => o.lag === 0),
+      caughtUp: reach.basis !== 'unreachable' && sessionsReady && origins.every(o => o.lag === 0),
+      caughtUpBasis: reach.basis,
+      ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10) },
       database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status
   }
+}
+
+/**
+ * Whether "caught up" can mean anything: a node that knows peers but is
+ * authenticated with none of them knows nothing of what it misses.
+ */
+export function reachability (peers: PeerInfo[]): { basis: 'peers' | 'no-peers' | 'unreachable', reason?: string } {
+  if (peers.length === 0) return { basis: 'no-peers' }
+  if (peers.some(p => p.connected && p.authenticated)) return { basis: 'peers' }
+  const refused = peers.filter(p => p.lastError !== undefined && /key|auth/i.test(p.lastError))
+  if (refused.length === peers.length) {
+    return { basis: 'unreachable', reason: `every known peer (${peers.length}) refused this node's mesh key or failed to prove its own: ${refused[0].lastError ?? ''}; check that every node holds the same key ("syncmesh key ls" shows fingerprints)` }
+  }
+  const errors = peers.filter(p => p.lastError !== undefined).map(p => p.lastError)
+  return { basis: 'unreachable', reason: `none of the ${peers.length} known peers is connected and authenticated${errors.length > 0 ? ` (last error: ${errors[0] ?? ''})` : ''}; check the addresses ("syncmesh peer ls") and the network` }
 }
 
 /** Create a node (not started). See SyncNodeOptions. */

@@ -203,8 +203,16 @@ export interface NodeStatus {
   peers: PeerInfo[]
   origins: OriginStatus[]
   rules: RuleStatus[]
-  /** True when nothing is known to be missing from any connected peer. */
+  /**
+   * True when nothing is known to be missing from any connected peer, and
+   * the node has at least one authenticated peer or has never been told of
+   * one (`caughtUpBasis` says which).
+   */
   caughtUp: boolean
+  /** Why `caughtUp` is what it is: 'peers' (authenticated peers), 'no-peers' (none ever known), or 'unreachable' (peers known, none authenticated). */
+  caughtUpBasis?: 'peers' | 'no-peers' | 'unreachable'
+  /** With 'unreachable': what keeps the node from its peers (e.g. every known peer refused the mesh key). */
+  notCaughtUpReason?: string
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
   registry?: { admins: string[], refused: number, refusals: RegistryRefusal[] }
   /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
@@ -301,6 +309,8 @@ export interface MeshKeyInfo {
 export interface SyncNodeOptions {
   /** Data directory; created (with a new identity) when it holds no node yet, which then needs `name`. */
   dataDir: string
+  /** The config file to read instead of DATA_DIR/config.json. */
+  configFile?: string
   /** Mesh key (at least 32 characters). */
   key: string
   /** Platform name; required when dataDir holds no node yet; must match the config otherwise. */

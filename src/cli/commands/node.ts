@@ -63,6 +63,9 @@ export function registerNodeCommands (program: Command): void {
       .option('--max-peers <n>', 'most connections to keep open (default: config, else 16)')
       .option('--transforms <dir>', 'directory rule transform modules are loaded from (default: DIR/transforms)')
       .option('--admin <peer-id>', 'peer allowed to change the registry, repeatable (default: config "admins"; none = every node)', collect)
+      .option('--config <file>', 'read the config from FILE instead of DIR/config.json')
+      .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default: config "logLevel", else $SYNCMESH_LOG_LEVEL, else info)')
+      .option('--log-format <format>', 'json (one JSON object per line) or pretty (human-readable) (default: config "logFormat", else json)')
       .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
   ).action(async (opts: StartOptions) => {
@@ -84,6 +87,9 @@ interface StartOptions extends JsonOption {
   admin?: string[]
   apiTokenFile?: string
   metrics?: string
+  config?: string
+  logLevel?: string
+  logFormat?: string
 }
 
 function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
@@ -93,11 +99,20 @@ function parseCount (text: string | undefined, flag: string, min: number): numbe
   return n
 }
 
-async function createLogger (): Promise<Logger> {
+/** Logs on stderr: JSON lines (for collectors), or human-readable lines with `pretty`. */
+async function createLogger (options: { level?: string, levelFrom: string, format?: string, formatFrom: string }): Promise<Logger> {
   const { pino } = await import('pino')
-  const level = process.env.SYNCMESH_LOG_LEVEL ?? 'info'
+  const level = options.level ?? 'info'
   if (!Object.hasOwn(pino.levels.values, level) && level !== 'silent') {
-    throw new SyncmeshError('INVALID_LOG_LEVEL', `$SYNCMESH_LOG_LEVEL is "${level}"; use one of ${Object.keys(pino.levels.values).join(', ')} or silent`, 400)
+    throw new SyncmeshError('INVALID_LOG_LEVEL', `${options.levelFrom} is "${level}"; use one of ${Object.keys(pino.levels.values).join(', ')} or silent`, 400)
+  }
+  const format = options.format ?? 'json'
+  if (format !== 'json' && format !== 'pretty') {
+    throw new SyncmeshError('INVALID_LOG_FORMAT', `${options.formatFrom} is "${format}"; use json or pretty`, 400)
+  }
+  if (format === 'pretty') {
+    const { default: pretty } = await import('pino-pretty')
+    return pino({ level, base: { pid: process.pid } }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
 }
@@ -138,7 +153,8 @@ async function runStart (opts: StartOptions): Promise<void> {
   // usage problems first, before touching anything
   const apiFromFlag = opts.api != null ? parseHostPort(opts.api, '--api') : undefined
   const metricsAddress = opts.metrics != null ? parseHostPort(opts.metrics, '--metrics') : undefined
-  const config = await loadConfig(data)
+  const configFile = opts.config !== undefined ? resolve(opts.config) : undefined
+  const config = await loadConfig(data, configFile)
   let api = apiFromFlag
   if (api == null) {
     try {
@@ -154,14 +170,19 @@ async function runStart (opts: StartOptions): Promise<void> {
   const targetConnections = parseCount(opts.targetPeers, '--target-peers', 0)
   const maxConnections = parseCount(opts.maxPeers, '--max-peers', 1)
   await checkApiPort(api.host, api.port)
-  const logger = await createLogger()
+  const logger = await createLogger({
+    level: opts.logLevel ?? config.logLevel ?? process.env.SYNCMESH_LOG_LEVEL,
+    levelFrom: opts.logLevel !== undefined ? '--log-level' : config.logLevel !== undefined ? 'config "logLevel"' : '$SYNCMESH_LOG_LEVEL',
+    format: opts.logFormat ?? config.logFormat,
+    formatFrom: opts.logFormat !== undefined ? '--log-format' : 'config "logFormat"'
+  })
 
   // loaded lazily: client commands should not pay for libp2p, fastify and prom-client
   const { createSyncNode } = await import('../../node/node.js')
   const { startApiServer } = await import('../../api/server.js')
   let node: Awaited<ReturnType<typeof createSyncNode>>
   try {
-    node = await createSyncNode({ dataDir: data, key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}) })
+    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}) })
   } catch (err) {
     throw startFailure(err, listen)
   }

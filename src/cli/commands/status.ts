@@ -12,6 +12,8 @@ import { StatusLine, formatAgo, formatBytes, formatCount, formatDuration, printJ
 type Opts = ClientOptions & JsonOption
 
 const POLL_MS = 200
+/** How long `wait` lets a node with known peers stay without any authenticated one before it fails with the reason. */
+const UNREACHABLE_GRACE_MS = 10_000
 
 export function renderStatus (s: NodeStatus, now = Date.now()): string {
   const lines: string[] = []
@@ -20,7 +22,8 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
   lines.push(`peer id   ${s.peerId}`)
   lines.push(`up        ${uptime} (since ${s.startedAt})`)
   const totalLag = s.origins.reduce((sum, o) => sum + o.lag, 0)
-  lines.push(`caught up ${s.caughtUp && totalLag === 0 ? 'yes' : `no (${formatCount(totalLag)} entries behind)`}`)
+  const basis = s.caughtUpBasis === 'no-peers' ? ' (no peer known yet)' : ''
+  lines.push(`caught up ${s.caughtUp && totalLag === 0 ? `yes${basis}` : s.caughtUpBasis === 'unreachable' ? `no: ${s.notCaughtUpReason ?? 'no peer reachable'}` : `no (${formatCount(totalLag)} entries behind)`}`)
 
   const connected = s.peers.filter((p) => p.connected).length
   lines.push('', `PEERS (${connected} of ${s.peers.length} connected)`)
@@ -99,10 +102,20 @@ export function registerStatusCommands (program: Command): void {
     let maxLag = 0
     let prev: { lag: number, at: number } | undefined
     let rate = 0 // entries per second, smoothed
+    let unreachableSince: number | undefined
     try {
       for (;;) {
         const status = await client.status()
         const now = Date.now()
+        if (status.caughtUpBasis === 'unreachable') {
+          unreachableSince ??= now
+          if (now - unreachableSince >= UNREACHABLE_GRACE_MS) {
+            line.clear()
+            throw new SyncmeshError('PEERS_UNREACHABLE', `cannot tell whether this node is caught up: ${status.notCaughtUpReason ?? 'no known peer is connected and authenticated'}`, 503)
+          }
+        } else {
+          unreachableSince = undefined
+        }
         const lag = status.origins.reduce((sum, o) => sum + o.lag, 0)
         if (isCaughtUp(status)) {
           line.clear()
