@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the syncmesh benchmark suite (issue 6). Starts real node
+ * `npm run bench`: the syncmesh benchmark suite. Starts real node
  * processes (`syncmesh start`) on 127.0.0.1 in temp dirs, runs each workload
  * several times, prints a table and writes bench-results/<timestamp>.json.
  *

@@ -17,9 +17,9 @@ import { fingerprint, writeKeyring } from '../src/node/keyring.js'
 import { countRecords, eventually, removeDir, startNode, tempDir } from './helpers/nodes.js'
 import type { TestNode } from './helpers/nodes.js'
 
-const K1 = '1'.repeat(8) + 'first-mesh-key-of-the-rotation'
-const K2 = '2'.repeat(8) + 'second-mesh-key-of-the-rotation'
-const K3 = '3'.repeat(8) + 'a-key-nobody-else-holds-at-all'
+const KEY_A = '1'.repeat(8) + 'first-mesh-key-of-the-rotation'
+const KEY_B = '2'.repeat(8) + 'second-mesh-key-of-the-rotation'
+const KEY_C = '3'.repeat(8) + 'a-key-nobody-else-holds-at-all'
 
 describe('auth proof (protocols/auth/README.md §4 test vector)', () => {
   it('matches the published proofs', async () => {
@@ -86,58 +86,58 @@ describe('MeshAuth key rotation between real hosts', () => {
     return true
   }
 
-  it('rotates K1 → K2 in three steps; connections stay up; new ones use the new keys', async () => {
-    const a = await peer([K1])
-    const b = await peer([K1])
+  it('rotates KEY_A → KEY_B in three steps; connections stay up; new ones use the new keys', async () => {
+    const a = await peer([KEY_A])
+    const b = await peer([KEY_A])
     peers.push(a, b)
     expect(await fresh(a, b)).toBe(true)
     const kept = connectionTo(a, b) as Connection
 
-    // step 1 (both): prove K1, accept K2 too
-    expect(a.auth.setKeys([K1, K2])).toEqual({ staleConnections: 0 })
-    expect(b.auth.setKeys([K1, K2])).toEqual({ staleConnections: 0 })
-    // step 2, half done: a proves K2, b still K1 — both directions still pass
-    a.auth.setKeys([K2, K1])
-    const c = await peer([K1, K2])
+    // step 1 (both): prove KEY_A, accept KEY_B too
+    expect(a.auth.setKeys([KEY_A, KEY_B])).toEqual({ staleConnections: 0 })
+    expect(b.auth.setKeys([KEY_A, KEY_B])).toEqual({ staleConnections: 0 })
+    // step 2, half done: a proves KEY_B, b still KEY_A — both directions still pass
+    a.auth.setKeys([KEY_B, KEY_A])
+    const c = await peer([KEY_A, KEY_B])
     peers.push(c)
-    expect(await fresh(c, a)).toBe(true) // a proves K2 to c
+    expect(await fresh(c, a)).toBe(true) // a proves KEY_B to c
     expect(await fresh(a, c)).toBe(true)
-    b.auth.setKeys([K2, K1])
-    // step 3: K1 retired; the connection a-b authenticated with K1 stays up
-    expect(a.auth.setKeys([K2])).toEqual({ staleConnections: 2 }) // b and c proved K1 to a
-    expect(b.auth.setKeys([K2]).staleConnections).toBe(1)
+    b.auth.setKeys([KEY_B, KEY_A])
+    // step 3: KEY_A retired; the connection a-b authenticated with KEY_A stays up
+    expect(a.auth.setKeys([KEY_B])).toEqual({ staleConnections: 2 }) // b and c proved KEY_A to a
+    expect(b.auth.setKeys([KEY_B]).staleConnections).toBe(1)
     expect(kept.status).toBe('open')
     expect(a.auth.isAuthenticated(kept)).toBe(true)
 
-    // a node that holds only K1 is refused from now on, in both directions
-    const old = await peer([K1])
+    // a node that holds only KEY_A is refused from now on, in both directions
+    const old = await peer([KEY_A])
     peers.push(old)
     expect(await fresh(old, a)).toBe(false)
     expect(a.rejected.at(-1) ?? old.rejected.at(-1)).toMatch(/mesh key/)
     expect(await fresh(a, old)).toBe(false)
-    // and a new connection between rotated nodes passes with K2
+    // and a new connection between rotated nodes passes with KEY_B
     expect(await fresh(b, a)).toBe(true)
   })
 
   it('a wrong key is refused and the first matching key wins regardless of order', async () => {
-    const a = await peer([K1, K2])
-    const b = await peer([K2])
-    const d = await peer([K3])
+    const a = await peer([KEY_A, KEY_B])
+    const b = await peer([KEY_B])
+    const d = await peer([KEY_C])
     peers.push(a, b, d)
-    // a proves K1, which b does not accept
+    // a proves KEY_A, which b does not accept
     expect(await fresh(b, a)).toBe(false)
     expect(await fresh(d, a)).toBe(false)
-    a.auth.setKeys([K2, K1])
+    a.auth.setKeys([KEY_B, KEY_A])
     expect(await fresh(b, a)).toBe(true)
     expect(await fresh(a, b)).toBe(true)
   })
 
   it('setKeys refuses an empty list and short keys, keeping the old keys', async () => {
-    const a = await peer([K1])
-    const b = await peer([K1])
+    const a = await peer([KEY_A])
+    const b = await peer([KEY_A])
     peers.push(a, b)
     expect(() => a.auth.setKeys([])).toThrow(/at least one/)
-    expect(() => a.auth.setKeys([K2, 'short'])).toThrow(/32 characters/)
+    expect(() => a.auth.setKeys([KEY_B, 'short'])).toThrow(/32 characters/)
     expect(await fresh(a, b)).toBe(true)
   })
 })
@@ -153,18 +153,18 @@ describe('SyncNode.reloadKeys with DATA_DIR/keyring.json', () => {
 
   it('a node reloads its keyring and a peer holding only the new key then connects and syncs', async () => {
     const dirA = await tempDir()
-    await writeKeyring(dirA, { current: K1, accepted: [K1] })
-    const a = await startNode('A', { key: K1, dir: dirA })
-    const b = await startNode('B', { key: K2 })
+    await writeKeyring(dirA, { current: KEY_A, accepted: [KEY_A] })
+    const a = await startNode('A', { key: KEY_A, dir: dirA })
+    const b = await startNode('B', { key: KEY_B })
     nodes.push(a, b)
-    expect(a.node.meshKeys()).toEqual({ source: 'keyring', current: fingerprint(K1), accepted: [fingerprint(K1)] })
-    expect(b.node.meshKeys()).toEqual({ source: 'key', current: fingerprint(K2), accepted: [fingerprint(K2)] })
+    expect(a.node.meshKeys()).toEqual({ source: 'keyring', current: fingerprint(KEY_A), accepted: [fingerprint(KEY_A)] })
+    expect(b.node.meshKeys()).toEqual({ source: 'key', current: fingerprint(KEY_B), accepted: [fingerprint(KEY_B)] })
     await a.node.registry.addRule({ from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'posts' } })
     await a.node.records.put('posts', 'p1', { n: 1 })
 
-    // A switches to K2 (keeping K1 accepted) and reloads: the started-with key need not be current
-    await writeKeyring(dirA, { current: K2, accepted: [K2, K1] })
-    expect(await a.node.reloadKeys()).toEqual({ source: 'keyring', current: fingerprint(K2), accepted: [fingerprint(K2), fingerprint(K1)] })
+    // A switches to KEY_B (keeping KEY_A accepted) and reloads: the started-with key need not be current
+    await writeKeyring(dirA, { current: KEY_B, accepted: [KEY_B, KEY_A] })
+    expect(await a.node.reloadKeys()).toEqual({ source: 'keyring', current: fingerprint(KEY_B), accepted: [fingerprint(KEY_B), fingerprint(KEY_A)] })
     await b.node.peers.add(a.node.getMultiaddrs()[0])
     await eventually(async () => await countRecords(b.node, 'posts') === 1, 'B to receive the record after the rotation')
 
@@ -172,13 +172,13 @@ describe('SyncNode.reloadKeys with DATA_DIR/keyring.json', () => {
     const { writeFile } = await import('node:fs/promises')
     await writeFile(`${dirA}/keyring.json`, '{"version":1,"current":"short","accepted":[]}')
     await expect(a.node.reloadKeys()).rejects.toMatchObject({ code: 'KEYRING_INVALID' })
-    expect(a.node.meshKeys().current).toBe(fingerprint(K2))
+    expect(a.node.meshKeys().current).toBe(fingerprint(KEY_B))
   })
 
   it('refuses to start when the key it is given is not in the keyring', async () => {
     const dir = await tempDir()
-    await writeKeyring(dir, { current: K2, accepted: [K2] })
-    await expect(startNode('A', { key: K1, dir })).rejects.toMatchObject({ code: 'KEY_NOT_IN_KEYRING' })
+    await writeKeyring(dir, { current: KEY_B, accepted: [KEY_B] })
+    await expect(startNode('A', { key: KEY_A, dir })).rejects.toMatchObject({ code: 'KEY_NOT_IN_KEYRING' })
     await removeDir(dir)
   })
 })

@@ -1,5 +1,5 @@
 /**
- * Issue 3's mesh scenarios with real node processes on loopback: multi-hop
+ * Mesh scenarios with real node processes on loopback: multi-hop
  * store-and-forward, a ring, partition and heal, lazy push when the eager
  * relay dies, kill -9 during catch-up,
  * an offline node catching up while `syncmesh wait` reports progress, and the

@@ -1,8 +1,8 @@
 /**
  * Mesh key rotation without downtime (README "Rotating the mesh key") with
  * three real node processes that keep syncing throughout: every node gets
- * K2 as an accepted key, then switches to proving K2 one by one, then drops
- * K1 — each step through `syncmesh key …` and SIGHUP (once `syncmesh key
+ * KEY_B as an accepted key, then switches to proving KEY_B one by one, then drops
+ * KEY_A — each step through `syncmesh key …` and SIGHUP (once `syncmesh key
  * reload`, through the API). Writes go on the whole
  * time and all arrive everywhere; the links that are up stay up (no
  * re-authentication), a link re-made at each step (also mid-step, with the
@@ -15,8 +15,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { NodeProcess, runCli, tempDir, waitFor } from '../scripts/lib/cluster.js'
 import { fingerprint } from '../src/node/keyring.js'
 
-const K1 = 'f1'.repeat(32)
-const K2 = 'e2'.repeat(32)
+const KEY_A = 'f1'.repeat(32)
+const KEY_B = 'e2'.repeat(32)
 const NO_DISCOVERY = ['--target-peers', '0']
 const DEBUG = { env: { SYNCMESH_LOG_LEVEL: 'debug' } }
 
@@ -34,9 +34,9 @@ function authCount (node: NodeProcess, peer: string): number {
 }
 
 describe('mesh key rotation', () => {
-  it('three nodes rotate K1 → K2 while writing, lose nothing, keep their links, and refuse the old key', async () => {
+  it('three nodes rotate one key to another while writing, lose nothing, keep their links, and refuse the old key', async () => {
     parent = await tempDir()
-    const [a, b, c] = await Promise.all(['A', 'B', 'C'].map(async n => await NodeProcess.create(n, K1, { parent })))
+    const [a, b, c] = await Promise.all(['A', 'B', 'C'].map(async n => await NodeProcess.create(n, KEY_A, { parent })))
     procs.push(a, b, c)
     const nodes = [a, b, c]
     for (const n of nodes) await n.start(NO_DISCOVERY, DEBUG)
@@ -100,8 +100,8 @@ describe('mesh key rotation', () => {
     const key = async (n: NodeProcess, ...args: string[]): Promise<void> => {
       const r = await runCli(['key', ...args, '--data', n.dir], { env: { SYNCMESH_KEY: '' } })
       expect(r.code, r.stderr).toBe(0)
-      expect(r.stdout).not.toContain(K1)
-      expect(r.stdout).not.toContain(K2)
+      expect(r.stdout).not.toContain(KEY_A)
+      expect(r.stdout).not.toContain(KEY_B)
     }
 
     /** Re-make the A→B link: a new connection that must authenticate with the keys of the moment. */
@@ -121,41 +121,41 @@ describe('mesh key rotation', () => {
     const steadyBefore = steady()
     expect(Math.min(...steadyBefore)).toBeGreaterThan(0)
 
-    // step 1: every node accepts K2 as well (still proving K1)
+    // step 1: every node accepts KEY_B as well (still proving KEY_A)
     step = 'step 1'
     for (const n of nodes) {
-      await key(n, 'add', K2, '--key', K1)
-      await hup(n, K1, [K1, K2])
+      await key(n, 'add', KEY_B, '--key', KEY_A)
+      await hup(n, KEY_A, [KEY_A, KEY_B])
       await new Promise(resolve => setTimeout(resolve, 150))
     }
     await relink()
     await converged()
 
-    // step 2: one node at a time proves K2; mid-step, a new link between a K2 prover and a K1 prover
+    // step 2: one node at a time proves KEY_B; mid-step, a new link between a KEY_B prover and a KEY_A prover
     step = 'step 2'
-    await key(a, 'use', K2)
-    await hup(a, K2, [K2, K1])
+    await key(a, 'use', KEY_B)
+    await hup(a, KEY_B, [KEY_B, KEY_A])
     await relink()
     await converged()
     for (const n of [b, c]) {
-      await key(n, 'use', fingerprint(K2)) // by fingerprint: the key is already in the keyring
-      await hup(n, K2, [K2, K1])
+      await key(n, 'use', fingerprint(KEY_B)) // by fingerprint: the key is already in the keyring
+      await hup(n, KEY_B, [KEY_B, KEY_A])
       await new Promise(resolve => setTimeout(resolve, 150))
     }
     await relink()
     await converged()
 
-    // step 3: K1 is retired everywhere
+    // step 3: KEY_A is retired everywhere
     step = 'step 3'
     for (const n of nodes) {
-      await key(n, 'rm', fingerprint(K1))
+      await key(n, 'rm', fingerprint(KEY_A))
       if (n === c) {
         // the other way to reload: through the API
         const r = await runCli(['key', 'reload', '--data', n.dir, '--json'])
         expect(r.code, r.stderr).toBe(0)
-        expect(JSON.parse(r.stdout)).toEqual({ source: 'keyring', current: fingerprint(K2), accepted: [fingerprint(K2)] })
+        expect(JSON.parse(r.stdout)).toEqual({ source: 'keyring', current: fingerprint(KEY_B), accepted: [fingerprint(KEY_B)] })
       } else {
-        await hup(n, K2, [K2])
+        await hup(n, KEY_B, [KEY_B])
       }
       await new Promise(resolve => setTimeout(resolve, 150))
     }
@@ -170,7 +170,7 @@ describe('mesh key rotation', () => {
     await new Promise(resolve => setTimeout(resolve, 200)) // let a write in flight to C finish
     await c.stop()
     await expect(c.start(NO_DISCOVERY, DEBUG)).rejects.toThrow(/KEY_NOT_IN_KEYRING/)
-    c.key = K2
+    c.key = KEY_B
     await c.start(NO_DISCOVERY, DEBUG)
     await c.addPeer(b.multiaddr) // it listens on a new port: B's stored address for it is stale
     down.delete('C')
@@ -185,8 +185,8 @@ describe('mesh key rotation', () => {
     const total = [...written.values()].reduce((s, ids) => s + ids.size, 0)
     expect(total).toBeGreaterThan(100)
 
-    // a node that still holds only K1 is refused
-    const old = await NodeProcess.create('old', K1, { parent })
+    // a node that still holds only KEY_A is refused
+    const old = await NodeProcess.create('old', KEY_A, { parent })
     procs.push(old)
     await old.start(NO_DISCOVERY)
     const refusedBefore = a.logCount(new RegExp(`disconnecting peer ${old.peerId}: mesh-key authentication failed`))

@@ -1,5 +1,5 @@
 /**
- * Issue 4's rule engine across real `syncmesh start` processes on 127.0.0.1
+ * The rule engine across real `syncmesh start` processes on 127.0.0.1
  * (port 0, temp dirs), driven through the CLI and the HTTP API: a region
  * target with a filter and per-record targeting, a tag target in insert-only
  * mode with a key field (then removed), a chain relayed through a third node, a mirror that removes what its source lacks and refuses local

@@ -1,5 +1,5 @@
 /**
- * Issue 2's acceptance scenario with real `syncmesh start` processes on
+ * Two real `syncmesh start` processes on
  * 127.0.0.1 (port 0) in temp dirs, driven through the CLI and the HTTP API.
  */
 import { writeFile } from 'node:fs/promises'

@@ -13,9 +13,9 @@ import {
 import type { Keyring } from '../src/node/keyring.js'
 import { removeDir, tempDir } from './helpers/nodes.js'
 
-const K1 = 'a1'.repeat(16)
-const K2 = 'b2'.repeat(20)
-const K3 = 'c3'.repeat(24)
+const KEY_A = 'a1'.repeat(16)
+const KEY_B = 'b2'.repeat(20)
+const KEY_C = 'c3'.repeat(24)
 const fp = fingerprint
 
 const dirs: string[] = []
@@ -30,36 +30,36 @@ afterAll(async () => {
 
 describe('keyring file', () => {
   it('fingerprints are the first 8 hex digits of SHA-256 of the trimmed key', () => {
-    expect(fp(K1)).toBe(createHash('sha256').update(K1).digest('hex').slice(0, 8))
-    expect(fp(`  ${K1}\n`)).toBe(fp(K1))
-    expect(fp(K1)).not.toBe(fp(K2))
+    expect(fp(KEY_A)).toBe(createHash('sha256').update(KEY_A).digest('hex').slice(0, 8))
+    expect(fp(`  ${KEY_A}\n`)).toBe(fp(KEY_A))
+    expect(fp(KEY_A)).not.toBe(fp(KEY_B))
   })
 
   it('is written atomically with mode 0600 and read back normalized', async () => {
     const d = await dir()
     expect(await readKeyring(d)).toBeUndefined()
-    await writeKeyring(d, { current: K2, accepted: [K1, K2, K1] })
+    await writeKeyring(d, { current: KEY_B, accepted: [KEY_A, KEY_B, KEY_A] })
     expect((await stat(join(d, 'keyring.json'))).mode & 0o777).toBe(0o600)
     const text = JSON.parse(await readFile(join(d, 'keyring.json'), 'utf8'))
-    expect(text).toEqual({ version: 1, current: K2, accepted: [K2, K1] })
-    expect(await readKeyring(d)).toEqual({ current: K2, accepted: [K2, K1] })
+    expect(text).toEqual({ version: 1, current: KEY_B, accepted: [KEY_B, KEY_A] })
+    expect(await readKeyring(d)).toEqual({ current: KEY_B, accepted: [KEY_B, KEY_A] })
   })
 
   it('accepts the current key even when the file does not list it, and trims keys', async () => {
     const d = await dir()
-    await writeFile(join(d, 'keyring.json'), JSON.stringify({ version: 1, current: ` ${K1} `, accepted: [`${K2}\n`] }), { mode: 0o600 })
-    expect(await readKeyring(d)).toEqual({ current: K1, accepted: [K1, K2] })
+    await writeFile(join(d, 'keyring.json'), JSON.stringify({ version: 1, current: ` ${KEY_A} `, accepted: [`${KEY_B}\n`] }), { mode: 0o600 })
+    expect(await readKeyring(d)).toEqual({ current: KEY_A, accepted: [KEY_A, KEY_B] })
   })
 
   it.each([
     ['not JSON', '{"version":1,', /not valid JSON/],
     ['a short key', JSON.stringify({ version: 1, current: 'short', accepted: [] }), /current: a mesh key must be at least 32/],
-    ['a short accepted key', JSON.stringify({ version: 1, current: K1, accepted: [K2, 'x'] }), /accepted\.1: a mesh key must be at least 32/],
-    ['an unknown field', JSON.stringify({ version: 1, current: K1, accepted: [], extra: 1 }), /extra/],
-    ['another version', JSON.stringify({ version: 2, current: K1, accepted: [] }), /version/],
-    ['no current key', JSON.stringify({ version: 1, accepted: [K1] }), /current/],
-    ['a key that is not a string', JSON.stringify({ version: 1, current: K1, accepted: [42] }), /accepted\.0/],
-    ['too many keys', JSON.stringify({ version: 1, current: K1, accepted: Array.from({ length: 17 }, (_, i) => `${i}`.padStart(40, 'k')) }), /at most 16/]
+    ['a short accepted key', JSON.stringify({ version: 1, current: KEY_A, accepted: [KEY_B, 'x'] }), /accepted\.1: a mesh key must be at least 32/],
+    ['an unknown field', JSON.stringify({ version: 1, current: KEY_A, accepted: [], extra: 1 }), /extra/],
+    ['another version', JSON.stringify({ version: 2, current: KEY_A, accepted: [] }), /version/],
+    ['no current key', JSON.stringify({ version: 1, accepted: [KEY_A] }), /current/],
+    ['a key that is not a string', JSON.stringify({ version: 1, current: KEY_A, accepted: [42] }), /accepted\.0/],
+    ['too many keys', JSON.stringify({ version: 1, current: KEY_A, accepted: Array.from({ length: 17 }, (_, i) => `${i}`.padStart(40, 'k')) }), /at most 16/]
   ])('rejects %s with KEYRING_INVALID naming the problem', async (_what, text, pattern) => {
     const d = await dir()
     await writeFile(join(d, 'keyring.json'), text, { mode: 0o600 })
@@ -71,80 +71,80 @@ describe('keyring file', () => {
 })
 
 describe('keyring edits', () => {
-  const ring: Keyring = { current: K1, accepted: [K1] }
+  const ring: Keyring = { current: KEY_A, accepted: [KEY_A] }
 
   it('add accepts a new key once; the current key stays', () => {
-    const a = addKey(ring, K2)
-    expect(a).toEqual({ ring: { current: K1, accepted: [K1, K2] }, changed: true })
-    expect(addKey(a.ring, ` ${K2} `)).toEqual({ ring: a.ring, changed: false })
+    const a = addKey(ring, KEY_B)
+    expect(a).toEqual({ ring: { current: KEY_A, accepted: [KEY_A, KEY_B] }, changed: true })
+    expect(addKey(a.ring, ` ${KEY_B} `)).toEqual({ ring: a.ring, changed: false })
     expect(() => addKey(ring, 'too-short')).toThrow(expect.objectContaining({ code: 'KEY_TOO_SHORT' }))
     let full = ring
     for (let i = 1; i < 16; i++) full = addKey(full, `${i}`.padStart(40, 'k')).ring
-    expect(() => addKey(full, K3)).toThrow(expect.objectContaining({ code: 'KEYRING_FULL' }))
+    expect(() => addKey(full, KEY_C)).toThrow(expect.objectContaining({ code: 'KEYRING_FULL' }))
   })
 
   it('use switches the current key (by key or fingerprint), adding a new one; the old one stays accepted', () => {
-    const two = addKey(ring, K2).ring
-    expect(useKey(two, K2)).toEqual({ ring: { current: K2, accepted: [K2, K1] }, changed: true, added: false })
-    expect(useKey(two, fp(K2)).ring.current).toBe(K2)
-    expect(useKey(ring, K3)).toEqual({ ring: { current: K3, accepted: [K3, K1] }, changed: true, added: true })
-    expect(useKey(ring, K1)).toEqual({ ring, changed: false, added: false })
+    const two = addKey(ring, KEY_B).ring
+    expect(useKey(two, KEY_B)).toEqual({ ring: { current: KEY_B, accepted: [KEY_B, KEY_A] }, changed: true, added: false })
+    expect(useKey(two, fp(KEY_B)).ring.current).toBe(KEY_B)
+    expect(useKey(ring, KEY_C)).toEqual({ ring: { current: KEY_C, accepted: [KEY_C, KEY_A] }, changed: true, added: true })
+    expect(useKey(ring, KEY_A)).toEqual({ ring, changed: false, added: false })
     expect(() => useKey(ring, 'deadbeef')).toThrow(expect.objectContaining({ code: 'KEY_NOT_FOUND' }))
   })
 
   it('rm removes an accepted key (by key or fingerprint) and refuses the current one', () => {
-    const two = addKey(ring, K2).ring
-    expect(removeKey(two, K2)).toEqual({ ring, removed: K2 })
-    expect(removeKey(two, fp(K2).toUpperCase())).toEqual({ ring, removed: K2 })
-    expect(() => removeKey(two, K1)).toThrow(expect.objectContaining({ code: 'KEY_IS_CURRENT' }))
-    expect(() => removeKey(two, K3)).toThrow(expect.objectContaining({ code: 'KEY_NOT_FOUND' }))
+    const two = addKey(ring, KEY_B).ring
+    expect(removeKey(two, KEY_B)).toEqual({ ring, removed: KEY_B })
+    expect(removeKey(two, fp(KEY_B).toUpperCase())).toEqual({ ring, removed: KEY_B })
+    expect(() => removeKey(two, KEY_A)).toThrow(expect.objectContaining({ code: 'KEY_IS_CURRENT' }))
+    expect(() => removeKey(two, KEY_C)).toThrow(expect.objectContaining({ code: 'KEY_NOT_FOUND' }))
   })
 })
 
 describe('which keys a node uses', () => {
   it('without keyring.json: the one key given at start', async () => {
     const d = await dir()
-    expect(await loadMeshKeys(d, K1)).toEqual({ source: 'key', current: K1, accepted: [K1] })
-    await expect(loadMeshKeys(d, K1, { reload: true })).rejects.toMatchObject({ code: 'KEYRING_MISSING' })
+    expect(await loadMeshKeys(d, KEY_A)).toEqual({ source: 'key', current: KEY_A, accepted: [KEY_A] })
+    await expect(loadMeshKeys(d, KEY_A, { reload: true })).rejects.toMatchObject({ code: 'KEYRING_MISSING' })
   })
 
   it('with keyring.json: the keyring decides; the start key must be one of its keys', async () => {
     const d = await dir()
-    await writeKeyring(d, { current: K2, accepted: [K2, K1] })
-    expect(await loadMeshKeys(d, K1)).toEqual({ source: 'keyring', current: K2, accepted: [K2, K1] })
-    expect(await loadMeshKeys(d, K2)).toEqual({ source: 'keyring', current: K2, accepted: [K2, K1] })
-    const err = await loadMeshKeys(d, K3).catch((e: unknown) => e) as { code: string, message: string }
+    await writeKeyring(d, { current: KEY_B, accepted: [KEY_B, KEY_A] })
+    expect(await loadMeshKeys(d, KEY_A)).toEqual({ source: 'keyring', current: KEY_B, accepted: [KEY_B, KEY_A] })
+    expect(await loadMeshKeys(d, KEY_B)).toEqual({ source: 'keyring', current: KEY_B, accepted: [KEY_B, KEY_A] })
+    const err = await loadMeshKeys(d, KEY_C).catch((e: unknown) => e) as { code: string, message: string }
     expect(err.code).toBe('KEY_NOT_IN_KEYRING')
-    expect(err.message).toContain(fp(K3))
-    expect(err.message).not.toContain(K3)
+    expect(err.message).toContain(fp(KEY_C))
+    expect(err.message).not.toContain(KEY_C)
     // a reload does not check the start key: it may have been retired meanwhile
-    expect((await loadMeshKeys(d, K3, { reload: true })).current).toBe(K2)
+    expect((await loadMeshKeys(d, KEY_C, { reload: true })).current).toBe(KEY_B)
   })
 
   it('warns when keyring.json is readable by others', async () => {
     const d = await dir()
-    await writeKeyring(d, { current: K1, accepted: [K1] })
-    expect((await loadMeshKeys(d, K1)).warning).toBeUndefined()
+    await writeKeyring(d, { current: KEY_A, accepted: [KEY_A] })
+    expect((await loadMeshKeys(d, KEY_A)).warning).toBeUndefined()
     await chmod(join(d, 'keyring.json'), 0o644)
-    expect((await loadMeshKeys(d, K1)).warning).toMatch(/chmod 600/)
+    expect((await loadMeshKeys(d, KEY_A)).warning).toMatch(/chmod 600/)
   })
 
   it('syncmesh start takes --key, else $SYNCMESH_KEY, else the keyring current, else mesh.key', async () => {
     const d = await dir()
-    await writeFile(join(d, 'mesh.key'), K3 + '\n')
-    expect(await resolveStartKey({ data: d })).toBe(K3)
-    await writeKeyring(d, { current: K2, accepted: [K2, K1] })
-    expect(await resolveStartKey({ data: d })).toBe(K2)
-    expect(await resolveStartKey({ data: d, env: K1 })).toBe(K1)
-    expect(await resolveStartKey({ data: d, flag: K3, env: K1 })).toBe(K3)
+    await writeFile(join(d, 'mesh.key'), KEY_C + '\n')
+    expect(await resolveStartKey({ data: d })).toBe(KEY_C)
+    await writeKeyring(d, { current: KEY_B, accepted: [KEY_B, KEY_A] })
+    expect(await resolveStartKey({ data: d })).toBe(KEY_B)
+    expect(await resolveStartKey({ data: d, env: KEY_A })).toBe(KEY_A)
+    expect(await resolveStartKey({ data: d, flag: KEY_C, env: KEY_A })).toBe(KEY_C)
   })
 
   it('the keyring to edit is seeded from --key, $SYNCMESH_KEY or mesh.key', async () => {
     const d = await dir()
     expect(await keyringToEdit({ data: d })).toBeUndefined()
-    expect(await keyringToEdit({ data: d, env: K1 })).toEqual({ ring: { current: K1, accepted: [K1] }, existed: false })
-    await writeFile(join(d, 'mesh.key'), K3)
-    expect(await keyringToEdit({ data: d })).toEqual({ ring: { current: K3, accepted: [K3] }, existed: false })
+    expect(await keyringToEdit({ data: d, env: KEY_A })).toEqual({ ring: { current: KEY_A, accepted: [KEY_A] }, existed: false })
+    await writeFile(join(d, 'mesh.key'), KEY_C)
+    expect(await keyringToEdit({ data: d })).toEqual({ ring: { current: KEY_C, accepted: [KEY_C] }, existed: false })
   })
 })
 
@@ -154,43 +154,43 @@ describe('syncmesh key add | use | rm | ls', () => {
     await runCli(['key', ...args], { env, ...(input !== undefined ? { input } : {}) })
 
   function expectNoKeys (text: string): void {
-    for (const k of [K1, K2, K3]) expect(text).not.toContain(k)
+    for (const k of [KEY_A, KEY_B, KEY_C]) expect(text).not.toContain(k)
   }
 
   it('walks through a rotation on one data dir, printing fingerprints only', async () => {
     const d = await dir()
     // no keyring and no key: the current key is needed first
-    let r = await key(['add', K2, '--data', d])
+    let r = await key(['add', KEY_B, '--data', d])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^error \[KEY_MISSING\]: .*--key CURRENT_KEY/)
 
-    r = await key(['add', K2, '--data', d, '--key', K1, '--json'])
+    r = await key(['add', KEY_B, '--data', d, '--key', KEY_A, '--json'])
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout)).toEqual({ changed: true, file: join(d, 'keyring.json'), source: 'keyring', current: fp(K1), accepted: [fp(K1), fp(K2)] })
+    expect(JSON.parse(r.stdout)).toEqual({ changed: true, file: join(d, 'keyring.json'), source: 'keyring', current: fp(KEY_A), accepted: [fp(KEY_A), fp(KEY_B)] })
     expect((await stat(join(d, 'keyring.json'))).mode & 0o777).toBe(0o600)
     expectNoKeys(r.stdout + r.stderr)
 
     r = await key(['ls', '--data', d])
     expect(r.code).toBe(0)
-    expect(r.stdout).toBe(`${fp(K1)}  current (proved and accepted)\n${fp(K2)}  accepted\n`)
+    expect(r.stdout).toBe(`${fp(KEY_A)}  current (proved and accepted)\n${fp(KEY_B)}  accepted\n`)
 
-    r = await key(['use', K2, '--data', d])
+    r = await key(['use', KEY_B, '--data', d])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toContain(`now proving ${fp(K2)}`)
+    expect(r.stdout).toContain(`now proving ${fp(KEY_B)}`)
     expect(r.stdout).toContain('kill -HUP')
     expectNoKeys(r.stdout)
 
-    r = await key(['rm', K2, '--data', d])
+    r = await key(['rm', KEY_B, '--data', d])
     expect(r.code).toBe(1)
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1)
     expect(r.stderr).toMatch(/^error \[KEY_IS_CURRENT\]: refusing to remove the current key/)
 
-    r = await key(['rm', fp(K1), '--data', d, '--json'])
+    r = await key(['rm', fp(KEY_A), '--data', d, '--json'])
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout)).toMatchObject({ current: fp(K2), accepted: [fp(K2)] })
-    expect(await readKeyring(d)).toEqual({ current: K2, accepted: [K2] })
+    expect(JSON.parse(r.stdout)).toMatchObject({ current: fp(KEY_B), accepted: [fp(KEY_B)] })
+    expect(await readKeyring(d)).toEqual({ current: KEY_B, accepted: [KEY_B] })
 
-    r = await key(['rm', K1, '--data', d])
+    r = await key(['rm', KEY_A, '--data', d])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^error \[KEY_NOT_FOUND\]/)
     expectNoKeys(r.stderr)
@@ -198,10 +198,10 @@ describe('syncmesh key add | use | rm | ls', () => {
 
   it('reads KEY from stdin with "-", and rejects short keys', async () => {
     const d = await dir()
-    await writeFile(join(d, 'mesh.key'), K1)
-    let r = await key(['add', '-', '--data', d, '--json'], `\n${K3}\n`)
+    await writeFile(join(d, 'mesh.key'), KEY_A)
+    let r = await key(['add', '-', '--data', d, '--json'], `\n${KEY_C}\n`)
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout).accepted).toEqual([fp(K1), fp(K3)])
+    expect(JSON.parse(r.stdout).accepted).toEqual([fp(KEY_A), fp(KEY_C)])
     r = await key(['add', 'short-key', '--data', d])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^error \[KEY_TOO_SHORT\]/)
@@ -211,9 +211,9 @@ describe('syncmesh key add | use | rm | ls', () => {
 
   it('ls without a keyring shows the single key the node would use', async () => {
     const d = await dir()
-    const r = await runCli(['key', 'ls', '--data', d, '--json'], { env: { SYNCMESH_KEY: K1 } })
+    const r = await runCli(['key', 'ls', '--data', d, '--json'], { env: { SYNCMESH_KEY: KEY_A } })
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout)).toEqual({ source: 'key', current: fp(K1), accepted: [fp(K1)] })
+    expect(JSON.parse(r.stdout)).toEqual({ source: 'key', current: fp(KEY_A), accepted: [fp(KEY_A)] })
   })
 
   it('a malformed keyring.json is reported with its path', async () => {

@@ -1,5 +1,5 @@
 /**
- * The rule engine of issue 4 on one node's real write path (LevelDB in a temp
+ * The rule engine on one node's real write path (LevelDB in a temp
  * dir, the Ingestor, the registry): mirror mode, group and per-record targets,
  * transform modules, rule updates, chaining (across several in-process nodes
  * whose logs are ferried between them), conflicts and the changes feed index.

@@ -22,15 +22,10 @@ export const HEAP_GROWING_PERCENT = 30
  * How much bytecode a function runs before V8 considers optimising it: 4×
  * Node 20's default (67,584). A node's work comes in bursts over many code
  * paths (a batch to verify, store, apply and forward), and with the default
- * V8 compiled each of them with TurboFan soon after the burst began, on the
- * cores the node itself needed: in a 30-node mesh on one machine, 22% of
- * all CPU went to the compiler (`perf record -a`). With 4×, hot code is
- * still optimised, a little later, and lukewarm code is not. Measured (the
- * README's Performance section, session 8): the mesh's nodes spend about a
- * third less CPU off the JavaScript thread, a bulk sync runs as before, and
- * latency's p99 is lower while its p50 rises by ~0.1-0.2 ms (code run once
- * per write is optimised later). 2× saved less; 8× and 16× cost the main
- * thread and the bulk more than they saved.
+ * V8 compiles each of them with its optimising compiler soon after the burst
+ * begins, on the cores the node itself needs. With 4×, hot code is still
+ * optimised, a little later, and lukewarm code is not (the measurements are
+ * in BENCHMARKS.md and in the commit that chose the factor).
  */
 export const INTERRUPT_BUDGET = 4 * 67_584
 
