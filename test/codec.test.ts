@@ -64,7 +64,9 @@ function pbEntry (over: Partial<PbEntry> & { seq: number }): PbEntry {
     collection: over.collection ?? 'posts',
     id: over.id ?? `id-${over.seq}`,
     op: over.op ?? Op.PUT,
-    value: over.value ?? (over.op === Op.DEL ? new Uint8Array(0) : json({ n: over.seq }))
+    value: over.value ?? (over.op === Op.DEL ? new Uint8Array(0) : json({ n: over.seq })),
+    writer: over.writer ?? '',
+    writerSeq: over.writerSeq ?? 0
   }
 }
 
@@ -409,6 +411,12 @@ describe('rejection', () => {
     ['\n', 'newline']
   ])('invalid record id %j (%s)', (id) => {
     expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, id })]), /invalid record id/)
+  })
+
+  it('a chained entry\'s writer must be a peer id', () => {
+    expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, writer: 'not a peer id', writerSeq: 1 })]), /invalid writer/)
+    const ok = decodeFrame(batchPayload(0, 1, [pbEntry({ seq: 1, writer: '12D3KooWKoemE7esT8sRQLcFnupwG3ankmVoCfRhdk6ReXV6NxRH', writerSeq: 9 })]))
+    expect(ok.type === 'batch' ? { writer: ok.entries[0].writer, writerSeq: ok.entries[0].writerSeq } : undefined).toEqual({ writer: '12D3KooWKoemE7esT8sRQLcFnupwG3ankmVoCfRhdk6ReXV6NxRH', writerSeq: 9 })
   })
 
   it('record ids at the limits are accepted', () => {

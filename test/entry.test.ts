@@ -86,6 +86,28 @@ describe('decodeEntry', () => {
     expect(plain(e)).toEqual(plain(viaProtons(bytes)))
   })
 
+  it('a chained entry names the write it carries (writer, writer seq); entries encoded without them read as the origin\'s own', () => {
+    const WRITER = '12D3KooWKoemE7esT8sRQLcFnupwG3ankmVoCfRhdk6ReXV6NxRH'
+    const chained: LogEntry = { origin: ORIGIN, seq: 4, hlc: { wall: 1_700_000_000_000, logical: 2 }, collection: 'events', id: 'e1', op: 'put', value: enc.encode('{"n":1}'), writer: WRITER, writerSeq: 17 }
+    const bytes = encodeEntry(chained)
+    const e = decodeEntry(ORIGIN, bytes)
+    expect(plain(e)).toEqual(plain(viaProtons(bytes)))
+    expect({ writer: e.writer, writerSeq: e.writerSeq }).toEqual({ writer: WRITER, writerSeq: 17 })
+    // a writer's seq 0 (a write its rules made) is not encoded, and reads back as 0
+    const zero = decodeEntry(ORIGIN, encodeEntry({ ...chained, writerSeq: 0 }))
+    expect({ writer: zero.writer, writerSeq: zero.writerSeq }).toEqual({ writer: WRITER, writerSeq: 0 })
+    // the bytes of an entry without a writer are exactly what they were before the fields existed
+    const own = { ...chained, writer: undefined, writerSeq: undefined }
+    const old = concat(field(1, 4), field(2, 1_700_000_000_000), field(3, 2), field(4, enc.encode('events')), field(5, enc.encode('e1')), field(7, enc.encode('{"n":1}')))
+    expect(Buffer.from(encodeEntry(own)).equals(Buffer.from(old))).toBe(true)
+    const read = decodeEntry(ORIGIN, old)
+    expect({ writer: read.writer, writerSeq: read.writerSeq }).toEqual({ writer: undefined, writerSeq: undefined })
+    expect(plain(read)).toEqual(plain(viaProtons(old)))
+    // a writer naming the origin itself is the origin's own write
+    const self = decodeEntry(ORIGIN, concat(old, field(8, enc.encode(ORIGIN)), field(9, 3)))
+    expect({ writer: self.writer, writerSeq: self.writerSeq }).toEqual({ writer: undefined, writerSeq: undefined })
+  })
+
   it('rejects malformed bytes, unknown ops and deletes with a value', () => {
     const ok = encodeEntry({ origin: ORIGIN, seq: 1, hlc: { wall: 1, logical: 0 }, collection: 'c', id: 'i', op: 'put', value: enc.encode('{}') })
     expect(() => decodeEntry(ORIGIN, ok.subarray(0, ok.byteLength - 1))).toThrow(/past the end/)

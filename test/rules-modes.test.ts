@@ -359,11 +359,13 @@ describe('chaining', () => {
     await settle([a, b, c])
     expect(await b.live('x')).toEqual({ 1: { t: 'hello' } })
     expect(await c.live('y')).toEqual({ 1: { title: 'hello' } })
-    // B logged the derived write once, with A's clock; C's record carries it
+    // B logged the derived write once, with the identity of A's write (its clock, origin and seq); C's record carries it
     const derived = (await b.ownEntries()).filter(e => e.collection === 'x')
     expect(derived).toHaveLength(1)
     expect(derived[0].hlc).toEqual(entries[0].hlc)
-    expect((await c.record('y', '1'))?.version).toMatchObject({ hlc: entries[0].hlc, origin: b.self })
+    expect({ writer: derived[0].writer, writerSeq: derived[0].writerSeq }).toEqual({ writer: a.self, writerSeq: entries[0].seq })
+    expect((await b.record('x', '1'))?.version).toEqual({ hlc: entries[0].hlc, origin: a.self, seq: entries[0].seq })
+    expect((await c.record('y', '1'))?.version).toEqual({ hlc: entries[0].hlc, origin: a.self, seq: entries[0].seq })
     // a delete travels the chain too
     await a.writeLocal([{ collection: 'posts', id: '1', op: 'del' }])
     await settle([a, b, c])

@@ -18,6 +18,15 @@ export interface LogEntry {
   op: EntryOp
   /** UTF-8 JSON object for `put`; absent for `del`. */
   value?: Uint8Array
+  /**
+   * The origin of the write this entry carries on, when it is not `origin`'s
+   * own (chaining: a rule on `origin` wrote the record from that write), and
+   * the write's seq in that origin's log (`writerSeq`, 0 when the write is
+   * not in its log as such). With `hlc` they are the write's identity (see
+   * writeIdentity in src/rules/engine.ts). Absent for the origin's own writes.
+   */
+  writer?: string
+  writerSeq?: number
   /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
   bytes?: Uint8Array
   /** Merkle leaf hash of `bytes`, as signing.ts holds digests (32 latin1 characters). */
@@ -33,8 +42,15 @@ const EMPTY = new Uint8Array(0)
  * object (the fields set later, `bytes`, `leaf`, `parsed`, would otherwise
  * cost a second object per entry).
  */
-export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined): LogEntry {
-  return { origin, seq, hlc, collection, id, op, value, bytes: undefined, leaf: undefined, parsed: undefined }
+export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined, writer?: string, writerSeq?: number): LogEntry {
+  // a writer equal to the origin is no writer (the origin's own write): never encoded as one
+  if (writer === undefined || writer === '' || writer === origin) {
+    writer = undefined
+    writerSeq = undefined
+  } else {
+    writerSeq ??= 0
+  }
+  return { origin, seq, hlc, collection, id, op, value, writer, writerSeq, bytes: undefined, leaf: undefined, parsed: undefined }
 }
 
 export function toPbEntry (e: LogEntry): PbEntry {
@@ -45,13 +61,15 @@ export function toPbEntry (e: LogEntry): PbEntry {
     collection: e.collection,
     id: e.id,
     op: e.op === 'put' ? PbOp.PUT : PbOp.DEL,
-    value: (e.value ?? EMPTY) as Uint8Array<ArrayBuffer>
+    value: (e.value ?? EMPTY) as Uint8Array<ArrayBuffer>,
+    writer: e.writer ?? '',
+    writerSeq: e.writer !== undefined ? e.writerSeq ?? 0 : 0
   }
 }
 
 export function fromPbEntry (origin: string, pb: PbEntry): LogEntry {
   const op = pb.op === PbOp.DEL ? 'del' : 'put'
-  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined)
+  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined, pb.writer, pb.writerSeq)
 }
 
 export function encodeEntry (e: LogEntry): Uint8Array {
@@ -78,6 +96,8 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
   let op = 0
   let valueStart = 0
   let valueEnd = 0
+  let writer = ''
+  let writerSeq = 0
   while (r.pos < r.end) {
     const tag = r.varint()
     const wireType = tag & 7
@@ -89,10 +109,12 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
       case -0x22: { const n = r.skipLengthDelimited(); collection = utf8Range(bytes, r.pos - n, r.pos); break }
       case -0x2a: { const n = r.skipLengthDelimited(); id = utf8Range(bytes, r.pos - n, r.pos); break }
       case -0x3a: { const n = r.skipLengthDelimited(); valueStart = r.pos - n; valueEnd = r.pos; break }
+      case -0x42: { const n = r.skipLengthDelimited(); writer = utf8Range(bytes, r.pos - n, r.pos); break }
+      case 0x48: writerSeq = r.varint(); break
       default: r.skip(wireType)
     }
   }
   if (op !== 0 && op !== 1) throw new Error(`entry ${seq} has an unknown op`)
   if (op === 1 && valueEnd > valueStart) throw new Error(`entry ${seq} is a delete with a value`)
-  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined)
+  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined, writer, writerSeq)
 }

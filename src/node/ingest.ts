@@ -17,8 +17,8 @@ import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion, recordState } from '../store/records.js'
-import type { RecordState } from '../store/records.js'
-import { applyPlan, conflictSide, entryVersion, parseEntryValue, planEntry, planKeys, pushPlanKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
+import type { RecordState, Version } from '../store/records.js'
+import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKeys, pushPlanKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
 import type { Applied, ApplyContext, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
 
@@ -483,8 +483,11 @@ export class Ingestor {
   /**
    * Chaining: rule writes into a collection that is the source of a rule get
    * an entry in this node's own log (so other nodes' rules see them), carrying
-   * the HLC of the write they come from; this node's own rules on that
-   * collection apply them at once. Collections no rule reads from are not
+   * the identity of the write they come from (its HLC, and its origin and seq
+   * as the entry's writer, see entryVersion in src/rules/engine.ts): a node
+   * that holds the write already, from its origin or another relay, sees the
+   * same write and neither applies it again nor reports a conflict. This
+   * node's own rules on that collection apply them at once. Collections no rule reads from are not
    * logged, so the mesh does not carry every rule's output twice.
    */
   private async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
@@ -492,15 +495,16 @@ export class Ingestor {
     for (const a of applied) {
       const c = a.change
       if (c === undefined || c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
-      derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version.hlc))
+      derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version))
     }
     if (derived.length === 0) return
     if (depth + 1 >= MAX_CHAIN_DEPTH) return
     await this.applyLevel(st, derived, depth + 1)
   }
 
-  private ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, hlc: LogEntry['hlc']): LogEntry {
-    const e = newEntry(this.self, ++st.ownTop, hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined)
+  /** An entry of this node's own log for a rule-written record: the write `version` names keeps its identity (its HLC, and its origin and seq unless this node made it). */
+  private ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, version: Version): LogEntry {
+    const e = newEntry(this.self, ++st.ownTop, version.hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined, version.origin, version.seq)
     st.derived.push(e)
     return e
   }
@@ -520,7 +524,7 @@ export class Ingestor {
       const refusal = this.policy.registry(entry, value)
       if (refusal !== undefined) return
     }
-    const version = entryVersion(entry)
+    const version = logVersion(entry)
     const bytes = st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
     const state = entry.op === 'put' ? recordState(version, value, undefined, undefined, rawValueOf(entry, value)) : recordState(version, undefined)
@@ -774,7 +778,7 @@ export class Ingestor {
           const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
           if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
           if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
-          derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version.hlc))
+          derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version))
         }
         if (derived.length > 0) await this.applyLevel(st, derived, 1)
         await this.flushDerived(st)

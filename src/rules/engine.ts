@@ -7,13 +7,20 @@
  * `resolvePlan`) → the write (`applyPlan`).
  *
  * Versions and who wins. A target record carries the version (HLC, origin,
- * seq) of the write that produced it. A rule's write lands when it is later
- * than the record's version: later HLC; for equal HLCs the greater origin.
- * Two versions with the same HLC and the same origin are the same write
- * (a relayed copy of it, see chaining in src/node/ingest.ts), as is a version
- * with the HLC of a write this node made itself (its echo coming back through
- * a cycle of rules): neither lands again, which is what makes cycles of rules
- * (two-way sync) terminate. Applying the same entry twice changes nothing.
+ * seq) of the write that produced it: the write's identity, which a write
+ * keeps wherever it travels. An entry a node logs again because one of its
+ * rules wrote it into a collection other rules read (chaining, see
+ * src/node/ingest.ts) keeps the HLC of the write and names the write's
+ * origin and seq (`LogEntry.writer`, `writerSeq`), so every node that
+ * applies it, directly or through any number of relays, stores the same
+ * version (entryVersion). A rule's write lands when it is later than the
+ * record's version: later HLC; for equal HLCs the greater origin. Two
+ * versions with the same HLC and the same origin are the same write (a
+ * relayed copy of it), as is a version with the HLC of a write this node
+ * made itself (its echo coming back through a cycle of rules, from a relay
+ * that does not name the writer): neither lands again nor counts as a
+ * conflict, which is what makes cycles of rules (two-way sync) terminate.
+ * Applying the same entry twice changes nothing.
  *
  * Modes:
  *   merge        upsert and delete by id, last writer wins against anything
@@ -156,7 +163,23 @@ export function rawValueOf (entry: LogEntry, value: JsonObject | undefined): Uin
   return value !== undefined && value === entry.parsed ? entry.value : undefined
 }
 
+/**
+ * The identity of the write an entry carries, as the version of what it
+ * writes: the HLC, and the origin that made the write with its seq there
+ * (the entry's `writer` when it carries another origin's write on).
+ */
 export function entryVersion (entry: LogEntry): Version {
+  return entry.writer !== undefined
+    ? { hlc: entry.hlc, origin: entry.writer, seq: entry.writerSeq ?? 0 }
+    : { hlc: entry.hlc, origin: entry.origin, seq: entry.seq }
+}
+
+/**
+ * The entry's own place in its origin's log as a version, whatever write it
+ * carries: for what is applied directly, never through a rule (the node's
+ * own writes, the registry, whose writer is always the origin that signed it).
+ */
+export function logVersion (entry: LogEntry): Version {
   return { hlc: entry.hlc, origin: entry.origin, seq: entry.seq }
 }
 
@@ -253,8 +276,13 @@ function restampedByRule (existing: RecordState, ruleId: string, self: string): 
   return existing.rule === ruleId && existing.version.origin === self
 }
 
-function conflictKind (existing: RecordState, entry: LogEntry, ruleId: string, targetId: string, self: string): ConflictRecord['kind'] | undefined {
-  const ours = existing.version.origin === entry.origin || restampedByRule(existing, ruleId, self)
+/** Whether `existing` was written by the entry's origin (the rule's source), or by the origin of the write the entry carries. */
+function sameWriter (existing: RecordState, entry: LogEntry, version: Version): boolean {
+  return existing.version.origin === entry.origin || existing.version.origin === version.origin
+}
+
+function conflictKind (existing: RecordState, entry: LogEntry, version: Version, ruleId: string, targetId: string, self: string): ConflictRecord['kind'] | undefined {
+  const ours = sameWriter(existing, entry, version) || restampedByRule(existing, ruleId, self)
   if (!ours) return existing.rule === undefined ? 'local-write' : 'other-source'
   if (existing.rule === ruleId && existing.value !== undefined && (existing.source ?? targetId) !== entry.id) return 'key-collision'
   return undefined
@@ -343,8 +371,8 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     return out
   }
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && existing.version.origin === entry.origin))
-  const kind = conflictKind(existing, entry, r.id, plan.targetId, ctx.self)
+  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const kind = conflictKind(existing, entry, version, r.id, plan.targetId, ctx.self)
   if (kind !== undefined) reportConflict(ctx, rule, kind, plan.targetId, existing, { value: plan.value, version }, wins ? 'incoming' : 'existing')
   if (!wins) return out
   // landing over a later version (mirror, re-evaluation): the record's version must not go back
@@ -366,8 +394,8 @@ function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, t
   if (isSameWrite(existing.version, version, ctx.self)) return []
   const restamped = restampedByRule(existing, r.id, ctx.self)
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && existing.version.origin === entry.origin))
-  const kind = conflictKind(existing, entry, r.id, targetId, ctx.self)
+  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const kind = conflictKind(existing, entry, version, r.id, targetId, ctx.self)
   if (kind !== undefined && kind !== 'key-collision') reportConflict(ctx, rule, kind, targetId, existing, { version }, wins ? 'incoming' : 'existing')
   if (!wins) return []
   const state = recordState(order > 0 && ctx.published(r.to.collection) ? ctx.freshVersion() : version, undefined, r.id)

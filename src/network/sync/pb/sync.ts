@@ -27,6 +27,8 @@ export interface Entry {
   id: string
   op: Op
   value: Uint8Array<ArrayBuffer>
+  writer: string
+  writerSeq: number
 }
 
 export namespace Entry {
@@ -74,6 +76,16 @@ export namespace Entry {
           w.bytes(obj.value)
         }
 
+        if ((obj.writer != null && obj.writer !== '')) {
+          w.uint32(66)
+          w.string(obj.writer)
+        }
+
+        if ((obj.writerSeq != null && obj.writerSeq !== 0)) {
+          w.uint32(72)
+          w.uint64Number(obj.writerSeq)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -85,7 +97,9 @@ export namespace Entry {
           collection: '',
           id: '',
           op: Op.PUT,
-          value: uint8ArrayAlloc(0)
+          value: uint8ArrayAlloc(0),
+          writer: '',
+          writerSeq: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -120,6 +134,14 @@ export namespace Entry {
             }
             case 7: {
               obj.value = reader.bytes()
+              break
+            }
+            case 8: {
+              obj.writer = reader.string()
+              break
+            }
+            case 9: {
+              obj.writerSeq = reader.uint64Number()
               break
             }
             default: {
@@ -186,6 +208,20 @@ export namespace Entry {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.writer`,
+                value: reader.string()
+              }
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.writerSeq`,
+                value: reader.uint64Number()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -233,6 +269,16 @@ export namespace Entry {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface EntryWriterFieldEvent {
+    field: '$.writer'
+    value: string
+  }
+
+  export interface EntryWriterSeqFieldEvent {
+    field: '$.writerSeq'
+    value: number
+  }
+
   export function encode (obj: Partial<Entry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Entry.codec())
   }
@@ -241,7 +287,7 @@ export namespace Entry {
     return decodeMessage(buf, Entry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent> {
     return streamMessage(buf, Entry.codec(), opts)
   }
 }
@@ -789,6 +835,18 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchEntriesWriterFieldEvent {
+    field: '$.entries[].writer'
+    value: string
+    index: number
+  }
+
+  export interface BatchEntriesWriterSeqFieldEvent {
+    field: '$.entries[].writerSeq'
+    value: number
+    index: number
+  }
+
   export interface BatchCertsFromSeqFieldEvent {
     field: '$.certs[].fromSeq'
     value: number
@@ -833,7 +891,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -1718,6 +1776,18 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchEntriesWriterFieldEvent {
+    field: '$.batch.entries[].writer'
+    value: string
+    index: number
+  }
+
+  export interface FrameBatchEntriesWriterSeqFieldEvent {
+    field: '$.batch.entries[].writerSeq'
+    value: number
+    index: number
+  }
+
   export interface FrameBatchCertsFromSeqFieldEvent {
     field: '$.batch.certs[].fromSeq'
     value: number
@@ -1789,7 +1859,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
