@@ -35,6 +35,10 @@ export const LAZY_PUSH_MS = 3000
 const PROGRESS_HAVE_MS = LAZY_PUSH_MS / 4
 /** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
 const MAX_RECEIVED_WAITING = 2
+/** Have frames a session sends in a row while the peer says nothing (see SyncSession.queueHave). */
+export const HAVE_BURST = 256
+/** Have frames each frame heard from the peer allows on top, up to HAVE_BURST. */
+const HAVES_PER_FRAME_HEARD = 2
 
 export interface PeerCounters {
   entriesSent: number
@@ -158,11 +162,43 @@ export class SyncSession {
       if (!progress || origin === this.peer || now - (this.haveSentAt.get(origin) ?? 0) < PROGRESS_HAVE_MS) return
     }
     this.haveSentAt.set(origin, now)
-    this.framed.sendNow(encodeHave(origin, seq))
+    this.queueHave(origin, seq)
   }
 
   /** Per origin, when we last sent the peer a Have. */
   private readonly haveSentAt = new Map<string, number>()
+
+  /** Haves this session may send before it hears from the peer again. */
+  private haveTokens = HAVE_BURST
+  /** Haves held back (see queueHave): origin → the newest seq to announce. */
+  private readonly heldHaves = new Map<string, number>()
+
+  /**
+   * Send a Have, or hold it while the peer has said nothing for HAVE_BURST
+   * of them: a peer that is not reading (stopped, its event loop or its
+   * ingest busy, a slow link) gets the Haves of every run this node stores
+   * in the meantime, and reads them all at once when it resumes (a busy
+   * relay sends one per stored run: thousands, which its peer took for a
+   * flood of control frames and ended the session). Held Haves keep only
+   * the newest seq per origin (a Have only ever raises what the peer
+   * believes), and go out as the peer is heard from again, HAVES_PER_FRAME_HEARD
+   * per frame it sends. So what a peer reads in a row from an honest node is
+   * at most HAVE_BURST Haves plus one per origin, however long it stalled.
+   */
+  private queueHave (origin: string, seq: number): void {
+    const held = this.heldHaves.get(origin)
+    if (held === undefined || seq > held) this.heldHaves.set(origin, seq)
+    this.flushHaves()
+  }
+
+  private flushHaves (): void {
+    for (const [origin, seq] of this.heldHaves) {
+      if (this.haveTokens < 1) return
+      this.haveTokens--
+      this.heldHaves.delete(origin)
+      this.framed.sendNow(encodeHave(origin, seq))
+    }
+  }
 
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
@@ -220,6 +256,9 @@ export class SyncSession {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
       this.lastFrameAt = Date.now()
+      // the peer is reading and writing: it may be told more (see queueHave)
+      this.haveTokens = Math.min(HAVE_BURST, this.haveTokens + HAVES_PER_FRAME_HEARD)
+      if (this.heldHaves.size > 0) this.flushHaves()
       if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
         throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
       }
@@ -318,7 +357,7 @@ export class SyncSession {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
       // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
       // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see sendCap)
-      if (msg.origin !== this.peer) this.framed.sendNow(encodeHave(msg.origin, msg.toSeq))
+      if (msg.origin !== this.peer) this.queueHave(msg.origin, msg.toSeq)
       this.grant()
       return
     }
