@@ -5,13 +5,19 @@
  * stores run after run of a busy origin tells a silent peer at most
  * HAVE_BURST Haves, then holds the newest one per origin until the peer is
  * heard from again. Real nodes, real libp2p over loopback TCP; the silent
- * peer is played by hand.
+ * peer is played by hand, and then is a real node whose ingest stalls
+ * behind a slow transform module.
  */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeHave } from '../src/network/sync/codec.js'
 import { HAVE_BURST } from '../src/network/sync/session.js'
 import type { SyncNode } from '../src/node/node.js'
-import { eventually, KEY, removeDir, startNode } from './helpers/nodes.js'
+import { createSyncNode } from '../src/node/node.js'
+import { eventually, KEY, removeDir, startNode, tempDir } from './helpers/nodes.js'
 import type { TestNode } from './helpers/nodes.js'
 import { RawPeer } from './helpers/raw-peer.js'
 import type { RawSession } from './helpers/raw-peer.js'
@@ -65,4 +71,53 @@ describe('control frames to a peer that says nothing', () => {
     s.framed.sendNow(encodeHave(relay.node.peerId, 1))
     await eventually(() => havesOf(s, O).some(h => h.seq === last), 'the held Have naming the origin\'s newest seq')
   }, 120_000)
+
+  it('a node whose ingest stalls behind a slow transform, under churn relayed to it, never takes its honest peer for a flood', async () => {
+    const root = await tempDir()
+    const log: string[] = []
+    const started: SyncNode[] = []
+    try {
+      const transforms = join(root, 'transforms')
+      await mkdir(transforms)
+      // 150 ms per record: the node's ingest falls behind, its reader pauses, and the relay's frames wait for it
+      await writeFile(join(transforms, 'slow.mjs'), 'export default async function (record) { await new Promise(r => setTimeout(r, 150)); return record.value }\n')
+      for (const name of ['zeta', 'ypsilon', 'xi']) {
+        const logger = pino({ level: 'warn' }, new Writable({ write (chunk, _e, cb) { log.push(`${name} ${String(chunk)}`); cb() } }))
+        const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], logger, ...(name === 'xi' ? { transformsDir: transforms } : {}) })
+        await node.start()
+        started.push(node)
+      }
+      const [z, y, x] = started
+      // a line: zeta — ypsilon — xi, so xi gets zeta's writes through the relay only
+      await y.peers.add(z.getMultiaddrs()[0])
+      await x.peers.add(y.getMultiaddrs()[0])
+      await eventually(() => started.every(n => n.registry.platforms().length === 3), 'every registry to hold three platforms', 30_000)
+      await z.registry.addRule({ from: { platform: 'zeta', collection: 'events' }, to: { platform: 'xi', collection: 'events' }, transform: 'slow.mjs' })
+      await z.registry.addRule({ from: { platform: 'zeta', collection: 'events' }, to: { platform: 'ypsilon', collection: 'events' } })
+      await eventually(async () => (await x.status()).rules.some(r => r.local && r.backfilled && r.problem === undefined), 'the rule on xi', 30_000)
+      // churn on zeta for a while: one write per commit, 12 records updated over and over
+      let stop = false
+      const values = new Map<string, number>()
+      const loops = Array.from({ length: 4 }, async (_, c) => {
+        for (let i = 0; !stop; i++) {
+          const id = `e${c}-${i % 3}`
+          await z.records.put('events', id, { i })
+          values.set(id, i)
+        }
+      })
+      await new Promise(resolve => setTimeout(resolve, 12_000))
+      stop = true
+      await Promise.all(loops)
+      await eventually(async () => {
+        for (const [id, i] of values) if ((await x.records.get('events', id))?.value.i !== i) return false
+        return true
+      }, 'xi to hold zeta\'s last writes', 90_000)
+      const problems = log.filter(l => /control frames|invalid data|sync session .* ended/.test(l))
+      expect(problems, 'sessions ended or offences between honest nodes').toEqual([])
+      for (const n of started) for (const p of (await n.status()).peers) expect(p.offences ?? 0, `${n.name}'s offences of ${p.peerId}`).toBe(0)
+    } finally {
+      for (const n of started) await n.stop().catch(() => {})
+      await removeDir(root)
+    }
+  }, 180_000)
 })
