@@ -372,6 +372,55 @@ describe('chaining', () => {
     expect(await c.live('y')).toEqual({})
   })
 
+  it('a write relayed through chaining is the same write: one change, no conflict, one version on every node (three nodes, two-way rules)', async () => {
+    const rules = ['A', 'B', 'C'].map(n => ({ id: `${n.toLowerCase()}-all`, from: { platform: n, collection: 'events' }, to: { platform: '*', collection: 'events' } }))
+    const nodes = await mesh(['A', 'B', 'C'], rules)
+    const [a, b, c] = ['A', 'B', 'C'].map(n => nodes.get(n) as Harness)
+    const { entries } = await a.writeLocal(Array.from({ length: 5 }, (_, i) => ({ collection: 'events', id: `e${i}`, op: 'put' as const, value: { i } })))
+    // B gets A's writes first and relays them to C before C gets them from A
+    await ferry(a, b)
+    await ferry(b, c)
+    await settle([a, b, c])
+    for (const [i, e] of entries.entries()) {
+      const versions = await Promise.all([a, b, c].map(async h => await h.record('events', `e${i}`)))
+      for (const v of versions) expect(v?.version).toEqual({ hlc: e.hlc, origin: a.self, seq: e.seq })
+    }
+    for (const h of [b, c]) {
+      for (const r of rules) expect(await conflictLog(h, r.id)).toEqual([])
+      // one feed cursor per record: nothing was written twice
+      const feed = await readFeed(h.store, 0, 'events', 100)
+      expect(feed.lines.map(l => Number(l.cursor)).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5])
+    }
+  })
+
+  it('the same write reaching a target through two rules with different transforms ends the same whichever copy comes first', async () => {
+    const rules = [
+      { id: 'r1-direct', from: { platform: 'A', collection: 'posts' }, to: { platform: 'C', collection: 'y' } },
+      { id: 'r2-to-b', from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'x' }, rename: { t: 'title' } },
+      { id: 'r0-via-b', from: { platform: 'B', collection: 'x' }, to: { platform: 'C', collection: 'y' } }
+    ]
+    const outcomes: unknown[] = []
+    for (const relayedFirst of [false, true]) {
+      const nodes = await mesh(['A', 'B', 'C'], rules)
+      const [a, b, c] = ['A', 'B', 'C'].map(n => nodes.get(n) as Harness)
+      const { entries } = await a.writeLocal([{ collection: 'posts', id: '1', op: 'put', value: { t: 'hello' } }])
+      await ferry(a, b)
+      if (relayedFirst) {
+        // only B's own log (the relayed copy) first
+        const run = await b.log.readRun(b.self, 0, 100_000, 1 << 30)
+        if (run === undefined) throw new Error('B logged nothing')
+        await c.ingest(b.self, 0, run.toSeq, run.entries.map(x => decodeEntry(b.self, x)))
+      }
+      await settle([a, b, c])
+      const rec = await c.record('y', '1')
+      // the value, and whether the record carries the write's own version (the meshes' peer ids and clocks differ)
+      outcomes.push({ value: rec?.value, theWrite: JSON.stringify(rec?.version) === JSON.stringify({ hlc: entries[0].hlc, origin: a.self, seq: entries[0].seq }) })
+      for (const r of rules) expect(await conflictLog(c, r.id)).toEqual([])
+    }
+    // the rule with the smaller id gives the value
+    expect(outcomes).toEqual([{ value: { title: 'hello' }, theWrite: true }, { value: { title: 'hello' }, theWrite: true }])
+  })
+
   it('only collections a rule reads from are logged; when such a rule appears, what is there is published', async () => {
     const nodes = await mesh(['A', 'B'], [{ id: 'ab', from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'x' } }])
     const [a, b] = ['A', 'B'].map(n => nodes.get(n) as Harness)

@@ -271,6 +271,18 @@ function readRecord (txn: Txn, key: string): RecordState | undefined {
   return bytes === undefined ? undefined : decodeRecord(bytes)
 }
 
+/**
+ * The same write reached the target through two rules that give it different
+ * values (two paths with different transforms, say `A:x → C:y` and
+ * `A:x → B:x → C:y` renaming on the way): the value of the rule with the
+ * smaller id stands, whichever copy came first, so every node these rules
+ * target ends with the same record. (A write the target's own node made,
+ * `existing.rule` undefined, always stands.)
+ */
+function otherRendering (existing: RecordState, ruleId: string, value: JsonObject): boolean {
+  return existing.value !== undefined && existing.rule !== undefined && ruleId < existing.rule && !jsonEqual(existing.value, value)
+}
+
 /** A version written by this rule itself on this node (a re-evaluation or a mirror removal). */
 function restampedByRule (existing: RecordState, ruleId: string, self: string): boolean {
   return existing.rule === ruleId && existing.version.origin === self
@@ -362,6 +374,8 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
       // the rule changed: the same source write now gives another value
       const v = ctx.published(collection) ? ctx.freshVersion() : existing.version
       out.push(write(ctx, rule, plan.targetId, { ...state, version: v }, existing, recordKey))
+    } else if (otherRendering(existing, r.id, plan.value)) {
+      out.push(write(ctx, rule, plan.targetId, { ...state, version: existing.version }, existing, recordKey))
     }
     return out
   }
