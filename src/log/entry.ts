@@ -23,7 +23,7 @@ export interface LogEntry {
    * own (chaining: a rule on `origin` wrote the record from that write), and
    * the write's seq in that origin's log (`writerSeq`, 0 when the write is
    * not in its log as such). With `hlc` they are the write's identity (see
-   * writeIdentity in src/rules/engine.ts). Absent for the origin's own writes.
+   * entryVersion in src/rules/engine.ts). Absent for the origin's own writes.
    */
   writer?: string
   writerSeq?: number

@@ -487,8 +487,9 @@ export class Ingestor {
    * as the entry's writer, see entryVersion in src/rules/engine.ts): a node
    * that holds the write already, from its origin or another relay, sees the
    * same write and neither applies it again nor reports a conflict. This
-   * node's own rules on that collection apply them at once. Collections no rule reads from are not
-   * logged, so the mesh does not carry every rule's output twice.
+   * node's own rules on that collection apply them at once. Collections no
+   * rule reads from are not logged, so the mesh does not carry every rule's
+   * output twice.
    */
   private async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
     const derived: LogEntry[] = []

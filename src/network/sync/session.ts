@@ -256,7 +256,7 @@ export class SyncSession {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
       this.lastFrameAt = Date.now()
-      // the peer is reading and writing: it may be told more (see queueHave)
+      // the peer is running: it may be told more (see queueHave)
       this.haveTokens = Math.min(HAVE_BURST, this.haveTokens + HAVES_PER_FRAME_HEARD)
       if (this.heldHaves.size > 0) this.flushHaves()
       if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
