@@ -1,9 +1,20 @@
 /**
- * Admin control of the registry and revocation, with real node processes.
+ * Admin control of the registry and revocation, and what a relay holding the
+ * mesh key can make a node accept of another origin's log, with real node
+ * processes.
  */
 import { rm } from 'node:fs/promises'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterAll, describe, expect, it } from 'vitest'
 import { NodeProcess, tempDir, waitFor } from '../scripts/lib/cluster.js'
+import type { LogEntry } from '../src/log/entry.js'
+import { encodeEntry } from '../src/log/entry.js'
+import { encodeCert, leafHash, levelWidths, merkleRoot, RunSigner } from '../src/log/signing.js'
+import type { Cert } from '../src/log/signing.js'
+import { encodeJson } from '../src/store/db.js'
+import { encodeBatchFrame } from '../src/network/sync/codec.js'
+import { RawPeer } from './helpers/raw-peer.js'
 
 const KEY = 'feedface00feedface00feedface00feedface'
 const ALONE = ['--target-peers', '0']
@@ -67,5 +78,94 @@ describe('trust', () => {
     expect(await c.get('notes', 'n1')).toEqual({ i: 1 })
     const platforms = (await b.request<Array<{ name: string, revoked?: boolean }>>('GET', '/v1/platforms')).body
     expect(platforms.find(p => p.name === 'D')?.revoked).toBe(true)
+  }, 120_000)
+})
+
+/** Origin A exists only as a key here: a relay (the test) forwards its genuinely signed runs by hand. */
+class Origin {
+  seq = 0
+  readonly wall = Date.now() - 60_000
+  private constructor (readonly id: string, readonly signer: RunSigner) {}
+  static async create (): Promise<Origin> {
+    const key = await generateKeyPair('Ed25519')
+    const id = peerIdFromPrivateKey(key).toString()
+    return new Origin(id, new RunSigner(key, id))
+  }
+
+  entry (collection: string, id: string, value: object | undefined): LogEntry {
+    this.seq++
+    return { origin: this.id, seq: this.seq, hlc: { wall: this.wall + this.seq, logical: 0 }, collection, id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) }
+  }
+
+  run (entries: LogEntry[]): { entries: LogEntry[], cert: Cert } {
+    return { entries, cert: this.signer.sign(entries[0].seq - 1, entries[entries.length - 1].seq, entries) }
+  }
+}
+
+function batchFrame (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
+  return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry({ ...e, bytes: undefined })), certs.map(encodeCert))
+}
+
+describe('a relay forging entries under a genuine certificate', () => {
+  const cleanup: Array<() => Promise<void>> = []
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+  })
+
+  it('is refused: the target counts an offence, and stores, applies and forwards nothing of it', async () => {
+    const parent = await tempDir()
+    cleanup.push(async () => await rm(parent, { recursive: true, force: true }))
+    const victim = await NodeProcess.create('V', KEY, { parent })
+    const witness = await NodeProcess.create('W', KEY, { parent })
+    cleanup.push(async () => await victim.kill(), async () => await witness.kill())
+    await victim.start(ALONE)
+    await witness.start(ALONE)
+    await witness.addPeer(victim.multiaddr)
+
+    const A = await Origin.create()
+    const registry = A.run([
+      A.entry('$platforms', 'A', { name: 'A', peerId: A.id, addrs: [] }),
+      A.entry('$rules', 'r-a-posts', { id: 'r-a-posts', from: { platform: 'A', collection: 'posts' }, to: { platform: 'V', collection: 'posts' }, mode: 'merge', createdAt: new Date().toISOString() })
+    ])
+    const posts = A.run(Array.from({ length: 6 }, (_, i) => A.entry('posts', `p${i}`, { price: i })))
+    const relay = new RawPeer(KEY)
+    await relay.start()
+    cleanup.push(async () => await relay.stop())
+    let s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
+    s.sendNow(batchFrame(A.id, 0, 2, registry.entries, [registry.cert]))
+    await waitFor(async () => (await victim.request<unknown[]>('GET', '/v1/rules')).body.length === 1, 'the genuine registry run to be accepted', 10_000)
+
+    const seqOfA = async (node: NodeProcess): Promise<number> => ((await node.status()).origins as Array<{ origin: string, seq: number }>).find(o => o.origin === A.id)?.seq ?? 0
+    const offences = async (): Promise<number> => ((await victim.status()).peers as Array<{ peerId: string, offences?: number }>).find(p => p.peerId === relay.peerId)?.offences ?? 0
+
+    // the genuine certificate of posts, its pruned list set to the run's root: forged entries under it
+    const leaves = posts.entries.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
+    const root = merkleRoot(6, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
+    const top = levelWidths(6).length - 1
+    const forged = posts.entries.map(e => ({ ...e, value: encodeJson({ price: 0.01, forged: true }), bytes: undefined, leaf: undefined }))
+    s.sendNow(batchFrame(A.id, 2, 8, forged, [{ ...posts.cert, pruned: [{ level: top, index: 0, hash: root }] }]))
+    await waitFor(async () => await offences() === 1, 'the victim to count the forged batch as an offence', 10_000)
+
+    // the same under an inner node (leaves 0-3) with one forged entry, the rest genuine
+    s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
+    const left = merkleRoot(4, new Map(leaves.slice(0, 4).map((l, i) => [i, l])), []) as Uint8Array
+    s.sendNow(batchFrame(A.id, 2, 8, [forged[0], ...posts.entries.slice(4)], [{ ...posts.cert, pruned: [{ level: 2, index: 0, hash: left }] }]))
+    await waitFor(async () => await offences() === 2, 'the victim to count the second forged batch', 10_000)
+    expect(victim.stderr).toMatch(/not accounted for exactly/)
+
+    // nothing of it stored, applied or forwarded
+    expect(await seqOfA(victim)).toBe(2)
+    expect(await victim.count('posts')).toBe(0)
+    await waitFor(async () => await seqOfA(witness) === 2, 'the witness to hold the genuine registry run of A')
+    expect(await witness.count('posts')).toBe(0)
+
+    // the genuine run still goes through, from an honest relay, with the genuine values
+    const honest = new RawPeer(KEY)
+    await honest.start()
+    cleanup.push(async () => await honest.stop())
+    ;(await honest.session(victim.multiaddr, { name: 'honest' })).framed.sendNow(batchFrame(A.id, 2, 8, posts.entries, [posts.cert]))
+    await waitFor(async () => await victim.count('posts') === 6, 'the genuine posts to be applied')
+    expect([...(await victim.all('posts')).values()].map(r => (r as { price: number }).price).sort()).toEqual([0, 1, 2, 3, 4, 5])
+    await waitFor(async () => await seqOfA(witness) === 8, 'the witness to receive the genuine run')
   }, 120_000)
 })

@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
-import { decodeCert, leafHash, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyRuns } from '../src/log/signing.js'
+import { decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, prunedProblem, RunSigner, SignatureError, verifyRuns } from '../src/log/signing.js'
+import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import type { Cert } from '../src/log/signing.js'
 import { Store } from '../src/store/db.js'
 import { keys, prefixRange } from '../src/store/keys.js'
@@ -133,6 +134,114 @@ describe('signing and verification', () => {
     tampered[0].value = Buffer.from('{"v":9}')
     tampered[0].bytes = encodeEntry(tampered[0])
     expect(() => verifyRuns(s.origin, tampered, [cert])).toThrow(SignatureError)
+  })
+})
+
+/**
+ * What a relay holding the mesh key can build from an origin's genuine run
+ * certificate: the same signature, its own pruned list, entries of its own.
+ * Each batch goes through the real frame codec, then verification.
+ */
+describe('pruned nodes stand only for entries that are absent', () => {
+  const te = new TextEncoder()
+  async function genuine (n: number): Promise<{ s: RunSigner, entries: LogEntry[], cert: Cert, leaves: Uint8Array[], root: Uint8Array }> {
+    const s = await signer()
+    const o = new OriginLog(s.origin)
+    const entries = Array.from({ length: n }, (_, i) => o.put('posts', `p${i}`, { v: i }))
+    const cert = s.sign(0, n, entries)
+    const leaves = entries.map(e => leafHash(encodeEntry(e)))
+    const root = merkleRoot(n, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
+    return { s, entries, cert, leaves, root }
+  }
+  /** A batch as the wire carries it, decoded by the real codec and verified. */
+  function deliver (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): void {
+    const framed = encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry(e)), certs.map(c => encodeCert(c)))
+    let i = 0
+    while ((framed[i] & 0x80) !== 0) i++
+    const msg = decodeFrame(framed.subarray(i + 1))
+    if (msg.type !== 'batch') throw new Error('not a batch')
+    verifyRuns(origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+  }
+  const forge = (e: LogEntry, value: object): LogEntry => ({ ...e, value: te.encode(JSON.stringify(value)), bytes: undefined, leaf: undefined, parsed: undefined })
+
+  it('the honest batch verifies (the baseline)', async () => {
+    const g = await genuine(8)
+    expect(() => deliver(g.s.origin, 0, 8, g.entries, [g.cert])).not.toThrow()
+  })
+
+  it('refuses the root as a pruned node, with forged entries under it or none', async () => {
+    const g = await genuine(8)
+    const top = levelWidths(8).length - 1
+    const rootPruned = { ...g.cert, pruned: [{ level: top, index: 0, hash: g.root }] }
+    const forged = g.entries.map(e => forge(e, { forged: true }))
+    expect(() => deliver(g.s.origin, 0, 8, forged, [rootPruned])).toThrow(SignatureError)
+    expect(() => deliver(g.s.origin, 0, 8, [forged[7]], [rootPruned])).toThrow(SignatureError)
+    expect(() => deliver(g.s.origin, 0, 8, [], [rootPruned])).toThrow(SignatureError)
+    // a run of one entry: its only leaf is its root
+    const one = await genuine(1)
+    const onePruned = { ...one.cert, pruned: [{ level: 0, index: 0, hash: one.root }] }
+    expect(() => deliver(one.s.origin, 0, 1, [forge(one.entries[0], { x: 1 })], [onePruned])).toThrow(SignatureError)
+    expect(() => deliver(one.s.origin, 0, 1, [], [onePruned])).toThrow(SignatureError)
+  })
+
+  it('refuses entries under a pruned inner node, and a present entry whose own leaf is also pruned', async () => {
+    const g = await genuine(8)
+    // leaves 0-3 pruned as one node (their true hash), forged entries at seqs 1 and 2 under it, the rest genuine
+    const left = merkleRoot(4, new Map(g.leaves.slice(0, 4).map((l, i) => [i, l])), []) as Uint8Array
+    const inner = { ...g.cert, pruned: [{ level: 2, index: 0, hash: left }] }
+    expect(() => deliver(g.s.origin, 0, 8, g.entries.slice(4), [inner])).not.toThrow() // honest: leaves 0-3 absent
+    expect(() => deliver(g.s.origin, 0, 8, [forge(g.entries[0], { a: 1 }), forge(g.entries[1], { b: 2 }), ...g.entries.slice(4)], [inner])).toThrow(SignatureError)
+    // leaf 2 pruned with its genuine hash, and a forged entry sent for seq 3 as well
+    const leaf = { ...g.cert, pruned: [{ level: 0, index: 2, hash: g.leaves[2] }] }
+    const present = [...g.entries.slice(0, 2), forge(g.entries[2], { c: 3 }), ...g.entries.slice(3)]
+    expect(() => deliver(g.s.origin, 0, 8, present, [leaf])).toThrow(SignatureError)
+    expect(() => deliver(g.s.origin, 0, 8, [...g.entries.slice(0, 2), ...g.entries.slice(3)], [leaf])).not.toThrow()
+  })
+
+  it('refuses overlapping, duplicate, out-of-tree and odd-sized pruned nodes, even where the root would still match', async () => {
+    const g = await genuine(5)
+    const ok = { ...g.cert, pruned: [{ level: 0, index: 1, hash: g.leaves[1] }] }
+    const rest = [g.entries[0], ...g.entries.slice(2)]
+    expect(() => deliver(g.s.origin, 0, 5, rest, [ok])).not.toThrow()
+    const variants: Array<Cert['pruned']> = [
+      [...ok.pruned, ...ok.pruned], // duplicate
+      [...ok.pruned, { level: 0, index: 7, hash: g.leaves[1] }], // beyond level 0's 5 nodes
+      [...ok.pruned, { level: 9, index: 0, hash: g.leaves[1] }], // above the tree
+      [...ok.pruned, { level: 1, index: 0, hash: merkleRoot(2, new Map([[0, g.leaves[0]], [1, g.leaves[1]]]), []) as Uint8Array }], // overlaps and covers entry 1
+      [{ level: 0, index: 1, hash: g.leaves[1].subarray(0, 31) }] // not a digest
+    ]
+    for (const pruned of variants) {
+      expect(() => verifyRuns(g.s.origin, received(g.s.origin, rest), [{ ...g.cert, pruned }], { from: 0, to: 5 })).toThrow(SignatureError)
+    }
+    // an odd last node promoted: pruned once at level 0 or once at level 1 is the same subtree; both at once overlap
+    const last0 = { level: 0, index: 4, hash: g.leaves[4] }
+    const last1 = { level: 1, index: 2, hash: g.leaves[4] }
+    expect(() => verifyRuns(g.s.origin, received(g.s.origin, g.entries.slice(0, 4)), [{ ...g.cert, pruned: [last0] }])).not.toThrow()
+    expect(() => verifyRuns(g.s.origin, received(g.s.origin, g.entries.slice(0, 4)), [{ ...g.cert, pruned: [last1] }])).not.toThrow()
+    expect(() => verifyRuns(g.s.origin, received(g.s.origin, g.entries.slice(0, 4)), [{ ...g.cert, pruned: [last0, last1] }])).toThrow(SignatureError)
+  })
+
+  it('prunedProblem accepts exactly the partitions of the leaves into present leaves and disjoint subtrees below the root', () => {
+    const r = rand(3)
+    for (let trial = 0; trial < 2000; trial++) {
+      const n = 1 + Math.floor(r() * 20)
+      const widths = levelWidths(n)
+      const present = [...Array(n).keys()].filter(() => r() < 0.5)
+      const pruned = Array.from({ length: Math.floor(r() * 4) }, () => {
+        const level = Math.floor(r() * widths.length)
+        return { level, index: Math.floor(r() * (widths[level] + 1)), hash: new Uint8Array(32) }
+      })
+      // the model: every leaf exactly once, no root, inside the tree
+      const count = new Array<number>(n).fill(0)
+      for (const i of present) count[i]++
+      let valid = true
+      for (const p of pruned) {
+        if (p.level >= widths.length - 1 || p.index >= widths[p.level]) { valid = false; continue }
+        for (let i = p.index * 2 ** p.level; i < Math.min((p.index + 1) * 2 ** p.level, n); i++) count[i]++
+      }
+      valid &&= count.every(c => c === 1)
+      expect(prunedProblem(n, present, pruned) === undefined, JSON.stringify({ n, present, pruned: pruned.map(p => [p.level, p.index]) })).toBe(valid)
+    }
   })
 })
 

@@ -130,19 +130,23 @@ const nodeKey = (level: number, index: number): number => level * 2 ** 32 + inde
 
 /**
  * Root of a run of n leaves from the leaves present and the pruned subtrees;
- * undefined when some leaf is neither present nor covered by a pruned node.
+ * undefined unless they account for every leaf position exactly once (see
+ * exactRootDigest).
  */
 export function merkleRoot (n: number, leaves: Map<number, Uint8Array>, pruned: PrunedNode[]): Uint8Array | undefined {
   const digests = new Map<number, Digest>()
-  for (const [i, leaf] of leaves) digests.set(i, toDigest(leaf))
-  const root = rootDigest(n, digests, pruned)
+  for (const [i, leaf] of [...leaves].sort((a, b) => a[0] - b[0])) digests.set(i, toDigest(leaf))
+  const root = exactRootDigest(n, digests, pruned)
   return root === undefined ? undefined : fromDigest(root)
 }
 
-function rootDigest (n: number, leaves: Map<number, Digest>, pruned: PrunedNode[]): Digest | undefined {
+/** Root over all n leaves, every one present (signing). */
+function fullRootDigest (n: number, leaves: Map<number, Digest>): Digest | undefined {
+  return walkRoot(n, leaves, new Map())
+}
+
+function walkRoot (n: number, leaves: Map<number, Digest>, prunedMap: Map<number, Digest>): Digest | undefined {
   const widths = levelWidths(n)
-  const prunedMap = new Map<number, Digest>()
-  for (const p of pruned) prunedMap.set(nodeKey(p.level, p.index), toDigest(p.hash))
   const node = (level: number, index: number): Digest | undefined => {
     const p = prunedMap.size === 0 ? undefined : prunedMap.get(nodeKey(level, index))
     if (p !== undefined) return p
@@ -154,6 +158,60 @@ function rootDigest (n: number, leaves: Map<number, Digest>, pruned: PrunedNode[
     return nodeDigest(left, right)
   }
   return node(widths.length - 1, 0)
+}
+
+/**
+ * Why the present leaves (indices, in increasing order: the keys of
+ * `leaves` in insertion order) and the pruned nodes of a run of n leaves do
+ * not describe the run exactly, or undefined when they do: every pruned node
+ * lies inside the tree below the root (a pruned root would stand for the whole
+ * run, entries included), its hash is 32 bytes, no two pruned nodes are the
+ * same or overlap, no pruned node covers a present leaf, and every leaf
+ * position is either present or under exactly one pruned node. A node
+ * (level l, index i) covers leaves [i·2^l, min((i+1)·2^l, n)) (an odd last
+ * node is promoted with its index halved, so this holds at every level).
+ * O(pruned × log pruned + present).
+ */
+export function prunedProblem (n: number, leaves: Iterable<number>, pruned: PrunedNode[]): string | undefined {
+  if (!Number.isSafeInteger(n) || n < 1) return `a run of ${n} entries`
+  const widths = levelWidths(n)
+  const top = widths.length - 1
+  const spans: Array<[number, number]> = new Array(pruned.length)
+  for (let k = 0; k < pruned.length; k++) {
+    const p = pruned[k]
+    if (!Number.isInteger(p.level) || p.level < 0 || p.level >= top) return `pruned node at level ${p.level} (the tree's root is level ${top}; the root may not be pruned)`
+    if (!Number.isInteger(p.index) || p.index < 0 || p.index >= widths[p.level]) return `pruned node (${p.level}, ${p.index}) outside the tree (level ${p.level} has ${widths[p.level]} nodes)`
+    if (p.hash.byteLength !== DIGEST_LENGTH) return `pruned node (${p.level}, ${p.index}) has a ${p.hash.byteLength}-byte hash`
+    const lo = p.index * 2 ** p.level
+    spans[k] = [lo, Math.min(lo + 2 ** p.level, n)]
+  }
+  if (spans.length > 1) spans.sort((a, b) => a[0] - b[0])
+  let pos = 0
+  let s = 0
+  for (const leaf of leaves) {
+    while (s < spans.length && spans[s][0] === pos) pos = spans[s++][1]
+    if (s < spans.length && spans[s][0] < pos) return `pruned nodes overlap at leaf ${spans[s][0]}`
+    if (leaf < pos) return `leaf ${leaf} is present and also pruned, or out of order`
+    if (leaf > pos) return `leaf ${pos} is neither present nor pruned`
+    pos = leaf + 1
+  }
+  while (s < spans.length && spans[s][0] === pos) pos = spans[s++][1]
+  if (s < spans.length) return spans[s][0] < pos ? `pruned nodes overlap at leaf ${spans[s][0]}` : `leaf ${pos} is neither present nor pruned`
+  if (pos !== n) return `leaf ${pos} is neither present nor pruned`
+  return undefined
+}
+
+/**
+ * The root of a run from its present leaves and pruned nodes, only when
+ * they account for the run exactly (prunedProblem): a pruned hash stands for
+ * leaves that are not present, never for one that is, never for the root.
+ */
+function exactRootDigest (n: number, leaves: Map<number, Digest>, pruned: PrunedNode[]): Digest | undefined {
+  if (pruned.length === 0) return leaves.size === n ? walkRoot(n, leaves, new Map()) : undefined
+  if (prunedProblem(n, leaves.keys(), pruned) !== undefined) return undefined
+  const prunedMap = new Map<number, Digest>()
+  for (const p of pruned) prunedMap.set(nodeKey(p.level, p.index), toDigest(p.hash))
+  return walkRoot(n, leaves, prunedMap)
 }
 
 /**
@@ -223,7 +281,7 @@ export class RunSigner {
       e.leaf ??= leafDigest(e.bytes)
       leaves.set(e.seq - from - 1, e.leaf)
     }
-    const root = rootDigest(to - from, leaves, [])
+    const root = fullRootDigest(to - from, leaves)
     if (root === undefined || leaves.size !== to - from) throw new Error('a run must contain every seq of its range')
     return { from, to, sig: edSign(null, signedBytes(this.origin, from, to, fromDigest(root)), this.key), pruned: [] }
   }
@@ -269,6 +327,9 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
   while (i < entries.length || ci < certs.length) {
     const cert = certs[ci]
     if (cert === undefined) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
+    if (!(Number.isSafeInteger(cert.from) && Number.isSafeInteger(cert.to) && cert.from >= 0 && cert.to > cert.from && cert.to - cert.from <= MAX_RUN_LENGTH)) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is not a valid range`)
+    if (ci > 0 && cert.from < certs[ci - 1].to) throw new SignatureError(`runs (${certs[ci - 1].from}, ${certs[ci - 1].to}] and (${cert.from}, ${cert.to}] of ${origin} overlap or are out of order`)
+    if (range !== undefined && (cert.from < range.from || cert.to > range.to)) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} lies outside the batch (${range.from}, ${range.to}]`)
     if (i < entries.length && entries[i].seq <= cert.from) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any signed run`)
     const leaves = new Map<number, Digest>()
     const first = i
@@ -278,8 +339,11 @@ export function verifyRuns (origin: string, entries: LogEntry[], certs: Cert[], 
       e.leaf ??= leafDigest(e.bytes)
       leaves.set(e.seq - cert.from - 1, e.leaf)
     }
-    const root = rootDigest(cert.to - cert.from, leaves, cert.pruned)
-    if (root === undefined) throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is incomplete: an entry is missing or was added`)
+    const root = exactRootDigest(cert.to - cert.from, leaves, cert.pruned)
+    if (root === undefined) {
+      const why = prunedProblem(cert.to - cert.from, leaves.keys(), cert.pruned) ?? 'an entry is missing or was added'
+      throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} is not accounted for exactly: ${why}`)
+    }
     if (!edVerify(null, signedBytes(origin, cert.from, cert.to, fromDigest(root)), key, cert.sig) && !verifyCanonical(origin, key, cert, entries.slice(first, i))) {
       throw new SignatureError(`run (${cert.from}, ${cert.to}] of ${origin} does not match its origin's signature: the entries were altered, reordered or forged`)
     }
@@ -297,7 +361,7 @@ function verifyCanonical (origin: string, key: KeyObject, cert: Cert, run: LogEn
   const canonical = run.map(e => encodeEntry(e))
   if (canonical.every((b, k) => Buffer.compare(b, run[k].bytes ?? b) === 0)) return false // already canonical: really forged
   canonical.forEach((b, k) => leaves.set(run[k].seq - cert.from - 1, leafDigest(b)))
-  const root = rootDigest(cert.to - cert.from, leaves, cert.pruned)
+  const root = exactRootDigest(cert.to - cert.from, leaves, cert.pruned)
   if (root === undefined || !edVerify(null, signedBytes(origin, cert.from, cert.to, fromDigest(root)), key, cert.sig)) return false
   run.forEach((e, k) => {
     e.bytes = canonical[k]
