@@ -1,26 +1,32 @@
 /**
  * The long fuzz run (issue 5): `npm run fuzz -- --cases N --seed S`.
  *
- * Splits N cases over the targets (by default 83 % sync frame codec, 12 %
- * auth message decode, 8 % sync session frames against a real
- * ChangeLog/Ingestor on LevelDB), prints progress on stderr and a JSON
- * summary on stdout: cases, duration, peak memory, and every failure with the
- * seed and case that reproduce it. Exit status 1 when anything failed.
+ * Splits N cases over the targets (by default 68 % sync frame codec, 12 %
+ * auth message decode, 15 % run certificates mutated structurally, 5 % sync
+ * session frames against a real ChangeLog/Ingestor on LevelDB), prints
+ * progress on stderr and a JSON summary on stdout: cases, duration, peak
+ * memory, and every failure with the seed and case that reproduce it. Exit
+ * status 1 when anything failed.
  *
  *   --cases N        total cases (default 1000000)
  *   --seed S         PRNG seed (default: random, printed)
- *   --only T         codec | auth | session: run one target with all N cases
+ *   --only T         codec | auth | certs | session: run one target with all N cases
  *   --session-share F  share of the cases for the session target (default 0.05)
+ *   --certs-share F  share of the cases for the certificate target (default 0.15)
+ *   --save-found DIR write each input the certificate target found as a JSON
+ *                    fixture in DIR (replayed by test/fuzz.test.ts from test/fixtures/fuzz)
  *   --auth-wire N    auth exchanges against a real listener, one TCP connection each,
  *                    on top of N (default 300; they take ~0.1 s each)
  */
-import { fuzzAuthDecode, fuzzAuthWire, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fuzzAuthDecode, fuzzAuthWire, fuzzCerts, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
 import type { FuzzStats } from './lib/fuzz.js'
 
-interface Args { cases: number, seed: number, only?: string, sessionShare: number, authWire: number }
+interface Args { cases: number, seed: number, only?: string, sessionShare: number, certsShare: number, authWire: number, saveFound?: string }
 
 function parseArgs (argv: string[]): Args {
-  const args: Args = { cases: 1_000_000, seed: Math.floor(Math.random() * 2 ** 32), sessionShare: 0.05, authWire: 300 }
+  const args: Args = { cases: 1_000_000, seed: Math.floor(Math.random() * 2 ** 32), sessionShare: 0.05, certsShare: 0.15, authWire: 300 }
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]
     const value = argv[i + 1]
@@ -33,8 +39,9 @@ function parseArgs (argv: string[]): Args {
     if (flag === '--cases') args.cases = Math.floor(num())
     else if (flag === '--seed') args.seed = Math.floor(num()) >>> 0
     else if (flag === '--session-share') args.sessionShare = num()
-    else if (flag === '--auth-wire') args.authWire = Math.floor(num())
-    else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|session]`)
+    else if (flag === '--certs-share') args.certsShare = num()
+    else if (flag === '--save-found') { args.saveFound = value; i++ } else if (flag === '--auth-wire') args.authWire = Math.floor(num())
+    else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|certs|session]`)
   }
   return args
 }
@@ -56,10 +63,10 @@ async function main (): Promise<number> {
   const sampler = setInterval(sample, 250)
   sample()
   const split = args.only !== undefined
-    ? { codec: args.only === 'codec' ? args.cases : 0, auth: args.only === 'auth' ? args.cases : 0, session: args.only === 'session' ? args.cases : 0 }
-    : { session: Math.round(args.cases * args.sessionShare), auth: Math.round(args.cases * 0.12), codec: 0 }
-  if (args.only === undefined) split.codec = args.cases - split.session - split.auth
-  process.stderr.write(`fuzz: ${args.cases} cases, seed ${args.seed} (codec ${split.codec}, auth ${split.auth}, session ${split.session})\n`)
+    ? { codec: args.only === 'codec' ? args.cases : 0, auth: args.only === 'auth' ? args.cases : 0, certs: args.only === 'certs' ? args.cases : 0, session: args.only === 'session' ? args.cases : 0 }
+    : { session: Math.round(args.cases * args.sessionShare), auth: Math.round(args.cases * 0.12), certs: Math.round(args.cases * args.certsShare), codec: 0 }
+  if (args.only === undefined) split.codec = Math.max(0, args.cases - split.session - split.auth - split.certs)
+  process.stderr.write(`fuzz: ${args.cases} cases, seed ${args.seed} (codec ${split.codec}, auth ${split.auth}, certs ${split.certs}, session ${split.session})\n`)
 
   const results: FuzzStats[] = []
   const heapStart = heapUsedAfterGc()
@@ -83,6 +90,31 @@ async function main (): Promise<number> {
     const s = fuzzAuthDecode({ seed: args.seed, cases: split.auth })
     process.stderr.write(`auth: ${s.cases} cases, ${s.failures.length} failures, ${(s.ms / 1000).toFixed(1)} s\n`)
     results.push(s)
+  }
+  if (split.certs > 0) {
+    // structural mutations of run certificates; a fresh signed log per chunk
+    const total = { target: 'certs', cases: 0, ms: 0, outcomes: {} as Record<string, number>, failures: [] as FuzzStats['failures'], slowestMs: 0 }
+    const found: Array<{ problem: string, origin: string, frame: string }> = []
+    for (let done = 0, chunk = 0; done < split.certs; done += CHUNK, chunk++) {
+      const s = await fuzzCerts({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(CHUNK, split.certs - done), completeness: process.env.FUZZ_CERTS_COMPLETENESS === '1' })
+      total.cases += s.cases
+      total.ms += s.ms
+      total.slowestMs = Math.max(total.slowestMs, s.slowestMs)
+      for (const [k, v] of Object.entries(s.outcomes)) total.outcomes[k] = (total.outcomes[k] ?? 0) + v
+      total.failures.push(...s.failures)
+      found.push(...s.found)
+      sample()
+      process.stderr.write(`certs: ${total.cases} cases, ${total.failures.length} failures, ${(total.ms / 1000).toFixed(1)} s\n`)
+    }
+    if (args.saveFound !== undefined && found.length > 0) {
+      await mkdir(args.saveFound, { recursive: true })
+      for (const [i, f] of found.entries()) {
+        const name = `certs-${args.seed}-${i}`
+        await writeFile(join(args.saveFound, `${name}.json`), JSON.stringify({ name, found: f.problem, origin: f.origin, frame: f.frame, expect: 'refused' }, null, 2) + '\n')
+      }
+      process.stderr.write(`certs: ${found.length} inputs written to ${args.saveFound}\n`)
+    }
+    results.push(total)
   }
   if (args.authWire > 0 && (args.only === undefined || args.only === 'auth')) {
     const s = await fuzzAuthWire({ seed: args.seed, cases: args.authWire })

@@ -12,15 +12,20 @@
  */
 import { performance } from 'node:perf_hooks'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import {
-  checkTarget, driveSession, fuzzAuthDecode, fuzzAuthWire, fuzzCodec, fuzzSession, relayBatch, World
+  CertCorpus, checkTarget, driveSession, fuzzAuthDecode, fuzzAuthWire, fuzzCerts, fuzzCodec, fuzzSession, relayBatch, World
 } from '../scripts/lib/fuzz.js'
 import type { FuzzStats } from '../scripts/lib/fuzz.js'
 import { ProtocolError } from '../src/errors.js'
 import { merkleRoot, SignatureError, verifyRuns } from '../src/log/signing.js'
-import { encodeBatchFrame } from '../src/network/sync/codec.js'
+import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import { createSyncNode } from '../src/node/node.js'
 import { removeDir, tempDir } from './helpers/nodes.js'
+import { decodeEntry as decodeEntryOf } from '../src/log/entry.js'
+
+const FIXTURES = join(import.meta.dirname, 'fixtures', 'fuzz')
 
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 32)
 
@@ -53,6 +58,29 @@ describe('fuzz (short run)', () => {
     expect(s.outcomes.authenticated).toBeGreaterThan(0)
     expect(s.outcomes.refused).toBeGreaterThan(0)
   }, 60_000)
+
+  it('run certificates mutated structurally: 4000 fixed-seed cases are refused or are an honest batch', async () => {
+    const s = await fuzzCerts({ seed: 20261206, cases: 4_000 })
+    expectNoFailures(s)
+    expect(s.outcomes['refused by verification']).toBeGreaterThan(1000)
+    expect(s.outcomes['refused by the codec']).toBeGreaterThan(500)
+    expect(s.outcomes['accepted: an honest batch']).toBeGreaterThan(300)
+  }, 60_000)
+
+  it(`run certificates mutated structurally: 2000 cases with a random seed (FUZZ_SEED=${SEED})`, async () => {
+    expectNoFailures(await fuzzCerts({ seed: SEED, cases: 2_000 }))
+  }, 60_000)
+
+  it('the honest batches of the certificate corpus all verify, compacted ones included', async () => {
+    const corpus = await CertCorpus.create(3)
+    expect(corpus.batches.length).toBeGreaterThan(50)
+    expect(corpus.batches.some(b => b.certs.some(c => c.pruned.length > 0))).toBe(true)
+    expect(await fuzzCerts({ seed: 1, cases: 0, corpus })).toMatchObject({ failures: [] })
+    for (const b of corpus.batches) {
+      const entries = b.entries.map(e => decodeEntryOf(corpus.origin.id, e))
+      expect(() => verifyRuns(corpus.origin.id, entries, b.certs, { from: b.from, to: b.to })).not.toThrow()
+    }
+  })
 
   it('sync sessions: 150 fixed-seed frames keep the store consistent and end only with protocol errors', async () => {
     const s = await fuzzSession({ seed: 424242, cases: 150 })
@@ -218,4 +246,34 @@ describe('fuzz regressions', () => {
       await removeDir(dir)
     }
   })
+})
+
+/*
+ * Inputs the structural certificate fuzzer found (`npm run fuzz -- --only
+ * certs --save-found DIR`), kept as fixtures: each is one Batch frame payload
+ * under a genuine origin signature, and what the node must do with it.
+ */
+describe('fuzz-found certificate inputs (test/fixtures/fuzz)', () => {
+  const files = readdirSync(FIXTURES).filter(f => f.endsWith('.json')).sort()
+  it('there are fixtures to replay', () => {
+    expect(files.length).toBeGreaterThan(5)
+  })
+  for (const file of files) {
+    const fx = JSON.parse(readFileSync(join(FIXTURES, file), 'utf8')) as { name: string, found: string, origin: string, frame: string, expect: 'refused' | 'accepted' }
+    it(`${fx.name}: ${fx.expect}`, () => {
+      const run = (): void => {
+        const msg = decodeFrame(Buffer.from(fx.frame, 'hex'))
+        if (msg.type !== 'batch') throw new Error('not a batch')
+        expect(msg.origin).toBe(fx.origin)
+        verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+      }
+      if (fx.expect === 'accepted') {
+        expect(run).not.toThrow()
+      } else {
+        let err: unknown
+        try { run() } catch (e) { err = e }
+        expect(err instanceof SignatureError || (err instanceof ProtocolError && err.code === 'FRAME_INVALID'), String(err)).toBe(true)
+      }
+    })
+  }
 })

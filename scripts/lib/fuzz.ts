@@ -27,7 +27,7 @@ import { ProtocolError } from '../../src/errors.js'
 import { ChangeLog } from '../../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { decodeCert, encodeCert, RunSigner, SignatureError, verifyRuns } from '../../src/log/signing.js'
+import { decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyRuns } from '../../src/log/signing.js'
 import type { Cert } from '../../src/log/signing.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { AuthMessage } from '../../src/network/auth/pb/auth.js'
@@ -1350,4 +1350,285 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
   if (heap.baseline === 0) heap.baseline = heap.last
   stats.ms = performance.now() - t0
   return { ...stats, sessions, heap }
+}
+
+// ---- run certificates, structurally --------------------------------------------
+
+/** A batch as an honest relay could serve it: genuine entries, genuine certificates pruned by compaction. */
+export interface HonestBatch {
+  from: number
+  to: number
+  entries: Uint8Array[]
+  certs: Cert[]
+}
+
+/** Genuine hash of node (level, index) of a run's tree, from all its leaves. */
+function subtreeHash (leaves: Uint8Array[], level: number, index: number): Uint8Array | undefined {
+  const lo = index * 2 ** level
+  const hi = Math.min(lo + 2 ** level, leaves.length)
+  if (lo >= hi) return undefined
+  return merkleRoot(hi - lo, new Map(leaves.slice(lo, hi).map((l, i) => [i, l])), [])
+}
+
+/**
+ * One origin's signed log and every batch an honest relay could serve of
+ * it: for each compaction state (the log as held after each run), every
+ * stretch of consecutive runs that still hold an entry, with their
+ * certificates pruned as the change log prunes them.
+ */
+export class CertCorpus {
+  readonly origin: OriginLog
+  readonly batches: HonestBatch[] = []
+  /** Leaf hashes of every run, by the run's `to`. */
+  readonly leaves = new Map<number, Uint8Array[]>()
+
+  private constructor (origin: OriginLog) {
+    this.origin = origin
+  }
+
+  static async create (seed = 1): Promise<CertCorpus> {
+    const rand = new Rand(seed)
+    const corpus = new CertCorpus(await OriginLog.create())
+    const o = corpus.origin
+    const sizes = [1, 3, 5, 8, 2, 13, 1, 33, 4, 6, 2, 9]
+    for (const n of sizes) {
+      const ops = Array.from({ length: n }, () => {
+        const id = `r${rand.int(12)}`
+        return rand.bool(0.15) ? { collection: 'posts', id } : { collection: rand.bool(0.2) ? RULES_COLLECTION : 'posts', id, value: enc.encode(JSON.stringify({ v: rand.int(1000) })) }
+      })
+      const r = o.run(ops)
+      corpus.leaves.set(r.to, r.entries.map(e => leafHash(e.bytes ?? encodeEntry(e))))
+    }
+    for (const state of o.certs.map(c => c.to)) {
+      // the log as held at `state`: the newest entry of each record survives
+      const newest = new Map<string, number>()
+      for (const e of o.entries.slice(0, state)) newest.set(`${e.collection}\0${e.id}`, e.seq)
+      const live = new Set(newest.values())
+      const runs: Array<{ cert: Cert, entries: Uint8Array[] }> = []
+      for (const cert of o.certs) {
+        if (cert.to > state) break
+        let pruned: Cert['pruned'] = []
+        let empty = false
+        const leaves = corpus.leaves.get(cert.to) as Uint8Array[]
+        for (let s = cert.from + 1; s <= cert.to; s++) {
+          if (live.has(s)) continue
+          const res = pruneLeaf(cert.to - cert.from, pruned, s - cert.from - 1, leaves[s - cert.from - 1])
+          pruned = res.pruned
+          empty = res.empty
+        }
+        if (empty) continue
+        runs.push({ cert: { ...cert, pruned }, entries: o.entries.slice(cert.from, cert.to).filter(e => live.has(e.seq)).map(e => e.bytes as Uint8Array) })
+      }
+      for (let i = 0; i < runs.length; i++) {
+        for (let j = i; j < runs.length && j < i + 4; j++) {
+          const slice = runs.slice(i, j + 1)
+          corpus.batches.push({ from: i === 0 ? 0 : runs[i - 1].cert.to, to: slice[slice.length - 1].cert.to, entries: slice.flatMap(r => r.entries), certs: slice.map(r => r.cert) })
+        }
+      }
+    }
+    return corpus
+  }
+
+  /** Why an accepted batch is not what an honest relay could send, or undefined: every entry genuine, every omitted seq superseded by the origin. */
+  check (msg: Extract<SyncMessage, { type: 'batch' }>): { forged?: string, withheld?: string } {
+    const o = this.origin
+    const present = new Set<number>()
+    for (const e of msg.entries) {
+      present.add(e.seq)
+      const truth = o.entries[e.seq - 1]
+      if (truth === undefined || !bytesEqual(e.bytes ?? encodeEntry(e), truth.bytes)) return { forged: `entry ${e.seq} is not what the origin signed` }
+    }
+    for (let s = msg.fromSeq + 1; s <= msg.toSeq; s++) {
+      if (present.has(s)) continue
+      const e = o.entries[s - 1]
+      if (e === undefined) return { withheld: `seq ${s} lies beyond the origin's log` }
+      if (o.last.get(`${e.collection}\0${e.id}`) === s) return { withheld: `seq ${s}, the newest write of ${e.collection}/${e.id}, is left out` }
+    }
+    return {}
+  }
+}
+
+type CertMutation = 'add-node' | 'remove-node' | 'move-node' | 'move-hash' | 'swap-hashes' | 'level' | 'index' | 'duplicate-node' | 'root' |
+'withhold-entry' | 'present-and-pruned' | 'forge-under' | 'swap-entries' | 'remove-entry' | 'add-entry' | 'duplicate-entry' | 'alter-entry' |
+'cert-range' | 'batch-range' | 'drop-cert' | 'duplicate-cert' | 'swap-certs' | 'node-to-other-cert' | 'split-node' | 'merge-nodes'
+
+const CERT_MUTATIONS: CertMutation[] = ['add-node', 'remove-node', 'move-node', 'move-hash', 'swap-hashes', 'level', 'index', 'duplicate-node', 'root',
+  'withhold-entry', 'present-and-pruned', 'forge-under', 'swap-entries', 'remove-entry', 'add-entry', 'duplicate-entry', 'alter-entry',
+  'cert-range', 'batch-range', 'drop-cert', 'duplicate-cert', 'swap-certs', 'node-to-other-cert', 'split-node', 'merge-nodes']
+
+/**
+ * Mutate an honest batch's structure: its certificates' pruned lists (a node
+ * added, removed, moved, its hash moved to another node or certificate, its
+ * level or index changed, duplicated, the root put in, a node split into its
+ * children or siblings merged), its entries (withheld behind their leaf hash,
+ * present and pruned at once, forged under a pruned node, swapped, removed,
+ * added, duplicated, altered) and its ranges. Returns the mutated batch and
+ * the mutations applied.
+ */
+export function mutateCerts (rand: Rand, corpus: CertCorpus, honest: HonestBatch): { batch: HonestBatch, applied: CertMutation[] } {
+  const o = corpus.origin
+  const b: HonestBatch = { from: honest.from, to: honest.to, entries: [...honest.entries], certs: honest.certs.map(c => ({ ...c, pruned: c.pruned.map(p => ({ ...p })) })) }
+  const applied: CertMutation[] = []
+  const seqOf = (bytes: Uint8Array): number => decodeEntry(o.id, bytes).seq
+  const sortEntries = (): void => { b.entries.sort((x, y) => seqOf(x) - seqOf(y)) }
+  const anyNode = (c: Cert): { level: number, index: number } => {
+    const widths = levelWidths(c.to - c.from)
+    const level = rand.bool(0.9) ? rand.int(widths.length) : rand.pick([widths.length, 31, 2 ** 32 - 1])
+    const index = rand.bool(0.9) ? rand.int((widths[level] ?? 1) + 1) : rand.pick([2 ** 31, 2 ** 32 - 1])
+    return { level, index }
+  }
+  const genuineHash = (c: Cert, level: number, index: number): Uint8Array => {
+    const leaves = corpus.leaves.get(c.to)
+    return (leaves !== undefined ? subtreeHash(leaves, level, index) : undefined) ?? rand.bytes(32)
+  }
+  for (let r = 1 + rand.int(3); r > 0; r--) {
+    const m = rand.pick(CERT_MUTATIONS)
+    applied.push(m)
+    const c = b.certs.length > 0 ? b.certs[rand.int(b.certs.length)] : undefined
+    const p = c !== undefined && c.pruned.length > 0 ? c.pruned[rand.int(c.pruned.length)] : undefined
+    const k = b.entries.length > 0 ? rand.int(b.entries.length) : -1
+    switch (m) {
+      case 'add-node': if (c !== undefined) { const at = anyNode(c); c.pruned.push({ ...at, hash: rand.bool(0.8) ? genuineHash(c, at.level, at.index) : rand.bytes(32) }) } break
+      case 'remove-node': if (c !== undefined && p !== undefined) c.pruned.splice(c.pruned.indexOf(p), 1); break
+      case 'move-node': if (c !== undefined && p !== undefined) Object.assign(p, anyNode(c)); break
+      case 'move-hash': if (c !== undefined && p !== undefined) { const at = anyNode(c); c.pruned.splice(c.pruned.indexOf(p), 1); c.pruned.push({ ...at, hash: p.hash }) } break
+      case 'swap-hashes': if (c !== undefined && c.pruned.length > 1) { const q = c.pruned[rand.int(c.pruned.length)]; [p!.hash, q.hash] = [q.hash, p!.hash] } break
+      case 'level': if (p !== undefined) p.level = Math.max(0, p.level + rand.pick([-1, 1, 2])); break
+      case 'index': if (p !== undefined) p.index = Math.max(0, p.index + rand.pick([-1, 1, 2, 2 ** 20])); break
+      case 'duplicate-node': if (c !== undefined && p !== undefined) c.pruned.push({ ...p }); break
+      case 'root': if (c !== undefined) {
+        const top = levelWidths(c.to - c.from).length - 1
+        c.pruned.push({ level: top, index: 0, hash: genuineHash(c, top, 0) })
+        if (rand.bool()) c.pruned = c.pruned.filter(x => x.level === top)
+        if (rand.bool()) b.entries = b.entries.filter(e => { const s = seqOf(e); return s <= c.from || s > c.to })
+        break
+      } break
+      case 'withhold-entry': if (k >= 0) {
+        const s = seqOf(b.entries[k])
+        const owner = b.certs.find(x => s > x.from && s <= x.to)
+        b.entries.splice(k, 1)
+        if (owner !== undefined) owner.pruned.push({ level: 0, index: s - owner.from - 1, hash: leafHash(o.entries[s - 1].bytes as Uint8Array) })
+        break
+      } break
+      case 'present-and-pruned': if (k >= 0) {
+        const s = seqOf(b.entries[k])
+        const owner = b.certs.find(x => s > x.from && s <= x.to)
+        if (owner !== undefined) owner.pruned.push({ level: 0, index: s - owner.from - 1, hash: leafHash(o.entries[s - 1].bytes as Uint8Array) })
+        break
+      } break
+      case 'forge-under': if (c !== undefined && p !== undefined) {
+        // an entry of our own at a seq the pruned node stands for
+        const lo = p.index * 2 ** p.level
+        const s = c.from + 1 + Math.min(lo + rand.int(2 ** Math.min(p.level, 20)), c.to - c.from - 1)
+        const truth = o.entries[s - 1]
+        if (truth === undefined) break
+        b.entries = b.entries.filter(e => seqOf(e) !== s)
+        b.entries.push(encodeEntry({ ...truth, value: enc.encode('{"forged":true}'), op: 'put', bytes: undefined }))
+        if (rand.bool()) c.pruned.splice(c.pruned.indexOf(p), 1)
+        sortEntries()
+        break
+      } break
+      case 'swap-entries': if (b.entries.length > 1) {
+        const j = rand.int(b.entries.length)
+        const x = decodeEntry(o.id, b.entries[k])
+        const y = decodeEntry(o.id, b.entries[j]);
+        [x.seq, y.seq] = [y.seq, x.seq]
+        b.entries[k] = encodeEntry(x)
+        b.entries[j] = encodeEntry(y)
+        sortEntries()
+        break
+      } break
+      case 'remove-entry': if (k >= 0) b.entries.splice(k, 1); break
+      case 'add-entry': {
+        const truth = o.entries[rand.int(o.entries.length)]
+        if (!b.entries.some(e => seqOf(e) === truth.seq)) b.entries.push(truth.bytes as Uint8Array)
+        sortEntries()
+        break
+      }
+      case 'duplicate-entry': if (k >= 0) b.entries.splice(k, 0, b.entries[k]); break
+      case 'alter-entry': if (k >= 0) b.entries[k] = alterEntry(b.entries[k], o.id, rand); break
+      case 'cert-range': if (c !== undefined) { if (rand.bool()) c.from = Math.max(0, c.from + rand.pick([-1, 1])); else c.to = Math.max(1, c.to + rand.pick([-1, 1])) } break
+      case 'batch-range': if (rand.bool()) b.from = Math.max(0, b.from + rand.pick([-3, -1, 1, 3])); else b.to = Math.max(1, b.to + rand.pick([-3, -1, 1, 3])); break
+      case 'drop-cert': if (c !== undefined) b.certs.splice(b.certs.indexOf(c), 1); break
+      case 'duplicate-cert': if (c !== undefined) b.certs.splice(b.certs.indexOf(c), 0, { ...c, pruned: [...c.pruned] }); break
+      case 'swap-certs': if (b.certs.length > 1) { const j = rand.int(b.certs.length); const i = b.certs.indexOf(c!); [b.certs[i], b.certs[j]] = [b.certs[j], b.certs[i]] } break
+      case 'node-to-other-cert': if (c !== undefined && p !== undefined && b.certs.length > 1) { c.pruned.splice(c.pruned.indexOf(p), 1); rand.pick(b.certs).pruned.push(p) } break
+      case 'split-node': if (c !== undefined && p !== undefined && p.level > 0) {
+        // the same subtree as its children: an equivalent honest form where both exist
+        c.pruned.splice(c.pruned.indexOf(p), 1)
+        const widths = levelWidths(c.to - c.from)
+        for (const i of [2 * p.index, 2 * p.index + 1]) if (i < widths[p.level - 1]) c.pruned.push({ level: p.level - 1, index: i, hash: genuineHash(c, p.level - 1, i) })
+        break
+      } break
+      case 'merge-nodes': if (c !== undefined && p !== undefined) {
+        const parent = { level: p.level + 1, index: p.index >> 1 }
+        c.pruned = c.pruned.filter(x => !(x.level === p.level && (x.index >> 1) === parent.index))
+        c.pruned.push({ ...parent, hash: genuineHash(c, parent.level, parent.index) })
+        break
+      } break
+    }
+  }
+  return { batch: b, applied }
+}
+
+/**
+ * Structural certificate fuzzing: honest batches of a real signed log,
+ * mutated by mutateCerts, through the real codec and verifyRuns. A mutated
+ * batch must be refused (FRAME_INVALID or SignatureError) or be exactly
+ * what an honest relay could send: every entry genuine and, with
+ * `completeness`, every seq left out superseded by the origin itself.
+ */
+export async function fuzzCerts (options: { seed: number, cases: number, completeness?: boolean, corpus?: CertCorpus }): Promise<FuzzStats & { found: Array<{ problem: string, origin: string, frame: string }> }> {
+  const stats = newStats('certs')
+  const found: Array<{ problem: string, origin: string, frame: string }> = []
+  const rand = new Rand(options.seed)
+  const corpus = options.corpus ?? await CertCorpus.create(options.seed)
+  const o = corpus.origin
+  const t0 = performance.now()
+  for (let i = 0; i < options.cases; i++) {
+    const c0 = performance.now()
+    stats.cases++
+    const honest = rand.pick(corpus.batches)
+    const { batch, applied } = mutateCerts(rand, corpus, honest)
+    let framed: Uint8Array
+    try {
+      framed = encodeBatchFrame(o.id, batch.from, batch.to, batch.entries, batch.certs.map(c => encodeCert(c)))
+    } catch {
+      count(stats, 'unencodable')
+      continue
+    }
+    let s = 0
+    while ((framed[s] & 0x80) !== 0) s++
+    const payload = framed.subarray(s + 1)
+    const fail = (problem: string): void => {
+      stats.failures.push({ target: 'certs', seed: options.seed, case: i, problem: `${problem} (${applied.join(', ')})`, input: hex(payload) })
+      if (found.length < 100) found.push({ problem: `${problem} (${applied.join(', ')})`, origin: o.id, frame: Buffer.from(payload).toString('hex') })
+    }
+    let msg: SyncMessage
+    try {
+      msg = decodeFrame(payload)
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code === 'FRAME_INVALID') count(stats, 'refused by the codec')
+      else fail(`decodeFrame threw ${describe(err)}`)
+      continue
+    }
+    if (msg.type !== 'batch') { fail('not a batch'); continue }
+    try {
+      verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+    } catch (err) {
+      if (err instanceof SignatureError) count(stats, 'refused by verification')
+      else fail(`verifyRuns threw ${describe(err)}`)
+      continue
+    }
+    const verdict = corpus.check(msg)
+    if (verdict.forged !== undefined) fail(`accepted a forged batch: ${verdict.forged}`)
+    else if (verdict.withheld !== undefined) {
+      if (options.completeness === true) fail(`accepted an incomplete batch: ${verdict.withheld}`)
+      else count(stats, 'accepted with a write left out (completeness not checked)')
+    } else count(stats, 'accepted: an honest batch')
+    const ms = performance.now() - c0
+    if (ms > stats.slowestMs) stats.slowestMs = ms
+  }
+  stats.ms = performance.now() - t0
+  return { ...stats, found }
 }
