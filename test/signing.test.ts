@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
-import { decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, prunedProblem, RunSigner, SignatureError, verifyRuns } from '../src/log/signing.js'
+import { Attester, decodeCert, encodeCert, leafHash, levelWidths, livePositions, merkleRoot, pruneLeaf, prunedProblem, RunSigner, SignatureError, verifyAttestedRuns, verifyRuns, verifyUpdate } from '../src/log/signing.js'
+import type { AttestedCert } from '../src/log/signing.js'
 import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import type { Cert } from '../src/log/signing.js'
 import { Store } from '../src/store/db.js'
@@ -242,6 +243,123 @@ describe('pruned nodes stand only for entries that are absent', () => {
       valid &&= count.every(c => c === 1)
       expect(prunedProblem(n, present, pruned) === undefined, JSON.stringify({ n, present, pruned: pruned.map(p => [p.level, p.index]) })).toBe(valid)
     }
+  })
+})
+
+/**
+ * Version 2 (protocols/sync/completeness.md): the origin attests which
+ * entries of each run are live as of a seq of its log. One origin's log:
+ *   run A (0, 4]: a b c d      run B (4, 6]: e b'      run C (6, 8]: a' c'      run D (8, 9]: d'
+ * so as of 9, A is gone, B holds e and b', C and D hold everything.
+ */
+describe('attested runs (version 2 verification)', () => {
+  async function attestedLog (): Promise<{
+    origin: string
+    att: Attester
+    runs: Array<{ from: number, to: number, entries: LogEntry[], root: Uint8Array, fresh: AttestedCert }>
+    /** The run as of 9, as an honest relay holds and serves it. */
+    asOf9: (k: number) => { cert: AttestedCert, entries: LogEntry[] }
+  }> {
+    const key = await generateKeyPair('Ed25519')
+    const origin = peerIdFromPrivateKey(key).toString()
+    const att = new Attester(key, origin)
+    const o = new OriginLog(origin)
+    const ids = [['a', 'b', 'c', 'd'], ['e', 'b'], ['a', 'c'], ['d']]
+    const runs = []
+    let from = 0
+    for (const group of ids) {
+      const entries = group.map(id => o.put('posts', id, { id, seq: o.seq + 1 }))
+      const { cert, root } = att.run(from, from + entries.length, entries)
+      runs.push({ from, to: from + entries.length, entries, root, fresh: cert })
+      from += entries.length
+    }
+    const all = runs.flatMap(r => r.entries)
+    const newest = new Map<string, number>()
+    for (const e of all) newest.set(e.id, e.seq)
+    const asOf9 = (k: number): { cert: AttestedCert, entries: LogEntry[] } => {
+      const r = runs[k]
+      const live = r.entries.filter(e => newest.get(e.id) === e.seq)
+      if (live.length === 0) return { cert: att.gone(r.from, r.to, 9), entries: [] }
+      let pruned: Cert['pruned'] = []
+      for (const e of r.entries) if (!live.includes(e)) pruned = pruneLeaf(r.to - r.from, pruned, e.seq - r.from - 1, leafHash(encodeEntry(e))).pruned
+      const cert = att.live(r.from, r.to, 9, r.root, live.map(e => e.seq - r.from - 1), pruned)
+      return { cert: { ...cert, live: undefined }, entries: live }
+    }
+    return { origin, att, runs, asOf9 }
+  }
+  const copy = (entries: LogEntry[]): LogEntry[] => entries.map(e => decodeEntry(e.origin, encodeEntry(e)))
+  const verify = (origin: string, entries: LogEntry[], certs: AttestedCert[], from: number, to: number): Array<Uint8Array | undefined> => verifyAttestedRuns(origin, copy(entries), certs, { from, to })
+
+  it('verifies fresh runs and compacted runs as the origin attested them, and returns each run\'s root', async () => {
+    const l = await attestedLog()
+    expect(verify(l.origin, l.runs.flatMap(r => r.entries), l.runs.map(r => r.fresh), 0, 9).map(r => Buffer.from(r as Uint8Array))).toEqual(l.runs.map(r => Buffer.from(r.root)))
+    const compacted = [0, 1, 2, 3].map(l.asOf9)
+    expect(compacted[0].cert.gone).toBe(true)
+    expect(compacted[1].entries.map(e => e.id)).toEqual(['e', 'b'])
+    expect(verify(l.origin, compacted.flatMap(c => c.entries), compacted.map(c => c.cert), 0, 9)[0]).toBeUndefined()
+    // a relay holding an older attestation sends what was live then: also complete
+    expect(() => verify(l.origin, l.runs[0].entries, [l.runs[0].fresh], 0, 4)).not.toThrow()
+  })
+
+  it('refuses one live entry withheld behind its leaf hash, and accepts leaving out what the origin attested superseded', async () => {
+    const l = await attestedLog()
+    const c = l.asOf9(2) // a' and c', both live
+    const withheld = { ...c.cert, pruned: [{ level: 0, index: 1, hash: leafHash(encodeEntry(c.entries[1])) }] }
+    expect(() => verify(l.origin, [c.entries[0]], [withheld], 6, 8)).toThrow(/attestation/)
+    // the same with the run's fresh certificate
+    expect(() => verify(l.origin, [l.runs[2].entries[0]], [{ ...l.runs[2].fresh, pruned: withheld.pruned }], 6, 8)).toThrow(SignatureError)
+    // b (seq 2) was superseded by b' (seq 6) as the origin attests: leaving it out is allowed
+    const b = l.asOf9(1)
+    expect(() => verify(l.origin, b.entries, [b.cert], 4, 6)).not.toThrow()
+  })
+
+  it('refuses the last run withheld: a pruned root, a gone span the origin did not sign, or no certificate', async () => {
+    const l = await attestedLog()
+    const d = l.runs[3]
+    expect(() => verify(l.origin, [], [{ ...d.fresh, pruned: [{ level: 0, index: 0, hash: d.root }] }], 8, 9)).toThrow(SignatureError)
+    const other = new Attester(await generateKeyPair('Ed25519'), l.origin)
+    expect(() => verify(l.origin, [], [other.gone(8, 9, 9)], 8, 9)).toThrow(/not attested gone/)
+    expect(() => verify(l.origin, [], [], 8, 9)).toThrow(SignatureError)
+    // a genuine gone span does not cover entries sent with it
+    expect(() => verify(l.origin, d.entries, [l.att.gone(8, 9, 9)], 8, 9)).toThrow(/attested gone but the batch holds/)
+    expect(() => verify(l.origin, [], [l.asOf9(0).cert], 0, 4)).not.toThrow()
+  })
+
+  it('refuses whole runs skipped between certificates (the certificates must tile the batch)', async () => {
+    const l = await attestedLog()
+    const [a, b, c, d] = [0, 1, 2, 3].map(l.asOf9)
+    // runs B and C left out, the range still (0, 9]
+    expect(() => verify(l.origin, [...a.entries, ...d.entries], [a.cert, d.cert], 0, 9)).toThrow(/tile/)
+    // the last run alone, its range stretched back over the ones before it
+    expect(() => verify(l.origin, d.entries, [d.cert], 4, 9)).toThrow(/tile/)
+    // a gap closed with a gone span of the origin's for runs that are not gone: no such signature exists
+    const impostor = new Attester(await generateKeyPair('Ed25519'), l.origin)
+    expect(() => verify(l.origin, [...a.entries, ...d.entries], [a.cert, impostor.gone(4, 8, 9), d.cert], 0, 9)).toThrow(SignatureError)
+    expect(() => verify(l.origin, [...a.entries, ...b.entries, ...c.entries, ...d.entries], [a.cert, b.cert, c.cert, d.cert], 0, 9)).not.toThrow()
+  })
+
+  it('refuses forgery under a live attestation exactly as in version 1', async () => {
+    const l = await attestedLog()
+    const r = l.runs[0]
+    const forged = r.entries.map(e => ({ ...e, value: new TextEncoder().encode('{"forged":1}'), bytes: undefined, leaf: undefined }))
+    expect(() => verify(l.origin, forged, [{ ...r.fresh, pruned: [{ level: 2, index: 0, hash: r.root }] }], 0, 4)).toThrow(SignatureError)
+    expect(() => verify(l.origin, [forged[0], ...r.entries.slice(1)], [r.fresh], 0, 4)).toThrow(SignatureError)
+  })
+
+  it('an update shrinks a stored run\'s live set only as the origin attests, checked against the root the receiver stored', async () => {
+    const l = await attestedLog()
+    const r = l.runs[1] // e b', fresh as of 6
+    const stored = { from: r.from, to: r.to, asOf: 6, root: r.root, live: [0, 1] }
+    const shrink = l.att.live(r.from, r.to, 9, r.root, [0], [])
+    expect(verifyUpdate(l.origin, stored, shrink)).toEqual([0])
+    expect(verifyUpdate(l.origin, { ...stored, asOf: 9 }, shrink)).toBe('stale')
+    expect(() => verifyUpdate(l.origin, { ...stored, root: l.runs[0].root.subarray(0) }, shrink)).toThrow(SignatureError) // another run's root
+    expect(() => verifyUpdate(l.origin, { ...stored, live: [1] }, shrink)).toThrow(/superseded before/)
+    expect(() => verifyUpdate(l.origin, stored, { ...shrink, live: new Uint8Array([3]) })).toThrow(SignatureError) // bitmap not the signed one
+    expect(() => verifyUpdate(l.origin, stored, { ...shrink, live: new Uint8Array([0x80]) })).toThrow(/bitmap/) // a bit beyond the run
+    expect(verifyUpdate(l.origin, stored, l.att.gone(0, 6, 9))).toEqual([])
+    expect(() => verifyUpdate(l.origin, stored, l.att.gone(5, 6, 9))).toThrow(/does not cover/)
+    expect(livePositions(10, new Uint8Array([0x81, 0x02]))).toEqual([0, 7, 9])
   })
 })
 

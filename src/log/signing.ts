@@ -258,18 +258,22 @@ function signedBytes (origin: string, from: number, to: number, root: Uint8Array
   return Buffer.concat([RUN_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), root])
 }
 
+function signingKey (privateKey: PrivateKey): KeyObject {
+  if (privateKey.type !== 'Ed25519') throw new SyncmeshError('KEY_UNSUPPORTED', 'the node identity must be an Ed25519 key', 500)
+  const raw = privateKey.raw
+  return createPrivateKey({
+    key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw.subarray(0, 32)).toString('base64url'), x: Buffer.from(raw.subarray(32, 64)).toString('base64url') },
+    format: 'jwk'
+  })
+}
+
 /** Signs runs of this node's own log. */
 export class RunSigner {
   private readonly key: KeyObject
   readonly origin: string
 
   constructor (privateKey: PrivateKey, origin: string) {
-    if (privateKey.type !== 'Ed25519') throw new SyncmeshError('KEY_UNSUPPORTED', 'the node identity must be an Ed25519 key', 500)
-    const raw = privateKey.raw
-    this.key = createPrivateKey({
-      key: { kty: 'OKP', crv: 'Ed25519', d: Buffer.from(raw.subarray(0, 32)).toString('base64url'), x: Buffer.from(raw.subarray(32, 64)).toString('base64url') },
-      format: 'jwk'
-    })
+    this.key = signingKey(privateKey)
     this.origin = origin
   }
 
@@ -377,4 +381,194 @@ export function encodeCert (c: Cert): Uint8Array {
 export function decodeCert (bytes: Uint8Array): Cert {
   const c = RunCert.decode(bytes)
   return { from: c.fromSeq, to: c.toSeq, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })) }
+}
+
+// ---- version 2: attested runs (protocols/sync/completeness.md) -------------------
+//
+// The verification core of sync protocol version 2: the origin attests which
+// entries of a run are still live as of a seq of its log (a bitmap under the
+// run's root), or that nothing of a span is; a batch's certificates tile its
+// range, and the receiver recomputes the bitmap from the entries it got. Not
+// yet on the wire: version 1 (above) is what sessions speak.
+
+const RUN2_PREFIX = Buffer.from('syncmesh/run/2\0')
+const GONE2_PREFIX = Buffer.from('syncmesh/gone/2\0')
+
+/** An origin's attestation of run (from, to] as of `asOf`: its live entries (a live run), or none (a gone span). */
+export interface AttestedCert {
+  from: number
+  to: number
+  /** The seq of the origin's log the attestation speaks of (≥ to). */
+  asOf: number
+  sig: Uint8Array
+  /** As in version 1: subtrees of the run without live entries (live runs only). */
+  pruned: PrunedNode[]
+  /** A span of which nothing is live as of `asOf` (no root, no entries). */
+  gone: boolean
+  /** The live positions as a bitmap: carried by updates, which come without entries. */
+  live?: Uint8Array
+}
+
+/** bitmap(R, c): bit i (byte i >> 3, bit i & 7) set iff position i is live; ⌈n/8⌉ bytes. */
+export function liveBitmap (n: number, live: Iterable<number>): Uint8Array {
+  const bits = new Uint8Array(Math.ceil(n / 8))
+  for (const i of live) bits[i >> 3] |= 1 << (i & 7)
+  return bits
+}
+
+/** The live positions of a bitmap of a run of n leaves; undefined when it is not one (length, bits beyond n). */
+export function livePositions (n: number, bitmap: Uint8Array): number[] | undefined {
+  if (bitmap.byteLength !== Math.ceil(n / 8)) return undefined
+  const out: number[] = []
+  for (let i = 0; i < bitmap.byteLength * 8; i++) {
+    if ((bitmap[i >> 3] & (1 << (i & 7))) === 0) continue
+    if (i >= n) return undefined
+    out.push(i)
+  }
+  return out
+}
+
+function sha256 (data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest()
+}
+
+function attestedBytes (origin: string, from: number, to: number, asOf: number, root: Uint8Array, bitmap: Uint8Array): Buffer {
+  return Buffer.concat([RUN2_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), u64(asOf), root, sha256(bitmap)])
+}
+
+function goneBytes (origin: string, from: number, to: number, asOf: number): Buffer {
+  return Buffer.concat([GONE2_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), u64(asOf)])
+}
+
+/** What the origin signs in version 2 (a RunSigner's key). */
+export class Attester {
+  private readonly key: KeyObject
+  readonly origin: string
+
+  constructor (privateKey: PrivateKey, origin: string) {
+    this.key = signingKey(privateKey)
+    this.origin = origin
+  }
+
+  /** A freshly written run: attested as of its end, every entry live. Fills `bytes` and `leaf`; returns the run's root too. */
+  run (from: number, to: number, entries: LogEntry[]): { cert: AttestedCert, root: Uint8Array } {
+    const leaves = new Map<number, Digest>()
+    for (const e of entries) {
+      e.bytes ??= encodeEntry(e)
+      e.leaf ??= leafDigest(e.bytes)
+      leaves.set(e.seq - from - 1, e.leaf)
+    }
+    const root = fullRootDigest(to - from, leaves)
+    if (root === undefined || leaves.size !== to - from) throw new Error('a run must contain every seq of its range')
+    const rootBytes = fromDigest(root)
+    const all = Array.from({ length: to - from }, (_, i) => i)
+    return { cert: this.live(from, to, to, rootBytes, all, []), root: rootBytes }
+  }
+
+  /** Run (from, to] (root `root`) as of `asOf`: `live` are the positions still live, `pruned` the subtrees without them. */
+  live (from: number, to: number, asOf: number, root: Uint8Array, live: Iterable<number>, pruned: PrunedNode[]): AttestedCert {
+    const bitmap = liveBitmap(to - from, live)
+    return { from, to, asOf, sig: edSign(null, attestedBytes(this.origin, from, to, asOf, root, bitmap), this.key), pruned, gone: false, live: bitmap }
+  }
+
+  /** Nothing of (from, to] is live as of `asOf`. */
+  gone (from: number, to: number, asOf: number): AttestedCert {
+    return { from, to, asOf, sig: edSign(null, goneBytes(this.origin, from, to, asOf), this.key), pruned: [], gone: true }
+  }
+}
+
+/**
+ * Verify a version 2 batch of one origin (protocols/sync/completeness.md
+ * §5): the certificates tile (range.from, range.to]; a gone span holds no
+ * entry and carries the origin's gone signature; a live run's present
+ * entries and pruned nodes account for it exactly, and the origin signed
+ * the bitmap of exactly the positions present. So every entry the origin
+ * attested live is in the batch, and only those. Fills `bytes` and `leaf`
+ * on each entry; returns each certificate's run root (undefined for a gone
+ * span), which the receiver keeps to check later updates. Throws
+ * SignatureError.
+ */
+export function verifyAttestedRuns (origin: string, entries: LogEntry[], certs: AttestedCert[], range: { from: number, to: number }): Array<Uint8Array | undefined> {
+  const key = publicKeyOf(origin)
+  const roots: Array<Uint8Array | undefined> = []
+  let at = range.from
+  let i = 0
+  if (certs.length === 0) throw new SignatureError(`batch (${range.from}, ${range.to}] of ${origin} has no certificates`)
+  for (const cert of certs) {
+    const where = `run (${cert.from}, ${cert.to}] of ${origin}`
+    if (cert.from !== at) throw new SignatureError(`${where} does not start where the batch's previous certificate ends (${at}): the certificates must tile (${range.from}, ${range.to}]`)
+    if (!(Number.isSafeInteger(cert.to) && cert.to > cert.from && Number.isSafeInteger(cert.asOf) && cert.asOf >= cert.to)) throw new SignatureError(`${where} as of ${cert.asOf} is not a valid attestation`)
+    if (!cert.gone && cert.to - cert.from > MAX_RUN_LENGTH) throw new SignatureError(`${where} is longer than ${MAX_RUN_LENGTH}`)
+    at = cert.to
+    if (cert.gone) {
+      if (i < entries.length && entries[i].seq <= cert.to) throw new SignatureError(`${where} is attested gone but the batch holds entry ${entries[i].seq} of it`)
+      if (cert.pruned.length > 0) throw new SignatureError(`${where} is attested gone and has pruned nodes`)
+      if (!edVerify(null, goneBytes(origin, cert.from, cert.to, cert.asOf), key, cert.sig)) throw new SignatureError(`${where} is not attested gone by its origin`)
+      roots.push(undefined)
+      continue
+    }
+    const run: LogEntry[] = []
+    const leaves = new Map<number, Digest>()
+    while (i < entries.length && entries[i].seq <= cert.to) {
+      const e = entries[i++]
+      if (e.seq <= cert.from) throw new SignatureError(`entry ${e.seq} of ${origin} lies before ${where}`)
+      e.bytes ??= encodeEntry(e)
+      e.leaf ??= leafDigest(e.bytes)
+      leaves.set(e.seq - cert.from - 1, e.leaf)
+      run.push(e)
+    }
+    const n = cert.to - cert.from
+    const check = (digests: Map<number, Digest>): Uint8Array | undefined => {
+      const root = exactRootDigest(n, digests, cert.pruned)
+      if (root === undefined) return undefined
+      const rootBytes = fromDigest(root)
+      return edVerify(null, attestedBytes(origin, cert.from, cert.to, cert.asOf, rootBytes, liveBitmap(n, digests.keys())), key, cert.sig) ? rootBytes : undefined
+    }
+    const problem = prunedProblem(n, leaves.keys(), cert.pruned)
+    if (problem !== undefined) throw new SignatureError(`${where} is not accounted for exactly: ${problem}`)
+    let root = check(leaves)
+    if (root === undefined) {
+      // entries re-encoded by another protobuf encoder: what the origin signed is the canonical encoding
+      const canonical = run.map(e => encodeEntry(e))
+      if (!canonical.every((b, k) => Buffer.compare(b, run[k].bytes ?? b) === 0)) {
+        const again = new Map<number, Digest>()
+        canonical.forEach((b, k) => again.set(run[k].seq - cert.from - 1, leafDigest(b)))
+        root = check(again)
+        if (root !== undefined) run.forEach((e, k) => { e.bytes = canonical[k]; e.leaf = again.get(e.seq - cert.from - 1) })
+      }
+    }
+    if (root === undefined) throw new SignatureError(`${where} does not match its origin's attestation as of ${cert.asOf}: an entry it attests live is missing, or entries were altered or forged`)
+    roots.push(root)
+  }
+  if (i < entries.length) throw new SignatureError(`entry ${entries[i].seq} of ${origin} is not covered by any certificate`)
+  if (at !== range.to) throw new SignatureError(`the certificates of batch (${range.from}, ${range.to}] of ${origin} end at ${at}`)
+  return roots
+}
+
+/**
+ * Check an update (completeness.md §5, 4–5) against what the receiver
+ * stores of that run: its root (as the receiver verified it, never from the
+ * relay), as of when, and its live positions. Returns the positions the
+ * update keeps live (a subset of the stored ones), or 'stale' when it is not
+ * newer. Throws SignatureError when it is not the origin's, or contradicts
+ * the stored attestation (a position live again).
+ */
+export function verifyUpdate (origin: string, stored: { from: number, to: number, asOf: number, root: Uint8Array, live: number[] }, update: AttestedCert): number[] | 'stale' {
+  const key = publicKeyOf(origin)
+  const where = `update of run (${update.from}, ${update.to}] of ${origin} as of ${update.asOf}`
+  if (update.gone ? update.from > stored.from || update.to < stored.to : update.from !== stored.from || update.to !== stored.to) throw new SignatureError(`${where} does not cover the stored run (${stored.from}, ${stored.to}]`)
+  if (!Number.isSafeInteger(update.asOf) || update.asOf < update.to) throw new SignatureError(`${where} is not a valid attestation`)
+  if (update.asOf <= stored.asOf) return 'stale'
+  let live: number[] | undefined = []
+  if (update.gone) {
+    if (!edVerify(null, goneBytes(origin, update.from, update.to, update.asOf), key, update.sig)) throw new SignatureError(`${where} is not attested gone by its origin`)
+  } else {
+    const n = stored.to - stored.from
+    live = update.live === undefined ? undefined : livePositions(n, update.live)
+    if (live === undefined || update.live === undefined) throw new SignatureError(`${where} has no valid bitmap of live entries`)
+    if (!edVerify(null, attestedBytes(origin, update.from, update.to, update.asOf, stored.root, update.live), key, update.sig)) throw new SignatureError(`${where} is not its origin's attestation of the run`)
+  }
+  const was = new Set(stored.live)
+  for (const i of live) if (!was.has(i)) throw new SignatureError(`${where} says entry ${stored.from + i + 1} is live, which the origin attested superseded before`)
+  return live
 }
