@@ -12,7 +12,9 @@
  *   --seed S         PRNG seed (default: random, printed)
  *   --only T         codec | auth | certs | session: run one target with all N cases
  *   --session-share F  share of the cases for the session target (default 0.05)
- *   --certs-share F  share of the cases for the certificate target (default 0.15)
+ *   --certs-share F  share of the cases for the certificate target (default 0.15; half
+ *                    of them version 1 batches through the codec, half version 2 attested
+ *                    batches, which must also be complete)
  *   --save-found DIR write each input the certificate target found as a JSON
  *                    fixture in DIR (replayed by test/fuzz.test.ts from test/fixtures/fuzz)
  *   --auth-wire N    auth exchanges against a real listener, one TCP connection each,
@@ -95,12 +97,15 @@ async function main (): Promise<number> {
     // structural mutations of run certificates; a fresh signed log per chunk
     const total = { target: 'certs', cases: 0, ms: 0, outcomes: {} as Record<string, number>, failures: [] as FuzzStats['failures'], slowestMs: 0 }
     const found: Array<{ problem: string, origin: string, frame: string }> = []
-    for (let done = 0, chunk = 0; done < split.certs; done += CHUNK, chunk++) {
-      const s = await fuzzCerts({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(CHUNK, split.certs - done), completeness: process.env.FUZZ_CERTS_COMPLETENESS === '1' })
+    for (let done = 0, chunk = 0; done < split.certs; done += CHUNK / 2, chunk++) {
+      // alternate chunks: version 1 (the wire today; completeness counted, not required) and the
+      // version 2 verification (completeness required: protocols/sync/completeness.md)
+      const version = chunk % 2 === 0 ? 1 : 2
+      const s = await fuzzCerts({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(CHUNK / 2, split.certs - done), version })
       total.cases += s.cases
       total.ms += s.ms
       total.slowestMs = Math.max(total.slowestMs, s.slowestMs)
-      for (const [k, v] of Object.entries(s.outcomes)) total.outcomes[k] = (total.outcomes[k] ?? 0) + v
+      for (const [k, v] of Object.entries(s.outcomes)) total.outcomes[`v${version} ${k}`] = (total.outcomes[`v${version} ${k}`] ?? 0) + v
       total.failures.push(...s.failures)
       found.push(...s.found)
       sample()

@@ -19,7 +19,7 @@ import {
 } from '../scripts/lib/fuzz.js'
 import type { FuzzStats } from '../scripts/lib/fuzz.js'
 import { ProtocolError } from '../src/errors.js'
-import { merkleRoot, SignatureError, verifyRuns } from '../src/log/signing.js'
+import { merkleRoot, SignatureError, verifyAttestedRuns, verifyRuns } from '../src/log/signing.js'
 import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import { createSyncNode } from '../src/node/node.js'
 import { removeDir, tempDir } from './helpers/nodes.js'
@@ -71,6 +71,17 @@ describe('fuzz (short run)', () => {
     expectNoFailures(await fuzzCerts({ seed: SEED, cases: 2_000 }))
   }, 60_000)
 
+  it('attested runs (version 2) mutated structurally: 3000 fixed-seed cases are refused or complete and genuine', async () => {
+    const s = await fuzzCerts({ seed: 20261207, cases: 3_000, version: 2 })
+    expectNoFailures(s)
+    expect(s.outcomes['refused by verification']).toBeGreaterThan(1000)
+    expect(s.outcomes['accepted: an honest batch']).toBeGreaterThan(200)
+  }, 60_000)
+
+  it(`attested runs (version 2): 1500 cases with a random seed (FUZZ_SEED=${SEED})`, async () => {
+    expectNoFailures(await fuzzCerts({ seed: SEED, cases: 1_500, version: 2 }))
+  }, 60_000)
+
   it('the honest batches of the certificate corpus all verify, compacted ones included', async () => {
     const corpus = await CertCorpus.create(3)
     expect(corpus.batches.length).toBeGreaterThan(50)
@@ -79,6 +90,11 @@ describe('fuzz (short run)', () => {
     for (const b of corpus.batches) {
       const entries = b.entries.map(e => decodeEntryOf(corpus.origin.id, e))
       expect(() => verifyRuns(corpus.origin.id, entries, b.certs, { from: b.from, to: b.to })).not.toThrow()
+    }
+    expect(corpus.attested.some(b => b.certs.some(c => c.gone))).toBe(true)
+    for (const b of corpus.attested) {
+      const entries = b.entries.map(e => decodeEntryOf(corpus.origin.id, e))
+      expect(() => verifyAttestedRuns(corpus.origin.id, entries, b.certs, { from: b.from, to: b.to })).not.toThrow()
     }
   })
 

@@ -27,8 +27,8 @@ import { ProtocolError } from '../../src/errors.js'
 import { ChangeLog } from '../../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyRuns } from '../../src/log/signing.js'
-import type { Cert } from '../../src/log/signing.js'
+import { Attester, decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyAttestedRuns, verifyRuns } from '../../src/log/signing.js'
+import type { AttestedCert, Cert } from '../../src/log/signing.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { AuthMessage } from '../../src/network/auth/pb/auth.js'
 import { Frame } from '../../src/network/sync/pb/sync.js'
@@ -148,10 +148,13 @@ export class OriginLog {
   readonly certs: Cert[] = []
   /** "collection\0id" → seq of the newest entry for that record. */
   readonly last = new Map<string, number>()
+  /** Signs version 2 attestations with the same key. */
+  readonly attester: Attester
   private wall: number
 
   constructor (identity: { key: PrivateKey, id: string }, wall = Date.now() - 86_400_000) {
     this.id = identity.id
+    this.attester = new Attester(identity.key, identity.id)
     this.signer = new RunSigner(identity.key, identity.id)
     this.wall = wall
   }
@@ -1379,6 +1382,10 @@ function subtreeHash (leaves: Uint8Array[], level: number, index: number): Uint8
 export class CertCorpus {
   readonly origin: OriginLog
   readonly batches: HonestBatch[] = []
+  /** The same log as version 2 serves it: attestations as of each state, gone spans included (protocols/sync/completeness.md). */
+  readonly attested: Array<{ from: number, to: number, entries: Uint8Array[], certs: AttestedCert[] }> = []
+  /** Every attestation of each run ("from,to"), one per state. */
+  readonly states = new Map<string, AttestedCert[]>()
   /** Leaf hashes of every run, by the run's `to`. */
   readonly leaves = new Map<number, Uint8Array[]>()
 
@@ -1405,6 +1412,7 @@ export class CertCorpus {
       for (const e of o.entries.slice(0, state)) newest.set(`${e.collection}\0${e.id}`, e.seq)
       const live = new Set(newest.values())
       const runs: Array<{ cert: Cert, entries: Uint8Array[] }> = []
+      const attested: Array<{ cert: AttestedCert, entries: Uint8Array[] }> = []
       for (const cert of o.certs) {
         if (cert.to > state) break
         let pruned: Cert['pruned'] = []
@@ -1416,8 +1424,24 @@ export class CertCorpus {
           pruned = res.pruned
           empty = res.empty
         }
+        const kept = o.entries.slice(cert.from, cert.to).filter(e => live.has(e.seq))
+        const root = merkleRoot(cert.to - cert.from, new Map(leaves.map((l, k) => [k, l])), []) as Uint8Array
+        const state2 = empty ? o.attester.gone(cert.from, cert.to, state) : { ...o.attester.live(cert.from, cert.to, state, root, kept.map(e => e.seq - cert.from - 1), pruned), live: undefined }
+        const same = corpus.states.get(`${cert.from},${cert.to}`) ?? []
+        same.push(state2)
+        corpus.states.set(`${cert.from},${cert.to}`, same)
+        attested.push({
+          cert: state2,
+          entries: kept.map(e => e.bytes as Uint8Array)
+        })
         if (empty) continue
-        runs.push({ cert: { ...cert, pruned }, entries: o.entries.slice(cert.from, cert.to).filter(e => live.has(e.seq)).map(e => e.bytes as Uint8Array) })
+        runs.push({ cert: { ...cert, pruned }, entries: kept.map(e => e.bytes as Uint8Array) })
+      }
+      for (let i = 0; i < attested.length; i++) {
+        for (let j = i; j < attested.length && j < i + 4; j++) {
+          const slice = attested.slice(i, j + 1)
+          corpus.attested.push({ from: slice[0].cert.from, to: slice[slice.length - 1].cert.to, entries: slice.flatMap(r => r.entries), certs: slice.map(r => r.cert) })
+        }
       }
       for (let i = 0; i < runs.length; i++) {
         for (let j = i; j < runs.length && j < i + 4; j++) {
@@ -1450,11 +1474,11 @@ export class CertCorpus {
 
 type CertMutation = 'add-node' | 'remove-node' | 'move-node' | 'move-hash' | 'swap-hashes' | 'level' | 'index' | 'duplicate-node' | 'root' |
 'withhold-entry' | 'present-and-pruned' | 'forge-under' | 'swap-entries' | 'remove-entry' | 'add-entry' | 'duplicate-entry' | 'alter-entry' |
-'cert-range' | 'batch-range' | 'drop-cert' | 'duplicate-cert' | 'swap-certs' | 'node-to-other-cert' | 'split-node' | 'merge-nodes'
+'cert-range' | 'batch-range' | 'drop-cert' | 'drop-run' | 'duplicate-cert' | 'swap-certs' | 'node-to-other-cert' | 'split-node' | 'merge-nodes'
 
 const CERT_MUTATIONS: CertMutation[] = ['add-node', 'remove-node', 'move-node', 'move-hash', 'swap-hashes', 'level', 'index', 'duplicate-node', 'root',
   'withhold-entry', 'present-and-pruned', 'forge-under', 'swap-entries', 'remove-entry', 'add-entry', 'duplicate-entry', 'alter-entry',
-  'cert-range', 'batch-range', 'drop-cert', 'duplicate-cert', 'swap-certs', 'node-to-other-cert', 'split-node', 'merge-nodes']
+  'cert-range', 'batch-range', 'drop-cert', 'drop-run', 'duplicate-cert', 'swap-certs', 'node-to-other-cert', 'split-node', 'merge-nodes']
 
 /**
  * Mutate an honest batch's structure: its certificates' pruned lists (a node
@@ -1550,6 +1574,10 @@ export function mutateCerts (rand: Rand, corpus: CertCorpus, honest: HonestBatch
       case 'cert-range': if (c !== undefined) { if (rand.bool()) c.from = Math.max(0, c.from + rand.pick([-1, 1])); else c.to = Math.max(1, c.to + rand.pick([-1, 1])) } break
       case 'batch-range': if (rand.bool()) b.from = Math.max(0, b.from + rand.pick([-3, -1, 1, 3])); else b.to = Math.max(1, b.to + rand.pick([-3, -1, 1, 3])); break
       case 'drop-cert': if (c !== undefined) b.certs.splice(b.certs.indexOf(c), 1); break
+      case 'drop-run': if (c !== undefined) { // a whole run left out, certificate and entries
+        b.certs.splice(b.certs.indexOf(c), 1)
+        b.entries = b.entries.filter(e => { const s = seqOf(e); return s <= c.from || s > c.to })
+      } break
       case 'duplicate-cert': if (c !== undefined) b.certs.splice(b.certs.indexOf(c), 0, { ...c, pruned: [...c.pruned] }); break
       case 'swap-certs': if (b.certs.length > 1) { const j = rand.int(b.certs.length); const i = b.certs.indexOf(c!); [b.certs[i], b.certs[j]] = [b.certs[j], b.certs[i]] } break
       case 'node-to-other-cert': if (c !== undefined && p !== undefined && b.certs.length > 1) { c.pruned.splice(c.pruned.indexOf(p), 1); rand.pick(b.certs).pruned.push(p) } break
@@ -1572,13 +1600,39 @@ export function mutateCerts (rand: Rand, corpus: CertCorpus, honest: HonestBatch
 }
 
 /**
+ * Version 2 mutations on top of mutateCerts: an attestation's `as_of`
+ * shifted, a live run flipped to a gone span or back, or a certificate
+ * replaced by the same run's attestation as of another state of the log
+ * (the entries kept).
+ */
+function mutateAttested (rand: Rand, corpus: CertCorpus, b: HonestBatch): string[] {
+  const applied: string[] = []
+  const certs = b.certs as AttestedCert[]
+  for (let r = rand.int(3); r > 0 && certs.length > 0; r--) {
+    const k = rand.int(certs.length)
+    const c = certs[k]
+    switch (rand.int(3)) {
+      case 0: applied.push('as-of'); certs[k] = { ...c, asOf: Math.max(0, c.asOf + rand.pick([-1, 1, -c.asOf + c.to, 2 ** 32])) }; break
+      case 1: applied.push('gone-flip'); certs[k] = { ...c, gone: !c.gone, pruned: rand.bool() ? [] : c.pruned }; break
+      default: {
+        applied.push('other-state')
+        const others = corpus.states.get(`${c.from},${c.to}`) ?? []
+        if (others.length > 0) certs[k] = { ...rand.pick(others) }
+      }
+    }
+  }
+  return applied
+}
+
+/**
  * Structural certificate fuzzing: honest batches of a real signed log,
  * mutated by mutateCerts, through the real codec and verifyRuns. A mutated
  * batch must be refused (FRAME_INVALID or SignatureError) or be exactly
  * what an honest relay could send: every entry genuine and, with
  * `completeness`, every seq left out superseded by the origin itself.
  */
-export async function fuzzCerts (options: { seed: number, cases: number, completeness?: boolean, corpus?: CertCorpus }): Promise<FuzzStats & { found: Array<{ problem: string, origin: string, frame: string }> }> {
+export async function fuzzCerts (options: { seed: number, cases: number, completeness?: boolean, corpus?: CertCorpus, version?: 1 | 2 }): Promise<FuzzStats & { found: Array<{ problem: string, origin: string, frame: string }> }> {
+  if (options.version === 2) return await fuzzAttested(options)
   const stats = newStats('certs')
   const found: Array<{ problem: string, origin: string, frame: string }> = []
   const rand = new Rand(options.seed)
@@ -1631,4 +1685,58 @@ export async function fuzzCerts (options: { seed: number, cases: number, complet
   }
   stats.ms = performance.now() - t0
   return { ...stats, found }
+}
+
+/**
+ * fuzzCerts for version 2 (protocols/sync/completeness.md): honest batches
+ * of attested runs and gone spans, mutated by mutateCerts and
+ * mutateAttested, verified by verifyAttestedRuns after the codec's rules for
+ * entries (strictly increasing seqs inside the range). A batch accepted must
+ * be complete: every entry genuine, every seq left out superseded by the
+ * origin. Version 2 is not on the wire yet, so batches are not encoded.
+ */
+async function fuzzAttested (options: { seed: number, cases: number, corpus?: CertCorpus }): Promise<FuzzStats & { found: Array<{ problem: string, origin: string, frame: string }> }> {
+  const stats = newStats('certs-v2')
+  const rand = new Rand(options.seed)
+  const corpus = options.corpus ?? await CertCorpus.create(options.seed)
+  const o = corpus.origin
+  const t0 = performance.now()
+  for (let i = 0; i < options.cases; i++) {
+    const c0 = performance.now()
+    stats.cases++
+    const honest = rand.pick(corpus.attested)
+    const { batch, applied } = mutateCerts(rand, corpus, honest as unknown as HonestBatch)
+    const all = [...applied, ...mutateAttested(rand, corpus, batch)]
+    const certs = batch.certs as AttestedCert[]
+    const fail = (problem: string): void => {
+      stats.failures.push({ target: 'certs-v2', seed: options.seed, case: i, problem: `${problem} (${all.join(', ')})` })
+    }
+    let entries: LogEntry[]
+    try {
+      entries = batch.entries.map(b => decodeEntry(o.id, b))
+    } catch {
+      count(stats, 'refused by the codec')
+      continue
+    }
+    let prev = batch.from
+    if (!(batch.to > batch.from) || entries.some(e => { const bad = e.seq <= prev || e.seq > batch.to; prev = e.seq; return bad })) {
+      count(stats, 'refused by the codec')
+      continue
+    }
+    try {
+      verifyAttestedRuns(o.id, entries, certs, { from: batch.from, to: batch.to })
+    } catch (err) {
+      if (err instanceof SignatureError) count(stats, 'refused by verification')
+      else fail(`verifyAttestedRuns threw ${describe(err)}`)
+      continue
+    }
+    const verdict = corpus.check({ type: 'batch', origin: o.id, fromSeq: batch.from, toSeq: batch.to, entries, certs })
+    if (verdict.forged !== undefined) fail(`accepted a forged batch: ${verdict.forged}`)
+    else if (verdict.withheld !== undefined) fail(`accepted an incomplete batch: ${verdict.withheld}`)
+    else count(stats, 'accepted: an honest batch')
+    const ms = performance.now() - c0
+    if (ms > stats.slowestMs) stats.slowestMs = ms
+  }
+  stats.ms = performance.now() - t0
+  return { ...stats, found: [] }
 }
