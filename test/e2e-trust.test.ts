@@ -169,3 +169,77 @@ describe('a relay forging entries under a genuine certificate', () => {
     await waitFor(async () => await seqOfA(witness) === 8, 'the witness to receive the genuine run')
   }, 120_000)
 })
+
+describe('a relay withholding writes of another origin', () => {
+  const cleanup: Array<() => Promise<void>> = []
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {})
+  })
+
+  /** A victim with origin A's registry run and six posts (run (2, 8]), and a key-holding relay. */
+  async function setup (): Promise<{ victim: NodeProcess, A: Origin, relay: RawPeer, seqOfA: () => Promise<number>, offences: () => Promise<number> }> {
+    const parent = await tempDir()
+    cleanup.push(async () => await rm(parent, { recursive: true, force: true }))
+    const victim = await NodeProcess.create('V', KEY, { parent })
+    cleanup.push(async () => await victim.kill())
+    await victim.start(ALONE)
+    const A = await Origin.create()
+    const registry = A.run([
+      A.entry('$platforms', 'A', { name: 'A', peerId: A.id, addrs: [] }),
+      A.entry('$rules', 'r-a-posts', { id: 'r-a-posts', from: { platform: 'A', collection: 'posts' }, to: { platform: 'V', collection: 'posts' }, mode: 'merge', createdAt: new Date().toISOString() })
+    ])
+    const posts = A.run(Array.from({ length: 6 }, (_, i) => A.entry('posts', `p${i}`, { price: i })))
+    const relay = new RawPeer(KEY)
+    await relay.start()
+    cleanup.push(async () => await relay.stop())
+    const s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
+    s.sendNow(batchFrame(A.id, 0, 2, registry.entries, [registry.cert]))
+    s.sendNow(batchFrame(A.id, 2, 8, posts.entries, [posts.cert]))
+    await waitFor(async () => await victim.count('posts') === 6, 'the genuine posts to be applied', 20_000)
+    return {
+      victim,
+      A,
+      relay,
+      seqOfA: async () => ((await victim.status()).origins as Array<{ origin: string, seq: number }>).find(o => o.origin === A.id)?.seq ?? 0,
+      offences: async () => ((await victim.status()).peers as Array<{ peerId: string, offences?: number }>).find(p => p.peerId === relay.peerId)?.offences ?? 0
+    }
+  }
+
+  it('the last run withheld as a pruned root with no entries is refused: a delete it holds cannot be skipped', async () => {
+    const { victim, A, relay, seqOfA, offences } = await setup()
+    const last = A.run([A.entry('posts', 'p0', undefined)]) // run (8, 9]: delete p0
+    const root = leafHash(encodeEntry({ ...last.entries[0], bytes: undefined }))
+    const s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
+    s.sendNow(batchFrame(A.id, 8, 9, [], [{ ...last.cert, pruned: [{ level: 0, index: 0, hash: root }] }]))
+    await waitFor(async () => await offences() === 1, 'the victim to count the withholding batch as an offence', 10_000)
+    expect(await seqOfA()).toBe(8) // not moved past the delete
+    expect(await victim.get('posts', 'p0')).toEqual({ price: 0 })
+    // the genuine run still applies: the delete is not lost
+    const honest = new RawPeer(KEY)
+    await honest.start()
+    cleanup.push(async () => await honest.stop())
+    ;(await honest.session(victim.multiaddr, { name: 'honest' })).framed.sendNow(batchFrame(A.id, 8, 9, last.entries, [last.cert]))
+    await waitFor(async () => await victim.get('posts', 'p0') === undefined, 'the delete to be applied')
+    expect(await seqOfA()).toBe(9)
+  }, 120_000)
+
+  /*
+   * Open in sync protocol version 1: a relay leaves one live entry of a run
+   * out and sends its leaf hash as a pruned node; the root and the signature
+   * still match, the receiver moves past it, and the write (here a delete) is
+   * lost for good. Version 2 (protocols/sync/completeness.md) has the origin
+   * sign which entries are live, so the receiver can tell; signing.test.ts
+   * shows its verification refusing this batch. Passes once version 2 is on
+   * the wire — then drop the `.fails`.
+   */
+  it.fails('one entry of the last run withheld behind its leaf hash is refused, and the delete it carries is not lost', async () => {
+    const { victim, A, relay, seqOfA } = await setup()
+    const last = A.run([A.entry('posts', 'p0', undefined), A.entry('posts', 'p9', { price: 9 })]) // run (8, 10]
+    const s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
+    const withheld = { ...last.cert, pruned: [{ level: 0, index: 0, hash: leafHash(encodeEntry({ ...last.entries[0], bytes: undefined })) }] }
+    s.sendNow(batchFrame(A.id, 8, 10, [last.entries[1]], [withheld]))
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    // either refused (vector still at 8) or, if accepted, the delete applied; never past it with p0 alive
+    expect(await seqOfA() < 10 || await victim.get('posts', 'p0') === undefined).toBe(true)
+  }, 120_000)
+})
