@@ -97,11 +97,12 @@ async function main (): Promise<number> {
     // structural mutations of run certificates; a fresh signed log per chunk
     const total = { target: 'certs', cases: 0, ms: 0, outcomes: {} as Record<string, number>, failures: [] as FuzzStats['failures'], slowestMs: 0 }
     const found: Array<{ problem: string, origin: string, frame: string }> = []
-    for (let done = 0, chunk = 0; done < split.certs; done += CHUNK / 2, chunk++) {
+    const certsChunk = Math.max(1, Math.min(CHUNK / 2, Math.ceil(split.certs / 2)))
+    for (let done = 0, chunk = 0; done < split.certs; done += certsChunk, chunk++) {
       // alternate chunks: version 1 (the wire today; completeness counted, not required) and the
       // version 2 verification (completeness required: protocols/sync/completeness.md)
       const version = chunk % 2 === 0 ? 1 : 2
-      const s = await fuzzCerts({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(CHUNK / 2, split.certs - done), version })
+      const s = await fuzzCerts({ seed: (args.seed + chunk * 7919) >>> 0, cases: Math.min(certsChunk, split.certs - done), version })
       total.cases += s.cases
       total.ms += s.ms
       total.slowestMs = Math.max(total.slowestMs, s.slowestMs)
