@@ -214,7 +214,15 @@ export interface NodeStatus {
   /** With 'unreachable': what keeps the node from its peers (e.g. every known peer refused the mesh key). */
   notCaughtUpReason?: string
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
-  registry?: { admins: string[], refused: number, refusals: RegistryRefusal[] }
+  registry?: {
+    admins: string[]
+    refused: number
+    refusals: RegistryRefusal[]
+    /** Names claimed for several peer ids and bound by no admin: they belong to no one (docs/trust.md). */
+    contested?: Array<{ name: string, peerIds: string[] }>
+    /** How far ahead of this node's clock a received entry may be stamped (ms). */
+    maxClockAheadMs?: number
+  }
   /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
   database?: { compactions: number, memtableFlushes: number }
 }
@@ -328,6 +336,12 @@ export interface SyncNodeOptions {
   targetConnections?: number
   /** Hard cap on open connections. @default 16 */
   maxConnections?: number
+  /**
+   * Entries received stamped further ahead of this node's clock than this
+   * are refused (an offence of the sender that stamped them). Honest nodes'
+   * clocks must differ by less. @default 60000 (config "maxClockAheadMs")
+   */
+  maxClockAheadMs?: number
   /** A pino logger; defaults to a silent one. */
   logger?: import('pino').Logger
   /** Directory that rule transform modules are loaded from (and confined to). @default DATA_DIR/transforms */
