@@ -264,10 +264,13 @@ export interface PeersApi {
 }
 
 export interface RegistryApi {
+  /** Bound and revoked platforms (names claimed for several peer ids are in status().registry.contested). */
   platforms (): Platform[]
+  /** Bind a name to a peer id; returns what the registry holds. Throws NOT_ADMIN, PEER_REVOKED, NAME_TAKEN (docs/trust.md). */
   addPlatform (platform: Platform): Promise<Platform>
+  /** Withdraw this node's binding of a name. Throws NOT_ADMIN, PLATFORM_STILL_CLAIMED when other claims keep it registered. */
   removePlatform (name: string): Promise<boolean>
-  /** Revoke a platform everywhere (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
+  /** Revoke a platform's peer id everywhere, for good, under every name (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
   revokePlatform? (name: string, options?: { purge?: boolean }): Promise<Platform>
   rules (): Rule[]
   addRule (spec: RuleSpec): Promise<Rule>
