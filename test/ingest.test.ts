@@ -175,27 +175,31 @@ describe('ingest: registry', () => {
     expect(h.rules.get('r1')).toBeDefined()
   })
 
-  it('registry records are last-writer-wins: an older write does not undo a newer delete', async () => {
+  it('rule records are last-writer-wins: an older write does not undo a newer delete', async () => {
     const h = await harness()
     const older = new OriginLog(await newPeerId(), Date.now() - 100_000)
     const newer = new OriginLog(await newPeerId(), Date.now() - 50_000)
-    const src = await newPeerId()
-    await h.ingestRun(newer.origin, [newer.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src)), newer.del(PLATFORMS_COLLECTION, 'src')])
-    expect(h.registry.platform('src')).toBeUndefined()
-    const r = await h.ingestRun(older.origin, [older.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src))])
+    const rule = ruleValue({ id: 'r1', from: { platform: 'src', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } })
+    await h.ingestRun(newer.origin, [newer.put(RULES_COLLECTION, 'r1', rule), newer.del(RULES_COLLECTION, 'r1')])
+    expect(h.registry.rule('r1')).toBeUndefined()
+    const r = await h.ingestRun(older.origin, [older.put(RULES_COLLECTION, 'r1', rule)])
     expect(r?.registry).toEqual([])
-    expect(h.registry.platform('src')).toBeUndefined()
+    expect(h.registry.rule('r1')).toBeUndefined()
   })
 
-  it('a registry delete that arrives first leaves a tombstone, so the older put cannot land after it', async () => {
+  it('platform entries are claims of their writers, not last-writer-wins records: a delete withdraws only its writer\'s claim', async () => {
     const h = await harness()
     const older = new OriginLog(await newPeerId(), Date.now() - 100_000)
     const newer = new OriginLog(await newPeerId(), Date.now() - 50_000)
     const src = await newPeerId()
     const del = await h.ingestRun(newer.origin, [newer.del(PLATFORMS_COLLECTION, 'src')])
-    expect(del?.registry).toEqual([{ collection: PLATFORMS_COLLECTION, id: 'src', value: undefined }])
-    expect(await h.record(PLATFORMS_COLLECTION, 'src')).toMatchObject({ version: { origin: newer.origin } })
+    expect(del?.registry).toEqual([{ collection: PLATFORMS_COLLECTION, id: 'src', value: undefined, from: { origin: newer.origin, seq: 1, hlc: expect.anything() } }])
     await h.ingestRun(older.origin, [older.put(PLATFORMS_COLLECTION, 'src', platformValue('src', src))])
+    expect(h.registry.platform('src')?.peerId).toBe(src)
+    // the writer's own later delete withdraws its claim, whatever the clocks
+    await h.ingestRun(older.origin, [older.del(PLATFORMS_COLLECTION, 'src', { wall: 1, logical: 0 })])
+    expect(h.registry.platform('src')).toBeUndefined()
+    await h.reopen()
     expect(h.registry.platform('src')).toBeUndefined()
   })
 })

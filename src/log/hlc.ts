@@ -12,6 +12,8 @@ export const ZERO_HLC: Hlc = Object.freeze({ wall: 0, logical: 0 })
 
 /** Largest tolerated clock skew of a remote timestamp ahead of our wall clock. */
 export const MAX_DRIFT_MS = 60_000
+/** Default bound on how far ahead of a node's clock a received entry may be stamped (node option maxClockAheadMs). */
+export const DEFAULT_MAX_CLOCK_AHEAD_MS = MAX_DRIFT_MS
 
 /** The logical counter is a uint32 (protocols/sync: Entry.hlc_logical). */
 const MAX_LOGICAL = 0xffffffff
@@ -38,10 +40,12 @@ export function parseHlc (text: string): Hlc | undefined {
 export class HybridClock {
   private last: Hlc
   private readonly now: () => number
+  private readonly maxDriftMs: number
 
-  constructor (last: Hlc = ZERO_HLC, now: () => number = Date.now) {
+  constructor (last: Hlc = ZERO_HLC, now: () => number = Date.now, maxDriftMs = MAX_DRIFT_MS) {
     this.last = { ...last }
     this.now = now
+    this.maxDriftMs = maxDriftMs
   }
 
   /** Timestamp for a local event; strictly greater than every timestamp issued or observed. */
@@ -60,11 +64,11 @@ export class HybridClock {
 
   /**
    * Merge a timestamp received from elsewhere so later local events order after it.
-   * Timestamps implausibly far in the future (beyond MAX_DRIFT_MS) are not adopted,
+   * Timestamps implausibly far in the future (beyond the drift bound) are not adopted,
    * so one peer with a broken clock cannot drag every node's clock forward.
    */
   observe (remote: Hlc): void {
-    if (remote.wall > this.now() + MAX_DRIFT_MS) return
+    if (remote.wall > this.now() + this.maxDriftMs) return
     if (compareHlc(remote, this.last) > 0) this.last = { ...remote }
   }
 

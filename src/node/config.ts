@@ -18,6 +18,9 @@ import { ConfigError, ConflictError, InvalidInputError } from '../errors.js'
 import { MIN_MESH_KEY_LENGTH } from './constants.js'
 
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+/** Limits of maxClockAheadMs: 1 s to 1 day. */
+export const MIN_CLOCK_AHEAD_MS = 1000
+export const MAX_CLOCK_AHEAD_MS = 86_400_000
 
 export const configSchema = z.object({
   version: z.literal(1),
@@ -34,7 +37,9 @@ export const configSchema = z.object({
   /** Log level of `syncmesh start` (flag --log-level wins). */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
   /** Log format of `syncmesh start`: JSON lines, or human-readable lines (flag --log-format wins). */
-  logFormat: z.enum(['json', 'pretty']).optional()
+  logFormat: z.enum(['json', 'pretty']).optional(),
+  /** Entries received stamped further ahead of this node's clock are refused (ms; default 60000). */
+  maxClockAheadMs: z.number().int().min(MIN_CLOCK_AHEAD_MS).max(MAX_CLOCK_AHEAD_MS).optional()
 }).strict()
 
 export type NodeConfig = z.infer<typeof configSchema>

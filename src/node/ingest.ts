@@ -15,12 +15,13 @@ import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } fr
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
-import { isRegistryCollection } from '../store/names.js'
+import { isRegistryCollection, PLATFORMS_COLLECTION } from '../store/names.js'
 import { compareVersion, decodeRecord, encodeRecord, publicVersion, recordState } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
 import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKeys, pushPlanKeys, rawValueOf, resolvePlan, sweepRecord } from '../rules/engine.js'
 import type { Applied, ApplyContext, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
+import type { ClaimSource } from '../registry/registry.js'
 
 /** What this node accepts, decided by the node (admin control, revocation). */
 export interface IngestPolicy {
@@ -28,6 +29,8 @@ export interface IngestPolicy {
   registry?: (entry: LogEntry, value: JsonObject | undefined) => string | undefined
   /** Whether to store an entry of `origin` at `seq` (false after the origin was revoked). */
   acceptsEntry?: (origin: string, seq: number) => boolean
+  /** Write what an applied registry entry must leave beyond the log (revocations), in its transaction. */
+  registryTxn?: (txn: Txn, entry: LogEntry, value: JsonObject | undefined) => void
 }
 
 export interface IngestResult {
@@ -39,8 +42,8 @@ export interface IngestResult {
   ownAdvanced?: { origin: string, seq: number }
   /** The change events of the records written; empty when no one reads them (Ingestor.keepChanges): then `feed` tells whether any record changed. */
   changes: ChangeEvent[]
-  /** Registry records that changed: the caller refreshes the registry view. */
-  registry: Array<{ collection: string, id: string, value: JsonObject | undefined }>
+  /** Registry entries applied: the caller refreshes the registry view (`from`: the entry, for platform claims). */
+  registry: Array<{ collection: string, id: string, value: JsonObject | undefined, from?: ClaimSource }>
   /** Changes feed cursors this commit took, (from, to] (every record written takes one): feed followers read them from `changes` when it holds them all. */
   feed?: { from: number, to: number }
   /** Rules that skipped an entry for a reason worth reporting. */
@@ -173,14 +176,14 @@ export class Ingestor {
    */
   backfillOrder: 'log' | 'index' = 'log'
 
-  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy }) {
+  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
     this.signer = components.signer
     this.policy = components.policy
     this.store = components.store
     this.log = components.log
     this.rules = components.rules
     this.self = components.self
-    this.clock = new HybridClock()
+    this.clock = new HybridClock(undefined, undefined, components.maxClockAheadMs)
   }
 
   async load (): Promise<void> {
@@ -524,6 +527,12 @@ export class Ingestor {
       // admin control: a registry change from a peer that may not make it is stored in its log but not applied
       const refusal = this.policy.registry(entry, value)
       if (refusal !== undefined) return
+    }
+    if (entry.collection === PLATFORMS_COLLECTION) {
+      // a claim of its origin, not a last-writer-wins record: the registry resolves the claims (registry.ts)
+      this.policy?.registryTxn?.(st.txn, entry, value)
+      st.result.registry.push({ collection: entry.collection, id: entry.id, value: entry.op === 'put' ? value : undefined, from: { origin: entry.origin, seq: entry.seq, hlc: entry.hlc } })
+      return
     }
     const version = logVersion(entry)
     const bytes = st.txn.get(keys.record(entry.collection, entry.id))

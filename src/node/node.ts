@@ -31,6 +31,7 @@ import { decodeRecord, toStoredRecord } from '../store/records.js'
 import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
+import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../log/hlc.js'
 import { Ingestor } from './ingest.js'
 import { TrustPolicy } from './trust.js'
 import { jsonTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
@@ -114,7 +115,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       platforms: () => { this.assertRunning(); return this.registryView.platforms() },
       addPlatform: async (p) => await this.addPlatform(p),
       revokePlatform: async (name, o) => await this.revokePlatform(name, o),
-      removePlatform: async (name) => await this.removeRegistryRecord(PLATFORMS_COLLECTION, name, () => this.registryView.platform(name) !== undefined),
+      removePlatform: async (name) => await this.removeRegistryRecord(PLATFORMS_COLLECTION, name, () => {
+        if (this.registryView.platform(name) === undefined) return false
+        this.trust.assertPlatformChange(name, undefined)
+        return true
+      }),
       rules: () => { this.assertRunning(); return this.registryView.rules() },
       addRule: async (spec) => await this.addRule(spec),
       removeRule: async (id) => await this.removeRegistryRecord(RULES_COLLECTION, id, () => this.registryView.rule(id) !== undefined),
@@ -164,12 +169,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     try {
       this.changelog = new ChangeLog(this.store)
       await this.changelog.load()
-      this.registryView = new Registry()
-      await this.registryView.load(this.store)
+      const admins = this.options.admins ?? this.config.admins
+      const maxClockAheadMs = this.options.maxClockAheadMs ?? this.config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS
+      this.registryView = new Registry({ admins: admins ?? [] })
+      await this.registryView.load(this.store, this.changelog)
       this.ruleSet = new RuleSet()
       this.ruleSet.rebuild(this.registryView, this.config.name)
-      this.trust = new TrustPolicy({ admins: this.options.admins ?? this.config.admins, registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self })
-      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust })
+      this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
+      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
       await this.ingestor.load()
       this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
       this.ruleService = this.createRuleService()
@@ -203,6 +210,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         },
         deps: {
           accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
+          clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
           log: this.changelog,
           self: this.self,
           localName: this.config.name,
@@ -277,7 +285,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (this.ruleService.isLocal(r)) involved.add(r.from.platform)
       if (r.from.platform === this.config.name) for (const p of ruleTargets(r, this.registryView)) involved.add(p.name)
     }
-    return this.registryView.platforms().map(p => {
+    return this.registryView.platforms().filter(p => p.revoked !== true).map(p => {
       const c: Candidate = { peerId: p.peerId, addrs: p.addrs, preferred: involved.has(p.name) }
       if (p.region !== undefined) c.region = p.region
       return c
@@ -328,16 +336,21 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const current = this.registryView.platform(name)
     if (current === undefined) throw new NotFoundError(`no platform named "${name}"; list them with "syncmesh platform ls"`, 'PLATFORM_NOT_FOUND')
     if (current.peerId === this.self) throw new InvalidInputError('a node cannot revoke itself; revoke it from another node', 'INVALID_INPUT')
-    const revoked: Platform = { ...current, revoked: true, revokedAfter: this.changelog.vector.get(current.peerId), ...(options.purge === true ? { purge: true } : {}) }
+    // a revocation is permanent: revoking again changes nothing (unless it asks to purge, or revokes earlier)
+    const after = this.changelog.vector.get(current.peerId)
+    if (current.revoked === true && (current.revokedAfter ?? 0) <= after && (current.purge === true || options.purge !== true)) return current
+    const { revoked: _r, revokedAfter: _a, purge: _p, ...bound } = current
+    const revoked: Platform = { ...bound, revoked: true, revokedAfter: after, ...(options.purge === true ? { purge: true } : {}) }
     await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: name, op: 'put', value: revoked as unknown as JsonObject }])
-    return revoked
+    // what the registry holds: every name of the peer id revoked, the lowest revokedAfter of all revocations
+    return this.registryView.platform(name) ?? revoked
   }
 
   private createRuleService (): RuleService {
     this.ingestor.platformOf = (peer) => this.registryView.platformByPeer(peer)?.name
     // under the write lock, before the next transaction: it must see the new platforms, rules and revocations
     this.ingestor.onRegistry = (changes) => {
-      for (const r of changes) this.registryView.apply(r.collection, r.id, r.value)
+      for (const r of changes) this.registryView.apply(r.collection, r.id, r.value, r.from)
       this.disconnectRevoked()
       this.ruleService.registryChanged()
     }
@@ -388,8 +401,15 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const me: Platform = { name: this.config.name, peerId: this.self, addrs }
     if (this.config.region !== undefined) me.region = this.config.region
     const current = this.registryView.platform(me.name)
-    if (current !== undefined && current.peerId !== this.self) {
-      this.log.warn({ name: me.name, other: current.peerId }, `platform name "${me.name}" is registered to another peer (${current.peerId}); this node takes it over: give each node a unique name`)
+    if (this.trust.isRevoked(this.self)) {
+      this.log.error({ name: me.name }, `this node (${this.self}) was revoked: every node refuses it; it does not register itself`)
+      return
+    }
+    const contested = this.registryView.contested().find(c => c.name === me.name)
+    if ((current !== undefined && current.peerId !== this.self) || (contested !== undefined && !contested.peerIds.includes(this.self))) {
+      // no node takes a name bound to another (docs/trust.md): a claim would only contest it
+      this.log.error({ name: me.name, other: current?.peerId ?? contested?.peerIds }, `platform name "${me.name}" belongs to another peer (${current?.peerId ?? contested?.peerIds.join(', ') ?? ''}); this node does not register itself: give each node a unique name, or have a registry admin bind the name to ${this.self}`)
+      return
     }
     // tags are set by operators (platform add --tag): re-registering keeps them, rules target them
     if (current?.tags !== undefined && current.peerId === this.self) me.tags = current.tags
@@ -546,8 +566,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.assertRunning()
     this.trust.assertAdmin()
     const p = validatePlatform(input)
+    if (p.revoked === true) throw new InvalidInputError(`to revoke a platform use "syncmesh platform revoke ${p.name}" (POST /v1/platforms/${p.name}/revoke)`, 'INVALID_PLATFORM')
+    // refused before anything is written when the registry would not hold it (revoked peer id, a name bound to another)
+    this.trust.assertPlatformChange(p.name, p)
     await this.writeLocal([{ collection: PLATFORMS_COLLECTION, id: p.name, op: 'put', value: p as unknown as JsonObject }])
-    return p
+    return this.registryView.platform(p.name) ?? p
   }
 
   private async addRule (input: RuleSpec): Promise<Rule> {
@@ -681,7 +704,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUp: reach.basis !== 'unreachable' && sessionsReady && origins.every(o => o.lag === 0),
       caughtUpBasis: reach.basis,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
-      registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10) },
+      registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
       database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
     }
     if (this.config.region !== undefined) status.region = this.config.region

@@ -214,7 +214,15 @@ export interface NodeStatus {
   /** With 'unreachable': what keeps the node from its peers (e.g. every known peer refused the mesh key). */
   notCaughtUpReason?: string
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
-  registry?: { admins: string[], refused: number, refusals: RegistryRefusal[] }
+  registry?: {
+    admins: string[]
+    refused: number
+    refusals: RegistryRefusal[]
+    /** Names claimed for several peer ids and bound by no admin: they belong to no one (docs/trust.md). */
+    contested?: Array<{ name: string, peerIds: string[] }>
+    /** How far ahead of this node's clock a received entry may be stamped (ms). */
+    maxClockAheadMs?: number
+  }
   /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
   database?: { compactions: number, memtableFlushes: number }
 }
@@ -256,10 +264,13 @@ export interface PeersApi {
 }
 
 export interface RegistryApi {
+  /** Bound and revoked platforms (names claimed for several peer ids are in status().registry.contested). */
   platforms (): Platform[]
+  /** Bind a name to a peer id; returns what the registry holds. Throws NOT_ADMIN, PEER_REVOKED, NAME_TAKEN (docs/trust.md). */
   addPlatform (platform: Platform): Promise<Platform>
+  /** Withdraw this node's binding of a name. Throws NOT_ADMIN, PLATFORM_STILL_CLAIMED when other claims keep it registered. */
   removePlatform (name: string): Promise<boolean>
-  /** Revoke a platform everywhere (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
+  /** Revoke a platform's peer id everywhere, for good, under every name (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
   revokePlatform? (name: string, options?: { purge?: boolean }): Promise<Platform>
   rules (): Rule[]
   addRule (spec: RuleSpec): Promise<Rule>
@@ -328,6 +339,12 @@ export interface SyncNodeOptions {
   targetConnections?: number
   /** Hard cap on open connections. @default 16 */
   maxConnections?: number
+  /**
+   * Entries received stamped further ahead of this node's clock than this
+   * are refused (an offence of the sender that stamped them). Honest nodes'
+   * clocks must differ by less. @default 60000 (config "maxClockAheadMs")
+   */
+  maxClockAheadMs?: number
   /** A pino logger; defaults to a silent one. */
   logger?: import('pino').Logger
   /** Directory that rule transform modules are loaded from (and confined to). @default DATA_DIR/transforms */

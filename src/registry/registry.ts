@@ -1,9 +1,30 @@
 /**
  * The platform registry: platforms and rules, replicated through the logs as
- * records of the reserved collections `$platforms` (id = name) and `$rules`
- * (id = rule id). Every node applies registry entries from every origin, last
- * writer wins, so all nodes converge on the same registry. This class is the
- * in-memory view, rebuilt from the store at start and updated after commits.
+ * entries of the reserved collections `$platforms` (id = name) and `$rules`
+ * (id = rule id). Every node applies registry entries from every origin, so
+ * all nodes converge on the same registry. This class is the in-memory view,
+ * rebuilt from the store at start and updated after commits.
+ *
+ * Rules are last-writer-wins records (only admins write them, when admins are
+ * configured). Platforms are not: who a name belongs to is a security
+ * decision, and no clock decides it (docs/trust.md):
+ *
+ * - every `$platforms` entry is a claim of its writer (the entry's origin);
+ *   the writer's newest one per name counts (by its own log order; a delete
+ *   withdraws it);
+ * - a revocation is permanent and bound to the peer id: every name of that
+ *   peer id is revoked, its claims bind nothing, and no later write (of any
+ *   clock) registers it again; of several revocations the lowest
+ *   `revokedAfter` holds;
+ * - with admins configured, a name belongs to the peer id of the newest admin
+ *   claim (admins are trusted to rebind); without one (never bound, or the
+ *   binding deleted), to the one peer id self-registered under it;
+ * - without admins, to the one peer id that all live claims name;
+ * - claims naming two live peer ids and no admin binding: the name is
+ *   contested and belongs to no one until an admin binds it or one claimant
+ *   is revoked. No timestamp breaks the tie: a claimant chooses its own, and
+ *   while the clock bound refuses one stamped ahead, nothing can refuse one
+ *   stamped behind.
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -11,13 +32,32 @@ import { z } from 'zod'
 import { InvalidInputError } from '../errors.js'
 import { NAME_PATTERN } from '../node/config.js'
 import type { Platform, Rule, RulePatch, RuleSpec, TargetEndpoint } from '../node/types.js'
+import type { ChangeLog } from '../log/changelog.js'
+import { compareHlc } from '../log/hlc.js'
+import type { Hlc } from '../log/hlc.js'
+import { decodeJson, encodeJson } from '../store/db.js'
 import type { Store } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { checkCollection, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord } from '../store/records.js'
 import type { JsonObject } from '../node/types.js'
 
 const MAX_ADDRS = 16
+/** `$platforms` entries read per origin and trip at start. */
+const LOAD_CHUNK = 500
+
+function parseJsonObject (bytes: Uint8Array): JsonObject | undefined {
+  try {
+    const v: unknown = JSON.parse(new TextDecoder().decode(bytes))
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as JsonObject : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export function encodeRevocation (r: Revocation): Uint8Array {
+  return encodeJson(r.purge === true ? { revokedAfter: r.revokedAfter, purge: true } : { revokedAfter: r.revokedAfter })
+}
 
 function firstIssue (err: z.ZodError): string {
   const i = err.issues[0]
@@ -159,36 +199,238 @@ export function redactRule (rule: Rule): Rule {
 
 export const REDACTED = '(redacted)'
 
-export class Registry {
-  private readonly platformsByName = new Map<string, Platform>()
-  private readonly rulesById = new Map<string, Rule>()
+/** A claim's source: the registry entry that made it. */
+export interface ClaimSource {
+  origin: string
+  seq: number
+  hlc: Hlc
+}
 
-  async load (store: Store): Promise<void> {
-    for (const [collection, apply] of [[PLATFORMS_COLLECTION, this.setPlatform.bind(this)], [RULES_COLLECTION, this.setRule.bind(this)]] as const) {
-      const prefix = keys.recordPrefix(collection)
-      for await (const [key, value] of store.db.iterator(prefixRange(prefix))) {
-        apply(keySuffix(key, prefix), decodeRecord(value).value)
+/** The newest `$platforms` entry of one writer for one name (`value` undefined: withdrawn). */
+interface PlatformClaim extends ClaimSource {
+  value?: Platform
+}
+
+export interface Revocation {
+  peerId: string
+  revokedAfter: number
+  purge?: boolean
+}
+
+/** A name claimed for several peer ids and bound by no admin: it belongs to no one. */
+export interface ContestedName {
+  name: string
+  peerIds: string[]
+}
+
+const REVOKED_PREFIX = keys.meta(`revoked${SEP}`)
+/** Where a revocation is kept: it must outlive the log entry that made it (superseded entries are compacted). */
+export function revocationKey (peerId: string): string {
+  return `${REVOKED_PREFIX}${peerId}`
+}
+
+function newer (a: ClaimSource, b: ClaimSource): boolean {
+  const c = compareHlc(a.hlc, b.hlc)
+  return c !== 0 ? c > 0 : a.origin > b.origin
+}
+
+/**
+ * Why `entry` (a `$platforms` entry) may not be applied, or undefined.
+ * Without admins anyone may write a claim; with admins a non-admin may only
+ * register itself (its own peer id, under the entry's name, not revoked) or
+ * withdraw its own claim.
+ */
+export function platformWriteRefusal (admins: ReadonlySet<string>, entry: { origin: string, id: string, op: 'put' | 'del' }, value: JsonObject | undefined): string | undefined {
+  if (admins.size === 0 || admins.has(entry.origin) || entry.op === 'del') return undefined
+  if (value !== undefined && value.peerId === entry.origin && value.name === entry.id && value.revoked !== true) return undefined
+  return `${entry.origin} is not a registry admin`
+}
+
+/** The platform of a claim entry's value, or undefined when it is malformed or not under the entry's name. */
+function claimValue (name: string, value: JsonObject | undefined): Platform | undefined {
+  if (value === undefined) return undefined
+  try {
+    const p = validatePlatform(value)
+    return p.name === name ? p : undefined
+  } catch {
+    return undefined // a malformed registry entry (from a buggy or newer peer) is not applied
+  }
+}
+
+export class Registry {
+  private readonly admins: ReadonlySet<string>
+  /** name → writer → its newest claim */
+  private readonly claims = new Map<string, Map<string, PlatformClaim>>()
+  private readonly revoked = new Map<string, Revocation>()
+  /** What the claims and revocations resolve to: bound (or revoked) names. */
+  private readonly platformsByName = new Map<string, Platform>()
+  private readonly contestedNames = new Map<string, string[]>()
+  private readonly rulesById = new Map<string, Rule>()
+  /** Claims applied without a source (callers that predate claims): one anonymous writer, in arrival order. */
+  private anonymousSeq = 0
+
+  constructor (init: { admins?: Iterable<string> } = {}) {
+    this.admins = new Set(init.admins ?? [])
+  }
+
+  /**
+   * Rebuild from the store: rules from their records; platform claims from
+   * every origin's log (its newest `$platforms` entry per name) and from the
+   * platform records earlier releases kept; revocations from where they are
+   * kept, and from those claims (kept from now on).
+   */
+  async load (store: Store, changelog?: ChangeLog): Promise<void> {
+    const rules = keys.recordPrefix(RULES_COLLECTION)
+    for await (const [key, value] of store.db.iterator(prefixRange(rules))) this.setRule(keySuffix(key, rules), decodeRecord(value).value)
+    for await (const [key, value] of store.db.iterator(prefixRange(REVOKED_PREFIX))) {
+      const r = decodeJson<{ revokedAfter?: number, purge?: boolean }>(value)
+      this.addRevocation(keySuffix(key, REVOKED_PREFIX), r.revokedAfter ?? 0, r.purge === true)
+    }
+    const persisted = new Set(this.revoked.keys())
+    // records of earlier releases: each was the last writer's entry
+    const legacy = keys.recordPrefix(PLATFORMS_COLLECTION)
+    for await (const [key, bytes] of store.db.iterator(prefixRange(legacy))) {
+      const state = decodeRecord(bytes)
+      const name = keySuffix(key, legacy)
+      const { origin, seq, hlc } = state.version
+      if (platformWriteRefusal(this.admins, { origin, id: name, op: state.value === undefined ? 'del' : 'put' }, state.value) !== undefined) continue
+      this.addClaim(name, { origin, seq, hlc }, state.value)
+    }
+    if (changelog !== undefined) {
+      for (const origin of [...changelog.vector.origins()]) {
+        let after: string | undefined
+        for (;;) {
+          const chunk = await changelog.readCollectionChunk(origin, PLATFORMS_COLLECTION, after, LOAD_CHUNK)
+          for (const e of chunk.entries) {
+            const value = e.op === 'put' && e.value !== undefined ? parseJsonObject(e.value) : undefined
+            if (e.op === 'put' && value === undefined) continue
+            if (platformWriteRefusal(this.admins, e, value) !== undefined) continue
+            this.addClaim(e.id, e, value)
+          }
+          if (chunk.scanned < LOAD_CHUNK || chunk.lastId === undefined) break
+          after = chunk.lastId
+        }
       }
     }
+    const found = [...this.revoked.values()].filter(r => !persisted.has(r.peerId))
+    if (found.length > 0) await store.db.batch(found.map(r => ({ type: 'put' as const, key: revocationKey(r.peerId), value: encodeRevocation(r) })))
+    this.resolveAll()
   }
 
-  /** Apply a committed registry record (value undefined = removed). Invalid records are ignored. */
-  apply (collection: string, id: string, value: JsonObject | undefined): void {
-    if (collection === PLATFORMS_COLLECTION) this.setPlatform(id, value)
-    else if (collection === RULES_COLLECTION) this.setRule(id, value)
-  }
-
-  private setPlatform (name: string, value: JsonObject | undefined): void {
-    if (value === undefined) {
-      this.platformsByName.delete(name)
+  /**
+   * Apply a committed registry change (value undefined = removed or
+   * withdrawn). `from` is the entry that made it; without it, platform
+   * changes count as one anonymous writer's, in the order applied.
+   */
+  apply (collection: string, id: string, value: JsonObject | undefined, from?: ClaimSource): void {
+    if (collection === RULES_COLLECTION) {
+      this.setRule(id, value)
       return
     }
-    try {
-      const p = validatePlatform(value)
-      if (p.name === name) this.platformsByName.set(name, p)
-    } catch {
-      // a malformed registry record (from a buggy or newer peer) is not applied
+    if (collection !== PLATFORMS_COLLECTION) return
+    const source = from ?? { origin: '', seq: ++this.anonymousSeq, hlc: { wall: this.anonymousSeq, logical: 0 } }
+    if (this.addClaim(id, source, value)) this.resolveAll()
+    else this.resolve(id)
+  }
+
+  /** Record a claim (the writer's newer entry replaces its older one); true when it revoked a peer id anew. */
+  private addClaim (name: string, from: ClaimSource, value: JsonObject | undefined): boolean {
+    const platform = claimValue(name, value)
+    if (value !== undefined && platform === undefined) return false
+    let byWriter = this.claims.get(name)
+    if (byWriter === undefined) this.claims.set(name, byWriter = new Map())
+    const current = byWriter.get(from.origin)
+    if (current === undefined || from.seq > current.seq) {
+      const claim: PlatformClaim = { origin: from.origin, seq: from.seq, hlc: from.hlc }
+      if (platform !== undefined) claim.value = platform
+      byWriter.set(from.origin, claim)
     }
+    if (platform?.revoked === true) return this.addRevocation(platform.peerId, platform.revokedAfter ?? 0, platform.purge === true)
+    return false
+  }
+
+  /** Revoke a peer id for good (the lowest `revokedAfter` holds); true when this changed anything. */
+  private addRevocation (peerId: string, revokedAfter: number, purge: boolean): boolean {
+    const current = this.revoked.get(peerId)
+    const next: Revocation = { peerId, revokedAfter: Math.min(revokedAfter, current?.revokedAfter ?? revokedAfter) }
+    if (purge || current?.purge === true) next.purge = true
+    if (current !== undefined && current.revokedAfter === next.revokedAfter && current.purge === next.purge) return false
+    this.revoked.set(peerId, next)
+    return true
+  }
+
+  private resolveAll (): void {
+    for (const name of this.claims.keys()) this.resolve(name)
+  }
+
+  private resolve (name: string): void {
+    const { platform, contested } = this.resolveClaims(name, this.claims.get(name))
+    if (platform !== undefined) this.platformsByName.set(name, platform)
+    else this.platformsByName.delete(name)
+    if (contested !== undefined) this.contestedNames.set(name, contested)
+    else this.contestedNames.delete(name)
+  }
+
+  /** What a name's claims resolve to (see the top of this file). */
+  private resolveClaims (name: string, claims: Map<string, PlatformClaim> | undefined): { platform?: Platform, contested?: string[] } {
+    if (claims === undefined) return {}
+    const usable = [...claims.values()].filter(c => !this.revoked.has(c.origin))
+    const withAdmins = this.admins.size > 0
+    if (withAdmins) {
+      let latest: PlatformClaim | undefined
+      for (const c of usable) if (this.admins.has(c.origin) && (latest === undefined || newer(c, latest))) latest = c
+      if (latest?.value !== undefined) {
+        const peerId = latest.value.peerId
+        // the bound node's own newer registration updates its addresses and region; tags are the admin's
+        const own = claims.get(peerId)
+        const base = own?.value !== undefined && own.value.peerId === peerId && newer(own, latest) && !this.revoked.has(peerId) ? own.value : latest.value
+        return { platform: this.decorate(name, base, peerId, latest.value.tags) }
+      }
+    }
+    const byPeer = new Map<string, PlatformClaim>()
+    let revokedClaim: PlatformClaim | undefined
+    for (const c of usable) {
+      if (c.value === undefined || (withAdmins && this.admins.has(c.origin))) continue
+      const peerId = c.value.peerId
+      if (this.revoked.has(peerId)) {
+        if (revokedClaim === undefined || newer(c, revokedClaim)) revokedClaim = c
+        continue
+      }
+      const cur = byPeer.get(peerId)
+      if (cur === undefined || newer(c, cur)) byPeer.set(peerId, c)
+    }
+    if (byPeer.size > 1) return { contested: [...byPeer.keys()].sort() }
+    const [claim] = byPeer.size === 1 ? byPeer.values() : [revokedClaim]
+    if (claim?.value === undefined) return {}
+    // with admins, tags (which rules may target) are set by admins only
+    return { platform: this.decorate(name, claim.value, claim.value.peerId, withAdmins ? undefined : claim.value.tags) }
+  }
+
+  private decorate (name: string, value: Platform, peerId: string, tags: string[] | undefined): Platform {
+    const out: Platform = { name, peerId, addrs: value.addrs }
+    if (value.region !== undefined) out.region = value.region
+    if (tags !== undefined) out.tags = tags
+    const r = this.revoked.get(peerId)
+    if (r !== undefined) {
+      out.revoked = true
+      out.revokedAfter = r.revokedAfter
+      if (r.purge === true) out.purge = true
+    }
+    return out
+  }
+
+  /**
+   * What the registry would hold for `p.name` if `writer` wrote `p` (or,
+   * with `p` undefined, deleted its claim): the API refuses a change that
+   * would not take effect as asked.
+   */
+  preview (name: string, writer: string, p: Platform | undefined): { platform?: Platform, contested?: string[] } {
+    const claims = new Map(this.claims.get(name) ?? [])
+    const current = claims.get(writer)
+    const claim: PlatformClaim = { origin: writer, seq: (current?.seq ?? 0) + 1, hlc: { wall: Number.MAX_SAFE_INTEGER, logical: 0 } }
+    if (p !== undefined) claim.value = p
+    claims.set(writer, claim)
+    return this.resolveClaims(name, claims)
   }
 
   private setRule (id: string, value: JsonObject | undefined): void {
@@ -203,10 +445,11 @@ export class Registry {
       if (typeof updatedAt === 'string') rule.updatedAt = updatedAt
       this.rulesById.set(id, rule)
     } catch {
-      // ignored, as above
+      // a malformed registry record (from a buggy or newer peer) is not applied
     }
   }
 
+  /** Bound and revoked platforms (contested names are not listed: see contested()). */
   platforms (): Platform[] {
     return [...this.platformsByName.values()].sort((a, b) => a.name.localeCompare(b.name))
   }
@@ -215,9 +458,30 @@ export class Registry {
     return this.platformsByName.get(name)
   }
 
+  /** A platform of the peer id (the first by name when it has several). */
   platformByPeer (peerId: string): Platform | undefined {
-    for (const p of this.platformsByName.values()) if (p.peerId === peerId) return p
-    return undefined
+    let found: Platform | undefined
+    for (const p of this.platformsByName.values()) if (p.peerId === peerId && (found === undefined || p.name < found.name)) found = p
+    return found
+  }
+
+  /** Names claimed for several peer ids that no admin has bound. */
+  contested (): ContestedName[] {
+    return [...this.contestedNames].map(([name, peerIds]) => ({ name, peerIds })).sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** The revocation of a peer id, whatever name it was revoked under. */
+  revocation (peerId: string): Revocation | undefined {
+    return this.revoked.get(peerId)
+  }
+
+  isRevoked (peerId: string): boolean {
+    return this.revoked.has(peerId)
+  }
+
+  /** Admin configuration the registry resolves with. */
+  get adminSet (): ReadonlySet<string> {
+    return this.admins
   }
 
   rules (): Rule[] {

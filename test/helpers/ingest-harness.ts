@@ -114,7 +114,7 @@ export class Harness {
     this.log = new ChangeLog(this.store)
     await this.log.load()
     this.registry = new Registry()
-    await this.registry.load(this.store)
+    await this.registry.load(this.store, this.log)
     this.rules = new RuleSet()
     this.modules = new ModuleCache(join(this.dir, 'transforms'))
     this.rebuildRules()
@@ -152,7 +152,7 @@ export class Harness {
   /** What SyncNode.afterIngest does with registry changes (modules loaded too); returns the rules that are new or changed. */
   private async afterIngest (result: IngestResult | undefined): Promise<CompiledRule[]> {
     if (result === undefined || result.registry.length === 0) return []
-    for (const r of result.registry) this.registry.apply(r.collection, r.id, r.value)
+    for (const r of result.registry) this.registry.apply(r.collection, r.id, r.value, r.from)
     const changed = this.rebuildRules()
     const more = await this.reloadModules()
     return [...changed.filter(c => this.rules.get(c.rule.id) === c), ...more]

@@ -4,7 +4,7 @@
  * exactly the frames they script, and to see exactly what a node sends.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Connection } from '@libp2p/interface'
+import type { Connection, PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import { VersionVector } from '../../src/log/vector.js'
@@ -32,8 +32,9 @@ export class RawPeer {
     this.key = key
   }
 
-  async start (): Promise<void> {
-    const privateKey = await generateKeyPair('Ed25519')
+  /** Start with a new identity, or with `identity` (a test playing a member whose key it holds). */
+  async start (identity?: PrivateKey): Promise<void> {
+    const privateKey = identity ?? await generateKeyPair('Ed25519')
     this.host = await createHost({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
     this.auth = new MeshAuth(this.host, {
       keys: [this.key],

@@ -10,7 +10,7 @@ import type { MetricsServer } from '../../api/metrics-server.js'
 import type { ApiServer } from '../../api/server.js'
 import { loadTokens, rotateToken } from '../../api/tokens.js'
 import { SyncmeshError } from '../../errors.js'
-import { API_FILE, generateMeshKey, initDataDir, loadConfig, writeApiFile } from '../../node/config.js'
+import { API_FILE, generateMeshKey, initDataDir, loadConfig, MAX_CLOCK_AHEAD_MS, MIN_CLOCK_AHEAD_MS, writeApiFile } from '../../node/config.js'
 import { resolveStartKey } from '../../node/keyring.js'
 import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
 import { addJsonOption, collect, parseHostPort, UsageError } from '../common.js'
@@ -68,6 +68,7 @@ export function registerNodeCommands (program: Command): void {
       .option('--log-format <format>', 'json (one JSON object per line) or pretty (human-readable) (default: config "logFormat", else json)')
       .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
+      .option('--max-clock-ahead-ms <ms>', `refuse entries stamped further ahead of this node's clock (default: config "maxClockAheadMs", else 60000)`)
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
   })
@@ -90,6 +91,7 @@ interface StartOptions extends JsonOption {
   config?: string
   logLevel?: string
   logFormat?: string
+  maxClockAheadMs?: string
 }
 
 function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
@@ -169,6 +171,13 @@ async function runStart (opts: StartOptions): Promise<void> {
   const bootstrap = opts.bootstrap != null && opts.bootstrap.length > 0 ? opts.bootstrap : config.bootstrap ?? []
   const targetConnections = parseCount(opts.targetPeers, '--target-peers', 0)
   const maxConnections = parseCount(opts.maxPeers, '--max-peers', 1)
+  let maxClockAheadMs: number | undefined
+  if (opts.maxClockAheadMs !== undefined) {
+    maxClockAheadMs = Number(opts.maxClockAheadMs)
+    if (!Number.isInteger(maxClockAheadMs) || maxClockAheadMs < MIN_CLOCK_AHEAD_MS || maxClockAheadMs > MAX_CLOCK_AHEAD_MS) {
+      throw new UsageError(`--max-clock-ahead-ms must be an integer from ${MIN_CLOCK_AHEAD_MS} to ${MAX_CLOCK_AHEAD_MS}, got "${opts.maxClockAheadMs}"`)
+    }
+  }
   await checkApiPort(api.host, api.port)
   const logger = await createLogger({
     level: opts.logLevel ?? config.logLevel ?? process.env.SYNCMESH_LOG_LEVEL,
@@ -182,7 +191,7 @@ async function runStart (opts: StartOptions): Promise<void> {
   const { startApiServer } = await import('../../api/server.js')
   let node: Awaited<ReturnType<typeof createSyncNode>>
   try {
-    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}) })
+    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}), ...(maxClockAheadMs !== undefined ? { maxClockAheadMs } : {}) })
   } catch (err) {
     throw startFailure(err, listen)
   }

@@ -60,6 +60,12 @@ export interface SessionDeps {
   /** The peer sent something forged or tampered with (it is disconnected). */
   onOffence?: (reason: string) => void
   /**
+   * Why entries of `origin` received from `peer` are stamped too far ahead
+   * of this node's clock to be accepted (see TrustPolicy.clockAhead), and
+   * whether that is the sender's offence; undefined: accepted.
+   */
+  clockAhead?: (peer: string, origin: string, entries: LogEntry[]) => { reason: string, offence: boolean } | undefined
+  /**
    * How far runs of `origin` were accepted for storing: verified and handed
    * to the ingestor in order, each continuing the last (the session counts
    * what is held on top). Shared by all sessions (see SyncService.accepted).
@@ -125,6 +131,8 @@ export class SyncSession {
   private helloReceived = false
   private closed = false
   private readonly gapReported = new Map<string, number>()
+  /** Origins whose relayed entries were last refused as stamped ahead of our clock (warned once until accepted). */
+  private readonly clockRefused = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
 
   constructor (stream: Stream, peer: string, initiator: string, deps: SessionDeps) {
@@ -361,13 +369,32 @@ export class SyncSession {
       this.grant()
       return
     }
+    // a revoked origin's entries beyond its revocation are dropped unverified by ingest
+    const accepts = this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false
     try {
-      // a revoked origin's entries beyond its revocation are dropped unverified by ingest
-      if (this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+      if (accepts) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
     } catch (err) {
       if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
       throw err
     }
+    // every received entry: none stamped further ahead of this node's clock than the bound
+    const ahead = accepts ? this.deps.clockAhead?.(this.peer, msg.origin, msg.entries) : undefined
+    if (ahead !== undefined) {
+      if (ahead.offence) {
+        this.deps.onOffence?.(ahead.reason)
+        throw new ProtocolError(ahead.reason, 'CLOCK_AHEAD')
+      }
+      // relayed, and possibly by an honest relay whose clock is ahead of ours: not stored now; the
+      // peer sends the run again after our next Vector (anti-entropy), by when our clock has moved on
+      if (!this.clockRefused.has(msg.origin)) {
+        if (this.clockRefused.size >= 1000) this.clockRefused.clear()
+        this.clockRefused.add(msg.origin)
+        this.deps.logger.warn({ peer: this.peer, origin: msg.origin }, `not storing entries of ${msg.origin} from ${this.peer} yet: ${ahead.reason}`)
+      }
+      this.grant()
+      return
+    }
+    this.clockRefused.delete(msg.origin)
     // a run that continues what is accepted will be stored (batches reach the ingestor in the order
     // they are accepted): later copies are duplicates, and the other peers are told now, not once it is
     // stored, since under load it may wait here a while and meanwhile they would send it too (a run
