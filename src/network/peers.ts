@@ -22,6 +22,7 @@ import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
 import { OFFENCE_LIMIT, OFFENCE_WINDOW_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
+import type { Offence } from './sync/checks.js'
 import type { PeerCounters } from './sync/session.js'
 
 interface PersistedPeer {
@@ -51,6 +52,28 @@ interface PeerState extends PeerCounters {
   dialing: boolean
   offences?: number[]
   offenceCount?: number
+  /** Offences per check code (see src/network/sync/checks.ts). */
+  offencesByCheck?: Map<string, number>
+  lastOffence?: OffenceRecord
+  bannedUntil?: number
+}
+
+/** The last offence of a peer: which check failed, on which origin and range, and when. */
+export interface OffenceRecord {
+  check: string
+  origin: string
+  fromSeq: number
+  toSeq: number
+  reason: string
+  at: string
+}
+
+/** Offences and bans on this node since it started, per check. */
+export interface OffenceTotals {
+  total: number
+  byCheck: Record<string, number>
+  bans: number
+  bansByCheck: Record<string, number>
 }
 
 export function parseMultiaddr (text: string): Multiaddr {
@@ -179,19 +202,43 @@ export class PeerManager {
     if (s.persisted) this.persist(s).catch(() => {})
   }
 
+  private readonly offencesSeen = new Map<string, number>()
+  private readonly bansSeen = new Map<string, number>()
+
   /**
    * The peer sent forged or tampered data. Returns true when it has offended
    * OFFENCE_LIMIT times within OFFENCE_WINDOW_MS, i.e. should be refused for a while.
    */
-  offence (peer: string, reason: string): boolean {
+  offence (peer: string, o: Offence): boolean {
     const s = this.state(peer)
     const now = Date.now()
     s.offences = (s.offences ?? []).filter(t => now - t < OFFENCE_WINDOW_MS)
     s.offences.push(now)
     s.offenceCount = (s.offenceCount ?? 0) + 1
-    s.lastError = `sent invalid data: ${reason}`
-    this.log.warn({ peer, reason, offences: s.offences.length }, `peer ${peer} sent invalid data (${reason}); nothing of it was stored`)
+    s.offencesByCheck ??= new Map()
+    s.offencesByCheck.set(o.check, (s.offencesByCheck.get(o.check) ?? 0) + 1)
+    this.offencesSeen.set(o.check, (this.offencesSeen.get(o.check) ?? 0) + 1)
+    s.lastOffence = { check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, reason: o.reason, at: new Date(now).toISOString() }
+    s.lastError = `sent invalid data [${o.check}] of origin ${o.origin}, batch (${o.fromSeq}, ${o.toSeq}]: ${o.reason}`
+    this.log.warn({ peer, check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, reason: o.reason, offences: s.offences.length }, `peer ${peer} sent invalid data [${o.check}] in batch (${o.fromSeq}, ${o.toSeq}] of origin ${o.origin} (${o.reason}); nothing of it was stored (${s.offences.length} of ${OFFENCE_LIMIT} offences before it is refused)`)
     return s.offences.length >= OFFENCE_LIMIT
+  }
+
+  /** The peer is refused for `ms` after repeated offences, the last one `o`. */
+  banned (peer: string, ms: number, o: Offence): void {
+    const s = this.state(peer)
+    s.bannedUntil = Date.now() + ms
+    this.bansSeen.set(o.check, (this.bansSeen.get(o.check) ?? 0) + 1)
+    s.lastError = `refused until ${new Date(s.bannedUntil).toISOString()} after ${OFFENCE_LIMIT} offences; last: [${o.check}] of origin ${o.origin}, batch (${o.fromSeq}, ${o.toSeq}]: ${o.reason}`
+    this.log.warn({ peer, check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, banMinutes: ms / 60_000 }, `refusing peer ${peer} for ${ms / 60_000} minutes after ${OFFENCE_LIMIT} offences within ${OFFENCE_WINDOW_MS / 60_000} minutes; the last: [${o.check}] in batch (${o.fromSeq}, ${o.toSeq}] of origin ${o.origin}`)
+  }
+
+  /** Offences and bans since the node started, per check (status, /metrics). */
+  offenceTotals (): OffenceTotals {
+    const byCheck = Object.fromEntries([...this.offencesSeen].sort())
+    const bansByCheck = Object.fromEntries([...this.bansSeen].sort())
+    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0)
+    return { total: sum(this.offencesSeen), byCheck, bans: sum(this.bansSeen), bansByCheck }
   }
 
   /** Close every connection to `peer` (it may reconnect; see offence()). */
@@ -279,6 +326,9 @@ export class PeerManager {
     if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
     if (s.lastError !== undefined) info.lastError = s.lastError
     if (s.offenceCount !== undefined) info.offences = s.offenceCount
+    if (s.offencesByCheck !== undefined) info.offencesByCheck = Object.fromEntries([...s.offencesByCheck].sort())
+    if (s.lastOffence !== undefined) info.lastOffence = s.lastOffence
+    if (s.bannedUntil !== undefined && s.bannedUntil > Date.now()) info.bannedUntil = new Date(s.bannedUntil).toISOString()
     return info
   }
 
