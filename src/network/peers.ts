@@ -4,6 +4,13 @@
  * - Peers an operator added are persisted and redialled (at start and after
  *   every disconnect, with exponential backoff) up to the connection cap,
  *   whatever other connections the node has; so are bootstrap addresses.
+ * - A healed link comes back within a few seconds: the backoff of a peer that
+ *   went away less than FAST_REDIAL_FOR_MS ago is capped at
+ *   FAST_REDIAL_MAX_MS (with jitter), and starts over on any sign of life (a
+ *   connection from it, its log advancing through another peer). The
+ *   accepting side redials too: a platform it shares a rule with, once linked,
+ *   is redialled like an operator-added peer (at its registry addresses).
+ *   A link the other side keeps closing soon after it opens backs off.
  * - Platforms in the replicated registry publish their addresses; the node
  *   dials them until it has `targetConnections`, preferring the platforms its
  *   rules involve, then regions it is not yet connected to.
@@ -50,6 +57,14 @@ interface PeerState extends PeerCounters {
   nextDial: number
   backoff: number
   dialing: boolean
+  /** Had an authenticated connection since this node started (the accepting side redials it, see tick). */
+  linked?: boolean
+  /** When its last connection opened / closed, and how many links in a row lasted under FLAP_MS. */
+  openedAt?: number
+  downSince?: number
+  flaps?: number
+  /** Last sign of life acted on (see signOfLife). */
+  lifeAt?: number
   offences?: number[]
   offenceCount?: number
   /** Offences per check code (see src/network/sync/checks.ts). */
@@ -74,6 +89,17 @@ export interface OffenceTotals {
   byCheck: Record<string, number>
   bans: number
   bansByCheck: Record<string, number>
+}
+
+/** Backoff cap of a peer that went away less than FAST_REDIAL_FOR_MS ago (before: REDIAL_MAX_MS). */
+export const FAST_REDIAL_MAX_MS = 5_000
+export const FAST_REDIAL_FOR_MS = 10 * 60_000
+/** A link that closes sooner than this after it opened counts as a flap: the next redial waits longer. */
+const FLAP_MS = 10_000
+
+/** `ms` ± 25 %: peers that lost each other at the same moment do not dial at the same moment. */
+function jitter (ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5))
 }
 
 export function parseMultiaddr (text: string): Multiaddr {
@@ -137,16 +163,58 @@ export class PeerManager {
     this.timer = setInterval(() => this.tick(), 250)
     this.timer.unref()
     this.host.addEventListener('connection:open', this.onOpen)
+    this.host.addEventListener('connection:close', this.onClose)
     this.tick()
   }
 
   stop (): void {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.host.removeEventListener('connection:open', this.onOpen)
+    this.host.removeEventListener('connection:close', this.onClose)
   }
 
   private readonly onOpen = (): void => {
     this.enforceCap()
+  }
+
+  /** The last connection to a peer closed: when to dial it again. */
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    const peer = evt.detail.remotePeer.toString()
+    const s = this.peers.get(peer)
+    if (s === undefined || this.host.getConnections().some(c => c.remotePeer.toString() === peer && c.status === 'open')) return
+    const now = Date.now()
+    s.downSince ??= now
+    if (s.openedAt !== undefined) {
+      s.flaps = now - s.openedAt < FLAP_MS ? (s.flaps ?? 0) + 1 : 0
+      s.openedAt = undefined
+    }
+    // a link the other side keeps closing right after it opens (it is full, or refuses us) is not redialled at once
+    s.backoff = (s.flaps ?? 0) > 0 ? Math.min(FAST_REDIAL_MAX_MS * 2 ** ((s.flaps ?? 1) - 1), REDIAL_MAX_MS) : REDIAL_MIN_MS
+    s.nextDial = Math.max(s.nextDial, now + jitter(s.backoff))
+  }
+
+  /** Backoff cap for `s` now: a few seconds for a peer that went away recently, REDIAL_MAX_MS after that. */
+  private redialCap (s: PeerState, now: number): number {
+    return now - (s.downSince ?? now) < FAST_REDIAL_FOR_MS ? FAST_REDIAL_MAX_MS : REDIAL_MAX_MS
+  }
+
+  /**
+   * `peer` is alive (its log advanced here through another peer, or it
+   * published new addresses): if it is not connected, dial it soon, with the
+   * backoff started over. At most once per FAST_REDIAL_MAX_MS per peer, so a
+   * peer alive but unreachable from here is not dialled more often than that.
+   */
+  signOfLife (peer: string): void {
+    const s = this.peers.get(peer)
+    if (s === undefined || s.dialing || !(s.persisted || s.linked === true)) return
+    const now = Date.now()
+    if (now - (s.lifeAt ?? 0) < FAST_REDIAL_MAX_MS) return
+    if (this.host.getConnections().some(c => c.remotePeer.toString() === peer)) return
+    s.lifeAt = now
+    s.backoff = REDIAL_MIN_MS
+    s.flaps = 0
+    s.downSince = now
+    s.nextDial = Math.min(s.nextDial, now + jitter(REDIAL_MIN_MS))
   }
 
   /**
@@ -173,6 +241,7 @@ export class PeerManager {
       const s = this.state(peer)
       // do not dial it straight back
       s.nextDial = Date.now() + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+      s.linked = false
       this.log.debug({ peer, max: this.maxConnections }, 'closing a connection above the connection cap')
       for (const c of conns) if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
     }
@@ -197,6 +266,9 @@ export class PeerManager {
     s.lastSeen = new Date().toISOString()
     s.backoff = REDIAL_MIN_MS
     s.lastError = undefined
+    s.linked = true
+    s.openedAt ??= Date.now()
+    s.downSince = undefined
     const addr = connection.remoteAddr.toString()
     if (connection.direction === 'outbound' && s.addrs.length === 0) s.addrs = [addr]
     if (s.persisted) this.persist(s).catch(() => {})
@@ -243,6 +315,8 @@ export class PeerManager {
 
   /** Close every connection to `peer` (it may reconnect; see offence()). */
   disconnect (peer: string): void {
+    const s = this.peers.get(peer)
+    if (s !== undefined) s.linked = false
     for (const c of this.host.getConnections()) {
       if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
     }
@@ -251,6 +325,7 @@ export class PeerManager {
   rejected (peer: string, reason: string): void {
     const s = this.state(peer)
     s.lastError = reason
+    s.linked = false
     s.nextDial = Date.now() + (s.backoff = Math.min(s.backoff * 4, REDIAL_MAX_MS))
   }
 
@@ -287,7 +362,10 @@ export class PeerManager {
   async remove (peer: string): Promise<boolean> {
     const s = this.peers.get(peer)
     const known = s?.persisted === true
-    if (s !== undefined) s.persisted = false
+    if (s !== undefined) {
+      s.persisted = false
+      s.linked = false
+    }
     await this.store.db.del(keys.peer(peer))
     await this.host.hangUp(this.peerIdObject(peer)).catch(() => {})
     return known
@@ -343,14 +421,16 @@ export class PeerManager {
     this.host.dial(addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
       .then(() => { s.lastError = undefined })
       .catch((err: Error) => {
+        const now = Date.now()
         // this node's own refusal of the peer (still in force) says less than what caused it: keep that
         if (s.lastError === undefined || !err.message.includes('gater')) s.lastError = err.message
-        s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
+        s.downSince ??= now
+        s.backoff = Math.min(s.backoff * 2, this.redialCap(s, now))
         this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
       })
       .finally(() => {
         s.dialing = false
-        s.nextDial = Date.now() + s.backoff
+        s.nextDial = Math.max(s.nextDial, Date.now() + jitter(s.backoff))
       })
   }
 
@@ -386,6 +466,7 @@ export class PeerManager {
     const victim = pool[Math.floor(Math.random() * pool.length)]
     const s = this.state(victim)
     s.nextDial = now + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+    s.linked = false
     this.log.debug({ peer: victim }, 'full: dropping a random connection so the mesh stays connected')
     for (const c of this.host.getConnections()) if (c.remotePeer.toString() === victim) c.close().catch((err: Error) => c.abort(err))
   }
@@ -411,6 +492,16 @@ export class PeerManager {
       if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
       if (connected.size + dialing >= this.maxConnections) break
       this.dialState(s, s.addrs)
+      dialing++
+    }
+    // 1b. the accepting side of a link to a platform it shares a rule with redials it too (at the
+    // platform's registry addresses): a healed link then comes back from whichever side sees it first
+    for (const c of this.candidates()) {
+      if (!c.preferred || c.peerId === self || c.addrs.length === 0 || connected.has(c.peerId)) continue
+      const s = this.peers.get(c.peerId)
+      if (s === undefined || s.persisted || s.linked !== true || s.dialing || now < s.nextDial) continue
+      if (connected.size + dialing >= this.maxConnections) break
+      this.dialState(s, c.addrs.map(a => peerIdOf(multiaddr(a)) === undefined ? `${a}/p2p/${c.peerId}` : a))
       dialing++
     }
     // 2. bootstrap addresses

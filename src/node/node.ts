@@ -302,6 +302,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.ruleService.afterCommit(result)
     const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
     if (advanced.length > 0) this.sync?.stored(advanced)
+    // the origin's log advanced (through some peer): it is alive, a link to it that is down may heal now
+    if (result.advanced !== undefined && result.advanced.origin !== this.self) this.peerManager?.signOfLife(result.advanced.origin)
   }
 
   private readonly purging = new Set<string>()
