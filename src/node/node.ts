@@ -724,9 +724,21 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.sync.resetAccepted(origin, this.changelog.held(origin))
     for (const [peer, session] of this.sync.sessions) {
       if (peer === stall?.peer || session.announced.get(origin) <= held) continue
-      if (this.sync.restart(peer)) stall?.asked.push(peer)
+      // one restart per peer per ASK_AGAIN_MS, however many of its origins are asked for
+      if (now - (this.restartedAt.get(peer) ?? 0) < ASK_AGAIN_MS) {
+        stall?.asked.push(peer)
+        continue
+      }
+      if (!this.sync.restart(peer)) continue
+      this.restartedAt.set(peer, now)
+      stall?.asked.push(peer)
     }
+    for (const [peer, at] of this.restartedAt) if (now - at >= ASK_AGAIN_MS) this.restartedAt.delete(peer)
+    for (const [o, at] of this.askedAt) if (now - at >= ASK_AGAIN_MS) this.askedAt.delete(o)
   }
+
+  /** Per peer, when its session was last restarted by askFor. */
+  private readonly restartedAt = new Map<string, number>()
 
   async status (): Promise<NodeStatus> {
     this.assertRunning()
