@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ChangeLog } from '../src/log/changelog.js'
 import type { EntryRun } from '../src/log/changelog.js'
-import { decodeEntry } from '../src/log/entry.js'
+import { decodeEntry, encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { decodeCert, RunSigner, SignatureError, verifyRuns } from '../src/log/signing.js'
 import { batchEndCheck, offenceCheckOf, sendableRun } from '../src/network/sync/checks.js'
@@ -65,36 +65,48 @@ function receive (r: EntryRun): void {
 }
 
 describe('a batch read up to a bound whose run was compacted away', () => {
-  it('is cut at its last signed run, and the receiver takes it', async () => {
+  it('is sent as read when it ends at a signed run, and the receiver takes it', async () => {
     await run([o.put('p', 'a', { v: 1 }), o.put('p', 'b', { v: 1 })]) // (0, 2]
     await run([o.put('p', 'c', { v: 1 }), o.put('p', 'd', { v: 1 })]) // (2, 4]
     await run([o.put('p', 'c', { v: 2 }), o.put('p', 'd', { v: 2 })]) // (4, 6]: (2, 4] is compacted away
     // a lazy peer at 0 may be sent what was servable 3 s ago: 4
     const read = await log.readRun(origin, 0, 512, 1 << 20, 4) as EntryRun
-    expect(read.toSeq).toBe(4)
-    // as read, the receiver refuses it and counts an offence against this (honest) node
-    let refused: Error | undefined
-    try { receive(read) } catch (err) { refused = err as Error }
-    expect(refused).toBeInstanceOf(SignatureError)
-    expect(offenceCheckOf(refused as Error)).toBe('BATCH_END_UNSIGNED')
-    // what the session sends instead
     const sent = sendableRun(origin, read) as EntryRun
-    expect(sent).toBeDefined()
+    expect(sent).toBe(read)
     expect(sent.toSeq).toBe(2)
     expect(() => receive(sent)).not.toThrow()
   })
 
-  it('is not sent when no signed run of it survives', async () => {
+  it('is cut at its last signed run when it claims more (a read bound ahead of the signed runs)', async () => {
+    await run([o.put('p', 'a', { v: 1 }), o.put('p', 'b', { v: 1 })]) // (0, 2]
+    await run([o.put('p', 'c', { v: 1 }), o.put('p', 'd', { v: 1 })]) // (2, 4]
+    await run([o.put('p', 'c', { v: 2 }), o.put('p', 'd', { v: 2 })]) // (4, 6]: (2, 4] is compacted away
+    // what a read that takes its bound for the end returns: (0, 4] with the one surviving run (0, 2]
+    const read = { ...await log.readRun(origin, 0, 512, 1 << 20, 2) as EntryRun, toSeq: 4 }
+    let refused: Error | undefined
+    try { receive(read) } catch (err) { refused = err as Error }
+    // as read, the receiver refuses it and counts an offence against this (honest) node
+    expect(refused).toBeInstanceOf(SignatureError)
+    expect(offenceCheckOf(refused as Error)).toBe('BATCH_END_UNSIGNED')
+    const sent = sendableRun(origin, read) as EntryRun
+    expect(sent.toSeq).toBe(2)
+    expect(() => receive(sent)).not.toThrow()
+  })
+
+  it('is not sent when no signed run of it survives, or an entry lies beyond its last run', async () => {
     await run([o.put('p', 'a', { v: 1 }), o.put('p', 'b', { v: 1 })]) // (0, 2]
     await run([o.put('p', 'a', { v: 2 }), o.put('p', 'b', { v: 2 })]) // (2, 4]: (0, 2] is compacted away
-    const read = await log.readRun(origin, 0, 512, 1 << 20, 2) as EntryRun
-    expect(read).toMatchObject({ fromSeq: 0, toSeq: 2, entries: [], certs: [] })
-    expect(() => receive(read)).toThrow(SignatureError)
-    expect(sendableRun(origin, read)).toBeUndefined()
-    // without the bound the whole log goes, and is taken
+    const empty: EntryRun = { fromSeq: 0, toSeq: 2, entries: [], certs: [], bytes: 0 }
+    expect(() => receive(empty)).toThrow(SignatureError)
+    expect(sendableRun(origin, empty)).toBeUndefined()
+    // the whole log goes, and is taken
     const all = sendableRun(origin, await log.readRun(origin, 0, 512, 1 << 20) as EntryRun) as EntryRun
     expect(all.toSeq).toBe(4)
     expect(() => receive(all)).not.toThrow()
+    // an entry past the last certificate: cutting would drop it unsigned; not sent
+    const extra = o.put('p', 'z', { v: 1 }) // seq 5
+    const beyond: EntryRun = { ...all, entries: [...all.entries, encodeEntry(extra)], toSeq: 6 }
+    expect(sendableRun(origin, beyond)).toBeUndefined()
   })
 })
 
