@@ -65,6 +65,8 @@ interface PeerState extends PeerCounters {
   flaps?: number
   /** Last sign of life acted on (see signOfLife). */
   lifeAt?: number
+  /** The last dial failed (a sign of life may end the wait; a close on purpose is not such a wait). */
+  dialFailed?: boolean
   offences?: number[]
   offenceCount?: number
   /** Offences per check code (see src/network/sync/checks.ts). */
@@ -188,9 +190,11 @@ export class PeerManager {
       s.flaps = now - s.openedAt < FLAP_MS ? (s.flaps ?? 0) + 1 : 0
       s.openedAt = undefined
     }
+    // this node closed it on purpose (connection cap, shuffle) and chose when to dial it again
+    if (s.nextDial > now) return
     // a link the other side keeps closing right after it opens (it is full, or refuses us) is not redialled at once
     s.backoff = (s.flaps ?? 0) > 0 ? Math.min(FAST_REDIAL_MAX_MS * 2 ** ((s.flaps ?? 1) - 1), REDIAL_MAX_MS) : REDIAL_MIN_MS
-    s.nextDial = Math.max(s.nextDial, now + jitter(s.backoff))
+    s.nextDial = now + jitter(s.backoff)
   }
 
   /** Backoff cap for `s` now: a few seconds for a peer that went away recently, REDIAL_MAX_MS after that. */
@@ -206,7 +210,7 @@ export class PeerManager {
    */
   signOfLife (peer: string): void {
     const s = this.peers.get(peer)
-    if (s === undefined || s.dialing || !(s.persisted || s.linked === true)) return
+    if (s === undefined || s.dialing || s.dialFailed !== true) return
     const now = Date.now()
     if (now - (s.lifeAt ?? 0) < FAST_REDIAL_MAX_MS) return
     if (this.host.getConnections().some(c => c.remotePeer.toString() === peer)) return
@@ -419,13 +423,18 @@ export class PeerManager {
   private dialState (s: PeerState, addrs: string[]): void {
     s.dialing = true
     this.host.dial(addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-      .then(() => { s.lastError = undefined })
+      .then(() => {
+        s.lastError = undefined
+        s.dialFailed = false
+      })
       .catch((err: Error) => {
         const now = Date.now()
         // this node's own refusal of the peer (still in force) says less than what caused it: keep that
         if (s.lastError === undefined || !err.message.includes('gater')) s.lastError = err.message
+        s.dialFailed = true
         s.downSince ??= now
-        s.backoff = Math.min(s.backoff * 2, this.redialCap(s, now))
+        // doubling up to the cap (a longer wait chosen for a flapping link stays until it connects)
+        s.backoff = Math.min(s.backoff * 2, Math.max(this.redialCap(s, now), s.backoff))
         this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
       })
       .finally(() => {
