@@ -114,6 +114,8 @@ describe('offence checks', () => {
   it('name each verification failure by a stable code', () => {
     expect(offenceCheckOf(new SignatureError('entry 3 of X is not covered by any signed run'))).toBe('ENTRY_UNSIGNED')
     expect(offenceCheckOf(new SignatureError('run (0, 4] of X is incomplete: an entry is missing or was added'))).toBe('RUN_INCOMPLETE')
+    expect(offenceCheckOf(new SignatureError('run (0, 4] of X is not accounted for exactly: leaf 2 is present and pruned'))).toBe('RUN_INCOMPLETE')
+    expect(offenceCheckOf(new SignatureError('runs (0, 4] and (2, 6] of X overlap or are out of order'))).toBe('RUN_RANGE_INVALID')
     expect(offenceCheckOf(new SignatureError("run (0, 4] of X does not match its origin's signature: the entries were altered, reordered or forged"))).toBe('RUN_SIGNATURE_MISMATCH')
     expect(offenceCheckOf(new SignatureError('origin Qm is not an Ed25519 peer id: nope'))).toBe('ORIGIN_KEY_INVALID')
     expect(offenceCheckOf(new SignatureError('something else'))).toBe('SIGNATURE_INVALID')

@@ -17,8 +17,10 @@ export const OFFENCE_CHECKS = {
   BATCH_END_UNSIGNED: 'BATCH_END_UNSIGNED',
   /** An entry lies in no run certificate of the batch. */
   ENTRY_UNSIGNED: 'ENTRY_UNSIGNED',
-  /** A run's surviving entries and pruned hashes do not cover the run (an entry missing or added). */
+  /** A run's surviving entries and pruned hashes do not cover the run exactly (an entry missing or added). */
   RUN_INCOMPLETE: 'RUN_INCOMPLETE',
+  /** A run certificate's range is invalid, overlaps another, or lies outside the batch. */
+  RUN_RANGE_INVALID: 'RUN_RANGE_INVALID',
   /** A run's entries do not reproduce its origin's signature (altered, reordered or forged). */
   RUN_SIGNATURE_MISMATCH: 'RUN_SIGNATURE_MISMATCH',
   /** The origin is not an Ed25519 peer id: nothing of it can be verified. */
@@ -62,10 +64,11 @@ export function offenceCheckOf (err: Error): OffenceCheck {
   const named = (err as { check?: unknown }).check
   if (typeof named === 'string' && named in OFFENCE_CHECKS) return named as OffenceCheck
   const m = err.message
-  if (/claims seqs beyond its signed runs/.test(m)) return OFFENCE_CHECKS.BATCH_END_UNSIGNED
-  if (/is not covered by any signed run/.test(m)) return OFFENCE_CHECKS.ENTRY_UNSIGNED
-  if (/is incomplete/.test(m)) return OFFENCE_CHECKS.RUN_INCOMPLETE
-  if (/does not match its origin's signature/.test(m)) return OFFENCE_CHECKS.RUN_SIGNATURE_MISMATCH
+  if (/claims seqs beyond its signed runs|has no certificates|the certificates of batch .* end at/.test(m)) return OFFENCE_CHECKS.BATCH_END_UNSIGNED
+  if (/is not covered by any (signed run|certificate)/.test(m)) return OFFENCE_CHECKS.ENTRY_UNSIGNED
+  if (/is incomplete|is not accounted for exactly/.test(m)) return OFFENCE_CHECKS.RUN_INCOMPLETE
+  if (/is not a valid range|overlap|lies outside the batch|must tile|lies before/.test(m)) return OFFENCE_CHECKS.RUN_RANGE_INVALID
+  if (/does not match its origin's (signature|attestation)/.test(m)) return OFFENCE_CHECKS.RUN_SIGNATURE_MISMATCH
   if (/is not an Ed25519 peer id/.test(m)) return OFFENCE_CHECKS.ORIGIN_KEY_INVALID
   return OFFENCE_CHECKS.SIGNATURE_INVALID
 }
