@@ -2,7 +2,7 @@
  * Prometheus metrics: process defaults plus gauges computed from
  * node.status() at scrape time. Each server has its own registry.
  */
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { SyncNodeApi } from '../node/types.js'
 
 export interface Metrics {
@@ -77,6 +77,40 @@ export function createMetrics (node: SyncNodeApi): Metrics {
     registers: [registry]
   })
 
+  const offences = new Counter({
+    name: 'syncmesh_peer_offences_total',
+    help: 'Batches from peers refused as invalid data (each disconnected the peer), per check (docs/troubleshooting.md)',
+    labelNames: ['check'] as const,
+    registers: [registry]
+  })
+  const bans = new Counter({
+    name: 'syncmesh_peer_bans_total',
+    help: 'Peers refused for a while after repeated offences, per check of the last offence',
+    labelNames: ['check'] as const,
+    registers: [registry]
+  })
+  const stalls = new Counter({
+    name: 'syncmesh_sync_stalls_total',
+    help: 'Batches a peer sent again and again and this node refused each time (a stuck stream), per check',
+    labelNames: ['check'] as const,
+    registers: [registry]
+  })
+  const stalled = new Gauge({
+    name: 'syncmesh_sync_stalled',
+    help: 'Stalls whose range this node does not hold yet',
+    registers: [registry]
+  })
+  // the node's totals only grow: each counter takes the growth since the last scrape
+  const seen = new Map<string, number>()
+  const add = (counter: Counter<'check'>, name: string, totals: Record<string, number> | undefined): void => {
+    for (const [check, total] of Object.entries(totals ?? {})) {
+      const key = `${name}\0${check}`
+      const delta = total - (seen.get(key) ?? 0)
+      if (delta > 0) counter.inc({ check }, delta)
+      seen.set(key, total)
+    }
+  }
+
   return {
     contentType: registry.contentType,
     async scrape () {
@@ -103,6 +137,10 @@ export function createMetrics (node: SyncNodeApi): Metrics {
       caughtUp.set(status.caughtUp ? 1 : 0)
       dbCompactions.set(status.database?.compactions ?? 0)
       dbFlushes.set(status.database?.memtableFlushes ?? 0)
+      add(offences, 'offences', status.offences?.byCheck)
+      add(bans, 'bans', status.offences?.bansByCheck)
+      add(stalls, 'stalls', status.stalls?.byCode)
+      stalled.set(status.stalls?.active ?? 0)
       return await registry.metrics()
     }
   }

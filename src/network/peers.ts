@@ -4,6 +4,13 @@
  * - Peers an operator added are persisted and redialled (at start and after
  *   every disconnect, with exponential backoff) up to the connection cap,
  *   whatever other connections the node has; so are bootstrap addresses.
+ * - A healed link comes back within a few seconds: the backoff of a peer that
+ *   went away less than FAST_REDIAL_FOR_MS ago is capped at
+ *   FAST_REDIAL_MAX_MS (with jitter), and starts over on any sign of life (a
+ *   connection from it, its log advancing through another peer). The
+ *   accepting side redials too: a platform it shares a rule with, once linked,
+ *   is redialled like an operator-added peer (at its registry addresses).
+ *   A link the other side keeps closing soon after it opens backs off.
  * - Platforms in the replicated registry publish their addresses; the node
  *   dials them until it has `targetConnections`, preferring the platforms its
  *   rules involve, then regions it is not yet connected to.
@@ -22,6 +29,7 @@ import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
 import { OFFENCE_LIMIT, OFFENCE_WINDOW_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
+import type { Offence } from './sync/checks.js'
 import type { PeerCounters } from './sync/session.js'
 
 interface PersistedPeer {
@@ -49,8 +57,51 @@ interface PeerState extends PeerCounters {
   nextDial: number
   backoff: number
   dialing: boolean
+  /** Had an authenticated connection since this node started (the accepting side redials it, see tick). */
+  linked?: boolean
+  /** When its last connection opened / closed, and how many links in a row lasted under FLAP_MS. */
+  openedAt?: number
+  downSince?: number
+  flaps?: number
+  /** Last sign of life acted on (see signOfLife). */
+  lifeAt?: number
+  /** The last dial failed (a sign of life may end the wait; a close on purpose is not such a wait). */
+  dialFailed?: boolean
   offences?: number[]
   offenceCount?: number
+  /** Offences per check code (see src/network/sync/checks.ts). */
+  offencesByCheck?: Map<string, number>
+  lastOffence?: OffenceRecord
+  bannedUntil?: number
+}
+
+/** The last offence of a peer: which check failed, on which origin and range, and when. */
+export interface OffenceRecord {
+  check: string
+  origin: string
+  fromSeq: number
+  toSeq: number
+  reason: string
+  at: string
+}
+
+/** Offences and bans on this node since it started, per check. */
+export interface OffenceTotals {
+  total: number
+  byCheck: Record<string, number>
+  bans: number
+  bansByCheck: Record<string, number>
+}
+
+/** Backoff cap of a peer that went away less than FAST_REDIAL_FOR_MS ago (before: REDIAL_MAX_MS). */
+export const FAST_REDIAL_MAX_MS = 5_000
+export const FAST_REDIAL_FOR_MS = 10 * 60_000
+/** A link that closes sooner than this after it opened counts as a flap: the next redial waits longer. */
+const FLAP_MS = 10_000
+
+/** `ms` ± 25 %: peers that lost each other at the same moment do not dial at the same moment. */
+function jitter (ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5))
 }
 
 export function parseMultiaddr (text: string): Multiaddr {
@@ -114,16 +165,60 @@ export class PeerManager {
     this.timer = setInterval(() => this.tick(), 250)
     this.timer.unref()
     this.host.addEventListener('connection:open', this.onOpen)
+    this.host.addEventListener('connection:close', this.onClose)
     this.tick()
   }
 
   stop (): void {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.host.removeEventListener('connection:open', this.onOpen)
+    this.host.removeEventListener('connection:close', this.onClose)
   }
 
   private readonly onOpen = (): void => {
     this.enforceCap()
+  }
+
+  /** The last connection to a peer closed: when to dial it again. */
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    const peer = evt.detail.remotePeer.toString()
+    const s = this.peers.get(peer)
+    if (s === undefined || this.host.getConnections().some(c => c.remotePeer.toString() === peer && c.status === 'open')) return
+    const now = Date.now()
+    s.downSince ??= now
+    if (s.openedAt !== undefined) {
+      s.flaps = now - s.openedAt < FLAP_MS ? (s.flaps ?? 0) + 1 : 0
+      s.openedAt = undefined
+    }
+    // this node closed it on purpose (connection cap, shuffle) and chose when to dial it again
+    if (s.nextDial > now) return
+    // a link the other side keeps closing right after it opens (it is full, or refuses us) is not redialled at once
+    s.backoff = (s.flaps ?? 0) > 0 ? Math.min(FAST_REDIAL_MAX_MS * 2 ** ((s.flaps ?? 1) - 1), REDIAL_MAX_MS) : REDIAL_MIN_MS
+    s.nextDial = now + jitter(s.backoff)
+  }
+
+  /** Backoff cap for `s` now: a few seconds for a peer that went away recently, REDIAL_MAX_MS after that. */
+  private redialCap (s: PeerState, now: number): number {
+    return now - (s.downSince ?? now) < FAST_REDIAL_FOR_MS ? FAST_REDIAL_MAX_MS : REDIAL_MAX_MS
+  }
+
+  /**
+   * `peer` is alive (its log advanced here through another peer, or it
+   * published new addresses): if it is not connected, dial it soon, with the
+   * backoff started over. At most once per FAST_REDIAL_MAX_MS per peer, so a
+   * peer alive but unreachable from here is not dialled more often than that.
+   */
+  signOfLife (peer: string): void {
+    const s = this.peers.get(peer)
+    if (s === undefined || s.dialing || s.dialFailed !== true) return
+    const now = Date.now()
+    if (now - (s.lifeAt ?? 0) < FAST_REDIAL_MAX_MS) return
+    if (this.host.getConnections().some(c => c.remotePeer.toString() === peer)) return
+    s.lifeAt = now
+    s.backoff = REDIAL_MIN_MS
+    s.flaps = 0
+    s.downSince = now
+    s.nextDial = Math.min(s.nextDial, now + jitter(REDIAL_MIN_MS))
   }
 
   /**
@@ -150,6 +245,7 @@ export class PeerManager {
       const s = this.state(peer)
       // do not dial it straight back
       s.nextDial = Date.now() + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+      s.linked = false
       this.log.debug({ peer, max: this.maxConnections }, 'closing a connection above the connection cap')
       for (const c of conns) if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
     }
@@ -174,28 +270,57 @@ export class PeerManager {
     s.lastSeen = new Date().toISOString()
     s.backoff = REDIAL_MIN_MS
     s.lastError = undefined
+    s.linked = true
+    s.openedAt ??= Date.now()
+    s.downSince = undefined
     const addr = connection.remoteAddr.toString()
     if (connection.direction === 'outbound' && s.addrs.length === 0) s.addrs = [addr]
     if (s.persisted) this.persist(s).catch(() => {})
   }
 
+  private readonly offencesSeen = new Map<string, number>()
+  private readonly bansSeen = new Map<string, number>()
+
   /**
    * The peer sent forged or tampered data. Returns true when it has offended
    * OFFENCE_LIMIT times within OFFENCE_WINDOW_MS, i.e. should be refused for a while.
    */
-  offence (peer: string, reason: string): boolean {
+  offence (peer: string, o: Offence): boolean {
     const s = this.state(peer)
     const now = Date.now()
     s.offences = (s.offences ?? []).filter(t => now - t < OFFENCE_WINDOW_MS)
     s.offences.push(now)
     s.offenceCount = (s.offenceCount ?? 0) + 1
-    s.lastError = `sent invalid data: ${reason}`
-    this.log.warn({ peer, reason, offences: s.offences.length }, `peer ${peer} sent invalid data (${reason}); nothing of it was stored`)
+    s.offencesByCheck ??= new Map()
+    s.offencesByCheck.set(o.check, (s.offencesByCheck.get(o.check) ?? 0) + 1)
+    this.offencesSeen.set(o.check, (this.offencesSeen.get(o.check) ?? 0) + 1)
+    s.lastOffence = { check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, reason: o.reason, at: new Date(now).toISOString() }
+    s.lastError = `sent invalid data [${o.check}] of origin ${o.origin}, batch (${o.fromSeq}, ${o.toSeq}]: ${o.reason}`
+    this.log.warn({ peer, check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, reason: o.reason, offences: s.offences.length }, `peer ${peer} sent invalid data [${o.check}] in batch (${o.fromSeq}, ${o.toSeq}] of origin ${o.origin} (${o.reason}); nothing of it was stored (${s.offences.length} of ${OFFENCE_LIMIT} offences before it is refused)`)
     return s.offences.length >= OFFENCE_LIMIT
+  }
+
+  /** The peer is refused for `ms` after repeated offences, the last one `o`. */
+  banned (peer: string, ms: number, o: Offence): void {
+    const s = this.state(peer)
+    s.bannedUntil = Date.now() + ms
+    this.bansSeen.set(o.check, (this.bansSeen.get(o.check) ?? 0) + 1)
+    s.lastError = `refused until ${new Date(s.bannedUntil).toISOString()} after ${OFFENCE_LIMIT} offences; last: [${o.check}] of origin ${o.origin}, batch (${o.fromSeq}, ${o.toSeq}]: ${o.reason}`
+    this.log.warn({ peer, check: o.check, origin: o.origin, fromSeq: o.fromSeq, toSeq: o.toSeq, banMinutes: ms / 60_000 }, `refusing peer ${peer} for ${ms / 60_000} minutes after ${OFFENCE_LIMIT} offences within ${OFFENCE_WINDOW_MS / 60_000} minutes; the last: [${o.check}] in batch (${o.fromSeq}, ${o.toSeq}] of origin ${o.origin}`)
+  }
+
+  /** Offences and bans since the node started, per check (status, /metrics). */
+  offenceTotals (): OffenceTotals {
+    const byCheck = Object.fromEntries([...this.offencesSeen].sort())
+    const bansByCheck = Object.fromEntries([...this.bansSeen].sort())
+    const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0)
+    return { total: sum(this.offencesSeen), byCheck, bans: sum(this.bansSeen), bansByCheck }
   }
 
   /** Close every connection to `peer` (it may reconnect; see offence()). */
   disconnect (peer: string): void {
+    const s = this.peers.get(peer)
+    if (s !== undefined) s.linked = false
     for (const c of this.host.getConnections()) {
       if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
     }
@@ -204,6 +329,7 @@ export class PeerManager {
   rejected (peer: string, reason: string): void {
     const s = this.state(peer)
     s.lastError = reason
+    s.linked = false
     s.nextDial = Date.now() + (s.backoff = Math.min(s.backoff * 4, REDIAL_MAX_MS))
   }
 
@@ -240,7 +366,10 @@ export class PeerManager {
   async remove (peer: string): Promise<boolean> {
     const s = this.peers.get(peer)
     const known = s?.persisted === true
-    if (s !== undefined) s.persisted = false
+    if (s !== undefined) {
+      s.persisted = false
+      s.linked = false
+    }
     await this.store.db.del(keys.peer(peer))
     await this.host.hangUp(this.peerIdObject(peer)).catch(() => {})
     return known
@@ -279,6 +408,9 @@ export class PeerManager {
     if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
     if (s.lastError !== undefined) info.lastError = s.lastError
     if (s.offenceCount !== undefined) info.offences = s.offenceCount
+    if (s.offencesByCheck !== undefined) info.offencesByCheck = Object.fromEntries([...s.offencesByCheck].sort())
+    if (s.lastOffence !== undefined) info.lastOffence = s.lastOffence
+    if (s.bannedUntil !== undefined && s.bannedUntil > Date.now()) info.bannedUntil = new Date(s.bannedUntil).toISOString()
     return info
   }
 
@@ -291,16 +423,23 @@ export class PeerManager {
   private dialState (s: PeerState, addrs: string[]): void {
     s.dialing = true
     this.host.dial(addrs.map(a => multiaddr(a)), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-      .then(() => { s.lastError = undefined })
+      .then(() => {
+        s.lastError = undefined
+        s.dialFailed = false
+      })
       .catch((err: Error) => {
+        const now = Date.now()
         // this node's own refusal of the peer (still in force) says less than what caused it: keep that
         if (s.lastError === undefined || !err.message.includes('gater')) s.lastError = err.message
-        s.backoff = Math.min(s.backoff * 2, REDIAL_MAX_MS)
+        s.dialFailed = true
+        s.downSince ??= now
+        // doubling up to the cap (a longer wait chosen for a flapping link stays until it connects)
+        s.backoff = Math.min(s.backoff * 2, Math.max(this.redialCap(s, now), s.backoff))
         this.log.debug({ peer: s.peerId, err: err.message, retryInMs: s.backoff }, 'dial failed')
       })
       .finally(() => {
         s.dialing = false
-        s.nextDial = Date.now() + s.backoff
+        s.nextDial = Math.max(s.nextDial, Date.now() + jitter(s.backoff))
       })
   }
 
@@ -336,6 +475,7 @@ export class PeerManager {
     const victim = pool[Math.floor(Math.random() * pool.length)]
     const s = this.state(victim)
     s.nextDial = now + (s.backoff = Math.min(Math.max(s.backoff * 2, 5_000), REDIAL_MAX_MS))
+    s.linked = false
     this.log.debug({ peer: victim }, 'full: dropping a random connection so the mesh stays connected')
     for (const c of this.host.getConnections()) if (c.remotePeer.toString() === victim) c.close().catch((err: Error) => c.abort(err))
   }
@@ -361,6 +501,16 @@ export class PeerManager {
       if (s.dialing || now < s.nextDial || s.addrs.length === 0) continue
       if (connected.size + dialing >= this.maxConnections) break
       this.dialState(s, s.addrs)
+      dialing++
+    }
+    // 1b. the accepting side of a link to a platform it shares a rule with redials it too (at the
+    // platform's registry addresses): a healed link then comes back from whichever side sees it first
+    for (const c of this.candidates()) {
+      if (!c.preferred || c.peerId === self || c.addrs.length === 0 || connected.has(c.peerId)) continue
+      const s = this.peers.get(c.peerId)
+      if (s === undefined || s.persisted || s.linked !== true || s.dialing || now < s.nextDial) continue
+      if (connected.size + dialing >= this.maxConnections) break
+      this.dialState(s, c.addrs.map(a => peerIdOf(multiaddr(a)) === undefined ? `${a}/p2p/${c.peerId}` : a))
       dialing++
     }
     // 2. bootstrap addresses

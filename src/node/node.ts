@@ -41,9 +41,11 @@ import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
 import type {
   ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
-  RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StoredRecord, SyncNodeApi, SyncNodeOptions
+  RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StallInfo, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from './types.js'
-import { StuckDetector } from './stuck.js'
+import { StallTracker, StuckDetector } from './stuck.js'
+import type { Stall } from './stuck.js'
+import type { Refusal } from '../network/sync/checks.js'
 
 /** Largest record value accepted, serialized. */
 export const MAX_VALUE_BYTES = 1024 * 1024
@@ -51,6 +53,10 @@ const IMPORT_BATCH = 1000
 /** An origin that is behind and whose log has not advanced for this long is reported as stuck. */
 const STUCK_AFTER_MS = 30_000
 const STUCK_CHECK_MS = 5_000
+/** Stall warnings logged per minute at most (the rest are counted, and all are in status). */
+const STALL_LOGS_PER_MINUTE = 10
+/** How often at most the peers are asked again for one origin (see askFor). */
+const ASK_AGAIN_MS = 30_000
 const DEFAULT_PAGE = 100
 const MAX_PAGE = 1000
 
@@ -200,14 +206,15 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         counters: (peer) => this.peerManager.counters(peer),
-        onOffence: (peer, reason) => {
-          if (this.peerManager.offence(peer, reason)) {
-            this.log.warn({ peer }, `refusing peer ${peer} for ${OFFENCE_BAN_MS / 60_000} minutes after repeated invalid data`)
+        onOffence: (peer, offence) => {
+          if (this.peerManager.offence(peer, offence)) {
+            this.peerManager.banned(peer, OFFENCE_BAN_MS, offence)
             this.auth.ban(peer, OFFENCE_BAN_MS)
           } else {
             this.peerManager.disconnect(peer)
           }
         },
+        onRefused: (peer, refusal) => this.onRefused(peer, refusal),
         deps: {
           accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
           clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
@@ -303,6 +310,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.ruleService.afterCommit(result)
     const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
     if (advanced.length > 0) this.sync?.stored(advanced)
+    // the origin's log advanced (through some peer): it is alive, a link to it that is down may heal now
+    if (result.advanced !== undefined && result.advanced.origin !== this.self) this.peerManager?.signOfLife(result.advanced.origin)
   }
 
   private readonly purging = new Set<string>()
@@ -660,12 +669,99 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private readonly stuck = new StuckDetector(STUCK_AFTER_MS)
   private stuckTimer?: ReturnType<typeof setInterval>
 
-  /** Report origins that are behind and have not advanced for STUCK_AFTER_MS, with the peer they wait on. */
+  /**
+   * Report origins that are behind and have not advanced for STUCK_AFTER_MS,
+   * with the peer they wait on, and act: that peer re-reads what this node
+   * lacks, and the other peers that hold more are asked for it (see askFor).
+   * Stalls whose range is now held are marked recovered.
+   */
   private checkStuck (): void {
-    for (const { origin: o, forMs } of this.stuck.check(this.originProgress().origins, Date.now())) {
-      this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy ?? ''}, nothing received for ${Math.round(forMs / 1000)} s`)
+    const now = Date.now()
+    const { origins } = this.originProgress()
+    for (const { origin: o, forMs } of this.stuck.check(origins, now)) {
+      this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy ?? ''}, nothing received for ${Math.round(forMs / 1000)} s; asking the peers that hold more for it again`)
+    }
+    // still stuck: ask again now and then (the first time right when it is found)
+    for (const o of origins) {
+      if (this.stuck.get(o.origin)?.reported === true && o.lag > 0) this.askFor(o.origin, undefined, now)
+    }
+    for (const s of this.stalls.progress((origin) => this.changelog.vector.get(origin), now)) {
+      this.log.info({ peer: s.peer, origin: s.origin, fromSeq: s.fromSeq, toSeq: s.toSeq, code: s.code, asked: s.asked }, `stall recovered: this node now holds (${s.fromSeq}, ${s.toSeq}] of ${this.platformName(s.origin)}, which peer ${s.peer} kept sending refused [${s.code}]`)
     }
   }
+
+  private platformName (origin: string): string {
+    return this.registryView.platformByPeer(origin)?.name ?? origin
+  }
+
+  private readonly stalls = new StallTracker()
+  /** Stall warnings logged in the current minute (at most STALL_LOGS_PER_MINUTE), and how many were left out. */
+  private stallLogs = { minute: 0, logged: 0, suppressed: 0 }
+  /** Per origin, when its peers were last asked for it (askFor). */
+  private readonly askedAt = new Map<string, number>()
+
+  /**
+   * A batch of `peer`'s was refused and its session ended. The same batch
+   * refused again is a stall: logged once (rate-limited), shown in status
+   * and /metrics, and acted on (askFor), so one bad batch never stalls an
+   * origin for good.
+   */
+  private onRefused (peer: string, refusal: Refusal): void {
+    const now = Date.now()
+    const stall = this.stalls.refused(peer, refusal, now)
+    if (stall === undefined) return
+    // a run accepted but never stored would make every later copy of it look like a duplicate
+    this.sync.resetAccepted(refusal.origin, this.changelog.held(refusal.origin))
+    this.askFor(refusal.origin, stall, now)
+    this.logStall(stall, now)
+  }
+
+  private logStall (s: Stall, now: number): void {
+    const minute = Math.floor(now / 60_000)
+    if (this.stallLogs.minute !== minute) this.stallLogs = { minute, logged: 0, suppressed: this.stallLogs.suppressed }
+    if (this.stallLogs.logged >= STALL_LOGS_PER_MINUTE) {
+      this.stallLogs.suppressed++
+      return
+    }
+    this.stallLogs.logged++
+    const suppressed = this.stallLogs.suppressed
+    this.stallLogs.suppressed = 0
+    const asked = s.asked.length > 0 ? `asked ${s.asked.length} other peer(s) that hold more of it: ${s.asked.join(', ')}` : 'no other connected peer has announced more of it'
+    this.log.warn({ peer: s.peer, origin: s.origin, fromSeq: s.fromSeq, toSeq: s.toSeq, code: s.code, offence: s.offence, refusals: s.refusals, asked: s.asked, ...(suppressed > 0 ? { suppressed } : {}) },
+      `sync stall: peer ${s.peer} sent batch (${s.fromSeq}, ${s.toSeq}] of ${this.platformName(s.origin)} ${s.refusals} times and it was refused each time [${s.code}]: ${s.reason}; ${asked}` +
+      (suppressed > 0 ? ` (${suppressed} other stall warnings were left out: see status)` : ''))
+  }
+
+  /**
+   * Ask the connected peers that announced more of `origin` than this node
+   * holds (but the one the stall is about) for it: their sessions start over,
+   * so they learn from this node's Hello exactly what it holds and push the
+   * rest at once. Without a stall (an origin found stuck), the peer waited on
+   * is included: it re-reads what this node lacks. At most once per
+   * ASK_AGAIN_MS per origin.
+   */
+  private askFor (origin: string, stall: Stall | undefined, now: number): void {
+    if (now - (this.askedAt.get(origin) ?? 0) < ASK_AGAIN_MS) return
+    this.askedAt.set(origin, now)
+    const held = this.changelog.vector.get(origin)
+    this.sync.resetAccepted(origin, this.changelog.held(origin))
+    for (const [peer, session] of this.sync.sessions) {
+      if (peer === stall?.peer || session.announced.get(origin) <= held) continue
+      // one restart per peer per ASK_AGAIN_MS, however many of its origins are asked for
+      if (now - (this.restartedAt.get(peer) ?? 0) < ASK_AGAIN_MS) {
+        stall?.asked.push(peer)
+        continue
+      }
+      if (!this.sync.restart(peer)) continue
+      this.restartedAt.set(peer, now)
+      stall?.asked.push(peer)
+    }
+    for (const [peer, at] of this.restartedAt) if (now - at >= ASK_AGAIN_MS) this.restartedAt.delete(peer)
+    for (const [o, at] of this.askedAt) if (now - at >= ASK_AGAIN_MS) this.askedAt.delete(o)
+  }
+
+  /** Per peer, when its session was last restarted by askFor. */
+  private readonly restartedAt = new Map<string, number>()
 
   async status (): Promise<NodeStatus> {
     this.assertRunning()
@@ -705,7 +801,20 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUpBasis: reach.basis,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
-      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
+      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes },
+      offences: this.peerManager.offenceTotals(),
+      stalls: {
+        total: this.stalls.total,
+        active: this.stalls.active().length,
+        byCode: this.stalls.byCode(),
+        recent: this.stalls.recent().map(st => {
+          const info: StallInfo = { peer: st.peer, origin: st.origin, fromSeq: st.fromSeq, toSeq: st.toSeq, code: st.code, reason: st.reason, offence: st.offence, refusals: st.refusals, since: new Date(st.since ?? st.first).toISOString(), lastAt: new Date(st.lastAt).toISOString(), asked: [...st.asked] }
+          const platform = this.registryView.platformByPeer(st.origin)?.name
+          if (platform !== undefined) info.platform = platform
+          if (st.recovered !== undefined) info.recovered = new Date(st.recovered).toISOString()
+          return info
+        })
+      }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

@@ -139,6 +139,34 @@ export interface PeerInfo {
   lastError?: string
   /** Batches from this peer that failed verification (each one disconnected it). */
   offences?: number
+  /** Those offences per check code (BATCH_END_UNSIGNED, RUN_SIGNATURE_MISMATCH, ...: docs/troubleshooting.md). */
+  offencesByCheck?: Record<string, number>
+  /** The last offence: the check that failed, the origin and range of the batch, why, and when (ISO). */
+  lastOffence?: { check: string, origin: string, fromSeq: number, toSeq: number, reason: string, at: string }
+  /** Set while the peer is refused after repeated offences (ISO). */
+  bannedUntil?: string
+}
+
+/** A batch one peer kept sending and this node kept refusing (see docs/troubleshooting.md, "A sync is stuck"). */
+export interface StallInfo {
+  peer: string
+  origin: string
+  platform?: string
+  /** The refused batch's range (fromSeq, toSeq]. */
+  fromSeq: number
+  toSeq: number
+  /** The check that refused it: an offence check, or an error code such as FRAME_INVALID. */
+  code: string
+  reason: string
+  /** Whether the refusal counts as an offence. */
+  offence: boolean
+  refusals: number
+  since: string
+  lastAt: string
+  /** Other peers asked for the origin (their sessions restarted so that they send what this node lacks). */
+  asked: string[]
+  /** When this node came to hold the range after all (ISO). */
+  recovered?: string
 }
 
 export interface OriginStatus {
@@ -225,6 +253,10 @@ export interface NodeStatus {
   }
   /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
   database?: { compactions: number, memtableFlushes: number }
+  /** Offences by peers since the node started, per check, and the bans they led to. */
+  offences?: { total: number, byCheck: Record<string, number>, bans: number, bansByCheck: Record<string, number> }
+  /** Stalls since the node started: batches refused again and again (recent ones listed, newest first). */
+  stalls?: { total: number, active: number, byCode: Record<string, number>, recent: StallInfo[] }
 }
 
 export interface ImportLine {

@@ -56,6 +56,21 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     )))
   }
 
+  if (s.stalls != null && s.stalls.recent.length > 0) {
+    lines.push('', `STALLS (${s.stalls.active} active of ${s.stalls.total}; see docs/troubleshooting.md)`)
+    lines.push(indent(table(
+      ['PEER', 'ORIGIN', 'RANGE', 'CHECK', 'REFUSED', 'STATE'],
+      s.stalls.recent.map((st) => [
+        shortId(st.peer), st.platform ?? shortId(st.origin), `(${st.fromSeq}, ${st.toSeq}]`, st.code, `${st.refusals}×`,
+        st.recovered != null ? `recovered ${formatAgo(st.recovered, now)}` : `since ${formatAgo(st.since, now)}${st.asked.length > 0 ? `, asked ${st.asked.length} other peer(s)` : ''}`
+      ])
+    )))
+  }
+  if (s.offences != null && s.offences.total > 0) {
+    const by = Object.entries(s.offences.byCheck).map(([check, n]) => `${check} ${n}`).join(', ')
+    lines.push('', `offences  ${s.offences.total} (${by}), ${s.offences.bans} ban(s) since start; see docs/troubleshooting.md`)
+  }
+
   lines.push('', `RULES (${s.rules.length})`)
   if (s.rules.length === 0) {
     lines.push('  none')

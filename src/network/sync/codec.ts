@@ -110,6 +110,21 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
   return out
 }
 
+/**
+ * The origin and range a Batch frame names, read without validating the rest
+ * (to say which batch was refused when it does not decode); undefined for
+ * any other frame or one too broken to tell.
+ */
+export function batchRangeOf (bytes: Uint8Array): { origin: string, fromSeq: number, toSeq: number } | undefined {
+  try {
+    const wire = readBatchFrame(bytes)
+    if (wire === undefined || !isValidOrigin(wire.origin)) return undefined
+    return { origin: wire.origin, fromSeq: wire.fromSeq, toSeq: wire.toSeq }
+  } catch {
+    return undefined
+  }
+}
+
 /** Decode and validate one frame; throws ProtocolError when anything is off. */
 export function decodeFrame (bytes: Uint8Array): SyncMessage {
   let wire: WireBatch | undefined

@@ -17,14 +17,16 @@
 import type { Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { ProtocolError } from '../../errors.js'
-import type { ChangeLog } from '../../log/changelog.js'
+import type { ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
-import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
+import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
+import type { Offence, Refusal } from './checks.js'
+import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
 /** Received batches being stored at once per session (see storeLoop). */
@@ -57,8 +59,10 @@ export interface SessionDeps {
   ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
   accepts?: (origin: string, seq: number) => boolean
-  /** The peer sent something forged or tampered with (it is disconnected). */
-  onOffence?: (reason: string) => void
+  /** The peer sent something forged or tampered with (it is disconnected): which check failed, on what. */
+  onOffence?: (offence: Offence) => void
+  /** A batch of the peer's was refused (an offence or not): the session ends (see StallTracker). */
+  onRefused?: (refusal: Refusal) => void
   /**
    * Why entries of `origin` received from `peer` are stamped too far ahead
    * of this node's clock to be accepted (see TrustPolicy.clockAhead), and
@@ -270,7 +274,7 @@ export class SyncSession {
       if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
         throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
       }
-      const msg = decodeFrame(bytes)
+      const msg = this.decode(bytes)
       if (msg.type !== 'batch') this.countControlFrame()
       if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
       switch (msg.type) {
@@ -311,6 +315,23 @@ export class SyncSession {
           break
       }
     }
+  }
+
+  /** decodeFrame, telling onRefused which batch did not decode. */
+  private decode (bytes: Uint8Array): SyncMessage {
+    try {
+      return decodeFrame(bytes)
+    } catch (err) {
+      const range = batchRangeOf(bytes)
+      if (range !== undefined) this.refused({ ...range, code: (err as { code?: string }).code ?? 'FRAME_INVALID', reason: (err as Error).message, offence: false })
+      throw err
+    }
+  }
+
+  private refused (refusal: Refusal): void {
+    try {
+      this.deps.onRefused?.(refusal)
+    } catch {}
   }
 
   /** Per origin, the end of what this session has sent the peer. */
@@ -372,16 +393,25 @@ export class SyncSession {
     // a revoked origin's entries beyond its revocation are dropped unverified by ingest
     const accepts = this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false
     try {
-      if (accepts) verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+      if (accepts) {
+        const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, msg.certs)
+        if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
+        verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+      }
     } catch (err) {
-      if (err instanceof SignatureError) this.deps.onOffence?.(err.message)
+      if (err instanceof SignatureError) {
+        const check = offenceCheckOf(err)
+        this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: check, reason: err.message, offence: true })
+        this.deps.onOffence?.({ check, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: err.message })
+      }
       throw err
     }
     // every received entry: none stamped further ahead of this node's clock than the bound
     const ahead = accepts ? this.deps.clockAhead?.(this.peer, msg.origin, msg.entries) : undefined
     if (ahead !== undefined) {
       if (ahead.offence) {
-        this.deps.onOffence?.(ahead.reason)
+        this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: OFFENCE_CHECKS.CLOCK_AHEAD, reason: ahead.reason, offence: true })
+        this.deps.onOffence?.({ check: OFFENCE_CHECKS.CLOCK_AHEAD, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: ahead.reason })
         throw new ProtocolError(ahead.reason, 'CLOCK_AHEAD')
       }
       // relayed, and possibly by an honest relay whose clock is ahead of ours: not stored now; the
@@ -403,7 +433,10 @@ export class SyncSession {
     // Pipelined: the next batch is verified (and applied, while this one is written) before this
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
-    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).then(async (result) => {
+    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).catch((err: Error) => {
+      this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
+      throw err
+    }).then(async (result) => {
       if (result === undefined) {
         // gap: tell the peer what we really hold, once per held seq
         const held = this.deps.log.vector.get(msg.origin)
@@ -587,7 +620,7 @@ export class SyncSession {
     // round-robin over origins the peer lacks, so one big origin cannot starve the others
     const missing = this.deps.log.servable.missingFrom(this.theirs)
       .map(m => ({ origin: m.origin, cap: this.sendCap(m.origin) }))
-      .filter(m => m.cap > this.theirs.get(m.origin))
+      .filter(m => m.cap > this.theirs.get(m.origin) && !this.isUnsendable(m.origin, m.cap))
     if (missing.length === 0) return undefined
     missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
     const i = missing.findIndex(m => m.origin > (this.lastOrigin ?? ''))
@@ -597,6 +630,44 @@ export class SyncSession {
   }
 
   private lastOrigin?: string
+
+  private isUnsendable (origin: string, cap: number): boolean {
+    const at = this.unsendable.get(origin)
+    if (at === undefined) return false
+    if (at === this.copyState(origin, cap)) return true
+    this.unsendable.delete(origin)
+    return false
+  }
+
+  /**
+   * Per origin, the state of this node's copy (and the cap) at which the next
+   * batch read for the peer would not pass its checks: not read again until
+   * that changes (see sendable).
+   */
+  private readonly unsendable = new Map<string, string>()
+
+  private copyState (origin: string, cap: number): string {
+    return `${this.deps.log.vector.get(origin)}/${this.deps.log.servable.get(origin)}/${cap}`
+  }
+
+  /**
+   * `run` as the peer will take it, or undefined (the origin is then passed
+   * over until this node's copy of it or the cap changes): it ends at a
+   * signed run (checks.ts sendableRun), and reaches no further than this node
+   * accepts a revoked origin's entries (beyond that it stored neither the
+   * entries nor their certificates). A batch the peer refuses would end the
+   * session and count against this node as an offence.
+   */
+  private sendable (origin: string, read: EntryRun, cap: number): EntryRun | undefined {
+    let run = sendableRun(origin, read)
+    // a run straddling a revocation lacks the entries after it: a peer that verifies it would refuse it
+    if (run !== undefined && this.deps.accepts?.(origin, run.toSeq) === false && this.deps.accepts(origin, run.fromSeq + 1)) run = undefined
+    if (run === undefined) {
+      this.unsendable.set(origin, this.copyState(origin, cap))
+      this.deps.logger.debug({ peer: this.peer, origin, fromSeq: read.fromSeq, toSeq: read.toSeq }, 'not sending a batch the peer would refuse (it does not end at a signed run); read again once this node holds more')
+    }
+    return run
+  }
 
   private async sendLoop (): Promise<void> {
     while (!this.closed) {
@@ -611,15 +682,17 @@ export class SyncSession {
       }
       const { origin, cap } = next
       const from = this.theirs.get(origin)
-      const run = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES, cap)
+      const read = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES, cap)
       if (this.closed) continue
-      if (run === undefined) {
+      if (read === undefined) {
         // what the peer lacks next is still being written here (it was servable from memory and is no
         // longer): the commit wakes this loop once it is durable
         if (this.deps.log.vector.get(origin) <= from && this.theirs.get(origin) === from) await this.wake.wait()
         continue
       }
       if (this.theirs.get(origin) !== from) continue // the peer's position moved while we read
+      const run = this.sendable(origin, read, cap)
+      if (run === undefined) continue
       const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
       // sent lazily and still wanted: the path that served the peer may have failed (see sendCap)
       if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())

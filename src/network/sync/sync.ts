@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_OPEN_TIMEOUT_MS, SYNC_PROTOCOL } from '../constants.js'
+import type { Offence, Refusal } from './checks.js'
 import { SyncSession } from './session.js'
 import type { PeerCounters, SessionDeps } from './session.js'
 
@@ -17,9 +18,11 @@ export interface SyncServiceInit {
   isAuthenticated: (connection: Connection) => boolean
   /** Counters for a peer (created on demand by the peer manager). */
   counters: (peer: string) => PeerCounters
-  deps: Omit<SessionDeps, 'counters' | 'logger' | 'onOffence'>
-  /** A peer sent forged or tampered data. */
-  onOffence?: (peer: string, reason: string) => void
+  deps: Omit<SessionDeps, 'counters' | 'logger' | 'onOffence' | 'onRefused'>
+  /** A peer sent forged or tampered data: which check failed, on what. */
+  onOffence?: (peer: string, offence: Offence) => void
+  /** A batch of a peer's was refused (an offence or not). */
+  onRefused?: (peer: string, refusal: Refusal) => void
   onSessionChange?: (peer: string, open: boolean) => void
 }
 
@@ -143,6 +146,29 @@ export class SyncService {
     }
   }
 
+  /**
+   * End the session with `peer` normally, so that a new one starts (the
+   * dialling side reopens it within SESSION_MAINTAIN_MS): the peer learns
+   * again, from this node's Hello, exactly what this node holds, re-reads
+   * from there and pushes every origin at once (lazy push starts over).
+   * Returns false when there is no session.
+   */
+  restart (peer: string): boolean {
+    const s = this.sessions.get(peer)
+    if (s === undefined || s.isClosed) return false
+    s.close()
+    return true
+  }
+
+  /**
+   * Forget how far `origin`'s runs were accepted beyond what is held: a run
+   * accepted but never stored (its ingest failed) would otherwise make every
+   * later copy of it look like a duplicate.
+   */
+  resetAccepted (origin: string, held: number): void {
+    if (this.accepted.get(origin) > held) this.accepted.set(origin, held)
+  }
+
   private readonly opening = new Set<string>()
   private maintainTimer?: ReturnType<typeof setInterval>
 
@@ -164,7 +190,8 @@ export class SyncService {
       ...this.init.deps,
       logger: this.log,
       counters: this.init.counters(peer),
-      onOffence: (reason) => this.init.onOffence?.(peer, reason),
+      onOffence: (offence) => this.init.onOffence?.(peer, offence),
+      onRefused: (refusal) => this.init.onRefused?.(peer, refusal),
       accepted: (origin) => this.accepted.get(origin),
       onAccepted: (origin, seq) => {
         this.accepted.advance(origin, seq)
