@@ -25,6 +25,8 @@ import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
+import { upgradeFormat } from '../store/format.js'
+import type { UpgradeResult } from '../store/format.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
@@ -93,6 +95,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private startedAt = ''
   private trust!: TrustPolicy
   private ruleService!: RuleService
+  /** The data format found at start and what it is now. */
+  private format?: UpgradeResult
 
   constructor (options: SyncNodeOptions) {
     super()
@@ -167,6 +171,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.store = new Store(join(dir, DB_DIR))
     await this.store.open()
     try {
+      // before anything reads it: refuse a newer format, upgrade an older one (after a backup copy)
+      this.format = await upgradeFormat(() => this.store.db, {
+        dataDir: dir,
+        dbDir: join(dir, DB_DIR),
+        log: this.log.child({ component: 'store' }),
+        close: async () => { await this.store.db.close() },
+        reopen: async () => { await this.store.open() }
+      })
       this.changelog = new ChangeLog(this.store)
       await this.changelog.load()
       const admins = this.options.admins ?? this.config.admins
@@ -705,7 +717,13 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUpBasis: reach.basis,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
-      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
+      database: {
+        compactions: this.store.compactions,
+        memtableFlushes: this.store.flushes,
+        ...(this.format !== undefined ? { format: this.format.format } : {}),
+        ...(this.format?.steps !== undefined && this.format.steps > 0 && this.format.found !== undefined ? { upgradedFrom: this.format.found } : {}),
+        ...(this.format?.backup !== undefined ? { backup: this.format.backup } : {})
+      }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

@@ -223,8 +223,11 @@ export interface NodeStatus {
     /** How far ahead of this node's clock a received entry may be stamped (ms). */
     maxClockAheadMs?: number
   }
-  /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
-  database?: { compactions: number, memtableFlushes: number }
+  /**
+   * The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing;
+   * `format` is the data format of the directory (see docs/upgrading.md), `upgradedFrom` the one it had before this start upgraded it.
+   */
+  database?: { compactions: number, memtableFlushes: number, format?: number, upgradedFrom?: number, backup?: string }
 }
 
 export interface ImportLine {
