@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { getEventListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Connection } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
@@ -19,8 +19,10 @@ import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS } from '../network/constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS, PROTOCOL_PREFIX } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
+import { PeerVersions } from '../network/versions.js'
+import type { VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
@@ -95,6 +97,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private startedAt = ''
   private trust!: TrustPolicy
   private ruleService!: RuleService
+  /** Peers that speak another version of the wire protocols. */
+  private versions!: PeerVersions
   /** The data format found at start and what it is now. */
   private format?: UpgradeResult
 
@@ -112,7 +116,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     }
     this.peers = {
       add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
-      list: async () => { this.assertRunning(); return this.peerManager.list() },
+      list: async () => { this.assertRunning(); return this.peerList() },
       remove: async (peer) => { this.assertRunning(); return await this.peerManager.remove(peer) }
     }
     this.registry = {
@@ -206,12 +210,20 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason)
+        onRejected: (peer, reason) => {
+          this.peerManager?.rejected(peer.toString(), reason)
+          // another auth protocol version? (the peer store holds what identify learnt)
+          void this.checkVersions(peer)
+        }
       })
+      this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
+      this.host.addEventListener('peer:identify', (evt) => { this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols) })
       this.sync = new SyncService(this.host, {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         counters: (peer) => this.peerManager.counters(peer),
+        isIncompatible: (peer) => this.versions.isIncompatible(peer),
+        onUnsupported: async (c) => await this.checkVersions(c.remotePeer, c) !== undefined,
         onOffence: (peer, reason) => {
           if (this.peerManager.offence(peer, reason)) {
             this.log.warn({ peer }, `refusing peer ${peer} for ${OFFENCE_BAN_MS / 60_000} minutes after repeated invalid data`)
@@ -302,6 +314,33 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (p.region !== undefined) c.region = p.region
       return c
     })
+  }
+
+  /** The peer manager's peers, with what is known of their wire versions. */
+  private peerList (): PeerInfo[] {
+    return this.peerManager.list().map(p => {
+      const m = this.versions.get(p.peerId)
+      return m === undefined ? p : { ...p, lastError: m.message, incompatible: { code: m.code, protocol: m.protocol, ours: m.ours, theirs: m.theirs, message: m.message, since: m.since } }
+    })
+  }
+
+  /**
+   * Whether `peer` speaks another version of the sync or auth protocol, from
+   * the protocols identify recorded in the peer store; with a connection that
+   * proved the key and nothing recorded yet, ask the peer (identify).
+   */
+  private async checkVersions (peer: PeerId, connection?: Connection): Promise<VersionMismatch | undefined> {
+    const id = peer.toString()
+    let protocols: string[] = []
+    try {
+      protocols = (await this.host.peerStore.get(peer)).protocols
+    } catch {}
+    if (!protocols.some(p => p.startsWith(`/${PROTOCOL_PREFIX}/`)) && connection !== undefined && connection.status === 'open') {
+      try {
+        protocols = (await this.host.services.identify.identify(connection, { signal: AbortSignal.timeout(5_000) })).protocols
+      } catch {}
+    }
+    return this.versions.check(id, protocols)
   }
 
   private onAuthenticated (connection: Connection): void {
@@ -703,7 +742,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (problem !== undefined) rs.problem = problem
       rules.push(rs)
     }
-    const peers = this.peerManager.list()
+    const peers = this.peerList()
     const reach = reachability(peers)
     const status: NodeStatus = {
       peerId: this.self,

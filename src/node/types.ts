@@ -139,6 +139,12 @@ export interface PeerInfo {
   lastError?: string
   /** Batches from this peer that failed verification (each one disconnected it). */
   offences?: number
+  /**
+   * The peer speaks another version of the sync or auth protocol (code
+   * SYNC_PROTOCOL_MISMATCH or AUTH_PROTOCOL_MISMATCH): the two cannot sync
+   * until the older one is upgraded. See docs/upgrading.md.
+   */
+  incompatible?: { code: string, protocol: string, ours: string, theirs: string[], message: string, since: string }
 }
 
 export interface OriginStatus {
