@@ -248,9 +248,10 @@ export async function backupDb (dataDir: string, dbDir: string, format: number):
     `A copy of ${dbDir} in data format ${format}, made at ${new Date().toISOString()} before the database was upgraded.`,
     'To go back to it (with a syncmesh release that reads this format): stop the node, then',
     `  mv ${dbDir} ${dbDir}.upgraded && cp -a ${join(final, 'db')} ${dbDir}`,
-    'and start that release. Writes made after the upgrade are not in this copy; the mesh sends',
-    "other nodes' writes again, and this node's own writes made since are in its peers' logs only",
-    'if they synced them. Delete this directory once the upgrade has proved itself.',
+    'and start that release. Writes made after the upgrade are not in this copy: the node gets them',
+    "back from its peers (other nodes' writes, and its own that they synced); let it catch up",
+    '(syncmesh wait) before writing to it. See docs/upgrading.md.',
+    'Delete this directory once the upgrade has proved itself.',
     ''
   ].join('\n'), { mode: 0o600 })
   await rename(partial, final)
