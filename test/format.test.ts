@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
@@ -66,6 +66,8 @@ describe('data format', () => {
 
   it('upgrades a database without a marker (format 1) after an exact backup copy, and only once', async () => {
     await writeFormat1()
+    // a copy that a crash interrupted is cleared away
+    await mkdir(join(dir, 'backup-format-1-2020-01-01T00-00-00Z.partial', 'db'), { recursive: true })
     const before = await allKeys(store.db)
     expect(await readFormat(store.db)).toBe(1)
     const r = await upgrade()

@@ -240,7 +240,10 @@ export async function backupDb (dataDir: string, dbDir: string, format: number):
   const stamp = new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')
   const final = join(dataDir, `${BACKUP_PREFIX}${format}-${stamp}`)
   const partial = final + '.partial'
-  await rm(partial, { recursive: true, force: true })
+  // what a copy interrupted by a crash left
+  for (const name of await readdir(dataDir)) {
+    if (name.startsWith(BACKUP_PREFIX) && name.endsWith('.partial')) await rm(join(dataDir, name), { recursive: true, force: true })
+  }
   await mkdir(partial, { mode: 0o700 })
   await cp(dbDir, join(partial, 'db'), { recursive: true, errorOnExist: true, force: false })
   await rm(join(partial, 'db', 'LOCK'), { force: true })
