@@ -66,11 +66,11 @@ describe('a node meeting a peer of another protocol version', () => {
    * auth protocol) when `auth` is ours, and answers the sync protocol only
    * under another id.
    */
-  async function otherVersion (ids: { sync: string, auth?: string }): Promise<Host> {
+  async function otherVersion (ids: { sync: string, auth?: string }, key = KEY): Promise<Host> {
     const host = await createHost({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
     hosts.push(host)
     if (ids.auth === undefined) {
-      await new MeshAuth(host, { keys: [KEY], logger: pino({ level: 'silent' }), onAuthenticated: () => {} }).start()
+      await new MeshAuth(host, { keys: [key], logger: pino({ level: 'silent' }), onAuthenticated: () => {} }).start()
     } else {
       await host.handle(ids.auth, (stream) => { stream.abort(new Error('not implemented')) })
     }
@@ -125,5 +125,16 @@ describe('a node meeting a peer of another protocol version', () => {
     expect((await peerInfo(real, id))?.incompatible).toMatchObject({ code: 'AUTH_PROTOCOL_MISMATCH', protocol: 'auth', ours: AUTH_PROTOCOL, theirs: ['/syncmesh/auth/0.9.0'] })
     expect(warnings('AUTH_PROTOCOL_MISMATCH')).toHaveLength(1)
     expect(warnings('AUTH_PROTOCOL_MISMATCH')[0]).toContain(`peer ${id} speaks auth protocol /syncmesh/auth/0.9.0; this node speaks ${AUTH_PROTOCOL}`)
+  })
+
+  it('a peer without the mesh key cannot make a node report versions: its claimed sync version is not judged', async () => {
+    const real = await startReal()
+    const outsider = await otherVersion({ sync: '/syncmesh/sync/2.0.0' }, 'w'.repeat(40))
+    const id = outsider.peerId.toString()
+    await outsider.dial(multiaddr(real.getMultiaddrs()[0])).catch(() => {})
+    await eventually(() => lines.some(l => l.includes('mesh-key authentication failed') && l.includes(id)), 'the outsider to be refused')
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    expect(warnings('SYNC_PROTOCOL_MISMATCH')).toEqual([])
+    expect((await peerInfo(real, id))?.incompatible).toBeUndefined()
   })
 })

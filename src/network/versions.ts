@@ -10,6 +10,11 @@
  * but not this node's version of it is incompatible; a peer that lists ours
  * (whatever else it lists) is not, nor is one that lists none of the family
  * (not identified yet, or not a syncmesh node).
+ *
+ * What a peer lists is its own claim: the sync family is judged only for
+ * peers that proved the mesh key, the auth family for peers whose
+ * authentication failed, so that no outsider can make a node warn about
+ * versions beyond what a failed authentication logs anyway.
  */
 import { AUTH_PROTOCOL, PROTOCOL_PREFIX, SYNC_PROTOCOL } from './constants.js'
 
@@ -22,10 +27,9 @@ export interface ProtocolFamily {
   code: string
 }
 
-export const PROTOCOL_FAMILIES: readonly ProtocolFamily[] = [
-  { name: 'auth', ours: AUTH_PROTOCOL, code: 'AUTH_PROTOCOL_MISMATCH' },
-  { name: 'sync', ours: SYNC_PROTOCOL, code: 'SYNC_PROTOCOL_MISMATCH' }
-]
+export const AUTH_FAMILY: ProtocolFamily = { name: 'auth', ours: AUTH_PROTOCOL, code: 'AUTH_PROTOCOL_MISMATCH' }
+export const SYNC_FAMILY: ProtocolFamily = { name: 'sync', ours: SYNC_PROTOCOL, code: 'SYNC_PROTOCOL_MISMATCH' }
+export const PROTOCOL_FAMILIES: readonly ProtocolFamily[] = [AUTH_FAMILY, SYNC_FAMILY]
 
 export interface VersionMismatch {
   code: string
@@ -98,10 +102,10 @@ export class PeerVersions {
     this.warn = warn
   }
 
-  /** Judge `peer` by the protocols it lists; returns its mismatch, if any. */
-  check (peer: string, protocols: readonly string[]): VersionMismatch | undefined {
+  /** Judge `peer` by the protocols it lists (in `families` only); returns its mismatch, if any. */
+  check (peer: string, protocols: readonly string[], families: readonly ProtocolFamily[] = PROTOCOL_FAMILIES): VersionMismatch | undefined {
     if (!protocols.some(p => p.startsWith(`/${PROTOCOL_PREFIX}/`))) return this.get(peer)
-    const m = protocolMismatch(peer, protocols)
+    const m = protocolMismatch(peer, protocols, families)
     if (m === undefined) {
       this.mismatches.delete(peer)
       return undefined

@@ -21,8 +21,8 @@ import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS, PROTOCOL_PREFIX } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
-import { PeerVersions } from '../network/versions.js'
-import type { VersionMismatch } from '../network/versions.js'
+import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES } from '../network/versions.js'
+import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
@@ -213,17 +213,20 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         onRejected: (peer, reason) => {
           this.peerManager?.rejected(peer.toString(), reason)
           // another auth protocol version? (the peer store holds what identify learnt)
-          void this.checkVersions(peer)
+          void this.checkVersions(peer, [AUTH_FAMILY])
         }
       })
       this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
-      this.host.addEventListener('peer:identify', (evt) => { this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols) })
+      // identify may complete before or after authentication: judge a peer once it proved the key (onAuthenticated reads the peer store)
+      this.host.addEventListener('peer:identify', (evt) => {
+        if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
+      })
       this.sync = new SyncService(this.host, {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         counters: (peer) => this.peerManager.counters(peer),
         isIncompatible: (peer) => this.versions.isIncompatible(peer),
-        onUnsupported: async (c) => await this.checkVersions(c.remotePeer, c) !== undefined,
+        onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
         onOffence: (peer, reason) => {
           if (this.peerManager.offence(peer, reason)) {
             this.log.warn({ peer }, `refusing peer ${peer} for ${OFFENCE_BAN_MS / 60_000} minutes after repeated invalid data`)
@@ -329,7 +332,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
    * the protocols identify recorded in the peer store; with a connection that
    * proved the key and nothing recorded yet, ask the peer (identify).
    */
-  private async checkVersions (peer: PeerId, connection?: Connection): Promise<VersionMismatch | undefined> {
+  private async checkVersions (peer: PeerId, families: readonly ProtocolFamily[], connection?: Connection): Promise<VersionMismatch | undefined> {
     const id = peer.toString()
     let protocols: string[] = []
     try {
@@ -340,10 +343,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         protocols = (await this.host.services.identify.identify(connection, { signal: AbortSignal.timeout(5_000) })).protocols
       } catch {}
     }
-    return this.versions.check(id, protocols)
+    return this.versions.check(id, protocols, families)
   }
 
   private onAuthenticated (connection: Connection): void {
+    void this.checkVersions(connection.remotePeer, PROTOCOL_FAMILIES)
     this.peerManager.authenticated(connection)
     this.sync.connected(connection).catch(() => {})
   }
