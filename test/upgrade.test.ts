@@ -138,7 +138,7 @@ describe('a data directory of format 1 (release 84937b5)', () => {
     expect((await readdir(hub.dir)).filter(n => n.startsWith('backup-format-'))).toHaveLength(1)
     expect((await hub.status()).database).toMatchObject({ format: CURRENT_FORMAT })
     expect((await hub.status()).database.upgradedFrom).toBeUndefined()
-  })
+  }, 240_000)
 
   it('a directory of a newer format is refused with DATA_FORMAT_NEWER and left as it was', async () => {
     const parent = await unpack(FIXTURE_1)
@@ -148,11 +148,11 @@ describe('a data directory of format 1 (release 84937b5)', () => {
     await db.put(FORMAT_KEY, Buffer.from(String(CURRENT_FORMAT + 1)))
     await db.close()
     const before = await dump(join(dir, 'db'))
-    const res = await runCli(['start', '--data', dir, '--key', KEY, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], { timeoutMs: 20_000 })
+    const res = await runCli(['start', '--data', dir, '--key', KEY, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], { timeoutMs: 90_000 })
     expect(res.code).not.toBe(0)
     expect(res.stderr).toContain('DATA_FORMAT_NEWER')
     expect(res.stderr).toContain(`written by a newer syncmesh (data format ${CURRENT_FORMAT + 1}); this release reads data formats up to ${CURRENT_FORMAT}`)
     expect(await dump(join(dir, 'db'))).toEqual(before)
     expect((await readdir(dir)).filter(n => n.startsWith('backup-'))).toEqual([])
-  })
+  }, 120_000)
 })
