@@ -1,4 +1,9 @@
-/** Protocol ids are `/${PREFIX}/${name}/${version}`; bump the version on any incompatible change. */
+/**
+ * Protocol ids are `/${PREFIX}/${name}/${version}`; bump the version on any
+ * incompatible change. A node compares a peer's protocols with its own by the
+ * `/${PREFIX}/${name}/` prefix (versions.ts): a peer that lists another
+ * version only is reported as incompatible, naming both.
+ */
 export const PROTOCOL_PREFIX = 'syncmesh'
 export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
 export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/1.0.0`

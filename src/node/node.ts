@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { getEventListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Connection } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
@@ -19,12 +19,16 @@ import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS } from '../network/constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS, PROTOCOL_PREFIX } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
+import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES } from '../network/versions.js'
+import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
+import { upgradeFormat } from '../store/format.js'
+import type { UpgradeResult } from '../store/format.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
@@ -99,6 +103,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private startedAt = ''
   private trust!: TrustPolicy
   private ruleService!: RuleService
+  /** Peers that speak another version of the wire protocols. */
+  private versions!: PeerVersions
+  /** The data format found at start and what it is now. */
+  private format?: UpgradeResult
 
   constructor (options: SyncNodeOptions) {
     super()
@@ -114,7 +122,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     }
     this.peers = {
       add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
-      list: async () => { this.assertRunning(); return this.peerManager.list() },
+      list: async () => { this.assertRunning(); return this.peerList() },
       remove: async (peer) => { this.assertRunning(); return await this.peerManager.remove(peer) }
     }
     this.registry = {
@@ -173,6 +181,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.store = new Store(join(dir, DB_DIR))
     await this.store.open()
     try {
+      // before anything reads it: refuse a newer format, upgrade an older one (after a backup copy)
+      this.format = await upgradeFormat(() => this.store.db, {
+        dataDir: dir,
+        dbDir: join(dir, DB_DIR),
+        log: this.log.child({ component: 'store' }),
+        close: async () => { await this.store.db.close() },
+        reopen: async () => { await this.store.open() }
+      })
       this.changelog = new ChangeLog(this.store)
       await this.changelog.load()
       const admins = this.options.admins ?? this.config.admins
@@ -200,12 +216,23 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason)
+        onRejected: (peer, reason) => {
+          this.peerManager?.rejected(peer.toString(), reason)
+          // another auth protocol version? (the peer store holds what identify learnt)
+          void this.checkVersions(peer, [AUTH_FAMILY])
+        }
+      })
+      this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
+      // identify may complete before or after authentication: judge a peer once it proved the key (onAuthenticated reads the peer store)
+      this.host.addEventListener('peer:identify', (evt) => {
+        if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
       })
       this.sync = new SyncService(this.host, {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
         counters: (peer) => this.peerManager.counters(peer),
+        isIncompatible: (peer) => this.versions.isIncompatible(peer),
+        onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
         onOffence: (peer, offence) => {
           if (this.peerManager.offence(peer, offence)) {
             this.peerManager.banned(peer, OFFENCE_BAN_MS, offence)
@@ -299,7 +326,35 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     })
   }
 
+  /** The peer manager's peers, with what is known of their wire versions. */
+  private peerList (): PeerInfo[] {
+    return this.peerManager.list().map(p => {
+      const m = this.versions.get(p.peerId)
+      return m === undefined ? p : { ...p, lastError: m.message, incompatible: { code: m.code, protocol: m.protocol, ours: m.ours, theirs: m.theirs, message: m.message, since: m.since } }
+    })
+  }
+
+  /**
+   * Whether `peer` speaks another version of the sync or auth protocol, from
+   * the protocols identify recorded in the peer store; with a connection that
+   * proved the key and nothing recorded yet, ask the peer (identify).
+   */
+  private async checkVersions (peer: PeerId, families: readonly ProtocolFamily[], connection?: Connection): Promise<VersionMismatch | undefined> {
+    const id = peer.toString()
+    let protocols: string[] = []
+    try {
+      protocols = (await this.host.peerStore.get(peer)).protocols
+    } catch {}
+    if (!protocols.some(p => p.startsWith(`/${PROTOCOL_PREFIX}/`)) && connection !== undefined && connection.status === 'open') {
+      try {
+        protocols = (await this.host.services.identify.identify(connection, { signal: AbortSignal.timeout(5_000) })).protocols
+      } catch {}
+    }
+    return this.versions.check(id, protocols, families)
+  }
+
   private onAuthenticated (connection: Connection): void {
+    void this.checkVersions(connection.remotePeer, PROTOCOL_FAMILIES)
     this.peerManager.authenticated(connection)
     this.sync.connected(connection).catch(() => {})
   }
@@ -787,7 +842,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (problem !== undefined) rs.problem = problem
       rules.push(rs)
     }
-    const peers = this.peerManager.list()
+    const peers = this.peerList()
     const reach = reachability(peers)
     const status: NodeStatus = {
       peerId: this.self,
@@ -801,7 +856,13 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUpBasis: reach.basis,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
-      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes },
+      database: {
+        compactions: this.store.compactions,
+        memtableFlushes: this.store.flushes,
+        ...(this.format !== undefined ? { format: this.format.format } : {}),
+        ...(this.format?.steps !== undefined && this.format.steps > 0 && this.format.found !== undefined ? { upgradedFrom: this.format.found } : {}),
+        ...(this.format?.backup !== undefined ? { backup: this.format.backup } : {})
+      },
       offences: this.peerManager.offenceTotals(),
       stalls: {
         total: this.stalls.total,

@@ -145,6 +145,12 @@ export interface PeerInfo {
   lastOffence?: { check: string, origin: string, fromSeq: number, toSeq: number, reason: string, at: string }
   /** Set while the peer is refused after repeated offences (ISO). */
   bannedUntil?: string
+  /**
+   * The peer speaks another version of the sync or auth protocol (code
+   * SYNC_PROTOCOL_MISMATCH or AUTH_PROTOCOL_MISMATCH): the two cannot sync
+   * until the older one is upgraded. See docs/upgrading.md.
+   */
+  incompatible?: { code: string, protocol: string, ours: string, theirs: string[], message: string, since: string }
 }
 
 /** A batch one peer kept sending and this node kept refusing (see docs/troubleshooting.md, "A sync is stuck"). */
@@ -251,8 +257,11 @@ export interface NodeStatus {
     /** How far ahead of this node's clock a received entry may be stamped (ms). */
     maxClockAheadMs?: number
   }
-  /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
-  database?: { compactions: number, memtableFlushes: number }
+  /**
+   * The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing;
+   * `format` is the data format of the directory (see docs/upgrading.md), `upgradedFrom` the one it had before this start upgraded it.
+   */
+  database?: { compactions: number, memtableFlushes: number, format?: number, upgradedFrom?: number, backup?: string }
   /** Offences by peers since the node started, per check, and the bans they led to. */
   offences?: { total: number, byCheck: Record<string, number>, bans: number, bansByCheck: Record<string, number> }
   /** Stalls since the node started: batches refused again and again (recent ones listed, newest first). */

@@ -18,7 +18,8 @@
  *   q  coll                → progress of publishing a collection's rule-written records into this node's own log
  *   h  coll cursor         → changes feed: id of the record of coll whose newest change has this cursor
  *   p  peerId              → persisted peer (JSON)
- *   m  name                → node metadata (clock)
+ *   m  name                → node metadata: hlc, feed cursors, `format` (the data format,
+ *                            see format.ts), `upgrade` (present while an upgrade runs)
  *
  * e, k, s, r, x and h are written only through Store.write (transactions):
  * the store's append frontiers (frontier.ts) rely on seeing every such key

@@ -24,6 +24,13 @@ export interface SyncServiceInit {
   /** A batch of a peer's was refused (an offence or not). */
   onRefused?: (peer: string, refusal: Refusal) => void
   onSessionChange?: (peer: string, open: boolean) => void
+  /** A peer known to speak another version of the protocol (src/network/versions.ts): no session is opened to it. */
+  isIncompatible?: (peer: string) => boolean
+  /**
+   * The peer does not speak this node's sync protocol: find out why (another
+   * version?) and report it; returns whether it was explained.
+   */
+  onUnsupported?: (connection: Connection) => Promise<boolean>
 }
 
 export class SyncService {
@@ -65,10 +72,12 @@ export class SyncService {
   async connected (connection: Connection): Promise<void> {
     if (!this.running || connection.direction !== 'outbound') return
     const peer = connection.remotePeer.toString()
+    if (this.init.isIncompatible?.(peer) === true) return
     try {
       const stream = await connection.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(SYNC_OPEN_TIMEOUT_MS) })
       this.attach(stream, connection, this.libp2p.peerId.toString())
     } catch (err) {
+      if ((err as Error).name === 'UnsupportedProtocolError' && await this.init.onUnsupported?.(connection).catch(() => false) === true) return
       this.log.warn({ peer, err: (err as Error).message }, `could not open a sync stream to ${peer}`)
       // no answer at all: the connection is dead (libp2p's ping does not close it, see createHost)
       if ((err as Error).name === 'TimeoutError') connection.abort(err as Error)
@@ -140,7 +149,7 @@ export class SyncService {
       const peer = c.remotePeer.toString()
       const s = this.sessions.get(peer)
       if (s !== undefined && !s.isClosed) continue
-      if (this.opening.has(peer)) continue
+      if (this.opening.has(peer) || this.init.isIncompatible?.(peer) === true) continue
       this.opening.add(peer)
       this.connected(c).finally(() => this.opening.delete(peer)).catch(() => {})
     }
