@@ -8,13 +8,14 @@ import { getEventListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection } from '@libp2p/interface'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { RunSigner } from '../log/signing.js'
 import { MeshAuth } from '../network/auth/auth.js'
+import { Door } from '../network/auth/door.js'
 import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
@@ -51,6 +52,8 @@ const IMPORT_BATCH = 1000
 /** An origin that is behind and whose log has not advanced for this long is reported as stuck. */
 const STUCK_AFTER_MS = 30_000
 const STUCK_CHECK_MS = 5_000
+/** Origins reported stuck behind one peer per check, one line each; the rest in one line. */
+const STUCK_WARNINGS_PER_PEER = 5
 const DEFAULT_PAGE = 100
 const MAX_PAGE = 1000
 
@@ -86,6 +89,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private ingestor!: Ingestor
   private host!: Host
   private auth!: MeshAuth
+  private door!: Door
   private sync!: SyncService
   private peerManager!: PeerManager
   private self = ''
@@ -182,7 +186,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.ruleService = this.createRuleService()
       await this.ruleService.load()
 
+      this.door = new Door({ logger: this.log.child({ component: 'door' }) })
       this.host = await createHost({
+        door: this.door,
+        isAuthenticated: (c) => this.auth?.isAuthenticated(c) ?? false,
         privateKey,
         listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
         announce: this.options.announce ?? this.config.announce,
@@ -194,7 +201,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason)
+        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason),
+        door: this.door,
+        onForget: (peer) => this.forgetPeer(peer)
       })
       this.sync = new SyncService(this.host, {
         logger: this.log.child({ component: 'sync' }),
@@ -211,6 +220,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         deps: {
           accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
           clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
+          knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
           log: this.changelog,
           self: this.self,
           localName: this.config.name,
@@ -290,6 +300,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (p.region !== undefined) c.region = p.region
       return c
     })
+  }
+
+  /** Drop what is kept about a peer that never proved the key or whose refusal ended (unless it is known). */
+  private forgetPeer (peer: string): void {
+    if (this.peerManager?.forget(peer) !== true) return
+    try {
+      this.host.peerStore.delete(peerIdFromString(peer)).catch(() => {})
+    } catch {}
   }
 
   private onAuthenticated (connection: Connection): void {
@@ -662,8 +680,16 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   /** Report origins that are behind and have not advanced for STUCK_AFTER_MS, with the peer they wait on. */
   private checkStuck (): void {
+    // at most STUCK_WARNINGS_PER_PEER lines per peer and check: then one line for the rest
+    const perPeer = new Map<string, number>()
     for (const { origin: o, forMs } of this.stuck.check(this.originProgress().origins, Date.now())) {
-      this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy ?? ''}, nothing received for ${Math.round(forMs / 1000)} s`)
+      const peer = o.announcedBy ?? ''
+      const n = (perPeer.get(peer) ?? 0) + 1
+      perPeer.set(peer, n)
+      if (n <= STUCK_WARNINGS_PER_PEER) this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${peer}, nothing received for ${Math.round(forMs / 1000)} s`)
+    }
+    for (const [peer, n] of perPeer) {
+      if (n > STUCK_WARNINGS_PER_PEER) this.log.warn({ peer, origins: n - STUCK_WARNINGS_PER_PEER }, `sync of ${n - STUCK_WARNINGS_PER_PEER} more origins is stuck behind peer ${peer} (not listed)`)
     }
   }
 
@@ -705,7 +731,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUpBasis: reach.basis,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
-      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes }
+      database: { compactions: this.store.compactions, memtableFlushes: this.store.flushes },
+      door: { ...this.door.stats(), refusedPeers: this.auth.bannedCount, trackedPeers: this.peerManager.size, peerStore: (await this.host.peerStore.all()).length }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

@@ -225,6 +225,12 @@ export interface NodeStatus {
   }
   /** The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing. */
   database?: { compactions: number, memtableFlushes: number }
+  /**
+   * Inbound connections that have not proved the mesh key (`pending`), addresses and peer ids
+   * refused now, connections turned away at the door since start, and how many peers the node
+   * keeps state for (its peer manager, libp2p's peer store): see docs/door.md.
+   */
+  door?: { pending: number, refusedAddresses: number, turnedAway: number, refusedPeers: number, trackedPeers: number, peerStore: number }
 }
 
 export interface ImportLine {

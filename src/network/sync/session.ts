@@ -22,7 +22,7 @@ import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
-import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
+import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
@@ -55,6 +55,12 @@ export interface SessionDeps {
   logger: Logger
   /** Store a received, verified run; undefined means a gap (nothing stored). */
   ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
+  /**
+   * Whether this node knows `origin` (a registry platform, or held in its
+   * log): a session tracks what its peer holds of origins it does not know
+   * for SESSION_MAX_UNKNOWN_ORIGINS of them at most. Absent: all are known.
+   */
+  knowsOrigin?: (origin: string) => boolean
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected). */
@@ -133,6 +139,8 @@ export class SyncSession {
   private readonly gapReported = new Map<string, number>()
   /** Origins whose relayed entries were last refused as stamped ahead of our clock (warned once until accepted). */
   private readonly clockRefused = new Set<string>()
+  /** Origins this node does not know that this session tracks anyway (at most SESSION_MAX_UNKNOWN_ORIGINS). */
+  private readonly unknownOrigins = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
 
   constructor (stream: Stream, peer: string, initiator: string, deps: SessionDeps) {
@@ -171,6 +179,21 @@ export class SyncSession {
     }
     this.haveSentAt.set(origin, now)
     this.queueHave(origin, seq)
+  }
+
+  /**
+   * Whether to track what the peer holds of `origin`: always for origins this
+   * node knows, for the first SESSION_MAX_UNKNOWN_ORIGINS others only. What
+   * a peer can make a session remember does not grow with what it names; an
+   * origin not tracked is still received (the peer sends what our vector
+   * lacks), and tracked once it is in our log.
+   */
+  private tracks (origin: string): boolean {
+    const knows = this.deps.knowsOrigin
+    if (knows === undefined || this.unknownOrigins.has(origin) || knows(origin)) return true
+    if (this.unknownOrigins.size >= SESSION_MAX_UNKNOWN_ORIGINS) return false
+    this.unknownOrigins.add(origin)
+    return true
   }
 
   /** Per origin, when we last sent the peer a Have. */
@@ -289,6 +312,7 @@ export class SyncSession {
           break
         case 'have':
           // the peer got entries we had already sent it from someone else first: push lazily (see sendCap)
+          if (!this.tracks(msg.origin)) break
           if (msg.seq <= (this.sent.get(msg.origin) ?? 0) && msg.origin !== this.deps.self) this.lazy.add(msg.origin)
           this.theirs.advance(msg.origin, msg.seq)
           this.heard(msg.origin, msg.seq)
@@ -302,8 +326,10 @@ export class SyncSession {
         case 'batch':
           if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
-          this.theirs.advance(msg.origin, msg.toSeq)
-          this.heard(msg.origin, msg.toSeq)
+          if (this.tracks(msg.origin)) {
+            this.theirs.advance(msg.origin, msg.toSeq)
+            this.heard(msg.origin, msg.toSeq)
+          }
           this.received.push({ msg, bytes: bytes.byteLength })
           this.batchWake.notify()
           // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
@@ -407,7 +433,7 @@ export class SyncSession {
       if (result === undefined) {
         // gap: tell the peer what we really hold, once per held seq
         const held = this.deps.log.vector.get(msg.origin)
-        if (this.gapReported.get(msg.origin) !== held) {
+        if (this.gapReported.get(msg.origin) !== held && this.tracks(msg.origin)) {
           this.gapReported.set(msg.origin, held)
           this.framed.sendNow(encodeVector(this.deps.log.vector))
         }
@@ -500,6 +526,7 @@ export class SyncSession {
       this.theirs.set(origin, restatedSeq(vector.get(origin), this.theirs.get(origin), this.announced.get(origin), this.unacked.filter(b => b.origin === origin)))
     }
     for (const { origin, seq } of vector.entries()) {
+      if (!this.tracks(origin)) continue
       if (seq > this.theirs.get(origin)) this.theirs.set(origin, seq)
       this.announced.advance(origin, seq)
     }
@@ -508,6 +535,7 @@ export class SyncSession {
   private replaceTheirs (vector: VersionVector): void {
     for (const origin of [...this.theirs.origins()]) this.theirs.set(origin, vector.get(origin))
     for (const { origin, seq } of vector.entries()) {
+      if (!this.tracks(origin)) continue
       this.theirs.set(origin, seq)
       this.announced.advance(origin, seq)
     }
