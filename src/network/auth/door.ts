@@ -186,19 +186,18 @@ export class Door {
     this.refuse(addr, this.refuseMs)
   }
 
-  /** Close the oldest connection of the address with the most at the door, if it has more than `here`. */
+  /**
+   * Close a connection of the address with the most at the door, if it has
+   * more than `here`: among such addresses, the oldest connection (so a
+   * newcomer is never the one evicted by the next arrival while it is being
+   * let in).
+   */
   private evictFor (here: number): boolean {
-    let busiest: string | undefined
     let most = here
-    for (const [addr, n] of this.perAddress) {
-      if (n > most) {
-        most = n
-        busiest = addr
-      }
-    }
-    if (busiest === undefined) return false
+    for (const n of this.perAddress.values()) if (n > most) most = n
+    if (most === here) return false
     for (const [key, e] of this.pending) {
-      if (e.addr !== busiest) continue
+      if (this.perAddress.get(e.addr) !== most) continue
       // account for it now: its close event may come later
       this.leave(key, e)
       e.close('evicted: too many connections at the door')
