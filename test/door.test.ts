@@ -57,6 +57,7 @@ async function join (target: string, options: { key?: string, localAddress?: str
   let done!: () => void
   let failed!: (err: Error) => void
   const proved = new Promise<void>((resolve, reject) => { done = resolve; failed = reject })
+  proved.catch(() => {}) // awaited below unless the dial fails first
   auth = new MeshAuth(host, {
     keys: [options.key ?? KEY],
     logger: pino({ level: 'silent' }),
@@ -209,6 +210,9 @@ describe('the door', () => {
     cleanup.push(async () => await keyless.stop())
     const conn = await keyless.dial(multiaddr(v.multiaddr))
     await expect(keyless.services.identify.identify(conn, { signal: AbortSignal.timeout(5_000) })).rejects.toThrow()
+    // nothing learnt by any identify run (a host that identifies on connection open stores the answer here)
+    const learnt = await keyless.peerStore.get(conn.remotePeer).catch(() => undefined)
+    expect(learnt?.metadata.get('AgentVersion')).toBeUndefined()
     await expect(keyless.services.ping.ping(multiaddr(v.multiaddr), { signal: AbortSignal.timeout(5_000) })).rejects.toThrow()
 
     // a peer that proved the key is answered
