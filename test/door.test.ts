@@ -268,6 +268,8 @@ describe('bounded state per peer', () => {
       const vec = new VersionVector()
       for (let i = 0; i < 50_000; i++) vec.advance(fake(), 1 + i)
       s.framed.sendNow(encodeVector(vec))
+      // paced: frames the node has not read yet are buffered up to 8 MiB, beyond which the session ends
+      await new Promise(resolve => setTimeout(resolve, 1_000))
     }
     await new Promise(resolve => setTimeout(resolve, 2_000))
     const t0 = performance.now()
@@ -276,7 +278,9 @@ describe('bounded state per peer', () => {
     // only the origins nobody registered that one session may track (256), plus the node's own
     expect(status.origins.length).toBeLessThanOrEqual(256 + 2)
     // stall detection reports what it tracks, at most 5 lines per peer and check plus one summary line
-    await waitFor(() => v.logCount(/is stuck/) > 0, 'stall detection to report', 60_000, 1000)
+    await waitFor(() => v.logCount(/is stuck/) > 0, 'stall detection to report', 60_000, 1000).catch((err: Error) => {
+      throw new Error(`${err.message}; node log:\n${v.stderr.split('\n').filter(l => !/"level":30/.test(l)).slice(-20).join('\n')}`)
+    })
     await new Promise(resolve => setTimeout(resolve, 6_000))
     expect(v.logCount(/is stuck/)).toBeLessThanOrEqual(6 * 2)
     const rss1 = await rssMiB(v.pid as number)
