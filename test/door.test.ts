@@ -21,7 +21,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { VersionVector } from '../src/log/vector.js'
 import { MeshAuth } from '../src/network/auth/auth.js'
 import { AuthMessage } from '../src/network/auth/pb/auth.js'
-import { AUTH_PROTOCOL } from '../src/network/constants.js'
+import { AUTH_PROTOCOL, SYNC_PROTOCOL } from '../src/network/constants.js'
 import { createHost } from '../src/network/libp2p.js'
 import { encodeVector } from '../src/network/sync/codec.js'
 import { NodeProcess, tempDir, waitFor } from '../scripts/lib/cluster.js'
@@ -214,6 +214,13 @@ describe('the door', () => {
     const learnt = await keyless.peerStore.get(conn.remotePeer).catch(() => undefined)
     expect(learnt?.metadata.get('AgentVersion')).toBeUndefined()
     await expect(keyless.services.ping.ping(multiaddr(v.multiaddr), { signal: AbortSignal.timeout(5_000) })).rejects.toThrow()
+    // nor may it make the node log a line per sync stream it opens: one line, and the connection is closed
+    const conn2 = await keyless.dial(multiaddr(v.multiaddr), { force: true })
+    for (let i = 0; i < 50 && conn2.status === 'open'; i++) {
+      await conn2.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(2_000) }).then(s => s.abort(new Error('done'))).catch(() => {})
+    }
+    await waitFor(() => conn2.status !== 'open', 'the node to close the connection', 10_000)
+    expect(v.logCount(/refused a sync stream/)).toBeLessThanOrEqual(2)
 
     // a peer that proved the key is answered
     const member = new RawPeer(KEY, { localAddress: '127.0.3.32' })

@@ -12,7 +12,7 @@ import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
-import { AUTH_BAN_MS, AUTH_MAX_BANNED, AUTH_MAX_MESSAGE, AUTH_PROTOCOL, AUTH_TIMEOUT_MS, AUTH_WARNINGS_PER_MINUTE } from '../constants.js'
+import { AUTH_BAN_MS, AUTH_MAX_BANNED, AUTH_MAX_MESSAGE, AUTH_PROTOCOL, AUTH_TIMEOUT_MS, AUTH_WARNINGS_PER_MINUTE, DOOR_MAX_ADDRESSES } from '../constants.js'
 import { addressOf } from './door.js'
 import type { Door } from './door.js'
 import { AuthMessage } from './pb/auth.js'
@@ -266,6 +266,7 @@ export class MeshAuth {
     const minute = Math.floor(Date.now() / 60_000)
     let w = this.warnings.get(addr)
     if (w === undefined || w.minute !== minute) {
+      if (this.warnings.size >= DOOR_MAX_ADDRESSES) this.warnings.clear()
       w = { minute, count: 0 }
       this.warnings.set(addr, w)
     }
