@@ -222,8 +222,9 @@ export class PeerManager {
 
   /**
    * Drop the state of a peer that is neither added by the operator, nor a
-   * registry platform, nor connected, nor being dialled (its refusal ended,
-   * or it never proved the key). Returns whether nothing is kept about it.
+   * registry platform, nor connected, nor being dialled, nor a recent
+   * offender (it left, or its refusal ended): what a peer that comes and
+   * goes leaves behind is bounded. Returns whether nothing is kept about it.
    */
   forget (peer: string): boolean {
     const s = this.peers.get(peer)
@@ -232,7 +233,7 @@ export class PeerManager {
     const now = Date.now()
     if (s?.offences?.some(t => now - t < OFFENCE_WINDOW_MS) === true) return false
     if (this.candidates().some(c => c.peerId === peer)) return false
-    for (const c of this.host.getConnections()) if (c.remotePeer.toString() === peer) return false
+    for (const c of this.host.getConnections()) if (c.status === 'open' && c.remotePeer.toString() === peer) return false
     this.peers.delete(peer)
     this.tagged.delete(peer)
     return true

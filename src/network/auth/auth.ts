@@ -72,8 +72,9 @@ export interface MeshAuthInit {
    */
   door?: Door
   /**
-   * Nothing needs `peer` any more: its refusal has ended, or its last
-   * connection closed without proving the key. What is kept about it may go.
+   * Nothing here needs `peer` any more: its refusal has ended, or its last
+   * connection closed while it was not refused. What is kept about it may
+   * go, unless the node knows it for other reasons.
    */
   onForget?: (peer: string) => void
 }
@@ -193,7 +194,7 @@ export class MeshAuth {
   /** Forget a peer unless it is refused or still connected. */
   private forget (peer: string): void {
     if (this.banned.has(peer)) return
-    for (const c of this.libp2p.getConnections()) if (c.remotePeer.toString() === peer) return
+    for (const c of this.libp2p.getConnections()) if (c.status === 'open' && c.remotePeer.toString() === peer) return
     this.onForget?.(peer)
   }
 
@@ -227,8 +228,8 @@ export class MeshAuth {
 
   private readonly onClose = (evt: CustomEvent<Connection>): void => {
     const id = evt.detail.id
-    // a peer that never proved the key and is not refused is forgotten with its last connection
-    if (!this.passed.has(id)) this.forget(evt.detail.remotePeer.toString())
+    // a peer that is not refused is forgotten with its last connection (unless the node knows it: onForget)
+    this.forget(evt.detail.remotePeer.toString())
     this.passed.delete(id)
     this.provedWith.delete(id)
     const t = this.timers.get(id)

@@ -95,6 +95,6 @@ export class NoiseFlood {
 
   async stop (): Promise<void> {
     this.running = false
-    for (const h of this.hosts.splice(0)) await h.stop().catch(() => {})
+    for (const h of this.hosts.splice(0)) await Promise.resolve(h.stop()).catch(() => {})
   }
 }
