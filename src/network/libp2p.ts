@@ -29,7 +29,11 @@ export interface HostOptions {
   isDenied?: (peerId: string) => boolean
   /** Whether a connection has proved the mesh key: identify and ping answer only those (none without it). */
   isAuthenticated?: (connection: Connection) => boolean
-  /** Admission of inbound connections that have not proved the key (a default door when absent). */
+  /**
+   * Admission of inbound connections that have not proved the key. Absent: a
+   * door with the default budgets that refuses no address (an address is
+   * refused on failures its owner counts: the node passes its own door).
+   */
   door?: Door
   /** Dial from this local IP address (multi-homed hosts). */
   localAddress?: string
@@ -71,7 +75,7 @@ export async function createHost (options: HostOptions): Promise<Host> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (options.mdns === true) peerDiscovery.push(mdns())
   const denied = options.isDenied ?? (() => false)
-  const door = options.door ?? new Door()
+  const door = options.door ?? new Door({ failureLimit: Infinity })
   const isAuthenticated = options.isAuthenticated ?? (() => false)
   const maxConnections = options.maxConnections ?? 64
   const identifyService = identify({ runOnConnectionOpen: false })

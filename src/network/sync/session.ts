@@ -326,11 +326,12 @@ export class SyncSession {
         case 'batch':
           if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
-          if (this.tracks(msg.origin)) {
+          const tracked = this.tracks(msg.origin)
+          if (tracked) {
             this.theirs.advance(msg.origin, msg.toSeq)
             this.heard(msg.origin, msg.toSeq)
           }
-          this.received.push({ msg, bytes: bytes.byteLength })
+          this.received.push({ msg, bytes: bytes.byteLength, tracked })
           this.batchWake.notify()
           // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
           while (this.received.length > MAX_RECEIVED_WAITING && !this.closed) await this.readWake.wait()
@@ -354,7 +355,7 @@ export class SyncSession {
    * rest wait in the stream (at most the credit granted: a batch beyond it
    * ends the session).
    */
-  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number }> = []
+  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked: boolean }> = []
   private readonly batchWake = new Wakeup()
   /** storeLoop took a batch: the reader may go on. */
   private readonly readWake = new Wakeup()
@@ -374,7 +375,7 @@ export class SyncSession {
           await this.batchWake.wait()
           continue
         }
-        await this.store(next.msg, next.bytes)
+        await this.store(next.msg, next.bytes, next.tracked)
       }
     } catch (err) {
       this.failure ??= err as Error
@@ -385,7 +386,7 @@ export class SyncSession {
     }
   }
 
-  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number): Promise<void> {
+  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked = true): Promise<void> {
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
@@ -421,6 +422,12 @@ export class SyncSession {
       return
     }
     this.clockRefused.delete(msg.origin)
+    if (!tracked) {
+      // an origin not tracked when the batch came (see tracks): its run is genuine and about to be
+      // stored, so track it now, or this run would be sent back to the peer that sent it
+      this.theirs.advance(msg.origin, msg.toSeq)
+      this.heard(msg.origin, msg.toSeq)
+    }
     // a run that continues what is accepted will be stored (batches reach the ingestor in the order
     // they are accepted): later copies are duplicates, and the other peers are told now, not once it is
     // stored, since under load it may wait here a while and meanwhile they would send it too (a run
