@@ -27,6 +27,8 @@ export interface HostOptions {
   maxConnections?: number
   /** Refuse peers (e.g. those that recently failed authentication). */
   isDenied?: (peerId: string) => boolean
+  /** Peer ids the node knows (operator-added, registry platforms): their failures are not held against their address. */
+  isKnown?: (peerId: string) => boolean
   /** Whether a connection has proved the mesh key: identify and ping answer only those (none without it). */
   isAuthenticated?: (connection: Connection) => boolean
   /**
@@ -116,6 +118,7 @@ export async function createHost (options: HostOptions): Promise<Host> {
     connectionGater: {
       denyInboundConnection: (maConn) => !door.admit(maConn),
       denyInboundEncryptedConnection: (peer, maConn) => {
+        if (options.isKnown?.(peer.toString()) === true) door.knownPeer(maConn)
         if (!denied(peer.toString())) return false
         door.identityRefused(maConn)
         return true

@@ -183,6 +183,8 @@ export class PeerManager {
     const addr = connection.remoteAddr.toString()
     if (connection.direction === 'outbound' && s.addrs.length === 0) s.addrs = [addr]
     if (s.persisted) this.persist(s).catch(() => {})
+    // the cap counts connections that proved the key: this one may be beyond it
+    this.enforceCap()
   }
 
   /**
@@ -213,6 +215,11 @@ export class PeerManager {
     if (s === undefined) return
     s.lastError = reason
     s.nextDial = Date.now() + (s.backoff = Math.min(s.backoff * 4, REDIAL_MAX_MS))
+  }
+
+  /** Whether `peer` was added by the operator or is a registry platform. */
+  knows (peer: string): boolean {
+    return this.peers.get(peer)?.persisted === true || this.candidates().some(c => c.peerId === peer)
   }
 
   /** Peers this node keeps state for. */

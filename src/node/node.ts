@@ -190,6 +190,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.host = await createHost({
         door: this.door,
         isAuthenticated: (c) => this.auth?.isAuthenticated(c) ?? false,
+        isKnown: (peer) => this.peerManager?.knows(peer) ?? false,
         privateKey,
         listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
         announce: this.options.announce ?? this.config.announce,

@@ -52,7 +52,7 @@ interface Entry {
   close: (reason: string) => void
   /** Left the door by proving the key. */
   proven: boolean
-  /** Refused for its peer id (ban, revocation): not the address's failure. */
+  /** Refused for its peer id (ban, revocation), or a peer id the node knows: not the address's failure. */
   identityRefused: boolean
 }
 
@@ -139,6 +139,16 @@ export class Door {
   identityRefused (maConn: MultiaddrConnection): void {
     const entry = this.pending.get(maConn.timeline)
     if (entry !== undefined) entry.identityRefused = true
+  }
+
+  /**
+   * Noise showed the connection comes from a peer id the node knows (an
+   * operator-added peer, a registry platform): if it fails, that is not held
+   * against its address (members behind one address must not lock each
+   * other out when an overloaded node times out).
+   */
+  knownPeer (maConn: MultiaddrConnection): void {
+    this.identityRefused(maConn)
   }
 
   /** The connection proved the mesh key: it leaves the door. */
