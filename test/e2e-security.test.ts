@@ -27,7 +27,12 @@ const KEY = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee'
 
 /** A relay holding the mesh key that sends frames by hand; what the victim sends it is ignored. */
 class EvilRelay {
-  private readonly peer = new RawPeer(KEY)
+  private readonly peer: RawPeer
+
+  /** `localAddress`: the loopback address it connects from (a ban refuses the address too). */
+  constructor (localAddress?: string) {
+    this.peer = new RawPeer(KEY, { localAddress })
+  }
 
   async start (): Promise<void> {
     await this.peer.start()
@@ -67,10 +72,11 @@ describe('garbage and floods on the peer port', () => {
     await w.addPeer(v.multiaddr)
     await w.addRule({ from: { platform: 'W', collection: 'in' }, to: { platform: 'V', collection: 'in' } })
 
-    // 1. raw garbage at the TCP port, many connections
+    // 1. raw garbage at the TCP port, many connections (from an address of its own: failing connections
+    // get their address refused)
     const [, , host, , port] = v.multiaddr.split('/')
     await Promise.all(Array.from({ length: 30 }, async (_, i) => await new Promise<void>(resolve => {
-      const sock = createConnection({ host, port: Number(port) }, () => {
+      const sock = createConnection({ host, port: Number(port), localAddress: '127.0.0.2' }, () => {
         sock.write(randomBytes(1000 + i * 100))
         setTimeout(() => { sock.destroy(); resolve() }, 200)
       })
@@ -134,7 +140,7 @@ describe('hostile relay', () => {
     const run2 = Array.from({ length: 10 }, (_, i) => entry('posts', `p${i}`, { title: `post ${i}`, price: i }))
     const cert2 = signer.sign(2, 12, run2)
 
-    const evil = new EvilRelay()
+    const evil = new EvilRelay('127.0.0.4')
     await evil.start()
     cleanup.push(async () => await evil.stop())
     let s = await evil.session(victim.multiaddr)
@@ -174,8 +180,9 @@ describe('hostile relay', () => {
     await waitFor(async () => await seqOfA(witness) === 2, 'the witness to hold the genuine registry part of A')
     expect(await witness.count('posts')).toBe(0)
 
-    // 4. an honest relay delivers the genuine run; replays of old batches change nothing
-    const honest = new EvilRelay()
+    // 4. an honest relay (at another address: the ban refused the evil relay's) delivers the genuine run;
+    // replays of old batches change nothing
+    const honest = new EvilRelay('127.0.0.3')
     await honest.start()
     cleanup.push(async () => await honest.stop())
     s = await honest.session(victim.multiaddr)

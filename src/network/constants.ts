@@ -63,3 +63,34 @@ export const MAX_CONTROL_FRAMES_PER_SECOND = 5_000
 export const MAX_PEER_BYTES_PER_SECOND = 64 * 1024 * 1024
 /** Unread bytes a sync stream may hold: credit × batch size plus slack; beyond that the peer ignored its credit. */
 export const MAX_READ_BUFFER_BYTES = INITIAL_CREDIT * (BATCH_MAX_BYTES + 1024 * 1024) + MAX_FRAME_BYTES
+
+/**
+ * The door: an inbound connection is "at the door" from the moment its TCP
+ * socket is accepted until it has proved the mesh key (Noise, yamux and the
+ * auth exchange). Connections at the door have their own budget, so they
+ * never take the places of connections that have proved the key.
+ */
+/** Most inbound connections at the door at once, from all addresses together. */
+export const DOOR_MAX_PENDING = 64
+/** Most inbound connections at the door at once from one remote IP address. */
+export const DOOR_MAX_PER_ADDRESS = 8
+/** Noise and yamux must be up within this long of the socket being accepted (an honest peer needs a few ms). */
+export const DOOR_HANDSHAKE_TIMEOUT_MS = 5_000
+/** An address whose connections fail (handshake or auth) this often within DOOR_FAILURE_WINDOW_MS ... */
+export const DOOR_FAILURE_LIMIT = 10
+export const DOOR_FAILURE_WINDOW_MS = 60_000
+/** ... is refused, whatever peer id it uses, for this long. */
+export const DOOR_REFUSE_MS = 60_000
+/** Addresses (failure counts, refusals) remembered at most; the oldest are forgotten first. */
+export const DOOR_MAX_ADDRESSES = 4096
+/** Peer ids refused after failed authentication remembered at most (the oldest refusal is dropped first). */
+export const AUTH_MAX_BANNED = 4096
+/** Warnings about failed authentication logged per remote address per minute at most (then one summary). */
+export const AUTH_WARNINGS_PER_MINUTE = 5
+
+/**
+ * Origins a sync session tracks for its peer (what the peer holds, what it
+ * announced) beyond those this node knows (in its log or its registry): an
+ * origin nobody registered costs at most this many entries per session.
+ */
+export const SESSION_MAX_UNKNOWN_ORIGINS = 256

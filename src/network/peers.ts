@@ -227,7 +227,8 @@ export class PeerManager {
    * Value: operator-added and rule-involved peers first, then older connections.
    */
   private enforceCap (): void {
-    const conns = this.host.getConnections().filter(c => c.status === 'open')
+    // only connections that proved the key take places: those at the door have their own budget
+    const conns = this.host.getConnections().filter(c => c.status === 'open' && this.isAuthenticated(c))
     const peers = new Set(conns.map(c => c.remotePeer.toString()))
     let excess = peers.size - this.maxConnections
     if (excess <= 0) return
@@ -258,10 +259,15 @@ export class PeerManager {
   private state (peer: string): PeerState {
     let s = this.peers.get(peer)
     if (s === undefined) {
-      s = { peerId: peer, addrs: [], persisted: false, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false, entriesSent: 0, entriesReceived: 0, bytesSent: 0, bytesReceived: 0 }
+      s = this.fresh(peer)
       this.peers.set(peer, s)
     }
     return s
+  }
+
+  /** A new state, not kept. */
+  private fresh (peer: string): PeerState {
+    return { peerId: peer, addrs: [], persisted: false, nextDial: 0, backoff: REDIAL_MIN_MS, dialing: false, entriesSent: 0, entriesReceived: 0, bytesSent: 0, bytesReceived: 0 }
   }
 
   /** A connection to `peer` passed authentication. */
@@ -276,6 +282,8 @@ export class PeerManager {
     const addr = connection.remoteAddr.toString()
     if (connection.direction === 'outbound' && s.addrs.length === 0) s.addrs = [addr]
     if (s.persisted) this.persist(s).catch(() => {})
+    // the cap counts connections that proved the key: this one may be beyond it
+    this.enforceCap()
   }
 
   private readonly offencesSeen = new Map<string, number>()
@@ -327,10 +335,41 @@ export class PeerManager {
   }
 
   rejected (peer: string, reason: string): void {
-    const s = this.state(peer)
+    // a peer id this node does not know gets no state: throwaway identities would pile up
+    const s = this.peers.get(peer)
+    if (s === undefined) return
     s.lastError = reason
     s.linked = false
     s.nextDial = Date.now() + (s.backoff = Math.min(s.backoff * 4, REDIAL_MAX_MS))
+  }
+
+  /** Whether `peer` was added by the operator or is a registry platform. */
+  knows (peer: string): boolean {
+    return this.peers.get(peer)?.persisted === true || this.candidates().some(c => c.peerId === peer)
+  }
+
+  /** Peers this node keeps state for. */
+  get size (): number {
+    return this.peers.size
+  }
+
+  /**
+   * Drop the state of a peer that is neither added by the operator, nor a
+   * registry platform, nor connected, nor being dialled, nor a recent
+   * offender (it left, or its refusal ended): what a peer that comes and
+   * goes leaves behind is bounded. Returns whether nothing is kept about it.
+   */
+  forget (peer: string): boolean {
+    const s = this.peers.get(peer)
+    if (s !== undefined && (s.persisted || s.dialing)) return false
+    // recent offences count towards a refusal: kept for their window
+    const now = Date.now()
+    if (s?.offences?.some(t => now - t < OFFENCE_WINDOW_MS) === true) return false
+    if (this.candidates().some(c => c.peerId === peer)) return false
+    for (const c of this.host.getConnections()) if (c.status === 'open' && c.remotePeer.toString() === peer) return false
+    this.peers.delete(peer)
+    this.tagged.delete(peer)
+    return true
   }
 
   private async persist (s: PeerState): Promise<void> {
@@ -388,7 +427,7 @@ export class PeerManager {
       // also peers that misbehaved recently: what they did stays visible after they are gone
       if (s.persisted || seen.has(s.peerId) || (s.offenceCount ?? 0) > 0) out.push(this.info(s))
     }
-    for (const peer of seen) if (!this.peers.has(peer)) out.push(this.info(this.state(peer)))
+    for (const peer of seen) if (!this.peers.has(peer)) out.push(this.info(this.fresh(peer)))
     return out.sort((a, b) => a.peerId.localeCompare(b.peerId))
   }
 

@@ -8,13 +8,14 @@ import { getEventListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection, PeerId } from '@libp2p/interface'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { RunSigner } from '../log/signing.js'
 import { MeshAuth } from '../network/auth/auth.js'
+import { Door } from '../network/auth/door.js'
 import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
@@ -61,6 +62,8 @@ const STUCK_CHECK_MS = 5_000
 const STALL_LOGS_PER_MINUTE = 10
 /** How often at most the peers are asked again for one origin (see askFor). */
 const ASK_AGAIN_MS = 30_000
+/** Origins reported stuck behind one peer per check, one line each; the rest in one line. */
+const STUCK_WARNINGS_PER_PEER = 5
 const DEFAULT_PAGE = 100
 const MAX_PAGE = 1000
 
@@ -96,6 +99,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private ingestor!: Ingestor
   private host!: Host
   private auth!: MeshAuth
+  private door!: Door
   private sync!: SyncService
   private peerManager!: PeerManager
   private self = ''
@@ -204,7 +208,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.ruleService = this.createRuleService()
       await this.ruleService.load()
 
+      this.door = new Door({ logger: this.log.child({ component: 'door' }) })
       this.host = await createHost({
+        door: this.door,
+        isAuthenticated: (c) => this.auth?.isAuthenticated(c) ?? false,
+        isKnown: (peer) => this.peerManager?.knows(peer) ?? false,
         privateKey,
         listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
         announce: this.options.announce ?? this.config.announce,
@@ -220,7 +228,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
           this.peerManager?.rejected(peer.toString(), reason)
           // another auth protocol version? (the peer store holds what identify learnt)
           void this.checkVersions(peer, [AUTH_FAMILY])
-        }
+        },
+        door: this.door,
+        onForget: (peer) => this.forgetPeer(peer)
       })
       this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
       // identify may complete before or after authentication: judge a peer once it proved the key (onAuthenticated reads the peer store)
@@ -245,6 +255,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         deps: {
           accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
           clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
+          knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
           log: this.changelog,
           self: this.self,
           localName: this.config.name,
@@ -351,6 +362,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       } catch {}
     }
     return this.versions.check(id, protocols, families)
+  }
+
+  /** Drop what is kept about a peer that never proved the key or whose refusal ended (unless it is known). */
+  private forgetPeer (peer: string): void {
+    if (this.peerManager?.forget(peer) !== true) return
+    try {
+      this.host.peerStore.delete(peerIdFromString(peer)).catch(() => {})
+    } catch {}
   }
 
   private onAuthenticated (connection: Connection): void {
@@ -733,8 +752,16 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private checkStuck (): void {
     const now = Date.now()
     const { origins } = this.originProgress()
+    // at most STUCK_WARNINGS_PER_PEER lines per peer and check: then one line for the rest
+    const perPeer = new Map<string, number>()
     for (const { origin: o, forMs } of this.stuck.check(origins, now)) {
-      this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${o.announcedBy ?? ''}, nothing received for ${Math.round(forMs / 1000)} s; asking the peers that hold more for it again`)
+      const peer = o.announcedBy ?? ''
+      const n = (perPeer.get(peer) ?? 0) + 1
+      perPeer.set(peer, n)
+      if (n <= STUCK_WARNINGS_PER_PEER) this.log.warn({ origin: o.origin, platform: o.platform, peer: o.announcedBy, lag: o.lag }, `sync of ${o.platform ?? o.origin} is stuck: ${o.lag} entries behind peer ${peer}, nothing received for ${Math.round(forMs / 1000)} s; asking the peers that hold more for it again`)
+    }
+    for (const [peer, n] of perPeer) {
+      if (n > STUCK_WARNINGS_PER_PEER) this.log.warn({ peer, origins: n - STUCK_WARNINGS_PER_PEER }, `sync of ${n - STUCK_WARNINGS_PER_PEER} more origins is stuck behind peer ${peer} (not listed)`)
     }
     // still stuck: ask again now and then (the first time right when it is found)
     for (const o of origins) {
@@ -875,7 +902,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
           if (st.recovered !== undefined) info.recovered = new Date(st.recovered).toISOString()
           return info
         })
-      }
+      },
+      door: { ...this.door.stats(), refusedPeers: this.auth.bannedCount, trackedPeers: this.peerManager.size, peerStore: (await this.host.peerStore.all()).length }
     }
     if (this.config.region !== undefined) status.region = this.config.region
     return status

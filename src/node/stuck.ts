@@ -18,8 +18,12 @@ export class StuckDetector {
   private readonly origins = new Map<string, StuckOrigin>()
   private readonly afterMs: number
 
-  constructor (afterMs: number) {
+  /** Origins followed at most: beyond, new origins are not followed until others are caught up. */
+  private readonly maxOrigins: number
+
+  constructor (afterMs: number, maxOrigins = 10_000) {
     this.afterMs = afterMs
+    this.maxOrigins = maxOrigins
   }
 
   get (origin: string): StuckOrigin | undefined {
@@ -34,6 +38,7 @@ export class StuckDetector {
       if (o.lag === 0 || o.announcedBy === undefined) continue
       seen.add(o.origin)
       const prev = this.origins.get(o.origin)
+      if (prev === undefined && this.origins.size >= this.maxOrigins) continue
       if (prev === undefined || o.lag < prev.lag || o.seq > prev.seq) {
         this.origins.set(o.origin, { lag: o.lag, seq: o.seq, since: now, peer: o.announcedBy, reported: false })
         continue

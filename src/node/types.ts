@@ -266,6 +266,12 @@ export interface NodeStatus {
   offences?: { total: number, byCheck: Record<string, number>, bans: number, bansByCheck: Record<string, number> }
   /** Stalls since the node started: batches refused again and again (recent ones listed, newest first). */
   stalls?: { total: number, active: number, byCode: Record<string, number>, recent: StallInfo[] }
+  /**
+   * Inbound connections that have not proved the mesh key (`pending`), addresses and peer ids
+   * refused now, connections turned away at the door since start, and how many peers the node
+   * keeps state for (its peer manager, libp2p's peer store): see docs/door.md.
+   */
+  door?: { pending: number, refusedAddresses: number, turnedAway: number, refusedPeers: number, trackedPeers: number, peerStore: number }
 }
 
 export interface ImportLine {

@@ -27,16 +27,20 @@ export class RawPeer {
   private auth!: MeshAuth
   private readonly authed = new Map<string, () => void>()
   private readonly key: string
+  private readonly localAddress?: string
 
-  constructor (key: string) {
+  /** `localAddress`: dial from this loopback address (e.g. 127.0.0.2), as a peer on another host would. */
+  constructor (key: string, options: { localAddress?: string } = {}) {
     this.key = key
+    this.localAddress = options.localAddress
   }
 
   /** Start with a new identity, or with `identity` (a test playing a member whose key it holds). */
   async start (identity?: PrivateKey): Promise<void> {
     const privateKey = identity ?? await generateKeyPair('Ed25519')
-    this.host = await createHost({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
-    this.auth = new MeshAuth(this.host, {
+    let auth: MeshAuth | undefined
+    this.host = await createHost({ privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], localAddress: this.localAddress, isAuthenticated: (c) => auth?.isAuthenticated(c) ?? false })
+    this.auth = auth = new MeshAuth(this.host, {
       keys: [this.key],
       logger: pino({ level: 'silent' }),
       onAuthenticated: (c: Connection) => this.authed.get(c.remotePeer.toString())?.()

@@ -12,7 +12,9 @@ import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../errors.js'
-import { AUTH_BAN_MS, AUTH_MAX_MESSAGE, AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../constants.js'
+import { AUTH_BAN_MS, AUTH_MAX_BANNED, AUTH_MAX_MESSAGE, AUTH_PROTOCOL, AUTH_TIMEOUT_MS, AUTH_WARNINGS_PER_MINUTE, DOOR_MAX_ADDRESSES } from '../constants.js'
+import { addressOf } from './door.js'
+import type { Door } from './door.js'
 import { AuthMessage } from './pb/auth.js'
 
 const LABEL_LISTENER = 'syncmesh/auth/1 listener'
@@ -20,8 +22,8 @@ const LABEL_DIALER = 'syncmesh/auth/1 dialer'
 const NONCE_BYTES = 32
 /** Same floor as src/node/constants.ts MIN_MESH_KEY_LENGTH. */
 const MIN_KEY_LENGTH = 32
-/** Expired refusals are swept once this many are remembered. */
-const BAN_SWEEP_AT = 1024
+/** Expired refusals are swept this often (and the peer ids forgotten: see MeshAuthInit.onForget). */
+const BAN_SWEEP_MS = 5_000
 
 export function authProof (key: string, label: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array, prover: string, verifier: string): Uint8Array<ArrayBuffer> {
   return createHmac('sha256', key)
@@ -64,6 +66,17 @@ export interface MeshAuthInit {
   banMs?: number
   onAuthenticated: (connection: Connection) => void
   onRejected?: (peer: PeerId, reason: string) => void
+  /**
+   * Admission of inbound connections: told when one proves the key, and
+   * which addresses to refuse with a banned peer id.
+   */
+  door?: Door
+  /**
+   * Nothing here needs `peer` any more: its refusal has ended, or its last
+   * connection closed while it was not refused. What is kept about it may
+   * go, unless the node knows it for other reasons.
+   */
+  onForget?: (peer: string) => void
 }
 
 export class MeshAuth {
@@ -79,7 +92,13 @@ export class MeshAuth {
   /** Connection id → the key the peer proved on it. */
   private readonly provedWith = new Map<string, string>()
   private readonly timers = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Peer id → until when it is refused, oldest refusal first. */
   private readonly banned = new Map<string, number>()
+  private readonly door?: Door
+  private readonly onForget?: (peer: string) => void
+  private sweeper?: ReturnType<typeof setInterval>
+  /** Per remote address: auth-failure warnings in the current minute. */
+  private readonly warnings = new Map<string, { minute: number, count: number }>()
 
   constructor (libp2p: Libp2p, init: MeshAuthInit) {
     this.libp2p = libp2p
@@ -89,6 +108,8 @@ export class MeshAuth {
     this.banMs = init.banMs ?? AUTH_BAN_MS
     this.onAuthenticated = init.onAuthenticated
     this.onRejected = init.onRejected
+    this.door = init.door
+    this.onForget = init.onForget
   }
 
   async start (): Promise<void> {
@@ -97,11 +118,14 @@ export class MeshAuth {
     }, { maxInboundStreams: 1, runOnLimitedConnection: false })
     this.libp2p.addEventListener('connection:open', this.onOpen)
     this.libp2p.addEventListener('connection:close', this.onClose)
+    this.sweeper = setInterval(() => this.sweepBans(), BAN_SWEEP_MS)
+    this.sweeper.unref()
   }
 
   async stop (): Promise<void> {
     this.libp2p.removeEventListener('connection:open', this.onOpen)
     this.libp2p.removeEventListener('connection:close', this.onClose)
+    if (this.sweeper !== undefined) clearInterval(this.sweeper)
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
     await this.libp2p.unhandle(AUTH_PROTOCOL)
@@ -125,18 +149,53 @@ export class MeshAuth {
     return { staleConnections }
   }
 
-  /** Refuse a peer for `ms` (e.g. after repeated forged data) and close its connections. */
+  /**
+   * Refuse a peer for `ms` (e.g. after repeated forged data) and close its
+   * connections; the addresses it connected from are refused as long, so a
+   * fresh peer id from there is refused too.
+   */
   ban (peer: string, ms: number): void {
-    this.banned.set(peer, Date.now() + ms)
+    this.refusePeer(peer, Date.now() + ms)
     for (const c of this.libp2p.getConnections()) {
-      if (c.remotePeer.toString() === peer) c.close().catch((err: Error) => c.abort(err))
+      if (c.remotePeer.toString() !== peer) continue
+      this.door?.refuse(addressOf(c.remoteAddr), ms)
+      c.close().catch((err: Error) => c.abort(err))
     }
   }
 
-  /** Forget expired refusals, so peers that fail once and never return do not pile up. */
+  /** How many peer ids are refused now. */
+  get bannedCount (): number {
+    return this.banned.size
+  }
+
+  private refusePeer (peer: string, until: number): void {
+    this.banned.delete(peer)
+    this.banned.set(peer, until)
+    // bounded: the oldest refusal goes first (its peer is forgotten as if it had ended)
+    while (this.banned.size > AUTH_MAX_BANNED) {
+      const oldest = this.banned.keys().next().value as string
+      this.banned.delete(oldest)
+      this.forget(oldest)
+    }
+  }
+
+  /** End expired refusals and forget their peers, so peer ids that fail once and never return do not pile up. */
   private sweepBans (): void {
     const now = Date.now()
-    for (const [peer, until] of this.banned) if (now >= until) this.banned.delete(peer)
+    for (const [peer, until] of this.banned) {
+      if (now < until) continue
+      this.banned.delete(peer)
+      this.forget(peer)
+    }
+    const minute = Math.floor(now / 60_000)
+    for (const [addr, w] of this.warnings) if (w.minute !== minute) this.warnings.delete(addr)
+  }
+
+  /** Forget a peer unless it is refused or still connected. */
+  private forget (peer: string): void {
+    if (this.banned.has(peer)) return
+    for (const c of this.libp2p.getConnections()) if (c.status === 'open' && c.remotePeer.toString() === peer) return
+    this.onForget?.(peer)
   }
 
   /** For the connection gater: refuse peers that recently failed. */
@@ -145,6 +204,7 @@ export class MeshAuth {
     if (until === undefined) return false
     if (Date.now() >= until) {
       this.banned.delete(peer)
+      this.forget(peer)
       return false
     }
     return true
@@ -168,6 +228,8 @@ export class MeshAuth {
 
   private readonly onClose = (evt: CustomEvent<Connection>): void => {
     const id = evt.detail.id
+    // a peer that is not refused is forgotten with its last connection (unless the node knows it: onForget)
+    this.forget(evt.detail.remotePeer.toString())
     this.passed.delete(id)
     this.provedWith.delete(id)
     const t = this.timers.get(id)
@@ -182,19 +244,41 @@ export class MeshAuth {
     if (connection.status !== 'open') return // closed meanwhile: onClose has run, do not leak the entry
     this.passed.add(connection.id)
     this.provedWith.set(connection.id, peerKey)
+    this.door?.proven(connection)
     this.log.debug({ peer: connection.remotePeer.toString() }, 'peer proved the mesh key')
     this.onAuthenticated(connection)
   }
 
   private fail (connection: Connection, reason: string, ban = true): void {
     const peer = connection.remotePeer
-    this.log.warn({ peer: peer.toString(), addr: connection.remoteAddr.toString(), reason }, `disconnecting peer ${peer.toString()}: mesh-key authentication failed: ${reason}`)
-    if (ban) {
-      if (this.banned.size >= BAN_SWEEP_AT) this.sweepBans()
-      this.banned.set(peer.toString(), Date.now() + this.banMs)
-    }
+    this.warn(connection, reason)
+    if (ban && this.banMs > 0) this.refusePeer(peer.toString(), Date.now() + this.banMs)
     this.onRejected?.(peer, reason)
     connection.close().catch(() => connection.abort(new AuthenticationError(reason)))
+  }
+
+  /**
+   * Log a failed authentication: at most AUTH_WARNINGS_PER_MINUTE lines per
+   * remote address and minute, then one line saying the rest are not logged.
+   */
+  private warn (connection: Connection, reason: string): void {
+    const peer = connection.remotePeer.toString()
+    const addr = addressOf(connection.remoteAddr)
+    const minute = Math.floor(Date.now() / 60_000)
+    let w = this.warnings.get(addr)
+    if (w === undefined || w.minute !== minute) {
+      if (this.warnings.size >= DOOR_MAX_ADDRESSES) this.warnings.clear()
+      w = { minute, count: 0 }
+      this.warnings.set(addr, w)
+    }
+    w.count++
+    if (w.count <= AUTH_WARNINGS_PER_MINUTE) {
+      this.log.warn({ peer, addr: connection.remoteAddr.toString(), reason }, `disconnecting peer ${peer}: mesh-key authentication failed: ${reason}`)
+    } else if (w.count === AUTH_WARNINGS_PER_MINUTE + 1) {
+      this.log.warn({ addr }, `more connections from ${addr} failed mesh-key authentication; not logging them again this minute`)
+    } else {
+      this.log.debug({ peer, addr: connection.remoteAddr.toString(), reason }, `disconnecting peer ${peer}: mesh-key authentication failed: ${reason}`)
+    }
   }
 
   /** Dialer side. */
@@ -245,9 +329,12 @@ export class MeshAuth {
     const lp = lpStream(stream, { maxDataLength: AUTH_MAX_MESSAGE })
     const self = this.libp2p.peerId.toString()
     const peer = connection.remotePeer.toString()
+    // a peer whose first message is malformed, or never comes, is refused (spec §6)
+    let helloOk = false
     try {
       const hello = AuthMessage.decode(await lp.read({ signal }))
       if (hello.nonce.byteLength !== NONCE_BYTES) throw new AuthenticationError('malformed auth hello')
+      helloOk = true
       const nl = randomBytes(NONCE_BYTES)
       await lp.write(AuthMessage.encode({ nonce: nl, proof: authProof(this.keys[0], LABEL_LISTENER, hello.nonce, nl, self, peer), error: '', ok: false }), { signal })
       const answer = AuthMessage.decode(await lp.read({ signal }))
@@ -266,7 +353,7 @@ export class MeshAuth {
       await stream.close().catch(() => {})
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
-      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`, false)
+      if (!this.passed.has(connection.id) && connection.status === 'open') this.fail(connection, `auth exchange broke off: ${(err as Error).message ?? String(err)}`, !helloOk)
     }
   }
 }

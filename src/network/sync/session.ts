@@ -22,7 +22,7 @@ import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
-import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SYNC_PROTOCOL_VERSION } from '../constants.js'
+import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
 import type { Offence, Refusal } from './checks.js'
@@ -57,6 +57,12 @@ export interface SessionDeps {
   logger: Logger
   /** Store a received, verified run; undefined means a gap (nothing stored). */
   ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
+  /**
+   * Whether this node knows `origin` (a registry platform, or held in its
+   * log): a session tracks what its peer holds of origins it does not know
+   * for SESSION_MAX_UNKNOWN_ORIGINS of them at most. Absent: all are known.
+   */
+  knowsOrigin?: (origin: string) => boolean
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected): which check failed, on what. */
@@ -137,6 +143,8 @@ export class SyncSession {
   private readonly gapReported = new Map<string, number>()
   /** Origins whose relayed entries were last refused as stamped ahead of our clock (warned once until accepted). */
   private readonly clockRefused = new Set<string>()
+  /** Origins this node does not know that this session tracks anyway (at most SESSION_MAX_UNKNOWN_ORIGINS). */
+  private readonly unknownOrigins = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
 
   constructor (stream: Stream, peer: string, initiator: string, deps: SessionDeps) {
@@ -175,6 +183,21 @@ export class SyncSession {
     }
     this.haveSentAt.set(origin, now)
     this.queueHave(origin, seq)
+  }
+
+  /**
+   * Whether to track what the peer holds of `origin`: always for origins this
+   * node knows, for the first SESSION_MAX_UNKNOWN_ORIGINS others only. What
+   * a peer can make a session remember does not grow with what it names; an
+   * origin not tracked is still received (the peer sends what our vector
+   * lacks), and tracked once it is in our log.
+   */
+  private tracks (origin: string): boolean {
+    const knows = this.deps.knowsOrigin
+    if (knows === undefined || this.unknownOrigins.has(origin) || knows(origin)) return true
+    if (this.unknownOrigins.size >= SESSION_MAX_UNKNOWN_ORIGINS) return false
+    this.unknownOrigins.add(origin)
+    return true
   }
 
   /** Per origin, when we last sent the peer a Have. */
@@ -293,6 +316,7 @@ export class SyncSession {
           break
         case 'have':
           // the peer got entries we had already sent it from someone else first: push lazily (see sendCap)
+          if (!this.tracks(msg.origin)) break
           if (msg.seq <= (this.sent.get(msg.origin) ?? 0) && msg.origin !== this.deps.self) this.lazy.add(msg.origin)
           this.theirs.advance(msg.origin, msg.seq)
           this.heard(msg.origin, msg.seq)
@@ -306,9 +330,12 @@ export class SyncSession {
         case 'batch':
           if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
           // whatever happens to it here, the peer holds this run: never send it back
-          this.theirs.advance(msg.origin, msg.toSeq)
-          this.heard(msg.origin, msg.toSeq)
-          this.received.push({ msg, bytes: bytes.byteLength })
+          const tracked = this.tracks(msg.origin)
+          if (tracked) {
+            this.theirs.advance(msg.origin, msg.toSeq)
+            this.heard(msg.origin, msg.toSeq)
+          }
+          this.received.push({ msg, bytes: bytes.byteLength, tracked })
           this.batchWake.notify()
           // a few decoded batches wait here at most; beyond that the stream holds them, as raw bytes
           while (this.received.length > MAX_RECEIVED_WAITING && !this.closed) await this.readWake.wait()
@@ -349,7 +376,7 @@ export class SyncSession {
    * rest wait in the stream (at most the credit granted: a batch beyond it
    * ends the session).
    */
-  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number }> = []
+  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked: boolean }> = []
   private readonly batchWake = new Wakeup()
   /** storeLoop took a batch: the reader may go on. */
   private readonly readWake = new Wakeup()
@@ -369,7 +396,7 @@ export class SyncSession {
           await this.batchWake.wait()
           continue
         }
-        await this.store(next.msg, next.bytes)
+        await this.store(next.msg, next.bytes, next.tracked)
       }
     } catch (err) {
       this.failure ??= err as Error
@@ -380,7 +407,7 @@ export class SyncSession {
     }
   }
 
-  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number): Promise<void> {
+  private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked = true): Promise<void> {
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
@@ -425,6 +452,12 @@ export class SyncSession {
       return
     }
     this.clockRefused.delete(msg.origin)
+    if (!tracked) {
+      // an origin not tracked when the batch came (see tracks): its run is genuine and about to be
+      // stored, so track it now, or this run would be sent back to the peer that sent it
+      this.theirs.advance(msg.origin, msg.toSeq)
+      this.heard(msg.origin, msg.toSeq)
+    }
     // a run that continues what is accepted will be stored (batches reach the ingestor in the order
     // they are accepted): later copies are duplicates, and the other peers are told now, not once it is
     // stored, since under load it may wait here a while and meanwhile they would send it too (a run
@@ -440,7 +473,7 @@ export class SyncSession {
       if (result === undefined) {
         // gap: tell the peer what we really hold, once per held seq
         const held = this.deps.log.vector.get(msg.origin)
-        if (this.gapReported.get(msg.origin) !== held) {
+        if (this.gapReported.get(msg.origin) !== held && this.tracks(msg.origin)) {
           this.gapReported.set(msg.origin, held)
           this.framed.sendNow(encodeVector(this.deps.log.vector))
         }
@@ -533,6 +566,7 @@ export class SyncSession {
       this.theirs.set(origin, restatedSeq(vector.get(origin), this.theirs.get(origin), this.announced.get(origin), this.unacked.filter(b => b.origin === origin)))
     }
     for (const { origin, seq } of vector.entries()) {
+      if (!this.tracks(origin)) continue
       if (seq > this.theirs.get(origin)) this.theirs.set(origin, seq)
       this.announced.advance(origin, seq)
     }
@@ -541,6 +575,7 @@ export class SyncSession {
   private replaceTheirs (vector: VersionVector): void {
     for (const origin of [...this.theirs.origins()]) this.theirs.set(origin, vector.get(origin))
     for (const { origin, seq } of vector.entries()) {
+      if (!this.tracks(origin)) continue
       this.theirs.set(origin, seq)
       this.announced.advance(origin, seq)
     }

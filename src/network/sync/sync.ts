@@ -50,8 +50,11 @@ export class SyncService {
     this.running = true
     await this.libp2p.handle(SYNC_PROTOCOL, (stream, connection) => {
       if (!this.init.isAuthenticated(connection)) {
-        this.log.warn({ peer: connection.remotePeer.toString() }, 'refused a sync stream from a peer that has not proved the mesh key')
+        // an honest dialer opens sync only once the key is proved: one line, and the connection goes
+        // (a peer could otherwise open streams, each logged, for as long as its connection lasts)
+        this.log.warn({ peer: connection.remotePeer.toString() }, 'refused a sync stream from a peer that has not proved the mesh key; closing its connection')
         stream.abort(new AuthenticationError('prove the mesh key first'))
+        connection.abort(new AuthenticationError('opened a sync stream before proving the mesh key'))
         return
       }
       this.attach(stream, connection, connection.remotePeer.toString())
