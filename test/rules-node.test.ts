@@ -23,6 +23,7 @@ import { eventually as until } from './helpers/nodes.js'
 
 const KEY = 'r'.repeat(40)
 const TOKEN = 'rules-node-token-' + 'c'.repeat(32)
+const WEBHOOK_SECRET = 'webhook-secret-' + 'd'.repeat(20)
 type Node = Awaited<ReturnType<typeof createSyncNode>>
 
 describe('rules on real nodes (library and HTTP API)', () => {
@@ -37,7 +38,9 @@ describe('rules on real nodes (library and HTTP API)', () => {
   let betaTransforms: string
 
   async function launch (name: string, transformsDir?: string): Promise<{ node: Node, client: ApiClient, url: string }> {
-    const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region: 'eu', listen: ['/ip4/127.0.0.1/tcp/0'], ...(transformsDir !== undefined ? { transformsDir } : {}) })
+    // the webhook receivers of these tests listen on loopback, which a node refuses unless allowed
+    const webhooks = { allow: ['127.0.0.1'], secrets: { orders: WEBHOOK_SECRET } }
+    const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region: 'eu', listen: ['/ip4/127.0.0.1/tcp/0'], webhooks, ...(transformsDir !== undefined ? { transformsDir } : {}) })
     await node.start()
     nodes.push(node)
     const server = await startApiServer(node, { host: '127.0.0.1', port: 0, token: TOKEN })
@@ -158,7 +161,7 @@ describe('rules on real nodes (library and HTTP API)', () => {
   })
 
   it('a webhook receives each applied change, signed, and failures are retried', async () => {
-    const secret = 'webhook-secret-' + 'd'.repeat(20)
+    const secret = WEBHOOK_SECRET
     const received: Array<{ headers: IncomingHttpHeaders, body: string, status: number }> = []
     let calls = 0
     const server: Server = createServer((req, res) => {
@@ -174,8 +177,8 @@ describe('rules on real nodes (library and HTTP API)', () => {
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
-      const rule = await a.addRule({ from: { platform: 'alpha', collection: 'orders' }, to: { platform: 'beta', collection: 'orders' }, webhook: { url, secret } })
-      expect((await a.listRules()).find(r => r.id === rule.id)?.webhook).toEqual({ url, secret: '(redacted)' })
+      const rule = await a.addRule({ from: { platform: 'alpha', collection: 'orders' }, to: { platform: 'beta', collection: 'orders' }, webhook: { url, secretRef: 'orders' } })
+      expect((await a.listRules()).find(r => r.id === rule.id)?.webhook).toEqual({ url, secretRef: 'orders' })
       await until(async () => await ruleReady(beta, rule.id), 'the webhook rule on beta')
       await a.putRecord('orders', 'o1', { total: 5 })
       await a.putRecord('orders', 'o2', { total: 7 })

@@ -377,6 +377,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       localName: this.config.name,
       ...(this.config.region !== undefined ? { region: this.config.region } : {}),
       ...(this.options.transformsDir !== undefined ? { transformsDir: this.options.transformsDir } : {}),
+      webhooks: { ...this.config.webhooks, ...this.options.webhooks },
       dataDir: this.options.dataDir,
       isRunning: () => this.running,
       afterIngest: (r) => this.afterIngest(r),
