@@ -1,7 +1,7 @@
 /**
  * The node's data directory: identity, config file and mesh key.
  *
- *   DIR/config.json    name, region, network and webhook settings (validated at start)
+ *   DIR/config.json    name, region, network and webhook settings (validated at start), mode 0600
  *   DIR/identity.key   Ed25519 private key (libp2p protobuf encoding), mode 0600
  *   DIR/mesh.key       optional mesh key, read when neither --key nor $SYNCMESH_KEY is given
  *   DIR/db/            LevelDB: logs, records, registry, peers
@@ -114,6 +114,43 @@ export async function initDataDir (options: { data: string, name: string, region
   const config: NodeConfig = { version: 1, name, ...(region != null ? { region } : {}) }
   await writeFile(join(data, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600, flag: 'wx' })
   return { peerId: peerIdFromPrivateKey(key).toString(), name, ...(region != null ? { region } : {}), data }
+}
+
+/** Files of the data directory that only the node's user may read. */
+const PRIVATE_FILES = [IDENTITY_FILE, MESH_KEY_FILE, API_FILE, CONFIG_FILE, 'keyring.json']
+
+/**
+ * Make the data directory private to the node's user, as ssh does with its
+ * own directory: a directory (or db/) that group or others may read or enter
+ * is set to 0700, a key or config file they may read to 0600. Returns what
+ * was changed, for the log; throws DATA_DIR_PERMISSIONS when it cannot be
+ * fixed (e.g. the directory belongs to another user).
+ */
+export async function secureDataDir (data: string): Promise<string[]> {
+  if (process.platform === 'win32') return []
+  const fixed: string[] = []
+  const fix = async (path: string, dir: boolean): Promise<void> => {
+    let mode: number
+    try {
+      const st = await stat(path)
+      if (st.isDirectory() !== dir) return
+      mode = st.mode & 0o777
+    } catch {
+      return // absent: created private later
+    }
+    if ((mode & 0o077) === 0) return
+    const want = dir ? 0o700 : 0o600
+    try {
+      await chmod(path, want)
+    } catch (err) {
+      throw new ConfigError(`${path} has mode ${mode.toString(8).padStart(4, '0')}: other users may read the node's data, and it cannot be changed to ${want.toString(8).padStart(4, '0')} (${(err as Error).message}); run "chmod ${want.toString(8)} ${path}" as its owner`, 'DATA_DIR_PERMISSIONS')
+    }
+    fixed.push(`${path}: ${mode.toString(8).padStart(4, '0')} → ${want.toString(8).padStart(4, '0')}`)
+  }
+  await fix(data, true)
+  await fix(join(data, DB_DIR), true)
+  for (const f of PRIVATE_FILES) await fix(join(data, f), false)
+  return fixed
 }
 
 /** The node's config: DATA/config.json, or `file` (start --config FILE). */

@@ -28,7 +28,7 @@ import { Store, encodeJson, rows } from '../store/db.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
-import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMeshKey } from './config.js'
+import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, secureDataDir, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
 import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../log/hlc.js'
@@ -163,6 +163,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
     }
     this.config = await loadConfig(dir, this.options.configFile)
+    for (const change of await secureDataDir(dir)) {
+      this.log.warn({ dataDir: dir, change }, `the data directory was readable by other users; made it private: ${change}`)
+    }
     if (this.options.name !== undefined && this.options.name !== this.config.name) {
       throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
     }
