@@ -144,7 +144,7 @@ export class WebhookPolicy {
     return `${hostEntry(t)} is not in this node's "webhooks.allow" (${this.entries.map(e => e.text).join(', ')})`
   }
 
-  /** Why this node will not connect to `address` (one the URL's host resolved to), or undefined. */
+  /** Why this node will not connect to `address` (one the URL's host resolved to): "a loopback … address, …", or undefined. */
   refuseAddress (address: string, port: number): string | undefined {
     if (isPublicAddress(address)) return undefined
     const canonical = canonicalAddress(address) ?? address
@@ -152,7 +152,7 @@ export class WebhookPolicy {
       if (e.kind === 'address' && e.host === canonical && (e.port === undefined || e.port === port)) return undefined
       if (e.kind === 'range' && e.range?.check(canonical, family(canonical)) === true) return undefined
     }
-    return `${canonical} is a loopback, private, link-local or reserved address, and not in this node's "webhooks.allow" (add "${canonical.includes(':') ? `[${canonical}]` : canonical}:${port}" there to allow it)`
+    return `a loopback, private, link-local or reserved address, and not in this node's "webhooks.allow" (add "${canonical.includes(':') ? `[${canonical}]` : canonical}:${port}" there to allow it)`
   }
 }
 

@@ -375,7 +375,7 @@ class Deliverer {
     // every address the name resolves to must be allowed: the check cannot be steered by which one is picked
     for (const a of addresses) {
       const problem = this.policy.refuseAddress(a.address, port)
-      if (problem !== undefined) return `${isAddress ? '' : `${host} resolves to `}${problem}`
+      if (problem !== undefined) return isAddress ? `${a.address} is ${problem}` : `${host} resolves to ${a.address}, ${problem}`
     }
     return addresses[0]
   }
