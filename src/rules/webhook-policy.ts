@@ -29,18 +29,28 @@ export interface AllowEntry {
   host?: string
   port?: number
   range?: BlockList
+  /** The range's family. */
+  family?: 'ipv4' | 'ipv6'
 }
 
-const NOT_PUBLIC = new BlockList()
+/** Whether `address` is in a range entry (of its own family only). */
+function inRange (e: AllowEntry, address: string): boolean {
+  const fam = family(address)
+  return e.kind === 'range' && e.family === fam && e.range?.check(address, fam) === true
+}
+
+// one list per family: a BlockList also checks an IPv4 address against IPv6 rules (as ::ffff:a.b.c.d)
+const NOT_PUBLIC_V4 = new BlockList()
+const NOT_PUBLIC_V6 = new BlockList()
 for (const [net, bits] of [
   ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
   ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24],
   ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4]
-] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv4')
+] as const) NOT_PUBLIC_V4.addSubnet(net, bits, 'ipv4')
 for (const [net, bits] of [
   ['::', 128], ['::1', 128], ['::ffff:0:0', 96], ['64:ff9b::', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23],
   ['2001:db8::', 32], ['2002::', 16], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8]
-] as const) NOT_PUBLIC.addSubnet(net, bits, 'ipv6')
+] as const) NOT_PUBLIC_V6.addSubnet(net, bits, 'ipv6')
 
 function family (address: string): 'ipv4' | 'ipv6' {
   return isIP(address) === 6 ? 'ipv6' : 'ipv4'
@@ -48,8 +58,9 @@ function family (address: string): 'ipv4' | 'ipv6' {
 
 /** Whether an IP address is reachable on the public internet (see the list above). */
 export function isPublicAddress (address: string): boolean {
-  if (isIP(address) === 0) return false
-  return !NOT_PUBLIC.check(address, family(address))
+  const version = isIP(address)
+  if (version === 0) return false
+  return version === 4 ? !NOT_PUBLIC_V4.check(address, 'ipv4') : !NOT_PUBLIC_V6.check(address, 'ipv6')
 }
 
 /** A canonical form of an IP address (as the URL parser writes it), or undefined when `text` is not one. */
@@ -85,7 +96,7 @@ export function parseAllowEntry (input: string): AllowEntry {
     if (bits > (fam === 'ipv4' ? 32 : 128)) throw new Error(`"${input}": a /${bits} range is longer than the address`)
     const range = new BlockList()
     range.addSubnet(address, bits, fam)
-    return { text, kind: 'range', range }
+    return { text, kind: 'range', range, family: fam }
   }
   // [v6]:port, [v6], v6, v4:port, v4, name:port, name
   let host = text
@@ -138,7 +149,7 @@ export class WebhookPolicy {
     for (const e of this.entries) {
       if (e.kind === 'any') return undefined
       if ((e.kind === 'name' || e.kind === 'address') && e.host === t.host && (e.port === undefined || e.port === t.port)) return undefined
-      if (e.kind === 'range' && t.isAddress && e.range?.check(t.host, family(t.host)) === true) return undefined
+      if (t.isAddress && inRange(e, t.host)) return undefined
     }
     if (this.entries.length === 0) return `this node allows no webhook hosts (add "${hostEntry(t)}" to "webhooks.allow" in its config.json, or start it with --webhook-allow ${hostEntry(t)})`
     return `${hostEntry(t)} is not in this node's "webhooks.allow" (${this.entries.map(e => e.text).join(', ')})`
@@ -150,7 +161,7 @@ export class WebhookPolicy {
     const canonical = canonicalAddress(address) ?? address
     for (const e of this.entries) {
       if (e.kind === 'address' && e.host === canonical && (e.port === undefined || e.port === port)) return undefined
-      if (e.kind === 'range' && e.range?.check(canonical, family(canonical)) === true) return undefined
+      if (inRange(e, canonical)) return undefined
     }
     return `a loopback, private, link-local or reserved address, and not in this node's "webhooks.allow" (add "${canonical.includes(':') ? `[${canonical}]` : canonical}:${port}" there to allow it)`
   }
