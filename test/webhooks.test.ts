@@ -15,7 +15,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { NodeProcess, waitFor } from '../scripts/lib/cluster.js'
+import { NodeProcess, runCli, waitFor } from '../scripts/lib/cluster.js'
 
 const KEY = 'w'.repeat(40)
 const SECRET = 'hook-secret-' + 'x'.repeat(24)
@@ -235,4 +235,24 @@ describe('webhooks against hostile endpoints (real node process)', () => {
     }
     expect(notAllowed.hits).toHaveLength(before)
   }, 90_000)
+
+  it('refuses an inline secret and a malformed allow entry on the command line, and in config.json', async () => {
+    const inline = await runCli(['rule', 'add', '--from', 'hooks:a', '--to', 'hooks:b', '--webhook', ok.url, '--webhook-secret', SECRET, '--data', node.dir])
+    expect(inline.code).toBe(2)
+    expect(inline.stderr).toMatch(/--webhook-secret is no longer accepted.*--webhook-secret-ref/)
+    const noRef = await runCli(['rule', 'add', '--from', 'hooks:a', '--to', 'hooks:b', '--webhook', ok.url, '--data', node.dir])
+    expect(noRef.code).toBe(2)
+    expect(noRef.stderr).toMatch(/--webhook needs --webhook-secret-ref NAME/)
+    await node.stop()
+    const badFlag = await runCli(['start', '--data', node.dir, '--key', KEY, '--webhook-allow', 'hooks.example.com:http'])
+    expect(badFlag.code).toBe(2)
+    expect(badFlag.stderr).toMatch(/--webhook-allow "hooks.example.com:http": the port must be a number/)
+    const configPath = join(node.dir, 'config.json')
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as Json
+    await writeFile(configPath, JSON.stringify({ ...config, webhooks: { ...config.webhooks, allow: ['http://hooks.example.com/'] } }))
+    const badConfig = await runCli(['start', '--data', node.dir, '--key', KEY, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'])
+    expect(badConfig.code).not.toBe(0)
+    expect(badConfig.stderr).toMatch(/webhooks\.allow\.0: "http:\/\/hooks\.example\.com\/" is a URL: allow its host \("hooks\.example\.com"\)/)
+    await writeFile(configPath, JSON.stringify(config))
+  }, 60_000)
 })

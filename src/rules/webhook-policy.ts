@@ -86,6 +86,13 @@ const HOST_NAME = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0
 export function parseAllowEntry (input: string): AllowEntry {
   const text = input.trim()
   if (text === '*') return { text, kind: 'any' }
+  if (text.includes('://')) {
+    let host = ''
+    try {
+      host = new URL(text).host
+    } catch {}
+    throw new Error(`"${input}" is a URL: allow its host${host !== '' ? ` ("${host}")` : ''}, e.g. "hooks.example.com" or "hooks.example.com:8443"`)
+  }
   const slash = text.indexOf('/')
   if (slash !== -1) {
     const address = canonicalAddress(text.slice(0, slash))
