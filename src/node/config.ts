@@ -117,7 +117,7 @@ export async function initDataDir (options: { data: string, name: string, region
 }
 
 /** Files of the data directory that only the node's user may read. */
-const PRIVATE_FILES = [IDENTITY_FILE, MESH_KEY_FILE, API_FILE, CONFIG_FILE, 'keyring.json']
+const PRIVATE_FILES = [IDENTITY_FILE, MESH_KEY_FILE, API_FILE, CONFIG_FILE, 'keyring.json', 'api-tokens.json']
 
 /**
  * Make the data directory private to the node's user, as ssh does with its
