@@ -201,6 +201,40 @@ describe('rules on real nodes (library and HTTP API)', () => {
     }
   }, 40_000)
 
+  it('a rule that still carries an inline webhook secret (written before secret references) keeps delivering, with a warning', async () => {
+    const secret = 'inline-secret-' + 'e'.repeat(20)
+    const received: Array<{ signature: unknown, body: string }> = []
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        received.push({ signature: req.headers['x-syncmesh-signature-256'], body: Buffer.concat(chunks).toString('utf8') })
+        res.writeHead(204).end()
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/legacy`
+      // the record the previous release's addRule wrote; the API no longer accepts it
+      const legacy = { id: 'r-legacy', from: { platform: 'alpha', collection: 'legacy' }, to: { platform: 'beta', collection: 'legacy' }, mode: 'merge', createdAt: new Date().toISOString(), webhook: { url, secret } }
+      await expect(alpha.registry.addRule({ from: legacy.from, to: legacy.to, webhook: { url, secret } })).rejects.toMatchObject({ code: 'INVALID_RULE' })
+      await (alpha as unknown as { writeLocal: (ops: unknown[]) => Promise<unknown> }).writeLocal([{ collection: '$rules', id: legacy.id, op: 'put', value: legacy }])
+      await until(async () => await ruleReady(beta, legacy.id), 'the legacy rule on beta')
+      expect((await b.listRules()).find(r => r.id === legacy.id)?.webhook).toEqual({ url, secret: '(redacted)' })
+      await a.putRecord('legacy', 'l1', { n: 1 })
+      await until(() => received.length >= 1, 'the legacy webhook delivery', 20_000)
+      expect(received[0].signature).toBe('sha256=' + createHmac('sha256', secret).update(received[0].body).digest('hex'))
+      const st = (await b.status()).rules.find(r => r.id === legacy.id)
+      expect(st?.webhook?.warning).toMatch(/inline, replicated in clear to every node/)
+      // an unrelated update keeps it; moving it to a secret reference drops it from the registry
+      expect((await a.updateRule(legacy.id, { where: { n: 1 } })).webhook).toEqual({ url, secret: '(redacted)' })
+      await a.updateRule(legacy.id, { webhook: { url, secretRef: 'orders' } })
+      expect(JSON.stringify(alpha.registry.rule(legacy.id))).not.toContain(secret)
+    } finally {
+      server.close()
+    }
+  }, 40_000)
+
   it('dry runs (exact on the target, estimated elsewhere), rules with transforms, conflicts, updates, and their events', async () => {
     await writeFile(join(betaTransforms, 'upper.mjs'), `
       export default function (record) {
