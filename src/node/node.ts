@@ -166,6 +166,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     for (const change of await secureDataDir(dir)) {
       this.log.warn({ dataDir: dir, change }, `the data directory was readable by other users; made it private: ${change}`)
     }
+    const configFile = this.options.configFile
+    if (configFile !== undefined && Object.keys(this.config.webhooks?.secrets ?? {}).length > 0 && ((await stat(configFile)).mode & 0o077) !== 0) {
+      this.log.warn({ configFile }, `${configFile} holds webhook secrets and other users may read it; make it readable by the node's user only (chmod 600)`)
+    }
     if (this.options.name !== undefined && this.options.name !== this.config.name) {
       throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
     }
