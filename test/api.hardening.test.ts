@@ -163,6 +163,49 @@ describe('local API hardening (real node)', () => {
     await stillServing()
   })
 
+  it('refuses ids that are not well-formed Unicode, which would collapse into one record', async () => {
+    // each lone surrogate would be stored as U+FFFD: three acknowledged writes, one record
+    for (const id of ['\ud800', '\udfff', 'a\ud83d', '\udc00b']) {
+      await expect(node.records.put('lone', id, { id })).rejects.toMatchObject({ code: 'INVALID_ID', message: expect.stringMatching(/well-formed Unicode/) })
+      await expect(node.records.get('lone', id)).rejects.toMatchObject({ code: 'INVALID_ID' })
+      const res = await raw('POST', '/v1/collections/lone/import', ndjsonHeaders, `{"id":${JSON.stringify(id)},"value":{}}\n`)
+      expectJsonError(res, 400, 'INVALID_NDJSON')
+      expect(res.json.error.message).toMatch(/^line 1: "id" is not well-formed Unicode/)
+    }
+    await expect(node.records.put('\ud800', 'x', {})).rejects.toMatchObject({ code: 'INVALID_COLLECTION' })
+    await expect(node.records.import('lone', [{ id: 'ok', value: {} }, { id: '\ud800', value: {} }])).rejects.toMatchObject({ code: 'INVALID_NDJSON' })
+    expect((await node.records.list('lone')).records).toEqual([])
+    // a surrogate pair is one character and fine
+    await node.records.put('lone', '\ud83c\udf89', { party: true })
+    expect((await node.records.get('lone', '\ud83c\udf89'))?.value).toEqual({ party: true })
+    expect((await node.records.get('lone', '\ufffd'))).toBeUndefined()
+    await stillServing()
+  })
+
+  it('says how many records a failed import kept, and at which line it stopped', async () => {
+    const lines: string[] = []
+    for (let i = 0; i < 2500; i++) lines.push(JSON.stringify({ id: `r${i}`, value: { i } }))
+    lines.push('{oops')
+    for (let i = 2500; i < 2600; i++) lines.push(JSON.stringify({ id: `r${i}`, value: { i } }))
+    const res = await raw('POST', '/v1/collections/partial/import', ndjsonHeaders, lines.join('\n') + '\n')
+    expectJsonError(res, 400, 'INVALID_NDJSON')
+    let committed = 0
+    let after: string | undefined
+    do {
+      const page = await node.records.list('partial', { limit: 1000, ...(after !== undefined ? { after } : {}) })
+      committed += page.records.length
+      after = page.next
+    } while (after !== undefined)
+    expect(committed).toBe(2000) // two batches of 1,000 were committed before the bad line
+    expect(res.json.error.message).toMatch(/^line 2501: not valid JSON .*; the first 2000 records of the file were imported, none after them/)
+    const none = await raw('POST', '/v1/collections/partial2/import', ndjsonHeaders, '{"id":"a","value":{}}\n{"id":"b","value":1}\n')
+    expect(none.json.error.message).toMatch(/^line 2: "value" must be a JSON object; no record was imported/)
+    const long = await raw('POST', '/v1/collections/partial3/import', ndjsonHeaders, lines.slice(0, 1200).join('\n') + '\n' + JSON.stringify({ id: 'big', value: { s: 'x'.repeat(1100 * 1024) } }) + '\n')
+    expectJsonError(long, 413, 'LINE_TOO_LONG')
+    expect(long.json.error.message).toMatch(/^line 1201: longer than .*; the first 1000 records of the file were imported, none after them/)
+    await stillServing()
+  }, 30_000)
+
   it('refuses JSON nested deeper than the limit everywhere it enters', async () => {
     expect(jsonTooDeep(nested(MAX_JSON_DEPTH))).toBe(false)
     expect(jsonTooDeep(nested(MAX_JSON_DEPTH + 1))).toBe(true)

@@ -8,7 +8,7 @@
  * changes feed, and a restart.
  */
 import { createHmac } from 'node:crypto'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -61,6 +61,10 @@ describe('the rule engine across real node processes', () => {
     })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     const hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/syncmesh`
+    // eu2 may POST to the receiver (a loopback address) and holds the secret the rule names
+    const eu2Config = JSON.parse(await readFile(join(eu2.dir, 'config.json'), 'utf8')) as Json
+    eu2Config.webhooks = { allow: [`127.0.0.1:${(server.address() as AddressInfo).port}`], secrets: { stamped: SECRET } }
+    await writeFile(join(eu2.dir, 'config.json'), JSON.stringify(eu2Config))
 
     try {
       const cli = async (node: NodeProcess, args: string[]): Promise<Json> => {
@@ -78,10 +82,10 @@ describe('the rule engine across real node processes', () => {
       const regional = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'region=eu:posts', '--where', '{"status":"published"}', '--targets-field', 'only'])
       const chain = await cli(hub, ['rule', 'add', '--from', 'eu1:posts', '--to', 'us1:copies', '--rename', 'title=headline'])
       const mirror = await cli(hub, ['rule', 'add', '--from', 'hub:pages', '--to', 'us1:pages', '--mode', 'mirror'])
-      const stamped = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'eu2:stamped', '--transform', 'stamp.mjs', '--webhook', hookUrl, '--webhook-secret', SECRET])
+      const stamped = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'eu2:stamped', '--transform', 'stamp.mjs', '--webhook', hookUrl, '--webhook-secret-ref', 'stamped'])
       const tagged = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'tag=edge:tagged', '--mode', 'insert-only', '--key', 'title', '--include', 'status'])
       expect(regional.to).toEqual({ region: 'eu', collection: 'posts' })
-      expect(stamped.webhook).toEqual({ url: hookUrl, secret: '(redacted)' })
+      expect(stamped.webhook).toEqual({ url: hookUrl, secretRef: 'stamped' })
 
       await hub.importNdjson('posts', [
         { id: 'p1', value: { title: 'one', status: 'published' } },

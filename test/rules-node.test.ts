@@ -23,6 +23,7 @@ import { eventually as until } from './helpers/nodes.js'
 
 const KEY = 'r'.repeat(40)
 const TOKEN = 'rules-node-token-' + 'c'.repeat(32)
+const WEBHOOK_SECRET = 'webhook-secret-' + 'd'.repeat(20)
 type Node = Awaited<ReturnType<typeof createSyncNode>>
 
 describe('rules on real nodes (library and HTTP API)', () => {
@@ -37,7 +38,9 @@ describe('rules on real nodes (library and HTTP API)', () => {
   let betaTransforms: string
 
   async function launch (name: string, transformsDir?: string): Promise<{ node: Node, client: ApiClient, url: string }> {
-    const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region: 'eu', listen: ['/ip4/127.0.0.1/tcp/0'], ...(transformsDir !== undefined ? { transformsDir } : {}) })
+    // the webhook receivers of these tests listen on loopback, which a node refuses unless allowed
+    const webhooks = { allow: ['127.0.0.1'], secrets: { orders: WEBHOOK_SECRET } }
+    const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region: 'eu', listen: ['/ip4/127.0.0.1/tcp/0'], webhooks, ...(transformsDir !== undefined ? { transformsDir } : {}) })
     await node.start()
     nodes.push(node)
     const server = await startApiServer(node, { host: '127.0.0.1', port: 0, token: TOKEN })
@@ -158,7 +161,7 @@ describe('rules on real nodes (library and HTTP API)', () => {
   })
 
   it('a webhook receives each applied change, signed, and failures are retried', async () => {
-    const secret = 'webhook-secret-' + 'd'.repeat(20)
+    const secret = WEBHOOK_SECRET
     const received: Array<{ headers: IncomingHttpHeaders, body: string, status: number }> = []
     let calls = 0
     const server: Server = createServer((req, res) => {
@@ -174,8 +177,8 @@ describe('rules on real nodes (library and HTTP API)', () => {
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
-      const rule = await a.addRule({ from: { platform: 'alpha', collection: 'orders' }, to: { platform: 'beta', collection: 'orders' }, webhook: { url, secret } })
-      expect((await a.listRules()).find(r => r.id === rule.id)?.webhook).toEqual({ url, secret: '(redacted)' })
+      const rule = await a.addRule({ from: { platform: 'alpha', collection: 'orders' }, to: { platform: 'beta', collection: 'orders' }, webhook: { url, secretRef: 'orders' } })
+      expect((await a.listRules()).find(r => r.id === rule.id)?.webhook).toEqual({ url, secretRef: 'orders' })
       await until(async () => await ruleReady(beta, rule.id), 'the webhook rule on beta')
       await a.putRecord('orders', 'o1', { total: 5 })
       await a.putRecord('orders', 'o2', { total: 7 })
@@ -193,6 +196,40 @@ describe('rules on real nodes (library and HTTP API)', () => {
       await until(async () => (await b.status()).rules.find(r => r.id === rule.id)?.webhook?.delivered === 2, 'the webhook status')
       const st = (await b.status()).rules.find(r => r.id === rule.id)
       expect(st?.webhook).toMatchObject({ url, delivered: 2, failures: 1, lastError: 'HTTP 503' })
+    } finally {
+      server.close()
+    }
+  }, 40_000)
+
+  it('a rule that still carries an inline webhook secret (written before secret references) keeps delivering, with a warning', async () => {
+    const secret = 'inline-secret-' + 'e'.repeat(20)
+    const received: Array<{ signature: unknown, body: string }> = []
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        received.push({ signature: req.headers['x-syncmesh-signature-256'], body: Buffer.concat(chunks).toString('utf8') })
+        res.writeHead(204).end()
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/legacy`
+      // the record the previous release's addRule wrote; the API no longer accepts it
+      const legacy = { id: 'r-legacy', from: { platform: 'alpha', collection: 'legacy' }, to: { platform: 'beta', collection: 'legacy' }, mode: 'merge', createdAt: new Date().toISOString(), webhook: { url, secret } }
+      await expect(alpha.registry.addRule({ from: legacy.from, to: legacy.to, webhook: { url, secret } })).rejects.toMatchObject({ code: 'INVALID_RULE' })
+      await (alpha as unknown as { writeLocal: (ops: unknown[]) => Promise<unknown> }).writeLocal([{ collection: '$rules', id: legacy.id, op: 'put', value: legacy }])
+      await until(async () => await ruleReady(beta, legacy.id), 'the legacy rule on beta')
+      expect((await b.listRules()).find(r => r.id === legacy.id)?.webhook).toEqual({ url, secret: '(redacted)' })
+      await a.putRecord('legacy', 'l1', { n: 1 })
+      await until(() => received.length >= 1, 'the legacy webhook delivery', 20_000)
+      expect(received[0].signature).toBe('sha256=' + createHmac('sha256', secret).update(received[0].body).digest('hex'))
+      const st = (await b.status()).rules.find(r => r.id === legacy.id)
+      expect(st?.webhook?.warning).toMatch(/inline, replicated in clear to every node/)
+      // an unrelated update keeps it; moving it to a secret reference drops it from the registry
+      expect((await a.updateRule(legacy.id, { where: { n: 1 } })).webhook).toEqual({ url, secret: '(redacted)' })
+      await a.updateRule(legacy.id, { webhook: { url, secretRef: 'orders' } })
+      expect(JSON.stringify(alpha.registry.rule(legacy.id))).not.toContain(secret)
     } finally {
       server.close()
     }

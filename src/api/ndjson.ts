@@ -3,22 +3,45 @@
  * the longest line, however large the body.
  */
 import { StringDecoder } from 'node:string_decoder'
-import { InvalidInputError, SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../errors.js'
 import type { ImportLine, JsonObject } from '../node/types.js'
 import { MAX_JSON_DEPTH, jsonTooDeep } from '../store/json-depth.js'
-import { MAX_ID_LENGTH, isValidId } from '../store/names.js'
+import { idProblem, isValidId } from '../store/names.js'
 
 /** The longest accepted line (one record), like the JSON body limit. */
 export const MAX_LINE_BYTES = 1024 * 1024
 
 const PARTIAL_NOTE = 'records on earlier lines may already be imported (imports commit in batches); fix the line and import the file again (importing the same records again is safe)'
 
+/** A line of an import that cannot be imported; `line` counts from 1. */
+export class ImportLineError extends SyncmeshError {
+  readonly line: number
+  readonly problem: string
+
+  constructor (code: string, line: number, problem: string, status = 400) {
+    super(code, `line ${line}: ${problem}; ${PARTIAL_NOTE}`, status)
+    this.name = 'ImportLineError'
+    this.line = line
+    this.problem = problem
+  }
+}
+
+/**
+ * The error an import that stopped at a bad line answers with, once the
+ * number of records committed before it is known: which line, what is wrong
+ * with it, and how many records were kept.
+ */
+export function importFailure (err: ImportLineError, imported: number): SyncmeshError {
+  const kept = imported === 0 ? 'no record was imported' : imported === 1 ? 'the first record of the file was imported, none after it' : `the first ${imported} records of the file were imported, none after them`
+  return new SyncmeshError(err.code, `line ${err.line}: ${err.problem}; ${kept} (imports commit in batches); fix the line and import the file again (importing the same records again is safe)`, err.status)
+}
+
 export function isJsonObject (value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function lineError (lineNo: number, problem: string): InvalidInputError {
-  return new InvalidInputError(`line ${lineNo}: ${problem}; ${PARTIAL_NOTE}`, 'INVALID_NDJSON')
+function lineError (lineNo: number, problem: string): ImportLineError {
+  return new ImportLineError('INVALID_NDJSON', lineNo, problem)
 }
 
 export function parseImportLine (text: string, lineNo: number): ImportLine {
@@ -31,7 +54,7 @@ export function parseImportLine (text: string, lineNo: number): ImportLine {
   if (!isJsonObject(parsed)) throw lineError(lineNo, 'expected an object {"id":"…","value":{…}}')
   const { id, value } = parsed as { id?: unknown, value?: unknown }
   if (typeof id !== 'string' || id === '') throw lineError(lineNo, '"id" must be a non-empty string')
-  if (!isValidId(id)) throw lineError(lineNo, `"id" must be 1-${MAX_ID_LENGTH} characters without control characters`)
+  if (!isValidId(id)) throw lineError(lineNo, `"id" ${idProblem(id)}`)
   if (!isJsonObject(value)) throw lineError(lineNo, '"value" must be a JSON object')
   if (jsonTooDeep(value)) throw lineError(lineNo, `"value" nests objects and arrays more than ${MAX_JSON_DEPTH} levels deep`)
   return { id, value }
@@ -69,7 +92,7 @@ export async function * parseNdjson (source: AsyncIterable<Buffer | string>, opt
   }
 
   function tooLong (n: number): SyncmeshError {
-    return new SyncmeshError('LINE_TOO_LONG', `line ${n}: longer than ${maxLine} bytes (one record per line, at most ${maxLine / 1024 / 1024} MiB); ${PARTIAL_NOTE}`, 413)
+    return new ImportLineError('LINE_TOO_LONG', n, `longer than ${maxLine} bytes (one record per line, at most ${maxLine / 1024 / 1024} MiB)`, 413)
   }
 
   for await (const chunk of source) {

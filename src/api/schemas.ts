@@ -40,7 +40,10 @@ const targetSchema = z.object({
 
 const webhookSchema = z.object({
   url: nonEmpty,
-  secret: nonEmpty
+  /** The name of the secret in each target node's config.json "webhooks.secrets". */
+  secretRef: nonEmpty.optional(),
+  /** Deprecated: refused in new webhooks; "(redacted)" keeps a rule's existing one. */
+  secret: nonEmpty.optional()
 }).strict()
 
 export const ruleBodySchema = z.object({

@@ -21,7 +21,7 @@ import { TokenCheck } from './tokens.js'
 import type { ApiTokens, TokenKind } from './tokens.js'
 import { createMetrics } from './metrics.js'
 import { registerChangesRoute, registerRuleRoutes } from './rules-routes.js'
-import { isJsonObject, parseNdjson } from './ndjson.js'
+import { ImportLineError, importFailure, isJsonObject, parseNdjson } from './ndjson.js'
 import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platformSchema } from './schemas.js'
 
 export interface ApiServerOptions {
@@ -274,6 +274,8 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
       if (stream == null) return { imported: 0 }
       // Errors from parsing are remembered: the node may wrap or replace what its iterator threw.
       let parseError: unknown
+      // records committed so far, for the error of a failed import
+      let imported = 0
       async function * lines (): AsyncGenerator<ImportLine> {
         try {
           yield * parseNdjson(stream as AsyncIterable<Buffer>)
@@ -283,12 +285,13 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
         }
       }
       try {
-        const result = await node.records.import(request.params.collection, lines())
+        const result = await node.records.import(request.params.collection, lines(), (n) => { imported = n })
         return { imported: result.imported }
       } catch (err) {
         const failure = parseError ?? err
         reply.header('connection', 'close')
         await drain(stream)
+        if (failure instanceof ImportLineError) throw importFailure(failure, imported)
         if (failure instanceof SyncmeshError) throw failure
         if ((stream.errored != null || (stream as { aborted?: boolean }).aborted === true) && parseError === failure) {
           throw new SyncmeshError('REQUEST_ABORTED', 'the upload was interrupted; records of batches already committed stay imported; send the file again', 400)

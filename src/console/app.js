@@ -210,7 +210,7 @@ function ruleForm () {
     if (f.key.value.trim()) body.key = f.key.value.trim()
     if (f.transform.value.trim()) body.transform = f.transform.value.trim()
     if (f.targetsField.value.trim()) body.targetsField = f.targetsField.value.trim()
-    if (f.webhook.value.trim()) body.webhook = { url: f.webhook.value.trim(), secret: f.secret.value }
+    if (f.webhook.value.trim()) body.webhook = { url: f.webhook.value.trim(), secretRef: f.secretRef.value.trim() }
     return body
   }
   const mode = h('select', {}, ['merge', 'mirror', 'insert-only'].map(m => h('option', { value: m }, m)))
@@ -226,7 +226,7 @@ function ruleForm () {
     field('transform', 'Transform module', h('input', { placeholder: 'slug.mjs' })),
     field('targetsField', 'Targets field', h('input', {})),
     field('webhook', 'Webhook URL', h('input', { type: 'url' })),
-    field('secret', 'Webhook secret', h('input', { type: 'password', autocomplete: 'off' })),
+    field('secretRef', 'Webhook secret name (in the targets\' config.json webhooks.secrets)', h('input', { placeholder: 'orders' })),
     h('div', { class: 'full row' },
       h('button', { type: 'button', class: 'secondary', onclick: async () => {
         try {

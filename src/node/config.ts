@@ -1,7 +1,7 @@
 /**
  * The node's data directory: identity, config file and mesh key.
  *
- *   DIR/config.json    name, region and network settings (validated at start)
+ *   DIR/config.json    name, region, network and webhook settings (validated at start), mode 0600
  *   DIR/identity.key   Ed25519 private key (libp2p protobuf encoding), mode 0600
  *   DIR/mesh.key       optional mesh key, read when neither --key nor $SYNCMESH_KEY is given
  *   DIR/db/            LevelDB: logs, records, registry, peers
@@ -16,11 +16,33 @@ import type { PrivateKey } from '@libp2p/interface'
 import { z } from 'zod'
 import { ConfigError, ConflictError, InvalidInputError } from '../errors.js'
 import { MIN_MESH_KEY_LENGTH } from './constants.js'
+import { parseAllowEntry } from '../rules/webhook-policy.js'
 
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 /** Limits of maxClockAheadMs: 1 s to 1 day. */
 export const MIN_CLOCK_AHEAD_MS = 1000
 export const MAX_CLOCK_AHEAD_MS = 86_400_000
+
+/** An entry of "webhooks.allow" (see src/rules/webhook-policy.ts), checked at start. */
+export const webhookAllowEntry = z.string().max(300).superRefine((text, ctx) => {
+  try {
+    parseAllowEntry(text)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+  }
+})
+
+/** Node-local webhook settings: never replicated. */
+export const webhooksConfigSchema = z.object({
+  /** Hosts, addresses and ranges this node may POST webhooks to; "*" = any public address. */
+  allow: z.array(webhookAllowEntry).max(1000).optional(),
+  /** Secret name → value: what the rules' "secretRef" names. */
+  secrets: z.record(z.string().regex(NAME_PATTERN, 'a secret name: letters, digits, "_", "." or "-", at most 64 characters'), z.string().min(16, 'at least 16 characters (e.g. the output of "openssl rand -hex 32")').max(256)).optional(),
+  /** Attempts per change before it is given up and the next one is delivered. */
+  maxAttempts: z.number().int().min(1).max(1000).optional(),
+  /** Seconds one request (connect, send, answer) may take. */
+  timeout: z.number().min(1).max(60).optional()
+}).strict()
 
 export const configSchema = z.object({
   version: z.literal(1),
@@ -39,7 +61,8 @@ export const configSchema = z.object({
   /** Log format of `syncmesh start`: JSON lines, or human-readable lines (flag --log-format wins). */
   logFormat: z.enum(['json', 'pretty']).optional(),
   /** Entries received stamped further ahead of this node's clock are refused (ms; default 60000). */
-  maxClockAheadMs: z.number().int().min(MIN_CLOCK_AHEAD_MS).max(MAX_CLOCK_AHEAD_MS).optional()
+  maxClockAheadMs: z.number().int().min(MIN_CLOCK_AHEAD_MS).max(MAX_CLOCK_AHEAD_MS).optional(),
+  webhooks: webhooksConfigSchema.optional()
 }).strict()
 
 export type NodeConfig = z.infer<typeof configSchema>
@@ -91,6 +114,43 @@ export async function initDataDir (options: { data: string, name: string, region
   const config: NodeConfig = { version: 1, name, ...(region != null ? { region } : {}) }
   await writeFile(join(data, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', { mode: 0o600, flag: 'wx' })
   return { peerId: peerIdFromPrivateKey(key).toString(), name, ...(region != null ? { region } : {}), data }
+}
+
+/** Files of the data directory that only the node's user may read. */
+const PRIVATE_FILES = [IDENTITY_FILE, MESH_KEY_FILE, API_FILE, CONFIG_FILE, 'keyring.json', 'api-tokens.json']
+
+/**
+ * Make the data directory private to the node's user, as ssh does with its
+ * own directory: a directory (or db/) that group or others may read or enter
+ * is set to 0700, a key or config file they may read to 0600. Returns what
+ * was changed, for the log; throws DATA_DIR_PERMISSIONS when it cannot be
+ * fixed (e.g. the directory belongs to another user).
+ */
+export async function secureDataDir (data: string): Promise<string[]> {
+  if (process.platform === 'win32') return []
+  const fixed: string[] = []
+  const fix = async (path: string, dir: boolean): Promise<void> => {
+    let mode: number
+    try {
+      const st = await stat(path)
+      if (st.isDirectory() !== dir) return
+      mode = st.mode & 0o777
+    } catch {
+      return // absent: created private later
+    }
+    if ((mode & 0o077) === 0) return
+    const want = dir ? 0o700 : 0o600
+    try {
+      await chmod(path, want)
+    } catch (err) {
+      throw new ConfigError(`${path} has mode ${mode.toString(8).padStart(4, '0')}: other users may read the node's data, and it cannot be changed to ${want.toString(8).padStart(4, '0')} (${(err as Error).message}); run "chmod ${want.toString(8)} ${path}" as its owner`, 'DATA_DIR_PERMISSIONS')
+    }
+    fixed.push(`${path}: ${mode.toString(8).padStart(4, '0')} → ${want.toString(8).padStart(4, '0')}`)
+  }
+  await fix(data, true)
+  await fix(join(data, DB_DIR), true)
+  for (const f of PRIVATE_FILES) await fix(join(data, f), false)
+  return fixed
 }
 
 /** The node's config: DATA/config.json, or `file` (start --config FILE). */

@@ -33,7 +33,7 @@ import type { UpgradeResult } from '../store/format.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
-import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, validateMeshKey } from './config.js'
+import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, secureDataDir, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
 import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../log/hlc.js'
@@ -175,6 +175,13 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
     }
     this.config = await loadConfig(dir, this.options.configFile)
+    for (const change of await secureDataDir(dir)) {
+      this.log.warn({ dataDir: dir, change }, `the data directory was readable by other users; made it private: ${change}`)
+    }
+    const configFile = this.options.configFile
+    if (configFile !== undefined && Object.keys(this.config.webhooks?.secrets ?? {}).length > 0 && ((await stat(configFile)).mode & 0o077) !== 0) {
+      this.log.warn({ configFile }, `${configFile} holds webhook secrets and other users may read it; make it readable by the node's user only (chmod 600)`)
+    }
     if (this.options.name !== undefined && this.options.name !== this.config.name) {
       throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
     }
@@ -451,6 +458,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       localName: this.config.name,
       ...(this.config.region !== undefined ? { region: this.config.region } : {}),
       ...(this.options.transformsDir !== undefined ? { transformsDir: this.options.transformsDir } : {}),
+      webhooks: { ...this.config.webhooks, ...this.options.webhooks },
       dataDir: this.options.dataDir,
       isRunning: () => this.running,
       afterIngest: (r) => this.afterIngest(r),

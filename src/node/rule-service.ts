@@ -21,6 +21,7 @@ import { ModuleCache } from '../rules/modules.js'
 import type { RuleSet } from '../rules/ruleset.js'
 import { ruleTargets, targetsPlatform } from '../rules/targets.js'
 import { Webhooks } from '../rules/webhooks.js'
+import type { WebhookSettings } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
 import { decodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
@@ -46,6 +47,8 @@ export interface RuleServiceDeps {
   localName: string
   region?: string
   transformsDir?: string
+  /** This node's webhook settings (allowed hosts, secrets). */
+  webhooks?: WebhookSettings
   dataDir: string
   isRunning: () => boolean
   /** What follows a commit on the node (events, registry, waking the senders): backfill and publish chunks go through it. */
@@ -71,7 +74,7 @@ export class RuleService {
   constructor (deps: RuleServiceDeps) {
     this.deps = deps
     this.modules = new ModuleCache(deps.transformsDir ?? join(deps.dataDir, 'transforms'))
-    this.webhooks = new Webhooks({ store: deps.store, log: deps.log.child({ component: 'webhooks' }), localName: () => deps.localName, lastCursor: () => deps.ingestor.lastCursor() })
+    this.webhooks = new Webhooks({ store: deps.store, log: deps.log.child({ component: 'webhooks' }), localName: () => deps.localName, lastCursor: () => deps.ingestor.lastCursor(), ...(deps.webhooks !== undefined ? { settings: deps.webhooks } : {}) })
   }
 
   private rebuild (): CompiledRule[] {

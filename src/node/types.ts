@@ -65,12 +65,22 @@ export interface TargetEndpoint {
   collection: string
 }
 
-/** A rule's webhook: each change the rule applies on a target node is POSTed there, signed. */
+/**
+ * A rule's webhook: each change the rule applies on a target node is POSTed
+ * there, signed. Each target node POSTs only to hosts its own config allows
+ * (`webhooks.allow`); see docs/webhooks.md.
+ */
 export interface RuleWebhook {
   /** http(s) URL, called by every target node of the rule. */
   url: string
-  /** HMAC-SHA256 key for the X-Syncmesh-Signature-256 header (16-256 characters). Redacted in API output. */
-  secret: string
+  /** Name of the signing secret in each target node's config.json (`webhooks.secrets.NAME`, 16-256 characters). */
+  secretRef?: string
+  /**
+   * Deprecated: the secret itself, replicated in clear to every node. Rules
+   * that carry one keep working (with a warning); new ones are refused: use
+   * `secretRef`. Redacted in API output.
+   */
+  secret?: string
 }
 
 /** What an operator supplies to create a rule. */
@@ -396,6 +406,11 @@ export interface SyncNodeOptions {
   logger?: import('pino').Logger
   /** Directory that rule transform modules are loaded from (and confined to). @default DATA_DIR/transforms */
   transformsDir?: string
+  /**
+   * Where this node may POST rule webhooks, and their secrets; each field
+   * given replaces config.json's "webhooks" field. See docs/webhooks.md.
+   */
+  webhooks?: import('../rules/webhooks.js').WebhookSettings
 }
 
 /** One side of a conflict: a version of the target record. */
@@ -446,10 +461,19 @@ export interface TransformErrorRecord {
 
 export interface WebhookStatus {
   url: string
-  /** Changes feed cursor up to which changes are delivered. */
+  secretRef?: string
+  /** Changes feed cursor up to which changes are delivered (or given up). */
   cursor: string
   delivered: number
+  /** Failed attempts. */
   failures: number
+  /** Changes given up after the last of their attempts (see lastFailure). */
+  failed: number
+  lastFailure?: { cursor: string, collection: string, id: string, error: string, at: string }
+  /** Why this node does not deliver the webhook (its host or secret is not allowed here); the cursor waits. */
+  blocked?: string
+  /** E.g. the rule carries its secret inline (deprecated). */
+  warning?: string
   lastError?: string
   lastDeliveredAt?: string
   nextAttemptAt?: string

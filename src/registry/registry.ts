@@ -123,8 +123,18 @@ const targetSchema = z.object({
 
 const webhookSchema = z.object({
   url: z.string().max(2048),
-  secret: z.string().min(16, 'at least 16 characters (e.g. the output of "openssl rand -hex 32")').max(256)
+  secretRef: z.string().regex(NAME_PATTERN, 'the name of a secret in the target nodes\' config.json "webhooks.secrets" (letters, digits, "_", "." or "-")').optional(),
+  /** Deprecated: readable in rules that carry it, refused in new ones (parseRuleSpec). */
+  secret: z.string().min(16, 'at least 16 characters (e.g. the output of "openssl rand -hex 32")').max(256).optional()
 }).strict()
+
+export interface ParseRuleOptions {
+  /**
+   * Accept a webhook's inline `secret` (replicated in clear to every node):
+   * only for rules already in the registry, never for new or changed webhooks.
+   */
+  inlineSecret?: boolean
+}
 
 export const ruleSpecSchema = z.object({
   from: endpointSchema,
@@ -141,7 +151,7 @@ export const ruleSpecSchema = z.object({
 }).strict()
 
 /** Structural validation of a rule spec (the rule engine compiles filter and transforms). */
-export function parseRuleSpec (input: unknown): RuleSpec {
+export function parseRuleSpec (input: unknown, options: ParseRuleOptions = {}): RuleSpec {
   const parsed = ruleSpecSchema.safeParse(input)
   if (!parsed.success) throw new InvalidInputError(`invalid rule: ${firstIssue(parsed.error)}`, 'INVALID_RULE')
   const spec = parsed.data
@@ -165,6 +175,18 @@ export function parseRuleSpec (input: unknown): RuleSpec {
     if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
       throw new InvalidInputError(`invalid rule: webhook url "${spec.webhook.url.slice(0, 80)}" is not an http(s) URL, e.g. https://example.com/hooks/syncmesh`, 'INVALID_RULE')
     }
+    const hook = spec.webhook
+    if ((hook.secretRef === undefined) === (hook.secret === undefined)) {
+      throw new InvalidInputError('invalid rule: a webhook names its signing secret with "secretRef": the name of a secret in "webhooks.secrets" of each target node\'s config.json, e.g. {"url": "https://hooks.example.com/syncmesh", "secretRef": "orders"}', 'INVALID_RULE')
+    }
+    if (options.inlineSecret !== true) {
+      if (hook.secret !== undefined) {
+        throw new InvalidInputError('invalid rule: a webhook "secret" in the rule would be replicated in clear to every node; put it in "webhooks.secrets" of each target node\'s config.json and name it with "secretRef", e.g. {"url": "https://hooks.example.com/syncmesh", "secretRef": "orders"}', 'INVALID_RULE')
+      }
+      if (url.username !== '' || url.password !== '') {
+        throw new InvalidInputError('invalid rule: credentials in a webhook url would be replicated in clear to every node; authenticate the receiver by the signature header (X-Syncmesh-Signature-256) instead', 'INVALID_RULE')
+      }
+    }
   }
   return spec as RuleSpec
 }
@@ -187,13 +209,17 @@ export function applyRulePatch (rule: Rule, patch: RulePatch): RuleSpec {
   }
   // a webhook sent back as the API showed it keeps its secret
   const hook = patch.webhook
-  if (hook != null && hook.secret === REDACTED && rule.webhook !== undefined) next.webhook = { ...hook, secret: rule.webhook.secret }
-  return parseRuleSpec(next)
+  if (hook != null && hook.secret === REDACTED && rule.webhook?.secret !== undefined) next.webhook = { ...hook, secret: rule.webhook.secret }
+  // an inline secret (deprecated) may stay on a rule that has it, unchanged; it is never added
+  const old = rule.webhook
+  const kept = next.webhook as typeof old
+  const unchanged = old !== undefined && kept !== undefined && kept.url === old.url && kept.secret === old.secret && kept.secretRef === old.secretRef
+  return parseRuleSpec(next, { inlineSecret: unchanged })
 }
 
 /** A rule as the API shows it: the webhook secret is never returned. */
 export function redactRule (rule: Rule): Rule {
-  if (rule.webhook === undefined) return rule
+  if (rule.webhook?.secret === undefined) return rule
   return { ...rule, webhook: { url: rule.webhook.url, secret: REDACTED } }
 }
 
@@ -440,7 +466,7 @@ export class Registry {
     }
     try {
       const { id: _id, createdAt, updatedAt, ...spec } = value as { id?: unknown, createdAt?: unknown, updatedAt?: unknown }
-      const parsed = parseRuleSpec(spec)
+      const parsed = parseRuleSpec(spec, { inlineSecret: true }) // rules from before secret references
       const rule: Rule = { ...parsed, id, mode: parsed.mode ?? 'merge', createdAt: typeof createdAt === 'string' ? createdAt : '' }
       if (typeof updatedAt === 'string') rule.updatedAt = updatedAt
       this.rulesById.set(id, rule)

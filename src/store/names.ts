@@ -21,11 +21,29 @@ export function isValidCollection (name: string): boolean {
   return COLLECTION_PATTERN.test(name)
 }
 
+/**
+ * Well-formed Unicode: no lone surrogate (a "\ud800" escape in JSON, or a
+ * string cut inside a surrogate pair). Stored as UTF-8, a lone surrogate
+ * becomes U+FFFD, so distinct ids would collapse into one record.
+ */
+export function isWellFormed (text: string): boolean {
+  return (text as string & { isWellFormed: () => boolean }).isWellFormed()
+}
+
 export function isValidId (id: string): boolean {
-  return id.length > 0 && id.length <= MAX_ID_LENGTH && !CONTROL.test(id)
+  return id.length > 0 && id.length <= MAX_ID_LENGTH && !CONTROL.test(id) && isWellFormed(id)
+}
+
+/** What is wrong with an id isValidId refuses (for error messages). */
+export function idProblem (id: string): string {
+  if (id.length > 0 && id.length <= MAX_ID_LENGTH && !CONTROL.test(id) && !isWellFormed(id)) {
+    return 'is not well-formed Unicode (it holds a lone surrogate, e.g. from a "\\ud800" escape): use 1-' + MAX_ID_LENGTH + ' characters of well-formed Unicode'
+  }
+  return `must be 1-${MAX_ID_LENGTH} characters without control characters`
 }
 
 export function checkCollection (name: string): string {
+  // the pattern is ASCII-only: a lone surrogate (or any non-ASCII character) never matches
   if (!isValidCollection(name)) {
     throw new InvalidInputError(`invalid collection name "${name.slice(0, 80)}": use 1-128 letters, digits, "_", "." or "-", starting with a letter or digit`, 'INVALID_COLLECTION')
   }
@@ -34,6 +52,9 @@ export function checkCollection (name: string): string {
 
 export function checkId (id: string): string {
   if (!isValidId(id)) {
+    if (id.length > 0 && id.length <= MAX_ID_LENGTH && !CONTROL.test(id)) {
+      throw new InvalidInputError(`invalid record id ${JSON.stringify(id.slice(0, 80))}: ${idProblem(id)}`, 'INVALID_ID')
+    }
     throw new InvalidInputError(`invalid record id "${id.slice(0, 80)}": use 1-${MAX_ID_LENGTH} characters without control characters`, 'INVALID_ID')
   }
   return id

@@ -15,6 +15,7 @@ import { resolveStartKey } from '../../node/keyring.js'
 import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
 import { addJsonOption, collect, parseHostPort, UsageError } from '../common.js'
 import { tuneV8 } from '../v8-tuning.js'
+import { parseAllowEntry } from '../../rules/webhook-policy.js'
 import type { JsonOption } from '../common.js'
 import { printJson, printLine } from '../output.js'
 import { registerKeyringCommands } from './keys.js'
@@ -69,6 +70,7 @@ export function registerNodeCommands (program: Command): void {
       .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
       .option('--max-clock-ahead-ms <ms>', `refuse entries stamped further ahead of this node's clock (default: config "maxClockAheadMs", else 60000)`)
+      .option('--webhook-allow <host>', 'host, host:port, address, address range or "*" (public addresses) this node may POST rule webhooks to, repeatable (default: config "webhooks.allow"; none = no webhooks)', collect)
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
   })
@@ -92,6 +94,7 @@ interface StartOptions extends JsonOption {
   logLevel?: string
   logFormat?: string
   maxClockAheadMs?: string
+  webhookAllow?: string[]
 }
 
 function parseCount (text: string | undefined, flag: string, min: number): number | undefined {
@@ -178,6 +181,14 @@ async function runStart (opts: StartOptions): Promise<void> {
       throw new UsageError(`--max-clock-ahead-ms must be an integer from ${MIN_CLOCK_AHEAD_MS} to ${MAX_CLOCK_AHEAD_MS}, got "${opts.maxClockAheadMs}"`)
     }
   }
+  const webhookAllow = opts.webhookAllow !== undefined && opts.webhookAllow.length > 0 ? opts.webhookAllow : undefined
+  for (const entry of webhookAllow ?? []) {
+    try {
+      parseAllowEntry(entry)
+    } catch (err) {
+      throw new UsageError(`--webhook-allow ${(err as Error).message}`)
+    }
+  }
   await checkApiPort(api.host, api.port)
   const logger = await createLogger({
     level: opts.logLevel ?? config.logLevel ?? process.env.SYNCMESH_LOG_LEVEL,
@@ -191,7 +202,7 @@ async function runStart (opts: StartOptions): Promise<void> {
   const { startApiServer } = await import('../../api/server.js')
   let node: Awaited<ReturnType<typeof createSyncNode>>
   try {
-    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}), ...(maxClockAheadMs !== undefined ? { maxClockAheadMs } : {}) })
+    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}), ...(maxClockAheadMs !== undefined ? { maxClockAheadMs } : {}), ...(webhookAllow !== undefined ? { webhooks: { allow: webhookAllow } } : {}) })
   } catch (err) {
     throw startFailure(err, listen)
   }

@@ -24,7 +24,7 @@ export function describeRule (rule: Pick<Rule, 'where' | 'include' | 'exclude' |
   if (rule.key != null) parts.push(`key ${rule.key}`)
   if (rule.transform != null) parts.push(`transform ${rule.transform}`)
   if (rule.targetsField != null) parts.push(`targets field ${rule.targetsField}`)
-  if (rule.webhook != null) parts.push(`webhook ${rule.webhook.url}`)
+  if (rule.webhook != null) parts.push(`webhook ${rule.webhook.url}${rule.webhook.secretRef != null ? ` (secret ${rule.webhook.secretRef})` : ''}`)
   return parts.join('; ')
 }
 
@@ -57,6 +57,7 @@ interface RuleFlags {
   targetsField?: string
   webhook?: string
   webhookSecret?: string
+  webhookSecretRef?: string
   dryRun?: boolean
 }
 
@@ -73,12 +74,14 @@ function fieldsFrom (opts: RuleFlags): Partial<RuleSpec> {
   if (opts.key != null) spec.key = opts.key
   if (opts.transform != null) spec.transform = opts.transform
   if (opts.targetsField != null) spec.targetsField = opts.targetsField
+  if (opts.webhookSecret != null) {
+    throw new UsageError('--webhook-secret is no longer accepted: a secret in the rule is replicated in clear to every node. Put it in "webhooks.secrets" of each target node\'s config.json, e.g. {"webhooks": {"secrets": {"orders": "…"}}}, and name it with --webhook-secret-ref orders')
+  }
   if (opts.webhook != null) {
-    const secret = opts.webhookSecret ?? process.env.SYNCMESH_WEBHOOK_SECRET
-    if (secret == null || secret === '') throw new UsageError('--webhook needs a signing secret: --webhook-secret SECRET or $SYNCMESH_WEBHOOK_SECRET (at least 16 characters, e.g. from "openssl rand -hex 32")')
-    spec.webhook = { url: opts.webhook, secret }
-  } else if (opts.webhookSecret != null) {
-    throw new UsageError('--webhook-secret goes with --webhook URL')
+    if (opts.webhookSecretRef == null || opts.webhookSecretRef === '') throw new UsageError('--webhook needs --webhook-secret-ref NAME: the name of the signing secret in "webhooks.secrets" of each target node\'s config.json')
+    spec.webhook = { url: opts.webhook, secretRef: opts.webhookSecretRef }
+  } else if (opts.webhookSecretRef != null) {
+    throw new UsageError('--webhook-secret-ref goes with --webhook URL')
   }
   return spec
 }
@@ -100,7 +103,8 @@ function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
     .option('--transform <module>', "transform module in each target node's transforms directory (default DATA_DIR/transforms), e.g. slugify.js")
     .option('--targets-field <field>', 'field of the source value naming the platforms a record is meant for')
     .option('--webhook <url>', 'POST every change the rule applies to this URL (signed)')
-    .option('--webhook-secret <secret>', 'HMAC key for the webhook signature (default $SYNCMESH_WEBHOOK_SECRET)')
+    .option('--webhook-secret-ref <name>', 'name of the signing secret in "webhooks.secrets" of the target nodes\' config.json')
+    .addOption(new Option('--webhook-secret <secret>').hideHelp())
     .option('--dry-run', 'show what the rule would do on each target without changing anything')
 }
 
@@ -215,7 +219,13 @@ export function registerRuleCommands (program: Command): void {
       if (st != null) {
         lines.push(`here      ${st.local ? (st.backfilled ? 'target, backfilled' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
         lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
-        if (st.webhook != null) lines.push(`webhook   ${st.webhook.url}: ${formatCount(st.webhook.delivered)} delivered, cursor ${st.webhook.cursor}${st.webhook.lastError != null ? `, last error ${st.webhook.lastError}${st.webhook.nextAttemptAt != null ? ` (retry at ${st.webhook.nextAttemptAt})` : ''}` : ''}`)
+        if (st.webhook != null) {
+          const w = st.webhook
+          lines.push(`webhook   ${w.url}: ${formatCount(w.delivered)} delivered, ${formatCount(w.failed ?? 0)} given up, cursor ${w.cursor}${w.lastError != null ? `, last error ${w.lastError}${w.nextAttemptAt != null ? ` (retry at ${w.nextAttemptAt})` : ''}` : ''}`)
+          if (w.blocked != null) lines.push(`          not delivered by this node: ${w.blocked}`)
+          if (w.lastFailure != null) lines.push(`          last given up: change ${w.lastFailure.cursor} (${w.lastFailure.collection}/${w.lastFailure.id}) at ${w.lastFailure.at}: ${w.lastFailure.error}`)
+          if (w.warning != null) lines.push(`          warning: ${w.warning}`)
+        }
       }
       if (conflicts.conflicts.length > 0) {
         lines.push('', `NEWEST CONFLICTS (${formatCount(conflicts.total)} in all)`)

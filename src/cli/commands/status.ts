@@ -80,7 +80,7 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
       s.rules.map((r) => [
         r.id, `${r.from} → ${r.to}`, r.mode, r.local ? (r.backfilled ? 'yes' : `yes (backfilling${r.backfillPhase === 'sweep' ? ': removing what the source lacks' : ''})`) : 'no',
         formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', formatCount(r.conflicts ?? 0), formatCount(r.transformErrors ?? 0),
-        [r.problem, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined].filter(x => x !== undefined).join('; ')
+        [r.problem, r.webhook?.blocked !== undefined ? `webhook not delivered here: ${r.webhook.blocked}` : undefined, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined, (r.webhook?.failed ?? 0) > 0 ? `webhook gave up ${formatCount(r.webhook?.failed ?? 0)} changes` : undefined].filter(x => x !== undefined).join('; ')
       ])
     )))
   }
