@@ -15,10 +15,10 @@
 import './polyfill.js'
 
 export { createSyncNode, SyncNode } from './node/node.js'
-export type * from './node/types.js'
+export type * from './core/types.js'
 export { ApiClient } from './api/client.js'
 export { startApiServer } from './api/server.js'
-export { SyncmeshError, InvalidInputError, NotFoundError, ConflictError, ConfigError, NotRunningError } from './errors.js'
+export { SyncmeshError, InvalidInputError, NotFoundError, ConflictError, ConfigError, NotRunningError } from './core/errors.js'
 export { SIGNATURE_HEADER, verifyWebhookSignature } from './rules/webhooks.js'
 export type { WebhookSettings } from './rules/webhooks.js'
 export type { TransformContext, TransformRecord, TransformFunction } from './rules/modules.js'

@@ -12,11 +12,11 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ApiClient } from '../src/api/client.js'
 import { startApiServer } from '../src/api/server.js'
-import { InvalidInputError, SyncmeshError } from '../src/errors.js'
+import { InvalidInputError, SyncmeshError } from '../src/core/errors.js'
 import type {
   ImportLine, JsonObject, NodeStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RuleSpec, StoredRecord, SyncNodeApi
-} from '../src/node/types.js'
+} from '../src/core/types.js'
 import { rawRequest } from './helpers/http.js'
 
 const TOKEN = 'test-token-' + 'a'.repeat(32)

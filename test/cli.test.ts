@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer } from '../src/api/server.js'
-import type { NodeStatus, SyncNodeApi } from '../src/node/types.js'
+import type { NodeStatus, SyncNodeApi } from '../src/core/types.js'
 
 const BIN = fileURLToPath(new URL('../dist/src/cli/bin.cjs', import.meta.url))
 const KEY = 'k'.repeat(32)

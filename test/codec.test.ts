@@ -1,7 +1,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ProtocolError } from '../src/errors.js'
+import { ProtocolError } from '../src/core/errors.js'
 import { encodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { VersionVector } from '../src/log/vector.js'
@@ -11,7 +11,7 @@ import {
   MAX_BATCH_ENTRIES, MAX_CREDIT, MAX_ENTRY_VALUE_BYTES, MAX_VECTOR_ORIGINS
 } from '../src/network/sync/codec.js'
 import type { SyncMessage } from '../src/network/sync/codec.js'
-import { Entry as PbEntry, Frame, Op } from '../src/network/sync/pb/sync.js'
+import { Entry as PbEntry, Frame, Op } from '../src/wire/pb/sync.js'
 
 const enc = new TextEncoder()
 const json = (v: unknown): Uint8Array<ArrayBuffer> => enc.encode(JSON.stringify(v))

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { decodeEntry, encodeEntry, fromPbEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
 import { writeVarint } from '../src/network/frames.js'
-import { Entry as PbEntry } from '../src/network/sync/pb/sync.js'
+import { Entry as PbEntry } from '../src/wire/pb/sync.js'
 
 const ORIGIN = '12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
 const enc = new TextEncoder()

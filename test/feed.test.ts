@@ -4,9 +4,9 @@
  * it sees every record at its newest state, in cursor order, once per change.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { commitLines } from '../src/node/changes.js'
-import type { FeedCommit } from '../src/node/changes.js'
-import type { ChangeEvent, FeedLine } from '../src/node/types.js'
+import { commitLines } from '../src/store/changes.js'
+import type { FeedCommit } from '../src/store/changes.js'
+import type { ChangeEvent, FeedLine } from '../src/core/types.js'
 import { removeDir, startNode } from './helpers/nodes.js'
 import type { TestNode } from './helpers/nodes.js'
 

@@ -18,7 +18,7 @@ import {
   CertCorpus, checkTarget, driveSession, fuzzAuthDecode, fuzzAuthWire, fuzzCerts, fuzzCodec, fuzzSession, relayBatch, World
 } from '../scripts/lib/fuzz.js'
 import type { FuzzStats } from '../scripts/lib/fuzz.js'
-import { ProtocolError } from '../src/errors.js'
+import { ProtocolError } from '../src/core/errors.js'
 import { merkleRoot, SignatureError, verifyAttestedRuns, verifyRuns } from '../src/log/signing.js'
 import { decodeFrame, encodeBatchFrame } from '../src/network/sync/codec.js'
 import { createSyncNode } from '../src/node/node.js'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { compareHlc, formatHlc, HybridClock, MAX_DRIFT_MS, parseHlc, ZERO_HLC } from '../src/log/hlc.js'
-import type { Hlc } from '../src/log/hlc.js'
+import { compareHlc, formatHlc, HybridClock, MAX_DRIFT_MS, parseHlc, ZERO_HLC } from '../src/core/hlc.js'
+import type { Hlc } from '../src/core/hlc.js'
 
 /** A controllable wall clock. */
 function fakeNow (start: number): { now: () => number, set: (t: number) => void } {

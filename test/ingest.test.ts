@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { decodeEntry } from '../src/log/entry.js'
 import type { LogEntry } from '../src/log/entry.js'
-import { compareHlc, MAX_DRIFT_MS, parseHlc } from '../src/log/hlc.js'
+import { compareHlc, MAX_DRIFT_MS, parseHlc } from '../src/core/hlc.js'
 import type { CompiledRule } from '../src/rules/engine.js'
 import { utf8 } from '../src/store/db.js'
 import { keys } from '../src/store/keys.js'

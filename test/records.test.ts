@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { decodeRecord, encodeRecord } from '../src/store/records.js'
 import type { RecordState } from '../src/store/records.js'
-import type { JsonObject } from '../src/node/types.js'
+import type { JsonObject } from '../src/core/types.js'
 
 const version = { hlc: { wall: 1_700_000_000_000, logical: 3 }, origin: '12D3KooWExampleOrigin', seq: 42 }
 

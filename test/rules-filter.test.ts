@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { InvalidInputError } from '../src/errors.js'
-import type { JsonObject } from '../src/node/types.js'
+import { InvalidInputError } from '../src/core/errors.js'
+import type { JsonObject } from '../src/core/types.js'
 import { compileWhere, fieldGetter, getField, jsonEqual, MAX_FILTER_DEPTH, MAX_FILTER_NODES, MAX_IN_VALUES } from '../src/rules/filter.js'
 
 const match = (where: JsonObject | undefined, value: JsonObject): boolean => compileWhere(where)(value)

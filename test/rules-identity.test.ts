@@ -9,7 +9,7 @@
  */
 import '../src/polyfill.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ChangeEvent, FeedLine } from '../src/node/types.js'
+import type { ChangeEvent, FeedLine } from '../src/core/types.js'
 import type { SyncNode } from '../src/node/node.js'
 import { countRecords, eventually, removeDir, startNode } from './helpers/nodes.js'
 import type { TestNode } from './helpers/nodes.js'

@@ -18,7 +18,7 @@ import { ApiClient } from '../src/api/client.js'
 import { startApiServer } from '../src/api/server.js'
 import type { ApiServer } from '../src/api/server.js'
 import { createSyncNode } from '../src/node/node.js'
-import type { ConflictRecord, FeedLine, TransformErrorRecord } from '../src/node/types.js'
+import type { ConflictRecord, FeedLine, TransformErrorRecord } from '../src/core/types.js'
 import { eventually as until } from './helpers/nodes.js'
 
 const KEY = 'r'.repeat(40)

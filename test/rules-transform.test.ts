@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { InvalidInputError } from '../src/errors.js'
-import type { JsonObject } from '../src/node/types.js'
+import { InvalidInputError } from '../src/core/errors.js'
+import type { JsonObject } from '../src/core/types.js'
 import { compileFieldTransform, parseFieldList, parseRenameList, targetId, type FieldTransformSpec } from '../src/rules/transform.js'
 
 const apply = (spec: FieldTransformSpec, value: JsonObject): JsonObject => compileFieldTransform(spec)(value)

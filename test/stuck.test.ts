@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { StallTracker, StuckDetector } from '../src/node/stuck.js'
-import type { OriginStatus } from '../src/node/types.js'
+import type { OriginStatus } from '../src/core/types.js'
 
 const at = (seq: number, announced: number): OriginStatus => ({ origin: 'o1', seq, announced, lag: announced - seq, announcedBy: 'peerA' })
 

@@ -14,7 +14,7 @@ import type { Host } from '../src/network/libp2p.js'
 import { compareVersions, protocolMismatch } from '../src/network/versions.js'
 import { createSyncNode } from '../src/node/node.js'
 import type { SyncNode } from '../src/node/node.js'
-import type { PeerInfo } from '../src/node/types.js'
+import type { PeerInfo } from '../src/core/types.js'
 import { eventually, KEY, removeDir, tempDir } from './helpers/nodes.js'
 
 const PEER = '12D3KooWpeer'

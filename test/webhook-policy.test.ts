@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import { applyRulePatch, parseRuleSpec, redactRule, Registry } from '../src/registry/registry.js'
 import { configSchema } from '../src/node/config.js'
-import type { Rule } from '../src/node/types.js'
+import type { Rule } from '../src/core/types.js'
 import { isPublicAddress, parseAllowEntry, WebhookPolicy } from '../src/rules/webhook-policy.js'
 
 describe('webhook allow list', () => {

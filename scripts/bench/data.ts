@@ -4,7 +4,7 @@
  * record's body is different text (deterministic from its number and
  * revision), so compression on disk is not flattered by identical records.
  */
-import type { JsonObject } from '../../src/node/types.js'
+import type { JsonObject } from '../../src/core/types.js'
 
 /** Words of the record bodies: varied text, so LevelDB's block compression (snappy) sees about as much redundancy as in ordinary prose, not one filler repeated in every record. */
 const WORDS = ('the of and to in is was for on that with as by at from his her an which or be are this not but had have were one all their they there been has who more its when would will into some if out can time two only new these may other than first then any could over such about after most also made many before where must under through much back years well while state same world life being down those both between under each each work how own part long place since without group still people made public against small large number high around during government fact system order house point home city water form until early case').split(' ')

@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateMeshKey } from '../../src/node/config.js'
-import type { NodeStatus, RuleSpec } from '../../src/node/types.js'
+import type { NodeStatus, RuleSpec } from '../../src/core/types.js'
 import { NodeProcess, tempDir } from '../lib/cluster.js'
 import { FastClient } from './http.js'
 

@@ -5,7 +5,7 @@
  * tight GET loop is the probe of the latency measurement.
  */
 import { Agent, request } from 'node:http'
-import type { NodeStatus } from '../../src/node/types.js'
+import type { NodeStatus } from '../../src/core/types.js'
 
 export interface Reply {
   status: number

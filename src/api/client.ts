@@ -7,11 +7,11 @@ import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { Readable, Transform } from 'node:stream'
 import type { TransformCallback } from 'node:stream'
-import { SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../core/errors.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, JsonObject, MeshKeyInfo, NodeStatus, PeerInfo, Platform, RecordPage, Rule, RulePatch, RuleSpec,
   StoredRecord, TransformErrorRecord
-} from '../node/types.js'
+} from '../core/types.js'
 
 export interface Health {
   ok: boolean

@@ -3,7 +3,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../core/errors.js'
 
 export interface ErrorBody {
   error: {

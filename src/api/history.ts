@@ -3,7 +3,7 @@
  * bytes in and out in all, and the total lag, so that the console can chart
  * throughput and lag without keeping its own history.
  */
-import type { SyncNodeApi } from '../node/types.js'
+import type { SyncNodeApi } from '../core/types.js'
 
 export const HISTORY_INTERVAL_MS = 10_000
 export const HISTORY_SAMPLES = 360

@@ -5,8 +5,8 @@
  */
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { SyncmeshError } from '../errors.js'
-import type { SyncNodeApi } from '../node/types.js'
+import { SyncmeshError } from '../core/errors.js'
+import type { SyncNodeApi } from '../core/types.js'
 import { createMetrics } from './metrics.js'
 
 export interface MetricsServer {

@@ -3,7 +3,7 @@
  * node.status() at scrape time. Each server has its own registry.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { SyncNodeApi } from '../node/types.js'
+import type { SyncNodeApi } from '../core/types.js'
 
 export interface Metrics {
   contentType: string

@@ -3,8 +3,8 @@
  * the longest line, however large the body.
  */
 import { StringDecoder } from 'node:string_decoder'
-import { SyncmeshError } from '../errors.js'
-import type { ImportLine, JsonObject } from '../node/types.js'
+import { SyncmeshError } from '../core/errors.js'
+import type { ImportLine, JsonObject } from '../core/types.js'
 import { MAX_JSON_DEPTH, jsonTooDeep } from '../store/json-depth.js'
 import { idProblem, isValidId } from '../store/names.js'
 

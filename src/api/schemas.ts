@@ -3,7 +3,7 @@
  * INVALID_INPUT whose message is the first issue.
  */
 import { z } from 'zod'
-import { InvalidInputError } from '../errors.js'
+import { InvalidInputError } from '../core/errors.js'
 
 export const MAX_PAGE_LIMIT = 1000
 export const DEFAULT_PAGE_LIMIT = 100

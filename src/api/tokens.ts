@@ -8,7 +8,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { ConfigError } from '../errors.js'
+import { ConfigError } from '../core/errors.js'
 
 export const TOKENS_FILE = 'api-tokens.json'
 const TOKENS_VERSION = 1

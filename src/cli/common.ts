@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises'
 import { Option } from 'commander'
 import type { Command } from 'commander'
 import { ApiClient } from '../api/client.js'
-import { SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../core/errors.js'
 import { readApiFile } from '../node/config.js'
-import type { Endpoint, JsonObject } from '../node/types.js'
+import type { Endpoint, JsonObject } from '../core/types.js'
 
 /** A malformed command line: exit status 2. */
 export class UsageError extends SyncmeshError {

@@ -4,7 +4,7 @@
  * 0 success, 1 failure (one line on stderr: `error [CODE]: message`), 2 usage error.
  */
 import { Command, CommanderError } from 'commander'
-import { SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../core/errors.js'
 import { registerConsoleCommands } from './commands/console.js'
 import { registerMeshCommands } from './commands/mesh.js'
 import { registerNodeCommands } from './commands/node.js'

@@ -3,8 +3,8 @@
  * On disk and on the wire it is the protobuf `Entry` of protocols/sync/sync.proto;
  * the origin is carried by the storage key or the enclosing Batch.
  */
-import { Entry as PbEntry, Op as PbOp } from '../network/sync/pb/sync.js'
-import type { Hlc } from './hlc.js'
+import { Entry as PbEntry, Op as PbOp } from '../wire/pb/sync.js'
+import type { Hlc } from '../core/hlc.js'
 import { utf8Range, WireReader } from './wire.js'
 
 export type EntryOp = 'put' | 'del'

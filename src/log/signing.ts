@@ -21,8 +21,8 @@ import { createHash, createPrivateKey, createPublicKey, sign as edSign, verify a
 import type { KeyObject } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { SyncmeshError } from '../errors.js'
-import { RunCert } from '../network/sync/pb/sync.js'
+import { SyncmeshError } from '../core/errors.js'
+import { RunCert } from '../wire/pb/sync.js'
 import type { LogEntry } from './entry.js'
 import { encodeEntry } from './entry.js'
 

@@ -5,7 +5,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { LengthPrefixedDecoder } from '@libp2p/utils'
-import { ProtocolError } from '../errors.js'
+import { ProtocolError } from '../core/errors.js'
 
 export function varintLength (n: number): number {
   let len = 1

@@ -14,7 +14,7 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { AuthenticationError } from '../errors.js'
+import { AuthenticationError } from '../core/errors.js'
 import { Door } from './auth/door.js'
 import { DIAL_TIMEOUT_MS, DOOR_HANDSHAKE_TIMEOUT_MS } from './constants.js'
 

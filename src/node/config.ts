@@ -14,11 +14,12 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { z } from 'zod'
-import { ConfigError, ConflictError, InvalidInputError } from '../errors.js'
+import { ConfigError, ConflictError, InvalidInputError } from '../core/errors.js'
 import { MIN_MESH_KEY_LENGTH } from './constants.js'
 import { parseAllowEntry } from '../rules/webhook-policy.js'
+import { NAME_PATTERN } from '../store/names.js'
 
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+export { NAME_PATTERN }
 /** Limits of maxClockAheadMs: 1 s to 1 day. */
 export const MIN_CLOCK_AHEAD_MS = 1000
 export const MAX_CLOCK_AHEAD_MS = 86_400_000

@@ -33,10 +33,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { ConfigError, ConflictError, InvalidInputError, NotFoundError } from '../errors.js'
+import { ConfigError, ConflictError, InvalidInputError, NotFoundError } from '../core/errors.js'
 import { MESH_KEY_FILE, resolveMeshKey } from './config.js'
 import { MIN_MESH_KEY_LENGTH } from './constants.js'
-import type { MeshKeyInfo } from './types.js'
+import type { MeshKeyInfo } from '../core/types.js'
 
 export const KEYRING_FILE = 'keyring.json'
 /** Every accepted key costs one HMAC per verification; a rollover needs two. */

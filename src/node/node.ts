@@ -11,7 +11,7 @@ import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
-import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../errors.js'
+import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { RunSigner } from '../log/signing.js'
 import { MeshAuth } from '../network/auth/auth.js'
@@ -36,7 +36,7 @@ import { decodeRecord, toStoredRecord } from '../store/records.js'
 import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, secureDataDir, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
 import { DEFAULT_LISTEN } from './constants.js'
-import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../log/hlc.js'
+import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../core/hlc.js'
 import { Ingestor } from './ingest.js'
 import { TrustPolicy } from './trust.js'
 import { jsonTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
@@ -47,7 +47,7 @@ import { RuleService } from './rule-service.js'
 import type {
   ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StallInfo, StoredRecord, SyncNodeApi, SyncNodeOptions
-} from './types.js'
+} from '../core/types.js'
 import { StallTracker, StuckDetector } from './stuck.js'
 import type { Stall } from './stuck.js'
 import type { Refusal } from '../network/sync/checks.js'
@@ -472,7 +472,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     return this.originProgress().origins.find(o => o.origin === peer)?.lag ?? 0
   }
 
-  /** The changes feed: every record change on this node, resumable by cursor (see src/node/changes.ts). */
+  /** The changes feed: every record change on this node, resumable by cursor (see src/store/changes.ts). */
   changes (options: ChangesOptions = {}): AsyncIterable<FeedLine> {
     this.assertRunning()
     return this.ruleService.changes(options)

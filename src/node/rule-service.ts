@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js'
+import { ConflictError, InvalidInputError, NotFoundError } from '../core/errors.js'
 import type { ChangeLog } from '../log/changelog.js'
 import { formatTarget } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
@@ -25,11 +25,11 @@ import type { WebhookSettings } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
 import { decodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from './changes.js'
+import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
 import type { IngestResult, Ingestor } from './ingest.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
-} from './types.js'
+} from '../core/types.js'
 
 /** At most this many skip/transform-error log lines per rule per LOG_WINDOW_MS; the rest are counted. */
 const LOG_BURST = 20
@@ -296,7 +296,7 @@ export class RuleService {
     return out
   }
 
-  /** The changes feed (see src/node/changes.ts); the options are checked before the first line. */
+  /** The changes feed (see src/store/changes.ts); the options are checked before the first line. */
   changes (options: ChangesOptions = {}): AsyncGenerator<FeedLine> {
     const collection = checkFeedCollection(options.collection)
     const cursor = parseCursor(options.since, () => this.deps.ingestor.lastCursor())

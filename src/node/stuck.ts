@@ -4,7 +4,7 @@
  * a target keeping up with a source that writes all the time holds more and
  * more while its lag hovers at the same size.
  */
-import type { OriginStatus } from './types.js'
+import type { OriginStatus } from '../core/types.js'
 
 export interface StuckOrigin {
   lag: number

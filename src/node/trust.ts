@@ -6,16 +6,16 @@
  * (docs/trust.md).
  */
 import type { Logger } from 'pino'
-import { SyncmeshError } from '../errors.js'
+import { SyncmeshError } from '../core/errors.js'
 import type { LogEntry } from '../log/entry.js'
-import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../log/hlc.js'
+import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../core/hlc.js'
 import { encodeRevocation, platformWriteRefusal, revocationKey } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
 import { decodeJson } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { PLATFORMS_COLLECTION } from '../store/names.js'
 import type { IngestPolicy } from './ingest.js'
-import type { JsonObject, Platform, RegistryRefusal } from './types.js'
+import type { JsonObject, Platform, RegistryRefusal } from '../core/types.js'
 
 const MAX_REFUSALS_KEPT = 50
 

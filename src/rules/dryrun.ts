@@ -20,7 +20,7 @@
 import type { ChangeLog } from '../log/changelog.js'
 import type { LogEntry } from '../log/entry.js'
 import { decodeEntry } from '../log/entry.js'
-import type { DryRunReport, DryRunTarget, JsonObject, Platform, Rule } from '../node/types.js'
+import type { DryRunReport, DryRunTarget, JsonObject, Platform, Rule } from '../core/types.js'
 import type { Registry } from '../registry/registry.js'
 import type { Store } from '../store/db.js'
 import { utf8 } from '../store/db.js'

@@ -37,10 +37,10 @@
  * key is reported to `ApplyContext.conflict` with both versions and the
  * winner, whichever won.
  */
-import { InvalidInputError } from '../errors.js'
+import { InvalidInputError } from '../core/errors.js'
 import type { LogEntry } from '../log/entry.js'
-import { compareHlc } from '../log/hlc.js'
-import type { ChangeEvent, ConflictRecord, ConflictSide, JsonObject, Rule } from '../node/types.js'
+import { compareHlc } from '../core/hlc.js'
+import type { ChangeEvent, ConflictRecord, ConflictSide, JsonObject, Rule } from '../core/types.js'
 import { decodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys } from '../store/keys.js'

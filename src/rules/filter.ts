@@ -58,8 +58,8 @@
  *
  * `compileWhere` parses and validates once and returns a closure; evaluating it never re-parses.
  */
-import { InvalidInputError } from '../errors.js'
-import type { JsonObject, JsonValue } from '../node/types.js'
+import { InvalidInputError } from '../core/errors.js'
+import type { JsonObject, JsonValue } from '../core/types.js'
 
 export type Predicate = (value: JsonObject) => boolean
 

@@ -36,7 +36,7 @@ import { createHash } from 'node:crypto'
 import { readFile, realpath, stat } from 'node:fs/promises'
 import { extname, isAbsolute, resolve, sep } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import type { JsonObject, RecordVersion, Rule } from '../node/types.js'
+import type { JsonObject, RecordVersion, Rule } from '../core/types.js'
 
 /** Longest a transform may take for one record. */
 export const TRANSFORM_TIMEOUT_MS = 5_000

@@ -10,7 +10,7 @@
  *     no other rule may write into them).
  */
 import type { Registry } from '../registry/registry.js'
-import type { Rule } from '../node/types.js'
+import type { Rule } from '../core/types.js'
 import { compileRule, ruleFingerprint } from './engine.js'
 import type { CompiledRule } from './engine.js'
 import type { ModuleCache } from './modules.js'

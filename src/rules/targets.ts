@@ -15,7 +15,7 @@
  * rule's targets named there; a record without the field (or with null) goes
  * to every target.
  */
-import type { JsonObject, Platform, Rule, TargetEndpoint } from '../node/types.js'
+import type { JsonObject, Platform, Rule, TargetEndpoint } from '../core/types.js'
 import { ALL_PLATFORMS } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
 import { fieldGetter } from './filter.js'

@@ -18,8 +18,8 @@
  *
  * Malformed specs throw InvalidInputError with code INVALID_TRANSFORM.
  */
-import { InvalidInputError } from '../errors.js'
-import type { JsonObject, JsonValue } from '../node/types.js'
+import { InvalidInputError } from '../core/errors.js'
+import type { JsonObject, JsonValue } from '../core/types.js'
 import { fieldGetter } from './filter.js'
 
 export interface FieldTransformSpec {

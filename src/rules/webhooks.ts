@@ -20,7 +20,7 @@
  * (status `webhook.blocked`) without moving its cursor: after a restart with
  * the configuration fixed, delivery resumes where it stopped.
  *
- * Delivery reads this node's changes feed (src/node/changes.ts) for the rule's
+ * Delivery reads this node's changes feed (src/store/changes.ts) for the rule's
  * target collection from a cursor persisted per rule (`w rule`), so it
  * survives restarts and outages: at least once for the newest state of every
  * record the rule wrote (a record changed several times while the endpoint
@@ -53,9 +53,10 @@ import type { Logger } from 'pino'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys } from '../store/keys.js'
-import { FEED_CHUNK, FeedSignal, readFeed } from '../node/changes.js'
-import type { FeedChange } from '../node/changes.js'
-import type { RuleWebhook, WebhookStatus } from '../node/types.js'
+import { FEED_CHUNK, FeedSignal, readFeed } from '../store/changes.js'
+import type { FeedChange } from '../store/changes.js'
+import type { RuleWebhook, WebhookSettings, WebhookStatus } from '../core/types.js'
+export type { WebhookSettings } from '../core/types.js'
 import type { CompiledRule } from './engine.js'
 import { targetOf, WebhookPolicy } from './webhook-policy.js'
 
@@ -69,17 +70,6 @@ export const WEBHOOK_RESPONSE_CAP = 64 * 1024
 export const SIGNATURE_HEADER = 'x-syncmesh-signature-256'
 
 /** The node-local webhook settings (config.json "webhooks", flags, library options). */
-export interface WebhookSettings {
-  /** Hosts, addresses and ranges this node may POST to (see webhook-policy.ts). Empty: none. */
-  allow?: string[]
-  /** Secret name → value, for the rules' `secretRef`. */
-  secrets?: Record<string, string>
-  /** Attempts per change before it is given up. @default 10 */
-  maxAttempts?: number
-  /** Seconds for one whole request. @default 10 */
-  timeout?: number
-}
-
 interface FailedDelivery {
   cursor: string
   collection: string

@@ -3,7 +3,7 @@
  * transactions that collect a batch and commit it atomically.
  */
 import { Level } from 'level'
-import { ConfigError, SyncmeshError } from '../errors.js'
+import { ConfigError, SyncmeshError } from '../core/errors.js'
 import { prefixOf, prefixRange } from './keys.js'
 import { Frontiers } from './frontier.js'
 

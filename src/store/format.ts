@@ -30,7 +30,7 @@
 import { cp, mkdir, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { ConfigError } from '../errors.js'
+import { ConfigError } from '../core/errors.js'
 import type { Db } from './db.js'
 import { keys } from './keys.js'
 

@@ -2,7 +2,10 @@
  * Collection names and record ids, validated wherever they enter the node
  * (API, CLI, wire). Names starting with "$" are reserved for the registry.
  */
-import { InvalidInputError } from '../errors.js'
+import { InvalidInputError } from '../core/errors.js'
+
+/** Platform, region, tag and secret names: letters, digits, "_", "." or "-", at most 64 characters. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
 export const COLLECTION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
 export const MAX_ID_LENGTH = 512

@@ -3,9 +3,9 @@
  * write that produced it. Tombstones are kept so that an older write arriving
  * late cannot resurrect a deleted record.
  */
-import type { Hlc } from '../log/hlc.js'
-import { compareHlc, formatHlc } from '../log/hlc.js'
-import type { JsonObject, RecordVersion, StoredRecord } from '../node/types.js'
+import type { Hlc } from '../core/hlc.js'
+import { compareHlc, formatHlc } from '../core/hlc.js'
+import type { JsonObject, RecordVersion, StoredRecord } from '../core/types.js'
 import { decodeJson, encodeJson } from './db.js'
 
 export interface Version {

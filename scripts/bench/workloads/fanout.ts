@@ -36,7 +36,7 @@
  */
 import { recordId, recordValue, ndjsonChunks } from '../data.js'
 import { applied, authenticatedPeers, mapLimit, now, ruleActive, sleep, until } from '../env.js'
-import type { NodeStatus } from '../../../src/node/types.js'
+import type { NodeStatus } from '../../../src/core/types.js'
 import type { NodeProcess } from '../../lib/cluster.js'
 import { cpuSeconds, machineCpu, threadCpuSeconds } from '../proc.js'
 import { mean, median, rng } from '../stats.js'

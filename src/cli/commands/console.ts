@@ -4,7 +4,7 @@
 import type { Command } from 'commander'
 import { loadTokens, rotateToken } from '../../api/tokens.js'
 import type { TokenKind } from '../../api/tokens.js'
-import { SyncmeshError } from '../../errors.js'
+import { SyncmeshError } from '../../core/errors.js'
 import { readApiFile } from '../../node/config.js'
 import { addJsonOption, connect } from '../common.js'
 import type { JsonOption } from '../common.js'

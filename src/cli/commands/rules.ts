@@ -3,7 +3,7 @@
  */
 import { Option } from 'commander'
 import type { Command } from 'commander'
-import type { ConflictRecord, ConflictSide, DryRunReport, Rule, RuleMode, RulePatch, RuleSpec, TargetEndpoint } from '../../node/types.js'
+import type { ConflictRecord, ConflictSide, DryRunReport, Rule, RuleMode, RulePatch, RuleSpec, TargetEndpoint } from '../../core/types.js'
 import { formatTarget } from '../../registry/registry.js'
 import { addClientOptions, addJsonOption, connect, parseEndpoint, parseJsonObjectArg, parseList, parseRename, UsageError } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'

@@ -3,8 +3,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Command } from 'commander'
-import { SyncmeshError } from '../../errors.js'
-import type { NodeStatus } from '../../node/types.js'
+import { SyncmeshError } from '../../core/errors.js'
+import type { NodeStatus } from '../../core/types.js'
 import { addClientOptions, addJsonOption, connect, parseSeconds } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'
 import { StatusLine, formatAgo, formatBytes, formatCount, formatDuration, printJson, printLine, progressBar, shortId, table } from '../output.js'

@@ -3,7 +3,7 @@
  * (protobuf `Frame`) and domain messages, with every field validated on the
  * way in. Nothing outside src/network sees a protobuf object.
  */
-import { ProtocolError } from '../../errors.js'
+import { ProtocolError } from '../../core/errors.js'
 import { decodeEntry, fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
@@ -14,7 +14,7 @@ import { isRegistryCollection, isValidCollection, isValidId } from '../../store/
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
 import { utf8Range, WireReader } from '../../log/wire.js'
-import { Frame, Op, RunCert } from './pb/sync.js'
+import { Frame, Op, RunCert } from '../../wire/pb/sync.js'
 
 export type SyncMessage =
   | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }

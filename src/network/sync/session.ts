@@ -16,7 +16,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { ProtocolError } from '../../errors.js'
+import { ProtocolError } from '../../core/errors.js'
 import type { ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, verifyRuns } from '../../log/signing.js'

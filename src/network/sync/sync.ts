@@ -6,7 +6,7 @@
  */
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
-import { AuthenticationError } from '../../errors.js'
+import { AuthenticationError } from '../../core/errors.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_OPEN_TIMEOUT_MS, SYNC_PROTOCOL } from '../constants.js'
 import type { Offence, Refusal } from './checks.js'

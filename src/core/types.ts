@@ -410,7 +410,7 @@ export interface SyncNodeOptions {
    * Where this node may POST rule webhooks, and their secrets; each field
    * given replaces config.json's "webhooks" field. See docs/webhooks.md.
    */
-  webhooks?: import('../rules/webhooks.js').WebhookSettings
+  webhooks?: WebhookSettings
 }
 
 /** One side of a conflict: a version of the target record. */
@@ -535,3 +535,15 @@ export interface ChangesOptions {
 export type FeedLine =
   | ({ type: 'change', cursor: string } & Omit<ChangeEvent, 'cursor'>)
   | { type: 'heartbeat', cursor: string }
+
+/** A node's own webhook settings (config.json "webhooks"): where its rules' webhooks may POST, and their secrets. */
+export interface WebhookSettings {
+  /** Hosts, addresses and ranges this node may POST to (see webhook-policy.ts). Empty: none. */
+  allow?: string[]
+  /** Secret name → value, for the rules' `secretRef`. */
+  secrets?: Record<string, string>
+  /** Attempts per change before it is given up. @default 10 */
+  maxAttempts?: number
+  /** Seconds for one whole request. @default 10 */
+  timeout?: number
+}

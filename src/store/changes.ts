@@ -14,13 +14,13 @@
  * following one collection never reads the others; the whole node's feed
  * merges the collections' indexes by cursor (one seek per collection).
  */
-import { InvalidInputError } from '../errors.js'
-import type { Store } from '../store/db.js'
-import { rows, utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
-import { checkCollection, isRegistryCollection } from '../store/names.js'
-import { decodeRecord, publicVersion } from '../store/records.js'
-import type { ChangeEvent, FeedLine } from './types.js'
+import { InvalidInputError } from '../core/errors.js'
+import type { Store } from './db.js'
+import { rows, utf8 } from './db.js'
+import { keys, keySuffix, prefixRange, SEP } from './keys.js'
+import { checkCollection, isRegistryCollection } from './names.js'
+import { decodeRecord, publicVersion } from './records.js'
+import type { ChangeEvent, FeedLine } from '../core/types.js'
 
 /** Index entries read per round. */
 export const FEED_CHUNK = 256
