@@ -147,6 +147,27 @@ class TailCache {
   }
 }
 
+/**
+ * The batch a signed log may send of what readRunAt read (entries with their seqs, the certificates
+ * of runs ending after `afterSeq`, in order): up to `limit`, ending where the last certificate it
+ * carries ends, since that is all its certificates prove (runs between them whose entries were all
+ * compacted need none, see verifyRuns). `held` (how far the log is stored) alone proves nothing: the
+ * run ending there may hold no entry of this snapshot (compacted by what lies beyond, or never
+ * stored), and a batch claiming it would be refused. Undefined when no run after `afterSeq` is proven.
+ */
+function prove (afterSeq: number, fromSeq: number, entries: Uint8Array[], seqs: number[], certs: Cert[], rawCerts: Uint8Array[], limit: number): EntryRun | undefined {
+  let k = 0
+  while (k < certs.length && certs[k].to <= limit) k++
+  if (k === 0 || certs[k - 1].to <= afterSeq) return undefined
+  const toSeq = certs[k - 1].to
+  let n = seqs.length
+  while (n > 0 && seqs[n - 1] > toSeq) n--
+  const kept = n === entries.length ? entries : entries.slice(0, n)
+  let bytes = 0
+  for (const e of kept) bytes += e.byteLength
+  return { fromSeq, entries: kept, certs: k === rawCerts.length ? rawCerts : rawCerts.slice(0, k), toSeq, bytes }
+}
+
 export class ChangeLog {
   private readonly store: Store
   /** The newest runs of each origin, as readRun serves them (see TailCache). */
@@ -451,10 +472,11 @@ export class ChangeLog {
   }
 
   /**
-   * Read (afterSeq, held] from `snapshot`, which stores the origin up to `proven` (≥ held). When
-   * held < proven, a signed range must end where its last surviving certificate ends: runs after it
-   * up to `held` may have been compacted by entries beyond `held`, which this batch does not carry.
-   * Returns undefined when nothing provable lies in the range.
+   * Read (afterSeq, held] from `snapshot`, which stores the origin up to `proven` (≥ held). A signed
+   * range ends where its last certificate in the snapshot ends (see prove): runs after it up to
+   * `held` may have been compacted by entries beyond `held`, which this batch does not carry, or
+   * never stored (a relay keeps no entry of a revoked origin past its revocation, yet holds its log
+   * as far as the batches it got reached). Returns undefined when nothing provable lies in the range.
    */
   private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number, proven: number): Promise<EntryRun | undefined> {
     const certs: Cert[] = []
@@ -478,7 +500,15 @@ export class ChangeLog {
     }
     // a peer whose position is inside a run gets that whole run again
     const fromSeq = certs.length > 0 ? Math.min(afterSeq, certs[0].from) : afterSeq
+    // A receiver takes a batch only if it ends where its last certificate ends and every entry lies in
+    // one of its runs (verifyRuns). A signed log's batch is held to the same rule here: it claims no
+    // seq its certificates do not prove (see prove). Logs stored before runs were signed have none.
+    const kind = certs.length > 0 ? 'signed' : await this.logKind(snapshot, origin)
+    // a log with neither (purged: only its vector is kept) proves nothing
+    if (kind === 'empty') return undefined
+    const signed = kind === 'signed'
     const entries: Uint8Array[] = []
+    const seqs: number[] = []
     let bytes = 0
     let ci = 0
     let lastSeq = fromSeq
@@ -504,29 +534,40 @@ export class ChangeLog {
           cut = certs[certs.length - 1].to // the next certificates are for the next call
           break entries
         }
+        if (signed && (ci >= certs.length || seq <= certs[ci].from)) {
+          // an entry in no run of the snapshot: nothing from here on can be proven to a receiver
+          cut = ci > 0 ? certs[ci - 1].to : afterSeq
+          break entries
+        }
         if (ci >= certs.length && (entries.length >= maxEntries || bytes >= maxBytes)) {
           cut = lastSeq // unsigned entries (legacy): cut anywhere
           break entries
         }
         entries.push(value)
+        seqs.push(seq)
         bytes += value.byteLength
         lastSeq = seq
       }
     }
+    if (signed) return prove(afterSeq, fromSeq, entries, seqs, certs, rawCerts, cut ?? held)
     if (cut === undefined) {
       if (held < proven) {
-        // the end of the range may have been compacted by what lies beyond it: claim only through the last signed run
-        if (certs.length === 0) return entries.length > 0 ? { fromSeq, entries, certs: rawCerts, toSeq: held, bytes } : undefined
-        const end = certs[certs.length - 1].to
-        if (lastSeq > end) return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes } // an unsigned (legacy) tail
-        if (end <= afterSeq) return undefined
-        return { fromSeq, entries, certs: rawCerts, toSeq: end, bytes }
+        // the end of the range may have been compacted by what lies beyond it (unsigned: nothing tells)
+        return entries.length > 0 ? { fromSeq, entries, certs: rawCerts, toSeq: held, bytes } : undefined
       }
       // everything up to `held` is in (remaining runs hold no entries: compacted away)
       return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes }
     }
-    const kept = rawCerts.filter((_, i) => certs[i].to <= cut!)
-    return { fromSeq, entries, certs: kept, toSeq: cut, bytes }
+    return { fromSeq, entries, certs: rawCerts, toSeq: cut, bytes }
+  }
+
+  /** Whether `origin`'s log in `snapshot` holds run certificates, only entries (stored before runs were signed), or neither. */
+  private async logKind (snapshot: ReturnType<Store['db']['snapshot']>, origin: string): Promise<'signed' | 'unsigned' | 'empty'> {
+    for (const [prefix, kind] of [[keys.certPrefix(origin), 'signed'], [keys.entryPrefix(origin), 'unsigned']] as const) {
+      const found = await this.store.db.keys({ ...prefixRange(prefix), limit: 1, snapshot }).all()
+      if (found.length > 0) return kind
+    }
+    return 'empty'
   }
 
   /**
