@@ -101,6 +101,16 @@ describe('a relay that stored an origin only up to its revocation', () => {
     // yet verifies, and would count "(3, 6] … claims seqs beyond its signed runs" as an offence)
     expect(await relay.log.readRun(o.self, 3, 512, 1 << 20)).toBeUndefined()
     expect(await relay.log.readRun(o.self, 3, 512, 1 << 20, 6)).toBeUndefined()
+    // and no peer at 3 is counted as lacking the origin (a sender would read it again and again),
+    // also once the relay restarts
+    expect(relay.log.servable.get(o.self)).toBe(3)
+    await relay.store.close()
+    opened.splice(opened.indexOf(relay), 1)
+    const again = await open(relay.dir, relay.self)
+    expect(again.log.vector.get(o.self)).toBe(6)
+    expect(again.log.servable.get(o.self)).toBe(3)
+    receive(o.self, (await again.log.readRun(o.self, 2, 512, 1 << 20))!)
+    expect(await again.log.readRun(o.self, 3, 512, 1 << 20)).toBeUndefined()
   })
 
   it('and after it purged that log, serves none of it', async () => {
@@ -114,6 +124,12 @@ describe('a relay that stored an origin only up to its revocation', () => {
     // the vector is kept (peers do not send the log again), the log and its certificates are gone
     expect(relay.log.vector.get(o.self)).toBe(3)
     for (const after of [0, 2]) expect(await relay.log.readRun(o.self, after, 512, 1 << 20)).toBeUndefined()
+    expect(relay.log.servable.get(o.self)).toBe(0)
+    await relay.store.close()
+    opened.splice(opened.indexOf(relay), 1)
+    const again = await open(relay.dir, relay.self)
+    expect(again.log.vector.get(o.self)).toBe(3)
+    expect(again.log.servable.get(o.self)).toBe(0)
   })
 })
 

@@ -186,6 +186,14 @@ export class ChangeLog {
   private readonly servableHistory = new Map<string, Array<{ before: number, at: number }>>()
   /** What the write path has issued (pipelined commits may not be durable yet): see held(). */
   private readonly issuedVector = new VersionVector()
+  /**
+   * Origins whose stored log is proven by its certificates only up to a point short of `vector`, and
+   * that point: a relay keeps no entry (nor run) of a revoked origin past its revocation, yet holds
+   * its log as far as the batches it got reached (so they are not sent again), and a purge keeps only
+   * the vector. `servable` stops there: nothing beyond can be sent (see readRun), so no peer is
+   * counted as lacking it (a sender would read it again and again).
+   */
+  private readonly provenTo = new Map<string, number>()
 
   constructor (store: Store) {
     this.store = store
@@ -198,6 +206,28 @@ export class ChangeLog {
       const seq = Number(utf8.decode(value))
       this.vector.set(origin, seq)
       this.servable.set(origin, seq)
+    }
+    for (const { origin, seq } of this.vector.entries()) {
+      const proven = await this.storedProof(origin)
+      if (proven !== undefined && proven < seq) this.stopServingAfter(origin, proven)
+    }
+  }
+
+  /** How far `origin`'s stored log is proven: where its last certificate ends (0: no log kept), undefined for a log stored before runs were signed. */
+  private async storedProof (origin: string): Promise<number | undefined> {
+    const [last] = await this.store.db.keys({ ...prefixRange(keys.certPrefix(origin)), reverse: true, limit: 1 }).all()
+    if (last !== undefined) return parseInt(keySuffix(last, keys.certPrefix(origin)), 16)
+    const [entry] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(origin)), limit: 1 }).all()
+    return entry === undefined ? 0 : undefined
+  }
+
+  /** `origin`'s log is stored beyond `seq` without the runs that prove it (see provenTo). */
+  stopServingAfter (origin: string, seq: number): void {
+    const at = Math.min(seq, this.provenTo.get(origin) ?? Infinity)
+    this.provenTo.set(origin, at)
+    if (this.servable.get(origin) > at) {
+      this.servable.set(origin, at)
+      this.servableHistory.delete(origin)
     }
   }
 
@@ -373,6 +403,7 @@ export class ChangeLog {
    */
   async purge (origin: string, chunk = 1000): Promise<number> {
     this.tails.forget(origin)
+    this.stopServingAfter(origin, 0)
     let removed = 0
     for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), `k\x00${origin}\x00`]) {
       for (;;) {
@@ -401,7 +432,7 @@ export class ChangeLog {
   /** A commit holding `origin` up to `toSeq` is durable: readers may serve it. */
   committed (origin: string, toSeq: number): void {
     this.vector.advance(origin, toSeq)
-    this.advanceServable(origin, toSeq)
+    this.advanceServable(origin, Math.min(toSeq, this.provenTo.get(origin) ?? Infinity))
   }
 
   private advanceServable (origin: string, toSeq: number): void {
