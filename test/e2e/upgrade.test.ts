@@ -1,0 +1,158 @@
+/**
+ * Data directories made by an earlier release, opened by this one (real node
+ * processes). The fixtures are made by that release's own CLI:
+ * scripts/make-fixture.ts (see docs/upgrading.md).
+ */
+import { execFile } from 'node:child_process'
+import { readdir, readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Level } from 'level'
+import { afterAll, describe, expect, it } from 'vitest'
+import { NodeProcess, ROOT, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { CURRENT_FORMAT, FORMAT_KEY } from '../../src/store/format.js'
+
+const FIXTURE_1 = join(ROOT, 'test', 'fixtures', 'data-format-1')
+/** The mesh key the fixture's nodes were made with (their DIR/mesh.key). */
+const KEY = 'fixture-mesh-key-0123456789abcdef0123456789abcdef'
+
+interface Snapshot {
+  peerId: string
+  name: string
+  records: Record<string, Array<{ id: string, value: unknown, version: unknown }>>
+  deleted: Record<string, string[]>
+  platforms: Array<{ name: string, peerId: string, region?: string, tags?: string[] }>
+  rules: unknown[]
+  peers: Array<{ peerId: string, addrs: string[] }>
+  vector: Record<string, number>
+}
+
+async function unpack (fixture: string): Promise<string> {
+  const parent = await tempDir('syncmesh-upgrade-')
+  await promisify(execFile)('tar', ['-xzf', join(fixture, 'data.tar.gz'), '-C', parent])
+  return parent
+}
+
+async function dump (path: string): Promise<Array<[string, string]>> {
+  const db = new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  await db.open()
+  try {
+    return (await db.iterator().all()).map(([k, v]) => [k, Buffer.from(v).toString('hex')])
+  } finally {
+    await db.close()
+  }
+}
+
+async function checkIntact (node: NodeProcess, want: Snapshot, others: Snapshot[]): Promise<void> {
+  expect(node.peerId).toBe(want.peerId)
+  for (const [collection, records] of Object.entries(want.records)) {
+    const r = await node.request<{ records: Array<{ id: string, value: unknown, version: unknown }> }>('GET', `/v1/collections/${collection}/records?limit=1000`)
+    expect(r.body.records.map(x => ({ id: x.id, value: x.value, version: x.version })), collection).toEqual(records)
+  }
+  for (const [collection, ids] of Object.entries(want.deleted)) {
+    for (const id of ids) expect((await node.request('GET', `/v1/collections/${collection}/records/${id}`)).status, `${collection}/${id}`).toBe(404)
+  }
+  const platforms = (await node.request<Snapshot['platforms']>('GET', '/v1/platforms')).body
+  for (const p of want.platforms) {
+    const now = platforms.find(x => x.name === p.name)
+    // a node re-registers its own addresses (a new port here) at start; everything else is as it was
+    if (p.name === want.name || others.some(o => o.name === p.name)) expect(now).toMatchObject({ name: p.name, peerId: p.peerId, ...(p.region !== undefined ? { region: p.region } : {}) })
+    else expect(now).toEqual(p)
+  }
+  expect((await node.request('GET', '/v1/rules')).body).toEqual(want.rules)
+  const peers = (await node.request<Array<{ peerId: string, addrs: string[], persisted: boolean }>>('GET', '/v1/peers')).body
+  for (const p of want.peers) expect(peers.find(x => x.peerId === p.peerId)).toMatchObject({ peerId: p.peerId, addrs: p.addrs, persisted: true })
+  const status = await node.status()
+  const vector = Object.fromEntries((status.origins as Array<{ origin: string, seq: number }>).map(o => [o.origin, o.seq]))
+  for (const [origin, seq] of Object.entries(want.vector)) {
+    // its own log may have grown by its re-registration
+    if (origin === want.peerId) expect(vector[origin]).toBeGreaterThanOrEqual(seq)
+    else expect(vector[origin], origin).toBe(seq)
+  }
+}
+
+describe('a data directory of format 1 (release 84937b5)', () => {
+  const procs: NodeProcess[] = []
+  const dirs: string[] = []
+  afterAll(async () => {
+    for (const p of procs) await p.kill().catch(() => {})
+    const { rm } = await import('node:fs/promises')
+    for (const d of dirs) await rm(d, { recursive: true, force: true })
+  })
+
+  it('is upgraded in place at start after a backup, keeps everything, and syncs with a fresh node and its upgraded peer', async () => {
+    const expected = JSON.parse(await readFile(join(FIXTURE_1, 'expected.json'), 'utf8')) as { hub: Snapshot, edge: Snapshot }
+    const parent = await unpack(FIXTURE_1)
+    const pristine = await unpack(FIXTURE_1)
+    dirs.push(parent, pristine)
+    const hub = new NodeProcess(join(parent, 'hub'), 'hub', KEY)
+    const edge = new NodeProcess(join(parent, 'edge'), 'edge', KEY)
+    procs.push(hub, edge)
+
+    await hub.start()
+    expect(hub.stderr).toContain('this data directory has data format 1')
+    expect(hub.stderr).toMatch(/backed up the database \(format 1\) to \S*backup-format-1-/)
+    expect(hub.stderr).toContain(`upgraded the data directory from format 1 to 2`)
+    await checkIntact(hub, expected.hub, [expected.edge])
+
+    // the format is current, and the backup is an exact copy of the database as the earlier release left it
+    const status = await hub.status()
+    expect(status.database).toMatchObject({ format: CURRENT_FORMAT, upgradedFrom: 1 })
+    const backups = (await readdir(hub.dir)).filter(n => n.startsWith('backup-format-1-'))
+    expect(backups).toHaveLength(1)
+    expect(status.database.backup).toBe(join(hub.dir, backups[0]))
+    expect((await stat(join(hub.dir, backups[0]))).mode & 0o077).toBe(0)
+    const copy = await dump(join(hub.dir, backups[0], 'db'))
+    expect(copy).toEqual(await dump(join(pristine, 'hub', 'db')))
+    expect(copy.some(([k]) => k === FORMAT_KEY)).toBe(false)
+    expect(copy.length).toBeGreaterThan(30)
+
+    // the other node of the old mesh, upgraded too; they find each other again and its rule still applies on hub
+    await edge.start()
+    await checkIntact(edge, expected.edge, [expected.hub])
+    await edge.addPeer(hub.multiaddr)
+    await edge.put('posts', 'p4', { kind: 'a', title: 'after the upgrade' })
+    await waitFor(async () => (await hub.get('inbox', 'p4'))?.heading === 'AFTER THE UPGRADE', 'a post written on the upgraded edge to reach hub by the old rule')
+
+    // a node of this release that never ran the old one: records flow both ways
+    const fresh = await NodeProcess.create('fresh', KEY, { parent })
+    procs.push(fresh)
+    await fresh.start()
+    await fresh.addPeer(hub.multiaddr)
+    await hub.addRule({ from: { platform: 'hub', collection: 'notes' }, to: { platform: 'fresh', collection: 'notes' } })
+    await hub.addRule({ from: { platform: 'fresh', collection: 'drafts' }, to: { platform: 'hub', collection: 'drafts' } })
+    await fresh.put('drafts', 'd1', { text: 'from the new node' })
+    await hub.put('notes', 'n4', { text: 'after the upgrade' })
+    await waitFor(async () => (await hub.get('drafts', 'd1'))?.text === 'from the new node', 'a record of the fresh node to reach hub')
+    await waitFor(async () => await fresh.count('notes') === 3, 'hub notes (written before and after the upgrade) to reach the fresh node')
+    expect(await fresh.all('notes')).toEqual(await hub.all('notes'))
+    expect(await fresh.get('notes', 'n2')).toBeUndefined()
+    // the fresh node verified and stored edge's log as the old release signed it, relayed by hub
+    await waitFor(async () => ((await fresh.status()).origins as Array<{ origin: string, seq: number }>).find(o => o.origin === expected.edge.peerId)?.seq === (await edge.status()).origins.find((o: { origin: string }) => o.origin === expected.edge.peerId).seq, 'edge\'s log to reach the fresh node')
+    for (const p of [hub, edge, fresh]) expect((await p.status()).peers.every((x: { offences?: number }) => (x.offences ?? 0) === 0)).toBe(true)
+
+    // the next start finds it current: no second upgrade, no second backup
+    expect(await hub.stop()).toBe(0)
+    await hub.start()
+    expect(hub.stderr).not.toContain('data format 1')
+    expect((await readdir(hub.dir)).filter(n => n.startsWith('backup-format-'))).toHaveLength(1)
+    expect((await hub.status()).database).toMatchObject({ format: CURRENT_FORMAT })
+    expect((await hub.status()).database.upgradedFrom).toBeUndefined()
+  }, 240_000)
+
+  it('a directory of a newer format is refused with DATA_FORMAT_NEWER and left as it was', async () => {
+    const parent = await unpack(FIXTURE_1)
+    dirs.push(parent)
+    const dir = join(parent, 'edge')
+    const db = new Level<string, Uint8Array>(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' })
+    await db.put(FORMAT_KEY, Buffer.from(String(CURRENT_FORMAT + 1)))
+    await db.close()
+    const before = await dump(join(dir, 'db'))
+    const res = await runCli(['start', '--data', dir, '--key', KEY, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], { timeoutMs: 90_000 })
+    expect(res.code).not.toBe(0)
+    expect(res.stderr).toContain('DATA_FORMAT_NEWER')
+    expect(res.stderr).toContain(`written by a newer syncmesh (data format ${CURRENT_FORMAT + 1}); this release reads data formats up to ${CURRENT_FORMAT}`)
+    expect(await dump(join(dir, 'db'))).toEqual(before)
+    expect((await readdir(dir)).filter(n => n.startsWith('backup-'))).toEqual([])
+  }, 120_000)
+})

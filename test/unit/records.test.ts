@@ -1,0 +1,58 @@
+/**
+ * Stored records: the JSON text of a value received in an entry is stored as
+ * is (not serialised again); it must read back exactly like a serialised one.
+ */
+import { describe, expect, it } from 'vitest'
+import { decodeRecord, encodeRecord } from '../../src/store/records.js'
+import type { RecordState } from '../../src/store/records.js'
+import type { JsonObject } from '../../src/core/types.js'
+
+const version = { hlc: { wall: 1_700_000_000_000, logical: 3 }, origin: '12D3KooWExampleOrigin', seq: 42 }
+
+describe('encodeRecord', () => {
+  const values: JsonObject[] = [
+    {},
+    { a: 1 },
+    { title: 'héllo ✓ \u2028 "quoted"', nested: { list: [1, 2.5, null, true, { deep: 'x' }] } },
+    { v: 'has a "v" field of its own', w: 'and a w' }
+  ]
+
+  it.each(values)('stores the value text as received and reads back the same state (%j)', (value) => {
+    const states: RecordState[] = [
+      { value, version },
+      { value, version, rule: 'r1', source: 'src-id', cursor: 17 }
+    ]
+    for (const state of states) {
+      // received text may differ from JSON.stringify (spacing): stored as is, same value
+      const raw = Buffer.from(JSON.stringify(value, null, 1))
+      const spliced = encodeRecord({ ...state, raw })
+      expect(decodeRecord(spliced)).toEqual(decodeRecord(encodeRecord(state)))
+      expect(decodeRecord(spliced)).toEqual(state)
+      expect(Buffer.from(spliced).includes(raw)).toBe(true)
+    }
+  })
+
+  it('with the value\'s own JSON.stringify text, the bytes are exactly those of the serialised record', () => {
+    const origins = ['12D3KooWExampleOrigin', 'ü-origin "quoted"']
+    const counts = [0, 1, 9, 10, 99, 100, 1_700_000_000_000, Number.MAX_SAFE_INTEGER]
+    for (const origin of origins) {
+      for (const n of counts) {
+        const value = { n, s: 'x' }
+        const states: RecordState[] = [
+          { value, version: { hlc: { wall: n === 0 ? 1 : n, logical: n }, origin, seq: n } },
+          { value, version: { hlc: { wall: 1_700_000_000_000, logical: 0 }, origin, seq: n }, rule: `rule-${n} ✓`, source: 'src "id"', cursor: n },
+          { value, version, rule: 'r2', cursor: n }
+        ]
+        for (const state of states) {
+          const raw = Buffer.from(JSON.stringify(value))
+          expect(Buffer.from(encodeRecord({ ...state, raw })).toString()).toBe(Buffer.from(encodeRecord(state)).toString())
+        }
+      }
+    }
+  })
+
+  it('a tombstone ignores any raw text', () => {
+    const state: RecordState = { version, rule: 'r1' }
+    expect(decodeRecord(encodeRecord({ ...state, raw: Buffer.from('{"x":1}') }))).toEqual(state)
+  })
+})
