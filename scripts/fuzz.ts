@@ -1,5 +1,5 @@
 /**
- * The long fuzz run (issue 5): `npm run fuzz -- --cases N --seed S`.
+ * The long fuzz run: `npm run fuzz -- --cases N --seed S`.
  *
  * Splits N cases over the targets (by default 68 % sync frame codec, 12 %
  * auth message decode, 15 % run certificates mutated structurally, 5 % sync

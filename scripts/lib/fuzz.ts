@@ -1,5 +1,5 @@
 /**
- * Fuzzing the parts of a node that read what peers send (issue 5): the sync
+ * Fuzzing the parts of a node that read what peers send: the sync
  * frame codec, the auth messages, and the sync session handler running over
  * an in-memory stream against a real ChangeLog/Ingestor on LevelDB.
  *
@@ -642,7 +642,7 @@ export class World {
   readonly poison: OriginLog
   /** Hostile values are signed by their origin: they are valid input that the node must handle. */
   readonly hostileOk: boolean
-  /** Include values nested thousands of levels deep (known issue K1). */
+  /** Include values nested thousands of levels deep (refused by the codec). */
   readonly deep: boolean
 
   private constructor (parent: string, relay: Core, target: Core, admin: OriginLog, src: OriginLog, other: OriginLog, attacker: OriginLog, poison: OriginLog, hostileOk: boolean, deep: boolean) {
@@ -914,13 +914,13 @@ export async function relayBatch (w: World, origin: OriginLog, after: number, ma
 }
 
 /**
- * Known issue K2b (test/fuzz.test.ts): seqs of a batch's range before or
+ * Known gap in sync protocol version 1, skipped runs (test/integration/fuzz.test.ts): seqs of a batch's range before or
  * between its certificates are taken on trust as fully compacted runs, so a
  * batch that ends at a signed run can advance an origin's version vector
  * past entries it leaves out. Harmless only where the left-out entry really
  * was compacted away (a newer write of the same record exists). Returns why
  * `framed` (one length-prefixed frame) would lose a write that way; frames
- * the node refuses anyway (a range beyond the last certificate, K2, fixed)
+ * the node refuses anyway (a range beyond the last certificate, fixed)
  * are not reported.
  */
 function losesWrites (w: World, framed: Uint8Array): string | undefined {
@@ -1043,11 +1043,11 @@ export interface SessionFuzzOptions {
   worldSessions?: number
   /** Include origin-signed hostile values (moderately deep JSON, huge objects, odd keys). @default true */
   hostile?: boolean
-  /** Include origin-signed values nested thousands of levels (K1, fixed: refused by the codec). @default true */
+  /** Include origin-signed values nested thousands of levels (refused by the codec). @default true */
   deep?: boolean
   /**
    * Known open issues to include (each makes every run fail until it is fixed):
-   * "uncovered" — batches whose range skips whole runs before their last certificate (K2b).
+   * "uncovered" — batches whose range skips whole runs before their last certificate (a known gap of version 1).
    * @default none
    */
   known?: string[]
@@ -1280,7 +1280,7 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
         }
         if (bytes === undefined) continue
         if (!known.has('uncovered') && action !== 'overrun' && action !== 'truncate' && losesWrites(w, bytes) !== undefined) {
-          count(stats, 'skipped: known issue K2b')
+          count(stats, 'skipped: known gap, skipped runs')
           continue
         }
         stats.cases++

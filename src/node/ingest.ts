@@ -246,10 +246,7 @@ export class Ingestor {
       // runs not kept (a revoked origin's, past its revocation) cannot be served on: the log is held
       // beyond what its runs prove (ChangeLog.stopServingAfter)
       if (keptCerts.length < certs.length) this.log.stopServingAfter(origin, keptCerts.reduce((end, c) => Math.max(end, c.to), held))
-      // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read. (Session 7
-      // left them off here: in a 30-node mesh they raised receptions per entry; since lazy links stay lazy
-      // while the peer progresses, they no longer do: 1.04-1.12 vs 1.09-1.17, 80-87 vs 89-100 µs of CPU
-      // per entry per node, `npm run bench -- --only fanout`, 2 interleaved pairs)
+      // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
       const txn = this.store.txn()
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
       await this.applyEntries(txn, fresh, result)

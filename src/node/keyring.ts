@@ -3,7 +3,7 @@
  * proves (`current`) and every key it accepts from peers (`accepted`), so the
  * mesh key can be rotated without downtime (protocols/auth/README.md §7):
  *
- *   {"version": 1, "current": "K2…", "accepted": ["K2…", "K1…"]}
+ *   {"version": 1, "current": "NEW…", "accepted": ["NEW…", "OLD…"]}
  *
  * - `current` is always accepted, listed in `accepted` or not; the file the
  *   `syncmesh key` commands write always lists it.

@@ -6,7 +6,7 @@
  * LevelDB. Random seeds are printed in the test names; rerun a failure with
  * FUZZ_SEED=… .
  *
- * Then the regression tests for what fuzzing found (K1–K3 are fixed). Those
+ * Then the regression tests for what fuzzing found. Those
  * marked `it.fails` document open bugs (see each comment): they pass while
  * the bug is there and fail once it is fixed — then drop the `.fails`.
  */
@@ -157,7 +157,7 @@ describe('fuzz regressions', () => {
   })
 
   /*
-   * K1 (src/network/sync/codec.ts, src/node/ingest.ts): an origin-signed put
+   * Deep values (src/network/sync/codec.ts, src/node/ingest.ts): an origin-signed put
    * whose value nests ~30000 levels passes decodeFrame (JSON.parse copes) and
    * signature checks, then JSON.stringify in the write path overflows the
    * stack: ingest throws RangeError, the session dies with it, and every
@@ -165,7 +165,7 @@ describe('fuzz regressions', () => {
    * refuse values nested more than 100 levels (src/store/json-depth.ts), as
    * the API does.
    */
-  it('K1: an origin-signed value nested 30000 levels deep is refused with a ProtocolError, not a RangeError', async () => {
+  it('an origin-signed value nested 30000 levels deep is refused with a ProtocolError, not a RangeError', async () => {
     const before = w.target.log.vector.get(w.src.id)
     const r = await driveSession(w, [await nextSrcBatch(['{"d":'.repeat(30_000) + '1' + '}'.repeat(30_000)])])
     expect(r.error === undefined || r.error instanceof ProtocolError || r.error instanceof SignatureError, String(r.error)).toBe(true)
@@ -174,7 +174,7 @@ describe('fuzz regressions', () => {
   })
 
   /*
-   * K2 (src/network/sync/session.ts + src/log/signing.ts verifyRuns +
+   * Ranges without certificates (src/network/sync/session.ts + src/log/signing.ts verifyRuns +
    * src/log/changelog.ts): the part of a batch's range (fromSeq, toSeq] that
    * no certificate covers is taken on trust. One frame
    * Batch{origin, from: held, to: held + 2^40, entries: [], certs: []} from
@@ -182,9 +182,9 @@ describe('fuzz regressions', () => {
    * ahead: it never asks for or accepts that origin's next writes again.
    * The same holds for a genuine batch whose to_seq is raised past its last
    * certificate. Fixed for both: a batch must end where a signed run ends
-   * (verifyRuns `range`). Still open: K2b below.
+   * (verifyRuns `range`). Still open: skipped runs, below.
    */
-  it('K2: a batch claiming a range without entries or certificates does not move the version vector', async () => {
+  it('a batch claiming a range without entries or certificates does not move the version vector', async () => {
     const w = await World.create(false, false)
     onTestFinished(async () => await w.destroy())
     const before = w.target.log.vector.get(w.src.id)
@@ -193,11 +193,11 @@ describe('fuzz regressions', () => {
     expect(r.error).toBeDefined()
   })
 
-  it('K2: raising a genuine batch\'s to_seq past its last certificate does not move the version vector past the certified range', async () => {
+  it('raising a genuine batch\'s to_seq past its last certificate does not move the version vector past the certified range', async () => {
     const w = await World.create(false, false)
     onTestFinished(async () => await w.destroy())
     const held = w.target.log.vector.get(w.src.id)
-    const run = w.src.run([{ collection: 'posts', id: 'k2', value: new TextEncoder().encode('{"k":2}') }])
+    const run = w.src.run([{ collection: 'posts', id: 'range', value: new TextEncoder().encode('{"k":2}') }])
     await w.relayStore(w.src, run)
     const b = await relayBatch(w, w.src, held, 1000)
     if (b === undefined) throw new Error('no batch')
@@ -206,13 +206,13 @@ describe('fuzz regressions', () => {
   })
 
   /*
-   * K3 (src/log/signing.ts merkleRoot): the root is computed for both
+   * Empty huge runs (src/log/signing.ts merkleRoot): the root is computed for both
    * subtrees even when the left one is already missing, so a certificate for
    * a run of 2^20 seqs with no entries and no pruned nodes walks all 2^21
    * nodes (~40 ms) before failing, for ~100 bytes on the wire. Fixed: the
    * walk stops at the first missing subtree.
    */
-  it('K3: verifying a certificate of an empty 2^20 run stops at the first missing leaf', async () => {
+  it('verifying a certificate of an empty 2^20 run stops at the first missing leaf', async () => {
     const origin = w.src.id
     const cert = { from: 0, to: 2 ** 20, sig: new Uint8Array(64), pruned: [] }
     expect(() => verifyRuns(origin, [], [cert])).toThrow(SignatureError)
@@ -223,7 +223,7 @@ describe('fuzz regressions', () => {
   })
 
   /*
-   * K2b, open (src/log/signing.ts verifyRuns, src/log/changelog.ts): seqs
+   * skipped runs, open (src/log/signing.ts verifyRuns, src/log/changelog.ts): seqs
    * between a batch's from_seq and its first certificate, or between two
    * certificates, are still taken on trust as "a run whose entries were all
    * compacted away". A relay that holds an origin's log can send the origin's
@@ -233,13 +233,13 @@ describe('fuzz regressions', () => {
    * fully compacted run (root pruned) instead of deleting it, and require
    * the certificates of a batch to cover (from_seq, to_seq] without gaps.
    */
-  it.fails('K2b: a batch that skips whole runs before its last certificate does not make the target skip their entries', async () => {
+  it.fails('skipped runs: a batch that skips whole runs before its last certificate does not make the target skip their entries', async () => {
     const w = await World.create(false, false)
     onTestFinished(async () => await w.destroy())
     const held = w.target.log.vector.get(w.src.id)
     const put = (id: string): { collection: string, id: string, value: Uint8Array } => ({ collection: 'posts', id, value: new TextEncoder().encode(`{"id":"${id}"}`) })
-    await w.relayStore(w.src, w.src.run([put('k2b-1'), put('k2b-2'), put('k2b-3')]))
-    const last = w.src.run([put('k2b-4'), put('k2b-5')])
+    await w.relayStore(w.src, w.src.run([put('skip-1'), put('skip-2'), put('skip-3')]))
+    const last = w.src.run([put('skip-4'), put('skip-5')])
     await w.relayStore(w.src, last)
     const b = await relayBatch(w, w.src, held, 1000)
     if (b === undefined) throw new Error('no batch')
@@ -249,8 +249,8 @@ describe('fuzz regressions', () => {
     expect(await checkTarget(w)).toEqual([])
   })
 
-  /* K1 for local writes (src/node/node.ts checkValue): records.put with a 30000-deep value threw RangeError instead of a 400. Fixed. */
-  it('K1: the library refuses a value nested 30000 levels deep with an input error', async () => {
+  /* Deep values for local writes (src/node/node.ts checkValue): records.put with a 30000-deep value threw RangeError instead of a 400. Fixed. */
+  it('the library refuses a value nested 30000 levels deep with an input error', async () => {
     const dir = await tempDir()
     const node = await createSyncNode({ dataDir: dir, key: 'f'.repeat(40), name: 'deep', listen: ['/ip4/127.0.0.1/tcp/0'] })
     await node.start()
