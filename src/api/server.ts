@@ -21,6 +21,7 @@ import { TokenCheck } from './tokens.js'
 import type { ApiTokens, TokenKind } from './tokens.js'
 import { createMetrics } from './metrics.js'
 import { registerChangesRoute, registerRuleRoutes } from './rules-routes.js'
+import { registerConnectorRoutes } from './connectors-routes.js'
 import { ImportLineError, importFailure, isJsonObject, parseNdjson } from './ndjson.js'
 import { DEFAULT_PAGE_LIMIT, addPeerSchema, listQuerySchema, parseInput, platformSchema } from './schemas.js'
 
@@ -350,6 +351,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
 
   registerRuleRoutes(app, node)
   registerChangesRoute(app, node)
+  registerConnectorRoutes(app, node)
 
   // -- the console: static files at / and /console/* (./console.ts) ------
 

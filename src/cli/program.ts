@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander'
 import { SyncmeshError } from '../core/errors.js'
 import { registerConsoleCommands } from './commands/console.js'
+import { registerConnectorCommands } from './commands/connectors.js'
 import { registerMeshCommands } from './commands/mesh.js'
 import { registerNodeCommands } from './commands/node.js'
 import { registerRecordCommands } from './commands/records.js'
@@ -34,6 +35,7 @@ export function buildProgram (version: string): Command {
   registerMeshCommands(program)
   registerRuleCommands(program)
   registerConsoleCommands(program)
+  registerConnectorCommands(program)
   return program
 }
 

@@ -212,6 +212,8 @@ async function runStart (opts: StartOptions): Promise<void> {
     await node.stop().catch(() => {})
     throw startFailure(err, listen)
   }
+  // the application database connectors in DIR/connectors.json (docs/connectors.md); one that fails is reported in its status
+  const connectors = await (await import('../../connectors/manager.js')).startConnectors(node, data, logger)
 
   // SIGHUP: re-read DIR/keyring.json (mesh key rotation without a restart); the node keeps running
   process.on('SIGHUP', () => {
@@ -272,6 +274,7 @@ async function runStart (opts: StartOptions): Promise<void> {
         await server.close().catch((err: unknown) => logger.warn({ err }, 'closing the API failed'))
         await metricsServer?.close().catch(() => {})
         await rm(join(data, API_FILE), { force: true }).catch(() => {})
+        await connectors.stop().catch((err: unknown) => logger.error({ err }, 'stopping the connectors failed'))
         await node.stop().catch((err: unknown) => logger.error({ err }, 'stopping the node failed'))
         clearTimeout(timer)
         logger.info('stopped')
