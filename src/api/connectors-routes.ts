@@ -15,7 +15,7 @@ import type { App } from './rules-routes.js'
 import { parseInput } from './schemas.js'
 
 const connectorSchema = z.object({
-  kind: z.literal('sqlite'),
+  kind: z.enum(['sqlite', 'postgres']),
   db: z.string().min(1).max(4096),
   table: z.string().min(1).max(63),
   collection: z.string().min(1).max(256),

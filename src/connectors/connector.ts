@@ -3,7 +3,8 @@
  * of this node (docs/connectors.md). This file holds what every database
  * kind shares: the connector's description, its counters, the row ↔ record
  * mapping and the small state file each connector keeps in the node's data
- * directory. The database-specific parts live next to it (./sqlite.ts).
+ * directory. The database-specific parts live next to it (./sqlite.ts,
+ * ./postgres.ts).
  *
  * Connectors use the node only through its library API (records.put /
  * delete / import / get and the changes feed), so nothing below src/node
@@ -14,13 +15,13 @@ import { isDeepStrictEqual } from 'node:util'
 import { InvalidInputError } from '../errors.js'
 import type { JsonObject, JsonValue } from '../node/types.js'
 
-export type ConnectorKind = 'sqlite'
+export type ConnectorKind = 'sqlite' | 'postgres'
 export type ConnectorDirection = 'both' | 'out' | 'in'
 
 /** What an operator supplies to create a connector. */
 export interface ConnectorSpec {
   kind: ConnectorKind
-  /** SQLite: path of the database file (absolute once stored). */
+  /** SQLite: path of the database file (absolute once stored); PostgreSQL: the connection URL (its password is shown as ***). */
   db: string
   table: string
   collection: string

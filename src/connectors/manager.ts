@@ -14,6 +14,7 @@ import { checkCollection } from '../store/names.js'
 import type { SyncNodeApi } from '../node/types.js'
 import { checkIdentifier, writeFileDurable } from './connector.js'
 import type { Connector, ConnectorSpec, ConnectorStatus } from './connector.js'
+import { PostgresConnector, connectPg, inspectPgTable, redactUrl, uninstallPgSchema } from './postgres.js'
 import { SqliteConnector, inspectTable, openDatabase, uninstallSchema } from './sqlite.js'
 
 export const CONNECTORS_FILE = 'connectors.json'
@@ -40,9 +41,10 @@ export async function startConnectors (node: SyncNodeApi, dataDir: string, logge
 }
 
 function validateSpec (input: ConnectorSpec): ConnectorSpec {
-  if (input.kind !== 'sqlite') throw new InvalidInputError(`unknown connector kind "${String(input.kind)}"; supported: sqlite`, 'INVALID_CONNECTOR')
-  if (typeof input.db !== 'string' || input.db === '') throw new InvalidInputError('"db" must be the path of the SQLite database file', 'INVALID_CONNECTOR')
-  if (!isAbsolute(input.db)) throw new InvalidInputError(`"db" must be an absolute path (got "${input.db.slice(0, 200)}"); the CLI resolves relative paths for you`, 'INVALID_CONNECTOR')
+  if (input.kind !== 'sqlite' && input.kind !== 'postgres') throw new InvalidInputError(`unknown connector kind "${String(input.kind)}"; supported: sqlite, postgres`, 'INVALID_CONNECTOR')
+  if (typeof input.db !== 'string' || input.db === '') throw new InvalidInputError('"db" must be the path of the SQLite database file or the PostgreSQL URL', 'INVALID_CONNECTOR')
+  if (input.kind === 'sqlite' && !isAbsolute(input.db)) throw new InvalidInputError(`"db" must be an absolute path (got "${input.db.slice(0, 200)}"); the CLI resolves relative paths for you`, 'INVALID_CONNECTOR')
+  if (input.kind === 'postgres' && !/^postgres(ql)?:\/\//.test(input.db)) throw new InvalidInputError('"db" must be a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL', 'INVALID_CONNECTOR')
   checkIdentifier(input.table, 'table')
   checkIdentifier(input.idColumn, 'id column')
   checkCollection(input.collection)
@@ -52,14 +54,14 @@ function validateSpec (input: ConnectorSpec): ConnectorSpec {
     if (!Array.isArray(input.columns)) throw new InvalidInputError('"columns" must be a list of column names', 'INVALID_CONNECTOR')
     for (const c of input.columns) checkIdentifier(c, 'column')
   }
-  return { kind: 'sqlite', db: resolve(input.db), table: input.table, collection: input.collection, idColumn: input.idColumn, direction, ...(input.columns !== undefined && input.columns.length > 0 ? { columns: input.columns } : {}) }
+  return { kind: input.kind, db: input.kind === 'sqlite' ? resolve(input.db) : input.db, table: input.table, collection: input.collection, idColumn: input.idColumn, direction, ...(input.columns !== undefined && input.columns.length > 0 ? { columns: input.columns } : {}) }
 }
 
 export class ConnectorManager {
   private readonly node: SyncNodeApi
   private readonly dataDir: string
   private readonly log: Logger
-  private readonly running = new Map<string, SqliteConnector>()
+  private readonly running = new Map<string, SqliteConnector | PostgresConnector>()
   private defs: Connector[] = []
   private queue: Promise<unknown> = Promise.resolve()
 
@@ -107,11 +109,11 @@ export class ConnectorManager {
 
   /** Start one connector; a failure is reported in its status and the node keeps running. */
   private async run (def: Connector): Promise<void> {
-    const connector = new SqliteConnector(def, this.node, this.stateDir, this.log)
+    const connector = def.kind === 'postgres' ? new PostgresConnector(def, this.node, this.stateDir, this.log) : new SqliteConnector(def, this.node, this.stateDir, this.log)
     try {
       await connector.start()
       this.running.set(def.id, connector)
-      this.log.info({ connector: def.id }, `connector ${def.id}: ${def.db} table ${def.table} ${def.direction === 'in' ? '←' : def.direction === 'out' ? '→' : '↔'} collection ${def.collection}`)
+      this.log.info({ connector: def.id }, `connector ${def.id}: ${def.kind === 'postgres' ? redactUrl(def.db) : def.db} table ${def.table} ${def.direction === 'in' ? '←' : def.direction === 'out' ? '→' : '↔'} collection ${def.collection}`)
     } catch (err) {
       this.failed.set(def.id, (err as Error).message)
       this.log.error({ connector: def.id, err: (err as Error).message }, `connector ${def.id} did not start: ${(err as Error).message}`)
@@ -135,21 +137,30 @@ export class ConnectorManager {
     const running = this.running.get(id)
     if (running !== undefined) return running.status()
     const failure = this.failed.get(id)
-    return { ...def, captured: 0, recaptured: 0, applied: 0, skippedFields: 0, refusedRows: 0, errors: failure !== undefined ? 1 : 0, running: false, lag: 0, ...(failure !== undefined ? { lastError: { at: new Date().toISOString(), message: failure } } : {}) }
+    return { ...def, db: def.kind === 'postgres' ? redactUrl(def.db) : def.db, captured: 0, recaptured: 0, applied: 0, skippedFields: 0, refusedRows: 0, errors: failure !== undefined ? 1 : 0, running: false, lag: 0, ...(failure !== undefined ? { lastError: { at: new Date().toISOString(), message: failure } } : {}) }
   }
 
   async add (input: ConnectorSpec): Promise<ConnectorStatus> {
     const spec = validateSpec(input)
     return await this.serial(async () => {
       if (this.defs.some(d => d.db === spec.db && d.table === spec.table)) {
-        throw new SyncmeshError('CONNECTOR_EXISTS', `table ${spec.table} of ${spec.db} already has a connector; remove it first`, 409)
+        throw new SyncmeshError('CONNECTOR_EXISTS', `table ${spec.table} of ${spec.kind === 'postgres' ? redactUrl(spec.db) : spec.db} already has a connector; remove it first`, 409)
       }
       // check the database and table before anything is stored
-      const db = openDatabase(spec.db)
-      try {
-        inspectTable(db, spec.table, spec.idColumn, spec.columns)
-      } finally {
-        db.close()
+      if (spec.kind === 'postgres') {
+        const client = await connectPg(spec.db)
+        try {
+          await inspectPgTable(client, spec.table, spec.idColumn, spec.columns)
+        } finally {
+          await client.end().catch(() => {})
+        }
+      } else {
+        const db = openDatabase(spec.db)
+        try {
+          inspectTable(db, spec.table, spec.idColumn, spec.columns)
+        } finally {
+          db.close()
+        }
       }
       const def: Connector = { id: randomBytes(6).toString('hex'), ...spec, direction: spec.direction ?? 'both', createdAt: new Date().toISOString() } as Connector
       this.defs.push(def)
@@ -169,10 +180,15 @@ export class ConnectorManager {
       this.defs = this.defs.filter(d => d.id !== id)
       await this.save()
       try {
-        const db = openDatabase(def.db)
-        try { uninstallSchema(db, def.table) } finally { db.close() }
+        if (def.kind === 'postgres') {
+          const client = await connectPg(def.db)
+          try { await uninstallPgSchema(client, def.table) } finally { await client.end().catch(() => {}) }
+        } else {
+          const db = openDatabase(def.db)
+          try { uninstallSchema(db, def.table) } finally { db.close() }
+        }
       } catch (err) {
-        this.log.warn({ connector: id, err: (err as Error).message }, `connector ${id} removed, but its triggers could not be dropped from ${def.db}: ${(err as Error).message}`)
+        this.log.warn({ connector: id, err: (err as Error).message }, `connector ${id} removed, but its triggers could not be dropped from ${def.kind === 'postgres' ? redactUrl(def.db) : def.db}: ${(err as Error).message}`)
       }
       await rm(join(this.stateDir, `${id}.state.json`), { force: true })
       return true

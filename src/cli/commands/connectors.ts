@@ -69,28 +69,34 @@ export function registerConnectorCommands (program: Command): void {
   const connector = program.command('connector').description("sync a table of the application's database with a collection")
 
   const add = connector.command('add').description('bind a table to a collection on the running node')
-  addClientOptions(addJsonOption(add.command('sqlite').description('a table of a SQLite database file')
-    .requiredOption('--db <file>', 'the SQLite database file')
+  type AddOpts = Opts & { db?: string, url?: string, table: string, collection: string, id: string, direction: string, columns?: string }
+  const common = (cmd: Command): Command => addClientOptions(addJsonOption(cmd
     .requiredOption('--table <table>', 'the table')
     .requiredOption('--collection <collection>', 'the collection')
     .requiredOption('--id <column>', 'the column holding the record id (primary key or unique)')
     .option('--direction <direction>', 'both, out (table → collection) or in (collection → table)', 'both')
     .option('--columns <a,b,…>', 'only these columns (default: all)')))
-    .action(async (opts: Opts & { db: string, table: string, collection: string, id: string, direction: string, columns?: string }) => {
-      if (!['both', 'out', 'in'].includes(opts.direction)) throw new UsageError(`--direction must be both, out or in (got "${opts.direction}")`)
-      const body = {
-        kind: 'sqlite',
-        db: resolve(opts.db),
-        table: opts.table,
-        collection: opts.collection,
-        idColumn: opts.id,
-        direction: opts.direction,
-        ...(opts.columns !== undefined ? { columns: parseList(opts.columns, '--columns') } : {})
-      }
-      const c = await call<ConnectorStatus>(opts, 'POST', '/v1/connectors', body)
-      if (opts.json === true) await printJson(c)
-      else await printLine(`added connector ${c.id}: ${c.table} ${arrow(c)} ${c.collection}${c.lag > 0 ? ` (${c.lag} existing rows queued)` : ''}`)
-    })
+  const addAction = (kind: 'sqlite' | 'postgres') => async (opts: AddOpts) => {
+    if (!['both', 'out', 'in'].includes(opts.direction)) throw new UsageError(`--direction must be both, out or in (got "${opts.direction}")`)
+    const body = {
+      kind,
+      db: kind === 'sqlite' ? resolve(opts.db as string) : opts.url as string,
+      table: opts.table,
+      collection: opts.collection,
+      idColumn: opts.id,
+      direction: opts.direction,
+      ...(opts.columns !== undefined ? { columns: parseList(opts.columns, '--columns') } : {})
+    }
+    const c = await call<ConnectorStatus>(opts, 'POST', '/v1/connectors', body)
+    if (opts.json === true) await printJson(c)
+    else await printLine(`added connector ${c.id}: ${c.table} ${arrow(c)} ${c.collection}`)
+  }
+  common(add.command('sqlite').description('a table of a SQLite database file')
+    .requiredOption('--db <file>', 'the SQLite database file'))
+    .action(addAction('sqlite'))
+  common(add.command('postgres').description('a table of a PostgreSQL database (the current schema of the URL\'s user)')
+    .requiredOption('--url <url>', 'postgres://USER:PASSWORD@HOST:PORT/DATABASE (kept in DATA_DIR/connectors.json, mode 0600)'))
+    .action(addAction('postgres'))
 
   addClientOptions(addJsonOption(connector.command('ls').description('list the connectors')))
     .action(async (opts: Opts) => {

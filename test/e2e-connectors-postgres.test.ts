@@ -1,0 +1,186 @@
+/**
+ * The PostgreSQL connector across two real `syncmesh start` processes: A's
+ * application uses PostgreSQL (a real server this test starts in a temp dir
+ * with the system's initdb and pg_ctl, on a free loopback port, and stops
+ * after), B's uses SQLite; a two-way connector on each side and the rules
+ * A:devices → B:devices, B:devices → A:devices.
+ */
+import { execFileSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+import { NodeProcess, runCli, tempDir, waitFor } from '../scripts/lib/cluster.js'
+
+const KEY = '0d4c8a2e6f1b5d9c3a7e0f4b8d2c6a1e5f'
+const NO_DISCOVERY = ['--target-peers', '0']
+
+interface Json { [k: string]: any }
+
+/** The newest system PostgreSQL's bin directory, if installed (.ci/run installs it). */
+function postgresBin (): string | undefined {
+  const root = '/usr/lib/postgresql'
+  if (!existsSync(root)) return undefined
+  const versions = readdirSync(root).filter(v => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
+  return versions.length > 0 ? join(root, versions[0], 'bin') : undefined
+}
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** initdb + pg_ctl start as the postgres user when root (initdb refuses root). */
+async function startPostgres (parent: string): Promise<{ url: string, stop: () => void }> {
+  const bin = postgresBin() as string
+  const data = join(parent, 'pgdata')
+  mkdirSync(data, { mode: 0o700 })
+  const asRoot = process.getuid?.() === 0
+  const run = (cmd: string, args: string[]): void => {
+    if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'pipe' })
+    else execFileSync(cmd, args, { stdio: 'pipe' })
+  }
+  if (asRoot) {
+    chmodSync(parent, 0o755)
+    const ids = execFileSync('id', ['-u', 'postgres']).toString().trim()
+    const gid = execFileSync('id', ['-g', 'postgres']).toString().trim()
+    chownSync(data, Number(ids), Number(gid))
+  }
+  run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'])
+  const port = await freePort()
+  run(join(bin, 'pg_ctl'), ['-D', data, '-l', join(data, 'server.log'), '-w', '-o', `-p ${port} -k ${data} -c listen_addresses=127.0.0.1`, 'start'])
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: () => { try { run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']) } catch {} }
+  }
+}
+
+const PG_SCHEMA = `CREATE TABLE devices (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  online boolean,
+  meta jsonb,
+  seen_at timestamptz,
+  raw bytea,
+  n integer CHECK (n IS NULL OR n < 1000)
+)`
+const SQLITE_SCHEMA = `CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  online BOOLEAN,
+  meta JSON,
+  seen_at TIMESTAMP,
+  raw BLOB,
+  score REAL,
+  n INTEGER
+)`
+
+describe.skipIf(postgresBin() === undefined)('a PostgreSQL connector and a SQLite connector between two real nodes', () => {
+  const procs: NodeProcess[] = []
+  let parent = ''
+  let server: { url: string, stop: () => void } | undefined
+  let app: pg.Client | undefined
+  let appB: Database.Database | undefined
+  afterAll(async () => {
+    await app?.end().catch(() => {})
+    appB?.close()
+    await Promise.all(procs.map(async p => await p.kill()))
+    server?.stop()
+    if (parent !== '') await rm(parent, { recursive: true, force: true })
+  })
+
+  it('PostgreSQL ↔ SQLite: insert, update, delete, a bulk insert in one transaction, a refused row, no loop', async () => {
+    parent = await tempDir()
+    server = await startPostgres(parent)
+    app = new pg.Client({ connectionString: server.url })
+    await app.connect()
+    await app.query(PG_SCHEMA)
+    const fileB = join(parent, 'app-b.db')
+    appB = new Database(fileB)
+    appB.pragma('journal_mode = WAL')
+    appB.exec(SQLITE_SCHEMA)
+    const sqliteRows = (): Json[] => (appB as Database.Database).prepare('SELECT id, name, n FROM devices ORDER BY id').all() as Json[]
+    const pgRows = async (): Promise<Json[]> => (await (app as pg.Client).query('SELECT id, name, n FROM devices ORDER BY id COLLATE "C"')).rows
+    const pgOutbox = async (): Promise<number> => Number((await (app as pg.Client).query('SELECT count(*) AS n FROM _syncmesh_outbox')).rows[0].n)
+
+    const a = await NodeProcess.create('A', KEY, { parent })
+    const b = await NodeProcess.create('B', KEY, { parent })
+    procs.push(a, b)
+    await a.start(NO_DISCOVERY)
+    await b.start(NO_DISCOVERY)
+    await b.addPeer(a.multiaddr)
+    await waitFor(async () => ((await a.request<Json[]>('GET', '/v1/platforms')).body).length === 2, 'A to know B')
+    await a.addRule({ from: { platform: 'A', collection: 'devices' }, to: { platform: 'B', collection: 'devices' } })
+    await a.addRule({ from: { platform: 'B', collection: 'devices' }, to: { platform: 'A', collection: 'devices' } })
+    const cli = async (node: NodeProcess, args: string[]): Promise<Json> => {
+      const r = await runCli([...args, '--data', node.dir, '--json'])
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
+      return JSON.parse(r.stdout) as Json
+    }
+ // trust authentication ignores the password; the connector must never show it
+    const withPassword = server.url.replace('postgres@', 'postgres:s3cret-pw@')
+    const ca = await cli(a, ['connector', 'add', 'postgres', '--url', withPassword, '--table', 'devices', '--collection', 'devices', '--id', 'id'])
+    expect(ca).toMatchObject({ kind: 'postgres', running: true })
+    expect(JSON.stringify(ca)).not.toContain('s3cret-pw')
+    expect(ca.db).toContain('***')
+    expect(statSync(join(a.dir, 'connectors.json')).mode & 0o777).toBe(0o600)
+    await cli(b, ['connector', 'add', 'sqlite', '--db', fileB, '--table', 'devices', '--collection', 'devices', '--id', 'id'])
+
+    // PostgreSQL types into the record
+    await app.query("INSERT INTO devices (id, name, online, meta, seen_at, raw, n) VALUES ('d1', 'router', true, '{\"ports\":[1,2]}', '2026-01-02 03:04:05+00', '\\x0001faff', 7)")
+    await waitFor(async () => (await a.get('devices', 'd1')) !== undefined, 'A to capture d1')
+    expect(await a.get('devices', 'd1')).toEqual({ id: 'd1', name: 'router', online: true, meta: { ports: [1, 2] }, seen_at: '2026-01-02T03:04:05.000Z', raw: Buffer.from([0, 1, 0xfa, 0xff]).toString('base64'), n: 7 })
+    await waitFor(() => sqliteRows().some(r => r.id === 'd1'), 'd1 to reach B\'s SQLite table')
+    const d1 = (appB.prepare('SELECT online, meta, seen_at, hex(raw) AS raw FROM devices WHERE id = ?').get('d1')) as Json
+    expect(d1).toEqual({ online: 1, meta: '{"ports":[1,2]}', seen_at: '2026-01-02T03:04:05.000Z', raw: '0001FAFF' })
+
+    // update and delete in PostgreSQL, insert/update/delete in SQLite
+    await app.query("UPDATE devices SET name = 'router-2' WHERE id = 'd1'")
+    await app.query("INSERT INTO devices (id, name) VALUES ('d2', 'gone soon')")
+    await app.query("DELETE FROM devices WHERE id = 'd2'")
+    appB.prepare('INSERT INTO devices (id, name, online, meta, score, n) VALUES (?, ?, ?, ?, ?, ?)').run('b1', 'camera', 0, '{"x":{"y":1}}', 2.5, 3)
+    await waitFor(() => sqliteRows().find(r => r.id === 'd1')?.name === 'router-2', 'the PostgreSQL update to reach B')
+    await waitFor(async () => (await pgRows()).some(r => r.id === 'b1'), 'B\'s insert to reach PostgreSQL')
+    const b1 = (await app.query("SELECT online, meta FROM devices WHERE id = 'b1'")).rows[0] as Json
+    expect(b1).toEqual({ online: false, meta: { x: { y: 1 } } })
+    appB.prepare('UPDATE devices SET n = 4 WHERE id = ?').run('b1')
+    await waitFor(async () => (await pgRows()).find(r => r.id === 'b1')?.n === 4, 'B\'s update to reach PostgreSQL')
+
+    // a row PostgreSQL refuses (CHECK) is counted; the next one applies
+    appB.prepare('INSERT INTO devices (id, name, n) VALUES (?, ?, ?)').run('bad', 'too big', 5000)
+    appB.prepare('INSERT INTO devices (id, name, n) VALUES (?, ?, ?)').run('after-bad', 'fine', 1)
+    await waitFor(async () => (await pgRows()).some(r => r.id === 'after-bad'), 'the row after the refused one')
+    const sa = await cli(a, ['connector', 'status', ca.id])
+    expect(sa.refusedRows).toBe(1)
+    expect(sa.lastRefused.id).toBe('bad')
+    expect(sa.skippedFields).toBeGreaterThan(0) // "score" has no column in PostgreSQL
+    expect(JSON.stringify(sa)).not.toContain('s3cret-pw')
+    expect((await cli(a, ['connector', 'ls']))[0].db).not.toContain('s3cret-pw')
+
+    // 5000 rows in one PostgreSQL transaction
+    await app.query("INSERT INTO devices (id, name, n) SELECT 'k' || lpad(i::text, 5, '0'), 'bulk ' || i, i % 1000 FROM generate_series(0, 4999) i")
+    await waitFor(() => sqliteRows().filter(r => String(r.id).startsWith('k')).length === 5000, 'the bulk insert to reach B', 120_000)
+
+    // settled: outboxes empty, logs stop growing, the tables agree but for the refused row
+    const outboxB = (): number => ((appB as Database.Database).prepare('SELECT count(*) AS n FROM _syncmesh_outbox').get() as { n: number }).n
+    await waitFor(async () => await pgOutbox() === 0 && outboxB() === 0, 'the outboxes to drain')
+    const seq = async (n: NodeProcess): Promise<number> => ((await n.status()).origins as Json[]).find(o => o.origin === n.peerId)?.seq ?? 0
+    const seqA = await seq(a)
+    const seqB = await seq(b)
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    expect(await seq(a)).toBe(seqA)
+    expect(await seq(b)).toBe(seqB)
+    expect(await pgOutbox()).toBe(0)
+    expect(await pgRows()).toEqual(sqliteRows().filter(r => r.id !== 'bad'))
+  }, 300_000)
+})
