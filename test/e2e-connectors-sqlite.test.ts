@@ -171,6 +171,13 @@ describe('SQLite connectors between two real nodes', () => {
     expect(sa.errors).toBe(0)
     expect(sb2.errors).toBe(0)
 
+    // B's application counts every insert and update of its table (the connector's writes included)
+    appB.exec(`CREATE TABLE writes (op TEXT PRIMARY KEY, n INTEGER NOT NULL);
+      INSERT INTO writes VALUES ('insert', 0), ('update', 0);
+      CREATE TRIGGER count_insert AFTER INSERT ON devices WHEN NEW.id LIKE 'k%' BEGIN UPDATE writes SET n = n + 1 WHERE op = 'insert'; END;
+      CREATE TRIGGER count_update AFTER UPDATE ON devices WHEN NEW.id LIKE 'k%' BEGIN UPDATE writes SET n = n + 1 WHERE op = 'update'; END;`)
+    const writes = (op: string): number => (appB.prepare('SELECT n FROM writes WHERE op = ?').get(op) as { n: number }).n
+
     // kill -9 of A in the middle of a 10,000-row capture while the application keeps writing
     const before = await ownSeq(a)
     const insert = appA.prepare('INSERT INTO devices (id, name, n) VALUES (?, ?, ?)')
@@ -185,12 +192,23 @@ describe('SQLite connectors between two real nodes', () => {
     const pending = outboxCount(appA)
     expect(pending).toBeGreaterThan(2000)
     await a.start(NO_DISCOVERY, { listen: listenA })
+    // kill -9 of B in the middle of applying them
+    const listenB = b.multiaddr.split('/p2p/')[0]
+    await waitFor(() => writes('insert') > 0, 'B to start applying the bulk rows', 60_000, 2)
+    await b.kill()
+    const appliedAtKill = writes('insert')
+    await b.start(NO_DISCOVERY, { listen: listenB })
+    await b.addPeer(a.multiaddr)
     await waitFor(() => rows(appB).filter(r => String(r.id).startsWith('k')).length === 12_000, 'every bulk row to reach B after the restart', 120_000)
     await waitFor(async () => outboxCount(appA) === 0, 'A\'s outbox to drain')
     // one log entry per application write: nothing lost, nothing written twice
     expect(await ownSeq(a) - before).toBe(12_000)
     expect(rows(appB, common)).toEqual(rows(appA, common).filter(r => r.id !== 'bad'))
     const after = await cli(a, ['connector', 'status', ca.id])
+    // every bulk row was inserted into B's table once and never written again: no batch applied twice
+    expect(writes('insert')).toBe(12_000)
+    expect(writes('update')).toBe(0)
+    console.log(`[measure] kill -9 during apply: B had inserted ${appliedAtKill} of 12000 bulk rows when killed`)
     console.log(`[measure] kill -9 during capture: ${pending} outbox rows pending at restart, ${after.captured} captured after it, ${after.recaptured} retaken and not written again`)
 
     // rm drops the triggers: further writes are not captured
