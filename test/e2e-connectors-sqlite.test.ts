@@ -171,6 +171,15 @@ describe('SQLite connectors between two real nodes', () => {
     expect(sa.errors).toBe(0)
     expect(sb2.errors).toBe(0)
 
+    // 5000 rows in one transaction on A, until committed in B's table
+    const t0 = performance.now()
+    const put = appA.prepare('INSERT INTO devices (id, name, n) VALUES (?, ?, ?)')
+    appA.transaction(() => { for (let i = 0; i < 5000; i++) put.run(`m${i}`, `measured ${i}`, i % 1000) })()
+    const countM = appB.prepare("SELECT count(*) AS n FROM devices WHERE id LIKE 'm%'")
+    await waitFor(() => (countM.get() as { n: number }).n === 5000, 'the measured rows to reach B', 120_000, 20)
+    const ms = performance.now() - t0
+    console.log(`[measure] 5000 rows in one SQLite transaction on A until committed in B's table: ${ms.toFixed(0)} ms (${(5000 / ms * 1000).toFixed(0)} rows/s)`)
+
     // B's application counts every insert and update of its table (the connector's writes included)
     appB.exec(`CREATE TABLE writes (op TEXT PRIMARY KEY, n INTEGER NOT NULL);
       INSERT INTO writes VALUES ('insert', 0), ('update', 0);
