@@ -146,6 +146,17 @@ describe('SQLite connectors between two real nodes', () => {
     expect(sb.lastRefused.id).toBe('bad')
     expect(sb.skippedFields).toBeGreaterThan(0) // "score" has no column on B
 
+    // a row the node refuses (an id over 512 characters) is counted on A, and the rows after it are still taken
+    const longId = 'L'.repeat(600)
+    appA.prepare('INSERT INTO devices (id, name) VALUES (?, ?)').run(longId, 'id too long')
+    appA.prepare('INSERT INTO devices (id, name) VALUES (?, ?)').run('after-long', 'fine')
+    await waitFor(() => rows(appB).some(r => r.id === 'after-long'), 'the row after the one the node refused to reach B')
+    const sa0 = await cli(a, ['connector', 'status', ca.id])
+    expect(sa0.refusedRows).toBe(1)
+    expect(sa0.lastRefused.id).toBe(longId.slice(0, 200))
+    expect(sa0.lastRefused.message).toMatch(/invalid record id/)
+    const notOnB = (r: Json): boolean => r.id !== 'bad' && r.id !== longId
+
     // settled: the outboxes are empty, the logs stop growing, the tables agree (but for the refused row)
     await waitFor(async () => outboxCount(appA) === 0 && outboxCount(appB) === 0, 'the outboxes to drain')
     const seqA = await ownSeq(a)
@@ -157,13 +168,13 @@ describe('SQLite connectors between two real nodes', () => {
     expect(await ownSeq(b)).toBe(seqB)
     // timestamps arrive as ISO 8601 (A's "2026-01-02 03:04:05" is B's "2026-01-02T03:04:05.000Z")
     const common = "id, name, online, meta, strftime('%Y-%m-%dT%H:%M:%S', seen_at) AS seen_at, hex(raw) AS raw, n"
-    expect(rows(appB, common)).toEqual(rows(appA, common).filter(r => r.id !== 'bad'))
+    expect(rows(appB, common)).toEqual(rows(appA, common).filter(notOnB))
     // each application change was captured once on its own side, nothing came back
     const sa = await cli(a, ['connector', 'status', ca.id])
     const sb2 = await cli(b, ['connector', 'status', cb.id])
-    // A: pre, d1 insert, d1 update, d2 (insert+delete, maybe collapsed), b1 update, bad, after-bad
-    expect(sa.captured).toBeGreaterThanOrEqual(7)
-    expect(sa.captured).toBeLessThanOrEqual(8)
+    // A: pre, d1 insert, d1 update, d2 (insert+delete, maybe collapsed), b1 update, bad, after-bad, after-long
+    expect(sa.captured).toBeGreaterThanOrEqual(8)
+    expect(sa.captured).toBeLessThanOrEqual(9)
     // B: b1, b2, b1 update, b2 delete, pre delete (4 or 5 when collapsed into fewer rounds)
     expect(sb2.captured).toBeGreaterThanOrEqual(3)
     expect(sb2.captured).toBeLessThanOrEqual(5)
@@ -212,7 +223,7 @@ describe('SQLite connectors between two real nodes', () => {
     await waitFor(async () => outboxCount(appA) === 0, 'A\'s outbox to drain')
     // one log entry per application write: nothing lost, nothing written twice
     expect(await ownSeq(a) - before).toBe(12_000)
-    expect(rows(appB, common)).toEqual(rows(appA, common).filter(r => r.id !== 'bad'))
+    expect(rows(appB, common)).toEqual(rows(appA, common).filter(notOnB))
     const after = await cli(a, ['connector', 'status', ca.id])
     // every bulk row was inserted into B's table once and never written again: no batch applied twice
     expect(writes('insert')).toBe(12_000)

@@ -12,8 +12,8 @@
  */
 import { open, rename, rm } from 'node:fs/promises'
 import { isDeepStrictEqual } from 'node:util'
-import { InvalidInputError } from '../errors.js'
-import type { JsonObject, JsonValue } from '../node/types.js'
+import { InvalidInputError, SyncmeshError } from '../errors.js'
+import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../node/types.js'
 
 export type ConnectorKind = 'sqlite' | 'postgres'
 export type ConnectorDirection = 'both' | 'out' | 'in'
@@ -172,6 +172,54 @@ export function recordFromRow (columns: Column[], row: JsonObject): JsonObject {
 
 export function sameValue (a: JsonObject | undefined, b: JsonObject): boolean {
   return a !== undefined && isDeepStrictEqual(a, b)
+}
+
+// -- writing captured changes -------------------------------------------------
+
+function refusedByNode (err: unknown): err is SyncmeshError {
+  return err instanceof SyncmeshError && err.status >= 400 && err.status < 500
+}
+
+/**
+ * Write captured changes into the node: the puts in atomic import batches,
+ * then the deletes. When the node refuses a value (an id it does not accept,
+ * JSON nested too deep, a mirror target), the puts are written one by one,
+ * each compared first with what the node holds (import batches before the
+ * refused one are committed already), and each refused change is reported
+ * to `refused` and left out: one bad row never holds up the others.
+ * Returns the changes written.
+ */
+export async function writeCaptured (node: SyncNodeApi, collection: string, puts: ImportLine[], dels: string[], refused: (id: string, message: string) => void): Promise<number> {
+  let written = 0
+  if (puts.length > 0) {
+    try {
+      await node.records.import(collection, puts)
+      written += puts.length
+    } catch (err) {
+      if (!refusedByNode(err)) throw err
+      for (const p of puts) {
+        try {
+          const current = await node.records.get(collection, p.id)
+          if (sameValue(current?.value, p.value)) continue
+          await node.records.put(collection, p.id, p.value)
+          written++
+        } catch (e) {
+          if (!refusedByNode(e)) throw e
+          refused(p.id, e.message)
+        }
+      }
+    }
+  }
+  for (const id of dels) {
+    try {
+      await node.records.delete(collection, id)
+      written++
+    } catch (e) {
+      if (!refusedByNode(e)) throw e
+      refused(id, e.message)
+    }
+  }
+  return written
 }
 
 // -- state files --------------------------------------------------------------

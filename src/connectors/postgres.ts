@@ -31,7 +31,7 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import { InvalidInputError, SyncmeshError } from '../errors.js'
 import type { FeedLine, ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../node/types.js'
-import { checkIdentifier, columnFromField, newCounters, quote, sameValue, toIso, writeFileDurable } from './connector.js'
+import { checkIdentifier, columnFromField, writeCaptured, newCounters, quote, sameValue, toIso, writeFileDurable } from './connector.js'
 import type { Column, ColumnKind, Connector, ConnectorCounters, ConnectorStatus, SqlValue } from './connector.js'
 
 export const PG_OUTBOX = '_syncmesh_outbox'
@@ -268,6 +268,13 @@ export class PostgresConnector {
     this.client = undefined
   }
 
+  /** A row or record refused by the table (apply) or by the node (capture): logged with its id, counted, skipped. */
+  private refuse (id: string, message: string, by: string): void {
+    this.counters.refusedRows++
+    this.lastRefused = { at: new Date().toISOString(), id: id.slice(0, 200), message }
+    this.log.warn({ id: id.slice(0, 200), err: message }, `connector ${this.def.id}: ${by} refused "${id.slice(0, 200)}" (${this.def.table} ↔ ${this.def.collection}): ${message}; skipped`)
+  }
+
   private fail (err: unknown, what: string): void {
     this.counters.errors++
     const message = `${what}: ${(err as Error).message ?? String(err)}`
@@ -332,9 +339,7 @@ export class PostgresConnector {
       if (value !== undefined) puts.push({ id, value })
       else dels.push(id)
     }
-    if (puts.length > 0) await this.node.records.import(this.def.collection, puts)
-    for (const id of dels) await this.node.records.delete(this.def.collection, id)
-    this.counters.captured += puts.length + dels.length
+    this.counters.captured += await writeCaptured(this.node, this.def.collection, puts, dels, (id, message) => this.refuse(id, message, 'the node'))
     // exactly the rows taken: one committed late below them stays for the next round
     await client.query(`DELETE FROM ${PG_OUTBOX} WHERE seq = ANY($1::bigint[])`, [rows.map(r => r.seq)])
     this.lag = 0
@@ -428,11 +433,7 @@ export class PostgresConnector {
     this.cursorDirty = false
     this.counters.applied += applied
     this.counters.skippedFields += skippedFields
-    this.counters.refusedRows += refused.length
-    for (const r of refused) {
-      this.lastRefused = { at: new Date().toISOString(), id: r.id, message: r.message }
-      this.log.warn({ id: r.id, err: r.message }, `connector ${this.def.id}: table ${this.def.table} refused record "${r.id}" of ${this.def.collection}: ${r.message}; the row is skipped`)
-    }
+    for (const r of refused) this.refuse(r.id, r.message, `table ${this.def.table}`)
     return lines.length === APPLY_BATCH
   }
 

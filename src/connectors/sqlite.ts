@@ -33,7 +33,7 @@ import Database from 'better-sqlite3'
 import type { Logger } from 'pino'
 import { InvalidInputError, SyncmeshError } from '../errors.js'
 import type { FeedLine, ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../node/types.js'
-import { checkIdentifier, columnFromField, columnKind, newCounters, quote, recordFromRow, sameValue, writeFileDurable } from './connector.js'
+import { checkIdentifier, columnFromField, writeCaptured, columnKind, newCounters, quote, recordFromRow, sameValue, writeFileDurable } from './connector.js'
 import type { Column, Connector, ConnectorCounters, ConnectorStatus, SqlValue } from './connector.js'
 
 export const OUTBOX = '_syncmesh_outbox'
@@ -235,6 +235,13 @@ export class SqliteConnector {
     this.db = undefined
   }
 
+  /** A row or record refused by the table (apply) or by the node (capture): logged with its id, counted, skipped. */
+  private refuse (id: string, message: string, by: string): void {
+    this.counters.refusedRows++
+    this.lastRefused = { at: new Date().toISOString(), id: id.slice(0, 200), message }
+    this.log.warn({ id: id.slice(0, 200), err: message }, `connector ${this.def.id}: ${by} refused "${id.slice(0, 200)}" (${this.def.table} ↔ ${this.def.collection}): ${message}; skipped`)
+  }
+
   private fail (err: unknown, what: string): void {
     this.counters.errors++
     const message = `${what}: ${(err as Error).message ?? String(err)}`
@@ -324,9 +331,7 @@ export class SqliteConnector {
       if (value !== undefined) puts.push({ id, value })
       else dels.push(id)
     }
-    if (puts.length > 0) await this.node.records.import(this.def.collection, puts)
-    for (const id of dels) await this.node.records.delete(this.def.collection, id)
-    this.counters.captured += puts.length + dels.length
+    this.counters.captured += await writeCaptured(this.node, this.def.collection, puts, dels, (id, message) => this.refuse(id, message, 'the node'))
     this.capture = { taken: last, ...(this.capture.inflight !== undefined && this.capture.inflight > last ? { inflight: this.capture.inflight } : {}) }
     await this.saveCapture()
     try {
@@ -435,11 +440,7 @@ export class SqliteConnector {
     this.cursorDirty = false
     this.counters.applied += counts.applied
     this.counters.skippedFields += counts.skippedFields
-    this.counters.refusedRows += counts.refused.length
-    for (const r of counts.refused) {
-      this.lastRefused = { at: new Date().toISOString(), id: r.id, message: r.message }
-      this.log.warn({ id: r.id, err: r.message }, `connector ${this.def.id}: table ${this.def.table} refused record "${r.id}" of ${this.def.collection}: ${r.message}; the row is skipped`)
-    }
+    for (const r of counts.refused) this.refuse(r.id, r.message, `table ${this.def.table}`)
     return lines.length === APPLY_BATCH
   }
 
