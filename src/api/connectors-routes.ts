@@ -7,8 +7,8 @@
  *   DELETE /v1/connectors/:id      remove it (its triggers are dropped)
  */
 import { z } from 'zod'
-import { NotFoundError, SyncmeshError } from '../errors.js'
-import type { SyncNodeApi } from '../node/types.js'
+import { NotFoundError, SyncmeshError } from '../core/errors.js'
+import type { SyncNodeApi } from '../core/types.js'
 import { connectorsOf } from '../connectors/manager.js'
 import type { ConnectorManager } from '../connectors/manager.js'
 import type { App } from './rules-routes.js'

@@ -12,8 +12,8 @@
  */
 import { open, rename, rm } from 'node:fs/promises'
 import { isDeepStrictEqual } from 'node:util'
-import { InvalidInputError, SyncmeshError } from '../errors.js'
-import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../node/types.js'
+import { InvalidInputError, SyncmeshError } from '../core/errors.js'
+import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
 
 export type ConnectorKind = 'sqlite' | 'postgres'
 export type ConnectorDirection = 'both' | 'out' | 'in'

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { ConnectorStatus } from '../../connectors/connector.js'
-import { SyncmeshError } from '../../errors.js'
+import { SyncmeshError } from '../../core/errors.js'
 import { readApiFile } from '../../node/config.js'
 import { UsageError, addClientOptions, addJsonOption, parseList } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'
