@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
-import { NodeProcess, runCli, tempDir, waitFor } from '../scripts/lib/cluster.js'
+import { NodeProcess, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 
 const KEY = '0d4c8a2e6f1b5d9c3a7e0f4b8d2c6a1e5f'
 const NO_DISCOVERY = ['--target-peers', '0']

@@ -7,10 +7,10 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { tempDir } from '../scripts/lib/cluster.js'
-import { checkIdentifier, columnFromField, columnKind, fieldFromColumn, recordFromRow, toIso } from '../src/connectors/connector.js'
-import { APPLYING, OUTBOX, inspectTable, installSchema, uninstallSchema } from '../src/connectors/sqlite.js'
-import { pgKind, redactUrl } from '../src/connectors/postgres.js'
+import { tempDir } from '../../scripts/lib/cluster.js'
+import { checkIdentifier, columnFromField, columnKind, fieldFromColumn, recordFromRow, toIso } from '../../src/connectors/connector.js'
+import { APPLYING, OUTBOX, inspectTable, installSchema, uninstallSchema } from '../../src/connectors/sqlite.js'
+import { pgKind, redactUrl } from '../../src/connectors/postgres.js'
 
 describe('connector mapping', () => {
   it('column kinds from declared types', () => {

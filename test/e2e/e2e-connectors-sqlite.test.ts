@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { NodeProcess, runCli, tempDir, waitFor } from '../scripts/lib/cluster.js'
+import { NodeProcess, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 
 const KEY = '5e2b8d1f4a7c0e3b6d9f2a5c8e1b4d7f0a'
 const NO_DISCOVERY = ['--target-peers', '0']
