@@ -372,6 +372,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         protocols = (await this.host.services.identify.identify(connection, { signal: AbortSignal.timeout(5_000) })).protocols
       } catch {}
     }
+    // the connection closed while identify was answered: what it recorded came after the peer was forgotten
+    if (connection !== undefined && connection.status !== 'open' && !this.auth.isBanned(id)) this.forgetPeer(id)
     if (protocols === undefined) {
       try {
         protocols = (await this.host.peerStore.get(peer)).protocols
