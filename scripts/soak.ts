@@ -554,7 +554,7 @@ class Soak {
         try { line = JSON.parse(text) } catch { continue }
         const msg = line.msg ?? ''
         if (/sent invalid data/.test(msg)) add('offences', n.name, line)
-        else if (/after repeated invalid data/.test(msg)) add('bans', n.name, line)
+        else if (/^refusing peer .* after \d+ offences/.test(msg)) add('bans', n.name, line)
         else if (/mesh-key authentication failed/.test(msg)) add(/did not prove the mesh key within/.test(msg) ? 'silentPeers' : 'authFailures', n.name, line)
         else if (/^sync session with .* ended: /.test(msg) && (line.level ?? 0) >= 40) add(/peer sent nothing for/.test(msg) ? 'silentPeers' : 'protocolErrors', n.name, line)
         else if (/is stuck/.test(msg)) add('stuckWarnings', n.name, line)

@@ -4,8 +4,11 @@
  * obscurely (libp2p's multistream-select only reports that the protocol
  * could not be negotiated).
  *
- * The peer's protocol list comes from libp2p's identify (the `peer:identify`
- * event, or the peer store, read lazily when opening a stream fails). A peer
+ * The peer's protocol list comes from libp2p's identify, which a node runs
+ * itself (it does not run on connection open, and is answered only once the
+ * key is proved: see docs/door.md): right after a peer proved the key, when
+ * opening the sync stream fails, and as the dialer when the peer does not
+ * speak this node's auth protocol (the peer store otherwise). A peer
  * that lists a protocol of a family (`/syncmesh/sync/…`, `/syncmesh/auth/…`)
  * but not this node's version of it is incompatible; a peer that lists ours
  * (whatever else it lists) is not, nor is one that lists none of the family

@@ -22,7 +22,7 @@ import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS, PROTOCOL_PREFIX } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
-import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES } from '../network/versions.js'
+import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, SYNC_FAMILY } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
@@ -58,6 +58,9 @@ const IMPORT_BATCH = 1000
 /** An origin that is behind and whose log has not advanced for this long is reported as stuck. */
 const STUCK_AFTER_MS = 30_000
 const STUCK_CHECK_MS = 5_000
+/** Identify requests made to judge a peer's wire versions, and the pause between them. */
+const IDENTIFY_ATTEMPTS = 3
+const IDENTIFY_RETRY_MS = 500
 /** Stall warnings logged per minute at most (the rest are counted, and all are in status). */
 const STALL_LOGS_PER_MINUTE = 10
 /** How often at most the peers are asked again for one origin (see askFor). */
@@ -231,16 +234,15 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => {
-          this.peerManager?.rejected(peer.toString(), reason)
-          // another auth protocol version? (the peer store holds what identify learnt)
-          void this.checkVersions(peer, [AUTH_FAMILY])
-        },
+        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason),
+        // the peer does not speak our auth protocol: another auth version? Only what it claims (identify, if it
+        // answers a connection that has not proved the key) can say, and only the auth family is judged from it
+        onAuthUnsupported: async (c) => { await this.checkVersions(c.remotePeer, [AUTH_FAMILY], c) },
         door: this.door,
         onForget: (peer) => this.forgetPeer(peer)
       })
       this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
-      // identify may complete before or after authentication: judge a peer once it proved the key (onAuthenticated reads the peer store)
+      // identify runs when this node asks (onAuthenticated, onUnsupported) or the peer pushes: judge only peers that proved the key
       this.host.addEventListener('peer:identify', (evt) => {
         if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
       })
@@ -353,22 +355,31 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   }
 
   /**
-   * Whether `peer` speaks another version of the sync or auth protocol, from
-   * the protocols identify recorded in the peer store; with a connection that
-   * proved the key and nothing recorded yet, ask the peer (identify).
+   * Whether `peer` speaks another version of the sync or auth protocol. With
+   * an open `connection`, the peer is asked (identify, tried a few times: on
+   * a connection that just proved the key, the peer may not have seen our
+   * verdict yet, and answers identify only once it has); otherwise, or when
+   * it does not answer, the protocols identify recorded in the peer store.
+   * Identify is never answered before the key (see docs/door.md); asking a
+   * peer reveals nothing of this node.
    */
   private async checkVersions (peer: PeerId, families: readonly ProtocolFamily[], connection?: Connection): Promise<VersionMismatch | undefined> {
     const id = peer.toString()
-    let protocols: string[] = []
-    try {
-      protocols = (await this.host.peerStore.get(peer)).protocols
-    } catch {}
-    if (!protocols.some(p => p.startsWith(`/${PROTOCOL_PREFIX}/`)) && connection !== undefined && connection.status === 'open') {
+    let protocols: string[] | undefined
+    for (let attempt = 0; attempt < IDENTIFY_ATTEMPTS && connection !== undefined && connection.status === 'open' && protocols === undefined; attempt++) {
+      if (attempt > 0) await new Promise(resolve => setTimeout(resolve, IDENTIFY_RETRY_MS))
       try {
         protocols = (await this.host.services.identify.identify(connection, { signal: AbortSignal.timeout(5_000) })).protocols
       } catch {}
     }
-    return this.versions.check(id, protocols, families)
+    // the connection closed while identify was answered: what it recorded came after the peer was forgotten
+    if (connection !== undefined && connection.status !== 'open' && !this.auth.isBanned(id)) this.forgetPeer(id)
+    if (protocols === undefined) {
+      try {
+        protocols = (await this.host.peerStore.get(peer)).protocols
+      } catch {}
+    }
+    return this.versions.check(id, protocols ?? [], families)
   }
 
   /** Drop what is kept about a peer that never proved the key or whose refusal ended (unless it is known). */
@@ -380,7 +391,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   }
 
   private onAuthenticated (connection: Connection): void {
-    void this.checkVersions(connection.remotePeer, PROTOCOL_FAMILIES)
+    // identify does not run on connection open (nobody is answered before the key): ask now, and judge the sync family
+    void this.checkVersions(connection.remotePeer, [SYNC_FAMILY], connection)
     this.peerManager.authenticated(connection)
     this.sync.connected(connection).catch(() => {})
   }

@@ -64,13 +64,22 @@ describe('a node meeting a peer of another protocol version', () => {
   /**
    * A libp2p node that proves the mesh key like any syncmesh node (the real
    * auth protocol) when `auth` is ours, and answers the sync protocol only
-   * under another id.
+   * under another id. Like this release, it answers identify only on
+   * connections that proved the key; one of another auth version models a
+   * release whose identify answers any connection (as releases did before
+   * the door), since only such a peer can tell a node its auth version.
    */
-  async function otherVersion (ids: { sync: string, auth?: string }, key = KEY): Promise<Host> {
-    const host = await createHost({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+  async function otherVersion (ids: { sync: string, auth?: string, identifyAfterKeyOnly?: boolean }, key = KEY): Promise<Host> {
+    let auth: MeshAuth | undefined
+    const host = await createHost({
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      isAuthenticated: (c) => (ids.auth !== undefined && ids.identifyAfterKeyOnly !== true) || (auth?.isAuthenticated(c) ?? false)
+    })
     hosts.push(host)
     if (ids.auth === undefined) {
-      await new MeshAuth(host, { keys: [key], logger: pino({ level: 'silent' }), onAuthenticated: () => {} }).start()
+      auth = new MeshAuth(host, { keys: [key], logger: pino({ level: 'silent' }), onAuthenticated: () => {} })
+      await auth.start()
     } else {
       await host.handle(ids.auth, (stream) => { stream.abort(new Error('not implemented')) })
     }
@@ -125,6 +134,17 @@ describe('a node meeting a peer of another protocol version', () => {
     expect((await peerInfo(real, id))?.incompatible).toMatchObject({ code: 'AUTH_PROTOCOL_MISMATCH', protocol: 'auth', ours: AUTH_PROTOCOL, theirs: ['/syncmesh/auth/0.9.0'] })
     expect(warnings('AUTH_PROTOCOL_MISMATCH')).toHaveLength(1)
     expect(warnings('AUTH_PROTOCOL_MISMATCH')[0]).toContain(`peer ${id} speaks auth protocol /syncmesh/auth/0.9.0; this node speaks ${AUTH_PROTOCOL}`)
+  })
+
+  it('another auth protocol version from a peer that answers identify only after the key: only the bare failure can be said', async () => {
+    const real = await startReal()
+    const other = await otherVersion({ sync: '/syncmesh/sync/0.9.0', auth: '/syncmesh/auth/0.9.0', identifyAfterKeyOnly: true })
+    const id = other.peerId.toString()
+    await real.peers.add(other.getMultiaddrs()[0].toString())
+    await eventually(() => lines.some(l => l.includes('could not open the auth stream') && l.includes(id)), 'the authentication failure')
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    expect(warnings('AUTH_PROTOCOL_MISMATCH')).toEqual([])
+    expect((await peerInfo(real, id))?.incompatible).toBeUndefined()
   })
 
   it('a peer without the mesh key cannot make a node report versions: its claimed sync version is not judged', async () => {

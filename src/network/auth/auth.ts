@@ -67,6 +67,12 @@ export interface MeshAuthInit {
   onAuthenticated: (connection: Connection) => void
   onRejected?: (peer: PeerId, reason: string) => void
   /**
+   * The peer of an outbound connection does not speak this auth protocol
+   * (another version, or not a syncmesh node): awaited, with the connection
+   * still open, before the failure is reported and the connection closed.
+   */
+  onAuthUnsupported?: (connection: Connection) => Promise<void>
+  /**
    * Admission of inbound connections: told when one proves the key, and
    * which addresses to refuse with a banned peer id.
    */
@@ -88,6 +94,7 @@ export class MeshAuth {
   private readonly banMs: number
   private readonly onAuthenticated: MeshAuthInit['onAuthenticated']
   private readonly onRejected?: MeshAuthInit['onRejected']
+  private readonly onAuthUnsupported?: MeshAuthInit['onAuthUnsupported']
   private readonly passed = new Set<string>()
   /** Connection id → the key the peer proved on it. */
   private readonly provedWith = new Map<string, string>()
@@ -108,6 +115,7 @@ export class MeshAuth {
     this.banMs = init.banMs ?? AUTH_BAN_MS
     this.onAuthenticated = init.onAuthenticated
     this.onRejected = init.onRejected
+    this.onAuthUnsupported = init.onAuthUnsupported
     this.door = init.door
     this.onForget = init.onForget
   }
@@ -288,6 +296,7 @@ export class MeshAuth {
     try {
       stream = await connection.newStream(AUTH_PROTOCOL, { signal })
     } catch (err) {
+      if ((err as Error).name === 'UnsupportedProtocolError' && connection.status === 'open') await this.onAuthUnsupported?.(connection).catch(() => {})
       if (connection.status === 'open') this.fail(connection, `could not open the auth stream (${(err as Error).message}); is the peer a syncmesh node?`, false)
       return
     }
