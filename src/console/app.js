@@ -123,8 +123,8 @@ async function overview () {
       h('div', { class: 'card' }, h('div', { class: 'muted' }, 'peer id'), h('div', {}, h('code', {}, s.peerId)))),
     h('h2', {}, `Peers (${s.peers.filter(p => p.connected).length} of ${s.peers.length} connected)`),
     table(['platform', 'region', 'state', 'last seen', 'in', 'out', 'error'], s.peers.map(p => [
-      platformName(p.peerId) ?? h('code', {}, p.peerId.slice(0, 16) + '…'),
-      region(p.peerId),
+      p.platform ?? platformName(p.peerId) ?? h('code', {}, p.peerId.slice(0, 16) + '…'),
+      p.region ?? region(p.peerId),
       h('span', { class: p.connected && p.authenticated ? 'ok' : 'bad' }, p.connected ? (p.authenticated ? 'connected' : 'unauthenticated') : 'disconnected'),
       fmtAgo(p.lastSeen),
       `${fmtCount(p.entriesReceived)} entries, ${fmtBytes(p.bytesReceived)} ${rate('in' + p.peerId, p.entriesReceived)}`,

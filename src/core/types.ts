@@ -134,6 +134,9 @@ export type RulePatch = {
 
 export interface PeerInfo {
   peerId: string
+  /** The peer's platform name and region in the registry, when it has registered. */
+  platform?: string
+  region?: string
   addrs: string[]
   connected: boolean
   /** Proved the mesh key on the current connection. */

@@ -350,7 +350,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private peerList (): PeerInfo[] {
     return this.peerManager.list().map(p => {
       const m = this.versions.get(p.peerId)
-      return m === undefined ? p : { ...p, lastError: m.message, incompatible: { code: m.code, protocol: m.protocol, ours: m.ours, theirs: m.theirs, message: m.message, since: m.since } }
+      const platform = this.registryView.platformByPeer(p.peerId)
+      const named = platform === undefined ? p : { ...p, platform: platform.name, ...(platform.region !== undefined ? { region: platform.region } : {}) }
+      return m === undefined ? named : { ...named, lastError: m.message, incompatible: { code: m.code, protocol: m.protocol, ours: m.ours, theirs: m.theirs, message: m.message, since: m.since } }
     })
   }
 

@@ -46,6 +46,12 @@ describe('two real node processes', () => {
     console.log(`[measure] 1000-record import on A until all readable on B: ${ms.toFixed(0)} ms`)
     expect(await b.all('articles')).toEqual(await a.all('posts'))
 
+    // B lists A by its platform name and region, in the API and in the CLI's status
+    const bPeers = await b.request<Array<{ peerId: string, platform?: string }>>('GET', '/v1/peers')
+    expect(bPeers.body.find(p => p.peerId === a.peerId)?.platform).toBe('A')
+    const statusText = await runCli(['status', '--data', b.dir])
+    expect(statusText.stdout).toMatch(/^\s+A\s+yes\b/m)
+
     // an update and a delete on A are reflected on B
     const upd = await runCli(['put', 'posts', 'p00000007', '{"title":"edited"}', '--data', a.dir])
     expect(upd.code, upd.stderr).toBe(0)

@@ -33,7 +33,7 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     lines.push(indent(table(
       ['PEER', 'CONNECTED', 'LAST SEEN', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
       s.peers.map((p) => [
-        shortId(p.peerId),
+        p.platform !== undefined ? `${p.platform}${p.region !== undefined ? ` (${p.region})` : ''}` : shortId(p.peerId),
         p.connected ? (p.authenticated ? 'yes' : 'yes (unauthenticated)') : 'no',
         formatAgo(p.lastSeen, now),
         `${formatCount(p.entriesReceived)} / ${formatBytes(p.bytesReceived)}`,
