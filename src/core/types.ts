@@ -143,6 +143,8 @@ export interface PeerInfo {
   authenticated: boolean
   /** ISO time of the last successful contact, if any. */
   lastSeen?: string
+  /** ISO time the last connection to the peer closed, while it is disconnected (why: `lastError`). */
+  disconnectedSince?: string
   /** Added by an operator (persisted and redialled) rather than only discovered. */
   persisted: boolean
   entriesSent: number

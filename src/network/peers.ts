@@ -185,6 +185,7 @@ export class PeerManager {
     const s = this.peers.get(peer)
     if (s === undefined || this.host.getConnections().some(c => c.remotePeer.toString() === peer && c.status === 'open')) return
     const now = Date.now()
+    if (s.openedAt !== undefined) this.log.info({ peer, lastError: s.lastError }, `peer ${peer} disconnected${s.lastError !== undefined ? ` (${s.lastError})` : ''}`)
     s.downSince ??= now
     if (s.openedAt !== undefined) {
       s.flaps = now - s.openedAt < FLAP_MS ? (s.flaps ?? 0) + 1 : 0
@@ -277,6 +278,7 @@ export class PeerManager {
     s.backoff = REDIAL_MIN_MS
     s.lastError = undefined
     s.linked = true
+    if (s.openedAt === undefined) this.log.info({ peer: s.peerId, addr: connection.remoteAddr.toString(), direction: connection.direction }, `peer ${s.peerId} connected and proved the mesh key (${connection.direction}, ${connection.remoteAddr.toString()})`)
     s.openedAt ??= Date.now()
     s.downSince = undefined
     const addr = connection.remoteAddr.toString()
@@ -424,8 +426,9 @@ export class PeerManager {
     const out: PeerInfo[] = []
     for (const c of this.host.getConnections()) seen.add(c.remotePeer.toString())
     for (const s of this.peers.values()) {
-      // also peers that misbehaved recently: what they did stays visible after they are gone
-      if (s.persisted || seen.has(s.peerId) || (s.offenceCount ?? 0) > 0) out.push(this.info(s))
+      // also peers that proved the key before (while their state is kept) and peers that misbehaved
+      // recently: who went away, when and why stays visible
+      if (s.persisted || s.linked === true || seen.has(s.peerId) || (s.offenceCount ?? 0) > 0) out.push(this.info(s))
     }
     for (const peer of seen) if (!this.peers.has(peer)) out.push(this.info(this.fresh(peer)))
     return out.sort((a, b) => a.peerId.localeCompare(b.peerId))
@@ -445,6 +448,7 @@ export class PeerManager {
       bytesReceived: s.bytesReceived
     }
     if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
+    if (s.downSince !== undefined && conns.length === 0) info.disconnectedSince = new Date(s.downSince).toISOString()
     if (s.lastError !== undefined) info.lastError = s.lastError
     if (s.offenceCount !== undefined) info.offences = s.offenceCount
     if (s.offencesByCheck !== undefined) info.offencesByCheck = Object.fromEntries([...s.offencesByCheck].sort())

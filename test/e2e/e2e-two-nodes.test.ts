@@ -64,6 +64,12 @@ describe('two real node processes', () => {
 
     // B stopped, 500 more written on A, B restarted: B catches up
     expect(await b.stop()).toBe(0)
+    // A says at info level that B went away, and keeps it listed with since when
+    expect(a.stderr).toMatch(new RegExp(`"level":30.*peer ${b.peerId} connected and proved the mesh key`))
+    await waitFor(() => new RegExp(`"level":30.*peer ${b.peerId} disconnected`).test(a.stderr), 'A to log that B disconnected', 10_000)
+    const away = (await a.request<Array<{ peerId: string, connected: boolean, disconnectedSince?: string }>>('GET', '/v1/peers')).body.find(p => p.peerId === b.peerId)
+    expect(away?.connected).toBe(false)
+    expect(Date.parse(away?.disconnectedSince ?? '')).toBeGreaterThan(0)
     expect(await a.importNdjson('posts', makeNdjson(500, 'q'))).toBe(500)
     await b.start()
     await waitFor(async () => await b.count('articles') === 1499, 'B to catch up to 1499 articles')
