@@ -1,5 +1,5 @@
 /**
- * The local HTTP API (see docs/interface.md). Every route but GET /v1/health
+ * The local HTTP API (reference: docs/http-api.md). Every route but GET /v1/health
  * needs `Authorization: Bearer TOKEN`; every error is
  * `{"error":{"code","message"}}`.
  */

@@ -1,5 +1,5 @@
 /**
- * The `syncmesh` command line (see docs/interface.md): builds the commander
+ * The `syncmesh` command line (reference: docs/cli.md): builds the commander
  * program and runs it, mapping every outcome to an exit status:
  * 0 success, 1 failure (one line on stderr: `error [CODE]: message`), 2 usage error.
  */

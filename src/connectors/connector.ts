@@ -13,7 +13,7 @@
 import { open, rename, rm } from 'node:fs/promises'
 import { isDeepStrictEqual } from 'node:util'
 import { InvalidInputError, SyncmeshError } from '../core/errors.js'
-import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
+import type { FeedLine, ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
 
 export type ConnectorKind = 'sqlite' | 'postgres'
 export type ConnectorDirection = 'both' | 'out' | 'in'
@@ -240,4 +240,25 @@ export async function writeFileDurable (path: string, text: string): Promise<voi
     await rm(tmp, { force: true })
     throw err
   }
+}
+
+/** Changes of the feed read per apply transaction. */
+export const APPLY_BATCH = 500
+
+export type FeedChange = Extract<FeedLine, { type: 'change' }>
+
+/**
+ * The next batch of the changes feed after `cursor` for `collection`: the
+ * changes rules delivered (local writes, this connector's captures among them,
+ * are not applied back), the cursor after the batch, and whether more may
+ * follow. Undefined when nothing is new.
+ */
+export async function readDelivered (node: SyncNodeApi, collection: string, cursor: string): Promise<{ delivered: FeedChange[], next: string, more: boolean } | undefined> {
+  if (node.changes === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this node has no changes feed', 501)
+  const lines: FeedChange[] = []
+  for await (const line of node.changes({ since: cursor, collection, limit: APPLY_BATCH })) {
+    if (line.type === 'change') lines.push(line)
+  }
+  if (lines.length === 0) return undefined
+  return { delivered: lines.filter(l => l.ruleId !== undefined), next: lines[lines.length - 1].cursor as string, more: lines.length === APPLY_BATCH }
 }

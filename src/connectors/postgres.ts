@@ -30,15 +30,14 @@ import { join } from 'node:path'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import { InvalidInputError, SyncmeshError } from '../core/errors.js'
-import type { FeedLine, ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
-import { checkIdentifier, columnFromField, writeCaptured, newCounters, quote, sameValue, toIso, writeFileDurable } from './connector.js'
-import type { Column, ColumnKind, Connector, ConnectorCounters, ConnectorStatus, SqlValue } from './connector.js'
+import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
+import { checkIdentifier, columnFromField, readDelivered, writeCaptured, newCounters, quote, sameValue, toIso, writeFileDurable } from './connector.js'
+import type { Column, ColumnKind, Connector, ConnectorCounters, ConnectorStatus, SqlValue, FeedChange } from './connector.js'
 
 export const PG_OUTBOX = '_syncmesh_outbox'
 export const PG_STATE = '_syncmesh_state'
 export const PG_CHANNEL = 'syncmesh_outbox'
 const CAPTURE_BATCH = 2000
-const APPLY_BATCH = 500
 const POLL_MS = 1000
 
 /** The connection URL without its password, for status and logs. */
@@ -372,18 +371,13 @@ export class PostgresConnector {
   private async applyOnce (): Promise<boolean> {
     const client = this.client as pg.Client
     const info = this.info as PgTableInfo
-    if (this.node.changes === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this node has no changes feed', 501)
-    const lines: Array<Extract<FeedLine, { type: 'change' }>> = []
-    for await (const line of this.node.changes({ since: this.cursor, collection: this.def.collection, limit: APPLY_BATCH })) {
-      if (line.type === 'change') lines.push(line)
-    }
-    if (lines.length === 0) return false
-    const next = lines[lines.length - 1].cursor
-    const delivered = lines.filter(l => l.ruleId !== undefined)
+    const batch = await readDelivered(this.node, this.def.collection, this.cursor)
+    if (batch === undefined) return false
+    const { delivered, next, more } = batch
     if (delivered.length === 0) {
       this.cursor = next
       this.cursorDirty = true
-      return lines.length === APPLY_BATCH
+      return more
     }
     const T = quote(this.def.table)
     const idCol = info.idColumn
@@ -434,7 +428,7 @@ export class PostgresConnector {
     this.counters.applied += applied
     this.counters.skippedFields += skippedFields
     for (const r of refused) this.refuse(r.id, r.message, `table ${this.def.table}`)
-    return lines.length === APPLY_BATCH
+    return more
   }
 
   status (): ConnectorStatus {

@@ -32,9 +32,9 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { Logger } from 'pino'
 import { InvalidInputError, SyncmeshError } from '../core/errors.js'
-import type { FeedLine, ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
-import { checkIdentifier, columnFromField, writeCaptured, columnKind, newCounters, quote, recordFromRow, sameValue, writeFileDurable } from './connector.js'
-import type { Column, Connector, ConnectorCounters, ConnectorStatus, SqlValue } from './connector.js'
+import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
+import { checkIdentifier, columnFromField, readDelivered, writeCaptured, columnKind, newCounters, quote, recordFromRow, sameValue, writeFileDurable } from './connector.js'
+import type { Column, Connector, ConnectorCounters, ConnectorStatus, SqlValue, FeedChange } from './connector.js'
 
 export const OUTBOX = '_syncmesh_outbox'
 export const APPLYING = '_syncmesh_applying'
@@ -45,7 +45,6 @@ export const POLL_MS = 75
 /** Outbox rows taken per round. */
 export const CAPTURE_BATCH = 2000
 /** Feed changes applied per transaction. */
-export const APPLY_BATCH = 500
 /** How long one statement waits for the application's lock before the round is retried (the event loop waits meanwhile). */
 export const BUSY_TIMEOUT_MS = 200
 /** json_object takes at most 127 arguments. */
@@ -371,19 +370,13 @@ export class SqliteConnector {
   private async applyOnce (): Promise<boolean> {
     const db = this.db as Database.Database
     const info = this.info as TableInfo
-    if (this.node.changes === undefined) throw new SyncmeshError('NOT_SUPPORTED', 'this node has no changes feed', 501)
-    const lines: Array<Extract<FeedLine, { type: 'change' }>> = []
-    for await (const line of this.node.changes({ since: this.cursor, collection: this.def.collection, limit: APPLY_BATCH })) {
-      if (line.type === 'change') lines.push(line)
-    }
-    if (lines.length === 0) return false
-    const next = lines[lines.length - 1].cursor
-    // local writes (what this connector captured, or API writes) are not applied back
-    const delivered = lines.filter(l => l.ruleId !== undefined)
+    const batch = await readDelivered(this.node, this.def.collection, this.cursor)
+    if (batch === undefined) return false
+    const { delivered, next, more } = batch
     if (delivered.length === 0) {
       this.cursor = next
       this.cursorDirty = true
-      return lines.length === APPLY_BATCH
+      return more
     }
     const T = quote(this.def.table)
     const idCol = info.idColumn
@@ -403,7 +396,7 @@ export class SqliteConnector {
     const del = db.prepare(`DELETE FROM ${T} WHERE ${quote(idCol.name)} = ?`)
     const idValue = (id: string): SqlValue => idCol.kind === 'integer' && /^-?\d{1,15}$/.test(id) ? Number(id) : id
     const counts = { applied: 0, skippedFields: 0, refused: [] as Array<{ id: string, message: string }> }
-    const one = db.transaction((line: Extract<FeedLine, { type: 'change' }>) => {
+    const one = db.transaction((line: FeedChange) => {
       if (line.op === 'del' || line.value === undefined) {
         del.run(idValue(line.id))
         return
@@ -441,7 +434,7 @@ export class SqliteConnector {
     this.counters.applied += counts.applied
     this.counters.skippedFields += counts.skippedFields
     for (const r of counts.refused) this.refuse(r.id, r.message, `table ${this.def.table}`)
-    return lines.length === APPLY_BATCH
+    return more
   }
 
   // -- status ---------------------------------------------------------------
