@@ -249,7 +249,8 @@ export class Ingestor {
       // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
       const txn = this.store.txn()
       await this.log.append(txn, origin, fresh, toSeq, keptCerts)
-      await this.applyEntries(txn, fresh, result)
+      // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction
+      await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       const { durable } = await txn.issue()
       // what the next transaction builds on (it reads these writes through the store's pending view)
@@ -408,9 +409,11 @@ export class Ingestor {
   }
 
   /** What the entries mean on this node: own records, registry, rules (and what those write, on through chains). */
-  private async applyEntries (txn: Txn, entries: LogEntry[], result: IngestResult, keepChanges?: boolean): Promise<void> {
+  private async applyEntries (txn: Txn, entries: LogEntry[], result: IngestResult, keepChanges?: boolean, ownFloor = 0): Promise<void> {
     const st = this.begin(txn, result, false, keepChanges)
-    // in writeLocal the new local entries are already in the transaction's log
+    // in writeLocal the new local entries are already in the transaction's log; a batch of this
+    // node's own log taken back from a peer holds it up to the batch end (ownFloor)
+    st.ownTop = Math.max(st.ownTop, ownFloor)
     for (const e of entries) if (e.origin === this.self && e.seq > st.ownTop) st.ownTop = e.seq
     st.ownBase = st.ownTop
     await this.applyLevel(st, entries, 0)

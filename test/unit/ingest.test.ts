@@ -155,6 +155,27 @@ describe('ingest: runs, duplicates and gaps', () => {
   })
 })
 
+describe('ingest: this node\'s own log coming back', () => {
+  it('rule writes made while taking back its own log take seqs after the batch end, not after its last surviving entry', async () => {
+    // a node restored from a backup gets its own log back from peers; the batch (0, 4] holds
+    // seqs 1 and 2 only (3 and 4 were superseded later and compacted away)
+    const s = await scenario()
+    await s.addRule({ id: 'own', from: { platform: 'tgt', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } })
+    // articles is a rule's source, so the rule's writes into it go into this node's log (chaining)
+    await s.addRule({ id: 'on', from: { platform: 'tgt', collection: 'articles' }, to: { platform: 'tgt', collection: 'copies' } })
+    const me = new OriginLog(s.h.self)
+    const e = [me.put('posts', 'a', { v: 1 }), me.put('posts', 'b', { v: 1 })]
+    const r = await s.h.ingest(s.h.self, 0, 4, e)
+    expect(r?.stored).toBe(2)
+    expect(await s.h.value('articles', 'a')).toEqual({ v: 1 })
+    const derived = (await s.h.ownEntries(0)).filter(x => x.collection === 'articles')
+    expect(derived.map(x => x.id).sort()).toEqual(['a', 'b'])
+    // seqs 3 and 4 belong to the origin's own (compacted) history: reusing them would fork the log
+    for (const x of derived) expect(x.seq).toBeGreaterThan(4)
+    expect(s.h.log.held(s.h.self)).toBe(6)
+  })
+})
+
 describe('ingest: registry', () => {
   it('registry entries from any origin build the registry and the rules', async () => {
     const h = await harness()
