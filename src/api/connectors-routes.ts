@@ -12,6 +12,7 @@ import type { SyncNodeApi } from '../core/types.js'
 import { connectorsOf } from '../connectors/manager.js'
 import type { ConnectorManager } from '../connectors/manager.js'
 import type { App } from './rules-routes.js'
+import { doc } from './openapi.js'
 import { parseInput } from './schemas.js'
 
 const connectorSchema = z.object({
@@ -30,18 +31,20 @@ function manager (node: SyncNodeApi): ConnectorManager {
   return m
 }
 
+const tag = 'connectors'
+
 export function registerConnectorRoutes (app: App, node: SyncNodeApi): void {
-  app.get('/v1/connectors', async () => manager(node).list())
+  app.get('/v1/connectors', doc({ tag, summary: 'The connectors of this node with their progress' }), async () => manager(node).list())
 
-  app.get<{ Params: { id: string } }>('/v1/connectors/:id', async (request) => manager(node).status(request.params.id))
+  app.get<{ Params: { id: string } }>('/v1/connectors/:id', doc({ tag, summary: 'One connector\'s status' }), async (request) => manager(node).status(request.params.id))
 
-  app.post<{ Body: unknown }>('/v1/connectors', async (request, reply) => {
+  app.post<{ Body: unknown }>('/v1/connectors', doc({ tag, summary: 'Bind a database table to a collection (SQLite or PostgreSQL)', body: connectorSchema, status: 201 }), async (request, reply) => {
     const spec = parseInput(connectorSchema, request.body, 'body')
     const status = await manager(node).add(spec)
     return await reply.code(201).send(status)
   })
 
-  app.delete<{ Params: { id: string } }>('/v1/connectors/:id', async (request) => {
+  app.delete<{ Params: { id: string } }>('/v1/connectors/:id', doc({ tag, summary: 'Remove a connector: its triggers and outbox rows go; the table and the collection stay' }), async (request) => {
     const removed = await manager(node).remove(request.params.id)
     if (!removed) throw new NotFoundError(`no connector "${request.params.id}"; list them with GET /v1/connectors`, 'CONNECTOR_NOT_FOUND')
     return { removed: true }

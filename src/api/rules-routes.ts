@@ -20,6 +20,7 @@ import type { Logger } from 'pino'
 import { NotFoundError, SyncmeshError } from '../core/errors.js'
 import type { JsonObject, RulePatch, RuleSpec, SyncNodeApi } from '../core/types.js'
 import { redactRule } from '../registry/registry.js'
+import { doc } from './openapi.js'
 import { changesQuerySchema, logQuerySchema, parseInput, ruleBodySchema, rulePatchSchema } from './schemas.js'
 
 export type App = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger>
@@ -28,17 +29,19 @@ function unsupported (what: string): SyncmeshError {
   return new SyncmeshError('NOT_SUPPORTED', `this node does not support ${what}`, 501)
 }
 
-export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
-  app.get('/v1/rules', async () => node.registry.rules().map(redactRule))
+const tag = 'rules'
 
-  app.get<{ Params: { id: string } }>('/v1/rules/:id', async (request) => {
+export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
+  app.get('/v1/rules', doc({ tag, summary: 'The rules (webhook secrets redacted)' }), async () => node.registry.rules().map(redactRule))
+
+  app.get<{ Params: { id: string } }>('/v1/rules/:id', doc({ tag, summary: 'One rule' }), async (request) => {
     if (node.registry.rule == null) throw unsupported('reading one rule')
     const rule = node.registry.rule(request.params.id)
     if (rule === undefined) throw new NotFoundError(`no rule with id "${request.params.id}"; list them with GET /v1/rules`)
     return redactRule(rule)
   })
 
-  app.post<{ Body: unknown }>('/v1/rules', async (request, reply) => {
+  app.post<{ Body: unknown }>('/v1/rules', doc({ tag, summary: 'Create a rule (201), or with "dryRun": true report what it would do (200)', body: ruleBodySchema, status: 201 }), async (request, reply) => {
     const { dryRun, ...body } = parseInput(ruleBodySchema, request.body, 'body')
     const spec: RuleSpec = {
       from: body.from,
@@ -62,7 +65,7 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
     return await reply.code(201).send(redactRule(rule))
   })
 
-  app.patch<{ Params: { id: string }, Body: unknown }>('/v1/rules/:id', async (request) => {
+  app.patch<{ Params: { id: string }, Body: unknown }>('/v1/rules/:id', doc({ tag, summary: 'Change fields of a rule (null removes one); "dryRun" as for POST', body: rulePatchSchema }), async (request) => {
     const { dryRun, ...body } = parseInput(rulePatchSchema, request.body ?? {}, 'body')
     const patch = body as RulePatch
     if (Object.keys(patch).length === 0) {
@@ -77,19 +80,19 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
     return redactRule(await node.registry.updateRule(request.params.id, patch))
   })
 
-  app.delete<{ Params: { id: string } }>('/v1/rules/:id', async (request) => {
+  app.delete<{ Params: { id: string } }>('/v1/rules/:id', doc({ tag, summary: 'Remove a rule' }), async (request) => {
     const removed = await node.registry.removeRule(request.params.id)
     if (!removed) throw new NotFoundError(`no rule with id "${request.params.id}"; list them with GET /v1/rules`)
     return { removed: true }
   })
 
-  app.get<{ Params: { id: string }, Querystring: unknown }>('/v1/rules/:id/conflicts', async (request) => {
+  app.get<{ Params: { id: string }, Querystring: unknown }>('/v1/rules/:id/conflicts', doc({ tag, summary: 'The rule\'s conflict log, newest first', query: logQuerySchema }), async (request) => {
     const { limit } = parseInput(logQuerySchema, request.query ?? {}, 'query')
     if (node.registry.conflicts == null) throw unsupported('conflict logs')
     return await node.registry.conflicts(request.params.id, limit)
   })
 
-  app.get<{ Params: { id: string }, Querystring: unknown }>('/v1/rules/:id/errors', async (request) => {
+  app.get<{ Params: { id: string }, Querystring: unknown }>('/v1/rules/:id/errors', doc({ tag, summary: 'The rule\'s transform errors, newest first', query: logQuerySchema }), async (request) => {
     const { limit } = parseInput(logQuerySchema, request.query ?? {}, 'query')
     if (node.registry.transformErrors == null) throw unsupported('transform error logs')
     return await node.registry.transformErrors(request.params.id, limit)
@@ -97,7 +100,7 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
 }
 
 export function registerChangesRoute (app: App, node: SyncNodeApi): void {
-  app.get<{ Querystring: unknown }>('/v1/changes', async (request, reply) => {
+  app.get<{ Querystring: unknown }>('/v1/changes', doc({ tag: 'changes', summary: 'The changes feed as NDJSON; with follow=true it stays open', query: changesQuerySchema, responseMediaType: 'application/x-ndjson' }), async (request, reply) => {
     const q = parseInput(changesQuerySchema, request.query ?? {}, 'query')
     if (node.changes == null) throw unsupported('the changes feed')
     const abort = new AbortController()

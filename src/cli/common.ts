@@ -2,11 +2,11 @@
  * Shared CLI plumbing: usage errors, option parsers, and reaching the node
  * (--data DIR, or --api URL --token TOKEN, or $SYNCMESH_API/$SYNCMESH_TOKEN).
  */
-import { readFile } from 'node:fs/promises'
 import { Option } from 'commander'
 import type { Command } from 'commander'
 import { ApiClient } from '../api/client.js'
 import { SyncmeshError } from '../core/errors.js'
+import { packageVersion } from '../core/version.js'
 import { readApiFile } from '../node/config.js'
 import type { Endpoint, JsonObject } from '../core/types.js'
 
@@ -152,11 +152,5 @@ export async function readStdin (): Promise<string> {
 
 /** The package version, from the nearest package.json above this file. */
 export async function readVersion (): Promise<string> {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { name?: string, version?: string }
-      if (pkg.name === 'syncmesh' && typeof pkg.version === 'string') return pkg.version
-    } catch {}
-  }
-  return '0.0.0'
+  return packageVersion()
 }
