@@ -152,12 +152,34 @@ async function checkApiPort (host: string, port: number): Promise<void> {
   })
 }
 
-async function runStart (opts: StartOptions): Promise<void> {
+/** What `start` runs with: flags over config.json over defaults, resolved once and checked before anything starts. */
+interface StartSettings {
+  data: string
+  configFile?: string
+  config: Awaited<ReturnType<typeof loadConfig>>
+  api: { host: string, port: number }
+  metrics?: { host: string, port: number }
+  key: Awaited<ReturnType<typeof resolveStartKey>>
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  targetConnections?: number
+  maxConnections?: number
+  maxClockAheadMs?: number
+  webhookAllow?: string[]
+}
+
+function counts (opts: StartOptions): { targetConnections?: number, maxConnections?: number } {
+  const targetConnections = parseCount(opts.targetPeers, '--target-peers', 0)
+  const maxConnections = parseCount(opts.maxPeers, '--max-peers', 1)
+  return { ...(targetConnections !== undefined ? { targetConnections } : {}), ...(maxConnections !== undefined ? { maxConnections } : {}) }
+}
+
+/** The flags beat config.json, which beats the defaults; usage problems are reported before anything is touched. */
+async function resolveStartSettings (opts: StartOptions): Promise<StartSettings> {
   const data = opts.data
-  tuneV8()
-  // usage problems first, before touching anything
   const apiFromFlag = opts.api != null ? parseHostPort(opts.api, '--api') : undefined
-  const metricsAddress = opts.metrics != null ? parseHostPort(opts.metrics, '--metrics') : undefined
+  const metrics = opts.metrics != null ? parseHostPort(opts.metrics, '--metrics') : undefined
   const configFile = opts.config !== undefined ? resolve(opts.config) : undefined
   const config = await loadConfig(data, configFile)
   let api = apiFromFlag
@@ -169,11 +191,7 @@ async function runStart (opts: StartOptions): Promise<void> {
     }
   }
   const key = await resolveStartKey({ flag: opts.key, env: process.env.SYNCMESH_KEY, data })
-  const listen = opts.listen != null && opts.listen.length > 0 ? opts.listen : config.listen ?? [DEFAULT_LISTEN]
-  const announce = opts.announce != null && opts.announce.length > 0 ? opts.announce : config.announce ?? []
-  const bootstrap = opts.bootstrap != null && opts.bootstrap.length > 0 ? opts.bootstrap : config.bootstrap ?? []
-  const targetConnections = parseCount(opts.targetPeers, '--target-peers', 0)
-  const maxConnections = parseCount(opts.maxPeers, '--max-peers', 1)
+  const list = (flag: string[] | undefined, fromConfig: string[] | undefined, fallback: string[]): string[] => flag != null && flag.length > 0 ? flag : fromConfig ?? fallback
   let maxClockAheadMs: number | undefined
   if (opts.maxClockAheadMs !== undefined) {
     maxClockAheadMs = Number(opts.maxClockAheadMs)
@@ -189,74 +207,92 @@ async function runStart (opts: StartOptions): Promise<void> {
       throw new UsageError(`--webhook-allow ${(err as Error).message}`)
     }
   }
-  await checkApiPort(api.host, api.port)
-  const logger = await createLogger({
-    level: opts.logLevel ?? config.logLevel ?? process.env.SYNCMESH_LOG_LEVEL,
-    levelFrom: opts.logLevel !== undefined ? '--log-level' : config.logLevel !== undefined ? 'config "logLevel"' : '$SYNCMESH_LOG_LEVEL',
-    format: opts.logFormat ?? config.logFormat,
-    formatFrom: opts.logFormat !== undefined ? '--log-format' : 'config "logFormat"'
-  })
+  return {
+    data,
+    ...(configFile !== undefined ? { configFile } : {}),
+    config,
+    api,
+    ...(metrics !== undefined ? { metrics } : {}),
+    key,
+    listen: list(opts.listen, config.listen, [DEFAULT_LISTEN]),
+    announce: list(opts.announce, config.announce, []),
+    bootstrap: list(opts.bootstrap, config.bootstrap, []),
+    ...counts(opts),
+    ...(maxClockAheadMs !== undefined ? { maxClockAheadMs } : {}),
+    ...(webhookAllow !== undefined ? { webhookAllow } : {})
+  }
+}
 
+type StartedNode = Awaited<ReturnType<typeof import('../../node/node.js')['createSyncNode']>>
+
+/** Create and start the node (libp2p, the store); a failure says what to change. */
+async function startNode (opts: StartOptions, s: StartSettings, logger: Logger): Promise<StartedNode> {
   // loaded lazily: client commands should not pay for libp2p, fastify and prom-client
   const { createSyncNode } = await import('../../node/node.js')
-  const { startApiServer } = await import('../../api/server.js')
-  let node: Awaited<ReturnType<typeof createSyncNode>>
+  let node: StartedNode
   try {
-    node = await createSyncNode({ dataDir: data, ...(configFile !== undefined ? { configFile } : {}), key, listen, announce, bootstrap, mdns: opts.mdns === true || config.mdns === true, logger, targetConnections, maxConnections, ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}), ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}), ...(maxClockAheadMs !== undefined ? { maxClockAheadMs } : {}), ...(webhookAllow !== undefined ? { webhooks: { allow: webhookAllow } } : {}) })
+    node = await createSyncNode({
+      dataDir: s.data,
+      ...(s.configFile !== undefined ? { configFile: s.configFile } : {}),
+      key: s.key,
+      listen: s.listen,
+      announce: s.announce,
+      bootstrap: s.bootstrap,
+      mdns: opts.mdns === true || s.config.mdns === true,
+      logger,
+      ...(s.targetConnections !== undefined ? { targetConnections: s.targetConnections } : {}),
+      ...(s.maxConnections !== undefined ? { maxConnections: s.maxConnections } : {}),
+      ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}),
+      ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}),
+      ...(s.maxClockAheadMs !== undefined ? { maxClockAheadMs: s.maxClockAheadMs } : {}),
+      ...(s.webhookAllow !== undefined ? { webhooks: { allow: s.webhookAllow } } : {})
+    })
   } catch (err) {
-    throw startFailure(err, listen)
+    throw startFailure(err, s.listen)
   }
   try {
     await node.start()
   } catch (err) {
     await node.stop().catch(() => {})
-    throw startFailure(err, listen)
+    throw startFailure(err, s.listen)
   }
-  // the application database connectors in DIR/connectors.json (docs/connectors.md); one that fails is reported in its status
-  const connectors = await (await import('../../connectors/manager.js')).startConnectors(node, data, logger)
+  return node
+}
 
-  // SIGHUP: re-read DIR/keyring.json (mesh key rotation without a restart); the node keeps running
-  process.on('SIGHUP', () => {
-    node.reloadKeys().then(
-      (keys) => logger.info({ keys }, `reloaded the mesh keys on SIGHUP: proving ${keys.current}, accepting ${keys.accepted.join(', ')}`),
-      (err: unknown) => logger.error({ err: (err as Error).message }, `could not reload the mesh keys on SIGHUP; the keys are unchanged: ${(err as Error).message}`)
-    )
-  })
-
-  let server: ApiServer
-  let metricsServer: MetricsServer | undefined
-  try {
-    // kept in DIR/api-tokens.json across restarts, so that scrapers and remote clients keep working
-    const tokens = await loadTokens(data, opts.apiTokenFile !== undefined ? { fullTokenFile: resolve(opts.apiTokenFile) } : {})
-    let apiUrl = ''
-    server = await startApiServer(node, {
-      host: api.host,
-      port: api.port,
-      token: tokens.full,
-      readOnlyToken: tokens.readOnly,
-      logger,
-      rotateToken: async (kind) => {
-        if (kind === 'full' && opts.apiTokenFile !== undefined) {
-          throw new SyncmeshError('API_TOKEN_FROM_FILE', `the full API token comes from ${opts.apiTokenFile}; put a new token in that file and restart the node`, 409)
-        }
-        const next = await rotateToken(data, kind)
-        if (kind === 'full') await writeApiFile(data, { url: apiUrl, token: next.full })
-        return next
+/** The HTTP API (tokens kept across restarts) and, with --metrics, the token-free metrics listener. */
+async function startApis (node: StartedNode, opts: StartOptions, s: StartSettings, logger: Logger): Promise<{ server: ApiServer, metricsServer?: MetricsServer }> {
+  const { startApiServer } = await import('../../api/server.js')
+  const data = s.data
+  // kept in DIR/api-tokens.json across restarts, so that scrapers and remote clients keep working
+  const tokens = await loadTokens(data, opts.apiTokenFile !== undefined ? { fullTokenFile: resolve(opts.apiTokenFile) } : {})
+  let apiUrl = ''
+  const server = await startApiServer(node, {
+    host: s.api.host,
+    port: s.api.port,
+    token: tokens.full,
+    readOnlyToken: tokens.readOnly,
+    logger,
+    rotateToken: async (kind) => {
+      if (kind === 'full' && opts.apiTokenFile !== undefined) {
+        throw new SyncmeshError('API_TOKEN_FROM_FILE', `the full API token comes from ${opts.apiTokenFile}; put a new token in that file and restart the node`, 409)
       }
-    })
-    apiUrl = server.url
-    await writeApiFile(data, { url: server.url, token: tokens.full })
-    if (metricsAddress !== undefined) {
-      const { startMetricsServer } = await import('../../api/metrics-server.js')
-      metricsServer = await startMetricsServer(node, metricsAddress.host, metricsAddress.port)
-      logger.info({ url: metricsServer.url }, `serving metrics without a token on ${metricsServer.url}`)
+      const next = await rotateToken(data, kind)
+      if (kind === 'full') await writeApiFile(data, { url: apiUrl, token: next.full })
+      return next
     }
-  } catch (err) {
-    await node.stop().catch(() => {})
-    throw err
-  }
+  })
+  apiUrl = server.url
+  await writeApiFile(data, { url: server.url, token: tokens.full })
+  if (s.metrics === undefined) return { server }
+  const { startMetricsServer } = await import('../../api/metrics-server.js')
+  const metricsServer = await startMetricsServer(node, s.metrics.host, s.metrics.port)
+  logger.info({ url: metricsServer.url }, `serving metrics without a token on ${metricsServer.url}`)
+  return { server, metricsServer }
+}
 
-  const stopped = new Promise<void>((resolve) => {
+/** Resolves once SIGINT or SIGTERM has stopped everything in order; a second signal exits at once. */
+function stopOnSignals (logger: Logger, stopAll: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -270,33 +306,69 @@ async function runStart (opts: StartOptions): Promise<void> {
         process.exit(1)
       }, STOP_TIMEOUT_MS)
       timer.unref()
-      void (async () => {
-        await server.close().catch((err: unknown) => logger.warn({ err }, 'closing the API failed'))
-        await metricsServer?.close().catch(() => {})
-        await rm(join(data, API_FILE), { force: true }).catch(() => {})
-        await connectors.stop().catch((err: unknown) => logger.error({ err }, 'stopping the connectors failed'))
-        await node.stop().catch((err: unknown) => logger.error({ err }, 'stopping the node failed'))
+      void stopAll().then(() => {
         clearTimeout(timer)
         logger.info('stopped')
         resolve()
-      })()
+      })
     }
     process.on('SIGINT', stop)
     process.on('SIGTERM', stop)
   })
+}
 
+async function printReady (node: StartedNode, opts: StartOptions, apiUrl: string, data: string): Promise<void> {
   const multiaddrs = node.getMultiaddrs()
   if (opts.json === true) {
-    await printJson({ event: 'ready', peerId: node.peerId, multiaddrs, api: server.url })
-  } else {
-    await printLine(`syncmesh node "${node.name}"${node.region != null ? ` (region ${node.region})` : ''} is running`)
-    await printLine(`peer id: ${node.peerId}`)
-    await printLine('listening on:')
-    for (const ma of multiaddrs) await printLine(`  ${ma}`)
-    if (multiaddrs.length === 0) await printLine('  (no addresses)')
-    await printLine(`API: ${server.url} (token in ${join(data, API_FILE)})`)
-    await printLine('press Ctrl-C to stop')
+    await printJson({ event: 'ready', peerId: node.peerId, multiaddrs, api: apiUrl })
+    return
   }
+  await printLine(`syncmesh node "${node.name}"${node.region != null ? ` (region ${node.region})` : ''} is running`)
+  await printLine(`peer id: ${node.peerId}`)
+  await printLine('listening on:')
+  for (const ma of multiaddrs) await printLine(`  ${ma}`)
+  if (multiaddrs.length === 0) await printLine('  (no addresses)')
+  await printLine(`API: ${apiUrl} (token in ${join(data, API_FILE)})`)
+  await printLine('press Ctrl-C to stop')
+}
 
+async function runStart (opts: StartOptions): Promise<void> {
+  tuneV8()
+  const s = await resolveStartSettings(opts)
+  const data = s.data
+  await checkApiPort(s.api.host, s.api.port)
+  const logger = await createLogger({
+    level: opts.logLevel ?? s.config.logLevel ?? process.env.SYNCMESH_LOG_LEVEL,
+    levelFrom: opts.logLevel !== undefined ? '--log-level' : s.config.logLevel !== undefined ? 'config "logLevel"' : '$SYNCMESH_LOG_LEVEL',
+    format: opts.logFormat ?? s.config.logFormat,
+    formatFrom: opts.logFormat !== undefined ? '--log-format' : 'config "logFormat"'
+  })
+  const node = await startNode(opts, s, logger)
+  // the application database connectors in DIR/connectors.json (docs/connectors.md); one that fails is reported in its status
+  const connectors = await (await import('../../connectors/manager.js')).startConnectors(node, data, logger)
+
+  // SIGHUP: re-read DIR/keyring.json (mesh key rotation without a restart); the node keeps running
+  process.on('SIGHUP', () => {
+    node.reloadKeys().then(
+      (keys) => logger.info({ keys }, `reloaded the mesh keys on SIGHUP: proving ${keys.current}, accepting ${keys.accepted.join(', ')}`),
+      (err: unknown) => logger.error({ err: (err as Error).message }, `could not reload the mesh keys on SIGHUP; the keys are unchanged: ${(err as Error).message}`)
+    )
+  })
+
+  let apis: Awaited<ReturnType<typeof startApis>>
+  try {
+    apis = await startApis(node, opts, s, logger)
+  } catch (err) {
+    await node.stop().catch(() => {})
+    throw err
+  }
+  const stopped = stopOnSignals(logger, async () => {
+    await apis.server.close().catch((err: unknown) => logger.warn({ err }, 'closing the API failed'))
+    await apis.metricsServer?.close().catch(() => {})
+    await rm(join(data, API_FILE), { force: true }).catch(() => {})
+    await connectors.stop().catch((err: unknown) => logger.error({ err }, 'stopping the connectors failed'))
+    await node.stop().catch((err: unknown) => logger.error({ err }, 'stopping the node failed'))
+  })
+  await printReady(node, opts, apis.server.url, data)
   await stopped
 }
