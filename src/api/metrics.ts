@@ -110,6 +110,7 @@ export function createMetrics (node: SyncNodeApi): Metrics {
     refusedRows: new Counter({ name: 'syncmesh_connector_refused_rows_total', help: 'Rows the table (apply) or the node (capture) refused; each is logged with its id', labelNames: connectorLabels, registers: [registry] }),
     errors: new Counter({ name: 'syncmesh_connector_errors_total', help: 'Capture or apply rounds that failed (retried); the last one is in status', labelNames: connectorLabels, registers: [registry] })
   }
+  const connectorSeries = new Map<string, Record<typeof connectorLabels[number], string>>()
   const connectorLag = new Gauge({ name: 'syncmesh_connector_lag', help: "Outbox rows committed by the application and not yet taken into the node's log", labelNames: connectorLabels, registers: [registry] })
   const connectorRunning = new Gauge({ name: 'syncmesh_connector_running', help: '1 while the connector runs, 0 when it failed to start (see status)', labelNames: connectorLabels, registers: [registry] })
 
@@ -156,8 +157,19 @@ export function createMetrics (node: SyncNodeApi): Metrics {
       stalled.set(status.stalls?.active ?? 0)
       connectorLag.reset()
       connectorRunning.reset()
+      const listed = new Set((status.connectors ?? []).map(c => c.id))
+      for (const [id, labels] of connectorSeries) {
+        if (listed.has(id)) continue
+        // a removed connector's counters go with it
+        for (const [field, counter] of Object.entries(connectorCounters)) {
+          counter.remove(labels)
+          seen.delete(`connector\0${id}\0${field}`)
+        }
+        connectorSeries.delete(id)
+      }
       for (const c of status.connectors ?? []) {
         const labels = { connector: c.id, kind: c.kind, table: c.table, collection: c.collection }
+        connectorSeries.set(c.id, labels)
         for (const [field, counter] of Object.entries(connectorCounters)) {
           const key = `connector\0${c.id}\0${field}`
           const total = c[field as keyof typeof connectorCounters]

@@ -80,23 +80,31 @@ describe('connectors in status, /metrics and the console', () => {
     // the console's overview
     if (!existsSync(CHROMIUM)) {
       console.warn(`[skip] the console part needs Chromium at ${CHROMIUM}`)
-      return
+    } else {
+      const res = await runCli(['console', '--data', node.dir, '--json'])
+      expect(res.code, res.stderr).toBe(0)
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
+      cleanup.push(async () => await browser.close())
+      const page = await browser.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (err) => errors.push(err.message))
+      await page.goto((JSON.parse(res.stdout) as { url: string }).url)
+      const tableEl = page.getByRole('table', { name: 'Connectors' })
+      await tableEl.getByText('sqlite: items').waitFor()
+      const row = await tableEl.locator('tbody tr').first().innerText()
+      expect(row).toMatch(/→ items/)
+      expect(row).toMatch(/running/)
+      expect(row).toMatch(/\b40\b/) // captured since this start
+      await expect.poll(async () => await page.getByRole('heading', { name: 'Connectors (1)' }).count()).toBe(1)
+      expect(errors).toEqual([])
     }
-    const res = await runCli(['console', '--data', node.dir, '--json'])
-    expect(res.code, res.stderr).toBe(0)
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] })
-    cleanup.push(async () => await browser.close())
-    const page = await browser.newPage()
-    const errors: string[] = []
-    page.on('pageerror', (err) => errors.push(err.message))
-    await page.goto((JSON.parse(res.stdout) as { url: string }).url)
-    const tableEl = page.getByRole('table', { name: 'Connectors' })
-    await tableEl.getByText('sqlite: items').waitFor()
-    const row = await tableEl.locator('tbody tr').first().innerText()
-    expect(row).toMatch(/→ items/)
-    expect(row).toMatch(/running/)
-    expect(row).toMatch(/\b40\b/) // captured since this start
-    await expect.poll(async () => await page.getByRole('heading', { name: 'Connectors (1)' }).count()).toBe(1)
-    expect(errors).toEqual([])
+
+    // a removed connector leaves status and /metrics
+    expect((await node.request<string>('GET', '/metrics')).body).toContain(`syncmesh_connector_captured_total{${labels}} 40`) // since this start
+    expect((await runCli(['connector', 'rm', id, '--data', node.dir])).code).toBe(0)
+    expect((await node.status()).connectors).toEqual([])
+    const gone = (await node.request<string>('GET', '/metrics')).body
+    expect(gone).not.toContain(`connector="${id}"`)
+    expect((await runCli(['status', '--data', node.dir])).stdout).not.toContain('CONNECTORS')
   }, 180_000)
 })
