@@ -22,6 +22,9 @@
  *   catchup    target offline while N records are written, then restarts: time to catch up, peak RSS
  *   fanout     30 nodes, 3 random links each, 10,000 writes on one: time until all hold them, receptions per entry
  *   footprint  idle RSS; disk per record on a target, and after 5 updates of every record
+ *   connectors rows/s from the commit in application table A (SQLite; PostgreSQL) to the commit in
+ *              SQLite table B on another node, against the same records through the API
+ *              (--connector-rows N: rows in the one transaction, default 100,000)
  *
  * Nodes run from a copy of dist/src taken when the bench starts (see
  * bench/snapshot.ts), so a rebuild during the run cannot change them.
@@ -41,13 +44,14 @@ import type { FigureResult } from './bench/report.js'
 import type { BenchOptions, Context, FigureDef, Sizes, Workload } from './bench/types.js'
 import { bulkWorkload } from './bench/workloads/bulk.js'
 import { catchupWorkload } from './bench/workloads/catchup.js'
+import { connectorsWorkload } from './bench/workloads/connectors.js'
 import { fanoutWorkload } from './bench/workloads/fanout.js'
 import { footprintWorkload } from './bench/workloads/footprint.js'
 import { latencyWorkload } from './bench/workloads/latency.js'
 
-const WORKLOADS = ['bulk', 'latency', 'catchup', 'fanout', 'footprint']
+const WORKLOADS = ['bulk', 'latency', 'catchup', 'fanout', 'footprint', 'connectors']
 
-const USAGE = `usage: npm run bench -- [--runs N] [--only NAME[,NAME]] [--large] [--quick] [--out DIR] [--seed N] [--profile DIR]
+const USAGE = `usage: npm run bench -- [--runs N] [--only NAME[,NAME]] [--large] [--quick] [--out DIR] [--seed N] [--profile DIR] [--connector-rows N]
 workloads: ${WORKLOADS.join(', ')}`
 
 function parseArgs (argv: string[]): BenchOptions {
@@ -79,6 +83,7 @@ function parseArgs (argv: string[]): BenchOptions {
       case '--out': opts.out = resolve(value()); break
       case '--seed': opts.seed = int(value(), 0); break
       case '--profile': opts.profileDir = resolve(value()); break
+      case '--connector-rows': opts.connectorRows = int(value(), 1); break
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break
       default: throw new Error(`unknown argument "${a}"\n${USAGE}`)
     }
@@ -89,7 +94,7 @@ function parseArgs (argv: string[]): BenchOptions {
 
 function sizesFor (opts: BenchOptions): Sizes {
   if (opts.quick) {
-    return { bulkN: [2000], catchupN: [2000], latencySamples: 50, latencyIntervalMs: 20, chainHops: 4, fanoutNodes: 6, fanoutDegree: 2, fanoutWrites: 500, footprintN: 1000, footprintUpdates: 5, idleSettleMs: 1500 }
+    return { bulkN: [2000], catchupN: [2000], latencySamples: 50, latencyIntervalMs: 20, chainHops: 4, fanoutNodes: 6, fanoutDegree: 2, fanoutWrites: 500, footprintN: 1000, footprintUpdates: 5, idleSettleMs: 1500, connectorRows: opts.connectorRows ?? 2000 }
   }
   return {
     bulkN: opts.large ? [100_000, 1_000_000] : [100_000],
@@ -102,7 +107,8 @@ function sizesFor (opts: BenchOptions): Sizes {
     fanoutWrites: 10_000,
     footprintN: 100_000,
     footprintUpdates: 5,
-    idleSettleMs: 5000
+    idleSettleMs: 5000,
+    connectorRows: opts.connectorRows ?? 100_000
   }
 }
 
@@ -136,7 +142,7 @@ async function main (): Promise<number> {
   const build = await snapshotBuild()
   useCli(build.cli)
 
-  const all: Workload[] = [bulkWorkload(sizes), latencyWorkload(sizes), catchupWorkload(sizes), fanoutWorkload(sizes, opts.seed), footprintWorkload(sizes)]
+  const all: Workload[] = [bulkWorkload(sizes), latencyWorkload(sizes), catchupWorkload(sizes), fanoutWorkload(sizes, opts.seed), footprintWorkload(sizes), connectorsWorkload(sizes)]
   const selected = all.filter(w => opts.only === undefined || opts.only.has(w.name))
   const startedAt = new Date()
   const t0 = now()
@@ -220,7 +226,7 @@ async function main (): Promise<number> {
     startedAt: startedAt.toISOString(),
     durationSeconds: totalS,
     command: `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
-    options: { runs: opts.runs, only: opts.only !== undefined ? [...opts.only] : undefined, large: opts.large, quick: opts.quick, seed: opts.seed, profileDir: opts.profileDir },
+    options: { runs: opts.runs, only: opts.only !== undefined ? [...opts.only] : undefined, large: opts.large, quick: opts.quick, seed: opts.seed, profileDir: opts.profileDir, connectorRows: opts.connectorRows },
     sizes,
     machine: { ...env, loadavgAtEnd: loadavg() },
     git,

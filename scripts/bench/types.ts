@@ -40,6 +40,8 @@ export interface Sizes {
   footprintUpdates: number
   /** How long a fresh node idles before its RSS is read. */
   idleSettleMs: number
+  /** Rows the application commits in one transaction in the connectors workload. */
+  connectorRows: number
 }
 
 export interface BenchOptions {
@@ -52,6 +54,8 @@ export interface BenchOptions {
   seed: number
   /** Run every node with --cpu-prof, profiles under this dir. */
   profileDir?: string
+  /** --connector-rows: rows of the connectors workload's transaction. */
+  connectorRows?: number
 }
 
 export interface Context {

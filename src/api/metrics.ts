@@ -100,6 +100,20 @@ export function createMetrics (node: SyncNodeApi): Metrics {
     help: 'Stalls whose range this node does not hold yet',
     registers: [registry]
   })
+  // connectors (docs/connectors.md): their totals since the node started, and the outbox rows not yet taken
+  const connectorLabels = ['connector', 'kind', 'table', 'collection'] as const
+  const connectorCounters = {
+    captured: new Counter({ name: 'syncmesh_connector_captured_total', help: "Rows a connector took from its table's outbox into the node's log", labelNames: connectorLabels, registers: [registry] }),
+    recaptured: new Counter({ name: 'syncmesh_connector_recaptured_total', help: 'Outbox rows taken again after a crash whose value the node already held (not written again)', labelNames: connectorLabels, registers: [registry] }),
+    applied: new Counter({ name: 'syncmesh_connector_applied_total', help: 'Changes rules delivered that a connector wrote into its table (upserts and deletes)', labelNames: connectorLabels, registers: [registry] }),
+    skippedFields: new Counter({ name: 'syncmesh_connector_skipped_fields_total', help: 'Record fields left out because the table has no column for them', labelNames: connectorLabels, registers: [registry] }),
+    refusedRows: new Counter({ name: 'syncmesh_connector_refused_rows_total', help: 'Rows the table (apply) or the node (capture) refused; each is logged with its id', labelNames: connectorLabels, registers: [registry] }),
+    errors: new Counter({ name: 'syncmesh_connector_errors_total', help: 'Capture or apply rounds that failed (retried); the last one is in status', labelNames: connectorLabels, registers: [registry] })
+  }
+  const connectorSeries = new Map<string, Record<typeof connectorLabels[number], string>>()
+  const connectorLag = new Gauge({ name: 'syncmesh_connector_lag', help: "Outbox rows committed by the application and not yet taken into the node's log", labelNames: connectorLabels, registers: [registry] })
+  const connectorRunning = new Gauge({ name: 'syncmesh_connector_running', help: '1 while the connector runs, 0 when it failed to start (see status)', labelNames: connectorLabels, registers: [registry] })
+
   // the node's totals only grow: each counter takes the growth since the last scrape
   const seen = new Map<string, number>()
   const add = (counter: Counter<'check'>, name: string, totals: Record<string, number> | undefined): void => {
@@ -141,6 +155,32 @@ export function createMetrics (node: SyncNodeApi): Metrics {
       add(bans, 'bans', status.offences?.bansByCheck)
       add(stalls, 'stalls', status.stalls?.byCode)
       stalled.set(status.stalls?.active ?? 0)
+      connectorLag.reset()
+      connectorRunning.reset()
+      const listed = new Set((status.connectors ?? []).map(c => c.id))
+      for (const [id, labels] of connectorSeries) {
+        if (listed.has(id)) continue
+        // a removed connector's counters go with it
+        for (const [field, counter] of Object.entries(connectorCounters)) {
+          counter.remove(labels)
+          seen.delete(`connector\0${id}\0${field}`)
+        }
+        connectorSeries.delete(id)
+      }
+      for (const c of status.connectors ?? []) {
+        const labels = { connector: c.id, kind: c.kind, table: c.table, collection: c.collection }
+        connectorSeries.set(c.id, labels)
+        for (const [field, counter] of Object.entries(connectorCounters)) {
+          const key = `connector\0${c.id}\0${field}`
+          const total = c[field as keyof typeof connectorCounters]
+          const delta = total - (seen.get(key) ?? 0)
+          if (delta > 0) counter.inc(labels, delta)
+          else if (!seen.has(key)) counter.inc(labels, 0) // listed from the first scrape, at 0
+          seen.set(key, total)
+        }
+        connectorLag.set(labels, c.lag)
+        connectorRunning.set(labels, c.running ? 1 : 0)
+      }
       return await registry.metrics()
     }
   }

@@ -37,6 +37,7 @@ export async function startConnectors (node: SyncNodeApi, dataDir: string, logge
   const manager = new ConnectorManager(node, dataDir, logger ?? pino({ level: 'silent' }))
   await manager.load()
   managers.set(node, manager)
+  node.setConnectorStatus?.(() => manager.list())
   return manager
 }
 
@@ -115,12 +116,12 @@ export class ConnectorManager {
       this.running.set(def.id, connector)
       this.log.info({ connector: def.id }, `connector ${def.id}: ${def.kind === 'postgres' ? redactUrl(def.db) : def.db} table ${def.table} ${def.direction === 'in' ? '←' : def.direction === 'out' ? '→' : '↔'} collection ${def.collection}`)
     } catch (err) {
-      this.failed.set(def.id, (err as Error).message)
+      this.failed.set(def.id, { at: new Date().toISOString(), message: (err as Error).message })
       this.log.error({ connector: def.id, err: (err as Error).message }, `connector ${def.id} did not start: ${(err as Error).message}`)
     }
   }
 
-  private readonly failed = new Map<string, string>()
+  private readonly failed = new Map<string, { at: string, message: string }>()
 
   private async save (): Promise<void> {
     const body: ConnectorsFile = { version: CONNECTORS_VERSION, connectors: this.defs }
@@ -137,7 +138,7 @@ export class ConnectorManager {
     const running = this.running.get(id)
     if (running !== undefined) return running.status()
     const failure = this.failed.get(id)
-    return { ...def, db: def.kind === 'postgres' ? redactUrl(def.db) : def.db, captured: 0, recaptured: 0, applied: 0, skippedFields: 0, refusedRows: 0, errors: failure !== undefined ? 1 : 0, running: false, lag: 0, ...(failure !== undefined ? { lastError: { at: new Date().toISOString(), message: failure } } : {}) }
+    return { ...def, db: def.kind === 'postgres' ? redactUrl(def.db) : def.db, captured: 0, recaptured: 0, applied: 0, skippedFields: 0, refusedRows: 0, errors: failure !== undefined ? 1 : 0, running: false, lag: 0, ...(failure !== undefined ? { lastError: failure } : {}) }
   }
 
   async add (input: ConnectorSpec): Promise<ConnectorStatus> {
@@ -201,5 +202,6 @@ export class ConnectorManager {
       this.running.clear()
     })
     managers.delete(this.node)
+    this.node.setConnectorStatus?.(undefined)
   }
 }

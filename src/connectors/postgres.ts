@@ -309,7 +309,8 @@ export class PostgresConnector {
     const info = this.info as PgTableInfo
     const res = await client.query<OutboxRow>(`SELECT seq::text AS seq, op, id, row FROM ${PG_OUTBOX} WHERE tbl = $1 ORDER BY seq LIMIT ${CAPTURE_BATCH}`, [this.def.table])
     const rows = res.rows
-    this.lag = rows.length
+    // the outbox's depth: counted only when there is more than one batch (an index range count)
+    this.lag = rows.length < CAPTURE_BATCH ? rows.length : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${PG_OUTBOX} WHERE tbl = $1`, [this.def.table])).rows[0].n)
     if (rows.length === 0) return false
     const last = Number(rows[rows.length - 1].seq)
     const recheck = this.inflight > 0 && Number(rows[0].seq) <= this.inflight
@@ -341,7 +342,7 @@ export class PostgresConnector {
     this.counters.captured += await writeCaptured(this.node, this.def.collection, puts, dels, (id, message) => this.refuse(id, message, 'the node'))
     // exactly the rows taken: one committed late below them stays for the next round
     await client.query(`DELETE FROM ${PG_OUTBOX} WHERE seq = ANY($1::bigint[])`, [rows.map(r => r.seq)])
-    this.lag = 0
+    this.lag = Math.max(0, this.lag - rows.length)
     return rows.length === CAPTURE_BATCH
   }
 

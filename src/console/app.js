@@ -137,7 +137,28 @@ async function overview () {
       fmtCount(o.seq), fmtCount(o.announced),
       h('span', { class: o.lag > 0 ? 'warn' : 'ok' }, fmtCount(o.lag)),
       o.stuck ? h('span', { class: 'bad' }, `stalled since ${fmtAgo(o.stuck.since)}, waiting on ${platformName(o.stuck.peer) ?? o.stuck.peer.slice(0, 16)}`) : ''
-    ]), 'Origins'))
+    ]), 'Origins'),
+    ...connectorsSection(s.connectors ?? [], rate))
+}
+
+/** The application tables this node syncs (docs/connectors.md); nothing when it has none. */
+function connectorsSection (connectors, rate) {
+  if (connectors.length === 0) return []
+  const arrow = (d) => d === 'in' ? '←' : d === 'out' ? '→' : '↔'
+  return [
+    h('h2', {}, `Connectors (${connectors.length})`),
+    table(['table', 'collection', 'state', 'outbox lag', 'captured', 'applied', 'skipped fields', 'refused rows', 'last error'], connectors.map(c => [
+      h('span', { title: c.db }, `${c.kind}: ${c.table}`),
+      `${arrow(c.direction)} ${c.collection}`,
+      h('span', { class: c.running && c.errors === 0 ? 'ok' : c.running ? 'warn' : 'bad' }, c.running ? 'running' : 'stopped'),
+      c.direction === 'in' ? '—' : h('span', { class: c.lag > 0 ? 'warn' : 'ok' }, fmtCount(c.lag)),
+      `${fmtCount(c.captured)} ${rate('cap' + c.id, c.captured)}`,
+      `${fmtCount(c.applied)} ${rate('app' + c.id, c.applied)}`,
+      fmtCount(c.skippedFields),
+      c.refusedRows > 0 ? h('span', { class: 'warn', title: c.lastRefused ? `last: ${c.lastRefused.id}: ${c.lastRefused.message}` : '' }, fmtCount(c.refusedRows)) : '0',
+      c.lastError ? h('span', { class: 'bad' }, `${fmtAgo(c.lastError.at)}: ${c.lastError.message}`) : ''
+    ]), 'Connectors')
+  ]
 }
 
 async function platformsScreen () {

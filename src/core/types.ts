@@ -287,6 +287,37 @@ export interface NodeStatus {
    * keeps state for (its peer manager, libp2p's peer store): see docs/door.md.
    */
   door?: { pending: number, refusedAddresses: number, turnedAway: number, refusedPeers: number, trackedPeers: number, peerStore: number }
+  /** The connectors of this node (docs/connectors.md), when it runs them (`syncmesh start` does). */
+  connectors?: ConnectorInfo[]
+}
+
+/** One connector as status lists it (GET /v1/connectors gives the same). */
+export interface ConnectorInfo {
+  id: string
+  kind: 'sqlite' | 'postgres'
+  /** SQLite: the database file; PostgreSQL: the URL with its password as ***. */
+  db: string
+  table: string
+  collection: string
+  idColumn: string
+  direction: 'both' | 'out' | 'in'
+  columns?: string[]
+  createdAt: string
+  running: boolean
+  /** Outbox rows committed by the application and not yet taken into the node's log. */
+  lag: number
+  /** Rows taken from the outbox into the node's log. */
+  captured: number
+  /** Outbox rows taken again after a crash whose value the node already held (not written again). */
+  recaptured: number
+  /** Changes written into the table. */
+  applied: number
+  skippedFields: number
+  refusedRows: number
+  errors: number
+  cursor?: string
+  lastError?: { at: string, message: string }
+  lastRefused?: { at: string, id: string, message: string }
 }
 
 export interface ImportLine {
@@ -361,6 +392,8 @@ export interface SyncNodeApi extends EventTarget {
   /** Listening multiaddrs including /p2p/PEER_ID. */
   getMultiaddrs (): string[]
   status (): Promise<NodeStatus>
+  /** Where status() finds the connectors (src/connectors/manager.ts sets it; undefined removes it). */
+  setConnectorStatus? (source: (() => ConnectorInfo[]) | undefined): void
   /** The changes feed: every record change on this node, newest change per record, resumable by cursor. */
   changes? (options?: ChangesOptions): AsyncIterable<FeedLine>
   /** Fingerprints of the mesh keys in use (src/node/keyring.ts); absent in embedders without keys. */

@@ -45,7 +45,7 @@ import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
 import type {
-  ChangeEvent, ChangesOptions, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
+  ChangeEvent, ChangesOptions, ConnectorInfo, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StallInfo, StoredRecord, SyncNodeApi, SyncNodeOptions
 } from '../core/types.js'
 import { StallTracker, StuckDetector } from './stuck.js'
@@ -867,6 +867,13 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   /** Per peer, when its session was last restarted by askFor. */
   private readonly restartedAt = new Map<string, number>()
 
+  /** Connectors live above the node (src/connectors): they hand status() their list through this. */
+  private connectorStatus?: () => ConnectorInfo[]
+
+  setConnectorStatus (source: (() => ConnectorInfo[]) | undefined): void {
+    this.connectorStatus = source
+  }
+
   async status (): Promise<NodeStatus> {
     this.assertRunning()
     const { origins, sessionsReady } = this.originProgress()
@@ -928,6 +935,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       door: { ...this.door.stats(), refusedPeers: this.auth.bannedCount, trackedPeers: this.peerManager.size, peerStore: (await this.host.peerStore.all()).length }
     }
     if (this.config.region !== undefined) status.region = this.config.region
+    if (this.connectorStatus !== undefined) status.connectors = this.connectorStatus()
     return status
   }
 }

@@ -186,5 +186,68 @@ describe.skipIf(postgresBin() === undefined)('a PostgreSQL connector and a SQLit
     expect(await seq(b)).toBe(seqB)
     expect(await pgOutbox()).toBe(0)
     expect(await pgRows()).toEqual(sqliteRows().filter(r => r.id !== 'bad'))
-  }, 300_000)
+
+    // B's application counts every insert and update of its table's "q" rows, the connector's writes included
+    appB.exec(`CREATE TABLE writes (op TEXT PRIMARY KEY, n INTEGER NOT NULL);
+      INSERT INTO writes VALUES ('insert', 0), ('update', 0);
+      CREATE TRIGGER count_insert AFTER INSERT ON devices WHEN NEW.id LIKE 'q%' BEGIN UPDATE writes SET n = n + 1 WHERE op = 'insert'; END;
+      CREATE TRIGGER count_update AFTER UPDATE ON devices WHEN NEW.id LIKE 'q%' BEGIN UPDATE writes SET n = n + 1 WHERE op = 'update'; END;`)
+    const writesB = (op: string): number => ((appB as Database.Database).prepare('SELECT n FROM writes WHERE op = ?').get(op) as { n: number }).n
+    // A's PostgreSQL application does the same for the "j" rows
+    await app.query(`CREATE TABLE writes (op text PRIMARY KEY, n integer NOT NULL);
+      INSERT INTO writes VALUES ('insert', 0), ('update', 0);
+      CREATE FUNCTION count_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE writes SET n = n + 1 WHERE op = lower(TG_OP); RETURN NULL; END $$;
+      CREATE TRIGGER count_write AFTER INSERT OR UPDATE ON devices FOR EACH ROW WHEN (NEW.id LIKE 'j%') EXECUTE FUNCTION count_write();`)
+    const writesA = async (op: string): Promise<number> => Number((await (app as pg.Client).query('SELECT n FROM writes WHERE op = $1', [op])).rows[0].n)
+    const common = async (): Promise<Json[]> => (await (app as pg.Client).query('SELECT id, name, n FROM devices ORDER BY id COLLATE "C"')).rows
+    const listenA = a.multiaddr.split('/p2p/')[0] // the same address after a restart
+    const listenB = b.multiaddr.split('/p2p/')[0]
+
+    // kill -9 of A in the middle of capturing 10,000 rows committed in one PostgreSQL transaction
+    const before = await seq(a)
+    await app.query("INSERT INTO devices (id, name, n) SELECT 'q' || lpad(i::text, 5, '0'), 'bulk ' || i, i % 1000 FROM generate_series(0, 9999) i")
+    await waitFor(async () => (await a.get('devices', 'q00000')) !== undefined, 'A to start taking the bulk insert', 60_000, 5)
+    await a.kill()
+    // 2000 more in 20 transactions while A is down
+    for (let t = 0; t < 20; t++) {
+      await app.query("INSERT INTO devices (id, name, n) SELECT 'q' || lpad(i::text, 5, '0'), 'bulk ' || i, i % 1000 FROM generate_series($1::int, $2::int) i", [10_000 + t * 100, 10_000 + t * 100 + 99])
+    }
+    const pending = await pgOutbox()
+    expect(pending).toBeGreaterThan(2000)
+    await a.start(NO_DISCOVERY, { listen: listenA })
+    // kill -9 of B in the middle of applying them into its SQLite table
+    await waitFor(() => writesB('insert') > 0, 'B to start applying the bulk rows', 120_000, 2)
+    await b.kill()
+    const appliedAtKillB = writesB('insert')
+    await b.start(NO_DISCOVERY, { listen: listenB })
+    await b.addPeer(a.multiaddr)
+    const countQ = appB.prepare("SELECT count(*) AS n FROM devices WHERE id LIKE 'q%'")
+    await waitFor(() => (countQ.get() as { n: number }).n === 12_000, 'every "q" row to reach B after the restarts', 180_000)
+    await waitFor(async () => await pgOutbox() === 0, 'A\'s outbox to drain')
+    // one log entry per application write on A: nothing lost, nothing taken twice
+    expect(await seq(a) - before).toBe(12_000)
+    // every row inserted into B's table once and never written again
+    expect(writesB('insert')).toBe(12_000)
+    expect(writesB('update')).toBe(0)
+    const afterCapture = await cli(a, ['connector', 'status', ca.id])
+    console.log(`[measure] PostgreSQL, kill -9 during capture: ${pending} outbox rows pending at restart, ${afterCapture.captured} captured after it, ${afterCapture.recaptured} retaken and not written again; kill -9 during B's apply after ${appliedAtKillB} of 12000`)
+
+    // kill -9 of A in the middle of applying 10,000 rows (one SQLite transaction on B) into PostgreSQL
+    const insertB = appB.prepare('INSERT INTO devices (id, name, n) VALUES (?, ?, ?)')
+    appB.transaction(() => { for (let i = 0; i < 10_000; i++) insertB.run(`j${String(i).padStart(5, '0')}`, `from b ${i}`, i % 1000) })()
+    await waitFor(async () => await writesA('insert') > 0, 'A to start applying the rows into PostgreSQL', 120_000, 2)
+    await a.kill()
+    const appliedAtKillA = await writesA('insert')
+    await a.start(NO_DISCOVERY, { listen: listenA })
+    await b.addPeer(a.multiaddr)
+    await waitFor(async () => Number((await (app as pg.Client).query("SELECT count(*) AS n FROM devices WHERE id LIKE 'j%'")).rows[0].n) === 10_000, 'every "j" row to reach PostgreSQL after the restart', 180_000)
+    // every row inserted into A's table once, none written again (the apply batch and its cursor commit together)
+    expect(await writesA('insert')).toBe(10_000)
+    expect(await writesA('update')).toBe(0)
+    await waitFor(() => outboxB() === 0, 'B\'s outbox to drain')
+    // both tables end exactly equal (but for the row PostgreSQL refused)
+    expect(await common()).toEqual(sqliteRows().filter(r => r.id !== 'bad'))
+    expect(await pgOutbox()).toBe(0)
+    console.log(`[measure] PostgreSQL, kill -9 during apply: A had inserted ${appliedAtKillA} of 10000 rows into PostgreSQL when killed`)
+  }, 600_000)
 })

@@ -84,6 +84,17 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
       ])
     )))
   }
+  if (s.connectors != null && s.connectors.length > 0) {
+    lines.push('', `CONNECTORS (${s.connectors.length}; docs/connectors.md)`)
+    lines.push(indent(table(
+      ['ID', 'TABLE ↔ COLLECTION', 'RUNNING', 'LAG', 'CAPTURED', 'APPLIED', 'SKIPPED FIELDS', 'REFUSED', 'LAST ERROR'],
+      s.connectors.map((c) => [
+        c.id, `${c.kind}:${c.table} ${c.direction === 'in' ? '←' : c.direction === 'out' ? '→' : '↔'} ${c.collection}`, c.running ? 'yes' : 'no',
+        c.direction === 'in' ? '-' : formatCount(c.lag), formatCount(c.captured), formatCount(c.applied), formatCount(c.skippedFields), formatCount(c.refusedRows),
+        c.lastError != null ? `${formatAgo(c.lastError.at, now)}: ${c.lastError.message}` : ''
+      ])
+    )))
+  }
   return lines.join('\n')
 }
 
