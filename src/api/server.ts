@@ -102,7 +102,7 @@ function createApp (log: Logger): App {
 }
 
 /** The token check, the JSON depth limit, request logging, errors and 404s: what every route shares. */
-function addHooks (app: App, tokens: TokenCheck, log: Logger): void {
+function addHooks (app: App, node: SyncNodeApi, tokens: TokenCheck, log: Logger): void {
   app.addHook('onRequest', async (request, reply) => {
     const url = request.routeOptions.url
     // the health check and the console's static files (no data in them) need no token
@@ -127,6 +127,10 @@ function addHooks (app: App, tokens: TokenCheck, log: Logger): void {
 
   app.addHook('onResponse', async (request, reply) => {
     log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'api request')
+    // labelled by route pattern (bounded), never by the URL a client sent
+    const route = request.routeOptions.url ?? 'unmatched'
+    node.metrics?.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) })
+    node.metrics?.httpSeconds.observe({ method: request.method, route }, reply.elapsedTime / 1000)
   })
 
   app.setErrorHandler((err, _request, reply) => sendError(reply, err, log))
@@ -175,7 +179,7 @@ export async function startApiServer (node: SyncNodeApi, options: ApiServerOptio
   // JSON only on the root context (fastify's default text/plain parser is removed);
   // the import route gets its own streaming parsers.
   app.removeContentTypeParser('text/plain')
-  addHooks(app, tokens, log)
+  addHooks(app, node, tokens, log)
 
   // one file per resource (./routes/, ./rules-routes.ts, ./connectors-routes.ts); the console's static files (./console.ts)
   registerNodeRoutes(app, { node, tokens, history, metrics: createMetrics(node), log, routes, ...(options.rotateToken !== undefined ? { rotateToken: options.rotateToken } : {}) })

@@ -2,6 +2,7 @@
  * The domain types of the public surface (library, HTTP API, CLI).
  * Wire types (protobuf) never leave src/network; storage encodings never leave src/store.
  */
+import type { Counter, Histogram, Registry } from 'prom-client'
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 export type JsonObject = { [key: string]: JsonValue }
@@ -384,6 +385,8 @@ export interface RegistryApi {
 /** What the HTTP API and other embedders need from a running node. */
 export interface SyncNodeApi extends EventTarget {
   readonly peerId: string
+  /** The node's own metrics, counted where the events happen (served at /metrics with the process's). */
+  readonly metrics?: NodeMetricsApi
   readonly name: string
   readonly region?: string
   readonly records: RecordsApi
@@ -584,4 +587,11 @@ export interface WebhookSettings {
   maxAttempts?: number
   /** Seconds for one whole request. @default 10 */
   timeout?: number
+}
+
+/** What the API needs of the node's metrics (src/node/metrics.ts). */
+export interface NodeMetricsApi {
+  readonly registry: Registry
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  readonly httpSeconds: Histogram<'method' | 'route'>
 }

@@ -153,6 +153,8 @@ export class Ingestor {
    * already (ChangeLog.forwardEarly): called under the write lock. Set by the node.
    */
   onForwardable?: (origins: Array<{ origin: string, seq: number }>) => void
+  /** A rule's counter (`applied`, `conflicts`, `transformErrors`) grew by `delta` in a committed transaction. */
+  onCounted?: (ruleId: string, name: string, delta: number) => void
   /**
    * Whether anyone will read a transaction's `changes` (asked as each one
    * starts; local writes always keep theirs). When no one will, they are
@@ -348,7 +350,14 @@ export class Ingestor {
     const st = this.txnState
     this.txnState = undefined
     if (st === undefined || st.result !== result) return
-    for (const [key, n] of st.counts) this.counters.set(key, n)
+    for (const [key, n] of st.counts) {
+      const before = this.counters.get(key) ?? 0
+      this.counters.set(key, n)
+      if (n > before && this.onCounted !== undefined) {
+        const i = key.indexOf(SEP)
+        this.onCounted(key.slice(0, i), key.slice(i + 1), n - before)
+      }
+    }
     if (st.cursor > this.cursor) result.feed = { from: this.cursor, to: st.cursor }
     this.cursor = Math.max(this.cursor, st.cursor)
   }

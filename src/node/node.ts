@@ -44,6 +44,8 @@ import { authKeys, describeKeys, keyInfo, loadMeshKeys } from './keyring.js'
 import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
+import { NodeMetrics } from './metrics.js'
+import { packageVersion } from '../core/version.js'
 import type {
   ChangeEvent, ChangesOptions, ConnectorInfo, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
   RegistryApi, Rule, RulePatch, RuleSpec, RuleStatus, StallInfo, StoredRecord, SyncNodeApi, SyncNodeOptions
@@ -92,6 +94,15 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   readonly records: RecordsApi
   readonly peers: PeersApi
   readonly registry: RegistryApi
+  /** Counted where the events happen (./metrics.ts); served with the API's own at /metrics. */
+  readonly metrics = new NodeMetrics(
+    packageVersion(),
+    (peer) => this.registryView?.platformByPeer(peer)?.name,
+    (ruleId) => {
+      const r = this.registryView?.rule(ruleId)
+      return r === undefined ? undefined : { from: `${r.from.platform}:${r.from.collection}`, to: formatTarget(r.to) }
+    })
+
   private readonly options: SyncNodeOptions
   private readonly log: Logger
   private config!: NodeConfig
@@ -214,6 +225,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
       this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
       await this.ingestor.load()
+      this.ingestor.onCounted = (ruleId, name, delta) => this.metrics.ruleCounted(ruleId, name, delta)
+      this.store.onMaintenance = (kind) => (kind === 'flush' ? this.metrics.flushes : this.metrics.compactions).inc()
       this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
       this.ruleService = this.createRuleService()
       await this.ruleService.load()
@@ -234,7 +247,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         keys: authKeys(this.currentKeys),
         logger: this.log.child({ component: 'auth' }),
         onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => this.peerManager?.rejected(peer.toString(), reason),
+        onRejected: (peer, reason) => {
+          this.metrics.authFailures.inc()
+          this.peerManager?.rejected(peer.toString(), reason)
+        },
         // the peer does not speak our auth protocol: another auth version? Only what it claims (identify, if it
         // answers a connection that has not proved the key) can say, and only the auth family is judged from it
         onAuthUnsupported: async (c) => { await this.checkVersions(c.remotePeer, [AUTH_FAMILY], c) },
@@ -249,11 +265,13 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.sync = new SyncService(this.host, {
         logger: this.log.child({ component: 'sync' }),
         isAuthenticated: (c) => this.auth.isAuthenticated(c),
-        counters: (peer) => this.peerManager.counters(peer),
+        counters: (peer) => this.metrics.traffic(peer, this.peerManager.counters(peer)),
         isIncompatible: (peer) => this.versions.isIncompatible(peer),
         onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
         onOffence: (peer, offence) => {
+          this.metrics.offences.inc({ check: offence.check })
           if (this.peerManager.offence(peer, offence)) {
+            this.metrics.bans.inc({ check: offence.check })
             this.peerManager.banned(peer, OFFENCE_BAN_MS, offence)
             this.auth.ban(peer, OFFENCE_BAN_MS)
           } else {
@@ -814,6 +832,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const now = Date.now()
     const stall = this.stalls.refused(peer, refusal, now)
     if (stall === undefined) return
+    this.metrics.stalls.inc({ check: stall.code })
     // a run accepted but never stored would make every later copy of it look like a duplicate
     this.sync.resetAccepted(refusal.origin, this.changelog.held(refusal.origin))
     this.askFor(refusal.origin, stall, now)

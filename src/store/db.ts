@@ -174,6 +174,8 @@ export class Store {
   private writesSinceFlush = 0
   /** Memtable flushes by `flushMemtable` since the store opened. */
   flushes = 0
+  /** Told of each flush and full compaction as it completes (the node's metrics). */
+  onMaintenance?: (kind: 'flush' | 'compaction') => void
 
   /**
    * Write LevelDB's memtable out to a table file and start an empty
@@ -185,6 +187,7 @@ export class Store {
     this.writesSinceFlush = 0
     await (this.db as unknown as CompactingDb).compactRange('\x00', '\x00')
     this.flushes++
+    this.onMaintenance?.('flush')
   }
 
   // ---- compaction when idle ------------------------------------------------
@@ -243,6 +246,7 @@ export class Store {
     // keys start with an ASCII tag (see keys.ts): this range is the whole keyspace
     await (this.db as unknown as CompactingDb).compactRange('\x00', '\x7f')
     this.compactions++
+    this.onMaintenance?.('compaction')
     options.onCompacted?.({ deletes, ms: Date.now() - t0 })
   }
 

@@ -200,10 +200,24 @@ describe('HTTP API on a real node', () => {
 
     const metrics = await b.metrics()
     expect(metrics).toMatch(/^syncmesh_peers_connected 1$/m)
-    expect(metrics).toContain(`syncmesh_origin_seq{origin="${aStatus.peerId}"}`)
+    expect(metrics).toContain(`syncmesh_origin_seq{origin="${aStatus.peerId}",platform="alpha"}`)
     expect(metrics).toMatch(/^syncmesh_db_compactions_total 0$/m)
     expect(metrics).toMatch(/^syncmesh_db_memtable_flushes_total \d+$/m)
-    expect(metrics).toMatch(/^syncmesh_origin_lag\{origin="[^"]+"\} \d+$/m)
+    expect(metrics).toMatch(/^syncmesh_origin_lag\{origin="[^"]+",platform="[^"]*"\} \d+$/m)
+    // counted where it happened: entries and bytes from alpha, by peer id and platform name; frames by type
+    const sample = (name: string, labels: string): number => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN)
+    expect(sample('syncmesh_sync_entries_received_total', `peer="${aStatus.peerId}",platform="alpha"`)).toBeGreaterThan(0)
+    expect(sample('syncmesh_sync_bytes_received_total', `peer="${aStatus.peerId}",platform="alpha"`)).toBeGreaterThan(0)
+    expect(sample('syncmesh_sync_frames_received_total', 'type="batch"')).toBeGreaterThan(0)
+    expect(sample('syncmesh_sync_frames_received_total', 'type="hello"')).toBeGreaterThan(0)
+    const rule = (await b.status()).rules.find(r => r.to === 'beta:copies')
+    expect(sample('syncmesh_rule_applied_total', `rule="${String(rule?.id)}",from="alpha:notes",to="beta:copies"`)).toBe(1)
+    expect(metrics).toMatch(/^syncmesh_build_info\{version="\d+\.\d+\.\d+[^"]*"\} 1$/m)
+    expect(sample('syncmesh_http_requests_total', 'method="GET",route="/v1/collections/:collection/records/:id",status="200"')).toBeGreaterThan(0)
+    expect(metrics).toMatch(/^syncmesh_http_request_duration_seconds_count\{method="GET",route="\/v1\/peers"\} \d+$/m)
+    // _total only on counters, and every counter ends in _total
+    const types = [...metrics.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(m => ({ name: m[1], type: m[2] }))
+    expect(types.filter(t => t.name.startsWith('syncmesh_') && t.name.endsWith('_total') !== (t.type === 'counter'))).toEqual([])
 
     expect(await b.removePeer(aStatus.peerId)).toEqual({ removed: true })
     await expect(b.removePeer(aStatus.peerId)).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404 })

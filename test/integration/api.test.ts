@@ -490,17 +490,16 @@ describe('HTTP API (in-memory node)', () => {
     await stillServing()
   })
 
-  it('serves Prometheus metrics computed from status', async () => {
+  it('serves Prometheus gauges read from status', async () => {
     await client.addPeer('/ip4/127.0.0.1/tcp/4002/p2p/12D3KooWOther')
     await client.addRule({ from: { platform: 'a', collection: 'c' }, to: { platform: 'b', collection: 'c' } })
     const res = await rawRequest(server.url, { path: '/metrics', headers: auth })
     expect(res.status).toBe(200)
     expect(String(res.headers['content-type'])).toMatch(/^text\/plain/)
     expect(res.text).toMatch(/^syncmesh_peers_connected 1$/m)
-    expect(res.text).toMatch(/^syncmesh_origin_lag\{origin="other-origin"\} 2$/m)
-    expect(res.text).toMatch(/^syncmesh_origin_seq\{origin="other-origin"\} 5$/m)
-    expect(res.text).toMatch(/^syncmesh_rule_applied_total\{rule="r1"\} 3$/m)
-    expect(res.text).toMatch(/^syncmesh_rule_pending\{rule="r1"\} 4$/m)
+    expect(res.text).toMatch(/^syncmesh_origin_lag\{origin="other-origin",platform="[^"]*"\} 2$/m)
+    expect(res.text).toMatch(/^syncmesh_origin_seq\{origin="other-origin",platform="[^"]*"\} 5$/m)
+    expect(res.text).toMatch(/^syncmesh_rule_pending\{rule="r1",from="[^"]*",to="[^"]*"\} 4$/m)
     expect(res.text).toMatch(/^process_cpu_user_seconds_total /m)
     expect(await client.metrics()).toMatch(/syncmesh_peers_connected/)
   })

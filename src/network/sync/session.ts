@@ -47,6 +47,10 @@ export interface PeerCounters {
   entriesReceived: number
   bytesSent: number
   bytesReceived: number
+  /** Entries received that this node already held (not stored again). */
+  duplicates?: (n: number) => void
+  /** A frame of this type was received. */
+  frame?: (type: string) => void
 }
 
 export interface SessionDeps {
@@ -298,6 +302,7 @@ export class SyncSession {
         throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
       }
       const msg = this.decode(bytes)
+      this.deps.counters.frame?.(msg.type)
       if (msg.type !== 'batch') this.countControlFrame()
       if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
       switch (msg.type) {
@@ -414,6 +419,7 @@ export class SyncSession {
       // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
       // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see sendCap)
       if (msg.origin !== this.peer) this.queueHave(msg.origin, msg.toSeq)
+      this.deps.counters.duplicates?.(msg.entries.length)
       this.grant()
       return
     }
@@ -480,6 +486,7 @@ export class SyncSession {
       } else {
         this.gapReported.delete(msg.origin)
         this.deps.counters.entriesReceived += result.stored
+        this.deps.counters.duplicates?.(msg.entries.length - result.stored)
       }
       await this.throttle(bytes)
       this.grant()
