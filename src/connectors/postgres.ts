@@ -32,7 +32,7 @@ import type { Logger } from 'pino'
 import { InvalidInputError, SyncmeshError } from '../core/errors.js'
 import type { ImportLine, JsonObject, JsonValue, SyncNodeApi } from '../core/types.js'
 import { checkIdentifier, columnFromField, readDelivered, writeCaptured, newCounters, quote, sameValue, toIso, writeFileDurable } from './connector.js'
-import type { Column, ColumnKind, Connector, ConnectorCounters, ConnectorStatus, SqlValue, FeedChange } from './connector.js'
+import type { Column, ColumnKind, Connector, ConnectorCounters, ConnectorStatus, SqlValue } from './connector.js'
 
 export const PG_OUTBOX = '_syncmesh_outbox'
 export const PG_STATE = '_syncmesh_state'

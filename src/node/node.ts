@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
@@ -20,7 +21,7 @@ import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, OFFENCE_BAN_MS, PROTOCOL_PREFIX } from '../network/constants.js'
+import { OFFENCE_BAN_MS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
 import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, SYNC_FAMILY } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
@@ -35,8 +36,6 @@ import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from
 import { decodeRecord, toStoredRecord } from '../store/records.js'
 import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, secureDataDir, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
-import { DEFAULT_LISTEN } from './constants.js'
-import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../core/hlc.js'
 import { Ingestor } from './ingest.js'
 import { TrustPolicy } from './trust.js'
 import { jsonTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
@@ -45,6 +44,8 @@ import type { MeshKeys } from './keyring.js'
 import type { IngestResult, LocalOp } from './ingest.js'
 import { RuleService } from './rule-service.js'
 import { NodeMetrics } from './metrics.js'
+import { resolveSettings } from './settings.js'
+import type { NodeSettings } from './settings.js'
 import { packageVersion } from '../core/version.js'
 import type {
   ChangeEvent, ChangesOptions, ConnectorInfo, DryRunReport, FeedLine, ImportLine, JsonObject, MeshKeyInfo, NodeStatus, OriginStatus, PeerInfo, PeersApi, Platform, RecordPage, RecordsApi,
@@ -106,6 +107,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private readonly options: SyncNodeOptions
   private readonly log: Logger
   private config!: NodeConfig
+  /** Every tunable, resolved once from the options, config.json and the defaults (./settings.ts). */
+  private settings!: NodeSettings
   private store!: Store
   private changelog!: ChangeLog
   private registryView!: Registry
@@ -182,131 +185,12 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   async start (): Promise<void> {
     if (this.running) return
-    const dir = this.options.dataDir
-    const hasNode = await stat(join(dir, CONFIG_FILE)).then(() => true, () => false)
-    if (!hasNode) {
-      if (this.options.name === undefined) throw new ConfigError(`no syncmesh node in ${dir}; pass a name to create one, or run "syncmesh init --data ${dir} --name NAME"`, 'NODE_NOT_FOUND')
-      await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
-    }
-    this.config = await loadConfig(dir, this.options.configFile)
-    for (const change of await secureDataDir(dir)) {
-      this.log.warn({ dataDir: dir, change }, `the data directory was readable by other users; made it private: ${change}`)
-    }
-    const configFile = this.options.configFile
-    if (configFile !== undefined && Object.keys(this.config.webhooks?.secrets ?? {}).length > 0 && ((await stat(configFile)).mode & 0o077) !== 0) {
-      this.log.warn({ configFile }, `${configFile} holds webhook secrets and other users may read it; make it readable by the node's user only (chmod 600)`)
-    }
-    if (this.options.name !== undefined && this.options.name !== this.config.name) {
-      throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
-    }
-    const privateKey = await loadIdentity(dir)
-    this.useKeys(await loadMeshKeys(dir, this.options.key))
-    this.self = peerIdFromPrivateKey(privateKey).toString()
-
-    this.store = new Store(join(dir, DB_DIR))
+    const privateKey = await this.openDataDir()
+    this.store = new Store(join(this.options.dataDir, DB_DIR))
     await this.store.open()
     try {
-      // before anything reads it: refuse a newer format, upgrade an older one (after a backup copy)
-      this.format = await upgradeFormat(() => this.store.db, {
-        dataDir: dir,
-        dbDir: join(dir, DB_DIR),
-        log: this.log.child({ component: 'store' }),
-        close: async () => { await this.store.db.close() },
-        reopen: async () => { await this.store.open() }
-      })
-      this.changelog = new ChangeLog(this.store)
-      await this.changelog.load()
-      const admins = this.options.admins ?? this.config.admins
-      const maxClockAheadMs = this.options.maxClockAheadMs ?? this.config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS
-      this.registryView = new Registry({ admins: admins ?? [] })
-      await this.registryView.load(this.store, this.changelog)
-      this.ruleSet = new RuleSet()
-      this.ruleSet.rebuild(this.registryView, this.config.name)
-      this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
-      this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
-      await this.ingestor.load()
-      this.ingestor.onCounted = (ruleId, name, delta) => this.metrics.ruleCounted(ruleId, name, delta)
-      this.store.onMaintenance = (kind) => (kind === 'flush' ? this.metrics.flushes : this.metrics.compactions).inc()
-      this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
-      this.ruleService = this.createRuleService()
-      await this.ruleService.load()
-
-      this.door = new Door({ logger: this.log.child({ component: 'door' }) })
-      this.host = await createHost({
-        door: this.door,
-        isAuthenticated: (c) => this.auth?.isAuthenticated(c) ?? false,
-        isKnown: (peer) => this.peerManager?.knows(peer) ?? false,
-        privateKey,
-        listen: this.options.listen ?? this.config.listen ?? [DEFAULT_LISTEN],
-        announce: this.options.announce ?? this.config.announce,
-        mdns: this.options.mdns ?? this.config.mdns,
-        maxConnections: this.options.maxConnections ?? this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-        isDenied: (peer) => (this.auth?.isBanned(peer) ?? false) || this.trust.isRevoked(peer)
-      })
-      this.auth = new MeshAuth(this.host, {
-        keys: authKeys(this.currentKeys),
-        logger: this.log.child({ component: 'auth' }),
-        onAuthenticated: (c) => this.onAuthenticated(c),
-        onRejected: (peer, reason) => {
-          this.metrics.authFailures.inc()
-          this.peerManager?.rejected(peer.toString(), reason)
-        },
-        // the peer does not speak our auth protocol: another auth version? Only what it claims (identify, if it
-        // answers a connection that has not proved the key) can say, and only the auth family is judged from it
-        onAuthUnsupported: async (c) => { await this.checkVersions(c.remotePeer, [AUTH_FAMILY], c) },
-        door: this.door,
-        onForget: (peer) => this.forgetPeer(peer)
-      })
-      this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
-      // identify runs when this node asks (onAuthenticated, onUnsupported) or the peer pushes: judge only peers that proved the key
-      this.host.addEventListener('peer:identify', (evt) => {
-        if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
-      })
-      this.sync = new SyncService(this.host, {
-        logger: this.log.child({ component: 'sync' }),
-        isAuthenticated: (c) => this.auth.isAuthenticated(c),
-        counters: (peer) => this.metrics.traffic(peer, this.peerManager.counters(peer)),
-        isIncompatible: (peer) => this.versions.isIncompatible(peer),
-        onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
-        onOffence: (peer, offence) => {
-          this.metrics.offences.inc({ check: offence.check })
-          if (this.peerManager.offence(peer, offence)) {
-            this.metrics.bans.inc({ check: offence.check })
-            this.peerManager.banned(peer, OFFENCE_BAN_MS, offence)
-            this.auth.ban(peer, OFFENCE_BAN_MS)
-          } else {
-            this.peerManager.disconnect(peer)
-          }
-        },
-        onRefused: (peer, refusal) => this.onRefused(peer, refusal),
-        deps: {
-          accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
-          clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
-          knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
-          log: this.changelog,
-          self: this.self,
-          localName: this.config.name,
-          ingest: async (origin, from, to, entries, certs) => {
-            const result = await this.ingestor.ingest(origin, from, to, entries, certs)
-            if (result !== undefined) this.afterIngest(result)
-            return result
-          }
-        }
-      })
-      this.peerManager = new PeerManager(this.host, this.store, {
-        logger: this.log.child({ component: 'peers' }),
-        bootstrap: this.options.bootstrap ?? this.config.bootstrap ?? [],
-        isAuthenticated: (c) => this.auth.isAuthenticated(c),
-        candidates: () => this.discoveryCandidates(),
-        targetConnections: this.options.targetConnections ?? this.config.targetConnections ?? DEFAULT_TARGET_CONNECTIONS,
-        maxConnections: this.options.maxConnections ?? this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS
-      })
-      await this.peerManager.load()
-      if ((this.options.mdns ?? this.config.mdns) === true) {
-        this.host.addEventListener('peer:discovery', (evt) => {
-          this.host.dial(evt.detail.id).catch(() => {})
-        })
-      }
+      await this.openState(privateKey)
+      await this.openNetwork(privateKey)
       await this.auth.start()
       await this.sync.start()
       await this.host.start()
@@ -331,6 +215,145 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       onError: (err) => this.log.warn({ err: err.message }, `database compaction failed (it is retried after more deletions): ${err.message}`)
     })
     this.log.info({ peerId: this.self, name: this.config.name, multiaddrs: this.getMultiaddrs() }, 'node started')
+  }
+
+  /** The data directory (created when a name is given), its config, identity and mesh keys; the settings resolved. */
+  private async openDataDir (): Promise<PrivateKey> {
+    const dir = this.options.dataDir
+    const hasNode = await stat(join(dir, CONFIG_FILE)).then(() => true, () => false)
+    if (!hasNode) {
+      if (this.options.name === undefined) throw new ConfigError(`no syncmesh node in ${dir}; pass a name to create one, or run "syncmesh init --data ${dir} --name NAME"`, 'NODE_NOT_FOUND')
+      await initDataDir({ data: dir, name: this.options.name, ...(this.options.region !== undefined ? { region: this.options.region } : {}) })
+    }
+    this.config = await loadConfig(dir, this.options.configFile)
+    this.settings = resolveSettings(this.options, this.config)
+    for (const change of await secureDataDir(dir)) {
+      this.log.warn({ dataDir: dir, change }, `the data directory was readable by other users; made it private: ${change}`)
+    }
+    const configFile = this.options.configFile
+    if (configFile !== undefined && Object.keys(this.config.webhooks?.secrets ?? {}).length > 0 && ((await stat(configFile)).mode & 0o077) !== 0) {
+      this.log.warn({ configFile }, `${configFile} holds webhook secrets and other users may read it; make it readable by the node's user only (chmod 600)`)
+    }
+    if (this.options.name !== undefined && this.options.name !== this.config.name) {
+      throw new ConfigError(`${dir} belongs to node "${this.config.name}", not "${this.options.name}"`, 'NAME_MISMATCH')
+    }
+    const privateKey = await loadIdentity(dir)
+    this.useKeys(await loadMeshKeys(dir, this.options.key))
+    this.self = peerIdFromPrivateKey(privateKey).toString()
+    return privateKey
+  }
+
+  /** What the store holds, upgraded to this release's format: the log, the registry, the rules, the write path. */
+  private async openState (privateKey: PrivateKey): Promise<void> {
+    const dir = this.options.dataDir
+    // before anything reads it: refuse a newer format, upgrade an older one (after a backup copy)
+    this.format = await upgradeFormat(() => this.store.db, {
+      dataDir: dir,
+      dbDir: join(dir, DB_DIR),
+      log: this.log.child({ component: 'store' }),
+      close: async () => { await this.store.db.close() },
+      reopen: async () => { await this.store.open() }
+    })
+    this.changelog = new ChangeLog(this.store)
+    await this.changelog.load()
+    const { admins, maxClockAheadMs } = this.settings
+    this.registryView = new Registry({ admins })
+    await this.registryView.load(this.store, this.changelog)
+    this.ruleSet = new RuleSet()
+    this.ruleSet.rebuild(this.registryView, this.config.name)
+    this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
+    this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
+    await this.ingestor.load()
+    this.ingestor.onCounted = (ruleId, name, delta) => this.metrics.ruleCounted(ruleId, name, delta)
+    this.store.onMaintenance = (kind) => (kind === 'flush' ? this.metrics.flushes : this.metrics.compactions).inc()
+    this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
+    this.ruleService = this.createRuleService()
+    await this.ruleService.load()
+  }
+
+  /** libp2p with the door, mesh-key authentication, the sync protocol and the peer manager (not started). */
+  private async openNetwork (privateKey: PrivateKey): Promise<void> {
+    const { listen, announce, mdns, maxConnections, targetConnections, bootstrap } = this.settings
+    this.door = new Door({ logger: this.log.child({ component: 'door' }) })
+    this.host = await createHost({
+      door: this.door,
+      isAuthenticated: (c) => this.auth?.isAuthenticated(c) ?? false,
+      isKnown: (peer) => this.peerManager?.knows(peer) ?? false,
+      privateKey,
+      listen,
+      announce,
+      mdns,
+      maxConnections,
+      isDenied: (peer) => (this.auth?.isBanned(peer) ?? false) || this.trust.isRevoked(peer)
+    })
+    this.auth = new MeshAuth(this.host, {
+      keys: authKeys(this.currentKeys),
+      logger: this.log.child({ component: 'auth' }),
+      onAuthenticated: (c) => this.onAuthenticated(c),
+      onRejected: (peer, reason) => {
+        this.metrics.authFailures.inc()
+        this.peerManager?.rejected(peer.toString(), reason)
+      },
+      // the peer does not speak our auth protocol: another auth version? Only what it claims (identify, if it
+      // answers a connection that has not proved the key) can say, and only the auth family is judged from it
+      onAuthUnsupported: async (c) => { await this.checkVersions(c.remotePeer, [AUTH_FAMILY], c) },
+      door: this.door,
+      onForget: (peer) => this.forgetPeer(peer)
+    })
+    this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
+    // identify runs when this node asks (onAuthenticated, onUnsupported) or the peer pushes: judge only peers that proved the key
+    this.host.addEventListener('peer:identify', (evt) => {
+      if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
+    })
+    this.sync = this.createSyncService()
+    this.peerManager = new PeerManager(this.host, this.store, {
+      logger: this.log.child({ component: 'peers' }),
+      bootstrap,
+      isAuthenticated: (c) => this.auth.isAuthenticated(c),
+      candidates: () => this.discoveryCandidates(),
+      targetConnections,
+      maxConnections
+    })
+    await this.peerManager.load()
+    if (mdns) {
+      this.host.addEventListener('peer:discovery', (evt) => {
+        this.host.dial(evt.detail.id).catch(() => {})
+      })
+    }
+  }
+
+  private createSyncService (): SyncService {
+    return new SyncService(this.host, {
+      logger: this.log.child({ component: 'sync' }),
+      isAuthenticated: (c) => this.auth.isAuthenticated(c),
+      counters: (peer) => this.metrics.traffic(peer, this.peerManager.counters(peer)),
+      isIncompatible: (peer) => this.versions.isIncompatible(peer),
+      onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
+      onOffence: (peer, offence) => {
+        this.metrics.offences.inc({ check: offence.check })
+        if (this.peerManager.offence(peer, offence)) {
+          this.metrics.bans.inc({ check: offence.check })
+          this.peerManager.banned(peer, OFFENCE_BAN_MS, offence)
+          this.auth.ban(peer, OFFENCE_BAN_MS)
+        } else {
+          this.peerManager.disconnect(peer)
+        }
+      },
+      onRefused: (peer, refusal) => this.onRefused(peer, refusal),
+      deps: {
+        accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
+        clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
+        knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
+        log: this.changelog,
+        self: this.self,
+        localName: this.config.name,
+        ingest: async (origin, from, to, entries, certs) => {
+          const result = await this.ingestor.ingest(origin, from, to, entries, certs)
+          if (result !== undefined) this.afterIngest(result)
+          return result
+        }
+      }
+    })
   }
 
   async stop (): Promise<void> {
@@ -519,8 +542,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   /** Publish this node in the registry when its entry is missing or stale. */
   private async registerSelf (): Promise<void> {
-    const announce = [this.options.announce, this.config.announce].find(a => a !== undefined && a.length > 0)
-    const addrs = announce ?? this.host.getMultiaddrs().map(m => m.decapsulate('/p2p').toString())
+    const announce = this.settings.announce
+    const addrs = announce.length > 0 ? announce : this.host.getMultiaddrs().map(m => m.decapsulate('/p2p').toString())
     const me: Platform = { name: this.config.name, peerId: this.self, addrs }
     if (this.config.region !== undefined) me.region = this.config.region
     const current = this.registryView.platform(me.name)
