@@ -46,7 +46,8 @@ export interface Platform {
   purge?: boolean
 }
 
-export type RuleMode = 'merge' | 'mirror' | 'insert-only'
+export type { RuleMode } from './modes.js'
+import type { RuleMode } from './modes.js'
 
 export interface Endpoint {
   platform: string

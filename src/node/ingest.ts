@@ -22,6 +22,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, ApplyContext, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import type { RuleSet } from '../rules/ruleset.js'
 import type { ClaimSource } from '../registry/registry.js'
+import { modeOf } from '../core/modes.js'
 
 /** What this node accepts, decided by the node (admin control, revocation). */
 export interface IngestPolicy {
@@ -571,7 +572,8 @@ export class Ingestor {
   /** A local write meeting what a merge rule placed: a conflict of that rule. */
   private localWriteConflict (st: TxnState, entry: LogEntry, existing: RecordState, local: RecordState, winner: 'existing' | 'incoming'): void {
     if (existing.rule === undefined || entry.origin !== this.self || existing.version.origin === this.self) return
-    if (this.rules.get(existing.rule)?.rule.mode !== 'merge') return
+    const rule = this.rules.get(existing.rule)
+    if (rule === undefined || !modeOf(rule.rule.mode).localWritesConflict) return
     if (existing.value === undefined && local.value === undefined) return
     const platformOf = (peer: string): string | undefined => this.platformOf?.(peer)
     this.recordConflict(st, {
@@ -692,7 +694,7 @@ export class Ingestor {
             ahead = undefined
             await stale?.read.catch(() => {})
           } else if (!chunk.more) {
-            if (rule.rule.mode === 'mirror') next.phase = 'sweep'
+            if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
             else next.done = true
           }
         } else {

@@ -54,6 +54,7 @@ import type {
 import { StallTracker, StuckDetector } from './stuck.js'
 import type { Stall } from './stuck.js'
 import type { Refusal } from '../network/sync/checks.js'
+import { DEFAULT_RULE_MODE } from '../core/modes.js'
 
 /** Largest record value accepted, serialized. */
 export const MAX_VALUE_BYTES = 1024 * 1024
@@ -723,7 +724,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.assertRunning()
     this.trust.assertAdmin()
     const spec = parseRuleSpec(input)
-    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? 'merge', createdAt: new Date().toISOString() }
+    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? DEFAULT_RULE_MODE, createdAt: new Date().toISOString() }
     // reject what the target could not compile, before it is replicated anywhere
     this.ruleService.validate(rule)
     await this.writeLocal([{ collection: RULES_COLLECTION, id: rule.id, op: 'put', value: rule as unknown as JsonObject }])
@@ -736,7 +737,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const current = this.registryView.rule(id)
     if (current === undefined) throw new NotFoundError(`no rule with id "${id}"; list them with "syncmesh rule ls" or GET /v1/rules`)
     const spec = applyRulePatch(current, patch)
-    const rule: Rule = { ...spec, id, mode: spec.mode ?? 'merge', createdAt: current.createdAt, updatedAt: new Date().toISOString() }
+    const rule: Rule = { ...spec, id, mode: spec.mode ?? DEFAULT_RULE_MODE, createdAt: current.createdAt, updatedAt: new Date().toISOString() }
     this.ruleService.validate(rule)
     return rule
   }
@@ -752,7 +753,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private async dryRunRule (input: RuleSpec): Promise<DryRunReport> {
     this.assertRunning()
     const spec = parseRuleSpec(input)
-    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? 'merge', createdAt: new Date().toISOString() }
+    const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? DEFAULT_RULE_MODE, createdAt: new Date().toISOString() }
     return await this.ruleService.dryRun(rule, false)
   }
 

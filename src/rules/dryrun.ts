@@ -31,6 +31,7 @@ import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, pushPlanK
 import type { ApplyContext, CompiledRule, Plan } from './engine.js'
 import type { ModuleCache } from './modules.js'
 import { isGroupTarget, ruleTargets } from './targets.js'
+import { modeOf } from '../core/modes.js'
 
 const CHUNK = 500
 /** Target ids remembered to count a key rule's mirror deletions; beyond it the count is a lower bound. */
@@ -105,7 +106,7 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
     const compiled = compileRule(rule, source.peerId, { localName: p.name, ...(module !== undefined ? { module } : {}) })
     const ev: Evaluation = { platform: p, compiled, exact, report: emptyTarget(p.name, rule.to.collection), notes }
     ev.report.exact = exact
-    if (exact && rule.mode === 'mirror' && rule.key !== undefined) ev.produced = new Set()
+    if (exact && modeOf(rule.mode).exact && rule.key !== undefined) ev.produced = new Set()
     evaluations.push(ev)
   }
 
@@ -119,7 +120,7 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
     after = entries[entries.length - 1].id
   }
   for (const ev of evaluations) {
-    if (ev.exact && rule.mode === 'mirror') await countMirrorDeletes(deps, ev)
+    if (ev.exact && modeOf(rule.mode).exact) await countMirrorDeletes(deps, ev)
     if (ev.notes.length > 0) ev.report.note = ev.notes.join('; ')
     report.targets.push(ev.report)
   }

@@ -54,6 +54,7 @@ import type { LoadedModule } from './modules.js'
 import { recordTargetsReader } from './targets.js'
 import type { RecordTargets } from './targets.js'
 import { compileFieldTransform, targetId } from './transform.js'
+import { modeOf } from '../core/modes.js'
 
 /** Conflict values larger than this (serialized) are logged by size only. */
 export const CONFLICT_VALUE_MAX_BYTES = 4096
@@ -113,8 +114,9 @@ export type Plan =
 
 /** Plan an entry up to the transform module (see resolvePlan). Pure. */
 export function planEntry (rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Plan {
-  const mirror = rule.rule.mode === 'mirror'
-  if (entry.op === 'del') return rule.rule.mode === 'insert-only' ? { kind: 'skip' } : { kind: 'del' }
+  const mode = modeOf(rule.rule.mode)
+  const mirror = mode.exact
+  if (entry.op === 'del') return mode.deletes ? { kind: 'del' } : { kind: 'skip' }
   if (value === undefined) return { kind: 'skip', reason: 'entry value is not a JSON object' }
   if (!rule.matches(value)) return mirror ? { kind: 'del', drop: true } : { kind: 'skip' }
   if (rule.recordTargets !== undefined && rule.localName !== undefined) {
@@ -140,7 +142,7 @@ export async function resolvePlan (rule: CompiledRule, entry: LogEntry, source: 
     target: { platform: rule.localName ?? '', collection: r.to.collection }
   })
   if (!outcome.ok) return { kind: 'error', error: outcome.error }
-  if (outcome.value === null) return r.mode === 'mirror' ? { kind: 'del', drop: true } : { kind: 'skip' }
+  if (outcome.value === null) return modeOf(r.mode).exact ? { kind: 'del', drop: true } : { kind: 'skip' }
   return { ...plan, value: outcome.value }
 }
 
@@ -353,7 +355,8 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
   const out: Applied[] = []
   const mappedBytes = ctx.txn.get(mapKey)
   const mapped = mappedBytes === undefined ? undefined : utf8.decode(mappedBytes)
-  if (mapped !== undefined && mapped !== plan.targetId && r.mode !== 'insert-only') {
+  const mode = modeOf(r.mode)
+  if (mapped !== undefined && mapped !== plan.targetId && !mode.keepsExisting) {
     // the source record's key changed: what it placed under the old id goes
     out.push(...removePlaced(ctx, rule, entry, mapped, version))
   }
@@ -364,7 +367,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     setMapping(ctx, mapKey, mapped, plan.targetId)
     return out
   }
-  if (r.mode === 'insert-only' && existing.value !== undefined) return out
+  if (mode.keepsExisting && existing.value !== undefined) return out
   if (isSameWrite(existing.version, version, ctx.self)) {
     // The target already holds this very write (placed by another rule, by this rule's previous
     // incarnation, or its echo through a cycle): nothing changes, but this rule must know it
@@ -385,7 +388,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     return out
   }
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const wins = order < 0 || restamped || (mode.sourceWins && !(existing.rule === r.id && sameWriter(existing, entry, version)))
   const kind = conflictKind(existing, entry, version, r.id, plan.targetId, ctx.self)
   if (kind !== undefined) reportConflict(ctx, rule, kind, plan.targetId, existing, { value: plan.value, version }, wins ? 'incoming' : 'existing')
   if (!wins) return out
@@ -408,7 +411,7 @@ function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, t
   if (isSameWrite(existing.version, version, ctx.self)) return []
   const restamped = restampedByRule(existing, r.id, ctx.self)
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (r.mode === 'mirror' && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const wins = order < 0 || restamped || (modeOf(r.mode).sourceWins && !(existing.rule === r.id && sameWriter(existing, entry, version)))
   const kind = conflictKind(existing, entry, version, r.id, targetId, ctx.self)
   if (kind !== undefined && kind !== 'key-collision') reportConflict(ctx, rule, kind, targetId, existing, { version }, wins ? 'incoming' : 'existing')
   if (!wins) return []

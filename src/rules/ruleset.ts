@@ -16,6 +16,7 @@ import type { CompiledRule } from './engine.js'
 import type { ModuleCache } from './modules.js'
 import { targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
+import { modeOf } from '../core/modes.js'
 
 export interface RuleProblem {
   ruleId: string
@@ -52,7 +53,7 @@ export class RuleSet {
     for (const rule of rules) {
       if (rule.from.platform === localName) published.add(rule.from.collection)
       if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
-      if (rule.mode === 'mirror' && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
+      if (modeOf(rule.mode).exact && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
     }
     for (const rule of rules) {
       if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
