@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { InvalidInputError } from '../core/errors.js'
+import { RULE_MODE_NAMES } from '../core/modes.js'
 
 export const MAX_PAGE_LIMIT = 1000
 export const DEFAULT_PAGE_LIMIT = 100
@@ -49,7 +50,7 @@ const webhookSchema = z.object({
 export const ruleBodySchema = z.object({
   from: endpointSchema,
   to: targetSchema,
-  mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
+  mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.optional(),
   include: z.array(nonEmpty).optional(),
   exclude: z.array(nonEmpty).optional(),
@@ -65,7 +66,7 @@ export const ruleBodySchema = z.object({
 export const rulePatchSchema = z.object({
   from: endpointSchema.optional(),
   to: targetSchema.optional(),
-  mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
+  mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.nullable().optional(),
   include: z.array(nonEmpty).nullable().optional(),
   exclude: z.array(nonEmpty).nullable().optional(),

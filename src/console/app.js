@@ -3,7 +3,7 @@
 const TOKEN_KEY = 'syncmesh-token'
 const POLL_MS = 2000
 
-const state = { token: '', readOnly: false, platforms: [], timer: 0, feed: undefined, prev: new Map() }
+const state = { token: '', readOnly: false, platforms: [], timer: 0, feed: undefined, prev: new Map(), modes: undefined }
 
 // -- DOM ------------------------------------------------------------------
 
@@ -209,7 +209,13 @@ function list (text) {
   return text.split(',').map(t => t.trim()).filter(Boolean)
 }
 
-function ruleForm () {
+/** The rule modes the node accepts, from its OpenAPI document (the node's own schema of a rule). */
+async function ruleModes () {
+  state.modes ??= (await api('GET', '/v1/openapi.json')).paths['/v1/rules'].post.requestBody.content['application/json'].schema.properties.mode.enum
+  return state.modes
+}
+
+function ruleForm (modes) {
   const f = {}
   const field = (id, label, el) => { f[id] = el; el.id = `r-${id}`; return [h('label', { for: `r-${id}` }, label), el] }
   const report = h('div', { id: 'dry-run', 'aria-live': 'polite' })
@@ -234,7 +240,7 @@ function ruleForm () {
     if (f.webhook.value.trim()) body.webhook = { url: f.webhook.value.trim(), secretRef: f.secretRef.value.trim() }
     return body
   }
-  const mode = h('select', {}, ['merge', 'mirror', 'insert-only'].map(m => h('option', { value: m }, m)))
+  const mode = h('select', {}, modes.map(m => h('option', { value: m }, m)))
   const form = h('form', { class: 'grid', 'aria-label': 'New rule', onsubmit: (e) => e.preventDefault() },
     field('from', 'From (platform:collection)', h('input', { required: true, placeholder: 'staging:posts' })),
     field('to', 'To (platform, region=R, tag=T or *, then :collection)', h('input', { required: true, placeholder: 'production:posts' })),
@@ -267,14 +273,14 @@ function ruleForm () {
 }
 
 async function rulesScreen () {
-  const [rules, s] = await Promise.all([api('GET', '/v1/rules'), api('GET', '/v1/status')])
+  const [rules, s, modes] = await Promise.all([api('GET', '/v1/rules'), api('GET', '/v1/status'), ruleModes()])
   const st = (id) => s.rules.find(r => r.id === id)
   const detail = h('div', { id: 'rule-detail' })
   main().replaceChildren(
     h('h2', {}, 'Rules'),
     table(['rule', 'from → to', 'mode', 'applied', 'pending', 'conflicts', 'errors', 'backfill', 'problem', ''], rules.map(r => {
       const x = st(r.id) ?? {}
-      return [h('code', {}, r.id), `${x.from ?? `${r.from.platform}:${r.from.collection}`} → ${x.to ?? x.target ?? ''}`, r.mode ?? 'merge',
+      return [h('code', {}, r.id), `${x.from ?? `${r.from.platform}:${r.from.collection}`} → ${x.to ?? x.target ?? ''}`, r.mode,
         fmtCount(x.applied), fmtCount(x.pending), fmtCount(x.conflicts), fmtCount(x.transformErrors),
         x.backfilled ? 'done' : (x.local ? (x.backfillPhase ?? 'running') : '—'),
         x.problem ? h('span', { class: 'bad' }, x.problem) : '',
@@ -292,7 +298,7 @@ async function rulesScreen () {
     }), 'Rules'),
     detail,
     state.readOnly ? '' : h('h2', {}, 'New rule'),
-    state.readOnly ? '' : ruleForm())
+    state.readOnly ? '' : ruleForm(modes))
 }
 
 async function dataScreen (params) {

@@ -41,6 +41,7 @@ import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { checkCollection, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord } from '../store/records.js'
 import type { JsonObject } from '../core/types.js'
+import { DEFAULT_RULE_MODE, RULE_MODE_NAMES } from '../core/modes.js'
 
 const MAX_ADDRS = 16
 /** `$platforms` entries read per origin and trip at start. */
@@ -139,7 +140,7 @@ export interface ParseRuleOptions {
 export const ruleSpecSchema = z.object({
   from: endpointSchema,
   to: targetSchema,
-  mode: z.enum(['merge', 'mirror', 'insert-only']).optional(),
+  mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.optional(),
   include: z.array(z.string().min(1)).max(256).optional(),
   exclude: z.array(z.string().min(1)).max(256).optional(),
@@ -467,7 +468,7 @@ export class Registry {
     try {
       const { id: _id, createdAt, updatedAt, ...spec } = value as { id?: unknown, createdAt?: unknown, updatedAt?: unknown }
       const parsed = parseRuleSpec(spec, { inlineSecret: true }) // rules from before secret references
-      const rule: Rule = { ...parsed, id, mode: parsed.mode ?? 'merge', createdAt: typeof createdAt === 'string' ? createdAt : '' }
+      const rule: Rule = { ...parsed, id, mode: parsed.mode ?? DEFAULT_RULE_MODE, createdAt: typeof createdAt === 'string' ? createdAt : '' }
       if (typeof updatedAt === 'string') rule.updatedAt = updatedAt
       this.rulesById.set(id, rule)
     } catch {

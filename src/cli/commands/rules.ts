@@ -8,6 +8,7 @@ import { formatTarget } from '../../registry/registry.js'
 import { addClientOptions, addJsonOption, connect, parseEndpoint, parseJsonObjectArg, parseList, parseRename, UsageError } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'
 import { formatAgo, formatCount, out, printJson, printLine, shortId, table } from '../output.js'
+import { DEFAULT_RULE_MODE, RULE_MODE_NAMES, RULE_MODES } from '../../core/modes.js'
 
 type Opts = ClientOptions & JsonOption
 
@@ -94,7 +95,7 @@ function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
     cmd.option('--from <platform:collection>', endpointHelp.from).option('--to <target:collection>', endpointHelp.to)
   }
   return cmd
-    .addOption(new Option('--mode <mode>', 'merge (default), mirror or insert-only').choices(['merge', 'mirror', 'insert-only']))
+    .addOption(new Option('--mode <mode>', RULE_MODE_NAMES.map(m => `${m}${m === DEFAULT_RULE_MODE ? ' (default)' : ''}: ${RULE_MODES[m].summary}`).join('; ')).choices(RULE_MODE_NAMES))
     .option('--where <json>', 'filter on the source value, a JSON object, e.g. \'{"status":"published"}\'')
     .option('--include <fields>', 'copy only these fields (comma-separated)')
     .option('--exclude <fields>', 'drop these fields (comma-separated)')
