@@ -184,8 +184,9 @@ export class ApiClient {
     return await this.#json('GET', '/v1/peers')
   }
 
-  async addPeer (multiaddr: string): Promise<PeerInfo> {
-    return await this.#json('POST', '/v1/peers', { json: { multiaddr } })
+  /** Dial the address and prove the mesh key over it; `save` keeps the address even when that fails. */
+  async addPeer (multiaddr: string, options: { save?: boolean } = {}): Promise<PeerInfo> {
+    return await this.#json('POST', '/v1/peers', { json: options.save === true ? { multiaddr, save: true } : { multiaddr } })
   }
 
   async removePeer (peerId: string): Promise<{ removed: true }> {

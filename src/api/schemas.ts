@@ -15,7 +15,9 @@ const jsonObject = z.custom<Record<string, unknown>>(
 )
 
 export const addPeerSchema = z.object({
-  multiaddr: nonEmpty
+  multiaddr: nonEmpty,
+  /** Keep the address even when the dial or the mesh key proof over it fails. */
+  save: z.boolean().optional()
 }).strict()
 
 export const platformSchema = z.object({

@@ -142,8 +142,12 @@ export interface PeerInfo {
   connected: boolean
   /** Proved the mesh key on the current connection. */
   authenticated: boolean
-  /** ISO time of the last successful contact, if any. */
+  /** In the answer to a peer add: whether the peer proved the mesh key over the address given (false: saved anyway, `lastError` says why). */
+  proved?: boolean
+  /** ISO time the peer last proved the mesh key (its last authentication), if any. */
   lastSeen?: string
+  /** ISO time of the last frame received from the peer since this node started (kept in memory only). */
+  lastTraffic?: string
   /** ISO time the last connection to the peer closed, while it is disconnected (why: `lastError`). */
   disconnectedSince?: string
   /** Added by an operator (persisted and redialled) rather than only discovered. */
@@ -352,7 +356,8 @@ export interface RecordsApi {
 }
 
 export interface PeersApi {
-  add (multiaddr: string): Promise<PeerInfo>
+  /** Dial `multiaddr`, prove the mesh key over it, then keep it; `save` keeps it even when that fails. */
+  add (multiaddr: string, options?: { save?: boolean }): Promise<PeerInfo>
   list (): Promise<PeerInfo[]>
   remove (peerId: string): Promise<boolean>
 }

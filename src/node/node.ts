@@ -142,7 +142,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       collections: async () => await this.collections()
     }
     this.peers = {
-      add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
+      add: async (ma, options) => { this.assertRunning(); return await this.peerManager.add(ma, options) },
       list: async () => { this.assertRunning(); return this.peerList() },
       remove: async (peer) => { this.assertRunning(); return await this.peerManager.remove(peer) }
     }

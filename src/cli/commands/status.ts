@@ -31,11 +31,12 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     lines.push('  none; add one with "syncmesh peer add MULTIADDR"')
   } else {
     lines.push(indent(table(
-      ['PEER', 'CONNECTED', 'LAST SEEN', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
+      ['PEER', 'CONNECTED', 'LAST SEEN', 'LAST TRAFFIC', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
       s.peers.map((p) => [
         p.platform !== undefined ? `${p.platform}${p.region !== undefined ? ` (${p.region})` : ''}` : shortId(p.peerId),
         p.connected ? (p.authenticated ? 'yes' : 'yes (unauthenticated)') : 'no',
         formatAgo(p.lastSeen, now),
+        formatAgo(p.lastTraffic, now),
         `${formatCount(p.entriesReceived)} / ${formatBytes(p.bytesReceived)}`,
         `${formatCount(p.entriesSent)} / ${formatBytes(p.bytesSent)}`,
         p.lastError ?? ''
