@@ -60,7 +60,9 @@ export const ruleBodySchema = z.object({
   transform: nonEmpty.optional(),
   targetsField: nonEmpty.optional(),
   webhook: webhookSchema.optional(),
-  dryRun: z.boolean().optional()
+  dryRun: z.boolean().optional(),
+  /** Create the rule even when it names a platform the registry does not have. */
+  force: z.boolean().optional()
 }).strict()
 
 /** PATCH /v1/rules/:id: the fields to change; null removes an optional field. */
@@ -76,7 +78,9 @@ export const rulePatchSchema = z.object({
   transform: nonEmpty.nullable().optional(),
   targetsField: nonEmpty.nullable().optional(),
   webhook: webhookSchema.nullable().optional(),
-  dryRun: z.boolean().optional()
+  dryRun: z.boolean().optional(),
+  /** Change the rule even when it then names a platform the registry does not have. */
+  force: z.boolean().optional()
 }).strict()
 
 const positiveInt = (max: number): z.ZodType<number | undefined> => z.string()

@@ -119,6 +119,11 @@ export interface Rule extends RuleSpec {
   createdAt: string
   /** Set by a rule update (ISO time). */
   updatedAt?: string
+  /**
+   * Paused (`syncmesh rule pause`): its targets apply nothing from it until it
+   * is resumed, then catch up from where they stopped (docs/rules.md).
+   */
+  paused?: boolean
 }
 
 /**
@@ -222,8 +227,12 @@ export interface RuleStatus {
   /** Entries of the source platform's log announced by peers but not yet received here (local rules only). */
   pending: number
   backfilled: boolean
-  /** Why the rule is not active on this node, if it should be. */
+  /** Why the rule is not active on this node, if it should be, or names a platform the registry does not have. */
   problem?: string
+  /** The rule is paused: its targets apply nothing from it until it is resumed. */
+  paused?: boolean
+  /** Resumed after a pause: this node is applying what its source wrote meanwhile (not a new backfill). */
+  catchingUp?: boolean
   /** The target as written in the rule: "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles". */
   target: string
   /** Platforms of the registry the rule targets now. */
@@ -372,11 +381,19 @@ export interface RegistryApi {
   /** Revoke a platform's peer id everywhere, for good, under every name (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
   revokePlatform? (name: string, options?: { purge?: boolean }): Promise<Platform>
   rules (): Rule[]
-  addRule (spec: RuleSpec): Promise<Rule>
+  /**
+   * `checkPlatforms`: refuse (UNKNOWN_PLATFORM) a rule naming a platform the
+   * registry does not have, as the CLI and the HTTP API do unless forced.
+   */
+  addRule (spec: RuleSpec, options?: { checkPlatforms?: boolean }): Promise<Rule>
   removeRule (id: string): Promise<boolean>
   rule? (id: string): Rule | undefined
   /** Change a rule; its targets re-evaluate the source data. Throws NotFoundError (code NOT_FOUND). */
-  updateRule? (id: string, patch: RulePatch): Promise<Rule>
+  updateRule? (id: string, patch: RulePatch, options?: { checkPlatforms?: boolean }): Promise<Rule>
+  /** Pause a rule on every target (replicated); no-op when paused already. Throws NOT_FOUND. */
+  pauseRule? (id: string): Promise<Rule>
+  /** Resume a paused rule: its targets catch up from where they stopped, without a new backfill. Throws NOT_FOUND. */
+  resumeRule? (id: string): Promise<Rule>
   /** What adding the rule would do on each target, without writing anything. */
   dryRunRule? (spec: RuleSpec): Promise<DryRunReport>
   /** What the update would do on each target, without writing anything. */

@@ -30,6 +30,7 @@ describe('two real node processes', () => {
     expect(added.code, added.stderr).toBe(0)
     expect(JSON.parse(added.stdout).peerId).toBe(a.peerId)
 
+    await a.knows(['B']) // a rule naming a platform the registry lacks is refused
     const rule = await runCli(['rule', 'add', '--from', 'A:posts', '--to', 'B:articles', '--data', a.dir, '--json'])
     expect(rule.code, rule.stderr).toBe(0)
     expect(JSON.parse(rule.stdout).mode).toBe('merge')
