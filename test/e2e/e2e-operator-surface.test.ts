@@ -174,6 +174,16 @@ describe('the operator surface', () => {
     expect((await runCli(['status', '--data', b.dir])).stdout).toContain('yes (paused)')
     expect((await runCli(['rule', 'ls', '--data', a.dir])).stdout).toMatch(new RegExp(`${id}.*paused`))
 
+    // the place where B stopped outlives a restart of B, during which A writes more
+    expect(await b.stop()).toBe(0)
+    await a.put('posts', 'new2', { title: 'while B was down' })
+    await b.start()
+    const aHead2 = await head(a)
+    await waitFor(async () => await head(b) >= aHead2, 'B to hold A\'s log again')
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    expect(await b.get('posts', 'new2')).toBeUndefined()
+    expect(await b.count('posts')).toBe(500)
+
     // resuming takes the full token; the read-only one gets the usual refusal
     const ro = (await runCli(['api', 'token', 'show', '--read-only', '--data', a.dir])).stdout.trim()
     const refused = await fetch(`${a.api}/v1/rules/${id}/resume`, { method: 'POST', headers: { authorization: `Bearer ${ro}` } })
@@ -183,9 +193,9 @@ describe('the operator surface', () => {
     const resumed = await a.request<{ paused?: boolean }>('POST', `/v1/rules/${id}/resume`)
     expect(resumed.status).toBe(200)
     expect(resumed.body.paused).toBeUndefined()
-    await waitFor(async () => (await b.get('posts', 'new1'))?.title === 'while paused' && await b.get('posts', 'p00000002') === undefined, 'B to catch up with what was written while paused')
+    await waitFor(async () => (await b.get('posts', 'new1'))?.title === 'while paused' && (await b.get('posts', 'new2'))?.title === 'while B was down' && await b.get('posts', 'p00000002') === undefined, 'B to catch up with what was written while paused')
     expect(await b.get('posts', 'p00000001')).toEqual({ title: 'changed while paused' })
-    expect(await b.count('posts')).toBe(500)
+    expect(await b.count('posts')).toBe(501)
     // from where it stopped, not from the start of A's log: a catch-up, not a new backfill
     const line = b.stderr.split('\n').find(l => l.includes(`rule ${id} resumed here`))
     expect(line, b.stderr.slice(-2000)).toBeDefined()
