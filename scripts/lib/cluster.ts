@@ -285,10 +285,19 @@ export class NodeProcess {
     if (r.status !== 201 && r.status !== 200) throw new Error(`peer add failed: ${r.status} ${JSON.stringify(r.body)}`)
   }
 
+  /** Rules of scripted clusters may name platforms that join later: forced unless `spec.force` says otherwise. */
   async addRule (spec: Record<string, unknown>): Promise<{ id: string }> {
-    const r = await this.request<{ id: string }>('POST', '/v1/rules', spec)
+    const r = await this.request<{ id: string }>('POST', '/v1/rules', { force: true, ...spec })
     if (r.status !== 201 && r.status !== 200) throw new Error(`rule add failed: ${r.status} ${JSON.stringify(r.body)}`)
     return r.body
+  }
+
+  /** Wait until this node's registry lists the platforms `names`. */
+  async knows (names: string[], timeoutMs = 30_000): Promise<void> {
+    await waitFor(async () => {
+      const r = await this.request<Array<{ name: string }>>('GET', '/v1/platforms')
+      return names.every(n => r.body.some(p => p.name === n))
+    }, `${this.name} to know the platforms ${names.join(', ')}`, timeoutMs)
   }
 
   async status (): Promise<Record<string, any>> {

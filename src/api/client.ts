@@ -184,8 +184,9 @@ export class ApiClient {
     return await this.#json('GET', '/v1/peers')
   }
 
-  async addPeer (multiaddr: string): Promise<PeerInfo> {
-    return await this.#json('POST', '/v1/peers', { json: { multiaddr } })
+  /** Dial the address and prove the mesh key over it; `save` keeps the address even when that fails. */
+  async addPeer (multiaddr: string, options: { save?: boolean } = {}): Promise<PeerInfo> {
+    return await this.#json('POST', '/v1/peers', { json: options.save === true ? { multiaddr, save: true } : { multiaddr } })
   }
 
   async removePeer (peerId: string): Promise<{ removed: true }> {
@@ -216,8 +217,9 @@ export class ApiClient {
     return await this.#json('GET', '/v1/rules')
   }
 
-  async addRule (spec: RuleSpec, options: { dryRun?: boolean } = {}): Promise<Rule> {
-    return await this.#json('POST', '/v1/rules', { json: options.dryRun === true ? { ...spec, dryRun: true } : spec })
+  /** `force`: even when the rule names a platform the registry does not have (else UNKNOWN_PLATFORM). */
+  async addRule (spec: RuleSpec, options: { dryRun?: boolean, force?: boolean } = {}): Promise<Rule> {
+    return await this.#json('POST', '/v1/rules', { json: { ...spec, ...(options.dryRun === true ? { dryRun: true } : {}), ...(options.force === true ? { force: true } : {}) } })
   }
 
   /** What adding the rule would do on each target (nothing is written). */
@@ -231,8 +233,18 @@ export class ApiClient {
   }
 
   /** Change a rule (null removes a field); its targets re-evaluate the source data. */
-  async updateRule (id: string, patch: RulePatch): Promise<Rule> {
-    return await this.#json('PATCH', `/v1/rules/${enc(id)}`, { json: patch })
+  async updateRule (id: string, patch: RulePatch, options: { force?: boolean } = {}): Promise<Rule> {
+    return await this.#json('PATCH', `/v1/rules/${enc(id)}`, { json: options.force === true ? { ...patch, force: true } : patch })
+  }
+
+  /** Pause a rule on all its targets (they apply nothing from it until it is resumed). */
+  async pauseRule (id: string): Promise<Rule> {
+    return await this.#json('POST', `/v1/rules/${enc(id)}/pause`)
+  }
+
+  /** Resume a paused rule: its targets catch up from where they stopped. */
+  async resumeRule (id: string): Promise<Rule> {
+    return await this.#json('POST', `/v1/rules/${enc(id)}/resume`)
   }
 
   async dryRunUpdate (id: string, patch: RulePatch): Promise<DryRunReport> {

@@ -6,6 +6,10 @@
  *   GET    /v1/rules/:id
  *   POST   /v1/rules            {…}          201 the rule; with "dryRun": true, 200 a DryRunReport
  *   PATCH  /v1/rules/:id        {…}          200 the changed rule (null removes a field); "dryRun" as above
+ *          A rule naming (as source, or as target by name) a platform the registry does not have
+ *          is refused with 400 UNKNOWN_PLATFORM, unless the body has "force": true
+ *   POST   /v1/rules/:id/pause               200 the rule, paused: its targets apply nothing from it
+ *   POST   /v1/rules/:id/resume              200 the rule, running: its targets catch up from where they stopped
  *   DELETE /v1/rules/:id
  *   GET    /v1/rules/:id/conflicts?limit=N  {"total","conflicts":[newest first]}
  *   GET    /v1/rules/:id/errors?limit=N     {"total","errors":[newest first]}
@@ -42,7 +46,7 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
   })
 
   app.post<{ Body: unknown }>('/v1/rules', doc({ tag, summary: 'Create a rule (201), or with "dryRun": true report what it would do (200)', body: ruleBodySchema, status: 201 }), async (request, reply) => {
-    const { dryRun, ...body } = parseInput(ruleBodySchema, request.body, 'body')
+    const { dryRun, force, ...body } = parseInput(ruleBodySchema, request.body, 'body')
     const spec: RuleSpec = {
       from: body.from,
       to: body.to,
@@ -61,12 +65,12 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
       const report = await node.registry.dryRunRule(spec)
       return { ...report, rule: redactRule(report.rule) }
     }
-    const rule = await node.registry.addRule(spec)
+    const rule = await node.registry.addRule(spec, { checkPlatforms: force !== true })
     return await reply.code(201).send(redactRule(rule))
   })
 
   app.patch<{ Params: { id: string }, Body: unknown }>('/v1/rules/:id', doc({ tag, summary: 'Change fields of a rule (null removes one); "dryRun" as for POST', body: rulePatchSchema }), async (request) => {
-    const { dryRun, ...body } = parseInput(rulePatchSchema, request.body ?? {}, 'body')
+    const { dryRun, force, ...body } = parseInput(rulePatchSchema, request.body ?? {}, 'body')
     const patch = body as RulePatch
     if (Object.keys(patch).length === 0) {
       throw new SyncmeshError('INVALID_INPUT', 'nothing to change: send the fields to change, e.g. {"where": {"status": "published"}} (null removes a field)', 400)
@@ -77,8 +81,17 @@ export function registerRuleRoutes (app: App, node: SyncNodeApi): void {
       return { ...report, rule: redactRule(report.rule) }
     }
     if (node.registry.updateRule == null) throw unsupported('rule updates')
-    return redactRule(await node.registry.updateRule(request.params.id, patch))
+    return redactRule(await node.registry.updateRule(request.params.id, patch, { checkPlatforms: force !== true }))
   })
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.post<{ Params: { id: string } }>(`/v1/rules/:id/${action}`, doc({ tag, summary: action === 'pause' ? 'Pause a rule on all its targets (replicated): they apply nothing from it until it is resumed' : 'Resume a paused rule: its targets catch up from where they stopped, without a new backfill' }), async (request) => {
+      const registry = node.registry
+      const run = action === 'pause' ? registry.pauseRule : registry.resumeRule
+      if (run == null) throw unsupported(`${action === 'pause' ? 'pausing' : 'resuming'} rules`)
+      return redactRule(await run.call(registry, request.params.id))
+    })
+  }
 
   app.delete<{ Params: { id: string } }>('/v1/rules/:id', doc({ tag, summary: 'Remove a rule' }), async (request) => {
     const removed = await node.registry.removeRule(request.params.id)

@@ -16,7 +16,9 @@ const jsonObject = z.custom<Record<string, unknown>>(
 )
 
 export const addPeerSchema = z.object({
-  multiaddr: nonEmpty
+  multiaddr: nonEmpty,
+  /** Keep the address even when the dial or the mesh key proof over it fails. */
+  save: z.boolean().optional()
 }).strict()
 
 export const platformSchema = z.object({
@@ -59,7 +61,9 @@ export const ruleBodySchema = z.object({
   transform: nonEmpty.optional(),
   targetsField: nonEmpty.optional(),
   webhook: webhookSchema.optional(),
-  dryRun: z.boolean().optional()
+  dryRun: z.boolean().optional(),
+  /** Create the rule even when it names a platform the registry does not have. */
+  force: z.boolean().optional()
 }).strict()
 
 /** PATCH /v1/rules/:id: the fields to change; null removes an optional field. */
@@ -75,7 +79,9 @@ export const rulePatchSchema = z.object({
   transform: nonEmpty.nullable().optional(),
   targetsField: nonEmpty.nullable().optional(),
   webhook: webhookSchema.nullable().optional(),
-  dryRun: z.boolean().optional()
+  dryRun: z.boolean().optional(),
+  /** Change the rule even when it then names a platform the registry does not have. */
+  force: z.boolean().optional()
 }).strict()
 
 const positiveInt = (max: number): z.ZodType<number | undefined> => z.string()

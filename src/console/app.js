@@ -122,11 +122,12 @@ async function overview () {
       h('div', { class: 'card' }, h('div', { class: 'muted' }, 'caught up'), h('div', { class: 'v ' + (s.caughtUp && lag === 0 ? 'ok' : 'warn'), id: 'caught-up' }, s.caughtUp && lag === 0 ? 'yes' : `no (${fmtCount(lag)} behind)`)),
       h('div', { class: 'card' }, h('div', { class: 'muted' }, 'peer id'), h('div', {}, h('code', {}, s.peerId)))),
     h('h2', {}, `Peers (${s.peers.filter(p => p.connected).length} of ${s.peers.length} connected)`),
-    table(['platform', 'region', 'state', 'last seen', 'in', 'out', 'error'], s.peers.map(p => [
+    table(['platform', 'region', 'state', 'last seen (key proved)', 'last traffic', 'in', 'out', 'error'], s.peers.map(p => [
       p.platform ?? platformName(p.peerId) ?? h('code', {}, p.peerId.slice(0, 16) + '…'),
       p.region ?? region(p.peerId),
       h('span', { class: p.connected && p.authenticated ? 'ok' : 'bad' }, p.connected ? (p.authenticated ? 'connected' : 'unauthenticated') : 'disconnected'),
       fmtAgo(p.lastSeen),
+      fmtAgo(p.lastTraffic),
       `${fmtCount(p.entriesReceived)} entries, ${fmtBytes(p.bytesReceived)} ${rate('in' + p.peerId, p.entriesReceived)}`,
       `${fmtCount(p.entriesSent)} entries, ${fmtBytes(p.bytesSent)} ${rate('out' + p.peerId, p.entriesSent)}`,
       p.lastError ?? ''
@@ -254,6 +255,7 @@ function ruleForm (modes) {
     field('targetsField', 'Targets field', h('input', {})),
     field('webhook', 'Webhook URL', h('input', { type: 'url' })),
     field('secretRef', 'Webhook secret name (in the targets\' config.json webhooks.secrets)', h('input', { placeholder: 'orders' })),
+    field('force', 'Save even when a platform it names is not in the registry (it does nothing until that platform joins)', h('input', { type: 'checkbox' })),
     h('div', { class: 'full row' },
       h('button', { type: 'button', class: 'secondary', onclick: async () => {
         try {
@@ -266,7 +268,7 @@ function ruleForm (modes) {
         } catch (err) { toast(err.message, true) }
       } }, 'Dry run'),
       h('button', { type: 'button', onclick: async () => {
-        try { await act(() => api('POST', '/v1/rules', spec()), 'rule saved') } catch (err) { toast(err.message, true) }
+        try { await act(() => api('POST', '/v1/rules', f.force.checked ? { ...spec(), force: true } : spec()), 'rule saved') } catch (err) { toast(err.message, true) }
       } }, 'Save rule')),
     h('div', { class: 'full' }, report))
   return form
@@ -278,13 +280,17 @@ async function rulesScreen () {
   const detail = h('div', { id: 'rule-detail' })
   main().replaceChildren(
     h('h2', {}, 'Rules'),
-    table(['rule', 'from → to', 'mode', 'applied', 'pending', 'conflicts', 'errors', 'backfill', 'problem', ''], rules.map(r => {
+    table(['rule', 'from → to', 'mode', 'state', 'applied', 'pending', 'conflicts', 'errors', 'backfill', 'problem', ''], rules.map(r => {
       const x = st(r.id) ?? {}
       return [h('code', {}, r.id), `${x.from ?? `${r.from.platform}:${r.from.collection}`} → ${x.to ?? x.target ?? ''}`, r.mode,
+        r.paused ? h('span', { class: 'warn' }, 'paused') : h('span', { class: 'ok' }, 'running'),
         fmtCount(x.applied), fmtCount(x.pending), fmtCount(x.conflicts), fmtCount(x.transformErrors),
-        x.backfilled ? 'done' : (x.local ? (x.backfillPhase ?? 'running') : '—'),
+        x.backfilled ? 'done' : (x.local ? (x.catchingUp ? 'catching up' : (x.backfillPhase ?? 'running')) : '—'),
         x.problem ? h('span', { class: 'bad' }, x.problem) : '',
         h('span', { class: 'row' },
+          state.readOnly ? '' : h('button', { class: 'secondary', 'aria-label': `${r.paused ? 'Resume' : 'Pause'} rule ${r.id}`, onclick: async () => {
+            await act(() => api('POST', `/v1/rules/${r.id}/${r.paused ? 'resume' : 'pause'}`), `${r.paused ? 'resumed' : 'paused'} rule ${r.id}`)
+          } }, r.paused ? 'Resume' : 'Pause'),
           h('button', { class: 'secondary', 'aria-label': `Conflicts and errors of ${r.id}`, onclick: async () => {
             const [c, e] = await Promise.all([api('GET', `/v1/rules/${r.id}/conflicts?limit=50`), api('GET', `/v1/rules/${r.id}/errors?limit=50`)])
             detail.replaceChildren(h('h2', {}, `Rule ${r.id}`), h('pre', {}, JSON.stringify(r, null, 2)),

@@ -120,6 +120,11 @@ export interface Rule extends RuleSpec {
   createdAt: string
   /** Set by a rule update (ISO time). */
   updatedAt?: string
+  /**
+   * Paused (`syncmesh rule pause`): its targets apply nothing from it until it
+   * is resumed, then catch up from where they stopped (docs/rules.md).
+   */
+  paused?: boolean
 }
 
 /**
@@ -143,8 +148,12 @@ export interface PeerInfo {
   connected: boolean
   /** Proved the mesh key on the current connection. */
   authenticated: boolean
-  /** ISO time of the last successful contact, if any. */
+  /** In the answer to a peer add: whether the peer proved the mesh key over the address given (false: saved anyway, `lastError` says why). */
+  proved?: boolean
+  /** ISO time the peer last proved the mesh key (its last authentication), if any. */
   lastSeen?: string
+  /** ISO time of the last frame received from the peer since this node started (kept in memory only). */
+  lastTraffic?: string
   /** ISO time the last connection to the peer closed, while it is disconnected (why: `lastError`). */
   disconnectedSince?: string
   /** Added by an operator (persisted and redialled) rather than only discovered. */
@@ -219,8 +228,12 @@ export interface RuleStatus {
   /** Entries of the source platform's log announced by peers but not yet received here (local rules only). */
   pending: number
   backfilled: boolean
-  /** Why the rule is not active on this node, if it should be. */
+  /** Why the rule is not active on this node, if it should be, or names a platform the registry does not have. */
   problem?: string
+  /** The rule is paused: its targets apply nothing from it until it is resumed. */
+  paused?: boolean
+  /** Resumed after a pause: this node is applying what its source wrote meanwhile (not a new backfill). */
+  catchingUp?: boolean
   /** The target as written in the rule: "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles". */
   target: string
   /** Platforms of the registry the rule targets now. */
@@ -353,7 +366,8 @@ export interface RecordsApi {
 }
 
 export interface PeersApi {
-  add (multiaddr: string): Promise<PeerInfo>
+  /** Dial `multiaddr`, prove the mesh key over it, then keep it; `save` keeps it even when that fails. */
+  add (multiaddr: string, options?: { save?: boolean }): Promise<PeerInfo>
   list (): Promise<PeerInfo[]>
   remove (peerId: string): Promise<boolean>
 }
@@ -368,11 +382,19 @@ export interface RegistryApi {
   /** Revoke a platform's peer id everywhere, for good, under every name (see Platform.revoked). Throws PLATFORM_NOT_FOUND, NOT_ADMIN. */
   revokePlatform? (name: string, options?: { purge?: boolean }): Promise<Platform>
   rules (): Rule[]
-  addRule (spec: RuleSpec): Promise<Rule>
+  /**
+   * `checkPlatforms`: refuse (UNKNOWN_PLATFORM) a rule naming a platform the
+   * registry does not have, as the CLI and the HTTP API do unless forced.
+   */
+  addRule (spec: RuleSpec, options?: { checkPlatforms?: boolean }): Promise<Rule>
   removeRule (id: string): Promise<boolean>
   rule? (id: string): Rule | undefined
   /** Change a rule; its targets re-evaluate the source data. Throws NotFoundError (code NOT_FOUND). */
-  updateRule? (id: string, patch: RulePatch): Promise<Rule>
+  updateRule? (id: string, patch: RulePatch, options?: { checkPlatforms?: boolean }): Promise<Rule>
+  /** Pause a rule on every target (replicated); no-op when paused already. Throws NOT_FOUND. */
+  pauseRule? (id: string): Promise<Rule>
+  /** Resume a paused rule: its targets catch up from where they stopped, without a new backfill. Throws NOT_FOUND. */
+  resumeRule? (id: string): Promise<Rule>
   /** What adding the rule would do on each target, without writing anything. */
   dryRunRule? (spec: RuleSpec): Promise<DryRunReport>
   /** What the update would do on each target, without writing anything. */

@@ -27,7 +27,7 @@ import type { PeerInfo } from '../core/types.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
-import { OFFENCE_LIMIT, OFFENCE_WINDOW_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
+import { OFFENCE_LIMIT, OFFENCE_WINDOW_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS, SHUFFLE_INTERVAL_MS, DIAL_TIMEOUT_MS, AUTH_TIMEOUT_MS, REDIAL_MAX_MS, REDIAL_MIN_MS } from './constants.js'
 import type { Host } from './libp2p.js'
 import type { Offence } from './sync/checks.js'
 import type { PeerCounters } from './sync/session.js'
@@ -53,6 +53,8 @@ interface PeerState extends PeerCounters {
   addrs: string[]
   persisted: boolean
   lastSeen?: string
+  /** When the last frame came from the peer (ms; in memory only, see counters). */
+  lastTrafficAt?: number
   lastError?: string
   nextDial: number
   backoff: number
@@ -253,8 +255,26 @@ export class PeerManager {
     }
   }
 
+  /**
+   * The counters a sync session moves. A session adds to `bytesReceived` for
+   * every frame it reads from the peer: that also stamps the peer's last
+   * traffic (a clock read in memory, no write to disk per frame).
+   */
   counters (peer: string): PeerCounters {
-    return this.state(peer)
+    const s = this.state(peer)
+    return {
+      get entriesSent () { return s.entriesSent },
+      set entriesSent (n: number) { s.entriesSent = n },
+      get entriesReceived () { return s.entriesReceived },
+      set entriesReceived (n: number) { s.entriesReceived = n },
+      get bytesSent () { return s.bytesSent },
+      set bytesSent (n: number) { s.bytesSent = n },
+      get bytesReceived () { return s.bytesReceived },
+      set bytesReceived (n: number) {
+        s.bytesReceived = n
+        s.lastTrafficAt = Date.now()
+      }
+    }
   }
 
   private state (peer: string): PeerState {
@@ -337,6 +357,8 @@ export class PeerManager {
   }
 
   rejected (peer: string, reason: string): void {
+    const probe = this.probes.get(peer)
+    if (probe !== undefined) probe.reason = reason
     // a peer id this node does not know gets no state: throwaway identities would pile up
     const s = this.peers.get(peer)
     if (s === undefined) return
@@ -380,28 +402,80 @@ export class PeerManager {
     await this.store.db.put(keys.peer(s.peerId), encodeJson(p))
   }
 
-  /** Dial now and keep the peer. A multiaddr without /p2p/ must be reachable now, to learn the peer id. */
-  async add (text: string): Promise<PeerInfo> {
+  /**
+   * Dial the address given, over that very address (a connection the peer
+   * has by another way does not count), and wait for the peer to prove the
+   * mesh key on the new connection; keep the peer with this address only
+   * then. With `save`, the address is kept even when that fails (the result
+   * says `proved: false` and why, in `lastError`), and it is redialled.
+   */
+  async add (text: string, options: { save?: boolean } = {}): Promise<PeerInfo> {
     const ma = parseMultiaddr(text)
-    let peer = peerIdOf(ma)
-    let dialError: string | undefined
-    try {
-      const conn = await this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
-      peer = conn.remotePeer.toString()
-    } catch (err) {
-      dialError = (err as Error).message
-      if (peer === undefined) {
-        throw new SyncmeshError('PEER_UNREACHABLE', `cannot reach ${text} (${dialError}); check the address, or add it with its /p2p/PEER_ID suffix to keep retrying in the background`, 502)
-      }
+    const named = peerIdOf(ma)
+    if (named === this.host.peerId.toString()) throw new InvalidInputError('that multiaddr is this node itself', 'INVALID_MULTIADDR')
+    const proof = await this.prove(ma, text)
+    const peer = proof.peer ?? named
+    if (peer === undefined) {
+      throw new SyncmeshError('PEER_UNREACHABLE', `cannot reach ${text} (${proof.error ?? 'no connection'}); check the address, or add it with its /p2p/PEER_ID suffix and --save to keep retrying in the background`, 502)
     }
     if (peer === this.host.peerId.toString()) throw new InvalidInputError('that multiaddr is this node itself', 'INVALID_MULTIADDR')
-    const s = this.state(peer as string)
-    const withP2p = peerIdOf(ma) === undefined ? ma.encapsulate(`/p2p/${peer as string}`).toString() : ma.toString()
+    if (proof.error !== undefined && options.save !== true) {
+      if (proof.connected) {
+        throw new SyncmeshError('PEER_KEY_NOT_PROVED', `reached ${peer} at ${text}, but the mesh key was not proved over that connection (${proof.error}); check that both nodes use the same mesh key. Nothing was saved (--save keeps the address anyway)`, 502)
+      }
+      throw new SyncmeshError('PEER_UNREACHABLE', `cannot reach ${text} (${proof.error}); check the address and port (GET /v1/status on the peer lists its multiaddrs). Nothing was saved (--save keeps the address anyway and redials it)`, 502)
+    }
+    const s = this.state(peer)
+    const withP2p = named === undefined ? ma.encapsulate(`/p2p/${peer}`).toString() : ma.toString()
     s.addrs = [withP2p, ...s.addrs.filter(a => a !== withP2p)].slice(0, 8)
     s.persisted = true
-    if (dialError !== undefined) s.lastError = dialError
+    if (proof.error !== undefined) s.lastError = proof.error
     await this.persist(s)
-    return this.info(s)
+    return { ...this.info(s), proved: proof.error === undefined }
+  }
+
+  /** Peer ids being proved by `add`, and why their connection was refused, if it was. */
+  private readonly probes = new Map<string, { reason?: string }>()
+
+  /**
+   * Open a new connection over `ma` (even when the peer is connected another
+   * way) and wait until the mesh key is proved on it or it fails. `error`
+   * is undefined on success; `connected` tells whether the address answered.
+   */
+  private async prove (ma: Multiaddr, text: string): Promise<{ peer?: string, connected: boolean, error?: string }> {
+    const named = peerIdOf(ma)
+    const probe: { reason?: string } = {}
+    if (named !== undefined) this.probes.set(named, probe)
+    let conn: Connection
+    try {
+      conn = await this.host.dial(ma, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS), force: true })
+    } catch (err) {
+      return { ...(named !== undefined ? { peer: named } : {}), connected: false, error: (err as Error).message }
+    } finally {
+      if (named !== undefined) this.probes.delete(named)
+    }
+    const peer = conn.remotePeer.toString()
+    const before = this.host.getConnections().filter(c => c.id !== conn.id && c.remotePeer.toString() === peer && c.status === 'open' && this.isAuthenticated(c))
+    // the dial may have joined another one in flight to the same peer: only this address counts
+    const asked = ma.toString().replace(/\/p2p\/[^/]+$/, '')
+    const reached = conn.remoteAddr.toString().replace(/\/p2p\/[^/]+$/, '')
+    if (/^\/ip[46]\//.test(asked) && asked !== reached) {
+      return { peer, connected: false, error: `the connection came over ${reached}, not over ${text}` }
+    }
+    if (named === undefined) this.probes.set(peer, probe)
+    const deadline = Date.now() + AUTH_TIMEOUT_MS + 1000
+    try {
+      while (!this.isAuthenticated(conn)) {
+        if (conn.status !== 'open') return { peer, connected: true, error: probe.reason ?? 'the connection closed before the mesh key was proved' }
+        if (Date.now() > deadline) return { peer, connected: true, error: `the mesh key was not proved within ${AUTH_TIMEOUT_MS} ms` }
+        await new Promise(resolve => setTimeout(resolve, 25))
+      }
+    } finally {
+      this.probes.delete(peer)
+    }
+    // proved: a second connection to a peer already linked is not kept
+    if (before.length > 0) conn.close().catch((err: Error) => conn.abort(err))
+    return { peer, connected: true }
   }
 
   async remove (peer: string): Promise<boolean> {
@@ -448,6 +522,7 @@ export class PeerManager {
       bytesReceived: s.bytesReceived
     }
     if (s.lastSeen !== undefined) info.lastSeen = s.lastSeen
+    if (s.lastTrafficAt !== undefined) info.lastTraffic = new Date(s.lastTrafficAt).toISOString()
     if (s.downSince !== undefined && conns.length === 0) info.disconnectedSince = new Date(s.downSince).toISOString()
     if (s.lastError !== undefined) info.lastError = s.lastError
     if (s.offenceCount !== undefined) info.offences = s.offenceCount

@@ -93,6 +93,15 @@ export interface BackfillState {
   scanned?: number
   matched?: number
   loggedTo?: number
+  /**
+   * Catching up after a pause (see RuleService.resumed): the source's log
+   * is read in log order from `afterSeq` (where the rule stopped) up to
+   * `upTo` (taken when the pass starts), never turning to the index and
+   * with no mirror sweep (the log holds the deletes); then the pass the
+   * pause interrupted, `then`, goes on from where it was, if there was one.
+   */
+  catchUp?: boolean
+  then?: BackfillState
 }
 
 interface PublishState {
@@ -643,11 +652,11 @@ export class Ingestor {
           await this.store.flushed()
         }
         // taken under the write lock: every entry stored after this was applied by this rule as it arrived
-        if (fresh && current.upTo === undefined) current.upTo = this.log.held(source)
+        if ((fresh || current.catchUp === true) && current.upTo === undefined) current.upTo = this.log.held(source)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         const txn = this.store.txn()
         const st = this.begin(txn, result, current.reeval === true)
-        const next: BackfillState = { ...current }
+        let next: BackfillState = { ...current }
         if (current.phase !== 'sweep') {
           // entries above `upTo` were applied when they arrived: not even read
           const chunk = await (ahead !== undefined && ahead.at === position(current) ? ahead.read : readChunk(current))
@@ -683,7 +692,7 @@ export class Ingestor {
           const applied: Applied[] = []
           for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan, p.at))
           await this.derive(st, applied, 0)
-          if (chunk.more && next.order === 'log' && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
+          if (chunk.more && next.order === 'log' && next.catchUp !== true && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
             // the source's log is mostly other collections: read this one's records by the index,
             // from the start, passing over the entries applied already
             next.order = 'index'
@@ -694,7 +703,8 @@ export class Ingestor {
             ahead = undefined
             await stale?.read.catch(() => {})
           } else if (!chunk.more) {
-            if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
+            if (next.catchUp === true) next = next.then !== undefined ? { ...next.then } : { ...next, done: true }
+            else if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
             else next.done = true
           }
         } else {

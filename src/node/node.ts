@@ -27,7 +27,7 @@ import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, SYNC_FAMILY } from '../ne
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
-import { ruleTargets } from '../rules/targets.js'
+import { assertKnownPlatforms, ruleTargets } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
 import { upgradeFormat } from '../store/format.js'
 import type { UpgradeResult } from '../store/format.js'
@@ -143,7 +143,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       collections: async () => await this.collections()
     }
     this.peers = {
-      add: async (ma) => { this.assertRunning(); return await this.peerManager.add(ma) },
+      add: async (ma, options) => { this.assertRunning(); return await this.peerManager.add(ma, options) },
       list: async () => { this.assertRunning(); return this.peerList() },
       remove: async (peer) => { this.assertRunning(); return await this.peerManager.remove(peer) }
     }
@@ -157,10 +157,12 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         return true
       }),
       rules: () => { this.assertRunning(); return this.registryView.rules() },
-      addRule: async (spec) => await this.addRule(spec),
+      addRule: async (spec, options) => await this.addRule(spec, options),
       removeRule: async (id) => await this.removeRegistryRecord(RULES_COLLECTION, id, () => this.registryView.rule(id) !== undefined),
       rule: (id) => { this.assertRunning(); return this.registryView.rule(id) },
-      updateRule: async (id, patch) => await this.updateRule(id, patch),
+      updateRule: async (id, patch, options) => await this.updateRule(id, patch, options),
+      pauseRule: async (id) => await this.setPaused(id, true),
+      resumeRule: async (id) => await this.setPaused(id, false),
       dryRunRule: async (spec) => await this.dryRunRule(spec),
       dryRunUpdate: async (id, patch) => await this.dryRunUpdate(id, patch),
       conflicts: async (id, limit) => { this.assertRunning(); return await this.ruleService.conflicts(id, limit) },
@@ -720,13 +722,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     return this.registryView.platform(p.name) ?? p
   }
 
-  private async addRule (input: RuleSpec): Promise<Rule> {
+  private async addRule (input: RuleSpec, options: { checkPlatforms?: boolean } = {}): Promise<Rule> {
     this.assertRunning()
     this.trust.assertAdmin()
     const spec = parseRuleSpec(input)
     const rule: Rule = { ...spec, id: `r-${randomBytes(6).toString('hex')}`, mode: spec.mode ?? DEFAULT_RULE_MODE, createdAt: new Date().toISOString() }
     // reject what the target could not compile, before it is replicated anywhere
     this.ruleService.validate(rule)
+    if (options.checkPlatforms === true) assertKnownPlatforms(rule, this.registryView.platforms())
     await this.writeLocal([{ collection: RULES_COLLECTION, id: rule.id, op: 'put', value: rule as unknown as JsonObject }])
     return rule
   }
@@ -738,14 +741,33 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     if (current === undefined) throw new NotFoundError(`no rule with id "${id}"; list them with "syncmesh rule ls" or GET /v1/rules`)
     const spec = applyRulePatch(current, patch)
     const rule: Rule = { ...spec, id, mode: spec.mode ?? DEFAULT_RULE_MODE, createdAt: current.createdAt, updatedAt: new Date().toISOString() }
+    if (current.paused === true) rule.paused = true // an edit keeps a paused rule paused
     this.ruleService.validate(rule)
     return rule
   }
 
+  /**
+   * Pause or resume a rule: a rule record like any change of it (replicated,
+   * last writer wins). Its targets stop applying it, and catch up from where
+   * they stopped when it is resumed (src/node/rule-service.ts).
+   */
+  private async setPaused (id: string, paused: boolean): Promise<Rule> {
+    this.assertRunning()
+    this.trust.assertAdmin()
+    const current = this.registryView.rule(id)
+    if (current === undefined) throw new NotFoundError(`no rule with id "${id}"; list them with "syncmesh rule ls" or GET /v1/rules`)
+    if ((current.paused === true) === paused) return current
+    const { paused: _was, ...rest } = current
+    const rule: Rule = { ...rest, updatedAt: new Date().toISOString(), ...(paused ? { paused: true } : {}) }
+    await this.writeLocal([{ collection: RULES_COLLECTION, id, op: 'put', value: rule as unknown as JsonObject }])
+    return rule
+  }
+
   /** Change a rule in the registry: every target re-evaluates the source data with it. */
-  private async updateRule (id: string, patch: RulePatch): Promise<Rule> {
+  private async updateRule (id: string, patch: RulePatch, options: { checkPlatforms?: boolean } = {}): Promise<Rule> {
     this.trust.assertAdmin()
     const rule = this.patchedRule(id, patch)
+    if (options.checkPlatforms === true && (patch.from !== undefined || patch.to !== undefined)) assertKnownPlatforms(rule, this.registryView.platforms())
     await this.writeLocal([{ collection: RULES_COLLECTION, id, op: 'put', value: rule as unknown as JsonObject }])
     return rule
   }

@@ -19,17 +19,23 @@ import type { CompiledRule } from '../rules/engine.js'
 import { dryRun } from '../rules/dryrun.js'
 import { ModuleCache } from '../rules/modules.js'
 import type { RuleSet } from '../rules/ruleset.js'
-import { ruleTargets, targetsPlatform } from '../rules/targets.js'
+import { describeUnknown, ruleTargets, targetsPlatform, unknownPlatforms } from '../rules/targets.js'
 import { Webhooks } from '../rules/webhooks.js'
 import type { WebhookSettings } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
-import { decodeJson } from '../store/db.js'
+import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange } from '../store/keys.js'
 import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
-import type { IngestResult, Ingestor } from './ingest.js'
+import type { BackfillState, IngestResult, Ingestor } from './ingest.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
 } from '../core/types.js'
+
+/** Where a paused rule stopped on this node: every entry of its source's log up to `seq` was applied. */
+interface PausePoint {
+  source: string
+  seq: number
+}
 
 /** At most this many skip/transform-error log lines per rule per LOG_WINDOW_MS; the rest are counted. */
 const LOG_BURST = 20
@@ -70,6 +76,9 @@ export class RuleService {
   private refreshing: Promise<void> = Promise.resolve()
   private readonly logBudget = new Map<string, { windowStart: number, used: number, dropped: number }>()
   private started = false
+  /** Rules paused on this node now (ids), and the writes of their pause points and resumptions, in order. */
+  private pausedHere = new Set<string>()
+  private pauseWork: Promise<void> = Promise.resolve()
 
   constructor (deps: RuleServiceDeps) {
     this.deps = deps
@@ -83,7 +92,73 @@ export class RuleService {
       modules: this.modules
     })
     for (const p of this.deps.ruleSet.problems) this.deps.log.debug({ rule: p.ruleId }, p.message)
+    this.notePauses()
     return changed
+  }
+
+  /**
+   * Rules that became paused here: note where each stopped, under the write
+   * lock (see createRuleService in node.ts), so that every entry of the
+   * source's log held now was applied by the rule and none after. A pause
+   * found at start that was not noted before (the node stopped right after
+   * it) is noted at the start of the log: its catch-up reads the whole log.
+   */
+  private notePauses (): void {
+    const now = new Set<string>()
+    for (const rule of this.deps.ruleSet.paused()) {
+      now.add(rule.id)
+      if (this.pausedHere.has(rule.id)) continue
+      const source = this.deps.registry.platform(rule.from.platform)?.peerId
+      if (source === undefined) continue
+      const point: PausePoint = { source, seq: this.started ? this.deps.changelog.held(source) : 0 }
+      const id = rule.id
+      this.deps.log.info({ rule: id, source, seq: point.seq }, `rule ${id} paused here: it applies nothing until it is resumed`)
+      this.pauseWork = this.pauseWork.then(async () => {
+        // an earlier point still there (paused again before the resumption was taken in) is kept
+        if (await this.deps.store.db.get(keys.rulePause(id)) !== undefined) return
+        await this.deps.store.db.put(keys.rulePause(id), encodeJson(point))
+      }).catch((err: Error) => this.deps.log.error({ rule: id, err: err.message }, `noting where rule ${id} paused failed: ${err.message}`))
+    }
+    this.pausedHere = now
+  }
+
+  /**
+   * A rule that was paused here runs again: its pass continues from where it
+   * stopped instead of a new backfill. Its source's log is read from the
+   * pause point on, in log order (a catch-up pass, BackfillState.catchUp);
+   * a pass the pause interrupted goes on after it. Nothing to do for a rule
+   * that never ran here (its backfill starts as for a new rule) or whose
+   * spec or source changed meanwhile (its backfill starts again anyway).
+   */
+  private async resumed (rule: CompiledRule): Promise<void> {
+    const id = rule.rule.id
+    const work = this.pauseWork.then(async () => {
+      const db = this.deps.store.db
+      const saved = await db.get(keys.rulePause(id))
+      if (saved === undefined) return
+      const point = decodeJson<PausePoint>(saved)
+      const state = await this.deps.ingestor.backfillState(id)
+      const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = [{ type: 'del', key: keys.rulePause(id) }]
+      if (state !== undefined && state.source === rule.sourcePeer && state.fingerprint === rule.fingerprint && point.source === rule.sourcePeer) {
+        let next: BackfillState
+        if (state.catchUp === true && !state.done) {
+          // paused again during its catch-up: that one goes on (it has not passed the first pause point)
+          next = { ...state }
+          delete next.upTo
+        } else {
+          next = { source: state.source, fingerprint: state.fingerprint, done: false, phase: 'source', order: 'log', afterSeq: point.seq, catchUp: true }
+          if (!state.done) {
+            next.then = state
+            if (state.reeval === true) next.reeval = true
+          }
+        }
+        ops.push({ type: 'put', key: keys.backfill(id), value: encodeJson(next) })
+        this.deps.log.info({ rule: id, afterSeq: next.afterSeq }, `rule ${id} resumed here: catching up from entry ${next.afterSeq ?? 0} of its source's log`)
+      }
+      await db.batch(ops)
+    })
+    this.pauseWork = work.catch(() => {})
+    await work
   }
 
   /** At start, before the network: load the transform modules the rules name and build the rule set. */
@@ -181,7 +256,9 @@ export class RuleService {
       running.finally(() => { if (this.deps.isRunning() && this.deps.ruleSet.get(id) === rule) this.scheduleBackfill(rule) }).catch(() => {})
       return
     }
-    const run = this.deps.ingestor.backfill(rule, (r) => this.deps.afterIngest(r), () => this.deps.isRunning() && this.deps.ruleSet.get(id) === rule)
+    const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.get(id) === rule
+    const run = this.resumed(rule)
+      .then(async () => { if (current()) await this.deps.ingestor.backfill(rule, (r) => this.deps.afterIngest(r), current) })
       .then(async () => {
         if (await this.deps.ingestor.backfillDone(id)) {
           this.deps.log.info({ rule: id, applied: this.deps.ingestor.applied(id) }, `rule ${id} backfill finished`)
@@ -272,13 +349,17 @@ export class RuleService {
   }
 
   /** The rule-engine fields of a rule's status on this node. */
-  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook'>> {
+  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem'>> {
     const out: Awaited<ReturnType<RuleService['ruleStatus']>> = {
       target: formatTarget(r.to),
       targets: ruleTargets(r, this.deps.registry).map(p => p.name),
       conflicts: this.deps.ingestor.counter(r.id, 'conflicts'),
-      transformErrors: this.deps.ingestor.counter(r.id, 'transformErrors')
+      transformErrors: this.deps.ingestor.counter(r.id, 'transformErrors'),
+      paused: r.paused === true
     }
+    // seen by every node, target or not: a rule naming a platform the registry does not have (any more)
+    const unknown = unknownPlatforms(r, (name) => this.deps.registry.platform(name) !== undefined)
+    if (unknown.length > 0) out.problem = `${describeUnknown(unknown)}: the rule does nothing until a platform of that name joins; check the name with "syncmesh platform ls", or remove the rule`
     if (out.conflicts > 0) {
       const [last] = await this.newest<ConflictRecord>(keys.conflictPrefix(r.id), 1)
       if (last !== undefined) out.lastConflict = last
@@ -290,6 +371,7 @@ export class RuleService {
     if (local) {
       const state = await this.deps.ingestor.backfillState(r.id)
       if (state !== undefined && !state.done) out.backfillPhase = state.phase ?? 'source'
+      if (state?.catchUp === true && !state.done) out.catchingUp = true
       const hook = this.webhooks.status(r.id)
       if (hook !== undefined) out.webhook = hook
     }

@@ -201,7 +201,7 @@ export function formatTarget (to: TargetEndpoint): string {
 
 /** The rule's spec with a patch applied: given fields replace, null removes. Validated like a new rule. */
 export function applyRulePatch (rule: Rule, patch: RulePatch): RuleSpec {
-  const { id: _id, createdAt: _c, updatedAt: _u, mode, ...rest } = rule
+  const { id: _id, createdAt: _c, updatedAt: _u, paused: _p, mode, ...rest } = rule
   const next: Record<string, unknown> = { ...rest, mode }
   for (const [field, value] of Object.entries(patch)) {
     if (value === undefined) continue
@@ -466,10 +466,12 @@ export class Registry {
       return
     }
     try {
-      const { id: _id, createdAt, updatedAt, ...spec } = value as { id?: unknown, createdAt?: unknown, updatedAt?: unknown }
+      const { id: _id, createdAt, updatedAt, paused, ...spec } = value as { id?: unknown, createdAt?: unknown, updatedAt?: unknown, paused?: unknown }
       const parsed = parseRuleSpec(spec, { inlineSecret: true }) // rules from before secret references
       const rule: Rule = { ...parsed, id, mode: parsed.mode ?? DEFAULT_RULE_MODE, createdAt: typeof createdAt === 'string' ? createdAt : '' }
       if (typeof updatedAt === 'string') rule.updatedAt = updatedAt
+      // a state of the rule, not part of its spec: last writer wins with the rest of the record
+      if (paused === true) rule.paused = true
       this.rulesById.set(id, rule)
     } catch {
       // a malformed registry record (from a buggy or newer peer) is not applied

@@ -37,6 +37,7 @@ export class RuleSet {
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
   private wantedModules: string[] = []
+  private pausedRules: Rule[] = []
   problems: RuleProblem[] = []
 
   /** Recompute from the registry. Returns the rules that are new or changed. */
@@ -49,6 +50,7 @@ export class RuleSet {
     const known = registry.platform(localName)
     const local: PlatformIdentity = known !== undefined ? known : { name: localName, ...(options.region !== undefined ? { region: options.region } : {}) }
     const mirrorOf = new Map<string, Rule>()
+    const paused: Rule[] = []
     const rules = registry.rules()
     for (const rule of rules) {
       if (rule.from.platform === localName) published.add(rule.from.collection)
@@ -60,6 +62,11 @@ export class RuleSet {
       const mirror = mirrorOf.get(rule.to.collection)
       if (mirror !== undefined && mirror.id !== rule.id) {
         problems.push({ ruleId: rule.id, message: `collection "${rule.to.collection}" is the target of mirror rule ${mirror.id} here; a mirror target takes no other rule: remove one of the two rules or give this one another target collection` })
+        continue
+      }
+      if (rule.paused === true) {
+        // applies nothing here until resumed (a paused mirror still keeps its target read-only)
+        paused.push(rule)
         continue
       }
       const source = registry.platform(rule.from.platform)
@@ -108,6 +115,7 @@ export class RuleSet {
     this.mirrors = mirrorOf
     this.publishedCollections = published
     this.wantedModules = [...wanted]
+    this.pausedRules = paused
     this.problems = problems
     return changed
   }
@@ -141,6 +149,11 @@ export class RuleSet {
    */
   mirrorFor (collection: string): Rule | undefined {
     return this.mirrors.get(collection)
+  }
+
+  /** The paused rules that target this node. */
+  paused (): Rule[] {
+    return this.pausedRules
   }
 
   /** Transform modules named by rules that target this node. */

@@ -15,6 +15,7 @@
  * rule's targets named there; a record without the field (or with null) goes
  * to every target.
  */
+import { SyncmeshError } from '../core/errors.js'
 import type { JsonObject, Platform, Rule, TargetEndpoint } from '../core/types.js'
 import { ALL_PLATFORMS } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
@@ -63,4 +64,33 @@ export function recordTargetsReader (field: string): (value: JsonObject) => Reco
     if (Array.isArray(v) && v.every(x => typeof x === 'string')) return { kind: 'list', names: v as string[] }
     return { kind: 'invalid', reason: `field "${field}" must name platforms (a string or an array of strings)` }
   }
+}
+
+/**
+ * The platforms a rule names by name (its source, and its target unless the
+ * target is a group or "*") that `known` does not list: such a rule does
+ * nothing until a platform of that name joins.
+ */
+export function unknownPlatforms (rule: { from: { platform: string }, to: TargetEndpoint }, known: (name: string) => boolean): Array<{ role: 'source' | 'target', name: string }> {
+  const out: Array<{ role: 'source' | 'target', name: string }> = []
+  if (!known(rule.from.platform)) out.push({ role: 'source', name: rule.from.platform })
+  const to = rule.to.platform
+  if (to !== undefined && to !== ALL_PLATFORMS && to !== rule.from.platform && !known(to)) out.push({ role: 'target', name: to })
+  return out
+}
+
+/** What a rule naming unknown platforms is told, e.g. 'target platform "nosuch" is not in the registry'. */
+export function describeUnknown (unknown: Array<{ role: 'source' | 'target', name: string }>): string {
+  return unknown.map(u => `${u.role} platform "${u.name}"`).join(' and ') + (unknown.length > 1 ? ' are' : ' is') + ' not in the registry'
+}
+
+/**
+ * Refuse a rule naming platforms the registry does not have (400
+ * UNKNOWN_PLATFORM): what the CLI and the HTTP API do unless forced.
+ */
+export function assertKnownPlatforms (rule: { from: { platform: string }, to: TargetEndpoint }, platforms: Array<{ name: string }>): void {
+  const unknown = unknownPlatforms(rule, (name) => platforms.some(p => p.name === name))
+  if (unknown.length === 0) return
+  const names = platforms.map(p => p.name)
+  throw new SyncmeshError('UNKNOWN_PLATFORM', `${describeUnknown(unknown)} (it has: ${names.length > 0 ? names.join(', ') : 'none'}). Check the name ("syncmesh platform ls"), wait until that platform's node has joined the mesh, or register it with "syncmesh platform add NAME --peer PEER_ID"; to save the rule anyway (it does nothing until the platform exists, and status shows it as a problem), repeat with --force (HTTP: "force": true)`, 400)
 }

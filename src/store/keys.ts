@@ -10,6 +10,7 @@
  *   r  coll id             → record (JSON: value or tombstone, version)
  *   x  rule sourceId       → target id the rule wrote for that source record
  *   b  rule                → backfill progress of a rule on this node
+ *   u  rule                → where a paused rule stopped on this node (JSON: source peer, seq of its log)
  *   a  rule                → number of entries the rule applied on this node
  *   n  rule name           → other per-rule counters on this node (conflicts, transform errors)
  *   c  rule n              → the rule's conflict log (JSON ConflictRecord; the newest CONFLICT_LOG_SIZE kept)
@@ -48,6 +49,7 @@ export const keys = {
   recordPrefix: (collection: string) => `r${SEP}${collection}${SEP}`,
   targetMap: (ruleId: string, sourceId: string) => `x${SEP}${ruleId}${SEP}${sourceId}`,
   backfill: (ruleId: string) => `b${SEP}${ruleId}`,
+  rulePause: (ruleId: string) => `u${SEP}${ruleId}`,
   applied: (ruleId: string) => `a${SEP}${ruleId}`,
   peer: (peerId: string) => `p${SEP}${peerId}`,
   peerPrefix: () => `p${SEP}`,

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiServer } from '../../src/api/server.js'
 import type { NodeStatus, SyncNodeApi } from '../../src/core/types.js'
+import { waitFor } from '../../scripts/lib/cluster.js'
 
 const BIN = fileURLToPath(new URL('../../dist/src/cli/bin.cjs', import.meta.url))
 const KEY = 'k'.repeat(32)
@@ -415,6 +416,8 @@ describe('syncmesh CLI', () => {
       expect(rmAgain.code).toBe(1)
       expectOneErrorLine(rmAgain, 'NOT_FOUND')
 
+      // a rule naming a platform the registry lacks is refused: alpha learns beta from the link first
+      await waitFor(async () => (JSON.parse((await cli(['platform', 'ls', '--data', aDir, '--json'])).stdout) as Array<{ name: string }>).some(p => p.name === 'beta'), 'alpha to know beta', 30_000)
       const rule = await cli(['rule', 'add', '--from', 'alpha:posts', '--to', 'beta:articles', '--mode', 'merge', '--where', '{"title":"one"}', '--rename', 'title=headline', '--data', aDir])
       expect(rule.code, rule.stderr).toBe(0)
       const ruleId = rule.stdout.trim()

@@ -105,7 +105,32 @@ describe.skipIf(!haveBrowser)('the console in a browser', () => {
     await waitFor(async () => await b.count('articles') === 3, 'the three published posts to reach beta')
     expect(await b.get('articles', 'p1')).toEqual({ title: 'post 1' })
     expect(await b.get('articles', 'p2')).toBeUndefined()
+
+    // pause it: the state says so on every node, and a post written meanwhile stays where it is
+    const [rule] = (await a.request<Array<{ id: string }>>('GET', '/v1/rules')).body
+    await page.getByRole('button', { name: `Pause rule ${rule.id}` }).click()
+    await page.getByRole('button', { name: `Resume rule ${rule.id}` }).waitFor()
+    await page.getByRole('table', { name: 'Rules' }).getByText('paused').waitFor()
+    await waitFor(async () => (await b.request<{ paused?: boolean }>('GET', `/v1/rules/${rule.id}`)).body.paused === true, 'the pause to reach beta')
+    await a.put('posts', 'p7', { title: 'post 7', status: 'published' })
+    const held = async (n: NodeProcess): Promise<number> => ((await n.status()).origins as Array<{ origin: string, seq: number }>).find(o => o.origin === a.peerId)?.seq ?? 0
+    const head = await held(a)
+    await waitFor(async () => await held(b) >= head, 'beta to hold alpha\'s log')
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    expect(await b.get('articles', 'p7')).toBeUndefined()
+
+    // a rule naming a platform the registry lacks is saved only when forced, and shows as a problem
+    await page.getByLabel('From (platform:collection)').fill('alpha:posts')
+    await page.getByLabel(/^To /).fill('nosuch:posts')
+    await page.getByLabel(/^Save even when a platform/).check()
+    await page.getByRole('button', { name: 'Save rule' }).click()
+    await page.getByRole('table', { name: 'Rules' }).getByText(/target platform "nosuch" is not in the registry/).waitFor()
     await page.screenshot({ path: join(shots, 'rules.png'), fullPage: true })
+
+    // resumed, the target catches up
+    await page.getByRole('button', { name: `Resume rule ${rule.id}` }).click()
+    await page.getByRole('button', { name: `Pause rule ${rule.id}` }).waitFor()
+    await waitFor(async () => (await b.get('articles', 'p7'))?.title === 'post 7', 'the post written while paused to reach beta once resumed')
     await page.getByRole('link', { name: 'Platforms' }).click()
     await page.getByRole('table', { name: 'Platforms' }).getByText('beta').waitFor()
     await page.screenshot({ path: join(shots, 'platforms.png'), fullPage: true })

@@ -23,6 +23,7 @@ describe('a record updated in a tight loop', () => {
     await a.start()
     await b.start()
     expect((await runCli(['peer', 'add', a.multiaddr, '--data', b.dir])).code).toBe(0)
+    await a.knows(['B'])
     expect((await runCli(['rule', 'add', '--from', 'A:posts', '--to', 'B:posts', '--data', a.dir])).code).toBe(0)
     await a.put('posts', 'hot', { n: 0 })
     await waitFor(async () => (await b.get('posts', 'hot')) !== undefined, 'the rule to deliver the first value')

@@ -79,6 +79,7 @@ describe('the rule engine across real node processes', () => {
       // tag eu2 (platform add overwrites its registry entry; the node keeps the tag when it re-registers)
       await cli(hub, ['platform', 'add', 'eu2', '--peer', eu2.peerId, '--region', 'eu', '--tag', 'edge'])
 
+      await hub.knows(['eu1', 'eu2', 'us1'])
       const regional = await cli(hub, ['rule', 'add', '--from', 'hub:posts', '--to', 'region=eu:posts', '--where', '{"status":"published"}', '--targets-field', 'only'])
       const chain = await cli(hub, ['rule', 'add', '--from', 'eu1:posts', '--to', 'us1:copies', '--rename', 'title=headline'])
       const mirror = await cli(hub, ['rule', 'add', '--from', 'hub:pages', '--to', 'us1:pages', '--mode', 'mirror'])

@@ -30,6 +30,7 @@ describe('two real node processes', () => {
     expect(added.code, added.stderr).toBe(0)
     expect(JSON.parse(added.stdout).peerId).toBe(a.peerId)
 
+    await a.knows(['B']) // a rule naming a platform the registry lacks is refused
     const rule = await runCli(['rule', 'add', '--from', 'A:posts', '--to', 'B:articles', '--data', a.dir, '--json'])
     expect(rule.code, rule.stderr).toBe(0)
     expect(JSON.parse(rule.stdout).mode).toBe('merge')
@@ -77,7 +78,9 @@ describe('two real node processes', () => {
     // a node with the wrong key learns nothing, while A and B keep syncing
     await c.start()
     const cAdd = await runCli(['peer', 'add', a.multiaddr, '--data', c.dir])
-    expect(cAdd.code).toBe(0) // the dial itself succeeds; authentication then fails
+    // the dial itself succeeds; authentication then fails, and peer add says so
+    expect(cAdd.code).toBe(1)
+    expect(cAdd.stderr).toContain('PEER_KEY_NOT_PROVED')
     await waitFor(() => a.stderr.includes(c.peerId) && /mesh-key authentication failed/.test(a.stderr), 'A to log the wrong-key peer', 10_000)
     await a.put('posts', 'after-c', { title: 'still syncing' })
     await waitFor(async () => (await b.get('articles', 'after-c'))?.title === 'still syncing', 'A and B to keep syncing')

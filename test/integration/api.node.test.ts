@@ -167,7 +167,9 @@ describe('HTTP API on a real node', () => {
   it('lists its own platform and manages rules', async () => {
     const platforms = await a.listPlatforms()
     expect(platforms.map((p) => p.name)).toContain('alpha')
-    const rule = await a.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'articles' }, mode: 'merge' })
+    // beta is not linked yet: its name is not in alpha's registry, so the rule is forced
+    await expect(a.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'articles' } })).rejects.toMatchObject({ code: 'UNKNOWN_PLATFORM', status: 400 })
+    const rule = await a.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'articles' }, mode: 'merge' }, { force: true })
     expect(rule.id).toBeTruthy()
     expect((await a.listRules()).map((r) => r.id)).toContain(rule.id)
     // a dry run reports and writes nothing
@@ -186,6 +188,7 @@ describe('HTTP API on a real node', () => {
     expect(added.peerId).toBe(aStatus.peerId)
     await until(async () => (await b.listPeers()).some((p) => p.peerId === aStatus.peerId && p.connected))
     await until(async () => (await b.listPlatforms()).some((p) => p.name === 'alpha'))
+    await until(async () => (await a.listPlatforms()).some((p) => p.name === 'beta'))
     await a.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: 'beta', collection: 'copies' } })
     await a.putRecord('notes', 'n1', { text: 'hi' })
     await until(async () => {

@@ -10,9 +10,9 @@ const tag = 'peers'
 export function registerPeerRoutes (app: App, node: SyncNodeApi): void {
   app.get('/v1/peers', doc({ tag, summary: 'Known peers: platform, state, last seen, traffic, errors' }), async () => await node.peers.list())
 
-  app.post<{ Body: unknown }>('/v1/peers', doc({ tag, summary: 'Dial a peer by multiaddr and keep it', body: addPeerSchema, status: 201 }), async (request, reply) => {
-    const { multiaddr } = parseInput(addPeerSchema, request.body, 'body')
-    const peer = await node.peers.add(multiaddr)
+  app.post<{ Body: unknown }>('/v1/peers', doc({ tag, summary: 'Dial a peer at this multiaddr, prove the mesh key over it, and keep it if that worked (or with "save": true)', body: addPeerSchema, status: 201 }), async (request, reply) => {
+    const { multiaddr, save } = parseInput(addPeerSchema, request.body, 'body')
+    const peer = await node.peers.add(multiaddr, save === true ? { save: true } : {})
     return await reply.code(201).send(peer)
   })
 

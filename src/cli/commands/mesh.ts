@@ -22,16 +22,18 @@ export function registerMeshCommands (program: Command): void {
   // -- peers --------------------------------------------------------------
   const peer = program.command('peer').description('peers this node dials and keeps')
 
-  clientCommand(peer, 'add', 'dial a peer now and keep it (persisted)')
+  clientCommand(peer, 'add', 'dial a peer at this address, prove the mesh key over it, and keep it (persisted) if that worked')
     .argument('<multiaddr>', 'e.g. /ip4/10.0.0.2/tcp/4001/p2p/12D3KooW…')
-    .action(async (multiaddr: string, opts: Opts) => {
+    .option('--save', 'keep the address even when the dial or the key proof fails (it is redialled in the background)')
+    .action(async (multiaddr: string, opts: Opts & { save?: boolean }) => {
       const client = await connect(opts)
-      const info = await client.addPeer(multiaddr)
+      const info = await client.addPeer(multiaddr, { save: opts.save === true })
       if (opts.json === true) {
         await printJson(info)
+      } else if (info.proved === false) {
+        await printLine(`saved peer ${info.peerId} at ${multiaddr}, but it is not connected over that address (${info.lastError ?? 'no proof of the mesh key'}); it will be redialled`)
       } else {
-        const state = info.connected ? 'connected' : `not connected yet${info.lastError != null ? ` (${info.lastError})` : ''}; it will be redialled`
-        await printLine(`added peer ${info.peerId}: ${state}`)
+        await printLine(`added peer ${info.peerId}: connected over ${multiaddr} and proved the mesh key`)
       }
     })
 
@@ -48,8 +50,8 @@ export function registerMeshCommands (program: Command): void {
         return
       }
       await printLine(table(
-        ['PEER', 'CONNECTED', 'AUTH', 'PERSISTED', 'LAST SEEN', 'ADDRESSES'],
-        peers.map((p) => [p.peerId, yesNo(p.connected), yesNo(p.authenticated), yesNo(p.persisted), formatAgo(p.lastSeen), p.addrs.join(' ')])
+        ['PEER', 'CONNECTED', 'AUTH', 'PERSISTED', 'LAST SEEN', 'LAST TRAFFIC', 'ADDRESSES'],
+        peers.map((p) => [p.peerId, yesNo(p.connected), yesNo(p.authenticated), yesNo(p.persisted), formatAgo(p.lastSeen), formatAgo(p.lastTraffic), p.addrs.join(' ')])
       ))
     })
 

@@ -1,5 +1,5 @@
 /**
- * syncmesh rule add | update | ls | show | rm | conflicts | errors, and syncmesh changes
+ * syncmesh rule add | update | pause | resume | ls | show | rm | conflicts | errors, and syncmesh changes
  */
 import { Option } from 'commander'
 import type { Command } from 'commander'
@@ -60,6 +60,7 @@ interface RuleFlags {
   webhookSecret?: string
   webhookSecretRef?: string
   dryRun?: boolean
+  force?: boolean
 }
 
 /** Rule fields given on the command line (as a patch: only what was given). */
@@ -107,6 +108,7 @@ function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
     .option('--webhook-secret-ref <name>', 'name of the signing secret in "webhooks.secrets" of the target nodes\' config.json')
     .addOption(new Option('--webhook-secret <secret>').hideHelp())
     .option('--dry-run', 'show what the rule would do on each target without changing anything')
+    .option('--force', 'save the rule even when it names a platform the registry does not have (it does nothing until that platform joins)')
 }
 
 async function printDryRun (report: DryRunReport): Promise<void> {
@@ -151,7 +153,7 @@ export function registerRuleCommands (program: Command): void {
         else await printDryRun(report)
         return
       }
-      const created = await client.addRule(spec)
+      const created = await client.addRule(spec, { force: opts.force === true })
       if (opts.json === true) await printJson(created)
       else await printLine(created.id)
     })
@@ -176,9 +178,27 @@ export function registerRuleCommands (program: Command): void {
         else await printDryRun(report)
         return
       }
-      const updated = await client.updateRule(id, patch)
+      const updated = await client.updateRule(id, patch, { force: opts.force === true })
       if (opts.json === true) await printJson(updated)
       else await printLine(`updated rule ${updated.id}: ${updated.from.platform}:${updated.from.collection} → ${formatTarget(updated.to)} (${updated.mode})${describeRule(updated) !== '' ? `; ${describeRule(updated)}` : ''}`)
+    })
+
+  clientCommand(rule, 'pause', 'pause a rule: its targets apply nothing from it until it is resumed (replicated)')
+    .argument('<rule-id>')
+    .action(async (id: string, opts: Opts) => {
+      const client = await connect(opts)
+      const paused = await client.pauseRule(id)
+      if (opts.json === true) await printJson(paused)
+      else await printLine(`paused rule ${paused.id}: ${paused.from.platform}:${paused.from.collection} → ${formatTarget(paused.to)}; its targets apply nothing from it until "syncmesh rule resume ${paused.id}"`)
+    })
+
+  clientCommand(rule, 'resume', 'resume a paused rule: its targets catch up from where they stopped (no new backfill)')
+    .argument('<rule-id>')
+    .action(async (id: string, opts: Opts) => {
+      const client = await connect(opts)
+      const resumed = await client.resumeRule(id)
+      if (opts.json === true) await printJson(resumed)
+      else await printLine(`resumed rule ${resumed.id}: ${resumed.from.platform}:${resumed.from.collection} → ${formatTarget(resumed.to)}; its targets catch up from where they stopped`)
     })
 
   clientCommand(rule, 'ls', 'list the rules')
@@ -194,8 +214,8 @@ export function registerRuleCommands (program: Command): void {
         return
       }
       await printLine(table(
-        ['ID', 'FROM', 'TO', 'MODE', 'DETAILS'],
-        rules.map((r) => [r.id, `${r.from.platform}:${r.from.collection}`, formatTarget(r.to), r.mode, describeRule(r) || '-'])
+        ['ID', 'FROM', 'TO', 'MODE', 'STATE', 'DETAILS'],
+        rules.map((r) => [r.id, `${r.from.platform}:${r.from.collection}`, formatTarget(r.to), r.mode, r.paused === true ? 'paused' : 'running', describeRule(r) || '-'])
       ))
     })
 
@@ -213,12 +233,12 @@ export function registerRuleCommands (program: Command): void {
         `rule      ${r.id}`,
         `from      ${r.from.platform}:${r.from.collection}`,
         `to        ${formatTarget(r.to)}${st != null && st.targets.length > 0 ? ` (now: ${st.targets.join(', ')})` : ''}`,
-        `mode      ${r.mode}`,
+        `mode      ${r.mode}${r.paused === true ? ' (paused)' : ''}`,
         `details   ${describeRule(r) || '-'}`,
         `created   ${r.createdAt}${r.updatedAt != null ? `, updated ${r.updatedAt}` : ''}`
       ]
       if (st != null) {
-        lines.push(`here      ${st.local ? (st.backfilled ? 'target, backfilled' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
+        lines.push(`here      ${st.local ? (st.paused === true ? 'target, paused' : st.backfilled ? 'target, backfilled' : st.catchingUp === true ? 'target, catching up since its pause' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
         lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
         if (st.webhook != null) {
           const w = st.webhook

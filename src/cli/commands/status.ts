@@ -31,11 +31,12 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     lines.push('  none; add one with "syncmesh peer add MULTIADDR"')
   } else {
     lines.push(indent(table(
-      ['PEER', 'CONNECTED', 'LAST SEEN', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
+      ['PEER', 'CONNECTED', 'LAST SEEN', 'LAST TRAFFIC', 'IN (entries/bytes)', 'OUT (entries/bytes)', 'ERROR'],
       s.peers.map((p) => [
         p.platform !== undefined ? `${p.platform}${p.region !== undefined ? ` (${p.region})` : ''}` : shortId(p.peerId),
         p.connected ? (p.authenticated ? 'yes' : 'yes (unauthenticated)') : 'no',
         formatAgo(p.lastSeen, now),
+        formatAgo(p.lastTraffic, now),
         `${formatCount(p.entriesReceived)} / ${formatBytes(p.bytesReceived)}`,
         `${formatCount(p.entriesSent)} / ${formatBytes(p.bytesSent)}`,
         p.lastError ?? ''
@@ -78,7 +79,7 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     lines.push(indent(table(
       ['ID', 'FROM → TO', 'MODE', 'HERE', 'APPLIED', 'PENDING', 'CONFLICTS', 'ERRORS', 'PROBLEM'],
       s.rules.map((r) => [
-        r.id, `${r.from} → ${r.to}`, r.mode, r.local ? (r.backfilled ? 'yes' : `yes (backfilling${r.backfillPhase === 'sweep' ? ': removing what the source lacks' : ''})`) : 'no',
+        r.id, `${r.from} → ${r.to}`, r.paused === true ? `${r.mode}, paused` : r.mode, r.local ? (r.paused === true ? 'yes (paused)' : r.backfilled ? 'yes' : r.catchingUp === true ? 'yes (catching up since its pause)' : `yes (backfilling${r.backfillPhase === 'sweep' ? ': removing what the source lacks' : ''})`) : 'no',
         formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', formatCount(r.conflicts ?? 0), formatCount(r.transformErrors ?? 0),
         [r.problem, r.webhook?.blocked !== undefined ? `webhook not delivered here: ${r.webhook.blocked}` : undefined, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined, (r.webhook?.failed ?? 0) > 0 ? `webhook gave up ${formatCount(r.webhook?.failed ?? 0)} changes` : undefined].filter(x => x !== undefined).join('; ')
       ])
