@@ -11,8 +11,8 @@ import { rows, utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
-import { decodeCert, encodeCert, leafHash, pruneLeaf } from './signing.js'
-import type { Cert } from './signing.js'
+import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, pruneLeaf, unprunedPositions } from './signing.js'
+import type { AttestedCert, Attester, Cert, PrunedNode } from './signing.js'
 import { VersionVector } from './vector.js'
 
 export interface EntryRun {
@@ -195,8 +195,23 @@ export class ChangeLog {
    */
   private readonly provenTo = new Map<string, number>()
 
+  /** This node's own origin and its signer of version 2 attestations (attestOwnLog). */
+  private own?: { origin: string, attester: Attester }
+
   constructor (store: Store) {
     this.store = store
+  }
+
+  /**
+   * Sign version 2 attestations of `origin`'s log (this node's own) as it is
+   * written (protocols/sync/completeness.md §3): each run appended is attested
+   * as of its end, every entry live; an append that supersedes entries of
+   * earlier runs re-attests them as of its end, or signs a gone span (merged
+   * with neighbouring ones) for a run of which nothing is left; all in the
+   * append's transaction. Stored under keys.attest, which tile the log.
+   */
+  attestOwnLog (origin: string, attester: Attester): void {
+    this.own = { origin, attester }
   }
 
   async load (): Promise<void> {
@@ -248,10 +263,21 @@ export class ChangeLog {
       fresh = new Map<string, Cert>()
       this.txnCerts.set(txn, fresh)
     }
+    const attester = this.own?.origin === origin ? this.own.attester : undefined
+    let e0 = 0
     for (const c of certs) {
       if (c.to <= held) continue
       fresh.set(keys.cert(origin, c.to), c)
       txn.put(keys.cert(origin, c.to), encodeCert(c))
+      if (attester !== undefined) {
+        // this node's own run: attested as of its end, every entry live (completeness.md §3)
+        while (e0 < entries.length && entries[e0].seq <= c.from) e0++
+        let e1 = e0
+        while (e1 < entries.length && entries[e1].seq <= c.to) e1++
+        const { cert, root } = attester.run(c.from, c.to, entries.slice(e0, e1))
+        txn.put(keys.attest(origin, c.to), encodeAttested(cert, root))
+        e0 = e1
+      }
     }
     // each key built once: prefetched, then read and written through the same string
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
@@ -275,7 +301,7 @@ export class ChangeLog {
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
-      await this.compact(txn, origin, superseded.map(s => s.seq), fresh)
+      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq)
       this.tails.forget(origin, txn)
     } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
@@ -325,11 +351,17 @@ export class ChangeLog {
     return { rest, forwarded }
   }
 
-  /** Drop superseded entries and prune them from their run certificates. */
-  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<void> {
+  /**
+   * Drop superseded entries and prune them from their run certificates; for
+   * this node's own log, re-attest the runs touched as of `asOf` (see
+   * attestOwnLog).
+   */
+  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number): Promise<void> {
     const entryKeys = seqs.map(s => keys.entry(origin, s))
     await txn.prefetch(entryKeys)
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
+    /** Runs whose certificates this compaction changed, as they end up. */
+    const touched = new Map<string, { from: number, to: number, pruned: PrunedNode[], empty: boolean }>()
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]
       const bytes = txn.get(entryKeys[i])
@@ -342,6 +374,7 @@ export class ChangeLog {
       const cert = decodeCert(certBytes)
       if (seq <= cert.from || seq > cert.to) continue
       const { pruned, empty } = pruneLeaf(cert.to - cert.from, cert.pruned, seq - cert.from - 1, leafHash(bytes))
+      touched.set(certKey, { from: cert.from, to: cert.to, pruned, empty })
       if (empty) {
         txn.del(certKey)
         fresh.delete(certKey)
@@ -351,6 +384,51 @@ export class ChangeLog {
         if (fresh.has(certKey)) fresh.set(certKey, next)
       }
     }
+    if (this.own?.origin === origin && touched.size > 0) await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, this.own.attester)
+  }
+
+  /**
+   * The write ending at `asOf` shrank the live sets of `runs` (in seq
+   * order): sign each one's attestation as of `asOf`, or, for a run of
+   * which nothing is live any more, a gone span merged with the gone spans
+   * next to it (completeness.md §3). A run without a stored attestation (a
+   * stretch left unattested by the upgrade to version 2) is left as it is.
+   */
+  private async reattest (txn: Txn, origin: string, runs: Array<{ from: number, to: number, pruned: PrunedNode[], empty: boolean }>, asOf: number, attester: Attester): Promise<void> {
+    for (const run of runs) {
+      const key = keys.attest(origin, run.to)
+      const raw = txn.get(key)
+      if (raw === undefined) continue
+      const stored = decodeAttested(raw)
+      if (stored.gone || stored.from !== run.from || stored.root === undefined) continue
+      if (!run.empty) {
+        const live = unprunedPositions(run.to - run.from, run.pruned)
+        txn.put(key, encodeAttested(attester.live(run.from, run.to, asOf, stored.root, live, run.pruned), stored.root))
+        continue
+      }
+      txn.del(key)
+      let from = run.from
+      let to = run.to
+      const before = from > 0 ? txn.get(keys.attest(origin, from)) : undefined
+      const prev = before === undefined ? undefined : decodeAttested(before)
+      if (prev?.gone === true) {
+        txn.del(keys.attest(origin, from))
+        from = prev.from
+      }
+      const next = await this.nextAttestation(txn, origin, to)
+      if (next?.gone === true && next.from === to) to = next.to // same key: overwritten below
+      txn.put(keys.attest(origin, to), encodeAttested(attester.gone(from, to, asOf)))
+    }
+  }
+
+  /** The stored attestation following the one ending at `to` (durable keys, as `txn` sees them), if any. */
+  private async nextAttestation (txn: Txn, origin: string, to: number): Promise<AttestedCert | undefined> {
+    // an iterator sees only durable keys: let pipelined writes land first
+    if (this.store.hasPending()) await this.store.flushed()
+    const [key] = await this.store.db.keys({ gt: keys.attest(origin, to), lt: prefixRange(keys.attestPrefix(origin)).lt, limit: 1 }).all()
+    if (key === undefined) return undefined
+    const raw = txn.get(key)
+    return raw === undefined ? undefined : decodeAttested(raw)
   }
 
   /**
@@ -491,6 +569,58 @@ export class ChangeLog {
       if (run !== undefined || proven <= held) return run
       // everything in (afterSeq, held] was compacted by a newer run in the snapshot: serve through it
       return await this.readRunAt(snapshot, origin, afterSeq, proven, maxEntries, maxBytes, proven)
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /**
+   * A version 2 batch of this node's own log after `afterSeq` (see
+   * attestOwnLog), read from one snapshot: the attestations that tile the
+   * range from the first one ending after `afterSeq` (a position inside a run
+   * gets the whole run), each live run with exactly its live entries, up to
+   * the limits (cut at run ends; at most `maxEntries` attestations).
+   * verifyAttestedRuns accepts what it returns. Undefined when nothing after
+   * `afterSeq` is attested (a stretch the upgrade to version 2 could not
+   * attest, see format.ts, ends the range).
+   */
+  async readAttested (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<{ fromSeq: number, toSeq: number, entries: Uint8Array[], certs: AttestedCert[] } | undefined> {
+    if (this.vector.get(origin) <= afterSeq) return undefined
+    const snapshot = this.store.db.snapshot()
+    try {
+      const certs: AttestedCert[] = []
+      const entries: Uint8Array[] = []
+      let bytes = 0
+      let fromSeq = afterSeq
+      const range = prefixRange(keys.attestPrefix(origin))
+      const entryPrefix = keys.entryPrefix(origin)
+      walk: for await (const batch of rows(this.store.db, { gt: keys.attest(origin, afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+        for (const [, value] of batch) {
+          const c = decodeAttested(value)
+          if (certs.length === 0) {
+            if (c.from > afterSeq) return undefined // an unattested stretch first
+            fromSeq = c.from
+          } else if (c.from !== certs[certs.length - 1].to) break walk
+          if (certs.length > 0 && (entries.length >= maxEntries || bytes >= maxBytes)) break walk
+          const run: Uint8Array[] = []
+          if (!c.gone) {
+            const live = unprunedPositions(c.to - c.from, c.pruned)
+            for await (const [key, raw] of this.store.db.iterator({ gt: keys.entry(origin, c.from), lte: keys.entry(origin, c.to), snapshot })) {
+              const seq = parseInt(keySuffix(key, entryPrefix), 16)
+              if (live[run.length] !== seq - c.from - 1) break walk // stored entries not what the attestation says: serve up to here
+              run.push(raw)
+            }
+            if (run.length !== live.length) break walk
+          }
+          certs.push({ from: c.from, to: c.to, asOf: c.asOf, sig: c.sig, pruned: c.pruned, gone: c.gone })
+          for (const e of run) {
+            entries.push(e)
+            bytes += e.byteLength
+          }
+        }
+      }
+      if (certs.length === 0) return undefined
+      return { fromSeq, toSeq: certs[certs.length - 1].to, entries, certs }
     } finally {
       await snapshot.close()
     }

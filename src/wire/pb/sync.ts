@@ -884,6 +884,30 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchCertsAsOfFieldEvent {
+    field: '$.certs[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsGoneFieldEvent {
+    field: '$.certs[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface BatchCertsLiveFieldEvent {
+    field: '$.certs[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchCertsRootFieldEvent {
+    field: '$.certs[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export function encode (obj: Partial<Batch>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Batch.codec())
   }
@@ -892,7 +916,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -1037,6 +1061,10 @@ export interface RunCert {
   toSeq: number
   sig: Uint8Array<ArrayBuffer>
   pruned: PrunedNode[]
+  asOf: number
+  gone: boolean
+  live: Uint8Array<ArrayBuffer>
+  root: Uint8Array<ArrayBuffer>
 }
 
 export namespace RunCert {
@@ -1071,6 +1099,26 @@ export namespace RunCert {
           }
         }
 
+        if ((obj.asOf != null && obj.asOf !== 0)) {
+          w.uint32(40)
+          w.uint64Number(obj.asOf)
+        }
+
+        if ((obj.gone != null && obj.gone !== false)) {
+          w.uint32(48)
+          w.bool(obj.gone)
+        }
+
+        if ((obj.live != null && obj.live.byteLength > 0)) {
+          w.uint32(58)
+          w.bytes(obj.live)
+        }
+
+        if ((obj.root != null && obj.root.byteLength > 0)) {
+          w.uint32(66)
+          w.bytes(obj.root)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1079,7 +1127,11 @@ export namespace RunCert {
           fromSeq: 0,
           toSeq: 0,
           sig: uint8ArrayAlloc(0),
-          pruned: []
+          pruned: [],
+          asOf: 0,
+          gone: false,
+          live: uint8ArrayAlloc(0),
+          root: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1108,6 +1160,22 @@ export namespace RunCert {
               obj.pruned.push(PrunedNode.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.pruned$
               }))
+              break
+            }
+            case 5: {
+              obj.asOf = reader.uint64Number()
+              break
+            }
+            case 6: {
+              obj.gone = reader.bool()
+              break
+            }
+            case 7: {
+              obj.live = reader.bytes()
+              break
+            }
+            case 8: {
+              obj.root = reader.bytes()
               break
             }
             default: {
@@ -1168,6 +1236,34 @@ export namespace RunCert {
 
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.asOf`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.gone`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.live`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.root`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1213,6 +1309,26 @@ export namespace RunCert {
     index: number
   }
 
+  export interface RunCertAsOfFieldEvent {
+    field: '$.asOf'
+    value: number
+  }
+
+  export interface RunCertGoneFieldEvent {
+    field: '$.gone'
+    value: boolean
+  }
+
+  export interface RunCertLiveFieldEvent {
+    field: '$.live'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RunCertRootFieldEvent {
+    field: '$.root'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<RunCert>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, RunCert.codec())
   }
@@ -1221,7 +1337,7 @@ export namespace RunCert {
     return decodeMessage(buf, RunCert.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): Generator<RunCertFromSeqFieldEvent | RunCertToSeqFieldEvent | RunCertSigFieldEvent | RunCertPrunedLevelFieldEvent | RunCertPrunedIndexFieldEvent | RunCertPrunedHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): Generator<RunCertFromSeqFieldEvent | RunCertToSeqFieldEvent | RunCertSigFieldEvent | RunCertPrunedLevelFieldEvent | RunCertPrunedIndexFieldEvent | RunCertPrunedHashFieldEvent | RunCertAsOfFieldEvent | RunCertGoneFieldEvent | RunCertLiveFieldEvent | RunCertRootFieldEvent> {
     return streamMessage(buf, RunCert.codec(), opts)
   }
 }
@@ -1825,6 +1941,30 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchCertsAsOfFieldEvent {
+    field: '$.batch.certs[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsGoneFieldEvent {
+    field: '$.batch.certs[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface FrameBatchCertsLiveFieldEvent {
+    field: '$.batch.certs[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchCertsRootFieldEvent {
+    field: '$.batch.certs[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export interface FrameCreditBatchesFieldEvent {
     field: '$.credit.batches'
     value: number
@@ -1860,7 +2000,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
