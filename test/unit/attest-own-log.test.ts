@@ -67,6 +67,14 @@ describe('version 2 attestations of the own log', () => {
     const small = await serveAll(h, 1, 1)
     expect(small.certs[0]).toMatchObject({ from: 0, to: 3 })
     expect(small.entries.map(e => e.seq)).toEqual([2, 3, 6, 7, 8, 9])
+
+    // (0, 3] gone: merged with the span after it; then (5, 7] gone: merged with the span before it
+    await h.ingestor.writeLocal([put('b', 2), put('c', 2)]) // (9, 11]
+    await h.ingestor.writeLocal([put('a', 3), put('x', 2)]) // (11, 13]
+    expect((await stored(h)).map(a => [a.from, a.to, a.gone, a.asOf])).toEqual([
+      [0, 7, true, 13], [7, 8, false, 8], [8, 9, false, 9], [9, 11, false, 11], [11, 13, false, 13]
+    ])
+    expect((await serveAll(h)).entries.map(e => `${e.id}@${e.seq}`)).toEqual(['e@8', 'd@9', 'b@10', 'c@11', 'a@12', 'x@13'])
   })
 
   it('a superseding write re-attests the earlier run: its update verifies against the root the receiver stored, and only shrinks', async () => {
