@@ -301,7 +301,7 @@ export class ChangeLog {
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
-      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq)
+      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq, held)
       this.tails.forget(origin, txn)
     } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
@@ -354,9 +354,9 @@ export class ChangeLog {
   /**
    * Drop superseded entries and prune them from their run certificates; for
    * this node's own log, re-attest the runs touched as of `asOf` (see
-   * attestOwnLog).
+   * attestOwnLog); `held` is how far the log was held before this append.
    */
-  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number): Promise<void> {
+  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number, held: number): Promise<void> {
     const entryKeys = seqs.map(s => keys.entry(origin, s))
     await txn.prefetch(entryKeys)
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
@@ -384,17 +384,18 @@ export class ChangeLog {
         if (fresh.has(certKey)) fresh.set(certKey, next)
       }
     }
-    if (this.own?.origin === origin && touched.size > 0) await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, this.own.attester)
+    if (this.own?.origin === origin && touched.size > 0) await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
   }
 
   /**
    * The write ending at `asOf` shrank the live sets of `runs` (in seq
    * order): sign each one's attestation as of `asOf`, or, for a run of
    * which nothing is live any more, a gone span merged with the gone spans
-   * next to it (completeness.md §3). A run without a stored attestation (a
+   * next to it (completeness.md §3; `held`: how far the log was held before
+   * this append). A run without a stored attestation (a
    * stretch left unattested by the upgrade to version 2) is left as it is.
    */
-  private async reattest (txn: Txn, origin: string, runs: Array<{ from: number, to: number, pruned: PrunedNode[], empty: boolean }>, asOf: number, attester: Attester): Promise<void> {
+  private async reattest (txn: Txn, origin: string, runs: Array<{ from: number, to: number, pruned: PrunedNode[], empty: boolean }>, asOf: number, held: number, attester: Attester): Promise<void> {
     for (const run of runs) {
       const key = keys.attest(origin, run.to)
       const raw = txn.get(key)
@@ -415,7 +416,9 @@ export class ChangeLog {
         txn.del(keys.attest(origin, from))
         from = prev.from
       }
-      const next = await this.nextAttestation(txn, origin, to)
+      // what follows the run held before this append is this append's own runs: live (a hot record's
+      // write empties the run before it, and needs no look-up)
+      const next = to < held ? await this.nextAttestation(txn, origin, to) : undefined
       if (next?.gone === true && next.from === to) to = next.to // same key: overwritten below
       txn.put(keys.attest(origin, to), encodeAttested(attester.gone(from, to, asOf)))
     }
