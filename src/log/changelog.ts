@@ -253,8 +253,13 @@ export class ChangeLog {
    * checked that the run starts at or before the held seq (and verified the
    * certificates), commits `txn`, then calls `committed`.
    */
-  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = []): Promise<void> {
+  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean } = {}): Promise<void> {
     const held = this.held(origin)
+    // Only writes this node makes (options.written) are attested: its own entries received back from
+    // peers (a node restored from an older backup) may come with entries a relay compacted as of a
+    // point this node does not know, so nothing true can be signed of their live sets. A stretch of
+    // attested runs they compact loses its attestations instead (readAttested stops before it).
+    const attesting = this.own?.origin === origin ? (options.written === true ? 'sign' : 'drop') : undefined
     // certificates of new runs go in first: compaction below may prune them.
     // They are remembered per transaction: a later append in the same
     // transaction (e.g. rule-written entries after local ones) may prune them too.
@@ -263,7 +268,7 @@ export class ChangeLog {
       fresh = new Map<string, Cert>()
       this.txnCerts.set(txn, fresh)
     }
-    const attester = this.own?.origin === origin ? this.own.attester : undefined
+    const attester = attesting === 'sign' ? this.own?.attester : undefined
     let e0 = 0
     for (const c of certs) {
       if (c.to <= held) continue
@@ -301,7 +306,7 @@ export class ChangeLog {
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
-      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq, held)
+      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq, held, attesting)
       this.tails.forget(origin, txn)
     } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
@@ -354,9 +359,10 @@ export class ChangeLog {
   /**
    * Drop superseded entries and prune them from their run certificates; for
    * this node's own log, re-attest the runs touched as of `asOf` (see
-   * attestOwnLog); `held` is how far the log was held before this append.
+   * attestOwnLog; `attesting`: see append); `held` is how far the log was
+   * held before this append.
    */
-  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number, held: number): Promise<void> {
+  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number, held: number, attesting?: 'sign' | 'drop'): Promise<void> {
     const entryKeys = seqs.map(s => keys.entry(origin, s))
     await txn.prefetch(entryKeys)
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
@@ -384,7 +390,9 @@ export class ChangeLog {
         if (fresh.has(certKey)) fresh.set(certKey, next)
       }
     }
-    if (this.own?.origin === origin && touched.size > 0) await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
+    if (this.own === undefined || touched.size === 0) return
+    if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
+    else if (attesting === 'drop') for (const run of touched.values()) txn.del(keys.attest(origin, run.to))
   }
 
   /**

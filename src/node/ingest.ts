@@ -280,7 +280,7 @@ export class Ingestor {
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
-      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries))
+      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
       await this.applyEntries(txn, entries, result, true)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
@@ -528,7 +528,7 @@ export class Ingestor {
   /** Append the transaction's derived entries to the own log (signed like local writes). */
   private async flushDerived (st: TxnState): Promise<void> {
     if (st.derived.length === 0) return
-    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived))
+    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived), { written: true })
     st.result.ownAdvanced = { origin: this.self, seq: st.ownTop }
   }
 

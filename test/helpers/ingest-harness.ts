@@ -104,7 +104,7 @@ export class Harness {
   }
 
   /** The node identity's key, when the harness signs its own log (createSigning). */
-  private key?: PrivateKey
+  key?: PrivateKey
 
   static async create (localName = 'tgt', self?: string): Promise<Harness> {
     const h = new Harness(await tempDir('syncmesh-unit-'), localName, self ?? await newPeerId())
@@ -113,8 +113,8 @@ export class Harness {
   }
 
   /** A harness whose own log is signed as a node's is: run certificates and version 2 attestations. */
-  static async createSigning (localName = 'tgt'): Promise<Harness> {
-    const key = await generateKeyPair('Ed25519')
+  static async createSigning (localName = 'tgt', identity?: PrivateKey): Promise<Harness> {
+    const key = identity ?? await generateKeyPair('Ed25519')
     const h = new Harness(await tempDir('syncmesh-unit-'), localName, peerIdFromPrivateKey(key).toString())
     h.key = key
     await h.open()

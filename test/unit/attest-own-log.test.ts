@@ -9,15 +9,18 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { decodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { decodeAttested, leafHash, pruneLeaf, SignatureError, unprunedPositions, verifyAttestedRuns, verifyUpdate } from '../../src/log/signing.js'
+import { decodeAttested, decodeCert, leafHash, pruneLeaf, SignatureError, unprunedPositions, verifyAttestedRuns, verifyUpdate } from '../../src/log/signing.js'
 import type { AttestedCert, StoredAttestation } from '../../src/log/signing.js'
 import { keys, prefixRange } from '../../src/store/keys.js'
 import { Harness } from '../helpers/ingest-harness.js'
 
 let h: Harness | undefined
+let other: Harness | undefined
 afterEach(async () => {
   await h?.destroy()
+  await other?.destroy()
   h = undefined
+  other = undefined
 })
 
 const put = (id: string, n: number): { collection: string, id: string, op: 'put', value: { n: number } } => ({ collection: 'posts', id, op: 'put', value: { n } })
@@ -134,5 +137,27 @@ describe('version 2 attestations of the own log', () => {
     const served = await serveAll(h)
     expect(served.entries).toHaveLength(600)
     expect(served.certs.map(c => [c.from, c.to, c.asOf])).toEqual([[0, 512, 603], [512, 602, 602], [602, 603, 603]])
+  })
+
+  it('own entries received back from a peer are not attested, and attested runs they compact lose their attestation', async () => {
+    h = await Harness.createSigning('A')
+    await h.ingestor.writeLocal([put('a', 1)]) // (0, 1]
+    await h.ingestor.writeLocal([put('a', 2), put('b', 1)]) // (1, 3]
+    // the same identity in another data directory, which wrote its own seq 1 and then gets seqs 2-3 back
+    other = await Harness.createSigning('A', h.key)
+    await other.ingestor.writeLocal([put('a', 9)])
+    expect((await stored(other)).map(a => [a.from, a.to])).toEqual([[0, 1]])
+    const run = await h.log.readRun(h.self, 1, 100, 1 << 20)
+    if (run === undefined) throw new Error('nothing to send')
+    const entries = run.entries.map(raw => Object.assign(decodeEntry(h!.self, raw), { bytes: raw }))
+    expect(await other.ingestor.ingest(other.self, run.fromSeq, run.toSeq, entries, run.certs.map(decodeCert))).toBeDefined()
+    expect(other.log.vector.get(other.self)).toBe(3)
+    // (1, 3] is not signed anew, and (0, 1], whose entry it superseded, is no longer attested: nothing is served
+    expect(await stored(other)).toEqual([])
+    expect(await other.log.readAttested(other.self, 0, 100, 1 << 20)).toBeUndefined()
+    // the next own write is attested, and served from its start
+    await other.ingestor.writeLocal([put('b', 2)])
+    expect((await stored(other)).map(a => [a.from, a.to])).toEqual([[3, 4]])
+    expect((await serveAll(other, 3)).entries.map(e => e.seq)).toEqual([4])
   })
 })
