@@ -11,8 +11,8 @@ import { rows, utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
-import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, pruneLeaf, unprunedPositions } from './signing.js'
-import type { AttestedCert, Attester, Cert, PrunedNode } from './signing.js'
+import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, pruneLeaf, SignatureError, unprunedPositions, verifyUpdate } from './signing.js'
+import type { AttestedCert, Attester, Cert, PrunedNode, StoredAttestation } from './signing.js'
 import { VersionVector } from './vector.js'
 
 export interface EntryRun {
@@ -26,6 +26,19 @@ export interface EntryRun {
   toSeq: number
   bytes: number
 }
+
+/**
+ * A version 2 batch of another origin, verified (completeness.md §5): its
+ * attestations with the root verifyAttestedRuns gave each live run, and the
+ * origin's newer attestations of earlier runs (at most MAX_UPDATES).
+ */
+export interface AttestedBatch {
+  certs: Array<{ cert: AttestedCert, root?: Uint8Array }>
+  updates: AttestedCert[]
+}
+
+/** Updates a batch may carry: each costs a signature check and the deletes it causes. */
+export const MAX_UPDATES = 1024
 
 /** Certificate keys read per trip when walking an origin's certificates. */
 const CERT_WALK_SLICE = 128
@@ -253,8 +266,12 @@ export class ChangeLog {
    * checked that the run starts at or before the held seq (and verified the
    * certificates), commits `txn`, then calls `committed`.
    */
-  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean } = {}): Promise<void> {
+  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch } = {}): Promise<void> {
     const held = this.held(origin)
+    if (options.attested !== undefined && origin !== this.own?.origin) {
+      await this.appendAttested(txn, origin, entries, toSeq, held, options.attested)
+      return
+    }
     // Only writes this node makes (options.written) are attested: its own entries received back from
     // peers (a node restored from an older backup) may come with entries a relay compacted as of a
     // point this node does not know, so nothing true can be signed of their live sets. A stretch of
@@ -313,6 +330,113 @@ export class ChangeLog {
       this.tails.propose(txn, origin, { fromSeq: held, toSeq, entries: entries.map(e => e.bytes as Uint8Array), certs: certs.map(c => encodeCert(c)) })
     }
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * A version 2 batch of another origin (completeness.md §5–6), verified by
+   * the caller (verifyAttestedRuns, which gives each live run's root): its
+   * updates are applied first (§5.4–5.6), its attestations stored (keys.attest,
+   * with their roots), its entries appended. An entry it supersedes is not
+   * deleted: it stays stored, and served with its run, until an attestation
+   * of the origin says it is no longer live (§6), so that the entries stored
+   * of a run are always exactly the live set of the attestation stored for
+   * it. Throws SignatureError when an update contradicts what is stored.
+   */
+  private async appendAttested (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, held: number, batch: AttestedBatch): Promise<void> {
+    if (batch.updates.length > MAX_UPDATES) throw new SignatureError(`a batch of ${origin} carries ${batch.updates.length} updates (limit ${MAX_UPDATES})`)
+    for (const u of batch.updates) if (u.to <= held) await this.applyUpdate(txn, origin, u)
+    for (const { cert, root } of batch.certs) {
+      if (cert.to <= held) continue
+      txn.put(keys.attest(origin, cert.to), encodeAttested({ ...cert, live: undefined }, root))
+    }
+    const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
+    await txn.prefetch(latestKeys)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]
+      if (e.seq <= held) continue
+      const prev = txn.get(latestKeys[i])
+      if (prev !== undefined && Number(utf8.decode(prev)) >= e.seq) continue
+      e.bytes ??= encodeEntry(e)
+      txn.put(keys.entry(origin, e.seq), e.bytes)
+      txn.put(latestKeys[i], utf8.encode(String(e.seq)))
+    }
+    this.tails.forget(origin, txn)
+    txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * Apply the origin's newer attestation `u` of a run this node stores
+   * (completeness.md §5.4–5.6): checked against the root this node stored
+   * (never one from the sender); not newer: ignored; a run not stored as
+   * such: ignored. The entries it no longer attests live are deleted (and
+   * their record's index with them when it still points to them: the newer
+   * write arrives later), the run's pruned nodes recomputed here, and `u`
+   * stored as the run's attestation. A gone span replaces every stored
+   * attestation inside it.
+   */
+  private async applyUpdate (txn: Txn, origin: string, u: AttestedCert): Promise<void> {
+    const inside = u.gone ? await this.attestationsIn(txn, origin, u.from, u.to) : []
+    if (!u.gone) {
+      const raw = txn.get(keys.attest(origin, u.to))
+      if (raw !== undefined) inside.push({ key: keys.attest(origin, u.to), stored: decodeAttested(raw) })
+    }
+    if (inside.length === 0) return
+    // a stored attestation as new as the update, or newer: the update tells nothing (live sets only shrink)
+    if (inside.some(x => x.stored.asOf >= u.asOf)) return
+    // a gone span's signature, checked once for every run it replaces
+    if (u.gone) verifyUpdate(origin, { from: u.from, to: u.to, asOf: 0, root: new Uint8Array(32), live: [] }, u)
+    if (!u.gone && inside[0].stored.gone) return // the run is stored gone already
+    if (inside.some(x => !x.stored.gone && (x.stored.root === undefined || (!u.gone && x.stored.from !== u.from)))) return
+    for (const { key, stored } of inside) {
+      if (stored.gone || stored.root === undefined) {
+        txn.del(key)
+        continue
+      }
+      const n = stored.to - stored.from
+      const was = unprunedPositions(n, stored.pruned)
+      const live = u.gone ? [] : verifyUpdate(origin, { from: stored.from, to: stored.to, asOf: stored.asOf, root: stored.root, live: was }, u)
+      if (live === 'stale') return
+      const keep = new Set(live)
+      let pruned = stored.pruned
+      for (const i of was) {
+        if (keep.has(i)) continue
+        const seq = stored.from + i + 1
+        const entryKey = keys.entry(origin, seq)
+        const bytes = txn.get(entryKey)
+        if (bytes === undefined) continue
+        txn.del(entryKey)
+        const e = decodeEntry(origin, bytes)
+        const latestKey = keys.latest(origin, e.collection, e.id)
+        const latest = txn.get(latestKey)
+        if (latest !== undefined && Number(utf8.decode(latest)) === seq) txn.del(latestKey)
+        if (!u.gone) pruned = pruneLeaf(n, pruned, i, leafHash(bytes)).pruned
+      }
+      if (u.gone) txn.del(key)
+      else txn.put(key, encodeAttested({ ...u, pruned }, stored.root))
+    }
+    if (u.gone) txn.put(keys.attest(origin, u.to), encodeAttested({ ...u, live: undefined, pruned: [] }))
+  }
+
+  /**
+   * The stored attestations of `origin` inside (from, to], as `txn` sees the
+   * durable ones. Throws SignatureError when one straddles an edge: a gone
+   * span of the origin covers whole runs.
+   */
+  private async attestationsIn (txn: Txn, origin: string, from: number, to: number): Promise<Array<{ key: string, stored: StoredAttestation }>> {
+    if (this.store.hasPending()) await this.store.flushed()
+    const out: Array<{ key: string, stored: StoredAttestation }> = []
+    const range = prefixRange(keys.attestPrefix(origin))
+    for await (const batch of rows(this.store.db, { gt: keys.attest(origin, from), lt: range.lt }, { entries: CERT_TRIP_ENTRIES })) {
+      for (const [key] of batch) {
+        const raw = txn.get(key)
+        if (raw === undefined) continue
+        const stored = decodeAttested(raw)
+        if (stored.from >= to) return out
+        if (stored.from < from || stored.to > to) throw new SignatureError(`gone span (${from}, ${to}] of ${origin} straddles the stored run (${stored.from}, ${stored.to}]`)
+        out.push({ key, stored })
+      }
+    }
+    return out
   }
 
   /** The runs this transaction appended that readRun may serve from memory once it is durable (see Ingestor). */
