@@ -354,11 +354,11 @@ export class ChangeLog {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]
       if (e.seq <= held) continue
-      const prev = txn.get(latestKeys[i])
-      if (prev !== undefined && Number(utf8.decode(prev)) >= e.seq) continue
+      // stored whether or not its record's index already points further: the origin attests it live
       e.bytes ??= encodeEntry(e)
       txn.put(keys.entry(origin, e.seq), e.bytes)
-      txn.put(latestKeys[i], utf8.encode(String(e.seq)))
+      const prev = txn.get(latestKeys[i])
+      if (prev === undefined || Number(utf8.decode(prev)) < e.seq) txn.put(latestKeys[i], utf8.encode(String(e.seq)))
     }
     this.tails.forget(origin, txn)
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
