@@ -344,6 +344,7 @@ export class ChangeLog {
    */
   private async appendAttested (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, held: number, batch: AttestedBatch): Promise<void> {
     if (batch.updates.length > MAX_UPDATES) throw new SignatureError(`a batch of ${origin} carries ${batch.updates.length} updates (limit ${MAX_UPDATES})`)
+    this.retaining.set(origin, true)
     for (const u of batch.updates) if (u.to <= held) await this.applyUpdate(txn, origin, u)
     for (const { cert, root } of batch.certs) {
       if (cert.to <= held) continue
@@ -907,7 +908,25 @@ export class ChangeLog {
       }
     }
     out.more = out.scanned === limit
+    if (out.entries.length > 0 && await this.keepsSuperseded(origin)) {
+      // entries kept until their origin attests them gone (appendAttested): only each record's newest
+      const latest = await this.store.db.getMany(out.entries.map(e => keys.latest(origin, e.collection, e.id)))
+      out.entries = out.entries.filter((e, i) => latest[i] !== undefined && Number(utf8.decode(latest[i] as Uint8Array)) === e.seq)
+    }
     return out
+  }
+
+  /** Origins whose log may hold superseded entries (another origin's, stored from version 2 batches): see appendAttested. */
+  private readonly retaining = new Map<string, boolean>()
+
+  private async keepsSuperseded (origin: string): Promise<boolean> {
+    if (origin === this.own?.origin) return false
+    let known = this.retaining.get(origin)
+    if (known === undefined) {
+      known = (await this.store.db.keys({ ...prefixRange(keys.attestPrefix(origin)), limit: 1 }).all()).length > 0
+      this.retaining.set(origin, known)
+    }
+    return known
   }
 
   /**

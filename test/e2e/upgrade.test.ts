@@ -146,6 +146,9 @@ describe('a data directory of format 1 (release 84937b5)', () => {
     expect((await readdir(hub.dir)).filter(n => n.startsWith('backup-format-'))).toHaveLength(1)
     expect((await hub.status()).database).toMatchObject({ format: CURRENT_FORMAT })
     expect((await hub.status()).database.upgradedFrom).toBeUndefined()
+    // its own log, signed by the earlier release and written to since, is attested for version 2
+    expect(await hub.stop()).toBe(0)
+    await checkOwnLogAttested(hub.dir, expected.hub.peerId)
   }, 240_000)
 
   it('a directory of a newer format is refused with DATA_FORMAT_NEWER and left as it was', async () => {

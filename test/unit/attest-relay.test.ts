@@ -84,6 +84,8 @@ describe('version 2 batches of another origin at a relay', () => {
     // sent without the updates: the relay keeps a@1 and d@4 (their runs are attested live as it stores them)
     expect(await ship(O, R, O.self, false)).toBe(true)
     expect(await storedSeqs(R, O.self)).toEqual([1, 2, 3, 4, 5, 6])
+    // a rule's backfill reading the log in log order passes over them: only each record's newest
+    expect((await R.log.readLogChunk(O.self, 'posts', 0, 100)).entries.map(e => `${e.id}@${e.seq}`)).toEqual(['b@2', 'c@3', 'a@5', 'd@6'])
     // and what it serves verifies
     const T = await harness('T')
     while (await ship(R, T, O.self, true));
