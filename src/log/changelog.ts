@@ -711,8 +711,9 @@ export class ChangeLog {
   }
 
   /**
-   * A version 2 batch of this node's own log after `afterSeq` (see
-   * attestOwnLog), read from one snapshot: the attestations that tile the
+   * A version 2 batch of `origin`'s log after `afterSeq` (this node's own,
+   * see attestOwnLog, or another origin's stored from version 2 batches, see
+   * appendAttested), read from one snapshot: the attestations that tile the
    * range from the first one ending after `afterSeq` (a position inside a run
    * gets the whole run), each live run with exactly its live entries, up to
    * the limits (cut at run ends; at most `maxEntries` attestations).
