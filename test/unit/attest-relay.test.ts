@@ -8,7 +8,6 @@
  * that contradicts what it stores.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { ChangeLog } from '../../src/log/changelog.js'
 import { decodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { Attester, decodeAttested, liveBitmap, SignatureError, unprunedPositions, verifyAttestedRuns } from '../../src/log/signing.js'
@@ -51,16 +50,10 @@ async function updatesOf (from: Harness, origin: string, seq: number): Promise<A
   })
 }
 
-/** Store `entries` of a verified version 2 batch the way a receiver does: one transaction under the write lock. */
+/** A version 2 batch verified, then stored and applied by the receiver's ingestor. */
 async function store (to: Harness, origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: AttestedCert[], updates: AttestedCert[]): Promise<void> {
   const roots = verifyAttestedRuns(origin, entries, certs, { from: fromSeq, to: toSeq })
-  const log: ChangeLog = to.log
-  await to.store.exclusive(async () => {
-    const txn = to.store.txn()
-    await log.append(txn, origin, entries, toSeq, [], { attested: { certs: certs.map((cert, i) => ({ cert, root: roots[i] })), updates } })
-    await txn.commit()
-    log.committed(origin, toSeq)
-  })
+  expect(await to.ingestor.ingest(origin, fromSeq, toSeq, entries, [], { certs: certs.map((cert, i) => ({ cert, root: roots[i] })), updates })).toBeDefined()
 }
 
 /** One version 2 batch of `origin` from `from` to `to` (its next after what `to` holds), with `from`'s updates when asked. */
