@@ -599,6 +599,7 @@ export interface Batch {
   toSeq: number
   entries: Entry[]
   certs: RunCert[]
+  updates: RunCert[]
 }
 
 export namespace Batch {
@@ -640,6 +641,13 @@ export namespace Batch {
           }
         }
 
+        if (obj.updates != null && obj.updates.length > 0) {
+          for (const value of obj.updates) {
+            w.uint32(50)
+            RunCert.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -649,7 +657,8 @@ export namespace Batch {
           fromSeq: 0,
           toSeq: 0,
           entries: [],
-          certs: []
+          certs: [],
+          updates: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -690,6 +699,16 @@ export namespace Batch {
               }))
               break
             }
+            case 6: {
+              if (opts.limits?.updates != null && obj.updates.length === opts.limits.updates) {
+                throw new MaxLengthError('Decode error - repeated field "updates" had too many elements')
+              }
+
+              obj.updates.push(RunCert.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.updates$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -701,7 +720,8 @@ export namespace Batch {
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
           entries: 0,
-          certs: 0
+          certs: 0,
+          updates: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -764,6 +784,24 @@ export namespace Batch {
               }
 
               obj.certs++
+
+              break
+            }
+            case 6: {
+              if (opts.limits?.updates != null && obj.updates === opts.limits.updates) {
+                throw new MaxLengthError('Streaming decode error - repeated field "updates" had too many elements')
+              }
+
+              for (const evt of RunCert.codec().stream(reader, reader.uint32(), `${prefix}.updates[]`, {
+                limits: opts.limits?.updates$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.updates
+                }
+              }
+
+              obj.updates++
 
               break
             }
@@ -908,6 +946,66 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchUpdatesFromSeqFieldEvent {
+    field: '$.updates[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesToSeqFieldEvent {
+    field: '$.updates[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesSigFieldEvent {
+    field: '$.updates[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedLevelFieldEvent {
+    field: '$.updates[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedIndexFieldEvent {
+    field: '$.updates[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedHashFieldEvent {
+    field: '$.updates[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesAsOfFieldEvent {
+    field: '$.updates[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesGoneFieldEvent {
+    field: '$.updates[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface BatchUpdatesLiveFieldEvent {
+    field: '$.updates[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesRootFieldEvent {
+    field: '$.updates[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export function encode (obj: Partial<Batch>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Batch.codec())
   }
@@ -916,7 +1014,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -1965,6 +2063,66 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchUpdatesFromSeqFieldEvent {
+    field: '$.batch.updates[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesToSeqFieldEvent {
+    field: '$.batch.updates[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesSigFieldEvent {
+    field: '$.batch.updates[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedLevelFieldEvent {
+    field: '$.batch.updates[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedIndexFieldEvent {
+    field: '$.batch.updates[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedHashFieldEvent {
+    field: '$.batch.updates[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesAsOfFieldEvent {
+    field: '$.batch.updates[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesGoneFieldEvent {
+    field: '$.batch.updates[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface FrameBatchUpdatesLiveFieldEvent {
+    field: '$.batch.updates[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesRootFieldEvent {
+    field: '$.batch.updates[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export interface FrameCreditBatchesFieldEvent {
     field: '$.credit.batches'
     value: number
@@ -2000,7 +2158,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
