@@ -69,6 +69,7 @@ export async function attestStoredOwnLog (db: Db, origin: string, attester: Atte
   const signGone = async (): Promise<void> => {
     if (gone === undefined) return
     await put(keys.attest(origin, gone.to), encodeAttested(attester.gone(gone.from, gone.to, held)))
+    if (held > gone.to) await put(keys.attestAsOf(origin, held, gone.to), new Uint8Array(0))
     out.gone++
     gone = undefined
   }
@@ -119,6 +120,7 @@ export async function attestStoredOwnLog (db: Db, origin: string, attester: Atte
       const root = merkleRoot(n, new Map(run.map(e => [e.seq - cert.from - 1, leafHash(e.bytes as Uint8Array)])), cert.pruned) as Uint8Array
       await signGone()
       await put(keys.attest(origin, cert.to), encodeAttested(attester.live(cert.from, cert.to, held, root, live, cert.pruned), root))
+      if (held > cert.to) await put(keys.attestAsOf(origin, held, cert.to), new Uint8Array(0))
       out.runs++
     }
     await stretch(at, held)

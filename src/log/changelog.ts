@@ -8,10 +8,10 @@
  */
 import type { Store, Txn } from '../store/db.js'
 import { rows, utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
-import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, pruneLeaf, SignatureError, unprunedPositions, verifyUpdate } from './signing.js'
+import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, liveBitmap, pruneLeaf, SignatureError, unprunedPositions, verifyUpdate } from './signing.js'
 import type { AttestedCert, Attester, Cert, PrunedNode, StoredAttestation } from './signing.js'
 import { VersionVector } from './vector.js'
 
@@ -36,6 +36,8 @@ export interface AttestedBatch {
   certs: Array<{ cert: AttestedCert, root?: Uint8Array }>
   updates: AttestedCert[]
 }
+
+const NO_VALUE = new Uint8Array(0)
 
 /** Updates a batch may carry: each costs a signature check and the deletes it causes. */
 export const MAX_UPDATES = 1024
@@ -297,7 +299,7 @@ export class ChangeLog {
         let e1 = e0
         while (e1 < entries.length && entries[e1].seq <= c.to) e1++
         const { cert, root } = attester.run(c.from, c.to, entries.slice(e0, e1))
-        txn.put(keys.attest(origin, c.to), encodeAttested(cert, root))
+        this.putAttestation(txn, origin, cert, root)
         e0 = e1
       }
     }
@@ -348,7 +350,7 @@ export class ChangeLog {
     for (const u of batch.updates) if (u.to <= held) await this.applyUpdate(txn, origin, u)
     for (const { cert, root } of batch.certs) {
       if (cert.to <= held) continue
-      txn.put(keys.attest(origin, cert.to), encodeAttested({ ...cert, live: undefined }, root))
+      this.putAttestation(txn, origin, { ...cert, live: undefined }, root)
     }
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
     await txn.prefetch(latestKeys)
@@ -390,7 +392,7 @@ export class ChangeLog {
     if (inside.some(x => !x.stored.gone && (x.stored.root === undefined || (!u.gone && x.stored.from !== u.from)))) return
     for (const { key, stored } of inside) {
       if (stored.gone || stored.root === undefined) {
-        txn.del(key)
+        this.delAttestation(txn, origin, stored)
         continue
       }
       const n = stored.to - stored.from
@@ -412,10 +414,10 @@ export class ChangeLog {
         if (latest !== undefined && Number(utf8.decode(latest)) === seq) txn.del(latestKey)
         if (!u.gone) pruned = pruneLeaf(n, pruned, i, leafHash(bytes)).pruned
       }
-      if (u.gone) txn.del(key)
-      else txn.put(key, encodeAttested({ ...u, pruned }, stored.root))
+      if (u.gone) this.delAttestation(txn, origin, stored)
+      else this.putAttestation(txn, origin, { ...u, pruned }, stored.root, stored)
     }
-    if (u.gone) txn.put(keys.attest(origin, u.to), encodeAttested({ ...u, live: undefined, pruned: [] }))
+    if (u.gone) this.putAttestation(txn, origin, { ...u, live: undefined, pruned: [] })
   }
 
   /**
@@ -517,7 +519,12 @@ export class ChangeLog {
     }
     if (this.own === undefined || touched.size === 0) return
     if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
-    else if (attesting === 'drop') for (const run of touched.values()) txn.del(keys.attest(origin, run.to))
+    else if (attesting === 'drop') {
+      for (const run of touched.values()) {
+        const raw = txn.get(keys.attest(origin, run.to))
+        if (raw !== undefined) this.delAttestation(txn, origin, decodeAttested(raw))
+      }
+    }
   }
 
   /**
@@ -537,24 +544,44 @@ export class ChangeLog {
       if (stored.gone || stored.from !== run.from || stored.root === undefined) continue
       if (!run.empty) {
         const live = unprunedPositions(run.to - run.from, run.pruned)
-        txn.put(key, encodeAttested(attester.live(run.from, run.to, asOf, stored.root, live, run.pruned), stored.root))
+        this.putAttestation(txn, origin, attester.live(run.from, run.to, asOf, stored.root, live, run.pruned), stored.root, stored)
         continue
       }
-      txn.del(key)
+      this.delAttestation(txn, origin, stored)
       let from = run.from
       let to = run.to
       const before = from > 0 ? txn.get(keys.attest(origin, from)) : undefined
       const prev = before === undefined ? undefined : decodeAttested(before)
       if (prev?.gone === true) {
-        txn.del(keys.attest(origin, from))
+        this.delAttestation(txn, origin, prev)
         from = prev.from
       }
       // what follows the run held before this append is this append's own runs: live (a hot record's
       // write empties the run before it, and needs no look-up)
       const next = to < held ? await this.nextAttestation(txn, origin, to) : undefined
-      if (next?.gone === true && next.from === to) to = next.to // same key: overwritten below
-      txn.put(keys.attest(origin, to), encodeAttested(attester.gone(from, to, asOf)))
+      if (next?.gone === true && next.from === to) {
+        this.delAttestation(txn, origin, next)
+        to = next.to
+      }
+      this.putAttestation(txn, origin, attester.gone(from, to, asOf))
     }
+  }
+
+  /**
+   * Store `cert` (with `root`, for a live run) as the attestation of its
+   * range, in place of `was` when given (the one stored at the same key);
+   * keeps the index by as_of (keys.attestAsOf) of those later than their
+   * run's end, which batches attach as updates.
+   */
+  private putAttestation (txn: Txn, origin: string, cert: AttestedCert, root?: Uint8Array, was?: { asOf: number, to: number }): void {
+    if (was !== undefined) txn.del(keys.attestAsOf(origin, was.asOf, was.to))
+    txn.put(keys.attest(origin, cert.to), encodeAttested(cert, root))
+    if (cert.asOf > cert.to) txn.put(keys.attestAsOf(origin, cert.asOf, cert.to), NO_VALUE)
+  }
+
+  private delAttestation (txn: Txn, origin: string, was: { asOf: number, to: number }): void {
+    txn.del(keys.attest(origin, was.to))
+    txn.del(keys.attestAsOf(origin, was.asOf, was.to))
   }
 
   /** The stored attestation following the one ending at `to` (durable keys, as `txn` sees them), if any. */
@@ -717,11 +744,17 @@ export class ChangeLog {
    * range from the first one ending after `afterSeq` (a position inside a run
    * gets the whole run), each live run with exactly its live entries, up to
    * the limits (cut at run ends; at most `maxEntries` attestations).
-   * verifyAttestedRuns accepts what it returns. Undefined when nothing after
+   * verifyAttestedRuns accepts what it returns. `updates` are the stored
+   * attestations of runs ending at or before the batch's start made by the
+   * writes it carries (as of a seq inside it; at most MAX_UPDATES), each with
+   * its bitmap and without pruned nodes, as a receiver applies them
+   * (completeness.md §4, §6). One made later is attached to the batch that
+   * carries the write it is as of; a receiver that gets a batch without its
+   * updates keeps the entries they would have deleted (appendAttested). Undefined when nothing after
    * `afterSeq` is attested (a stretch the upgrade to version 2 could not
    * attest, see format.ts, ends the range).
    */
-  async readAttested (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<{ fromSeq: number, toSeq: number, entries: Uint8Array[], certs: AttestedCert[] } | undefined> {
+  async readAttested (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<{ fromSeq: number, toSeq: number, entries: Uint8Array[], certs: AttestedCert[], updates: AttestedCert[] } | undefined> {
     if (this.vector.get(origin) <= afterSeq) return undefined
     const snapshot = this.store.db.snapshot()
     try {
@@ -757,10 +790,30 @@ export class ChangeLog {
         }
       }
       if (certs.length === 0) return undefined
-      return { fromSeq, toSeq: certs[certs.length - 1].to, entries, certs }
+      const toSeq = certs[certs.length - 1].to
+      return { fromSeq, toSeq, entries, certs, updates: await this.updatesAt(snapshot, origin, fromSeq, toSeq) }
     } finally {
       await snapshot.close()
     }
+  }
+
+  /** The updates a batch of `origin`'s (fromSeq, toSeq] carries, from the index by as_of (see readAttested). */
+  private async updatesAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, fromSeq: number, toSeq: number): Promise<AttestedCert[]> {
+    const out: AttestedCert[] = []
+    const prefix = keys.attestAsOfPrefix(origin)
+    for await (const key of this.store.db.keys({ gte: keys.attestAsOf(origin, fromSeq + 1, 0), lt: keys.attestAsOf(origin, toSeq + 1, 0), snapshot })) {
+      const [asOfPart, toPart] = keySuffix(key, prefix).split(SEP)
+      const to = parseInt(toPart, 16)
+      if (to > fromSeq) continue
+      const raw = await this.store.db.get(keys.attest(origin, to), { snapshot })
+      if (raw === undefined) continue
+      const a = decodeAttested(raw)
+      if (a.asOf !== parseInt(asOfPart, 16)) continue
+      const n = a.to - a.from
+      out.push({ from: a.from, to: a.to, asOf: a.asOf, sig: a.sig, pruned: [], gone: a.gone, ...(a.gone ? {} : { live: a.live ?? liveBitmap(n, unprunedPositions(n, a.pruned)) }) })
+      if (out.length >= MAX_UPDATES) break
+    }
+    return out
   }
 
   /** How far `origin`'s log is stored, as `snapshot` sees it (the vector written with each run). */
