@@ -646,7 +646,7 @@ export class ChangeLog {
     this.tails.forget(origin)
     this.stopServingAfter(origin, 0)
     let removed = 0
-    for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), `k\x00${origin}\x00`]) {
+    for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), keys.attestPrefix(origin), keys.attestAsOfPrefix(origin), `k\x00${origin}\x00`]) {
       for (;;) {
         const batch: string[] = []
         for await (const key of this.store.db.keys({ ...prefixRange(prefix), limit: chunk })) batch.push(key)

@@ -95,6 +95,10 @@ describe('version 2 batches of another origin at a relay', () => {
     const U = await harness('U')
     while (await ship(R2, U, O.self, true));
     expect(await storedSeqs(U, O.self)).toEqual([2, 3, 5, 6])
+    // a purge (a revoked origin) leaves none of its attestations
+    await R2.log.purge(O.self)
+    expect(await stored(R2, O.self)).toEqual([])
+    expect(await R2.store.db.keys(prefixRange(keys.attestAsOfPrefix(O.self))).all()).toEqual([])
   })
 
   it('an update that contradicts what is stored, or a gone span straddling a stored run, is refused and changes nothing', async () => {
