@@ -286,7 +286,7 @@ export function mutateBatch (rand: Rand, corpus: Uint8Array[]): Uint8Array {
       case 11: if (c !== undefined) c.pruned.push({ level: rand.int(25), index: rand.int(2 ** 21), hash: rand.bytes(rand.pick([31, 32, 33])) as Uint8Array<ArrayBuffer> }); break
       case 12: if (b.entries.length > 0) b.entries.splice(rand.int(b.entries.length), 1); break
       case 13: if (e !== undefined) b.entries.splice(rand.int(b.entries.length + 1), 0, { ...e }); break
-      case 14: if (b.certs.length > 0) b.certs.splice(rand.int(b.certs.length), 1); else b.certs.push({ fromSeq: b.fromSeq, toSeq: num(b.toSeq), sig: rand.bytes(64) as Uint8Array<ArrayBuffer>, pruned: [] }); break
+      case 14: if (b.certs.length > 0) b.certs.splice(rand.int(b.certs.length), 1); else b.certs.push({ fromSeq: b.fromSeq, toSeq: num(b.toSeq), sig: rand.bytes(64) as Uint8Array<ArrayBuffer>, pruned: [], asOf: 0, gone: false, live: new Uint8Array(), root: new Uint8Array() }); break
       case 15: if (c !== undefined) b.certs.splice(rand.int(b.certs.length + 1), 0, { ...c, pruned: [...c.pruned] }); break
     }
   }

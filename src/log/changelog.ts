@@ -8,11 +8,11 @@
  */
 import type { Store, Txn } from '../store/db.js'
 import { rows, utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { decodeEntry, encodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
-import { decodeCert, encodeCert, leafHash, pruneLeaf } from './signing.js'
-import type { Cert } from './signing.js'
+import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, liveBitmap, pruneLeaf, SignatureError, unprunedPositions, verifyUpdate } from './signing.js'
+import type { AttestedCert, Attester, Cert, PrunedNode, StoredAttestation } from './signing.js'
 import { VersionVector } from './vector.js'
 
 export interface EntryRun {
@@ -26,6 +26,21 @@ export interface EntryRun {
   toSeq: number
   bytes: number
 }
+
+/**
+ * A version 2 batch of another origin, verified (completeness.md §5): its
+ * attestations with the root verifyAttestedRuns gave each live run, and the
+ * origin's newer attestations of earlier runs (at most MAX_UPDATES).
+ */
+export interface AttestedBatch {
+  certs: Array<{ cert: AttestedCert, root?: Uint8Array }>
+  updates: AttestedCert[]
+}
+
+const NO_VALUE = new Uint8Array(0)
+
+/** Updates a batch may carry: each costs a signature check and the deletes it causes. */
+export const MAX_UPDATES = 1024
 
 /** Certificate keys read per trip when walking an origin's certificates. */
 const CERT_WALK_SLICE = 128
@@ -195,8 +210,23 @@ export class ChangeLog {
    */
   private readonly provenTo = new Map<string, number>()
 
+  /** This node's own origin and its signer of version 2 attestations (attestOwnLog). */
+  private own?: { origin: string, attester: Attester }
+
   constructor (store: Store) {
     this.store = store
+  }
+
+  /**
+   * Sign version 2 attestations of `origin`'s log (this node's own) as it is
+   * written (protocols/sync/completeness.md §3): each run appended is attested
+   * as of its end, every entry live; an append that supersedes entries of
+   * earlier runs re-attests them as of its end, or signs a gone span (merged
+   * with neighbouring ones) for a run of which nothing is left; all in the
+   * append's transaction. Stored under keys.attest, which tile the log.
+   */
+  attestOwnLog (origin: string, attester: Attester): void {
+    this.own = { origin, attester }
   }
 
   async load (): Promise<void> {
@@ -238,8 +268,17 @@ export class ChangeLog {
    * checked that the run starts at or before the held seq (and verified the
    * certificates), commits `txn`, then calls `committed`.
    */
-  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = []): Promise<void> {
+  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch } = {}): Promise<void> {
     const held = this.held(origin)
+    if (options.attested !== undefined && origin !== this.own?.origin) {
+      await this.appendAttested(txn, origin, entries, toSeq, held, options.attested)
+      return
+    }
+    // Only writes this node makes (options.written) are attested: its own entries received back from
+    // peers (a node restored from an older backup) may come with entries a relay compacted as of a
+    // point this node does not know, so nothing true can be signed of their live sets. A stretch of
+    // attested runs they compact loses its attestations instead (readAttested stops before it).
+    const attesting = this.own?.origin === origin ? (options.written === true ? 'sign' : 'drop') : undefined
     // certificates of new runs go in first: compaction below may prune them.
     // They are remembered per transaction: a later append in the same
     // transaction (e.g. rule-written entries after local ones) may prune them too.
@@ -248,10 +287,21 @@ export class ChangeLog {
       fresh = new Map<string, Cert>()
       this.txnCerts.set(txn, fresh)
     }
+    const attester = attesting === 'sign' ? this.own?.attester : undefined
+    let e0 = 0
     for (const c of certs) {
       if (c.to <= held) continue
       fresh.set(keys.cert(origin, c.to), c)
       txn.put(keys.cert(origin, c.to), encodeCert(c))
+      if (attester !== undefined) {
+        // this node's own run: attested as of its end, every entry live (completeness.md §3)
+        while (e0 < entries.length && entries[e0].seq <= c.from) e0++
+        let e1 = e0
+        while (e1 < entries.length && entries[e1].seq <= c.to) e1++
+        const { cert, root } = attester.run(c.from, c.to, entries.slice(e0, e1))
+        this.putAttestation(txn, origin, cert, root)
+        e0 = e1
+      }
     }
     // each key built once: prefetched, then read and written through the same string
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
@@ -275,13 +325,121 @@ export class ChangeLog {
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
-      await this.compact(txn, origin, superseded.map(s => s.seq), fresh)
+      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq, held, attesting)
       this.tails.forget(origin, txn)
     } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
       this.tails.propose(txn, origin, { fromSeq: held, toSeq, entries: entries.map(e => e.bytes as Uint8Array), certs: certs.map(c => encodeCert(c)) })
     }
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * A version 2 batch of another origin (completeness.md §5–6), verified by
+   * the caller (verifyAttestedRuns, which gives each live run's root): its
+   * updates are applied first (§5.4–5.6), its attestations stored (keys.attest,
+   * with their roots), its entries appended. An entry it supersedes is not
+   * deleted: it stays stored, and served with its run, until an attestation
+   * of the origin says it is no longer live (§6), so that the entries stored
+   * of a run are always exactly the live set of the attestation stored for
+   * it. Throws SignatureError when an update contradicts what is stored.
+   */
+  private async appendAttested (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, held: number, batch: AttestedBatch): Promise<void> {
+    if (batch.updates.length > MAX_UPDATES) throw new SignatureError(`a batch of ${origin} carries ${batch.updates.length} updates (limit ${MAX_UPDATES})`)
+    this.retaining.set(origin, true)
+    for (const u of batch.updates) if (u.to <= held) await this.applyUpdate(txn, origin, u)
+    for (const { cert, root } of batch.certs) {
+      if (cert.to <= held) continue
+      this.putAttestation(txn, origin, { ...cert, live: undefined }, root)
+    }
+    const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
+    await txn.prefetch(latestKeys)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]
+      if (e.seq <= held) continue
+      // stored whether or not its record's index already points further: the origin attests it live
+      e.bytes ??= encodeEntry(e)
+      txn.put(keys.entry(origin, e.seq), e.bytes)
+      const prev = txn.get(latestKeys[i])
+      if (prev === undefined || Number(utf8.decode(prev)) < e.seq) txn.put(latestKeys[i], utf8.encode(String(e.seq)))
+    }
+    this.tails.forget(origin, txn)
+    txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * Apply the origin's newer attestation `u` of a run this node stores
+   * (completeness.md §5.4–5.6): checked against the root this node stored
+   * (never one from the sender); not newer: ignored; a run not stored as
+   * such: ignored. The entries it no longer attests live are deleted (and
+   * their record's index with them when it still points to them: the newer
+   * write arrives later), the run's pruned nodes recomputed here, and `u`
+   * stored as the run's attestation. A gone span replaces every stored
+   * attestation inside it.
+   */
+  private async applyUpdate (txn: Txn, origin: string, u: AttestedCert): Promise<void> {
+    const inside = u.gone ? await this.attestationsIn(txn, origin, u.from, u.to) : []
+    if (!u.gone) {
+      const raw = txn.get(keys.attest(origin, u.to))
+      if (raw !== undefined) inside.push({ key: keys.attest(origin, u.to), stored: decodeAttested(raw) })
+    }
+    if (inside.length === 0) return
+    // a stored attestation as new as the update, or newer: the update tells nothing (live sets only shrink)
+    if (inside.some(x => x.stored.asOf >= u.asOf)) return
+    // a gone span's signature, checked once for every run it replaces
+    if (u.gone) verifyUpdate(origin, { from: u.from, to: u.to, asOf: 0, root: new Uint8Array(32), live: [] }, u)
+    if (!u.gone && inside[0].stored.gone) return // the run is stored gone already
+    if (inside.some(x => !x.stored.gone && (x.stored.root === undefined || (!u.gone && x.stored.from !== u.from)))) return
+    for (const { key, stored } of inside) {
+      if (stored.gone || stored.root === undefined) {
+        this.delAttestation(txn, origin, stored)
+        continue
+      }
+      const n = stored.to - stored.from
+      const was = unprunedPositions(n, stored.pruned)
+      const live = u.gone ? [] : verifyUpdate(origin, { from: stored.from, to: stored.to, asOf: stored.asOf, root: stored.root, live: was }, u)
+      if (live === 'stale') return
+      const keep = new Set(live)
+      let pruned = stored.pruned
+      for (const i of was) {
+        if (keep.has(i)) continue
+        const seq = stored.from + i + 1
+        const entryKey = keys.entry(origin, seq)
+        const bytes = txn.get(entryKey)
+        if (bytes === undefined) continue
+        txn.del(entryKey)
+        const e = decodeEntry(origin, bytes)
+        const latestKey = keys.latest(origin, e.collection, e.id)
+        const latest = txn.get(latestKey)
+        if (latest !== undefined && Number(utf8.decode(latest)) === seq) txn.del(latestKey)
+        if (!u.gone) pruned = pruneLeaf(n, pruned, i, leafHash(bytes)).pruned
+      }
+      if (u.gone) this.delAttestation(txn, origin, stored)
+      else this.putAttestation(txn, origin, { ...u, pruned }, stored.root, stored)
+    }
+    if (u.gone) this.putAttestation(txn, origin, { ...u, live: undefined, pruned: [] })
+  }
+
+  /**
+   * The stored attestations of `origin` inside (from, to], as `txn` sees the
+   * durable ones. Throws SignatureError when one straddles an edge: a gone
+   * span of the origin covers whole runs.
+   */
+  private async attestationsIn (txn: Txn, origin: string, from: number, to: number): Promise<Array<{ key: string, stored: StoredAttestation }>> {
+    if (this.store.hasPending()) await this.store.flushed()
+    const out: Array<{ key: string, stored: StoredAttestation }> = []
+    const range = prefixRange(keys.attestPrefix(origin))
+    for await (const batch of rows(this.store.db, { gt: keys.attest(origin, from), lt: range.lt }, { entries: CERT_TRIP_ENTRIES })) {
+      for (const [key] of batch) {
+        const raw = txn.get(key)
+        if (raw === undefined) continue
+        const stored = decodeAttested(raw)
+        if (stored.from >= to) return out
+        if (stored.from < from || stored.to > to) throw new SignatureError(`gone span (${from}, ${to}] of ${origin} straddles the stored run (${stored.from}, ${stored.to}]`)
+        out.push({ key, stored })
+      }
+    }
+    return out
   }
 
   /** The runs this transaction appended that readRun may serve from memory once it is durable (see Ingestor). */
@@ -325,11 +483,18 @@ export class ChangeLog {
     return { rest, forwarded }
   }
 
-  /** Drop superseded entries and prune them from their run certificates. */
-  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<void> {
+  /**
+   * Drop superseded entries and prune them from their run certificates; for
+   * this node's own log, re-attest the runs touched as of `asOf` (see
+   * attestOwnLog; `attesting`: see append); `held` is how far the log was
+   * held before this append.
+   */
+  private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number, held: number, attesting?: 'sign' | 'drop'): Promise<void> {
     const entryKeys = seqs.map(s => keys.entry(origin, s))
     await txn.prefetch(entryKeys)
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
+    /** Runs whose certificates this compaction changed, as they end up. */
+    const touched = new Map<string, { from: number, to: number, pruned: PrunedNode[], empty: boolean }>()
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]
       const bytes = txn.get(entryKeys[i])
@@ -342,6 +507,7 @@ export class ChangeLog {
       const cert = decodeCert(certBytes)
       if (seq <= cert.from || seq > cert.to) continue
       const { pruned, empty } = pruneLeaf(cert.to - cert.from, cert.pruned, seq - cert.from - 1, leafHash(bytes))
+      touched.set(certKey, { from: cert.from, to: cert.to, pruned, empty })
       if (empty) {
         txn.del(certKey)
         fresh.delete(certKey)
@@ -351,6 +517,81 @@ export class ChangeLog {
         if (fresh.has(certKey)) fresh.set(certKey, next)
       }
     }
+    if (this.own === undefined || touched.size === 0) return
+    if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
+    else if (attesting === 'drop') {
+      for (const run of touched.values()) {
+        const raw = txn.get(keys.attest(origin, run.to))
+        if (raw !== undefined) this.delAttestation(txn, origin, decodeAttested(raw))
+      }
+    }
+  }
+
+  /**
+   * The write ending at `asOf` shrank the live sets of `runs` (in seq
+   * order): sign each one's attestation as of `asOf`, or, for a run of
+   * which nothing is live any more, a gone span merged with the gone spans
+   * next to it (completeness.md §3; `held`: how far the log was held before
+   * this append). A run without a stored attestation (a
+   * stretch left unattested by the upgrade to version 2) is left as it is.
+   */
+  private async reattest (txn: Txn, origin: string, runs: Array<{ from: number, to: number, pruned: PrunedNode[], empty: boolean }>, asOf: number, held: number, attester: Attester): Promise<void> {
+    for (const run of runs) {
+      const key = keys.attest(origin, run.to)
+      const raw = txn.get(key)
+      if (raw === undefined) continue
+      const stored = decodeAttested(raw)
+      if (stored.gone || stored.from !== run.from || stored.root === undefined) continue
+      if (!run.empty) {
+        const live = unprunedPositions(run.to - run.from, run.pruned)
+        this.putAttestation(txn, origin, attester.live(run.from, run.to, asOf, stored.root, live, run.pruned), stored.root, stored)
+        continue
+      }
+      this.delAttestation(txn, origin, stored)
+      let from = run.from
+      let to = run.to
+      const before = from > 0 ? txn.get(keys.attest(origin, from)) : undefined
+      const prev = before === undefined ? undefined : decodeAttested(before)
+      if (prev?.gone === true) {
+        this.delAttestation(txn, origin, prev)
+        from = prev.from
+      }
+      // what follows the run held before this append is this append's own runs: live (a hot record's
+      // write empties the run before it, and needs no look-up)
+      const next = to < held ? await this.nextAttestation(txn, origin, to) : undefined
+      if (next?.gone === true && next.from === to) {
+        this.delAttestation(txn, origin, next)
+        to = next.to
+      }
+      this.putAttestation(txn, origin, attester.gone(from, to, asOf))
+    }
+  }
+
+  /**
+   * Store `cert` (with `root`, for a live run) as the attestation of its
+   * range, in place of `was` when given (the one stored at the same key);
+   * keeps the index by as_of (keys.attestAsOf) of those later than their
+   * run's end, which batches attach as updates.
+   */
+  private putAttestation (txn: Txn, origin: string, cert: AttestedCert, root?: Uint8Array, was?: { asOf: number, to: number }): void {
+    if (was !== undefined) txn.del(keys.attestAsOf(origin, was.asOf, was.to))
+    txn.put(keys.attest(origin, cert.to), encodeAttested(cert, root))
+    if (cert.asOf > cert.to) txn.put(keys.attestAsOf(origin, cert.asOf, cert.to), NO_VALUE)
+  }
+
+  private delAttestation (txn: Txn, origin: string, was: { asOf: number, to: number }): void {
+    txn.del(keys.attest(origin, was.to))
+    txn.del(keys.attestAsOf(origin, was.asOf, was.to))
+  }
+
+  /** The stored attestation following the one ending at `to` (durable keys, as `txn` sees them), if any. */
+  private async nextAttestation (txn: Txn, origin: string, to: number): Promise<AttestedCert | undefined> {
+    // an iterator sees only durable keys: let pipelined writes land first
+    if (this.store.hasPending()) await this.store.flushed()
+    const [key] = await this.store.db.keys({ gt: keys.attest(origin, to), lt: prefixRange(keys.attestPrefix(origin)).lt, limit: 1 }).all()
+    if (key === undefined) return undefined
+    const raw = txn.get(key)
+    return raw === undefined ? undefined : decodeAttested(raw)
   }
 
   /**
@@ -405,7 +646,7 @@ export class ChangeLog {
     this.tails.forget(origin)
     this.stopServingAfter(origin, 0)
     let removed = 0
-    for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), `k\x00${origin}\x00`]) {
+    for (const prefix of [keys.entryPrefix(origin), keys.certPrefix(origin), keys.attestPrefix(origin), keys.attestAsOfPrefix(origin), `k\x00${origin}\x00`]) {
       for (;;) {
         const batch: string[] = []
         for await (const key of this.store.db.keys({ ...prefixRange(prefix), limit: chunk })) batch.push(key)
@@ -494,6 +735,85 @@ export class ChangeLog {
     } finally {
       await snapshot.close()
     }
+  }
+
+  /**
+   * A version 2 batch of `origin`'s log after `afterSeq` (this node's own,
+   * see attestOwnLog, or another origin's stored from version 2 batches, see
+   * appendAttested), read from one snapshot: the attestations that tile the
+   * range from the first one ending after `afterSeq` (a position inside a run
+   * gets the whole run), each live run with exactly its live entries, up to
+   * the limits (cut at run ends; at most `maxEntries` attestations).
+   * verifyAttestedRuns accepts what it returns. `updates` are the stored
+   * attestations of runs ending at or before the batch's start made by the
+   * writes it carries (as of a seq inside it; at most MAX_UPDATES), each with
+   * its bitmap and without pruned nodes, as a receiver applies them
+   * (completeness.md §4, §6). One made later is attached to the batch that
+   * carries the write it is as of; a receiver that gets a batch without its
+   * updates keeps the entries they would have deleted (appendAttested). Undefined when nothing after
+   * `afterSeq` is attested (a stretch the upgrade to version 2 could not
+   * attest, see format.ts, ends the range).
+   */
+  async readAttested (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<{ fromSeq: number, toSeq: number, entries: Uint8Array[], certs: AttestedCert[], updates: AttestedCert[] } | undefined> {
+    if (this.vector.get(origin) <= afterSeq) return undefined
+    const snapshot = this.store.db.snapshot()
+    try {
+      const certs: AttestedCert[] = []
+      const entries: Uint8Array[] = []
+      let bytes = 0
+      let fromSeq = afterSeq
+      const range = prefixRange(keys.attestPrefix(origin))
+      const entryPrefix = keys.entryPrefix(origin)
+      walk: for await (const batch of rows(this.store.db, { gt: keys.attest(origin, afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+        for (const [, value] of batch) {
+          const c = decodeAttested(value)
+          if (certs.length === 0) {
+            if (c.from > afterSeq) return undefined // an unattested stretch first
+            fromSeq = c.from
+          } else if (c.from !== certs[certs.length - 1].to) break walk
+          if (certs.length > 0 && (entries.length >= maxEntries || bytes >= maxBytes)) break walk
+          const run: Uint8Array[] = []
+          if (!c.gone) {
+            const live = unprunedPositions(c.to - c.from, c.pruned)
+            for await (const [key, raw] of this.store.db.iterator({ gt: keys.entry(origin, c.from), lte: keys.entry(origin, c.to), snapshot })) {
+              const seq = parseInt(keySuffix(key, entryPrefix), 16)
+              if (live[run.length] !== seq - c.from - 1) break walk // stored entries not what the attestation says: serve up to here
+              run.push(raw)
+            }
+            if (run.length !== live.length) break walk
+          }
+          certs.push({ from: c.from, to: c.to, asOf: c.asOf, sig: c.sig, pruned: c.pruned, gone: c.gone })
+          for (const e of run) {
+            entries.push(e)
+            bytes += e.byteLength
+          }
+        }
+      }
+      if (certs.length === 0) return undefined
+      const toSeq = certs[certs.length - 1].to
+      return { fromSeq, toSeq, entries, certs, updates: await this.updatesAt(snapshot, origin, fromSeq, toSeq) }
+    } finally {
+      await snapshot.close()
+    }
+  }
+
+  /** The updates a batch of `origin`'s (fromSeq, toSeq] carries, from the index by as_of (see readAttested). */
+  private async updatesAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, fromSeq: number, toSeq: number): Promise<AttestedCert[]> {
+    const out: AttestedCert[] = []
+    const prefix = keys.attestAsOfPrefix(origin)
+    for await (const key of this.store.db.keys({ gte: keys.attestAsOf(origin, fromSeq + 1, 0), lt: keys.attestAsOf(origin, toSeq + 1, 0), snapshot })) {
+      const [asOfPart, toPart] = keySuffix(key, prefix).split(SEP)
+      const to = parseInt(toPart, 16)
+      if (to > fromSeq) continue
+      const raw = await this.store.db.get(keys.attest(origin, to), { snapshot })
+      if (raw === undefined) continue
+      const a = decodeAttested(raw)
+      if (a.asOf !== parseInt(asOfPart, 16)) continue
+      const n = a.to - a.from
+      out.push({ from: a.from, to: a.to, asOf: a.asOf, sig: a.sig, pruned: [], gone: a.gone, ...(a.gone ? {} : { live: a.live ?? liveBitmap(n, unprunedPositions(n, a.pruned)) }) })
+      if (out.length >= MAX_UPDATES) break
+    }
+    return out
   }
 
   /** How far `origin`'s log is stored, as `snapshot` sees it (the vector written with each run). */
@@ -642,7 +962,25 @@ export class ChangeLog {
       }
     }
     out.more = out.scanned === limit
+    if (out.entries.length > 0 && await this.keepsSuperseded(origin)) {
+      // entries kept until their origin attests them gone (appendAttested): only each record's newest
+      const latest = await this.store.db.getMany(out.entries.map(e => keys.latest(origin, e.collection, e.id)))
+      out.entries = out.entries.filter((e, i) => latest[i] !== undefined && Number(utf8.decode(latest[i] as Uint8Array)) === e.seq)
+    }
     return out
+  }
+
+  /** Origins whose log may hold superseded entries (another origin's, stored from version 2 batches): see appendAttested. */
+  private readonly retaining = new Map<string, boolean>()
+
+  private async keepsSuperseded (origin: string): Promise<boolean> {
+    if (origin === this.own?.origin) return false
+    let known = this.retaining.get(origin)
+    if (known === undefined) {
+      known = (await this.store.db.keys({ ...prefixRange(keys.attestPrefix(origin)), limit: 1 }).all()).length > 0
+      this.retaining.set(origin, known)
+    }
+    return known
   }
 
   /**

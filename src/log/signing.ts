@@ -572,3 +572,48 @@ export function verifyUpdate (origin: string, stored: { from: number, to: number
   for (const i of live) if (!was.has(i)) throw new SignatureError(`${where} says entry ${stored.from + i + 1} is live, which the origin attested superseded before`)
   return live
 }
+
+/**
+ * The positions of a run of n leaves that no pruned node covers: the live
+ * set of a certificate pruned exactly (every gone entry's leaf folded into
+ * the pruned nodes by pruneLeaf, see prunedProblem).
+ */
+export function unprunedPositions (n: number, pruned: PrunedNode[]): number[] {
+  const spans = pruned.map(p => [p.index * 2 ** p.level, Math.min((p.index + 1) * 2 ** p.level, n)] as [number, number]).sort((a, b) => a[0] - b[0])
+  const out: number[] = []
+  let pos = 0
+  for (const [lo, hi] of spans) {
+    for (; pos < lo; pos++) out.push(pos)
+    pos = Math.max(pos, hi)
+  }
+  for (; pos < n; pos++) out.push(pos)
+  return out
+}
+
+/** An attestation as a node stores its own (with the run's root, which it needs to sign the run's updates). */
+export interface StoredAttestation extends AttestedCert {
+  /** root(R) of a live run; absent for a gone span. */
+  root?: Uint8Array
+}
+
+/** RunCert bytes of an attestation (`root` only when given: what a node stores of its own runs). */
+export function encodeAttested (c: AttestedCert, root?: Uint8Array): Uint8Array {
+  return RunCert.encode({
+    fromSeq: c.from,
+    toSeq: c.to,
+    sig: c.sig as Uint8Array<ArrayBuffer>,
+    pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash as Uint8Array<ArrayBuffer> })),
+    asOf: c.asOf,
+    gone: c.gone,
+    live: (c.live ?? new Uint8Array()) as Uint8Array<ArrayBuffer>,
+    root: (root ?? new Uint8Array()) as Uint8Array<ArrayBuffer>
+  })
+}
+
+export function decodeAttested (bytes: Uint8Array): StoredAttestation {
+  const c = RunCert.decode(bytes)
+  const out: StoredAttestation = { from: c.fromSeq, to: c.toSeq, asOf: c.asOf, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })), gone: c.gone }
+  if (c.live.byteLength > 0) out.live = c.live
+  if (c.root.byteLength > 0) out.root = c.root
+  return out
+}

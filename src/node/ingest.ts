@@ -5,7 +5,7 @@
  * the entries mean on this node (its own records, the registry, the rules
  * that target it). Either all of it is durable or none of it is.
  */
-import type { ChangeLog } from '../log/changelog.js'
+import type { AttestedBatch, ChangeLog } from '../log/changelog.js'
 import { decodeEntry, newEntry } from '../log/entry.js'
 import type { LogEntry } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
@@ -244,7 +244,7 @@ export class Ingestor {
    * undefined when the run starts beyond what is held (a gap): nothing is
    * stored and the sender must be told the real vector.
    */
-  async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = []): Promise<IngestResult | undefined> {
+  async ingest (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] = [], attested?: AttestedBatch): Promise<IngestResult | undefined> {
     // pipelined: the next batch is applied while this one is being written; it resolves once durable
     const out = await this.store.exclusive(async () => {
       const held = this.log.held(origin)
@@ -255,12 +255,15 @@ export class Ingestor {
       const accepts = this.policy?.acceptsEntry
       const fresh = entries.filter(e => e.seq > held && (accepts === undefined || accepts(origin, e.seq)))
       const keptCerts = accepts === undefined ? certs : certs.filter(c => accepts(origin, c.from + 1))
+      // a version 2 batch (completeness.md): its attestations instead of version 1 certificates
+      const keptAttested = attested === undefined || accepts === undefined ? attested : { updates: attested.updates, certs: attested.certs.filter(c => accepts(origin, c.cert.from + 1)) }
       // runs not kept (a revoked origin's, past its revocation) cannot be served on: the log is held
       // beyond what its runs prove (ChangeLog.stopServingAfter)
       if (keptCerts.length < certs.length) this.log.stopServingAfter(origin, keptCerts.reduce((end, c) => Math.max(end, c.to), held))
+      if (attested !== undefined && keptAttested !== undefined && keptAttested.certs.length < attested.certs.length) this.log.stopServingAfter(origin, keptAttested.certs.reduce((end, c) => Math.max(end, c.cert.to), held))
       // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
       const txn = this.store.txn()
-      await this.log.append(txn, origin, fresh, toSeq, keptCerts)
+      await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
       // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction
       await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
@@ -290,7 +293,7 @@ export class Ingestor {
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const txn = this.store.txn()
-      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries))
+      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
       await this.applyEntries(txn, entries, result, true)
       txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
       await txn.commit()
@@ -538,7 +541,7 @@ export class Ingestor {
   /** Append the transaction's derived entries to the own log (signed like local writes). */
   private async flushDerived (st: TxnState): Promise<void> {
     if (st.derived.length === 0) return
-    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived))
+    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived), { written: true })
     st.result.ownAdvanced = { origin: this.self, seq: st.ownTop }
   }
 

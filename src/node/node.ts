@@ -14,7 +14,8 @@ import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
-import { RunSigner } from '../log/signing.js'
+import { Attester, RunSigner } from '../log/signing.js'
+import { attestStoredOwnLog } from '../log/attest-upgrade.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { Door } from '../network/auth/door.js'
 import { createHost } from '../network/libp2p.js'
@@ -255,10 +256,15 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       dbDir: join(dir, DB_DIR),
       log: this.log.child({ component: 'store' }),
       close: async () => { await this.store.db.close() },
-      reopen: async () => { await this.store.open() }
+      reopen: async () => { await this.store.open() },
+      attestOwnLog: async (db, log) => {
+        const done = await attestStoredOwnLog(db, this.self, new Attester(privateKey, this.self), log)
+        log.warn(done, `attested the own log for sync protocol version 2: ${done.runs} runs, ${done.gone} gone spans, ${done.unattested} stretches left unattested`)
+      }
     })
     this.changelog = new ChangeLog(this.store)
     await this.changelog.load()
+    this.changelog.attestOwnLog(this.self, new Attester(privateKey, this.self))
     const { admins, maxClockAheadMs } = this.settings
     this.registryView = new Registry({ admins })
     await this.registryView.load(this.store, this.changelog)

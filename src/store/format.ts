@@ -35,7 +35,7 @@ import type { Db } from './db.js'
 import { keys } from './keys.js'
 
 /** The format this release writes. */
-export const CURRENT_FORMAT = 2
+export const CURRENT_FORMAT = 3
 /** The oldest format this release upgrades from. */
 export const OLDEST_FORMAT = 1
 export const FORMAT_KEY = keys.meta('format')
@@ -49,6 +49,12 @@ export type MigrationOp = { type: 'put', key: string, value: Uint8Array } | { ty
 export interface MigrationContext {
   db: Db
   log: Logger
+  /**
+   * Attest the node's own stored log with version 2 attestations
+   * (src/log/attest-upgrade.ts; the node's key is needed, and lives above
+   * this layer). Writes in idempotent chunks.
+   */
+  attestOwnLog?: (db: Db, log: Logger) => Promise<void>
 }
 
 export interface Migration {
@@ -73,12 +79,26 @@ export interface Migration {
  * Format 2 has the same keyspace and records it (`m\0format`); the step
  * changes no record, and puts every directory of the earlier release through
  * the same path (backup, log, resumable steps) that later changes take.
+ *
+ * 2 → 3: the node's own log gains its version 2 attestations (keys.attest,
+ * protocols/sync/completeness.md §3, §10): every run it holds attested as of
+ * its held seq, gone spans for the stretches whose certificates were deleted
+ * with their last entries. Version 1 certificates stay as they were.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
     from: 1,
     describe: 'record the data format in the database',
     run: async () => []
+  },
+  {
+    from: 2,
+    describe: 'attest the own log with version 2 attestations (as of its held seq; gone spans for runs compacted away)',
+    run: async (ctx) => {
+      if (ctx.attestOwnLog === undefined) throw new ConfigError('the upgrade to data format 3 signs the own log: it needs the node identity', 'DATA_FORMAT_UNSUPPORTED')
+      await ctx.attestOwnLog(ctx.db, ctx.log)
+      return []
+    }
   }
 ]
 
@@ -120,6 +140,8 @@ export interface UpgradeOptions {
   reopen: () => Promise<void>
   /** Close it for the copy. */
   close: () => Promise<void>
+  /** See MigrationContext. */
+  attestOwnLog?: (db: Db, log: Logger) => Promise<void>
   /** For tests: another migration table and target. */
   migrations?: readonly Migration[]
   current?: number
@@ -181,7 +203,7 @@ export async function upgradeFormat (db: () => Db, options: UpgradeOptions): Pro
   let format = found
   for (const m of plan) {
     const t0 = Date.now()
-    const ops = await m.run({ db: db(), log })
+    const ops = await m.run({ db: db(), log, attestOwnLog: options.attestOwnLog })
     const next = m.from + 1
     const batch = db().batch()
     for (const op of ops) {

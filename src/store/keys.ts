@@ -7,6 +7,11 @@
  *   k  origin coll id      → seq of the newest entry for that record in that origin's log
  *   v  origin              → highest contiguous seq held (version vector)
  *   s  origin to           → signed run certificate of (from, to] (protobuf RunCert)
+ *   l  origin to           → this node's own log only: its sync protocol version 2 attestation of
+ *                            (from, to] (protobuf RunCert with as_of, root and live; or a gone span),
+ *                            protocols/sync/completeness.md §3; the l keys of an origin tile its log
+ *   y  origin asOf to      → (empty) index of the l keys by as_of, for those later than their run's end:
+ *                            what a batch of (from, to] attaches as updates (ChangeLog.readAttested)
  *   r  coll id             → record (JSON: value or tombstone, version)
  *   x  rule sourceId       → target id the rule wrote for that source record
  *   b  rule                → backfill progress of a rule on this node
@@ -44,6 +49,10 @@ export const keys = {
   vector: (origin: string) => `v${SEP}${origin}`,
   cert: (origin: string, to: number) => `s${SEP}${origin}${SEP}${seqKeyPart(to)}`,
   certPrefix: (origin: string) => `s${SEP}${origin}${SEP}`,
+  attest: (origin: string, to: number) => `l${SEP}${origin}${SEP}${seqKeyPart(to)}`,
+  attestPrefix: (origin: string) => `l${SEP}${origin}${SEP}`,
+  attestAsOf: (origin: string, asOf: number, to: number) => `y${SEP}${origin}${SEP}${seqKeyPart(asOf)}${SEP}${seqKeyPart(to)}`,
+  attestAsOfPrefix: (origin: string) => `y${SEP}${origin}${SEP}`,
   vectorPrefix: () => `v${SEP}`,
   record: (collection: string, id: string) => `r${SEP}${collection}${SEP}${id}`,
   recordPrefix: (collection: string) => `r${SEP}${collection}${SEP}`,

@@ -11,8 +11,16 @@ import { Level } from 'level'
 import { afterAll, describe, expect, it } from 'vitest'
 import { NodeProcess, ROOT, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import { CURRENT_FORMAT, FORMAT_KEY } from '../../src/store/format.js'
+import { ChangeLog } from '../../src/log/changelog.js'
+import { decodeEntry } from '../../src/log/entry.js'
+import type { LogEntry } from '../../src/log/entry.js'
+import { verifyAttestedRuns } from '../../src/log/signing.js'
+import type { AttestedCert } from '../../src/log/signing.js'
+import { Store } from '../../src/store/db.js'
+import { keys, prefixRange } from '../../src/store/keys.js'
 
 const FIXTURE_1 = join(ROOT, 'test', 'fixtures', 'data-format-1')
+const FIXTURE_2 = join(ROOT, 'test', 'fixtures', 'data-format-2')
 /** The mesh key the fixture's nodes were made with (their DIR/mesh.key). */
 const KEY = 'fixture-mesh-key-0123456789abcdef0123456789abcdef'
 
@@ -138,6 +146,9 @@ describe('a data directory of format 1 (release 84937b5)', () => {
     expect((await readdir(hub.dir)).filter(n => n.startsWith('backup-format-'))).toHaveLength(1)
     expect((await hub.status()).database).toMatchObject({ format: CURRENT_FORMAT })
     expect((await hub.status()).database.upgradedFrom).toBeUndefined()
+    // its own log, signed by the earlier release and written to since, is attested for version 2
+    expect(await hub.stop()).toBe(0)
+    await checkOwnLogAttested(hub.dir, expected.hub.peerId)
   }, 240_000)
 
   it('a directory of a newer format is refused with DATA_FORMAT_NEWER and left as it was', async () => {
@@ -155,4 +166,75 @@ describe('a data directory of format 1 (release 84937b5)', () => {
     expect(await dump(join(dir, 'db'))).toEqual(before)
     expect((await readdir(dir)).filter(n => n.startsWith('backup-'))).toEqual([])
   }, 120_000)
+})
+
+/**
+ * What a stopped node's own log serves under sync protocol version 2, read
+ * from its database and verified as a receiver does: the attestations must
+ * tile (0, held] and carry exactly the newest entry of every record.
+ */
+async function checkOwnLogAttested (dir: string, origin: string): Promise<{ certs: AttestedCert[], entries: LogEntry[] }> {
+  const store = new Store(join(dir, 'db'))
+  await store.open()
+  try {
+    const log = new ChangeLog(store)
+    await log.load()
+    const out = { certs: [] as AttestedCert[], entries: [] as LogEntry[] }
+    let at = 0
+    for (;;) {
+      const b = await log.readAttested(origin, at, 3, 1 << 20)
+      if (b === undefined) break
+      const entries = b.entries.map(raw => Object.assign(decodeEntry(origin, raw), { bytes: raw }))
+      verifyAttestedRuns(origin, entries, b.certs, { from: b.fromSeq, to: b.toSeq })
+      out.certs.push(...b.certs)
+      out.entries.push(...entries)
+      at = b.toSeq
+    }
+    expect(at).toBe(log.vector.get(origin))
+    const newest: number[] = []
+    // every record's newest entry (the `latest` index of the origin)
+    for await (const [, value] of store.db.iterator(prefixRange(keys.latestPrefix(origin, '').slice(0, -1)))) newest.push(Number(Buffer.from(value).toString()))
+    expect(out.entries.map(e => e.seq)).toEqual(newest.sort((a, b) => a - b))
+    return out
+  } finally {
+    await store.close()
+  }
+}
+
+describe('a data directory of format 2 (release 7b586b6)', () => {
+  const procs: NodeProcess[] = []
+  const dirs: string[] = []
+  afterAll(async () => {
+    for (const p of procs) await p.kill().catch(() => {})
+    const { rm } = await import('node:fs/promises')
+    for (const d of dirs) await rm(d, { recursive: true, force: true })
+  })
+
+  it('is upgraded to format 3: its own log gains version 2 attestations that a receiver verifies, and it keeps everything', async () => {
+    const expected = JSON.parse(await readFile(join(FIXTURE_2, 'expected.json'), 'utf8')) as { hub: Snapshot, edge: Snapshot }
+    const parent = await unpack(FIXTURE_2)
+    dirs.push(parent)
+    const hub = new NodeProcess(join(parent, 'hub'), 'hub', KEY)
+    const edge = new NodeProcess(join(parent, 'edge'), 'edge', KEY)
+    procs.push(hub, edge)
+    await hub.start()
+    expect(hub.stderr).toContain('this data directory has data format 2')
+    expect(hub.stderr).toContain('upgraded the data directory from format 2 to 3')
+    expect(hub.stderr).toMatch(/attested the own log for sync protocol version 2: \d+ runs, \d+ gone spans, 0 stretches left unattested/)
+    await checkIntact(hub, expected.hub, [expected.edge])
+    expect((await hub.status()).database).toMatchObject({ format: CURRENT_FORMAT, upgradedFrom: 2 })
+    await edge.start()
+    await checkIntact(edge, expected.edge, [expected.hub])
+    await edge.addPeer(hub.multiaddr)
+    // writes after the upgrade supersede entries attested by it
+    await hub.put('notes', 'n1', { text: 'after the upgrade' })
+    expect((await hub.request('DELETE', '/v1/collections/tasks/records/t2')).status).toBeLessThan(300)
+    await edge.put('posts', 'p4', { kind: 'a', title: 'after the upgrade' })
+    await waitFor(async () => (await hub.get('inbox', 'p4'))?.heading === 'AFTER THE UPGRADE', 'a post written on the upgraded edge to reach hub by the old rule')
+    expect(await hub.stop()).toBe(0)
+    expect(await edge.stop()).toBe(0)
+    const own = await checkOwnLogAttested(hub.dir, expected.hub.peerId)
+    expect(own.certs.some(c => c.gone)).toBe(true) // n2's put and delete, t1's first write: compacted away
+    await checkOwnLogAttested(edge.dir, expected.edge.peerId)
+  }, 240_000)
 })

@@ -7,7 +7,9 @@
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
 import { ChangeLog } from '../../src/log/changelog.js'
+import { Attester, RunSigner } from '../../src/log/signing.js'
 import { decodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import type { Hlc } from '../../src/core/hlc.js'
@@ -101,8 +103,20 @@ export class Harness {
     this.self = self
   }
 
+  /** The node identity's key, when the harness signs its own log (createSigning). */
+  key?: PrivateKey
+
   static async create (localName = 'tgt', self?: string): Promise<Harness> {
     const h = new Harness(await tempDir('syncmesh-unit-'), localName, self ?? await newPeerId())
+    await h.open()
+    return h
+  }
+
+  /** A harness whose own log is signed as a node's is: run certificates and version 2 attestations. */
+  static async createSigning (localName = 'tgt', identity?: PrivateKey): Promise<Harness> {
+    const key = identity ?? await generateKeyPair('Ed25519')
+    const h = new Harness(await tempDir('syncmesh-unit-'), localName, peerIdFromPrivateKey(key).toString())
+    h.key = key
     await h.open()
     return h
   }
@@ -120,7 +134,8 @@ export class Harness {
     this.rebuildRules()
     await this.modules.refresh(this.rules.modules())
     this.rebuildRules()
-    this.ingestor = new Ingestor({ store: this.store, log: this.log, rules: this.rules, self: this.self })
+    if (this.key !== undefined) this.log.attestOwnLog(this.self, new Attester(this.key, this.self))
+    this.ingestor = new Ingestor({ store: this.store, log: this.log, rules: this.rules, self: this.self, signer: this.key === undefined ? undefined : new RunSigner(this.key, this.self) })
     this.ingestor.platformOf = (peer) => this.registry.platformByPeer(peer)?.name
     await this.ingestor.load()
   }

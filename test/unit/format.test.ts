@@ -4,6 +4,10 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Store, utf8 } from '../../src/store/db.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { attestStoredOwnLog } from '../../src/log/attest-upgrade.js'
+import { Attester } from '../../src/log/signing.js'
 import { BACKUP_PREFIX, CURRENT_FORMAT, FORMAT_KEY, readFormat, UPGRADE_KEY, upgradeFormat } from '../../src/store/format.js'
 import type { Migration } from '../../src/store/format.js'
 import { keys } from '../../src/store/keys.js'
@@ -12,6 +16,9 @@ import { removeDir, tempDir } from '../helpers/nodes.js'
 let dir: string
 let store: Store
 let lines: string[]
+
+const identity = await generateKeyPair('Ed25519')
+const self = peerIdFromPrivateKey(identity).toString()
 
 function logger (): ReturnType<typeof pino> {
   return pino({ level: 'info' }, new Writable({ write (chunk: Buffer, _e, cb) { lines.push(...chunk.toString().split('\n').filter(l => l !== '')); cb() } }))
@@ -24,6 +31,8 @@ async function upgrade (options: { migrations?: Migration[], current?: number } 
     log: logger(),
     close: async () => { await store.db.close() },
     reopen: async () => { await store.open() },
+    // the node's own log (none in these databases) is attested by the upgrade to format 3
+    attestOwnLog: async (db) => { await attestStoredOwnLog(db, self, new Attester(identity, self)) },
     ...options
   })
 }

@@ -7,8 +7,9 @@ import { ProtocolError } from '../../core/errors.js'
 import { decodeEntry, fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
-import { levelWidths, MAX_RUN_LENGTH } from '../../log/signing.js'
-import type { Cert } from '../../log/signing.js'
+import { levelWidths, livePositions, MAX_RUN_LENGTH } from '../../log/signing.js'
+import type { AttestedCert, Cert } from '../../log/signing.js'
+import { MAX_UPDATES } from '../../log/changelog.js'
 import { utf8 } from '../../store/db.js'
 import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
@@ -18,10 +19,16 @@ import { Frame, Op, RunCert } from '../../wire/pb/sync.js'
 
 export type SyncMessage =
   | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
-  | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[] }
+  | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[], attested?: AttestedFields }
   | { type: 'credit', batches: number }
   | { type: 'vector', vector: VersionVector }
   | { type: 'have', origin: string, seq: number }
+
+/** A version 2 batch's certificates (attestations and gone spans) and updates (completeness.md §4). */
+export interface AttestedFields {
+  certs: AttestedCert[]
+  updates: AttestedCert[]
+}
 
 export const MAX_VECTOR_ORIGINS = 100_000
 export const MAX_BATCH_ENTRIES = 10_000
@@ -70,7 +77,7 @@ function parseJsonObject (bytes: Uint8Array): object | undefined {
   }
 }
 
-interface WireBatch { origin: string, fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[] }
+interface WireBatch { origin: string, fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[], updates: Uint8Array[] }
 
 /**
  * A frame that is exactly one Batch field, read without decoding its entries
@@ -83,7 +90,7 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
   const [start, end] = frameReader.lengthDelimited()
   if (end !== bytes.byteLength) return undefined
   const r = new WireReader(bytes, start, end)
-  const out: WireBatch = { origin: '', fromSeq: 0, toSeq: 0, entries: [], certs: [] }
+  const out: WireBatch = { origin: '', fromSeq: 0, toSeq: 0, entries: [], certs: [], updates: [] }
   while (r.pos < end) {
     const tag = r.varint()
     const field = Math.floor(tag / 8)
@@ -103,6 +110,10 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
       if (out.certs.length >= MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has more than ${MAX_BATCH_ENTRIES} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
       const [a, b] = r.lengthDelimited()
       out.certs.push(bytes.subarray(a, b))
+    } else if (field === 6 && wireType === 2) {
+      if (out.updates.length >= MAX_UPDATES) throw new ProtocolError(`batch has more than ${MAX_UPDATES} updates (limit ${MAX_UPDATES})`, 'FRAME_INVALID')
+      const [a, b] = r.lengthDelimited()
+      out.updates.push(bytes.subarray(a, b))
     } else {
       r.skip(wireType)
     }
@@ -125,8 +136,14 @@ export function batchRangeOf (bytes: Uint8Array): { origin: string, fromSeq: num
   }
 }
 
-/** Decode and validate one frame; throws ProtocolError when anything is off. */
-export function decodeFrame (bytes: Uint8Array): SyncMessage {
+/**
+ * Decode and validate one frame; throws ProtocolError when anything is off.
+ * `version` 2 reads a batch's certificates as attestations and its updates
+ * (completeness.md §4) into `attested`; version 1 (the default) as run
+ * certificates, and ignores updates.
+ */
+export function decodeFrame (bytes: Uint8Array, options: { version?: number } = {}): SyncMessage {
+  const version = options.version ?? 1
   let wire: WireBatch | undefined
   try {
     wire = readBatchFrame(bytes)
@@ -138,7 +155,7 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
         return e
       })
       const certs = wire.certs.map(raw => RunCert.decode(raw))
-      return decodeBatch(wire.origin, wire.fromSeq, wire.toSeq, entries, certs)
+      return decodeBatch(wire.origin, wire.fromSeq, wire.toSeq, entries, certs, version === 2 ? wire.updates.map(raw => RunCert.decode(raw)) : undefined)
     }
   } catch (err) {
     if (err instanceof ProtocolError) throw err
@@ -171,14 +188,14 @@ export function decodeFrame (bytes: Uint8Array): SyncMessage {
     if (pb.op === Op.DEL && pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
     return fromPbEntry(b.origin, pb)
   })
-  return decodeBatch(b.origin, b.fromSeq, b.toSeq, entries, b.certs)
+  return decodeBatch(b.origin, b.fromSeq, b.toSeq, entries, b.certs, version === 2 ? b.updates : undefined)
 }
 
 /**
  * Validate a Batch. Entries received as bytes keep them (`bytes`): they are
  * what the origin signed, unless it encoded them oddly (see verifyRuns).
  */
-function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, decoded: LogEntry[], pbCerts: RunCert[]): SyncMessage {
+function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, decoded: LogEntry[], pbCerts: RunCert[], pbUpdates?: RunCert[]): SyncMessage {
   const b = { origin, entries: decoded, certs: pbCerts }
   if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
   const fromSeq = checkSeq(rawFromSeq, 'batch from_seq')
@@ -203,6 +220,10 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     }
   }
   if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
+  if (pbUpdates !== undefined) {
+    const attested = decodeAttested(fromSeq, toSeq, b.certs, pbUpdates)
+    return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries: b.entries, certs: [], attested }
+  }
   const certs: Cert[] = new Array(b.certs.length)
   let prevTo = fromSeq
   for (let i = 0; i < b.certs.length; i++) {
@@ -222,6 +243,57 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     certs[i] = { from, to, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })) }
   }
   return { type: 'batch', origin: b.origin, fromSeq, toSeq, entries: b.entries, certs }
+}
+
+/**
+ * A version 2 batch's certificates and updates, each field checked
+ * (completeness.md §4): certificates in order inside the batch, as of a seq
+ * at or after their end, 64-byte signatures; a gone span with no pruned
+ * nodes (and any length); a live run at most MAX_RUN_LENGTH long with pruned
+ * nodes inside its tree; no bitmap in a certificate (the receiver computes
+ * it). Updates (at most MAX_UPDATES) end at or before the batch's start and
+ * carry no pruned nodes; a live one carries a bitmap of its run's length
+ * with no bit beyond it. The signatures are checked later
+ * (verifyAttestedRuns, verifyUpdate).
+ */
+function decodeAttested (fromSeq: number, toSeq: number, pbCerts: RunCert[], pbUpdates: RunCert[]): AttestedFields {
+  if (pbUpdates.length > MAX_UPDATES) throw new ProtocolError(`batch has ${pbUpdates.length} updates (limit ${MAX_UPDATES})`, 'FRAME_INVALID')
+  const one = (c: RunCert, what: string): AttestedCert => {
+    const from = checkSeq(c.fromSeq, `${what} from_seq`)
+    const to = checkSeq(c.toSeq, `${what} to_seq`)
+    const asOf = checkSeq(c.asOf, `${what} as_of`)
+    if (to <= from || asOf < to) throw new ProtocolError(`${what} (${from}, ${to}] as of ${asOf} is not a valid attestation`, 'FRAME_INVALID')
+    if (c.sig.byteLength !== 64) throw new ProtocolError(`${what} (${from}, ${to}] has a ${c.sig.byteLength}-byte signature`, 'FRAME_INVALID')
+    if (c.gone) {
+      if (c.pruned.length > 0 || c.live.byteLength > 0) throw new ProtocolError(`gone span (${from}, ${to}] carries pruned nodes or a bitmap`, 'FRAME_INVALID')
+      return { from, to, asOf, sig: c.sig, pruned: [], gone: true }
+    }
+    if (to - from > MAX_RUN_LENGTH) throw new ProtocolError(`${what} (${from}, ${to}] is longer than ${MAX_RUN_LENGTH}`, 'FRAME_INVALID')
+    const widths = levelWidths(to - from)
+    if (c.pruned.length > 64 * widths.length) throw new ProtocolError(`${what} (${from}, ${to}] has too many pruned nodes`, 'FRAME_INVALID')
+    for (const p of c.pruned) {
+      if (p.level >= widths.length || p.index >= widths[p.level] || p.hash.byteLength !== 32) throw new ProtocolError(`${what} (${from}, ${to}] has a malformed pruned node`, 'FRAME_INVALID')
+    }
+    const out: AttestedCert = { from, to, asOf, sig: c.sig, pruned: c.pruned.map(p => ({ level: p.level, index: p.index, hash: p.hash })), gone: false }
+    if (c.live.byteLength > 0) out.live = c.live
+    return out
+  }
+  const certs: AttestedCert[] = new Array(pbCerts.length)
+  let prevTo = fromSeq
+  for (let i = 0; i < pbCerts.length; i++) {
+    const c = one(pbCerts[i], 'certificate')
+    if (c.from < prevTo || c.to > toSeq) throw new ProtocolError(`certificate (${c.from}, ${c.to}] is out of order or outside the batch (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
+    if (c.live !== undefined) throw new ProtocolError(`certificate (${c.from}, ${c.to}] carries a bitmap (only updates do)`, 'FRAME_INVALID')
+    prevTo = c.to
+    certs[i] = c
+  }
+  const updates = pbUpdates.map(pb => {
+    const u = one(pb, 'update')
+    if (u.to > fromSeq) throw new ProtocolError(`update (${u.from}, ${u.to}] does not end at or before the batch's start ${fromSeq}`, 'FRAME_INVALID')
+    if (!u.gone && (u.pruned.length > 0 || u.live === undefined || livePositions(u.to - u.from, u.live) === undefined)) throw new ProtocolError(`update (${u.from}, ${u.to}] needs a bitmap of its run's length and no pruned nodes`, 'FRAME_INVALID')
+    return u
+  })
+  return { certs, updates }
 }
 
 function vectorToWire (v: VersionVector): Array<{ origin: string, seq: number }> {
@@ -249,13 +321,14 @@ export function encodeVector (vector: VersionVector): Uint8Array {
  * are protobuf `Entry` messages), without decoding and re-encoding them.
  * Byte-for-byte what Frame.encode({ batch }) produces.
  */
-export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number, rawEntries: Uint8Array[], rawCerts: Uint8Array[] = []): Uint8Array {
+export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number, rawEntries: Uint8Array[], rawCerts: Uint8Array[] = [], rawUpdates: Uint8Array[] = []): Uint8Array {
   const originBytes = utf8.encode(origin)
   let batchLen = 1 + varintLength(originBytes.byteLength) + originBytes.byteLength
   if (fromSeq !== 0) batchLen += 1 + varintLength(fromSeq)
   if (toSeq !== 0) batchLen += 1 + varintLength(toSeq)
   for (const e of rawEntries) batchLen += 1 + varintLength(e.byteLength) + e.byteLength
   for (const c of rawCerts) batchLen += 1 + varintLength(c.byteLength) + c.byteLength
+  for (const u of rawUpdates) batchLen += 1 + varintLength(u.byteLength) + u.byteLength
   const frameLen = 1 + varintLength(batchLen) + batchLen
   const out = new Uint8Array(varintLength(frameLen) + frameLen)
   let o = writeVarint(out, 0, frameLen)
@@ -284,6 +357,12 @@ export function encodeBatchFrame (origin: string, fromSeq: number, toSeq: number
     o = writeVarint(out, o, c.byteLength)
     out.set(c, o)
     o += c.byteLength
+  }
+  for (const u of rawUpdates) {
+    out[o++] = 0x32 // Batch.updates
+    o = writeVarint(out, o, u.byteLength)
+    out.set(u, o)
+    o += u.byteLength
   }
   return out
 }

@@ -599,6 +599,7 @@ export interface Batch {
   toSeq: number
   entries: Entry[]
   certs: RunCert[]
+  updates: RunCert[]
 }
 
 export namespace Batch {
@@ -640,6 +641,13 @@ export namespace Batch {
           }
         }
 
+        if (obj.updates != null && obj.updates.length > 0) {
+          for (const value of obj.updates) {
+            w.uint32(50)
+            RunCert.codec().encode(value, w)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -649,7 +657,8 @@ export namespace Batch {
           fromSeq: 0,
           toSeq: 0,
           entries: [],
-          certs: []
+          certs: [],
+          updates: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -690,6 +699,16 @@ export namespace Batch {
               }))
               break
             }
+            case 6: {
+              if (opts.limits?.updates != null && obj.updates.length === opts.limits.updates) {
+                throw new MaxLengthError('Decode error - repeated field "updates" had too many elements')
+              }
+
+              obj.updates.push(RunCert.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.updates$
+              }))
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -701,7 +720,8 @@ export namespace Batch {
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
           entries: 0,
-          certs: 0
+          certs: 0,
+          updates: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -764,6 +784,24 @@ export namespace Batch {
               }
 
               obj.certs++
+
+              break
+            }
+            case 6: {
+              if (opts.limits?.updates != null && obj.updates === opts.limits.updates) {
+                throw new MaxLengthError('Streaming decode error - repeated field "updates" had too many elements')
+              }
+
+              for (const evt of RunCert.codec().stream(reader, reader.uint32(), `${prefix}.updates[]`, {
+                limits: opts.limits?.updates$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.updates
+                }
+              }
+
+              obj.updates++
 
               break
             }
@@ -884,6 +922,90 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchCertsAsOfFieldEvent {
+    field: '$.certs[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface BatchCertsGoneFieldEvent {
+    field: '$.certs[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface BatchCertsLiveFieldEvent {
+    field: '$.certs[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchCertsRootFieldEvent {
+    field: '$.certs[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesFromSeqFieldEvent {
+    field: '$.updates[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesToSeqFieldEvent {
+    field: '$.updates[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesSigFieldEvent {
+    field: '$.updates[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedLevelFieldEvent {
+    field: '$.updates[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedIndexFieldEvent {
+    field: '$.updates[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesPrunedHashFieldEvent {
+    field: '$.updates[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesAsOfFieldEvent {
+    field: '$.updates[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface BatchUpdatesGoneFieldEvent {
+    field: '$.updates[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface BatchUpdatesLiveFieldEvent {
+    field: '$.updates[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface BatchUpdatesRootFieldEvent {
+    field: '$.updates[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export function encode (obj: Partial<Batch>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Batch.codec())
   }
@@ -892,7 +1014,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -1037,6 +1159,10 @@ export interface RunCert {
   toSeq: number
   sig: Uint8Array<ArrayBuffer>
   pruned: PrunedNode[]
+  asOf: number
+  gone: boolean
+  live: Uint8Array<ArrayBuffer>
+  root: Uint8Array<ArrayBuffer>
 }
 
 export namespace RunCert {
@@ -1071,6 +1197,26 @@ export namespace RunCert {
           }
         }
 
+        if ((obj.asOf != null && obj.asOf !== 0)) {
+          w.uint32(40)
+          w.uint64Number(obj.asOf)
+        }
+
+        if ((obj.gone != null && obj.gone !== false)) {
+          w.uint32(48)
+          w.bool(obj.gone)
+        }
+
+        if ((obj.live != null && obj.live.byteLength > 0)) {
+          w.uint32(58)
+          w.bytes(obj.live)
+        }
+
+        if ((obj.root != null && obj.root.byteLength > 0)) {
+          w.uint32(66)
+          w.bytes(obj.root)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1079,7 +1225,11 @@ export namespace RunCert {
           fromSeq: 0,
           toSeq: 0,
           sig: uint8ArrayAlloc(0),
-          pruned: []
+          pruned: [],
+          asOf: 0,
+          gone: false,
+          live: uint8ArrayAlloc(0),
+          root: uint8ArrayAlloc(0)
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -1108,6 +1258,22 @@ export namespace RunCert {
               obj.pruned.push(PrunedNode.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.pruned$
               }))
+              break
+            }
+            case 5: {
+              obj.asOf = reader.uint64Number()
+              break
+            }
+            case 6: {
+              obj.gone = reader.bool()
+              break
+            }
+            case 7: {
+              obj.live = reader.bytes()
+              break
+            }
+            case 8: {
+              obj.root = reader.bytes()
               break
             }
             default: {
@@ -1168,6 +1334,34 @@ export namespace RunCert {
 
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.asOf`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.gone`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.live`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.root`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1213,6 +1407,26 @@ export namespace RunCert {
     index: number
   }
 
+  export interface RunCertAsOfFieldEvent {
+    field: '$.asOf'
+    value: number
+  }
+
+  export interface RunCertGoneFieldEvent {
+    field: '$.gone'
+    value: boolean
+  }
+
+  export interface RunCertLiveFieldEvent {
+    field: '$.live'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface RunCertRootFieldEvent {
+    field: '$.root'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<RunCert>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, RunCert.codec())
   }
@@ -1221,7 +1435,7 @@ export namespace RunCert {
     return decodeMessage(buf, RunCert.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): Generator<RunCertFromSeqFieldEvent | RunCertToSeqFieldEvent | RunCertSigFieldEvent | RunCertPrunedLevelFieldEvent | RunCertPrunedIndexFieldEvent | RunCertPrunedHashFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<RunCert>): Generator<RunCertFromSeqFieldEvent | RunCertToSeqFieldEvent | RunCertSigFieldEvent | RunCertPrunedLevelFieldEvent | RunCertPrunedIndexFieldEvent | RunCertPrunedHashFieldEvent | RunCertAsOfFieldEvent | RunCertGoneFieldEvent | RunCertLiveFieldEvent | RunCertRootFieldEvent> {
     return streamMessage(buf, RunCert.codec(), opts)
   }
 }
@@ -1825,6 +2039,90 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchCertsAsOfFieldEvent {
+    field: '$.batch.certs[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchCertsGoneFieldEvent {
+    field: '$.batch.certs[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface FrameBatchCertsLiveFieldEvent {
+    field: '$.batch.certs[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchCertsRootFieldEvent {
+    field: '$.batch.certs[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesFromSeqFieldEvent {
+    field: '$.batch.updates[].fromSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesToSeqFieldEvent {
+    field: '$.batch.updates[].toSeq'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesSigFieldEvent {
+    field: '$.batch.updates[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedLevelFieldEvent {
+    field: '$.batch.updates[].pruned[].level'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedIndexFieldEvent {
+    field: '$.batch.updates[].pruned[].index'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesPrunedHashFieldEvent {
+    field: '$.batch.updates[].pruned[].hash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesAsOfFieldEvent {
+    field: '$.batch.updates[].asOf'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchUpdatesGoneFieldEvent {
+    field: '$.batch.updates[].gone'
+    value: boolean
+    index: number
+  }
+
+  export interface FrameBatchUpdatesLiveFieldEvent {
+    field: '$.batch.updates[].live'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface FrameBatchUpdatesRootFieldEvent {
+    field: '$.batch.updates[].root'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
   export interface FrameCreditBatchesFieldEvent {
     field: '$.credit.batches'
     value: number
@@ -1860,7 +2158,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
