@@ -19,7 +19,12 @@ function yesNo (value: boolean): string {
 export { describeRule } from './rules.js'
 
 export function registerMeshCommands (program: Command): void {
-  // -- peers --------------------------------------------------------------
+  registerPeerCommands(program)
+  registerPlatformCommands(program)
+}
+
+/** syncmesh peer add | ls | rm */
+function registerPeerCommands (program: Command): void {
   const peer = program.command('peer').description('peers this node dials and keeps')
 
   clientCommand(peer, 'add', 'dial a peer at this address, prove the mesh key over it, and keep it (persisted) if that worked')
@@ -63,8 +68,10 @@ export function registerMeshCommands (program: Command): void {
       if (opts.json === true) await printJson(result)
       else await printLine(`removed peer ${peerId}`)
     })
+}
 
-  // -- platforms ----------------------------------------------------------
+/** syncmesh platform ls | add | rm | revoke */
+function registerPlatformCommands (program: Command): void {
   const platform = program.command('platform').description("the replicated registry's platforms")
 
   clientCommand(platform, 'ls', "the replicated registry's platforms")

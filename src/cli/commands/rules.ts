@@ -142,7 +142,21 @@ export function renderConflict (c: ConflictRecord): string {
 
 export function registerRuleCommands (program: Command): void {
   const rule = program.command('rule').description('one-way sync rules: PLATFORM:COLLECTION → TARGET:COLLECTION')
+  registerRuleChanges(rule)
+  registerRuleReads(rule)
+  clientCommand(rule, 'rm', 'remove a rule')
+    .argument('<rule-id>')
+    .action(async (id: string, opts: Opts) => {
+      const client = await connect(opts)
+      const result = await client.removeRule(id)
+      if (opts.json === true) await printJson(result)
+      else await printLine(`removed rule ${id}`)
+    })
+  registerChangesCommand(program)
+}
 
+/** rule add | update | pause | resume */
+function registerRuleChanges (rule: Command): void {
   ruleOptions(clientCommand(rule, 'add', "create a rule; print the new rule's id"), true)
     .action(async (opts: Opts & RuleFlags) => {
       const spec = fieldsFrom(opts) as RuleSpec
@@ -201,6 +215,10 @@ export function registerRuleCommands (program: Command): void {
       else await printLine(`resumed rule ${resumed.id}: ${resumed.from.platform}:${resumed.from.collection} → ${formatTarget(resumed.to)}; its targets catch up from where they stopped`)
     })
 
+}
+
+/** rule ls | show | conflicts | errors */
+function registerRuleReads (rule: Command): void {
   clientCommand(rule, 'ls', 'list the rules')
     .action(async (opts: Opts) => {
       const client = await connect(opts)
@@ -222,41 +240,7 @@ export function registerRuleCommands (program: Command): void {
   clientCommand(rule, 'show', 'a rule, its state on this node and its newest conflicts')
     .argument('<rule-id>')
     .action(async (id: string, opts: Opts) => {
-      const client = await connect(opts)
-      const [r, status, conflicts, errors] = await Promise.all([client.getRule(id), client.status(), client.ruleConflicts(id, 5), client.ruleErrors(id, 5)])
-      const st = status.rules.find(x => x.id === id)
-      if (opts.json === true) {
-        await printJson({ rule: r, status: st ?? null, conflicts, errors })
-        return
-      }
-      const lines = [
-        `rule      ${r.id}`,
-        `from      ${r.from.platform}:${r.from.collection}`,
-        `to        ${formatTarget(r.to)}${st != null && st.targets.length > 0 ? ` (now: ${st.targets.join(', ')})` : ''}`,
-        `mode      ${r.mode}${r.paused === true ? ' (paused)' : ''}`,
-        `details   ${describeRule(r) || '-'}`,
-        `created   ${r.createdAt}${r.updatedAt != null ? `, updated ${r.updatedAt}` : ''}`
-      ]
-      if (st != null) {
-        lines.push(`here      ${st.local ? (st.paused === true ? 'target, paused' : st.backfilled ? 'target, backfilled' : st.catchingUp === true ? 'target, catching up since its pause' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
-        lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
-        if (st.webhook != null) {
-          const w = st.webhook
-          lines.push(`webhook   ${w.url}: ${formatCount(w.delivered)} delivered, ${formatCount(w.failed ?? 0)} given up, cursor ${w.cursor}${w.lastError != null ? `, last error ${w.lastError}${w.nextAttemptAt != null ? ` (retry at ${w.nextAttemptAt})` : ''}` : ''}`)
-          if (w.blocked != null) lines.push(`          not delivered by this node: ${w.blocked}`)
-          if (w.lastFailure != null) lines.push(`          last given up: change ${w.lastFailure.cursor} (${w.lastFailure.collection}/${w.lastFailure.id}) at ${w.lastFailure.at}: ${w.lastFailure.error}`)
-          if (w.warning != null) lines.push(`          warning: ${w.warning}`)
-        }
-      }
-      if (conflicts.conflicts.length > 0) {
-        lines.push('', `NEWEST CONFLICTS (${formatCount(conflicts.total)} in all)`)
-        for (const c of conflicts.conflicts) lines.push(`  ${renderConflict(c)}`)
-      }
-      if (errors.errors.length > 0) {
-        lines.push('', `NEWEST TRANSFORM ERRORS (${formatCount(errors.total)} in all)`)
-        for (const e of errors.errors) lines.push(`  #${e.n} ${formatAgo(e.at)} ${e.collection}/${e.id}: ${e.error}`)
-      }
-      await printLine(lines.join('\n'))
+      await showRule(id, opts)
     })
 
   clientCommand(rule, 'conflicts', "the rule's newest conflicts on this node: record, both versions, which won")
@@ -294,16 +278,49 @@ export function registerRuleCommands (program: Command): void {
       await printLine(`${formatCount(result.total)} transform errors in all; newest first:`)
       for (const e of result.errors) await printLine(`#${e.n} ${e.at} ${e.collection}/${e.id} (${e.module}): ${e.error}`)
     })
+}
 
-  clientCommand(rule, 'rm', 'remove a rule')
-    .argument('<rule-id>')
-    .action(async (id: string, opts: Opts) => {
-      const client = await connect(opts)
-      const result = await client.removeRule(id)
-      if (opts.json === true) await printJson(result)
-      else await printLine(`removed rule ${id}`)
-    })
+/** syncmesh rule show: the rule, its state on this node, its newest conflicts and transform errors. */
+async function showRule (id: string, opts: Opts): Promise<void> {
+  const client = await connect(opts)
+  const [r, status, conflicts, errors] = await Promise.all([client.getRule(id), client.status(), client.ruleConflicts(id, 5), client.ruleErrors(id, 5)])
+  const st = status.rules.find(x => x.id === id)
+  if (opts.json === true) {
+    await printJson({ rule: r, status: st ?? null, conflicts, errors })
+    return
+  }
+  const lines = [
+    `rule      ${r.id}`,
+    `from      ${r.from.platform}:${r.from.collection}`,
+    `to        ${formatTarget(r.to)}${st != null && st.targets.length > 0 ? ` (now: ${st.targets.join(', ')})` : ''}`,
+    `mode      ${r.mode}${r.paused === true ? ' (paused)' : ''}`,
+    `details   ${describeRule(r) || '-'}`,
+    `created   ${r.createdAt}${r.updatedAt != null ? `, updated ${r.updatedAt}` : ''}`
+  ]
+  if (st != null) {
+    lines.push(`here      ${st.local ? (st.paused === true ? 'target, paused' : st.backfilled ? 'target, backfilled' : st.catchingUp === true ? 'target, catching up since its pause' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
+    lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
+    if (st.webhook != null) {
+      const w = st.webhook
+      lines.push(`webhook   ${w.url}: ${formatCount(w.delivered)} delivered, ${formatCount(w.failed ?? 0)} given up, cursor ${w.cursor}${w.lastError != null ? `, last error ${w.lastError}${w.nextAttemptAt != null ? ` (retry at ${w.nextAttemptAt})` : ''}` : ''}`)
+      if (w.blocked != null) lines.push(`          not delivered by this node: ${w.blocked}`)
+      if (w.lastFailure != null) lines.push(`          last given up: change ${w.lastFailure.cursor} (${w.lastFailure.collection}/${w.lastFailure.id}) at ${w.lastFailure.at}: ${w.lastFailure.error}`)
+      if (w.warning != null) lines.push(`          warning: ${w.warning}`)
+    }
+  }
+  if (conflicts.conflicts.length > 0) {
+    lines.push('', `NEWEST CONFLICTS (${formatCount(conflicts.total)} in all)`)
+    for (const c of conflicts.conflicts) lines.push(`  ${renderConflict(c)}`)
+  }
+  if (errors.errors.length > 0) {
+    lines.push('', `NEWEST TRANSFORM ERRORS (${formatCount(errors.total)} in all)`)
+    for (const e of errors.errors) lines.push(`  #${e.n} ${formatAgo(e.at)} ${e.collection}/${e.id}: ${e.error}`)
+  }
+  await printLine(lines.join('\n'))
+}
 
+/** syncmesh changes: the changes feed as NDJSON */
+function registerChangesCommand (program: Command): void {
   addClientOptions(program.command('changes')
     .description('the changes feed as NDJSON: every record change on the node, each line with its cursor (resume with --since)')
     .option('--since <cursor>', 'start after this cursor (default 0: from the beginning; "now": only new changes)')

@@ -25,6 +25,15 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
   const basis = s.caughtUpBasis === 'no-peers' ? ' (no peer known yet)' : ''
   lines.push(`caught up ${s.caughtUp && totalLag === 0 ? `yes${basis}` : s.caughtUpBasis === 'unreachable' ? `no: ${s.notCaughtUpReason ?? 'no peer reachable'}` : `no (${formatCount(totalLag)} entries behind)`}`)
 
+  renderPeers(s, now, lines)
+  renderOrigins(s, now, lines)
+  renderRules(s, now, lines)
+  renderConnectors(s, now, lines)
+  return lines.join('\n')
+}
+
+/** PEERS: by platform name, with last key proof and last traffic */
+function renderPeers (s: NodeStatus, now: number, lines: string[]): void {
   const connected = s.peers.filter((p) => p.connected).length
   lines.push('', `PEERS (${connected} of ${s.peers.length} connected)`)
   if (s.peers.length === 0) {
@@ -43,7 +52,10 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
       ])
     )))
   }
+}
 
+/** ORIGINS, then STALLS and offences when there are any */
+function renderOrigins (s: NodeStatus, now: number, lines: string[]): void {
   lines.push('', `ORIGINS (${s.origins.length})`)
   if (s.origins.length === 0) {
     lines.push('  none yet')
@@ -71,7 +83,10 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
     const by = Object.entries(s.offences.byCheck).map(([check, n]) => `${check} ${n}`).join(', ')
     lines.push('', `offences  ${s.offences.total} (${by}), ${s.offences.bans} ban(s) since start; see docs/troubleshooting.md`)
   }
+}
 
+/** RULES: what each does here */
+function renderRules (s: NodeStatus, now: number, lines: string[]): void {
   lines.push('', `RULES (${s.rules.length})`)
   if (s.rules.length === 0) {
     lines.push('  none')
@@ -85,6 +100,10 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
       ])
     )))
   }
+}
+
+/** CONNECTORS, when the node has any */
+function renderConnectors (s: NodeStatus, now: number, lines: string[]): void {
   if (s.connectors != null && s.connectors.length > 0) {
     lines.push('', `CONNECTORS (${s.connectors.length}; docs/connectors.md)`)
     lines.push(indent(table(
@@ -96,7 +115,6 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
       ])
     )))
   }
-  return lines.join('\n')
 }
 
 function indent (text: string): string {
