@@ -23,6 +23,7 @@ import type { Applied, ApplyContext, CompiledRule, Plan, PlanKeys } from '../rul
 import type { RuleSet } from '../rules/ruleset.js'
 import type { ClaimSource } from '../registry/registry.js'
 import { modeOf } from '../core/modes.js'
+import { BackfillReader } from './backfill-reader.js'
 
 /** What this node accepts, decided by the node (admin control, revocation). */
 export interface IngestPolicy {
@@ -608,18 +609,8 @@ export class Ingestor {
    * mirror rule then removes the target records its source lacks.
    */
   async backfill (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
-    const fingerprint = rule.fingerprint
     const stateKey = keys.backfill(rule.rule.id)
-    const saved = await this.store.db.get(stateKey)
-    let state: BackfillState | undefined = saved !== undefined ? decodeJson<BackfillState>(saved) : undefined
-    let fresh = false
-    if (state === undefined || state.source !== rule.sourcePeer || state.fingerprint !== fingerprint) {
-      // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
-      const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
-      state = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source', order: this.backfillOrder }
-      if (reeval) state.reeval = true
-      fresh = true
-    }
+    let { state, fresh } = await this.passState(rule)
     let previous: { result: IngestResult, durable: Promise<void> } | undefined
     const finish = async (chunk: typeof previous): Promise<void> => {
       if (chunk === undefined) return
@@ -629,22 +620,7 @@ export class Ingestor {
     }
     let first = true
     const source = rule.sourcePeer
-    const collection = rule.rule.from.collection
-    /** A chunk of the source: its entries, how many were passed, where the next one starts (`next`), whether there is one. */
-    interface Chunk { entries: LogEntry[], scanned: number, next: Partial<BackfillState>, more: boolean, asOf?: number }
-    const readChunk = async (at: BackfillState): Promise<Chunk> => {
-      // with nothing of the source's log in flight, the read sees the log as held now (asOf)
-      const held = this.log.held(source)
-      const asOf = this.log.vector.get(source) === held ? held : undefined
-      if (at.order === 'log') {
-        const c = await this.log.readLogChunk(source, collection, at.afterSeq ?? 0, BACKFILL_CHUNK, at.upTo)
-        return { entries: c.entries, scanned: c.scanned, next: { afterSeq: c.lastSeq }, more: c.more, asOf }
-      }
-      const c = await this.log.readCollectionChunk(source, collection, at.after, BACKFILL_CHUNK, at.upTo)
-      return { entries: c.entries, scanned: c.scanned, next: c.lastId !== undefined ? { after: c.lastId } : {}, more: c.scanned === BACKFILL_CHUNK && c.lastId !== undefined, asOf }
-    }
-    const position = (at: BackfillState): string => at.order === 'log' ? `#${at.afterSeq ?? 0}` : at.after ?? ''
-    let ahead: { at: string, read: Promise<Chunk> } | undefined
+    const reader = new BackfillReader(this.log, source, rule.rule.from.collection, BACKFILL_CHUNK)
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const { result, durable } = await this.store.exclusive(async () => {
@@ -661,55 +637,7 @@ export class Ingestor {
         const st = this.begin(txn, result, current.reeval === true)
         let next: BackfillState = { ...current }
         if (current.phase !== 'sweep') {
-          // entries above `upTo` were applied when they arrived: not even read
-          const chunk = await (ahead !== undefined && ahead.at === position(current) ? ahead.read : readChunk(current))
-          ahead = undefined
-          Object.assign(next, chunk.next)
-          if (current.order === 'log') {
-            next.scanned = (current.scanned ?? 0) + chunk.scanned
-            next.matched = (current.matched ?? 0) + chunk.entries.length
-          }
-          if (chunk.more) {
-            // the next chunk is read while this one is applied and written (the reads were ~40% of a
-            // backfill's time, `npm run profile:ingest -- --mode backfill`)
-            ahead = { at: position(next), read: readChunk(next) }
-            ahead.read.catch(() => {}) // awaited with the next chunk, or dropped when the pass stops
-          }
-          // an entry replaced since it was read (stored after the read, and applied as it arrived) is
-          // passed over: applied now, an older delete or key would drop what the newer one placed.
-          // Checked only when the source's log may have moved since the read (live writes meanwhile)
-          const moved = chunk.asOf === undefined || this.log.held(source) !== chunk.asOf
-          if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
-          const planned: Array<{ entry: LogEntry, plan: Plan, at: PlanKeys | undefined }> = []
-          for (const entry of chunk.entries) {
-            if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
-            if (moved && !this.log.isNewest(txn, entry)) continue
-            const value = parseEntryValue(entry)
-            const maybe = this.plan(rule, entry, value)
-            const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
-            if (plan !== undefined) planned.push({ entry, plan, at: planKeys(rule, entry, plan) })
-          }
-          const prefetch: string[] = []
-          for (const p of planned) pushPlanKeys(prefetch, p.at)
-          await txn.prefetch(prefetch)
-          const applied: Applied[] = []
-          for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan, p.at))
-          await this.derive(st, applied, 0)
-          if (chunk.more && next.order === 'log' && next.catchUp !== true && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
-            // the source's log is mostly other collections: read this one's records by the index,
-            // from the start, passing over the entries applied already
-            next.order = 'index'
-            next.loggedTo = next.afterSeq
-            delete next.afterSeq
-            delete next.after
-            const stale = ahead
-            ahead = undefined
-            await stale?.read.catch(() => {})
-          } else if (!chunk.more) {
-            if (next.catchUp === true) next = next.then !== undefined ? { ...next.then } : { ...next, done: true }
-            else if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
-            else next.done = true
-          }
+          next = await this.backfillSourceChunk(st, rule, reader, current, next)
         } else {
           const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
           await this.derive(st, applied, 0)
@@ -733,8 +661,72 @@ export class Ingestor {
       await finish(previous)
       previous = { result, durable }
     }
-    await ahead?.read.catch(() => {}) // a pass stopped (rule changed, node stopping) leaves no read behind
+    await reader.drop() // a pass stopped (rule changed, node stopping) leaves no read behind
     await finish(previous)
+  }
+
+  /** One chunk of a backfill's source phase: read (one chunk ahead), planned, applied and chained; returns the next state. */
+  private async backfillSourceChunk (st: TxnState, rule: CompiledRule, reader: BackfillReader, current: BackfillState, next: BackfillState): Promise<BackfillState> {
+    const source = rule.sourcePeer
+    const txn = st.txn
+    // entries above `upTo` were applied when they arrived: not even read
+      const chunk = await reader.take(current)
+      Object.assign(next, chunk.next)
+      if (current.order === 'log') {
+        next.scanned = (current.scanned ?? 0) + chunk.scanned
+        next.matched = (current.matched ?? 0) + chunk.entries.length
+      }
+      if (chunk.more) {
+        // the next chunk is read while this one is applied and written (the reads were ~40% of a
+        // backfill's time, `npm run profile:ingest -- --mode backfill`)
+        reader.readAhead(next)
+      }
+      // an entry replaced since it was read (stored after the read, and applied as it arrived) is
+      // passed over: applied now, an older delete or key would drop what the newer one placed.
+      // Checked only when the source's log may have moved since the read (live writes meanwhile)
+      const moved = chunk.asOf === undefined || this.log.held(source) !== chunk.asOf
+      if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
+      const planned: Array<{ entry: LogEntry, plan: Plan, at: PlanKeys | undefined }> = []
+      for (const entry of chunk.entries) {
+        if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
+        if (moved && !this.log.isNewest(txn, entry)) continue
+        const value = parseEntryValue(entry)
+        const maybe = this.plan(rule, entry, value)
+        const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
+        if (plan !== undefined) planned.push({ entry, plan, at: planKeys(rule, entry, plan) })
+      }
+      const prefetch: string[] = []
+      for (const p of planned) pushPlanKeys(prefetch, p.at)
+      await txn.prefetch(prefetch)
+      const applied: Applied[] = []
+      for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan, p.at))
+      await this.derive(st, applied, 0)
+      if (chunk.more && next.order === 'log' && next.catchUp !== true && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
+        // the source's log is mostly other collections: read this one's records by the index,
+        // from the start, passing over the entries applied already
+        next.order = 'index'
+        next.loggedTo = next.afterSeq
+        delete next.afterSeq
+        delete next.after
+        await reader.drop()
+      } else if (!chunk.more) {
+        if (next.catchUp === true) next = next.then !== undefined ? { ...next.then } : { ...next, done: true }
+        else if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
+        else next.done = true
+      }
+    return next
+  }
+
+  /** A rule's saved backfill state, or a fresh pass when there is none or the rule's source or output changed. */
+  private async passState (rule: CompiledRule): Promise<{ state: BackfillState, fresh: boolean }> {
+    const fingerprint = rule.fingerprint
+    const state = await this.backfillState(rule.rule.id)
+    if (state !== undefined && state.source === rule.sourcePeer && state.fingerprint === fingerprint) return { state, fresh: false }
+    // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
+    const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
+    const next: BackfillState = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source', order: this.backfillOrder }
+    if (reeval) next.reeval = true
+    return { state: next, fresh: true }
   }
 
   /** Mirror: remove live target records that the rule's source does not hold (one chunk). */
