@@ -468,7 +468,8 @@ export class PeerManager {
     if (/^\/ip[46]\//.test(asked) && asked !== reached) {
       return { peer, connected: false, error: `the connection came over ${reached}, not over ${text}` }
     }
-    if (named === undefined) this.probes.set(peer, probe)
+    // the refusal's reason is noted under the peer id while the key is proved (set again: the dial's finally removed it)
+    this.probes.set(peer, probe)
     const deadline = Date.now() + AUTH_TIMEOUT_MS + 1000
     try {
       while (!this.isAuthenticated(conn)) {

@@ -64,3 +64,32 @@ describe('peer add against hostile input (real node)', () => {
     expect(await n.node.peers.list()).toEqual([])
   }, 60_000)
 })
+
+describe('peer add to a node of another mesh key (real nodes)', () => {
+  const nodes: TestNode[] = []
+  afterAll(async () => {
+    for (const t of nodes) {
+      await t.node.stop().catch(() => {})
+      await removeDir(t.dir)
+    }
+  })
+
+  it('says why the key was not proved, with or without the /p2p/ suffix, and keeps nothing', async () => {
+    const a = await startNode('keyA')
+    nodes.push(a)
+    // one node of the other key per form of address: a node refuses a peer that failed the key for a while
+    const addrs: string[] = []
+    for (const [i, withId] of [[0, false], [1, true]] as const) {
+      const other = await startNode(`key${i}`, { key: 'z'.repeat(40) })
+      nodes.push(other)
+      const full = other.node.getMultiaddrs()[0]
+      addrs.push(withId ? full : full.replace(/\/p2p\/[^/]+$/, ''))
+    }
+    for (const addr of addrs) {
+      const err = await a.node.peers.add(addr).then(() => undefined, (e: { code?: string, message: string }) => e)
+      expect(err?.code, addr).toBe('PEER_KEY_NOT_PROVED')
+      expect(err?.message, addr).toMatch(/wrong mesh key/)
+    }
+    expect(await a.node.peers.list()).toEqual([])
+  }, 60_000)
+})
