@@ -43,6 +43,13 @@ describe('per-peer metrics under identity churn', () => {
       const m = await text()
       return gone.every(id => !m.includes(id))
     }, 'the per-peer series of the forgotten peers to be removed', 10_000)
+    // a peer without the mesh key gets no series at all (only the unlabelled count of failed authentications)
+    const stranger = new RawPeer('w'.repeat(40))
+    peers.push(stranger)
+    await stranger.start()
+    await expect(stranger.session(addr)).rejects.toThrow()
+    await eventually(async () => /^syncmesh_auth_failures_total [1-9]/m.test(await text()), 'the failed authentication to be counted')
+    expect(await text()).not.toContain(stranger.peerId)
     // the node's own series are still served
     expect(await text()).toMatch(/^syncmesh_sync_frames_received_total\{type="hello"\} \d+$/m)
   }, 60_000)
