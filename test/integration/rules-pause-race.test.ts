@@ -7,6 +7,7 @@
  * libp2p over loopback TCP.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import { RULE_MODE_NAMES, modeOf } from '../../src/core/modes.js'
 import type { JsonObject } from '../../src/core/types.js'
 import type { SyncNode } from '../../src/node/node.js'
 import { eventually, removeDir, startNode } from '../helpers/nodes.js'
@@ -32,13 +33,15 @@ describe('rule pause and resume under live writes', () => {
     }
   })
 
-  it('the target ends with exactly the source\'s records after pauses and resumes between writes', async () => {
+  // the modes whose target ends as a copy of the source (deletes followed, no record kept over a newer one)
+  const copying = RULE_MODE_NAMES.filter(m => modeOf(m).deletes && !modeOf(m).keepsExisting)
+  it.each(copying)('%s: the target ends with exactly the source\'s records after pauses and resumes between writes', async (mode) => {
     const a = await startNode('A')
     const b = await startNode('B')
     nodes.push(a, b)
     await b.node.peers.add(a.node.getMultiaddrs()[0])
     await eventually(() => a.node.registry.platforms().some(p => p.name === 'B') && b.node.registry.platforms().some(p => p.name === 'A'), 'the registries to meet')
-    const rule = await a.node.registry.addRule({ from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'posts' } })
+    const rule = await a.node.registry.addRule({ from: { platform: 'A', collection: 'posts' }, to: { platform: 'B', collection: 'posts' }, mode })
     await eventually(async () => (await b.node.status()).rules.some(r => r.id === rule.id && r.backfilled), 'the rule to run on B')
     const ids = Array.from({ length: 20 }, (_, i) => `p${i}`)
     let n = 0
