@@ -106,11 +106,17 @@ function jitter (ms: number): number {
   return Math.round(ms * (0.75 + Math.random() * 0.5))
 }
 
+/** Longer than any address a peer has (a DNS name is at most 253 characters): refused, never dialled or kept. */
+export const MAX_MULTIADDR_LENGTH = 1024
+
 export function parseMultiaddr (text: string): Multiaddr {
+  if (text.length > MAX_MULTIADDR_LENGTH) {
+    throw new InvalidInputError(`"${text.slice(0, 64)}…" is not a multiaddr: ${text.length} characters, at most ${MAX_MULTIADDR_LENGTH}; expected e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…`, 'INVALID_MULTIADDR')
+  }
   try {
     return multiaddr(text)
   } catch (err) {
-    throw new InvalidInputError(`"${text}" is not a multiaddr (${(err as Error).message}); expected e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…`, 'INVALID_MULTIADDR')
+    throw new InvalidInputError(`"${text}" is not a multiaddr (${(err as Error).message.slice(0, 200)}); expected e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…`, 'INVALID_MULTIADDR')
   }
 }
 
@@ -462,7 +468,8 @@ export class PeerManager {
     if (/^\/ip[46]\//.test(asked) && asked !== reached) {
       return { peer, connected: false, error: `the connection came over ${reached}, not over ${text}` }
     }
-    if (named === undefined) this.probes.set(peer, probe)
+    // the refusal's reason is noted under the peer id while the key is proved (set again: the dial's finally removed it)
+    this.probes.set(peer, probe)
     const deadline = Date.now() + AUTH_TIMEOUT_MS + 1000
     try {
       while (!this.isAuthenticated(conn)) {

@@ -66,8 +66,28 @@ export class NodeMetrics {
     this.httpSeconds = new Histogram({ name: 'syncmesh_http_request_duration_seconds', help: 'Time to answer HTTP API requests, by method and route pattern', labelNames: ['method', 'route'] as const, buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers })
   }
 
+  /** The platform names each peer's series were labelled with: what `forgetPeer` removes. */
+  private readonly peerSeries = new Map<string, Set<string>>()
+
   peerLabels (peer: string): Record<PeerLabels, string> {
-    return { peer, platform: this.platformOf(peer) ?? '' }
+    const platform = this.platformOf(peer) ?? ''
+    let names = this.peerSeries.get(peer)
+    if (names === undefined) this.peerSeries.set(peer, names = new Set())
+    names.add(platform)
+    return { peer, platform }
+  }
+
+  /**
+   * The node forgot `peer` (it left and is neither known nor refused): its
+   * series go with it, so peers that come and go leave no series behind.
+   */
+  forgetPeer (peer: string): void {
+    const names = this.peerSeries.get(peer)
+    if (names === undefined) return
+    this.peerSeries.delete(peer)
+    for (const counter of [this.entriesReceived, this.entriesSent, this.bytesReceived, this.bytesSent, this.duplicates]) {
+      for (const platform of names) counter.remove({ peer, platform })
+    }
   }
 
   /** A rule's counter (`applied`, `conflicts`, `transformErrors`) grew by `delta` on this node. */

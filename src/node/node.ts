@@ -437,6 +437,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   /** Drop what is kept about a peer that never proved the key or whose refusal ended (unless it is known). */
   private forgetPeer (peer: string): void {
     if (this.peerManager?.forget(peer) !== true) return
+    this.metrics.forgetPeer(peer)
     try {
       this.host.peerStore.delete(peerIdFromString(peer)).catch(() => {})
     } catch {}
