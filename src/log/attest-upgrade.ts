@@ -34,100 +34,126 @@ export interface OwnLogUpgrade {
 
 /** Attest `origin`'s stored log (this node's own) as of its held seq; writes the attestations in chunks. */
 export async function attestStoredOwnLog (db: Db, origin: string, attester: Attester, log?: Logger): Promise<OwnLogUpgrade> {
-  const out: OwnLogUpgrade = { runs: 0, gone: 0, unattested: 0 }
   const heldRaw = await db.get(keys.vector(origin))
   const held = heldRaw === undefined ? 0 : Number(utf8.decode(heldRaw))
-  if (held === 0) return out
-  let ops: Array<{ type: 'put', key: string, value: Uint8Array }> = []
-  const flush = async (): Promise<void> => {
-    if (ops.length > 0) await db.batch(ops)
-    ops = []
-  }
-  const put = async (key: string, value: Uint8Array): Promise<void> => {
-    ops.push({ type: 'put', key, value })
-    if (ops.length >= CHUNK) await flush()
-  }
+  if (held === 0) return { runs: 0, gone: 0, unattested: 0 }
+  return await new OwnLogPass(db, origin, attester, held, log).run()
+}
 
-  // the stored entries, read in seq order alongside the certificates
-  const entryPrefix = keys.entryPrefix(origin)
-  const entries = db.iterator(prefixRange(entryPrefix))
-  let buffer: Array<[string, Uint8Array]> = []
-  let bi = 0
-  let exhausted = false
-  const peek = async (): Promise<{ seq: number, raw: Uint8Array } | undefined> => {
-    if (bi >= buffer.length && !exhausted) {
-      buffer = await entries.nextv(CHUNK)
-      bi = 0
-      if (buffer.length === 0) exhausted = true
-    }
-    if (bi >= buffer.length) return undefined
-    return { seq: parseInt(keySuffix(buffer[bi][0], entryPrefix), 16), raw: buffer[bi][1] }
-  }
+function openEntries (db: Db, prefix: string) {
+  return db.iterator(prefixRange(prefix))
+}
 
+/** One pass over the own log: its certificates in order, its stored entries read alongside. */
+class OwnLogPass {
+  readonly out: OwnLogUpgrade = { runs: 0, gone: 0, unattested: 0 }
+  private ops: Array<{ type: 'put', key: string, value: Uint8Array }> = []
+  private readonly entryPrefix: string
+  private readonly entries: ReturnType<typeof openEntries>
+  private buffer: Array<[string, Uint8Array]> = []
+  private bi = 0
+  private exhausted = false
   /** A gone span being extended, not yet signed. */
-  let gone: { from: number, to: number } | undefined
-  const signGone = async (): Promise<void> => {
-    if (gone === undefined) return
-    await put(keys.attest(origin, gone.to), encodeAttested(attester.gone(gone.from, gone.to, held)))
-    if (held > gone.to) await put(keys.attestAsOf(origin, held, gone.to), new Uint8Array(0))
-    out.gone++
-    gone = undefined
+  private gone: { from: number, to: number } | undefined
+
+  constructor (private readonly db: Db, private readonly origin: string, private readonly attester: Attester, private readonly held: number, private readonly log?: Logger) {
+    this.entryPrefix = keys.entryPrefix(origin)
+    this.entries = openEntries(db, this.entryPrefix)
   }
-  /** (from, to] holds no certificate: gone when it holds no entry either, unattested otherwise. */
-  const stretch = async (from: number, to: number): Promise<void> => {
-    if (to <= from) return
-    let any = false
-    for (let e = await peek(); e !== undefined && e.seq <= to; e = await peek()) {
-      any = true
-      bi++
+
+  async run (): Promise<OwnLogUpgrade> {
+    let at = 0
+    try {
+      for await (const [, value] of this.db.iterator(prefixRange(keys.certPrefix(this.origin)))) {
+        const cert = decodeCert(value)
+        if (cert.to > this.held) break
+        await this.stretch(at, cert.from)
+        at = cert.to
+        await this.attestRun(cert)
+      }
+      await this.stretch(at, this.held)
+      await this.signGone()
+      await this.flush()
+    } finally {
+      await this.entries.close()
     }
-    if (any) {
-      await signGone()
-      out.unattested++
-      log?.warn({ origin, from, to }, `own log (${from}, ${to}] holds entries no run certificate covers: left without a version 2 attestation`)
+    return this.out
+  }
+
+  /** The run of `cert`: attested live as stored, when its stored entries reproduce its signature. */
+  private async attestRun (cert: ReturnType<typeof decodeCert>): Promise<void> {
+    const { origin, held } = this
+    const run: LogEntry[] = []
+    for (let e = await this.peek(); e !== undefined && e.seq <= cert.to; e = await this.peek()) {
+      this.bi++
+      if (e.seq > cert.from) run.push(Object.assign(decodeEntry(origin, e.raw), { bytes: e.raw }))
+    }
+    try {
+      verifyRuns(origin, run, [cert])
+    } catch (err) {
+      if (!(err instanceof SignatureError)) throw err
+      await this.signGone()
+      this.out.unattested++
+      this.log?.warn({ origin, from: cert.from, to: cert.to, err: err.message }, `own run (${cert.from}, ${cert.to}] does not verify as stored: left without a version 2 attestation`)
       return
     }
-    if (gone !== undefined && gone.to === from) gone.to = to
+    const n = cert.to - cert.from
+    const live = run.map(e => e.seq - cert.from - 1)
+    const root = merkleRoot(n, new Map(run.map(e => [e.seq - cert.from - 1, leafHash(e.bytes as Uint8Array)])), cert.pruned) as Uint8Array
+    await this.signGone()
+    await this.put(keys.attest(origin, cert.to), encodeAttested(this.attester.live(cert.from, cert.to, held, root, live, cert.pruned), root))
+    if (held > cert.to) await this.put(keys.attestAsOf(origin, held, cert.to), new Uint8Array(0))
+    this.out.runs++
+  }
+
+  /** (from, to] holds no certificate: gone when it holds no entry either, unattested otherwise. */
+  private async stretch (from: number, to: number): Promise<void> {
+    if (to <= from) return
+    let any = false
+    for (let e = await this.peek(); e !== undefined && e.seq <= to; e = await this.peek()) {
+      any = true
+      this.bi++
+    }
+    if (any) {
+      await this.signGone()
+      this.out.unattested++
+      this.log?.warn({ origin: this.origin, from, to }, `own log (${from}, ${to}] holds entries no run certificate covers: left without a version 2 attestation`)
+      return
+    }
+    if (this.gone !== undefined && this.gone.to === from) this.gone.to = to
     else {
-      await signGone()
-      gone = { from, to }
+      await this.signGone()
+      this.gone = { from, to }
     }
   }
 
-  let at = 0
-  try {
-    for await (const [, value] of db.iterator(prefixRange(keys.certPrefix(origin)))) {
-      const cert = decodeCert(value)
-      if (cert.to > held) break
-      await stretch(at, cert.from)
-      const run: LogEntry[] = []
-      for (let e = await peek(); e !== undefined && e.seq <= cert.to; e = await peek()) {
-        bi++
-        if (e.seq > cert.from) run.push(Object.assign(decodeEntry(origin, e.raw), { bytes: e.raw }))
-      }
-      at = cert.to
-      try {
-        verifyRuns(origin, run, [cert])
-      } catch (err) {
-        if (!(err instanceof SignatureError)) throw err
-        await signGone()
-        out.unattested++
-        log?.warn({ origin, from: cert.from, to: cert.to, err: err.message }, `own run (${cert.from}, ${cert.to}] does not verify as stored: left without a version 2 attestation`)
-        continue
-      }
-      const n = cert.to - cert.from
-      const live = run.map(e => e.seq - cert.from - 1)
-      const root = merkleRoot(n, new Map(run.map(e => [e.seq - cert.from - 1, leafHash(e.bytes as Uint8Array)])), cert.pruned) as Uint8Array
-      await signGone()
-      await put(keys.attest(origin, cert.to), encodeAttested(attester.live(cert.from, cert.to, held, root, live, cert.pruned), root))
-      if (held > cert.to) await put(keys.attestAsOf(origin, held, cert.to), new Uint8Array(0))
-      out.runs++
-    }
-    await stretch(at, held)
-    await signGone()
-    await flush()
-  } finally {
-    await entries.close()
+  private async signGone (): Promise<void> {
+    const gone = this.gone
+    if (gone === undefined) return
+    await this.put(keys.attest(this.origin, gone.to), encodeAttested(this.attester.gone(gone.from, gone.to, this.held)))
+    if (this.held > gone.to) await this.put(keys.attestAsOf(this.origin, this.held, gone.to), new Uint8Array(0))
+    this.out.gone++
+    this.gone = undefined
   }
-  return out
+
+  /** The next stored entry (not consumed: `bi++` takes it). */
+  private async peek (): Promise<{ seq: number, raw: Uint8Array } | undefined> {
+    if (this.bi >= this.buffer.length && !this.exhausted) {
+      this.buffer = await this.entries.nextv(CHUNK)
+      this.bi = 0
+      if (this.buffer.length === 0) this.exhausted = true
+    }
+    if (this.bi >= this.buffer.length) return undefined
+    return { seq: parseInt(keySuffix(this.buffer[this.bi][0], this.entryPrefix), 16), raw: this.buffer[this.bi][1] }
+  }
+
+  private async put (key: string, value: Uint8Array): Promise<void> {
+    this.ops.push({ type: 'put', key, value })
+    if (this.ops.length >= CHUNK) await this.flush()
+  }
+
+  private async flush (): Promise<void> {
+    if (this.ops.length > 0) await this.db.batch(this.ops)
+    this.ops = []
+  }
 }
