@@ -356,8 +356,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         log: this.changelog,
         self: this.self,
         localName: this.config.name,
-        ingest: async (origin, from, to, entries, certs) => {
-          const result = await this.ingestor.ingest(origin, from, to, entries, certs)
+        ingest: async (origin, from, to, entries, certs, attested) => {
+          const result = await this.ingestor.ingest(origin, from, to, entries, certs, attested)
           if (result !== undefined) this.afterIngest(result)
           return result
         }

@@ -17,9 +17,9 @@
 import type { Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { ProtocolError } from '../../core/errors.js'
-import type { ChangeLog, EntryRun } from '../../log/changelog.js'
+import type { AttestedBatch, ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
-import { SignatureError, verifyRuns } from '../../log/signing.js'
+import { SignatureError, encodeAttested, verifyAttestedRuns, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
@@ -33,6 +33,8 @@ import type { SyncMessage } from './codec.js'
 const MAX_INGESTING = 4
 /** Age at which entries of an origin pushed lazily to a peer are sent to it (see SyncSession.sendCap). */
 export const LAZY_PUSH_MS = 3000
+/** Version 2: how soon an origin with nothing attested to send is read again (see SyncSession.sendAttested). */
+const ATTESTED_RETRY_MS = 250
 /** How often at most a peer that holds more of an origin is told we progress on it (see SyncSession.announce). */
 const PROGRESS_HAVE_MS = LAZY_PUSH_MS / 4
 /** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
@@ -60,7 +62,14 @@ export interface SessionDeps {
   localName: string
   logger: Logger
   /** Store a received, verified run; undefined means a gap (nothing stored). */
-  ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[]) => Promise<{ stored: number } | undefined>
+  ingest: (origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[], attested?: AttestedBatch) => Promise<{ stored: number } | undefined>
+  /**
+   * The sync protocol version this session speaks (1 or 2, default
+   * SYNC_PROTOCOL_VERSION): version 2 batches carry the origin's attestations
+   * and updates (protocols/sync/completeness.md), verified with
+   * verifyAttestedRuns and stored through the ingestor's attested path.
+   */
+  protocolVersion?: number
   /**
    * Whether this node knows `origin` (a registry platform, or held in its
    * log): a session tracks what its peer holds of origins it does not know
@@ -158,6 +167,11 @@ export class SyncSession {
     this.deps = deps
   }
 
+  /** The sync protocol version spoken (see SessionDeps.protocolVersion). */
+  get version (): number {
+    return this.deps.protocolVersion ?? SYNC_PROTOCOL_VERSION
+  }
+
   get stream (): Stream {
     return this.framed.stream
   }
@@ -241,7 +255,7 @@ export class SyncSession {
 
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
-    this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, SYNC_PROTOCOL_VERSION))
+    this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, this.version))
     this.timer = setInterval(() => {
       if (this.closed) return
       if (Date.now() - this.lastFrameAt > SILENT_PEER_MS) {
@@ -308,7 +322,7 @@ export class SyncSession {
       switch (msg.type) {
         case 'hello':
           if (this.helloReceived) throw new ProtocolError('second hello', 'PROTOCOL_VIOLATION')
-          if (msg.protocolVersion !== SYNC_PROTOCOL_VERSION) throw new ProtocolError(`peer speaks sync protocol version ${msg.protocolVersion}, this node speaks ${SYNC_PROTOCOL_VERSION}; upgrade the older node`, 'PROTOCOL_VERSION')
+          if (msg.protocolVersion !== this.version) throw new ProtocolError(`peer speaks sync protocol version ${msg.protocolVersion}, this node speaks ${this.version}; upgrade the older node`, 'PROTOCOL_VERSION')
           this.helloReceived = true
           this.remoteName = msg.name
           this.replaceTheirs(msg.vector)
@@ -352,7 +366,7 @@ export class SyncSession {
   /** decodeFrame, telling onRefused which batch did not decode. */
   private decode (bytes: Uint8Array): SyncMessage {
     try {
-      return decodeFrame(bytes)
+      return decodeFrame(bytes, { version: this.version })
     } catch (err) {
       const range = batchRangeOf(bytes)
       if (range !== undefined) this.refused({ ...range, code: (err as { code?: string }).code ?? 'FRAME_INVALID', reason: (err as Error).message, offence: false })
@@ -425,8 +439,22 @@ export class SyncSession {
     }
     // a revoked origin's entries beyond its revocation are dropped unverified by ingest
     const accepts = this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false
+    // version 2: the origin's attestations, each with the root verified here (never the relay's)
+    let attested: AttestedBatch | undefined
     try {
-      if (accepts) {
+      if (this.version === 2) {
+        const fields = msg.attested
+        if (fields === undefined) throw new ProtocolError(`batch of ${msg.origin} carries no version 2 attestations`, 'FRAME_INVALID')
+        if (accepts) {
+          const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, fields.certs)
+          if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
+          const roots = verifyAttestedRuns(msg.origin, msg.entries, fields.certs, { from: msg.fromSeq, to: msg.toSeq })
+          attested = { certs: fields.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: fields.updates }
+        } else {
+          // a revoked origin's runs past its revocation: dropped unverified by ingest
+          attested = { certs: fields.certs.map(cert => ({ cert })), updates: [] }
+        }
+      } else if (accepts) {
         const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, msg.certs)
         if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
         verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
@@ -472,7 +500,7 @@ export class SyncSession {
     // Pipelined: the next batch is verified (and applied, while this one is written) before this
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
-    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs).catch((err: Error) => {
+    const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs, attested).catch((err: Error) => {
       this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
       throw err
     }).then(async (result) => {
@@ -689,7 +717,10 @@ export class SyncSession {
   private readonly unsendable = new Map<string, string>()
 
   private copyState (origin: string, cap: number): string {
-    return `${this.deps.log.vector.get(origin)}/${this.deps.log.servable.get(origin)}/${cap}`
+    // version 2 reads what is durable (readAttested), which may lag what is servable from memory:
+    // read again a little later even when nothing else changed (see sendAttested)
+    const later = this.version === 2 ? `/${Math.floor(Date.now() / ATTESTED_RETRY_MS)}` : ''
+    return `${this.deps.log.vector.get(origin)}/${this.deps.log.servable.get(origin)}/${cap}${later}`
   }
 
   /**
@@ -711,6 +742,43 @@ export class SyncSession {
     return run
   }
 
+  /**
+   * Version 2: send the peer the next batch of `origin` after `from` as the
+   * origin attested it (ChangeLog.readAttested: tiled attestations, exactly
+   * the live entries, with the updates of earlier runs the batch's writes
+   * made), which is what the peer's verifyAttestedRuns accepts. Nothing
+   * attested after `from` (a log stored from version 1 batches, a stretch the
+   * upgrade could not attest, or entries not durable yet): the origin is
+   * passed over and read again after ATTESTED_RETRY_MS or once this node's
+   * copy changes. False when the stream failed.
+   */
+  private async sendAttested (origin: string, from: number, cap: number): Promise<boolean> {
+    const read = await this.deps.log.readAttested(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES)
+    if (this.closed) return true
+    if (this.theirs.get(origin) !== from) return true // the peer's position moved while we read
+    // a run straddling a revocation lacks the entries after it: a peer that verifies it would refuse it
+    const straddles = read !== undefined && this.deps.accepts?.(origin, read.toSeq) === false && this.deps.accepts(origin, read.fromSeq + 1)
+    if (read === undefined || straddles) {
+      this.unsendable.set(origin, this.copyState(origin, cap))
+      this.wakeLater()
+      return true
+    }
+    const bytes = encodeBatchFrame(origin, read.fromSeq, read.toSeq, read.entries, read.certs.map(c => encodeAttested(c)), read.updates.map(c => encodeAttested(c)))
+    if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
+    this.theirs.advance(origin, read.toSeq)
+    this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, read.toSeq))
+    this.unacked.push({ origin, fromSeq: read.fromSeq, toSeq: read.toSeq })
+    this.credit--
+    this.deps.counters.entriesSent += read.entries.length
+    this.deps.counters.bytesSent += bytes.byteLength
+    try {
+      await this.framed.write(bytes)
+    } catch {
+      return false
+    }
+    return true
+  }
+
   private async sendLoop (): Promise<void> {
     while (!this.closed) {
       if (!this.helloReceived || this.credit <= 0) {
@@ -724,6 +792,10 @@ export class SyncSession {
       }
       const { origin, cap } = next
       const from = this.theirs.get(origin)
+      if (this.version === 2) {
+        if (!await this.sendAttested(origin, from, cap)) return
+        continue
+      }
       const read = await this.deps.log.readRun(origin, from, BATCH_MAX_ENTRIES, BATCH_MAX_BYTES, cap)
       if (this.closed) continue
       if (read === undefined) {
