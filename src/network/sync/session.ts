@@ -501,6 +501,13 @@ export class SyncSession {
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
     const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs, attested).catch((err: Error) => {
+      if (err instanceof SignatureError) {
+        // version 2: an update checked against the root this node stores (nothing of the batch is stored)
+        const check = offenceCheckOf(err)
+        this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: check, reason: err.message, offence: true })
+        this.deps.onOffence?.({ check, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: err.message })
+        throw err
+      }
       this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
       throw err
     }).then(async (result) => {
