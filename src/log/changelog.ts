@@ -888,25 +888,7 @@ export class ChangeLog {
    * as far as the batches it got reached). Returns undefined when nothing provable lies in the range.
    */
   private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number, proven: number): Promise<EntryRun | undefined> {
-    const certs: Cert[] = []
-    const rawCerts: Uint8Array[] = []
-    let certsTruncated = false
-    const certRange = prefixRange(keys.certPrefix(origin))
-    // certificates of runs ending after afterSeq, up to what is held, as far as a batch can reach:
-    // CERT_SPAN_BATCHES × maxEntries seqs (a run whose entries were mostly compacted away covers more
-    // seqs than entries; in a log compacted further than that a batch carries fewer entries)
-    certs: for await (const batch of rows(this.store.db, { gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
-      for (const [, value] of batch) {
-        const c = decodeCert(value)
-        if (c.to > held) break certs
-        certs.push(c)
-        rawCerts.push(value)
-        if (certs.length >= maxEntries || c.to - Math.min(afterSeq, certs[0].from) >= maxEntries * CERT_SPAN_BATCHES) {
-          certsTruncated = true
-          break certs
-        }
-      }
-    }
+    const { certs, rawCerts, truncated: certsTruncated } = await this.certsAfter(snapshot, origin, afterSeq, held, maxEntries)
     // a peer whose position is inside a run gets that whole run again
     const fromSeq = certs.length > 0 ? Math.min(afterSeq, certs[0].from) : afterSeq
     // A receiver takes a batch only if it ends where its last certificate ends and every entry lies in
@@ -968,6 +950,29 @@ export class ChangeLog {
       return { fromSeq, entries, certs: rawCerts, toSeq: held, bytes }
     }
     return { fromSeq, entries, certs: rawCerts, toSeq: cut, bytes }
+  }
+
+  /**
+   * The certificates of runs ending after afterSeq, up to what is held, as far as a batch can reach:
+   * CERT_SPAN_BATCHES × maxEntries seqs (a run whose entries were mostly compacted away covers more
+   * seqs than entries; in a log compacted further than that a batch carries fewer entries).
+   */
+  private async certsAfter (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number): Promise<{ certs: Cert[], rawCerts: Uint8Array[], truncated: boolean }> {
+    const out = { certs: [] as Cert[], rawCerts: [] as Uint8Array[], truncated: false }
+    const certRange = prefixRange(keys.certPrefix(origin))
+    for await (const batch of rows(this.store.db, { gt: keys.cert(origin, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+      for (const [, value] of batch) {
+        const c = decodeCert(value)
+        if (c.to > held) return out
+        out.certs.push(c)
+        out.rawCerts.push(value)
+        if (out.certs.length >= maxEntries || c.to - Math.min(afterSeq, out.certs[0].from) >= maxEntries * CERT_SPAN_BATCHES) {
+          out.truncated = true
+          return out
+        }
+      }
+    }
+    return out
   }
 
   /** Whether `origin`'s log in `snapshot` holds run certificates, only entries (stored before runs were signed), or neither. */

@@ -439,32 +439,11 @@ export class SyncSession {
     }
     // a revoked origin's entries beyond its revocation are dropped unverified by ingest
     const accepts = this.deps.accepts?.(msg.origin, msg.fromSeq + 1) !== false
-    // version 2: the origin's attestations, each with the root verified here (never the relay's)
     let attested: AttestedBatch | undefined
     try {
-      if (this.version === 2) {
-        const fields = msg.attested
-        if (fields === undefined) throw new ProtocolError(`batch of ${msg.origin} carries no version 2 attestations`, 'FRAME_INVALID')
-        if (accepts) {
-          const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, fields.certs)
-          if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
-          const roots = verifyAttestedRuns(msg.origin, msg.entries, fields.certs, { from: msg.fromSeq, to: msg.toSeq })
-          attested = { certs: fields.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: fields.updates }
-        } else {
-          // a revoked origin's runs past its revocation: dropped unverified by ingest
-          attested = { certs: fields.certs.map(cert => ({ cert })), updates: [] }
-        }
-      } else if (accepts) {
-        const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, msg.certs)
-        if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
-        verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
-      }
+      attested = this.verify(msg, accepts)
     } catch (err) {
-      if (err instanceof SignatureError) {
-        const check = offenceCheckOf(err)
-        this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: check, reason: err.message, offence: true })
-        this.deps.onOffence?.({ check, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: err.message })
-      }
+      if (err instanceof SignatureError) this.offence(msg, err)
       throw err
     }
     // every received entry: none stamped further ahead of this node's clock than the bound
@@ -501,14 +480,9 @@ export class SyncSession {
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
     const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs, attested).catch((err: Error) => {
-      if (err instanceof SignatureError) {
-        // version 2: an update checked against the root this node stores (nothing of the batch is stored)
-        const check = offenceCheckOf(err)
-        this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: check, reason: err.message, offence: true })
-        this.deps.onOffence?.({ check, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: err.message })
-        throw err
-      }
-      this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
+      // version 2: an update checked against the root this node stores is an offence (nothing of the batch is stored)
+      if (err instanceof SignatureError) this.offence(msg, err)
+      else this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
       throw err
     }).then(async (result) => {
       if (result === undefined) {
@@ -529,6 +503,39 @@ export class SyncSession {
     this.ingesting.push(ingested)
     ingested.catch(() => {}) // awaited below, in order
     while (this.ingesting.length >= MAX_INGESTING) await this.ingesting.shift()
+  }
+
+  /** The batch failed a check (see checks.ts): refused, and an offence of the peer's. */
+  private offence (msg: Extract<SyncMessage, { type: 'batch' }>, err: SignatureError): void {
+    const check = offenceCheckOf(err)
+    this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: check, reason: err.message, offence: true })
+    this.deps.onOffence?.({ check, origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, reason: err.message })
+  }
+
+  /**
+   * Verify a received batch (throws SignatureError naming its check, see
+   * checks.ts): its end first, then its runs. Version 2: returns the origin's
+   * attestations, each with the root verified here (never the relay's), and
+   * the batch's updates, for the ingestor; a revoked origin's runs past its
+   * revocation (`accepts` false) are dropped unverified by the ingestor.
+   */
+  private verify (msg: Extract<SyncMessage, { type: 'batch' }>, accepts: boolean): AttestedBatch | undefined {
+    const endCheck = (certs: Array<{ to: number }>): void => {
+      const unsigned = batchEndCheck(msg.fromSeq, msg.toSeq, certs)
+      if (unsigned !== undefined) throw Object.assign(new SignatureError(`${unsigned.replace(/^batch/, `batch of ${msg.origin}`)}`), { check: OFFENCE_CHECKS.BATCH_END_UNSIGNED })
+    }
+    if (this.version !== 2) {
+      if (!accepts) return undefined
+      endCheck(msg.certs)
+      verifyRuns(msg.origin, msg.entries, msg.certs, { from: msg.fromSeq, to: msg.toSeq })
+      return undefined
+    }
+    const fields = msg.attested
+    if (fields === undefined) throw new ProtocolError(`batch of ${msg.origin} carries no version 2 attestations`, 'FRAME_INVALID')
+    if (!accepts) return { certs: fields.certs.map(cert => ({ cert })), updates: [] }
+    endCheck(fields.certs)
+    const roots = verifyAttestedRuns(msg.origin, msg.entries, fields.certs, { from: msg.fromSeq, to: msg.toSeq })
+    return { certs: fields.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: fields.updates }
   }
 
   /** Credits owed to the peer, sent together on the next turn of the event loop (see grant). */
