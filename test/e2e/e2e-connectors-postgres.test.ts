@@ -5,65 +5,19 @@
  * after), B's uses SQLite; a two-way connector on each side and the rules
  * A:devices → B:devices, B:devices → A:devices.
  */
-import { execFileSync } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { NodeProcess, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { postgresBin, startPostgres } from '../../scripts/lib/postgres.js'
 
 const KEY = '0d4c8a2e6f1b5d9c3a7e0f4b8d2c6a1e5f'
 const NO_DISCOVERY = ['--target-peers', '0']
 
 interface Json { [k: string]: any }
-
-/** The newest system PostgreSQL's bin directory, if installed (.ci/run installs it). */
-function postgresBin (): string | undefined {
-  const root = '/usr/lib/postgresql'
-  if (!existsSync(root)) return undefined
-  const versions = readdirSync(root).filter(v => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))
-  return versions.length > 0 ? join(root, versions[0], 'bin') : undefined
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** initdb + pg_ctl start as the postgres user when root (initdb refuses root). */
-async function startPostgres (parent: string): Promise<{ url: string, stop: () => void }> {
-  const bin = postgresBin() as string
-  const data = join(parent, 'pgdata')
-  mkdirSync(data, { mode: 0o700 })
-  const asRoot = process.getuid?.() === 0
-  const run = (cmd: string, args: string[]): void => {
-    if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'pipe' })
-    else execFileSync(cmd, args, { stdio: 'pipe' })
-  }
-  if (asRoot) {
-    chmodSync(parent, 0o755)
-    const ids = execFileSync('id', ['-u', 'postgres']).toString().trim()
-    const gid = execFileSync('id', ['-g', 'postgres']).toString().trim()
-    chownSync(data, Number(ids), Number(gid))
-  }
-  run(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'])
-  const port = await freePort()
-  run(join(bin, 'pg_ctl'), ['-D', data, '-l', join(data, 'server.log'), '-w', '-o', `-p ${port} -k ${data} -c listen_addresses=127.0.0.1`, 'start'])
-  return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    stop: () => { try { run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']) } catch {} }
-  }
-}
 
 const PG_SCHEMA = `CREATE TABLE devices (
   id text PRIMARY KEY,

@@ -31,7 +31,7 @@ import type { NodeProcess } from '../../lib/cluster.js'
 import { ndjsonChunks, recordId, recordValue } from '../data.js'
 import { applied, now, originSeq, sleep, until } from '../env.js'
 import type { BenchCluster } from '../env.js'
-import { postgresBin, startPostgres } from '../postgres.js'
+import { postgresBin, startPostgres } from '../../lib/postgres.js'
 import type { Context, FigureDef, RunResult, Workload } from '../types.js'
 import { fmtN } from './util.js'
 

@@ -1,5 +1,5 @@
 /**
- * A throwaway PostgreSQL server for the benchmark: the system's initdb and
+ * A throwaway PostgreSQL server for the benchmark and the connector tests: the system's initdb and
  * pg_ctl into a temp dir, trust authentication, on a free loopback port
  * (as root, run as the postgres user: initdb refuses root).
  */
