@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { Readable, Transform } from 'node:stream'
 import type { TransformCallback } from 'node:stream'
+import { deadline } from '../core/deadline.js'
 import { SyncmeshError } from '../core/errors.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, JsonObject, MeshKeyInfo, NodeStatus, PeerInfo, Platform, RecordPage, Rule, RulePatch, RuleSpec,
@@ -341,8 +342,9 @@ export class ApiClient {
     const init: RequestInit & { duplex?: 'half' } = { method, headers }
     if (body !== undefined) init.body = body
     if (options.body != null) init.duplex = 'half'
-    if (options.timeout !== false) init.signal = AbortSignal.timeout(this.#timeoutMs)
-    if (options.signal !== undefined) init.signal = init.signal != null ? AbortSignal.any([init.signal, options.signal]) : options.signal
+    // the timer is not cleared: the answer's body may still be read under it (it is unref'd)
+    if (options.timeout !== false) init.signal = deadline(this.#timeoutMs, options.signal).signal
+    else if (options.signal !== undefined) init.signal = options.signal
 
     let res: Response
     try {

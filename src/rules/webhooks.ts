@@ -53,6 +53,7 @@ import type { Logger } from 'pino'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys } from '../store/keys.js'
+import { deadline } from '../core/deadline.js'
 import { FEED_CHUNK, FeedSignal, readFeed } from '../store/changes.js'
 import type { FeedChange } from '../store/changes.js'
 import type { RuleWebhook, WebhookSettings, WebhookStatus } from '../core/types.js'
@@ -279,9 +280,11 @@ class Deliverer {
     const minDelay = this.deps.retryMinMs ?? WEBHOOK_RETRY_MIN_MS
     const maxDelay = this.deps.retryMaxMs ?? WEBHOOK_RETRY_MAX_MS
     while (!this.stopped) {
+      const seen = this.signal.notifies
       const chunk = await readFeed(this.deps.store, state.cursor, this.collection, FEED_CHUNK)
       if (chunk.read === 0) {
-        await this.signal.wait(30_000, this.abort.signal)
+        // a commit while the feed was read wakes this wait at once
+        await this.signal.wait(30_000, this.abort.signal, seen)
         continue
       }
       for (const line of chunk.lines) {
@@ -336,19 +339,22 @@ class Deliverer {
       'x-syncmesh-platform': platform,
       'x-syncmesh-cursor': line.cursor
     }
-    const deadline = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.timeoutMs)])
+    const timeout = deadline(this.timeoutMs, this.abort.signal)
+    const signal = timeout.signal
     try {
-      const address = await this.resolve(url, deadline)
+      const address = await this.resolve(url, signal)
       if (typeof address === 'string') return address
-      const status = await post(url, address, headers, body, this.agent as HttpAgent, deadline, Math.min(WEBHOOK_CONNECT_TIMEOUT_MS, this.timeoutMs))
+      const status = await post(url, address, headers, body, this.agent as HttpAgent, signal, Math.min(WEBHOOK_CONNECT_TIMEOUT_MS, this.timeoutMs))
       if (status >= 200 && status < 300) return undefined
       if (status >= 300 && status < 400) return `HTTP ${status} (redirects are not followed: point the webhook at the final URL)`
       return `HTTP ${status}`
     } catch (err) {
       if (this.stopped) return 'stopped'
-      if (deadline.aborted) return `no answer within ${this.timeoutMs / 1000} s`
+      if (signal.aborted) return `no answer within ${this.timeoutMs / 1000} s`
       const cause = (err as { cause?: Error }).cause
       return cause?.message ?? (err as Error).message
+    } finally {
+      timeout.clear()
     }
   }
 

@@ -163,6 +163,8 @@ export function commitLines (commit: FeedCommit, collection: string | undefined)
 export class FeedSignal {
   private waiters = new Set<(commit: FeedCommit | undefined) => void>()
   last = 0
+  /** Notifies so far: a follower takes it before reading and hands it to wait, so a wake-up during its read is not lost. */
+  notifies = 0
 
   /** Followers waiting for the next commit. */
   get waiting (): number {
@@ -170,15 +172,21 @@ export class FeedSignal {
   }
 
   notify (commit?: FeedCommit): void {
+    this.notifies++
     if (commit !== undefined && commit.to > this.last) this.last = commit.to
     const waiters = this.waiters
     this.waiters = new Set()
     for (const w of waiters) w(commit)
   }
 
-  /** Resolves with the commit (or true) on the next notify, false after `ms` or when `signal` aborts. */
-  async wait (ms: number, signal?: AbortSignal): Promise<FeedCommit | boolean> {
+  /**
+   * Resolves with the commit (or true) on the next notify, false after `ms` or
+   * when `signal` aborts; at once with true when `seen` (a count of notifies
+   * taken earlier) is behind, since a commit came in between.
+   */
+  async wait (ms: number, signal?: AbortSignal, seen?: number): Promise<FeedCommit | boolean> {
     if (signal?.aborted === true) return false
+    if (seen !== undefined && seen !== this.notifies) return true
     return await new Promise<FeedCommit | boolean>((resolve) => {
       const done = (woke: FeedCommit | boolean): void => {
         clearTimeout(timer)

@@ -179,7 +179,9 @@ describe('webhooks against hostile endpoints (real node process)', () => {
     const rule = await hookRule(slow.url)
     const started = Date.now()
     await node.put(rule.source, 's1', {})
-    await waitFor(async () => (await hookStatus(rule.id))?.failed === 1, 'the slow change to be given up', 20_000)
+    await waitFor(async () => (await hookStatus(rule.id))?.failed === 1, 'the slow change to be given up', 20_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}; status ${JSON.stringify(await hookStatus(rule.id))}, ${slow.hits.length} hits; the node logged:\n${node.stderr.split('\n').filter(l => l.includes(rule.id)).join('\n')}`)
+    })
     const st = await hookStatus(rule.id) as Json
     expect(st).toMatchObject({ delivered: 0, failures: 2, failed: 1, lastError: 'no answer within 2 s' })
     expect(slow.hits).toHaveLength(2)
