@@ -307,7 +307,8 @@ export class PostgresConnector {
   private async captureOnce (): Promise<boolean> {
     const client = this.client as pg.Client
     const info = this.info as PgTableInfo
-    const res = await client.query<OutboxRow>(`SELECT seq::text AS seq, op, id, row FROM ${PG_OUTBOX} WHERE tbl = $1 ORDER BY seq LIMIT ${CAPTURE_BATCH}`, [this.def.table])
+    // by the bigint column, along the (tbl, seq) index: the text alias "seq" would order "10000" before "9999"
+    const res = await client.query<OutboxRow>(`SELECT o.seq::text AS seq, o.op, o.id, o.row FROM ${PG_OUTBOX} o WHERE o.tbl = $1 ORDER BY o.seq LIMIT ${CAPTURE_BATCH}`, [this.def.table])
     const rows = res.rows
     // the outbox's depth: counted only when there is more than one batch (an index range count)
     this.lag = rows.length < CAPTURE_BATCH ? rows.length : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${PG_OUTBOX} WHERE tbl = $1`, [this.def.table])).rows[0].n)

@@ -98,6 +98,13 @@ describe.skipIf(postgresBin() === undefined)('a PostgreSQL connector and a SQLit
     const d1 = (appB.prepare('SELECT online, meta, seen_at, hex(raw) AS raw FROM devices WHERE id = ?').get('d1')) as Json
     expect(d1).toEqual({ online: 1, meta: '{"ports":[1,2]}', seen_at: '2026-01-02T03:04:05.000Z', raw: '0001FAFF' })
 
+    // one transaction changes a row three times across a digit boundary of the outbox's seq (99999, 100000, 100001):
+    // the node takes the last value (outbox rows are taken in numeric order)
+    await app.query("SELECT setval('_syncmesh_outbox_seq_seq', 99998)")
+    await app.query("BEGIN; UPDATE devices SET n = 1 WHERE id = 'd1'; UPDATE devices SET n = 2 WHERE id = 'd1'; UPDATE devices SET n = 3 WHERE id = 'd1'; COMMIT")
+    await waitFor(async () => await pgOutbox() === 0, 'A to take the three updates')
+    expect((await a.get('devices', 'd1'))?.n).toBe(3)
+
     // update and delete in PostgreSQL, insert/update/delete in SQLite
     await app.query("UPDATE devices SET name = 'router-2' WHERE id = 'd1'")
     await app.query("INSERT INTO devices (id, name) VALUES ('d2', 'gone soon')")
@@ -179,7 +186,8 @@ describe.skipIf(postgresBin() === undefined)('a PostgreSQL connector and a SQLit
     await waitFor(() => (countQ.get() as { n: number }).n === 12_000, 'every "q" row to reach B after the restarts', 180_000)
     await waitFor(async () => await pgOutbox() === 0, 'A\'s outbox to drain')
     // one log entry per application write on A: nothing lost, nothing taken twice
-    expect(await seq(a) - before).toBe(12_000)
+    const connectorsSay = async (): Promise<string> => JSON.stringify({ a: await cli(a, ['connector', 'ls']), b: await cli(b, ['connector', 'ls']), log: a.stderr.split('\n').filter(l => /connector|capture/i.test(l)).slice(-20) })
+    expect(await seq(a) - before, await connectorsSay()).toBe(12_000)
     // every row inserted into B's table once and never written again
     expect(writesB('insert')).toBe(12_000)
     expect(writesB('update')).toBe(0)
