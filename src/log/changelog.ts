@@ -378,7 +378,8 @@ export class ChangeLog {
    * attestation inside it.
    */
   private async applyUpdate (txn: Txn, origin: string, u: AttestedCert): Promise<void> {
-    const inside = u.gone ? await this.attestationsIn(txn, origin, u.from, u.to) : []
+    const inside = u.gone ? await this.attestationsIn(txn, origin, u.from, u.to, u.asOf) : []
+    if (inside === 'stale') return
     if (!u.gone) {
       const raw = txn.get(keys.attest(origin, u.to))
       if (raw !== undefined) inside.push({ key: keys.attest(origin, u.to), stored: decodeAttested(raw) })
@@ -422,10 +423,13 @@ export class ChangeLog {
 
   /**
    * The stored attestations of `origin` inside (from, to], as `txn` sees the
-   * durable ones. Throws SignatureError when one straddles an edge: a gone
-   * span of the origin covers whole runs.
+   * durable ones, for a gone span as of `asOf`. One that straddles an edge
+   * and is as new as the span or newer: 'stale' (the origin merged the span
+   * into a larger one since, and a relay passes on the older one); one that
+   * straddles and is older: SignatureError (a gone span of the origin covers
+   * whole runs).
    */
-  private async attestationsIn (txn: Txn, origin: string, from: number, to: number): Promise<Array<{ key: string, stored: StoredAttestation }>> {
+  private async attestationsIn (txn: Txn, origin: string, from: number, to: number, asOf: number): Promise<Array<{ key: string, stored: StoredAttestation }> | 'stale'> {
     if (this.store.hasPending()) await this.store.flushed()
     const out: Array<{ key: string, stored: StoredAttestation }> = []
     const range = prefixRange(keys.attestPrefix(origin))
@@ -435,6 +439,7 @@ export class ChangeLog {
         if (raw === undefined) continue
         const stored = decodeAttested(raw)
         if (stored.from >= to) return out
+        if ((stored.from < from || stored.to > to) && stored.asOf >= asOf) return 'stale'
         if (stored.from < from || stored.to > to) throw new SignatureError(`gone span (${from}, ${to}] of ${origin} straddles the stored run (${stored.from}, ${stored.to}]`)
         out.push({ key, stored })
       }

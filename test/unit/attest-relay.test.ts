@@ -127,4 +127,27 @@ describe('version 2 batches of another origin at a relay', () => {
     await store(R, O.self, 4, 5, entries(), next.certs, [])
     expect(R.log.vector.get(O.self)).toBe(5)
   })
+
+  it('an older gone span that a newer stored one covers (the origin merged them since) is ignored, not refused', async () => {
+    const O = await harness('O', true)
+    const R = await harness('R')
+    await O.ingestor.writeLocal([put('a', 1)]) // (0, 1]
+    await O.ingestor.writeLocal([put('b', 1)]) // (1, 2]
+    expect(await ship(O, R, O.self, true)).toBe(true)
+    await O.ingestor.writeLocal([put('a', 2)]) // (2, 3]: (0, 1] gone as of 3
+    const first = await O.log.readAttested(O.self, 2, 100, 1 << 20)
+    const older = first?.updates.find(u => u.gone)
+    expect(older).toMatchObject({ from: 0, to: 1, asOf: 3, gone: true })
+    await O.ingestor.writeLocal([put('b', 2)]) // (3, 4]: (1, 2] gone, merged with (0, 1]: (0, 2] gone as of 4
+    expect(await ship(O, R, O.self, true)).toBe(true)
+    expect((await stored(R, O.self)).map(a => [a.from, a.to, a.gone, a.asOf])).toEqual([[0, 2, true, 4], [2, 3, false, 3], [3, 4, false, 4]])
+    // a relay that took (0, 1] gone before the merge passes it on with a later batch
+    await O.ingestor.writeLocal([put('c', 1)]) // (4, 5]
+    const next = await O.log.readAttested(O.self, 4, 100, 1 << 20)
+    if (next === undefined || older === undefined) throw new Error('nothing to send')
+    const before = await stored(R, O.self)
+    await store(R, O.self, 4, 5, next.entries.map(raw => Object.assign(decodeEntry(O.self, raw), { bytes: raw })), next.certs, [older])
+    expect(R.log.vector.get(O.self)).toBe(5)
+    expect((await stored(R, O.self)).slice(0, 3)).toEqual(before)
+  })
 })
