@@ -223,8 +223,8 @@ async function main (): Promise<void> {
     await target.stop()
     const sourceProfile = prof ? await latestProfile(join(profDir, 'source')) : EMPTY_PROFILE
     const targetProfile = prof ? await latestProfile(join(profDir, 'target')) : EMPTY_PROFILE
-    const signShare = inclusiveShare(sourceProfile, new Set(['sign', 'signRuns']), 'signing.js')
-    const verifyShare = inclusiveShare(targetProfile, new Set(['verifyRuns']), 'signing.js')
+    const signShare = inclusiveShare(sourceProfile, new Set(['sign', 'signRuns', 'run', 'live', 'gone']), 'signing.js')
+    const verifyShare = inclusiveShare(targetProfile, new Set(['verifyRuns', 'verifyAttestedRuns', 'verifyUpdate']), 'signing.js')
     if (args.includes('--top')) {
       console.log('source, top self time:\n' + topSelf(sourceProfile, 25).join('\n'))
       console.log('target, top self time:\n' + topSelf(targetProfile, 25).join('\n'))

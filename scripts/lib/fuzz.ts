@@ -25,6 +25,7 @@ import { LengthPrefixedDecoder, streamPair } from '@libp2p/utils'
 import { pino } from 'pino'
 import { ProtocolError } from '../../src/core/errors.js'
 import { ChangeLog } from '../../src/log/changelog.js'
+import type { AttestedBatch } from '../../src/log/changelog.js'
 import { decodeEntry, encodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { Attester, decodeCert, encodeCert, leafHash, levelWidths, merkleRoot, pruneLeaf, RunSigner, SignatureError, verifyAttestedRuns, verifyRuns } from '../../src/log/signing.js'
@@ -592,8 +593,8 @@ export class Core {
     return core
   }
 
-  async ingest (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Promise<IngestResult | undefined> {
-    const result = await this.ingestor.ingest(origin, from, to, entries, certs)
+  async ingest (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[], attested?: AttestedBatch): Promise<IngestResult | undefined> {
+    const result = await this.ingestor.ingest(origin, from, to, entries, certs, attested)
     if (result !== undefined && result.registry.length > 0) {
       for (const r of result.registry) this.registry.apply(r.collection, r.id, r.value)
       this.rules.rebuild(this.registry, this.localName)
@@ -783,8 +784,15 @@ export async function checkTarget (w: World): Promise<string[]> {
     }
     // what the target would serve verifies
     if (held > 0 && problems.length === 0) {
-      const run = await w.target.log.readRun(o.id, 0, 1_000_000, 1e12)
-      if (run === undefined) {
+      const attested = await w.target.log.readAttested(o.id, 0, 1_000_000, 1e12)
+      const run = attested === undefined ? await w.target.log.readRun(o.id, 0, 1_000_000, 1e12) : undefined
+      if (attested !== undefined) {
+        try {
+          verifyAttestedRuns(o.id, attested.entries.map(b => Object.assign(decodeEntry(o.id, b), { bytes: b })), attested.certs, { from: attested.fromSeq, to: attested.toSeq })
+        } catch (err) {
+          problems.push(`the target's log of ${o.id.slice(-6)} (version 2) does not verify: ${describe(err)}`)
+        }
+      } else if (run === undefined) {
         problems.push(`readRun of ${o.id.slice(-6)} returned nothing`)
       } else {
         try {
@@ -831,7 +839,7 @@ interface PeerSide {
 }
 
 /** Read what the session sends us: decode, check, verify every batch. */
-function readPeerSide (stream: Stream, w: World): PeerSide {
+function readPeerSide (stream: Stream, w: World, version = 1): PeerSide {
   let wake: (() => void) | undefined
   const side: PeerSide = {
     stream,
@@ -850,7 +858,7 @@ function readPeerSide (stream: Stream, w: World): PeerSide {
         for (const f of decoder.decode(chunk)) {
           let msg: SyncMessage
           try {
-            msg = decodeFrame(f.subarray())
+            msg = decodeFrame(f.subarray(), { version })
           } catch (err) {
             side.problems.push(`the node sent an invalid frame: ${describe(err)}`)
             continue
@@ -859,7 +867,8 @@ function readPeerSide (stream: Stream, w: World): PeerSide {
           if (msg.type === 'vector') side.vectors++
           if (msg.type === 'batch') {
             try {
-              verifyRuns(msg.origin, msg.entries, msg.certs)
+              if (msg.attested !== undefined) verifyAttestedRuns(msg.origin, msg.entries, msg.attested.certs, { from: msg.fromSeq, to: msg.toSeq })
+              else verifyRuns(msg.origin, msg.entries, msg.certs)
             } catch (err) {
               side.problems.push(`the node served a batch of ${msg.origin.slice(-6)} that does not verify: ${describe(err)}`)
             }
@@ -987,8 +996,11 @@ function alterEntry (bytes: Uint8Array, origin: string, rand: Rand): Uint8Array 
  * each batch, until the node grants credit back or ends the session), then
  * a clean close. For regression tests of what the fuzzer found.
  */
-export async function driveSession (w: World, frames: Uint8Array[], options: { hangMs?: number } = {}): Promise<{ error?: unknown, problems: string[], offences: number, credits: number }> {
+export async function driveSession (w: World, frames: Uint8Array[], options: { hangMs?: number, version?: number } = {}): Promise<{ error?: unknown, problems: string[], offences: number, credits: number, checks: string[] }> {
   const hangMs = options.hangMs ?? 10_000
+  // the sync protocol version both sides speak: 1 for the frames this fuzzer makes (World's logs are version 1)
+  const version = options.version ?? 1
+  const checks: string[] = []
   const [peerStream, nodeStream] = await streamPair({ delay: 0 })
   const counters: PeerCounters = { entriesSent: 0, entriesReceived: 0, bytesSent: 0, bytesReceived: 0 }
   let offences = 0
@@ -996,16 +1008,17 @@ export async function driveSession (w: World, frames: Uint8Array[], options: { h
     log: w.target.log,
     localName: 'tgt',
     logger: silent,
-    ingest: async (o, f, t, e, c) => await w.target.ingest(o, f, t, e, c),
-    onOffence: () => { offences++ },
+    protocolVersion: version,
+    ingest: async (o, f, t, e, c, a) => await w.target.ingest(o, f, t, e, c, a),
+    onOffence: (offence) => { offences++; checks.push(offence.check) },
     counters
   })
   let done = false
   let error: unknown
   const ended = session.run().then(() => { done = true }, (err: unknown) => { done = true; error = err })
-  const side = readPeerSide(peerStream, w)
+  const side = readPeerSide(peerStream, w, version)
   const problems: string[] = []
-  peerStream.send(encodeHello('fuzz-peer', new VersionVector(), 1, SYNC_PROTOCOL_VERSION))
+  peerStream.send(encodeHello('fuzz-peer', new VersionVector(), 1, version))
   for (const f of frames) {
     if (done) break
     const before = side.credits
@@ -1013,7 +1026,7 @@ export async function driveSession (w: World, frames: Uint8Array[], options: { h
     let isBatch = false
     let i = 0
     while (i < f.byteLength && (f[i] & 0x80) !== 0) i++
-    try { isBatch = decodeFrame(f.subarray(i + 1)).type === 'batch' } catch {}
+    try { isBatch = decodeFrame(f.subarray(i + 1), { version }).type === 'batch' } catch {}
     const deadline = Date.now() + hangMs
     while (isBatch && side.credits <= before && !done) {
       if (Date.now() > deadline) {
@@ -1028,7 +1041,7 @@ export async function driveSession (w: World, frames: Uint8Array[], options: { h
   const timer = setTimeout(() => { if (!done) { problems.push('the session did not end'); session.close(new Error('fuzz: hung')) } }, hangMs)
   await ended
   clearTimeout(timer)
-  return { ...(error !== undefined ? { error } : {}), problems: [...problems, ...side.problems], offences, credits: side.credits }
+  return { ...(error !== undefined ? { error } : {}), problems: [...problems, ...side.problems], offences, credits: side.credits, checks }
 }
 
 export interface SessionFuzzOptions {
@@ -1105,6 +1118,8 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
         log: w.target.log,
         localName: 'tgt',
         logger: silent,
+        // this fuzzer's logs and frames are version 1 (the version 2 batches are fuzzed by fuzzAttested)
+        protocolVersion: 1,
         ingest: async (o, f, t, e, c) => await w.target.ingest(o, f, t, e, c),
         onOffence: () => { offences++ },
         counters
@@ -1132,7 +1147,7 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
       const claim = new VersionVector()
       for (const o of w.origins) if (rand.bool(0.6)) claim.set(o.id, rand.bool(0.5) ? o.seq : rand.int(o.seq + 1))
       if (rand.int(40) !== 0) {
-        send(encodeHello('fuzz-peer', claim, 1 + rand.int(3), SYNC_PROTOCOL_VERSION))
+        send(encodeHello('fuzz-peer', claim, 1 + rand.int(3), 1))
       }
       // what we believe the node holds
       const believed = new Map(w.origins.map(o => [o.id, w.target.log.vector.get(o.id)]))
@@ -1251,7 +1266,7 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
             break
           }
           case 'hello':
-            bytes = encodeHello('again', new VersionVector(), 1, SYNC_PROTOCOL_VERSION)
+            bytes = encodeHello('again', new VersionVector(), 1, 1)
             break
           case 'vector': {
             const v = new VersionVector()

@@ -17,7 +17,7 @@ import { utf8 } from '../store/db.js'
 import { keys, keySuffix, prefixRange } from '../store/keys.js'
 import { decodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
-import { decodeCert, encodeAttested, leafHash, merkleRoot, SignatureError, verifyRuns } from './signing.js'
+import { decodeAttested, decodeCert, encodeAttested, leafHash, merkleRoot, SignatureError, verifyRuns } from './signing.js'
 import type { Attester } from './signing.js'
 
 /** Keys written per batch (each write is idempotent: signatures are deterministic, as of the same held seq). */
@@ -156,4 +156,35 @@ class OwnLogPass {
     if (this.ops.length > 0) await this.db.batch(this.ops)
     this.ops = []
   }
+}
+
+/**
+ * The upgrade to data format 4 (completeness.md §10, other origins): the
+ * writes that lower the held seq of every origin other than `self` to the end
+ * of its stored version 2 attestations that tile its log from seq 0 (0 for a
+ * log stored from version 1 batches only), so the rest is fetched again with
+ * its origin's attestations. Version 1 certificates are not taken as
+ * attestations: what a version 1 relay compacted cannot be shown complete.
+ * Entries and records stay.
+ */
+export async function lowerToAttested (db: Db, self: string, log?: Logger): Promise<Array<{ type: 'put', key: string, value: Uint8Array }>> {
+  const ops: Array<{ type: 'put', key: string, value: Uint8Array }> = []
+  const prefix = keys.vectorPrefix()
+  let lowered = 0
+  for await (const [key, value] of db.iterator(prefixRange(prefix))) {
+    const origin = keySuffix(key, prefix)
+    if (origin === self) continue
+    const held = Number(utf8.decode(value))
+    let end = 0
+    for await (const [, raw] of db.iterator(prefixRange(keys.attestPrefix(origin)))) {
+      const a = decodeAttested(raw)
+      if (a.from !== end || a.to > held) break
+      end = a.to
+    }
+    if (end >= held) continue
+    ops.push({ type: 'put', key, value: utf8.encode(String(end)) })
+    lowered++
+  }
+  if (lowered > 0) log?.warn({ origins: lowered }, `the logs of ${lowered} other origins will be fetched again with their origins' version 2 attestations (entries and records stay)`)
+  return ops
 }

@@ -231,22 +231,47 @@ export class ChangeLog {
 
   async load (): Promise<void> {
     const prefix = keys.vectorPrefix()
+    const stored: Array<{ origin: string, seq: number }> = []
     for await (const [key, value] of this.store.db.iterator(prefixRange(prefix))) {
       const origin = keySuffix(key, prefix)
       const seq = Number(utf8.decode(value))
       this.vector.set(origin, seq)
       this.servable.set(origin, seq)
+      stored.push({ origin, seq })
     }
-    for (const { origin, seq } of this.vector.entries()) {
-      const proven = await this.storedProof(origin)
+    for (const { origin, seq } of stored) {
+      const proven = seq > 0 ? await this.storedProof(origin) : undefined
       if (proven !== undefined && proven < seq) this.stopServingAfter(origin, proven)
+      // entries stored beyond the held seq: a log stored from version 1 batches, its held seq lowered
+      // by the upgrade to data format 4 so that it is fetched again with its origin's attestations
+      const [beyond] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(origin)), reverse: true, limit: 1 }).all()
+      const last = beyond === undefined ? 0 : parseInt(keySuffix(beyond, keys.entryPrefix(origin)), 16)
+      if (last > seq) this.refetching.set(origin, last)
     }
+  }
+
+  /**
+   * Per origin whose log is fetched again with attestations (see load): the
+   * highest seq stored from before. Version 2 batches up to there drop the
+   * stored entries their attestations do not list (dropUnlisted).
+   */
+  private readonly refetching = new Map<string, number>()
+
+  /** Every origin of which entries are stored: those held, and those being fetched again from seq 0 (see refetching). */
+  storedOrigins (): string[] {
+    const out = [...this.vector.origins()]
+    for (const origin of this.refetching.keys()) if (this.vector.get(origin) === 0) out.push(origin)
+    return out
   }
 
   /** How far `origin`'s stored log is proven: where its last certificate ends (0: no log kept), undefined for a log stored before runs were signed. */
   private async storedProof (origin: string): Promise<number | undefined> {
     const [last] = await this.store.db.keys({ ...prefixRange(keys.certPrefix(origin)), reverse: true, limit: 1 }).all()
-    if (last !== undefined) return parseInt(keySuffix(last, keys.certPrefix(origin)), 16)
+    // a log stored from version 1 batches, then version 2 ones: proven as far as its attestations reach
+    const [attested] = await this.store.db.keys({ ...prefixRange(keys.attestPrefix(origin)), reverse: true, limit: 1 }).all()
+    const lastAttested = attested === undefined ? 0 : parseInt(keySuffix(attested, keys.attestPrefix(origin)), 16)
+    if (last !== undefined) return Math.max(lastAttested, parseInt(keySuffix(last, keys.certPrefix(origin)), 16))
+    if (attested !== undefined) return lastAttested
     const [entry] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(origin)), limit: 1 }).all()
     return entry === undefined ? 0 : undefined
   }
@@ -352,6 +377,11 @@ export class ChangeLog {
       if (cert.to <= held) continue
       this.putAttestation(txn, origin, { ...cert, live: undefined }, root)
     }
+    const refetched = this.refetching.get(origin)
+    if (refetched !== undefined) {
+      await this.dropUnlisted(txn, origin, held, toSeq, entries)
+      if (toSeq >= refetched) this.refetching.delete(origin)
+    }
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
     await txn.prefetch(latestKeys)
     for (let i = 0; i < entries.length; i++) {
@@ -365,6 +395,34 @@ export class ChangeLog {
     }
     this.tails.forget(origin, txn)
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * A log fetched again with attestations (see refetching): the entries
+   * stored in (held, toSeq] from version 1 batches that the batch does not
+   * carry are not live as its origin attests them (a verified batch carries
+   * exactly the live entries of its runs): deleted, with their record's index
+   * when it still points to them (the newer write is stored, or arrives
+   * later). Records are left as they are.
+   */
+  private async dropUnlisted (txn: Txn, origin: string, held: number, toSeq: number, entries: LogEntry[]): Promise<void> {
+    if (this.store.hasPending()) await this.store.flushed()
+    const listed = new Set(entries.map(e => e.seq))
+    const prefix = keys.entryPrefix(origin)
+    const drop: Array<{ key: string, seq: number, bytes: Uint8Array }> = []
+    for await (const [key, bytes] of this.store.db.iterator({ gt: keys.entry(origin, held), lte: keys.entry(origin, toSeq) })) {
+      const seq = parseInt(keySuffix(key, prefix), 16)
+      if (!listed.has(seq)) drop.push({ key, seq, bytes })
+    }
+    if (drop.length === 0) return
+    const decoded = drop.map(d => decodeEntry(origin, d.bytes))
+    const latestKeys = decoded.map(e => keys.latest(origin, e.collection, e.id))
+    await txn.prefetch(latestKeys)
+    drop.forEach((d, i) => {
+      txn.del(d.key)
+      const latest = txn.get(latestKeys[i])
+      if (latest !== undefined && Number(utf8.decode(latest)) === d.seq) txn.del(latestKeys[i])
+    })
   }
 
   /**

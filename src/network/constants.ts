@@ -6,8 +6,15 @@
  */
 export const PROTOCOL_PREFIX = 'syncmesh'
 export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
-export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/1.0.0`
-export const SYNC_PROTOCOL_VERSION = 1
+/**
+ * Sync protocol version 2 (protocols/sync/completeness.md): batches carry the
+ * origin's attestations of which entries are live, so a relay cannot leave a
+ * live entry or a run out. A version 2 node speaks version 2 only: a version
+ * 1 peer is reported as SYNC_PROTOCOL_MISMATCH (versions.ts), see
+ * docs/upgrading.md.
+ */
+export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/2.0.0`
+export const SYNC_PROTOCOL_VERSION = 2
 
 /**
  * A connection that has not proved the mesh key by then is closed. An idle

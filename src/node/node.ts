@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { Attester, RunSigner } from '../log/signing.js'
-import { attestStoredOwnLog } from '../log/attest-upgrade.js'
+import { attestStoredOwnLog, lowerToAttested } from '../log/attest-upgrade.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { Door } from '../network/auth/door.js'
 import { createHost } from '../network/libp2p.js'
@@ -260,7 +260,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       attestOwnLog: async (db, log) => {
         const done = await attestStoredOwnLog(db, this.self, new Attester(privateKey, this.self), log)
         log.warn(done, `attested the own log for sync protocol version 2: ${done.runs} runs, ${done.gone} gone spans, ${done.unattested} stretches left unattested`)
-      }
+      },
+      lowerOtherOrigins: async (db, log) => await lowerToAttested(db, this.self, log)
     })
     this.changelog = new ChangeLog(this.store)
     await this.changelog.load()

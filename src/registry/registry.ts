@@ -324,7 +324,7 @@ export class Registry {
       this.addClaim(name, { origin, seq, hlc }, state.value)
     }
     if (changelog !== undefined) {
-      for (const origin of [...changelog.vector.origins()]) {
+      for (const origin of changelog.storedOrigins()) {
         let after: string | undefined
         for (;;) {
           const chunk = await changelog.readCollectionChunk(origin, PLATFORMS_COLLECTION, after, LOAD_CHUNK)

@@ -35,7 +35,7 @@ import type { Db } from './db.js'
 import { keys } from './keys.js'
 
 /** The format this release writes. */
-export const CURRENT_FORMAT = 3
+export const CURRENT_FORMAT = 4
 /** The oldest format this release upgrades from. */
 export const OLDEST_FORMAT = 1
 export const FORMAT_KEY = keys.meta('format')
@@ -55,6 +55,13 @@ export interface MigrationContext {
    * this layer). Writes in idempotent chunks.
    */
   attestOwnLog?: (db: Db, log: Logger) => Promise<void>
+  /**
+   * The writes that lower the held seq of every other origin to where its
+   * stored version 2 attestations stop tiling its log
+   * (src/log/attest-upgrade.ts lowerToAttested; the node's own peer id is
+   * needed, and lives above this layer).
+   */
+  lowerOtherOrigins?: (db: Db, log: Logger) => Promise<MigrationOp[]>
 }
 
 export interface Migration {
@@ -84,6 +91,14 @@ export interface Migration {
  * protocols/sync/completeness.md §3, §10): every run it holds attested as of
  * its held seq, gone spans for the stretches whose certificates were deleted
  * with their last entries. Version 1 certificates stay as they were.
+ *
+ * 3 → 4: sync protocol version 2 goes on the wire. Every other origin's held
+ * seq is lowered to the end of the version 2 attestations stored of it that
+ * tile its log from the start (none for a log stored from version 1 batches:
+ * to 0), so the rest is fetched again with its origin's attestations
+ * (completeness.md §10). Entries and records stay; the entries stored from
+ * before that a refetched batch does not list are dropped then
+ * (ChangeLog.dropUnlisted).
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -98,6 +113,14 @@ export const MIGRATIONS: readonly Migration[] = [
       if (ctx.attestOwnLog === undefined) throw new ConfigError('the upgrade to data format 3 signs the own log: it needs the node identity', 'DATA_FORMAT_UNSUPPORTED')
       await ctx.attestOwnLog(ctx.db, ctx.log)
       return []
+    }
+  },
+  {
+    from: 3,
+    describe: 'lower the held seq of other origins to where their version 2 attestations stop, so their logs are fetched again with attestations',
+    run: async (ctx) => {
+      if (ctx.lowerOtherOrigins === undefined) throw new ConfigError('the upgrade to data format 4 needs the node identity', 'DATA_FORMAT_UNSUPPORTED')
+      return await ctx.lowerOtherOrigins(ctx.db, ctx.log)
     }
   }
 ]
@@ -142,6 +165,8 @@ export interface UpgradeOptions {
   close: () => Promise<void>
   /** See MigrationContext. */
   attestOwnLog?: (db: Db, log: Logger) => Promise<void>
+  /** See MigrationContext. */
+  lowerOtherOrigins?: (db: Db, log: Logger) => Promise<MigrationOp[]>
   /** For tests: another migration table and target. */
   migrations?: readonly Migration[]
   current?: number
@@ -203,7 +228,7 @@ export async function upgradeFormat (db: () => Db, options: UpgradeOptions): Pro
   let format = found
   for (const m of plan) {
     const t0 = Date.now()
-    const ops = await m.run({ db: db(), log, attestOwnLog: options.attestOwnLog })
+    const ops = await m.run({ db: db(), log, attestOwnLog: options.attestOwnLog, lowerOtherOrigins: options.lowerOtherOrigins })
     const next = m.from + 1
     const batch = db().batch()
     for (const op of ops) {

@@ -162,19 +162,18 @@ describe('the door', () => {
     cleanup.push(async () => await evil.stop())
     // three offences: batches whose entries do not match their origin's certificate (the full relay attack is
     // in test/e2e-security.test.ts)
-    const { encodeBatchFrame } = await import('../../src/network/sync/codec.js')
-    const { encodeEntry } = await import('../../src/log/entry.js')
-    const { encodeCert, RunSigner } = await import('../../src/log/signing.js')
+    const { attestedBatchFrame } = await import('../helpers/attested.js')
+    const { Attester } = await import('../../src/log/signing.js')
     const { encodeJson } = await import('../../src/store/db.js')
     const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
     const aKey = await generateKeyPair('Ed25519')
     const A = peerIdFromPrivateKey(aKey).toString()
     const entries = [1, 2].map(seq => ({ origin: A, seq, hlc: { wall: Date.now() - 1000 + seq, logical: 0 }, collection: 'x', id: `x${seq}`, op: 'put' as const, value: encodeJson({ n: seq }) }))
-    const cert = new RunSigner(aKey, A).sign(0, 2, entries)
+    const cert = new Attester(aKey, A).run(0, 2, entries.map(e => ({ ...e }))).cert
     const altered = entries.map(e => ({ ...e, value: encodeJson({ n: 99 }) }))
     for (let i = 0; i < 3; i++) {
       const s = await evil.session(v.multiaddr)
-      s.framed.sendNow(encodeBatchFrame(A, 0, 2, altered.map(e => encodeEntry(e)), [encodeCert(cert)]))
+      s.framed.sendNow(attestedBatchFrame(A, 0, 2, altered, [cert]))
       await waitFor(() => v.logCount(/sent invalid data/) >= i + 1, `offence ${i + 1}`, 20_000)
     }
     await waitFor(() => v.logCount(/refusing peer .* after \d+ offences/) >= 1, 'the ban', 20_000).catch((err: Error) => {

@@ -11,11 +11,10 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { rm } from 'node:fs/promises'
 import { afterAll, describe, expect, it } from 'vitest'
 import type { LogEntry } from '../../src/log/entry.js'
-import { encodeEntry } from '../../src/log/entry.js'
-import { encodeCert, RunSigner } from '../../src/log/signing.js'
-import { encodeBatchFrame } from '../../src/network/sync/codec.js'
+import { Attester } from '../../src/log/signing.js'
 import { encodeJson } from '../../src/store/db.js'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'b0a710ad0b0a710ad0b0a710ad0b0a710ad0b0'
@@ -27,12 +26,12 @@ class Member {
   readonly key: PrivateKey
   readonly id: string
   readonly peer = new RawPeer(KEY)
-  private readonly signer: RunSigner
+  private readonly signer: Attester
 
   private constructor (key: PrivateKey) {
     this.key = key
     this.id = peerIdFromPrivateKey(key).toString()
-    this.signer = new RunSigner(key, this.id)
+    this.signer = new Attester(key, this.id)
   }
 
   static async create (): Promise<Member> {
@@ -57,7 +56,7 @@ class Member {
   batch (entries: LogEntry[]): Uint8Array {
     const from = entries[0].seq - 1
     const to = entries[entries.length - 1].seq
-    return encodeBatchFrame(this.id, from, to, entries.map(e => encodeEntry(e)), [encodeCert(this.signer.sign(from, to, entries))])
+    return attestedBatchFrame(this.id, from, to, entries, [this.signer.run(from, to, entries.map(e => ({ ...e }))).cert])
   }
 
   /** Send the run to `target` in a new session of `via` (this member itself by default). */

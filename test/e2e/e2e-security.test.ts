@@ -12,15 +12,15 @@ import { createConnection } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
 import { encodeJson } from '../../src/store/db.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { encodeEntry } from '../../src/log/entry.js'
-import { encodeCert, RunSigner } from '../../src/log/signing.js'
-import type { Cert } from '../../src/log/signing.js'
+import { Attester } from '../../src/log/signing.js'
+import type { AttestedCert } from '../../src/log/signing.js'
 import { VersionVector } from '../../src/log/vector.js'
 import type { FramedStream } from '../../src/network/frames.js'
-import { encodeBatchFrame, encodeVector } from '../../src/network/sync/codec.js'
+import { encodeVector } from '../../src/network/sync/codec.js'
 
 const encodeVectorFrame = (): Uint8Array => encodeVector(new VersionVector())
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee'
@@ -51,8 +51,8 @@ class EvilRelay {
   }
 }
 
-function batch (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
-  return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry(e)), certs.map(encodeCert))
+function batch (origin: string, from: number, to: number, entries: LogEntry[], certs: AttestedCert[]): Uint8Array {
+  return attestedBatchFrame(origin, from, to, entries, certs)
 }
 
 describe('garbage and floods on the peer port', () => {
@@ -125,7 +125,7 @@ describe('hostile relay', () => {
     // origin A exists only as a key: the relay forwards A's genuinely signed log
     const aKey = await generateKeyPair('Ed25519')
     const A = peerIdFromPrivateKey(aKey).toString()
-    const signer = new RunSigner(aKey, A)
+    const signer = new Attester(aKey, A)
     let seq = 0
     const wall = Date.now() - 10_000
     const entry = (collection: string, id: string, value: object): LogEntry => {
@@ -136,9 +136,9 @@ describe('hostile relay', () => {
       entry('$platforms', 'A', { name: 'A', peerId: A, addrs: [] }),
       entry('$rules', 'r-evil-test', { id: 'r-evil-test', from: { platform: 'A', collection: 'posts' }, to: { platform: 'V', collection: 'posts' }, mode: 'merge', createdAt: new Date().toISOString() })
     ]
-    const cert1 = signer.sign(0, 2, run1)
+    const cert1 = signer.run(0, 2, run1.map(e => ({ ...e }))).cert
     const run2 = Array.from({ length: 10 }, (_, i) => entry('posts', `p${i}`, { title: `post ${i}`, price: i }))
-    const cert2 = signer.sign(2, 12, run2)
+    const cert2 = signer.run(2, 12, run2.map(e => ({ ...e }))).cert
 
     const evil = new EvilRelay('127.0.0.4')
     await evil.start()
@@ -155,7 +155,7 @@ describe('hostile relay', () => {
     altered[4] = { ...altered[4], value: encodeJson({ title: 'post 4', price: 0.01 }) }
     s.sendNow(batch(A, 2, 12, altered, [cert2]))
     await waitFor(async () => await offences() === 1, 'the victim to record the first offence')
-    expect(victim.stderr).toMatch(/does not match its origin's signature/)
+    expect(victim.stderr).toMatch(/does not match its origin's attestation/)
 
     // 2. reordered entries (contents of seq 3 and 4 swapped, seqs kept in order)
     s = await evil.session(victim.multiaddr)
@@ -167,8 +167,8 @@ describe('hostile relay', () => {
 
     // 3. a forged run: entries signed by the relay's own key, claimed as A's
     s = await evil.session(victim.multiaddr)
-    const forgedSigner = new RunSigner(await generateKeyPair('Ed25519'), A)
-    s.sendNow(batch(A, 2, 12, run2, [forgedSigner.sign(2, 12, run2.map(e => ({ ...e, bytes: undefined, leaf: undefined })))]))
+    const forgedSigner = new Attester(await generateKeyPair('Ed25519'), A)
+    s.sendNow(batch(A, 2, 12, run2, [forgedSigner.run(2, 12, run2.map(e => ({ ...e, bytes: undefined, leaf: undefined }))).cert]))
     await waitFor(async () => await offences() === 3, 'the victim to record the third offence')
 
     // three offences: the relay is refused

@@ -12,19 +12,15 @@ import { rm } from 'node:fs/promises'
 import { afterAll, describe, expect, it } from 'vitest'
 import { encodeJson } from '../../src/store/db.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { encodeEntry } from '../../src/log/entry.js'
-import { encodeCert, RunSigner } from '../../src/log/signing.js'
-import type { Cert } from '../../src/log/signing.js'
+import { Attester } from '../../src/log/signing.js'
 import { VersionVector } from '../../src/log/vector.js'
-import { encodeBatchFrame } from '../../src/network/sync/codec.js'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'ba5eba11ba5eba11ba5eba11ba5eba11ba5eba'
 
-function batch (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
-  return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry(e)), certs.map(encodeCert))
-}
+const batch = attestedBatchFrame
 
 describe('a peer that keeps sending a refused batch', () => {
   const cleanup: Array<() => Promise<void>> = []
@@ -45,13 +41,13 @@ describe('a peer that keeps sending a refused batch', () => {
     // origin A exists only as a key; its log reaches P through a raw feed, and N through P
     const aKey = await generateKeyPair('Ed25519')
     const A = peerIdFromPrivateKey(aKey).toString()
-    const signer = new RunSigner(aKey, A)
+    const attester = new Attester(aKey, A)
     const wall = Date.now() - 10_000
     const entries = Array.from({ length: 20 }, (_, i): LogEntry => ({ origin: A, seq: i + 1, hlc: { wall: wall + i, logical: 0 }, collection: 'posts', id: `p${i}`, op: 'put', value: encodeJson({ n: i }) }))
     const run1 = entries.slice(0, 10)
     const run2 = entries.slice(10)
-    const cert1 = signer.sign(0, 10, run1)
-    const cert2 = signer.sign(10, 20, run2)
+    const cert1 = attester.run(0, 10, run1.map(e => ({ ...e }))).cert
+    const cert2 = attester.run(10, 20, run2.map(e => ({ ...e }))).cert
     const feed = new RawPeer(KEY)
     await feed.start()
     cleanup.push(async () => await feed.stop())

@@ -10,10 +10,10 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { encodeEntry } from '../../src/log/entry.js'
-import { encodeCert, leafHash, levelWidths, merkleRoot, RunSigner } from '../../src/log/signing.js'
-import type { Cert } from '../../src/log/signing.js'
+import { Attester, leafHash, levelWidths, merkleRoot } from '../../src/log/signing.js'
+import type { AttestedCert } from '../../src/log/signing.js'
 import { encodeJson } from '../../src/store/db.js'
-import { encodeBatchFrame } from '../../src/network/sync/codec.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'feedface00feedface00feedface00feedface'
@@ -85,11 +85,11 @@ describe('trust', () => {
 class Origin {
   seq = 0
   readonly wall = Date.now() - 60_000
-  private constructor (readonly id: string, readonly signer: RunSigner) {}
+  private constructor (readonly id: string, readonly attester: Attester) {}
   static async create (): Promise<Origin> {
     const key = await generateKeyPair('Ed25519')
     const id = peerIdFromPrivateKey(key).toString()
-    return new Origin(id, new RunSigner(key, id))
+    return new Origin(id, new Attester(key, id))
   }
 
   entry (collection: string, id: string, value: object | undefined): LogEntry {
@@ -97,14 +97,14 @@ class Origin {
     return { origin: this.id, seq: this.seq, hlc: { wall: this.wall + this.seq, logical: 0 }, collection, id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) }
   }
 
-  run (entries: LogEntry[]): { entries: LogEntry[], cert: Cert } {
-    return { entries, cert: this.signer.sign(entries[0].seq - 1, entries[entries.length - 1].seq, entries) }
+  /** A run as the origin writes it: attested as of its end, every entry live. */
+  run (entries: LogEntry[]): { entries: LogEntry[], cert: AttestedCert } {
+    const cert = this.attester.run(entries[0].seq - 1, entries[entries.length - 1].seq, entries.map(e => ({ ...e }))).cert
+    return { entries, cert }
   }
 }
 
-function batchFrame (origin: string, from: number, to: number, entries: LogEntry[], certs: Cert[]): Uint8Array {
-  return encodeBatchFrame(origin, from, to, entries.map(e => encodeEntry({ ...e, bytes: undefined })), certs.map(encodeCert))
-}
+const batchFrame = attestedBatchFrame
 
 describe('a relay forging entries under a genuine certificate', () => {
   const cleanup: Array<() => Promise<void>> = []
@@ -224,22 +224,32 @@ describe('a relay withholding writes of another origin', () => {
   }, 120_000)
 
   /*
-   * Open in sync protocol version 1: a relay leaves one live entry of a run
-   * out and sends its leaf hash as a pruned node; the root and the signature
-   * still match, the receiver moves past it, and the write (here a delete) is
-   * lost for good. Version 2 (protocols/sync/completeness.md) has the origin
-   * sign which entries are live, so the receiver can tell; signing.test.ts
-   * shows its verification refusing this batch. Passes once version 2 is on
-   * the wire — then drop the `.fails`.
+   * A relay leaves one live entry of a run out and sends its leaf hash as a
+   * pruned node: the run's root is unchanged, but the origin attested both
+   * entries live (protocols/sync/completeness.md §5), so the batch does not
+   * verify. In sync protocol version 1 this was accepted and the delete lost.
    */
-  it.fails('one entry of the last run withheld behind its leaf hash is refused, and the delete it carries is not lost', async () => {
-    const { victim, A, relay, seqOfA } = await setup()
+  it('one entry of the last run withheld behind its leaf hash is refused, and the delete it carries is not lost', async () => {
+    const { victim, A, relay, seqOfA, offences } = await setup()
     const last = A.run([A.entry('posts', 'p0', undefined), A.entry('posts', 'p9', { price: 9 })]) // run (8, 10]
     const s = (await relay.session(victim.multiaddr, { name: 'relay' })).framed
     const withheld = { ...last.cert, pruned: [{ level: 0, index: 0, hash: leafHash(encodeEntry({ ...last.entries[0], bytes: undefined })) }] }
     s.sendNow(batchFrame(A.id, 8, 10, [last.entries[1]], [withheld]))
-    await new Promise(resolve => setTimeout(resolve, 2000))
-    // either refused (vector still at 8) or, if accepted, the delete applied; never past it with p0 alive
-    expect(await seqOfA() < 10 || await victim.get('posts', 'p0') === undefined).toBe(true)
+    await waitFor(async () => await offences() === 1, 'the victim to count the withholding batch as an offence', 10_000)
+    const info = ((await victim.status()).peers as Array<{ peerId: string, offencesByCheck?: Record<string, number>, lastOffence?: { check: string } }>).find(p => p.peerId === relay.peerId)
+    expect(info?.offencesByCheck).toEqual({ RUN_SIGNATURE_MISMATCH: 1 })
+    expect(victim.stderr).toMatch(/does not match its origin's attestation/)
+    // nothing of it stored or applied
+    expect(await seqOfA()).toBe(8)
+    expect(await victim.get('posts', 'p0')).toEqual({ price: 0 })
+    expect(await victim.get('posts', 'p9')).toBeUndefined()
+    // the genuine run from an honest peer: the delete and the put both apply
+    const honest = new RawPeer(KEY)
+    await honest.start()
+    cleanup.push(async () => await honest.stop())
+    ;(await honest.session(victim.multiaddr, { name: 'honest' })).framed.sendNow(batchFrame(A.id, 8, 10, last.entries, [last.cert]))
+    await waitFor(async () => await victim.get('posts', 'p0') === undefined, 'the delete to be applied')
+    expect(await victim.get('posts', 'p9')).toEqual({ price: 9 })
+    expect(await seqOfA()).toBe(10)
   }, 120_000)
 })

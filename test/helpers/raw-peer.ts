@@ -72,12 +72,12 @@ export class RawPeer {
     framed.sendNow(encodeHello(options.name ?? 'raw', options.vector ?? new VersionVector(), options.credit ?? 8, SYNC_PROTOCOL_VERSION))
     const frames = framed.frames()
     const first = await frames.next()
-    const hello = decodeFrame(first.value as Uint8Array)
+    const hello = decodeFrame(first.value as Uint8Array, { version: SYNC_PROTOCOL_VERSION })
     if (hello.type !== 'hello') throw new Error(`expected hello, got ${hello.type}`)
     const received: RawSession['received'] = []
     void (async () => {
       try {
-        for await (const bytes of frames) received.push({ at: Date.now(), msg: decodeFrame(bytes) })
+        for await (const bytes of frames) received.push({ at: Date.now(), msg: decodeFrame(bytes, { version: SYNC_PROTOCOL_VERSION }) })
       } catch {}
     })()
     return { framed, received }

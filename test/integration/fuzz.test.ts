@@ -6,9 +6,7 @@
  * LevelDB. Random seeds are printed in the test names; rerun a failure with
  * FUZZ_SEED=… .
  *
- * Then the regression tests for what fuzzing found. Those
- * marked `it.fails` document open bugs (see each comment): they pass while
- * the bug is there and fail once it is fixed — then drop the `.fails`.
+ * Then the regression tests for what fuzzing found.
  */
 import { performance } from 'node:perf_hooks'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
@@ -24,6 +22,8 @@ import { decodeFrame, encodeBatchFrame } from '../../src/network/sync/codec.js'
 import { createSyncNode } from '../../src/node/node.js'
 import { removeDir, tempDir } from '../helpers/nodes.js'
 import { decodeEntry as decodeEntryOf } from '../../src/log/entry.js'
+import type { AttestedCert } from '../../src/log/signing.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'fuzz')
 
@@ -223,29 +223,35 @@ describe('fuzz regressions', () => {
   })
 
   /*
-   * skipped runs, open (src/log/signing.ts verifyRuns, src/log/changelog.ts): seqs
-   * between a batch's from_seq and its first certificate, or between two
-   * certificates, are still taken on trust as "a run whose entries were all
-   * compacted away". A relay that holds an origin's log can send the origin's
-   * genuine last run alone with from_seq lowered to the peer's position: the
-   * peer's vector jumps over the runs before it, whose entries (here three
-   * newest writes) it then never receives. Fix: keep the certificate of a
-   * fully compacted run (root pruned) instead of deleting it, and require
-   * the certificates of a batch to cover (from_seq, to_seq] without gaps.
+   * Skipped runs: in sync protocol version 1, seqs between a batch's from_seq
+   * and its first certificate, or between two certificates, were taken on
+   * trust as "a run whose entries were all compacted away": a relay holding
+   * an origin's log could send the origin's genuine last run alone with
+   * from_seq lowered to the peer's position, and the peer's vector jumped
+   * over the runs before it, whose entries it then never received. In
+   * version 2 a batch's attestations tile its range (a run of which nothing
+   * is live is a gone span the origin signed): the batch is refused.
    */
-  it.fails('skipped runs: a batch that skips whole runs before its last certificate does not make the target skip their entries', async () => {
+  it('skipped runs: a batch that skips whole runs before its last certificate is refused, and the target gets their entries from an honest peer', async () => {
     const w = await World.create(false, false)
     onTestFinished(async () => await w.destroy())
     const held = w.target.log.vector.get(w.src.id)
     const put = (id: string): { collection: string, id: string, value: Uint8Array } => ({ collection: 'posts', id, value: new TextEncoder().encode(`{"id":"${id}"}`) })
-    await w.relayStore(w.src, w.src.run([put('skip-1'), put('skip-2'), put('skip-3')]))
+    const first = w.src.run([put('skip-1'), put('skip-2'), put('skip-3')])
     const last = w.src.run([put('skip-4'), put('skip-5')])
-    await w.relayStore(w.src, last)
-    const b = await relayBatch(w, w.src, held, 1000)
-    if (b === undefined) throw new Error('no batch')
-    // only the last run's entries and certificate, over the whole range
-    const frame = encodeBatchFrame(w.src.id, held, last.to, b.entries.slice(-2), b.certs.slice(-1))
-    await driveSession(w, [frame])
+    expect(first.from).toBe(held)
+    // what the origin attests of each run as it writes it
+    const attest = (r: typeof first): AttestedCert => w.src.attester.run(r.from, r.to, r.entries.map(e => ({ ...e }))).cert
+    // only the last run's entries and attestation, over the whole range
+    const hostile = await driveSession(w, [attestedBatchFrame(w.src.id, held, last.to, last.entries, [attest(last)])], { version: 2 })
+    expect(hostile.checks).toEqual(['RUN_RANGE_INVALID'])
+    expect(w.target.log.vector.get(w.src.id)).toBe(held)
+    expect(await checkTarget(w)).toEqual([])
+    // the whole log from an honest peer: every entry, and the rule applies them
+    const honest = await driveSession(w, [attestedBatchFrame(w.src.id, held, last.to, [...first.entries, ...last.entries], [attest(first), attest(last)])], { version: 2 })
+    expect(honest.offences).toBe(0)
+    expect(honest.error).toBeUndefined()
+    expect(w.target.log.vector.get(w.src.id)).toBe(last.to)
     expect(await checkTarget(w)).toEqual([])
   })
 

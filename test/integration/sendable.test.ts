@@ -120,4 +120,15 @@ describe('offence checks', () => {
     expect(offenceCheckOf(new SignatureError('origin Qm is not an Ed25519 peer id: nope'))).toBe('ORIGIN_KEY_INVALID')
     expect(offenceCheckOf(new SignatureError('something else'))).toBe('SIGNATURE_INVALID')
   })
+
+  it('name the version 2 failures (verifyAttestedRuns, verifyUpdate, the stored runs) by stable codes', () => {
+    expect(offenceCheckOf(new SignatureError("run (3, 5] of X does not start where the batch's previous certificate ends (0): the certificates must tile (0, 5]"))).toBe('RUN_RANGE_INVALID')
+    expect(offenceCheckOf(new SignatureError("run (0, 4] of X does not match its origin's attestation as of 4: an entry it attests live is missing, or entries were altered or forged"))).toBe('RUN_SIGNATURE_MISMATCH')
+    expect(offenceCheckOf(new SignatureError('the certificates of batch (0, 9] of X end at 5'))).toBe('BATCH_END_UNSIGNED')
+    expect(offenceCheckOf(new SignatureError('run (0, 4] of X is attested gone but the batch holds entry 2 of it'))).toBe('GONE_SPAN_INVALID')
+    expect(offenceCheckOf(new SignatureError('run (0, 4] of X is not attested gone by its origin'))).toBe('GONE_SPAN_INVALID')
+    expect(offenceCheckOf(new SignatureError('update of run (0, 4] of X as of 9 is not its origin\'s attestation of the run'))).toBe('UPDATE_INVALID')
+    expect(offenceCheckOf(new SignatureError('update of run (0, 4] of X as of 9 says entry 2 is live, which the origin attested superseded before'))).toBe('UPDATE_INVALID')
+    expect(offenceCheckOf(new SignatureError('gone span (0, 9] of X straddles the stored run (4, 12]'))).toBe('UPDATE_INVALID')
+  })
 })

@@ -22,7 +22,7 @@ const PEER = '12D3KooWpeer'
 describe('protocol versions (pure)', () => {
   it('a peer listing our version, whatever else it lists, is compatible', () => {
     expect(protocolMismatch(PEER, ['/ipfs/id/1.0.0', AUTH_PROTOCOL, SYNC_PROTOCOL])).toBeUndefined()
-    expect(protocolMismatch(PEER, [AUTH_PROTOCOL, SYNC_PROTOCOL, '/syncmesh/sync/2.0.0'])).toBeUndefined()
+    expect(protocolMismatch(PEER, [AUTH_PROTOCOL, SYNC_PROTOCOL, '/syncmesh/sync/3.0.0'])).toBeUndefined()
     // nothing of the family: not identified yet, or not a syncmesh node; nothing to say
     expect(protocolMismatch(PEER, ['/ipfs/id/1.0.0', '/ipfs/ping/1.0.0'])).toBeUndefined()
   })
@@ -96,14 +96,14 @@ describe('a node meeting a peer of another protocol version', () => {
 
   it('dialling a newer sync protocol: the peer status and one warning name both versions; no stream is retried', async () => {
     const real = await startReal()
-    const newer = await otherVersion({ sync: '/syncmesh/sync/2.0.0' })
+    const newer = await otherVersion({ sync: '/syncmesh/sync/3.0.0' })
     const id = newer.peerId.toString()
     await real.peers.add(newer.getMultiaddrs()[0].toString())
     await eventually(async () => (await peerInfo(real, id))?.incompatible !== undefined && (await peerInfo(real, id))?.authenticated === true, 'the mismatch to show in the peer status')
     const info = await peerInfo(real, id)
     expect(info?.authenticated).toBe(true)
-    expect(info?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', protocol: 'sync', ours: SYNC_PROTOCOL, theirs: ['/syncmesh/sync/2.0.0'] })
-    const message = `peer ${id} speaks sync protocol /syncmesh/sync/2.0.0; this node speaks ${SYNC_PROTOCOL}: they cannot sync until the older node is upgraded (this node is the older one: upgrade it)`
+    expect(info?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', protocol: 'sync', ours: SYNC_PROTOCOL, theirs: ['/syncmesh/sync/3.0.0'] })
+    const message = `peer ${id} speaks sync protocol /syncmesh/sync/3.0.0; this node speaks ${SYNC_PROTOCOL}: they cannot sync until the older node is upgraded (this node is the older one: upgrade it)`
     expect(info?.incompatible?.message).toBe(message)
     expect(info?.lastError).toBe(message)
     expect((await real.status()).peers.find(p => p.peerId === id)?.incompatible?.code).toBe('SYNC_PROTOCOL_MISMATCH')
@@ -114,13 +114,13 @@ describe('a node meeting a peer of another protocol version', () => {
     expect(lines.filter(l => l.includes('could not open a sync stream'))).toEqual([])
   })
 
-  it('dialled by an older sync protocol: the listener says so too', async () => {
+  it('dialled by an older sync protocol (a version 1 node): the listener says so too', async () => {
     const real = await startReal()
-    const older = await otherVersion({ sync: '/syncmesh/sync/0.9.0' })
+    const older = await otherVersion({ sync: '/syncmesh/sync/1.0.0' })
     const id = older.peerId.toString()
     await older.dial(multiaddr(real.getMultiaddrs()[0]))
     await eventually(async () => (await peerInfo(real, id))?.incompatible !== undefined, 'the mismatch to show in the peer status')
-    expect((await peerInfo(real, id))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', theirs: ['/syncmesh/sync/0.9.0'] })
+    expect((await peerInfo(real, id))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', theirs: ['/syncmesh/sync/1.0.0'] })
     expect((await peerInfo(real, id))?.incompatible?.message).toContain('the peer is the older node: upgrade it')
     expect(warnings('SYNC_PROTOCOL_MISMATCH')).toHaveLength(1)
   })
@@ -149,7 +149,7 @@ describe('a node meeting a peer of another protocol version', () => {
 
   it('a peer without the mesh key cannot make a node report versions: its claimed sync version is not judged', async () => {
     const real = await startReal()
-    const outsider = await otherVersion({ sync: '/syncmesh/sync/2.0.0' }, 'w'.repeat(40))
+    const outsider = await otherVersion({ sync: '/syncmesh/sync/3.0.0' }, 'w'.repeat(40))
     const id = outsider.peerId.toString()
     await outsider.dial(multiaddr(real.getMultiaddrs()[0])).catch(() => {})
     await eventually(() => lines.some(l => l.includes('mesh-key authentication failed') && l.includes(id)), 'the outsider to be refused')

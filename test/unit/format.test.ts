@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Store, utf8 } from '../../src/store/db.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { attestStoredOwnLog } from '../../src/log/attest-upgrade.js'
+import { attestStoredOwnLog, lowerToAttested } from '../../src/log/attest-upgrade.js'
 import { Attester } from '../../src/log/signing.js'
 import { BACKUP_PREFIX, CURRENT_FORMAT, FORMAT_KEY, readFormat, UPGRADE_KEY, upgradeFormat } from '../../src/store/format.js'
 import type { Migration } from '../../src/store/format.js'
@@ -33,6 +33,8 @@ async function upgrade (options: { migrations?: Migration[], current?: number } 
     reopen: async () => { await store.open() },
     // the node's own log (none in these databases) is attested by the upgrade to format 3
     attestOwnLog: async (db) => { await attestStoredOwnLog(db, self, new Attester(identity, self)) },
+    // other origins' held seqs (none in these databases) are lowered by the upgrade to format 4
+    lowerOtherOrigins: async (db) => await lowerToAttested(db, self),
     ...options
   })
 }

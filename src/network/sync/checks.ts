@@ -27,6 +27,17 @@ export const OFFENCE_CHECKS = {
   ORIGIN_KEY_INVALID: 'ORIGIN_KEY_INVALID',
   /** An entry is stamped further ahead of the receiver's clock than its bound allows (protocols/sync §6.3). */
   CLOCK_AHEAD: 'CLOCK_AHEAD',
+  /**
+   * Version 2: a gone span holds entries or pruned nodes, or is not its
+   * origin's signature (protocols/sync/completeness.md §5).
+   */
+  GONE_SPAN_INVALID: 'GONE_SPAN_INVALID',
+  /**
+   * Version 2: an update of an earlier run is not its origin's attestation
+   * of the run this node stores, says an entry is live again, or a gone span
+   * straddles a stored run (completeness.md §5.4-5.6).
+   */
+  UPDATE_INVALID: 'UPDATE_INVALID',
   /** Any other verification failure. */
   SIGNATURE_INVALID: 'SIGNATURE_INVALID'
 } as const
@@ -66,6 +77,8 @@ export function offenceCheckOf (err: Error): OffenceCheck {
   const named = (err as { check?: unknown }).check
   if (typeof named === 'string' && named in OFFENCE_CHECKS) return named as OffenceCheck
   const m = err.message
+  if (/^update of run|straddles the stored run|carries \d+ updates/.test(m)) return OFFENCE_CHECKS.UPDATE_INVALID
+  if (/is attested gone|is not attested gone/.test(m)) return OFFENCE_CHECKS.GONE_SPAN_INVALID
   if (/claims seqs beyond its signed runs|has no certificates|the certificates of batch .* end at/.test(m)) return OFFENCE_CHECKS.BATCH_END_UNSIGNED
   if (/is not covered by any (signed run|certificate)/.test(m)) return OFFENCE_CHECKS.ENTRY_UNSIGNED
   if (/is incomplete|is not accounted for exactly/.test(m)) return OFFENCE_CHECKS.RUN_INCOMPLETE

@@ -480,7 +480,9 @@ export class SyncSession {
     // one is durable; batches are stored in the order they came, and each is credited once it is
     // durable. At most MAX_INGESTING in flight.
     const ingested = this.deps.ingest(msg.origin, msg.fromSeq, msg.toSeq, msg.entries, msg.certs, attested).catch((err: Error) => {
-      this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
+      // version 2: an update checked against the root this node stores is an offence (nothing of the batch is stored)
+      if (err instanceof SignatureError) this.offence(msg, err)
+      else this.refused({ origin: msg.origin, fromSeq: msg.fromSeq, toSeq: msg.toSeq, code: (err as { code?: string }).code ?? 'INGEST_FAILED', reason: err.message, offence: false })
       throw err
     }).then(async (result) => {
       if (result === undefined) {
