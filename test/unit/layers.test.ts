@@ -27,7 +27,7 @@ export const LAYERS: string[][] = [
 ]
 
 function layerOf (path: string): number {
-  const top = relative(SRC, path).split(/[\\/]/)[0]
+  const top = relative(SRC, path).split(/[\\/]/)[0].replace(/\.js$/, '.ts')
   const i = LAYERS.findIndex(l => l.includes(top))
   if (i === -1) throw new Error(`src/${top} has no place in LAYERS (test/layers.test.ts): give it one`)
   return i
@@ -43,7 +43,8 @@ function sources (dir: string): string[] {
   return out
 }
 
-const IMPORT = /(?:^|\n)\s*(?:import|export)[^'"\n]*?from\s*['"](\.{1,2}\/[^'"]+)['"]|import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
+/** `… from './x'` (a clause over one line or many), `import './x'` and `import('./x')`. */
+const IMPORT = /\bfrom\s*['"](\.{1,2}\/[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.{1,2}\/[^'"]+)['"]|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
 
 describe('layers', () => {
   it('every import in src/ points to the same layer or one below', () => {
@@ -52,7 +53,7 @@ describe('layers', () => {
       const from = layerOf(file)
       const text = readFileSync(file, 'utf8')
       for (const m of text.matchAll(IMPORT)) {
-        const spec = m[1] ?? m[2]
+        const spec = m[1] ?? m[2] ?? m[3]
         const target = resolve(dirname(file), spec)
         if (!target.startsWith(SRC)) continue
         const to = layerOf(target)
@@ -60,6 +61,11 @@ describe('layers', () => {
       }
     }
     expect(upward).toEqual([])
+  })
+
+  it('sees imports written over several lines, side-effect imports and dynamic ones', () => {
+    const text = "import {\n  a,\n  b\n} from '../x/a.js'\nimport '../y/b.js'\nconst c = await import('../z/c.js')\nexport type { D } from './d.js'\n"
+    expect([...text.matchAll(IMPORT)].map(m => m[1] ?? m[2] ?? m[3])).toEqual(['../x/a.js', '../y/b.js', '../z/c.js', './d.js'])
   })
 
   it('the generated wire code says so', () => {
