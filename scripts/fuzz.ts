@@ -16,7 +16,7 @@
  *                    of them version 1 batches through the codec, half version 2 attested
  *                    batches, which must also be complete)
  *   --save-found DIR write each input the certificate target found as a JSON
- *                    fixture in DIR (replayed by test/fuzz.test.ts from test/fixtures/fuzz)
+ *                    fixture in DIR (replayed by test/integration/fuzz.test.ts from test/fixtures/fuzz)
  *   --auth-wire N    auth exchanges against a real listener, one TCP connection each,
  *                    on top of N (default 300; they take ~0.1 s each)
  */

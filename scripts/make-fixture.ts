@@ -1,7 +1,7 @@
 /**
  * Make a data-directory fixture with a given release of syncmesh: two nodes,
  * made and run by THAT release's CLI, with everything a data directory holds,
- * packed for test/upgrade.test.ts, which opens it with the current release.
+ * packed for test/e2e/upgrade.test.ts, which opens it with the current release.
  *
  *   npm run build
  *   node dist/scripts/make-fixture.js --cli /path/to/release/dist/src/cli/bin.cjs --out test/fixtures/data-format-N

@@ -3,7 +3,7 @@
  * frame codec, the auth messages, and the sync session handler running over
  * an in-memory stream against a real ChangeLog/Ingestor on LevelDB.
  *
- * Used by test/fuzz.test.ts (a few seconds in `npm test`) and by
+ * Used by test/integration/fuzz.test.ts (a few seconds in `npm test`) and by
  * scripts/fuzz.ts (`npm run fuzz -- --cases N --seed S`). Everything is
  * driven by a seeded PRNG, so a failure names the seed and case that
  * reproduce it. A failure is anything the node does that it must not:

@@ -161,7 +161,7 @@ describe('the door', () => {
     await evil.start()
     cleanup.push(async () => await evil.stop())
     // three offences: batches whose entries do not match their origin's certificate (the full relay attack is
-    // in test/e2e-security.test.ts)
+    // in test/e2e/e2e-security.test.ts)
     const { attestedBatchFrame } = await import('../helpers/attested.js')
     const { Attester } = await import('../../src/log/signing.js')
     const { encodeJson } = await import('../../src/store/db.js')

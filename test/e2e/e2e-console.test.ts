@@ -40,7 +40,7 @@ describe.skipIf(!haveBrowser)('the console in a browser', () => {
 
   beforeAll(async () => {
     const parent = await tempDir()
-    // the screenshots in docs/console are made by: SYNCMESH_SCREENSHOTS=docs/console npx vitest run test/e2e-console.test.ts
+    // the screenshots in docs/console are made by: SYNCMESH_SCREENSHOTS=docs/console npx vitest run test/e2e/e2e-console.test.ts
     shots = process.env.SYNCMESH_SCREENSHOTS ?? join(parent, 'screenshots')
     await mkdir(shots, { recursive: true })
     a = await NodeProcess.create('alpha', KEY, { parent, region: 'eu' })

@@ -1,7 +1,7 @@
 /**
  * The HTTP layer (src/api/server.ts) and its client (src/api/client.ts)
  * against an in-memory stand-in for the node, so every route, status code
- * and error body can be checked without libp2p. test/api.node.test.ts runs
+ * and error body can be checked without libp2p. test/integration/api.node.test.ts runs
  * the same API against a real node.
  */
 import '../../src/polyfill.js'

@@ -29,7 +29,7 @@ export const LAYERS: string[][] = [
 function layerOf (path: string): number {
   const top = relative(SRC, path).split(/[\\/]/)[0].replace(/\.js$/, '.ts')
   const i = LAYERS.findIndex(l => l.includes(top))
-  if (i === -1) throw new Error(`src/${top} has no place in LAYERS (test/layers.test.ts): give it one`)
+  if (i === -1) throw new Error(`src/${top} has no place in LAYERS (test/unit/layers.test.ts): give it one`)
   return i
 }
 
