@@ -249,7 +249,7 @@ class Soak {
 
   async startNode (n: SoakNode): Promise<void> {
     n.expectExit = false
-    const ready = await n.proc.start(['--target-peers', '0'], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile, readyTimeoutMs: READY_TIMEOUT_MS })
+    const ready = await n.proc.start(['--target-peers', '0'], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile, readyTimeoutMs: READY_TIMEOUT_MS, ownGroup: true })
     n.peerId = ready.peerId
     const child = n.proc.child
     child?.on('exit', (code, signal) => {

@@ -117,12 +117,17 @@ export class NodeProcess {
    * `['ip', 'netns', 'exec', NS]` (it must exec node, so that the child's pid
    * is the node's); `options.logFile` gets a copy of the node's log (stderr);
    * `options.readyTimeoutMs` (default 30 s) bounds the wait for the ready line.
+   * `options.ownGroup` starts the node in a process group (and session) of
+   * its own: a node stopped with SIGSTOP then gets no SIGHUP and SIGCONT from
+   * the kernel when a process of the caller's group exits while that group
+   * is orphaned (a caller started in the background); the caller must stop it.
    */
-  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string, readyTimeoutMs?: number } = {}): Promise<Ready> {
+  async start (extra: string[] = [], options: { env?: NodeJS.ProcessEnv, nodeArgs?: string[], stdoutFile?: string, listen?: string, api?: string, wrap?: string[], logFile?: string, readyTimeoutMs?: number, ownGroup?: boolean } = {}): Promise<Ready> {
     const args = [...(options.nodeArgs ?? []), CLI, 'start', '--data', this.dir, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--api', options.api ?? '127.0.0.1:0', '--json', ...extra]
     const wrap = options.wrap ?? []
     const child = spawn(wrap.length > 0 ? wrap[0] : process.execPath, wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args, {
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.ownGroup === true,
       env: { ...process.env, SYNCMESH_KEY: this.key, SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'info', ...options.env }
     })
     this.child = child
