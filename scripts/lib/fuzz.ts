@@ -1135,8 +1135,8 @@ export async function fuzzSession (options: SessionFuzzOptions): Promise<FuzzSta
         while (side.credits <= before && outcome === undefined && !side.ended) {
           const left = deadline - Date.now()
           if (left <= 0) {
-            const st = session as unknown as { granted: number, credit: number, helloReceived: boolean, closed: boolean }
-            fail(`the node neither answered nor ended the session within ${hangMs} ms (it received ${counters.bytesReceived} bytes; granted ${st.granted}, closed ${String(st.closed)}; we got ${side.credits} credits)`, input)
+            const st = session as unknown as { flow: { granted: number, credit: number }, helloReceived: boolean, closed: boolean }
+            fail(`the node neither answered nor ended the session within ${hangMs} ms (it received ${counters.bytesReceived} bytes; granted ${st.flow.granted}, closed ${String(st.closed)}; we got ${side.credits} credits)`, input)
             return
           }
           await Promise.race([side.next(), ended, new Promise(resolve => setTimeout(resolve, Math.min(left, 50)))])

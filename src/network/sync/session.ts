@@ -24,9 +24,10 @@ import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
+import { CreditFlow } from './flow.js'
 import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
 import type { Offence, Refusal } from './checks.js'
-import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeCredit, encodeHave, encodeHello, encodeVector } from './codec.js'
+import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHave, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
 /** Received batches being stored at once per session (see storeLoop). */
@@ -147,10 +148,8 @@ export class SyncSession {
   private readonly framed: FramedStream
   private readonly deps: SessionDeps
   private readonly wake = new Wakeup()
-  /** Batches the peer may send us (granted and not yet used). */
-  private granted = INITIAL_CREDIT
-  /** Batches we may send the peer. */
-  private credit = 0
+  /** Credit flow control: what each side may send the other. */
+  private readonly flow: CreditFlow
   private helloReceived = false
   private closed = false
   private readonly gapReported = new Map<string, number>()
@@ -165,6 +164,7 @@ export class SyncSession {
     this.peer = peer
     this.initiator = initiator
     this.deps = deps
+    this.flow = new CreditFlow(this.framed, () => this.closed)
   }
 
   /** The sync protocol version spoken (see SessionDeps.protocolVersion). */
@@ -326,7 +326,7 @@ export class SyncSession {
           this.helloReceived = true
           this.remoteName = msg.name
           this.replaceTheirs(msg.vector)
-          this.credit += msg.credit
+          this.flow.hello(msg.credit)
           this.wake.notify()
           break
         case 'vector':
@@ -341,13 +341,11 @@ export class SyncSession {
           this.heard(msg.origin, msg.seq)
           break
         case 'credit':
-          this.credit += msg.batches
-          this.unacked.splice(0, msg.batches)
-          if (this.credit > INITIAL_CREDIT * 4 + 1024) throw new ProtocolError('peer granted more credit than it could owe', 'PROTOCOL_VIOLATION')
+          this.flow.credited(msg.batches)
           this.wake.notify()
           break
         case 'batch':
-          if (--this.granted < 0) throw new ProtocolError('peer sent a batch beyond the credit it was granted', 'PROTOCOL_VIOLATION')
+          this.flow.batchReceived()
           // whatever happens to it here, the peer holds this run: never send it back
           const tracked = this.tracks(msg.origin)
           if (tracked) {
@@ -434,7 +432,7 @@ export class SyncSession {
       // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see sendCap)
       if (msg.origin !== this.peer) this.queueHave(msg.origin, msg.toSeq)
       this.deps.counters.duplicates?.(msg.entries.length)
-      this.grant()
+      this.flow.grant()
       return
     }
     // a revoked origin's entries beyond its revocation are dropped unverified by ingest
@@ -461,7 +459,7 @@ export class SyncSession {
         this.clockRefused.add(msg.origin)
         this.deps.logger.warn({ peer: this.peer, origin: msg.origin }, `not storing entries of ${msg.origin} from ${this.peer} yet: ${ahead.reason}`)
       }
-      this.grant()
+      this.flow.grant()
       return
     }
     this.clockRefused.delete(msg.origin)
@@ -498,7 +496,7 @@ export class SyncSession {
         this.deps.counters.duplicates?.(msg.entries.length - result.stored)
       }
       await this.throttle(bytes)
-      this.grant()
+      this.flow.grant()
     })
     this.ingesting.push(ingested)
     ingested.catch(() => {}) // awaited below, in order
@@ -538,27 +536,6 @@ export class SyncSession {
     return { certs: fields.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: fields.updates }
   }
 
-  /** Credits owed to the peer, sent together on the next turn of the event loop (see grant). */
-  private owed = 0
-
-  /**
-   * Grant the peer one more batch. The Credit frame goes out on the next turn
-   * of the event loop, together with any other grants of this turn: the work a
-   * commit triggers first (feed lines to followers, forwarding the entries to
-   * the next peer) is what a change's latency waits for; a credit is not.
-   */
-  private grant (): void {
-    if (this.closed) return
-    if (this.owed++ > 0) return
-    setImmediate(() => {
-      const n = this.owed
-      this.owed = 0
-      if (this.closed) return
-      this.granted += n
-      this.framed.sendNow(encodeCredit(n))
-    })
-  }
-
   private lastFrameAt = Date.now()
   private controlWindowStart = Date.now()
   private controlFrames = 0
@@ -594,12 +571,6 @@ export class SyncSession {
   }
 
   /**
-   * Batches sent and not yet credited, oldest first (the peer processes and
-   * credits them in order; at most the credit it granted).
-   */
-  private readonly unacked: Array<{ origin: string, fromSeq: number, toSeq: number }> = []
-
-  /**
    * The peer restated its vector (every 15 s, or after a gap). Where it is
    * behind what we believe, it may only not have processed the batches still
    * on their way to it: under load that is up to credit × 512 entries per
@@ -612,7 +583,7 @@ export class SyncSession {
    */
   private restateTheirs (vector: VersionVector): void {
     for (const origin of [...this.theirs.origins()]) {
-      this.theirs.set(origin, restatedSeq(vector.get(origin), this.theirs.get(origin), this.announced.get(origin), this.unacked.filter(b => b.origin === origin)))
+      this.theirs.set(origin, restatedSeq(vector.get(origin), this.theirs.get(origin), this.announced.get(origin), this.flow.inFlight(origin)))
     }
     for (const { origin, seq } of vector.entries()) {
       if (!this.tracks(origin)) continue
@@ -781,8 +752,7 @@ export class SyncSession {
     if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
     this.theirs.advance(origin, read.toSeq)
     this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, read.toSeq))
-    this.unacked.push({ origin, fromSeq: read.fromSeq, toSeq: read.toSeq })
-    this.credit--
+    this.flow.sent(origin, read.fromSeq, read.toSeq)
     this.deps.counters.entriesSent += read.entries.length
     this.deps.counters.bytesSent += bytes.byteLength
     try {
@@ -795,7 +765,7 @@ export class SyncSession {
 
   private async sendLoop (): Promise<void> {
     while (!this.closed) {
-      if (!this.helloReceived || this.credit <= 0) {
+      if (!this.helloReceived || this.flow.credit <= 0) {
         await this.wake.wait()
         continue
       }
@@ -826,8 +796,7 @@ export class SyncSession {
       if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
       this.theirs.advance(origin, run.toSeq)
       this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, run.toSeq))
-      this.unacked.push({ origin, fromSeq: run.fromSeq, toSeq: run.toSeq })
-      this.credit--
+      this.flow.sent(origin, run.fromSeq, run.toSeq)
       this.deps.counters.entriesSent += run.entries.length
       this.deps.counters.bytesSent += bytes.byteLength
       try {
