@@ -25,19 +25,18 @@ import { VersionVector } from '../../log/vector.js'
 import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { CreditFlow } from './flow.js'
+import { LazyPush } from './lazy-push.js'
 import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
 import type { Offence, Refusal } from './checks.js'
 import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHave, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
+export { LAZY_PUSH_MS } from './lazy-push.js'
+
 /** Received batches being stored at once per session (see storeLoop). */
 const MAX_INGESTING = 4
-/** Age at which entries of an origin pushed lazily to a peer are sent to it (see SyncSession.sendCap). */
-export const LAZY_PUSH_MS = 3000
 /** Version 2: how soon an origin with nothing attested to send is read again (see SyncSession.sendAttested). */
 const ATTESTED_RETRY_MS = 250
-/** How often at most a peer that holds more of an origin is told we progress on it (see SyncSession.announce). */
-const PROGRESS_HAVE_MS = LAZY_PUSH_MS / 4
 /** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
 const MAX_RECEIVED_WAITING = 2
 /** Have frames a session sends in a row while the peer says nothing (see SyncSession.queueHave). */
@@ -150,6 +149,8 @@ export class SyncSession {
   private readonly wake = new Wakeup()
   /** Credit flow control: what each side may send the other. */
   private readonly flow: CreditFlow
+  /** Lazy push: how far each origin may be sent to the peer now. */
+  private readonly lazyPush: LazyPush
   private helloReceived = false
   private closed = false
   private readonly gapReported = new Map<string, number>()
@@ -165,6 +166,7 @@ export class SyncSession {
     this.initiator = initiator
     this.deps = deps
     this.flow = new CreditFlow(this.framed, () => this.closed)
+    this.lazyPush = new LazyPush(peer, deps.self, deps.log, this.theirs, this.announced, this.wake)
   }
 
   /** The sync protocol version spoken (see SessionDeps.protocolVersion). */
@@ -190,16 +192,12 @@ export class SyncSession {
    * sent it or already knows: it then will not send us the same entries.
    * With `progress` (we accepted a run of `origin` from another peer), a
    * peer that holds more is told too, at most every PROGRESS_HAVE_MS per
-   * origin: it may be holding runs back for us (lazy push, see sendCap) and
-   * this shows the path that feeds us works, only behind it.
+   * origin: it may be holding runs back for us (lazy push, see LazyPush.cap)
+   * and this shows the path that feeds us works, only behind it.
    */
   announce (origin: string, seq: number, progress = false): void {
     if (this.closed || !this.helloReceived) return
-    const now = Date.now()
-    if (this.theirs.get(origin) >= seq) {
-      if (!progress || origin === this.peer || now - (this.haveSentAt.get(origin) ?? 0) < PROGRESS_HAVE_MS) return
-    }
-    this.haveSentAt.set(origin, now)
+    if (!this.lazyPush.shouldAnnounce(origin, seq, progress)) return
     this.queueHave(origin, seq)
   }
 
@@ -217,9 +215,6 @@ export class SyncSession {
     this.unknownOrigins.add(origin)
     return true
   }
-
-  /** Per origin, when we last sent the peer a Have. */
-  private readonly haveSentAt = new Map<string, number>()
 
   /** Haves this session may send before it hears from the peer again. */
   private haveTokens = HAVE_BURST
@@ -293,7 +288,7 @@ export class SyncSession {
     if (this.closed) return
     this.closed = true
     if (this.timer !== undefined) clearInterval(this.timer)
-    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer)
+    this.lazyPush.close()
     this.wake.notify()
     this.batchWake.notify()
     this.readWake.notify()
@@ -334,11 +329,11 @@ export class SyncSession {
           this.wake.notify()
           break
         case 'have':
-          // the peer got entries we had already sent it from someone else first: push lazily (see sendCap)
+          // the peer got entries we had already sent it from someone else first: push lazily (see LazyPush.cap)
           if (!this.tracks(msg.origin)) break
-          if (msg.seq <= (this.sent.get(msg.origin) ?? 0) && msg.origin !== this.deps.self) this.lazy.add(msg.origin)
+          this.lazyPush.have(msg.origin, msg.seq)
           this.theirs.advance(msg.origin, msg.seq)
-          this.heard(msg.origin, msg.seq)
+          this.lazyPush.heard(msg.origin, msg.seq)
           break
         case 'credit':
           this.flow.credited(msg.batches)
@@ -350,7 +345,7 @@ export class SyncSession {
           const tracked = this.tracks(msg.origin)
           if (tracked) {
             this.theirs.advance(msg.origin, msg.toSeq)
-            this.heard(msg.origin, msg.toSeq)
+            this.lazyPush.heard(msg.origin, msg.toSeq)
           }
           this.received.push({ msg, bytes: bytes.byteLength, tracked })
           this.batchWake.notify()
@@ -377,11 +372,6 @@ export class SyncSession {
       this.deps.onRefused?.(refusal)
     } catch {}
   }
-
-  /** Per origin, the end of what this session has sent the peer. */
-  private readonly sent = new Map<string, number>()
-  /** Origins pushed to this peer lazily (see sendCap). */
-  private readonly lazy = new Set<string>()
 
   /**
    * Batches read and not yet taken by storeLoop, oldest first. Reading on
@@ -429,7 +419,7 @@ export class SyncSession {
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
       // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
-      // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see sendCap)
+      // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see LazyPush.cap)
       if (msg.origin !== this.peer) this.queueHave(msg.origin, msg.toSeq)
       this.deps.counters.duplicates?.(msg.entries.length)
       this.flow.grant()
@@ -467,7 +457,7 @@ export class SyncSession {
       // an origin not tracked when the batch came (see tracks): its run is genuine and about to be
       // stored, so track it now, or this run would be sent back to the peer that sent it
       this.theirs.advance(msg.origin, msg.toSeq)
-      this.heard(msg.origin, msg.toSeq)
+      this.lazyPush.heard(msg.origin, msg.toSeq)
     }
     // a run that continues what is accepted will be stored (batches reach the ingestor in the order
     // they are accepted): later copies are duplicates, and the other peers are told now, not once it is
@@ -601,80 +591,11 @@ export class SyncSession {
     }
   }
 
-  /**
-   * Lazy push (after Plumtree). Every origin's new entries go to the peer at
-   * once, until the peer announces (Have) entries of that origin that we had
-   * already sent it: it got them from someone else first, so our copies are
-   * duplicates (a node answers every duplicate batch with such a Have, and
-   * announces what it accepted before our copy arrived). From then on it is
-   * sent that origin's entries only once they are LAZY_PUSH_MS old, it has
-   * still not said it holds them, and it has not said it holds more of that
-   * origin for LAZY_PUSH_MS either (`progressAt`; nodes tell peers ahead of
-   * them, see announce): a peer that progresses is fed by another path,
-   * only later than we could (under load, seconds later). Such a send may
-   * mean that path failed it: if the peer still reports no progress from
-   * elsewhere LAZY_PUSH_MS later, the origin is pushed at once again; if it
-   * does, the link stays lazy (a loaded peer pauses for seconds at a time:
-   * turning eager on every pause sent it thousands of duplicates). A node's
-   * own entries always go at once. In a 30-node mesh (`npm run bench --
-   * --only fanout`) pushing everything to every peer made each node receive
-   * each entry ~3.8 times; lazy push on age alone 2.3–2.6 (the loaded nodes
-   * ran more than LAZY_PUSH_MS behind, so most lazy sends were duplicates,
-   * and each turned the link eager again); with the progress rule 1.2–1.8;
-   * with lazy sends that keep the link lazy unless the peer stays without
-   * progress, 1.00–1.02.
-   */
-  private sendCap (origin: string): number {
-    if (!this.lazy.has(origin)) return Infinity
-    const now = Date.now()
-    const progress = this.progressAt.get(origin) ?? 0
-    const pushed = this.lazyPushedAt.get(origin)
-    if (pushed !== undefined) {
-      if (progress > pushed) {
-        // the peer got more from elsewhere since: our push bridged a pause, stay lazy
-        this.lazyPushedAt.delete(origin)
-      } else if (now - pushed >= LAZY_PUSH_MS) {
-        // nothing from elsewhere since our push: the path that fed the peer failed, push at once again
-        this.lazy.delete(origin)
-        this.lazyPushedAt.delete(origin)
-        return Infinity
-      }
-    }
-    if (now - progress < LAZY_PUSH_MS) {
-      this.wakeLater()
-      return this.theirs.get(origin)
-    }
-    const cap = this.deps.log.servableAsOf(origin, now - LAZY_PUSH_MS)
-    if (cap < this.deps.log.servable.get(origin)) this.wakeLater()
-    return cap
-  }
-
-  private lazyTimer?: ReturnType<typeof setTimeout>
-
-  /** Per origin pushed lazily: when we first sent it entries it still lacked after it had shown no progress (see sendCap). */
-  private readonly lazyPushedAt = new Map<string, number>()
-
-  /** Per origin, when the peer last said it holds more of it (Have, or a batch it sent). */
-  private readonly progressAt = new Map<string, number>()
-
-  private heard (origin: string, seq: number): void {
-    if (this.announced.advance(origin, seq)) this.progressAt.set(origin, Date.now())
-  }
-
-  private wakeLater (): void {
-    if (this.lazyTimer !== undefined || this.closed) return
-    this.lazyTimer = setTimeout(() => {
-      this.lazyTimer = undefined
-      this.wake.notify()
-    }, LAZY_PUSH_MS / 4)
-    this.lazyTimer.unref()
-  }
-
-  /** The origin to send next, and how far it may be sent now (sendCap). */
+  /** The origin to send next, and how far it may be sent now (LazyPush.cap). */
   private nextOrigin (): { origin: string, cap: number } | undefined {
     // round-robin over origins the peer lacks, so one big origin cannot starve the others
     const missing = this.deps.log.servable.missingFrom(this.theirs)
-      .map(m => ({ origin: m.origin, cap: this.sendCap(m.origin) }))
+      .map(m => ({ origin: m.origin, cap: this.lazyPush.cap(m.origin) }))
       .filter(m => m.cap > this.theirs.get(m.origin) && !this.isUnsendable(m.origin, m.cap))
     if (missing.length === 0) return undefined
     missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
@@ -745,13 +666,13 @@ export class SyncSession {
     const straddles = read !== undefined && this.deps.accepts?.(origin, read.toSeq) === false && this.deps.accepts(origin, read.fromSeq + 1)
     if (read === undefined || straddles) {
       this.unsendable.set(origin, this.copyState(origin, cap))
-      this.wakeLater()
+      this.lazyPush.wakeLater()
       return true
     }
     const bytes = encodeBatchFrame(origin, read.fromSeq, read.toSeq, read.entries, read.certs.map(c => encodeAttested(c)), read.updates.map(c => encodeAttested(c)))
-    if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
+    this.lazyPush.pushing(origin, cap)
     this.theirs.advance(origin, read.toSeq)
-    this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, read.toSeq))
+    this.lazyPush.sending(origin, read.toSeq)
     this.flow.sent(origin, read.fromSeq, read.toSeq)
     this.deps.counters.entriesSent += read.entries.length
     this.deps.counters.bytesSent += bytes.byteLength
@@ -792,10 +713,10 @@ export class SyncSession {
       const run = this.sendable(origin, read, cap)
       if (run === undefined) continue
       const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
-      // sent lazily and still wanted: the path that served the peer may have failed (see sendCap)
-      if (cap !== Infinity && !this.lazyPushedAt.has(origin)) this.lazyPushedAt.set(origin, Date.now())
+      // sent lazily and still wanted: the path that served the peer may have failed (see LazyPush.cap)
+      this.lazyPush.pushing(origin, cap)
       this.theirs.advance(origin, run.toSeq)
-      this.sent.set(origin, Math.max(this.sent.get(origin) ?? 0, run.toSeq))
+      this.lazyPush.sending(origin, run.toSeq)
       this.flow.sent(origin, run.fromSeq, run.toSeq)
       this.deps.counters.entriesSent += run.entries.length
       this.deps.counters.bytesSent += bytes.byteLength
