@@ -22,16 +22,18 @@ import type { LogEntry } from '../../log/entry.js'
 import { SignatureError, encodeAttested, verifyAttestedRuns, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
-import { MAX_CONTROL_FRAMES_PER_SECOND, MAX_PEER_BYTES_PER_SECOND, MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
+import { MAX_READ_BUFFER_BYTES, SILENT_PEER_MS, ANTI_ENTROPY_INTERVAL_MS, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, INITIAL_CREDIT, MAX_FRAME_BYTES, SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_VERSION } from '../constants.js'
 import { FramedStream } from '../frames.js'
 import { CreditFlow } from './flow.js'
 import { LazyPush } from './lazy-push.js'
+import { ByteRateLimit, ControlFrameLimit, HaveLimit, SilentPeer } from './rate-limits.js'
 import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
 import type { Offence, Refusal } from './checks.js'
-import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHave, encodeHello, encodeVector } from './codec.js'
+import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHello, encodeVector } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
 export { LAZY_PUSH_MS } from './lazy-push.js'
+export { HAVE_BURST } from './rate-limits.js'
 
 /** Received batches being stored at once per session (see storeLoop). */
 const MAX_INGESTING = 4
@@ -39,10 +41,6 @@ const MAX_INGESTING = 4
 const ATTESTED_RETRY_MS = 250
 /** Decoded batches waiting for storeLoop before the reader pauses (memory: see SyncSession.received). */
 const MAX_RECEIVED_WAITING = 2
-/** Have frames a session sends in a row while the peer says nothing (see SyncSession.queueHave). */
-export const HAVE_BURST = 256
-/** Have frames each frame heard from the peer allows on top, up to HAVE_BURST. */
-const HAVES_PER_FRAME_HEARD = 2
 
 export interface PeerCounters {
   entriesSent: number
@@ -151,6 +149,14 @@ export class SyncSession {
   private readonly flow: CreditFlow
   /** Lazy push: how far each origin may be sent to the peer now. */
   private readonly lazyPush: LazyPush
+  /** Have frames sent to the peer, at most HAVE_BURST in a row while it says nothing. */
+  private readonly haves: HaveLimit
+  /** Control frames the peer may send per second. */
+  private readonly controlFrames = new ControlFrameLimit()
+  /** Bytes the peer may make this node ingest per second. */
+  private readonly ingestRate = new ByteRateLimit()
+  /** When the peer last sent anything. */
+  private readonly silence = new SilentPeer()
   private helloReceived = false
   private closed = false
   private readonly gapReported = new Map<string, number>()
@@ -167,6 +173,7 @@ export class SyncSession {
     this.deps = deps
     this.flow = new CreditFlow(this.framed, () => this.closed)
     this.lazyPush = new LazyPush(peer, deps.self, deps.log, this.theirs, this.announced, this.wake)
+    this.haves = new HaveLimit(this.framed)
   }
 
   /** The sync protocol version spoken (see SessionDeps.protocolVersion). */
@@ -198,7 +205,7 @@ export class SyncSession {
   announce (origin: string, seq: number, progress = false): void {
     if (this.closed || !this.helloReceived) return
     if (!this.lazyPush.shouldAnnounce(origin, seq, progress)) return
-    this.queueHave(origin, seq)
+    this.haves.queue(origin, seq)
   }
 
   /**
@@ -216,44 +223,12 @@ export class SyncSession {
     return true
   }
 
-  /** Haves this session may send before it hears from the peer again. */
-  private haveTokens = HAVE_BURST
-  /** Haves held back (see queueHave): origin → the newest seq to announce. */
-  private readonly heldHaves = new Map<string, number>()
-
-  /**
-   * Send a Have, or hold it while the peer has said nothing for HAVE_BURST
-   * of them: a peer that is not reading (stopped, its event loop or its
-   * ingest busy, a slow link) gets the Haves of every run this node stores
-   * in the meantime, and reads them all at once when it resumes (a busy
-   * relay sends one per stored run: thousands, which its peer took for a
-   * flood of control frames and ended the session). Held Haves keep only
-   * the newest seq per origin (a Have only ever raises what the peer
-   * believes), and go out as the peer is heard from again, HAVES_PER_FRAME_HEARD
-   * per frame it sends. So what a peer reads in a row from an honest node is
-   * at most HAVE_BURST Haves plus one per origin, however long it stalled.
-   */
-  private queueHave (origin: string, seq: number): void {
-    const held = this.heldHaves.get(origin)
-    if (held === undefined || seq > held) this.heldHaves.set(origin, seq)
-    this.flushHaves()
-  }
-
-  private flushHaves (): void {
-    for (const [origin, seq] of this.heldHaves) {
-      if (this.haveTokens < 1) return
-      this.haveTokens--
-      this.heldHaves.delete(origin)
-      this.framed.sendNow(encodeHave(origin, seq))
-    }
-  }
-
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
     this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, this.version))
     this.timer = setInterval(() => {
       if (this.closed) return
-      if (Date.now() - this.lastFrameAt > SILENT_PEER_MS) {
+      if (this.silence.silent) {
         // every peer restates its vector each ANTI_ENTROPY_INTERVAL_MS: this one went silent
         this.failure ??= new ProtocolError(`peer sent nothing for ${SILENT_PEER_MS / 1000} s`, 'PEER_SILENT')
         this.close(this.failure)
@@ -303,16 +278,15 @@ export class SyncSession {
     for await (const bytes of this.framed.frames()) {
       if (this.closed) return
       this.deps.counters.bytesReceived += bytes.byteLength
-      this.lastFrameAt = Date.now()
-      // the peer is running: it may be told more (see queueHave)
-      this.haveTokens = Math.min(HAVE_BURST, this.haveTokens + HAVES_PER_FRAME_HEARD)
-      if (this.heldHaves.size > 0) this.flushHaves()
+      this.silence.heard()
+      // the peer is running: it may be told more (see HaveLimit)
+      this.haves.heard()
       if (this.stream.readBufferLength > MAX_READ_BUFFER_BYTES) {
         throw new ProtocolError(`peer sent ${this.stream.readBufferLength} bytes beyond what it was granted`, 'PEER_FLOOD')
       }
       const msg = this.decode(bytes)
       this.deps.counters.frame?.(msg.type)
-      if (msg.type !== 'batch') this.countControlFrame()
+      if (msg.type !== 'batch') this.controlFrames.count()
       if (!this.helloReceived && msg.type !== 'hello') throw new ProtocolError(`expected hello, got ${msg.type}`, 'PROTOCOL_VIOLATION')
       switch (msg.type) {
         case 'hello':
@@ -420,7 +394,7 @@ export class SyncSession {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
       // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
       // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see LazyPush.cap)
-      if (msg.origin !== this.peer) this.queueHave(msg.origin, msg.toSeq)
+      if (msg.origin !== this.peer) this.haves.queue(msg.origin, msg.toSeq)
       this.deps.counters.duplicates?.(msg.entries.length)
       this.flow.grant()
       return
@@ -485,7 +459,7 @@ export class SyncSession {
         this.deps.counters.entriesReceived += result.stored
         this.deps.counters.duplicates?.(msg.entries.length - result.stored)
       }
-      await this.throttle(bytes)
+      await this.ingestRate.throttle(bytes)
       this.flow.grant()
     })
     this.ingesting.push(ingested)
@@ -524,40 +498,6 @@ export class SyncSession {
     endCheck(fields.certs)
     const roots = verifyAttestedRuns(msg.origin, msg.entries, fields.certs, { from: msg.fromSeq, to: msg.toSeq })
     return { certs: fields.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: fields.updates }
-  }
-
-  private lastFrameAt = Date.now()
-  private controlWindowStart = Date.now()
-  private controlFrames = 0
-  private tokens = MAX_PEER_BYTES_PER_SECOND
-
-  /** Control frames (vector, have, credit, hello) are cheap to send: cap their rate. */
-  private countControlFrame (): void {
-    const now = Date.now()
-    if (now - this.controlWindowStart >= 1000) {
-      this.controlWindowStart = now
-      this.controlFrames = 0
-    }
-    if (++this.controlFrames > MAX_CONTROL_FRAMES_PER_SECOND) {
-      throw new ProtocolError(`peer sent more than ${MAX_CONTROL_FRAMES_PER_SECOND} control frames in a second`, 'PEER_FLOOD')
-    }
-  }
-
-  private lastRefill = Date.now()
-
-  /**
-   * Cap what one peer can make this node ingest per second: a token bucket of
-   * MAX_PEER_BYTES_PER_SECOND; when it runs dry, the next credit is granted
-   * late, which slows the sender down (it cannot send without credit).
-   */
-  private async throttle (bytes: number): Promise<void> {
-    const now = Date.now()
-    this.tokens = Math.min(MAX_PEER_BYTES_PER_SECOND, this.tokens + (now - this.lastRefill) * MAX_PEER_BYTES_PER_SECOND / 1000)
-    this.lastRefill = now
-    this.tokens -= bytes
-    if (this.tokens < 0) {
-      await new Promise(resolve => setTimeout(resolve, Math.ceil(-this.tokens * 1000 / MAX_PEER_BYTES_PER_SECOND)))
-    }
   }
 
   /**
