@@ -112,8 +112,11 @@ export function restatedSeq (stated: number, believed: number, announced: number
   return Math.max(stated, Math.min(believed, Math.max(end, announced)))
 }
 
+/** Wakes one waiting loop; a notify with none waiting is kept for the next wait. */
 class Wakeup {
+  /** Resolves the loop waiting now. */
   private waiter?: () => void
+  /** Notified with no loop waiting. */
   private pending = false
 
   notify (): void {
@@ -134,6 +137,7 @@ class Wakeup {
 }
 
 export class SyncSession {
+  /** The peer's id. */
   readonly peer: string
   /** Peer id of the side that opened the stream (decides which of two duplicate sessions survives). */
   readonly initiator: string
@@ -141,9 +145,13 @@ export class SyncSession {
   readonly theirs = new VersionVector()
   /** The highest seq per origin the peer has told us it holds. */
   readonly announced = new VersionVector()
+  /** The name the peer gave in its Hello. */
   remoteName = ''
+  /** The stream, as frames. */
   private readonly framed: FramedStream
+  /** What the session works with: the log, the ingestor, policy hooks, counters. */
   private readonly deps: SessionDeps
+  /** Wakes the sender: something changed that it may have work for. */
   private readonly wake = new Wakeup()
   /** Credit flow control: what each side may send the other. */
   private readonly flow: CreditFlow
@@ -157,14 +165,47 @@ export class SyncSession {
   private readonly ingestRate = new ByteRateLimit()
   /** When the peer last sent anything. */
   private readonly silence = new SilentPeer()
+  /** The peer's Hello came: it may send anything else, and is sent batches. */
   private helloReceived = false
+  /** The session ended (see close). */
   private closed = false
+  /** Per origin, the seq we held when a gap in the peer's batches was last answered with our Vector (once per held seq). */
   private readonly gapReported = new Map<string, number>()
   /** Origins whose relayed entries were last refused as stamped ahead of our clock (warned once until accepted). */
   private readonly clockRefused = new Set<string>()
   /** Origins this node does not know that this session tracks anyway (at most SESSION_MAX_UNKNOWN_ORIGINS). */
   private readonly unknownOrigins = new Set<string>()
+  /** Restates our vector each ANTI_ENTROPY_INTERVAL_MS and ends the session once the peer went silent. */
   private timer?: ReturnType<typeof setInterval>
+  /**
+   * Batches read and not yet taken by storeLoop, oldest first. Reading on
+   * while they are stored lets the peer's Have, Vector and Credit frames act
+   * sooner: behind a busy ingest they waited, and meanwhile this node sent
+   * the peer what it already had, and could not use credit already granted.
+   * Decoded batches take more memory than their bytes, so only
+   * MAX_RECEIVED_WAITING wait here; beyond that the reader pauses and the
+   * rest wait in the stream (at most the credit granted: a batch beyond it
+   * ends the session).
+   */
+  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked: boolean }> = []
+  /** A batch was read for storeLoop, or the reader ended. */
+  private readonly batchWake = new Wakeup()
+  /** storeLoop took a batch: the reader may go on. */
+  private readonly readWake = new Wakeup()
+  /** The stream ended: storeLoop stores what is left and ends. */
+  private readerDone = false
+  /** Why storeLoop ended the session (the stream's abort error is only its echo). */
+  private failure?: Error
+  /** Batches handed to the ingestor and not yet durable, oldest first (at most MAX_INGESTING). */
+  private readonly ingesting: Array<Promise<void>> = []
+  /** The origin last sent (nextOrigin goes round-robin from it). */
+  private lastOrigin?: string
+  /**
+   * Per origin, the state of this node's copy (and the cap) at which the next
+   * batch read for the peer would not pass its checks: not read again until
+   * that changes (see sendable).
+   */
+  private readonly unsendable = new Map<string, string>()
 
   constructor (stream: Stream, peer: string, initiator: string, deps: SessionDeps) {
     this.framed = new FramedStream(stream, MAX_FRAME_BYTES)
@@ -271,9 +312,6 @@ export class SyncSession {
     else this.stream.close().catch(() => this.stream.abort(new Error('sync session closed')))
   }
 
-  /** Batches handed to the ingestor and not yet durable, oldest first. */
-  private readonly ingesting: Array<Promise<void>> = []
-
   private async receiveLoop (): Promise<void> {
     for await (const bytes of this.framed.frames()) {
       if (this.closed) return
@@ -346,24 +384,6 @@ export class SyncSession {
       this.deps.onRefused?.(refusal)
     } catch {}
   }
-
-  /**
-   * Batches read and not yet taken by storeLoop, oldest first. Reading on
-   * while they are stored lets the peer's Have, Vector and Credit frames act
-   * sooner: behind a busy ingest they waited, and meanwhile this node sent
-   * the peer what it already had, and could not use credit already granted.
-   * Decoded batches take more memory than their bytes, so only
-   * MAX_RECEIVED_WAITING wait here; beyond that the reader pauses and the
-   * rest wait in the stream (at most the credit granted: a batch beyond it
-   * ends the session).
-   */
-  private readonly received: Array<{ msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked: boolean }> = []
-  private readonly batchWake = new Wakeup()
-  /** storeLoop took a batch: the reader may go on. */
-  private readonly readWake = new Wakeup()
-  private readerDone = false
-  /** Why storeLoop ended the session (the stream's abort error is only its echo). */
-  private failure?: Error
 
   /** Verify and store received batches in order; pipelined, at most MAX_INGESTING being written. */
   private async storeLoop (): Promise<void> {
@@ -545,8 +565,6 @@ export class SyncSession {
     return pick
   }
 
-  private lastOrigin?: string
-
   private isUnsendable (origin: string, cap: number): boolean {
     const at = this.unsendable.get(origin)
     if (at === undefined) return false
@@ -554,13 +572,6 @@ export class SyncSession {
     this.unsendable.delete(origin)
     return false
   }
-
-  /**
-   * Per origin, the state of this node's copy (and the cap) at which the next
-   * batch read for the peer would not pass its checks: not read again until
-   * that changes (see sendable).
-   */
-  private readonly unsendable = new Map<string, string>()
 
   private copyState (origin: string, cap: number): string {
     // version 2 reads what is durable (readAttested), which may lag what is servable from memory:
