@@ -371,7 +371,8 @@ export class ChangeLog {
    */
   private async appendAttested (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, held: number, batch: AttestedBatch): Promise<void> {
     if (batch.updates.length > MAX_UPDATES) throw new SignatureError(`a batch of ${origin} carries ${batch.updates.length} updates (limit ${MAX_UPDATES})`)
-    this.retaining.set(origin, true)
+    // whether the stored log may already hold superseded entries (learnt once per origin, then kept below)
+    const retains = await this.keepsSuperseded(origin)
     for (const u of batch.updates) if (u.to <= held) await this.applyUpdate(txn, origin, u)
     for (const { cert, root } of batch.certs) {
       if (cert.to <= held) continue
@@ -384,6 +385,7 @@ export class ChangeLog {
     }
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
     await txn.prefetch(latestKeys)
+    let superseded = false
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]
       if (e.seq <= held) continue
@@ -391,8 +393,11 @@ export class ChangeLog {
       e.bytes ??= encodeEntry(e)
       txn.put(keys.entry(origin, e.seq), e.bytes)
       const prev = txn.get(latestKeys[i])
+      // an entry the record's index does not end at (this one, or the one it supersedes) is kept: readLogChunk must filter
+      if (prev !== undefined) superseded = true
       if (prev === undefined || Number(utf8.decode(prev)) < e.seq) txn.put(latestKeys[i], utf8.encode(String(e.seq)))
     }
+    if (superseded && !retains) this.retaining.set(origin, true)
     this.tails.forget(origin, txn)
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
   }
@@ -1038,7 +1043,13 @@ export class ChangeLog {
     return out
   }
 
-  /** Origins whose log may hold superseded entries (another origin's, stored from version 2 batches): see appendAttested. */
+  /**
+   * Origins whose stored log may hold superseded entries (another origin's,
+   * stored from version 2 batches, see appendAttested): learnt from the store
+   * the first time (any attestation stored: maybe), then set when a batch
+   * stores an entry of a record that already had one. A bulk sync of new
+   * records never sets it, and its backfill reads no record index.
+   */
   private readonly retaining = new Map<string, boolean>()
 
   private async keepsSuperseded (origin: string): Promise<boolean> {
