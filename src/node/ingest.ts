@@ -125,6 +125,20 @@ interface TxnState {
   ownTop: number
   derived: LogEntry[]
   ctx: ApplyContext
+  /** A pass's progress (backfill, publish), set by its work: put after the counters, before the clock. */
+  progress?: { key: string, value: Uint8Array }
+}
+
+/** How a transaction of the write path ends (Ingestor.writeTxn). */
+interface TxnEnd {
+  /**
+   * Issued, not committed: the caller runs in a pipelined exclusive section,
+   * awaits `durable` after it and then calls durable(). Committed (the
+   * default): durable() is called before writeTxn returns.
+   */
+  issue?: boolean
+  /** The clock is not put (the feed index built at load never wrote it). */
+  noClock?: boolean
 }
 
 const HLC_KEY = keys.meta('hlc')
@@ -138,6 +152,8 @@ export const CONFLICT_LOG_SIZE = 50
 export const TRANSFORM_ERROR_LOG_SIZE = 20
 /** How deep rule-written records may flow on through this node's own rules within one write. */
 const MAX_CHAIN_DEPTH = 16
+/** What writeTxn returns as `durable` for a committed transaction. */
+const DURABLE: Promise<void> = Promise.resolve()
 
 export class Ingestor {
   readonly clock: HybridClock
@@ -262,17 +278,17 @@ export class Ingestor {
       // beyond what its runs prove (ChangeLog.stopServingAfter)
       if (keptCerts.length < certs.length) this.log.stopServingAfter(origin, keptCerts.reduce((end, c) => Math.max(end, c.to), held))
       if (attested !== undefined && keptAttested !== undefined && keptAttested.certs.length < attested.certs.length) this.log.stopServingAfter(origin, keptAttested.certs.reduce((end, c) => Math.max(end, c.cert.to), held))
-      // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
-      const txn = this.store.txn()
-      await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
-      // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction
-      await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
-      txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-      const { durable } = await txn.issue()
-      // what the next transaction builds on (it reads these writes through the store's pending view)
-      result.stored = fresh.length
-      result.advanced = { origin, seq: toSeq }
-      this.commitCounts(result)
+      const { txn, durable } = await this.writeTxn(async (txn) => {
+        // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
+        await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
+        // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction
+        const st = await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
+        // what the next transaction builds on once this one is issued (it reads these writes through
+        // the store's pending view)
+        result.stored = fresh.length
+        result.advanced = { origin, seq: toSeq }
+        return st
+      }, { issue: true })
       const { rest, forwarded } = this.log.forwardEarly(this.log.takeTails(txn), this.self)
       if (forwarded.length > 0) this.onForwardable?.(forwarded)
       return { result, durable, tails: rest }
@@ -293,13 +309,10 @@ export class Ingestor {
       })
       const to = from + entries.length
       const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
-      const txn = this.store.txn()
-      await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
-      await this.applyEntries(txn, entries, result, true)
-      txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-      await txn.commit()
-      this.commitCounts(result)
-      this.durable(result)
+      const { txn } = await this.writeTxn(async (txn) => {
+        await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
+        return await this.applyEntries(txn, entries, result, true)
+      })
       this.log.installTails(this.log.takeTails(txn))
       return { entries, result }
     })
@@ -324,7 +337,7 @@ export class Ingestor {
     return certs
   }
 
-  /** Start the pending state of a transaction of the write path (applyEntries, backfill, sweep, publish). */
+  /** Start the pending state of a transaction of the write path (applyEntries, backfill, sweep, publish, the feed index): see writeTxn. */
   private begin (txn: Txn, result: IngestResult, reeval = false, keepChanges = this.keepChanges?.() ?? true): TxnState {
     const own = this.log.held(this.self)
     const st: TxnState = {
@@ -351,6 +364,32 @@ export class Ingestor {
     }
     this.txnState = st
     return st
+  }
+
+  /**
+   * One transaction of the write path, the sequence every write runs: `work`
+   * writes into a new Txn and returns the pending state it began there
+   * (begin); then the derived own-log entries, the counters and feed cursor,
+   * the pass's progress and the clock are put, the batch is issued or
+   * committed (`end`), and what it advanced is made visible (commitCounts).
+   * Runs under the write lock (Store.exclusive).
+   */
+  private async writeTxn (work: (txn: Txn) => Promise<TxnState>, end: TxnEnd = {}): Promise<{ txn: Txn, durable: Promise<void> }> {
+    const txn = this.store.txn()
+    const st = await work(txn)
+    await this.flushDerived(st)
+    this.flushCounts(st)
+    if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
+    if (end.noClock !== true) txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
+    if (end.issue === true) {
+      const { durable } = await txn.issue()
+      this.commitCounts(st.result)
+      return { txn, durable }
+    }
+    await txn.commit()
+    this.commitCounts(st.result)
+    this.durable(st.result)
+    return { txn, durable: DURABLE }
   }
 
   /**
@@ -431,8 +470,8 @@ export class Ingestor {
     ;(st.result.transformErrors ??= []).push(record)
   }
 
-  /** What the entries mean on this node: own records, registry, rules (and what those write, on through chains). */
-  private async applyEntries (txn: Txn, entries: LogEntry[], result: IngestResult, keepChanges?: boolean, ownFloor = 0): Promise<void> {
+  /** What the entries mean on this node: own records, registry, rules (and what those write, on through chains). Returns the transaction's pending state (writeTxn flushes it). */
+  private async applyEntries (txn: Txn, entries: LogEntry[], result: IngestResult, keepChanges?: boolean, ownFloor = 0): Promise<TxnState> {
     const st = this.begin(txn, result, false, keepChanges)
     // in writeLocal the new local entries are already in the transaction's log; a batch of this
     // node's own log taken back from a peer holds it up to the batch end (ownFloor)
@@ -440,8 +479,7 @@ export class Ingestor {
     for (const e of entries) if (e.origin === this.self && e.seq > st.ownTop) st.ownTop = e.seq
     st.ownBase = st.ownTop
     await this.applyLevel(st, entries, 0)
-    await this.flushDerived(st)
-    this.flushCounts(st)
+    return st
   }
 
   /** Apply one batch of entries; rule writes into published collections are logged and applied on (chaining). */
@@ -633,23 +671,20 @@ export class Ingestor {
         // taken under the write lock: every entry stored after this was applied by this rule as it arrived
         if ((fresh || current.catchUp === true) && current.upTo === undefined) current.upTo = this.log.held(source)
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-        const txn = this.store.txn()
-        const st = this.begin(txn, result, current.reeval === true)
         let next: BackfillState = { ...current }
-        if (current.phase !== 'sweep') {
-          next = await this.backfillSourceChunk(st, rule, reader, current, next)
-        } else {
-          const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
-          await this.derive(st, applied, 0)
-          if (last !== undefined) next.sweepAfter = last
-          if (!more) next.done = true
-        }
-        await this.flushDerived(st)
-        this.flushCounts(st)
-        txn.put(stateKey, encodeJson(next))
-        txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-        const { durable } = await txn.issue()
-        this.commitCounts(result)
+        const { durable } = await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result, current.reeval === true)
+          if (current.phase !== 'sweep') {
+            next = await this.backfillSourceChunk(st, rule, reader, current, next)
+          } else {
+            const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
+            await this.derive(st, applied, 0)
+            if (last !== undefined) next.sweepAfter = last
+            if (!more) next.done = true
+          }
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        }, { issue: true })
         state = next
         return { result, durable }
         // the source phase reads the source's log (entries stored later were applied as they arrived,
@@ -784,46 +819,50 @@ export class Ingestor {
       const current = state
       const result = await this.store.exclusive(async () => {
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-        const txn = this.store.txn()
-        const st = this.begin(txn, result)
-        const prefix = keys.recordPrefix(collection)
-        const records: Array<{ id: string, state: RecordState }> = []
-        // no rule has ever written a record on this node (rule counters only grow, and are kept when a
-        // rule goes): nothing to publish, and the collection is not read. A node that only sends (the
-        // source of a rule) read and parsed its whole collection when a rule on it was added, while
-        // serving that rule's target (`npm run profile:sync`: a quarter of the source's CPU during the sync)
-        const mayHoldRuleWrites = this.anyRuleApplied()
-        if (mayHoldRuleWrites) {
-          for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
-            for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
-          }
-        }
-        // local writes are in the own log already: only rule-written records are looked up there
-        const written = records.filter(r => r.state.rule !== undefined)
-        await txn.prefetch(written.map(r => keys.latest(this.self, collection, r.id)))
-        const derived: LogEntry[] = []
-        for (const { id, state: rec } of written) {
-          const seq = txn.get(keys.latest(this.self, collection, id))
-          const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
-          if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
-          if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
-          derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version))
-        }
-        if (derived.length > 0) await this.applyLevel(st, derived, 1)
-        await this.flushDerived(st)
-        this.flushCounts(st)
-        const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
-        if (records.length > 0) next.after = records[records.length - 1].id
-        txn.put(stateKey, encodeJson(next))
-        txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
-        await txn.commit()
-        this.commitCounts(result)
-        this.durable(result)
+        let next: PublishState = current
+        await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result)
+          next = await this.publishChunk(st, collection, current)
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        })
         state = next
         return result
       })
       onChunk(result)
     }
+  }
+
+  /** One chunk of publish: rule-written records not yet in the own log are logged and applied on; returns the next state. */
+  private async publishChunk (st: TxnState, collection: string, current: PublishState): Promise<PublishState> {
+    const txn = st.txn
+    const prefix = keys.recordPrefix(collection)
+    const records: Array<{ id: string, state: RecordState }> = []
+    // no rule has ever written a record on this node (rule counters only grow, and are kept when a
+    // rule goes): nothing to publish, and the collection is not read. A node that only sends (the
+    // source of a rule) read and parsed its whole collection when a rule on it was added, while
+    // serving that rule's target (`npm run profile:sync`: a quarter of the source's CPU during the sync)
+    const mayHoldRuleWrites = this.anyRuleApplied()
+    if (mayHoldRuleWrites) {
+      for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
+        for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+      }
+    }
+    // local writes are in the own log already: only rule-written records are looked up there
+    const written = records.filter(r => r.state.rule !== undefined)
+    await txn.prefetch(written.map(r => keys.latest(this.self, collection, r.id)))
+    const derived: LogEntry[] = []
+    for (const { id, state: rec } of written) {
+      const seq = txn.get(keys.latest(this.self, collection, id))
+      const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+      if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
+      if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
+      derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version))
+    }
+    if (derived.length > 0) await this.applyLevel(st, derived, 1)
+    const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
+    if (records.length > 0) next.after = records[records.length - 1].id
+    return next
   }
 
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */
@@ -838,24 +877,22 @@ export class Ingestor {
     for (;;) {
       const done = await this.store.exclusive(async () => {
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-        const txn = this.store.txn()
-        const st = this.begin(txn, result)
         let n = 0
-        for await (const [key, value] of this.store.db.iterator({ ...(after !== undefined ? { gt: after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
-          n++
-          after = key
-          const rest = key.slice(2)
-          const sep = rest.indexOf(SEP)
-          const collection = rest.slice(0, sep)
-          const state = decodeRecord(value)
-          if (state.cursor !== undefined || isRegistryCollection(collection)) continue
-          this.writeRecord(st, collection, rest.slice(sep + 1), state, undefined)
-        }
-        if (n < BACKFILL_CHUNK) txn.put(FEED_INDEXED_KEY, utf8.encode('1'))
-        this.flushCounts(st)
-        await txn.commit()
-        this.commitCounts(result)
-        this.durable(result)
+        await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result)
+          for await (const [key, value] of this.store.db.iterator({ ...(after !== undefined ? { gt: after } : { gte: range.gte }), lt: range.lt, limit: BACKFILL_CHUNK })) {
+            n++
+            after = key
+            const rest = key.slice(2)
+            const sep = rest.indexOf(SEP)
+            const collection = rest.slice(0, sep)
+            const state = decodeRecord(value)
+            if (state.cursor !== undefined || isRegistryCollection(collection)) continue
+            this.writeRecord(st, collection, rest.slice(sep + 1), state, undefined)
+          }
+          if (n < BACKFILL_CHUNK) txn.put(FEED_INDEXED_KEY, utf8.encode('1'))
+          return st
+        }, { noClock: true })
         return n < BACKFILL_CHUNK
       })
       if (done) return
