@@ -1,0 +1,321 @@
+/**
+ * A rule applied to the data a node holds already: a backfill pass over its
+ * source (resumable, in chunks; a mirror rule then sweeps what its source
+ * lacks), and publish, which logs the records rules wrote into a collection
+ * that became the source of a rule. Each chunk is one transaction of the
+ * write path (WritePath.writeTxn); what it applies goes through the rule
+ * application of Ingestor (ingest.ts).
+ */
+import { decodeEntry } from '../log/entry.js'
+import type { LogEntry } from '../log/entry.js'
+import { compareHlc } from '../core/hlc.js'
+import type { JsonObject } from '../core/types.js'
+import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
+import type { Txn } from '../store/db.js'
+import { keys, keySuffix, rangeAfter } from '../store/keys.js'
+import { decodeRecord } from '../store/records.js'
+import type { RecordState } from '../store/records.js'
+import { parseEntryValue, planKeys, pushPlanKeys, sweepRecord } from '../rules/engine.js'
+import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
+import { modeOf } from '../core/modes.js'
+import { BackfillReader } from './backfill-reader.js'
+import { BACKFILL_CHUNK, WritePath } from './write-txn.js'
+import type { IngestResult, TxnState } from './write-txn.js'
+
+export interface BackfillState {
+  source: string
+  fingerprint: string
+  after?: string
+  done: boolean
+  /** "sweep": a mirror rule removing target records its source lacks, after `sweepAfter`. */
+  phase?: 'source' | 'sweep'
+  sweepAfter?: string
+  /** This pass re-evaluates data an earlier version of the rule wrote. */
+  reeval?: boolean
+  /**
+   * The source's log as held when the pass started (the rule was active from
+   * then on): later entries were applied as they arrived, the pass skips them.
+   */
+  upTo?: number
+  /**
+   * How the pass reads the source: "log", its log in order (one range read
+   * per chunk; `afterSeq` is where it is), or by the index of the
+   * collection's records (`after`, an id; passes saved before "log" existed
+   * have no order and read this way). A pass starts in log order and turns to
+   * the index, from the start, once fewer than half the entries it read were
+   * of the rule's collection (`scanned`, `matched`); the entries up to
+   * `loggedTo`, applied before it turned, are passed over then.
+   */
+  order?: 'log' | 'index'
+  afterSeq?: number
+  scanned?: number
+  matched?: number
+  loggedTo?: number
+  /**
+   * Catching up after a pause (see RuleService.resumed): the source's log
+   * is read in log order from `afterSeq` (where the rule stopped) up to
+   * `upTo` (taken when the pass starts), never turning to the index and
+   * with no mirror sweep (the log holds the deletes); then the pass the
+   * pause interrupted, `then`, goes on from where it was, if there was one.
+   */
+  catchUp?: boolean
+  then?: BackfillState
+}
+
+interface PublishState {
+  after?: string
+  done: boolean
+}
+
+/** Backfill, sweep and publish, over the write path: the rule application they use is Ingestor's. */
+export abstract class Backfiller extends WritePath {
+  /**
+   * How a new backfill pass reads its source first (BackfillState.order):
+   * in log order, turning to the collection's index when the log is mostly
+   * other collections. "index" reads by the index from the start.
+   */
+  backfillOrder: 'log' | 'index' = 'log'
+
+  /** Plan an entry for a rule (Ingestor.plan). */
+  protected abstract plan (rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Plan | Promise<Plan>
+  /** The plan when there is something to apply (Ingestor.keep). */
+  protected abstract keep (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan): Plan | undefined
+  /** Apply a planned entry (Ingestor.applyRulePlan). */
+  protected abstract applyRulePlan (st: TxnState, rule: CompiledRule, entry: LogEntry, plan: Plan, at: PlanKeys | undefined): Applied[]
+  /** Chain rule writes on (Ingestor.derive). */
+  protected abstract derive (st: TxnState, applied: Applied[], depth: number): Promise<void>
+  /** Apply a batch of entries at a chain depth (Ingestor.applyLevel). */
+  protected abstract applyLevel (st: TxnState, entries: LogEntry[], depth: number): Promise<void>
+
+  /**
+   * Apply a rule to the source data already held, in chunks, resumably: the
+   * progress is stored with each chunk, so a restart continues where it
+   * stopped. Restarts from the beginning when what the rule writes changed
+   * (its fingerprint: filter, transforms, module, mode, …) or its source moved
+   * to another peer; a changed rule re-evaluates what it wrote before. A
+   * mirror rule then removes the target records its source lacks.
+   */
+  async backfill (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
+    const stateKey = keys.backfill(rule.rule.id)
+    let { state, fresh } = await this.passState(rule)
+    let previous: { result: IngestResult, durable: Promise<void> } | undefined
+    const finish = async (chunk: typeof previous): Promise<void> => {
+      if (chunk === undefined) return
+      await chunk.durable
+      this.durable(chunk.result)
+      onChunk(chunk.result)
+    }
+    let first = true
+    const source = rule.sourcePeer
+    const reader = new BackfillReader(this.log, source, rule.rule.from.collection, BACKFILL_CHUNK)
+    while (!state.done && isCurrent()) {
+      const current: BackfillState = state
+      const { result, durable } = await this.store.exclusive(async () => {
+        if (first) {
+          // the source's log is read with iterators, which see only durable writes: let batches
+          // issued before this pass (whose entries were not applied by this rule) land first
+          first = false
+          await this.store.flushed()
+        }
+        // taken under the write lock: every entry stored after this was applied by this rule as it arrived
+        if ((fresh || current.catchUp === true) && current.upTo === undefined) current.upTo = this.log.held(source)
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        let next: BackfillState = { ...current }
+        const { durable } = await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result, current.reeval === true)
+          if (current.phase !== 'sweep') {
+            next = await this.backfillSourceChunk(st, rule, reader, current, next)
+          } else {
+            const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
+            await this.derive(st, applied, 0)
+            if (last !== undefined) next.sweepAfter = last
+            if (!more) next.done = true
+          }
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        }, { issue: true })
+        state = next
+        return { result, durable }
+        // the source phase reads the source's log (entries stored later were applied as they arrived,
+        // and what a read missed or read before it was replaced is settled through the Txn, which
+        // sees writes in flight) and records through its Txn: it may run while the previous chunk
+        // is written; the sweep iterates records, so it waits for them
+      }, { pipelined: current.phase !== 'sweep' })
+      // the next chunk is applied while this one is written; its events follow its durability
+      await finish(previous)
+      previous = { result, durable }
+    }
+    await reader.drop() // a pass stopped (rule changed, node stopping) leaves no read behind
+    await finish(previous)
+  }
+
+  /** One chunk of a backfill's source phase: read (one chunk ahead), planned, applied and chained; returns the next state. */
+  private async backfillSourceChunk (st: TxnState, rule: CompiledRule, reader: BackfillReader, current: BackfillState, next: BackfillState): Promise<BackfillState> {
+    const source = rule.sourcePeer
+    const txn = st.txn
+    // entries above `upTo` were applied when they arrived: not even read
+      const chunk = await reader.take(current)
+      Object.assign(next, chunk.next)
+      if (current.order === 'log') {
+        next.scanned = (current.scanned ?? 0) + chunk.scanned
+        next.matched = (current.matched ?? 0) + chunk.entries.length
+      }
+      if (chunk.more) {
+        // the next chunk is read while this one is applied and written (the reads were ~40% of a
+        // backfill's time, `npm run profile:ingest -- --mode backfill`)
+        reader.readAhead(next)
+      }
+      // an entry replaced since it was read (stored after the read, and applied as it arrived) is
+      // passed over: applied now, an older delete or key would drop what the newer one placed.
+      // Checked only when the source's log may have moved since the read (live writes meanwhile)
+      const moved = chunk.asOf === undefined || this.log.held(source) !== chunk.asOf
+      if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
+      const planned: Array<{ entry: LogEntry, plan: Plan, at: PlanKeys | undefined }> = []
+      for (const entry of chunk.entries) {
+        if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
+        if (moved && !this.log.isNewest(txn, entry)) continue
+        const value = parseEntryValue(entry)
+        const maybe = this.plan(rule, entry, value)
+        const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
+        if (plan !== undefined) planned.push({ entry, plan, at: planKeys(rule, entry, plan) })
+      }
+      const prefetch: string[] = []
+      for (const p of planned) pushPlanKeys(prefetch, p.at)
+      await txn.prefetch(prefetch)
+      const applied: Applied[] = []
+      for (const p of planned) applied.push(...this.applyRulePlan(st, rule, p.entry, p.plan, p.at))
+      await this.derive(st, applied, 0)
+      if (chunk.more && next.order === 'log' && next.catchUp !== true && (next.matched ?? 0) * 2 < (next.scanned ?? 0)) {
+        // the source's log is mostly other collections: read this one's records by the index,
+        // from the start, passing over the entries applied already
+        next.order = 'index'
+        next.loggedTo = next.afterSeq
+        delete next.afterSeq
+        delete next.after
+        await reader.drop()
+      } else if (!chunk.more) {
+        if (next.catchUp === true) next = next.then !== undefined ? { ...next.then } : { ...next, done: true }
+        else if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
+        else next.done = true
+      }
+    return next
+  }
+
+  /** A rule's saved backfill state, or a fresh pass when there is none or the rule's source or output changed. */
+  private async passState (rule: CompiledRule): Promise<{ state: BackfillState, fresh: boolean }> {
+    const fingerprint = rule.fingerprint
+    const state = await this.backfillState(rule.rule.id)
+    if (state !== undefined && state.source === rule.sourcePeer && state.fingerprint === fingerprint) return { state, fresh: false }
+    // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
+    const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
+    const next: BackfillState = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source', order: this.backfillOrder }
+    if (reeval) next.reeval = true
+    return { state: next, fresh: true }
+  }
+
+  /** Mirror: remove live target records that the rule's source does not hold (one chunk). */
+  private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
+    const collection = rule.rule.to.collection
+    const prefix = keys.recordPrefix(collection)
+    const records: Array<{ id: string, state: RecordState }> = []
+    for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, after), limit: BACKFILL_CHUNK })) {
+      for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+    }
+    const applied: Applied[] = []
+    for (const { id, state } of records) {
+      if (state.value === undefined) continue
+      if (state.rule === rule.rule.id && this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
+      const a = sweepRecord(st.ctx, rule, id, state)
+      if (st.keepChanges && a.change !== undefined) st.result.changes.push(a.change)
+      this.count(st, rule.rule.id, 'applied')
+      applied.push(a)
+    }
+    const out: { applied: Applied[], last?: string, more: boolean } = { applied, more: records.length === BACKFILL_CHUNK }
+    if (records.length > 0) out.last = records[records.length - 1].id
+    return out
+  }
+
+  /** Whether the rule's source holds a live record `sourceId` that the rule maps to `targetId`. */
+  private sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): boolean {
+    const mapped = txn.get(keys.targetMap(rule.rule.id, sourceId))
+    if (mapped === undefined || utf8.decode(mapped) !== targetId) return false
+    const seq = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+    if (seq === undefined) return false
+    const bytes = txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    return bytes !== undefined && decodeEntry(rule.sourcePeer, bytes).op === 'put'
+  }
+
+  async backfillState (ruleId: string): Promise<BackfillState | undefined> {
+    const saved = await this.store.db.get(keys.backfill(ruleId))
+    return saved !== undefined ? decodeJson<BackfillState>(saved) : undefined
+  }
+
+  async backfillDone (ruleId: string): Promise<boolean> {
+    return (await this.backfillState(ruleId))?.done === true
+  }
+
+  /**
+   * A collection became the source of a rule: log the records rules wrote
+   * into it before (they were not logged then), so the new rule's targets get
+   * them. Chunked and resumable; records whose newest write is already in the
+   * own log are skipped.
+   */
+  async publish (collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
+    const stateKey = keys.publish(collection)
+    const saved = await this.store.db.get(stateKey)
+    let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
+    while (!state.done && isCurrent()) {
+      const current = state
+      const result = await this.store.exclusive(async () => {
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        let next: PublishState = current
+        await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result)
+          next = await this.publishChunk(st, collection, current)
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        })
+        state = next
+        return result
+      })
+      onChunk(result)
+    }
+  }
+
+  /** One chunk of publish: rule-written records not yet in the own log are logged and applied on; returns the next state. */
+  private async publishChunk (st: TxnState, collection: string, current: PublishState): Promise<PublishState> {
+    const txn = st.txn
+    const prefix = keys.recordPrefix(collection)
+    const records: Array<{ id: string, state: RecordState }> = []
+    // no rule has ever written a record on this node (rule counters only grow, and are kept when a
+    // rule goes): nothing to publish, and the collection is not read. A node that only sends (the
+    // source of a rule) read and parsed its whole collection when a rule on it was added, while
+    // serving that rule's target (`npm run profile:sync`: a quarter of the source's CPU during the sync)
+    const mayHoldRuleWrites = this.anyRuleApplied()
+    if (mayHoldRuleWrites) {
+      for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
+        for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
+      }
+    }
+    // local writes are in the own log already: only rule-written records are looked up there
+    const written = records.filter(r => r.state.rule !== undefined)
+    await txn.prefetch(written.map(r => keys.latest(this.self, collection, r.id)))
+    const derived: LogEntry[] = []
+    for (const { id, state: rec } of written) {
+      const seq = txn.get(keys.latest(this.self, collection, id))
+      const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+      if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
+      if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
+      derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version))
+    }
+    if (derived.length > 0) await this.applyLevel(st, derived, 1)
+    const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
+    if (records.length > 0) next.after = records[records.length - 1].id
+    return next
+  }
+
+  /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */
+  async unpublish (collection: string): Promise<void> {
+    await this.store.db.del(keys.publish(collection))
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * The transaction of the write path (Ingestor, in ingest.ts): what one
+ * transaction has pending until it commits (TxnState), the sequence every
+ * write runs (WritePath.writeTxn), and what it writes besides the log and
+ * the records' meaning: the changes feed, the rules' counters, conflict and
+ * transform error logs, and this node's own log entries for rule-written
+ * records (signed like local writes).
+ */
+import type { ChangeLog } from '../log/changelog.js'
+import { newEntry } from '../log/entry.js'
+import type { LogEntry } from '../log/entry.js'
+import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
+import type { Cert, RunSigner } from '../log/signing.js'
+import { HybridClock, formatHlc } from '../core/hlc.js'
+import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } from '../core/types.js'
+import { encodeJson, utf8 } from '../store/db.js'
+import type { Store, Txn } from '../store/db.js'
+import { keys, SEP } from '../store/keys.js'
+import { isRegistryCollection } from '../store/names.js'
+import { encodeRecord } from '../store/records.js'
+import type { RecordState, Version } from '../store/records.js'
+import type { ApplyContext, CompiledRule } from '../rules/engine.js'
+import type { RuleSet } from '../rules/ruleset.js'
+import type { ClaimSource } from '../registry/registry.js'
+
+/** What this node accepts, decided by the node (admin control, revocation). */
+export interface IngestPolicy {
+  /** A reason to refuse a registry change (`$platforms`/`$rules` entry), or undefined to apply it. */
+  registry?: (entry: LogEntry, value: JsonObject | undefined) => string | undefined
+  /** Whether to store an entry of `origin` at `seq` (false after the origin was revoked). */
+  acceptsEntry?: (origin: string, seq: number) => boolean
+  /** Write what an applied registry entry must leave beyond the log (revocations), in its transaction. */
+  registryTxn?: (txn: Txn, entry: LogEntry, value: JsonObject | undefined) => void
+}
+
+export interface IngestResult {
+  /** Entries that were new to this node. */
+  stored: number
+  /** The log that advanced, and how far: undefined when nothing new was stored. */
+  advanced?: { origin: string, seq: number }
+  /** This node's own log, when rule-written records were logged in it (chaining): announce it too. */
+  ownAdvanced?: { origin: string, seq: number }
+  /** The change events of the records written; empty when no one reads them (Ingestor.keepChanges): then `feed` tells whether any record changed. */
+  changes: ChangeEvent[]
+  /** Registry entries applied: the caller refreshes the registry view (`from`: the entry, for platform claims). */
+  registry: Array<{ collection: string, id: string, value: JsonObject | undefined, from?: ClaimSource }>
+  /** Changes feed cursors this commit took, (from, to] (every record written takes one): feed followers read them from `changes` when it holds them all. */
+  feed?: { from: number, to: number }
+  /** Rules that skipped an entry for a reason worth reporting. */
+  skipped: Array<{ ruleId: string, id: string, reason: string }>
+  /** Conflicts the rules met (also in each rule's conflict log). */
+  conflicts?: ConflictRecord[]
+  /** Records transform modules failed on (skipped; also in each rule's error log). */
+  transformErrors?: TransformErrorRecord[]
+}
+
+/** What one transaction of the write path has pending until it commits. */
+export interface TxnState {
+  txn: Txn
+  result: IngestResult
+  /** rule\0counter → value */
+  counts: Map<string, number>
+  /** Last feed cursor assigned in this transaction. */
+  cursor: number
+  /** Whether the result collects its change events (Ingestor.keepChanges). */
+  keepChanges: boolean
+  /** Own log: seq before this transaction's derived entries, and the last seq assigned. */
+  ownBase: number
+  ownTop: number
+  derived: LogEntry[]
+  ctx: ApplyContext
+  /** A pass's progress (backfill, publish), set by its work: put after the counters, before the clock. */
+  progress?: { key: string, value: Uint8Array }
+}
+
+/** How a transaction of the write path ends (WritePath.writeTxn). */
+export interface TxnEnd {
+  /**
+   * Issued, not committed: the caller runs in a pipelined exclusive section,
+   * awaits `durable` after it and then calls durable(). Committed (the
+   * default): durable() is called before writeTxn returns.
+   */
+  issue?: boolean
+  /** The clock is not put (the feed index built at load never wrote it). */
+  noClock?: boolean
+}
+
+export const HLC_KEY = keys.meta('hlc')
+/** The newest changes feed cursor given out (written with the batch that gives it out). */
+export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
+/** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
+export const BACKFILL_CHUNK = 500
+/** Conflicts kept per rule (the newest). */
+export const CONFLICT_LOG_SIZE = 50
+/** Transform errors kept per rule (the newest). */
+export const TRANSFORM_ERROR_LOG_SIZE = 20
+/** What writeTxn returns as `durable` for a committed transaction. */
+const DURABLE: Promise<void> = Promise.resolve()
+
+/** The state of the write path and its transaction: Ingestor builds on it. */
+export abstract class WritePath {
+  readonly clock: HybridClock
+  protected readonly store: Store
+  protected readonly log: ChangeLog
+  protected readonly rules: RuleSet
+  protected readonly self: string
+  /** rule\0counter → value, as committed ("applied", "conflicts", "transformErrors"). */
+  protected readonly counters = new Map<string, number>()
+  /** Last feed cursor committed. */
+  protected cursor = 0
+  private txnState?: TxnState
+  /** Platform name of a peer id (conflict reports); set by the node. */
+  platformOf?: (peerId: string) => string | undefined
+  /**
+   * Registry records changed in a transaction just issued: called under the
+   * write lock, before the next transaction starts, so that it applies the
+   * new platforms and rules (pipelined batches would otherwise run ahead of
+   * them). Set by the node.
+   */
+  onRegistry?: (changes: IngestResult['registry']) => void
+  /**
+   * Runs of other origins a transaction just issued may be sent to peers
+   * already (ChangeLog.forwardEarly): called under the write lock. Set by the node.
+   */
+  onForwardable?: (origins: Array<{ origin: string, seq: number }>) => void
+  /** A rule's counter (`applied`, `conflicts`, `transformErrors`) grew by `delta` in a committed transaction. */
+  onCounted?: (ruleId: string, name: string, delta: number) => void
+  /**
+   * Whether anyone will read a transaction's `changes` (asked as each one
+   * starts; local writes always keep theirs). When no one will, they are
+   * not collected: kept until the transaction is durable, a batch's change
+   * events outlived V8's young generation and each was copied into the old
+   * one (~370 MB per 100,000 records promoted in a bulk sync, traced with
+   * the sampling heap profiler). Set by the node: listeners of its `change`
+   * event, followers of its changes feed waiting for the next commit (one
+   * that starts waiting later reads that commit from the feed's index).
+   * Unset: always.
+   */
+  keepChanges?: () => boolean
+
+  private readonly signer?: RunSigner
+  protected readonly policy?: IngestPolicy
+
+  constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
+    this.signer = components.signer
+    this.policy = components.policy
+    this.store = components.store
+    this.log = components.log
+    this.rules = components.rules
+    this.self = components.self
+    this.clock = new HybridClock(undefined, undefined, components.maxClockAheadMs)
+  }
+
+  applied (ruleId: string): number {
+    return this.counter(ruleId, 'applied')
+  }
+
+  /** A per-rule counter on this node: "applied", "conflicts", "transformErrors". */
+  counter (ruleId: string, name: string): number {
+    return this.counters.get(`${ruleId}${SEP}${name}`) ?? 0
+  }
+
+  /** Whether any rule (present or gone) has written a record on this node. */
+  protected anyRuleApplied (): boolean {
+    let any = false
+    this.counters.forEach((n, key) => { if (n > 0 && key.endsWith(`${SEP}applied`)) any = true })
+    return any
+  }
+
+  /** The newest changes feed cursor committed. */
+  lastCursor (): number {
+    return this.cursor
+  }
+
+  /** Cut local entries into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
+  protected signRuns (from: number, entries: LogEntry[]): Cert[] {
+    if (this.signer === undefined) return []
+    const certs: Cert[] = []
+    let start = 0
+    let bytes = 0
+    for (let i = 0; i < entries.length; i++) {
+      bytes += entries[i].value?.byteLength ?? 0
+      const last = i === entries.length - 1
+      if (last || i + 1 - start >= RUN_MAX_ENTRIES || bytes >= RUN_MAX_BYTES) {
+        const runFrom = from + start
+        certs.push(this.signer.sign(runFrom, from + i + 1, entries.slice(start, i + 1)))
+        start = i + 1
+        bytes = 0
+      }
+    }
+    return certs
+  }
+
+  /** Start the pending state of a transaction of the write path (applyEntries, backfill, sweep, publish, the feed index): see writeTxn. */
+  protected begin (txn: Txn, result: IngestResult, reeval = false, keepChanges = this.keepChanges?.() ?? true): TxnState {
+    const own = this.log.held(this.self)
+    const st: TxnState = {
+      txn,
+      result,
+      counts: new Map(),
+      cursor: this.cursor,
+      keepChanges,
+      ownBase: own,
+      ownTop: own,
+      derived: [],
+      ctx: undefined as unknown as ApplyContext
+    }
+    st.ctx = {
+      txn,
+      self: this.self,
+      reeval,
+      freshVersion: () => ({ hlc: this.clock.tick(), origin: this.self, seq: 0 }),
+      published: (collection) => this.rules.isPublished(collection),
+      keepChanges,
+      writeRecord: (collection, id, state, previous, key) => this.writeRecord(st, collection, id, state, previous, key),
+      conflict: (c) => this.recordConflict(st, c),
+      platformOf: (peer) => this.platformOf?.(peer)
+    }
+    this.txnState = st
+    return st
+  }
+
+  /**
+   * One transaction of the write path, the sequence every write runs: `work`
+   * writes into a new Txn and returns the pending state it began there
+   * (begin); then the derived own-log entries, the counters and feed cursor,
+   * the pass's progress and the clock are put, the batch is issued or
+   * committed (`end`), and what it advanced is made visible (commitCounts).
+   * Runs under the write lock (Store.exclusive).
+   */
+  protected async writeTxn (work: (txn: Txn) => Promise<TxnState>, end: TxnEnd = {}): Promise<{ txn: Txn, durable: Promise<void> }> {
+    const txn = this.store.txn()
+    const st = await work(txn)
+    await this.flushDerived(st)
+    this.flushCounts(st)
+    if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
+    if (end.noClock !== true) txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
+    if (end.issue === true) {
+      const { durable } = await txn.issue()
+      this.commitCounts(st.result)
+      return { txn, durable }
+    }
+    await txn.commit()
+    this.commitCounts(st.result)
+    this.durable(st.result)
+    return { txn, durable: DURABLE }
+  }
+
+  /**
+   * After a commit of the write path (the name is historical): make the
+   * transaction's counters, feed cursor and own-log entries visible.
+   */
+  private commitCounts (result: IngestResult): void {
+    if (result.advanced !== undefined) this.log.issued(result.advanced.origin, result.advanced.seq)
+    if (result.ownAdvanced !== undefined) this.log.issued(result.ownAdvanced.origin, result.ownAdvanced.seq)
+    if (result.registry.length > 0) this.onRegistry?.(result.registry)
+    const st = this.txnState
+    this.txnState = undefined
+    if (st === undefined || st.result !== result) return
+    for (const [key, n] of st.counts) {
+      const before = this.counters.get(key) ?? 0
+      this.counters.set(key, n)
+      if (n > before && this.onCounted !== undefined) {
+        const i = key.indexOf(SEP)
+        this.onCounted(key.slice(0, i), key.slice(i + 1), n - before)
+      }
+    }
+    if (st.cursor > this.cursor) result.feed = { from: this.cursor, to: st.cursor }
+    this.cursor = Math.max(this.cursor, st.cursor)
+  }
+
+  /** The transaction of `result` is durable: its log positions may be served to peers. */
+  protected durable (result: IngestResult): void {
+    if (result.advanced !== undefined) this.log.committed(result.advanced.origin, result.advanced.seq)
+    if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
+  }
+
+  protected count (st: TxnState, ruleId: string, name: string, by = 1): number {
+    const key = `${ruleId}${SEP}${name}`
+    const n = (st.counts.get(key) ?? this.counters.get(key) ?? 0) + by
+    st.counts.set(key, n)
+    return n
+  }
+
+  /** Put the transaction's counters (once each, however often they moved) and the feed cursor. */
+  private flushCounts (st: TxnState): void {
+    if (st.cursor > this.cursor) st.txn.put(FEED_CURSOR_KEY, utf8.encode(String(st.cursor)))
+    for (const [key, n] of st.counts) {
+      const i = key.indexOf(SEP)
+      const ruleId = key.slice(0, i)
+      const name = key.slice(i + 1)
+      st.txn.put(name === 'applied' ? keys.applied(ruleId) : keys.counter(ruleId, name), utf8.encode(String(n)))
+    }
+  }
+
+  /** Write a record and move it to the head of the changes feed (`state.cursor` is set to its cursor). Returns the cursor (0 for registry records). */
+  protected writeRecord (st: TxnState, collection: string, id: string, state: RecordState, previous: RecordState | undefined, key = keys.record(collection, id)): number {
+    if (isRegistryCollection(collection)) {
+      st.txn.put(key, encodeRecord(state))
+      return 0
+    }
+    const cursor = ++st.cursor
+    if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
+    st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
+    state.cursor = cursor
+    st.txn.put(key, encodeRecord(state))
+    return cursor
+  }
+
+  protected recordConflict (st: TxnState, c: Omit<ConflictRecord, 'n' | 'at'>): void {
+    const n = this.count(st, c.ruleId, 'conflicts')
+    const record: ConflictRecord = { n, at: new Date().toISOString(), ...c }
+    st.txn.put(keys.conflict(c.ruleId, n), encodeJson(record))
+    if (n > CONFLICT_LOG_SIZE) st.txn.del(keys.conflict(c.ruleId, n - CONFLICT_LOG_SIZE))
+    ;(st.result.conflicts ??= []).push(record)
+  }
+
+  protected recordTransformError (st: TxnState, rule: CompiledRule, entry: LogEntry, error: string): void {
+    const ruleId = rule.rule.id
+    const n = this.count(st, ruleId, 'transformErrors')
+    const record: TransformErrorRecord = { n, at: new Date().toISOString(), ruleId, module: rule.rule.transform ?? '', collection: entry.collection, id: entry.id, error }
+    st.txn.put(keys.transformError(ruleId, n), encodeJson(record))
+    if (n > TRANSFORM_ERROR_LOG_SIZE) st.txn.del(keys.transformError(ruleId, n - TRANSFORM_ERROR_LOG_SIZE))
+    ;(st.result.transformErrors ??= []).push(record)
+  }
+
+  /** An entry of this node's own log for a rule-written record: the write `version` names keeps its identity (its HLC, and its origin and seq unless this node made it). */
+  protected ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, version: Version): LogEntry {
+    const e = newEntry(this.self, ++st.ownTop, version.hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined, version.origin, version.seq)
+    st.derived.push(e)
+    return e
+  }
+
+  /** Append the transaction's derived entries to the own log (signed like local writes). */
+  private async flushDerived (st: TxnState): Promise<void> {
+    if (st.derived.length === 0) return
+    await this.log.append(st.txn, this.self, st.derived, st.ownTop, this.signRuns(st.ownBase, st.derived), { written: true })
+    st.result.ownAdvanced = { origin: this.self, seq: st.ownTop }
+  }
+}
