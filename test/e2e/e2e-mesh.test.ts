@@ -138,8 +138,8 @@ describe('gossip mesh', () => {
     await d.addPeer(b.multiaddr)
     await d.addPeer(c.multiaddr)
     const received = async (): Promise<Map<string, number>> => new Map((await d.status()).peers.map((p: { peerId: string, entriesReceived: number }) => [p.peerId, p.entriesReceived]))
-    const importAndWait = async (prefix: string): Promise<void> => {
-      await origin.importNdjson('items', makeNdjson(1000, prefix))
+    const importAndWait = async (prefix: string, n = 1000): Promise<void> => {
+      await origin.importNdjson('items', makeNdjson(n, prefix))
       const head = await originSeq(origin, origin.peerId)
       await waitFor(async () => await originSeq(d, origin.peerId) === head, `d to hold the origin's log up to ${head}`)
     }
@@ -147,14 +147,16 @@ describe('gossip mesh', () => {
     // pushes the origin to d lazily from then on (protocols/sync §6.2)
     await importAndWait('one')
     const before = await received()
-    await importAndWait('two')
+    // a smaller second import: what d has not announced within LAZY_PUSH_MS the lazy relay pushes, and on a
+    // loaded machine d's backlog of a larger one can take that long
+    await importAndWait('two', 300)
     const after = await received()
     const delivered = (peer: string): number => (after.get(peer) ?? 0) - (before.get(peer) ?? 0)
     const [eager, lazy] = delivered(b.peerId) >= delivered(c.peerId) ? [b, c] : [c, b]
-    // the second import came (almost all) over one path: the other relay had been pruned (it pushes
-    // what is still unannounced after LAZY_PUSH_MS, which a loaded machine may reach for a few entries)
-    expect(delivered(lazy.peerId) + delivered(eager.peerId)).toBe(1000)
-    expect(delivered(lazy.peerId)).toBeLessThanOrEqual(250)
+    console.log(`[measure] second import of 300: ${delivered(eager.peerId)} entries through the eager relay, ${delivered(lazy.peerId)} through the lazy one`)
+    // the second import came (almost all) over one path: the other relay had been pruned
+    expect(delivered(lazy.peerId) + delivered(eager.peerId)).toBe(300)
+    expect(delivered(lazy.peerId)).toBeLessThanOrEqual(75)
     // the eager relay dies; the lazy one sends what d does not announce within LAZY_PUSH_MS, then eagerly again
     await eager.kill()
     const t0 = Date.now()
