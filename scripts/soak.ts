@@ -30,9 +30,8 @@ import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { WriteStream } from 'node:fs'
-import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
-import { NodeProcess, ROOT, tempDir, useCli, waitFor } from './lib/cluster.js'
+import { freePort, NodeProcess, ROOT, tempDir, useCli, waitFor } from './lib/cluster.js'
 import { RssSampler } from './bench/proc.js'
 import { removeSnapshot, snapshotBuild } from './bench/snapshot.js'
 import { History, check } from './lib/soak-model.js'
@@ -118,16 +117,6 @@ async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 type NodeState = 'up' | 'down' | 'paused' | 'quiescing'
 

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
+import { createServer } from 'node:net'
 
 function findRoot (): string {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -54,6 +55,18 @@ export async function runCli (args: string[], options: { input?: string, env?: N
       resolve({ code: code ?? -1, stdout, stderr })
     })
     child.stdin.end(options.input ?? '')
+  })
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (listened on, then closed). */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port
+      srv.close(() => resolve(port))
+    })
   })
 }
 

@@ -5,9 +5,8 @@
  */
 import { execFileSync } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { freePort } from './cluster.js'
 
 /** The newest system PostgreSQL's bin directory, if installed. */
 export function postgresBin (): string | undefined {
@@ -17,16 +16,6 @@ export function postgresBin (): string | undefined {
   return versions.length > 0 ? join(root, versions[0], 'bin') : undefined
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 export interface PgServer { url: string, stop: () => void }
 

@@ -4,22 +4,11 @@
  * show their last traffic besides their last authentication; rules naming
  * unknown platforms are refused unless forced; rules pause and resume.
  */
-import { createServer } from 'node:net'
 import { afterAll, describe, expect, it } from 'vitest'
-import { makeNdjson, NodeProcess, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
+import { freePort, makeNdjson, NodeProcess, runCli, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 
 const KEY = '0a1b2c3d4e5f60718293a4b5c6d7e8f9'
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
 interface Peer { peerId: string, addrs: string[], connected: boolean, authenticated: boolean, persisted: boolean, lastSeen?: string, lastTraffic?: string, proved?: boolean }
 

@@ -6,24 +6,14 @@
  * side redialled, its backoff doubling from 0.5 s to 60 s, so a peer back
  * after half a minute waited up to half a minute more.
  */
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FAST_REDIAL_MAX_MS } from '../../src/network/peers.js'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
+import { freePort } from '../../scripts/lib/cluster.js'
 import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
