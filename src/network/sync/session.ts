@@ -621,11 +621,17 @@ export class SyncSession {
       return true
     }
     const bytes = encodeBatchFrame(origin, read.fromSeq, read.toSeq, read.entries, read.certs.map(c => encodeAttested(c)), read.updates.map(c => encodeAttested(c)))
+    return await this.sendBatch(origin, read.fromSeq, read.toSeq, read.entries.length, bytes, cap)
+  }
+
+  /** Send an encoded batch of `origin` (fromSeq, toSeq]: the peer's position, lazy push, credit and counters move with it. False when the stream failed. */
+  private async sendBatch (origin: string, fromSeq: number, toSeq: number, entries: number, bytes: Uint8Array, cap: number): Promise<boolean> {
+    // sent lazily and still wanted: the path that served the peer may have failed (see LazyPush.cap)
     this.lazyPush.pushing(origin, cap)
-    this.theirs.advance(origin, read.toSeq)
-    this.lazyPush.sending(origin, read.toSeq)
-    this.flow.sent(origin, read.fromSeq, read.toSeq)
-    this.deps.counters.entriesSent += read.entries.length
+    this.theirs.advance(origin, toSeq)
+    this.lazyPush.sending(origin, toSeq)
+    this.flow.sent(origin, fromSeq, toSeq)
+    this.deps.counters.entriesSent += entries
     this.deps.counters.bytesSent += bytes.byteLength
     try {
       await this.framed.write(bytes)
@@ -664,18 +670,7 @@ export class SyncSession {
       const run = this.sendable(origin, read, cap)
       if (run === undefined) continue
       const bytes = encodeBatchFrame(origin, run.fromSeq, run.toSeq, run.entries, run.certs)
-      // sent lazily and still wanted: the path that served the peer may have failed (see LazyPush.cap)
-      this.lazyPush.pushing(origin, cap)
-      this.theirs.advance(origin, run.toSeq)
-      this.lazyPush.sending(origin, run.toSeq)
-      this.flow.sent(origin, run.fromSeq, run.toSeq)
-      this.deps.counters.entriesSent += run.entries.length
-      this.deps.counters.bytesSent += bytes.byteLength
-      try {
-        await this.framed.write(bytes)
-      } catch {
-        return
-      }
+      if (!await this.sendBatch(origin, run.fromSeq, run.toSeq, run.entries.length, bytes, cap)) return
     }
   }
 }
