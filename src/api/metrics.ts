@@ -30,7 +30,28 @@ function stateGauge<L extends string> (registry: Registry, read: Read, spec: { n
   })
 }
 
+/** A counter whose value is a total read from the scrape's status (kept by the part that counts it). */
+function stateCounter<L extends string> (registry: Registry, read: Read, spec: { name: string, help: string, labelNames?: readonly L[] }, fill: (c: Counter<L>, s: NodeStatus) => void): void {
+  // eslint-disable-next-line no-new
+  new Counter<L>({
+    ...spec,
+    labelNames: spec.labelNames ?? [],
+    registers: [registry],
+    collect () {
+      const s = read()
+      this.reset()
+      if (s !== undefined) fill(this, s)
+    }
+  })
+}
+
 function nodeGauges (registry: Registry, read: Read): void {
+  stateCounter(registry, read, { name: 'syncmesh_db_batches_written_total', help: 'Atomic LevelDB write batches since the node started' }, (c, s) => c.inc(s.database?.written?.batches ?? 0))
+  stateCounter(registry, read, { name: 'syncmesh_db_keys_written_total', help: 'LevelDB keys put and deleted since the node started', labelNames: ['op'] as const }, (c, s) => {
+    c.inc({ op: 'put' }, s.database?.written?.puts ?? 0)
+    c.inc({ op: 'delete' }, s.database?.written?.deletes ?? 0)
+  })
+  stateCounter(registry, read, { name: 'syncmesh_db_bytes_written_total', help: 'Bytes given to LevelDB since the node started (key characters plus value bytes)' }, (c, s) => c.inc(s.database?.written?.bytes ?? 0))
   stateGauge(registry, read, { name: 'syncmesh_peers_connected', help: 'Peers with an open connection' }, (g, s) => g.set(s.peers.filter(p => p.connected).length))
   stateGauge(registry, read, { name: 'syncmesh_peers_known', help: 'Peers this node knows about (connected or not)' }, (g, s) => g.set(s.peers.length))
   stateGauge(registry, read, { name: 'syncmesh_origin_seq', help: 'Highest seq held contiguously for each origin', labelNames: ['origin', 'platform'] as const }, (g, s) => {

@@ -291,7 +291,15 @@ export interface NodeStatus {
    * The node's LevelDB since the node started: full compactions when idle, memtable flushes when idle or closing;
    * `format` is the data format of the directory (see docs/upgrading.md), `upgradedFrom` the one it had before this start upgraded it.
    */
-  database?: { compactions: number, memtableFlushes: number, format?: number, upgradedFrom?: number, backup?: string }
+  database?: {
+    compactions: number
+    memtableFlushes: number
+    /** Written since the node started: atomic batches, keys put and deleted, bytes (key characters plus value bytes). */
+    written?: { batches: number, puts: number, deletes: number, bytes: number }
+    format?: number
+    upgradedFrom?: number
+    backup?: string
+  }
   /** Offences by peers since the node started, per check, and the bans they led to. */
   offences?: { total: number, byCheck: Record<string, number>, bans: number, bansByCheck: Record<string, number> }
   /** Stalls since the node started: batches refused again and again (recent ones listed, newest first). */

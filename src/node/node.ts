@@ -988,6 +988,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       database: {
         compactions: this.store.compactions,
         memtableFlushes: this.store.flushes,
+        written: { ...this.store.written },
         ...(this.format !== undefined ? { format: this.format.format } : {}),
         ...(this.format?.steps !== undefined && this.format.steps > 0 && this.format.found !== undefined ? { upgradedFrom: this.format.found } : {}),
         ...(this.format?.backup !== undefined ? { backup: this.format.backup } : {})

@@ -218,6 +218,21 @@ describe('HTTP API on a real node', () => {
     expect(metrics).toMatch(/^syncmesh_build_info\{version="\d+\.\d+\.\d+[^"]*"\} 1$/m)
     expect(sample('syncmesh_http_requests_total', 'method="GET",route="/v1/collections/:collection/records/:id",status="200"')).toBeGreaterThan(0)
     expect(metrics).toMatch(/^syncmesh_http_request_duration_seconds_count\{method="GET",route="\/v1\/peers"\} \d+$/m)
+    // what the store wrote: one local write is at least its log entry and its record, in one batch
+    const written = (m: string): { batches: number, puts: number, bytes: number } => ({
+      batches: Number(/^syncmesh_db_batches_written_total (\d+)$/m.exec(m)?.[1] ?? NaN),
+      puts: Number(/^syncmesh_db_keys_written_total\{op="put"\} (\d+)$/m.exec(m)?.[1] ?? NaN),
+      bytes: Number(/^syncmesh_db_bytes_written_total (\d+)$/m.exec(m)?.[1] ?? NaN)
+    })
+    const before = written(metrics)
+    expect(before.puts).toBeGreaterThanOrEqual(before.batches)
+    expect(before.batches).toBeGreaterThan(0)
+    await b.putRecord('local', 'w1', { text: 'x'.repeat(1000) })
+    const after = written(await b.metrics())
+    expect(after.batches).toBeGreaterThan(before.batches)
+    expect(after.puts - before.puts).toBeGreaterThanOrEqual(2)
+    expect(after.bytes - before.bytes).toBeGreaterThan(1000)
+    expect((await b.status()).database?.written?.puts).toBeGreaterThanOrEqual(after.puts)
     // _total only on counters, and every counter ends in _total
     const types = [...metrics.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(m => ({ name: m[1], type: m[2] }))
     expect(types.filter(t => t.name.startsWith('syncmesh_') && t.name.endsWith('_total') !== (t.type === 'counter'))).toEqual([])

@@ -27,6 +27,8 @@ export function bulkWorkload (sizes: { bulkN: number[] }): Workload {
       { id: `${p}.import_records_per_s`, workload: w, label: `${fmtN(n)} records: import into the source (local writes)`, unit: 'rec/s', digits: 0 },
       { id: `${p}.source_cpu_pct`, workload: w, label: `${fmtN(n)} records: source CPU during sync`, unit: '% core', digits: 0 },
       { id: `${p}.target_cpu_pct`, workload: w, label: `${fmtN(n)} records: target CPU during sync`, unit: '% core', digits: 0 },
+      { id: `${p}.target_writes_per_record`, workload: w, label: `${fmtN(n)} records: LevelDB keys the target wrote per record (puts and deletes)`, unit: 'keys', digits: 2 },
+      { id: `${p}.target_bytes_per_record`, workload: w, label: `${fmtN(n)} records: bytes the target gave LevelDB per record`, unit: 'B', digits: 0 },
       { id: `${p}.target_peak_rss_mb`, workload: w, label: `${fmtN(n)} records: target peak RSS during sync`, unit: 'MB', digits: 0 },
       { id: `${p}.target_peak_anon_mb`, workload: w, label: `${fmtN(n)} records: target peak RssAnon during sync`, unit: 'MB', digits: 0 }
     )
@@ -67,6 +69,7 @@ async function bulkOnce (ctx: Context, n: number): Promise<RunResult> {
   const sampler = new RssSampler()
   sampler.track('target', () => target.pid)
   resetPeak(target.pid)
+  const w0 = (await tc.status()).database?.written
   const cpu0 = { s: cpuSeconds(source.pid) ?? NaN, t: cpuSeconds(target.pid) ?? NaN }
   sampler.start(100)
   const t0 = now()
@@ -75,6 +78,7 @@ async function bulkOnce (ctx: Context, n: number): Promise<RunResult> {
   const seconds = (now() - t0) / 1000
   const cpu1 = { s: cpuSeconds(source.pid) ?? NaN, t: cpuSeconds(target.pid) ?? NaN }
   const { peak, anonPeak } = sampler.stop()
+  const w1 = (await tc.status()).database?.written
 
   // verify once: every record is there, and a sample of values is right
   const count = await target.count('bulk')
@@ -93,6 +97,8 @@ async function bulkOnce (ctx: Context, n: number): Promise<RunResult> {
       [`${p}.import_records_per_s`]: n / importS,
       [`${p}.source_cpu_pct`]: (cpu1.s - cpu0.s) / seconds * 100,
       [`${p}.target_cpu_pct`]: (cpu1.t - cpu0.t) / seconds * 100,
+      [`${p}.target_writes_per_record`]: w0 !== undefined && w1 !== undefined ? (w1.puts + w1.deletes - w0.puts - w0.deletes) / n : NaN,
+      [`${p}.target_bytes_per_record`]: w0 !== undefined && w1 !== undefined ? (w1.bytes - w0.bytes) / n : NaN,
       [`${p}.target_peak_rss_mb`]: (peak.get('target') ?? NaN) / 1e6,
       [`${p}.target_peak_anon_mb`]: (anonPeak.get('target') ?? NaN) / 1e6
     },
