@@ -826,43 +826,90 @@ export class ChangeLog {
     if (this.vector.get(origin) <= afterSeq) return undefined
     const snapshot = this.store.db.snapshot()
     try {
-      const certs: AttestedCert[] = []
+      // the attestations first, then their entries in one range read, which a live log (a run of a
+      // write or two each) needs: an iterator per run cost a thread-pool trip per entry
+      const attested = await this.attestedRuns(snapshot, origin, afterSeq, maxEntries)
+      if (attested === undefined) return undefined
+      const { runs, liveCount, fromSeq } = attested
+      // the entries of (fromSeq, last run's end], run by run: a run is served only whole, with exactly
+      // the entries its attestation says are live (stored entries otherwise: serve the runs before it);
+      // once the limits are reached the runs after the current one are left for the next batch
       const entries: Uint8Array[] = []
       let bytes = 0
-      let fromSeq = afterSeq
-      const range = prefixRange(keys.attestPrefix(origin))
+      let served = 0 // runs complete so far
+      let r = 0
+      let k = 0 // entries of run r matched
+      let runEntries: Uint8Array[] = []
+      let runBytes = 0
+      const complete = (): boolean => {
+        // run r has all its entries: take it, unless the limits were reached before it
+        if (served > 0 && (entries.length >= maxEntries || bytes >= maxBytes)) return false
+        for (const e of runEntries) entries.push(e)
+        bytes += runBytes
+        served++
+        r++
+        k = 0
+        runEntries = []
+        runBytes = 0
+        return true
+      }
+      const advance = (): boolean => {
+        // take the runs that are complete before the next entry (gone runs and finished live runs)
+        while (r < runs.length && k === runs[r].live.length) if (!complete()) return false
+        return true
+      }
       const entryPrefix = keys.entryPrefix(origin)
-      walk: for await (const batch of rows(this.store.db, { gt: keys.attest(origin, afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
-        for (const [, value] of batch) {
-          const c = decodeAttested(value)
-          if (certs.length === 0) {
-            if (c.from > afterSeq) return undefined // an unattested stretch first
-            fromSeq = c.from
-          } else if (c.from !== certs[certs.length - 1].to) break walk
-          if (certs.length > 0 && (entries.length >= maxEntries || bytes >= maxBytes)) break walk
-          const run: Uint8Array[] = []
-          if (!c.gone) {
-            const live = unprunedPositions(c.to - c.from, c.pruned)
-            for await (const [key, raw] of this.store.db.iterator({ gt: keys.entry(origin, c.from), lte: keys.entry(origin, c.to), snapshot })) {
-              const seq = parseInt(keySuffix(key, entryPrefix), 16)
-              if (live[run.length] !== seq - c.from - 1) break walk // stored entries not what the attestation says: serve up to here
-              run.push(raw)
+      const last = runs[runs.length - 1].cert.to
+      if (advance()) {
+        entries: for await (const batch of rows(this.store.db, { gt: keys.entry(origin, fromSeq), lte: keys.entry(origin, last), snapshot }, { entries: Math.min(liveCount + 1, maxEntries + 1), bytes: maxBytes })) {
+          for (const [key, raw] of batch) {
+            const seq = parseInt(keySuffix(key, entryPrefix), 16)
+            while (r < runs.length && seq > runs[r].cert.to) {
+              // past run r without all its entries: stored entries not what the attestation says
+              if (k !== runs[r].live.length) break entries
+              if (!complete()) break entries
             }
-            if (run.length !== live.length) break walk
-          }
-          certs.push({ from: c.from, to: c.to, asOf: c.asOf, sig: c.sig, pruned: c.pruned, gone: c.gone })
-          for (const e of run) {
-            entries.push(e)
-            bytes += e.byteLength
+            if (r >= runs.length) break entries
+            const run = runs[r]
+            if (run.cert.gone) continue // a gone span holds no entry a batch carries
+            if (run.live[k] !== seq - run.cert.from - 1) break entries // not what the attestation says
+            runEntries.push(raw)
+            runBytes += raw.byteLength
+            k++
+            if (!advance()) break entries
           }
         }
+        if (r < runs.length && k === runs[r].live.length) advance()
       }
-      if (certs.length === 0) return undefined
+      if (served === 0) return undefined
+      const certs = runs.slice(0, served).map(x => x.cert)
       const toSeq = certs[certs.length - 1].to
       return { fromSeq, toSeq, entries, certs, updates: await this.updatesAt(snapshot, origin, fromSeq, toSeq) }
     } finally {
       await snapshot.close()
     }
+  }
+
+  /** The attestations of `origin` after `afterSeq` (tiled: each starts where the one before ends), as many as `maxEntries` allows, with their live positions. */
+  private async attestedRuns (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, maxEntries: number): Promise<{ runs: Array<{ cert: AttestedCert, live: number[] }>, liveCount: number, fromSeq: number } | undefined> {
+    const runs: Array<{ cert: AttestedCert, live: number[] }> = []
+    let liveCount = 0
+    let fromSeq = afterSeq
+    const range = prefixRange(keys.attestPrefix(origin))
+    walk: for await (const batch of rows(this.store.db, { gt: keys.attest(origin, afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+      for (const [, value] of batch) {
+        const c = decodeAttested(value)
+        if (runs.length === 0) {
+          if (c.from > afterSeq) return undefined // an unattested stretch first
+          fromSeq = c.from
+        } else if (c.from !== runs[runs.length - 1].cert.to) break walk
+        if (runs.length > 0 && liveCount >= maxEntries) break walk
+        const live = c.gone ? [] : unprunedPositions(c.to - c.from, c.pruned)
+        runs.push({ cert: { from: c.from, to: c.to, asOf: c.asOf, sig: c.sig, pruned: c.pruned, gone: c.gone }, live })
+        liveCount += live.length
+      }
+    }
+    return runs.length === 0 ? undefined : { runs, liveCount, fromSeq }
   }
 
   /** The updates a batch of `origin`'s (fromSeq, toSeq] carries, from the index by as_of (see readAttested). */
