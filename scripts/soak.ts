@@ -149,6 +149,8 @@ class Soak {
   readonly exits: Exit[] = []
   readonly restartFailures: string[] = []
   readonly faultLog: Array<{ fault: string, startedS: number, result: string }> = []
+  /** After the heal: what each node still lacked and how many peers it had open, about once a second. */
+  readonly catchUp: Array<{ s: number, behind: Record<string, number>, connected: Record<string, number> }> = []
   readonly anomalies: string[] = []
   mesh?: NetnsMesh
   runDir = ''
@@ -515,18 +517,38 @@ class Soak {
    * Polls every node's stored vector (`/v1/status` origins) every 200 ms until all nodes hold
    * the same seq for every origin; returns when that was first seen, or undefined at `until`.
    */
-  async vectorsEqual (until: number): Promise<number | undefined> {
+  async vectorsEqual (until: number, healedAt: number): Promise<number | undefined> {
+    let nextTrace = 0
     while (Date.now() < until) {
       const at = Date.now()
       try {
-        const vectors = await Promise.all(this.nodes.map(async n => {
+        const states = await Promise.all(this.nodes.map(async n => {
           const s = await withTimeout(n.proc.status(), 10_000, `${n.name} status`)
           const v = new Map<string, number>()
           for (const o of s.origins as Array<{ origin: string, seq: number }>) v.set(o.origin, o.seq)
-          return v
+          const connected = (s.peers as Array<{ connected?: boolean }>).filter(p => p.connected === true).length
+          return { v, connected }
         }))
+        const vectors = states.map(s => s.v)
         const first = vectors[0]
         const same = first.size >= this.nodes.length && vectors.every(v => v.size === first.size && [...first].every(([o, seq]) => v.get(o) === seq))
+        if (at >= nextTrace || same) {
+          // where the time after the heal goes: entries each node still lacks (against the
+          // newest seq any node holds, per origin) and its open connections, about once a second
+          nextTrace = at + 1000
+          const max = new Map<string, number>()
+          for (const v of vectors) for (const [o, seq] of v) max.set(o, Math.max(max.get(o) ?? 0, seq))
+          const behind: Record<string, number> = {}
+          const connected: Record<string, number> = {}
+          this.nodes.forEach((n, i) => {
+            let lack = 0
+            for (const [o, seq] of max) lack += seq - (vectors[i].get(o) ?? 0)
+            behind[n.name] = lack
+            connected[n.name] = states[i].connected
+          })
+          if (this.catchUp.length < 120) this.catchUp.push({ s: Math.round((at - healedAt) / 100) / 10, behind, connected })
+          this.log(`catch-up ${((at - healedAt) / 1000).toFixed(1)} s: behind ${JSON.stringify(behind)}, connected ${JSON.stringify(connected)}`)
+        }
         if (same) return at
       } catch {}
       await sleep(200)
@@ -605,7 +627,7 @@ class Soak {
         // A full check reads every record of every node (seconds, at 100,000 records), so
         // the moment of agreement is taken from a cheap probe: every node's stored vector,
         // polled until all are equal. The full check that follows must then pass.
-        const equalAt = await this.vectorsEqual(settleEnd)
+        const equalAt = await this.vectorsEqual(settleEnd, healedAt)
         last = await withTimeout(this.checkOnce(), 60_000, 'reading every node')
         if (last.violations.length === 0 && last.digestsEqual) {
           agreedMs = (equalAt ?? Date.now()) - healedAt
@@ -671,6 +693,7 @@ class Soak {
       setupS,
       healToAgreementMs: agreedMs ?? null,
       healToCheckedMs: checkedMs ?? null,
+      catchUp: this.catchUp,
       polls,
       readErrors,
       violations,
