@@ -29,17 +29,15 @@ export const platformSchema = z.object({
   tags: z.array(nonEmpty).optional()
 }).strict()
 
-const endpointSchema = z.object({
-  platform: nonEmpty,
-  collection: nonEmpty
-}).strict()
-
 const targetSchema = z.object({
   platform: nonEmpty.optional(),
   region: nonEmpty.optional(),
   tag: nonEmpty.optional(),
   collection: nonEmpty
 }).strict()
+
+/** A rule's source: one platform, "*", a region or a tag, as a target (exactly one: checked with the rule). */
+const sourceSchema = targetSchema
 
 const webhookSchema = z.object({
   url: nonEmpty,
@@ -50,7 +48,7 @@ const webhookSchema = z.object({
 }).strict()
 
 export const ruleBodySchema = z.object({
-  from: endpointSchema,
+  from: sourceSchema,
   to: targetSchema,
   mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.optional(),
@@ -68,7 +66,7 @@ export const ruleBodySchema = z.object({
 
 /** PATCH /v1/rules/:id: the fields to change; null removes an optional field. */
 export const rulePatchSchema = z.object({
-  from: endpointSchema.optional(),
+  from: sourceSchema.optional(),
   to: targetSchema.optional(),
   mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.nullable().optional(),

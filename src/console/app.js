@@ -216,21 +216,29 @@ async function ruleModes () {
   return state.modes
 }
 
+/** "P:c", "region=R:c", "tag=T:c" or "*:c" as a rule's source or target. */
+function parseEndpoint (text) {
+  const value = text.trim()
+  const i = value.lastIndexOf(':')
+  const selector = value.slice(0, i)
+  const out = { collection: value.slice(i + 1) }
+  if (selector.startsWith('region=')) out.region = selector.slice(7)
+  else if (selector.startsWith('tag=')) out.tag = selector.slice(4)
+  else out.platform = selector
+  return out
+}
+
+/** A rule's source or target as written on the command line. */
+function fmtEndpoint (e) {
+  return `${e.region !== undefined ? `region=${e.region}` : e.tag !== undefined ? `tag=${e.tag}` : e.platform ?? '?'}:${e.collection}`
+}
+
 function ruleForm (modes) {
   const f = {}
   const field = (id, label, el) => { f[id] = el; el.id = `r-${id}`; return [h('label', { for: `r-${id}` }, label), el] }
   const report = h('div', { id: 'dry-run', 'aria-live': 'polite' })
   const spec = () => {
-    const to = f.to.value.trim()
-    const i = to.lastIndexOf(':')
-    const target = to.slice(0, i)
-    const toObj = { collection: to.slice(i + 1) }
-    if (target.startsWith('region=')) toObj.region = target.slice(7)
-    else if (target.startsWith('tag=')) toObj.tag = target.slice(4)
-    else toObj.platform = target
-    const from = f.from.value.trim()
-    const j = from.indexOf(':')
-    const body = { from: { platform: from.slice(0, j), collection: from.slice(j + 1) }, to: toObj, mode: f.mode.value }
+    const body = { from: parseEndpoint(f.from.value), to: parseEndpoint(f.to.value), mode: f.mode.value }
     if (f.where.value.trim()) body.where = JSON.parse(f.where.value)
     if (f.include.value.trim()) body.include = list(f.include.value)
     if (f.exclude.value.trim()) body.exclude = list(f.exclude.value)
@@ -243,7 +251,7 @@ function ruleForm (modes) {
   }
   const mode = h('select', {}, modes.map(m => h('option', { value: m }, m)))
   const form = h('form', { class: 'grid', 'aria-label': 'New rule', onsubmit: (e) => e.preventDefault() },
-    field('from', 'From (platform:collection)', h('input', { required: true, placeholder: 'staging:posts' })),
+    field('from', 'From (platform, region=R, tag=T or *, then :collection)', h('input', { required: true, placeholder: 'staging:posts' })),
     field('to', 'To (platform, region=R, tag=T or *, then :collection)', h('input', { required: true, placeholder: 'production:posts' })),
     field('mode', 'Mode', mode),
     field('where', 'Filter (where, JSON)', h('textarea', { placeholder: '{"status":"published"}' })),
@@ -282,7 +290,7 @@ async function rulesScreen () {
     h('h2', {}, 'Rules'),
     table(['rule', 'from → to', 'mode', 'state', 'applied', 'pending', 'conflicts', 'errors', 'backfill', 'problem', ''], rules.map(r => {
       const x = st(r.id) ?? {}
-      return [h('code', {}, r.id), `${x.from ?? `${r.from.platform}:${r.from.collection}`} → ${x.to ?? x.target ?? ''}`, r.mode,
+      return [h('code', {}, r.id), `${x.from ?? fmtEndpoint(r.from)}${x.sources ? ` (${x.sources.map(s => s.platform).join(', ') || 'none now'})` : ''} → ${x.to ?? x.target ?? ''}`, r.mode,
         r.paused ? h('span', { class: 'warn' }, 'paused') : h('span', { class: 'ok' }, 'running'),
         fmtCount(x.applied), fmtCount(x.pending), fmtCount(x.conflicts), fmtCount(x.transformErrors),
         x.backfilled ? 'done' : (x.local ? (x.catchingUp ? 'catching up' : (x.backfillPhase ?? 'running')) : '—'),

@@ -55,6 +55,20 @@ export interface Endpoint {
 }
 
 /**
+ * What a rule reads: one platform (`platform`), every platform of a region
+ * (`region`), every platform with a tag (`tag`), or every platform
+ * (`platform: "*"`). Exactly one of platform, region and tag, as for targets.
+ * A group source never includes the target it feeds: on each target node the
+ * rule reads the group's other platforms.
+ */
+export interface SourceEndpoint {
+  platform?: string
+  region?: string
+  tag?: string
+  collection: string
+}
+
+/**
  * Where a rule writes: one platform (`platform`), every platform of a region
  * (`region`), every platform with a tag (`tag`), or every platform
  * (`platform: "*"`). Exactly one of platform, region and tag. Group targets
@@ -87,7 +101,7 @@ export interface RuleWebhook {
 
 /** What an operator supplies to create a rule. */
 export interface RuleSpec {
-  from: Endpoint
+  from: SourceEndpoint
   to: TargetEndpoint
   mode?: RuleMode
   /** Filter on the source value (see src/rules/filter.ts for the grammar). */
@@ -132,7 +146,7 @@ export interface Rule extends RuleSpec {
  * removes an optional field. The source data is re-evaluated on every target.
  */
 export type RulePatch = {
-  from?: Endpoint
+  from?: SourceEndpoint
   to?: TargetEndpoint
   mode?: RuleMode
 } & {
@@ -247,6 +261,21 @@ export interface RuleStatus {
   /** Where the backfill of a local rule is: reading the source, or (mirror) removing what the source lacks. */
   backfillPhase?: 'source' | 'sweep'
   webhook?: WebhookStatus
+  /**
+   * A rule whose source is a group (region, tag or "*"): the platforms that
+   * feed it on this node now (the group but this node), each with its
+   * pending entries and whether its backfill is done. Absent for a rule
+   * reading one platform.
+   */
+  sources?: RuleSourceStatus[]
+}
+
+/** One platform feeding a rule with a group source, on a target node. */
+export interface RuleSourceStatus {
+  platform: string
+  /** Entries of this platform's log announced by peers but not yet received here. */
+  pending: number
+  backfilled: boolean
 }
 
 /** A registry change this node refused (admin control). */

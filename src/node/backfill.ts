@@ -15,7 +15,7 @@ import type { Txn } from '../store/db.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { decodeRecord } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { parseEntryValue, planKeys, pushPlanKeys, sweepRecord } from '../rules/engine.js'
+import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
@@ -96,7 +96,7 @@ export abstract class Backfiller extends WritePath {
    * mirror rule then removes the target records its source lacks.
    */
   async backfill (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
-    const stateKey = keys.backfill(rule.rule.id)
+    const stateKey = keys.backfill(rule.stateId)
     let { state, fresh } = await this.passState(rule)
     let previous: { result: IngestResult, durable: Promise<void> } | undefined
     const finish = async (chunk: typeof previous): Promise<void> => {
@@ -204,16 +204,22 @@ export abstract class Backfiller extends WritePath {
   /** A rule's saved backfill state, or a fresh pass when there is none or the rule's source or output changed. */
   private async passState (rule: CompiledRule): Promise<{ state: BackfillState, fresh: boolean }> {
     const fingerprint = rule.fingerprint
-    const state = await this.backfillState(rule.rule.id)
+    const state = await this.backfillState(rule.stateId)
     if (state !== undefined && state.source === rule.sourcePeer && state.fingerprint === fingerprint) return { state, fresh: false }
-    // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started)
-    const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : this.applied(rule.rule.id) > 0
+    // an earlier version of the rule wrote here (its backfill ran, or live entries applied before this one started);
+    // a platform joining a group source starts afresh (its state went when it left)
+    const reeval = state !== undefined ? state.fingerprint !== fingerprint || (state.reeval === true && !state.done) : !rule.group && this.applied(rule.rule.id) > 0
     const next: BackfillState = { source: rule.sourcePeer, fingerprint, done: false, phase: 'source', order: this.backfillOrder }
     if (reeval) next.reeval = true
     return { state: next, fresh: true }
   }
 
-  /** Mirror: remove live target records that the rule's source does not hold (one chunk). */
+  /**
+   * Mirror: remove live target records that the rule's source does not hold
+   * (one chunk). With a group source, what no current source of the rule on
+   * this node holds (see groupHolds); a record removed is then re-applied
+   * from the sources that have a record with its id (a rule without `key`).
+   */
   private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
     const collection = rule.rule.to.collection
     const prefix = keys.recordPrefix(collection)
@@ -221,28 +227,115 @@ export abstract class Backfiller extends WritePath {
     for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, after), limit: BACKFILL_CHUNK })) {
       for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
     }
+    const sources = rule.group ? this.rules.forRule(rule.rule.id) : [rule]
     const applied: Applied[] = []
+    const gone: string[] = []
     for (const { id, state } of records) {
       if (state.value === undefined) continue
-      if (state.rule === rule.rule.id && this.sourceHolds(st.txn, rule, state.source ?? id, id)) continue
+      if (state.rule === rule.rule.id && (rule.group ? this.groupHolds(st.txn, sources, state, id) : this.sourceHolds(st.txn, rule, state.source ?? id, id))) continue
       const a = sweepRecord(st.ctx, rule, id, state)
       if (st.keepChanges && a.change !== undefined) st.result.changes.push(a.change)
       this.count(st, rule.rule.id, 'applied')
       applied.push(a)
+      gone.push(id)
     }
+    if (rule.group && rule.rule.key === undefined && gone.length > 0) applied.push(...await this.reapply(st, sources, gone))
     const out: { applied: Applied[], last?: string, more: boolean } = { applied, more: records.length === BACKFILL_CHUNK }
     if (records.length > 0) out.last = records[records.length - 1].id
     return out
   }
 
+  /**
+   * Whether a current source of a group-source rule holds the record: it
+   * maps a live source record to it and the record is that source's write
+   * (or the rule's own rewrite of it, a re-evaluation here). A record that
+   * holds the write of a platform that left the group is not held.
+   */
+  private groupHolds (txn: Txn, sources: CompiledRule[], state: RecordState, id: string): boolean {
+    const sourceId = state.source ?? id
+    for (const s of sources) {
+      const mapped = txn.get(keys.targetMap(s.stateId, sourceId))
+      if (mapped === undefined || utf8.decode(mapped) !== id) continue
+      const entry = this.newestEntry(txn, s, sourceId)
+      if (entry === undefined || entry.op !== 'put') continue
+      if (state.version.origin === this.self || compareHlc(entryVersion(entry).hlc, state.version.hlc) === 0) return true
+    }
+    return false
+  }
+
+  /** The newest entry of a source's record, from the log held here. */
+  private newestEntry (txn: Txn, rule: CompiledRule, sourceId: string): LogEntry | undefined {
+    const seq = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+    if (seq === undefined) return undefined
+    const bytes = txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    return bytes === undefined ? undefined : decodeEntry(rule.sourcePeer, bytes)
+  }
+
+  /**
+   * Records a group-source mirror just removed: apply them again from the
+   * current sources that hold a record with that id (the version the target
+   * held was another source's, one that left: the others' own version comes
+   * back; between them the later write wins).
+   */
+  private async reapply (st: TxnState, sources: CompiledRule[], ids: string[]): Promise<Applied[]> {
+    const out: Applied[] = []
+    for (const s of sources) {
+      for (const id of ids) {
+        const entry = this.newestEntry(st.txn, s, id)
+        if (entry === undefined || entry.op !== 'put') continue
+        const value = parseEntryValue(entry)
+        const maybe = this.plan(s, entry, value)
+        const plan = this.keep(st, s, entry, maybe instanceof Promise ? await maybe : maybe)
+        if (plan === undefined) continue
+        out.push(...this.applyRulePlan(st, s, entry, plan, planKeys(s, entry, plan)))
+      }
+    }
+    return out
+  }
+
   /** Whether the rule's source holds a live record `sourceId` that the rule maps to `targetId`. */
   private sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): boolean {
-    const mapped = txn.get(keys.targetMap(rule.rule.id, sourceId))
+    const mapped = txn.get(keys.targetMap(rule.stateId, sourceId))
     if (mapped === undefined || utf8.decode(mapped) !== targetId) return false
-    const seq = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
-    if (seq === undefined) return false
-    const bytes = txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
-    return bytes !== undefined && decodeEntry(rule.sourcePeer, bytes).op === 'put'
+    return this.newestEntry(txn, rule, sourceId)?.op === 'put'
+  }
+
+  /**
+   * A group-source mirror lost a source (a platform left the group): remove
+   * the target records no current source holds, resumably (its progress is
+   * the rule's own backfill state, keys.backfill(rule id), which no source
+   * of a group rule uses). `rule` is the rule compiled without a source.
+   */
+  async sweepLeft (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
+    const stateKey = keys.backfill(rule.rule.id)
+    let state = await this.backfillState(rule.rule.id)
+    while (state !== undefined && !state.done && isCurrent()) {
+      const current: BackfillState = state
+      const result = await this.store.exclusive(async () => {
+        await this.store.flushed()
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        let next: BackfillState = { ...current }
+        await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result)
+          const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
+          await this.derive(st, applied, 0)
+          if (last !== undefined) next.sweepAfter = last
+          if (!more) next.done = true
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        })
+        state = next
+        return result
+      })
+      onChunk(result)
+    }
+  }
+
+  /** Note that a group-source mirror must sweep (sweepLeft), and forget the progress of a source that left (a return backfills afresh). */
+  async sourceLeft (left: CompiledRule, sweep: boolean): Promise<void> {
+    const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = [{ type: 'del', key: keys.backfill(left.stateId) }, { type: 'del', key: keys.rulePause(left.stateId) }]
+    if (sweep) ops.push({ type: 'put', key: keys.backfill(left.rule.id), value: encodeJson({ source: '', fingerprint: left.fingerprint, done: false, phase: 'sweep' } satisfies BackfillState) })
+    await this.store.db.batch(ops)
   }
 
   async backfillState (ruleId: string): Promise<BackfillState | undefined> {

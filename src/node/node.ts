@@ -26,9 +26,9 @@ import { OFFENCE_BAN_MS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
 import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, SYNC_FAMILY } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
-import { applyRulePatch, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
+import { applyRulePatch, formatSource, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
-import { assertKnownPlatforms, ruleTargets } from '../rules/targets.js'
+import { assertKnownPlatforms, ruleSources, ruleTargets, selects } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
 import { upgradeFormat } from '../store/format.js'
 import type { UpgradeResult } from '../store/format.js'
@@ -103,7 +103,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     (peer) => this.registryView?.platformByPeer(peer)?.name,
     (ruleId) => {
       const r = this.registryView?.rule(ruleId)
-      return r === undefined ? undefined : { from: `${r.from.platform}:${r.from.collection}`, to: formatTarget(r.to) }
+      return r === undefined ? undefined : { from: formatSource(r.from), to: formatTarget(r.to) }
     })
 
   private readonly options: SyncNodeOptions
@@ -387,8 +387,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private discoveryCandidates (): Candidate[] {
     const involved = new Set<string>()
     for (const r of this.registryView.rules()) {
-      if (this.ruleService.isLocal(r)) involved.add(r.from.platform)
-      if (r.from.platform === this.config.name) for (const p of ruleTargets(r, this.registryView)) involved.add(p.name)
+      if (this.ruleService.isLocal(r)) for (const p of ruleSources(r.from, this.registryView.platforms(), this.config.name)) involved.add(p.name)
+      if (selects(r.from, this.registryView.platform(this.config.name) ?? { name: this.config.name })) for (const p of ruleTargets(r, this.registryView)) if (p.name !== this.config.name) involved.add(p.name)
     }
     return this.registryView.platforms().filter(p => p.revoked !== true).map(p => {
       const c: Candidate = { peerId: p.peerId, addrs: p.addrs, preferred: involved.has(p.name) }
@@ -955,10 +955,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const rules: RuleStatus[] = []
     for (const r of this.registryView.rules()) {
       const local = this.ruleService.isLocal(r)
-      const source = this.registryView.platform(r.from.platform)?.peerId
+      const source = r.from.platform !== undefined ? this.registryView.platform(r.from.platform)?.peerId : undefined
       const rs: RuleStatus = {
         id: r.id,
-        from: `${r.from.platform}:${r.from.collection}`,
+        from: formatSource(r.from),
         to: formatTarget(r.to),
         mode: r.mode,
         local,

@@ -12,14 +12,15 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConflictError, InvalidInputError, NotFoundError } from '../core/errors.js'
 import type { ChangeLog } from '../log/changelog.js'
-import { formatTarget } from '../registry/registry.js'
+import { formatSource, formatTarget } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
-import { compileRule } from '../rules/engine.js'
+import { compileRule, stateIdOf } from '../rules/engine.js'
 import type { CompiledRule } from '../rules/engine.js'
 import { dryRun } from '../rules/dryrun.js'
 import { ModuleCache } from '../rules/modules.js'
 import type { RuleSet } from '../rules/ruleset.js'
-import { describeUnknown, ruleTargets, targetsPlatform, unknownPlatforms } from '../rules/targets.js'
+import { describeUnknown, isGroupSource, ruleSources, ruleTargets, targetsPlatform, unknownPlatforms } from '../rules/targets.js'
+import { modeOf } from '../core/modes.js'
 import { Webhooks } from '../rules/webhooks.js'
 import type { WebhookSettings } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
@@ -68,7 +69,10 @@ export class RuleService {
   readonly feed = new FeedSignal()
   private readonly deps: RuleServiceDeps
   private readonly webhooks: Webhooks
+  /** Running backfills, by state id (CompiledRule.stateId). */
   private readonly backfills = new Map<string, Promise<void>>()
+  /** Group-source mirrors removing what a source that left held, by rule id. */
+  private readonly sweeps = new Map<string, Promise<void>>()
   private readonly publishes = new Map<string, Promise<void>>()
   /** Forgetting a collection's publish progress, after its running publish stopped. */
   private readonly unpublishing = new Map<string, Promise<void>>()
@@ -105,19 +109,22 @@ export class RuleService {
    */
   private notePauses (): void {
     const now = new Set<string>()
+    const platforms = this.deps.registry.platforms()
     for (const rule of this.deps.ruleSet.paused()) {
-      now.add(rule.id)
-      if (this.pausedHere.has(rule.id)) continue
-      const source = this.deps.registry.platform(rule.from.platform)?.peerId
-      if (source === undefined) continue
-      const point: PausePoint = { source, seq: this.started ? this.deps.changelog.held(source) : 0 }
-      const id = rule.id
-      this.deps.log.info({ rule: id, source, seq: point.seq }, `rule ${id} paused here: it applies nothing until it is resumed`)
-      this.pauseWork = this.pauseWork.then(async () => {
-        // an earlier point still there (paused again before the resumption was taken in) is kept
-        if (await this.deps.store.db.get(keys.rulePause(id)) !== undefined) return
-        await this.deps.store.db.put(keys.rulePause(id), encodeJson(point))
-      }).catch((err: Error) => this.deps.log.error({ rule: id, err: err.message }, `noting where rule ${id} paused failed: ${err.message}`))
+      // one point per source: a group source has one per platform feeding this node
+      for (const platform of ruleSources(rule.from, platforms, this.deps.localName)) {
+        const id = stateIdOf(rule, platform.name)
+        now.add(id)
+        if (this.pausedHere.has(id)) continue
+        const source = platform.peerId
+        const point: PausePoint = { source, seq: this.started ? this.deps.changelog.held(source) : 0 }
+        this.deps.log.info({ rule: rule.id, source, seq: point.seq }, `rule ${rule.id} paused here${isGroupSource(rule.from) ? ` (source ${platform.name})` : ''}: it applies nothing until it is resumed`)
+        this.pauseWork = this.pauseWork.then(async () => {
+          // an earlier point still there (paused again before the resumption was taken in) is kept
+          if (await this.deps.store.db.get(keys.rulePause(id)) !== undefined) return
+          await this.deps.store.db.put(keys.rulePause(id), encodeJson(point))
+        }).catch((err: Error) => this.deps.log.error({ rule: rule.id, err: err.message }, `noting where rule ${rule.id} paused failed: ${err.message}`))
+      }
     }
     this.pausedHere = now
   }
@@ -131,7 +138,7 @@ export class RuleService {
    * spec or source changed meanwhile (its backfill starts again anyway).
    */
   private async resumed (rule: CompiledRule): Promise<void> {
-    const id = rule.rule.id
+    const id = rule.stateId
     const work = this.pauseWork.then(async () => {
       const db = this.deps.store.db
       const saved = await db.get(keys.rulePause(id))
@@ -153,7 +160,7 @@ export class RuleService {
           }
         }
         ops.push({ type: 'put', key: keys.backfill(id), value: encodeJson(next) })
-        this.deps.log.info({ rule: id, afterSeq: next.afterSeq }, `rule ${id} resumed here: catching up from entry ${next.afterSeq ?? 0} of its source's log`)
+        this.deps.log.info({ rule: rule.rule.id, source: rule.sourcePlatform, afterSeq: next.afterSeq }, `rule ${rule.rule.id} resumed here: catching up from entry ${next.afterSeq ?? 0} of ${rule.sourcePlatform ?? 'its source'}'s log`)
       }
       await db.batch(ops)
     })
@@ -174,6 +181,7 @@ export class RuleService {
   start (): void {
     this.started = true
     for (const rule of this.deps.ruleSet.all()) this.scheduleBackfill(rule)
+    for (const rule of this.deps.ruleSet.groups()) if (modeOf(rule.rule.mode).exact) this.scheduleSweep(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
     this.webhooks.sync(this.deps.ruleSet.all())
   }
@@ -182,7 +190,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.publishes.values(), ...this.unpublishing.values(), this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -206,9 +214,41 @@ export class RuleService {
       forget.finally(() => { if (this.unpublishing.get(c) === forget) this.unpublishing.delete(c) }).catch(() => {})
     }
     this.published = published
+    const left = this.deps.ruleSet.left
     if (!this.started) return
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
+    for (const gone of left) this.sourceLeft(gone)
+  }
+
+  /**
+   * A platform stopped feeding a group-source rule here (it left the group):
+   * what it wrote stays, its progress is forgotten (should it come back, it
+   * backfills afresh) and a mirror removes the records no remaining source
+   * holds.
+   */
+  private sourceLeft (gone: CompiledRule): void {
+    const id = gone.rule.id
+    const mirror = modeOf(gone.rule.mode).exact
+    this.deps.log.info({ rule: id, source: gone.sourcePlatform }, `rule ${id}: ${gone.sourcePlatform ?? '?'} no longer feeds it here${mirror ? '; the mirror removes what only it held' : ''}`)
+    // after its running backfill saw it go
+    const running = this.backfills.get(gone.stateId) ?? Promise.resolve()
+    const noted = running.then(async () => await this.deps.ingestor.sourceLeft(gone, mirror))
+    this.sweeps.set(id, (this.sweeps.get(id) ?? Promise.resolve()).then(async () => await noted).catch((err: Error) => this.deps.log.error({ rule: id, err: err.message }, `rule ${id}: noting that ${gone.sourcePlatform ?? '?'} left failed: ${err.message}`)))
+    if (mirror) this.scheduleSweep(id)
+  }
+
+  /** A group-source mirror's sweep after a source left (Ingestor.sweepLeft), one at a time per rule. */
+  private scheduleSweep (ruleId: string): void {
+    const before = this.sweeps.get(ruleId) ?? Promise.resolve()
+    const run = before.then(async () => {
+      const rule = this.deps.ruleSet.groupRule(ruleId)
+      if (rule === undefined || !this.deps.isRunning()) return
+      const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.groupRule(ruleId) !== undefined
+      await this.deps.ingestor.sweepLeft(rule, (r) => this.deps.afterIngest(r), current)
+    }).catch((err: Error) => { this.deps.log.error({ rule: ruleId, err: err.message }, `rule ${ruleId}: removing what a source that left held failed; it resumes at the next start`) })
+    this.sweeps.set(ruleId, run)
+    run.finally(() => { if (this.sweeps.get(ruleId) === run) this.sweeps.delete(ruleId) }).catch(() => {})
   }
 
   /** What follows every commit: report transform errors and conflicts, wake feed followers and webhooks. */
@@ -249,7 +289,8 @@ export class RuleService {
   }
 
   scheduleBackfill (rule: CompiledRule): void {
-    const id = rule.rule.id
+    const id = rule.stateId
+    const ruleId = rule.rule.id
     const running = this.backfills.get(id)
     if (running !== undefined) {
       // the running one stops when it sees the rule changed; run again after it
@@ -257,15 +298,16 @@ export class RuleService {
       return
     }
     const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.get(id) === rule
+    const from = rule.group ? ` from ${rule.sourcePlatform ?? '?'}` : ''
     const run = this.resumed(rule)
       .then(async () => { if (current()) await this.deps.ingestor.backfill(rule, (r) => this.deps.afterIngest(r), current) })
       .then(async () => {
         if (await this.deps.ingestor.backfillDone(id)) {
-          this.deps.log.info({ rule: id, applied: this.deps.ingestor.applied(id) }, `rule ${id} backfill finished`)
-          this.deps.events.dispatchEvent(new CustomEvent('backfill', { detail: { ruleId: id } }))
+          this.deps.log.info({ rule: ruleId, source: rule.sourcePlatform, applied: this.deps.ingestor.applied(ruleId) }, `rule ${ruleId} backfill${from} finished`)
+          this.deps.events.dispatchEvent(new CustomEvent('backfill', { detail: rule.group ? { ruleId, source: rule.sourcePlatform } : { ruleId } }))
         }
       })
-      .catch((err: Error) => { this.deps.log.error({ rule: id, err: err.message }, `rule ${id} backfill failed; it resumes at the next start`) })
+      .catch((err: Error) => { this.deps.log.error({ rule: ruleId, source: rule.sourcePlatform, err: err.message }, `rule ${ruleId} backfill${from} failed; it resumes at the next start`) })
       .finally(() => { this.backfills.delete(id) })
     this.backfills.set(id, run)
   }
@@ -299,13 +341,14 @@ export class RuleService {
   assertWritable (collection: string): void {
     const r = this.deps.ruleSet.mirrorFor(collection)
     if (r === undefined) return
-    throw new ConflictError(`collection "${collection}" on this node is a mirror of ${r.from.platform}:${r.from.collection} (rule ${r.id}) and only changes through that rule; write to ${r.from.platform}:${r.from.collection} instead, or make the target writable with "syncmesh rule update ${r.id} --mode merge"`, 'MIRROR_TARGET_READ_ONLY')
+    const from = formatSource(r.from)
+    throw new ConflictError(`collection "${collection}" on this node is a mirror of ${from} (rule ${r.id}) and only changes through that rule; write to ${from} instead, or make the target writable with "syncmesh rule update ${r.id} --mode merge"`, 'MIRROR_TARGET_READ_ONLY')
   }
 
   /** Whether this node is a target of the rule, by the registry (active or not). */
   isLocal (rule: Rule): boolean {
     const me = this.deps.registry.platform(this.deps.localName) ?? { name: this.deps.localName, ...(this.deps.region !== undefined ? { region: this.deps.region } : {}) }
-    return targetsPlatform(rule.to, rule.from.platform, me)
+    return targetsPlatform(rule.to, rule.from, me)
   }
 
   /** Validate a new or changed rule as far as this node can (filter, transforms, key, targets field). */
@@ -349,7 +392,7 @@ export class RuleService {
   }
 
   /** The rule-engine fields of a rule's status on this node. */
-  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem'>> {
+  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem' | 'sources'> & Partial<Pick<RuleStatus, 'pending' | 'backfilled'>>> {
     const out: Awaited<ReturnType<RuleService['ruleStatus']>> = {
       target: formatTarget(r.to),
       targets: ruleTargets(r, this.deps.registry).map(p => p.name),
@@ -368,14 +411,41 @@ export class RuleService {
       const [last] = await this.newest<TransformErrorRecord>(keys.transformErrorPrefix(r.id), 1)
       if (last !== undefined) out.lastTransformError = last
     }
-    if (local) {
+    if (local && isGroupSource(r.from)) await this.groupStatus(r, out)
+    else if (local) {
       const state = await this.deps.ingestor.backfillState(r.id)
       if (state !== undefined && !state.done) out.backfillPhase = state.phase ?? 'source'
       if (state?.catchUp === true && !state.done) out.catchingUp = true
+    }
+    if (local) {
       const hook = this.webhooks.status(r.id)
       if (hook !== undefined) out.webhook = hook
     }
     return out
+  }
+
+  /**
+   * A group-source rule on a target node: per platform feeding it, its
+   * pending entries and whether its backfill is done; the rule's pending
+   * entries are their sum, it is backfilled when every source is (and a
+   * mirror's sweep after a source left is done).
+   */
+  private async groupStatus (r: Rule, out: Awaited<ReturnType<RuleService['ruleStatus']>>): Promise<void> {
+    const sources = ruleSources(r.from, this.deps.registry.platforms(), this.deps.localName)
+    out.sources = []
+    let phase: 'source' | 'sweep' | undefined
+    for (const p of sources) {
+      const state = await this.deps.ingestor.backfillState(stateIdOf(r, p.name))
+      const done = state?.done === true
+      if (state !== undefined && !done) phase ??= state.phase ?? 'source'
+      if (state?.catchUp === true && !done) out.catchingUp = true
+      out.sources.push({ platform: p.name, pending: r.paused === true ? 0 : this.deps.sourceLag(p.peerId) ?? 0, backfilled: done })
+    }
+    const sweep = await this.deps.ingestor.backfillState(r.id)
+    if (sweep !== undefined && !sweep.done) phase = 'sweep'
+    if (phase !== undefined) out.backfillPhase = phase
+    out.pending = out.sources.reduce((n, s) => n + s.pending, 0)
+    out.backfilled = out.sources.every(s => s.backfilled) && (sweep === undefined || sweep.done)
   }
 
   /** The changes feed (see src/store/changes.ts); the options are checked before the first line. */

@@ -31,7 +31,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { InvalidInputError } from '../core/errors.js'
 import { NAME_PATTERN } from '../store/names.js'
-import type { Platform, Rule, RulePatch, RuleSpec, TargetEndpoint } from '../core/types.js'
+import type { Platform, Rule, RulePatch, RuleSpec, SourceEndpoint, TargetEndpoint } from '../core/types.js'
 import type { ChangeLog } from '../log/changelog.js'
 import { compareHlc } from '../core/hlc.js'
 import type { Hlc } from '../core/hlc.js'
@@ -105,11 +105,6 @@ export function validatePlatform (input: unknown): Platform {
   return out
 }
 
-const endpointSchema = z.object({
-  platform: z.string().regex(NAME_PATTERN, 'a platform name'),
-  collection: z.string()
-}).strict()
-
 const jsonObject = z.record(z.string(), z.unknown())
 
 /** The platform name that targets every platform (but the source). */
@@ -121,6 +116,9 @@ const targetSchema = z.object({
   tag: z.string().regex(NAME_PATTERN, 'a tag').optional(),
   collection: z.string()
 }).strict()
+
+/** A rule's source: the same selectors as a target (one platform, a region, a tag, or "*"). */
+const sourceSchema = targetSchema
 
 const webhookSchema = z.object({
   url: z.string().max(2048),
@@ -138,7 +136,7 @@ export interface ParseRuleOptions {
 }
 
 export const ruleSpecSchema = z.object({
-  from: endpointSchema,
+  from: sourceSchema,
   to: targetSchema,
   mode: z.enum(RULE_MODE_NAMES).optional(),
   where: jsonObject.optional(),
@@ -158,11 +156,15 @@ export function parseRuleSpec (input: unknown, options: ParseRuleOptions = {}): 
   const spec = parsed.data
   checkCollection(spec.from.collection)
   checkCollection(spec.to.collection)
+  const sources = [spec.from.platform, spec.from.region, spec.from.tag].filter(s => s !== undefined)
+  if (sources.length !== 1) {
+    throw new InvalidInputError('invalid rule: the source names exactly one of "platform" (a name, or "*" for every platform), "region" or "tag", e.g. {"region": "eu", "collection": "devices"}', 'INVALID_RULE')
+  }
   const selectors = [spec.to.platform, spec.to.region, spec.to.tag].filter(s => s !== undefined)
   if (selectors.length !== 1) {
     throw new InvalidInputError('invalid rule: the target names exactly one of "platform" (a name, or "*" for every platform), "region" or "tag", e.g. {"region": "eu", "collection": "posts"}', 'INVALID_RULE')
   }
-  if (spec.from.platform === spec.to.platform && spec.from.collection === spec.to.collection) {
+  if (spec.from.platform !== undefined && spec.from.platform !== ALL_PLATFORMS && spec.from.platform === spec.to.platform && spec.from.collection === spec.to.collection) {
     throw new InvalidInputError('invalid rule: source and target are the same collection of the same platform', 'INVALID_RULE')
   }
   if (spec.transform !== undefined && (/[\u0000-\u001f]/.test(spec.transform) || spec.transform.split(/[\\/]/).includes('..'))) {
@@ -192,11 +194,16 @@ export function parseRuleSpec (input: unknown, options: ParseRuleOptions = {}): 
   return spec as RuleSpec
 }
 
-/** "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles" */
-export function formatTarget (to: TargetEndpoint): string {
+/** "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles" (a source is written the same way: formatSource) */
+export function formatTarget (to: TargetEndpoint | SourceEndpoint): string {
   if (to.region !== undefined) return `region=${to.region}:${to.collection}`
   if (to.tag !== undefined) return `tag=${to.tag}:${to.collection}`
   return `${to.platform ?? '?'}:${to.collection}`
+}
+
+/** A rule's source as written: "A:articles", "region=eu:articles", "tag=edge:articles", "*:articles". */
+export function formatSource (from: SourceEndpoint): string {
+  return formatTarget(from)
 }
 
 /** The rule's spec with a patch applied: given fields replace, null removes. Validated like a new rule. */

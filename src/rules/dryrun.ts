@@ -30,7 +30,8 @@ import type { RecordState } from '../store/records.js'
 import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, pushPlanKeys, resolvePlan } from './engine.js'
 import type { ApplyContext, CompiledRule, Plan } from './engine.js'
 import type { ModuleCache } from './modules.js'
-import { isGroupTarget, ruleTargets } from './targets.js'
+import { isGroupSource, isGroupTarget, ruleTargets, selects } from './targets.js'
+import { formatSource } from '../registry/registry.js'
 import { modeOf } from '../core/modes.js'
 
 const CHUNK = 500
@@ -58,15 +59,17 @@ interface Evaluation {
   producedOverflow?: boolean
 }
 
-export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: boolean }): Promise<DryRunReport> {
+export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: boolean, mirrorDeletes?: boolean }): Promise<DryRunReport> {
+  if (isGroupSource(rule.from)) return await dryRunGroup(deps, rule, options)
+  const from = rule.from.platform ?? ''
   const report: DryRunReport = {
     dryRun: true,
     rule,
     evaluatedOn: deps.localName,
-    source: { platform: rule.from.platform, collection: rule.from.collection, records: 0, complete: false },
+    source: { platform: from, collection: rule.from.collection, records: 0, complete: false },
     targets: []
   }
-  const source = deps.registry.platform(rule.from.platform)
+  const source = deps.registry.platform(from)
   const platforms = ruleTargets(rule, deps.registry)
   if (!isGroupTarget(rule.to) && platforms.length === 0) {
     report.targets.push(emptyTarget(rule.to.platform as string, rule.to.collection, `platform "${rule.to.platform}" is not in the registry (yet): it applies the rule once it joins`))
@@ -120,10 +123,52 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
     after = entries[entries.length - 1].id
   }
   for (const ev of evaluations) {
-    if (ev.exact && modeOf(rule.mode).exact) await countMirrorDeletes(deps, ev)
+    if (ev.exact && modeOf(rule.mode).exact && options.mirrorDeletes !== false) await countMirrorDeletes(deps, ev)
     if (ev.notes.length > 0) ev.report.note = ev.notes.join('; ')
     report.targets.push(ev.report)
   }
+  return report
+}
+
+/**
+ * A group source: each platform of the group evaluated as the rule's one
+ * source, on the targets it feeds (every target but itself), and the
+ * numbers added up per target. Each source is evaluated on its own: an id
+ * two sources write is counted for each, and a mirror's deletes (what no
+ * source produces) are not counted.
+ */
+async function dryRunGroup (deps: DryRunDeps, rule: Rule, options: { reeval: boolean }): Promise<DryRunReport> {
+  const sources = deps.registry.platforms().filter(p => selects(rule.from, p) && p.name !== rule.to.platform)
+  const report: DryRunReport = {
+    dryRun: true,
+    rule,
+    evaluatedOn: deps.localName,
+    source: { platform: formatSource(rule.from).slice(0, -(rule.from.collection.length + 1)), collection: rule.from.collection, records: 0, complete: true },
+    targets: []
+  }
+  const notes: string[] = []
+  const byTarget = new Map<string, DryRunTarget>()
+  for (const p of ruleTargets(rule, deps.registry)) byTarget.set(p.name, emptyTarget(p.name, rule.to.collection))
+  for (const p of sources) {
+    const one = await dryRun(deps, { ...rule, from: { platform: p.name, collection: rule.from.collection } }, { reeval: options.reeval, mirrorDeletes: false })
+    report.source.records += one.source.records
+    if (!one.source.complete) report.source.complete = false
+    if (one.source.note !== undefined) notes.push(`${p.name}: ${one.source.note}`)
+    for (const t of one.targets) {
+      const sum = byTarget.get(t.platform)
+      if (sum === undefined) {
+        byTarget.set(t.platform, { ...t })
+        continue
+      }
+      sum.exact = t.exact
+      for (const k of ['matching', 'creates', 'updates', 'deletes', 'unchanged', 'skipped', 'conflicts', 'errors'] as const) sum[k] += t[k]
+      if (t.note !== undefined && sum.note === undefined) sum.note = t.note
+    }
+  }
+  if (sources.length === 0) notes.push('no platform of the registry is in the source group now; platforms that join it feed the rule then')
+  else notes.push(`${sources.length} source platform${sources.length > 1 ? 's' : ''} (${sources.map(p => p.name).join(', ')}), each evaluated on its own: an id several sources write is counted for each${modeOf(rule.mode).exact ? '; the mirror\'s deletes (records no source produces) are not counted' : ''}`)
+  report.source.note = notes.join('; ')
+  report.targets = [...byTarget.values()]
   return report
 }
 

@@ -51,7 +51,7 @@ import { compileWhere, jsonEqual } from './filter.js'
 import type { Predicate } from './filter.js'
 import { runTransform } from './modules.js'
 import type { LoadedModule } from './modules.js'
-import { recordTargetsReader } from './targets.js'
+import { isGroupSource, recordTargetsReader } from './targets.js'
 import type { RecordTargets } from './targets.js'
 import { compileFieldTransform, targetId } from './transform.js'
 import { modeOf } from '../core/modes.js'
@@ -63,6 +63,21 @@ export interface CompiledRule {
   rule: Rule
   /** Peer id of the source platform, resolved through the registry. */
   sourcePeer: string
+  /**
+   * The platform this compiled form reads. A rule with a group source (a
+   * region, a tag, "*") is compiled once per platform of the group that
+   * feeds this node; a rule reading one platform, once.
+   */
+  sourcePlatform?: string
+  /** The rule reads a group of platforms: between its sources the later write wins, in every mode. */
+  group: boolean
+  /**
+   * Under which id this compiled form keeps what is per source: which target
+   * record each source record became, the backfill's progress, the pause
+   * point. The rule's id for a rule reading one platform (as it always was);
+   * for a group source, the rule's id and the source platform (stateIdOf).
+   */
+  stateId: string
   matches: Predicate
   transform: (value: JsonObject) => JsonObject
   /** This node's platform name (per-record targeting); undefined when compiled only to validate. */
@@ -77,11 +92,22 @@ export interface CompiledRule {
   fingerprint: string
 }
 
+/**
+ * The id of one source's state of a rule: the rule's id for a rule reading
+ * one platform; the rule's id, "\x01" and the platform's name for a group
+ * source ("\x01" is in no record id, so no rule id can take this form).
+ */
+export function stateIdOf (rule: Rule, sourcePlatform: string | undefined): string {
+  return isGroupSource(rule.from) && sourcePlatform !== undefined ? `${rule.id}\x01${sourcePlatform}` : rule.id
+}
+
 /** Compile a rule's filter and transforms; throws InvalidInputError when they are invalid. */
-export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule } = {}): CompiledRule {
+export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule, sourcePlatform?: string } = {}): CompiledRule {
   const compiled: CompiledRule = {
     rule,
     sourcePeer,
+    group: isGroupSource(rule.from),
+    stateId: stateIdOf(rule, options.sourcePlatform),
     matches: compileWhere(rule.where),
     transform: compileFieldTransform({ include: rule.include, exclude: rule.exclude, rename: rule.rename }),
     fingerprint: ruleFingerprint(rule, options.module?.hash)
@@ -94,6 +120,8 @@ export function compileRule (rule: Rule, sourcePeer: string, options: { localNam
   }
   if (options.localName !== undefined) compiled.localName = options.localName
   if (options.module !== undefined) compiled.module = options.module
+  const platform = options.sourcePlatform ?? rule.from.platform
+  if (platform !== undefined) compiled.sourcePlatform = platform
   return compiled
 }
 
@@ -138,7 +166,7 @@ export async function resolvePlan (rule: CompiledRule, entry: LogEntry, source: 
   const r = rule.rule
   const outcome = await runTransform(rule.module, { collection: r.to.collection, id: plan.targetId, value: plan.value }, {
     rule: { id: r.id, mode: r.mode, from: r.from, to: r.to },
-    source: { platform: r.from.platform, peerId: rule.sourcePeer, collection: entry.collection, id: entry.id, value: source, version: publicVersion(entryVersion(entry)) },
+    source: { platform: rule.sourcePlatform ?? '', peerId: rule.sourcePeer, collection: entry.collection, id: entry.id, value: source, version: publicVersion(entryVersion(entry)) },
     target: { platform: rule.localName ?? '', collection: r.to.collection }
   })
   if (!outcome.ok) return { kind: 'error', error: outcome.error }
@@ -194,8 +222,8 @@ export function logVersion (entry: LogEntry): Version {
 export interface PlanKeys { map: string, record: string | undefined }
 
 export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): PlanKeys | undefined {
-  if (plan.kind === 'put') return { map: keys.targetMap(rule.rule.id, entry.id), record: keys.record(rule.rule.to.collection, plan.targetId) }
-  if (plan.kind === 'del') return { map: keys.targetMap(rule.rule.id, entry.id), record: undefined }
+  if (plan.kind === 'put') return { map: keys.targetMap(rule.stateId, entry.id), record: keys.record(rule.rule.to.collection, plan.targetId) }
+  if (plan.kind === 'del') return { map: keys.targetMap(rule.stateId, entry.id), record: undefined }
   return undefined
 }
 
@@ -295,6 +323,18 @@ function sameWriter (existing: RecordState, entry: LogEntry, version: Version): 
   return existing.version.origin === entry.origin || existing.version.origin === version.origin
 }
 
+/**
+ * A mirror's write replaces what is not its own source's earlier write,
+ * whatever the clocks say (only the source's own order counts). With a
+ * group source, the rule's own writes come from several sources: between
+ * them the later write wins, as in merge.
+ */
+function sourceOverrides (rule: CompiledRule, existing: RecordState, entry: LogEntry, version: Version): boolean {
+  if (!modeOf(rule.rule.mode).sourceWins) return false
+  if (existing.rule === rule.rule.id) return !rule.group && !sameWriter(existing, entry, version)
+  return true
+}
+
 function conflictKind (existing: RecordState, entry: LogEntry, version: Version, ruleId: string, targetId: string, self: string): ConflictRecord['kind'] | undefined {
   const ours = sameWriter(existing, entry, version) || restampedByRule(existing, ruleId, self)
   if (!ours) return existing.rule === undefined ? 'local-write' : 'other-source'
@@ -388,7 +428,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     return out
   }
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (mode.sourceWins && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const wins = order < 0 || restamped || sourceOverrides(rule, existing, entry, version)
   const kind = conflictKind(existing, entry, version, r.id, plan.targetId, ctx.self)
   if (kind !== undefined) reportConflict(ctx, rule, kind, plan.targetId, existing, { value: plan.value, version }, wins ? 'incoming' : 'existing')
   if (!wins) return out
@@ -403,7 +443,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
 /** Remove the record this rule placed from `entry.id` under `targetId`, when `version` may. */
 function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Applied[] {
   const r = rule.rule
-  ctx.txn.del(keys.targetMap(r.id, entry.id))
+  ctx.txn.del(keys.targetMap(rule.stateId, entry.id))
   const existing = readRecord(ctx.txn, keys.record(r.to.collection, targetId))
   if (existing === undefined || existing.value === undefined) return []
   // another source record with the same key holds it now
@@ -411,7 +451,7 @@ function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, t
   if (isSameWrite(existing.version, version, ctx.self)) return []
   const restamped = restampedByRule(existing, r.id, ctx.self)
   const order = compareWrites(existing.version, version)
-  const wins = order < 0 || restamped || (modeOf(r.mode).sourceWins && !(existing.rule === r.id && sameWriter(existing, entry, version)))
+  const wins = order < 0 || restamped || sourceOverrides(rule, existing, entry, version)
   const kind = conflictKind(existing, entry, version, r.id, targetId, ctx.self)
   if (kind !== undefined && kind !== 'key-collision') reportConflict(ctx, rule, kind, targetId, existing, { version }, wins ? 'incoming' : 'existing')
   if (!wins) return []

@@ -3,6 +3,12 @@
  * source collection) so that each incoming entry finds its rules in O(1).
  * Rebuilt whenever the registry changes (and when transform modules load).
  *
+ * A rule whose source is a group (a region, a tag, "*") is compiled once per
+ * platform of the group that feeds this node (every member but this node),
+ * each with its own state (CompiledRule.stateId): membership follows the
+ * registry, so a platform joining the group adds one (it backfills) and one
+ * leaving removes it (see `left`).
+ *
  * Also derived from the registry here:
  *   - which local collections are the source of some rule (their rule-written
  *     records are logged in this node's own log, so chains of rules work);
@@ -11,10 +17,10 @@
  */
 import type { Registry } from '../registry/registry.js'
 import type { Rule } from '../core/types.js'
-import { compileRule, ruleFingerprint } from './engine.js'
+import { compileRule, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
 import type { ModuleCache } from './modules.js'
-import { targetsPlatform } from './targets.js'
+import { isGroupSource, ruleSources, selects, targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
 import { modeOf } from '../core/modes.js'
 
@@ -33,12 +39,23 @@ export interface RebuildOptions {
 export class RuleSet {
   /** Source peer → source collection → the rules reading it. */
   private bySource = new Map<string, Map<string, CompiledRule[]>>()
+  /** By state id (CompiledRule.stateId): one per rule, or per source platform of a group source. */
   private active = new Map<string, CompiledRule>()
+  /** Rule id → its compiled forms here (several for a group source, possibly none when the group is empty). */
+  private byRule = new Map<string, CompiledRule[]>()
+  /** Rule id → the rule compiled without a source, for what is per rule (a mirror's sweep), for active group-source rules. */
+  private groupRules = new Map<string, CompiledRule>()
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
   problems: RuleProblem[] = []
+  /**
+   * Set by each rebuild: the compiled forms of group-source rules whose
+   * platform stopped feeding this node (it left the group, or the registry
+   * lost it) while the rule still applies here, unpaused.
+   */
+  left: CompiledRule[] = []
 
   /** Recompute from the registry. Returns the rules that are new or changed. */
   rebuild (registry: Registry, localName: string, options: RebuildOptions = {}): CompiledRule[] {
@@ -53,12 +70,16 @@ export class RuleSet {
     const paused: Rule[] = []
     const rules = registry.rules()
     for (const rule of rules) {
-      if (rule.from.platform === localName) published.add(rule.from.collection)
-      if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
+      // a rule reading this node that writes to another: its rule-written records are logged too
+      if (selects(rule.from, local) && rule.to.platform !== localName) published.add(rule.from.collection)
+      if (!targetsPlatform(rule.to, rule.from, local)) continue
       if (modeOf(rule.mode).exact && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
     }
+    const byRule = new Map<string, CompiledRule[]>()
+    const groupRules = new Map<string, CompiledRule>()
+    const platforms = registry.platforms()
     for (const rule of rules) {
-      if (!targetsPlatform(rule.to, rule.from.platform, local)) continue
+      if (!targetsPlatform(rule.to, rule.from, local)) continue
       const mirror = mirrorOf.get(rule.to.collection)
       if (mirror !== undefined && mirror.id !== rule.id) {
         problems.push({ ruleId: rule.id, message: `collection "${rule.to.collection}" is the target of mirror rule ${mirror.id} here; a mirror target takes no other rule: remove one of the two rules or give this one another target collection` })
@@ -69,9 +90,10 @@ export class RuleSet {
         paused.push(rule)
         continue
       }
-      const source = registry.platform(rule.from.platform)
-      if (source === undefined) {
-        problems.push({ ruleId: rule.id, message: `source platform "${rule.from.platform}" is not in the registry yet` })
+      const group = isGroupSource(rule.from)
+      const sources = ruleSources(rule.from, platforms, localName)
+      if (!group && sources.length === 0) {
+        problems.push({ ruleId: rule.id, message: `source platform "${rule.from.platform ?? ''}" is not in the registry yet` })
         continue
       }
       let module
@@ -88,19 +110,36 @@ export class RuleSet {
         }
         module = state.module
       }
-      const prev = this.active.get(rule.id)
-      if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
-        prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) {
-        next.set(rule.id, prev)
-        continue
-      }
+      const compiledHere: CompiledRule[] = []
       try {
-        const compiled = compileRule(rule, source.peerId, { localName, ...(module !== undefined ? { module } : {}) })
-        next.set(rule.id, compiled)
-        changed.push(compiled)
+        if (group) {
+          const prev = this.groupRules.get(rule.id)
+          groupRules.set(rule.id, prev !== undefined && prev.module === module && JSON.stringify(prev.rule) === JSON.stringify(rule) ? prev : compileRule(rule, '', { localName, ...(module !== undefined ? { module } : {}) }))
+        }
+        for (const source of sources) {
+          const stateId = stateIdOf(rule, source.name)
+          const prev = this.active.get(stateId)
+          if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
+            prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) {
+            compiledHere.push(prev)
+            continue
+          }
+          const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}) })
+          compiledHere.push(compiled)
+          changed.push(compiled)
+        }
       } catch (err) {
         problems.push({ ruleId: rule.id, message: (err as Error).message })
+        groupRules.delete(rule.id)
+        continue
       }
+      for (const c of compiledHere) next.set(c.stateId, c)
+      byRule.set(rule.id, compiledHere)
+    }
+    // group sources that stopped feeding this node while their rule still applies here
+    const left: CompiledRule[] = []
+    for (const [stateId, c] of this.active) {
+      if (c.group && !next.has(stateId) && groupRules.has(c.rule.id)) left.push(c)
     }
     const index = new Map<string, Map<string, CompiledRule[]>>()
     for (const c of next.values()) {
@@ -111,6 +150,9 @@ export class RuleSet {
       else list.push(c)
     }
     this.active = next
+    this.byRule = byRule
+    this.groupRules = groupRules
+    this.left = left
     this.bySource = index
     this.mirrors = mirrorOf
     this.publishedCollections = published
@@ -125,12 +167,29 @@ export class RuleSet {
     return this.bySource.get(origin)?.get(collection)
   }
 
-  get (ruleId: string): CompiledRule | undefined {
-    return this.active.get(ruleId)
+  /** A compiled form by its state id (CompiledRule.stateId: the rule's id for a rule reading one platform). */
+  get (stateId: string): CompiledRule | undefined {
+    return this.active.get(stateId)
   }
 
+  /** Every compiled form: one per rule reading one platform, one per feeding platform of a group source. */
   all (): CompiledRule[] {
     return [...this.active.values()]
+  }
+
+  /** The compiled forms of one rule active here (its sources). */
+  forRule (ruleId: string): CompiledRule[] {
+    return this.byRule.get(ruleId) ?? []
+  }
+
+  /** An active group-source rule compiled without a source (what is per rule, not per source), when it applies here. */
+  groupRule (ruleId: string): CompiledRule | undefined {
+    return this.groupRules.get(ruleId)
+  }
+
+  /** The active group-source rules, compiled without a source. */
+  groups (): CompiledRule[] {
+    return [...this.groupRules.values()]
   }
 
   /** Whether a local collection is the source of some rule (its rule-written records are logged in the own log). */

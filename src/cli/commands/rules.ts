@@ -4,8 +4,8 @@
 import { Option } from 'commander'
 import type { Command } from 'commander'
 import type { ConflictRecord, ConflictSide, DryRunReport, Rule, RuleMode, RulePatch, RuleSpec, TargetEndpoint } from '../../core/types.js'
-import { formatTarget } from '../../registry/registry.js'
-import { addClientOptions, addJsonOption, connect, parseEndpoint, parseJsonObjectArg, parseList, parseRename, UsageError } from '../common.js'
+import { formatSource, formatTarget } from '../../registry/registry.js'
+import { addClientOptions, addJsonOption, connect, parseJsonObjectArg, parseList, parseRename, UsageError } from '../common.js'
 import type { ClientOptions, JsonOption } from '../common.js'
 import { formatAgo, formatCount, out, printJson, printLine, shortId, table } from '../output.js'
 import { DEFAULT_RULE_MODE, RULE_MODE_NAMES, RULE_MODES } from '../../core/modes.js'
@@ -66,7 +66,7 @@ interface RuleFlags {
 /** Rule fields given on the command line (as a patch: only what was given). */
 function fieldsFrom (opts: RuleFlags): Partial<RuleSpec> {
   const spec: Partial<RuleSpec> = {}
-  if (opts.from != null) spec.from = parseEndpoint(opts.from, '--from')
+  if (opts.from != null) spec.from = parseTarget(opts.from, '--from')
   if (opts.to != null) spec.to = parseTarget(opts.to, '--to')
   if (opts.mode != null) spec.mode = opts.mode
   if (opts.where != null) spec.where = parseJsonObjectArg(opts.where, '--where')
@@ -89,7 +89,7 @@ function fieldsFrom (opts: RuleFlags): Partial<RuleSpec> {
 }
 
 function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
-  const endpointHelp = { from: 'source, e.g. hub:posts', to: "target: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION'" }
+  const endpointHelp = { from: "source: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION' (every platform but the target)", to: "target: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION'" }
   if (requireEndpoints) {
     cmd.requiredOption('--from <platform:collection>', endpointHelp.from).requiredOption('--to <target:collection>', endpointHelp.to)
   } else {
@@ -113,7 +113,7 @@ function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
 
 async function printDryRun (report: DryRunReport): Promise<void> {
   const src = report.source
-  await printLine(`dry run on ${report.evaluatedOn}: ${report.rule.from.platform}:${report.rule.from.collection} → ${formatTarget(report.rule.to)} (${report.rule.mode}); nothing was changed`)
+  await printLine(`dry run on ${report.evaluatedOn}: ${formatSource(report.rule.from)} → ${formatTarget(report.rule.to)} (${report.rule.mode}); nothing was changed`)
   await printLine(`source: ${formatCount(src.records)} records read${src.complete ? '' : ' (incomplete)'}${src.note != null ? `; ${src.note}` : ''}`)
   if (report.targets.length === 0) {
     await printLine('no target platform')
@@ -194,7 +194,7 @@ function registerRuleChanges (rule: Command): void {
       }
       const updated = await client.updateRule(id, patch, { force: opts.force === true })
       if (opts.json === true) await printJson(updated)
-      else await printLine(`updated rule ${updated.id}: ${updated.from.platform}:${updated.from.collection} → ${formatTarget(updated.to)} (${updated.mode})${describeRule(updated) !== '' ? `; ${describeRule(updated)}` : ''}`)
+      else await printLine(`updated rule ${updated.id}: ${formatSource(updated.from)} → ${formatTarget(updated.to)} (${updated.mode})${describeRule(updated) !== '' ? `; ${describeRule(updated)}` : ''}`)
     })
 
   clientCommand(rule, 'pause', 'pause a rule: its targets apply nothing from it until it is resumed (replicated)')
@@ -203,7 +203,7 @@ function registerRuleChanges (rule: Command): void {
       const client = await connect(opts)
       const paused = await client.pauseRule(id)
       if (opts.json === true) await printJson(paused)
-      else await printLine(`paused rule ${paused.id}: ${paused.from.platform}:${paused.from.collection} → ${formatTarget(paused.to)}; its targets apply nothing from it until "syncmesh rule resume ${paused.id}"`)
+      else await printLine(`paused rule ${paused.id}: ${formatSource(paused.from)} → ${formatTarget(paused.to)}; its targets apply nothing from it until "syncmesh rule resume ${paused.id}"`)
     })
 
   clientCommand(rule, 'resume', 'resume a paused rule: its targets catch up from where they stopped (no new backfill)')
@@ -212,7 +212,7 @@ function registerRuleChanges (rule: Command): void {
       const client = await connect(opts)
       const resumed = await client.resumeRule(id)
       if (opts.json === true) await printJson(resumed)
-      else await printLine(`resumed rule ${resumed.id}: ${resumed.from.platform}:${resumed.from.collection} → ${formatTarget(resumed.to)}; its targets catch up from where they stopped`)
+      else await printLine(`resumed rule ${resumed.id}: ${formatSource(resumed.from)} → ${formatTarget(resumed.to)}; its targets catch up from where they stopped`)
     })
 
 }
@@ -233,7 +233,7 @@ function registerRuleReads (rule: Command): void {
       }
       await printLine(table(
         ['ID', 'FROM', 'TO', 'MODE', 'STATE', 'DETAILS'],
-        rules.map((r) => [r.id, `${r.from.platform}:${r.from.collection}`, formatTarget(r.to), r.mode, r.paused === true ? 'paused' : 'running', describeRule(r) || '-'])
+        rules.map((r) => [r.id, formatSource(r.from), formatTarget(r.to), r.mode, r.paused === true ? 'paused' : 'running', describeRule(r) || '-'])
       ))
     })
 
@@ -291,7 +291,7 @@ async function showRule (id: string, opts: Opts): Promise<void> {
   }
   const lines = [
     `rule      ${r.id}`,
-    `from      ${r.from.platform}:${r.from.collection}`,
+    `from      ${formatSource(r.from)}${st?.sources != null ? ` (feeding here: ${st.sources.length > 0 ? st.sources.map(x => `${x.platform}${x.backfilled ? '' : ' backfilling'}${x.pending > 0 ? ` ${formatCount(x.pending)} pending` : ''}`).join(', ') : 'none'})` : ''}`,
     `to        ${formatTarget(r.to)}${st != null && st.targets.length > 0 ? ` (now: ${st.targets.join(', ')})` : ''}`,
     `mode      ${r.mode}${r.paused === true ? ' (paused)' : ''}`,
     `details   ${describeRule(r) || '-'}`,
