@@ -1,0 +1,232 @@
+/**
+ * Rules whose source is a group of platforms (`region=eu:devices`,
+ * `tag=edge:sensors`, `'*:notes'`), on real nodes in one process (libp2p on
+ * 127.0.0.1, LevelDB in temp dirs): a hub collecting what the sites of a group
+ * write with one rule, membership following the registry (a platform joining
+ * is backfilled, one leaving stops feeding: a merge target keeps its records,
+ * a mirror removes them), the target never reading itself, and a mirror fed
+ * by two sources writing the same id.
+ */
+import '../../src/polyfill.js'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createSyncNode } from '../../src/node/node.js'
+import type { JsonObject, RuleSpec, RuleStatus } from '../../src/core/types.js'
+import { eventually as until } from '../helpers/nodes.js'
+
+const KEY = 'f'.repeat(40)
+type Node = Awaited<ReturnType<typeof createSyncNode>>
+
+describe('rules with a group source (fan-in)', () => {
+  let root: string
+  const nodes: Node[] = []
+  let hub: Node
+  let eu1: Node
+  let eu2: Node
+  let us1: Node
+
+  async function launch (name: string, region: string, transformsDir?: string): Promise<Node> {
+    const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region, listen: ['/ip4/127.0.0.1/tcp/0'], ...(transformsDir !== undefined ? { transformsDir } : {}) })
+    await node.start()
+    nodes.push(node)
+    return node
+  }
+
+  async function connect (node: Node): Promise<void> {
+    await node.peers.add(hub.getMultiaddrs()[0])
+    const name = (await node.status()).name
+    await until(() => hub.registry.platforms().some(p => p.name === name) && node.registry.platforms().length === hub.registry.platforms().length, `${name} and the hub to share the registry`)
+  }
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'syncmesh-rules-fanin-'))
+    const transforms = join(root, 'hub-transforms')
+    await mkdir(transforms)
+    await writeFile(join(transforms, 'via.mjs'), 'export default (record, context) => ({ ...record.value, via: context.source.platform })\n')
+    hub = await launch('hub', 'core', transforms)
+    eu1 = await launch('eu1', 'eu')
+    eu2 = await launch('eu2', 'eu')
+    us1 = await launch('us1', 'us')
+    for (const n of [eu1, eu2, us1]) await connect(n)
+    await until(() => nodes.every(n => n.registry.platforms().length === 4), 'every node to know the four platforms')
+  }, 120_000)
+
+  afterAll(async () => {
+    for (const node of nodes) await node.stop().catch(() => {})
+    if (root != null) await rm(root, { recursive: true, force: true })
+  }, 60_000)
+
+  async function ruleStatus (node: Node, id: string): Promise<RuleStatus | undefined> {
+    return (await node.status()).rules.find(r => r.id === id)
+  }
+
+  async function ruleReady (node: Node, id: string): Promise<boolean> {
+    const r = await ruleStatus(node, id)
+    return r?.local === true && r.backfilled && r.problem === undefined
+  }
+
+  async function value (node: Node, collection: string, id: string): Promise<JsonObject | undefined> {
+    return (await node.records.get(collection, id))?.value
+  }
+
+  async function ids (node: Node, collection: string): Promise<string[]> {
+    return (await node.records.list(collection, { limit: 1000 })).records.map(r => r.id).sort()
+  }
+
+  /** Wait until the hub holds every entry `node` has written (its log, whether a rule applies it or not). */
+  async function hubHolds (node: Node): Promise<void> {
+    const self = node.peerId
+    const own = (await node.status()).origins.find(o => o.origin === self)?.seq ?? 0
+    await until(async () => ((await hub.status()).origins.find(o => o.origin === self)?.seq ?? 0) >= own, `the hub to hold ${self}'s log`)
+  }
+
+  async function tag (node: Node, tags: string[]): Promise<void> {
+    const name = (await node.status()).name
+    const current = hub.registry.platforms().find(p => p.name === name)
+    if (current === undefined) throw new Error(`no platform ${name}`)
+    await hub.registry.addPlatform({ ...current, tags })
+    await until(() => JSON.stringify(hub.registry.platforms().find(p => p.name === name)?.tags ?? []) === JSON.stringify(tags), `${name}'s tags on the hub`)
+  }
+
+  it('region=eu:devices → hub:devices: the hub gets both eu sites\' records and none of the other region\'s; a transform sees each record\'s own source', async () => {
+    await eu1.records.put('devices', 'd1', { site: 'eu1' })
+    await eu1.records.put('devices', 'd2', { site: 'eu1' })
+    await eu2.records.put('devices', 'd3', { site: 'eu2' })
+    await us1.records.put('devices', 'd4', { site: 'us1' })
+    const spec: RuleSpec = { from: { region: 'eu', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' } }
+    const rule = await hub.registry.addRule(spec, { checkPlatforms: true })
+    expect(rule.from).toEqual({ region: 'eu', collection: 'devices' })
+    const via = await hub.registry.addRule({ from: { region: 'eu', collection: 'devices' }, to: { platform: 'hub', collection: 'devices-via' }, transform: 'via.mjs' })
+    await until(async () => await ruleReady(hub, rule.id) && await ruleReady(hub, via.id), 'the fan-in rules on the hub')
+    await until(async () => (await ids(hub, 'devices')).length === 3, 'the eu devices on the hub')
+    expect(await ids(hub, 'devices')).toEqual(['d1', 'd2', 'd3'])
+    await hubHolds(us1)
+    expect(await hub.records.get('devices', 'd4')).toBeUndefined()
+
+    const st = await ruleStatus(hub, rule.id)
+    expect(st?.from).toBe('region=eu:devices')
+    expect(st?.sources?.map(s => s.platform).sort()).toEqual(['eu1', 'eu2'])
+    expect(st?.sources?.every(s => s.backfilled)).toBe(true)
+    expect(st?.applied).toBe(3)
+    // only the hub applies it: a site is a source, not a target
+    expect((await ruleStatus(eu1, rule.id))?.local).toBe(false)
+    expect(await eu1.records.get('devices', 'd3')).toBeUndefined()
+
+    // written after the rule: applied as it arrives
+    await eu2.records.put('devices', 'd5', { site: 'eu2' })
+    await until(async () => (await value(hub, 'devices', 'd5'))?.site === 'eu2', 'd5 on the hub')
+    await until(async () => (await value(hub, 'devices-via', 'd5'))?.via === 'eu2', 'd5 through the transform')
+    expect(await value(hub, 'devices-via', 'd1')).toEqual({ site: 'eu1', via: 'eu1' })
+    expect(await value(hub, 'devices-via', 'd3')).toEqual({ site: 'eu2', via: 'eu2' })
+  }, 120_000)
+
+  it('a site joining the region later is backfilled: it registers with what it wrote before', async () => {
+    const rule = (hub.registry.rules()).find(r => r.from.region === 'eu' && r.to.collection === 'devices')
+    expect(rule).toBeDefined()
+    const eu3 = await launch('eu3', 'eu')
+    await eu3.records.put('devices', 'd6', { site: 'eu3' })
+    await eu3.records.put('devices', 'd7', { site: 'eu3' })
+    await connect(eu3)
+    await until(async () => (await value(hub, 'devices', 'd6'))?.site === 'eu3' && (await value(hub, 'devices', 'd7'))?.site === 'eu3', 'eu3\'s devices on the hub')
+    await until(async () => (await ruleStatus(hub, rule?.id ?? ''))?.sources?.some(s => s.platform === 'eu3' && s.backfilled) === true, 'eu3 listed as a backfilled source')
+  }, 120_000)
+
+  it('tag=edge:sensors: a platform getting the tag is backfilled from what the hub already holds; one losing it stops feeding (merge keeps its records, mirror removes them)', async () => {
+    await tag(eu1, ['edge'])
+    await eu1.records.put('sensors', 's1', { at: 'eu1' })
+    await us1.records.put('sensors', 's2', { at: 'us1' })
+    const merge = await hub.registry.addRule({ from: { tag: 'edge', collection: 'sensors' }, to: { platform: 'hub', collection: 'sensors-merge' } })
+    const mirror = await hub.registry.addRule({ from: { tag: 'edge', collection: 'sensors' }, to: { platform: 'hub', collection: 'sensors-mirror' }, mode: 'mirror' })
+    await until(async () => await ruleReady(hub, merge.id) && await ruleReady(hub, mirror.id), 'the tag rules on the hub')
+    await until(async () => (await ids(hub, 'sensors-merge')).length === 1 && (await ids(hub, 'sensors-mirror')).length === 1, 's1 on the hub')
+    await hubHolds(us1)
+    expect(await ids(hub, 'sensors-merge')).toEqual(['s1'])
+    expect(await ids(hub, 'sensors-mirror')).toEqual(['s1'])
+
+    // us1 joins the group: what the hub holds of it already is backfilled
+    await tag(us1, ['edge'])
+    await until(async () => (await value(hub, 'sensors-merge', 's2'))?.at === 'us1' && (await value(hub, 'sensors-mirror', 's2'))?.at === 'us1', 'us1\'s s2 backfilled on the hub')
+
+    // eu1 leaves the group: it stops feeding; the merge target keeps s1, the mirror removes it
+    await tag(eu1, [])
+    await until(async () => (await ids(hub, 'sensors-mirror')).join() === 's2', 'the mirror to drop what only eu1 held')
+    expect(await ids(hub, 'sensors-merge')).toEqual(['s1', 's2'])
+    await until(async () => await ruleReady(hub, mirror.id), 'the mirror backfilled again')
+    expect((await ruleStatus(hub, mirror.id))?.sources?.map(s => s.platform)).toEqual(['us1'])
+    await eu1.records.put('sensors', 's3', { at: 'eu1' })
+    await us1.records.put('sensors', 's4', { at: 'us1' })
+    await until(async () => (await value(hub, 'sensors-merge', 's4')) !== undefined, 's4 on the hub')
+    await hubHolds(eu1)
+    expect(await hub.records.get('sensors-merge', 's3')).toBeUndefined()
+    expect(await hub.records.get('sensors-mirror', 's3')).toBeUndefined()
+
+    // back in the group: backfilled afresh, what it wrote while out included
+    await tag(eu1, ['edge'])
+    await until(async () => (await ids(hub, 'sensors-mirror')).join() === 's1,s2,s3,s4', 'eu1 back in the mirror')
+    expect(await ids(hub, 'sensors-merge')).toEqual(['s1', 's2', 's3', 's4'])
+  }, 120_000)
+
+  it("'*:notes' → hub:notes: the hub's own writes to notes are not read as a source", async () => {
+    await hub.records.put('notes', 'n-hub', { by: 'hub' })
+    const rule = await hub.registry.addRule({ from: { platform: '*', collection: 'notes' }, to: { platform: 'hub', collection: 'notes' } })
+    await eu2.records.put('notes', 'n-eu2', { by: 'eu2' })
+    await until(async () => (await value(hub, 'notes', 'n-eu2'))?.by === 'eu2', 'eu2\'s note on the hub')
+    await until(async () => await ruleReady(hub, rule.id), 'the rule on the hub')
+    await hub.records.put('notes', 'n-hub2', { by: 'hub' })
+    const st = await ruleStatus(hub, rule.id)
+    expect(st?.sources?.map(s => s.platform).sort()).toEqual(['eu1', 'eu2', 'eu3', 'us1'])
+    // the hub's notes are its own writes, untouched by the rule: the rule applied eu2's note only
+    expect(st?.applied).toBe(1)
+    const own = await hub.records.get('notes', 'n-hub2')
+    expect(own?.version.origin).toBe(hub.peerId)
+    expect(own?.version.seq).toBeGreaterThan(0)
+    const feed: string[] = []
+    for await (const line of hub.changes({ collection: 'notes' })) if (line.type === 'change') feed.push(`${line.id}:${line.ruleId ?? 'local'}`)
+    expect(feed.sort()).toEqual(['n-eu2:' + rule.id, 'n-hub2:local', 'n-hub:local'].sort())
+    // nothing flows back to the sites: the hub is the only target
+    expect(await eu2.records.get('notes', 'n-hub')).toBeUndefined()
+  }, 120_000)
+
+  it('a mirror fed by two sources writing the same id converges to the later write; its backfill keeps both sources\' records', async () => {
+    const rule = await hub.registry.addRule({ from: { region: 'eu', collection: 'things' }, to: { platform: 'hub', collection: 'things' }, mode: 'mirror' })
+    await until(async () => await ruleReady(hub, rule.id), 'the mirror on the hub')
+    await eu1.records.put('things', 't1', { v: 'a' })
+    await until(async () => (await value(hub, 'things', 't1'))?.v === 'a', 'eu1\'s t1 on the hub')
+    await eu2.records.put('things', 't1', { v: 'b' })
+    await until(async () => (await value(hub, 'things', 't1'))?.v === 'b', 'eu2\'s later t1 on the hub')
+    await eu1.records.put('things', 't2', { v: 'eu1' })
+    await eu2.records.put('things', 't3', { v: 'eu2' })
+    await until(async () => (await ids(hub, 'things')).join() === 't1,t2,t3', 't2 and t3 on the hub')
+    // an earlier write of t1 arriving later does not win: eu1 rewrites t1, the later write
+    await eu1.records.put('things', 't1', { v: 'c' })
+    await until(async () => (await value(hub, 'things', 't1'))?.v === 'c', 'eu1\'s newer t1 on the hub')
+    const conflicts = await hub.registry.conflicts?.(rule.id)
+    expect(conflicts?.total ?? 0).toBeGreaterThan(0)
+    expect(conflicts?.conflicts.some(c => c.id === 't1' && c.kind === 'other-source')).toBe(true)
+
+    // a changed rule backfills every source again, then sweeps: both sources' records stay, the later t1 still wins
+    await hub.registry.updateRule?.(rule.id, { rename: { v: 'w' } })
+    await until(async () => (await value(hub, 'things', 't3'))?.w === 'eu2' && (await value(hub, 'things', 't2'))?.w === 'eu1' && await ruleReady(hub, rule.id), 'the re-evaluation and sweep')
+    expect(await ids(hub, 'things')).toEqual(['t1', 't2', 't3'])
+    expect(await value(hub, 'things', 't1')).toEqual({ w: 'c' })
+    expect(await value(hub, 'things', 't2')).toEqual({ w: 'eu1' })
+    expect(await value(hub, 'things', 't3')).toEqual({ w: 'eu2' })
+    // an earlier write arriving later does not win either: eu4 writes t9 before it joins, eu1 writes it after
+    const eu4 = await launch('eu4', 'eu')
+    const early = await eu4.records.put('things', 't9', { v: 'eu4, earlier' })
+    // a later clock for eu1's write (the same millisecond would be decided by the peer ids)
+    await until(() => Date.now() > Number(early.version.hlc.split('.')[0]) + 1, 'the clock to move on')
+    const late = await eu1.records.put('things', 't9', { v: 'eu1, later' })
+    expect(Number(late.version.hlc.split('.')[0])).toBeGreaterThan(Number(early.version.hlc.split('.')[0]))
+    await until(async () => (await value(hub, 'things', 't9'))?.w === 'eu1, later', 'eu1\'s t9 on the hub')
+    await connect(eu4)
+    await until(async () => (await ruleStatus(hub, rule.id))?.sources?.some(s => s.platform === 'eu4' && s.backfilled) === true && await ruleReady(hub, rule.id), 'eu4 backfilled into the mirror')
+    expect(await value(hub, 'things', 't9')).toEqual({ w: 'eu1, later' })
+    expect(await ids(hub, 'things')).toEqual(['t1', 't2', 't3', 't9'])
+    // a source deleting its record: the mirror follows
+    expect(await eu1.records.delete('things', 't2')).toBe(true)
+    await until(async () => (await ids(hub, 'things')).join() === 't1,t3,t9', 't2 gone on the hub')
+  }, 120_000)
+})
