@@ -19,7 +19,7 @@ import type { Registry } from '../registry/registry.js'
 import type { Rule } from '../core/types.js'
 import { compileRule, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
-import type { ModuleCache } from './modules.js'
+import type { LoadedModule, ModuleCache } from './modules.js'
 import { isGroupSource, ruleSources, selects, targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
 import { modeOf } from '../core/modes.js'
@@ -34,6 +34,29 @@ export interface RebuildOptions {
   region?: string
   /** Loaded transform modules; rules naming a module not loaded yet stay inactive (and are reported). */
   modules?: ModuleCache
+}
+
+/** A rule's transform module as loaded here: none named, loaded, or why the rule cannot run yet. */
+function moduleOf (rule: Rule, modules: ModuleCache | undefined, wanted: Set<string>): { module?: LoadedModule, problem?: string } {
+  if (rule.transform === undefined) return {}
+  wanted.add(rule.transform)
+  const state = modules?.get(rule.transform)
+  if (state === undefined) return { problem: `loading transform module "${rule.transform}"` }
+  if (!state.ok) return { problem: state.error }
+  return { module: state.module }
+}
+
+/** Source peer → source collection → the compiled rules reading it. */
+function indexBySource (compiled: Iterable<CompiledRule>): Map<string, Map<string, CompiledRule[]>> {
+  const index = new Map<string, Map<string, CompiledRule[]>>()
+  for (const c of compiled) {
+    let byCollection = index.get(c.sourcePeer)
+    if (byCollection === undefined) index.set(c.sourcePeer, byCollection = new Map())
+    const list = byCollection.get(c.rule.from.collection)
+    if (list === undefined) byCollection.set(c.rule.from.collection, [c])
+    else list.push(c)
+  }
+  return index
 }
 
 export class RuleSet {
@@ -70,8 +93,8 @@ export class RuleSet {
     const paused: Rule[] = []
     const rules = registry.rules()
     for (const rule of rules) {
-      // a rule reading this node that writes to another: its rule-written records are logged too
-      if (selects(rule.from, local) && rule.to.platform !== localName) published.add(rule.from.collection)
+      // a rule reading this node (a group source: unless it writes only here, where it does not read this node)
+      if (isGroupSource(rule.from) ? selects(rule.from, local) && rule.to.platform !== localName : rule.from.platform === localName) published.add(rule.from.collection)
       if (!targetsPlatform(rule.to, rule.from, local)) continue
       if (modeOf(rule.mode).exact && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
     }
@@ -96,38 +119,19 @@ export class RuleSet {
         problems.push({ ruleId: rule.id, message: `source platform "${rule.from.platform ?? ''}" is not in the registry yet` })
         continue
       }
-      let module
-      if (rule.transform !== undefined) {
-        wanted.add(rule.transform)
-        const state = options.modules?.get(rule.transform)
-        if (state === undefined) {
-          problems.push({ ruleId: rule.id, message: `loading transform module "${rule.transform}"` })
-          continue
-        }
-        if (!state.ok) {
-          problems.push({ ruleId: rule.id, message: state.error })
-          continue
-        }
-        module = state.module
+      const loaded = moduleOf(rule, options.modules, wanted)
+      if (loaded.problem !== undefined) {
+        problems.push({ ruleId: rule.id, message: loaded.problem })
+        continue
       }
-      const compiledHere: CompiledRule[] = []
+      const module = loaded.module
+      let compiledHere: CompiledRule[]
       try {
         if (group) {
           const prev = this.groupRules.get(rule.id)
           groupRules.set(rule.id, prev !== undefined && prev.module === module && JSON.stringify(prev.rule) === JSON.stringify(rule) ? prev : compileRule(rule, '', { localName, ...(module !== undefined ? { module } : {}) }))
         }
-        for (const source of sources) {
-          const stateId = stateIdOf(rule, source.name)
-          const prev = this.active.get(stateId)
-          if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
-            prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) {
-            compiledHere.push(prev)
-            continue
-          }
-          const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}) })
-          compiledHere.push(compiled)
-          changed.push(compiled)
-        }
+        compiledHere = sources.map(source => this.compiledFor(rule, source, localName, module, changed))
       } catch (err) {
         problems.push({ ruleId: rule.id, message: (err as Error).message })
         groupRules.delete(rule.id)
@@ -141,25 +145,27 @@ export class RuleSet {
     for (const [stateId, c] of this.active) {
       if (c.group && !next.has(stateId) && groupRules.has(c.rule.id)) left.push(c)
     }
-    const index = new Map<string, Map<string, CompiledRule[]>>()
-    for (const c of next.values()) {
-      let byCollection = index.get(c.sourcePeer)
-      if (byCollection === undefined) index.set(c.sourcePeer, byCollection = new Map())
-      const list = byCollection.get(c.rule.from.collection)
-      if (list === undefined) byCollection.set(c.rule.from.collection, [c])
-      else list.push(c)
-    }
     this.active = next
     this.byRule = byRule
     this.groupRules = groupRules
     this.left = left
-    this.bySource = index
+    this.bySource = indexBySource(next.values())
     this.mirrors = mirrorOf
     this.publishedCollections = published
     this.wantedModules = [...wanted]
     this.pausedRules = paused
     this.problems = problems
     return changed
+  }
+
+  /** The rule compiled for one of its sources: the one compiled before when nothing it depends on changed (else added to `changed`). */
+  private compiledFor (rule: Rule, source: { name: string, peerId: string }, localName: string, module: LoadedModule | undefined, changed: CompiledRule[]): CompiledRule {
+    const prev = this.active.get(stateIdOf(rule, source.name))
+    if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
+      prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) return prev
+    const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}) })
+    changed.push(compiled)
+    return compiled
   }
 
   /** Asked for every entry stored or backfilled: two lookups of strings the entry holds, no key built. */
