@@ -91,9 +91,9 @@ function fieldsFrom (opts: RuleFlags): Partial<RuleSpec> {
 function ruleOptions (cmd: Command, requireEndpoints: boolean): Command {
   const endpointHelp = { from: "source: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION' (every platform but the target)", to: "target: PLATFORM:COLLECTION, region=R:COLLECTION, tag=T:COLLECTION or '*:COLLECTION'" }
   if (requireEndpoints) {
-    cmd.requiredOption('--from <platform:collection>', endpointHelp.from).requiredOption('--to <target:collection>', endpointHelp.to)
+    cmd.requiredOption('--from <source:collection>', endpointHelp.from).requiredOption('--to <target:collection>', endpointHelp.to)
   } else {
-    cmd.option('--from <platform:collection>', endpointHelp.from).option('--to <target:collection>', endpointHelp.to)
+    cmd.option('--from <source:collection>', endpointHelp.from).option('--to <target:collection>', endpointHelp.to)
   }
   return cmd
     .addOption(new Option('--mode <mode>', RULE_MODE_NAMES.map(m => `${m}${m === DEFAULT_RULE_MODE ? ' (default)' : ''}: ${RULE_MODES[m].summary}`).join('; ')).choices(RULE_MODE_NAMES))
