@@ -15,7 +15,7 @@ import type { Txn } from '../store/db.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
 import { decodeRecord } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
-import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, sweepRecord } from '../rules/engine.js'
+import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
@@ -60,6 +60,12 @@ export interface BackfillState {
    */
   catchUp?: boolean
   then?: BackfillState
+  /**
+   * The state of a group-source rule itself (keys.backfill(rule id), which
+   * none of its sources uses): the platforms feeding it here when last noted
+   * (Backfiller.groupSources), and a mirror's sweep after some left.
+   */
+  sources?: string[]
 }
 
 interface PublishState {
@@ -331,11 +337,34 @@ export abstract class Backfiller extends WritePath {
     }
   }
 
-  /** Note that a group-source mirror must sweep (sweepLeft), and forget the progress of a source that left (a return backfills afresh). */
-  async sourceLeft (left: CompiledRule, sweep: boolean): Promise<void> {
-    const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = [{ type: 'del', key: keys.backfill(left.stateId) }, { type: 'del', key: keys.rulePause(left.stateId) }]
-    if (sweep) ops.push({ type: 'put', key: keys.backfill(left.rule.id), value: encodeJson({ source: '', fingerprint: left.fingerprint, done: false, phase: 'sweep' } satisfies BackfillState) })
+  /**
+   * A group-source rule's sources here now (platform names), against those
+   * saved with its own state (keys.backfill(rule id)) when they were last
+   * noted: returns the platforms that left. Each one's progress and pause
+   * point are forgotten (should it come back, it is backfilled afresh), once
+   * `stopped` says its running pass has stopped; a mirror notes a sweep
+   * (sweepLeft) to remove what only they held. Noted across pauses and
+   * restarts: a platform that left meanwhile is found at the next call.
+   */
+  async groupSources (rule: CompiledRule, now: string[], stopped: (stateId: string) => Promise<void>): Promise<string[]> {
+    const saved = await this.backfillState(rule.rule.id)
+    const left = (saved?.sources ?? []).filter(name => !now.includes(name))
+    if (saved !== undefined && left.length === 0 && JSON.stringify(saved.sources) === JSON.stringify(now)) return left
+    const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = []
+    for (const name of left) {
+      const stateId = stateIdOf(rule.rule, name)
+      await stopped(stateId)
+      ops.push({ type: 'del', key: keys.backfill(stateId) }, { type: 'del', key: keys.rulePause(stateId) })
+    }
+    const next: BackfillState = saved !== undefined ? { ...saved, sources: now } : { source: '', fingerprint: '', done: true, sources: now }
+    if (left.length > 0 && modeOf(rule.rule.mode).exact) {
+      next.done = false
+      next.phase = 'sweep'
+      delete next.sweepAfter
+    }
+    ops.push({ type: 'put', key: keys.backfill(rule.rule.id), value: encodeJson(next) })
     await this.store.db.batch(ops)
+    return left
   }
 
   async backfillState (ruleId: string): Promise<BackfillState | undefined> {

@@ -71,7 +71,7 @@ export class RuleService {
   private readonly webhooks: Webhooks
   /** Running backfills, by state id (CompiledRule.stateId). */
   private readonly backfills = new Map<string, Promise<void>>()
-  /** Group-source mirrors removing what a source that left held, by rule id. */
+  /** Group-source rules noting their sources, and mirrors removing what a source that left held (syncGroup), by rule id. */
   private readonly sweeps = new Map<string, Promise<void>>()
   private readonly publishes = new Map<string, Promise<void>>()
   /** Forgetting a collection's publish progress, after its running publish stopped. */
@@ -181,7 +181,7 @@ export class RuleService {
   start (): void {
     this.started = true
     for (const rule of this.deps.ruleSet.all()) this.scheduleBackfill(rule)
-    for (const rule of this.deps.ruleSet.groups()) if (modeOf(rule.rule.mode).exact) this.scheduleSweep(rule.rule.id)
+    for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
     this.webhooks.sync(this.deps.ruleSet.all())
   }
@@ -214,39 +214,32 @@ export class RuleService {
       forget.finally(() => { if (this.unpublishing.get(c) === forget) this.unpublishing.delete(c) }).catch(() => {})
     }
     this.published = published
-    const left = this.deps.ruleSet.left
     if (!this.started) return
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
-    for (const gone of left) this.sourceLeft(gone)
+    for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
   }
 
   /**
-   * A platform stopped feeding a group-source rule here (it left the group):
-   * what it wrote stays, its progress is forgotten (should it come back, it
-   * backfills afresh) and a mirror removes the records no remaining source
-   * holds.
+   * Note which platforms feed a group-source rule here (Ingestor.groupSources),
+   * after every registry change and at start, one call at a time per rule: a
+   * platform that left stops feeding it (what it wrote stays; should it come
+   * back, it is backfilled afresh), and a mirror removes what no remaining
+   * source holds (Ingestor.sweepLeft), resumably.
    */
-  private sourceLeft (gone: CompiledRule): void {
-    const id = gone.rule.id
-    const mirror = modeOf(gone.rule.mode).exact
-    this.deps.log.info({ rule: id, source: gone.sourcePlatform }, `rule ${id}: ${gone.sourcePlatform ?? '?'} no longer feeds it here${mirror ? '; the mirror removes what only it held' : ''}`)
-    // after its running backfill saw it go
-    const running = this.backfills.get(gone.stateId) ?? Promise.resolve()
-    const noted = running.then(async () => await this.deps.ingestor.sourceLeft(gone, mirror))
-    this.sweeps.set(id, (this.sweeps.get(id) ?? Promise.resolve()).then(async () => await noted).catch((err: Error) => this.deps.log.error({ rule: id, err: err.message }, `rule ${id}: noting that ${gone.sourcePlatform ?? '?'} left failed: ${err.message}`)))
-    if (mirror) this.scheduleSweep(id)
-  }
-
-  /** A group-source mirror's sweep after a source left (Ingestor.sweepLeft), one at a time per rule. */
-  private scheduleSweep (ruleId: string): void {
+  private syncGroup (ruleId: string): void {
     const before = this.sweeps.get(ruleId) ?? Promise.resolve()
     const run = before.then(async () => {
       const rule = this.deps.ruleSet.groupRule(ruleId)
       if (rule === undefined || !this.deps.isRunning()) return
+      const now = this.deps.ruleSet.forRule(ruleId).map(c => c.sourcePlatform ?? '')
+      const left = await this.deps.ingestor.groupSources(rule, now, async (stateId) => { await this.backfills.get(stateId)?.catch(() => {}) })
+      const mirror = modeOf(rule.rule.mode).exact
+      for (const name of left) this.deps.log.info({ rule: ruleId, source: name }, `rule ${ruleId}: ${name} no longer feeds it here${mirror ? '; the mirror removes what only it held' : ''}`)
+      if (!mirror) return
       const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.groupRule(ruleId) !== undefined
       await this.deps.ingestor.sweepLeft(rule, (r) => this.deps.afterIngest(r), current)
-    }).catch((err: Error) => { this.deps.log.error({ rule: ruleId, err: err.message }, `rule ${ruleId}: removing what a source that left held failed; it resumes at the next start`) })
+    }).catch((err: Error) => { this.deps.log.error({ rule: ruleId, err: err.message }, `rule ${ruleId}: noting its sources failed; it is noted again at the next registry change or start: ${err.message}`) })
     this.sweeps.set(ruleId, run)
     run.finally(() => { if (this.sweeps.get(ruleId) === run) this.sweeps.delete(ruleId) }).catch(() => {})
   }

@@ -7,7 +7,7 @@
  * platform of the group that feeds this node (every member but this node),
  * each with its own state (CompiledRule.stateId): membership follows the
  * registry, so a platform joining the group adds one (it backfills) and one
- * leaving removes it (see `left`).
+ * leaving removes it (RuleService notes which left: Ingestor.groupSources).
  *
  * Also derived from the registry here:
  *   - which local collections are the source of some rule (their rule-written
@@ -73,12 +73,6 @@ export class RuleSet {
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
   problems: RuleProblem[] = []
-  /**
-   * Set by each rebuild: the compiled forms of group-source rules whose
-   * platform stopped feeding this node (it left the group, or the registry
-   * lost it) while the rule still applies here, unpaused.
-   */
-  left: CompiledRule[] = []
 
   /** Recompute from the registry. Returns the rules that are new or changed. */
   rebuild (registry: Registry, localName: string, options: RebuildOptions = {}): CompiledRule[] {
@@ -140,15 +134,9 @@ export class RuleSet {
       for (const c of compiledHere) next.set(c.stateId, c)
       byRule.set(rule.id, compiledHere)
     }
-    // group sources that stopped feeding this node while their rule still applies here
-    const left: CompiledRule[] = []
-    for (const [stateId, c] of this.active) {
-      if (c.group && !next.has(stateId) && groupRules.has(c.rule.id)) left.push(c)
-    }
     this.active = next
     this.byRule = byRule
     this.groupRules = groupRules
-    this.left = left
     this.bySource = indexBySource(next.values())
     this.mirrors = mirrorOf
     this.publishedCollections = published

@@ -13,10 +13,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSyncNode } from '../../src/node/node.js'
+import { startApiServer } from '../../src/api/server.js'
+import type { ApiServer } from '../../src/api/server.js'
 import type { JsonObject, RuleSpec, RuleStatus } from '../../src/core/types.js'
 import { eventually as until } from '../helpers/nodes.js'
 
 const KEY = 'f'.repeat(40)
+const TOKEN = 'rules-fanin-token-' + 'e'.repeat(32)
 type Node = Awaited<ReturnType<typeof createSyncNode>>
 
 describe('rules with a group source (fan-in)', () => {
@@ -26,6 +29,7 @@ describe('rules with a group source (fan-in)', () => {
   let eu1: Node
   let eu2: Node
   let us1: Node
+  let api: ApiServer | undefined
 
   async function launch (name: string, region: string, transformsDir?: string): Promise<Node> {
     const node = await createSyncNode({ dataDir: join(root, name), key: KEY, name, region, listen: ['/ip4/127.0.0.1/tcp/0'], ...(transformsDir !== undefined ? { transformsDir } : {}) })
@@ -54,6 +58,7 @@ describe('rules with a group source (fan-in)', () => {
   }, 120_000)
 
   afterAll(async () => {
+    await api?.close().catch(() => {})
     for (const node of nodes) await node.stop().catch(() => {})
     if (root != null) await rm(root, { recursive: true, force: true })
   }, 60_000)
@@ -80,6 +85,11 @@ describe('rules with a group source (fan-in)', () => {
     const self = node.peerId
     const own = (await node.status()).origins.find(o => o.origin === self)?.seq ?? 0
     await until(async () => ((await hub.status()).origins.find(o => o.origin === self)?.seq ?? 0) >= own, `the hub to hold ${self}'s log`)
+  }
+
+  async function tags (node: Node): Promise<string[]> {
+    const name = (await node.status()).name
+    return hub.registry.platforms().find(p => p.name === name)?.tags ?? []
   }
 
   async function tag (node: Node, tags: string[]): Promise<void> {
@@ -228,5 +238,64 @@ describe('rules with a group source (fan-in)', () => {
     // a source deleting its record: the mirror follows
     expect(await eu1.records.delete('things', 't2')).toBe(true)
     await until(async () => (await ids(hub, 'things')).join() === 't1,t3,t9', 't2 gone on the hub')
+  }, 120_000)
+
+  it('a mirror paused while a source leaves the group: resumed, it catches up with the others and removes what only the one that left held', async () => {
+    await tag(eu1, [...await tags(eu1), 'line'])
+    await tag(eu2, [...await tags(eu2), 'line'])
+    const rule = await hub.registry.addRule({ from: { tag: 'line', collection: 'parts' }, to: { platform: 'hub', collection: 'parts' }, mode: 'mirror' })
+    await eu1.records.put('parts', 'p1', { by: 'eu1' })
+    await eu2.records.put('parts', 'p2', { by: 'eu2' })
+    await until(async () => (await ids(hub, 'parts')).join() === 'p1,p2' && await ruleReady(hub, rule.id), 'both sources in the mirror')
+    await hub.registry.pauseRule?.(rule.id)
+    await until(async () => (await ruleStatus(hub, rule.id))?.paused === true, 'the pause on the hub')
+    await eu1.records.put('parts', 'p3', { by: 'eu1' })
+    await eu2.records.put('parts', 'p4', { by: 'eu2' })
+    await tag(eu2, (await tags(eu2)).filter(t => t !== 'line'))
+    await hubHolds(eu1)
+    await hubHolds(eu2)
+    expect(await ids(hub, 'parts')).toEqual(['p1', 'p2'])
+    await hub.registry.resumeRule?.(rule.id)
+    await until(async () => (await ids(hub, 'parts')).join() === 'p1,p3', 'the catch-up and the removal of what eu2 held')
+    await until(async () => await ruleReady(hub, rule.id), 'the mirror settled')
+    expect((await ruleStatus(hub, rule.id))?.sources?.map(s => s.platform)).toEqual(['eu1'])
+  }, 120_000)
+
+  it('over HTTP: a group "from" is taken as targets are, malformed selectors are refused with INVALID_RULE, an empty group is no unknown platform', async () => {
+    api = await startApiServer(hub, { host: '127.0.0.1', port: 0, token: TOKEN })
+    const post = async (body: unknown): Promise<{ status: number, json: Record<string, unknown> }> => {
+      const res = await fetch(`${api?.url ?? ''}/v1/rules`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      return { status: res.status, json: await res.json() as Record<string, unknown> }
+    }
+    const to = { platform: 'hub', collection: 'fleet' }
+    const before = hub.registry.rules().length
+    for (const from of [{ region: 'eu', tag: 'edge', collection: 'fleet' }, { collection: 'fleet' }, { region: 'not a name', collection: 'fleet' }, { platform: 'eu1', region: 'eu', collection: 'fleet' }]) {
+      const r = await post({ from, to })
+      expect(r.status, JSON.stringify(from)).toBe(400)
+      expect(r.json.code ?? (r.json.error as Record<string, unknown> | undefined)?.code, JSON.stringify(r.json)).toBe('INVALID_RULE')
+    }
+    expect(hub.registry.rules().length).toBe(before)
+    // no platform is in region "mars" yet: saved without force, it does nothing and is no problem
+    const empty = await post({ from: { region: 'mars', collection: 'fleet' }, to })
+    expect(empty.status).toBe(201)
+    const unknown = await post({ from: { platform: 'nosuch', collection: 'fleet' }, to })
+    expect(unknown.status).toBe(400)
+    expect(unknown.json.code ?? (unknown.json.error as Record<string, unknown> | undefined)?.code).toBe('UNKNOWN_PLATFORM')
+    const id = (empty.json.id ?? (empty.json.rule as Record<string, unknown> | undefined)?.id) as string
+    await until(async () => (await ruleStatus(hub, id))?.local === true, 'the rule on the hub')
+    const st = await ruleStatus(hub, id)
+    expect(st?.from).toBe('region=mars:fleet')
+    expect(st?.sources).toEqual([])
+    expect(st?.problem).toBeUndefined()
+    expect(st?.backfilled).toBe(true)
+    // the dry run of a group source adds up its sources per target
+    const dry = await post({ from: { region: 'eu', collection: 'devices' }, to: { platform: 'hub', collection: 'devices-dry' }, dryRun: true })
+    expect(dry.status).toBe(200)
+    const report = dry.json as unknown as { source: { platform: string, records: number }, targets: Array<{ platform: string, matching: number, exact: boolean }> }
+    expect(report.source.platform).toBe('region=eu')
+    expect(report.targets.map(t => t.platform)).toEqual(['hub'])
+    expect(report.targets[0].exact).toBe(true)
+    // d1, d2 (eu1), d3, d5 (eu2), d6, d7 (eu3); eu4 wrote no devices
+    expect(report.targets[0].matching).toBe(6)
   }, 120_000)
 })
