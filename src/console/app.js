@@ -251,7 +251,7 @@ function ruleForm (modes) {
   }
   const mode = h('select', {}, modes.map(m => h('option', { value: m }, m)))
   const form = h('form', { class: 'grid', 'aria-label': 'New rule', onsubmit: (e) => e.preventDefault() },
-    field('from', 'From (platform, region=R, tag=T or *, then :collection)', h('input', { required: true, placeholder: 'staging:posts' })),
+    field('from', 'From (platform:collection) or region=R:…, tag=T:…, *:…', h('input', { required: true, placeholder: 'staging:posts' })),
     field('to', 'To (platform, region=R, tag=T or *, then :collection)', h('input', { required: true, placeholder: 'production:posts' })),
     field('mode', 'Mode', mode),
     field('where', 'Filter (where, JSON)', h('textarea', { placeholder: '{"status":"published"}' })),
