@@ -201,8 +201,11 @@ export abstract class Backfiller extends WritePath {
         await reader.drop()
       } else if (!chunk.more) {
         if (next.catchUp === true) next = next.then !== undefined ? { ...next.then } : { ...next, done: true }
-        else if (modeOf(rule.rule.mode).exact) next.phase = 'sweep'
-        else next.done = true
+        else if (modeOf(rule.rule.mode).exact && !rule.group) next.phase = 'sweep'
+        else {
+          next.done = true
+          if (rule.group && modeOf(rule.rule.mode).exact) this.sweepOnceAllDone(txn, rule)
+        }
       }
     return next
   }
@@ -252,6 +255,24 @@ export abstract class Backfiller extends WritePath {
   }
 
   /**
+   * A source of a group-source mirror finished its backfill (in `txn`, its
+   * last chunk): once every source of the rule here has, the rule sweeps
+   * what none of them produces (sweepLeft), once for all of them rather than
+   * after each.
+   */
+  private sweepOnceAllDone (txn: Txn, rule: CompiledRule): void {
+    for (const s of this.rules.forRule(rule.rule.id)) {
+      if (s.stateId === rule.stateId) continue
+      const bytes = txn.get(keys.backfill(s.stateId))
+      if (bytes === undefined || !decodeJson<BackfillState>(bytes).done) return
+    }
+    const bytes = txn.get(keys.backfill(rule.rule.id))
+    const next: BackfillState = { ...(bytes !== undefined ? decodeJson<BackfillState>(bytes) : { source: '', fingerprint: '' }), done: false, phase: 'sweep' }
+    delete next.sweepAfter
+    txn.put(keys.backfill(rule.rule.id), encodeJson(next))
+  }
+
+  /**
    * Whether a current source of a group-source rule holds the record: it
    * maps a live source record to it and the record is that source's write
    * (or the rule's own rewrite of it, a re-evaluation here). A record that
@@ -259,7 +280,9 @@ export abstract class Backfiller extends WritePath {
    */
   private groupHolds (txn: Txn, sources: CompiledRule[], state: RecordState, id: string): boolean {
     const sourceId = state.source ?? id
-    for (const s of sources) {
+    // the source whose write the record carries first: one read pair for a record that is held
+    const first = sources.find(s => s.sourcePeer === state.version.origin)
+    for (const s of first !== undefined ? [first, ...sources.filter(x => x !== first)] : sources) {
       const mapped = txn.get(keys.targetMap(s.stateId, sourceId))
       if (mapped === undefined || utf8.decode(mapped) !== id) continue
       const entry = this.newestEntry(txn, s, sourceId)
@@ -316,10 +339,15 @@ export abstract class Backfiller extends WritePath {
     const stateKey = keys.backfill(rule.rule.id)
     let state = await this.backfillState(rule.rule.id)
     while (state !== undefined && !state.done && isCurrent()) {
-      const current: BackfillState = state
       const result = await this.store.exclusive(async () => {
         await this.store.flushed()
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        // read again under the lock: a source's backfill finishing may have asked for a sweep from the start
+        const current = await this.backfillState(rule.rule.id)
+        if (current === undefined || current.done) {
+          state = current
+          return result
+        }
         let next: BackfillState = { ...current }
         await this.writeTxn(async (txn) => {
           const st = this.begin(txn, result)
@@ -347,13 +375,23 @@ export abstract class Backfiller extends WritePath {
    * restarts: a platform that left meanwhile is found at the next call.
    */
   async groupSources (rule: CompiledRule, now: string[], stopped: (stateId: string) => Promise<void>): Promise<string[]> {
+    const peek = await this.backfillState(rule.rule.id)
+    const gone = (peek?.sources ?? []).filter(name => !now.includes(name))
+    if (peek !== undefined && gone.length === 0 && JSON.stringify(peek.sources) === JSON.stringify(now)) return gone
+    for (const name of gone) await stopped(stateIdOf(rule.rule, name))
+    // read, compare and write under the write lock: sweeps and backfills write this key there too
+    return await this.store.exclusive(async () => {
+      await this.store.flushed()
+      return await this.noteGroupSources(rule, now)
+    })
+  }
+
+  private async noteGroupSources (rule: CompiledRule, now: string[]): Promise<string[]> {
     const saved = await this.backfillState(rule.rule.id)
     const left = (saved?.sources ?? []).filter(name => !now.includes(name))
-    if (saved !== undefined && left.length === 0 && JSON.stringify(saved.sources) === JSON.stringify(now)) return left
     const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = []
     for (const name of left) {
       const stateId = stateIdOf(rule.rule, name)
-      await stopped(stateId)
       ops.push({ type: 'del', key: keys.backfill(stateId) }, { type: 'del', key: keys.rulePause(stateId) })
     }
     const next: BackfillState = saved !== undefined ? { ...saved, sources: now } : { source: '', fingerprint: '', done: true, sources: now }

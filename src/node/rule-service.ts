@@ -297,6 +297,8 @@ export class RuleService {
       .then(async () => {
         if (await this.deps.ingestor.backfillDone(id)) {
           this.deps.log.info({ rule: ruleId, source: rule.sourcePlatform, applied: this.deps.ingestor.applied(ruleId) }, `rule ${ruleId} backfill${from} finished`)
+          // a group mirror sweeps once all its sources are backfilled (Ingestor.sweepLeft)
+          if (rule.group && modeOf(rule.rule.mode).exact) this.syncGroup(ruleId)
           this.deps.events.dispatchEvent(new CustomEvent('backfill', { detail: rule.group ? { ruleId, source: rule.sourcePlatform } : { ruleId } }))
         }
       })

@@ -200,8 +200,18 @@ describe('rules with a group source (fan-in)', () => {
   }, 120_000)
 
   it('a mirror fed by two sources writing the same id converges to the later write; its backfill keeps both sources\' records', async () => {
+    // a record no source produces, there before the rule: the mirror's sweep removes it
+    await hub.records.put('things', 'stale', { v: 'hub' })
+    await eu1.records.put('things', 't0', { v: 'eu1' })
+    await eu2.records.put('things', 't00', { v: 'eu2' })
+    await hubHolds(eu1)
+    await hubHolds(eu2)
     const rule = await hub.registry.addRule({ from: { region: 'eu', collection: 'things' }, to: { platform: 'hub', collection: 'things' }, mode: 'mirror' })
     await until(async () => await ruleReady(hub, rule.id), 'the mirror on the hub')
+    expect(await ids(hub, 'things')).toEqual(['t0', 't00'])
+    await eu1.records.delete('things', 't0')
+    await eu2.records.delete('things', 't00')
+    await until(async () => (await ids(hub, 'things')).length === 0, 'the deletes on the hub')
     await eu1.records.put('things', 't1', { v: 'a' })
     await until(async () => (await value(hub, 'things', 't1'))?.v === 'a', 'eu1\'s t1 on the hub')
     await eu2.records.put('things', 't1', { v: 'b' })
