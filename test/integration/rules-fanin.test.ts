@@ -250,6 +250,30 @@ describe('rules with a group source (fan-in)', () => {
     await until(async () => (await ids(hub, 'things')).join() === 't1,t3,t9', 't2 gone on the hub')
   }, 120_000)
 
+  it('insert-only keeps the first source\'s record; --key matches records of several sources by a field, the later write winning', async () => {
+    const once = await hub.registry.addRule({ from: { region: 'eu', collection: 'orders' }, to: { platform: 'hub', collection: 'orders-once' }, mode: 'insert-only' })
+    const keyed = await hub.registry.addRule({ from: { region: 'eu', collection: 'orders' }, to: { platform: 'hub', collection: 'orders-by-ref' }, key: 'ref' })
+    await until(async () => await ruleReady(hub, once.id) && await ruleReady(hub, keyed.id), 'the rules on the hub')
+    const first = await eu1.records.put('orders', 'o1', { ref: 'A-1', by: 'eu1' })
+    await until(async () => (await value(hub, 'orders-once', 'o1'))?.by === 'eu1' && (await value(hub, 'orders-by-ref', 'A-1'))?.by === 'eu1', 'eu1\'s order on the hub')
+    await until(() => Date.now() > Number(first.version.hlc.split('.')[0]) + 1, 'the clock to move on')
+    // eu2 writes the same id (insert-only keeps eu1's) and, under another local id, the same ref (the later write wins)
+    await eu2.records.put('orders', 'o1', { ref: 'B-1', by: 'eu2' })
+    await until(async () => (await value(hub, 'orders-by-ref', 'B-1'))?.by === 'eu2', 'eu2\'s o1 by ref')
+    // each source keeps its own record of what it placed: eu2's o1 is not eu1's o1 (whose A-1 stays)
+    expect(await value(hub, 'orders-by-ref', 'A-1')).toEqual({ ref: 'A-1', by: 'eu1' })
+    await eu2.records.put('orders', 'x9', { ref: 'A-1', by: 'eu2' })
+    await until(async () => (await value(hub, 'orders-by-ref', 'A-1'))?.by === 'eu2' && (await value(hub, 'orders-by-ref', 'B-1'))?.by === 'eu2', 'eu2\'s orders by ref')
+    await hubHolds(eu2)
+    expect(await value(hub, 'orders-once', 'o1')).toEqual({ ref: 'A-1', by: 'eu1' })
+    expect(await ids(hub, 'orders-once')).toEqual(['o1', 'x9'])
+    expect(await ids(hub, 'orders-by-ref')).toEqual(['A-1', 'B-1'])
+    // eu2's o1 moves to another ref: what it placed under B-1 goes, eu1's A-1 record is untouched by it
+    await eu2.records.put('orders', 'o1', { ref: 'B-2', by: 'eu2' })
+    await until(async () => (await ids(hub, 'orders-by-ref')).join() === 'A-1,B-2', 'eu2\'s o1 moved to B-2')
+    expect(await value(hub, 'orders-by-ref', 'A-1')).toEqual({ ref: 'A-1', by: 'eu2' })
+  }, 120_000)
+
   it('a mirror paused while a source leaves the group: resumed, it catches up with the others and removes what only the one that left held', async () => {
     await tag(eu1, [...await tags(eu1), 'line'])
     await tag(eu2, [...await tags(eu2), 'line'])
