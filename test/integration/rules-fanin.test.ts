@@ -130,6 +130,11 @@ describe('rules with a group source (fan-in)', () => {
     await until(async () => (await value(hub, 'devices-via', 'd5'))?.via === 'eu2', 'd5 through the transform')
     expect(await value(hub, 'devices-via', 'd1')).toEqual({ site: 'eu1', via: 'eu1' })
     expect(await value(hub, 'devices-via', 'd3')).toEqual({ site: 'eu2', via: 'eu2' })
+
+    // a local write over what the rule placed is a conflict of the rule, as with one source
+    await hub.records.put('devices', 'd2', { site: 'edited on the hub' })
+    const conflicts = await hub.registry.conflicts?.(rule.id)
+    expect(conflicts?.conflicts.find(c => c.id === 'd2')?.kind).toBe('local-write')
   }, 120_000)
 
   it('a site joining the region later is backfilled: it registers with what it wrote before', async () => {
