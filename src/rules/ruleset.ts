@@ -161,9 +161,13 @@ export class RuleSet {
     return this.bySource.get(origin)?.get(collection)
   }
 
-  /** A compiled form by its state id (CompiledRule.stateId: the rule's id for a rule reading one platform). */
+  /**
+   * A compiled form by its state id (CompiledRule.stateId: the rule's id for
+   * a rule reading one platform), or a group-source rule by its id (compiled
+   * without a source: what is per rule, its mode, its target).
+   */
   get (stateId: string): CompiledRule | undefined {
-    return this.active.get(stateId)
+    return this.active.get(stateId) ?? this.groupRules.get(stateId)
   }
 
   /** Every compiled form: one per rule reading one platform, one per feeding platform of a group source. */
