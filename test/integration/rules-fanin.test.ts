@@ -337,4 +337,29 @@ describe('rules with a group source (fan-in)', () => {
     // d1, d2 (eu1), d3, d5 (eu2), d6, d7 (eu3); eu4 wrote no devices
     expect(report.targets[0].matching).toBe(6)
   }, 120_000)
+
+  it('after a restart of the hub, a group rule keeps its sources and applies what they wrote meanwhile', async () => {
+    const rule = hub.registry.rules().find(r => r.from.region === 'eu' && r.to.collection === 'devices')
+    if (rule === undefined) throw new Error('no devices rule')
+    const applied = (await ruleStatus(hub, rule.id))?.applied ?? 0
+    const addr = hub.getMultiaddrs()[0].toString()
+    const listen = addr.slice(0, addr.indexOf('/p2p/'))
+    await api?.close()
+    api = undefined
+    await hub.stop()
+    nodes.splice(nodes.indexOf(hub), 1)
+    await eu1.records.put('devices', 'd8', { site: 'eu1, while the hub was down' })
+    hub = await createSyncNode({ dataDir: join(root, 'hub'), key: KEY, name: 'hub', region: 'core', listen: [listen], transformsDir: join(root, 'hub-transforms') })
+    await hub.start()
+    nodes.push(hub)
+    for (const n of [eu1, eu2]) await n.peers.add(hub.getMultiaddrs()[0]).catch(() => {})
+    await until(async () => (await value(hub, 'devices', 'd8'))?.site === 'eu1, while the hub was down', 'd8 on the restarted hub')
+    await eu2.records.put('devices', 'd9', { site: 'eu2' })
+    await until(async () => (await value(hub, 'devices', 'd9'))?.site === 'eu2', 'd9 on the restarted hub')
+    await until(async () => await ruleReady(hub, rule.id), 'the rule settled')
+    const st = await ruleStatus(hub, rule.id)
+    expect(st?.sources?.map(s => s.platform).sort()).toEqual(['eu1', 'eu2', 'eu3', 'eu4'])
+    // d8 and d9 only: nothing applied before the restart is written again
+    expect(st?.applied).toBe(applied + 2)
+  }, 120_000)
 })
