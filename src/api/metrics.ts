@@ -15,10 +15,9 @@ export interface Metrics {
 
 type Read = () => NodeStatus | undefined
 
-/** A gauge whose value is read from the scrape's status. */
-function stateGauge<L extends string> (registry: Registry, read: Read, spec: { name: string, help: string, labelNames?: readonly L[] }, fill: (g: Gauge<L>, s: NodeStatus) => void): void {
-  // eslint-disable-next-line no-new
-  new Gauge<L>({
+/** A metric's options when its value is read from the scrape's status: it is reset and filled at each scrape. */
+function fromStatus<L extends string, M extends { reset: () => void }> (registry: Registry, read: Read, spec: { name: string, help: string, labelNames?: readonly L[] }, fill: (m: M, s: NodeStatus) => void): { name: string, help: string, labelNames: readonly L[], registers: Registry[], collect: (this: M) => void } {
+  return {
     ...spec,
     labelNames: spec.labelNames ?? [],
     registers: [registry],
@@ -27,22 +26,19 @@ function stateGauge<L extends string> (registry: Registry, read: Read, spec: { n
       this.reset()
       if (s !== undefined) fill(this, s)
     }
-  })
+  }
+}
+
+/** A gauge whose value is read from the scrape's status. */
+function stateGauge<L extends string> (registry: Registry, read: Read, spec: { name: string, help: string, labelNames?: readonly L[] }, fill: (g: Gauge<L>, s: NodeStatus) => void): void {
+  // eslint-disable-next-line no-new
+  new Gauge<L>(fromStatus<L, Gauge<L>>(registry, read, spec, fill))
 }
 
 /** A counter whose value is a total read from the scrape's status (kept by the part that counts it). */
 function stateCounter<L extends string> (registry: Registry, read: Read, spec: { name: string, help: string, labelNames?: readonly L[] }, fill: (c: Counter<L>, s: NodeStatus) => void): void {
   // eslint-disable-next-line no-new
-  new Counter<L>({
-    ...spec,
-    labelNames: spec.labelNames ?? [],
-    registers: [registry],
-    collect () {
-      const s = read()
-      this.reset()
-      if (s !== undefined) fill(this, s)
-    }
-  })
+  new Counter<L>(fromStatus<L, Counter<L>>(registry, read, spec, fill))
 }
 
 function nodeGauges (registry: Registry, read: Read): void {

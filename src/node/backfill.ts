@@ -132,10 +132,7 @@ export abstract class Backfiller extends WritePath {
           if (current.phase !== 'sweep') {
             next = await this.backfillSourceChunk(st, rule, reader, current, next)
           } else {
-            const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
-            await this.derive(st, applied, 0)
-            if (last !== undefined) next.sweepAfter = last
-            if (!more) next.done = true
+            await this.sweepStep(st, rule, current, next)
           }
           st.progress = { key: stateKey, value: encodeJson(next) }
           return st
@@ -229,6 +226,14 @@ export abstract class Backfiller extends WritePath {
    * this node holds (see groupHolds); a record removed is then re-applied
    * from the sources that have a record with its id (a rule without `key`).
    */
+  /** One chunk of a mirror's sweep in `st` (what its source no longer produces is removed, and logged on where published); `next` moves past it. */
+  private async sweepStep (st: TxnState, rule: CompiledRule, current: BackfillState, next: BackfillState): Promise<void> {
+    const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
+    await this.derive(st, applied, 0)
+    if (last !== undefined) next.sweepAfter = last
+    if (!more) next.done = true
+  }
+
   private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
     const collection = rule.rule.to.collection
     const prefix = keys.recordPrefix(collection)
@@ -351,10 +356,7 @@ export abstract class Backfiller extends WritePath {
         let next: BackfillState = { ...current }
         await this.writeTxn(async (txn) => {
           const st = this.begin(txn, result)
-          const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
-          await this.derive(st, applied, 0)
-          if (last !== undefined) next.sweepAfter = last
-          if (!more) next.done = true
+          await this.sweepStep(st, rule, current, next)
           st.progress = { key: stateKey, value: encodeJson(next) }
           return st
         })
