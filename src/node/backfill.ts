@@ -220,12 +220,6 @@ export abstract class Backfiller extends WritePath {
     return { state: next, fresh: true }
   }
 
-  /**
-   * Mirror: remove live target records that the rule's source does not hold
-   * (one chunk). With a group source, what no current source of the rule on
-   * this node holds (see groupHolds); a record removed is then re-applied
-   * from the sources that have a record with its id (a rule without `key`).
-   */
   /** One chunk of a mirror's sweep in `st` (what its source no longer produces is removed, and logged on where published); `next` moves past it. */
   private async sweepStep (st: TxnState, rule: CompiledRule, current: BackfillState, next: BackfillState): Promise<void> {
     const { applied, last, more } = await this.sweepChunk(st, rule, current.sweepAfter)
@@ -234,6 +228,12 @@ export abstract class Backfiller extends WritePath {
     if (!more) next.done = true
   }
 
+  /**
+   * Mirror: remove live target records that the rule's source does not hold
+   * (one chunk). With a group source, what no current source of the rule on
+   * this node holds (see groupHolds); a record removed is then re-applied
+   * from the sources that have a record with its id (a rule without `key`).
+   */
   private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
     const collection = rule.rule.to.collection
     const prefix = keys.recordPrefix(collection)
