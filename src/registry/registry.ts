@@ -194,11 +194,16 @@ export function parseRuleSpec (input: unknown, options: ParseRuleOptions = {}): 
   return spec as RuleSpec
 }
 
+/** A selector's platforms as written: "B", "region=eu", "tag=edge", "*". */
+export function formatPlatforms (sel: TargetEndpoint | SourceEndpoint): string {
+  if (sel.region !== undefined) return `region=${sel.region}`
+  if (sel.tag !== undefined) return `tag=${sel.tag}`
+  return sel.platform ?? '?'
+}
+
 /** "B:articles", "region=eu:articles", "tag=edge:articles", "*:articles" (a source is written the same way: formatSource) */
 export function formatTarget (to: TargetEndpoint | SourceEndpoint): string {
-  if (to.region !== undefined) return `region=${to.region}:${to.collection}`
-  if (to.tag !== undefined) return `tag=${to.tag}:${to.collection}`
-  return `${to.platform ?? '?'}:${to.collection}`
+  return `${formatPlatforms(to)}:${to.collection}`
 }
 
 /** A rule's source as written: "A:articles", "region=eu:articles", "tag=edge:articles", "*:articles". */

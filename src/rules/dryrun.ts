@@ -30,8 +30,8 @@ import type { RecordState } from '../store/records.js'
 import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, pushPlanKeys, resolvePlan } from './engine.js'
 import type { ApplyContext, CompiledRule, Plan } from './engine.js'
 import type { ModuleCache } from './modules.js'
-import { isGroupSource, isGroupTarget, ruleTargets, selects } from './targets.js'
-import { formatSource } from '../registry/registry.js'
+import { isGroupSource, isGroupTarget, ruleSources, ruleTargets } from './targets.js'
+import { formatPlatforms } from '../registry/registry.js'
 import { modeOf } from '../core/modes.js'
 
 const CHUNK = 500
@@ -138,12 +138,13 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
  * source produces) are not counted.
  */
 async function dryRunGroup (deps: DryRunDeps, rule: Rule, options: { reeval: boolean }): Promise<DryRunReport> {
-  const sources = deps.registry.platforms().filter(p => selects(rule.from, p) && p.name !== rule.to.platform)
+  // with a group target each target reads the others: the per-source evaluation leaves each source out of its targets
+  const sources = ruleSources(rule.from, deps.registry.platforms(), rule.to.platform ?? '')
   const report: DryRunReport = {
     dryRun: true,
     rule,
     evaluatedOn: deps.localName,
-    source: { platform: formatSource(rule.from).slice(0, -(rule.from.collection.length + 1)), collection: rule.from.collection, records: 0, complete: true },
+    source: { platform: formatPlatforms(rule.from), collection: rule.from.collection, records: 0, complete: true },
     targets: []
   }
   const notes: string[] = []
