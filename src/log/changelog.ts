@@ -864,22 +864,15 @@ export class ChangeLog {
         entries: for await (const batch of rows(this.store.db, { gt: keys.entry(origin, fromSeq), lte: keys.entry(origin, last), snapshot }, { entries: Math.min(liveCount + 1, maxEntries + 1), bytes: maxBytes })) {
           for (const [key, raw] of batch) {
             const seq = parseInt(keySuffix(key, entryPrefix), 16)
-            while (r < runs.length && seq > runs[r].cert.to) {
-              // past run r without all its entries: stored entries not what the attestation says
-              if (k !== runs[r].live.length) break entries
-              if (!complete()) break entries
-            }
-            if (r >= runs.length) break entries
-            const run = runs[r]
-            if (run.cert.gone) continue // a gone span holds no entry a batch carries
-            if (run.live[k] !== seq - run.cert.from - 1) break entries // not what the attestation says
+            // run r is live and unfinished (advance takes finished and gone runs): an entry that is not
+            // its next live one means the stored entries are not what the attestation says
+            if (r >= runs.length || runs[r].live[k] !== seq - runs[r].cert.from - 1) break entries
             runEntries.push(raw)
             runBytes += raw.byteLength
             k++
             if (!advance()) break entries
           }
         }
-        if (r < runs.length && k === runs[r].live.length) advance()
       }
       if (served === 0) return undefined
       const certs = runs.slice(0, served).map(x => x.cert)
