@@ -10,7 +10,9 @@
  * per acknowledged write (all of the node's work: its own writes, receiving,
  * relaying), and the second node's traffic and store counters (entries
  * received and their duplicates, frames by type, LevelDB batches and keys).
- * Compare builds by the CPU per write of interleaved runs.
+ * Compare builds by the CPU per write of interleaved runs. `--cpu-prof DIR`
+ * writes a V8 CPU profile of the second node into DIR (open it in Chrome's
+ * DevTools).
  */
 import { randomBytes } from 'node:crypto'
 import { NodeProcess, tempDir, waitFor } from './lib/cluster.js'
@@ -27,6 +29,7 @@ const NODES = Math.floor(arg('--nodes', 5))
 const RATE = arg('--rate', 250)
 const SECONDS = arg('--seconds', 30)
 const IN_FLIGHT = 64
+const CPU_PROF = ((i) => i >= 0 ? args[i + 1] : undefined)(args.indexOf('--cpu-prof'))
 
 async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
@@ -39,7 +42,7 @@ async function main (): Promise<void> {
   const nodes: NodeProcess[] = []
   try {
     for (let i = 0; i < NODES; i++) nodes.push(await NodeProcess.create(`n${i}`, key, { parent }))
-    await Promise.all(nodes.map(async n => await n.start()))
+    await Promise.all(nodes.map(async (n, i) => await n.start([], i === 1 && CPU_PROF !== undefined ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] } : {})))
     const edges: Array<[number, number]> = []
     for (let i = 0; i < NODES; i++) if (NODES > 2 || i === 0) edges.push([i, (i + 1) % NODES])
     if (NODES >= 5) edges.push([0, 2])
