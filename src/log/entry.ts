@@ -27,12 +27,26 @@ export interface LogEntry {
    */
   writer?: string
   writerSeq?: number
+  /**
+   * A delete only: the write it removed, when `origin` held the record from
+   * another origin's write (a rule placed it there). A rule reading
+   * `origin`'s collection plainly applies the delete to a record it did not
+   * place itself (RuleSet relaySkips: a relay does not log what it passes on,
+   * so the rule never placed what the relay held). Absent otherwise.
+   */
+  prev?: WriteId
   /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
   bytes?: Uint8Array
   /** Merkle leaf hash of `bytes`, as signing.ts holds digests (32 latin1 characters). */
   leaf?: string
   /** `value` parsed (a JSON object), when the entry was validated on receipt: rules use it instead of parsing again. Never mutated. */
   parsed?: object
+}
+
+/** A write's identity as a delete names it: its origin and clock. */
+export interface WriteId {
+  origin: string
+  hlc: Hlc
 }
 
 const EMPTY = new Uint8Array(0)
@@ -42,7 +56,7 @@ const EMPTY = new Uint8Array(0)
  * object (the fields set later, `bytes`, `leaf`, `parsed`, would otherwise
  * cost a second object per entry).
  */
-export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined, writer?: string, writerSeq?: number): LogEntry {
+export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined, writer?: string, writerSeq?: number, prev?: WriteId): LogEntry {
   // a writer equal to the origin is no writer (the origin's own write): never encoded as one
   if (writer === undefined || writer === '' || writer === origin) {
     writer = undefined
@@ -50,7 +64,9 @@ export function newEntry (origin: string, seq: number, hlc: Hlc, collection: str
   } else {
     writerSeq ??= 0
   }
-  return { origin, seq, hlc, collection, id, op, value, writer, writerSeq, bytes: undefined, leaf: undefined, parsed: undefined }
+  // only a delete names what it removed, and never a write of its own origin
+  if (op !== 'del' || prev?.origin === origin || prev?.origin === '') prev = undefined
+  return { origin, seq, hlc, collection, id, op, value, writer, writerSeq, prev, bytes: undefined, leaf: undefined, parsed: undefined }
 }
 
 export function toPbEntry (e: LogEntry): PbEntry {
@@ -63,13 +79,17 @@ export function toPbEntry (e: LogEntry): PbEntry {
     op: e.op === 'put' ? PbOp.PUT : PbOp.DEL,
     value: (e.value ?? EMPTY) as Uint8Array<ArrayBuffer>,
     writer: e.writer ?? '',
-    writerSeq: e.writer !== undefined ? e.writerSeq ?? 0 : 0
+    writerSeq: e.writer !== undefined ? e.writerSeq ?? 0 : 0,
+    prevOrigin: e.prev?.origin ?? '',
+    prevHlcWall: e.prev?.hlc.wall ?? 0,
+    prevHlcLogical: e.prev?.hlc.logical ?? 0
   }
 }
 
 export function fromPbEntry (origin: string, pb: PbEntry): LogEntry {
   const op = pb.op === PbOp.DEL ? 'del' : 'put'
-  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined, pb.writer, pb.writerSeq)
+  const prev = pb.prevOrigin !== '' ? { origin: pb.prevOrigin, hlc: { wall: pb.prevHlcWall, logical: pb.prevHlcLogical } } : undefined
+  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined, pb.writer, pb.writerSeq, prev)
 }
 
 export function encodeEntry (e: LogEntry): Uint8Array {
@@ -98,6 +118,9 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
   let valueEnd = 0
   let writer = ''
   let writerSeq = 0
+  let prevOrigin = ''
+  let prevWall = 0
+  let prevLogical = 0
   while (r.pos < r.end) {
     const tag = r.varint()
     const wireType = tag & 7
@@ -111,10 +134,15 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
       case -0x3a: { const n = r.skipLengthDelimited(); valueStart = r.pos - n; valueEnd = r.pos; break }
       case -0x42: { const n = r.skipLengthDelimited(); writer = utf8Range(bytes, r.pos - n, r.pos); break }
       case 0x48: writerSeq = r.varint(); break
+      case -0x52: { const n = r.skipLengthDelimited(); prevOrigin = utf8Range(bytes, r.pos - n, r.pos); break }
+      case 0x58: prevWall = r.varint(); break
+      case 0x60: prevLogical = r.varint() >>> 0; break
       default: r.skip(wireType)
     }
   }
   if (op !== 0 && op !== 1) throw new Error(`entry ${seq} has an unknown op`)
   if (op === 1 && valueEnd > valueStart) throw new Error(`entry ${seq} is a delete with a value`)
-  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined, writer, writerSeq)
+  if (prevOrigin !== '' && op !== 1) throw new Error(`entry ${seq} is a put naming a write it removed`)
+  const prev = prevOrigin !== '' ? { origin: prevOrigin, hlc: { wall: prevWall, logical: prevLogical } } : undefined
+  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined, writer, writerSeq, prev)
 }

@@ -223,7 +223,7 @@ export interface PlanKeys { map: string, record: string | undefined }
 
 export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): PlanKeys | undefined {
   if (plan.kind === 'put') return { map: keys.targetMap(rule.stateId, entry.id), record: keys.record(rule.rule.to.collection, plan.targetId) }
-  if (plan.kind === 'del') return { map: keys.targetMap(rule.stateId, entry.id), record: undefined }
+  if (plan.kind === 'del') return { map: keys.targetMap(rule.stateId, entry.id), record: entry.prev !== undefined && passesOnAsIs(rule.rule) ? keys.record(rule.rule.to.collection, entry.id) : undefined }
   return undefined
 }
 
@@ -290,10 +290,28 @@ export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntr
   if (plan.kind === 'put') return applyPut(ctx, rule, entry, plan, at.map, at.record ?? keys.record(rule.rule.to.collection, plan.targetId))
   if (plan.kind === 'del') {
     const mapped = ctx.txn.get(at.map)
-    if (mapped === undefined) return []
-    return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
+    if (mapped !== undefined) return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
+    // a record the entry's origin held from another origin's write, which it did not log again (a
+    // relay of two-way sync: RuleSet relaySkips): this rule would have placed it from the relay's
+    // log, so it removes what it finds under the same id, by the same rules
+    if (entry.prev !== undefined && passesOnAsIs(rule.rule)) return removePlaced(ctx, rule, entry, entry.id, entryVersion(entry))
+    return []
   }
   return []
+}
+
+/**
+ * Whether a rule writes each source record as it is, under its own id, into
+ * a collection of the same name, and keeps it apart from nothing: no filter,
+ * projection, key, transform module or targets field, and not a mirror. The
+ * rules of two-way sync (`X:events → *:events`) are such; a relay leaves out
+ * of its log the writes such a rule of its own would only pass on (RuleSet
+ * relaySkips), and a delete naming the write it removed reaches through them.
+ */
+export function passesOnAsIs (rule: Rule): boolean {
+  return rule.where === undefined && rule.include === undefined && rule.exclude === undefined && rule.rename === undefined &&
+    rule.key === undefined && rule.transform === undefined && rule.targetsField === undefined &&
+    rule.to.collection === rule.from.collection && !modeOf(rule.mode).exact
 }
 
 function readRecord (txn: Txn, key: string): RecordState | undefined {

@@ -108,6 +108,23 @@ describe('decodeEntry', () => {
     expect({ writer: self.writer, writerSeq: self.writerSeq }).toEqual({ writer: undefined, writerSeq: undefined })
   })
 
+  it('a delete names the write it removed (prev origin and clock); a put or the origin itself never', () => {
+    const WRITER = '12D3KooWKoemE7esT8sRQLcFnupwG3ankmVoCfRhdk6ReXV6NxRH'
+    const del: LogEntry = { origin: ORIGIN, seq: 5, hlc: { wall: 1_700_000_000_100, logical: 0 }, collection: 'events', id: 'e1', op: 'del', prev: { origin: WRITER, hlc: { wall: 1_700_000_000_000, logical: 3 } } }
+    const bytes = encodeEntry(del)
+    const e = decodeEntry(ORIGIN, bytes)
+    expect(plain(e)).toEqual(plain(viaProtons(bytes)))
+    expect(e.prev).toEqual({ origin: WRITER, hlc: { wall: 1_700_000_000_000, logical: 3 } })
+    // a delete without it is encoded exactly as before the fields existed
+    const bare = concat(field(1, 5), field(2, 1_700_000_000_100), field(4, enc.encode('events')), field(5, enc.encode('e1')), field(6, 1))
+    expect(Buffer.from(encodeEntry({ ...del, prev: undefined })).equals(Buffer.from(bare))).toBe(true)
+    expect(decodeEntry(ORIGIN, bare).prev).toBeUndefined()
+    // naming a write of the origin itself names nothing
+    expect(decodeEntry(ORIGIN, concat(bare, field(10, enc.encode(ORIGIN)), field(11, 5))).prev).toBeUndefined()
+    // a put that names one is malformed
+    expect(() => decodeEntry(ORIGIN, concat(field(1, 1), field(7, enc.encode('{}')), field(10, enc.encode(WRITER)), field(11, 5)))).toThrow(/put naming a write it removed/)
+  })
+
   it('rejects malformed bytes, unknown ops and deletes with a value', () => {
     const ok = encodeEntry({ origin: ORIGIN, seq: 1, hlc: { wall: 1, logical: 0 }, collection: 'c', id: 'i', op: 'put', value: enc.encode('{}') })
     expect(() => decodeEntry(ORIGIN, ok.subarray(0, ok.byteLength - 1))).toThrow(/past the end/)

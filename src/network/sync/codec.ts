@@ -210,6 +210,7 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     if (!(isValidCollection(e.collection) || isRegistryCollection(e.collection))) throw new ProtocolError(`entry ${e.seq} has an invalid collection name`, 'FRAME_INVALID')
     if (!isValidId(e.id)) throw new ProtocolError(`entry ${e.seq} has an invalid record id`, 'FRAME_INVALID')
     if (e.writer !== undefined && (!isValidOrigin(e.writer) || !Number.isSafeInteger(e.writerSeq))) throw new ProtocolError(`entry ${e.seq} names an invalid writer`, 'FRAME_INVALID')
+    if (e.prev !== undefined && (!isValidOrigin(e.prev.origin) || !Number.isSafeInteger(e.prev.hlc.wall) || e.prev.hlc.wall <= 0)) throw new ProtocolError(`entry ${e.seq} names an invalid write it removed`, 'FRAME_INVALID')
     if (e.op === 'put') {
       const value = e.value as Uint8Array
       if (value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${e.seq} carries ${value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')

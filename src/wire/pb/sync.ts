@@ -30,6 +30,9 @@ export interface Entry {
   value: Uint8Array<ArrayBuffer>
   writer: string
   writerSeq: number
+  prevOrigin: string
+  prevHlcWall: number
+  prevHlcLogical: number
 }
 
 export namespace Entry {
@@ -87,6 +90,21 @@ export namespace Entry {
           w.uint64Number(obj.writerSeq)
         }
 
+        if ((obj.prevOrigin != null && obj.prevOrigin !== '')) {
+          w.uint32(82)
+          w.string(obj.prevOrigin)
+        }
+
+        if ((obj.prevHlcWall != null && obj.prevHlcWall !== 0)) {
+          w.uint32(88)
+          w.uint64Number(obj.prevHlcWall)
+        }
+
+        if ((obj.prevHlcLogical != null && obj.prevHlcLogical !== 0)) {
+          w.uint32(96)
+          w.uint32(obj.prevHlcLogical)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -100,7 +118,10 @@ export namespace Entry {
           op: Op.PUT,
           value: uint8ArrayAlloc(0),
           writer: '',
-          writerSeq: 0
+          writerSeq: 0,
+          prevOrigin: '',
+          prevHlcWall: 0,
+          prevHlcLogical: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -143,6 +164,18 @@ export namespace Entry {
             }
             case 9: {
               obj.writerSeq = reader.uint64Number()
+              break
+            }
+            case 10: {
+              obj.prevOrigin = reader.string()
+              break
+            }
+            case 11: {
+              obj.prevHlcWall = reader.uint64Number()
+              break
+            }
+            case 12: {
+              obj.prevHlcLogical = reader.uint32()
               break
             }
             default: {
@@ -223,6 +256,27 @@ export namespace Entry {
               }
               break
             }
+            case 10: {
+              yield {
+                field: `${prefix}.prevOrigin`,
+                value: reader.string()
+              }
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.prevHlcWall`,
+                value: reader.uint64Number()
+              }
+              break
+            }
+            case 12: {
+              yield {
+                field: `${prefix}.prevHlcLogical`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -280,6 +334,21 @@ export namespace Entry {
     value: number
   }
 
+  export interface EntryPrevOriginFieldEvent {
+    field: '$.prevOrigin'
+    value: string
+  }
+
+  export interface EntryPrevHlcWallFieldEvent {
+    field: '$.prevHlcWall'
+    value: number
+  }
+
+  export interface EntryPrevHlcLogicalFieldEvent {
+    field: '$.prevHlcLogical'
+    value: number
+  }
+
   export function encode (obj: Partial<Entry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Entry.codec())
   }
@@ -288,7 +357,7 @@ export namespace Entry {
     return decodeMessage(buf, Entry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent | EntryPrevOriginFieldEvent | EntryPrevHlcWallFieldEvent | EntryPrevHlcLogicalFieldEvent> {
     return streamMessage(buf, Entry.codec(), opts)
   }
 }
@@ -886,6 +955,24 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchEntriesPrevOriginFieldEvent {
+    field: '$.entries[].prevOrigin'
+    value: string
+    index: number
+  }
+
+  export interface BatchEntriesPrevHlcWallFieldEvent {
+    field: '$.entries[].prevHlcWall'
+    value: number
+    index: number
+  }
+
+  export interface BatchEntriesPrevHlcLogicalFieldEvent {
+    field: '$.entries[].prevHlcLogical'
+    value: number
+    index: number
+  }
+
   export interface BatchCertsFromSeqFieldEvent {
     field: '$.certs[].fromSeq'
     value: number
@@ -1014,7 +1101,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchEntriesPrevOriginFieldEvent | BatchEntriesPrevHlcWallFieldEvent | BatchEntriesPrevHlcLogicalFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -2003,6 +2090,24 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchEntriesPrevOriginFieldEvent {
+    field: '$.batch.entries[].prevOrigin'
+    value: string
+    index: number
+  }
+
+  export interface FrameBatchEntriesPrevHlcWallFieldEvent {
+    field: '$.batch.entries[].prevHlcWall'
+    value: number
+    index: number
+  }
+
+  export interface FrameBatchEntriesPrevHlcLogicalFieldEvent {
+    field: '$.batch.entries[].prevHlcLogical'
+    value: number
+    index: number
+  }
+
   export interface FrameBatchCertsFromSeqFieldEvent {
     field: '$.batch.certs[].fromSeq'
     value: number
@@ -2158,7 +2263,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
