@@ -13,7 +13,7 @@ export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
  * 1 peer is reported as SYNC_PROTOCOL_MISMATCH (versions.ts), see
  * docs/upgrading.md.
  */
-export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/2.0.0`
+export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/2.1.0`
 export const SYNC_PROTOCOL_VERSION = 2
 
 /**

@@ -12,14 +12,14 @@ import { compareHlc } from '../core/hlc.js'
 import type { JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
-import { keys, keySuffix, rangeAfter } from '../store/keys.js'
+import { keys, keySuffix, rangeAfter, SEP } from '../store/keys.js'
 import { decodeRecord } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
 import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
-import { BACKFILL_CHUNK, WritePath } from './write-txn.js'
+import { BACKFILL_CHUNK, RELAY_SKIPS_KEY, WritePath } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export interface BackfillState {
@@ -474,6 +474,28 @@ export abstract class Backfiller extends WritePath {
     const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
     if (records.length > 0) next.after = records[records.length - 1].id
     return next
+  }
+
+  /**
+   * The relayed writes of `collection` some rule left out of the own log and
+   * that must be logged now (RuleSet relaySkips no longer lists the pair):
+   * forget the collection's publish progress and those pairs, in one batch, so
+   * that the next publish logs them (also after a crash). Returns whether there
+   * were any. Runs under the write lock, while no publish of it runs.
+   */
+  async forgetSkipped (collection: string): Promise<boolean> {
+    return await this.store.exclusive(async () => {
+      const current = this.rules.relaySkips().get(collection)
+      const prefix = `${collection}${SEP}`
+      const dropped = [...this.relaySkipped].filter(pair => pair.startsWith(prefix) && current?.has(pair.slice(prefix.length)) !== true)
+      if (dropped.length === 0) return false
+      const kept = [...this.relaySkipped].filter(pair => !dropped.includes(pair))
+      // after the transactions in flight (one of them may put the set as it was)
+      const { durable } = await this.store.write(new Map([[keys.publish(collection), undefined], [RELAY_SKIPS_KEY, encodeJson(kept)]]))
+      await durable
+      this.relaySkipped = new Set(kept)
+      return true
+    })
   }
 
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */

@@ -12,11 +12,11 @@
  */
 import type { AttestedBatch } from '../log/changelog.js'
 import { newEntry } from '../log/entry.js'
-import type { LogEntry } from '../log/entry.js'
+import type { LogEntry, WriteId } from '../log/entry.js'
 import type { Cert } from '../log/signing.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
-import { encodeJson, utf8 } from '../store/db.js'
+import { decodeJson, encodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
 import { isRegistryCollection, PLATFORMS_COLLECTION } from '../store/names.js'
@@ -26,7 +26,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { Backfiller } from './backfill.js'
-import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY } from './write-txn.js'
+import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, RELAY_SKIPS_KEY } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export type { IngestPolicy, IngestResult } from './write-txn.js'
@@ -64,6 +64,8 @@ export class Ingestor extends Backfiller {
     }
     const cursor = await this.store.db.get(FEED_CURSOR_KEY)
     if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
+    const skipped = await this.store.db.get(RELAY_SKIPS_KEY)
+    if (skipped !== undefined) this.relaySkipped = new Set(decodeJson<string[]>(skipped))
     if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
   }
 
@@ -116,17 +118,46 @@ export class Ingestor extends Backfiller {
   async writeLocal (ops: LocalOp[]): Promise<{ entries: LogEntry[], result: IngestResult }> {
     return await this.store.exclusive(async () => {
       const from = this.log.held(this.self)
-      const entries: LogEntry[] = ops.map((op, i) => {
-        return newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined)
-      })
-      const to = from + entries.length
-      const result: IngestResult = { stored: entries.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
+      const to = from + ops.length
+      const entries: LogEntry[] = []
+      const result: IngestResult = { stored: ops.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
       const { txn } = await this.writeTxn(async (txn) => {
+        const prevs = await this.deletedWrites(txn, ops)
+        ops.forEach((op, i) => {
+          entries.push(newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined, undefined, undefined, prevs[i]))
+        })
         await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
         return await this.applyEntries(txn, entries, result, true)
       })
       this.log.installTails(this.log.takeTails(txn))
       return { entries, result }
+    })
+  }
+
+  /**
+   * The write each delete of `ops` removes when it is another origin's (a
+   * rule placed the record here): its entry names it (LogEntry.prev), so that
+   * rules reading this collection on other nodes apply the delete to the copy
+   * they placed themselves, although this node, relaying, did not log that
+   * write (RuleSet relaySkips).
+   */
+  private async deletedWrites (txn: Txn, ops: LocalOp[]): Promise<Array<WriteId | undefined>> {
+    const dels = ops.filter(op => op.op === 'del' && !isRegistryCollection(op.collection))
+    if (dels.length === 0) return []
+    await txn.prefetch(dels.map(op => keys.record(op.collection, op.id)))
+    const seen = new Map<string, WriteId | undefined>()
+    return ops.map(op => {
+      if (op.op !== 'del' || isRegistryCollection(op.collection)) {
+        if (op.op === 'put') seen.set(`${op.collection}${SEP}${op.id}`, undefined) // a later delete in the batch removes this write
+        return undefined
+      }
+      const k = `${op.collection}${SEP}${op.id}`
+      if (seen.has(k)) return seen.get(k)
+      const bytes = txn.get(keys.record(op.collection, op.id))
+      const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
+      const prev = existing?.value !== undefined && existing.version.origin !== this.self ? { origin: existing.version.origin, hlc: existing.version.hlc } : undefined
+      seen.set(k, undefined)
+      return prev
     })
   }
 
@@ -216,13 +247,20 @@ export class Ingestor extends Backfiller {
    * same write and neither applies it again nor reports a conflict. This
    * node's own rules on that collection apply them at once. Collections no
    * rule reads from are not logged, so the mesh does not carry every rule's
-   * output twice.
+   * output twice; neither are relayed writes that every target of the rules
+   * reading the collection gets from the write's own rule (RuleSet relaySkips).
    */
   protected async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
     const derived: LogEntry[] = []
     for (const a of applied) {
       const c = a.change
       if (c === undefined || c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
+      // a relayed write every reader's target gets from its own rule already (RuleSet relaySkips);
+      // a write of this node (version.origin is self) is logged: no one else has it
+      if (a.version.origin !== this.self && this.rules.skipsRelay(c.ruleId, c.collection)) {
+        this.skippedRelay(st, c.collection, c.ruleId)
+        continue
+      }
       derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version))
     }
     if (derived.length === 0) return

@@ -25,7 +25,7 @@ import { Webhooks } from '../rules/webhooks.js'
 import type { WebhookSettings } from '../rules/webhooks.js'
 import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
-import { keys, prefixRange } from '../store/keys.js'
+import { keys, prefixRange, SEP } from '../store/keys.js'
 import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
 import type { BackfillState, IngestResult, Ingestor } from './ingest.js'
 import type {
@@ -77,6 +77,8 @@ export class RuleService {
   /** Forgetting a collection's publish progress, after its running publish stopped. */
   private readonly unpublishing = new Map<string, Promise<void>>()
   private published = new Set<string>()
+  /** Bumped to stop a collection's running publish (relogSkipped): a run goes on only while its generation is current. */
+  private readonly publishGen = new Map<string, number>()
   private refreshing: Promise<void> = Promise.resolve()
   private readonly logBudget = new Map<string, { windowStart: number, used: number, dropped: number }>()
   private started = false
@@ -183,7 +185,34 @@ export class RuleService {
     for (const rule of this.deps.ruleSet.all()) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
+    this.relogSkipped()
     this.webhooks.sync(this.deps.ruleSet.all())
+  }
+
+  /**
+   * Relayed writes some rule left out of the own log (RuleSet relaySkips)
+   * that the rules now need logged (a target joined that the write's own rule
+   * does not reach, a reading rule got a filter, …): stop the collection's
+   * running publish, forget its progress with those pairs, and publish it
+   * again from the start, which logs every rule-written record not logged yet.
+   */
+  private relogSkipped (): void {
+    const current = this.deps.ruleSet.relaySkips()
+    const collections = new Set<string>()
+    for (const pair of this.deps.ingestor.relaySkipped) {
+      const i = pair.indexOf(SEP)
+      if (current.get(pair.slice(0, i))?.has(pair.slice(i + 1)) !== true) collections.add(pair.slice(0, i))
+    }
+    for (const c of collections) {
+      if (this.unpublishing.has(c)) continue
+      this.publishGen.set(c, (this.publishGen.get(c) ?? 0) + 1) // the running publish stops at its next chunk
+      const forget = (this.publishes.get(c) ?? Promise.resolve()).then(async () => {
+        if (await this.deps.ingestor.forgetSkipped(c)) this.deps.log.info({ collection: c }, `rule-written records of ${c} are logged again: a rule reading it reaches a node the writes' own rules do not`)
+      }).catch((err: Error) => this.deps.log.error({ collection: c, err: err.message }, `publishing ${c} again failed; it is retried when the registry changes or at the next start`))
+      this.unpublishing.set(c, forget)
+      forget.finally(() => { if (this.unpublishing.get(c) === forget) this.unpublishing.delete(c) }).catch(() => {})
+      this.schedulePublish(c)
+    }
   }
 
   async stop (): Promise<void> {
@@ -215,6 +244,7 @@ export class RuleService {
     }
     this.published = published
     if (!this.started) return
+    this.relogSkipped()
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
@@ -309,8 +339,10 @@ export class RuleService {
 
   private schedulePublish (collection: string): void {
     if (this.publishes.has(collection) || !this.started) return
+    const gen = this.publishGen.get(collection) ?? 0
+    const current = (): boolean => this.deps.isRunning() && this.published.has(collection) && (this.publishGen.get(collection) ?? 0) === gen
     const run = (this.unpublishing.get(collection) ?? Promise.resolve())
-      .then(async () => await this.deps.ingestor.publish(collection, (r) => this.deps.afterIngest(r), () => this.deps.isRunning() && this.published.has(collection)))
+      .then(async () => await this.deps.ingestor.publish(collection, (r) => this.deps.afterIngest(r), current))
       .then(() => { this.deps.log.debug({ collection }, `rule-written records of ${collection} are in the own log`) })
       .catch((err: Error) => { this.deps.log.error({ collection, err: err.message }, `publishing ${collection} failed; it resumes at the next start`) })
       .finally(() => {

@@ -71,6 +71,8 @@ export interface TxnState {
   ctx: ApplyContext
   /** A pass's progress (backfill, publish), set by its work: put after the counters, before the clock. */
   progress?: { key: string, value: Uint8Array }
+  /** `collection\0ruleId` pairs whose relayed writes this transaction left out of the own log for the first time (skippedRelay). */
+  relaySkips?: Set<string>
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -86,6 +88,14 @@ export interface TxnEnd {
 }
 
 export const HLC_KEY = keys.meta('hlc')
+/**
+ * Every (collection, rule) whose relayed writes the node ever left out of its
+ * own log (RuleSet relaySkips), as JSON `["collection\0ruleId", …]`: written
+ * with the first transaction that leaves one out, so it holds whatever a
+ * durable transaction left out. When such a pair stops being skipped, the
+ * collection is published again (RuleService).
+ */
+export const RELAY_SKIPS_KEY = keys.meta('relay-skips')
 /** The newest changes feed cursor given out (written with the batch that gives it out). */
 export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
 /** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
@@ -108,6 +118,8 @@ export abstract class WritePath {
   protected readonly counters = new Map<string, number>()
   /** Last feed cursor committed. */
   protected cursor = 0
+  /** What RELAY_SKIPS_KEY holds, as issued (loaded by the node at start). */
+  relaySkipped = new Set<string>()
   private txnState?: TxnState
   /** Platform name of a peer id (conflict reports); set by the node. */
   platformOf?: (peerId: string) => string | undefined
@@ -234,6 +246,7 @@ export abstract class WritePath {
     await this.flushDerived(st)
     this.flushCounts(st)
     if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
+    if (st.relaySkips !== undefined) txn.put(RELAY_SKIPS_KEY, encodeJson([...this.relaySkipped, ...st.relaySkips]))
     if (end.noClock !== true) txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
     if (end.issue === true) {
       const { durable } = await txn.issue()
@@ -257,6 +270,7 @@ export abstract class WritePath {
     const st = this.txnState
     this.txnState = undefined
     if (st === undefined || st.result !== result) return
+    if (st.relaySkips !== undefined) for (const pair of st.relaySkips) this.relaySkipped.add(pair)
     for (const [key, n] of st.counts) {
       const before = this.counters.get(key) ?? 0
       this.counters.set(key, n)
@@ -273,6 +287,13 @@ export abstract class WritePath {
   protected durable (result: IngestResult): void {
     if (result.advanced !== undefined) this.log.committed(result.advanced.origin, result.advanced.seq)
     if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
+  }
+
+  /** A relayed write `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in RELAY_SKIPS_KEY. */
+  protected skippedRelay (st: TxnState, collection: string, ruleId: string): void {
+    const pair = `${collection}${SEP}${ruleId}`
+    if (this.relaySkipped.has(pair)) return
+    (st.relaySkips ??= new Set()).add(pair)
   }
 
   protected count (st: TxnState, ruleId: string, name: string, by = 1): number {

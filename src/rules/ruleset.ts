@@ -11,16 +11,17 @@
  *
  * Also derived from the registry here:
  *   - which local collections are the source of some rule (their rule-written
- *     records are logged in this node's own log, so chains of rules work);
+ *     records are logged in this node's own log, so chains of rules work), and
+ *     which rules' writes into them need not be (relaySkips);
  *   - which local collections are mirror targets (local writes are refused;
  *     no other rule may write into them).
  */
 import type { Registry } from '../registry/registry.js'
 import type { Rule } from '../core/types.js'
-import { compileRule, ruleFingerprint, stateIdOf } from './engine.js'
+import { compileRule, passesOnAsIs, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
 import type { LoadedModule, ModuleCache } from './modules.js'
-import { isGroupSource, ruleSources, selects, targetsPlatform } from './targets.js'
+import { isGroupSource, ruleSources, ruleTargets, selects, targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
 import { modeOf } from '../core/modes.js'
 
@@ -70,6 +71,7 @@ export class RuleSet {
   private groupRules = new Map<string, CompiledRule>()
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
+  private skips = new Map<string, Set<string>>()
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
   problems: RuleProblem[] = []
@@ -140,6 +142,7 @@ export class RuleSet {
     this.bySource = indexBySource(next.values())
     this.mirrors = mirrorOf
     this.publishedCollections = published
+    this.skips = relaySkips(registry, rules, local, published)
     this.wantedModules = [...wanted]
     this.pausedRules = paused
     this.problems = problems
@@ -195,6 +198,16 @@ export class RuleSet {
     return this.publishedCollections.has(collection)
   }
 
+  /** Whether what `ruleId` writes into the local `collection` need not be logged in the own log (see relaySkips). */
+  skipsRelay (ruleId: string, collection: string): boolean {
+    return this.skips.get(collection)?.has(ruleId) === true
+  }
+
+  /** Local collection → the rules whose writes into it are not logged (see relaySkips). */
+  relaySkips (): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.skips
+  }
+
   published (): string[] {
     return [...this.publishedCollections]
   }
@@ -220,3 +233,48 @@ export class RuleSet {
 }
 
 
+
+/**
+ * Which rule writes into a published local collection need no entry in this
+ * node's own log, because every node that would get the entry already gets
+ * the same write, with the same value, from the write's own rule. That is the
+ * case of two-way sync between several nodes (`X:events → *:events` on every
+ * node): logging there would make every node send every write on again, n
+ * log entries and n² deliveries per write for n nodes instead of n.
+ *
+ * What `rin` (a rule writing into local collection c from one other platform)
+ * writes is skipped when every rule `rout` reading c here names this platform
+ * as its source (no group source) and passes records on as they are
+ * (passesOnAsIs) in the same mode as `rin`, and each of its targets now
+ * either is the source of `rin` (the write comes back to where it was made:
+ * not applied again) or is a target of `rin` itself; and `rin` itself passes
+ * records on as they are. Every node stores and forwards every origin's log,
+ * so those targets get `rin`'s source entries even when they cannot reach its
+ * source directly. A delete this node makes of such a record names the write
+ * it removes (LogEntry.prev), so that `rout` applies it on the targets,
+ * where it never placed the record.
+ *
+ * When the registry changes so that a rule's writes must be logged again,
+ * the collection is published again (RuleService), from the persisted set of
+ * what was ever skipped.
+ */
+function relaySkips (registry: Registry, rules: Rule[], local: PlatformIdentity, published: Set<string>): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const collection of published) {
+    const readers = rules.filter(r => r.from.collection === collection && (isGroupSource(r.from) ? selects(r.from, local) : r.from.platform === local.name))
+    if (readers.length === 0 || !readers.every(r => !isGroupSource(r.from) && passesOnAsIs(r))) continue
+    const readerTargets = readers.map(r => ({ rule: r, targets: ruleTargets(r, registry) }))
+    for (const rin of rules) {
+      const source = rin.from.platform
+      if (isGroupSource(rin.from) || source === undefined || source === local.name) continue
+      if (rin.to.collection !== collection || !targetsPlatform(rin.to, rin.from, local) || !passesOnAsIs(rin)) continue
+      const covered = readerTargets.every(({ rule: rout, targets }) => rout.mode === rin.mode &&
+        targets.every(t => t.name === source || targetsPlatform(rin.to, rin.from, t)))
+      if (!covered) continue
+      let set = out.get(collection)
+      if (set === undefined) out.set(collection, set = new Set())
+      set.add(rin.id)
+    }
+  }
+  return out
+}

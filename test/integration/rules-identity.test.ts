@@ -5,7 +5,10 @@
  * the collection and rule writes are relayed on (chaining). A write keeps its
  * identity wherever it travels: one import of 30 records on one node ends
  * with exactly one change per record on every node, no conflict, and the
- * same version everywhere.
+ * same version everywhere. Relays log none of it again: every node gets each
+ * write from the write's own rule (RuleSet relaySkips). A node that joins
+ * outside that rule's reach gets the writes made before it joined from a
+ * relay, which then logs them after all.
  */
 import '../../src/polyfill.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -80,6 +83,8 @@ describe('a write keeps its identity through chaining (three nodes, two-way rule
       return true
     }, 'the rules to be active on every node')
 
+    const ownSeq = async (n: SyncNode): Promise<number> => (await n.status()).origins.find(o => o.origin === n.peerId)?.seq ?? 0
+    const seqBefore = await Promise.all(nodes.map(async n => await ownSeq(n.node)))
     const lines = Array.from({ length: RECORDS }, (_, i) => ({ id: `e${String(i).padStart(2, '0')}`, value: { n: i, text: `event ${i}` } }))
     const { imported } = await alpha.records.import('events', lines)
     expect(imported).toBe(RECORDS)
@@ -102,6 +107,11 @@ describe('a write keeps its identity through chaining (three nodes, two-way rule
       expect(lines.length).toBe(RECORDS)
       expect(Math.max(...lines.map(l => Number(l.cursor))), `${name}'s last feed cursor`).toBe(RECORDS)
     }
+
+    // the writes travel once: in alpha's log only; beta and gamma log none of them again
+    const seqAfter = await Promise.all(nodes.map(async n => await ownSeq(n.node)))
+    expect(seqAfter[0] - seqBefore[0], "alpha's own log").toBe(RECORDS)
+    expect(seqAfter.slice(1), "beta's and gamma's own logs").toEqual(seqBefore.slice(1))
 
     // the same write, the same version, on every node: the origin's
     for (const { id } of lines) {
@@ -144,5 +154,112 @@ describe('a write keeps its identity through chaining (three nodes, two-way rule
       expect(records[1], `beta's ${id}`).toEqual(records[0])
       expect(records[2], `gamma's ${id}`).toEqual(records[0])
     }
+  }, 120_000)
+
+  it('a relay deletes and updates records that came from another node: every node follows, though the relay never logged them', async () => {
+    const [alpha, beta] = nodes.map(n => n.node)
+    const betaSeq = async (): Promise<number> => (await beta.status()).origins.find(o => o.origin === beta.peerId)?.seq ?? 0
+    const before = await betaSeq()
+    // e20..e22 and e23 are alpha's writes; beta holds them from alpha's rule only
+    expect((await beta.records.get('events', 'e20'))?.version.origin).toBe(alpha.peerId)
+    for (const id of ['e20', 'e21', 'e22']) expect(await beta.records.delete('events', id)).toBe(true)
+    await beta.records.put('events', 'e23', { n: 23, text: 'edited on beta' })
+    await eventually(async () => {
+      for (const n of nodes) {
+        for (const id of ['e20', 'e21', 'e22']) if (await n.node.records.get('events', id) !== undefined) return false
+        if ((await n.node.records.get('events', 'e23'))?.value.text !== 'edited on beta') return false
+      }
+      return true
+    }, "beta's deletes and update on every node")
+    await settled()
+    expect(await betaSeq(), "beta's own log: its four writes").toBe(before + 4)
+    for (const id of ['e20', 'e21', 'e22', 'e23', 'e24']) {
+      const records = await Promise.all(nodes.map(async n => await n.node.records.get('events', id)))
+      expect(records[0], `alpha's ${id}`).toEqual(records[1])
+      expect(records[2], `gamma's ${id}`).toEqual(records[1])
+    }
+  }, 120_000)
+})
+
+describe('a relay logs what it left out once a reader of its collection reaches a node the writes\' own rule does not', () => {
+  const nodes: TestNode[] = []
+
+  afterAll(async () => {
+    for (const n of nodes) await n.node.stop().catch(() => {})
+    for (const n of nodes) await removeDir(n.dir)
+  }, 60_000)
+
+  it('a node outside the source rule\'s region joins later and gets the earlier writes through the relay', async () => {
+    // alpha sends to region eu (beta, gamma); beta sends on to every node. While every node is in
+    // eu, beta's rule reaches no one alpha's rule does not: beta logs nothing of alpha's writes.
+    const alpha = await startNode('alpha', { region: 'us' })
+    nodes.push(alpha)
+    const beta = await startNode('beta', { region: 'eu' })
+    nodes.push(beta)
+    const gamma = await startNode('gamma', { region: 'eu' })
+    nodes.push(gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'every registry to hold three platforms')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { region: 'eu', collection: 'events' } })
+    await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+    await eventually(async () => (await beta.node.status()).rules.some(r => r.local && r.backfilled) && (await gamma.node.status()).rules.filter(r => r.local && r.backfilled).length === 2, 'the rules to be active')
+    const betaSeq = async (): Promise<number> => (await beta.node.status()).origins.find(o => o.origin === beta.node.peerId)?.seq ?? 0
+    const before = await betaSeq()
+    for (let i = 0; i < 20; i++) await alpha.node.records.put('events', `a${i}`, { i })
+    await eventually(async () => await countRecords(gamma.node, 'events') === 20 && await countRecords(beta.node, 'events') === 20, 'beta and gamma to hold alpha\'s 20 records')
+    const quiet = await betaSeq()
+    expect(quiet, "beta's own log while its rule reaches no one alpha's does not").toBe(before)
+
+    // delta (region ap) joins: beta's rule reaches it, alpha's does not
+    const delta = await startNode('delta', { region: 'ap' })
+    nodes.push(delta)
+    await delta.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(async () => await countRecords(delta.node, 'events') === 20, 'delta to get alpha\'s earlier 20 records through beta', 30_000)
+    expect(await betaSeq(), "beta's own log: alpha's writes, logged once delta needed them").toBeGreaterThanOrEqual(quiet + 20)
+    // and what alpha writes from now on reaches delta through beta as it is written
+    for (let i = 20; i < 25; i++) await alpha.node.records.put('events', `a${i}`, { i })
+    await eventually(async () => await countRecords(delta.node, 'events') === 25, 'delta to get alpha\'s new records')
+    const record = await delta.node.records.get('events', 'a3')
+    expect(record?.value).toEqual({ i: 3 })
+    expect(record?.version.origin, 'the write keeps its origin through the relay').toBe(alpha.node.peerId)
+  }, 120_000)
+})
+
+describe('what a relay left out is logged after a restart too, when the node that needs it joined while the relay was down', () => {
+  const nodes: TestNode[] = []
+
+  afterAll(async () => {
+    for (const n of nodes) await n.node.stop().catch(() => {})
+    for (const n of nodes) await removeDir(n.dir)
+  }, 60_000)
+
+  it('beta, stopped while delta joins, logs alpha\'s earlier writes when it starts again', async () => {
+    const alpha = await startNode('alpha', { region: 'us' })
+    const beta = await startNode('beta', { region: 'eu' })
+    const gamma = await startNode('gamma', { region: 'eu' })
+    nodes.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'every registry to hold three platforms')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { region: 'eu', collection: 'events' } })
+    await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+    await eventually(async () => (await beta.node.status()).rules.some(r => r.local && r.backfilled), 'the rules to be active on beta')
+    for (let i = 0; i < 20; i++) await alpha.node.records.put('events', `a${i}`, { i })
+    await eventually(async () => await countRecords(beta.node, 'events') === 20, 'beta to hold alpha\'s 20 records')
+    await beta.node.stop()
+
+    // delta joins through gamma while beta is down; alpha's rule does not reach it
+    const delta = await startNode('delta', { region: 'ap' })
+    nodes.push(delta)
+    await delta.node.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(() => delta.node.registry.platforms().length === 4 && gamma.node.registry.platforms().length === 4, 'delta to join')
+    expect(await countRecords(delta.node, 'events')).toBe(0)
+
+    const again = await startNode('beta', { dir: beta.dir, region: 'eu' })
+    nodes[1] = again
+    await again.node.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(async () => await countRecords(delta.node, 'events') === 20, 'delta to get alpha\'s 20 records through beta\'s log, by way of gamma', 30_000)
   }, 120_000)
 })

@@ -1,5 +1,5 @@
 /**
- * `/syncmesh/sync/2.0.0`: one session per authenticated peer. The dialer of
+ * `/syncmesh/sync/2.1.0`: one session per authenticated peer. The dialer of
  * an authenticated connection opens the stream; if two connections to the
  * same peer both produce a session, both sides keep the one opened by the
  * smaller peer id, so they agree without talking about it.
