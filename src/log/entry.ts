@@ -30,9 +30,11 @@ export interface LogEntry {
   /**
    * A delete only: the write it removed, when `origin` held the record from
    * another origin's write (a rule placed it there). A rule reading
-   * `origin`'s collection plainly applies the delete to a record it did not
-   * place itself (RuleSet relaySkips: a relay does not log what it passes on,
-   * so the rule never placed what the relay held). Absent otherwise.
+   * `origin`'s collection that passes records on as they are applies the
+   * delete to the record of that id it did not place itself, when that
+   * record is shared (see sharedRecord in src/rules/engine.ts): a relay does
+   * not log the puts it only passes on (RuleSet relayedPutsLeftOut), so the rule
+   * never placed them. Absent otherwise.
    */
   prev?: WriteId
   /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
@@ -88,6 +90,7 @@ export function toPbEntry (e: LogEntry): PbEntry {
 
 export function fromPbEntry (origin: string, pb: PbEntry): LogEntry {
   const op = pb.op === PbOp.DEL ? 'del' : 'put'
+  if (pb.prevOrigin !== '' && op !== 'del') throw new Error(`entry ${pb.seq} is a put naming a write it removed`)
   const prev = pb.prevOrigin !== '' ? { origin: pb.prevOrigin, hlc: { wall: pb.prevHlcWall, logical: pb.prevHlcLogical } } : undefined
   return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined, pb.writer, pb.writerSeq, prev)
 }

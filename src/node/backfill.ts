@@ -19,7 +19,7 @@ import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweep
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
-import { BACKFILL_CHUNK, RELAY_SKIPS_KEY, WritePath } from './write-txn.js'
+import { BACKFILL_CHUNK, LEFT_OUT_KEY, WritePath } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export interface BackfillState {
@@ -465,10 +465,13 @@ export abstract class Backfiller extends WritePath {
     const derived: LogEntry[] = []
     for (const { id, state: rec } of written) {
       const seq = txn.get(keys.latest(this.self, collection, id))
-      const logged = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
-      if (logged !== undefined && compareHlc(decodeEntry(this.self, logged).hlc, rec.version.hlc) >= 0) continue
+      const bytes = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+      const logged = bytes !== undefined ? decodeEntry(this.self, bytes) : undefined
+      if (logged !== undefined && compareHlc(logged.hlc, rec.version.hlc) >= 0) continue
       if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
-      derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version))
+      // a delete names the write the log held of the record, which it removes (LogEntry.prev)
+      const removed = rec.value === undefined && logged?.op === 'put' ? { origin: logged.writer ?? this.self, seq: logged.writerSeq ?? logged.seq, hlc: logged.hlc } : undefined
+      derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version, removed))
     }
     if (derived.length > 0) await this.applyLevel(st, derived, 1)
     const next: PublishState = { ...current, done: !mayHoldRuleWrites || records.length < BACKFILL_CHUNK }
@@ -478,22 +481,22 @@ export abstract class Backfiller extends WritePath {
 
   /**
    * The relayed writes of `collection` some rule left out of the own log and
-   * that must be logged now (RuleSet relaySkips no longer lists the pair):
+   * that must be logged now (RuleSet relayedPutsLeftOut no longer lists the pair):
    * forget the collection's publish progress and those pairs, in one batch, so
    * that the next publish logs them (also after a crash). Returns whether there
    * were any. Runs under the write lock, while no publish of it runs.
    */
-  async forgetSkipped (collection: string): Promise<boolean> {
+  async forgetLeftOut (collection: string): Promise<boolean> {
     return await this.store.exclusive(async () => {
-      const current = this.rules.relaySkips().get(collection)
+      const current = this.rules.leftOut().get(collection)
       const prefix = `${collection}${SEP}`
-      const dropped = [...this.relaySkipped].filter(pair => pair.startsWith(prefix) && current?.has(pair.slice(prefix.length)) !== true)
+      const dropped = [...this.everLeftOut].filter(pair => pair.startsWith(prefix) && current?.has(pair.slice(prefix.length)) !== true)
       if (dropped.length === 0) return false
-      const kept = [...this.relaySkipped].filter(pair => !dropped.includes(pair))
+      const kept = [...this.everLeftOut].filter(pair => !dropped.includes(pair))
       // after the transactions in flight (one of them may put the set as it was)
-      const { durable } = await this.store.write(new Map([[keys.publish(collection), undefined], [RELAY_SKIPS_KEY, encodeJson(kept)]]))
+      const { durable } = await this.store.write(new Map([[keys.publish(collection), undefined], [LEFT_OUT_KEY, encodeJson(kept)]]))
       await durable
-      this.relaySkipped = new Set(kept)
+      this.everLeftOut = new Set(kept)
       return true
     })
   }

@@ -26,7 +26,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { Backfiller } from './backfill.js'
-import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, RELAY_SKIPS_KEY } from './write-txn.js'
+import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export type { IngestPolicy, IngestResult } from './write-txn.js'
@@ -64,8 +64,8 @@ export class Ingestor extends Backfiller {
     }
     const cursor = await this.store.db.get(FEED_CURSOR_KEY)
     if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
-    const skipped = await this.store.db.get(RELAY_SKIPS_KEY)
-    if (skipped !== undefined) this.relaySkipped = new Set(decodeJson<string[]>(skipped))
+    const skipped = await this.store.db.get(LEFT_OUT_KEY)
+    if (skipped !== undefined) this.everLeftOut = new Set(decodeJson<string[]>(skipped))
     if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
   }
 
@@ -139,7 +139,7 @@ export class Ingestor extends Backfiller {
    * rule placed the record here): its entry names it (LogEntry.prev), so that
    * rules reading this collection on other nodes apply the delete to the copy
    * they placed themselves, although this node, relaying, did not log that
-   * write (RuleSet relaySkips).
+   * write (RuleSet relayedPutsLeftOut).
    */
   private async deletedWrites (txn: Txn, ops: LocalOp[]): Promise<Array<WriteId | undefined>> {
     const dels = ops.filter(op => op.op === 'del' && !isRegistryCollection(op.collection))
@@ -248,20 +248,23 @@ export class Ingestor extends Backfiller {
    * node's own rules on that collection apply them at once. Collections no
    * rule reads from are not logged, so the mesh does not carry every rule's
    * output twice; neither are relayed writes that every target of the rules
-   * reading the collection gets from the write's own rule (RuleSet relaySkips).
+   * reading the collection gets from the write's own rule (RuleSet relayedPutsLeftOut).
    */
   protected async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
     const derived: LogEntry[] = []
     for (const a of applied) {
       const c = a.change
       if (c === undefined || c.ruleId === undefined || !this.rules.isPublished(c.collection)) continue
-      // a relayed write every reader's target gets from its own rule already (RuleSet relaySkips);
-      // a write of this node (version.origin is self) is logged: no one else has it
-      if (a.version.origin !== this.self && this.rules.skipsRelay(c.ruleId, c.collection)) {
-        this.skippedRelay(st, c.collection, c.ruleId)
+      // a relayed put every reader's target gets from its own rule already (RuleSet relayedPutsLeftOut). A
+      // write of this node (version.origin is self) is logged: no one else has it. A delete is logged
+      // too, naming the write it removed: what this log held of the record (a put logged before it
+      // left relayed puts out, its own earlier write) must not outlive it, or a node that reads the
+      // log later would place the record again
+      if (c.op === 'put' && a.version.origin !== this.self && this.rules.leavesOut(c.ruleId, c.collection)) {
+        this.noteLeftOut(st, c.collection, c.ruleId)
         continue
       }
-      derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version))
+      derived.push(this.ownEntry(st, c.collection, c.id, c.op, c.value, a.version, a.removed))
     }
     if (derived.length === 0) return
     if (depth + 1 >= MAX_CHAIN_DEPTH) return

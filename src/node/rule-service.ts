@@ -77,7 +77,7 @@ export class RuleService {
   /** Forgetting a collection's publish progress, after its running publish stopped. */
   private readonly unpublishing = new Map<string, Promise<void>>()
   private published = new Set<string>()
-  /** Bumped to stop a collection's running publish (relogSkipped): a run goes on only while its generation is current. */
+  /** Bumped to stop a collection's running publish (logLeftOut): a run goes on only while its generation is current. */
   private readonly publishGen = new Map<string, number>()
   private refreshing: Promise<void> = Promise.resolve()
   private readonly logBudget = new Map<string, { windowStart: number, used: number, dropped: number }>()
@@ -185,21 +185,21 @@ export class RuleService {
     for (const rule of this.deps.ruleSet.all()) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
-    this.relogSkipped()
+    this.logLeftOut()
     this.webhooks.sync(this.deps.ruleSet.all())
   }
 
   /**
-   * Relayed writes some rule left out of the own log (RuleSet relaySkips)
+   * Relayed writes some rule left out of the own log (RuleSet relayedPutsLeftOut)
    * that the rules now need logged (a target joined that the write's own rule
    * does not reach, a reading rule got a filter, …): stop the collection's
    * running publish, forget its progress with those pairs, and publish it
    * again from the start, which logs every rule-written record not logged yet.
    */
-  private relogSkipped (): void {
-    const current = this.deps.ruleSet.relaySkips()
+  private logLeftOut (): void {
+    const current = this.deps.ruleSet.leftOut()
     const collections = new Set<string>()
-    for (const pair of this.deps.ingestor.relaySkipped) {
+    for (const pair of this.deps.ingestor.everLeftOut) {
       const i = pair.indexOf(SEP)
       if (current.get(pair.slice(0, i))?.has(pair.slice(i + 1)) !== true) collections.add(pair.slice(0, i))
     }
@@ -207,7 +207,7 @@ export class RuleService {
       if (this.unpublishing.has(c)) continue
       this.publishGen.set(c, (this.publishGen.get(c) ?? 0) + 1) // the running publish stops at its next chunk
       const forget = (this.publishes.get(c) ?? Promise.resolve()).then(async () => {
-        if (await this.deps.ingestor.forgetSkipped(c)) this.deps.log.info({ collection: c }, `rule-written records of ${c} are logged again: a rule reading it reaches a node the writes' own rules do not`)
+        if (await this.deps.ingestor.forgetLeftOut(c)) this.deps.log.info({ collection: c }, `rule-written records of ${c} are logged again: a rule reading it no longer leaves relayed puts out (the registry changed)`)
       }).catch((err: Error) => this.deps.log.error({ collection: c, err: err.message }, `publishing ${c} again failed; it is retried when the registry changes or at the next start`))
       this.unpublishing.set(c, forget)
       forget.finally(() => { if (this.unpublishing.get(c) === forget) this.unpublishing.delete(c) }).catch(() => {})
@@ -244,7 +244,7 @@ export class RuleService {
     }
     this.published = published
     if (!this.started) return
-    this.relogSkipped()
+    this.logLeftOut()
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)

@@ -71,8 +71,8 @@ export interface TxnState {
   ctx: ApplyContext
   /** A pass's progress (backfill, publish), set by its work: put after the counters, before the clock. */
   progress?: { key: string, value: Uint8Array }
-  /** `collection\0ruleId` pairs whose relayed writes this transaction left out of the own log for the first time (skippedRelay). */
-  relaySkips?: Set<string>
+  /** `collection\0ruleId` pairs whose relayed writes this transaction left out of the own log for the first time (noteLeftOut). */
+  newlyLeftOut?: Set<string>
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -90,12 +90,12 @@ export interface TxnEnd {
 export const HLC_KEY = keys.meta('hlc')
 /**
  * Every (collection, rule) whose relayed writes the node ever left out of its
- * own log (RuleSet relaySkips), as JSON `["collection\0ruleId", …]`: written
+ * own log (RuleSet relayedPutsLeftOut), as JSON `["collection\0ruleId", …]`: written
  * with the first transaction that leaves one out, so it holds whatever a
  * durable transaction left out. When such a pair stops being skipped, the
  * collection is published again (RuleService).
  */
-export const RELAY_SKIPS_KEY = keys.meta('relay-skips')
+export const LEFT_OUT_KEY = keys.meta('relay-skips')
 /** The newest changes feed cursor given out (written with the batch that gives it out). */
 export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
 /** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
@@ -118,8 +118,8 @@ export abstract class WritePath {
   protected readonly counters = new Map<string, number>()
   /** Last feed cursor committed. */
   protected cursor = 0
-  /** What RELAY_SKIPS_KEY holds, as issued (loaded by the node at start). */
-  relaySkipped = new Set<string>()
+  /** What LEFT_OUT_KEY holds, as issued (loaded by the node at start). */
+  everLeftOut = new Set<string>()
   private txnState?: TxnState
   /** Platform name of a peer id (conflict reports); set by the node. */
   platformOf?: (peerId: string) => string | undefined
@@ -226,7 +226,8 @@ export abstract class WritePath {
       keepChanges,
       writeRecord: (collection, id, state, previous, key) => this.writeRecord(st, collection, id, state, previous, key),
       conflict: (c) => this.recordConflict(st, c),
-      platformOf: (peer) => this.platformOf?.(peer)
+      platformOf: (peer) => this.platformOf?.(peer),
+      sendsTo: (collection, peer) => this.rules.sendsTo(collection, peer)
     }
     this.txnState = st
     return st
@@ -246,7 +247,7 @@ export abstract class WritePath {
     await this.flushDerived(st)
     this.flushCounts(st)
     if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
-    if (st.relaySkips !== undefined) txn.put(RELAY_SKIPS_KEY, encodeJson([...this.relaySkipped, ...st.relaySkips]))
+    if (st.newlyLeftOut !== undefined) txn.put(LEFT_OUT_KEY, encodeJson([...this.everLeftOut, ...st.newlyLeftOut]))
     if (end.noClock !== true) txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
     if (end.issue === true) {
       const { durable } = await txn.issue()
@@ -266,11 +267,12 @@ export abstract class WritePath {
   private commitCounts (result: IngestResult): void {
     if (result.advanced !== undefined) this.log.issued(result.advanced.origin, result.advanced.seq)
     if (result.ownAdvanced !== undefined) this.log.issued(result.ownAdvanced.origin, result.ownAdvanced.seq)
+    const st = this.txnState?.result === result ? this.txnState : undefined
+    // the pairs this transaction left out first: a registry change it carries may need them logged
+    if (st?.newlyLeftOut !== undefined) for (const pair of st.newlyLeftOut) this.everLeftOut.add(pair)
     if (result.registry.length > 0) this.onRegistry?.(result.registry)
-    const st = this.txnState
     this.txnState = undefined
-    if (st === undefined || st.result !== result) return
-    if (st.relaySkips !== undefined) for (const pair of st.relaySkips) this.relaySkipped.add(pair)
+    if (st === undefined) return
     for (const [key, n] of st.counts) {
       const before = this.counters.get(key) ?? 0
       this.counters.set(key, n)
@@ -289,11 +291,11 @@ export abstract class WritePath {
     if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
   }
 
-  /** A relayed write `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in RELAY_SKIPS_KEY. */
-  protected skippedRelay (st: TxnState, collection: string, ruleId: string): void {
+  /** A relayed write `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in LEFT_OUT_KEY. */
+  protected noteLeftOut (st: TxnState, collection: string, ruleId: string): void {
     const pair = `${collection}${SEP}${ruleId}`
-    if (this.relaySkipped.has(pair)) return
-    (st.relaySkips ??= new Set()).add(pair)
+    if (this.everLeftOut.has(pair)) return
+    (st.newlyLeftOut ??= new Set()).add(pair)
   }
 
   protected count (st: TxnState, ruleId: string, name: string, by = 1): number {
@@ -346,8 +348,9 @@ export abstract class WritePath {
   }
 
   /** An entry of this node's own log for a rule-written record: the write `version` names keeps its identity (its HLC, and its origin and seq unless this node made it). */
-  protected ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, version: Version): LogEntry {
-    const e = newEntry(this.self, ++st.ownTop, version.hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined, version.origin, version.seq)
+  protected ownEntry (st: TxnState, collection: string, id: string, op: 'put' | 'del', value: JsonObject | undefined, version: Version, removed?: Version): LogEntry {
+    const prev = removed !== undefined ? { origin: removed.origin, hlc: removed.hlc } : undefined
+    const e = newEntry(this.self, ++st.ownTop, version.hlc, collection, id, op, op === 'put' ? encodeJson(value) : undefined, version.origin, version.seq, prev)
     st.derived.push(e)
     return e
   }

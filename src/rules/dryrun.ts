@@ -208,6 +208,8 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
     reeval,
     freshVersion: () => ({ hlc: { wall: Number.MAX_SAFE_INTEGER, logical: 0 }, origin: deps.self, seq: 0 }),
     published: () => false,
+    // a mirror, the only rule a dry run applies, removes only what it placed
+    sendsTo: () => false,
     keepChanges: false,
     writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
       if (state.value === undefined) ev.report.deletes++

@@ -272,12 +272,16 @@ export interface ApplyContext {
   conflict (conflict: Omit<ConflictRecord, 'n' | 'at'>): void
   /** Platform name of a peer id, when the registry knows it. */
   platformOf (peerId: string): string | undefined
+  /** Whether a rule here sends this node's `collection` to the node `peerId` (RuleSet sendsTo). */
+  sendsTo (collection: string, peerId: string): boolean
 }
 
 /** A change a plan made (its event: see ApplyContext.keepChanges), with the version it was written with. */
 export interface Applied {
   change: ChangeEvent | undefined
   version: Version
+  /** A delete: the version of the record it removed (a relay's log entry for it names that write, LogEntry.prev). */
+  removed: Version | undefined
 }
 
 /**
@@ -291,10 +295,7 @@ export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntr
   if (plan.kind === 'del') {
     const mapped = ctx.txn.get(at.map)
     if (mapped !== undefined) return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
-    // a record the entry's origin held from another origin's write, which it did not log again (a
-    // relay of two-way sync: RuleSet relaySkips): this rule would have placed it from the relay's
-    // log, so it removes what it finds under the same id, by the same rules
-    if (entry.prev !== undefined && passesOnAsIs(rule.rule)) return removePlaced(ctx, rule, entry, entry.id, entryVersion(entry))
+    if (entry.prev !== undefined && passesOnAsIs(rule.rule) && sharedRecord(ctx, rule, entry, at.record)) return removePlaced(ctx, rule, entry, entry.id, entryVersion(entry))
     return []
   }
   return []
@@ -306,12 +307,31 @@ export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntr
  * projection, key, transform module or targets field, and not a mirror. The
  * rules of two-way sync (`X:events → *:events`) are such; a relay leaves out
  * of its log the writes such a rule of its own would only pass on (RuleSet
- * relaySkips), and a delete naming the write it removed reaches through them.
+ * relayedPutsLeftOut), and a delete naming the write it removed reaches through them.
  */
 export function passesOnAsIs (rule: Rule): boolean {
   return rule.where === undefined && rule.include === undefined && rule.exclude === undefined && rule.rename === undefined &&
     rule.key === undefined && rule.transform === undefined && rule.targetsField === undefined &&
     rule.to.collection === rule.from.collection && !modeOf(rule.mode).exact
+}
+
+/**
+ * A delete naming the write it removed (`entry.prev`), whose origin held the
+ * record from another origin's write and, relaying, did not log that write
+ * (RuleSet relayedPutsLeftOut), so this rule never placed the record here: whether
+ * the record of that id here is the same replicated record, which the delete
+ * then removes by the same rules as a delete of what the rule placed. It is
+ * when another rule placed it here (the write reached this node through that
+ * rule, as it reached the entry's origin), or when it is this node's own
+ * write and a rule here sends this collection to the entry's origin (they
+ * sync both ways). A record of this node's own that it shares with no one is
+ * never removed by it.
+ */
+function sharedRecord (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, recordKey: string | undefined): boolean {
+  const existing = readRecord(ctx.txn, recordKey ?? keys.record(rule.rule.to.collection, entry.id))
+  if (existing === undefined || existing.value === undefined) return false
+  if (existing.rule !== undefined) return true
+  return existing.version.origin === ctx.self && ctx.sendsTo(rule.rule.to.collection, entry.origin)
 }
 
 function readRecord (txn: Txn, key: string): RecordState | undefined {
@@ -392,13 +412,14 @@ function write (ctx: ApplyContext, rule: CompiledRule, id: string, state: Record
   const collection = rule.rule.to.collection
   const cursor = ctx.writeRecord(collection, id, state, previous, key)
   // an event no one reads is not built (its public version formats the clock as text)
-  if (!ctx.keepChanges && !ctx.published(collection)) return { change: undefined, version: state.version }
+  const removed = state.value === undefined && previous?.value !== undefined ? previous.version : undefined
+  if (!ctx.keepChanges && !ctx.published(collection)) return { change: undefined, version: state.version, removed }
   const version = publicVersion(state.version)
   // two shapes, each with all its fields in the literal (see recordState)
   const change: ChangeEvent = state.value !== undefined
     ? { collection, id, op: 'put', value: state.value, version, ruleId: rule.rule.id, cursor: String(cursor) }
     : { collection, id, op: 'del', version, ruleId: rule.rule.id, cursor: String(cursor) }
-  return { change, version: state.version }
+  return { change, version: state.version, removed }
 }
 
 /** Record that this rule placed its source record under `targetId` (unless it already is). */

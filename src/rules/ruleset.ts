@@ -12,7 +12,7 @@
  * Also derived from the registry here:
  *   - which local collections are the source of some rule (their rule-written
  *     records are logged in this node's own log, so chains of rules work), and
- *     which rules' writes into them need not be (relaySkips);
+ *     which rules' relayed puts into them need not be (relayedPutsLeftOut);
  *   - which local collections are mirror targets (local writes are refused;
  *     no other rule may write into them).
  */
@@ -71,7 +71,8 @@ export class RuleSet {
   private groupRules = new Map<string, CompiledRule>()
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
-  private skips = new Map<string, Set<string>>()
+  private leftOutPuts = new Map<string, Set<string>>()
+  private sharing = new Map<string, Set<string>>()
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
   problems: RuleProblem[] = []
@@ -88,9 +89,15 @@ export class RuleSet {
     const mirrorOf = new Map<string, Rule>()
     const paused: Rule[] = []
     const rules = registry.rules()
+    const sharing = new Map<string, Set<string>>()
     for (const rule of rules) {
       // a rule reading this node (a group source: unless it writes only here, where it does not read this node)
-      if (isGroupSource(rule.from) ? selects(rule.from, local) && rule.to.platform !== localName : rule.from.platform === localName) published.add(rule.from.collection)
+      if (isGroupSource(rule.from) ? selects(rule.from, local) && rule.to.platform !== localName : rule.from.platform === localName) {
+        published.add(rule.from.collection)
+        let peers = sharing.get(rule.from.collection)
+        if (peers === undefined) sharing.set(rule.from.collection, peers = new Set())
+        for (const t of ruleTargets(rule, registry)) if (t.name !== localName) peers.add(t.peerId)
+      }
       if (!targetsPlatform(rule.to, rule.from, local)) continue
       if (modeOf(rule.mode).exact && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
     }
@@ -142,7 +149,8 @@ export class RuleSet {
     this.bySource = indexBySource(next.values())
     this.mirrors = mirrorOf
     this.publishedCollections = published
-    this.skips = relaySkips(registry, rules, local, published)
+    this.sharing = sharing
+    this.leftOutPuts = relayedPutsLeftOut(registry, rules, local, published)
     this.wantedModules = [...wanted]
     this.pausedRules = paused
     this.problems = problems
@@ -198,14 +206,19 @@ export class RuleSet {
     return this.publishedCollections.has(collection)
   }
 
-  /** Whether what `ruleId` writes into the local `collection` need not be logged in the own log (see relaySkips). */
-  skipsRelay (ruleId: string, collection: string): boolean {
-    return this.skips.get(collection)?.has(ruleId) === true
+  /** Whether the relayed puts `ruleId` makes into the local `collection` are left out of the own log (see relayedPutsLeftOut). */
+  leavesOut (ruleId: string, collection: string): boolean {
+    return this.leftOutPuts.get(collection)?.has(ruleId) === true
   }
 
-  /** Local collection → the rules whose writes into it are not logged (see relaySkips). */
-  relaySkips (): ReadonlyMap<string, ReadonlySet<string>> {
-    return this.skips
+  /** Local collection → the rules whose relayed puts into it are left out of the own log (see relayedPutsLeftOut). */
+  leftOut (): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.leftOutPuts
+  }
+
+  /** Whether a rule sends this node's `collection` to the node with peer id `peerId` (both ways, with a rule of that node's: two-way sync). */
+  sendsTo (collection: string, peerId: string): boolean {
+    return this.sharing.get(collection)?.has(peerId) === true
   }
 
   published (): string[] {
@@ -235,7 +248,7 @@ export class RuleSet {
 
 
 /**
- * Which rule writes into a published local collection need no entry in this
+ * Which rules' puts into a published local collection need no entry in this
  * node's own log, because every node that would get the entry already gets
  * the same write, with the same value, from the write's own rule. That is the
  * case of two-way sync between several nodes (`X:events → *:events` on every
@@ -250,15 +263,16 @@ export class RuleSet {
  * not applied again) or is a target of `rin` itself; and `rin` itself passes
  * records on as they are. Every node stores and forwards every origin's log,
  * so those targets get `rin`'s source entries even when they cannot reach its
- * source directly. A delete this node makes of such a record names the write
- * it removes (LogEntry.prev), so that `rout` applies it on the targets,
- * where it never placed the record.
+ * source directly. Only puts are left out: a delete is logged (Ingestor
+ * derive), naming the write it removes (LogEntry.prev), as is one this node
+ * makes, so that `rout` applies it on the targets, where it never placed the
+ * record, and no put logged here before outlives it.
  *
  * When the registry changes so that a rule's writes must be logged again,
  * the collection is published again (RuleService), from the persisted set of
  * what was ever skipped.
  */
-function relaySkips (registry: Registry, rules: Rule[], local: PlatformIdentity, published: Set<string>): Map<string, Set<string>> {
+function relayedPutsLeftOut (registry: Registry, rules: Rule[], local: PlatformIdentity, published: Set<string>): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>()
   for (const collection of published) {
     const readers = rules.filter(r => r.from.collection === collection && (isGroupSource(r.from) ? selects(r.from, local) : r.from.platform === local.name))

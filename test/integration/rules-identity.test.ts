@@ -6,7 +6,7 @@
  * identity wherever it travels: one import of 30 records on one node ends
  * with exactly one change per record on every node, no conflict, and the
  * same version everywhere. Relays log none of it again: every node gets each
- * write from the write's own rule (RuleSet relaySkips). A node that joins
+ * write from the write's own rule (RuleSet relayedPutsLeftOut). A node that joins
  * outside that rule's reach gets the writes made before it joined from a
  * relay, which then logs them after all.
  */

@@ -66,7 +66,10 @@ function pbEntry (over: Partial<PbEntry> & { seq: number }): PbEntry {
     op: over.op ?? Op.PUT,
     value: over.value ?? (over.op === Op.DEL ? new Uint8Array(0) : json({ n: over.seq })),
     writer: over.writer ?? '',
-    writerSeq: over.writerSeq ?? 0
+    writerSeq: over.writerSeq ?? 0,
+    prevOrigin: over.prevOrigin ?? '',
+    prevHlcWall: over.prevHlcWall ?? 0,
+    prevHlcLogical: over.prevHlcLogical ?? 0
   }
 }
 
@@ -460,6 +463,15 @@ describe('rejection', () => {
   it('delete with a value', () => {
     expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.DEL, value: json({}) })]), /delete with a value/)
     expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.DEL, value: new Uint8Array([0]) })]), /delete with a value/)
+  })
+
+  it('only a delete names the write it removed, with a peer id and a clock', () => {
+    const WRITER = '12D3KooWKoemE7esT8sRQLcFnupwG3ankmVoCfRhdk6ReXV6NxRH'
+    expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, prevOrigin: WRITER, prevHlcWall: 5 })]), /put naming a write it removed/)
+    expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.DEL, prevOrigin: 'not a peer id', prevHlcWall: 5 })]), /invalid write it removed/)
+    expectInvalid(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.DEL, prevOrigin: WRITER })]), /invalid write it removed/)
+    const ok = decodeFrame(batchPayload(0, 1, [pbEntry({ seq: 1, op: Op.DEL, prevOrigin: WRITER, prevHlcWall: 5, prevHlcLogical: 2 })]))
+    expect(ok.type === 'batch' ? ok.entries[0].prev : undefined).toEqual({ origin: WRITER, hlc: { wall: 5, logical: 2 } })
   })
 
   it('a delete decodes without a value', () => {

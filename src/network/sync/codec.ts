@@ -186,6 +186,7 @@ export function decodeFrame (bytes: Uint8Array, options: { version?: number } = 
   const b = f.batch as NonNullable<Frame['batch']>
   const entries = b.entries.map(pb => {
     if (pb.op === Op.DEL && pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
+    if (pb.op !== Op.DEL && pb.prevOrigin !== '') throw new ProtocolError(`entry ${pb.seq} is a put naming a write it removed`, 'FRAME_INVALID')
     return fromPbEntry(b.origin, pb)
   })
   return decodeBatch(b.origin, b.fromSeq, b.toSeq, entries, b.certs, version === 2 ? b.updates : undefined)
