@@ -323,15 +323,18 @@ export function passesOnAsIs (rule: Rule): boolean {
  * then removes by the same rules as a delete of what the rule placed. It is
  * when another rule placed it here (the write reached this node through that
  * rule, as it reached the entry's origin), or when it is this node's own
- * write and a rule here sends this collection to the entry's origin (they
- * sync both ways). A record of this node's own that it shares with no one is
- * never removed by it.
+ * write and the delete names a write of this node's, or a rule here sends
+ * this collection on as it is to the entry's origin (they sync both ways). A
+ * record of this node's own that it shares with no one is never removed by
+ * it.
  */
 function sharedRecord (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, recordKey: string | undefined): boolean {
   const existing = readRecord(ctx.txn, recordKey ?? keys.record(rule.rule.to.collection, entry.id))
   if (existing === undefined || existing.value === undefined) return false
   if (existing.rule !== undefined) return true
-  return existing.version.origin === ctx.self && ctx.sendsTo(rule.rule.to.collection, entry.origin)
+  // this node's own write: shared when the delete names this node's write (the entry's origin held it
+  // from here), or when a rule here sends the collection to the entry's origin
+  return existing.version.origin === ctx.self && (entry.prev?.origin === ctx.self || ctx.sendsTo(rule.rule.to.collection, entry.origin))
 }
 
 function readRecord (txn: Txn, key: string): RecordState | undefined {

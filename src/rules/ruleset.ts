@@ -89,15 +89,8 @@ export class RuleSet {
     const mirrorOf = new Map<string, Rule>()
     const paused: Rule[] = []
     const rules = registry.rules()
-    const sharing = new Map<string, Set<string>>()
     for (const rule of rules) {
-      // a rule reading this node (a group source: unless it writes only here, where it does not read this node)
-      if (isGroupSource(rule.from) ? selects(rule.from, local) && rule.to.platform !== localName : rule.from.platform === localName) {
-        published.add(rule.from.collection)
-        let peers = sharing.get(rule.from.collection)
-        if (peers === undefined) sharing.set(rule.from.collection, peers = new Set())
-        for (const t of ruleTargets(rule, registry)) if (t.name !== localName) peers.add(t.peerId)
-      }
+      if (readsLocal(rule, local)) published.add(rule.from.collection)
       if (!targetsPlatform(rule.to, rule.from, local)) continue
       if (modeOf(rule.mode).exact && !mirrorOf.has(rule.to.collection)) mirrorOf.set(rule.to.collection, rule)
     }
@@ -149,7 +142,7 @@ export class RuleSet {
     this.bySource = indexBySource(next.values())
     this.mirrors = mirrorOf
     this.publishedCollections = published
-    this.sharing = sharing
+    this.sharing = sharing(registry, rules, local)
     this.leftOutPuts = relayedPutsLeftOut(registry, rules, local, published)
     this.wantedModules = [...wanted]
     this.pausedRules = paused
@@ -216,7 +209,7 @@ export class RuleSet {
     return this.leftOutPuts
   }
 
-  /** Whether a rule sends this node's `collection` to the node with peer id `peerId` (both ways, with a rule of that node's: two-way sync). */
+  /** Whether a rule here sends every record of this node's `collection` on as it is, deletes too, to the node with peer id `peerId` (with a rule of that node's back: two-way sync). */
   sendsTo (collection: string, peerId: string): boolean {
     return this.sharing.get(collection)?.has(peerId) === true
   }
@@ -247,6 +240,23 @@ export class RuleSet {
 
 
 
+/** Whether a rule reads this node (a group source: unless it writes only here, where it does not read this node). */
+function readsLocal (rule: Rule, local: PlatformIdentity): boolean {
+  return isGroupSource(rule.from) ? selects(rule.from, local) && rule.to.platform !== local.name : rule.from.platform === local.name
+}
+
+/** Local collection → the peer ids this node shares its records with: the targets of rules reading it that send every record on as it is, deletes too (see RuleSet.sendsTo). */
+function sharing (registry: Registry, rules: Rule[], local: PlatformIdentity): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const rule of rules) {
+    if (!readsLocal(rule, local) || !passesOnAsIs(rule) || !modeOf(rule.mode).deletes) continue
+    let peers = out.get(rule.from.collection)
+    if (peers === undefined) out.set(rule.from.collection, peers = new Set())
+    for (const t of ruleTargets(rule, registry)) if (t.name !== local.name) peers.add(t.peerId)
+  }
+  return out
+}
+
 /**
  * Which rules' puts into a published local collection need no entry in this
  * node's own log, because every node that would get the entry already gets
@@ -275,12 +285,16 @@ export class RuleSet {
 function relayedPutsLeftOut (registry: Registry, rules: Rule[], local: PlatformIdentity, published: Set<string>): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>()
   for (const collection of published) {
-    const readers = rules.filter(r => r.from.collection === collection && (isGroupSource(r.from) ? selects(r.from, local) : r.from.platform === local.name))
+    const readers = rules.filter(r => r.from.collection === collection && readsLocal(r, local))
     if (readers.length === 0 || !readers.every(r => !isGroupSource(r.from) && passesOnAsIs(r))) continue
     const readerTargets = readers.map(r => ({ rule: r, targets: ruleTargets(r, registry) }))
     for (const rin of rules) {
       const source = rin.from.platform
       if (isGroupSource(rin.from) || source === undefined || source === local.name) continue
+      // a source that is gone from the registry or revoked serves its log no more (with purge, no
+      // node keeps it): what its rule wrote here reaches the others only through this node's log
+      const platform = registry.platform(source)
+      if (platform === undefined || platform.revoked === true) continue
       if (rin.to.collection !== collection || !targetsPlatform(rin.to, rin.from, local) || !passesOnAsIs(rin)) continue
       const covered = readerTargets.every(({ rule: rout, targets }) => rout.mode === rin.mode &&
         targets.every(t => t.name === source || targetsPlatform(rin.to, rin.from, t)))
