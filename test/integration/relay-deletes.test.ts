@@ -6,26 +6,10 @@
  * own record alone.
  */
 import '../../src/polyfill.js'
-import { afterAll, describe, expect, it } from 'vitest'
-import type { SyncNode } from '../../src/node/node.js'
-import { eventually, removeDir, startNode } from '../helpers/nodes.js'
+import { describe, expect, it } from 'vitest'
+import { eventually, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-
-const ownSeq = async (n: SyncNode): Promise<number> => (await n.status()).origins.find(o => o.origin === n.peerId)?.seq ?? 0
-const heldOf = async (n: SyncNode, origin: string): Promise<number> => (await n.status()).origins.find(o => o.origin === origin)?.seq ?? 0
-/** `reader` holds `writer`'s whole own log as it is now. */
-async function caughtUp (reader: SyncNode, writer: SyncNode): Promise<void> {
-  const seq = await ownSeq(writer)
-  await eventually(async () => await heldOf(reader, writer.peerId) >= seq, `${reader.name} to hold ${writer.name}'s log`, 30_000)
-}
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
-
-function cleanup (nodes: TestNode[]): void {
-  afterAll(async () => {
-    for (const n of nodes) await n.node.stop().catch(() => {})
-    for (const n of nodes) await removeDir(n.dir)
-  }, 60_000)
-}
+import { caughtUp, cleanup, ownSeq, sleep, triangle } from '../helpers/relay-mesh.js'
 
 describe('a node that leaves the reach of the write\'s own rule still follows the relay\'s deletes', () => {
   const nodes: TestNode[] = []
@@ -74,14 +58,7 @@ describe('a relay\'s log never goes stale: a node joining later gets no record t
   cleanup(nodes)
 
   it('beta logged alpha\'s put while it relayed, then stopped logging; alpha deletes; delta joins and does not get the record back', async () => {
-    const alpha = await startNode('alpha')
-    const beta = await startNode('beta')
-    const gamma = await startNode('gamma')
-    nodes.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const [alpha, beta, gamma] = await triangle(nodes)
     // alpha → beta only, beta → everyone: beta relays alpha's writes to gamma, so it logs them
     const rA = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { platform: 'beta', collection: 'events' } })
     await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
@@ -155,14 +132,7 @@ describe('two-way sync from the start: a record a relay updated and its origin t
   cleanup(nodes)
 
   it('beta updates alpha\'s records, alpha deletes them, delta joins', async () => {
-    const alpha = await startNode('alpha')
-    const beta = await startNode('beta')
-    const gamma = await startNode('gamma')
-    nodes.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const [alpha, beta, gamma] = await triangle(nodes)
     for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
     await eventually(async () => {
       for (const n of nodes) if ((await n.node.status()).rules.filter(r => r.local && r.backfilled).length !== 2) return false
@@ -197,14 +167,7 @@ describe('two-way sync from the start: a record one node created and another del
   cleanup(nodes)
 
   it('beta creates records, alpha deletes them, delta joins', async () => {
-    const alpha = await startNode('alpha')
-    const beta = await startNode('beta')
-    const gamma = await startNode('gamma')
-    nodes.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const [alpha, beta, gamma] = await triangle(nodes)
     for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
     await eventually(async () => {
       for (const n of nodes) if ((await n.node.status()).rules.filter(r => r.local && r.backfilled).length !== 2) return false

@@ -7,52 +7,17 @@
  * records, and a target's own record no rule shares is left alone.
  */
 import '../../src/polyfill.js'
-import { afterAll, describe, expect, it } from 'vitest'
-import type { SyncNode } from '../../src/node/node.js'
-import { countRecords, eventually, removeDir, startNode } from '../helpers/nodes.js'
+import { describe, expect, it } from 'vitest'
+import { countRecords, eventually, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-
-const ownSeq = async (n: SyncNode): Promise<number> => (await n.status()).origins.find(o => o.origin === n.peerId)?.seq ?? 0
-const heldOf = async (n: SyncNode, origin: string): Promise<number> => (await n.status()).origins.find(o => o.origin === origin)?.seq ?? 0
-async function caughtUp (reader: SyncNode, writer: SyncNode): Promise<void> {
-  const seq = await ownSeq(writer)
-  await eventually(async () => await heldOf(reader, writer.peerId) >= seq, `${reader.name} to hold ${writer.name}'s log`, 30_000)
-}
-const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
-
-function cleanup (nodes: TestNode[]): void {
-  afterAll(async () => {
-    for (const n of nodes) await n.node.stop().catch(() => {})
-    for (const n of nodes) await removeDir(n.dir)
-  }, 60_000)
-}
-
-async function twoWay (nodes: TestNode[], by = nodes[0]): Promise<Map<string, string>> {
-  const ids = new Map<string, string>()
-  for (const n of nodes) {
-    const r = await by.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
-    ids.set(n.node.name, r.id)
-  }
-  await eventually(async () => {
-    for (const n of nodes) if ((await n.node.status()).rules.filter(r => r.local && r.backfilled).length !== nodes.length - 1) return false
-    return true
-  }, 'the rules to be active')
-  return ids
-}
+import { caughtUp, cleanup, sleep, triangle, twoWay } from '../helpers/relay-mesh.js'
 
 describe('a relay\'s delete of the writer\'s record, applied on the writer after its rule stopped reaching the relay', () => {
   const nodes: TestNode[] = []
   cleanup(nodes)
 
   it('alpha is down while beta deletes alpha\'s e1 (gamma follows); alpha removes its rule while the others are down; all come back', async () => {
-    let alpha = await startNode('alpha')
-    let beta = await startNode('beta')
-    let gamma = await startNode('gamma')
-    nodes.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    let [alpha, beta, gamma] = await triangle(nodes)
     const rules = await twoWay(nodes)
     await alpha.node.records.put('events', 'e1', { v: 1 })
     await eventually(async () => await beta.node.records.get('events', 'e1') !== undefined && await gamma.node.records.get('events', 'e1') !== undefined, 'beta and gamma to hold e1')
@@ -93,14 +58,7 @@ describe('a relay\'s delete naming another node\'s write leaves a target\'s own 
   cleanup(nodes)
 
   it('alpha sends beta only public records; alpha\'s own private x outlives beta\'s delete of gamma\'s older x', async () => {
-    let alpha = await startNode('alpha')
-    let beta = await startNode('beta')
-    let gamma = await startNode('gamma')
-    nodes.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    let [alpha, beta, gamma] = await triangle(nodes)
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { platform: 'beta', collection: 'events' }, where: { public: true } })
     await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
     await alpha.node.registry.addRule({ from: { platform: 'gamma', collection: 'events' }, to: { platform: 'beta', collection: 'events' } })
@@ -145,20 +103,14 @@ describe('a node joining after a platform was revoked and purged gets the record
 
   for (const purge of [true, false]) {
     it(`alpha writes, is revoked${purge ? ' with --purge' : ''} and goes away; delta joins beta`, async () => {
-      nodes.length = 0
-      const alpha = await startNode('alpha')
-      const beta = await startNode('beta')
-      const gamma = await startNode('gamma')
-      nodes.push(alpha, beta, gamma)
-      await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-      await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-      await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-      await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
-      await twoWay(nodes, beta) // in beta's log: alpha's log may be purged
+      const mesh: TestNode[] = []
+      const [alpha, beta, gamma] = await triangle(mesh)
+      nodes.push(...mesh)
+      await twoWay(mesh, beta) // in beta's log: alpha's log may be purged
       for (let i = 0; i < 10; i++) await alpha.node.records.put('events', `a${i}`, { i })
       await eventually(async () => await countRecords(beta.node, 'events') === 10 && await countRecords(gamma.node, 'events') === 10, 'beta and gamma to hold alpha\'s records')
       await alpha.node.stop()
-      await beta.node.registry.revokePlatform?.('alpha', { purge })
+      await beta.node.registry.revokePlatform('alpha', { purge })
       await eventually(() => gamma.node.registry.platforms().find(p => p.name === 'alpha')?.revoked === true, 'gamma to see the revocation')
       await sleep(2000)
       expect(await countRecords(beta.node, 'events')).toBe(10)
