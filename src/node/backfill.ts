@@ -480,7 +480,7 @@ export abstract class Backfiller extends WritePath {
   }
 
   /**
-   * The relayed writes of `collection` some rule left out of the own log and
+   * The relayed puts of `collection` some rule left out of the own log and
    * that must be logged now (RuleSet relayedPutsLeftOut no longer lists the pair):
    * forget the collection's publish progress and those pairs, in one batch, so
    * that the next publish logs them (also after a crash). Returns whether there

@@ -137,9 +137,9 @@ export class Ingestor extends Backfiller {
   /**
    * The write each delete of `ops` removes when it is another origin's (a
    * rule placed the record here): its entry names it (LogEntry.prev), so that
-   * rules reading this collection on other nodes apply the delete to the copy
-   * they placed themselves, although this node, relaying, did not log that
-   * write (RuleSet relayedPutsLeftOut).
+   * rules reading this collection on other nodes apply the delete to their
+   * copy of the record, which they never placed from this node's log when
+   * this node, relaying, left the put out (RuleSet relayedPutsLeftOut).
    */
   private async deletedWrites (txn: Txn, ops: LocalOp[]): Promise<Array<WriteId | undefined>> {
     const dels = ops.filter(op => op.op === 'del' && !isRegistryCollection(op.collection))
@@ -247,7 +247,7 @@ export class Ingestor extends Backfiller {
    * same write and neither applies it again nor reports a conflict. This
    * node's own rules on that collection apply them at once. Collections no
    * rule reads from are not logged, so the mesh does not carry every rule's
-   * output twice; neither are relayed writes that every target of the rules
+   * output twice; neither are relayed puts that every target of the rules
    * reading the collection gets from the write's own rule (RuleSet relayedPutsLeftOut).
    */
   protected async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {

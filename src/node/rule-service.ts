@@ -190,7 +190,7 @@ export class RuleService {
   }
 
   /**
-   * Relayed writes some rule left out of the own log (RuleSet relayedPutsLeftOut)
+   * Relayed puts some rule left out of the own log (RuleSet relayedPutsLeftOut)
    * that the rules now need logged (a target joined that the write's own rule
    * does not reach, a reading rule got a filter, …): stop the collection's
    * running publish, forget its progress with those pairs, and publish it

@@ -71,7 +71,7 @@ export interface TxnState {
   ctx: ApplyContext
   /** A pass's progress (backfill, publish), set by its work: put after the counters, before the clock. */
   progress?: { key: string, value: Uint8Array }
-  /** `collection\0ruleId` pairs whose relayed writes this transaction left out of the own log for the first time (noteLeftOut). */
+  /** `collection\0ruleId` pairs whose relayed puts this transaction left out of the own log for the first time (noteLeftOut). */
   newlyLeftOut?: Set<string>
 }
 
@@ -89,7 +89,7 @@ export interface TxnEnd {
 
 export const HLC_KEY = keys.meta('hlc')
 /**
- * Every (collection, rule) whose relayed writes the node ever left out of its
+ * Every (collection, rule) whose relayed puts the node ever left out of its
  * own log (RuleSet relayedPutsLeftOut), as JSON `["collection\0ruleId", …]`: written
  * with the first transaction that leaves one out, so it holds whatever a
  * durable transaction left out. When such a pair stops being skipped, the
@@ -291,7 +291,7 @@ export abstract class WritePath {
     if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
   }
 
-  /** A relayed write `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in LEFT_OUT_KEY. */
+  /** A relayed put `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in LEFT_OUT_KEY. */
   protected noteLeftOut (st: TxnState, collection: string, ruleId: string): void {
     const pair = `${collection}${SEP}${ruleId}`
     if (this.everLeftOut.has(pair)) return
