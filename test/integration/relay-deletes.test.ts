@@ -9,7 +9,7 @@ import '../../src/polyfill.js'
 import { describe, expect, it } from 'vitest'
 import { eventually, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-import { caughtUp, cleanup, ownSeq, sleep, triangle } from '../helpers/relay-mesh.js'
+import { caughtUp, cleanup, ownSeq, sleep, triangle, twoWay } from '../helpers/relay-mesh.js'
 
 describe('a node that leaves the reach of the write\'s own rule still follows the relay\'s deletes', () => {
   const nodes: TestNode[] = []
@@ -127,70 +127,39 @@ describe('a delete naming the write it removed does not remove a target\'s own r
   }, 180_000)
 })
 
-describe('two-way sync from the start: a record a relay updated and its origin then deleted stays deleted on a node joining later', () => {
+describe('two-way sync from the start: records deleted everywhere stay deleted on a node joining later', () => {
   const nodes: TestNode[] = []
   cleanup(nodes)
 
-  it('beta updates alpha\'s records, alpha deletes them, delta joins', async () => {
-    const [alpha, beta, gamma] = await triangle(nodes)
-    for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
-    await eventually(async () => {
-      for (const n of nodes) if ((await n.node.status()).rules.filter(r => r.local && r.backfilled).length !== 2) return false
-      return true
-    }, 'the rules to be active')
-    const ids = Array.from({ length: 20 }, (_, i) => `e${i}`)
-    for (const id of ids) await alpha.node.records.put('events', id, { v: 1 })
-    await eventually(async () => await beta.node.records.get('events', 'e19') !== undefined, 'beta to hold alpha\'s records')
-    for (const id of ids) await beta.node.records.put('events', id, { v: 2 })
-    await eventually(async () => (await alpha.node.records.get('events', 'e19'))?.value.v === 2, 'alpha to hold beta\'s updates')
-    for (const id of ids) await alpha.node.records.delete('events', id)
-    await eventually(async () => {
-      for (const n of nodes) if (await n.node.records.get('events', 'e19') !== undefined) return false
-      return true
-    }, 'every node to delete them')
+  for (const [title, alphaWritesFirst] of [['beta updates alpha\'s records, alpha deletes them, delta joins', true], ['beta creates records, alpha deletes them, delta joins', false]] as const) {
+    it(title, async () => {
+      const mesh: TestNode[] = []
+      const [alpha, beta] = await triangle(mesh)
+      nodes.push(...mesh)
+      await twoWay(mesh)
+      const ids = Array.from({ length: 20 }, (_, i) => `e${i}`)
+      if (alphaWritesFirst) {
+        for (const id of ids) await alpha.node.records.put('events', id, { v: 1 })
+        await eventually(async () => await beta.node.records.get('events', 'e19') !== undefined, 'beta to hold alpha\'s records')
+      }
+      for (const id of ids) await beta.node.records.put('events', id, { v: 2 })
+      await eventually(async () => (await alpha.node.records.get('events', 'e19'))?.value.v === 2, 'alpha to hold beta\'s writes')
+      for (const id of ids) await alpha.node.records.delete('events', id)
+      await eventually(async () => {
+        for (const n of mesh) if (await n.node.records.get('events', 'e19') !== undefined) return false
+        return true
+      }, 'every node to delete them')
 
-    const delta = await startNode('delta')
-    nodes.push(delta)
-    await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(async () => (await delta.node.status()).rules.filter(r => r.local && r.backfilled).length === 3, 'delta to backfill the three rules', 60_000)
-    await caughtUp(delta.node, beta.node)
-    await caughtUp(delta.node, alpha.node)
-    await sleep(1000)
-    const left: string[] = []
-    for (const id of ids) if (await delta.node.records.get('events', id) !== undefined) left.push(id)
-    expect(left, 'records delta holds that every other node deleted').toEqual([])
-  }, 180_000)
-})
-
-describe('two-way sync from the start: a record one node created and another deleted stays deleted on a node joining later', () => {
-  const nodes: TestNode[] = []
-  cleanup(nodes)
-
-  it('beta creates records, alpha deletes them, delta joins', async () => {
-    const [alpha, beta, gamma] = await triangle(nodes)
-    for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
-    await eventually(async () => {
-      for (const n of nodes) if ((await n.node.status()).rules.filter(r => r.local && r.backfilled).length !== 2) return false
-      return true
-    }, 'the rules to be active')
-    const ids = Array.from({ length: 20 }, (_, i) => `e${i}`)
-    for (const id of ids) await beta.node.records.put('events', id, { v: 2 })
-    await eventually(async () => (await alpha.node.records.get('events', 'e19'))?.value.v === 2, 'alpha to hold beta\'s records')
-    for (const id of ids) await alpha.node.records.delete('events', id)
-    await eventually(async () => {
-      for (const n of nodes) if (await n.node.records.get('events', 'e19') !== undefined) return false
-      return true
-    }, 'every node to delete them')
-
-    const delta = await startNode('delta')
-    nodes.push(delta)
-    await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(async () => (await delta.node.status()).rules.filter(r => r.local && r.backfilled).length === 3, 'delta to backfill the three rules', 60_000)
-    await caughtUp(delta.node, beta.node)
-    await caughtUp(delta.node, alpha.node)
-    await sleep(1000)
-    const left: string[] = []
-    for (const id of ids) if (await delta.node.records.get('events', id) !== undefined) left.push(id)
-    expect(left, 'records delta holds that every other node deleted').toEqual([])
-  }, 180_000)
+      const delta = await startNode('delta')
+      nodes.push(delta)
+      await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
+      await eventually(async () => (await delta.node.status()).rules.filter(r => r.local && r.backfilled).length === 3, 'delta to backfill the three rules', 60_000)
+      await caughtUp(delta.node, beta.node)
+      await caughtUp(delta.node, alpha.node)
+      await sleep(1000)
+      const left: string[] = []
+      for (const id of ids) if (await delta.node.records.get('events', id) !== undefined) left.push(id)
+      expect(left, 'records delta holds that every other node deleted').toEqual([])
+    }, 180_000)
+  }
 })
