@@ -36,7 +36,7 @@
  */
 import {
   createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey,
-  diffieHellman, hkdfSync, randomBytes, randomFillSync
+  diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, randomFillSync
 } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { ed25519 } from '@noble/curves/ed25519.js'
@@ -148,7 +148,8 @@ export function x25519PublicFromEd25519 (edPublic: Uint8Array): Uint8Array {
     throw keyError('the Ed25519 public key is not a point of the curve')
   }
   if (point.isSmallOrder()) throw keyError('the Ed25519 public key has small order')
-  return ed25519.utils.toMontgomery(edPublic)
+  const { Fp } = ed25519.Point
+  return Fp.toBytes(Fp.div(Fp.add(Fp.ONE, point.y), Fp.sub(Fp.ONE, point.y)))
 }
 
 /** The X25519 public key a sealed box to `recipient` is computed with. */
@@ -272,26 +273,25 @@ function checkEpoch (epoch: unknown): number {
   return epoch
 }
 
-function checkSeq (seq: unknown): bigint {
-  if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 0) return BigInt(seq)
+function checkSeq (seq: unknown): number | bigint {
+  if (typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 0) return seq
   if (typeof seq === 'bigint' && seq >= 0n && seq <= 0xffffffffffffffffn) return seq
   throw contextError(`seq must be an integer 0 … 2^64-1, got ${String(seq)}`)
 }
 
-/** version ‖ u16be(len) ‖ origin ‖ u16be(len) ‖ stream ‖ u32be(epoch) [‖ u64be(seq)] */
-function streamAad (version: number, ctx: StreamContext, seq?: bigint): Buffer {
-  if (ctx === null || typeof ctx !== 'object') throw contextError('the stream context must be an object { origin, stream, epoch }')
+/** version ‖ u16be(len) ‖ origin ‖ u16be(len) ‖ stream ‖ u32be(epoch), then room for `extra` bytes */
+function streamAad (version: number, ctx: StreamContext, extra = 0): Buffer {
+  if (ctx === null || typeof ctx !== 'object') throw contextError('the context must be an object { origin, stream, epoch }')
   const origin = utf8Field('origin', ctx.origin)
   const stream = utf8Field('stream', ctx.stream)
   const epoch = checkEpoch(ctx.epoch)
-  const out = Buffer.allocUnsafe(1 + 2 + origin.length + 2 + stream.length + 4 + (seq === undefined ? 0 : 8))
+  const out = Buffer.allocUnsafe(1 + 2 + origin.length + 2 + stream.length + 4 + extra)
   let o = out.writeUInt8(version, 0)
   o = out.writeUInt16BE(origin.length, o)
   o += origin.copy(out, o)
   o = out.writeUInt16BE(stream.length, o)
   o += stream.copy(out, o)
-  o = out.writeUInt32BE(epoch, o)
-  if (seq !== undefined) out.writeBigUInt64BE(seq, o)
+  out.writeUInt32BE(epoch, o)
   return out
 }
 
@@ -341,7 +341,8 @@ function sealKey (shared: Uint8Array, ephemeral: Uint8Array, recipient: Uint8Arr
  * entry the stream's origin signed).
  */
 export function seal (recipient: SealRecipient, plaintext: Uint8Array, context: StreamContext): Uint8Array {
-  return sealWithEphemeral(recipient, plaintext, context, randomBytes(KEY_BYTES))
+  const ephemeral = generateKeyPairSync('x25519')
+  return sealWith(recipient, plaintext, context, ephemeral.privateKey, rawPublic(ephemeral.publicKey))
 }
 
 /**
@@ -349,10 +350,13 @@ export function seal (recipient: SealRecipient, plaintext: Uint8Array, context: 
  * ephemeral scalar must never be used twice.
  */
 export function sealWithEphemeral (recipient: SealRecipient, plaintext: Uint8Array, context: StreamContext, ephemeralScalar: Uint8Array): Uint8Array {
+  const ePriv = x25519PrivateKeyObject(ephemeralScalar)
+  return sealWith(recipient, plaintext, context, ePriv, rawPublic(createPublicKey(ePriv)))
+}
+
+function sealWith (recipient: SealRecipient, plaintext: Uint8Array, context: StreamContext, ePriv: KeyObject, e: Uint8Array): Uint8Array {
   const ad = streamAad(SEAL_VERSION, context)
   const r = sealPublicKey(recipient)
-  const ePriv = x25519PrivateKeyObject(ephemeralScalar)
-  const e = rawPublic(createPublicKey(ePriv))
   const shared = ecdh(ePriv, x25519PublicKeyObject(r))
   const key = sealKey(shared, e, r)
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + plaintext.length)
@@ -382,6 +386,10 @@ export class StreamKey {
   readonly bytes: Uint8Array
   readonly entryKey: Buffer
   readonly blindKey: Buffer
+  // the entry AAD of the last (origin, stream, epoch), with 8 bytes for the seq:
+  // a key serves one stream epoch, so encoding the strings once saves most of the AAD's cost
+  #aadFor: StreamContext | undefined
+  #aad: Buffer | undefined
 
   constructor (bytes: Uint8Array) {
     if (!(bytes instanceof Uint8Array) || bytes.length !== STREAM_KEY_BYTES) throw keyError(`a stream key is ${STREAM_KEY_BYTES} bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`)
@@ -393,6 +401,25 @@ export class StreamKey {
   /** A fresh random epoch key. */
   static generate (): StreamKey {
     return new StreamKey(randomBytes(STREAM_KEY_BYTES))
+  }
+
+  /** entry_aad = 0x01 ‖ str(origin) ‖ str(stream) ‖ u32be(epoch) ‖ u64be(seq); valid until the next call. */
+  entryAad (ctx: EntryContext): Buffer {
+    if (ctx === null || typeof ctx !== 'object') throw contextError('the entry context must be an object { origin, stream, epoch, seq }')
+    const seq = checkSeq(ctx.seq)
+    const last = this.#aadFor
+    if (last === undefined || this.#aad === undefined || last.origin !== ctx.origin || last.stream !== ctx.stream || last.epoch !== ctx.epoch) {
+      this.#aad = streamAad(ENTRY_VERSION, ctx, 8)
+      this.#aadFor = { origin: ctx.origin, stream: ctx.stream, epoch: ctx.epoch }
+    }
+    const aad = this.#aad
+    if (typeof seq === 'bigint') {
+      aad.writeBigUInt64BE(seq, aad.length - 8)
+    } else {
+      aad.writeUInt32BE(Math.floor(seq / 0x100000000), aad.length - 8)
+      aad.writeUInt32BE(seq >>> 0, aad.length - 4)
+    }
+    return aad
   }
 }
 
@@ -417,7 +444,7 @@ function freshNonce (out: Buffer, offset: number): void {
  * (an origin restored from a backup) gets a fresh nonce all the same.
  */
 export function encryptEntry (key: StreamKey, aad: EntryContext, plaintext: Uint8Array): Uint8Array {
-  const ad = streamAad(ENTRY_VERSION, aad, checkSeq(aad?.seq))
+  const ad = key.entryAad(aad)
   const out = Buffer.allocUnsafe(ENTRY_OVERHEAD + plaintext.length)
   out[0] = ENTRY_VERSION
   freshNonce(out, 1)
@@ -431,7 +458,7 @@ export function encryptEntry (key: StreamKey, aad: EntryContext, plaintext: Uint
  */
 export function encryptEntryWithNonce (key: StreamKey, aad: EntryContext, plaintext: Uint8Array, nonce: Uint8Array): Uint8Array {
   if (nonce.length !== NONCE_BYTES) throw contextError(`a nonce is ${NONCE_BYTES} bytes`)
-  const ad = streamAad(ENTRY_VERSION, aad, checkSeq(aad?.seq))
+  const ad = key.entryAad(aad)
   const out = Buffer.allocUnsafe(ENTRY_OVERHEAD + plaintext.length)
   out[0] = ENTRY_VERSION
   out.set(nonce, 1)
@@ -444,10 +471,9 @@ export function decryptEntry (key: StreamKey, aad: EntryContext, ciphertext: Uin
   if (ciphertext.length < 1) throw new EncryptionError('CIPHERTEXT_TRUNCATED', 'the encrypted entry is empty')
   if (ciphertext[0] !== ENTRY_VERSION) throw new EncryptionError('CIPHERTEXT_VERSION_UNSUPPORTED', `encrypted entry version ${ciphertext[0]} is not supported (this node reads version ${ENTRY_VERSION})`)
   if (ciphertext.length < ENTRY_OVERHEAD) throw new EncryptionError('CIPHERTEXT_TRUNCATED', `an encrypted entry is at least ${ENTRY_OVERHEAD} bytes, got ${ciphertext.length}`)
-  const seq = checkSeq(aad?.seq)
-  const ad = streamAad(ENTRY_VERSION, aad, seq)
+  const ad = key.entryAad(aad)
   const plain = aeadOpen(key.entryKey, ciphertext.subarray(1, 1 + NONCE_BYTES), ad, ciphertext.subarray(1 + NONCE_BYTES))
-  if (plain === undefined) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${seq} of stream "${aad.stream.slice(0, 80)}" epoch ${aad.epoch} of ${aad.origin.slice(0, 80)} does not decrypt: another epoch key, altered, or moved from another stream, epoch or seq`)
+  if (plain === undefined) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${aad.seq} of stream "${aad.stream.slice(0, 80)}" epoch ${aad.epoch} of ${aad.origin.slice(0, 80)} does not decrypt: another epoch key, altered, or moved from another stream, epoch or seq`)
   return plain
 }
 
