@@ -423,6 +423,18 @@ export class StreamKey {
   }
 }
 
+/** Seals an epoch key to one audience member: `seal` of its 32 bytes. */
+export function sealStreamKey (recipient: SealRecipient, key: StreamKey, context: StreamContext): Uint8Array {
+  return seal(recipient, key.bytes, context)
+}
+
+/** Opens what sealStreamKey produced; an envelope holding anything but 32 bytes is refused (CIPHERTEXT_INVALID). */
+export function openStreamKey (identity: SealIdentity, envelope: Uint8Array, context: StreamContext): StreamKey {
+  const bytes = identity.open(envelope, context)
+  if (bytes.length !== STREAM_KEY_BYTES) throw new EncryptionError('CIPHERTEXT_INVALID', `the sealed envelope holds ${bytes.length} bytes, not a ${STREAM_KEY_BYTES}-byte stream key`)
+  return new StreamKey(bytes)
+}
+
 // Nonces come from a pool filled 4 KiB at a time: one randomBytes call per
 // entry costs more than the encryption itself.
 const NONCE_POOL = Buffer.alloc(NONCE_BYTES * 341)

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest'
 import { SyncmeshError } from '../../src/core/errors.js'
 import {
   BLIND_ID_BYTES, ENTRY_OVERHEAD, EncryptionError, SEAL_OVERHEAD, SealIdentity, StreamKey,
-  blindId, checkBlindId, decryptEntry, encryptEntry, encryptEntryWithNonce, open, seal,
+  blindId, checkBlindId, decryptEntry, encryptEntry, encryptEntryWithNonce, open, openStreamKey, seal, sealStreamKey,
   sealPublicKey, sealWithEphemeral, x25519, x25519Base, x25519PublicFromEd25519, x25519SecretFromEd25519Seed
 } from '../../src/log/seal.js'
 import type { EntryContext, StreamContext } from '../../src/log/seal.js'
@@ -184,6 +184,16 @@ describe('sealed boxes', () => {
       forged.set(unhex(u), 1)
       expect(codeOf(() => me.open(forged, ctx))).toBe('CIPHERTEXT_INVALID')
     }
+  })
+
+  it('hands an epoch key to a member: sealStreamKey / openStreamKey, and refuses an envelope that holds no key', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const me = SealIdentity.fromPrivateKey(key)
+    const streamKey = StreamKey.generate()
+    const got = openStreamKey(me, sealStreamKey(peerIdFromPrivateKey(key), streamKey, ctx), ctx)
+    expect(hex(got.bytes)).toBe(hex(streamKey.bytes))
+    expect(hex(decryptEntry(got, ectx, encryptEntry(streamKey, ectx, Buffer.from('x'))))).toBe(hex(Buffer.from('x')))
+    expect(codeOf(() => openStreamKey(me, seal(peerIdFromPrivateKey(key), randomBytes(31), ctx), ctx))).toBe('CIPHERTEXT_INVALID')
   })
 
   it('refuses recipients that are not usable Ed25519 identities', async () => {
