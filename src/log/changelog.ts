@@ -14,6 +14,7 @@ import type { LogEntry } from './entry.js'
 import { decodeAttested, decodeCert, encodeAttested, encodeCert, leafHash, liveBitmap, pruneLeaf, SignatureError, unprunedPositions, verifyUpdate } from './signing.js'
 import type { AttestedCert, Attester, Cert, PrunedNode, StoredAttestation } from './signing.js'
 import { VersionVector } from './vector.js'
+import { isLogOf } from './log-id.js'
 
 export interface EntryRun {
   /** Start of the range covered (normally the `afterSeq` asked for). */
@@ -227,6 +228,24 @@ export class ChangeLog {
    */
   attestOwnLog (origin: string, attester: Attester): void {
     this.own = { origin, attester }
+    this.ownAttesters.clear()
+  }
+
+  /** The attesters of this node's own stream logs (log-id.ts), made from its own one as each is first written. */
+  private readonly ownAttesters = new Map<string, Attester>()
+
+  /** Whether `origin` is a log of this node's own (its whole log, or one of its streams, log-id.ts). */
+  private isOwn (origin: string): boolean {
+    return this.own !== undefined && isLogOf(origin, this.own.origin)
+  }
+
+  /** The attester of this node's own log `origin` (see isOwn). */
+  private attesterOf (origin: string): Attester | undefined {
+    if (this.own === undefined || !this.isOwn(origin)) return undefined
+    if (origin === this.own.origin) return this.own.attester
+    let a = this.ownAttesters.get(origin)
+    if (a === undefined) this.ownAttesters.set(origin, a = this.own.attester.forLog(origin))
+    return a
   }
 
   async load (): Promise<void> {
@@ -295,7 +314,7 @@ export class ChangeLog {
    */
   async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch } = {}): Promise<void> {
     const held = this.held(origin)
-    if (options.attested !== undefined && origin !== this.own?.origin) {
+    if (options.attested !== undefined && !this.isOwn(origin)) {
       await this.appendAttested(txn, origin, entries, toSeq, held, options.attested)
       return
     }
@@ -303,7 +322,7 @@ export class ChangeLog {
     // peers (a node restored from an older backup) may come with entries a relay compacted as of a
     // point this node does not know, so nothing true can be signed of their live sets. A stretch of
     // attested runs they compact loses its attestations instead (readAttested stops before it).
-    const attesting = this.own?.origin === origin ? (options.written === true ? 'sign' : 'drop') : undefined
+    const attesting = this.isOwn(origin) ? (options.written === true ? 'sign' : 'drop') : undefined
     // certificates of new runs go in first: compaction below may prune them.
     // They are remembered per transaction: a later append in the same
     // transaction (e.g. rule-written entries after local ones) may prune them too.
@@ -312,7 +331,7 @@ export class ChangeLog {
       fresh = new Map<string, Cert>()
       this.txnCerts.set(txn, fresh)
     }
-    const attester = attesting === 'sign' ? this.own?.attester : undefined
+    const attester = attesting === 'sign' ? this.attesterOf(origin) : undefined
     let e0 = 0
     for (const c of certs) {
       if (c.to <= held) continue
@@ -537,7 +556,7 @@ export class ChangeLog {
     const forwarded: Array<{ origin: string, seq: number }> = []
     for (const r of runs) {
       // only a run that continues what is servable: what lies between would be neither in memory nor durable
-      if (r.origin === self || r.fromSeq > this.servable.get(r.origin)) {
+      if (isLogOf(r.origin, self) || r.fromSeq > this.servable.get(r.origin)) {
         rest.push(r)
         continue
       }
@@ -585,8 +604,9 @@ export class ChangeLog {
         if (fresh.has(certKey)) fresh.set(certKey, next)
       }
     }
-    if (this.own === undefined || touched.size === 0) return
-    if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, this.own.attester)
+    const attester = this.attesterOf(origin)
+    if (attester === undefined || touched.size === 0) return
+    if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, attester)
     else if (attesting === 'drop') {
       for (const run of touched.values()) {
         const raw = txn.get(keys.attest(origin, run.to))
@@ -1093,7 +1113,7 @@ export class ChangeLog {
   private readonly retaining = new Map<string, boolean>()
 
   private async keepsSuperseded (origin: string): Promise<boolean> {
-    if (origin === this.own?.origin) return false
+    if (this.isOwn(origin)) return false
     let known = this.retaining.get(origin)
     if (known === undefined) {
       known = (await this.store.db.keys({ ...prefixRange(keys.attestPrefix(origin)), limit: 1 }).all()).length > 0

@@ -11,6 +11,12 @@
  *   node(l, r)   = SHA-256(0x01 ‖ l ‖ r); an odd last node is promoted as is
  *   signed bytes = "syncmesh/run/1\0" ‖ origin ‖ "\0" ‖ u64be(from) ‖ u64be(to) ‖ root
  *
+ * `origin` is the log's id (log-id.ts): a peer id for a peer's whole log,
+ * `<peer id>/<stream>` for one of its streams. The key that signs is the
+ * peer id's; the whole log id is in the signed bytes (here and in the
+ * version 2 attestations below), so a run of one stream cannot be presented
+ * as another stream's, nor as the whole log's.
+ *
  * Compaction drops superseded entries; their run certificate then keeps
  * ("prunes to") the hashes of the largest subtrees without surviving entries,
  * so the survivors stay verifiable with O(survivors × log run) hashes, and a
@@ -25,6 +31,7 @@ import { SyncmeshError } from '../core/errors.js'
 import { RunCert } from '../wire/pb/sync.js'
 import type { LogEntry } from './entry.js'
 import { encodeEntry } from './entry.js'
+import { LogIdError, parseLogId, peerOf } from './log-id.js'
 
 export interface PrunedNode {
   level: number
@@ -258,7 +265,8 @@ function signedBytes (origin: string, from: number, to: number, root: Uint8Array
   return Buffer.concat([RUN_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), root])
 }
 
-function signingKey (privateKey: PrivateKey): KeyObject {
+function signingKey (privateKey: PrivateKey | KeyObject): KeyObject {
+  if (!('raw' in privateKey)) return privateKey
   if (privateKey.type !== 'Ed25519') throw new SyncmeshError('KEY_UNSUPPORTED', 'the node identity must be an Ed25519 key', 500)
   const raw = privateKey.raw
   return createPrivateKey({
@@ -267,14 +275,25 @@ function signingKey (privateKey: PrivateKey): KeyObject {
   })
 }
 
-/** Signs runs of this node's own log. */
+/** `origin`, a log of `peer` (log-id.ts): a signer signs only logs of the peer it signs for. Throws LogIdError. */
+function ownLog (peer: string, origin: string): string {
+  if (parseLogId(origin).peer !== peer) throw new LogIdError(`log ${origin.slice(0, 140)} is not a log of ${peer}: a signer signs only logs of its own peer`)
+  return origin
+}
+
+/** Signs runs of this node's own log (`origin`: its peer id, or one of its stream logs' ids). */
 export class RunSigner {
   private readonly key: KeyObject
   readonly origin: string
 
-  constructor (privateKey: PrivateKey, origin: string) {
+  constructor (privateKey: PrivateKey | KeyObject, origin: string) {
     this.key = signingKey(privateKey)
-    this.origin = origin
+    this.origin = ownLog(peerOf(origin), origin)
+  }
+
+  /** The signer of another log of the same peer (a stream log, log-id.ts): same key, that log's id in what is signed. */
+  forLog (origin: string): RunSigner {
+    return new RunSigner(this.key, ownLog(peerOf(this.origin), origin))
   }
 
   /** Sign entries (seq from+1 … to, contiguous) as one run; fills `bytes` and `leaf` on each entry. */
@@ -294,12 +313,18 @@ export class RunSigner {
 const publicKeys = new Map<string, KeyObject>()
 const MAX_CACHED_KEYS = 100_000
 
-function publicKeyOf (origin: string): KeyObject {
-  let key = publicKeys.get(origin)
-  if (key !== undefined) return key
+/** The key that verifies log `origin`'s runs: its peer id part's (log-id.ts). */
+export function publicKeyOf (origin: string): KeyObject {
+  const peer = peerOf(origin)
+  let key = publicKeys.get(peer)
+  if (key !== undefined) {
+    if (peer !== origin) checkLogId(origin)
+    return key
+  }
   let raw: Uint8Array
   try {
-    const id = peerIdFromString(origin)
+    parseLogId(origin)
+    const id = peerIdFromString(peer)
     if (id.type !== 'Ed25519' || id.publicKey === undefined) throw new Error('not an Ed25519 peer id')
     raw = id.publicKey.raw
   } catch (err) {
@@ -307,8 +332,16 @@ function publicKeyOf (origin: string): KeyObject {
   }
   key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
   if (publicKeys.size >= MAX_CACHED_KEYS) publicKeys.clear()
-  publicKeys.set(origin, key)
+  publicKeys.set(peer, key)
   return key
+}
+
+function checkLogId (origin: string): void {
+  try {
+    parseLogId(origin)
+  } catch (err) {
+    throw new SignatureError(`origin ${origin.slice(0, 140)} is not an Ed25519 peer id: ${(err as Error).message}`)
+  }
 }
 
 /**
@@ -440,14 +473,19 @@ function goneBytes (origin: string, from: number, to: number, asOf: number): Buf
   return Buffer.concat([GONE2_PREFIX, Buffer.from(origin), Buffer.from([0]), u64(from), u64(to), u64(asOf)])
 }
 
-/** What the origin signs in version 2 (a RunSigner's key). */
+/** What the origin signs in version 2 (a RunSigner's key; `origin` as there). */
 export class Attester {
   private readonly key: KeyObject
   readonly origin: string
 
-  constructor (privateKey: PrivateKey, origin: string) {
+  constructor (privateKey: PrivateKey | KeyObject, origin: string) {
     this.key = signingKey(privateKey)
-    this.origin = origin
+    this.origin = ownLog(peerOf(origin), origin)
+  }
+
+  /** The attester of another log of the same peer (see RunSigner.forLog). */
+  forLog (origin: string): Attester {
+    return new Attester(this.key, ownLog(peerOf(this.origin), origin))
   }
 
   /** A freshly written run: attested as of its end, every entry live. Fills `bytes` and `leaf`; returns the run's root too. */

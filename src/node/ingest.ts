@@ -13,6 +13,7 @@
 import type { AttestedBatch } from '../log/changelog.js'
 import { newEntry } from '../log/entry.js'
 import type { LogEntry, WriteId } from '../log/entry.js'
+import { logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
@@ -95,8 +96,10 @@ export class Ingestor extends Backfiller {
       const { txn, durable } = await this.writeTxn(async (txn) => {
         // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
         await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
-        // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction
-        const st = await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
+        // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction.
+        // A stream log (log-id.ts) is stored, verified and served on, and not applied here: what a stream
+        // means on its targets comes with the streams' source side (protocols/sync/streams.md §4-5)
+        const st = streamOf(origin) !== undefined ? this.begin(txn, result) : await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
         // what the next transaction builds on once this one is issued (it reads these writes through
         // the store's pending view)
         result.stored = fresh.length
@@ -158,6 +161,31 @@ export class Ingestor extends Backfiller {
       const prev = existing?.value !== undefined && existing.version.origin !== this.self ? { origin: existing.version.origin, hlc: existing.version.hlc } : undefined
       seen.set(k, undefined)
       return prev
+    })
+  }
+
+  /**
+   * INTERNAL: append `ops` to this node's own stream log `<self>/<stream>`
+   * (log-id.ts), signed and attested like its whole log, and nothing else:
+   * no record is written, no rule applied. Until the source side of streams
+   * (protocols/sync/streams.md §4) produces stream logs, this is how the log
+   * layer and the sync protocol are exercised on them (tests).
+   */
+  async appendOwnStream (stream: string, ops: LocalOp[]): Promise<{ origin: string, entries: LogEntry[], result: IngestResult }> {
+    const origin = logId(this.self, stream)
+    return await this.store.exclusive(async () => {
+      const from = this.log.held(origin)
+      const entries: LogEntry[] = ops.map((op, i) => {
+        return newEntry(origin, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined)
+      })
+      const to = from + entries.length
+      const result: IngestResult = { stored: entries.length, advanced: { origin, seq: to }, changes: [], registry: [], skipped: [] }
+      const { txn } = await this.writeTxn(async (txn) => {
+        await this.log.append(txn, origin, entries, to, this.signRuns(from, entries, origin), { written: true })
+        return this.begin(txn, result)
+      })
+      this.log.installTails(this.log.takeTails(txn))
+      return { origin, entries, result }
     })
   }
 

@@ -15,6 +15,7 @@ import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { Attester, RunSigner } from '../log/signing.js'
+import { isLogOf, peerOf, streamOf } from '../log/log-id.js'
 import { attestStoredOwnLog, lowerToAttested } from '../log/attest-upgrade.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { Door } from '../network/auth/door.js'
@@ -353,6 +354,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       deps: {
         accepts: (origin, seq) => this.trust.acceptsEntry(origin, seq),
         clockAhead: (peer, origin, entries) => this.trust.clockAhead(peer, origin, entries),
+        // a registry platform's whole log: known; a stream log (log-id.ts) only once held, so that the
+        // streams a peer names count against the session's budget for origins it does not know
         knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
         log: this.changelog,
         self: this.self,
@@ -458,7 +461,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
     if (advanced.length > 0) this.sync?.stored(advanced)
     // the origin's log advanced (through some peer): it is alive, a link to it that is down may heal now
-    if (result.advanced !== undefined && result.advanced.origin !== this.self) this.peerManager?.signOfLife(result.advanced.origin)
+    if (result.advanced !== undefined && !isLogOf(result.advanced.origin, this.self)) this.peerManager?.signOfLife(peerOf(result.advanced.origin))
   }
 
   private readonly purging = new Set<string>()
@@ -471,7 +474,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       const done = keys.meta(`purged\x00${p.peerId}`)
       void this.store.db.get(done).then(async (flag) => {
         if (flag !== undefined) return
-        const n = await this.changelog.purge(p.peerId)
+        let n = 0
+        // its whole log and every stream log of it (log-id.ts)
+        for (const origin of new Set([p.peerId, ...this.changelog.storedOrigins().filter(o => isLogOf(o, p.peerId))])) n += await this.changelog.purge(origin)
         await this.store.db.put(done, encodeJson(true))
         this.log.warn({ platform: p.name, peer: p.peerId, entries: n }, `purged the log of revoked platform ${p.name} (${n} entries)`)
       }).catch((err: Error) => this.log.error({ err: err.message }, 'purge failed; it is retried at the next start'))
@@ -549,6 +554,19 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const { result } = await this.ingestor.writeLocal(ops)
     this.afterIngest(result)
     return result
+  }
+
+  /**
+   * INTERNAL (tests): append to this node's own stream log `<self>/<stream>`
+   * and send it to the peers (Ingestor.appendOwnStream). Nothing produces
+   * stream logs yet; this exercises the log layer and the sync protocol on
+   * them.
+   */
+  private async appendOwnStream (stream: string, ops: LocalOp[]): Promise<{ origin: string, seq: number }> {
+    this.assertRunning()
+    const { origin, result } = await this.ingestor.appendOwnStream(stream, ops)
+    this.afterIngest(result)
+    return { origin, seq: result.advanced?.seq ?? 0 }
   }
 
   /** Publish this node in the registry when its entry is missing or stale. */
@@ -824,7 +842,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       const ann = announced.get(origin)
       const o: OriginStatus = { origin, seq, announced: Math.max(ann?.seq ?? 0, seq), lag: Math.max(0, (ann?.seq ?? 0) - seq) }
       if (ann !== undefined) o.announcedBy = ann.peer
-      const platform = this.registryView.platformByPeer(origin)?.name
+      const platform = this.platformOfLog(origin)
       if (platform !== undefined) o.platform = platform
       const stuck = this.stuck.get(origin)
       if (stuck?.reported === true && o.lag > 0) o.stuck = { peer: stuck.peer, since: new Date(stuck.since).toISOString() }
@@ -867,7 +885,14 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   }
 
   private platformName (origin: string): string {
-    return this.registryView.platformByPeer(origin)?.name ?? origin
+    return this.platformOfLog(origin) ?? origin
+  }
+
+  /** The platform name of a log's peer (log-id.ts), with the stream for a stream log: `name/stream`. */
+  private platformOfLog (origin: string): string | undefined {
+    const name = this.registryView.platformByPeer(peerOf(origin))?.name
+    const stream = streamOf(origin)
+    return name === undefined || stream === undefined ? name : `${name}/${stream}`
   }
 
   private readonly stalls = new StallTracker()
@@ -1000,7 +1025,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         byCode: this.stalls.byCode(),
         recent: this.stalls.recent().map(st => {
           const info: StallInfo = { peer: st.peer, origin: st.origin, fromSeq: st.fromSeq, toSeq: st.toSeq, code: st.code, reason: st.reason, offence: st.offence, refusals: st.refusals, since: new Date(st.since ?? st.first).toISOString(), lastAt: new Date(st.lastAt).toISOString(), asked: [...st.asked] }
-          const platform = this.registryView.platformByPeer(st.origin)?.name
+          const platform = this.platformOfLog(st.origin)
           if (platform !== undefined) info.platform = platform
           if (st.recovered !== undefined) info.recovered = new Date(st.recovered).toISOString()
           return info

@@ -8,6 +8,7 @@
 import type { Logger } from 'pino'
 import { SyncmeshError } from '../core/errors.js'
 import type { LogEntry } from '../log/entry.js'
+import { isLogOf, peerOf } from '../log/log-id.js'
 import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../core/hlc.js'
 import { encodeRevocation, platformWriteRefusal, revocationKey } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
@@ -130,9 +131,15 @@ export class TrustPolicy implements IngestPolicy {
     txn.put(key, encodeRevocation({ peerId: value.peerId, revokedAfter, ...(purge ? { purge } : {}) }))
   }
 
+  /**
+   * Whether an entry of log `origin` (log-id.ts) at `seq` is accepted: the
+   * revocation of its peer decides. A revocation names a position in the
+   * peer's whole log only; a revoked peer's stream logs get no entry at all.
+   */
   readonly acceptsEntry = (origin: string, seq: number): boolean => {
-    const r = this.registryView.revocation(origin)
-    return r === undefined || seq <= r.revokedAfter
+    const peer = peerOf(origin)
+    const r = this.registryView.revocation(peer)
+    return r === undefined || (peer === origin && seq <= r.revokedAfter)
   }
 
   /** Peers whose id was revoked (under any name): refused connections. */
@@ -154,7 +161,7 @@ export class TrustPolicy implements IngestPolicy {
     for (const e of entries) if (e.hlc.wall > wall) wall = e.hlc.wall
     const ahead = wall - this.now()
     if (ahead <= this.maxAheadMs) return undefined
-    const offence = origin === peer || ahead > 2 * this.maxAheadMs
+    const offence = isLogOf(origin, peer) || ahead > 2 * this.maxAheadMs
     return { offence, reason: `CLOCK_AHEAD: an entry of ${origin} is stamped ${describeMs(ahead)} ahead of this node's clock (the bound is ${describeMs(this.maxAheadMs)})` }
   }
 }

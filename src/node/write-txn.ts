@@ -184,9 +184,18 @@ export abstract class WritePath {
     return this.cursor
   }
 
-  /** Cut local entries into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
-  protected signRuns (from: number, entries: LogEntry[]): Cert[] {
-    if (this.signer === undefined) return []
+  /** Signers of this node's own stream logs (log-id.ts), made from its own as each is first written. */
+  private readonly streamSigners = new Map<string, RunSigner>()
+
+  /** Cut local entries of this node's own log `origin` (its whole log, or a stream log of it) into runs (RUN_MAX_ENTRIES / RUN_MAX_BYTES) and sign each. */
+  protected signRuns (from: number, entries: LogEntry[], origin = this.self): Cert[] {
+    let signer = this.signer
+    if (signer === undefined) return []
+    if (origin !== signer.origin) {
+      const forLog = this.streamSigners.get(origin) ?? signer.forLog(origin)
+      this.streamSigners.set(origin, forLog)
+      signer = forLog
+    }
     const certs: Cert[] = []
     let start = 0
     let bytes = 0
@@ -195,7 +204,7 @@ export abstract class WritePath {
       const last = i === entries.length - 1
       if (last || i + 1 - start >= RUN_MAX_ENTRIES || bytes >= RUN_MAX_BYTES) {
         const runFrom = from + start
-        certs.push(this.signer.sign(runFrom, from + i + 1, entries.slice(start, i + 1)))
+        certs.push(signer.sign(runFrom, from + i + 1, entries.slice(start, i + 1)))
         start = i + 1
         bytes = 0
       }

@@ -7,6 +7,7 @@ import { ProtocolError } from '../../core/errors.js'
 import { decodeEntry, fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
+import { isLogId, isPeerId } from '../../log/log-id.js'
 import { levelWidths, livePositions, MAX_RUN_LENGTH } from '../../log/signing.js'
 import type { AttestedCert, Cert } from '../../log/signing.js'
 import { MAX_UPDATES } from '../../log/changelog.js'
@@ -36,11 +37,17 @@ export const MAX_CREDIT = 1024
 /** Same limit as a local write (src/node/node.ts MAX_VALUE_BYTES): every entry fits in a frame when forwarded. */
 export const MAX_ENTRY_VALUE_BYTES = 1024 * 1024
 
-// base58btc peer ids (Ed25519 "12D3KooW…", RSA "Qm…") or CIDv1 base32 ("bafz…")
-const PEER_ID_PATTERN = /^(?:[1-9A-HJ-NP-Za-km-z]{40,128}|b[a-z2-7]{40,128})$/
-
+/** A peer id (base58btc "12D3KooW…", "Qm…", or CIDv1 base32 "bafz…"): an entry's writer. */
 export function isValidOrigin (origin: string): boolean {
-  return PEER_ID_PATTERN.test(origin)
+  return isPeerId(origin)
+}
+
+/**
+ * A log id (src/log/log-id.ts): a peer id, or a peer id, "/" and a stream
+ * id. What a batch, a vector and a Have name; anything else is FRAME_INVALID.
+ */
+export function isValidLogId (id: string): boolean {
+  return isLogId(id)
 }
 
 function checkSeq (n: number, what: string): number {
@@ -52,7 +59,7 @@ function decodeVector (entries: Array<{ origin: string, seq: number }>): Version
   if (entries.length > MAX_VECTOR_ORIGINS) throw new ProtocolError(`version vector names ${entries.length} origins (limit ${MAX_VECTOR_ORIGINS})`, 'FRAME_INVALID')
   const v = new VersionVector()
   for (const e of entries) {
-    if (!isValidOrigin(e.origin)) throw new ProtocolError('version vector names an invalid origin', 'FRAME_INVALID')
+    if (!isValidLogId(e.origin)) throw new ProtocolError('version vector names an invalid origin (not a peer id, nor a peer id and a stream id)', 'FRAME_INVALID')
     v.advance(e.origin, checkSeq(e.seq, 'version vector seq'))
   }
   return v
@@ -129,7 +136,7 @@ function readBatchFrame (bytes: Uint8Array): WireBatch | undefined {
 export function batchRangeOf (bytes: Uint8Array): { origin: string, fromSeq: number, toSeq: number } | undefined {
   try {
     const wire = readBatchFrame(bytes)
-    if (wire === undefined || !isValidOrigin(wire.origin)) return undefined
+    if (wire === undefined || !isValidLogId(wire.origin)) return undefined
     return { origin: wire.origin, fromSeq: wire.fromSeq, toSeq: wire.toSeq }
   } catch {
     return undefined
@@ -180,7 +187,7 @@ export function decodeFrame (bytes: Uint8Array, options: { version?: number } = 
   }
   if (f.vector !== undefined) return { type: 'vector', vector: decodeVector(f.vector.vector) }
   if (f.have !== undefined) {
-    if (!isValidOrigin(f.have.origin)) throw new ProtocolError('have names an invalid origin', 'FRAME_INVALID')
+    if (!isValidLogId(f.have.origin)) throw new ProtocolError('have names an invalid origin (not a peer id, nor a peer id and a stream id)', 'FRAME_INVALID')
     return { type: 'have', origin: f.have.origin, seq: checkSeq(f.have.seq, 'have seq') }
   }
   const b = f.batch as NonNullable<Frame['batch']>
@@ -198,7 +205,7 @@ export function decodeFrame (bytes: Uint8Array, options: { version?: number } = 
  */
 function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, decoded: LogEntry[], pbCerts: RunCert[], pbUpdates?: RunCert[]): SyncMessage {
   const b = { origin, entries: decoded, certs: pbCerts }
-  if (!isValidOrigin(b.origin)) throw new ProtocolError('batch names an invalid origin', 'FRAME_INVALID')
+  if (!isValidLogId(b.origin)) throw new ProtocolError('batch names an invalid origin (not a peer id, nor a peer id and a stream id)', 'FRAME_INVALID')
   const fromSeq = checkSeq(rawFromSeq, 'batch from_seq')
   const toSeq = checkSeq(rawToSeq, 'batch to_seq')
   if (toSeq <= fromSeq) throw new ProtocolError(`batch range (${fromSeq}, ${toSeq}] is empty or reversed`, 'FRAME_INVALID')

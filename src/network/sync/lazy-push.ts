@@ -3,6 +3,7 @@
  * peer at once and which only once it has gone without them for a while, and
  * when the peer is told we progress on an origin it holds more of.
  */
+import { isLogOf } from '../../log/log-id.js'
 import type { ChangeLog } from '../../log/changelog.js'
 import type { VersionVector } from '../../log/vector.js'
 
@@ -58,7 +59,7 @@ export class LazyPush {
   shouldAnnounce (origin: string, seq: number, progress: boolean): boolean {
     const now = Date.now()
     if (this.theirs.get(origin) >= seq) {
-      if (!progress || origin === this.peer || now - (this.haveSentAt.get(origin) ?? 0) < PROGRESS_HAVE_MS) return false
+      if (!progress || isLogOf(origin, this.peer) || now - (this.haveSentAt.get(origin) ?? 0) < PROGRESS_HAVE_MS) return false
     }
     this.haveSentAt.set(origin, now)
     return true
@@ -66,7 +67,7 @@ export class LazyPush {
 
   /** The peer sent a Have of `origin` up to `seq`: one of entries we had already sent it makes the origin lazy. */
   have (origin: string, seq: number): void {
-    if (seq <= (this.sent.get(origin) ?? 0) && origin !== this.self) this.lazy.add(origin)
+    if (seq <= (this.sent.get(origin) ?? 0) && (this.self === undefined || !isLogOf(origin, this.self))) this.lazy.add(origin)
   }
 
   /** The peer said it holds `origin` up to `seq` (Have, or a batch it sent). */

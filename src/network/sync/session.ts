@@ -19,6 +19,7 @@ import type { Logger } from 'pino'
 import { ProtocolError } from '../../core/errors.js'
 import type { AttestedBatch, ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
+import { isLogOf } from '../../log/log-id.js'
 import { SignatureError, encodeAttested, verifyAttestedRuns, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
@@ -414,7 +415,7 @@ export class SyncSession {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
       // storage, and tell the peer (the Have names this run's end: at most what it sent us, which is
       // how it knows its copy was a duplicate), which then pushes this origin to us lazily (see LazyPush.cap)
-      if (msg.origin !== this.peer) this.haves.queue(msg.origin, msg.toSeq)
+      if (!isLogOf(msg.origin, this.peer)) this.haves.queue(msg.origin, msg.toSeq)
       this.deps.counters.duplicates?.(msg.entries.length)
       this.flow.grant()
       return

@@ -8,6 +8,7 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { AuthenticationError } from '../../core/errors.js'
 import { VersionVector } from '../../log/vector.js'
+import { isLogOf } from '../../log/log-id.js'
 import { MAX_SYNC_STREAMS, SESSION_MAINTAIN_MS, SYNC_OPEN_TIMEOUT_MS, SYNC_PROTOCOL } from '../constants.js'
 import type { Offence, Refusal } from './checks.js'
 import { SyncSession } from './session.js'
@@ -125,7 +126,7 @@ export class SyncService {
     const self = this.libp2p.peerId.toString()
     const first = this.unannounced.size === 0
     for (const { origin, seq } of origins) {
-      if (origin === self) continue
+      if (isLogOf(origin, self)) continue
       let pending = this.unannounced.get(origin)
       if (pending === undefined) this.unannounced.set(origin, pending = { seq, suppliers: new Set() })
       pending.seq = Math.max(pending.seq, seq)
