@@ -1,0 +1,165 @@
+/**
+ * Stream logs (`<peer id>/<stream>`, src/log/log-id.ts) through real nodes:
+ * real libp2p over TCP on 127.0.0.1, real LevelDB in temp dirs. A node
+ * writes a stream log of its own through its signing path; peers receive it,
+ * verify it with its peer's key, hold the same vector and entries for it,
+ * and relay it on (multi-hop). A hostile peer that forges a stream's entry,
+ * or moves a stream's genuine runs to another stream or to the whole log, is
+ * refused with an offence and nothing of it is stored.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, describe, expect, it } from 'vitest'
+import { encodeJson } from '../../src/store/db.js'
+import { encodeEntry } from '../../src/log/entry.js'
+import type { LogEntry } from '../../src/log/entry.js'
+import { logId } from '../../src/log/log-id.js'
+import { Attester } from '../../src/log/signing.js'
+import type { ChangeLog } from '../../src/log/changelog.js'
+import { createSyncNode } from '../../src/node/node.js'
+import type { SyncNode } from '../../src/node/node.js'
+import type { LocalOp } from '../../src/node/ingest.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
+import { RawPeer } from '../helpers/raw-peer.js'
+import { countRecords, eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
+
+interface Running { node: SyncNode, dir: string }
+
+/** A node that dials only the peers it is given (no registry discovery): the test decides the links. */
+async function start (name: string): Promise<Running> {
+  const dir = await tempDir()
+  const node = await createSyncNode({ dataDir: dir, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0 })
+  await node.start()
+  return { node, dir }
+}
+
+/** The node's internal entry point to its own stream logs (SyncNode.appendOwnStream). */
+async function appendOwnStream (node: SyncNode, stream: string, ops: LocalOp[]): Promise<{ origin: string, seq: number }> {
+  return await (node as unknown as { appendOwnStream: (s: string, o: LocalOp[]) => Promise<{ origin: string, seq: number }> }).appendOwnStream(stream, ops)
+}
+
+function changelogOf (node: SyncNode): ChangeLog {
+  return (node as unknown as { changelog: ChangeLog }).changelog
+}
+
+async function seqOf (node: SyncNode, origin: string): Promise<number> {
+  return (await node.status()).origins.find(o => o.origin === origin)?.seq ?? 0
+}
+
+/** The stored log as a peer is served it (version 2): entries and attestations from seq 0. */
+async function served (node: SyncNode, origin: string): Promise<{ toSeq: number, entries: string[] }> {
+  const read = await changelogOf(node).readAttested(origin, 0, 10_000, 1 << 24)
+  return { toSeq: read?.toSeq ?? 0, entries: (read?.entries ?? []).map(b => Buffer.from(b).toString('base64')) }
+}
+
+describe('stream logs between real nodes', () => {
+  const running: Running[] = []
+  const raw: RawPeer[] = []
+  afterEach(async () => {
+    for (const p of raw.splice(0)) await p.stop().catch(() => {})
+    for (const r of running.splice(0)) {
+      await r.node.stop().catch(() => {})
+      await removeDir(r.dir)
+    }
+  })
+
+  it('a stream log written by A reaches B and, through B, C: verified, the same vector and entries, not applied to records', async () => {
+    const a = await start('A')
+    const b = await start('B')
+    const c = await start('C')
+    running.push(a, b, c)
+    await b.node.peers.add(a.node.getMultiaddrs()[0])
+    await c.node.peers.add(b.node.getMultiaddrs()[0])
+    const stream = logId(a.node.peerId, 'r.test.1')
+    // three appends: several runs, and records written again (compaction, re-attested runs)
+    await appendOwnStream(a.node, 'r.test.1', Array.from({ length: 30 }, (_, i) => ({ collection: 'posts', id: `p${i}`, op: 'put' as const, value: { n: i, title: `post ${i}` } })))
+    await appendOwnStream(a.node, 'r.test.1', [{ collection: 'posts', id: 'p3', op: 'put', value: { n: 3, title: 'changed' } }, { collection: 'posts', id: 'p4', op: 'del' }])
+    const last = await appendOwnStream(a.node, 'r.test.1', Array.from({ length: 5 }, (_, i) => ({ collection: 'posts', id: `q${i}`, op: 'put' as const, value: { q: i } })))
+    expect(last).toEqual({ origin: stream, seq: 37 })
+    expect(await seqOf(a.node, stream)).toBe(37)
+
+    await eventually(async () => await seqOf(b.node, stream) === 37, 'B to hold A\'s stream log up to 37')
+    await eventually(async () => await seqOf(c.node, stream) === 37, 'C to hold A\'s stream log up to 37, through B')
+    // C has no link to A: it got the stream log through B
+    expect((await c.node.peers.list()).filter(p => p.peerId === a.node.peerId && p.authenticated === true)).toEqual([])
+    // the same entries and attestations everywhere (p3's and p4's first writes compacted away)
+    const atA = await served(a.node, stream)
+    expect(atA.toSeq).toBe(37)
+    expect(atA.entries).toHaveLength(35)
+    expect(await served(b.node, stream)).toEqual(atA)
+    await eventually(async () => JSON.stringify(await served(c.node, stream)) === JSON.stringify(atA), 'C to hold the compacted stream log as A attests it')
+    // the stream log is a log apart: A's whole log is untouched by it, and the records of no node hold its entries
+    expect(await seqOf(b.node, a.node.peerId)).toBe(await seqOf(a.node, a.node.peerId))
+    for (const n of [a, b, c]) expect(await countRecords(n.node, 'posts')).toBe(0)
+    // status names the stream log by its platform and stream
+    const atC = (await c.node.status()).origins.find(o => o.origin === stream)
+    expect(atC?.platform).toBe('A/r.test.1')
+    expect(atC?.lag).toBe(0)
+  }, 90_000)
+
+  it('a hostile peer\'s forged stream entry, and a stream\'s runs moved to another stream or to the whole log, are offences; nothing of them is stored', async () => {
+    const v = await start('V')
+    running.push(v)
+    // origin A exists only as a key: the hostile peer relays A's genuinely signed stream log
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const stream = logId(A, 'r.test.1')
+    const att = new Attester(aKey, A).forLog(stream)
+    const wall = Date.now() - 10_000
+    const entry = (origin: string, seq: number, id: string, value: object): LogEntry => ({ origin, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: 'put', value: encodeJson(value) })
+    const run1 = [entry(stream, 1, 'a', { price: 1 }), entry(stream, 2, 'b', { price: 2 })]
+    const cert1 = att.run(0, 2, run1.map(e => ({ ...e }))).cert
+    const run2 = [entry(stream, 3, 'c', { price: 3 }), entry(stream, 4, 'd', { price: 4 })]
+    const cert2 = att.run(2, 4, run2.map(e => ({ ...e }))).cert
+
+    const evil = new RawPeer(KEY, { localAddress: '127.0.0.5' })
+    raw.push(evil)
+    await evil.start()
+    const addr = v.node.getMultiaddrs()[0].toString()
+    const offences = async (): Promise<{ total: number, byCheck: Record<string, number> }> => {
+      const p = (await v.node.status()).peers.find(x => x.peerId === evil.peerId)
+      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
+    }
+
+    // the genuine first run is stored
+    let s = await evil.session(addr)
+    s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
+    await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine run of the stream log')
+
+    // 1. a forged entry: an altered value under A's attestation
+    const forged = run2.map(e => ({ ...e }))
+    forged[1] = { ...forged[1], value: encodeJson({ price: 0.01 }) }
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, forged, [cert2]))
+    await eventually(async () => (await offences()).total === 1, 'the forged entry to be an offence')
+    expect((await offences()).byCheck).toEqual({ RUN_SIGNATURE_MISMATCH: 1 })
+
+    // 2. the genuine run of r.test.1 presented as r.test.2's
+    const other = logId(A, 'r.test.2')
+    s = await evil.session(addr)
+    s.framed.sendNow(attestedBatchFrame(other, 0, 2, run1.map(e => ({ ...e, origin: other })), [cert1]))
+    await eventually(async () => (await offences()).total === 2, 'the run moved to another stream to be an offence')
+
+    // 3. the same run presented as A's whole log
+    s = await evil.session(addr)
+    s.framed.sendNow(attestedBatchFrame(A, 0, 2, run1.map(e => ({ ...e, origin: A })), [cert1]))
+    await eventually(async () => (await offences()).total === 3, 'the run moved to the whole log to be an offence')
+    expect((await offences()).byCheck).toEqual({ RUN_SIGNATURE_MISMATCH: 3 })
+
+    // nothing of them is stored: the stream log stays at its genuine run, the others hold nothing
+    expect(await seqOf(v.node, stream)).toBe(2)
+    expect(await seqOf(v.node, other)).toBe(0)
+    expect(await seqOf(v.node, A)).toBe(0)
+    const stored = (await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []
+    // exactly the genuine entries, as A encoded them (what attestedBatchFrame sends)
+    expect(stored.map(b => Buffer.from(b).toString('hex'))).toEqual(run1.map(e => Buffer.from(encodeEntry(e)).toString('hex')))
+
+    // the genuine second run, from an honest peer, is taken
+    const honest = new RawPeer(KEY, { localAddress: '127.0.0.6' })
+    raw.push(honest)
+    await honest.start()
+    s = await honest.session(addr)
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
+    await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
+    expect((await v.node.status()).peers.find(x => x.peerId === honest.peerId)?.offences ?? 0).toBe(0)
+  }, 90_000)
+})
