@@ -16,6 +16,8 @@ import type { LogEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
 import { Attester } from '../../src/log/signing.js'
 import type { ChangeLog } from '../../src/log/changelog.js'
+import { VersionVector } from '../../src/log/vector.js'
+import { SESSION_MAX_UNKNOWN_ORIGINS } from '../../src/network/constants.js'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
 import type { LocalOp } from '../../src/node/ingest.js'
@@ -96,6 +98,22 @@ describe('stream logs between real nodes', () => {
     expect(atC?.platform).toBe('A/r.test.1')
     expect(atC?.lag).toBe(0)
   }, 90_000)
+
+  it('the streams a peer names count against the session\'s budget of origins it does not know, those of a registered peer included', async () => {
+    const v = await start('V')
+    running.push(v)
+    const peer = new RawPeer(KEY)
+    raw.push(peer)
+    await peer.start()
+    // V's own platform is registered: a whole log of it is known, its streams not held are not
+    const named: Array<[string, number]> = []
+    for (let i = 0; i < 2 * SESSION_MAX_UNKNOWN_ORIGINS; i++) named.push([logId(v.node.peerId, `s.${i}`), 5], [logId(peer.peerId, `s.${i}`), 5])
+    await peer.session(v.node.getMultiaddrs()[0].toString(), { vector: VersionVector.from(named) })
+    const session = (): { theirs: VersionVector, announced: VersionVector } | undefined => (v.node as unknown as { sync: { sessions: Map<string, { theirs: VersionVector, announced: VersionVector }> } }).sync.sessions.get(peer.peerId)
+    await eventually(() => (session()?.theirs.size ?? 0) > 0, 'V to take the peer\'s hello')
+    expect(session()?.theirs.size).toBe(SESSION_MAX_UNKNOWN_ORIGINS)
+    expect(session()?.announced.size).toBe(SESSION_MAX_UNKNOWN_ORIGINS)
+  }, 60_000)
 
   it('a hostile peer\'s forged stream entry, and a stream\'s runs moved to another stream or to the whole log, are offences; nothing of them is stored', async () => {
     const v = await start('V')
