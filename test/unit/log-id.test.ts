@@ -19,6 +19,10 @@ import { ProtocolError } from '../../src/core/errors.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { Store } from '../../src/store/db.js'
 import { OriginLog } from '../helpers/ingest-harness.js'
+import { Registry } from '../../src/registry/registry.js'
+import { PLATFORMS_COLLECTION } from '../../src/store/names.js'
+import { TrustPolicy } from '../../src/node/trust.js'
+import { pino } from 'pino'
 import { removeDir, tempDir } from '../helpers/nodes.js'
 
 const PEER = '12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
@@ -202,5 +206,38 @@ describe('log ids on the wire', () => {
         expect((err as ProtocolError).code).toBe('FRAME_INVALID')
       }
     }
+  })
+})
+
+describe('what asks about a peer asks about a log id\'s peer', () => {
+  it('a revocation refuses the revoked peer\'s stream logs, past its whole log\'s position and before it', async () => {
+    const { peer: admin } = await identity()
+    const { peer: m } = await identity()
+    const { peer: other } = await identity()
+    const registry = new Registry()
+    registry.apply(PLATFORMS_COLLECTION, 'm', { name: 'm', peerId: m, addrs: [], revoked: true, revokedAfter: 5 }, { origin: admin, seq: 1, hlc: { wall: 1, logical: 0 } })
+    const trust = new TrustPolicy({ registry, logger: pino({ level: 'silent' }), self: admin })
+    expect(trust.acceptsEntry(m, 5)).toBe(true)
+    expect(trust.acceptsEntry(m, 6)).toBe(false)
+    // a revocation names a position in the whole log only: none of a stream log is taken
+    expect(trust.acceptsEntry(logId(m, 'reg'), 1)).toBe(false)
+    expect(trust.acceptsEntry(logId(m, 'r.x.1'), 6)).toBe(false)
+    expect(trust.acceptsEntry(logId(other, 'r.x.1'), 1_000)).toBe(true)
+    // a peer id that another one extends is not the revoked one
+    expect(trust.acceptsEntry(`${m}x`, 1_000)).toBe(true)
+  })
+
+  it('entries stamped ahead are the sender\'s offence when it is the stream log\'s peer', async () => {
+    const { peer: self } = await identity()
+    const { peer: sender } = await identity()
+    const { peer: relay } = await identity()
+    const now = 1_000_000_000
+    const trust = new TrustPolicy({ registry: new Registry(), logger: pino({ level: 'silent' }), self, maxClockAheadMs: 1000, now: () => now })
+    const o = new OriginLog(logId(sender, 'r.x.1'), now + 1500)
+    const ahead = [o.put('posts', 'a', { n: 1 })]
+    // from the stream log's own peer: it stamped them
+    expect(trust.clockAhead(sender, logId(sender, 'r.x.1'), ahead)?.offence).toBe(true)
+    // from a relay, less than twice the bound ahead: maybe an honest relay's clock
+    expect(trust.clockAhead(relay, logId(sender, 'r.x.1'), ahead)?.offence).toBe(false)
   })
 })
