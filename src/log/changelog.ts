@@ -547,7 +547,7 @@ export class ChangeLog {
    * entries: they are signed and never change, so a peer that gets them
    * first holds exactly what this node will hold, and if this node dies
    * before its copy is durable it fetches them again like any other missing
-   * entries. Its own entries (`self`) wait for durability: after a crash it
+   * entries. Its own entries (any log of `self`'s, log-id.ts) wait for durability: after a crash it
    * would issue their seqs again for other writes. Returns the runs left for
    * installTails, and how far each origin it served early is now servable.
    */

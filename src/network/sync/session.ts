@@ -70,9 +70,11 @@ export interface SessionDeps {
    */
   protocolVersion?: number
   /**
-   * Whether this node knows `origin` (a registry platform, or held in its
-   * log): a session tracks what its peer holds of origins it does not know
-   * for SESSION_MAX_UNKNOWN_ORIGINS of them at most. Absent: all are known.
+   * Whether this node knows log `origin` (a registry platform's whole log, or
+   * a log it holds; a stream log, src/log/log-id.ts, only once held): a
+   * session tracks what its peer holds of logs it does not know for
+   * SESSION_MAX_UNKNOWN_ORIGINS of them at most, the streams it names
+   * included. Absent: all are known.
    */
   knowsOrigin?: (origin: string) => boolean
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
