@@ -512,6 +512,15 @@ export interface SyncNodeOptions {
    * given replaces config.json's "webhooks" field. See docs/webhooks.md.
    */
   webhooks?: WebhookSettings
+  /**
+   * EXPERIMENTAL, not for production: carry rules by rule streams
+   * (protocols/sync/streams.md): a rule's filter, key and projection run on
+   * its source, records reach other nodes only through the streams of the
+   * rules reading them, and the whole log carries registry writes only.
+   * Every node of a mesh must run with the same setting; sync protocol
+   * version 3 will make it the only way and refuse mixed meshes.
+   */
+  streams?: boolean
 }
 
 /** One side of a conflict: a version of the target record. */

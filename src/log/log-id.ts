@@ -93,3 +93,11 @@ export function streamOf (id: string): string | undefined {
 export function isLogOf (id: string, peer: string): boolean {
   return id.length === peer.length ? id === peer : id.length > peer.length && id.charCodeAt(peer.length) === 0x2f && id.startsWith(peer)
 }
+
+/** The prefix of a rule stream's id (protocols/sync/streams.md §2): `r.<hash>`. */
+export const RULE_STREAM_PREFIX = 'r.'
+
+/** Whether log id `id` is a rule stream (no validation, see peerOf): the only logs whose entries may be `unmatch` or name a target id. */
+export function isRuleStreamLog (id: string): boolean {
+  return streamOf(id)?.startsWith(RULE_STREAM_PREFIX) === true
+}

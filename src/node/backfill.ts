@@ -501,6 +501,47 @@ export abstract class Backfiller extends WritePath {
     })
   }
 
+  /**
+   * Rule streams: fill a rule's stream from the records of its source
+   * collection here (the backfill of its targets, streams.md §4), chunked
+   * and resumable. Each record goes through flushStreams like a write: what
+   * the stream holds already is not appended again, so a pass after a crash,
+   * or over a stream of an earlier generation, appends only what is missing.
+   */
+  async fillStream (stream: string, collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
+    const stateKey = keys.meta(`stream-fill${SEP}${stream}`)
+    const saved = await this.store.db.get(stateKey)
+    let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
+    const prefix = keys.recordPrefix(collection)
+    while (!state.done && isCurrent()) {
+      const current = state
+      const result = await this.store.exclusive(async () => {
+        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
+        let next: PublishState = current
+        await this.writeTxn(async (txn) => {
+          const st = this.begin(txn, result)
+          const streamed = (st.streamed ??= new Map())
+          let n = 0
+          let last: string | undefined
+          for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
+            for (const [key, value] of batch) {
+              const id = keySuffix(key, prefix)
+              streamed.set(`${collection}${SEP}${id}`, { collection, id, state: decodeRecord(value) })
+              last = id
+              n++
+            }
+          }
+          next = { done: n < BACKFILL_CHUNK, ...(last !== undefined ? { after: last } : current.after !== undefined ? { after: current.after } : {}) }
+          st.progress = { key: stateKey, value: encodeJson(next) }
+          return st
+        })
+        state = next
+        return result
+      })
+      onChunk(result)
+    }
+  }
+
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */
   async unpublish (collection: string): Promise<void> {
     await this.store.db.del(keys.publish(collection))

@@ -13,7 +13,7 @@
 import type { AttestedBatch } from '../log/changelog.js'
 import { newEntry } from '../log/entry.js'
 import type { LogEntry, WriteId } from '../log/entry.js'
-import { logId, streamOf } from '../log/log-id.js'
+import { isLogOf, isRuleStreamLog, logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
@@ -97,9 +97,12 @@ export class Ingestor extends Backfiller {
         // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
         await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
         // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction.
-        // A stream log (log-id.ts) is stored, verified and served on, and not applied here: what a stream
-        // means on its targets comes with the streams' source side (protocols/sync/streams.md §4-5)
-        const st = streamOf(origin) !== undefined ? this.begin(txn, result) : await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
+        // Another node's rule stream is applied by the rules that read it here (RuleSet.streams: their
+        // compiled forms read the stream's log id); any other stream log, and this node's own coming
+        // back, is stored, verified and served on only
+        const st = streamOf(origin) === undefined || (this.rules.streams && isRuleStreamLog(origin) && !isLogOf(origin, this.self))
+          ? await this.applyEntries(txn, fresh, result, undefined, origin === this.self ? toSeq : 0)
+          : this.begin(txn, result)
         // what the next transaction builds on once this one is issued (it reads these writes through
         // the store's pending view)
         result.stored = fresh.length
@@ -117,19 +120,30 @@ export class Ingestor extends Backfiller {
     return out.result
   }
 
-  /** Append local writes to this node's own log, atomically, and apply them. */
+  /**
+   * Append local writes to this node's own log, atomically, and apply them.
+   * With rule streams (RuleSet.streams) only registry writes go into the
+   * whole log: a record write reaches other nodes only through the streams
+   * of the rules that read its collection (flushStreams), so it is applied
+   * here with no place in a log (seq 0).
+   */
   async writeLocal (ops: LocalOp[]): Promise<{ entries: LogEntry[], result: IngestResult }> {
     return await this.store.exclusive(async () => {
+      const inLog = (op: LocalOp): boolean => !this.rules.streams || isRegistryCollection(op.collection)
       const from = this.log.held(this.self)
-      const to = from + ops.length
+      const logged = ops.filter(inLog).length
+      const to = from + logged
       const entries: LogEntry[] = []
-      const result: IngestResult = { stored: ops.length, advanced: { origin: this.self, seq: to }, changes: [], registry: [], skipped: [] }
+      const result: IngestResult = { stored: ops.length, changes: [], registry: [], skipped: [] }
+      if (logged > 0) result.advanced = { origin: this.self, seq: to }
       const { txn } = await this.writeTxn(async (txn) => {
         const prevs = await this.deletedWrites(txn, ops)
+        let seq = from
         ops.forEach((op, i) => {
-          entries.push(newEntry(this.self, from + i + 1, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined, undefined, undefined, prevs[i]))
+          entries.push(newEntry(this.self, inLog(op) ? ++seq : 0, this.clock.tick(), op.collection, op.id, op.op, op.op === 'put' ? op.bytes ?? encodeJson(op.value) : undefined, undefined, undefined, prevs[i]))
         })
-        await this.log.append(txn, this.self, entries, to, this.signRuns(from, entries), { written: true })
+        const own = logged === ops.length ? entries : entries.filter(e => e.seq > 0)
+        if (own.length > 0) await this.log.append(txn, this.self, own, to, this.signRuns(from, own), { written: true })
         return await this.applyEntries(txn, entries, result, true)
       })
       this.log.installTails(this.log.takeTails(txn))
@@ -279,6 +293,8 @@ export class Ingestor extends Backfiller {
    * reading the collection gets from the write's own rule (RuleSet relayedPutsLeftOut).
    */
   protected async derive (st: TxnState, applied: Applied[], depth: number): Promise<void> {
+    // rule streams: what rules write here goes on through this node's rule streams (flushStreams)
+    if (this.rules.streams) return
     const derived: LogEntry[] = []
     for (const a of applied) {
       const c = a.change
@@ -302,6 +318,7 @@ export class Ingestor extends Backfiller {
   /** An entry written to this node's own collection, or a registry record from anyone: last writer wins. */
   private applyDirect (st: TxnState, entry: LogEntry, value: JsonObject | undefined): void {
     if (entry.op === 'put' && value === undefined) return
+    if (entry.op === 'unmatch') return // only rule streams carry it (protocols/sync/streams.md §3)
     if (isRegistryCollection(entry.collection) && this.policy?.registry !== undefined) {
       // admin control: a registry change from a peer that may not make it is stored in its log but not applied
       const refusal = this.policy.registry(entry, value)

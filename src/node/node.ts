@@ -270,7 +270,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const { admins, maxClockAheadMs } = this.settings
     this.registryView = new Registry({ admins })
     await this.registryView.load(this.store, this.changelog)
-    this.ruleSet = new RuleSet()
+    this.ruleSet = new RuleSet({ streams: this.options.streams === true })
     this.ruleSet.rebuild(this.registryView, this.config.name)
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
@@ -458,7 +458,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
   private afterIngest (result: IngestResult): void {
     for (const change of result.changes) this.dispatchEvent(new CustomEvent<ChangeEvent>('change', { detail: change }))
     this.ruleService.afterCommit(result)
-    const advanced = [result.advanced, result.ownAdvanced].filter(a => a !== undefined)
+    const advanced = [result.advanced, result.ownAdvanced, ...(result.streamsAdvanced ?? [])].filter(a => a !== undefined)
     if (advanced.length > 0) this.sync?.stored(advanced)
     // the origin's log advanced (through some peer): it is alive, a link to it that is down may heal now
     if (result.advanced !== undefined && !isLogOf(result.advanced.origin, this.self)) this.peerManager?.signOfLife(peerOf(result.advanced.origin))

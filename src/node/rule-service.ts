@@ -186,6 +186,7 @@ export class RuleService {
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
     this.logLeftOut()
+    this.scheduleFills()
     this.webhooks.sync(this.deps.ruleSet.all())
   }
 
@@ -219,7 +220,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -245,6 +246,7 @@ export class RuleService {
     this.published = published
     if (!this.started) return
     this.logLeftOut()
+    this.scheduleFills()
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
@@ -338,6 +340,8 @@ export class RuleService {
   }
 
   private schedulePublish (collection: string): void {
+    // rule streams: rule-written records go on through the streams, not the own log
+    if (this.deps.ruleSet.streams) return
     if (this.publishes.has(collection) || !this.started) return
     const gen = this.publishGen.get(collection) ?? 0
     const current = (): boolean => this.deps.isRunning() && this.published.has(collection) && (this.publishGen.get(collection) ?? 0) === gen
@@ -355,6 +359,22 @@ export class RuleService {
         else this.schedulePublishIfPending(collection)
       })
     this.publishes.set(collection, run)
+  }
+
+  private readonly fills = new Map<string, Promise<void>>()
+
+  /** Rule streams: fill the stream of every rule this node is the source of, once per stream (Ingestor.fillStream). */
+  private scheduleFills (): void {
+    if (!this.started || !this.deps.ruleSet.streams) return
+    for (const o of this.deps.ruleSet.allOutbound()) {
+      const stream = o.stream
+      if (this.fills.has(stream)) continue
+      const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.allOutbound().some(x => x.stream === stream)
+      const run = this.deps.ingestor.fillStream(stream, o.compiled.rule.from.collection, (r) => this.deps.afterIngest(r), current)
+        .then(() => { this.deps.log.debug({ rule: o.compiled.rule.id, stream }, `stream ${stream} of rule ${o.compiled.rule.id} holds the records of ${o.compiled.rule.from.collection}`) })
+        .catch((err: Error) => { this.deps.log.error({ rule: o.compiled.rule.id, stream, err: err.message }, `filling stream ${stream} failed; it resumes at the next start`) })
+      this.fills.set(stream, run)
+    }
   }
 
   private schedulePublishIfPending (collection: string): void {

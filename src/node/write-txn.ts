@@ -7,7 +7,8 @@
  * records (signed like local writes).
  */
 import type { ChangeLog } from '../log/changelog.js'
-import { newEntry } from '../log/entry.js'
+import { decodeEntry, newEntry } from '../log/entry.js'
+import { logId } from '../log/log-id.js'
 import type { LogEntry } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
@@ -20,7 +21,9 @@ import { isRegistryCollection } from '../store/names.js'
 import { encodeRecord } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
 import type { ApplyContext, CompiledRule } from '../rules/engine.js'
-import type { RuleSet } from '../rules/ruleset.js'
+import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
+import { sourcePlan, streamChange } from '../rules/stream-plan.js'
+import type { SourcePlan } from '../rules/stream-plan.js'
 import type { ClaimSource } from '../registry/registry.js'
 
 /** What this node accepts, decided by the node (admin control, revocation). */
@@ -40,6 +43,8 @@ export interface IngestResult {
   advanced?: { origin: string, seq: number }
   /** This node's own log, when rule-written records were logged in it (chaining): announce it too. */
   ownAdvanced?: { origin: string, seq: number }
+  /** This node's rule streams that advanced (flushStreams): announce them too. */
+  streamsAdvanced?: Array<{ origin: string, seq: number }>
   /** The change events of the records written; empty when no one reads them (Ingestor.keepChanges): then `feed` tells whether any record changed. */
   changes: ChangeEvent[]
   /** Registry entries applied: the caller refreshes the registry view (`from`: the entry, for platform claims). */
@@ -73,6 +78,8 @@ export interface TxnState {
   progress?: { key: string, value: Uint8Array }
   /** `collection\0ruleId` pairs whose relayed puts this transaction left out of the own log for the first time (noteLeftOut). */
   newlyLeftOut?: Set<string>
+  /** Rule streams: records of collections this node is a rule's source of, written in this transaction (the last state of each), by `collection\0id`: flushStreams sends them. */
+  streamed?: Map<string, { collection: string, id: string, state: RecordState }>
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -254,6 +261,7 @@ export abstract class WritePath {
     const txn = this.store.txn()
     const st = await work(txn)
     await this.flushDerived(st)
+    await this.flushStreams(st)
     this.flushCounts(st)
     if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
     if (st.newlyLeftOut !== undefined) txn.put(LEFT_OUT_KEY, encodeJson([...this.everLeftOut, ...st.newlyLeftOut]))
@@ -276,6 +284,7 @@ export abstract class WritePath {
   private commitCounts (result: IngestResult): void {
     if (result.advanced !== undefined) this.log.issued(result.advanced.origin, result.advanced.seq)
     if (result.ownAdvanced !== undefined) this.log.issued(result.ownAdvanced.origin, result.ownAdvanced.seq)
+    for (const a of result.streamsAdvanced ?? []) this.log.issued(a.origin, a.seq)
     const st = this.txnState?.result === result ? this.txnState : undefined
     // the pairs this transaction left out first: a registry change it carries may need them logged
     if (st?.newlyLeftOut !== undefined) for (const pair of st.newlyLeftOut) this.everLeftOut.add(pair)
@@ -298,6 +307,60 @@ export abstract class WritePath {
   protected durable (result: IngestResult): void {
     if (result.advanced !== undefined) this.log.committed(result.advanced.origin, result.advanced.seq)
     if (result.ownAdvanced !== undefined) this.log.committed(result.ownAdvanced.origin, result.ownAdvanced.seq)
+    for (const a of result.streamsAdvanced ?? []) this.log.committed(a.origin, a.seq)
+  }
+
+  /**
+   * Rule streams (protocols/sync/streams.md §4): for every record of a
+   * collection this node is a rule's source of that the transaction wrote,
+   * run each such rule's filter, key and projection here and append what
+   * changed for its targets to the rule's stream log (`<self>/<stream>`),
+   * signed and attested like the whole log, in the same batch. What a
+   * stream last held for a record is its newest entry (the record index of
+   * the node's own logs): a record that stops matching is sent as `unmatch`,
+   * a delete only when the stream sent the record, and a write the stream
+   * holds already not again.
+   */
+  private async flushStreams (st: TxnState): Promise<void> {
+    const queued = st.streamed
+    if (queued === undefined || queued.size === 0) return
+    st.streamed = undefined
+    const work: Array<{ logId: string, o: OutboundRule, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKey: string }> = []
+    for (const { collection, id, state } of queued.values()) {
+      for (const o of this.rules.outboundFor(collection) ?? []) {
+        const streamLog = logId(this.self, o.stream)
+        work.push({ logId: streamLog, o, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKey: keys.latest(streamLog, collection, id) })
+      }
+    }
+    if (work.length === 0) return
+    await st.txn.prefetch(work.map(w => w.latestKey))
+    const seqs = work.map(w => st.txn.get(w.latestKey))
+    const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, Number(utf8.decode(seq))) : undefined)
+    await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
+    const byLog = new Map<string, LogEntry[]>()
+    for (let i = 0; i < work.length; i++) {
+      const w = work[i]
+      const key = entryKeys[i]
+      const bytes = key !== undefined ? st.txn.get(key) : undefined
+      const last = bytes !== undefined ? decodeEntry(w.logId, bytes) : undefined
+      const head = last !== undefined ? { op: last.op, writer: last.writer ?? this.self, hlc: last.hlc } : undefined
+      const version = w.state.version
+      if (!streamChange(w.plan, head, version.origin, version.hlc)) continue
+      let entries = byLog.get(w.logId)
+      if (entries === undefined) byLog.set(w.logId, entries = [])
+      const seq = this.log.held(w.logId) + entries.length + 1
+      const plan = w.plan
+      const value = plan.op === 'put' ? (plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)) : undefined
+      entries.push(newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined))
+      // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
+      // same record in this transaction is not possible (queued holds the last state of each)
+    }
+    for (const [streamLog, entries] of byLog) {
+      const from = this.log.held(streamLog)
+      const to = from + entries.length
+      await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true })
+      ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
+    }
   }
 
   /** A relayed put `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in LEFT_OUT_KEY. */
@@ -332,6 +395,7 @@ export abstract class WritePath {
       return 0
     }
     const cursor = ++st.cursor
+    if (this.rules.streams && this.rules.outboundFor(collection) !== undefined) (st.streamed ??= new Map()).set(`${collection}${SEP}${id}`, { collection, id, state })
     if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
     state.cursor = cursor

@@ -279,7 +279,7 @@ function newer (a: ClaimSource, b: ClaimSource): boolean {
  * register itself (its own peer id, under the entry's name, not revoked) or
  * withdraw its own claim.
  */
-export function platformWriteRefusal (admins: ReadonlySet<string>, entry: { origin: string, id: string, op: 'put' | 'del' }, value: JsonObject | undefined): string | undefined {
+export function platformWriteRefusal (admins: ReadonlySet<string>, entry: { origin: string, id: string, op: string }, value: JsonObject | undefined): string | undefined {
   if (admins.size === 0 || admins.has(entry.origin) || entry.op === 'del') return undefined
   if (value !== undefined && value.peerId === entry.origin && value.name === entry.id && value.revoked !== true) return undefined
   return `${entry.origin} is not a registry admin`

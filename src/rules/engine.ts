@@ -43,7 +43,8 @@ import { compareHlc } from '../core/hlc.js'
 import type { ChangeEvent, ConflictRecord, ConflictSide, JsonObject, Rule } from '../core/types.js'
 import { decodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
-import { keys } from '../store/keys.js'
+import { keys, SEP } from '../store/keys.js'
+import { logId, peerOf } from '../log/log-id.js'
 import { isValidId } from '../store/names.js'
 import { decodeRecord, publicVersion, recordState } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
@@ -55,14 +56,25 @@ import { isGroupSource, recordTargetsReader } from './targets.js'
 import type { RecordTargets } from './targets.js'
 import { compileFieldTransform, targetId } from './transform.js'
 import { modeOf } from '../core/modes.js'
+import { planStreamEntry } from './stream-plan.js'
 
 /** Conflict values larger than this (serialized) are logged by size only. */
 export const CONFLICT_VALUE_MAX_BYTES = 4096
 
 export interface CompiledRule {
   rule: Rule
-  /** Peer id of the source platform, resolved through the registry. */
+  /**
+   * The log the rule reads: the peer id of the source platform (its whole
+   * log), resolved through the registry; or, for a rule carried by a stream
+   * (`stream`), the stream's log id (`<peer id>/<stream>`, src/log/log-id.ts).
+   */
   sourcePeer: string
+  /**
+   * The rule's stream id, when the rule is carried by its source's rule
+   * stream (protocols/sync/streams.md): the source ran the filter, the key
+   * and the projection; this compiled form only applies (planStreamEntry).
+   */
+  stream?: string
   /**
    * The platform this compiled form reads. A rule with a group source (a
    * region, a tag, "*") is compiled once per platform of the group that
@@ -102,17 +114,20 @@ export function stateIdOf (rule: Rule, sourcePlatform: string | undefined): stri
 }
 
 /** Compile a rule's filter and transforms; throws InvalidInputError when they are invalid. */
-export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule, sourcePlatform?: string } = {}): CompiledRule {
+export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule, sourcePlatform?: string, stream?: string } = {}): CompiledRule {
+  const stream = options.stream
   const compiled: CompiledRule = {
     rule,
-    sourcePeer,
+    sourcePeer: stream !== undefined ? logId(sourcePeer, stream) : sourcePeer,
     group: isGroupSource(rule.from),
     stateId: stateIdOf(rule, options.sourcePlatform),
-    matches: compileWhere(rule.where),
-    transform: compileFieldTransform({ include: rule.include, exclude: rule.exclude, rename: rule.rename }),
-    fingerprint: ruleFingerprint(rule, options.module?.hash)
+    // a stream's entries were filtered and projected on the source
+    matches: stream !== undefined ? matchesAll : compileWhere(rule.where),
+    transform: stream !== undefined ? unchanged : compileFieldTransform({ include: rule.include, exclude: rule.exclude, rename: rule.rename }),
+    fingerprint: ruleFingerprint(rule, options.module?.hash) + (stream !== undefined ? `${SEP}${stream}` : '')
   }
-  if (rule.targetsField !== undefined) {
+  if (stream !== undefined) compiled.stream = stream
+  else if (rule.targetsField !== undefined) {
     if (rule.targetsField.split('.').some(s => s === '')) {
       throw new InvalidInputError(`invalid targets field "${rule.targetsField}": segments cannot be empty; write dotted paths like "meta.platforms"`, 'INVALID_RULE')
     }
@@ -124,6 +139,9 @@ export function compileRule (rule: Rule, sourcePeer: string, options: { localNam
   if (platform !== undefined) compiled.sourcePlatform = platform
   return compiled
 }
+
+const matchesAll: Predicate = () => true
+const unchanged = (value: JsonObject): JsonObject => value
 
 /** The parts of a rule that decide what it writes (not its webhook, not its timestamps). */
 export function ruleFingerprint (rule: Rule, moduleHash?: string): string {
@@ -142,6 +160,7 @@ export type Plan =
 
 /** Plan an entry up to the transform module (see resolvePlan). Pure. */
 export function planEntry (rule: CompiledRule, entry: LogEntry, value: JsonObject | undefined): Plan {
+  if (rule.stream !== undefined) return planStreamEntry(rule, entry, value)
   const mode = modeOf(rule.rule.mode)
   const mirror = mode.exact
   if (entry.op === 'del') return mode.deletes ? { kind: 'del' } : { kind: 'skip' }
@@ -166,7 +185,7 @@ export async function resolvePlan (rule: CompiledRule, entry: LogEntry, source: 
   const r = rule.rule
   const outcome = await runTransform(rule.module, { collection: r.to.collection, id: plan.targetId, value: plan.value }, {
     rule: { id: r.id, mode: r.mode, from: r.from, to: r.to },
-    source: { platform: rule.sourcePlatform ?? '', peerId: rule.sourcePeer, collection: entry.collection, id: entry.id, value: source, version: publicVersion(entryVersion(entry)) },
+    source: { platform: rule.sourcePlatform ?? '', peerId: peerOf(rule.sourcePeer), collection: entry.collection, id: entry.id, value: source, version: publicVersion(entryVersion(entry)) },
     target: { platform: rule.localName ?? '', collection: r.to.collection }
   })
   if (!outcome.ok) return { kind: 'error', error: outcome.error }

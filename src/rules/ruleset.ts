@@ -17,6 +17,7 @@
  *     no other rule may write into them).
  */
 import type { Registry } from '../registry/registry.js'
+import { peerOf } from '../log/log-id.js'
 import type { Rule } from '../core/types.js'
 import { compileRule, passesOnAsIs, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
@@ -24,6 +25,14 @@ import type { LoadedModule, ModuleCache } from './modules.js'
 import { isGroupSource, ruleSources, ruleTargets, selects, targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
 import { modeOf } from '../core/modes.js'
+import { notStreamable, ruleStreamId } from './stream-plan.js'
+
+/** A rule this node is the source of, compiled to run its filter, key and projection here (rule streams). */
+export interface OutboundRule {
+  compiled: CompiledRule
+  /** The stream id of the rule's current generation (ruleStreamId). */
+  stream: string
+}
 
 export interface RuleProblem {
   ruleId: string
@@ -75,7 +84,18 @@ export class RuleSet {
   private sharing = new Map<string, Set<string>>()
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
+  private outbound = new Map<string, OutboundRule[]>()
   problems: RuleProblem[] = []
+  /**
+   * Whether rules are carried by streams (protocols/sync/streams.md): the
+   * source runs a rule's filter, key and projection into the rule's stream,
+   * and its targets read that stream instead of the source's whole log.
+   */
+  readonly streams: boolean
+
+  constructor (options: { streams?: boolean } = {}) {
+    this.streams = options.streams === true
+  }
 
   /** Recompute from the registry. Returns the rules that are new or changed. */
   rebuild (registry: Registry, localName: string, options: RebuildOptions = {}): CompiledRule[] {
@@ -107,6 +127,11 @@ export class RuleSet {
       if (rule.paused === true) {
         // applies nothing here until resumed (a paused mirror still keeps its target read-only)
         paused.push(rule)
+        continue
+      }
+      const unstreamable = this.streams ? notStreamable(rule) : undefined
+      if (unstreamable !== undefined) {
+        problems.push({ ruleId: rule.id, message: unstreamable })
         continue
       }
       const group = isGroupSource(rule.from)
@@ -147,15 +172,51 @@ export class RuleSet {
     this.wantedModules = [...wanted]
     this.pausedRules = paused
     this.problems = problems
+    this.outbound = this.streams ? this.outboundRules(rules, local) : new Map()
     return changed
+  }
+
+  /** Local collection → the rules this node is the source of, each compiled for its source side (the one compiled before when the rule did not change). */
+  private outboundRules (rules: Rule[], local: PlatformIdentity): Map<string, OutboundRule[]> {
+    const before = new Map<string, OutboundRule>()
+    for (const list of this.outbound.values()) for (const o of list) before.set(o.compiled.rule.id, o)
+    const out = new Map<string, OutboundRule[]>()
+    for (const rule of rules) {
+      if (!readsLocal(rule, local) || notStreamable(rule) !== undefined) continue
+      const prev = before.get(rule.id)
+      let o: OutboundRule
+      if (prev !== undefined && JSON.stringify(prev.compiled.rule) === JSON.stringify(rule)) o = prev
+      else {
+        try {
+          o = { compiled: compileRule(rule, '', { localName: local.name }), stream: ruleStreamId(rule) }
+        } catch {
+          continue // an invalid rule: its targets report it
+        }
+      }
+      const list = out.get(rule.from.collection)
+      if (list === undefined) out.set(rule.from.collection, [o])
+      else list.push(o)
+    }
+    return out
+  }
+
+  /** The rules this node is the source of that read local `collection` (rule streams; none without). */
+  outboundFor (collection: string): OutboundRule[] | undefined {
+    return this.outbound.get(collection)
+  }
+
+  /** Every rule this node is the source of (rule streams). */
+  allOutbound (): OutboundRule[] {
+    return [...this.outbound.values()].flat()
   }
 
   /** The rule compiled for one of its sources: the one compiled before when nothing it depends on changed (else added to `changed`). */
   private compiledFor (rule: Rule, source: { name: string, peerId: string }, localName: string, module: LoadedModule | undefined, changed: CompiledRule[]): CompiledRule {
     const prev = this.active.get(stateIdOf(rule, source.name))
-    if (prev !== undefined && prev.sourcePeer === source.peerId && prev.localName === localName && prev.module === module &&
+    if (prev !== undefined && peerOf(prev.sourcePeer) === source.peerId && prev.stream === (this.streams ? ruleStreamId(rule) : undefined) && prev.localName === localName && prev.module === module &&
       prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) return prev
-    const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}) })
+    const stream = this.streams ? ruleStreamId(rule) : undefined
+    const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}), ...(stream !== undefined ? { stream } : {}) })
     changed.push(compiled)
     return compiled
   }

@@ -7,7 +7,7 @@ import { ProtocolError } from '../../core/errors.js'
 import { decodeEntry, fromPbEntry } from '../../log/entry.js'
 import type { LogEntry } from '../../log/entry.js'
 import { VersionVector } from '../../log/vector.js'
-import { isLogId, isPeerId } from '../../log/log-id.js'
+import { isLogId, isPeerId, isRuleStreamLog } from '../../log/log-id.js'
 import { levelWidths, livePositions, MAX_RUN_LENGTH } from '../../log/signing.js'
 import type { AttestedCert, Cert } from '../../log/signing.js'
 import { MAX_UPDATES } from '../../log/changelog.js'
@@ -211,7 +211,10 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
   if (toSeq <= fromSeq) throw new ProtocolError(`batch range (${fromSeq}, ${toSeq}] is empty or reversed`, 'FRAME_INVALID')
   if (b.entries.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.entries.length} entries (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
   let prev = fromSeq
+  const ruleStream = isRuleStreamLog(b.origin)
   for (const e of b.entries) {
+    if (!ruleStream && (e.op === 'unmatch' || e.targetId !== undefined)) throw new ProtocolError(`entry ${e.seq} of ${b.origin} is an unmatch or names a target id, which only a rule stream's entries do`, 'FRAME_INVALID')
+    if (e.targetId !== undefined && !isValidId(e.targetId)) throw new ProtocolError(`entry ${e.seq} names an invalid target id`, 'FRAME_INVALID')
     if (!Number.isSafeInteger(e.seq) || e.seq <= prev || e.seq > toSeq) throw new ProtocolError(`batch entry seq ${e.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
     prev = e.seq
     if (!Number.isSafeInteger(e.hlc.wall) || e.hlc.wall <= 0) throw new ProtocolError(`entry ${e.seq} has an invalid clock`, 'FRAME_INVALID')

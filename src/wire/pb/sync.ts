@@ -6,12 +6,14 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 export enum Op {
   PUT = 'PUT',
-  DEL = 'DEL'
+  DEL = 'DEL',
+  UNMATCH = 'UNMATCH'
 }
 
 enum __OpValues {
   PUT = 0,
-  DEL = 1
+  DEL = 1,
+  UNMATCH = 2
 }
 
 export namespace Op {
@@ -33,6 +35,7 @@ export interface Entry {
   prevOrigin: string
   prevHlcWall: number
   prevHlcLogical: number
+  targetId: string
 }
 
 export namespace Entry {
@@ -105,6 +108,11 @@ export namespace Entry {
           w.uint32(obj.prevHlcLogical)
         }
 
+        if ((obj.targetId != null && obj.targetId !== '')) {
+          w.uint32(106)
+          w.string(obj.targetId)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -121,7 +129,8 @@ export namespace Entry {
           writerSeq: 0,
           prevOrigin: '',
           prevHlcWall: 0,
-          prevHlcLogical: 0
+          prevHlcLogical: 0,
+          targetId: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -176,6 +185,10 @@ export namespace Entry {
             }
             case 12: {
               obj.prevHlcLogical = reader.uint32()
+              break
+            }
+            case 13: {
+              obj.targetId = reader.string()
               break
             }
             default: {
@@ -277,6 +290,13 @@ export namespace Entry {
               }
               break
             }
+            case 13: {
+              yield {
+                field: `${prefix}.targetId`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -349,6 +369,11 @@ export namespace Entry {
     value: number
   }
 
+  export interface EntryTargetIdFieldEvent {
+    field: '$.targetId'
+    value: string
+  }
+
   export function encode (obj: Partial<Entry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Entry.codec())
   }
@@ -357,7 +382,7 @@ export namespace Entry {
     return decodeMessage(buf, Entry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent | EntryPrevOriginFieldEvent | EntryPrevHlcWallFieldEvent | EntryPrevHlcLogicalFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent | EntryPrevOriginFieldEvent | EntryPrevHlcWallFieldEvent | EntryPrevHlcLogicalFieldEvent | EntryTargetIdFieldEvent> {
     return streamMessage(buf, Entry.codec(), opts)
   }
 }
@@ -973,6 +998,12 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchEntriesTargetIdFieldEvent {
+    field: '$.entries[].targetId'
+    value: string
+    index: number
+  }
+
   export interface BatchCertsFromSeqFieldEvent {
     field: '$.certs[].fromSeq'
     value: number
@@ -1101,7 +1132,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchEntriesPrevOriginFieldEvent | BatchEntriesPrevHlcWallFieldEvent | BatchEntriesPrevHlcLogicalFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchEntriesPrevOriginFieldEvent | BatchEntriesPrevHlcWallFieldEvent | BatchEntriesPrevHlcLogicalFieldEvent | BatchEntriesTargetIdFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -2108,6 +2139,12 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchEntriesTargetIdFieldEvent {
+    field: '$.batch.entries[].targetId'
+    value: string
+    index: number
+  }
+
   export interface FrameBatchCertsFromSeqFieldEvent {
     field: '$.batch.certs[].fromSeq'
     value: number
@@ -2263,7 +2300,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchEntriesTargetIdFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }

@@ -1,0 +1,122 @@
+/**
+ * Rule streams (protocols/sync/streams.md), plaintext, through real nodes:
+ * real libp2p over TCP on 127.0.0.1, real LevelDB in temp dirs, every node
+ * started with `streams: true`. A rule's filter and projection run on its
+ * source: what the rule filters out or excludes never leaves the source, and
+ * a node outside the rule's targets that relays the stream holds only what
+ * the rule sends (readable until streams are encrypted).
+ */
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createSyncNode } from '../../src/node/node.js'
+import type { SyncNode } from '../../src/node/node.js'
+import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
+
+interface Running { node: SyncNode, dir: string }
+
+/** A node with rule streams that dials only the peers it is given: the test decides the links. */
+async function start (name: string, dir?: string): Promise<Running> {
+  const d = dir ?? await tempDir()
+  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+  await node.start()
+  return { node, dir: d }
+}
+
+async function all (node: SyncNode, collection: string): Promise<Map<string, Record<string, unknown>>> {
+  const out = new Map<string, Record<string, unknown>>()
+  let after: string | undefined
+  for (;;) {
+    const page = await node.records.list(collection, { after, limit: 1000 })
+    for (const r of page.records) out.set(r.id, r.value)
+    if (page.next === undefined) return out
+    after = page.next
+  }
+}
+
+/** Every file under `dir`, as latin1 text (LevelDB tables, logs, the manifest): where a marker could sit on disk. */
+async function filesText (dir: string): Promise<string> {
+  let text = ''
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue
+    text += (await readFile(join(entry.parentPath, entry.name))).toString('latin1')
+  }
+  return text
+}
+
+/** Every key and value of the node's LevelDB, decompressed, as latin1 text. */
+async function dbText (node: SyncNode): Promise<string> {
+  const db = (node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+  let text = ''
+  for await (const [key, value] of db.iterator({})) text += key + '\n' + Buffer.from(value).toString('latin1') + '\n'
+  return text
+}
+
+describe('rule streams between real nodes', () => {
+  const running: Running[] = []
+  afterEach(async () => {
+    for (const r of running.splice(0)) {
+      await r.node.stop().catch(() => {})
+      await removeDir(r.dir)
+    }
+  })
+
+  it('the target gets only the records the rule sends, without the fields it excludes; a relay outside the rule holds none of the rest', async () => {
+    const alpha = await start('alpha')
+    const gamma = await start('gamma')
+    const beta = await start('beta')
+    running.push(alpha, gamma, beta)
+    // beta reaches alpha only through gamma
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, gamma, beta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    // written before the rule exists: the source fills the rule's stream from its records
+    for (let i = 0; i < 20; i++) {
+      await alpha.node.records.put('posts', `early${i}`, { title: `EARLYPUB${i}`, status: i % 2 === 0 ? 'published' : 'draft', body: i % 2 === 0 ? `PUBBODY${i}` : `DRAFTBODY${i}`, secret: `SECRETMARK${i}` })
+    }
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, where: { status: 'published' }, exclude: ['secret'] })
+    for (let i = 0; i < 20; i++) {
+      await alpha.node.records.put('posts', `late${i}`, { title: `LATEPUB${i}`, status: i % 2 === 0 ? 'published' : 'draft', body: i % 2 === 0 ? `PUBBODY${i}` : `DRAFTBODY${i}`, secret: `SECRETMARK${i}` })
+    }
+    const expected = new Map<string, Record<string, unknown>>()
+    for (let i = 0; i < 20; i += 2) {
+      expected.set(`early${i}`, { title: `EARLYPUB${i}`, status: 'published', body: `PUBBODY${i}` })
+      expected.set(`late${i}`, { title: `LATEPUB${i}`, status: 'published', body: `PUBBODY${i}` })
+    }
+    await eventually(async () => (await all(beta.node, 'posts')).size === expected.size, 'beta to hold the published posts', 30_000)
+    expect(Object.fromEntries(await all(beta.node, 'posts'))).toEqual(Object.fromEntries(expected))
+    expect((await all(gamma.node, 'posts')).size).toBe(0)
+    // nothing the rule keeps back is anywhere on beta or gamma, on disk or in LevelDB
+    for (const n of [beta, gamma]) {
+      const db = await dbText(n.node)
+      expect(db).not.toMatch(/SECRETMARK|DRAFTBODY/)
+      expect(db).toContain('PUBBODY') // the stream itself: readable on the relay until streams are encrypted
+    }
+    for (const n of [beta, gamma]) await n.node.stop()
+    for (const n of [beta, gamma]) expect(await filesText(n.dir)).not.toMatch(/SECRETMARK|DRAFTBODY/)
+  })
+
+  it('a post that stops matching, an update, a delete and a key move reach a mirror target as the rule says', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'pages' }, mode: 'mirror', where: { status: 'published' }, key: 'slug', include: ['title', 'slug'] })
+    await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'published' })
+    await alpha.node.records.put('posts', 'p2', { title: 'two', slug: 'two', status: 'published' })
+    await alpha.node.records.put('posts', 'p3', { title: 'three', slug: 'three', status: 'published' })
+    await alpha.node.records.put('posts', 'p4', { title: 'four', slug: 'four', status: 'draft' })
+    await eventually(async () => (await all(beta.node, 'pages')).size === 3, 'beta to hold three pages')
+    await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'draft' }) // stops matching
+    await alpha.node.records.put('posts', 'p2', { title: 'TWO', slug: 'two', status: 'published' }) // update
+    await alpha.node.records.delete('posts', 'p3')
+    await alpha.node.records.put('posts', 'p4', { title: 'four', slug: 'fourth', status: 'published' }) // starts matching
+    await alpha.node.records.put('posts', 'p2', { title: 'TWO', slug: 'second', status: 'published' }) // key moves
+    await eventually(async () => {
+      const pages = await all(beta.node, 'pages')
+      return pages.size === 2 && pages.has('second') && pages.has('fourth')
+    }, 'beta to hold the pages the rule sends now', 20_000)
+    expect(Object.fromEntries(await all(beta.node, 'pages'))).toEqual({ second: { title: 'TWO', slug: 'second' }, fourth: { title: 'four', slug: 'fourth' } })
+  })
+})
