@@ -270,7 +270,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const { admins, maxClockAheadMs } = this.settings
     this.registryView = new Registry({ admins })
     await this.registryView.load(this.store, this.changelog)
-    this.ruleSet = new RuleSet({ streams: this.options.streams === true })
+    this.ruleSet = new RuleSet({ streams: this.options.streams === true || process.env.SM_STREAMS === '1' })
     this.ruleSet.rebuild(this.registryView, this.config.name)
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })

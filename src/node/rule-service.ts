@@ -118,7 +118,7 @@ export class RuleService {
         const id = stateIdOf(rule, platform.name)
         now.add(id)
         if (this.pausedHere.has(id)) continue
-        const source = platform.peerId
+        const source = this.deps.ruleSet.sourceLog(rule, platform.peerId)
         const point: PausePoint = { source, seq: this.started ? this.deps.changelog.held(source) : 0 }
         this.deps.log.info({ rule: rule.id, source, seq: point.seq }, `rule ${rule.id} paused here${isGroupSource(rule.from) ? ` (source ${platform.name})` : ''}: it applies nothing until it is resumed`)
         this.pauseWork = this.pauseWork.then(async () => {

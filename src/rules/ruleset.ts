@@ -17,7 +17,7 @@
  *     no other rule may write into them).
  */
 import type { Registry } from '../registry/registry.js'
-import { peerOf } from '../log/log-id.js'
+import { logId, peerOf } from '../log/log-id.js'
 import type { Rule } from '../core/types.js'
 import { compileRule, passesOnAsIs, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
@@ -198,6 +198,11 @@ export class RuleSet {
       else list.push(o)
     }
     return out
+  }
+
+  /** The log a rule reads from its source platform `peerId` here: the platform's whole log, or with rule streams the rule's stream of it. */
+  sourceLog (rule: Rule, peerId: string): string {
+    return this.streams && notStreamable(rule) === undefined ? logId(peerId, ruleStreamId(rule)) : peerId
   }
 
   /** The rules this node is the source of that read local `collection` (rule streams; none without). */
