@@ -14,6 +14,13 @@ export const AUTH_PROTOCOL = `/${PROTOCOL_PREFIX}/auth/1.0.0`
  * docs/upgrading.md.
  */
 export const SYNC_PROTOCOL = `/${PROTOCOL_PREFIX}/sync/2.1.0`
+/**
+ * The sync protocol of a node that carries rules by rule streams (the
+ * experimental node option `streams`, protocols/sync/streams.md): such a
+ * node and one of SYNC_PROTOCOL do not open sessions with each other, and
+ * say so (versions.ts), instead of syncing registries but no records.
+ */
+export const SYNC_PROTOCOL_STREAMS = `/${PROTOCOL_PREFIX}/sync/3.0.0-streams`
 export const SYNC_PROTOCOL_VERSION = 2
 
 /**

@@ -19,7 +19,7 @@
  * authentication failed, so that no outsider can make a node warn about
  * versions beyond what a failed authentication logs anyway.
  */
-import { AUTH_PROTOCOL, PROTOCOL_PREFIX, SYNC_PROTOCOL } from './constants.js'
+import { AUTH_PROTOCOL, PROTOCOL_PREFIX, SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from './constants.js'
 
 export interface ProtocolFamily {
   /** e.g. "sync" */
@@ -33,6 +33,9 @@ export interface ProtocolFamily {
 export const AUTH_FAMILY: ProtocolFamily = { name: 'auth', ours: AUTH_PROTOCOL, code: 'AUTH_PROTOCOL_MISMATCH' }
 export const SYNC_FAMILY: ProtocolFamily = { name: 'sync', ours: SYNC_PROTOCOL, code: 'SYNC_PROTOCOL_MISMATCH' }
 export const PROTOCOL_FAMILIES: readonly ProtocolFamily[] = [AUTH_FAMILY, SYNC_FAMILY]
+/** The sync family of a node with rule streams (SYNC_PROTOCOL_STREAMS). */
+export const SYNC_FAMILY_STREAMS: ProtocolFamily = { name: 'sync', ours: SYNC_PROTOCOL_STREAMS, code: 'SYNC_PROTOCOL_MISMATCH' }
+export const PROTOCOL_FAMILIES_STREAMS: readonly ProtocolFamily[] = [AUTH_FAMILY, SYNC_FAMILY_STREAMS]
 
 export interface VersionMismatch {
   code: string

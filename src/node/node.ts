@@ -23,9 +23,9 @@ import { createHost } from '../network/libp2p.js'
 import type { Host } from '../network/libp2p.js'
 import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
-import { OFFENCE_BAN_MS } from '../network/constants.js'
+import { OFFENCE_BAN_MS, SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
-import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, SYNC_FAMILY } from '../network/versions.js'
+import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, PROTOCOL_FAMILIES_STREAMS, SYNC_FAMILY, SYNC_FAMILY_STREAMS } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatSource, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
@@ -270,7 +270,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     const { admins, maxClockAheadMs } = this.settings
     this.registryView = new Registry({ admins })
     await this.registryView.load(this.store, this.changelog)
-    this.ruleSet = new RuleSet({ streams: this.options.streams === true || process.env.SM_STREAMS === '1' })
+    this.ruleSet = new RuleSet({ streams: this.options.streams === true })
     this.ruleSet.rebuild(this.registryView, this.config.name)
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
@@ -314,7 +314,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.versions = new PeerVersions((m, peer) => this.log.warn({ peer, code: m.code, ours: m.ours, theirs: m.theirs }, m.message))
     // identify runs when this node asks (onAuthenticated, onUnsupported) or the peer pushes: judge only peers that proved the key
     this.host.addEventListener('peer:identify', (evt) => {
-      if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols)
+      if (this.host.getConnections(evt.detail.peerId).some(c => this.auth.isAuthenticated(c))) this.versions.check(evt.detail.peerId.toString(), evt.detail.protocols, this.ruleSet.streams ? PROTOCOL_FAMILIES_STREAMS : PROTOCOL_FAMILIES)
     })
     this.sync = this.createSyncService()
     this.peerManager = new PeerManager(this.host, this.store, {
@@ -335,11 +335,12 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private createSyncService (): SyncService {
     return new SyncService(this.host, {
+      protocol: this.ruleSet.streams ? SYNC_PROTOCOL_STREAMS : SYNC_PROTOCOL,
       logger: this.log.child({ component: 'sync' }),
       isAuthenticated: (c) => this.auth.isAuthenticated(c),
       counters: (peer) => this.metrics.traffic(peer, this.peerManager.counters(peer)),
       isIncompatible: (peer) => this.versions.isIncompatible(peer),
-      onUnsupported: async (c) => await this.checkVersions(c.remotePeer, PROTOCOL_FAMILIES, c) !== undefined,
+      onUnsupported: async (c) => await this.checkVersions(c.remotePeer, this.ruleSet.streams ? PROTOCOL_FAMILIES_STREAMS : PROTOCOL_FAMILIES, c) !== undefined,
       onOffence: (peer, offence) => {
         this.metrics.offences.inc({ check: offence.check })
         if (this.peerManager.offence(peer, offence)) {
@@ -449,7 +450,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   private onAuthenticated (connection: Connection): void {
     // identify does not run on connection open (nobody is answered before the key): ask now, and judge the sync family
-    void this.checkVersions(connection.remotePeer, [SYNC_FAMILY], connection)
+    void this.checkVersions(connection.remotePeer, [this.ruleSet.streams ? SYNC_FAMILY_STREAMS : SYNC_FAMILY], connection)
     this.peerManager.authenticated(connection)
     this.sync.connected(connection).catch(() => {})
   }

@@ -11,14 +11,16 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
+import type { PeerInfo } from '../../src/core/types.js'
+import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
 
 /** A node with rule streams that dials only the peers it is given: the test decides the links. */
-async function start (name: string, dir?: string): Promise<Running> {
+async function start (name: string, dir?: string, streams = true): Promise<Running> {
   const d = dir ?? await tempDir()
-  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
   await node.start()
   return { node, dir: d }
 }
@@ -118,5 +120,18 @@ describe('rule streams between real nodes', () => {
       return pages.size === 2 && pages.has('second') && pages.has('fourth')
     }, 'beta to hold the pages the rule sends now', 20_000)
     expect(Object.fromEntries(await all(beta.node, 'pages'))).toEqual({ second: { title: 'TWO', slug: 'second' }, fourth: { title: 'four', slug: 'fourth' } })
+  })
+
+  it('a node with rule streams and one without do not sync, and both say why', async () => {
+    const streams = await start('alpha')
+    const plain = await start('beta', undefined, false)
+    running.push(streams, plain)
+    await plain.node.peers.add(streams.node.getMultiaddrs()[0])
+    const peerInfo = async (n: SyncNode, peer: string): Promise<PeerInfo | undefined> => (await n.peers.list()).find(p => p.peerId === peer)
+    await eventually(async () => (await peerInfo(plain.node, streams.node.peerId))?.incompatible !== undefined, 'the mismatch to show on the node without streams')
+    expect((await peerInfo(plain.node, streams.node.peerId))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', ours: SYNC_PROTOCOL, theirs: [SYNC_PROTOCOL_STREAMS] })
+    await eventually(async () => (await peerInfo(streams.node, plain.node.peerId))?.incompatible !== undefined, 'the mismatch to show on the node with streams')
+    expect((await peerInfo(streams.node, plain.node.peerId))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', ours: SYNC_PROTOCOL_STREAMS, theirs: [SYNC_PROTOCOL] })
+    expect(plain.node.registry.platforms().map(p => p.name)).toEqual(['beta'])
   })
 })

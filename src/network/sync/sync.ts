@@ -16,6 +16,8 @@ import type { PeerCounters, SessionDeps } from './session.js'
 
 export interface SyncServiceInit {
   logger: Logger
+  /** The protocol id this node speaks: SYNC_PROTOCOL unless it carries rules by streams (SYNC_PROTOCOL_STREAMS). */
+  protocol?: string
   isAuthenticated: (connection: Connection) => boolean
   /** Counters for a peer (created on demand by the peer manager). */
   counters: (peer: string) => PeerCounters
@@ -41,7 +43,10 @@ export class SyncService {
   readonly sessions = new Map<string, SyncSession>()
   private running = false
 
+  private readonly protocol: string
+
   constructor (libp2p: Libp2p, init: SyncServiceInit) {
+    this.protocol = init.protocol ?? SYNC_PROTOCOL
     this.libp2p = libp2p
     this.init = init
     this.log = init.logger
@@ -49,7 +54,7 @@ export class SyncService {
 
   async start (): Promise<void> {
     this.running = true
-    await this.libp2p.handle(SYNC_PROTOCOL, (stream, connection) => {
+    await this.libp2p.handle(this.protocol, (stream, connection) => {
       if (!this.init.isAuthenticated(connection)) {
         // an honest dialer opens sync only once the key is proved: one line, and the connection goes
         // (a peer could otherwise open streams, each logged, for as long as its connection lasts)
@@ -67,7 +72,7 @@ export class SyncService {
   async stop (): Promise<void> {
     this.running = false
     if (this.maintainTimer !== undefined) clearInterval(this.maintainTimer)
-    await this.libp2p.unhandle(SYNC_PROTOCOL)
+    await this.libp2p.unhandle(this.protocol)
     for (const s of this.sessions.values()) s.close()
     this.sessions.clear()
   }
@@ -78,7 +83,7 @@ export class SyncService {
     const peer = connection.remotePeer.toString()
     if (this.init.isIncompatible?.(peer) === true) return
     try {
-      const stream = await connection.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(SYNC_OPEN_TIMEOUT_MS) })
+      const stream = await connection.newStream(this.protocol, { signal: AbortSignal.timeout(SYNC_OPEN_TIMEOUT_MS) })
       this.attach(stream, connection, this.libp2p.peerId.toString())
     } catch (err) {
       if ((err as Error).name === 'UnsupportedProtocolError' && await this.init.onUnsupported?.(connection).catch(() => false) === true) return
