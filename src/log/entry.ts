@@ -40,6 +40,8 @@ export interface LogEntry {
   prev?: WriteId
   /** Rule streams only: the target record's id, when the rule's key makes it differ from `id` (the source record's). */
   targetId?: string
+  /** Rule streams only: the epoch of the stream key the entry is encrypted under (absent: plaintext). See src/log/sealed-entry.ts. */
+  epoch?: number
   /** Canonical protobuf encoding, once computed (signing, verification, storage share it). */
   bytes?: Uint8Array
   /** Merkle leaf hash of `bytes`, as signing.ts holds digests (32 latin1 characters). */
@@ -61,7 +63,7 @@ const EMPTY = new Uint8Array(0)
  * object (the fields set later, `bytes`, `leaf`, `parsed`, would otherwise
  * cost a second object per entry).
  */
-export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined, writer?: string, writerSeq?: number, prev?: WriteId, targetId?: string): LogEntry {
+export function newEntry (origin: string, seq: number, hlc: Hlc, collection: string, id: string, op: EntryOp, value: Uint8Array | undefined, writer?: string, writerSeq?: number, prev?: WriteId, targetId?: string, epoch?: number): LogEntry {
   // a writer equal to the origin is no writer (the origin's own write): never encoded as one
   if (writer === undefined || writer === '' || writer === origin) {
     writer = undefined
@@ -72,7 +74,8 @@ export function newEntry (origin: string, seq: number, hlc: Hlc, collection: str
   // only a delete names what it removed, and never a write of its own origin
   if (op !== 'del' || prev?.origin === origin || prev?.origin === '') prev = undefined
   if (targetId === '' || targetId === id) targetId = undefined
-  return { origin, seq, hlc, collection, id, op, value, writer, writerSeq, prev, targetId, bytes: undefined, leaf: undefined, parsed: undefined }
+  if (epoch === 0) epoch = undefined
+  return { origin, seq, hlc, collection, id, op, value, writer, writerSeq, prev, targetId, epoch, bytes: undefined, leaf: undefined, parsed: undefined }
 }
 
 export function toPbEntry (e: LogEntry): PbEntry {
@@ -89,7 +92,8 @@ export function toPbEntry (e: LogEntry): PbEntry {
     prevOrigin: e.prev?.origin ?? '',
     prevHlcWall: e.prev?.hlc.wall ?? 0,
     prevHlcLogical: e.prev?.hlc.logical ?? 0,
-    targetId: e.targetId ?? ''
+    targetId: e.targetId ?? '',
+    epoch: e.epoch ?? 0
   }
 }
 
@@ -97,7 +101,7 @@ export function fromPbEntry (origin: string, pb: PbEntry): LogEntry {
   const op = pb.op === PbOp.DEL ? 'del' : pb.op === PbOp.UNMATCH ? 'unmatch' : 'put'
   if (pb.prevOrigin !== '' && op !== 'del') throw new Error(`entry ${pb.seq} is a put naming a write it removed`)
   const prev = pb.prevOrigin !== '' ? { origin: pb.prevOrigin, hlc: { wall: pb.prevHlcWall, logical: pb.prevHlcLogical } } : undefined
-  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' ? pb.value : undefined, pb.writer, pb.writerSeq, prev, pb.targetId)
+  return newEntry(origin, pb.seq, { wall: pb.hlcWall, logical: pb.hlcLogical }, pb.collection, pb.id, op, op === 'put' || pb.epoch !== 0 ? pb.value : undefined, pb.writer, pb.writerSeq, prev, pb.targetId, pb.epoch)
 }
 
 export function encodeEntry (e: LogEntry): Uint8Array {
@@ -130,6 +134,7 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
   let prevWall = 0
   let prevLogical = 0
   let targetId = ''
+  let epoch = 0
   while (r.pos < r.end) {
     const tag = r.varint()
     const wireType = tag & 7
@@ -147,12 +152,13 @@ export function decodeEntry (origin: string, bytes: Uint8Array): LogEntry {
       case 0x58: prevWall = r.varint(); break
       case 0x60: prevLogical = r.varint() >>> 0; break
       case -0x6a: { const n = r.skipLengthDelimited(); targetId = utf8Range(bytes, r.pos - n, r.pos); break }
+      case 0x70: epoch = r.varint() >>> 0; break
       default: r.skip(wireType)
     }
   }
   if (op !== 0 && op !== 1 && op !== 2) throw new Error(`entry ${seq} has an unknown op`)
-  if (op !== 0 && valueEnd > valueStart) throw new Error(`entry ${seq} is a ${op === 1 ? 'delete' : 'unmatch'} with a value`)
+  if (op !== 0 && valueEnd > valueStart && epoch === 0) throw new Error(`entry ${seq} is a ${op === 1 ? 'delete' : 'unmatch'} with a value`)
   if (prevOrigin !== '' && op !== 1) throw new Error(`entry ${seq} is a put naming a write it removed`)
   const prev = prevOrigin !== '' ? { origin: prevOrigin, hlc: { wall: prevWall, logical: prevLogical } } : undefined
-  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : op === 2 ? 'unmatch' : 'put', op === 0 ? bytes.subarray(valueStart, valueEnd) : undefined, writer, writerSeq, prev, targetId)
+  return newEntry(origin, seq, { wall, logical }, collection, id, op === 1 ? 'del' : op === 2 ? 'unmatch' : 'put', op === 0 || epoch !== 0 ? bytes.subarray(valueStart, valueEnd) : undefined, writer, writerSeq, prev, targetId, epoch)
 }

@@ -14,6 +14,7 @@ import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys, keySuffix, rangeAfter, SEP } from '../store/keys.js'
 import { decodeRecord } from '../store/records.js'
+import { SEALED_COLLECTION } from '../store/names.js'
 import type { RecordState } from '../store/records.js'
 import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
@@ -113,7 +114,8 @@ export abstract class Backfiller extends WritePath {
     }
     let first = true
     const source = rule.sourcePeer
-    const reader = new BackfillReader(this.log, source, rule.rule.from.collection, BACKFILL_CHUNK)
+    // a rule stream's entries are encrypted: they name "$sealed", not the source collection (sealed-entry.ts)
+    const reader = new BackfillReader(this.log, source, rule.stream !== undefined ? SEALED_COLLECTION : rule.rule.from.collection, BACKFILL_CHUNK)
     while (!state.done && isCurrent()) {
       const current: BackfillState = state
       const { result, durable } = await this.store.exclusive(async () => {
@@ -177,10 +179,12 @@ export abstract class Backfiller extends WritePath {
       for (const entry of chunk.entries) {
         if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
         if (moved && !this.log.isNewest(txn, entry)) continue
-        const value = parseEntryValue(entry)
-        const maybe = this.plan(rule, entry, value)
-        const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
-        if (plan !== undefined) planned.push({ entry, plan, at: planKeys(rule, entry, plan) })
+        const e = entry.epoch === undefined ? entry : await this.openFor(st, rule, entry)
+        if (e === undefined) continue
+        const value = parseEntryValue(e)
+        const maybe = this.plan(rule, e, value)
+        const plan = this.keep(st, rule, e, maybe instanceof Promise ? await maybe : maybe)
+        if (plan !== undefined) planned.push({ entry: e, plan, at: planKeys(rule, e, plan) })
       }
       const prefetch: string[] = []
       for (const p of planned) pushPlanKeys(prefetch, p.at)
@@ -234,6 +238,9 @@ export abstract class Backfiller extends WritePath {
    * this node holds (see groupHolds); a record removed is then re-applied
    * from the sources that have a record with its id (a rule without `key`).
    */
+  /** A rule stream's entry opened for `rule` (Ingestor.openFor). */
+  protected abstract openFor (st: TxnState, rule: CompiledRule, entry: LogEntry): Promise<LogEntry | undefined>
+
   private async sweepChunk (st: TxnState, rule: CompiledRule, after: string | undefined): Promise<{ applied: Applied[], last?: string, more: boolean }> {
     const collection = rule.rule.to.collection
     const prefix = keys.recordPrefix(collection)
@@ -331,6 +338,8 @@ export abstract class Backfiller extends WritePath {
   private sourceHolds (txn: Txn, rule: CompiledRule, sourceId: string, targetId: string): boolean {
     const mapped = txn.get(keys.targetMap(rule.stateId, sourceId))
     if (mapped === undefined || utf8.decode(mapped) !== targetId) return false
+    // a stream's record index is by blinded id; its put maps the record and its delete or unmatch unmaps it
+    if (rule.stream !== undefined) return true
     return this.newestEntry(txn, rule, sourceId)?.op === 'put'
   }
 

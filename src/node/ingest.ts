@@ -15,6 +15,9 @@ import { newEntry } from '../log/entry.js'
 import type { LogEntry, WriteId } from '../log/entry.js'
 import { isLogOf, isRuleStreamLog, logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
+import type { StreamKey } from '../log/seal.js'
+import { openEntry } from '../log/sealed-entry.js'
+import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, utf8 } from '../store/db.js'
@@ -44,6 +47,8 @@ export interface LocalOp {
 }
 
 const FEED_INDEXED_KEY = keys.meta('feed-indexed')
+/** Rule states waiting for a stream key (Ingestor.awaitingKey): `m\0awaiting-key\0<state id>`. */
+const AWAITING_KEY_PREFIX = keys.meta(`awaiting-key${SEP}`)
 /** How deep rule-written records may flow on through this node's own rules within one write. */
 const MAX_CHAIN_DEPTH = 16
 
@@ -67,7 +72,57 @@ export class Ingestor extends Backfiller {
     if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
     const skipped = await this.store.db.get(LEFT_OUT_KEY)
     if (skipped !== undefined) this.everLeftOut = new Set(decodeJson<string[]>(skipped))
+    for await (const [key] of this.store.db.iterator(prefixRange(AWAITING_KEY_PREFIX))) this.awaitingKey.add(keySuffix(key, AWAITING_KEY_PREFIX))
     if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
+  }
+
+  /**
+   * Rule states (CompiledRule.stateId) that passed over entries of their
+   * stream they could not open (no key here yet): when the key arrives,
+   * the rule reads its stream again from the start (clearAwaitingKey).
+   * Persisted (AWAITING_KEY_PREFIX), with the transaction that passed them.
+   */
+  readonly awaitingKey = new Set<string>()
+
+  /** The rule state `stateId` will read its stream again: forget that it waited for a key, and its backfill's progress, in one batch. */
+  async clearAwaitingKey (stateId: string): Promise<void> {
+    await this.store.exclusive(async () => {
+      const { durable } = await this.store.write(new Map([[`${AWAITING_KEY_PREFIX}${stateId}`, undefined], [keys.backfill(stateId), undefined]]))
+      await durable
+      this.awaitingKey.delete(stateId)
+    })
+  }
+
+  /**
+   * A rule stream's entry as the rule applies it: in clear, opened with the
+   * stream's key (an entry in clear as it is), or undefined when it cannot
+   * be: no key here yet (the rule waits for it, see awaitingKey), or an
+   * entry its origin encrypted wrongly (skipped and reported).
+   */
+  protected async openFor (st: TxnState, rule: CompiledRule, entry: LogEntry): Promise<LogEntry | undefined> {
+    if (entry.epoch === undefined) return entry
+    let key: StreamKey | undefined
+    try {
+      key = await this.streamKeys?.keyFor(entry.origin, entry.epoch, st.txn)
+    } catch (err) {
+      st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `the key of epoch ${entry.epoch} of stream ${entry.origin} does not open: ${(err as Error).message}` })
+      return undefined
+    }
+    if (key === undefined) {
+      if (!this.awaitingKey.has(rule.stateId)) {
+        this.awaitingKey.add(rule.stateId)
+        st.txn.put(`${AWAITING_KEY_PREFIX}${rule.stateId}`, new Uint8Array(0))
+      }
+      return undefined
+    }
+    try {
+      const opened = openEntry(key, entry)
+      if (opened.value !== undefined && jsonTextTooDeep(opened.value)) throw new Error(`its value nests more than ${MAX_JSON_DEPTH} levels`)
+      return opened
+    } catch (err) {
+      st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `entry ${entry.seq} of stream ${entry.origin} does not open: ${(err as Error).message}` })
+      return undefined
+    }
   }
 
   /**
@@ -230,11 +285,13 @@ export class Ingestor extends Backfiller {
         prefetch.push(keys.record(entry.collection, entry.id))
       }
       for (const rule of rules ?? []) {
-        const maybe = this.plan(rule, entry, value)
-        const plan = this.keep(st, rule, entry, maybe instanceof Promise ? await maybe : maybe)
+        const e = entry.epoch === undefined ? entry : await this.openFor(st, rule, entry)
+        if (e === undefined) continue
+        const maybe = this.plan(rule, e, e === entry ? value : parseEntryValue(e))
+        const plan = this.keep(st, rule, e, maybe instanceof Promise ? await maybe : maybe)
         if (plan === undefined) continue
-        const at = planKeys(rule, entry, plan)
-        work.push({ entry, rule, plan, at, value: undefined })
+        const at = planKeys(rule, e, plan)
+        work.push({ entry: e, rule, plan, at, value: undefined })
         pushPlanKeys(prefetch, at)
       }
     }

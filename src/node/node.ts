@@ -25,6 +25,7 @@ import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
 import { OFFENCE_BAN_MS, SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
+import { StreamKeys } from './stream-keys.js'
 import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, PROTOCOL_FAMILIES_STREAMS, SYNC_FAMILY, SYNC_FAMILY_STREAMS } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatSource, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
@@ -34,7 +35,7 @@ import { Store, encodeJson, rows } from '../store/db.js'
 import { upgradeFormat } from '../store/format.js'
 import type { UpgradeResult } from '../store/format.js'
 import { keys, keySuffix, rangeAfter } from '../store/keys.js'
-import { checkCollection, checkId, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
+import { checkCollection, checkId, KEYS_COLLECTION, PLATFORMS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord, toStoredRecord } from '../store/records.js'
 import { CONFIG_FILE, DB_DIR, initDataDir, loadConfig, loadIdentity, secureDataDir, validateMeshKey } from './config.js'
 import type { NodeConfig } from './config.js'
@@ -274,6 +275,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.ruleSet.rebuild(this.registryView, this.config.name)
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
+    if (this.ruleSet.streams) {
+      const streamKeys = new StreamKeys(this.store, this.self, privateKey)
+      await streamKeys.load()
+      this.ingestor.streamKeys = streamKeys
+    }
     await this.ingestor.load()
     this.ingestor.onCounted = (ruleId, name, delta) => this.metrics.ruleCounted(ruleId, name, delta)
     this.store.onMaintenance = (kind) => (kind === 'flush' ? this.metrics.flushes : this.metrics.compactions).inc()
@@ -515,6 +521,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       for (const r of changes) this.registryView.apply(r.collection, r.id, r.value, r.from)
       this.disconnectRevoked()
       this.ruleService.registryChanged()
+      // an envelope of a stream key for this node: rules that waited for it read their stream again
+      if (changes.some(r => r.collection === KEYS_COLLECTION && r.id.endsWith(`/${this.self}`))) this.ruleService.keysArrived()
     }
     // a relay sends other origins' entries on while its own copy is being written (ChangeLog.forwardEarly)
     this.ingestor.onForwardable = (origins) => this.sync?.stored(origins)
@@ -523,6 +531,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       log: this.log.child({ component: 'rules' }),
       store: this.store,
       changelog: this.changelog,
+      writeRegistry: async (ops) => { await this.writeLocal(ops) },
       registry: this.registryView,
       ruleSet: this.ruleSet,
       ingestor: this.ingestor,

@@ -27,7 +27,9 @@ import type { Store } from '../store/db.js'
 import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange, SEP } from '../store/keys.js'
 import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
-import type { BackfillState, IngestResult, Ingestor } from './ingest.js'
+import type { BackfillState, IngestResult, Ingestor, LocalOp } from './ingest.js'
+import { envelopeId, FIRST_EPOCH } from './stream-keys.js'
+import { KEYS_COLLECTION } from '../store/names.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
 } from '../core/types.js'
@@ -62,6 +64,8 @@ export interface RuleServiceDeps {
   afterIngest: (result: IngestResult) => void
   /** Entries of a peer's log this node knows it lacks; undefined when it holds none. */
   sourceLag: (peer: string) => number | undefined
+  /** Write registry records of this node's (the envelopes of its stream keys) through its local write path. */
+  writeRegistry?: (ops: LocalOp[]) => Promise<void>
 }
 
 export class RuleService {
@@ -186,7 +190,9 @@ export class RuleService {
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
     this.logLeftOut()
+    this.ensureEnvelopes()
     this.scheduleFills()
+    this.keysArrived()
     this.webhooks.sync(this.deps.ruleSet.all())
   }
 
@@ -220,7 +226,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.envelopes, this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -246,6 +252,7 @@ export class RuleService {
     this.published = published
     if (!this.started) return
     this.logLeftOut()
+    this.ensureEnvelopes()
     this.scheduleFills()
     this.webhooks.sync(this.deps.ruleSet.all())
     for (const rule of changed) this.scheduleBackfill(rule)
@@ -362,6 +369,66 @@ export class RuleService {
   }
 
   private readonly fills = new Map<string, Promise<void>>()
+  /** Writing envelopes of stream keys (ensureEnvelopes): one run at a time, another after it when asked meanwhile. */
+  private envelopes: Promise<void> = Promise.resolve()
+  private envelopesAgain = false
+  private envelopesRunning = false
+
+  /**
+   * Rule streams: every target of every rule this node is the source of
+   * holds an envelope of the stream's current key (a `$keys` record of this
+   * node's, streams.md §6): made for the targets that lack one, after every
+   * registry change (a target joins) and at start. The key itself is made
+   * here when the stream has none yet.
+   */
+  private ensureEnvelopes (): void {
+    const keysOf = this.deps.ingestor.streamKeys
+    if (!this.started || keysOf === undefined || this.deps.writeRegistry === undefined) return
+    if (this.envelopesRunning) {
+      this.envelopesAgain = true
+      return
+    }
+    this.envelopesRunning = true
+    this.envelopes = (async () => {
+      do {
+        this.envelopesAgain = false
+        const ops: LocalOp[] = []
+        for (const o of this.deps.ruleSet.allOutbound()) {
+          const { epoch, key } = await keysOf.current(o.stream)
+          for (const t of ruleTargets(o.compiled.rule, this.deps.registry)) {
+            if (t.peerId === this.deps.self || t.peerId === '') continue
+            const id = envelopeId(this.deps.self, o.stream, epoch, t.peerId)
+            if (await this.deps.store.db.get(keys.record(KEYS_COLLECTION, id)) !== undefined) continue
+            ops.push({ collection: KEYS_COLLECTION, id, op: 'put', value: keysOf.envelope(o.stream, epoch, key, t.peerId) })
+          }
+        }
+        if (ops.length > 0 && this.deps.isRunning()) await this.deps.writeRegistry!(ops)
+      } while (this.envelopesAgain && this.deps.isRunning())
+    })().catch((err: Error) => { this.deps.log.error({ err: err.message }, `writing the keys of rule streams for their targets failed; it is tried again at the next registry change: ${err.message}`) })
+      .finally(() => { this.envelopesRunning = false })
+  }
+
+  /**
+   * An envelope of a stream key for this node arrived: every rule here that
+   * passed over entries of its stream for want of that key reads its stream
+   * again from the start, once its running pass has stopped.
+   */
+  keysArrived (): void {
+    const keysOf = this.deps.ingestor.streamKeys
+    if (!this.started || keysOf === undefined) return
+    for (const stateId of [...this.deps.ingestor.awaitingKey]) {
+      const rule = this.deps.ruleSet.get(stateId)
+      if (rule?.stream === undefined) continue
+      // called as the envelope's transaction is issued: read once it is durable
+      void (this.backfills.get(stateId) ?? Promise.resolve()).then(async () => await this.deps.store.flushed()).then(async () => {
+        if (await keysOf.keyFor(rule.sourcePeer, FIRST_EPOCH).catch(() => undefined) === undefined) return
+        if (!this.deps.ingestor.awaitingKey.has(stateId)) return
+        await this.deps.ingestor.clearAwaitingKey(stateId)
+        this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: the key of its stream arrived; reading the stream again from the start`)
+        this.scheduleBackfill(rule)
+      }).catch((err: Error) => this.deps.log.error({ rule: rule.rule.id, err: err.message }, `rule ${rule.rule.id}: reading its stream again failed: ${err.message}`))
+    }
+  }
 
   /** Rule streams: fill the stream of every rule this node is the source of, once per stream (Ingestor.fillStream). */
   private scheduleFills (): void {

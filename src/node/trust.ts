@@ -14,7 +14,8 @@ import { encodeRevocation, platformWriteRefusal, revocationKey } from '../regist
 import type { Registry } from '../registry/registry.js'
 import { decodeJson } from '../store/db.js'
 import type { Txn } from '../store/db.js'
-import { PLATFORMS_COLLECTION } from '../store/names.js'
+import { KEYS_COLLECTION, PLATFORMS_COLLECTION } from '../store/names.js'
+import { isOwnEnvelope } from './stream-keys.js'
 import type { IngestPolicy } from './ingest.js'
 import type { JsonObject, Platform, RegistryRefusal } from '../core/types.js'
 
@@ -87,7 +88,10 @@ export class TrustPolicy implements IngestPolicy {
   readonly registry = (entry: LogEntry, value: JsonObject | undefined): string | undefined => {
     const reason = entry.collection === PLATFORMS_COLLECTION
       ? platformWriteRefusal(this.admins, entry, value)
-      : this.admins.size === 0 || this.admins.has(entry.origin) ? undefined : `${entry.origin} is not a registry admin`
+      : entry.collection === KEYS_COLLECTION
+        // the envelopes of a stream's key come from the stream's origin only, admins included
+        ? isOwnEnvelope(entry.id, peerOf(entry.origin)) ? undefined : `${entry.origin} wrote the envelope ${entry.id.slice(0, 200)} of another node's stream key`
+        : this.admins.size === 0 || this.admins.has(entry.origin) ? undefined : `${entry.origin} is not a registry admin`
     if (reason === undefined) {
       if (entry.collection === PLATFORMS_COLLECTION && entry.op === 'put') this.noteClaim(entry, value)
       return undefined

@@ -23,6 +23,10 @@ import type { RecordState, Version } from '../store/records.js'
 import type { ApplyContext, CompiledRule } from '../rules/engine.js'
 import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
 import { sourcePlan, streamChange } from '../rules/stream-plan.js'
+import { blindedIdHex, sealEntry } from '../log/sealed-entry.js'
+import type { StreamKey } from '../log/seal.js'
+import { SEALED_COLLECTION } from '../store/names.js'
+import type { StreamKeys } from './stream-keys.js'
 import type { SourcePlan } from '../rules/stream-plan.js'
 import type { ClaimSource } from '../registry/registry.js'
 
@@ -159,6 +163,8 @@ export abstract class WritePath {
 
   private readonly signer?: RunSigner
   protected readonly policy?: IngestPolicy
+  /** The keys of rule streams (set by the node when it carries rules by streams): entries of rule streams are encrypted. */
+  streamKeys?: StreamKeys
 
   constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
     this.signer = components.signer
@@ -325,11 +331,14 @@ export abstract class WritePath {
     const queued = st.streamed
     if (queued === undefined || queued.size === 0) return
     st.streamed = undefined
-    const work: Array<{ logId: string, o: OutboundRule, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKey: string }> = []
+    const streamKeys = this.streamKeys
+    if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
+    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKey: string }> = []
     for (const { collection, id, state } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
-        work.push({ logId: streamLog, o, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKey: keys.latest(streamLog, collection, id) })
+        const { epoch, key } = await streamKeys.current(o.stream)
+        work.push({ logId: streamLog, o, key, epoch, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKey: keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(key, collection, id)) })
       }
     }
     if (work.length === 0) return
@@ -342,6 +351,7 @@ export abstract class WritePath {
       const w = work[i]
       const key = entryKeys[i]
       const bytes = key !== undefined ? st.txn.get(key) : undefined
+      // op, writer and clock are in clear: what the stream last held needs no decryption
       const last = bytes !== undefined ? decodeEntry(w.logId, bytes) : undefined
       const head = last !== undefined ? { op: last.op, writer: last.writer ?? this.self, hlc: last.hlc } : undefined
       const version = w.state.version
@@ -351,7 +361,8 @@ export abstract class WritePath {
       const seq = this.log.held(w.logId) + entries.length + 1
       const plan = w.plan
       const value = plan.op === 'put' ? (plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)) : undefined
-      entries.push(newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined))
+      const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
+      entries.push(sealEntry(w.key, w.epoch, plain))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
       // same record in this transaction is not possible (queued holds the last state of each)
     }

@@ -18,6 +18,7 @@
  */
 import type { Registry } from '../registry/registry.js'
 import { logId, peerOf } from '../log/log-id.js'
+import { SEALED_COLLECTION } from '../store/names.js'
 import type { Rule } from '../core/types.js'
 import { compileRule, passesOnAsIs, ruleFingerprint, stateIdOf } from './engine.js'
 import type { CompiledRule } from './engine.js'
@@ -62,8 +63,10 @@ function indexBySource (compiled: Iterable<CompiledRule>): Map<string, Map<strin
   for (const c of compiled) {
     let byCollection = index.get(c.sourcePeer)
     if (byCollection === undefined) index.set(c.sourcePeer, byCollection = new Map())
-    const list = byCollection.get(c.rule.from.collection)
-    if (list === undefined) byCollection.set(c.rule.from.collection, [c])
+    // a rule stream's entries are encrypted: they name "$sealed" (src/log/sealed-entry.ts)
+    const collection = c.stream !== undefined ? SEALED_COLLECTION : c.rule.from.collection
+    const list = byCollection.get(collection)
+    if (list === undefined) byCollection.set(collection, [c])
     else list.push(c)
   }
   return index

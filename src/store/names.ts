@@ -15,9 +15,17 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
 
 export const PLATFORMS_COLLECTION = '$platforms'
 export const RULES_COLLECTION = '$rules'
+/**
+ * Rule streams' epoch keys, each sealed to one member of the stream's
+ * audience (protocols/sync/streams.md §6): id `<origin>/<stream>/<epoch>/<peer id>`,
+ * written only by the stream's origin, readable only by that peer.
+ */
+export const KEYS_COLLECTION = '$keys'
+/** The collection an encrypted stream entry names: its real collection and id are inside the ciphertext. */
+export const SEALED_COLLECTION = '$sealed'
 
 export function isRegistryCollection (collection: string): boolean {
-  return collection === PLATFORMS_COLLECTION || collection === RULES_COLLECTION
+  return collection === PLATFORMS_COLLECTION || collection === RULES_COLLECTION || collection === KEYS_COLLECTION
 }
 
 export function isValidCollection (name: string): boolean {

@@ -12,7 +12,7 @@ import { levelWidths, livePositions, MAX_RUN_LENGTH } from '../../log/signing.js
 import type { AttestedCert, Cert } from '../../log/signing.js'
 import { MAX_UPDATES } from '../../log/changelog.js'
 import { utf8 } from '../../store/db.js'
-import { isRegistryCollection, isValidCollection, isValidId } from '../../store/names.js'
+import { isRegistryCollection, isValidCollection, isValidId, SEALED_COLLECTION } from '../../store/names.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../../store/json-depth.js'
 import { frame, varintLength, writeVarint } from '../frames.js'
 import { utf8Range, WireReader } from '../../log/wire.js'
@@ -46,6 +46,13 @@ export function isValidOrigin (origin: string): boolean {
  * A log id (src/log/log-id.ts): a peer id, or a peer id, "/" and a stream
  * id. What a batch, a vector and a Have name; anything else is FRAME_INVALID.
  */
+/** An encrypted entry's id: the hex of a 17-byte blinded id (encryption.md §6). */
+const BLINDED_ID_HEX = /^01[0-9a-f]{32}$/
+/** Version, nonce and tag of an encrypted entry (encryption.md §5), plus the payload's version and three empty strings. */
+const MIN_SEALED_BYTES = 1 + 12 + 16 + 7
+/** What encryption and the payload's header add to a value, at most (three strings of up to 512 ids' UTF-8 and a collection name). */
+const SEALED_OVERHEAD_BYTES = 1 + 12 + 16 + 1 + 3 * 2 + 128 + 2 * 512 * 3
+
 export function isValidLogId (id: string): boolean {
   return isLogId(id)
 }
@@ -218,6 +225,15 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     if (!Number.isSafeInteger(e.seq) || e.seq <= prev || e.seq > toSeq) throw new ProtocolError(`batch entry seq ${e.seq} is out of order or outside (${fromSeq}, ${toSeq}]`, 'FRAME_INVALID')
     prev = e.seq
     if (!Number.isSafeInteger(e.hlc.wall) || e.hlc.wall <= 0) throw new ProtocolError(`entry ${e.seq} has an invalid clock`, 'FRAME_INVALID')
+    if (e.epoch !== undefined || e.collection === SEALED_COLLECTION) {
+      // an encrypted rule stream entry (src/log/sealed-entry.ts): what is in clear is checked here, the
+      // payload by the targets that hold the key
+      if (!ruleStream || e.epoch === undefined) throw new ProtocolError(`entry ${e.seq} of ${b.origin} is encrypted outside a rule stream, or names "${SEALED_COLLECTION}" without an epoch`, 'FRAME_INVALID')
+      if (e.collection !== SEALED_COLLECTION || !BLINDED_ID_HEX.test(e.id) || e.targetId !== undefined || e.prev !== undefined) throw new ProtocolError(`entry ${e.seq} is encrypted but names a collection, id or target id in clear`, 'FRAME_INVALID')
+      if (e.value === undefined || e.value.byteLength < MIN_SEALED_BYTES || e.value.byteLength > MAX_ENTRY_VALUE_BYTES + SEALED_OVERHEAD_BYTES) throw new ProtocolError(`entry ${e.seq} carries an encrypted payload of ${e.value?.byteLength ?? 0} bytes (${MIN_SEALED_BYTES} to ${MAX_ENTRY_VALUE_BYTES + SEALED_OVERHEAD_BYTES})`, 'FRAME_INVALID')
+      if (e.writer !== undefined && (!isValidOrigin(e.writer) || !Number.isSafeInteger(e.writerSeq))) throw new ProtocolError(`entry ${e.seq} names an invalid writer`, 'FRAME_INVALID')
+      continue
+    }
     if (!(isValidCollection(e.collection) || isRegistryCollection(e.collection))) throw new ProtocolError(`entry ${e.seq} has an invalid collection name`, 'FRAME_INVALID')
     if (!isValidId(e.id)) throw new ProtocolError(`entry ${e.seq} has an invalid record id`, 'FRAME_INVALID')
     if (e.writer !== undefined && (!isValidOrigin(e.writer) || !Number.isSafeInteger(e.writerSeq))) throw new ProtocolError(`entry ${e.seq} names an invalid writer`, 'FRAME_INVALID')

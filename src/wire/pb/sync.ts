@@ -36,6 +36,7 @@ export interface Entry {
   prevHlcWall: number
   prevHlcLogical: number
   targetId: string
+  epoch: number
 }
 
 export namespace Entry {
@@ -113,6 +114,11 @@ export namespace Entry {
           w.string(obj.targetId)
         }
 
+        if ((obj.epoch != null && obj.epoch !== 0)) {
+          w.uint32(112)
+          w.uint32(obj.epoch)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -130,7 +136,8 @@ export namespace Entry {
           prevOrigin: '',
           prevHlcWall: 0,
           prevHlcLogical: 0,
-          targetId: ''
+          targetId: '',
+          epoch: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -189,6 +196,10 @@ export namespace Entry {
             }
             case 13: {
               obj.targetId = reader.string()
+              break
+            }
+            case 14: {
+              obj.epoch = reader.uint32()
               break
             }
             default: {
@@ -297,6 +308,13 @@ export namespace Entry {
               }
               break
             }
+            case 14: {
+              yield {
+                field: `${prefix}.epoch`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -374,6 +392,11 @@ export namespace Entry {
     value: string
   }
 
+  export interface EntryEpochFieldEvent {
+    field: '$.epoch'
+    value: number
+  }
+
   export function encode (obj: Partial<Entry>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Entry.codec())
   }
@@ -382,7 +405,7 @@ export namespace Entry {
     return decodeMessage(buf, Entry.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent | EntryPrevOriginFieldEvent | EntryPrevHlcWallFieldEvent | EntryPrevHlcLogicalFieldEvent | EntryTargetIdFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Entry>): Generator<EntrySeqFieldEvent | EntryHlcWallFieldEvent | EntryHlcLogicalFieldEvent | EntryCollectionFieldEvent | EntryIdFieldEvent | EntryOpFieldEvent | EntryValueFieldEvent | EntryWriterFieldEvent | EntryWriterSeqFieldEvent | EntryPrevOriginFieldEvent | EntryPrevHlcWallFieldEvent | EntryPrevHlcLogicalFieldEvent | EntryTargetIdFieldEvent | EntryEpochFieldEvent> {
     return streamMessage(buf, Entry.codec(), opts)
   }
 }
@@ -1004,6 +1027,12 @@ export namespace Batch {
     index: number
   }
 
+  export interface BatchEntriesEpochFieldEvent {
+    field: '$.entries[].epoch'
+    value: number
+    index: number
+  }
+
   export interface BatchCertsFromSeqFieldEvent {
     field: '$.certs[].fromSeq'
     value: number
@@ -1132,7 +1161,7 @@ export namespace Batch {
     return decodeMessage(buf, Batch.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchEntriesPrevOriginFieldEvent | BatchEntriesPrevHlcWallFieldEvent | BatchEntriesPrevHlcLogicalFieldEvent | BatchEntriesTargetIdFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Batch>): Generator<BatchOriginFieldEvent | BatchFromSeqFieldEvent | BatchToSeqFieldEvent | BatchEntriesSeqFieldEvent | BatchEntriesHlcWallFieldEvent | BatchEntriesHlcLogicalFieldEvent | BatchEntriesCollectionFieldEvent | BatchEntriesIdFieldEvent | BatchEntriesOpFieldEvent | BatchEntriesValueFieldEvent | BatchEntriesWriterFieldEvent | BatchEntriesWriterSeqFieldEvent | BatchEntriesPrevOriginFieldEvent | BatchEntriesPrevHlcWallFieldEvent | BatchEntriesPrevHlcLogicalFieldEvent | BatchEntriesTargetIdFieldEvent | BatchEntriesEpochFieldEvent | BatchCertsFromSeqFieldEvent | BatchCertsToSeqFieldEvent | BatchCertsSigFieldEvent | BatchCertsPrunedLevelFieldEvent | BatchCertsPrunedIndexFieldEvent | BatchCertsPrunedHashFieldEvent | BatchCertsAsOfFieldEvent | BatchCertsGoneFieldEvent | BatchCertsLiveFieldEvent | BatchCertsRootFieldEvent | BatchUpdatesFromSeqFieldEvent | BatchUpdatesToSeqFieldEvent | BatchUpdatesSigFieldEvent | BatchUpdatesPrunedLevelFieldEvent | BatchUpdatesPrunedIndexFieldEvent | BatchUpdatesPrunedHashFieldEvent | BatchUpdatesAsOfFieldEvent | BatchUpdatesGoneFieldEvent | BatchUpdatesLiveFieldEvent | BatchUpdatesRootFieldEvent> {
     return streamMessage(buf, Batch.codec(), opts)
   }
 }
@@ -2145,6 +2174,12 @@ export namespace Frame {
     index: number
   }
 
+  export interface FrameBatchEntriesEpochFieldEvent {
+    field: '$.batch.entries[].epoch'
+    value: number
+    index: number
+  }
+
   export interface FrameBatchCertsFromSeqFieldEvent {
     field: '$.batch.certs[].fromSeq'
     value: number
@@ -2300,7 +2335,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchEntriesTargetIdFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchEntriesTargetIdFieldEvent | FrameBatchEntriesEpochFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }

@@ -1,0 +1,79 @@
+/**
+ * Encrypted rule stream entries (protocols/sync/streams.md §3,
+ * encryption.md §5–6). What a node outside a stream's audience stores and
+ * forwards: the entry's place (origin, stream, seq), its clock, its op and
+ * the write it carries (writer) are in clear, so the log layer signs,
+ * verifies, compacts and serves it as any entry; the record's collection,
+ * id, target id and value are in the ciphertext, and the entry names
+ * collection `$sealed` and, as its id, its blinded id in hex (the same for
+ * the same record within an epoch, so a relay keeps the newest entry per
+ * record without learning which record it is).
+ *
+ * Payload (plaintext of the ciphertext), version 1:
+ *   0x01 ‖ str(collection) ‖ str(id) ‖ str(target id, "" when none) ‖ value (a put's JSON text; empty otherwise)
+ * where str(s) = u16be(byte length) ‖ UTF-8 bytes.
+ */
+import { EncryptionError, blindId, decryptEntry, encryptEntry } from './seal.js'
+import type { StreamKey } from './seal.js'
+import { newEntry } from './entry.js'
+import type { LogEntry } from './entry.js'
+import { parseLogId } from './log-id.js'
+import { SEALED_COLLECTION } from '../store/names.js'
+
+const PAYLOAD_VERSION = 1
+
+/** The hex of a record's blinded id in one epoch of a stream: an encrypted entry's id. */
+export function blindedIdHex (key: StreamKey, collection: string, id: string): string {
+  return Buffer.from(blindId(key, collection, id)).toString('hex')
+}
+
+function str (s: string): Buffer {
+  const b = Buffer.from(s, 'utf8')
+  const out = Buffer.allocUnsafe(2 + b.length)
+  out.writeUInt16BE(b.length, 0)
+  b.copy(out, 2)
+  return out
+}
+
+/**
+ * `plain` (an entry of stream log `plain.origin`, in clear) encrypted under
+ * `key`, the stream's key of `epoch`: the entry its origin signs and sends.
+ */
+export function sealEntry (key: StreamKey, epoch: number, plain: LogEntry): LogEntry {
+  const { peer, stream } = parseLogId(plain.origin)
+  if (stream === undefined) throw new EncryptionError('ENCRYPTION_CONTEXT_INVALID', `only a stream's entries are encrypted, not ${plain.origin}'s whole log`)
+  const payload = Buffer.concat([Buffer.of(PAYLOAD_VERSION), str(plain.collection), str(plain.id), str(plain.targetId ?? ''), plain.op === 'put' && plain.value !== undefined ? plain.value : Buffer.alloc(0)])
+  const ciphertext = encryptEntry(key, { origin: peer, stream, epoch, seq: plain.seq }, payload)
+  return newEntry(plain.origin, plain.seq, plain.hlc, SEALED_COLLECTION, blindedIdHex(key, plain.collection, plain.id), plain.op, ciphertext, plain.writer, plain.writerSeq, undefined, undefined, epoch)
+}
+
+/**
+ * The entry in clear: collection, id, target id and value from the
+ * ciphertext, everything else as it is. Throws EncryptionError when the
+ * ciphertext does not open under `key` or the payload is malformed (then the
+ * entry's origin signed something no target can read: an offence of the
+ * origin, not of the relay that passed it on), or when the blinded id is not
+ * the payload's record's.
+ */
+export function openEntry (key: StreamKey, sealed: LogEntry): LogEntry {
+  const { peer, stream } = parseLogId(sealed.origin)
+  if (stream === undefined || sealed.epoch === undefined || sealed.value === undefined) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin} is not an encrypted stream entry`)
+  const payload = Buffer.from(decryptEntry(key, { origin: peer, stream, epoch: sealed.epoch, seq: sealed.seq }, sealed.value))
+  let pos = 1
+  const read = (): string => {
+    if (pos + 2 > payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload is truncated`)
+    const n = payload.readUInt16BE(pos)
+    if (pos + 2 + n > payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload is truncated`)
+    const s = payload.toString('utf8', pos + 2, pos + 2 + n)
+    pos += 2 + n
+    return s
+  }
+  if (payload.length < 1 || payload[0] !== PAYLOAD_VERSION) throw new EncryptionError('CIPHERTEXT_VERSION_UNSUPPORTED', `entry ${sealed.seq} of ${sealed.origin}: payload version ${payload[0] ?? 'none'} is not supported (this node reads version ${PAYLOAD_VERSION})`)
+  const collection = read()
+  const id = read()
+  const targetId = read()
+  const value = sealed.op === 'put' ? new Uint8Array(payload.subarray(pos)) : undefined
+  if (sealed.op !== 'put' && pos !== payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: a ${sealed.op} with a value`)
+  if (blindedIdHex(key, collection, id) !== sealed.id) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: its blinded id is not its record's`)
+  return newEntry(sealed.origin, sealed.seq, sealed.hlc, collection, id, sealed.op, value, sealed.writer, sealed.writerSeq, undefined, targetId === '' ? undefined : targetId)
+}

@@ -1,0 +1,119 @@
+/**
+ * The keys of rule streams on one node (protocols/sync/streams.md §6,
+ * encryption.md §3–4): the epoch keys of the streams this node is the
+ * source of, kept in its database, and the keys of other nodes' streams it
+ * is in the audience of, opened from the envelopes their origins sealed to
+ * it (`$keys` registry records, id `<origin>/<stream>/<epoch>/<peer id>`,
+ * value `{ "box": base64 }`).
+ *
+ * One epoch per stream for now: a stream's key does not change when a
+ * target leaves its audience (the design's next epoch), so a removed target
+ * that kept the key could still read what relays pass it later.
+ */
+import type { PrivateKey } from '@libp2p/interface'
+import { SealIdentity, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
+import { parseLogId } from '../log/log-id.js'
+import type { JsonObject } from '../core/types.js'
+import type { Store, Txn } from '../store/db.js'
+import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
+import { KEYS_COLLECTION } from '../store/names.js'
+import { decodeRecord } from '../store/records.js'
+
+/** The epoch every stream starts at. */
+export const FIRST_EPOCH = 1
+
+const OWN_KEY_PREFIX = keys.meta(`stream-key${SEP}`)
+
+/** The `$keys` record id of the envelope of `origin`'s stream key (`stream`, `epoch`) sealed to `peer`. */
+export function envelopeId (origin: string, stream: string, epoch: number, peer: string): string {
+  return `${origin}/${stream}/${epoch}/${peer}`
+}
+
+/** Whether `$keys` record `id` may be written by `origin`: only envelopes of its own streams. */
+export function isOwnEnvelope (id: string, origin: string): boolean {
+  return id.startsWith(`${origin}/`)
+}
+
+export class StreamKeys {
+  private readonly identity: SealIdentity
+  /** Own streams: stream → its current epoch and key. */
+  private readonly own = new Map<string, { epoch: number, key: StreamKey }>()
+  /** Others' streams: `log id\0epoch` → the key opened from its envelope. */
+  private readonly opened = new Map<string, StreamKey>()
+
+  constructor (private readonly store: Store, private readonly self: string, privateKey: PrivateKey) {
+    this.identity = SealIdentity.fromPrivateKey(privateKey)
+  }
+
+  /** Load the keys of this node's own streams. */
+  async load (): Promise<void> {
+    for await (const [key, value] of this.store.db.iterator(prefixRange(OWN_KEY_PREFIX))) {
+      const [stream, epoch] = keySuffix(key, OWN_KEY_PREFIX).split(SEP)
+      const e = Number(epoch)
+      const cur = this.own.get(stream)
+      if (cur === undefined || cur.epoch < e) this.own.set(stream, { epoch: e, key: new StreamKey(value) })
+    }
+  }
+
+  /** Keys being made: one per stream however many ask at once. */
+  private readonly making = new Map<string, Promise<{ epoch: number, key: StreamKey }>>()
+
+  /** The current key of this node's own stream `stream`: made (and made durable) the first time it is asked for. */
+  async current (stream: string): Promise<{ epoch: number, key: StreamKey }> {
+    const cur = this.own.get(stream)
+    if (cur !== undefined) return cur
+    let made = this.making.get(stream)
+    if (made === undefined) {
+      const key = { epoch: FIRST_EPOCH, key: StreamKey.generate() }
+      // durable before anything is encrypted under it: a stream's entries must never outlive their key
+      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${key.epoch}`, key.key.bytes).then(() => {
+        this.own.set(stream, key)
+        return key
+      }).finally(() => this.making.delete(stream))
+      this.making.set(stream, made)
+    }
+    return await made
+  }
+
+  /** The current key of an own stream, if it has one already (no key is made). */
+  currentIfAny (stream: string): { epoch: number, key: StreamKey } | undefined {
+    return this.own.get(stream)
+  }
+
+  /** The envelope of own stream `stream`'s key of `epoch` for `peer`, as the `$keys` record's value. */
+  envelope (stream: string, epoch: number, key: StreamKey, peer: string): JsonObject {
+    return { box: Buffer.from(sealStreamKey(peer, key, { origin: this.self, stream, epoch })).toString('base64') }
+  }
+
+  /**
+   * The key of `epoch` of stream log `streamLog` (`<origin>/<stream>`), or
+   * undefined when this node holds none: no envelope for it (not in the
+   * audience, or the envelope has not arrived yet). Throws EncryptionError
+   * when the envelope the origin wrote does not open.
+   */
+  async keyFor (streamLog: string, epoch: number, txn?: Txn): Promise<StreamKey | undefined> {
+    const { peer, stream } = parseLogId(streamLog)
+    if (stream === undefined) return undefined
+    if (peer === this.self) {
+      const cur = this.own.get(stream)
+      return cur?.epoch === epoch ? cur.key : undefined
+    }
+    const cacheKey = `${streamLog}${SEP}${epoch}`
+    const cached = this.opened.get(cacheKey)
+    if (cached !== undefined) return cached
+    const recordKey = keys.record(KEYS_COLLECTION, envelopeId(peer, stream, epoch, this.self))
+    let bytes: Uint8Array | undefined
+    if (txn !== undefined) {
+      await txn.prefetch([recordKey])
+      bytes = txn.get(recordKey)
+    } else {
+      bytes = await this.store.db.get(recordKey)
+    }
+    if (bytes === undefined) return undefined
+    const box = decodeRecord(bytes).value?.box
+    if (typeof box !== 'string') return undefined
+    const key = openStreamKey(this.identity, Buffer.from(box, 'base64'), { origin: peer, stream, epoch })
+    this.opened.set(cacheKey, key)
+    return key
+  }
+}
