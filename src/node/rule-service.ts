@@ -28,7 +28,7 @@ import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange, SEP } from '../store/keys.js'
 import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
 import type { BackfillState, IngestResult, Ingestor, LocalOp } from './ingest.js'
-import { envelopeId, FIRST_EPOCH } from './stream-keys.js'
+import { envelopeId } from './stream-keys.js'
 import { KEYS_COLLECTION } from '../store/names.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
@@ -394,18 +394,36 @@ export class RuleService {
         this.envelopesAgain = false
         const ops: LocalOp[] = []
         for (const o of this.deps.ruleSet.allOutbound()) {
-          const { epoch, key } = await keysOf.current(o.stream)
-          for (const t of ruleTargets(o.compiled.rule, this.deps.registry)) {
-            if (t.peerId === this.deps.self || t.peerId === '') continue
-            const id = envelopeId(this.deps.self, o.stream, epoch, t.peerId)
-            if (await this.deps.store.db.get(keys.record(KEYS_COLLECTION, id)) !== undefined) continue
-            ops.push({ collection: KEYS_COLLECTION, id, op: 'put', value: keysOf.envelope(o.stream, epoch, key, t.peerId) })
+          let { epoch } = await keysOf.current(o.stream)
+          const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true)
+          const now = new Set(targets.map(t => t.peerId))
+          const left = (await this.envelopeHolders(o.stream, epoch)).filter(p => !now.has(p))
+          if (left.length > 0) {
+            // a member left the audience: what is written from now on is under a key it never gets
+            epoch = (await keysOf.rotate(o.stream, epoch)).epoch
+            this.deps.log.info({ rule: o.compiled.rule.id, stream: o.stream, epoch, left }, `rule ${o.compiled.rule.id}: ${left.length} node(s) left the targets of stream ${o.stream}; its entries are encrypted under a new key (epoch ${epoch}) from now on`)
+          }
+          // every member holds every epoch's key: one that joins reads the stream from its start
+          for (const k of keysOf.epochs(o.stream)) {
+            for (const t of targets) {
+              const id = envelopeId(this.deps.self, o.stream, k.epoch, t.peerId)
+              if (await this.deps.store.db.get(keys.record(KEYS_COLLECTION, id)) !== undefined) continue
+              ops.push({ collection: KEYS_COLLECTION, id, op: 'put', value: keysOf.envelope(o.stream, k.epoch, k.key, t.peerId) })
+            }
           }
         }
         if (ops.length > 0 && this.deps.isRunning()) await this.deps.writeRegistry!(ops)
       } while (this.envelopesAgain && this.deps.isRunning())
     })().catch((err: Error) => { this.deps.log.error({ err: err.message }, `writing the keys of rule streams for their targets failed; it is tried again at the next registry change: ${err.message}`) })
       .finally(() => { this.envelopesRunning = false })
+  }
+
+  /** The peers holding an envelope of own stream `stream`'s key of `epoch` (its audience then). */
+  private async envelopeHolders (stream: string, epoch: number): Promise<string[]> {
+    const prefix = keys.record(KEYS_COLLECTION, envelopeId(this.deps.self, stream, epoch, ''))
+    const out: string[] = []
+    for await (const [key] of this.deps.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) out.push(key.slice(prefix.length))
+    return out
   }
 
   /**
@@ -421,10 +439,9 @@ export class RuleService {
       if (rule?.stream === undefined) continue
       // called as the envelope's transaction is issued: read once it is durable
       void (this.backfills.get(stateId) ?? Promise.resolve()).then(async () => await this.deps.store.flushed()).then(async () => {
-        if (await keysOf.keyFor(rule.sourcePeer, FIRST_EPOCH).catch(() => undefined) === undefined) return
         if (!this.deps.ingestor.awaitingKey.has(stateId)) return
         await this.deps.ingestor.clearAwaitingKey(stateId)
-        this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: the key of its stream arrived; reading the stream again from the start`)
+        this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: a key of its stream arrived; reading the stream again from the start`)
         this.scheduleBackfill(rule)
       }).catch((err: Error) => this.deps.log.error({ rule: rule.rule.id, err: err.message }, `rule ${rule.rule.id}: reading its stream again failed: ${err.message}`))
     }

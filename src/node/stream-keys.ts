@@ -6,9 +6,10 @@
  * it (`$keys` registry records, id `<origin>/<stream>/<epoch>/<peer id>`,
  * value `{ "box": base64 }`).
  *
- * One epoch per stream for now: a stream's key does not change when a
- * target leaves its audience (the design's next epoch), so a removed target
- * that kept the key could still read what relays pass it later.
+ * A stream starts at epoch 1; a new epoch (a new key) starts when a member
+ * leaves its audience (rotate), so a removed target gets no key for what is
+ * written after its removal. Every current member holds an envelope of
+ * every epoch, so a member that joins reads the stream from its start.
  */
 import type { PrivateKey } from '@libp2p/interface'
 import { SealIdentity, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
@@ -38,6 +39,8 @@ export class StreamKeys {
   private readonly identity: SealIdentity
   /** Own streams: stream → its current epoch and key. */
   private readonly own = new Map<string, { epoch: number, key: StreamKey }>()
+  /** Own streams: stream → every epoch's key. */
+  private readonly epochsOf = new Map<string, Map<number, StreamKey>>()
   /** Others' streams: `log id\0epoch` → the key opened from its envelope. */
   private readonly opened = new Map<string, StreamKey>()
 
@@ -49,10 +52,16 @@ export class StreamKeys {
   async load (): Promise<void> {
     for await (const [key, value] of this.store.db.iterator(prefixRange(OWN_KEY_PREFIX))) {
       const [stream, epoch] = keySuffix(key, OWN_KEY_PREFIX).split(SEP)
-      const e = Number(epoch)
-      const cur = this.own.get(stream)
-      if (cur === undefined || cur.epoch < e) this.own.set(stream, { epoch: e, key: new StreamKey(value) })
+      this.remember(stream, Number(epoch), new StreamKey(value))
     }
+  }
+
+  private remember (stream: string, epoch: number, key: StreamKey): void {
+    let all = this.epochsOf.get(stream)
+    if (all === undefined) this.epochsOf.set(stream, all = new Map())
+    all.set(epoch, key)
+    const cur = this.own.get(stream)
+    if (cur === undefined || cur.epoch < epoch) this.own.set(stream, { epoch, key })
   }
 
   /** Keys being made: one per stream however many ask at once. */
@@ -62,17 +71,37 @@ export class StreamKeys {
   async current (stream: string): Promise<{ epoch: number, key: StreamKey }> {
     const cur = this.own.get(stream)
     if (cur !== undefined) return cur
+    return await this.make(stream, FIRST_EPOCH)
+  }
+
+  /**
+   * Start epoch `after + 1` of own stream `stream` (a member left its
+   * audience): a new key, durable before it is used. Returns the current
+   * epoch when it is past `after` already.
+   */
+  async rotate (stream: string, after: number): Promise<{ epoch: number, key: StreamKey }> {
+    const cur = this.own.get(stream)
+    if (cur !== undefined && cur.epoch > after) return cur
+    return await this.make(stream, after + 1)
+  }
+
+  private async make (stream: string, epoch: number): Promise<{ epoch: number, key: StreamKey }> {
     let made = this.making.get(stream)
     if (made === undefined) {
-      const key = { epoch: FIRST_EPOCH, key: StreamKey.generate() }
+      const key = StreamKey.generate()
       // durable before anything is encrypted under it: a stream's entries must never outlive their key
-      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${key.epoch}`, key.key.bytes).then(() => {
-        this.own.set(stream, key)
-        return key
+      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, key.bytes).then(() => {
+        this.remember(stream, epoch, key)
+        return this.own.get(stream) as { epoch: number, key: StreamKey }
       }).finally(() => this.making.delete(stream))
       this.making.set(stream, made)
     }
     return await made
+  }
+
+  /** Every epoch's key of own stream `stream`, the current one first. */
+  epochs (stream: string): Array<{ epoch: number, key: StreamKey }> {
+    return [...(this.epochsOf.get(stream) ?? new Map<number, StreamKey>()).entries()].map(([epoch, key]) => ({ epoch, key })).sort((a, b) => b.epoch - a.epoch)
   }
 
   /** The current key of an own stream, if it has one already (no key is made). */
@@ -94,10 +123,7 @@ export class StreamKeys {
   async keyFor (streamLog: string, epoch: number, txn?: Txn): Promise<StreamKey | undefined> {
     const { peer, stream } = parseLogId(streamLog)
     if (stream === undefined) return undefined
-    if (peer === this.self) {
-      const cur = this.own.get(stream)
-      return cur?.epoch === epoch ? cur.key : undefined
-    }
+    if (peer === this.self) return this.epochsOf.get(stream)?.get(epoch)
     const cacheKey = `${streamLog}${SEP}${epoch}`
     const cached = this.opened.get(cacheKey)
     if (cached !== undefined) return cached

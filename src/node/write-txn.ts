@@ -333,18 +333,23 @@ export abstract class WritePath {
     st.streamed = undefined
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
-    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKey: string }> = []
+    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKeys: string[] }> = []
     for (const { collection, id, state } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
         const { epoch, key } = await streamKeys.current(o.stream)
-        work.push({ logId: streamLog, o, key, epoch, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKey: keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(key, collection, id)) })
+        // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch key)
+        const latestKeys = streamKeys.epochs(o.stream).map(k => keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(k.key, collection, id)))
+        work.push({ logId: streamLog, o, key, epoch, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
       }
     }
     if (work.length === 0) return
-    await st.txn.prefetch(work.map(w => w.latestKey))
-    const seqs = work.map(w => st.txn.get(w.latestKey))
-    const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, Number(utf8.decode(seq))) : undefined)
+    await st.txn.prefetch(work.flatMap(w => w.latestKeys))
+    const seqs = work.map(w => w.latestKeys.reduce<number | undefined>((max, k) => {
+      const seq = st.txn.get(k)
+      return seq === undefined ? max : Math.max(max ?? 0, Number(utf8.decode(seq)))
+    }, undefined))
+    const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, seq) : undefined)
     await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
     const byLog = new Map<string, LogEntry[]>()
     for (let i = 0; i < work.length; i++) {

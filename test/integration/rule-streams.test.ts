@@ -54,6 +54,15 @@ async function dbText (node: SyncNode): Promise<string> {
   return text
 }
 
+/** The ids of the `$keys` registry records the node holds (envelopes of stream keys). */
+async function keyRecordIds (node: SyncNode): Promise<string[]> {
+  const db = (node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+  const prefix = 'r\x00$keys\x00'
+  const out: string[] = []
+  for await (const [key] of db.iterator({ gte: prefix, lt: 'r\x00$keys\x01' })) out.push(key.slice(prefix.length))
+  return out
+}
+
 describe('rule streams between real nodes', () => {
   const running: Running[] = []
   afterEach(async () => {
@@ -137,5 +146,35 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await peerInfo(streams.node, plain.node.peerId))?.incompatible !== undefined, 'the mismatch to show on the node with streams')
     expect((await peerInfo(streams.node, plain.node.peerId))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', ours: SYNC_PROTOCOL_STREAMS, theirs: [SYNC_PROTOCOL] })
     expect(plain.node.registry.platforms().map(p => p.name)).toEqual(['beta'])
+  })
+
+  it('a target moved off a rule gets no key for what is written after: the stream goes on under a new epoch, and the new target reads it from its start', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const delta = await start('delta')
+    running.push(alpha, beta, delta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta, delta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `before${i}`, { body: `MARKBEFORE${i}` })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'delta', collection: 'posts' } })
+    await eventually(async () => (await all(delta.node, 'posts')).size === 3, 'delta to read the stream from its start')
+    for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `after${i}`, { body: `MARKAFTER${i}` })
+    await eventually(async () => (await all(delta.node, 'posts')).size === 6, 'delta to hold every post')
+    // beta carries the stream on (every node relays every stream) and holds the new entries, encrypted
+    const streamLog = (await alpha.node.status()).origins.find(o => o.origin.startsWith(`${alpha.node.peerId}/r.`))?.origin as string
+    const seq = (await alpha.node.status()).origins.find(o => o.origin === streamLog)?.seq as number
+    await eventually(async () => ((await beta.node.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= seq, 'beta to hold the whole stream')
+    // its envelopes: epoch 1 only; delta's: both epochs
+    const envelopes = async (n: Running): Promise<number[]> => (await keyRecordIds(n.node))
+      .filter(id => id.startsWith(`${streamLog}/`) && id.endsWith(`/${n.node.peerId}`)).map(id => Number(id.split('/')[2])).sort()
+    expect(await envelopes(beta)).toEqual([1])
+    expect(await envelopes(delta)).toEqual([1, 2])
+    // nothing written after its removal is readable on beta
+    expect((await all(beta.node, 'posts')).size).toBe(3)
+    expect(await dbText(beta.node)).not.toMatch(/MARKAFTER/)
+    expect(await dbText(beta.node)).toMatch(/MARKBEFORE/)
   })
 })
