@@ -177,4 +177,37 @@ describe('rule streams between real nodes', () => {
     expect(await dbText(beta.node)).not.toMatch(/MARKAFTER/)
     expect(await dbText(beta.node)).toMatch(/MARKBEFORE/)
   })
+
+  it('two-way sync between three nodes (one X:events → *:events rule each): every write and delete reaches every node once, with its identity', async () => {
+    const nodes = [await start('alpha'), await start('beta'), await start('gamma')]
+    running.push(...nodes)
+    const [alpha, beta, gamma] = nodes
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(beta.node.getMultiaddrs()[0]) // a line: alpha and gamma only through beta
+    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+    const changes = new Map<string, number>()
+    for (const n of nodes) n.node.addEventListener('change', (e) => { const c = (e as CustomEvent<{ collection: string }>).detail; if (c.collection === 'events') changes.set(n.node.name, (changes.get(n.node.name) ?? 0) + 1) })
+    for (let i = 0; i < 10; i++) await nodes[i % 3].node.records.put('events', `e${i}`, { n: i, by: nodes[i % 3].node.name })
+    const same = async (size: number): Promise<boolean> => {
+      const views = await Promise.all(nodes.map(async n => JSON.stringify([...(await all(n.node, 'events')).entries()].sort())))
+      return views.every(v => v === views[0]) && (await all(alpha.node, 'events')).size === size
+    }
+    await eventually(async () => await same(10), 'every node to hold the ten events')
+    // each node saw each write once, its own or through a rule, with the write's own version, and no conflict
+    await eventually(() => nodes.every(n => changes.get(n.node.name) === 10), 'ten changes on every node')
+    const versions = await Promise.all(nodes.map(async n => (await n.node.records.get('events', 'e5'))?.version))
+    expect(versions[1]).toEqual(versions[0])
+    expect(versions[2]).toEqual(versions[0])
+    for (const n of nodes) {
+      const conflicts = (await Promise.all((await n.node.status()).rules.map(async r => (await n.node.registry.conflicts!(r.id, 50)).conflicts))).flat()
+      expect(conflicts, `${n.node.name}'s conflicts`).toEqual([])
+    }
+    // a relay deletes and updates records that came from the others: every node follows
+    await beta.node.records.delete('events', 'e0')
+    await beta.node.records.put('events', 'e2', { n: 2, by: 'beta, later' })
+    await eventually(async () => await same(9) && (await all(gamma.node, 'events')).get('e2')?.by === 'beta, later', 'the relay\'s delete and update everywhere')
+    await new Promise(resolve => setTimeout(resolve, 500))
+    for (const n of nodes) expect(changes.get(n.node.name), `${n.node.name}'s changes`).toBe(12)
+  })
 })
