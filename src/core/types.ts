@@ -229,6 +229,14 @@ export interface OriginStatus {
   announcedBy?: string
   /** Set when the lag has not shrunk for a while: the peer and since when (ISO). */
   stuck?: { peer: string, since: string }
+  /**
+   * A rule stream (nodes with the option `streams`; `origin` is then
+   * `<peer id>/<stream>`): the rule it carries, when the registry has it, and
+   * this node's part: `source` (it writes it), `target` (a rule here reads
+   * it, with the key), `relay` (it stores and forwards it, encrypted, and
+   * cannot read it). `lag` > 0 is what it lacks.
+   */
+  stream?: { rule?: string, role: 'source' | 'target' | 'relay' }
 }
 
 export interface RuleStatus {

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { Attester, RunSigner } from '../log/signing.js'
-import { isLogOf, peerOf, streamOf } from '../log/log-id.js'
+import { isLogOf, isRuleStreamLog, peerOf, streamOf } from '../log/log-id.js'
 import { attestStoredOwnLog, lowerToAttested } from '../log/attest-upgrade.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { Door } from '../network/auth/door.js'
@@ -25,6 +25,7 @@ import { PeerManager } from '../network/peers.js'
 import type { Candidate } from '../network/peers.js'
 import { OFFENCE_BAN_MS, SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../network/constants.js'
 import { SyncService } from '../network/sync/sync.js'
+import { ruleStreamId } from '../rules/stream-plan.js'
 import { StreamKeys } from './stream-keys.js'
 import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, PROTOCOL_FAMILIES_STREAMS, SYNC_FAMILY, SYNC_FAMILY_STREAMS } from '../network/versions.js'
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
@@ -847,6 +848,9 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       }
     }
     const origins: OriginStatus[] = []
+    const ruleOfStream = new Map<string, string>()
+    if (this.ruleSet.streams) for (const r of this.registryView.rules()) ruleOfStream.set(ruleStreamId(r), r.id)
+    const reading = new Set(this.ruleSet.all().map(c => c.sourcePeer))
     for (const origin of new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])) {
       const seq = this.changelog.vector.get(origin)
       const ann = announced.get(origin)
@@ -856,6 +860,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       if (platform !== undefined) o.platform = platform
       const stuck = this.stuck.get(origin)
       if (stuck?.reported === true && o.lag > 0) o.stuck = { peer: stuck.peer, since: new Date(stuck.since).toISOString() }
+      if (isRuleStreamLog(origin)) {
+        const rule = ruleOfStream.get(streamOf(origin) ?? '')
+        o.stream = { ...(rule !== undefined ? { rule } : {}), role: isLogOf(origin, this.self) ? 'source' : reading.has(origin) ? 'target' : 'relay' }
+      }
       origins.push(o)
     }
     origins.sort((a, b) => (a.platform ?? a.origin).localeCompare(b.platform ?? b.origin))

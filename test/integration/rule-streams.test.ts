@@ -97,9 +97,14 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).size === expected.size, 'beta to hold the published posts', 30_000)
     expect(Object.fromEntries(await all(beta.node, 'posts'))).toEqual(Object.fromEntries(expected))
     expect((await all(gamma.node, 'posts')).size).toBe(0)
-    // gamma relayed the stream (beta reaches alpha only through it) and holds it, encrypted
-    const stream = (await gamma.node.status()).origins.find(o => o.origin.startsWith(`${alpha.node.peerId}/r.`))
+    // gamma relayed the stream (beta reaches alpha only through it) and holds it, encrypted; status says who does what
+    const streamOf = async (n: Running) => (await n.node.status()).origins.find(o => o.origin.startsWith(`${alpha.node.peerId}/r.`))
+    const stream = await streamOf(gamma)
     expect(stream?.seq).toBeGreaterThanOrEqual(expected.size)
+    const ruleId = alpha.node.registry.rules()[0].id
+    expect(stream?.stream).toEqual({ rule: ruleId, role: 'relay' })
+    expect((await streamOf(beta))?.stream).toEqual({ rule: ruleId, role: 'target' })
+    expect((await streamOf(alpha))?.stream).toEqual({ rule: ruleId, role: 'source' })
     // nothing the rule keeps back is anywhere on beta; nothing of alpha's posts is readable on gamma,
     // in LevelDB (every key and value, decompressed) or in any file of its data directory
     expect(await dbText(beta.node)).not.toMatch(/SECRETMARK|DRAFTBODY/)
