@@ -38,14 +38,16 @@ export function ruleStreamId (rule: Rule): string {
 }
 
 /**
- * Why a rule cannot be carried by a stream yet, or undefined when it can:
- * a rule reading a group of platforms, or sending each record to the
- * targets a field names, needs one stream per source or per target
- * (streams.md §2), which is not built yet.
+ * Why a rule cannot be carried by a stream yet, or undefined when it can: a
+ * rule sending each record to the targets a field names needs one stream per
+ * target (streams.md §2), and a mirror of a group of sources compares what
+ * each source's stream holds when one leaves, which neither is built yet.
+ * A rule reading a group of platforms in another mode is carried by one
+ * stream per source platform (the same stream id under each one's peer id).
  */
 export function notStreamable (rule: Rule): string | undefined {
-  if (isGroupSource(rule.from)) return 'a rule reading a group of platforms is not carried by streams yet'
   if (rule.targetsField !== undefined) return 'a rule with a targets field is not carried by streams yet'
+  if (isGroupSource(rule.from) && modeOf(rule.mode).exact) return 'a mirror of a group of platforms is not carried by streams yet'
   return undefined
 }
 

@@ -13,6 +13,7 @@ import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
 import type { PeerInfo } from '../../src/core/types.js'
 import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
+import { ruleStreamId } from '../../src/rules/stream-plan.js'
 import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
@@ -214,5 +215,30 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => await same(9) && (await all(gamma.node, 'events')).get('e2')?.by === 'beta, later', 'the relay\'s delete and update everywhere')
     await new Promise(resolve => setTimeout(resolve, 500))
     for (const n of nodes) expect(changes.get(n.node.name), `${n.node.name}'s changes`).toBe(12)
+  })
+
+  it('fan-in: one rule reading every site sends each site\'s records to the hub in that site\'s own stream, which the other sites relay and cannot read', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    const s2 = await start('site2')
+    running.push(hub, s1, s2)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await s2.node.peers.add(s1.node.getMultiaddrs()[0]) // site2 reaches the hub only through site1
+    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await hub.node.registry.addRule({ from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, exclude: ['serial'] })
+    for (const [n, site] of [[s1, 'site1'], [s2, 'site2']] as const) {
+      for (let i = 0; i < 5; i++) await n.node.records.put('devices', `${site}-d${i}`, { site, temp: i, serial: `SERIALOF${site}${i}` })
+    }
+    await eventually(async () => (await all(hub.node, 'devices')).size === 10, 'the hub to hold every site\'s devices')
+    expect((await all(hub.node, 'devices')).get('site2-d3')).toEqual({ site: 'site2', temp: 3 })
+    // each site's stream: its own, relayed by the other; no site holds the other's devices in readable form
+    const roles = async (n: Running): Promise<string[]> => (await n.node.status()).origins.filter(o => o.stream !== undefined).map(o => `${o.platform ?? o.origin}:${o.stream?.role ?? ''}`).sort()
+    const stream = ruleStreamId(hub.node.registry.rules()[0])
+    expect(await roles(hub)).toEqual([`site1/${stream}:target`, `site2/${stream}:target`])
+    expect(await roles(s1)).toEqual([`site1/${stream}:source`, `site2/${stream}:relay`])
+    expect((await all(s1.node, 'devices')).size).toBe(5)
+    expect(await dbText(s1.node)).not.toMatch(/SERIALOFsite2|site2-d/)
+    expect(await dbText(s2.node)).not.toMatch(/SERIALOFsite1|site1-d/)
+    expect(await dbText(hub.node)).not.toMatch(/SERIALOF/)
   })
 })
