@@ -849,7 +849,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     }
     const origins: OriginStatus[] = []
     const ruleOfStream = new Map<string, string>()
-    if (this.ruleSet.streams) for (const r of this.registryView.rules()) ruleOfStream.set(ruleStreamId(r), r.id)
+    if (this.ruleSet.streams) {
+      const names = this.registryView.platforms().map(p => p.name)
+      for (const r of this.registryView.rules()) for (const target of r.targetsField !== undefined ? names : [undefined]) ruleOfStream.set(ruleStreamId(r, target), r.id)
+    }
     const reading = new Set(this.ruleSet.all().map(c => c.sourcePeer))
     for (const origin of new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])) {
       const seq = this.changelog.vector.get(origin)

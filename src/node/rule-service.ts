@@ -395,7 +395,8 @@ export class RuleService {
         const ops: LocalOp[] = []
         for (const o of this.deps.ruleSet.allOutbound()) {
           let { epoch } = await keysOf.current(o.stream)
-          const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true)
+          // a rule with a targets field: this stream goes to one target platform only
+          const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
           const now = new Set(targets.map(t => t.peerId))
           const left = (await this.envelopeHolders(o.stream, epoch)).filter(p => !now.has(p))
           if (left.length > 0) {

@@ -33,6 +33,8 @@ export interface OutboundRule {
   compiled: CompiledRule
   /** The stream id of the rule's current generation (ruleStreamId). */
   stream: string
+  /** A rule with a targets field: the one target platform this stream goes to (its compiled form checks the field for it). */
+  target?: string
 }
 
 export interface RuleProblem {
@@ -88,6 +90,7 @@ export class RuleSet {
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
   private outbound = new Map<string, OutboundRule[]>()
+  private localName = ''
   problems: RuleProblem[] = []
   /**
    * Whether rules are carried by streams (protocols/sync/streams.md): the
@@ -175,37 +178,42 @@ export class RuleSet {
     this.wantedModules = [...wanted]
     this.pausedRules = paused
     this.problems = problems
-    this.outbound = this.streams ? this.outboundRules(rules, local) : new Map()
+    this.outbound = this.streams ? this.outboundRules(registry, rules, local) : new Map()
+    this.localName = localName
     return changed
   }
 
-  /** Local collection → the rules this node is the source of, each compiled for its source side (the one compiled before when the rule did not change). */
-  private outboundRules (rules: Rule[], local: PlatformIdentity): Map<string, OutboundRule[]> {
+  /** Local collection → the rules this node is the source of, each compiled for its source side (the one compiled before when the rule did not change); a rule with a targets field once per target platform. */
+  private outboundRules (registry: Registry, rules: Rule[], local: PlatformIdentity): Map<string, OutboundRule[]> {
     const before = new Map<string, OutboundRule>()
-    for (const list of this.outbound.values()) for (const o of list) before.set(o.compiled.rule.id, o)
+    for (const list of this.outbound.values()) for (const o of list) before.set(o.stream, o)
     const out = new Map<string, OutboundRule[]>()
     for (const rule of rules) {
       if (!readsLocal(rule, local) || notStreamable(rule) !== undefined) continue
-      const prev = before.get(rule.id)
-      let o: OutboundRule
-      if (prev !== undefined && JSON.stringify(prev.compiled.rule) === JSON.stringify(rule)) o = prev
-      else {
-        try {
-          o = { compiled: compileRule(rule, '', { localName: local.name }), stream: ruleStreamId(rule) }
-        } catch {
-          continue // an invalid rule: its targets report it
+      const targets = rule.targetsField === undefined ? [undefined] : ruleTargets(rule, registry).map(t => t.name).filter(name => name !== local.name)
+      for (const target of targets) {
+        const stream = ruleStreamId(rule, target)
+        const prev = before.get(stream)
+        let o: OutboundRule
+        if (prev !== undefined && JSON.stringify(prev.compiled.rule) === JSON.stringify(rule)) o = prev
+        else {
+          try {
+            o = { compiled: compileRule(rule, '', { localName: target ?? local.name }), stream, ...(target !== undefined ? { target } : {}) }
+          } catch {
+            continue // an invalid rule: its targets report it
+          }
         }
+        const list = out.get(rule.from.collection)
+        if (list === undefined) out.set(rule.from.collection, [o])
+        else list.push(o)
       }
-      const list = out.get(rule.from.collection)
-      if (list === undefined) out.set(rule.from.collection, [o])
-      else list.push(o)
     }
     return out
   }
 
   /** The log a rule reads from its source platform `peerId` here: the platform's whole log, or with rule streams the rule's stream of it. */
   sourceLog (rule: Rule, peerId: string): string {
-    return this.streams && notStreamable(rule) === undefined ? logId(peerId, ruleStreamId(rule)) : peerId
+    return this.streams && notStreamable(rule) === undefined ? logId(peerId, ruleStreamId(rule, this.localName)) : peerId
   }
 
   /** The rules this node is the source of that read local `collection` (rule streams; none without). */
@@ -221,9 +229,9 @@ export class RuleSet {
   /** The rule compiled for one of its sources: the one compiled before when nothing it depends on changed (else added to `changed`). */
   private compiledFor (rule: Rule, source: { name: string, peerId: string }, localName: string, module: LoadedModule | undefined, changed: CompiledRule[]): CompiledRule {
     const prev = this.active.get(stateIdOf(rule, source.name))
-    if (prev !== undefined && peerOf(prev.sourcePeer) === source.peerId && prev.stream === (this.streams ? ruleStreamId(rule) : undefined) && prev.localName === localName && prev.module === module &&
+    if (prev !== undefined && peerOf(prev.sourcePeer) === source.peerId && prev.stream === (this.streams ? ruleStreamId(rule, localName) : undefined) && prev.localName === localName && prev.module === module &&
       prev.fingerprint === ruleFingerprint(rule, module?.hash) && JSON.stringify(prev.rule) === JSON.stringify(rule)) return prev
-    const stream = this.streams ? ruleStreamId(rule) : undefined
+    const stream = this.streams ? ruleStreamId(rule, localName) : undefined
     const compiled = compileRule(rule, source.peerId, { localName, sourcePlatform: source.name, ...(module !== undefined ? { module } : {}), ...(stream !== undefined ? { stream } : {}) })
     changed.push(compiled)
     return compiled

@@ -28,25 +28,36 @@ const STREAM_HASH_HEX = 20
  * records again and the targets apply from its start.
  */
 export function sourceFingerprint (rule: Rule): string {
-  const { from, where, include, exclude, rename, key } = rule
-  return JSON.stringify({ id: rule.id, from, where, include, exclude, rename, key })
+  const { from, where, include, exclude, rename, key, targetsField } = rule
+  return JSON.stringify({ id: rule.id, from, where, include, exclude, rename, key, targetsField })
 }
 
-/** The id of the stream a rule's source writes for its current generation: `r.` and a hash of the rule's id and source-side parts. */
-export function ruleStreamId (rule: Rule): string {
-  return RULE_STREAM_PREFIX + createHash('sha256').update(sourceFingerprint(rule)).digest('hex').slice(0, STREAM_HASH_HEX)
+function hex (text: string, digits: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, digits)
 }
 
 /**
+ * The id of the stream a rule's source writes for its current generation:
+ * `r.` and a hash of the rule's id and source-side parts. A rule with a
+ * targets field sends each record only to the targets it names: one stream
+ * per target platform, `r.<hash>.<hash of the platform's name>`.
+ */
+export function ruleStreamId (rule: Rule, target?: string): string {
+  const base = RULE_STREAM_PREFIX + hex(sourceFingerprint(rule), STREAM_HASH_HEX)
+  return rule.targetsField !== undefined && target !== undefined ? `${base}.${hex(target, TARGET_HASH_HEX)}` : base
+}
+
+/** Hex digits of the target platform's hash in the stream id of a rule with a targets field. */
+const TARGET_HASH_HEX = 12
+
+/**
  * Why a rule cannot be carried by a stream yet, or undefined when it can: a
- * rule sending each record to the targets a field names needs one stream per
- * target (streams.md §2), and a mirror of a group of sources compares what
- * each source's stream holds when one leaves, which neither is built yet.
+ * mirror of a group of sources compares what each source's stream holds
+ * when one leaves, which is not built yet.
  * A rule reading a group of platforms in another mode is carried by one
  * stream per source platform (the same stream id under each one's peer id).
  */
 export function notStreamable (rule: Rule): string | undefined {
-  if (rule.targetsField !== undefined) return 'a rule with a targets field is not carried by streams yet'
   if (isGroupSource(rule.from) && modeOf(rule.mode).exact) return 'a mirror of a group of platforms is not carried by streams yet'
   return undefined
 }
@@ -66,6 +77,12 @@ export type SourcePlan =
 export function sourcePlan (rule: CompiledRule, id: string, value: JsonObject | undefined): SourcePlan {
   if (value === undefined) return { op: 'del' }
   if (!rule.matches(value)) return { op: 'unmatch' }
+  // a rule with a targets field is compiled once per target platform (its localName), one stream each
+  if (rule.recordTargets !== undefined && rule.localName !== undefined) {
+    const t = rule.recordTargets(value)
+    if (t.kind === 'invalid') return { op: 'unmatch', reason: `record ${id}: ${t.reason}` }
+    if (t.kind === 'list' && !t.names.includes(rule.localName)) return { op: 'unmatch' }
+  }
   const tid = targetId(value, id, rule.rule.key)
   if (tid === undefined || !isValidId(tid)) return { op: 'unmatch', reason: `record ${id} has no usable "${rule.rule.key ?? 'id'}" field` }
   return { op: 'put', targetId: tid, value: rule.transform(value) }

@@ -241,4 +241,28 @@ describe('rule streams between real nodes', () => {
     expect(await dbText(s2.node)).not.toMatch(/SERIALOFsite1|site1-d/)
     expect(await dbText(hub.node)).not.toMatch(/SERIALOF/)
   })
+
+  it('a rule with a targets field sends each record only to the targets it names, one stream per target: the others relay it unread', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(beta.node.getMultiaddrs()[0]) // gamma reaches alpha only through beta
+    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: '*', collection: 'notes' }, targetsField: 'to' })
+    await alpha.node.records.put('notes', 'n1', { to: ['beta'], text: 'FORBETAONLY' })
+    await alpha.node.records.put('notes', 'n2', { to: ['gamma'], text: 'FORGAMMAONLY' })
+    await alpha.node.records.put('notes', 'n3', { to: ['beta', 'gamma'], text: 'FORBOTH' })
+    await eventually(async () => (await all(beta.node, 'notes')).size === 2 && (await all(gamma.node, 'notes')).size === 2, 'each target to hold its notes')
+    expect([...(await all(beta.node, 'notes')).keys()].sort()).toEqual(['n1', 'n3'])
+    expect([...(await all(gamma.node, 'notes')).keys()].sort()).toEqual(['n2', 'n3'])
+    // a later note for gamma only: in gamma's stream, which beta relays
+    await alpha.node.records.put('notes', 'n4', { to: ['gamma'], text: 'LATERFORGAMMA' })
+    await eventually(async () => (await all(gamma.node, 'notes')).size === 3, 'gamma to hold the later note')
+    expect(await dbText(beta.node)).not.toMatch(/FORGAMMAONLY|LATERFORGAMMA/)
+    expect(await dbText(gamma.node)).not.toMatch(/FORBETAONLY/)
+    const streams = (await beta.node.status()).origins.filter(o => o.stream !== undefined).map(o => o.stream?.role).sort()
+    expect(streams).toEqual(['relay', 'target'])
+  })
 })
