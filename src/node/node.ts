@@ -274,7 +274,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     await this.registryView.load(this.store, this.changelog)
     this.ruleSet = new RuleSet({ streams: this.options.streams === true })
     this.ruleSet.rebuild(this.registryView, this.config.name)
-    this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs })
+    this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs, streams: this.ruleSet.streams })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
     if (this.ruleSet.streams) {
       const streamKeys = new StreamKeys(this.store, this.self, privateKey)

@@ -37,7 +37,11 @@ export class TrustPolicy implements IngestPolicy {
   readonly refusals: RegistryRefusal[] = []
   refusedTotal = 0
 
-  constructor (init: { registry: Registry, logger: Logger, self: string, maxClockAheadMs?: number, now?: () => number }) {
+  /** Whether this node carries rules by streams: without, no `$keys` record is applied (no honest node writes one). */
+  private readonly streams: boolean
+
+  constructor (init: { registry: Registry, logger: Logger, self: string, maxClockAheadMs?: number, now?: () => number, streams?: boolean }) {
+    this.streams = init.streams === true
     this.registryView = init.registry
     this.admins = init.registry.adminSet
     this.log = init.logger
@@ -90,7 +94,9 @@ export class TrustPolicy implements IngestPolicy {
       ? platformWriteRefusal(this.admins, entry, value)
       : entry.collection === KEYS_COLLECTION
         // the envelopes of a stream's key come from the stream's origin only, admins included
-        ? isOwnEnvelope(entry.id, peerOf(entry.origin)) ? undefined : `${entry.origin} wrote the envelope ${entry.id.slice(0, 200)} of another node's stream key`
+        ? !this.streams
+            ? `${entry.origin} wrote a stream key's envelope, and this node does not carry rules by streams`
+            : isOwnEnvelope(entry.id, peerOf(entry.origin)) ? undefined : `${entry.origin} wrote the envelope ${entry.id.slice(0, 200)} of another node's stream key`
         : this.admins.size === 0 || this.admins.has(entry.origin) ? undefined : `${entry.origin} is not a registry admin`
     if (reason === undefined) {
       if (entry.collection === PLATFORMS_COLLECTION && entry.op === 'put') this.noteClaim(entry, value)

@@ -1,0 +1,116 @@
+/**
+ * The keys of rule streams (src/node/stream-keys.ts) on a real LevelDB: an
+ * own stream's epochs are kept and found again after a restart, one key per
+ * epoch however many ask at once; an envelope opens only for the peer it
+ * was sealed to; and who may write an envelope (TrustPolicy).
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { newEntry } from '../../src/log/entry.js'
+import { logId } from '../../src/log/log-id.js'
+import { EncryptionError } from '../../src/log/seal.js'
+import { envelopeId, FIRST_EPOCH, isOwnEnvelope, StreamKeys } from '../../src/node/stream-keys.js'
+import { TrustPolicy } from '../../src/node/trust.js'
+import { Registry } from '../../src/registry/registry.js'
+import { encodeJson, Store } from '../../src/store/db.js'
+import { keys } from '../../src/store/keys.js'
+import { KEYS_COLLECTION } from '../../src/store/names.js'
+import { encodeRecord } from '../../src/store/records.js'
+import { removeDir, tempDir } from '../helpers/nodes.js'
+
+async function identity (): Promise<{ key: Awaited<ReturnType<typeof generateKeyPair>>, peer: string }> {
+  const key = await generateKeyPair('Ed25519')
+  return { key, peer: peerIdFromPrivateKey(key).toString() }
+}
+
+async function withStore<T> (fn: (store: Store, dir: string) => Promise<T>): Promise<T> {
+  const dir = await tempDir()
+  const store = new Store(dir)
+  await store.open()
+  try {
+    return await fn(store, dir)
+  } finally {
+    await store.close()
+    await removeDir(dir)
+  }
+}
+
+/** Write the envelope as the `$keys` record a target holds once it arrived. */
+async function putEnvelope (store: Store, id: string, value: object): Promise<void> {
+  await store.db.put(keys.record(KEYS_COLLECTION, id), encodeRecord({ value: value as never, version: { hlc: { wall: 1, logical: 0 }, origin: 'x', seq: 1 } }))
+}
+
+describe('stream keys', () => {
+  it('an own stream\'s key is made once however many ask at once, rotates to a new epoch, and every epoch is found again after a restart', async () => {
+    const { key, peer } = await identity()
+    const dir = await tempDir()
+    try {
+      let store = new Store(dir)
+      await store.open()
+      const a = new StreamKeys(store, peer, key)
+      await a.load()
+      const [k1, k2, k3] = await Promise.all([a.current('r.s'), a.current('r.s'), a.current('r.s')])
+      expect(k1.epoch).toBe(FIRST_EPOCH)
+      expect(Buffer.from(k2.key.bytes)).toEqual(Buffer.from(k1.key.bytes))
+      expect(Buffer.from(k3.key.bytes)).toEqual(Buffer.from(k1.key.bytes))
+      const [r1, r2] = await Promise.all([a.rotate('r.s', 1), a.rotate('r.s', 1)])
+      expect(r1.epoch).toBe(2)
+      expect(Buffer.from(r2.key.bytes)).toEqual(Buffer.from(r1.key.bytes))
+      expect(Buffer.from(r1.key.bytes)).not.toEqual(Buffer.from(k1.key.bytes))
+      // a rotation asked for after one that already happened does not start a third epoch
+      expect((await a.rotate('r.s', 1)).epoch).toBe(2)
+      await store.close()
+      store = new Store(dir)
+      await store.open()
+      const b = new StreamKeys(store, peer, key)
+      await b.load()
+      expect((await b.current('r.s')).epoch).toBe(2)
+      expect(b.epochs('r.s').map(e => e.epoch)).toEqual([2, 1])
+      expect(Buffer.from((await b.keyFor(logId(peer, 'r.s'), 1))?.bytes ?? [])).toEqual(Buffer.from(k1.key.bytes))
+      await store.close()
+    } finally {
+      await removeDir(dir)
+    }
+  })
+
+  it('an envelope opens for the peer it was sealed to only; a node without one holds no key', async () => {
+    const source = await identity()
+    const target = await identity()
+    const other = await identity()
+    const stream = 'r.0123456789abcdef0123'
+    await withStore(async (sourceStore) => {
+      const keysOfSource = new StreamKeys(sourceStore, source.peer, source.key)
+      const { epoch, key } = await keysOfSource.current(stream)
+      const envelope = keysOfSource.envelope(stream, epoch, key, target.peer)
+      await withStore(async (store) => {
+        const t = new StreamKeys(store, target.peer, target.key)
+        expect(await t.keyFor(logId(source.peer, stream), epoch)).toBeUndefined()
+        await putEnvelope(store, envelopeId(source.peer, stream, epoch, target.peer), envelope)
+        expect(Buffer.from((await t.keyFor(logId(source.peer, stream), epoch))?.bytes ?? [])).toEqual(Buffer.from(key.bytes))
+      })
+      await withStore(async (store) => {
+        // the same box stored as if it were sealed to another peer does not open there
+        const o = new StreamKeys(store, other.peer, other.key)
+        await putEnvelope(store, envelopeId(source.peer, stream, epoch, other.peer), envelope)
+        await expect(o.keyFor(logId(source.peer, stream), epoch)).rejects.toBeInstanceOf(EncryptionError)
+      })
+    })
+  })
+
+  it('an envelope is applied only from the stream\'s origin, and only on a node that carries rules by streams', async () => {
+    const origin = await identity()
+    const member = await identity()
+    const entry = (writer: string, id: string): ReturnType<typeof newEntry> => newEntry(writer, 1, { wall: 1, logical: 0 }, KEYS_COLLECTION, id, 'put', encodeJson({ box: 'AA==' }))
+    const streams = new TrustPolicy({ registry: new Registry(), logger: pino({ level: 'silent' }), self: member.peer, streams: true })
+    const own = envelopeId(origin.peer, 'r.s', 1, member.peer)
+    expect(isOwnEnvelope(own, origin.peer)).toBe(true)
+    expect(streams.registry(entry(origin.peer, own), { box: 'AA==' })).toBeUndefined()
+    expect(streams.registry(entry(member.peer, own), { box: 'AA==' })).toMatch(/of another node's stream key/)
+    // a peer id that is a prefix of another's does not pass for it
+    expect(isOwnEnvelope(`${origin.peer}x/r.s/1/${member.peer}`, origin.peer)).toBe(false)
+    const plain = new TrustPolicy({ registry: new Registry(), logger: pino({ level: 'silent' }), self: member.peer })
+    expect(plain.registry(entry(origin.peer, own), { box: 'AA==' })).toMatch(/does not carry rules by streams/)
+  })
+})
