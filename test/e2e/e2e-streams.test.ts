@@ -13,7 +13,8 @@
  * data directory nor in any key or value of its LevelDB (table files are
  * compressed, so the test reads the database itself, from a copy, with the
  * node stopped). Then beta is stopped while alpha writes more, and catches
- * up through gamma when it is back.
+ * up through gamma when it is back; then once more with alpha stopped before
+ * beta is back, so that all it gets comes from gamma's copy.
  */
 import { randomBytes } from 'node:crypto'
 import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -97,7 +98,7 @@ describe('rule streams across three real node processes', () => {
     if (parent !== '') await rm(parent, { recursive: true, force: true })
   })
 
-  it('beta gets only the published posts without their secret, through gamma, which holds none of it readable; beta catches up through gamma after a restart', async () => {
+  it('beta gets only the published posts without their secret, through gamma, which holds none of it readable; beta catches up through gamma after a restart, also with alpha gone', async () => {
     parent = await tempDir()
     const alpha = await NodeProcess.create('alpha', KEY, { parent })
     const gamma = await NodeProcess.create('gamma', KEY, { parent })
@@ -171,6 +172,22 @@ describe('rule streams across three real node processes', () => {
     expect(await beta.get('posts', changed.id)).toEqual(sent(changed.value))
     expect(await gamma.count('posts')).toBe(0)
     await noDirectLink()
+
+    // and from gamma's copy alone: beta stopped, alpha writes, gamma holds all of alpha's stream, alpha stops
+    expect(await beta.stop()).toBe(0)
+    await write(40, 50)
+    const streamSeq = async (n: NodeProcess): Promise<number | undefined> => ((await n.status()).origins as Json[]).find(o => String(o.origin).startsWith(`${alpha.peerId}/r.`))?.seq
+    await waitFor(async () => {
+      const [atAlpha, atGamma] = await Promise.all([streamSeq(alpha), streamSeq(gamma)])
+      return atAlpha !== undefined && atGamma === atAlpha
+    }, 'gamma to hold all of alpha\'s stream', 60_000)
+    expect(await alpha.stop()).toBe(0)
+    await beta.start(betaArgs)
+    await waitFor(async () => {
+      expect(Object.fromEntries(await beta.all('posts'))).toEqual(expected())
+      return true
+    }, 'beta to catch up from gamma with alpha stopped', 90_000)
+    expect(((await beta.request<Json[]>('GET', '/v1/peers')).body).filter(p => p.connected === true).map(p => p.peerId)).toEqual([gamma.peerId])
 
     // the disks, with the nodes stopped (a stopped node's db/ holds tables only)
     for (const n of [gamma, beta]) expect(await n.stop(), `${n.name} exit code`).toBe(0)
