@@ -151,9 +151,14 @@ describe('rule streams across three real node processes', () => {
     await waitFor(async () => (await beta.count('posts')) === Object.keys(expected()).length, 'beta to hold the published posts', 90_000)
     expect(Object.fromEntries(await beta.all('posts'))).toEqual(expected())
     expect(await gamma.count('posts')).toBe(0)
-    // gamma relayed alpha's rule stream (beta has no other way to alpha) and holds it
-    const stream = ((await gamma.status()).origins as Json[]).find(o => String(o.origin).startsWith(`${alpha.peerId}/r.`))
+    // gamma relayed alpha's rule stream (beta has no other way to alpha) and holds it; each node's status says its part
+    const streamAt = async (n: NodeProcess): Promise<Json | undefined> => ((await n.status()).origins as Json[]).find(o => String(o.origin).startsWith(`${alpha.peerId}/r.`))
+    const stream = await streamAt(gamma)
     expect(stream?.seq).toBeGreaterThanOrEqual(Object.keys(expected()).length)
+    const ruleId = JSON.parse(rule.stdout).id as string
+    expect(stream?.stream).toEqual({ rule: ruleId, role: 'relay' })
+    expect((await streamAt(beta))?.stream).toEqual({ rule: ruleId, role: 'target' })
+    expect((await streamAt(alpha))?.stream).toEqual({ rule: ruleId, role: 'source' })
     await noDirectLink()
 
     // offline catch-up, two hops: beta stopped while alpha writes more (new posts, a published one changed)
@@ -176,7 +181,7 @@ describe('rule streams across three real node processes', () => {
     // and from gamma's copy alone: beta stopped, alpha writes, gamma holds all of alpha's stream, alpha stops
     expect(await beta.stop()).toBe(0)
     await write(40, 50)
-    const streamSeq = async (n: NodeProcess): Promise<number | undefined> => ((await n.status()).origins as Json[]).find(o => String(o.origin).startsWith(`${alpha.peerId}/r.`))?.seq
+    const streamSeq = async (n: NodeProcess): Promise<number | undefined> => (await streamAt(n))?.seq
     await waitFor(async () => {
       const [atAlpha, atGamma] = await Promise.all([streamSeq(alpha), streamSeq(gamma)])
       return atAlpha !== undefined && atGamma === atAlpha
