@@ -314,6 +314,12 @@ export interface NodeStatus {
   caughtUpBasis?: 'peers' | 'no-peers' | 'unreachable'
   /** With 'unreachable': what keeps the node from its peers (e.g. every known peer refused the mesh key). */
   notCaughtUpReason?: string
+  /**
+   * True when this node carries rules by rule streams (the EXPERIMENTAL
+   * option `streams`, config "streams", `start --streams`); false when it
+   * carries them by the whole log. Nodes with different values do not sync.
+   */
+  streams?: boolean
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
   registry?: {
     admins: string[]
@@ -527,6 +533,7 @@ export interface SyncNodeOptions {
    * rules reading them, and the whole log carries registry writes only.
    * Every node of a mesh must run with the same setting; sync protocol
    * version 3 will make it the only way and refuse mixed meshes.
+   * @default config "streams", else false
    */
   streams?: boolean
 }

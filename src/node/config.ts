@@ -63,6 +63,8 @@ export const configSchema = z.object({
   logFormat: z.enum(['json', 'pretty']).optional(),
   /** Entries received stamped further ahead of this node's clock are refused (ms; default 60000). */
   maxClockAheadMs: z.number().int().min(MIN_CLOCK_AHEAD_MS).max(MAX_CLOCK_AHEAD_MS).optional(),
+  /** EXPERIMENTAL: carry rules by rule streams (protocols/sync/streams.md); every node of a mesh needs the same setting (flag --streams, default false). */
+  streams: z.boolean().optional(),
   webhooks: webhooksConfigSchema.optional()
 }).strict()
 

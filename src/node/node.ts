@@ -269,10 +269,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.changelog = new ChangeLog(this.store)
     await this.changelog.load()
     this.changelog.attestOwnLog(this.self, new Attester(privateKey, this.self))
-    const { admins, maxClockAheadMs } = this.settings
+    const { admins, maxClockAheadMs, streams } = this.settings
     this.registryView = new Registry({ admins })
     await this.registryView.load(this.store, this.changelog)
-    this.ruleSet = new RuleSet({ streams: this.options.streams === true })
+    this.ruleSet = new RuleSet({ streams })
     this.ruleSet.rebuild(this.registryView, this.config.name)
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs, streams: this.ruleSet.streams })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
@@ -1029,6 +1029,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       rules,
       caughtUp: reach.basis !== 'unreachable' && sessionsReady && origins.every(o => o.lag === 0),
       caughtUpBasis: reach.basis,
+      streams: this.ruleSet.streams,
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
       database: {

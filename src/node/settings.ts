@@ -26,6 +26,8 @@ export interface NodeSettings {
   admins: string[]
   /** Entries stamped further ahead of this node's clock are refused (ms). Default: 60000. */
   maxClockAheadMs: number
+  /** EXPERIMENTAL: rules are carried by rule streams (protocols/sync/streams.md). Default: off. */
+  streams: boolean
 }
 
 /** A list given in the options wins when it is not empty; then config.json's; then the default. */
@@ -44,6 +46,7 @@ export function resolveSettings (options: SyncNodeOptions, config: NodeConfig): 
     targetConnections: options.targetConnections ?? config.targetConnections ?? DEFAULT_TARGET_CONNECTIONS,
     maxConnections: options.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     admins: options.admins ?? config.admins ?? [],
-    maxClockAheadMs: options.maxClockAheadMs ?? config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS
+    maxClockAheadMs: options.maxClockAheadMs ?? config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS,
+    streams: options.streams ?? config.streams ?? false
   }
 }

@@ -70,6 +70,7 @@ export function registerNodeCommands (program: Command): void {
       .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
       .option('--max-clock-ahead-ms <ms>', `refuse entries stamped further ahead of this node's clock (default: config "maxClockAheadMs", else 60000)`)
+      .option('--streams', 'EXPERIMENTAL, not for production: carry rules by rule streams (protocols/sync/streams.md); every node of the mesh needs it (default: config "streams", else off)')
       .option('--webhook-allow <host>', 'host, host:port, address, address range or "*" (public addresses) this node may POST rule webhooks to, repeatable (default: config "webhooks.allow"; none = no webhooks)', collect)
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
@@ -94,6 +95,7 @@ interface StartOptions extends JsonOption {
   logLevel?: string
   logFormat?: string
   maxClockAheadMs?: string
+  streams?: boolean
   webhookAllow?: string[]
 }
 
@@ -245,6 +247,8 @@ async function startNode (opts: StartOptions, s: StartSettings, logger: Logger):
       ...(opts.transforms !== undefined ? { transformsDir: resolve(opts.transforms) } : {}),
       ...(opts.admin !== undefined && opts.admin.length > 0 ? { admins: opts.admin } : {}),
       ...(s.maxClockAheadMs !== undefined ? { maxClockAheadMs: s.maxClockAheadMs } : {}),
+      // without the flag the node reads config "streams"
+      ...(opts.streams === true ? { streams: true } : {}),
       ...(s.webhookAllow !== undefined ? { webhooks: { allow: s.webhookAllow } } : {})
     })
   } catch (err) {

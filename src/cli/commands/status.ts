@@ -21,6 +21,7 @@ export function renderStatus (s: NodeStatus, now = Date.now()): string {
   lines.push(`node      ${s.name}${s.region != null ? ` (region ${s.region})` : ''}`)
   lines.push(`peer id   ${s.peerId}`)
   lines.push(`up        ${uptime} (since ${s.startedAt})`)
+  if (s.streams === true) lines.push('rules     carried by rule streams (experimental)')
   const totalLag = s.origins.reduce((sum, o) => sum + o.lag, 0)
   const basis = s.caughtUpBasis === 'no-peers' ? ' (no peer known yet)' : ''
   lines.push(`caught up ${s.caughtUp && totalLag === 0 ? `yes${basis}` : s.caughtUpBasis === 'unreachable' ? `no: ${s.notCaughtUpReason ?? 'no peer reachable'}` : `no (${formatCount(totalLag)} entries behind)`}`)
