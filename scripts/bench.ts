@@ -10,6 +10,8 @@
  *   npm run bench -- --quick            CI-sized smoke run: small sizes, 1 run
  *   npm run bench -- --out DIR          where the JSON goes (default bench-results/)
  *   npm run bench -- --seed N           seed of the fan-out's random graphs (run k uses N + k)
+ *   npm run bench -- --streams          every node carries rules by encrypted rule streams (experimental,
+ *                                       protocols/sync/streams.md; compare with a run without)
  *   npm run bench -- --profile DIR      run every node with --cpu-prof; profiles in DIR/<cluster>-<node>/
  *                                       (figures measured this way are slower: profiling costs CPU)
  *   SYNCMESH_NODE_LOG_DIR=DIR SYNCMESH_LOG_LEVEL=debug npm run bench -- …
@@ -83,6 +85,7 @@ function parseArgs (argv: string[]): BenchOptions {
       case '--out': opts.out = resolve(value()); break
       case '--seed': opts.seed = int(value(), 0); break
       case '--profile': opts.profileDir = resolve(value()); break
+      case '--streams': opts.streams = true; break
       case '--connector-rows': opts.connectorRows = int(value(), 1); break
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break
       default: throw new Error(`unknown argument "${a}"\n${USAGE}`)
@@ -170,7 +173,7 @@ async function main (): Promise<number> {
         sizes,
         log,
         cluster: async (label) => {
-          const c = await BenchCluster.create(label, opts.profileDir !== undefined ? { profileDir: join(opts.profileDir, `${w.name}-run${run}`) } : {})
+          const c = await BenchCluster.create(label, { ...(opts.profileDir !== undefined ? { profileDir: join(opts.profileDir, `${w.name}-run${run}`) } : {}), streams: opts.streams === true })
           clusters.push(c)
           return c
         }
@@ -226,7 +229,7 @@ async function main (): Promise<number> {
     startedAt: startedAt.toISOString(),
     durationSeconds: totalS,
     command: `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`,
-    options: { runs: opts.runs, only: opts.only !== undefined ? [...opts.only] : undefined, large: opts.large, quick: opts.quick, seed: opts.seed, profileDir: opts.profileDir, connectorRows: opts.connectorRows },
+    options: { runs: opts.runs, only: opts.only !== undefined ? [...opts.only] : undefined, large: opts.large, quick: opts.quick, seed: opts.seed, profileDir: opts.profileDir, connectorRows: opts.connectorRows, streams: opts.streams === true },
     sizes,
     machine: { ...env, loadavgAtEnd: loadavg() },
     git,

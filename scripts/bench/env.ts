@@ -26,15 +26,19 @@ export class BenchCluster {
   private readonly label: string
   private readonly clients = new Map<NodeProcess, { api: string, client: FastClient }>()
 
-  private constructor (parent: string, label: string, profileDir?: string) {
+  /** Every node starts with --streams (rule streams). */
+  readonly streams: boolean
+
+  private constructor (parent: string, label: string, profileDir?: string, streams = false) {
     this.parent = parent
     this.label = label
+    this.streams = streams
     this.key = generateMeshKey()
     if (profileDir !== undefined) this.profileDir = profileDir
   }
 
-  static async create (label: string, options: { profileDir?: string } = {}): Promise<BenchCluster> {
-    const c = new BenchCluster(await tempDir(`syncmesh-bench-${label}-`), label, options.profileDir)
+  static async create (label: string, options: { profileDir?: string, streams?: boolean } = {}): Promise<BenchCluster> {
+    const c = new BenchCluster(await tempDir(`syncmesh-bench-${label}-`), label, options.profileDir, options.streams)
     liveClusters.add(c)
     return c
   }
@@ -51,7 +55,7 @@ export class BenchCluster {
     const nodeArgs = this.profileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', join(this.profileDir, `${this.label}-${node.name}`)] : []
     // $SM_NODEARGS: extra node/V8 flags for every node (experiments: `SM_NODEARGS="--max-semi-space-size=32" npm run bench`)
     nodeArgs.push(...(process.env.SM_NODEARGS ?? '').split(' ').filter(a => a !== ''))
-    await node.start([...NO_DISCOVERY, ...extra], { env: { SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'warn' }, nodeArgs })
+    await node.start([...NO_DISCOVERY, ...(this.streams ? ['--streams'] : []), ...extra], { env: { SYNCMESH_LOG_LEVEL: process.env.SYNCMESH_LOG_LEVEL ?? 'warn' }, nodeArgs })
   }
 
   /** A keep-alive client for the node's current API (renewed after a restart). */

@@ -56,6 +56,8 @@ export interface BenchOptions {
   profileDir?: string
   /** --connector-rows: rows of the connectors workload's transaction. */
   connectorRows?: number
+  /** --streams: every node carries rules by rule streams (`syncmesh start --streams`). */
+  streams?: boolean
 }
 
 export interface Context {
