@@ -365,6 +365,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         // a registry platform's whole log: known; a stream log (log-id.ts) only once held, so that the
         // streams a peer names count against the session's budget for origins it does not know
         knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
+        streams: this.ruleSet.streams,
         log: this.changelog,
         self: this.self,
         localName: this.config.name,

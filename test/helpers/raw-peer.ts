@@ -56,9 +56,10 @@ export class RawPeer {
   /**
    * Connect (a fresh connection), authenticate, open a sync stream and
    * exchange hellos: ours states `vector` and grants `credit` batches. What
-   * the node sends from then on is collected in `received`.
+   * the node sends from then on is collected in `received`. `protocol`: the
+   * sync protocol id to open (SYNC_PROTOCOL_STREAMS for a node with rule streams).
    */
-  async session (target: string, options: { vector?: VersionVector, credit?: number, name?: string } = {}): Promise<RawSession> {
+  async session (target: string, options: { vector?: VersionVector, credit?: number, name?: string, protocol?: string } = {}): Promise<RawSession> {
     const peer = target.split('/p2p/')[1]
     await this.host.hangUp(multiaddr(target)).catch(() => {})
     const ready = new Promise<void>((resolve, reject) => {
@@ -67,7 +68,7 @@ export class RawPeer {
     })
     const conn = await this.host.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) })
     await ready
-    const stream = await conn.newStream(SYNC_PROTOCOL)
+    const stream = await conn.newStream(options.protocol ?? SYNC_PROTOCOL)
     const framed = new FramedStream(stream, 4 * 1024 * 1024)
     framed.sendNow(encodeHello(options.name ?? 'raw', options.vector ?? new VersionVector(), options.credit ?? 8, SYNC_PROTOCOL_VERSION))
     const frames = framed.frames()

@@ -17,7 +17,7 @@ import { logId } from '../../src/log/log-id.js'
 import { Attester } from '../../src/log/signing.js'
 import type { ChangeLog } from '../../src/log/changelog.js'
 import { VersionVector } from '../../src/log/vector.js'
-import { SESSION_MAX_UNKNOWN_ORIGINS } from '../../src/network/constants.js'
+import { SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
 import type { LocalOp } from '../../src/node/ingest.js'
@@ -27,10 +27,10 @@ import { countRecords, eventually, KEY, removeDir, tempDir } from '../helpers/no
 
 interface Running { node: SyncNode, dir: string }
 
-/** A node that dials only the peers it is given (no registry discovery): the test decides the links. */
-async function start (name: string): Promise<Running> {
+/** A node with rule streams (stream logs travel only between such nodes) that dials only the peers it is given (no registry discovery): the test decides the links. */
+async function start (name: string, streams = true): Promise<Running> {
   const dir = await tempDir()
-  const node = await createSyncNode({ dataDir: dir, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0 })
+  const node = await createSyncNode({ dataDir: dir, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
   await node.start()
   return { node, dir }
 }
@@ -108,7 +108,7 @@ describe('stream logs between real nodes', () => {
     // V's own platform is registered: a whole log of it is known, its streams not held are not
     const named: Array<[string, number]> = []
     for (let i = 0; i < 2 * SESSION_MAX_UNKNOWN_ORIGINS; i++) named.push([logId(v.node.peerId, `s.${i}`), 5], [logId(peer.peerId, `s.${i}`), 5])
-    await peer.session(v.node.getMultiaddrs()[0].toString(), { vector: VersionVector.from(named) })
+    await peer.session(v.node.getMultiaddrs()[0].toString(), { vector: VersionVector.from(named), protocol: SYNC_PROTOCOL_STREAMS })
     const session = (): { theirs: VersionVector, announced: VersionVector } | undefined => (v.node as unknown as { sync: { sessions: Map<string, { theirs: VersionVector, announced: VersionVector }> } }).sync.sessions.get(peer.peerId)
     // (V's own whole log is tracked too once V sends it to the peer: only the stream logs are counted)
     const streams = (vector: VersionVector | undefined): number => [...(vector?.origins() ?? [])].filter(o => o.includes('/')).length
@@ -142,7 +142,7 @@ describe('stream logs between real nodes', () => {
     }
 
     // the genuine first run is stored
-    let s = await evil.session(addr)
+    let s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
     await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine run of the stream log')
 
@@ -155,12 +155,12 @@ describe('stream logs between real nodes', () => {
 
     // 2. the genuine run of r.test.1 presented as r.test.2's
     const other = logId(A, 'r.test.2')
-    s = await evil.session(addr)
+    s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(other, 0, 2, run1.map(e => ({ ...e, origin: other })), [cert1]))
     await eventually(async () => (await offences()).total === 2, 'the run moved to another stream to be an offence')
 
     // 3. the same run presented as A's whole log
-    s = await evil.session(addr)
+    s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(A, 0, 2, run1.map(e => ({ ...e, origin: A })), [cert1]))
     await eventually(async () => (await offences()).total === 3, 'the run moved to the whole log to be an offence')
     expect((await offences()).byCheck).toEqual({ RUN_SIGNATURE_MISMATCH: 3 })
@@ -177,9 +177,30 @@ describe('stream logs between real nodes', () => {
     const honest = new RawPeer(KEY, { localAddress: '127.0.0.6' })
     raw.push(honest)
     await honest.start()
-    s = await honest.session(addr)
+    s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
     await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
     expect((await v.node.status()).peers.find(x => x.peerId === honest.peerId)?.offences ?? 0).toBe(0)
   }, 90_000)
+
+  it('a node without rule streams refuses a stream log as its earlier releases do (FRAME_INVALID): nothing is stored, and it never has one to pass on', async () => {
+    const v = await start('V', false)
+    running.push(v)
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const stream = logId(A, 'r.test.1')
+    const entries: LogEntry[] = [{ origin: stream, seq: 1, hlc: { wall: Date.now() - 1000, logical: 0 }, collection: 'posts', id: 'a', op: 'put', value: encodeJson({ n: 1 }) }]
+    const cert = new Attester(aKey, A).forLog(stream).run(0, 1, entries.map(e => ({ ...e }))).cert
+    const peer = new RawPeer(KEY)
+    raw.push(peer)
+    await peer.start()
+    // named in a hello: the session ends before anything is taken
+    const hello = await peer.session(v.node.getMultiaddrs()[0].toString(), { vector: VersionVector.from([[stream, 1]]) }).catch(() => undefined)
+    // sent as a batch on a session opened with a plain hello
+    const s = hello ?? await peer.session(v.node.getMultiaddrs()[0].toString())
+    s.framed.sendNow(attestedBatchFrame(stream, 0, 1, entries, [cert]))
+    await eventually(async () => (await v.node.status()).origins.every(o => o.origin !== stream) && (v.node as unknown as { sync: { sessions: Map<string, unknown> } }).sync.sessions.get(peer.peerId) === undefined, 'the session to end')
+    expect(await seqOf(v.node, stream)).toBe(0)
+    expect((await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []).toEqual([])
+  }, 60_000)
 })

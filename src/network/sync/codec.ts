@@ -25,6 +25,13 @@ export type SyncMessage =
   | { type: 'vector', vector: VersionVector }
   | { type: 'have', origin: string, seq: number }
 
+/** The logs a message names (a batch's, a Have's, a vector's or hello's). */
+export function logsNamed (msg: SyncMessage): Iterable<string> {
+  if (msg.type === 'batch' || msg.type === 'have') return [msg.origin]
+  if (msg.type === 'vector' || msg.type === 'hello') return msg.vector.origins()
+  return []
+}
+
 /** A version 2 batch's certificates (attestations and gone spans) and updates (completeness.md §4). */
 export interface AttestedFields {
   certs: AttestedCert[]
@@ -42,10 +49,6 @@ export function isValidOrigin (origin: string): boolean {
   return isPeerId(origin)
 }
 
-/**
- * A log id (src/log/log-id.ts): a peer id, or a peer id, "/" and a stream
- * id. What a batch, a vector and a Have name; anything else is FRAME_INVALID.
- */
 /** An encrypted entry's id: the hex of a 17-byte blinded id (encryption.md §6). */
 const BLINDED_ID_HEX = /^01[0-9a-f]{32}$/
 /** Version, nonce and tag of an encrypted entry (encryption.md §5), plus the payload's version and three empty strings. */
@@ -53,6 +56,10 @@ const MIN_SEALED_BYTES = 1 + 12 + 16 + 7
 /** What encryption and the payload's header add to a value, at most (three strings of up to 512 ids' UTF-8 and a collection name). */
 const SEALED_OVERHEAD_BYTES = 1 + 12 + 16 + 1 + 3 * 2 + 128 + 2 * 512 * 3
 
+/**
+ * A log id (src/log/log-id.ts): a peer id, or a peer id, "/" and a stream
+ * id. What a batch, a vector and a Have name; anything else is FRAME_INVALID.
+ */
 export function isValidLogId (id: string): boolean {
   return isLogId(id)
 }

@@ -19,7 +19,7 @@ import type { Logger } from 'pino'
 import { ProtocolError } from '../../core/errors.js'
 import type { AttestedBatch, ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
-import { isLogOf } from '../../log/log-id.js'
+import { isLogOf, isPeerId } from '../../log/log-id.js'
 import { SignatureError, encodeAttested, verifyAttestedRuns, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
@@ -30,7 +30,7 @@ import { LazyPush } from './lazy-push.js'
 import { ByteRateLimit, ControlFrameLimit, HaveLimit, SilentPeer } from './rate-limits.js'
 import { batchEndCheck, offenceCheckOf, OFFENCE_CHECKS, sendableRun } from './checks.js'
 import type { Offence, Refusal } from './checks.js'
-import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHello, encodeVector } from './codec.js'
+import { batchRangeOf, decodeFrame, encodeBatchFrame, encodeHello, encodeVector, logsNamed } from './codec.js'
 import type { SyncMessage } from './codec.js'
 
 export { LAZY_PUSH_MS } from './lazy-push.js'
@@ -77,6 +77,8 @@ export interface SessionDeps {
    * included. Absent: all are known.
    */
   knowsOrigin?: (origin: string) => boolean
+  /** This node carries rules by streams (SYNC_PROTOCOL_STREAMS): stream logs (`<peer id>/<stream>`) may be exchanged. Otherwise a message naming one is FRAME_INVALID. */
+  streams?: boolean
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected): which check failed, on what. */
@@ -374,7 +376,11 @@ export class SyncSession {
   /** decodeFrame, telling onRefused which batch did not decode. */
   private decode (bytes: Uint8Array): SyncMessage {
     try {
-      return decodeFrame(bytes, { version: this.version })
+      const msg = decodeFrame(bytes, { version: this.version })
+      // stream logs travel only between nodes that carry rules by streams (SYNC_PROTOCOL_STREAMS): a node
+      // of the whole-log protocol refuses them as its earlier releases do, so it never holds one to pass on
+      if (this.deps.streams !== true) for (const origin of logsNamed(msg)) if (!isPeerId(origin)) throw new ProtocolError(`${msg.type} names the stream log ${origin.slice(0, 160)}, which only nodes with rule streams exchange`, 'FRAME_INVALID')
+      return msg
     } catch (err) {
       const range = batchRangeOf(bytes)
       if (range !== undefined) this.refused({ ...range, code: (err as { code?: string }).code ?? 'FRAME_INVALID', reason: (err as Error).message, offence: false })
