@@ -490,6 +490,8 @@ export class RuleService {
 
   async dryRun (rule: Rule, reeval: boolean): Promise<DryRunReport> {
     this.validate(rule)
+    // a dry run evaluates the source's log held here; with rule streams a node holds only what rules send it
+    if (this.deps.ruleSet.streams) throw new ConflictError('dry runs are not available on a node with rule streams yet: its records are not in any log a target holds; add the rule (it can be paused, updated or removed), or compare with a node without streams', 'DRY_RUN_UNAVAILABLE')
     return await dryRun({
       store: this.deps.store,
       log: this.deps.changelog,

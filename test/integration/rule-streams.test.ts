@@ -129,6 +129,8 @@ describe('rule streams between real nodes', () => {
     await alpha.node.records.put('posts', 'p3', { title: 'three', slug: 'three', status: 'published' })
     await alpha.node.records.put('posts', 'p4', { title: 'four', slug: 'four', status: 'draft' })
     await eventually(async () => (await all(beta.node, 'pages')).size === 3, 'beta to hold three pages')
+    // a dry run says it cannot be made here, and why
+    await expect(beta.node.registry.dryRunRule!({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'x' } })).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE' })
     await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'draft' }) // stops matching
     await alpha.node.records.put('posts', 'p2', { title: 'TWO', slug: 'two', status: 'published' }) // update
     await alpha.node.records.delete('posts', 'p3')
