@@ -101,6 +101,8 @@ export class Ingestor extends Backfiller {
    */
   protected async openFor (st: TxnState, rule: CompiledRule, entry: LogEntry): Promise<LogEntry | undefined> {
     if (entry.epoch === undefined) return entry
+    // waiting for a key already: the stream is read again from the start when one arrives (no lookup per entry)
+    if (this.awaitingKey.has(rule.stateId)) return undefined
     let key: StreamKey | undefined
     try {
       key = await this.streamKeys?.keyFor(entry.origin, entry.epoch, st.txn)

@@ -567,9 +567,13 @@ export class SyncSession {
       .map(m => ({ origin: m.origin, cap: this.lazyPush.cap(m.origin) }))
       .filter(m => m.cap > this.theirs.get(m.origin) && !this.isUnsendable(m.origin, m.cap))
     if (missing.length === 0) return undefined
-    missing.sort((a, b) => (a.origin < b.origin ? -1 : 1))
-    const i = missing.findIndex(m => m.origin > (this.lastOrigin ?? ''))
-    const pick = missing[i === -1 ? 0 : i]
+    // whole logs before stream logs: with rule streams a whole log carries the registry, whose rules and
+    // keys a stream's targets need before its entries (else they pass over them and read them again)
+    const whole = missing.filter(m => isPeerId(m.origin))
+    const pool = whole.length > 0 ? whole : missing
+    pool.sort((a, b) => (a.origin < b.origin ? -1 : 1))
+    const i = pool.findIndex(m => m.origin > (this.lastOrigin ?? ''))
+    const pick = pool[i === -1 ? 0 : i]
     this.lastOrigin = pick.origin
     return pick
   }
