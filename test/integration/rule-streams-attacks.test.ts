@@ -1,0 +1,212 @@
+/**
+ * Attacks on rule streams (protocols/sync/streams.md, encryption.md) against
+ * real nodes: real libp2p over TCP on 127.0.0.1, real LevelDB in temp dirs,
+ * every node started with `streams: true`. A hostile member writes envelopes
+ * of another node's stream key; a hostile relay (test/helpers/raw-peer.ts)
+ * moves genuine encrypted entries; a hostile origin signs entries whose
+ * encrypted payload is malformed, or sends its stream in clear. Each is
+ * refused or skipped with a reason, nothing of it is applied, and the target
+ * keeps reading the real stream.
+ */
+import type { PrivateKey } from '@libp2p/interface'
+import { afterEach, describe, expect, it } from 'vitest'
+import { newEntry } from '../../src/log/entry.js'
+import type { LogEntry } from '../../src/log/entry.js'
+import { logId, parseLogId, peerOf } from '../../src/log/log-id.js'
+import { blindedIdHex } from '../../src/log/sealed-entry.js'
+import { encryptEntry, SealIdentity, openStreamKey, sealStreamKey, StreamKey } from '../../src/log/seal.js'
+import { Attester } from '../../src/log/signing.js'
+import { SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
+import { loadIdentity } from '../../src/node/config.js'
+import { createSyncNode } from '../../src/node/node.js'
+import type { SyncNode } from '../../src/node/node.js'
+import type { IngestResult, LocalOp } from '../../src/node/ingest.js'
+import type { StreamKeys } from '../../src/node/stream-keys.js'
+import { envelopeId, FIRST_EPOCH } from '../../src/node/stream-keys.js'
+import { encodeJson } from '../../src/store/db.js'
+import { keys } from '../../src/store/keys.js'
+import { KEYS_COLLECTION, SEALED_COLLECTION } from '../../src/store/names.js'
+import { decodeRecord } from '../../src/store/records.js'
+import { attestedBatchFrame } from '../helpers/attested.js'
+import { RawPeer } from '../helpers/raw-peer.js'
+import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
+
+interface Running { node: SyncNode, dir: string }
+
+/** What the tests reach inside a node: its stream keys, its database, its own registry writes, what its rules skip. */
+interface Inside {
+  ingestor: { streamKeys?: StreamKeys }
+  store: { db: { get: (key: string) => Promise<Uint8Array | undefined> } }
+  writeLocal: (ops: LocalOp[]) => Promise<unknown>
+  ruleService: { afterCommit: (result: IngestResult) => void }
+}
+
+function inside (node: SyncNode): Inside {
+  return node as unknown as Inside
+}
+
+/** A node with rule streams that dials only the peers it is given: the test decides the links. */
+async function start (name: string, dir?: string): Promise<Running> {
+  const d = dir ?? await tempDir()
+  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+  await node.start()
+  return { node, dir: d }
+}
+
+async function seqOf (node: SyncNode, origin: string): Promise<number> {
+  return (await node.status()).origins.find(o => o.origin === origin)?.seq ?? 0
+}
+
+async function all (node: SyncNode, collection: string): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  let after: string | undefined
+  for (;;) {
+    const page = await node.records.list(collection, { after, limit: 1000 })
+    for (const r of page.records) out[r.id] = r.value
+    if (page.next === undefined) return out
+    after = page.next
+  }
+}
+
+/** Every reason the node's rules gave for skipping an entry, from now on. */
+function skippedOn (node: SyncNode): Array<{ id: string, reason: string }> {
+  const seen: Array<{ id: string, reason: string }> = []
+  const rules = inside(node).ruleService
+  const afterCommit = rules.afterCommit.bind(rules)
+  rules.afterCommit = (result) => {
+    for (const s of result.skipped) seen.push({ id: s.id, reason: s.reason })
+    afterCommit(result)
+  }
+  return seen
+}
+
+/** The payload of an encrypted entry (src/log/sealed-entry.ts), built by hand: version, collection, id, target id, value. */
+function payload (collection: string, id: string, targetId: string, value: Uint8Array = new Uint8Array(0), version = 1): Buffer {
+  const str = (s: string): Buffer => {
+    const b = Buffer.from(s, 'utf8')
+    const len = Buffer.alloc(2)
+    len.writeUInt16BE(b.length)
+    return Buffer.concat([len, b])
+  }
+  return Buffer.concat([Buffer.of(version), str(collection), str(id), str(targetId), value])
+}
+
+/**
+ * A stream's origin, played by the test with the origin's identity and
+ * stream key: it signs whatever entries it likes into its stream, as a
+ * hostile origin would.
+ */
+class Origin {
+  readonly peer: string
+  readonly stream: string
+  private readonly attester: Attester
+
+  constructor (readonly streamLog: string, identity: PrivateKey, readonly key: StreamKey) {
+    const parts = parseLogId(streamLog)
+    this.peer = parts.peer
+    this.stream = parts.stream as string
+    this.attester = new Attester(identity, this.peer).forLog(streamLog)
+  }
+
+  /** An encrypted entry at `seq` carrying `body` (encrypted under `key` for `encSeq`), named by the blinded id of `blind`. */
+  sealed (seq: number, op: 'put' | 'del' | 'unmatch', body: Uint8Array, blind: [string, string], options: { key?: StreamKey, encSeq?: number, epoch?: number } = {}): LogEntry {
+    const key = options.key ?? this.key
+    const epoch = options.epoch ?? FIRST_EPOCH
+    const ciphertext = encryptEntry(key, { origin: this.peer, stream: this.stream, epoch, seq: options.encSeq ?? seq }, body)
+    return newEntry(this.streamLog, seq, { wall: Date.now(), logical: 0 }, SEALED_COLLECTION, blindedIdHex(key, blind[0], blind[1]), op, ciphertext, this.peer, 0, undefined, undefined, epoch)
+  }
+
+  /** A put of `value` to record `id` of `collection`, encrypted as the source encrypts it. */
+  put (seq: number, collection: string, id: string, value: object): LogEntry {
+    return this.sealed(seq, 'put', payload(collection, id, id, encodeJson(value)), [collection, id])
+  }
+
+  /** The Batch frame of `entries`, the run (from, from + n] signed as the origin signs its runs. */
+  frame (from: number, entries: LogEntry[], origin = this.streamLog): Uint8Array {
+    const to = from + entries.length
+    const cert = this.attester.run(from, to, entries.map(e => ({ ...e }))).cert
+    return attestedBatchFrame(origin, from, to, entries.map(e => ({ ...e, origin })), [cert])
+  }
+}
+
+describe('attacks on rule streams', () => {
+  const running: Running[] = []
+  const raw: RawPeer[] = []
+  afterEach(async () => {
+    for (const p of raw.splice(0)) await p.stop().catch(() => {})
+    for (const r of running.splice(0)) {
+      await r.node.stop().catch(() => {})
+      await removeDir(r.dir)
+    }
+  })
+
+  /** alpha's posts go to beta by a rule (a stream of alpha's); beta holds p1 through it. */
+  async function pair (): Promise<{ alpha: Running, beta: Running, streamLog: string }> {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    await alpha.node.records.put('posts', 'p1', { title: 'one' })
+    await eventually(async () => (await all(beta.node, 'posts')).p1 !== undefined, 'beta to hold p1 through the rule stream')
+    const streamLog = (await beta.node.status()).origins.find(o => o.origin.startsWith(`${alpha.node.peerId}/r.`))?.origin
+    if (streamLog === undefined) throw new Error('no rule stream of alpha on beta')
+    return { alpha, beta, streamLog }
+  }
+
+  /** alpha stops; the test plays alpha from then on, with its identity and its stream's key, over a raw session to beta. */
+  async function playOrigin (alpha: Running, streamLog: string): Promise<Origin> {
+    const current = inside(alpha.node).ingestor.streamKeys?.currentIfAny(parseLogId(streamLog).stream as string)
+    if (current === undefined) throw new Error('alpha holds no key of its stream')
+    await alpha.node.stop()
+    return new Origin(streamLog, await loadIdentity(alpha.dir), current.key)
+  }
+
+  async function rawPeer (localAddress: string): Promise<RawPeer> {
+    const p = new RawPeer(KEY, { localAddress })
+    raw.push(p)
+    await p.start()
+    return p
+  }
+
+  it('a member\'s envelope of another node\'s stream key is refused: the target keeps the origin\'s key and reads the real stream; a node outside the rule holds no envelope that opens', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const mallory = await start('mallory')
+    running.push(mallory)
+    await mallory.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => mallory.node.registry.platforms().length === 3 && beta.node.registry.platforms().length === 3, 'three platforms on beta and mallory')
+    const { stream } = parseLogId(streamLog) as { stream: string }
+    const id = envelopeId(alpha.node.peerId, stream, FIRST_EPOCH, beta.node.peerId)
+
+    // mallory is outside the rule: no envelope is sealed to it, and the one sealed to beta does not open for it
+    await eventually(async () => await inside(mallory.node).store.db.get(keys.record(KEYS_COLLECTION, id)) !== undefined, 'mallory to relay alpha\'s envelope for beta')
+    const genuine = decodeRecord((await inside(mallory.node).store.db.get(keys.record(KEYS_COLLECTION, id)))!)
+    const malloryIdentity = SealIdentity.fromPrivateKey(await loadIdentity(mallory.dir))
+    expect(() => openStreamKey(malloryIdentity, Buffer.from(String(genuine.value?.box), 'base64'), { origin: alpha.node.peerId, stream, epoch: FIRST_EPOCH })).toThrow(/does not open/)
+    expect(await inside(mallory.node).store.db.get(keys.record(KEYS_COLLECTION, envelopeId(alpha.node.peerId, stream, FIRST_EPOCH, mallory.node.peerId)))).toBeUndefined()
+    expect(await inside(mallory.node).ingestor.streamKeys?.keyFor(streamLog, FIRST_EPOCH)).toBeUndefined()
+    expect(await all(mallory.node, 'posts')).toEqual({})
+
+    // mallory seals a key of its own to beta under alpha's stream, later than alpha's envelope
+    const forgedKey = StreamKey.generate()
+    const box = Buffer.from(sealStreamKey(beta.node.peerId, forgedKey, { origin: alpha.node.peerId, stream, epoch: FIRST_EPOCH })).toString('base64')
+    await inside(mallory.node).writeLocal([{ collection: KEYS_COLLECTION, id, op: 'put', value: { box } }])
+    await eventually(async () => await seqOf(beta.node, mallory.node.peerId) === await seqOf(mallory.node, mallory.node.peerId), 'beta to hold mallory\'s log')
+    const refusals = (await beta.node.status()).registry.refusals
+    expect(refusals.some(r => r.origin === mallory.node.peerId && r.collection === KEYS_COLLECTION && r.id === id)).toBe(true)
+    // beta holds alpha's envelope, not mallory's
+    const held = decodeRecord((await inside(beta.node).store.db.get(keys.record(KEYS_COLLECTION, id)))!)
+    expect(held.version.origin).toBe(alpha.node.peerId)
+    expect(held.value).toEqual(genuine.value)
+
+    // restarted (no key cached), beta still reads alpha's stream with alpha's key
+    await beta.node.stop()
+    const beta2 = await start('beta', beta.dir)
+    running.push(beta2)
+    await beta2.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await alpha.node.records.put('posts', 'p2', { title: 'two' })
+    await eventually(async () => (await all(beta2.node, 'posts')).p2 !== undefined, 'beta to hold p2 after the forged envelope')
+    expect(await all(beta2.node, 'posts')).toEqual({ p1: { title: 'one' }, p2: { title: 'two' } })
+  }, 120_000)
+})
