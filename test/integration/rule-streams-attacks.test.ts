@@ -12,7 +12,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { logId, parseLogId, peerOf } from '../../src/log/log-id.js'
+import { logId, parseLogId } from '../../src/log/log-id.js'
 import { blindedIdHex } from '../../src/log/sealed-entry.js'
 import { encryptEntry, SealIdentity, openStreamKey, sealStreamKey, StreamKey } from '../../src/log/seal.js'
 import { Attester } from '../../src/log/signing.js'
@@ -193,7 +193,7 @@ describe('attacks on rule streams', () => {
     const box = Buffer.from(sealStreamKey(beta.node.peerId, forgedKey, { origin: alpha.node.peerId, stream, epoch: FIRST_EPOCH })).toString('base64')
     await inside(mallory.node).writeLocal([{ collection: KEYS_COLLECTION, id, op: 'put', value: { box } }])
     await eventually(async () => await seqOf(beta.node, mallory.node.peerId) === await seqOf(mallory.node, mallory.node.peerId), 'beta to hold mallory\'s log')
-    const refusals = (await beta.node.status()).registry.refusals
+    const refusals = (await beta.node.status()).registry?.refusals ?? []
     expect(refusals.some(r => r.origin === mallory.node.peerId && r.collection === KEYS_COLLECTION && r.id === id)).toBe(true)
     // beta holds alpha's envelope, not mallory's
     const held = decodeRecord((await inside(beta.node).store.db.get(keys.record(KEYS_COLLECTION, id)))!)
@@ -208,5 +208,106 @@ describe('attacks on rule streams', () => {
     await alpha.node.records.put('posts', 'p2', { title: 'two' })
     await eventually(async () => (await all(beta2.node, 'posts')).p2 !== undefined, 'beta to hold p2 after the forged envelope')
     expect(await all(beta2.node, 'posts')).toEqual({ p1: { title: 'one' }, p2: { title: 'two' } })
+  }, 120_000)
+
+  it('a relay that moves a genuine encrypted run to another seq, another stream or the whole log is refused with an offence; a replayed run changes nothing', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const origin = await playOrigin(alpha, streamLog)
+    const addr = beta.node.getMultiaddrs()[0].toString()
+    const held = await seqOf(beta.node, streamLog)
+    // alpha's next run, genuinely signed and encrypted: the relay holds it and cannot read it
+    const run = [origin.put(held + 1, 'posts', 'g1', { title: 'g-one' }), origin.put(held + 2, 'posts', 'g2', { title: 'g-two' })]
+    const genuine = origin.frame(held, run)
+    const relay = await rawPeer('127.0.0.7')
+    const offences = async (): Promise<{ total: number, byCheck: Record<string, number> }> => {
+      const p = (await beta.node.status()).peers.find(x => x.peerId === relay.peerId)
+      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
+    }
+    const session = async (): Promise<ReturnType<RawPeer['session']>> => await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+
+    // 1. the run one seq further on, under the origin's attestation of it moved along
+    let s = await session()
+    const genuineCert = new Attester(await loadIdentity(alpha.dir), origin.peer).forLog(streamLog).run(held, held + 2, run.map(e => ({ ...e }))).cert
+    const shifted = run.map(e => ({ ...e, seq: e.seq + 1 }))
+    s.framed.sendNow(attestedBatchFrame(streamLog, held + 1, held + 3, shifted, [{ ...genuineCert, from: held + 1, to: held + 3, asOf: genuineCert.asOf + 1 }]))
+    await eventually(async () => (await offences()).total === 1, 'the run moved to another seq to be an offence')
+    // 2. the entries' payloads swapped between their seqs
+    s = await session()
+    const swapped = [{ ...run[0], id: run[1].id, value: run[1].value }, { ...run[1], id: run[0].id, value: run[0].value }]
+    s.framed.sendNow(attestedBatchFrame(streamLog, held, held + 2, swapped, [genuineCert]))
+    await eventually(async () => (await offences()).total === 2, 'the payloads swapped between seqs to be an offence')
+    // 3. the run presented as another stream of alpha's
+    const other = logId(origin.peer, 'r.00000000000000000000')
+    s = await session()
+    s.framed.sendNow(attestedBatchFrame(other, held, held + 2, run.map(e => ({ ...e, origin: other })), [genuineCert]))
+    await eventually(async () => (await offences()).total === 3, 'the run moved to another stream to be an offence')
+    expect((await offences()).byCheck).toEqual({ RUN_SIGNATURE_MISMATCH: 3 })
+    // 4. the run presented as alpha's whole log: an encrypted entry outside a rule stream is a malformed frame,
+    // refused (sent twice: a stall) from another relay (three offences closed this node to the first)
+    const whole = await seqOf(beta.node, origin.peer)
+    const asWhole = attestedBatchFrame(origin.peer, whole, whole + 2, run.map((e, i) => ({ ...e, origin: origin.peer, seq: whole + i + 1 })), [{ ...genuineCert, from: whole, to: whole + 2, asOf: whole + 2 }])
+    const relay2 = await rawPeer('127.0.0.10')
+    for (let i = 0; i < 2; i++) {
+      s = await relay2.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+      s.framed.sendNow(asWhole)
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+    await eventually(async () => (await beta.node.status()).stalls?.recent.some(x => x.origin === origin.peer && x.code === 'FRAME_INVALID') === true, 'the run moved to the whole log to be refused')
+    expect(await seqOf(beta.node, origin.peer)).toBe(whole)
+
+    // nothing of them is stored or applied
+    expect(await seqOf(beta.node, streamLog)).toBe(held)
+    expect(await seqOf(beta.node, other)).toBe(0)
+    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' } })
+
+    // the genuine run, from an honest relay, is applied; sent again, it changes nothing
+    const honest = await rawPeer('127.0.0.8')
+    s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(genuine)
+    await eventually(async () => (await all(beta.node, 'posts')).g2 !== undefined, 'beta to apply the genuine run')
+    const before = await beta.node.records.get('posts', 'g1')
+    s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(genuine)
+    s.framed.sendNow(origin.frame(held + 2, [origin.put(held + 3, 'posts', 'g3', { title: 'g-three' })]))
+    await eventually(async () => (await all(beta.node, 'posts')).g3 !== undefined, 'beta to apply the run after the replay')
+    expect(await beta.node.records.get('posts', 'g1')).toEqual(before)
+    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, g1: { title: 'g-one' }, g2: { title: 'g-two' }, g3: { title: 'g-three' } })
+    expect((await beta.node.status()).peers.find(x => x.peerId === honest.peerId)?.offences ?? 0).toBe(0)
+  }, 120_000)
+
+  it('a hostile origin\'s entries whose encrypted payload is malformed, moved or under another key are skipped with a reason; the target applies the rest and keeps running', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const origin = await playOrigin(alpha, streamLog)
+    const skipped = skippedOn(beta.node)
+    const held = await seqOf(beta.node, streamLog)
+    const json = (v: unknown): Uint8Array => encodeJson(v)
+    let seq = held
+    const bad: Array<[LogEntry, string, RegExp]> = [
+      [origin.sealed(++seq, 'put', payload('posts', 'x1', 'x1', json({ a: 1 }), 2), ['posts', 'x1']), 'x1', /payload version 2 is not supported/],
+      [origin.sealed(++seq, 'put', Buffer.of(1, 0, 50, 0x70, 0x70, 0x70, 0x70, 0x70), ['posts', 'x2']), 'x2', /payload is truncated/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x3', 'x3', json({ a: 3 })), ['posts', 'p1']), 'x3', /blinded id is not its record's/],
+      [origin.sealed(++seq, 'del', payload('posts', 'p1', '', json({ a: 4 })), ['posts', 'p1']), 'p1', /a del with a value/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x5', 'x5', Buffer.from('not json')), ['posts', 'x5']), 'x5', /not a JSON object/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x6', 'x6', json([1, 2])), ['posts', 'x6']), 'x6', /not a JSON object/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x7', 'x7', Buffer.from('{"a":'.repeat(500) + '1' + '}'.repeat(500))), ['posts', 'x7']), 'x7', /nests more than/],
+      // the origin's own ciphertext of another seq, signed again at this one
+      [origin.sealed(++seq, 'put', payload('posts', 'x8', 'x8', json({ a: 8 })), ['posts', 'x8'], { encSeq: seq + 100 }), 'x8', /does not decrypt/],
+      // encrypted under a key no envelope gave
+      [origin.sealed(++seq, 'put', payload('posts', 'x9', 'x9', json({ a: 9 })), ['posts', 'x9'], { key: StreamKey.generate() }), 'x9', /does not decrypt/]
+    ]
+    const entries = [...bad.map(b => b[0]), origin.put(++seq, 'posts', 'ok', { title: 'fine' })]
+    const evil = await rawPeer('127.0.0.9')
+    const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(origin.frame(held, entries))
+    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry after the bad ones')
+    // stored and served on (the origin signed them), not applied
+    expect(await seqOf(beta.node, streamLog)).toBe(seq)
+    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    for (const [e, id, reason] of bad) {
+      const found = skipped.find(x => x.id === `#${e.seq}` || x.id === id)
+      expect(found?.reason ?? `nothing skipped for entry ${e.seq}`).toMatch(reason)
+    }
+    expect(skipped).toHaveLength(bad.length)
+    expect((await beta.node.status()).peers.find(x => x.peerId === evil.peerId)?.offences ?? 0).toBe(0)
   }, 120_000)
 })
