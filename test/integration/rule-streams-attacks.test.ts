@@ -17,6 +17,7 @@ import { blindedIdHex } from '../../src/log/sealed-entry.js'
 import { encryptEntry, SealIdentity, openStreamKey, sealStreamKey, StreamKey } from '../../src/log/seal.js'
 import { Attester } from '../../src/log/signing.js'
 import { SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
+import { MAX_ENTRY_VALUE_BYTES } from '../../src/network/sync/codec.js'
 import { loadIdentity } from '../../src/node/config.js'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
@@ -309,5 +310,32 @@ describe('attacks on rule streams', () => {
     }
     expect(skipped).toHaveLength(bad.length)
     expect((await beta.node.status()).peers.find(x => x.peerId === evil.peerId)?.offences ?? 0).toBe(0)
+  }, 120_000)
+
+  it('a hostile origin\'s encrypted value with a byte order mark, invalid UTF-8 or too many bytes is skipped with a reason, and every record stays readable', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const origin = await playOrigin(alpha, streamLog)
+    const skipped = skippedOn(beta.node)
+    const held = await seqOf(beta.node, streamLog)
+    const bom = Buffer.concat([Buffer.of(0xef, 0xbb, 0xbf), Buffer.from('{"t":"bom"}')])
+    const latin1 = Buffer.concat([Buffer.from('{"t":"'), Buffer.of(0xff, 0xfe), Buffer.from('"}')])
+    // valid JSON, larger than any entry's value may be
+    const huge = encodeJson({ t: 'x'.repeat(MAX_ENTRY_VALUE_BYTES + 1000) })
+    const entries = [
+      origin.sealed(held + 1, 'put', payload('posts', 'bom', 'bom', bom), ['posts', 'bom']),
+      origin.sealed(held + 2, 'put', payload('posts', 'utf', 'utf', latin1), ['posts', 'utf']),
+      origin.sealed(held + 3, 'put', payload('posts', 'huge', 'huge', huge), ['posts', 'huge']),
+      origin.put(held + 4, 'posts', 'ok', { title: 'fine' })
+    ]
+    const evil = await rawPeer('127.0.0.11')
+    const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(origin.frame(held, entries))
+    await eventually(async () => await seqOf(beta.node, streamLog) === held + 4, 'beta to store the run')
+    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry')
+    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    expect(skipped.map(x => x.id)).toEqual([`#${held + 1}`, `#${held + 2}`, `#${held + 3}`])
+    expect(skipped[0].reason).toMatch(/not a JSON object in UTF-8/)
+    expect(skipped[1].reason).toMatch(/not a JSON object in UTF-8/)
+    expect(skipped[2].reason).toMatch(/its value is \d+ bytes \(limit/)
   }, 120_000)
 })
