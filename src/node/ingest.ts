@@ -284,7 +284,8 @@ export class Ingestor extends Backfiller {
     const prefetch: string[] = []
     for (const entry of entries) {
       if (depth === 0 && entry.origin !== this.self) this.clock.observe(entry.hlc)
-      const direct = depth === 0 && (entry.origin === this.self || isRegistryCollection(entry.collection))
+      // registry records come from whole logs only: a rule stream carries its rule's data, nothing else
+      const direct = depth === 0 && (entry.origin === this.self || (isRegistryCollection(entry.collection) && streamOf(entry.origin) === undefined))
       const rules = this.rules.forEntry(entry.origin, entry.collection)
       if (!direct && rules === undefined) continue
       const value = parseEntryValue(entry)

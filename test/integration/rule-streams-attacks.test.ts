@@ -8,7 +8,9 @@
  * refused or skipped with a reason, nothing of it is applied, and the target
  * keeps reading the real stream.
  */
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
@@ -26,7 +28,7 @@ import type { StreamKeys } from '../../src/node/stream-keys.js'
 import { envelopeId, FIRST_EPOCH } from '../../src/node/stream-keys.js'
 import { encodeJson } from '../../src/store/db.js'
 import { keys } from '../../src/store/keys.js'
-import { KEYS_COLLECTION, SEALED_COLLECTION } from '../../src/store/names.js'
+import { KEYS_COLLECTION, PLATFORMS_COLLECTION, RULES_COLLECTION, SEALED_COLLECTION } from '../../src/store/names.js'
 import { decodeRecord } from '../../src/store/records.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
@@ -337,5 +339,37 @@ describe('attacks on rule streams', () => {
     expect(skipped[0].reason).toMatch(/not a JSON object in UTF-8/)
     expect(skipped[1].reason).toMatch(/not a JSON object in UTF-8/)
     expect(skipped[2].reason).toMatch(/its value is \d+ bytes \(limit/)
+  }, 120_000)
+
+  it('entries in clear in a rule stream are not applied: neither a record nor a registry record (a rule, a platform claim), live or after a restart', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const origin = await playOrigin(alpha, streamLog)
+    const held = await seqOf(beta.node, streamLog)
+    const rule = beta.node.registry.rules()[0]
+    const injected = { ...rule, id: 'r-injected', to: { ...rule.to, collection: 'injected' } }
+    const ghost = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const clear = (seq: number, collection: string, id: string, value: object): LogEntry => newEntry(streamLog, seq, { wall: Date.now(), logical: 0 }, collection, id, 'put', encodeJson(value), origin.peer, 0)
+    const entries = [
+      clear(held + 1, 'posts', 'clear', { title: 'in clear' }),
+      clear(held + 2, RULES_COLLECTION, injected.id, injected),
+      clear(held + 3, PLATFORMS_COLLECTION, 'ghost', { name: 'ghost', peerId: ghost, addrs: [] }),
+      origin.put(held + 4, 'posts', 'ok', { title: 'fine' })
+    ]
+    const evil = await rawPeer('127.0.0.12')
+    const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(origin.frame(held, entries))
+    await eventually(async () => await seqOf(beta.node, streamLog) === held + 4, 'beta to store the run')
+    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the encrypted entry')
+    const check = async (node: SyncNode, when: string): Promise<void> => {
+      expect(await all(node, 'posts'), when).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+      expect(node.registry.rules().map(r => r.id), when).toEqual([rule.id])
+      expect(node.registry.platforms().map(p => p.name).sort(), when).toEqual(['alpha', 'beta'])
+    }
+    await check(beta.node, 'live')
+    // the registry a node loads at start reads claims from the logs it holds
+    await beta.node.stop()
+    const again = await start('beta', beta.dir)
+    running.push(again)
+    await check(again.node, 'after a restart')
   }, 120_000)
 })
