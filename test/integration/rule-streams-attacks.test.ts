@@ -213,6 +213,31 @@ describe('attacks on rule streams', () => {
     expect(await all(beta2.node, 'posts')).toEqual({ p1: { title: 'one' }, p2: { title: 'two' } })
   }, 120_000)
 
+  it('a member\'s $keys records that are not envelopes (another id, a large or other value) are refused; its own envelope is taken', async () => {
+    const beta = await start('beta')
+    const mallory = await start('mallory')
+    running.push(beta, mallory)
+    await mallory.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => beta.node.registry.platforms().length === 2, 'two platforms on beta')
+    const m = mallory.node.peerId
+    const stream = 'r.0123456789abcdef0123'
+    const box = Buffer.from(sealStreamKey(beta.node.peerId, StreamKey.generate(), { origin: m, stream, epoch: 1 })).toString('base64')
+    const own = envelopeId(m, stream, 1, beta.node.peerId)
+    const junk: Array<[string, object]> = [
+      [`${m}/anything`, { box }],
+      [`${m}/${stream}/0/${beta.node.peerId}`, { box }],
+      [`${m}/s.other/1/${beta.node.peerId}`, { box }],
+      [envelopeId(m, stream, 2, beta.node.peerId), { box: 'A'.repeat(100_000) }],
+      [envelopeId(m, stream, 3, beta.node.peerId), { box, more: 'x' }]
+    ]
+    await inside(mallory.node).writeLocal([...junk.map(([id, value]) => ({ collection: KEYS_COLLECTION, id, op: 'put' as const, value: value as Record<string, string> })), { collection: KEYS_COLLECTION, id: own, op: 'put', value: { box } }])
+    await eventually(async () => await seqOf(beta.node, m) === await seqOf(mallory.node, m), 'beta to hold mallory\'s log')
+    const refused = ((await beta.node.status()).registry?.refusals ?? []).filter(r => r.origin === m).map(r => r.id)
+    expect(refused.sort()).toEqual(junk.map(([id]) => id).sort())
+    for (const [id] of junk) expect(await inside(beta.node).store.db.get(keys.record(KEYS_COLLECTION, id))).toBeUndefined()
+    expect(decodeRecord((await inside(beta.node).store.db.get(keys.record(KEYS_COLLECTION, own)))!).value).toEqual({ box })
+  }, 120_000)
+
   it('a relay that moves a genuine encrypted run to another seq, another stream or the whole log is refused with an offence; a replayed run changes nothing', async () => {
     const { alpha, beta, streamLog } = await pair()
     const origin = await playOrigin(alpha, streamLog)
