@@ -418,4 +418,45 @@ describe('attacks on rule streams', () => {
     await eventually(async () => (await all(beta.node, 'posts')).after !== undefined, 'beta to hold the post written after the large one', 30_000)
     expect(Object.keys(await all(beta.node, 'posts')).sort()).toEqual(['after', 'before'])
   }, 120_000)
+
+  it('a member\'s own envelopes for a target do not make the target read another origin\'s stream again; that origin\'s envelope does', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const mallory = await start('mallory')
+    running.push(mallory)
+    await mallory.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => beta.node.registry.platforms().length === 3, 'three platforms on beta')
+    const alphaId = alpha.node.peerId
+    const identity = await loadIdentity(alpha.dir)
+    const origin = await playOrigin(alpha, streamLog)
+    // alpha's stream gets an entry of an epoch whose key beta does not hold yet: beta's rule waits for it
+    const held = await seqOf(beta.node, streamLog)
+    const epoch7 = StreamKey.generate()
+    const evil = await rawPeer('127.0.0.13')
+    let s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(origin.frame(held, [origin.sealed(held + 1, 'put', payload('posts', 'e7', 'e7', encodeJson({ title: 'seven' })), ['posts', 'e7'], { key: epoch7, epoch: 7 })]))
+    const ingestor = inside(beta.node).ingestor as unknown as { awaitingKey: Set<string>, clearAwaitingKey: (id: string) => Promise<void> }
+    await eventually(() => ingestor.awaitingKey.size === 1, 'beta\'s rule to wait for the key of epoch 7')
+    const rereads: string[] = []
+    const clear = ingestor.clearAwaitingKey.bind(ingestor)
+    ingestor.clearAwaitingKey = async (id) => { rereads.push(id); await clear(id) }
+
+    // mallory writes envelopes of its own streams for beta: beta has nothing to read again
+    const ms = 'r.0123456789abcdef0123'
+    for (let e = 1; e <= 3; e++) {
+      const box = Buffer.from(sealStreamKey(beta.node.peerId, StreamKey.generate(), { origin: mallory.node.peerId, stream: ms, epoch: e })).toString('base64')
+      await inside(mallory.node).writeLocal([{ collection: KEYS_COLLECTION, id: envelopeId(mallory.node.peerId, ms, e, beta.node.peerId), op: 'put', value: { box } }])
+    }
+    await eventually(async () => await seqOf(beta.node, mallory.node.peerId) === await seqOf(mallory.node, mallory.node.peerId), 'beta to hold mallory\'s envelopes')
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    expect(rereads).toEqual([])
+
+    // alpha's envelope of epoch 7 for beta (an entry of alpha's whole log): beta reads alpha's stream again and opens the entry
+    const whole = await seqOf(beta.node, alphaId)
+    const envelope = newEntry(alphaId, whole + 1, { wall: Date.now(), logical: 0 }, KEYS_COLLECTION, envelopeId(alphaId, origin.stream, 7, beta.node.peerId), 'put', encodeJson({ box: Buffer.from(sealStreamKey(beta.node.peerId, epoch7, { origin: alphaId, stream: origin.stream, epoch: 7 })).toString('base64') }))
+    const cert = new Attester(identity, alphaId).run(whole, whole + 1, [{ ...envelope }]).cert
+    s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(alphaId, whole, whole + 1, [envelope], [cert]))
+    await eventually(async () => (await all(beta.node, 'posts')).e7 !== undefined, 'beta to apply the entry of epoch 7 once its key arrived')
+    expect(rereads).toHaveLength(1)
+  }, 120_000)
 })
