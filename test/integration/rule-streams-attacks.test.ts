@@ -8,6 +8,7 @@
  * refused or skipped with a reason, nothing of it is applied, and the target
  * keeps reading the real stream.
  */
+import { randomBytes } from 'node:crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -410,7 +411,7 @@ describe('attacks on rule streams', () => {
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, rename })
     await alpha.node.records.put('posts', 'before', { title: 'before' })
     await eventually(async () => (await all(beta.node, 'posts')).before !== undefined, 'beta to hold the first post')
-    const big: Record<string, unknown> = Object.fromEntries(fields.map(f => [f, 1]))
+    const big: Record<string, number | string> = Object.fromEntries(fields.map(f => [f, 1]))
     big.pad = 'p'.repeat(MAX_ENTRY_VALUE_BYTES - encodeJson({ ...big, pad: '' }).byteLength)
     expect(encodeJson(big).byteLength).toBe(MAX_ENTRY_VALUE_BYTES)
     await alpha.node.records.put('posts', 'big', big)
@@ -458,5 +459,39 @@ describe('attacks on rule streams', () => {
     s.framed.sendNow(attestedBatchFrame(alphaId, whole, whole + 1, [envelope], [cert]))
     await eventually(async () => (await all(beta.node, 'posts')).e7 !== undefined, 'beta to apply the entry of epoch 7 once its key arrived')
     expect(rereads).toHaveLength(1)
+  }, 120_000)
+
+  it('a hostile origin\'s envelope that does not open, or opens for another epoch, makes the target skip that epoch\'s entries with a reason, and nothing else', async () => {
+    const { alpha, beta, streamLog } = await pair()
+    const alphaId = alpha.node.peerId
+    const identity = await loadIdentity(alpha.dir)
+    const origin = await playOrigin(alpha, streamLog)
+    const skipped = skippedOn(beta.node)
+    const key8 = StreamKey.generate()
+    const key9 = StreamKey.generate()
+    const box = (bytes: Uint8Array): object => ({ box: Buffer.from(bytes).toString('base64') })
+    // epoch 8: random bytes the size of an envelope; epoch 9: a key sealed to beta for epoch 8, filed under epoch 9
+    const whole = await seqOf(beta.node, alphaId)
+    const envelopes = [
+      newEntry(alphaId, whole + 1, { wall: Date.now(), logical: 0 }, KEYS_COLLECTION, envelopeId(alphaId, origin.stream, 8, beta.node.peerId), 'put', encodeJson(box(randomBytes(81)))),
+      newEntry(alphaId, whole + 2, { wall: Date.now(), logical: 1 }, KEYS_COLLECTION, envelopeId(alphaId, origin.stream, 9, beta.node.peerId), 'put', encodeJson(box(sealStreamKey(beta.node.peerId, key9, { origin: alphaId, stream: origin.stream, epoch: 8 }))))
+    ]
+    const cert = new Attester(identity, alphaId).run(whole, whole + 2, envelopes.map(e => ({ ...e }))).cert
+    const evil = await rawPeer('127.0.0.14')
+    let s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(alphaId, whole, whole + 2, envelopes, [cert]))
+    await eventually(async () => await seqOf(beta.node, alphaId) === whole + 2, 'beta to hold alpha\'s envelopes')
+    const held = await seqOf(beta.node, streamLog)
+    const entries = [
+      origin.sealed(held + 1, 'put', payload('posts', 'e8', 'e8', encodeJson({ t: 8 })), ['posts', 'e8'], { key: key8, epoch: 8 }),
+      origin.sealed(held + 2, 'put', payload('posts', 'e9', 'e9', encodeJson({ t: 9 })), ['posts', 'e9'], { key: key9, epoch: 9 }),
+      origin.put(held + 3, 'posts', 'ok', { title: 'fine' })
+    ]
+    s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(origin.frame(held, entries))
+    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the entry of epoch 1')
+    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    expect(skipped.map(x => x.id)).toEqual([`#${held + 1}`, `#${held + 2}`])
+    for (const x of skipped) expect(x.reason).toMatch(/the key of epoch \d of stream .* does not open/)
   }, 120_000)
 })
