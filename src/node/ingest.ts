@@ -17,6 +17,7 @@ import { isLogOf, isRuleStreamLog, logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
 import type { StreamKey } from '../log/seal.js'
 import { openEntry } from '../log/sealed-entry.js'
+import { MAX_ENTRY_VALUE_BYTES, parseJsonObject } from '../network/sync/codec.js'
 import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
@@ -119,7 +120,14 @@ export class Ingestor extends Backfiller {
     }
     try {
       const opened = openEntry(key, entry)
-      if (opened.value !== undefined && jsonTextTooDeep(opened.value)) throw new Error(`its value nests more than ${MAX_JSON_DEPTH} levels`)
+      // what the codec checks of a value in clear: the value is stored as it is, inside the record's JSON text
+      if (opened.value !== undefined) {
+        if (opened.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new Error(`its value is ${opened.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`)
+        if (jsonTextTooDeep(opened.value)) throw new Error(`its value nests more than ${MAX_JSON_DEPTH} levels`)
+        const parsed = parseJsonObject(opened.value)
+        if (parsed === undefined) throw new Error('its value is not a JSON object in UTF-8 (without a byte order mark)')
+        opened.parsed = parsed
+      }
       return opened
     } catch (err) {
       st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `entry ${entry.seq} of stream ${entry.origin} does not open: ${(err as Error).message}` })
@@ -278,7 +286,8 @@ export class Ingestor extends Backfiller {
     const prefetch: string[] = []
     for (const entry of entries) {
       if (depth === 0 && entry.origin !== this.self) this.clock.observe(entry.hlc)
-      const direct = depth === 0 && (entry.origin === this.self || isRegistryCollection(entry.collection))
+      // registry records come from whole logs only: a rule stream carries its rule's data, nothing else
+      const direct = depth === 0 && (entry.origin === this.self || (isRegistryCollection(entry.collection) && streamOf(entry.origin) === undefined))
       const rules = this.rules.forEntry(entry.origin, entry.collection)
       if (!direct && rules === undefined) continue
       const value = parseEntryValue(entry)

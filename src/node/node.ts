@@ -524,7 +524,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       this.disconnectRevoked()
       this.ruleService.registryChanged()
       // an envelope of a stream key for this node: rules that waited for it read their stream again
-      if (changes.some(r => r.collection === KEYS_COLLECTION && r.id.endsWith(`/${this.self}`))) this.ruleService.keysArrived()
+      const envelopes = changes.filter(r => r.collection === KEYS_COLLECTION && r.id.endsWith(`/${this.self}`)).map(r => r.id)
+      if (envelopes.length > 0) this.ruleService.keysArrived(envelopes)
     }
     // a relay sends other origins' entries on while its own copy is being written (ChangeLog.forwardEarly)
     this.ingestor.onForwardable = (origins) => this.sync?.stored(origins)

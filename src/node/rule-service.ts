@@ -428,16 +428,20 @@ export class RuleService {
   }
 
   /**
-   * An envelope of a stream key for this node arrived: every rule here that
-   * passed over entries of its stream for want of that key reads its stream
-   * again from the start, once its running pass has stopped.
+   * Envelopes of stream keys for this node arrived (their `$keys` ids; all
+   * of them at start): every rule here that passed over entries of its
+   * stream for want of a key, and whose stream one of them is of, reads its
+   * stream again from the start, once its running pass has stopped.
    */
-  keysArrived (): void {
+  keysArrived (envelopes?: readonly string[]): void {
     const keysOf = this.deps.ingestor.streamKeys
     if (!this.started || keysOf === undefined) return
     for (const stateId of [...this.deps.ingestor.awaitingKey]) {
       const rule = this.deps.ruleSet.get(stateId)
       if (rule?.stream === undefined) continue
+      // only an envelope of the rule's own stream (`<origin>/<stream>/<epoch>/<peer>`, its origin's): any
+      // member may write envelopes of its own streams for this node, and must not make it read others' again
+      if (envelopes !== undefined && !envelopes.some(id => id.startsWith(`${rule.sourcePeer}/`))) continue
       // called as the envelope's transaction is issued: read once it is durable
       void (this.backfills.get(stateId) ?? Promise.resolve()).then(async () => await this.deps.store.flushed()).then(async () => {
         if (!this.deps.ingestor.awaitingKey.has(stateId)) return

@@ -12,8 +12,8 @@
  * every epoch, so a member that joins reads the stream from its start.
  */
 import type { PrivateKey } from '@libp2p/interface'
-import { SealIdentity, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
-import { parseLogId } from '../log/log-id.js'
+import { SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
+import { isPeerId, isStreamId, parseLogId, RULE_STREAM_PREFIX } from '../log/log-id.js'
 import type { JsonObject } from '../core/types.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
@@ -33,6 +33,33 @@ export function envelopeId (origin: string, stream: string, epoch: number, peer:
 /** Whether `$keys` record `id` may be written by `origin`: only envelopes of its own streams. */
 export function isOwnEnvelope (id: string, origin: string): boolean {
   return id.startsWith(`${origin}/`)
+}
+
+const EPOCH_PART = /^[1-9][0-9]{0,9}$/
+/** Longest `box` of an envelope: twice the base64 of a sealed stream key (room for a later seal version). */
+export const MAX_ENVELOPE_BOX_CHARS = 2 * 4 * Math.ceil((SEAL_OVERHEAD + STREAM_KEY_BYTES) / 3)
+
+/**
+ * Why `writer` (a peer id) may not write `$keys` record `id` (`op`, its
+ * value `value`), or undefined when it may: an envelope of one of its own
+ * rule streams, `<writer>/<rule stream>/<epoch>/<peer id>`, whose value is
+ * `{ "box": base64 }` of at most MAX_ENVELOPE_BOX_CHARS characters.
+ * Anything else in `$keys` is no envelope: it is refused, so that a member
+ * cannot store what it likes, as large as it likes, on every node.
+ */
+export function envelopeRefusal (id: string, writer: string, op: string, value: JsonObject | undefined): string | undefined {
+  if (!isOwnEnvelope(id, writer)) return `${writer} wrote the envelope ${id.slice(0, 200)} of another node's stream key`
+  const parts = id.split('/')
+  const epoch = Number(parts[2])
+  if (parts.length !== 4 || !isStreamId(parts[1]) || !parts[1].startsWith(RULE_STREAM_PREFIX) || !EPOCH_PART.test(parts[2]) || epoch > 0xffffffff || !isPeerId(parts[3])) {
+    return `${writer} wrote ${id.slice(0, 200)} in ${KEYS_COLLECTION}, which is not an envelope id (<origin>/<rule stream>/<epoch>/<peer id>)`
+  }
+  if (op !== 'put') return undefined
+  const box = value?.box
+  if (value === undefined || Object.keys(value).length !== 1 || typeof box !== 'string' || box.length > MAX_ENVELOPE_BOX_CHARS) {
+    return `${writer} wrote the envelope ${id.slice(0, 200)} with a value that is not { "box": base64 } of at most ${MAX_ENVELOPE_BOX_CHARS} characters`
+  }
+  return undefined
 }
 
 export class StreamKeys {

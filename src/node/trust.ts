@@ -15,7 +15,7 @@ import type { Registry } from '../registry/registry.js'
 import { decodeJson } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { KEYS_COLLECTION, PLATFORMS_COLLECTION } from '../store/names.js'
-import { isOwnEnvelope } from './stream-keys.js'
+import { envelopeRefusal } from './stream-keys.js'
 import type { IngestPolicy } from './ingest.js'
 import type { JsonObject, Platform, RegistryRefusal } from '../core/types.js'
 
@@ -93,10 +93,10 @@ export class TrustPolicy implements IngestPolicy {
     const reason = entry.collection === PLATFORMS_COLLECTION
       ? platformWriteRefusal(this.admins, entry, value)
       : entry.collection === KEYS_COLLECTION
-        // the envelopes of a stream's key come from the stream's origin only, admins included
+        // the envelopes of a stream's key come from the stream's origin only, admins included, and are envelopes
         ? !this.streams
             ? `${entry.origin} wrote a stream key's envelope, and this node does not carry rules by streams`
-            : isOwnEnvelope(entry.id, peerOf(entry.origin)) ? undefined : `${entry.origin} wrote the envelope ${entry.id.slice(0, 200)} of another node's stream key`
+            : envelopeRefusal(entry.id, peerOf(entry.origin), entry.op, value)
         : this.admins.size === 0 || this.admins.has(entry.origin) ? undefined : `${entry.origin} is not a registry admin`
     if (reason === undefined) {
       if (entry.collection === PLATFORMS_COLLECTION && entry.op === 'put') this.noteClaim(entry, value)

@@ -26,6 +26,7 @@ import { sourcePlan, streamChange } from '../rules/stream-plan.js'
 import { blindedIdHex, sealEntry } from '../log/sealed-entry.js'
 import type { StreamKey } from '../log/seal.js'
 import { SEALED_COLLECTION } from '../store/names.js'
+import { MAX_ENTRY_VALUE_BYTES } from '../network/sync/codec.js'
 import type { StreamKeys } from './stream-keys.js'
 import type { SourcePlan } from '../rules/stream-plan.js'
 import type { ClaimSource } from '../registry/registry.js'
@@ -360,12 +361,20 @@ export abstract class WritePath {
       const last = bytes !== undefined ? decodeEntry(w.logId, bytes) : undefined
       const head = last !== undefined ? { op: last.op, writer: last.writer ?? this.self, hlc: last.hlc } : undefined
       const version = w.state.version
-      if (!streamChange(w.plan, head, version.origin, version.hlc)) continue
+      let plan = w.plan
+      let value = plan.op === 'put' ? (plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)) : undefined
+      if (value !== undefined && value.byteLength > MAX_ENTRY_VALUE_BYTES) {
+        // no peer takes an entry with a larger value (the codec's bound): as a put it would stall the
+        // stream for every target; it is sent as a record the rule no longer sends, and reported
+        const reason = `record ${w.id} is ${value.byteLength} bytes once the rule's projection ran (an entry's value is at most ${MAX_ENTRY_VALUE_BYTES})`
+        st.result.skipped.push({ ruleId: w.o.compiled.rule.id, id: w.id, reason })
+        plan = { op: 'unmatch', reason }
+        value = undefined
+      }
+      if (!streamChange(plan, head, version.origin, version.hlc)) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
-      const plan = w.plan
-      const value = plan.op === 'put' ? (plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)) : undefined
       const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
       entries.push(sealEntry(w.key, w.epoch, plain))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the

@@ -33,6 +33,7 @@ import { InvalidInputError } from '../core/errors.js'
 import { NAME_PATTERN } from '../store/names.js'
 import type { Platform, Rule, RulePatch, RuleSpec, SourceEndpoint, TargetEndpoint } from '../core/types.js'
 import type { ChangeLog } from '../log/changelog.js'
+import { streamOf } from '../log/log-id.js'
 import { compareHlc } from '../core/hlc.js'
 import type { Hlc } from '../core/hlc.js'
 import { decodeJson, encodeJson } from '../store/db.js'
@@ -337,6 +338,8 @@ export class Registry {
     }
     if (changelog !== undefined) {
       for (const origin of changelog.storedOrigins()) {
+        // claims are entries of a peer's whole log: a stream log's are no claims (not applied when received either)
+        if (streamOf(origin) !== undefined) continue
         let after: string | undefined
         for (;;) {
           const chunk = await changelog.readCollectionChunk(origin, PLATFORMS_COLLECTION, after, LOAD_CHUNK)

@@ -86,9 +86,11 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
  * on the entry: rules apply it without parsing again). A leading byte order
  * mark is refused: TextDecoder drops it, so JSON.parse would not see it, but
  * the value is stored as received, inside the stored record's own JSON text,
- * where it is not allowed (the record would no longer read).
+ * where it is not allowed (the record would no longer read). So is text
+ * that is not UTF-8 (stored as received, it would not read back as parsed).
+ * Also what a target checks of an encrypted entry's value once it opens it.
  */
-function parseJsonObject (bytes: Uint8Array): object | undefined {
+export function parseJsonObject (bytes: Uint8Array): object | undefined {
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return undefined
   try {
     const v: unknown = JSON.parse(strictUtf8.decode(bytes))
