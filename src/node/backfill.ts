@@ -432,7 +432,15 @@ export abstract class Backfiller extends WritePath {
    * own log are skipped.
    */
   async publish (collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
-    const stateKey = keys.publish(collection)
+    await this.resumablePass(keys.publish(collection), onChunk, isCurrent, async (st, current) => await this.publishChunk(st, collection, current))
+  }
+
+  /**
+   * A pass over data held here in chunks, one transaction each: `chunk`
+   * does one in `st` and returns the next state, saved with it (`stateKey`),
+   * so that the pass resumes after a restart where it stopped.
+   */
+  private async resumablePass (stateKey: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean, chunk: (st: TxnState, current: PublishState) => Promise<PublishState>): Promise<void> {
     const saved = await this.store.db.get(stateKey)
     let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
     while (!state.done && isCurrent()) {
@@ -442,7 +450,7 @@ export abstract class Backfiller extends WritePath {
         let next: PublishState = current
         await this.writeTxn(async (txn) => {
           const st = this.begin(txn, result)
-          next = await this.publishChunk(st, collection, current)
+          next = await chunk(st, current)
           st.progress = { key: stateKey, value: encodeJson(next) }
           return st
         })
@@ -518,37 +526,22 @@ export abstract class Backfiller extends WritePath {
    * or over a stream of an earlier generation, appends only what is missing.
    */
   async fillStream (stream: string, collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
-    const stateKey = keys.meta(`stream-fill${SEP}${stream}`)
-    const saved = await this.store.db.get(stateKey)
-    let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
     const prefix = keys.recordPrefix(collection)
-    while (!state.done && isCurrent()) {
-      const current = state
-      const result = await this.store.exclusive(async () => {
-        const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
-        let next: PublishState = current
-        await this.writeTxn(async (txn) => {
-          const st = this.begin(txn, result)
-          const streamed = (st.streamed ??= new Map())
-          let n = 0
-          let last: string | undefined
-          for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
-            for (const [key, value] of batch) {
-              const id = keySuffix(key, prefix)
-              streamed.set(`${collection}${SEP}${id}`, { collection, id, state: decodeRecord(value) })
-              last = id
-              n++
-            }
-          }
-          next = { done: n < BACKFILL_CHUNK, ...(last !== undefined ? { after: last } : current.after !== undefined ? { after: current.after } : {}) }
-          st.progress = { key: stateKey, value: encodeJson(next) }
-          return st
-        })
-        state = next
-        return result
-      })
-      onChunk(result)
-    }
+    await this.resumablePass(keys.meta(`stream-fill${SEP}${stream}`), onChunk, isCurrent, async (st, current) => {
+      const streamed = (st.streamed ??= new Map())
+      let n = 0
+      let last: string | undefined
+      for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
+        for (const [key, value] of batch) {
+          const id = keySuffix(key, prefix)
+          streamed.set(`${collection}${SEP}${id}`, { collection, id, state: decodeRecord(value) })
+          last = id
+          n++
+        }
+      }
+      const after = last ?? current.after
+      return { done: n < BACKFILL_CHUNK, ...(after !== undefined ? { after } : {}) }
+    })
   }
 
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
+import type { JsonObject } from '../../src/core/types.js'
 import { waitFor } from '../../scripts/lib/cluster.js'
 
 export const KEY = 'k'.repeat(40)
@@ -39,6 +40,18 @@ export async function countRecords (node: SyncNode, collection: string): Promise
     const page = await node.records.list(collection, { after, limit: 1000 })
     n += page.records.length
     if (page.next === undefined) return n
+    after = page.next
+  }
+}
+
+/** Every record of `collection` on `node`, id → value, read page by page. */
+export async function recordsOf (node: SyncNode, collection: string): Promise<Record<string, JsonObject>> {
+  const out: Record<string, JsonObject> = {}
+  let after: string | undefined
+  for (;;) {
+    const page = await node.records.list(collection, { after, limit: 1000 })
+    for (const r of page.records) out[r.id] = r.value
+    if (page.next === undefined) return out
     after = page.next
   }
 }

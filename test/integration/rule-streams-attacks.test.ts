@@ -33,7 +33,7 @@ import { KEYS_COLLECTION, PLATFORMS_COLLECTION, RULES_COLLECTION, SEALED_COLLECT
 import { decodeRecord } from '../../src/store/records.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
 import { RawPeer } from '../helpers/raw-peer.js'
-import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
+import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
 
@@ -61,16 +61,6 @@ async function seqOf (node: SyncNode, origin: string): Promise<number> {
   return (await node.status()).origins.find(o => o.origin === origin)?.seq ?? 0
 }
 
-async function all (node: SyncNode, collection: string): Promise<Record<string, unknown>> {
-  const out: Record<string, unknown> = {}
-  let after: string | undefined
-  for (;;) {
-    const page = await node.records.list(collection, { after, limit: 1000 })
-    for (const r of page.records) out[r.id] = r.value
-    if (page.next === undefined) return out
-    after = page.next
-  }
-}
 
 /** Every reason the node's rules gave for skipping an entry, from now on. */
 function skippedOn (node: SyncNode): Array<{ id: string, reason: string }> {
@@ -153,7 +143,7 @@ describe('attacks on rule streams', () => {
     await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     await alpha.node.records.put('posts', 'p1', { title: 'one' })
-    await eventually(async () => (await all(beta.node, 'posts')).p1 !== undefined, 'beta to hold p1 through the rule stream')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).p1 !== undefined, 'beta to hold p1 through the rule stream')
     const streamLog = (await beta.node.status()).origins.find(o => o.origin.startsWith(`${alpha.node.peerId}/r.`))?.origin
     if (streamLog === undefined) throw new Error('no rule stream of alpha on beta')
     return { alpha, beta, streamLog }
@@ -190,7 +180,7 @@ describe('attacks on rule streams', () => {
     expect(() => openStreamKey(malloryIdentity, Buffer.from(String(genuine.value?.box), 'base64'), { origin: alpha.node.peerId, stream, epoch: FIRST_EPOCH })).toThrow(/does not open/)
     expect(await inside(mallory.node).store.db.get(keys.record(KEYS_COLLECTION, envelopeId(alpha.node.peerId, stream, FIRST_EPOCH, mallory.node.peerId)))).toBeUndefined()
     expect(await inside(mallory.node).ingestor.streamKeys?.keyFor(streamLog, FIRST_EPOCH)).toBeUndefined()
-    expect(await all(mallory.node, 'posts')).toEqual({})
+    expect(await recordsOf(mallory.node, 'posts')).toEqual({})
 
     // mallory seals a key of its own to beta under alpha's stream, later than alpha's envelope
     const forgedKey = StreamKey.generate()
@@ -210,8 +200,8 @@ describe('attacks on rule streams', () => {
     running.push(beta2)
     await beta2.node.peers.add(alpha.node.getMultiaddrs()[0])
     await alpha.node.records.put('posts', 'p2', { title: 'two' })
-    await eventually(async () => (await all(beta2.node, 'posts')).p2 !== undefined, 'beta to hold p2 after the forged envelope')
-    expect(await all(beta2.node, 'posts')).toEqual({ p1: { title: 'one' }, p2: { title: 'two' } })
+    await eventually(async () => (await recordsOf(beta2.node, 'posts')).p2 !== undefined, 'beta to hold p2 after the forged envelope')
+    expect(await recordsOf(beta2.node, 'posts')).toEqual({ p1: { title: 'one' }, p2: { title: 'two' } })
   }, 120_000)
 
   it('a member\'s $keys records that are not envelopes (another id, a large or other value) are refused; its own envelope is taken', async () => {
@@ -287,20 +277,20 @@ describe('attacks on rule streams', () => {
     // nothing of them is stored or applied
     expect(await seqOf(beta.node, streamLog)).toBe(held)
     expect(await seqOf(beta.node, other)).toBe(0)
-    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' } })
+    expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' } })
 
     // the genuine run, from an honest relay, is applied; sent again, it changes nothing
     const honest = await rawPeer('127.0.0.8')
     s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(genuine)
-    await eventually(async () => (await all(beta.node, 'posts')).g2 !== undefined, 'beta to apply the genuine run')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).g2 !== undefined, 'beta to apply the genuine run')
     const before = await beta.node.records.get('posts', 'g1')
     s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(genuine)
     s.framed.sendNow(origin.frame(held + 2, [origin.put(held + 3, 'posts', 'g3', { title: 'g-three' })]))
-    await eventually(async () => (await all(beta.node, 'posts')).g3 !== undefined, 'beta to apply the run after the replay')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).g3 !== undefined, 'beta to apply the run after the replay')
     expect(await beta.node.records.get('posts', 'g1')).toEqual(before)
-    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, g1: { title: 'g-one' }, g2: { title: 'g-two' }, g3: { title: 'g-three' } })
+    expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, g1: { title: 'g-one' }, g2: { title: 'g-two' }, g3: { title: 'g-three' } })
     expect((await beta.node.status()).peers.find(x => x.peerId === honest.peerId)?.offences ?? 0).toBe(0)
   }, 120_000)
 
@@ -328,10 +318,10 @@ describe('attacks on rule streams', () => {
     const evil = await rawPeer('127.0.0.9')
     const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(origin.frame(held, entries))
-    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry after the bad ones')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry after the bad ones')
     // stored and served on (the origin signed them), not applied
     expect(await seqOf(beta.node, streamLog)).toBe(seq)
-    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
     for (const [e, id, reason] of bad) {
       const found = skipped.find(x => x.id === `#${e.seq}` || x.id === id)
       expect(found?.reason ?? `nothing skipped for entry ${e.seq}`).toMatch(reason)
@@ -359,8 +349,8 @@ describe('attacks on rule streams', () => {
     const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(origin.frame(held, entries))
     await eventually(async () => await seqOf(beta.node, streamLog) === held + 4, 'beta to store the run')
-    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry')
-    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).ok !== undefined, 'beta to apply the good entry')
+    expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
     expect(skipped.map(x => x.id)).toEqual([`#${held + 1}`, `#${held + 2}`, `#${held + 3}`])
     expect(skipped[0].reason).toMatch(/not a JSON object in UTF-8/)
     expect(skipped[1].reason).toMatch(/not a JSON object in UTF-8/)
@@ -385,9 +375,9 @@ describe('attacks on rule streams', () => {
     const s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(origin.frame(held, entries))
     await eventually(async () => await seqOf(beta.node, streamLog) === held + 4, 'beta to store the run')
-    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the encrypted entry')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).ok !== undefined, 'beta to apply the encrypted entry')
     const check = async (node: SyncNode, when: string): Promise<void> => {
-      expect(await all(node, 'posts'), when).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+      expect(await recordsOf(node, 'posts'), when).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
       expect(node.registry.rules().map(r => r.id), when).toEqual([rule.id])
       expect(node.registry.platforms().map(p => p.name).sort(), when).toEqual(['alpha', 'beta'])
     }
@@ -410,14 +400,14 @@ describe('attacks on rule streams', () => {
     const rename = Object.fromEntries(fields.map(f => [f, `${f}_${'n'.repeat(200)}`]))
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, rename })
     await alpha.node.records.put('posts', 'before', { title: 'before' })
-    await eventually(async () => (await all(beta.node, 'posts')).before !== undefined, 'beta to hold the first post')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).before !== undefined, 'beta to hold the first post')
     const big: Record<string, number | string> = Object.fromEntries(fields.map(f => [f, 1]))
     big.pad = 'p'.repeat(MAX_ENTRY_VALUE_BYTES - encodeJson({ ...big, pad: '' }).byteLength)
     expect(encodeJson(big).byteLength).toBe(MAX_ENTRY_VALUE_BYTES)
     await alpha.node.records.put('posts', 'big', big)
     await alpha.node.records.put('posts', 'after', { title: 'after' })
-    await eventually(async () => (await all(beta.node, 'posts')).after !== undefined, 'beta to hold the post written after the large one', 30_000)
-    expect(Object.keys(await all(beta.node, 'posts')).sort()).toEqual(['after', 'before'])
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).after !== undefined, 'beta to hold the post written after the large one', 30_000)
+    expect(Object.keys(await recordsOf(beta.node, 'posts')).sort()).toEqual(['after', 'before'])
   }, 120_000)
 
   it('a member\'s own envelopes for a target do not make the target read another origin\'s stream again; that origin\'s envelope does', async () => {
@@ -457,7 +447,7 @@ describe('attacks on rule streams', () => {
     const cert = new Attester(identity, alphaId).run(whole, whole + 1, [{ ...envelope }]).cert
     s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(alphaId, whole, whole + 1, [envelope], [cert]))
-    await eventually(async () => (await all(beta.node, 'posts')).e7 !== undefined, 'beta to apply the entry of epoch 7 once its key arrived')
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).e7 !== undefined, 'beta to apply the entry of epoch 7 once its key arrived')
     expect(rereads).toHaveLength(1)
   }, 120_000)
 
@@ -489,8 +479,8 @@ describe('attacks on rule streams', () => {
     ]
     s = await evil.session(beta.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(origin.frame(held, entries))
-    await eventually(async () => (await all(beta.node, 'posts')).ok !== undefined, 'beta to apply the entry of epoch 1')
-    expect(await all(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
+    await eventually(async () => (await recordsOf(beta.node, 'posts')).ok !== undefined, 'beta to apply the entry of epoch 1')
+    expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
     expect(skipped.map(x => x.id)).toEqual([`#${held + 1}`, `#${held + 2}`])
     for (const x of skipped) expect(x.reason).toMatch(/the key of epoch \d of stream .* does not open/)
   }, 120_000)

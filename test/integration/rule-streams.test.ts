@@ -14,7 +14,7 @@ import type { SyncNode } from '../../src/node/node.js'
 import type { PeerInfo } from '../../src/core/types.js'
 import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { ruleStreamId } from '../../src/rules/stream-plan.js'
-import { eventually, KEY, removeDir, tempDir } from '../helpers/nodes.js'
+import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
 
@@ -27,14 +27,7 @@ async function start (name: string, dir?: string, streams = true): Promise<Runni
 }
 
 async function all (node: SyncNode, collection: string): Promise<Map<string, Record<string, unknown>>> {
-  const out = new Map<string, Record<string, unknown>>()
-  let after: string | undefined
-  for (;;) {
-    const page = await node.records.list(collection, { after, limit: 1000 })
-    for (const r of page.records) out.set(r.id, r.value)
-    if (page.next === undefined) return out
-    after = page.next
-  }
+  return new Map(Object.entries(await recordsOf(node, collection)))
 }
 
 /** Every file under `dir`, as latin1 text (LevelDB tables, logs, the manifest): where a marker could sit on disk. */

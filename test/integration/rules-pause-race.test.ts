@@ -8,21 +8,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { RULE_MODE_NAMES, modeOf } from '../../src/core/modes.js'
-import type { JsonObject } from '../../src/core/types.js'
-import type { SyncNode } from '../../src/node/node.js'
-import { eventually, removeDir, startNode } from '../helpers/nodes.js'
+import { eventually, recordsOf, removeDir, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-
-async function contents (node: SyncNode, collection: string): Promise<Record<string, JsonObject>> {
-  const out: Record<string, JsonObject> = {}
-  let after: string | undefined
-  for (;;) {
-    const page = await node.records.list(collection, { after, limit: 1000 })
-    for (const r of page.records) out[r.id] = r.value
-    if (page.next === undefined) return out
-    after = page.next
-  }
-}
 
 describe('rule pause and resume under live writes', () => {
   const nodes: TestNode[] = []
@@ -65,9 +52,9 @@ describe('rule pause and resume under live writes', () => {
         n++
       }
     }
-    const want = await contents(a.node, 'posts')
-    await eventually(async () => JSON.stringify(await contents(b.node, 'posts')) === JSON.stringify(want), 'the target to hold exactly the source\'s records', 60_000)
-    expect(await contents(b.node, 'posts')).toEqual(want)
+    const want = await recordsOf(a.node, 'posts')
+    await eventually(async () => JSON.stringify(await recordsOf(b.node, 'posts')) === JSON.stringify(want), 'the target to hold exactly the source\'s records', 60_000)
+    expect(await recordsOf(b.node, 'posts')).toEqual(want)
     const status = (await b.node.status()).rules.find(r => r.id === rule.id)
     expect(status?.paused).toBe(false)
   }, 180_000)
