@@ -15,6 +15,8 @@ import type { Txn } from '../store/db.js'
 import { keys, keySuffix, rangeAfter, SEP } from '../store/keys.js'
 import { decodeRecord } from '../store/records.js'
 import { SEALED_COLLECTION } from '../store/names.js'
+import { blindedIdHex } from '../log/sealed-entry.js'
+import type { StreamKey } from '../log/seal.js'
 import type { RecordState } from '../store/records.js'
 import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
@@ -249,6 +251,7 @@ export abstract class Backfiller extends WritePath {
       for (const [key, value] of batch) records.push({ id: keySuffix(key, prefix), state: decodeRecord(value) })
     }
     const sources = rule.group ? this.rules.forRule(rule.rule.id) : [rule]
+    await this.holdStreamKeys(sources)
     const applied: Applied[] = []
     const gone: string[] = []
     for (const { id, state } of records) {
@@ -304,12 +307,36 @@ export abstract class Backfiller extends WritePath {
     return false
   }
 
-  /** The newest entry of a source's record, from the log held here. */
+  /**
+   * The newest entry of a source's record, from the log held here. In a rule
+   * stream (encrypted) it is found by the record's blinded id under each key
+   * of the stream this node holds (streamKeysHeld); its op, clock and writer
+   * are in clear.
+   */
   private newestEntry (txn: Txn, rule: CompiledRule, sourceId: string): LogEntry | undefined {
-    const seq = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+    let seq: number | undefined
+    if (rule.stream === undefined) {
+      const at = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+      seq = at !== undefined ? Number(utf8.decode(at)) : undefined
+    } else {
+      for (const key of this.streamKeysHeld.get(rule.sourcePeer) ?? []) {
+        const at = txn.get(keys.latest(rule.sourcePeer, SEALED_COLLECTION, blindedIdHex(key, rule.rule.from.collection, sourceId)))
+        if (at !== undefined) seq = Math.max(seq ?? 0, Number(utf8.decode(at)))
+      }
+    }
     if (seq === undefined) return undefined
-    const bytes = txn.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    const bytes = txn.get(keys.entry(rule.sourcePeer, seq))
     return bytes === undefined ? undefined : decodeEntry(rule.sourcePeer, bytes)
+  }
+
+  /** The keys of each rule stream `sources` read that this node holds, for newestEntry: read before a sweep's chunk. */
+  private readonly streamKeysHeld = new Map<string, StreamKey[]>()
+
+  private async holdStreamKeys (sources: CompiledRule[]): Promise<void> {
+    for (const s of sources) {
+      if (s.stream === undefined || this.streamKeys === undefined) continue
+      this.streamKeysHeld.set(s.sourcePeer, await this.streamKeys.keysOf(s.sourcePeer))
+    }
   }
 
   /**
@@ -322,8 +349,10 @@ export abstract class Backfiller extends WritePath {
     const out: Applied[] = []
     for (const s of sources) {
       for (const id of ids) {
-        const entry = this.newestEntry(st.txn, s, id)
-        if (entry === undefined || entry.op !== 'put') continue
+        const newest = this.newestEntry(st.txn, s, id)
+        if (newest === undefined || newest.op !== 'put') continue
+        const entry = newest.epoch === undefined ? newest : await this.openFor(st, s, newest)
+        if (entry === undefined) continue
         const value = parseEntryValue(entry)
         const maybe = this.plan(s, entry, value)
         const plan = this.keep(st, s, entry, maybe instanceof Promise ? await maybe : maybe)

@@ -142,6 +142,26 @@ export class StreamKeys {
   }
 
   /**
+   * Every key of stream log `streamLog` this node holds: an own stream's
+   * epochs, or those of another node's stream whose envelopes for this node
+   * are here (an envelope that does not open is passed over).
+   */
+  async keysOf (streamLog: string): Promise<StreamKey[]> {
+    const { peer, stream } = parseLogId(streamLog)
+    if (stream === undefined) return []
+    if (peer === this.self) return this.epochs(stream).map(e => e.key)
+    const prefix = keys.record(KEYS_COLLECTION, `${peer}/${stream}/`)
+    const out: StreamKey[] = []
+    for await (const [key] of this.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
+      const [epoch, to] = key.slice(prefix.length).split('/')
+      if (to !== this.self) continue
+      const k = await this.keyFor(streamLog, Number(epoch)).catch(() => undefined)
+      if (k !== undefined) out.push(k)
+    }
+    return out
+  }
+
+  /**
    * The key of `epoch` of stream log `streamLog` (`<origin>/<stream>`), or
    * undefined when this node holds none: no envelope for it (not in the
    * audience, or the envelope has not arrived yet). Throws EncryptionError

@@ -26,7 +26,7 @@ import type { LoadedModule, ModuleCache } from './modules.js'
 import { isGroupSource, ruleSources, ruleTargets, selects, targetsPlatform } from './targets.js'
 import type { PlatformIdentity } from './targets.js'
 import { modeOf } from '../core/modes.js'
-import { notStreamable, ruleStreamId } from './stream-plan.js'
+import { ruleStreamId } from './stream-plan.js'
 
 /** A rule this node is the source of, compiled to run its filter, key and projection here (rule streams). */
 export interface OutboundRule {
@@ -135,11 +135,6 @@ export class RuleSet {
         paused.push(rule)
         continue
       }
-      const unstreamable = this.streams ? notStreamable(rule) : undefined
-      if (unstreamable !== undefined) {
-        problems.push({ ruleId: rule.id, message: unstreamable })
-        continue
-      }
       const group = isGroupSource(rule.from)
       const sources = ruleSources(rule.from, platforms, localName)
       if (!group && sources.length === 0) {
@@ -189,7 +184,7 @@ export class RuleSet {
     for (const list of this.outbound.values()) for (const o of list) before.set(o.stream, o)
     const out = new Map<string, OutboundRule[]>()
     for (const rule of rules) {
-      if (!readsLocal(rule, local) || notStreamable(rule) !== undefined) continue
+      if (!readsLocal(rule, local)) continue
       const targets = rule.targetsField === undefined ? [undefined] : ruleTargets(rule, registry).map(t => t.name).filter(name => name !== local.name)
       for (const target of targets) {
         const stream = ruleStreamId(rule, target)
@@ -213,7 +208,7 @@ export class RuleSet {
 
   /** The log a rule reads from its source platform `peerId` here: the platform's whole log, or with rule streams the rule's stream of it. */
   sourceLog (rule: Rule, peerId: string): string {
-    return this.streams && notStreamable(rule) === undefined ? logId(peerId, ruleStreamId(rule, this.localName)) : peerId
+    return this.streams ? logId(peerId, ruleStreamId(rule, this.localName)) : peerId
   }
 
   /** The rules this node is the source of that read local `collection` (rule streams; none without). */

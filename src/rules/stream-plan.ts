@@ -16,7 +16,6 @@ import type { JsonObject, Rule } from '../core/types.js'
 import { modeOf } from '../core/modes.js'
 import { isValidId } from '../store/names.js'
 import type { CompiledRule, Plan } from './engine.js'
-import { isGroupSource } from './targets.js'
 import { targetId } from './transform.js'
 
 /** Hex digits of the hash in a rule stream's id: 80 bits, `r.` + 20. */
@@ -49,18 +48,6 @@ export function ruleStreamId (rule: Rule, target?: string): string {
 
 /** Hex digits of the target platform's hash in the stream id of a rule with a targets field. */
 const TARGET_HASH_HEX = 12
-
-/**
- * Why a rule cannot be carried by a stream yet, or undefined when it can: a
- * mirror of a group of sources compares what each source's stream holds
- * when one leaves, which is not built yet.
- * A rule reading a group of platforms in another mode is carried by one
- * stream per source platform (the same stream id under each one's peer id).
- */
-export function notStreamable (rule: Rule): string | undefined {
-  if (isGroupSource(rule.from) && modeOf(rule.mode).exact) return 'a mirror of a group of platforms is not carried by streams yet'
-  return undefined
-}
 
 /** What a rule sends of one source record's current state. */
 export type SourcePlan =

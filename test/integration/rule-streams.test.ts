@@ -260,4 +260,32 @@ describe('rule streams between real nodes', () => {
     const streams = (await beta.node.status()).origins.filter(o => o.stream !== undefined).map(o => o.stream?.role).sort()
     expect(streams).toEqual(['relay', 'target'])
   })
+
+  it('a mirror of every site: the hub holds exactly what each site\'s stream sends, after the mirror\'s sweep, deletes and records that stop matching', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    const s2 = await start('site2')
+    running.push(hub, s1, s2)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await s2.node.peers.add(hub.node.getMultiaddrs()[0])
+    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    for (const [n, site] of [[s1, 'site1'], [s2, 'site2']] as const) {
+      for (let i = 0; i < 4; i++) await n.node.records.put('devices', `${site}-d${i}`, { site, on: i !== 3 })
+    }
+    // written on the hub before the rule: a mirror removes what no source sends
+    await hub.node.records.put('devices', 'stray', { on: true })
+    const rule = await hub.node.registry.addRule({ from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, mode: 'mirror', where: { on: true } })
+    const want = ['site1-d0', 'site1-d1', 'site1-d2', 'site2-d0', 'site2-d1', 'site2-d2']
+    await eventually(async () => JSON.stringify([...(await all(hub.node, 'devices')).keys()].sort()) === JSON.stringify(want), 'the hub to mirror both sites').catch(async (err) => {
+      console.error('the hub holds', JSON.stringify([...(await all(hub.node, 'devices')).keys()].sort()), JSON.stringify((await hub.node.status()).rules), JSON.stringify((await hub.node.status()).origins.map(o => [o.platform, o.seq, o.lag, o.stream])), [...((hub.node as any).ingestor.awaitingKey)])
+      throw err
+    })
+    await eventually(async () => (await hub.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the mirror to finish its backfill and sweep')
+    expect([...(await all(hub.node, 'devices')).keys()].sort()).toEqual(want)
+    await s1.node.records.delete('devices', 'site1-d0')
+    await s2.node.records.put('devices', 'site2-d1', { site: 'site2', on: false })
+    await s2.node.records.put('devices', 'site2-d3', { site: 'site2', on: true })
+    const now = ['site1-d1', 'site1-d2', 'site2-d0', 'site2-d2', 'site2-d3']
+    await eventually(async () => JSON.stringify([...(await all(hub.node, 'devices')).keys()].sort()) === JSON.stringify(now), 'the hub to follow the sites')
+  })
 })
