@@ -332,6 +332,7 @@ export class RuleService {
     const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.get(id) === rule
     const from = rule.group ? ` from ${rule.sourcePlatform ?? '?'}` : ''
     const run = this.resumed(rule)
+      .then(async () => await this.rereadIfAsked(rule))
       .then(async () => { if (current()) await this.deps.ingestor.backfill(rule, (r) => this.deps.afterIngest(r), current) })
       .then(async () => {
         if (await this.deps.ingestor.backfillDone(id)) {
@@ -434,23 +435,34 @@ export class RuleService {
    * stream again from the start, once its running pass has stopped.
    */
   keysArrived (envelopes?: readonly string[]): void {
-    const keysOf = this.deps.ingestor.streamKeys
-    if (!this.started || keysOf === undefined) return
+    if (!this.started || this.deps.ingestor.streamKeys === undefined) return
     for (const stateId of [...this.deps.ingestor.awaitingKey]) {
       const rule = this.deps.ruleSet.get(stateId)
       if (rule?.stream === undefined) continue
       // only an envelope of the rule's own stream (`<origin>/<stream>/<epoch>/<peer>`, its origin's): any
       // member may write envelopes of its own streams for this node, and must not make it read others' again
       if (envelopes !== undefined && !envelopes.some(id => id.startsWith(`${rule.sourcePeer}/`))) continue
-      // called as the envelope's transaction is issued: read once it is durable
-      void (this.backfills.get(stateId) ?? Promise.resolve()).then(async () => await this.deps.store.flushed()).then(async () => {
-        if (!this.deps.ingestor.awaitingKey.has(stateId)) return
-        await this.deps.ingestor.clearAwaitingKey(stateId)
-        this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: a key of its stream arrived; reading the stream again from the start`)
-        this.scheduleBackfill(rule)
-      }).catch((err: Error) => this.deps.log.error({ rule: rule.rule.id, err: err.message }, `rule ${rule.rule.id}: reading its stream again failed: ${err.message}`))
+      // the next pass of this rule state (after the running one, which may still pass entries over)
+      // starts from the beginning of the stream (scheduleBackfill)
+      this.rereads.add(stateId)
+      this.scheduleBackfill(rule)
     }
   }
+
+  /** Rule states whose next pass reads their stream from the start: a key they waited for arrived (keysArrived). */
+  private readonly rereads = new Set<string>()
+
+  /** A rule state's pass begins: when a key it waited for arrived since, it forgets its progress and reads its stream from the start. */
+  private async rereadIfAsked (rule: CompiledRule): Promise<void> {
+    const id = rule.stateId
+    if (!this.rereads.delete(id)) return
+    // asked as the envelope's transaction was issued: read once it is durable
+    await this.deps.store.flushed()
+    if (!this.deps.ingestor.awaitingKey.has(id)) return
+    await this.deps.ingestor.clearAwaitingKey(id)
+    this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: a key of its stream arrived; reading the stream again from the start`)
+  }
+
 
   /** Rule streams: fill the stream of every rule this node is the source of, once per stream (Ingestor.fillStream). */
   private scheduleFills (): void {
