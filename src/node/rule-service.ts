@@ -463,7 +463,6 @@ export class RuleService {
     this.deps.log.info({ rule: rule.rule.id, stream: rule.stream }, `rule ${rule.rule.id}: a key of its stream arrived; reading the stream again from the start`)
   }
 
-
   /** Rule streams: fill the stream of every rule this node is the source of, once per stream (Ingestor.fillStream). */
   private scheduleFills (): void {
     if (!this.started || !this.deps.ruleSet.streams) return

@@ -61,7 +61,6 @@ async function seqOf (node: SyncNode, origin: string): Promise<number> {
   return (await node.status()).origins.find(o => o.origin === origin)?.seq ?? 0
 }
 
-
 /** Every reason the node's rules gave for skipping an entry, from now on. */
 function skippedOn (node: SyncNode): Array<{ id: string, reason: string }> {
   const seen: Array<{ id: string, reason: string }> = []
