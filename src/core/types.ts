@@ -320,6 +320,8 @@ export interface NodeStatus {
    * carries them by the whole log. Nodes with different values do not sync.
    */
   streams?: boolean
+  /** With streams: which rule streams this node stores and forwards (relay policy: every one, or only those it can read). */
+  relay?: 'all' | 'audience'
   /** Admin control: the admins (empty: anyone may change the registry) and the changes refused. */
   registry?: {
     admins: string[]
@@ -536,6 +538,14 @@ export interface SyncNodeOptions {
    * @default config "streams", else false
    */
   streams?: boolean
+  /**
+   * With `streams`: which rule streams this node stores and forwards.
+   * `all` (default): every stream, readable or not, so that a node that
+   * reaches a rule's source only through this one still gets its data.
+   * `audience`: only those it can read (it is their source or a target of
+   * their rule); peers do not send it the others.
+   */
+  relay?: 'all' | 'audience'
 }
 
 /** One side of a conflict: a version of the target record. */

@@ -65,6 +65,8 @@ export const configSchema = z.object({
   maxClockAheadMs: z.number().int().min(MIN_CLOCK_AHEAD_MS).max(MAX_CLOCK_AHEAD_MS).optional(),
   /** EXPERIMENTAL: carry rules by rule streams (protocols/sync/streams.md); every node of a mesh needs the same setting (flag --streams, default false). */
   streams: z.boolean().optional(),
+  /** EXPERIMENTAL, with streams: which rule streams this node stores and forwards, "all" (default) or only those it can read, "audience" (flag --relay). */
+  relay: z.enum(['all', 'audience']).optional(),
   webhooks: webhooksConfigSchema.optional()
 }).strict()
 

@@ -31,7 +31,7 @@ import { AUTH_FAMILY, PeerVersions, PROTOCOL_FAMILIES, PROTOCOL_FAMILIES_STREAMS
 import type { ProtocolFamily, VersionMismatch } from '../network/versions.js'
 import { applyRulePatch, formatSource, formatTarget, parseRuleSpec, Registry, validatePlatform } from '../registry/registry.js'
 import { RuleSet } from '../rules/ruleset.js'
-import { assertKnownPlatforms, ruleSources, ruleTargets, selects } from '../rules/targets.js'
+import { assertKnownPlatforms, ruleSources, ruleTargets, selects, targetsPlatform } from '../rules/targets.js'
 import { Store, encodeJson, rows } from '../store/db.js'
 import { upgradeFormat } from '../store/format.js'
 import type { UpgradeResult } from '../store/format.js'
@@ -366,6 +366,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
         // streams a peer names count against the session's budget for origins it does not know
         knowsOrigin: (origin) => origin === this.self || this.changelog.vector.get(origin) > 0 || this.registryView.platformByPeer(origin) !== undefined,
         streams: this.ruleSet.streams,
+        relayAudience: this.relaysAudienceOnly(),
+        inAudience: (streamLog, peer) => this.inAudience(streamLog, peer),
         log: this.changelog,
         self: this.self,
         localName: this.config.name,
@@ -521,6 +523,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     // under the write lock, before the next transaction: it must see the new platforms, rules and revocations
     this.ingestor.onRegistry = (changes) => {
       for (const r of changes) this.registryView.apply(r.collection, r.id, r.value, r.from)
+      this.registryVersion++
       this.disconnectRevoked()
       this.ruleService.registryChanged()
       // an envelope of a stream key for this node: rules that waited for it read their stream again
@@ -850,13 +853,11 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       }
     }
     const origins: OriginStatus[] = []
-    const ruleOfStream = new Map<string, string>()
-    if (this.ruleSet.streams) {
-      const names = this.registryView.platforms().map(p => p.name)
-      for (const r of this.registryView.rules()) for (const target of r.targetsField !== undefined ? names : [undefined]) ruleOfStream.set(ruleStreamId(r, target), r.id)
-    }
     const reading = new Set(this.ruleSet.all().map(c => c.sourcePeer))
+    const audienceOnly = this.relaysAudienceOnly()
     for (const origin of new Set<string>([...this.changelog.vector.origins(), ...announced.keys()])) {
+      // a stream this node does not carry (relay policy audience) is not one it lacks
+      if (audienceOnly && isRuleStreamLog(origin) && !this.inAudience(origin, this.self)) continue
       const seq = this.changelog.vector.get(origin)
       const ann = announced.get(origin)
       const o: OriginStatus = { origin, seq, announced: Math.max(ann?.seq ?? 0, seq), lag: Math.max(0, (ann?.seq ?? 0) - seq) }
@@ -866,13 +867,54 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       const stuck = this.stuck.get(origin)
       if (stuck?.reported === true && o.lag > 0) o.stuck = { peer: stuck.peer, since: new Date(stuck.since).toISOString() }
       if (isRuleStreamLog(origin)) {
-        const rule = ruleOfStream.get(streamOf(origin) ?? '')
+        const rule = this.rulesOfStream(streamOf(origin) ?? '')[0]?.id
         o.stream = { ...(rule !== undefined ? { rule } : {}), role: isLogOf(origin, this.self) ? 'source' : reading.has(origin) ? 'target' : 'relay' }
       }
       origins.push(o)
     }
     origins.sort((a, b) => (a.platform ?? a.origin).localeCompare(b.platform ?? b.origin))
     return { origins, sessionsReady }
+  }
+
+  /** Whether this node stores and forwards only the rule streams it can read (relay policy audience). */
+  private relaysAudienceOnly (): boolean {
+    return this.ruleSet.streams && this.settings.relay === 'audience'
+  }
+
+  /** Stream id → the rules whose stream it is (for the registry as it was when built; see rulesOfStream). */
+  private streamRules?: { registry: number, byStream: Map<string, Rule[]> }
+
+  /** The rules whose stream `stream` is (a rule with a targets field has one per target platform). */
+  private rulesOfStream (stream: string): Rule[] {
+    const version = this.registryVersion
+    if (this.streamRules?.registry !== version) {
+      const byStream = new Map<string, Rule[]>()
+      const names = this.registryView.platforms().map(p => p.name)
+      for (const r of this.registryView.rules()) {
+        for (const target of r.targetsField !== undefined ? names : [undefined]) {
+          const id = ruleStreamId(r, target)
+          byStream.set(id, [...(byStream.get(id) ?? []), r])
+        }
+      }
+      this.streamRules = { registry: version, byStream }
+    }
+    return this.streamRules.byStream.get(stream) ?? []
+  }
+
+  /** Registry changes applied so far (rulesOfStream rebuilds its index after one). */
+  private registryVersion = 0
+
+  /**
+   * Whether peer `peer` is in the audience of rule stream `streamLog`: its
+   * source, or a target of the rule whose stream it is (for a rule with a
+   * targets field, the target platform the stream is for).
+   */
+  private inAudience (streamLog: string, peer: string): boolean {
+    if (isLogOf(streamLog, peer)) return true
+    const platform = this.registryView.platformByPeer(peer)
+    if (platform === undefined) return false
+    const stream = streamOf(streamLog) ?? ''
+    return this.rulesOfStream(stream).some(r => targetsPlatform(r.to, r.from, platform) && (r.targetsField === undefined || ruleStreamId(r, platform.name) === stream))
   }
 
   private readonly stuck = new StuckDetector(STUCK_AFTER_MS)
@@ -1032,6 +1074,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
       caughtUp: reach.basis !== 'unreachable' && sessionsReady && origins.every(o => o.lag === 0),
       caughtUpBasis: reach.basis,
       streams: this.ruleSet.streams,
+      ...(this.ruleSet.streams ? { relay: this.settings.relay } : {}),
       ...(reach.reason !== undefined ? { notCaughtUpReason: reach.reason } : {}),
       registry: { admins: this.trust.adminList, refused: this.trust.refusedTotal, refusals: this.trust.refusals.slice(0, 10), contested: this.registryView.contested(), maxClockAheadMs: this.trust.maxClockAheadMs },
       database: {

@@ -28,6 +28,8 @@ export interface NodeSettings {
   maxClockAheadMs: number
   /** EXPERIMENTAL: rules are carried by rule streams (protocols/sync/streams.md). Default: off. */
   streams: boolean
+  /** With streams: which rule streams the node carries, every one or only those it can read. Default: all. */
+  relay: 'all' | 'audience'
 }
 
 /** A list given in the options wins when it is not empty; then config.json's; then the default. */
@@ -47,6 +49,7 @@ export function resolveSettings (options: SyncNodeOptions, config: NodeConfig): 
     maxConnections: options.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     admins: options.admins ?? config.admins ?? [],
     maxClockAheadMs: options.maxClockAheadMs ?? config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS,
-    streams: options.streams ?? config.streams ?? false
+    streams: options.streams ?? config.streams ?? false,
+    relay: options.relay ?? config.relay ?? 'all'
   }
 }

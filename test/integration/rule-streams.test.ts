@@ -19,9 +19,9 @@ import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes
 interface Running { node: SyncNode, dir: string }
 
 /** A node with rule streams that dials only the peers it is given: the test decides the links. */
-async function start (name: string, dir?: string, streams = true): Promise<Running> {
+async function start (name: string, dir?: string, streams = true, relay?: 'all' | 'audience'): Promise<Running> {
   const d = dir ?? await tempDir()
-  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
+  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams, ...(relay !== undefined ? { relay } : {}) })
   await node.start()
   return { node, dir: d }
 }
@@ -287,5 +287,36 @@ describe('rule streams between real nodes', () => {
     await s2.node.records.put('devices', 'site2-d3', { site: 'site2', on: true })
     const now = ['site1-d1', 'site1-d2', 'site2-d0', 'site2-d2', 'site2-d3']
     await eventually(async () => JSON.stringify([...(await all(hub.node, 'devices')).keys()].sort()) === JSON.stringify(now), 'the hub to follow the sites')
+  })
+
+  it('relay policy audience: a node carries only the streams it can read; a target that reaches the source only through it gets the data once another path exists', async () => {
+    const alpha = await start('alpha')
+    const gamma = await start('gamma', undefined, true, 'audience')
+    const beta = await start('beta')
+    running.push(alpha, gamma, beta)
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, gamma, beta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    // a stream gamma can read: its own rule's, which it carries
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: 'gamma', collection: 'notes' } })
+    for (let i = 0; i < 5; i++) await alpha.node.records.put('posts', `p${i}`, { body: `POSTBODY${i}` })
+    await alpha.node.records.put('notes', 'n1', { text: 'for gamma' })
+    await eventually(async () => (await all(gamma.node, 'notes')).size === 1, 'gamma to get its own rule\'s data')
+    const streams = async (n: Running): Promise<string[]> => (await n.node.status()).origins.filter(o => o.stream !== undefined).map(o => o.stream?.role ?? '')
+    await eventually(async () => (await gamma.node.status()).caughtUp, 'gamma to be caught up: it lacks nothing it carries')
+    expect((await gamma.node.status()).relay).toBe('audience')
+    expect(await streams(gamma)).toEqual(['target'])
+    expect(await dbText(gamma.node)).not.toMatch(/POSTBODY/)
+    // beta reaches alpha only through gamma, which does not carry beta's stream: nothing yet
+    expect((await all(beta.node, 'posts')).size).toBe(0)
+    // another path, through a node that relays everything
+    const delta = await start('delta')
+    running.push(delta)
+    await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await beta.node.peers.add(delta.node.getMultiaddrs()[0])
+    await eventually(async () => (await all(beta.node, 'posts')).size === 5, 'beta to get the posts through delta')
+    expect(await streams(delta)).toEqual(expect.arrayContaining(['relay']))
+    expect(await streams(gamma)).toEqual(['target'])
   })
 })

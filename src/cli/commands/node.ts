@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { MetricsServer } from '../../api/metrics-server.js'
 import type { ApiServer } from '../../api/server.js'
 import { loadTokens, rotateToken } from '../../api/tokens.js'
-import { SyncmeshError } from '../../core/errors.js'
+import { ConfigError, SyncmeshError } from '../../core/errors.js'
 import { API_FILE, generateMeshKey, initDataDir, loadConfig, MAX_CLOCK_AHEAD_MS, MIN_CLOCK_AHEAD_MS, writeApiFile } from '../../node/config.js'
 import { resolveStartKey } from '../../node/keyring.js'
 import { DEFAULT_API, DEFAULT_LISTEN } from '../../node/constants.js'
@@ -71,6 +71,7 @@ export function registerNodeCommands (program: Command): void {
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
       .option('--max-clock-ahead-ms <ms>', `refuse entries stamped further ahead of this node's clock (default: config "maxClockAheadMs", else 60000)`)
       .option('--streams', 'EXPERIMENTAL, not for production: carry rules by rule streams (protocols/sync/streams.md); every node of the mesh needs it (default: config "streams", else off)')
+      .option('--relay <policy>', 'with --streams: the rule streams this node stores and forwards, "all" (every one, readable or not) or "audience" (only those it can read) (default: config "relay", else all)')
       .option('--webhook-allow <host>', 'host, host:port, address, address range or "*" (public addresses) this node may POST rule webhooks to, repeatable (default: config "webhooks.allow"; none = no webhooks)', collect)
   ).action(async (opts: StartOptions) => {
     await runStart(opts)
@@ -96,6 +97,7 @@ interface StartOptions extends JsonOption {
   logFormat?: string
   maxClockAheadMs?: string
   streams?: boolean
+  relay?: string
   webhookAllow?: string[]
 }
 
@@ -249,6 +251,7 @@ async function startNode (opts: StartOptions, s: StartSettings, logger: Logger):
       ...(s.maxClockAheadMs !== undefined ? { maxClockAheadMs: s.maxClockAheadMs } : {}),
       // without the flag the node reads config "streams"
       ...(opts.streams === true ? { streams: true } : {}),
+      ...(opts.relay !== undefined ? { relay: relayPolicy(opts.relay) } : {}),
       ...(s.webhookAllow !== undefined ? { webhooks: { allow: s.webhookAllow } } : {})
     })
   } catch (err) {
@@ -375,4 +378,10 @@ async function runStart (opts: StartOptions): Promise<void> {
   })
   await printReady(node, opts, apis.server.url, data)
   await stopped
+}
+
+/** `--relay`: "all" or "audience". */
+function relayPolicy (value: string): 'all' | 'audience' {
+  if (value === 'all' || value === 'audience') return value
+  throw new ConfigError(`--relay must be "all" or "audience", got "${value.slice(0, 40)}"`, 'CONFIG_INVALID')
 }

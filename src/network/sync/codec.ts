@@ -19,7 +19,7 @@ import { utf8Range, WireReader } from '../../log/wire.js'
 import { Frame, Op, RunCert } from '../../wire/pb/sync.js'
 
 export type SyncMessage =
-  | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number }
+  | { type: 'hello', protocolVersion: number, name: string, vector: VersionVector, credit: number, relayAudience?: boolean }
   | { type: 'batch', origin: string, fromSeq: number, toSeq: number, entries: LogEntry[], certs: Cert[], attested?: AttestedFields }
   | { type: 'credit', batches: number }
   | { type: 'vector', vector: VersionVector }
@@ -195,7 +195,7 @@ export function decodeFrame (bytes: Uint8Array, options: { version?: number } = 
   if (f.hello !== undefined) {
     const h = f.hello
     if (h.credit === 0 || h.credit > MAX_CREDIT) throw new ProtocolError(`hello grants ${h.credit} credit (must be 1 to ${MAX_CREDIT})`, 'FRAME_INVALID')
-    return { type: 'hello', protocolVersion: h.protocolVersion, name: h.name.slice(0, 64), vector: decodeVector(h.vector), credit: h.credit }
+    return { type: 'hello', protocolVersion: h.protocolVersion, name: h.name.slice(0, 64), vector: decodeVector(h.vector), credit: h.credit, relayAudience: h.relayAudience }
   }
   if (f.credit !== undefined) {
     if (f.credit.batches === 0 || f.credit.batches > MAX_CREDIT) throw new ProtocolError(`credit of ${f.credit.batches} batches is out of range`, 'FRAME_INVALID')
@@ -208,7 +208,8 @@ export function decodeFrame (bytes: Uint8Array, options: { version?: number } = 
   }
   const b = f.batch as NonNullable<Frame['batch']>
   const entries = b.entries.map(pb => {
-    if (pb.op === Op.DEL && pb.value.byteLength !== 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
+    // an encrypted entry's value is its payload, whatever its op (sealed-entry.ts)
+    if (pb.op === Op.DEL && pb.value.byteLength !== 0 && pb.epoch === 0) throw new ProtocolError(`entry ${pb.seq} is a delete with a value`, 'FRAME_INVALID')
     if (pb.op !== Op.DEL && pb.prevOrigin !== '') throw new ProtocolError(`entry ${pb.seq} is a put naming a write it removed`, 'FRAME_INVALID')
     return fromPbEntry(b.origin, pb)
   })
@@ -337,8 +338,8 @@ function vectorToWire (v: VersionVector): Array<{ origin: string, seq: number }>
   return v.entries()
 }
 
-export function encodeHello (name: string, vector: VersionVector, credit: number, protocolVersion: number): Uint8Array {
-  return frame(Frame.encode({ hello: { protocolVersion, name, vector: vectorToWire(vector), credit } }))
+export function encodeHello (name: string, vector: VersionVector, credit: number, protocolVersion: number, relayAudience = false): Uint8Array {
+  return frame(Frame.encode({ hello: { protocolVersion, name, vector: vectorToWire(vector), credit, relayAudience } }))
 }
 
 export function encodeCredit (batches: number): Uint8Array {

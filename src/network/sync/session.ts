@@ -19,7 +19,7 @@ import type { Logger } from 'pino'
 import { ProtocolError } from '../../core/errors.js'
 import type { AttestedBatch, ChangeLog, EntryRun } from '../../log/changelog.js'
 import type { LogEntry } from '../../log/entry.js'
-import { isLogOf, isPeerId } from '../../log/log-id.js'
+import { isLogOf, isPeerId, isRuleStreamLog } from '../../log/log-id.js'
 import { SignatureError, encodeAttested, verifyAttestedRuns, verifyRuns } from '../../log/signing.js'
 import type { Cert } from '../../log/signing.js'
 import { VersionVector } from '../../log/vector.js'
@@ -79,6 +79,10 @@ export interface SessionDeps {
   knowsOrigin?: (origin: string) => boolean
   /** This node carries rules by streams (SYNC_PROTOCOL_STREAMS): stream logs (`<peer id>/<stream>`) may be exchanged. Otherwise a message naming one is FRAME_INVALID. */
   streams?: boolean
+  /** With streams: this node stores and forwards only the rule streams it is in the audience of (relay policy `audience`; its hello says so). */
+  relayAudience?: boolean
+  /** Whether peer `peer` is in the audience of rule stream `streamLog` (its source, or a target of its rule): a peer whose hello says it relays only those is sent no other. */
+  inAudience?: (streamLog: string, peer: string) => boolean
   /** Whether entries of `origin` at `seq` are accepted at all (false: revoked). */
   accepts?: (origin: string, seq: number) => boolean
   /** The peer sent something forged or tampered with (it is disconnected): which check failed, on what. */
@@ -152,6 +156,8 @@ export class SyncSession {
   readonly announced = new VersionVector()
   /** The name the peer gave in its Hello. */
   remoteName = ''
+  /** The peer stores and forwards only the rule streams it is in the audience of (its hello): it is sent no other. */
+  private remoteAudienceOnly = false
   /** The stream, as frames. */
   private readonly framed: FramedStream
   /** What the session works with: the log, the ingestor, policy hooks, counters. */
@@ -271,7 +277,7 @@ export class SyncSession {
 
   /** Runs until the stream ends; rejects with the reason it ended abnormally. */
   async run (): Promise<void> {
-    this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, this.version))
+    this.framed.sendNow(encodeHello(this.deps.localName, this.deps.log.vector, INITIAL_CREDIT, this.version, this.deps.relayAudience === true))
     this.timer = setInterval(() => {
       if (this.closed) return
       if (this.silence.silent) {
@@ -337,6 +343,7 @@ export class SyncSession {
           if (msg.protocolVersion !== this.version) throw new ProtocolError(`peer speaks sync protocol version ${msg.protocolVersion}, this node speaks ${this.version}; upgrade the older node`, 'PROTOCOL_VERSION')
           this.helloReceived = true
           this.remoteName = msg.name
+          this.remoteAudienceOnly = msg.relayAudience === true
           this.replaceTheirs(msg.vector)
           this.flow.hello(msg.credit)
           this.wake.notify()
@@ -418,6 +425,12 @@ export class SyncSession {
   }
 
   private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked = true): Promise<void> {
+    if (this.deps.relayAudience === true && isRuleStreamLog(msg.origin) && this.deps.self !== undefined && this.deps.inAudience?.(msg.origin, this.deps.self) !== true) {
+      // a stream this node does not carry (relay policy audience): not stored; a peer that knows the
+      // registry does not send it, one that does not yet may (no offence)
+      this.flow.grant()
+      return
+    }
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
@@ -565,7 +578,7 @@ export class SyncSession {
     // round-robin over origins the peer lacks, so one big origin cannot starve the others
     const missing = this.deps.log.servable.missingFrom(this.theirs)
       .map(m => ({ origin: m.origin, cap: this.lazyPush.cap(m.origin) }))
-      .filter(m => m.cap > this.theirs.get(m.origin) && !this.isUnsendable(m.origin, m.cap))
+      .filter(m => m.cap > this.theirs.get(m.origin) && !this.isUnsendable(m.origin, m.cap) && this.takes(m.origin))
     if (missing.length === 0) return undefined
     // whole logs before stream logs: with rule streams a whole log carries the registry, whose rules and
     // keys a stream's targets need before its entries (else they pass over them and read them again)
@@ -576,6 +589,11 @@ export class SyncSession {
     const pick = pool[i === -1 ? 0 : i]
     this.lastOrigin = pick.origin
     return pick
+  }
+
+  /** Whether the peer takes `origin`: a peer that relays only the rule streams it can read takes no other rule stream. */
+  private takes (origin: string): boolean {
+    return !this.remoteAudienceOnly || !isRuleStreamLog(origin) || this.deps.inAudience?.(origin, this.peer) === true
   }
 
   private isUnsendable (origin: string, cap: number): boolean {

@@ -527,6 +527,7 @@ export interface Hello {
   name: string
   vector: VersionEntry[]
   credit: number
+  relayAudience: boolean
 }
 
 export namespace Hello {
@@ -561,6 +562,11 @@ export namespace Hello {
           w.uint32(obj.credit)
         }
 
+        if ((obj.relayAudience != null && obj.relayAudience !== false)) {
+          w.uint32(40)
+          w.bool(obj.relayAudience)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -569,7 +575,8 @@ export namespace Hello {
           protocolVersion: 0,
           name: '',
           vector: [],
-          credit: 0
+          credit: 0,
+          relayAudience: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -598,6 +605,10 @@ export namespace Hello {
             }
             case 4: {
               obj.credit = reader.uint32()
+              break
+            }
+            case 5: {
+              obj.relayAudience = reader.bool()
               break
             }
             default: {
@@ -658,6 +669,13 @@ export namespace Hello {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.relayAudience`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -697,6 +715,11 @@ export namespace Hello {
     value: number
   }
 
+  export interface HelloRelayAudienceFieldEvent {
+    field: '$.relayAudience'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Hello>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Hello.codec())
   }
@@ -705,7 +728,7 @@ export namespace Hello {
     return decodeMessage(buf, Hello.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Hello>): Generator<HelloProtocolVersionFieldEvent | HelloNameFieldEvent | HelloVectorOriginFieldEvent | HelloVectorSeqFieldEvent | HelloCreditFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Hello>): Generator<HelloProtocolVersionFieldEvent | HelloNameFieldEvent | HelloVectorOriginFieldEvent | HelloVectorSeqFieldEvent | HelloCreditFieldEvent | HelloRelayAudienceFieldEvent> {
     return streamMessage(buf, Hello.codec(), opts)
   }
 }
@@ -2081,6 +2104,11 @@ export namespace Frame {
     value: number
   }
 
+  export interface FrameHelloRelayAudienceFieldEvent {
+    field: '$.hello.relayAudience'
+    value: boolean
+  }
+
   export interface FrameBatchOriginFieldEvent {
     field: '$.batch.origin'
     value: string
@@ -2335,7 +2363,7 @@ export namespace Frame {
     return decodeMessage(buf, Frame.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchEntriesTargetIdFieldEvent | FrameBatchEntriesEpochFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Frame>): Generator<FrameHelloProtocolVersionFieldEvent | FrameHelloNameFieldEvent | FrameHelloVectorOriginFieldEvent | FrameHelloVectorSeqFieldEvent | FrameHelloCreditFieldEvent | FrameHelloRelayAudienceFieldEvent | FrameBatchOriginFieldEvent | FrameBatchFromSeqFieldEvent | FrameBatchToSeqFieldEvent | FrameBatchEntriesSeqFieldEvent | FrameBatchEntriesHlcWallFieldEvent | FrameBatchEntriesHlcLogicalFieldEvent | FrameBatchEntriesCollectionFieldEvent | FrameBatchEntriesIdFieldEvent | FrameBatchEntriesOpFieldEvent | FrameBatchEntriesValueFieldEvent | FrameBatchEntriesWriterFieldEvent | FrameBatchEntriesWriterSeqFieldEvent | FrameBatchEntriesPrevOriginFieldEvent | FrameBatchEntriesPrevHlcWallFieldEvent | FrameBatchEntriesPrevHlcLogicalFieldEvent | FrameBatchEntriesTargetIdFieldEvent | FrameBatchEntriesEpochFieldEvent | FrameBatchCertsFromSeqFieldEvent | FrameBatchCertsToSeqFieldEvent | FrameBatchCertsSigFieldEvent | FrameBatchCertsPrunedLevelFieldEvent | FrameBatchCertsPrunedIndexFieldEvent | FrameBatchCertsPrunedHashFieldEvent | FrameBatchCertsAsOfFieldEvent | FrameBatchCertsGoneFieldEvent | FrameBatchCertsLiveFieldEvent | FrameBatchCertsRootFieldEvent | FrameBatchUpdatesFromSeqFieldEvent | FrameBatchUpdatesToSeqFieldEvent | FrameBatchUpdatesSigFieldEvent | FrameBatchUpdatesPrunedLevelFieldEvent | FrameBatchUpdatesPrunedIndexFieldEvent | FrameBatchUpdatesPrunedHashFieldEvent | FrameBatchUpdatesAsOfFieldEvent | FrameBatchUpdatesGoneFieldEvent | FrameBatchUpdatesLiveFieldEvent | FrameBatchUpdatesRootFieldEvent | FrameCreditBatchesFieldEvent | FrameVectorVectorOriginFieldEvent | FrameVectorVectorSeqFieldEvent | FrameHaveOriginFieldEvent | FrameHaveSeqFieldEvent> {
     return streamMessage(buf, Frame.codec(), opts)
   }
 }
