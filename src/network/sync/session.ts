@@ -425,12 +425,8 @@ export class SyncSession {
   }
 
   private async store (msg: Extract<SyncMessage, { type: 'batch' }>, bytes: number, tracked = true): Promise<void> {
-    if (this.deps.relayAudience === true && isRuleStreamLog(msg.origin) && this.deps.self !== undefined && this.deps.inAudience?.(msg.origin, this.deps.self) !== true) {
-      // a stream this node does not carry (relay policy audience): not stored; a peer that knows the
-      // registry does not send it, one that does not yet may (no offence)
-      this.flow.grant()
-      return
-    }
+    // a stream this node does not carry is not stored (a peer that does not know its rule yet may send it: no offence)
+    if (!this.carries(msg.origin)) return this.flow.grant()
     const accepted = Math.max(this.deps.log.vector.get(msg.origin), this.deps.accepted?.(msg.origin) ?? 0)
     if (msg.toSeq <= accepted) {
       // nothing new (a duplicate delivery, maybe of a run still being stored): skip verification and
@@ -589,6 +585,11 @@ export class SyncSession {
     const pick = pool[i === -1 ? 0 : i]
     this.lastOrigin = pick.origin
     return pick
+  }
+
+  /** Whether this node stores `origin`: with relay policy audience, no rule stream it is not in the audience of. */
+  private carries (origin: string): boolean {
+    return this.deps.relayAudience !== true || !isRuleStreamLog(origin) || (this.deps.self !== undefined && this.deps.inAudience?.(origin, this.deps.self) === true)
   }
 
   /** Whether the peer takes `origin`: a peer that relays only the rule streams it can read takes no other rule stream. */
