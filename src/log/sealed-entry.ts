@@ -38,13 +38,14 @@ function str (s: string): Buffer {
 /**
  * `plain` (an entry of stream log `plain.origin`, in clear) encrypted under
  * `key`, the stream's key of `epoch`: the entry its origin signs and sends.
+ * `blinded`: the record's blinded id under `key`, when the caller has it.
  */
-export function sealEntry (key: StreamKey, epoch: number, plain: LogEntry): LogEntry {
+export function sealEntry (key: StreamKey, epoch: number, plain: LogEntry, blinded = blindedIdHex(key, plain.collection, plain.id)): LogEntry {
   const { peer, stream } = parseLogId(plain.origin)
   if (stream === undefined) throw new EncryptionError('ENCRYPTION_CONTEXT_INVALID', `only a stream's entries are encrypted, not ${plain.origin}'s whole log`)
   const payload = Buffer.concat([Buffer.of(PAYLOAD_VERSION), str(plain.collection), str(plain.id), str(plain.targetId ?? ''), plain.op === 'put' && plain.value !== undefined ? plain.value : Buffer.alloc(0)])
   const ciphertext = encryptEntry(key, { origin: peer, stream, epoch, seq: plain.seq }, payload)
-  return newEntry(plain.origin, plain.seq, plain.hlc, SEALED_COLLECTION, blindedIdHex(key, plain.collection, plain.id), plain.op, ciphertext, plain.writer, plain.writerSeq, undefined, undefined, epoch)
+  return newEntry(plain.origin, plain.seq, plain.hlc, SEALED_COLLECTION, blinded, plain.op, ciphertext, plain.writer, plain.writerSeq, undefined, undefined, epoch)
 }
 
 /**

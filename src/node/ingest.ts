@@ -17,8 +17,7 @@ import { isLogOf, isRuleStreamLog, logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
 import type { StreamKey } from '../log/seal.js'
 import { openEntry } from '../log/sealed-entry.js'
-import { MAX_ENTRY_VALUE_BYTES, parseJsonObject } from '../network/sync/codec.js'
-import { jsonTextTooDeep, MAX_JSON_DEPTH } from '../store/json-depth.js'
+import { checkPutValue } from '../network/sync/codec.js'
 import { parseHlc } from '../core/hlc.js'
 import type { ChangeEvent, JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, utf8 } from '../store/db.js'
@@ -122,11 +121,9 @@ export class Ingestor extends Backfiller {
       const opened = openEntry(key, entry)
       // what the codec checks of a value in clear: the value is stored as it is, inside the record's JSON text
       if (opened.value !== undefined) {
-        if (opened.value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new Error(`its value is ${opened.value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`)
-        if (jsonTextTooDeep(opened.value)) throw new Error(`its value nests more than ${MAX_JSON_DEPTH} levels`)
-        const parsed = parseJsonObject(opened.value)
-        if (parsed === undefined) throw new Error('its value is not a JSON object in UTF-8 (without a byte order mark)')
-        opened.parsed = parsed
+        const checked = checkPutValue(opened.value)
+        if ('problem' in checked) throw new Error(`its value ${checked.problem}`)
+        opened.parsed = checked.parsed
       }
       return opened
     } catch (err) {
@@ -246,9 +243,9 @@ export class Ingestor extends Backfiller {
   /**
    * INTERNAL: append `ops` to this node's own stream log `<self>/<stream>`
    * (log-id.ts), signed and attested like its whole log, and nothing else:
-   * no record is written, no rule applied. Until the source side of streams
-   * (protocols/sync/streams.md §4) produces stream logs, this is how the log
-   * layer and the sync protocol are exercised on them (tests).
+   * no record is written, no rule applied, nothing encrypted. Tests use it
+   * to exercise the log layer and the sync protocol on stream logs apart
+   * from rules (rule streams are written by flushStreams).
    */
   async appendOwnStream (stream: string, ops: LocalOp[]): Promise<{ origin: string, entries: LogEntry[], result: IngestResult }> {
     const origin = logId(this.self, stream)

@@ -574,9 +574,8 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
 
   /**
    * INTERNAL (tests): append to this node's own stream log `<self>/<stream>`
-   * and send it to the peers (Ingestor.appendOwnStream). Nothing produces
-   * stream logs yet; this exercises the log layer and the sync protocol on
-   * them.
+   * and send it to the peers (Ingestor.appendOwnStream): the log layer and
+   * the sync protocol on stream logs, apart from rules.
    */
   private async appendOwnStream (stream: string, ops: LocalOp[]): Promise<{ origin: string, seq: number }> {
     this.assertRunning()

@@ -399,7 +399,9 @@ export class RuleService {
           // a rule with a targets field: this stream goes to one target platform only
           const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
           const now = new Set(targets.map(t => t.peerId))
-          const left = (await this.envelopeHolders(o.stream, epoch)).filter(p => !now.has(p))
+          // the envelopes of the stream are its audience's record: who holds the current epoch's key
+          const held = await keysOf.envelopesOf(this.deps.self, o.stream)
+          const left = held.filter(e => e.epoch === epoch && !now.has(e.peer)).map(e => e.peer)
           if (left.length > 0) {
             // a member left the audience: what is written from now on is under a key it never gets
             epoch = (await keysOf.rotate(o.stream, epoch)).epoch
@@ -408,9 +410,8 @@ export class RuleService {
           // every member holds every epoch's key: one that joins reads the stream from its start
           for (const k of keysOf.epochs(o.stream)) {
             for (const t of targets) {
-              const id = envelopeId(this.deps.self, o.stream, k.epoch, t.peerId)
-              if (await this.deps.store.db.get(keys.record(KEYS_COLLECTION, id)) !== undefined) continue
-              ops.push({ collection: KEYS_COLLECTION, id, op: 'put', value: keysOf.envelope(o.stream, k.epoch, k.key, t.peerId) })
+              if (held.some(e => e.epoch === k.epoch && e.peer === t.peerId)) continue
+              ops.push({ collection: KEYS_COLLECTION, id: envelopeId(this.deps.self, o.stream, k.epoch, t.peerId), op: 'put', value: keysOf.envelope(o.stream, k.epoch, k.key, t.peerId) })
             }
           }
         }
@@ -420,13 +421,7 @@ export class RuleService {
       .finally(() => { this.envelopesRunning = false })
   }
 
-  /** The peers holding an envelope of own stream `stream`'s key of `epoch` (its audience then). */
-  private async envelopeHolders (stream: string, epoch: number): Promise<string[]> {
-    const prefix = keys.record(KEYS_COLLECTION, envelopeId(this.deps.self, stream, epoch, ''))
-    const out: string[] = []
-    for await (const [key] of this.deps.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) out.push(key.slice(prefix.length))
-    return out
-  }
+
 
   /**
    * Envelopes of stream keys for this node arrived (their `$keys` ids; all

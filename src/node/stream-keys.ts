@@ -66,8 +66,8 @@ export class StreamKeys {
   private readonly identity: SealIdentity
   /** Own streams: stream → its current epoch and key. */
   private readonly own = new Map<string, { epoch: number, key: StreamKey }>()
-  /** Own streams: stream → every epoch's key. */
-  private readonly epochsOf = new Map<string, Map<number, StreamKey>>()
+  /** Own streams: stream → every epoch's key, the current one first (read for every record a stream sends). */
+  private readonly epochsOf = new Map<string, Array<{ epoch: number, key: StreamKey }>>()
   /** Others' streams: `log id\0epoch` → the key opened from its envelope. */
   private readonly opened = new Map<string, StreamKey>()
 
@@ -84,9 +84,8 @@ export class StreamKeys {
   }
 
   private remember (stream: string, epoch: number, key: StreamKey): void {
-    let all = this.epochsOf.get(stream)
-    if (all === undefined) this.epochsOf.set(stream, all = new Map())
-    all.set(epoch, key)
+    const all = [...(this.epochsOf.get(stream) ?? []).filter(e => e.epoch !== epoch), { epoch, key }].sort((a, b) => b.epoch - a.epoch)
+    this.epochsOf.set(stream, all)
     const cur = this.own.get(stream)
     if (cur === undefined || cur.epoch < epoch) this.own.set(stream, { epoch, key })
   }
@@ -128,7 +127,7 @@ export class StreamKeys {
 
   /** Every epoch's key of own stream `stream`, the current one first. */
   epochs (stream: string): Array<{ epoch: number, key: StreamKey }> {
-    return [...(this.epochsOf.get(stream) ?? new Map<number, StreamKey>()).entries()].map(([epoch, key]) => ({ epoch, key })).sort((a, b) => b.epoch - a.epoch)
+    return this.epochsOf.get(stream) ?? []
   }
 
   /** The current key of an own stream, if it has one already (no key is made). */
@@ -150,16 +149,26 @@ export class StreamKeys {
     const { peer, stream } = parseLogId(streamLog)
     if (stream === undefined) return []
     if (peer === this.self) return this.epochs(stream).map(e => e.key)
-    const prefix = keys.record(KEYS_COLLECTION, `${peer}/${stream}/`)
     const out: StreamKey[] = []
-    for await (const [key] of this.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
-      const [epoch, to] = key.slice(prefix.length).split('/')
-      if (to !== this.self) continue
-      const k = await this.keyFor(streamLog, Number(epoch)).catch(() => undefined)
+    for (const e of await this.envelopesOf(peer, stream)) {
+      if (e.peer !== this.self) continue
+      const k = await this.keyFor(streamLog, e.epoch).catch(() => undefined)
       if (k !== undefined) out.push(k)
     }
     return out
   }
+
+  /** The envelopes of `origin`'s stream `stream` stored here (`$keys` records, durable ones): for which epoch, sealed to which peer. */
+  async envelopesOf (origin: string, stream: string): Promise<Array<{ epoch: number, peer: string }>> {
+    const prefix = keys.record(KEYS_COLLECTION, `${origin}/${stream}/`)
+    const out: Array<{ epoch: number, peer: string }> = []
+    for await (const [key] of this.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
+      const [epoch, peer] = key.slice(prefix.length).split('/')
+      out.push({ epoch: Number(epoch), peer })
+    }
+    return out
+  }
+
 
   /**
    * The key of `epoch` of stream log `streamLog` (`<origin>/<stream>`), or
@@ -170,7 +179,7 @@ export class StreamKeys {
   async keyFor (streamLog: string, epoch: number, txn?: Txn): Promise<StreamKey | undefined> {
     const { peer, stream } = parseLogId(streamLog)
     if (stream === undefined) return undefined
-    if (peer === this.self) return this.epochsOf.get(stream)?.get(epoch)
+    if (peer === this.self) return this.epochsOf.get(stream)?.find(e => e.epoch === epoch)?.key
     const cacheKey = `${streamLog}${SEP}${epoch}`
     const cached = this.opened.get(cacheKey)
     if (cached !== undefined) return cached

@@ -334,14 +334,20 @@ export abstract class WritePath {
     st.streamed = undefined
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
-    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKeys: string[] }> = []
+    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKeys: string[] }> = []
+    // each stream's current key, made before the first entry needs it
+    for (const collection of new Set([...queued.values()].map(q => q.collection))) {
+      for (const o of this.rules.outboundFor(collection) ?? []) await streamKeys.current(o.stream)
+    }
     for (const { collection, id, state } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
-        const { epoch, key } = await streamKeys.current(o.stream)
-        // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch key)
-        const latestKeys = streamKeys.epochs(o.stream).map(k => keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(k.key, collection, id)))
-        work.push({ logId: streamLog, o, key, epoch, collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
+        // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
+        // key); the current epoch is the first, and its blinded id is the new entry's
+        const epochs = streamKeys.epochs(o.stream)
+        const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
+        const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
+        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded: blinded[0], collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
       }
     }
     if (work.length === 0) return
@@ -376,7 +382,7 @@ export abstract class WritePath {
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
       const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
-      entries.push(sealEntry(w.key, w.epoch, plain))
+      entries.push(sealEntry(w.key, w.epoch, plain, w.blinded))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
       // same record in this transaction is not possible (queued holds the last state of each)
     }

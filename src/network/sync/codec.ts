@@ -88,9 +88,8 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
  * the value is stored as received, inside the stored record's own JSON text,
  * where it is not allowed (the record would no longer read). So is text
  * that is not UTF-8 (stored as received, it would not read back as parsed).
- * Also what a target checks of an encrypted entry's value once it opens it.
  */
-export function parseJsonObject (bytes: Uint8Array): object | undefined {
+function parseJsonObject (bytes: Uint8Array): object | undefined {
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return undefined
   try {
     const v: unknown = JSON.parse(strictUtf8.decode(bytes))
@@ -98,6 +97,20 @@ export function parseJsonObject (bytes: Uint8Array): object | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * A put's value as a receiver checks it before storing it (the value goes,
+ * as it is, into the stored record's JSON text): its parsed object, or what
+ * is wrong with it, to follow "its value": at most MAX_ENTRY_VALUE_BYTES,
+ * nesting at most MAX_JSON_DEPTH, a JSON object in UTF-8. Also what a target
+ * checks of an encrypted entry's value once it opens it.
+ */
+export function checkPutValue (value: Uint8Array): { parsed: object } | { problem: string } {
+  if (value.byteLength > MAX_ENTRY_VALUE_BYTES) return { problem: `is ${value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})` }
+  if (jsonTextTooDeep(value)) return { problem: `nests more than ${MAX_JSON_DEPTH} levels` }
+  const parsed = parseJsonObject(value)
+  return parsed === undefined ? { problem: 'is not a JSON object in UTF-8 (without a byte order mark)' } : { parsed }
 }
 
 interface WireBatch { origin: string, fromSeq: number, toSeq: number, entries: Uint8Array[], certs: Uint8Array[], updates: Uint8Array[] }
@@ -249,12 +262,9 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     if (e.writer !== undefined && (!isValidOrigin(e.writer) || !Number.isSafeInteger(e.writerSeq))) throw new ProtocolError(`entry ${e.seq} names an invalid writer`, 'FRAME_INVALID')
     if (e.prev !== undefined && (!isValidOrigin(e.prev.origin) || !Number.isSafeInteger(e.prev.hlc.wall) || e.prev.hlc.wall <= 0)) throw new ProtocolError(`entry ${e.seq} names an invalid write it removed`, 'FRAME_INVALID')
     if (e.op === 'put') {
-      const value = e.value as Uint8Array
-      if (value.byteLength > MAX_ENTRY_VALUE_BYTES) throw new ProtocolError(`entry ${e.seq} carries ${value.byteLength} bytes (limit ${MAX_ENTRY_VALUE_BYTES})`, 'FRAME_INVALID')
-      if (jsonTextTooDeep(value)) throw new ProtocolError(`entry ${e.seq} is a put whose value nests more than ${MAX_JSON_DEPTH} levels`, 'FRAME_INVALID')
-      const parsed = parseJsonObject(value)
-      if (parsed === undefined) throw new ProtocolError(`entry ${e.seq} is a put whose value is not a JSON object`, 'FRAME_INVALID')
-      e.parsed = parsed
+      const checked = checkPutValue(e.value as Uint8Array)
+      if ('problem' in checked) throw new ProtocolError(`entry ${e.seq} is a put whose value ${checked.problem}`, 'FRAME_INVALID')
+      e.parsed = checked.parsed
     }
   }
   if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
