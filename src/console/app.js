@@ -294,7 +294,7 @@ async function rulesScreen () {
         r.paused ? h('span', { class: 'warn' }, 'paused') : h('span', { class: 'ok' }, 'running'),
         fmtCount(x.applied), fmtCount(x.pending), fmtCount(x.conflicts), fmtCount(x.transformErrors),
         x.backfilled ? 'done' : (x.local ? (x.catchingUp ? 'catching up' : (x.backfillPhase ?? 'running')) : '—'),
-        x.problem ? h('span', { class: 'bad' }, x.problem) : '',
+        x.problem ? h('span', { class: 'bad' }, x.problem) : (x.waitingForKey ? h('span', { class: 'bad' }, `waiting for the stream key of ${x.waitingForKey.join(', ')}`) : ''),
         h('span', { class: 'row' },
           state.readOnly ? '' : h('button', { class: 'secondary', 'aria-label': `${r.paused ? 'Resume' : 'Pause'} rule ${r.id}`, onclick: async () => {
             await act(() => api('POST', `/v1/rules/${r.id}/${r.paused ? 'resume' : 'pause'}`), `${r.paused ? 'resumed' : 'paused'} rule ${r.id}`)

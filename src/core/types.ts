@@ -266,6 +266,13 @@ export interface RuleStatus {
   /** Records the transform module failed on (skipped) on this node. */
   transformErrors: number
   lastTransformError?: TransformErrorRecord
+  /**
+   * Rule streams: the source platforms whose stream key this target does not
+   * hold yet (their source has not started the rule's stream and sealed its
+   * key to this node: it is offline, or its registry lacks the rule or this
+   * node's platform). The rule is not backfilled while any is listed.
+   */
+  waitingForKey?: string[]
   /** Where the backfill of a local rule is: reading the source, or (mirror) removing what the source lacks. */
   backfillPhase?: 'source' | 'sweep'
   webhook?: WebhookStatus

@@ -521,7 +521,8 @@ export class PeerManager {
       peerId: s.peerId,
       addrs: s.addrs.length > 0 ? s.addrs : conns.map(c => c.remoteAddr.toString()),
       connected: conns.length > 0,
-      authenticated: conns.some(c => this.isAuthenticated(c)),
+      // as the cap counts them (enforceCap): a connection being closed no longer holds a place
+      authenticated: conns.some(c => c.status === 'open' && this.isAuthenticated(c)),
       persisted: s.persisted,
       entriesSent: s.entriesSent,
       entriesReceived: s.entriesReceived,

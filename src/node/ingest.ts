@@ -15,7 +15,6 @@ import { newEntry } from '../log/entry.js'
 import type { LogEntry, WriteId } from '../log/entry.js'
 import { isLogOf, isRuleStreamLog, logId, streamOf } from '../log/log-id.js'
 import type { Cert } from '../log/signing.js'
-import type { StreamKey } from '../log/seal.js'
 import { openEntry } from '../log/sealed-entry.js'
 import { checkPutValue } from '../network/sync/codec.js'
 import { parseHlc } from '../core/hlc.js'
@@ -103,9 +102,9 @@ export class Ingestor extends Backfiller {
     if (entry.epoch === undefined) return entry
     // waiting for a key already: the stream is read again from the start when one arrives (no lookup per entry)
     if (this.awaitingKey.has(rule.stateId)) return undefined
-    let key: StreamKey | undefined
+    let key = this.streamKeys?.openedKey(entry.origin, entry.epoch)
     try {
-      key = await this.streamKeys?.keyFor(entry.origin, entry.epoch, st.txn)
+      key ??= await this.streamKeys?.keyFor(entry.origin, entry.epoch, st.txn)
     } catch (err) {
       st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `the key of epoch ${entry.epoch} of stream ${entry.origin} does not open: ${(err as Error).message}` })
       return undefined
@@ -287,7 +286,8 @@ export class Ingestor extends Backfiller {
       const direct = depth === 0 && (entry.origin === this.self || (isRegistryCollection(entry.collection) && streamOf(entry.origin) === undefined))
       const rules = this.rules.forEntry(entry.origin, entry.collection)
       if (!direct && rules === undefined) continue
-      const value = parseEntryValue(entry)
+      // an encrypted entry's value is its ciphertext: parsed once opened (openFor), for each rule reading it
+      const value = entry.epoch === undefined ? parseEntryValue(entry) : undefined
       if (direct) {
         work.push({ entry, rule: undefined, plan: undefined, at: undefined, value })
         prefetch.push(keys.record(entry.collection, entry.id))

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConflictError, InvalidInputError, NotFoundError } from '../core/errors.js'
 import type { ChangeLog } from '../log/changelog.js'
+import { peerOf } from '../log/log-id.js'
 import { formatSource, formatTarget } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
 import { compileRule, stateIdOf } from '../rules/engine.js'
@@ -536,7 +537,7 @@ export class RuleService {
   }
 
   /** The rule-engine fields of a rule's status on this node. */
-  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem' | 'sources'> & Partial<Pick<RuleStatus, 'pending' | 'backfilled'>>> {
+  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem' | 'sources' | 'waitingForKey'> & Partial<Pick<RuleStatus, 'pending' | 'backfilled'>>> {
     const out: Awaited<ReturnType<RuleService['ruleStatus']>> = {
       target: formatTarget(r.to),
       targets: ruleTargets(r, this.deps.registry).map(p => p.name),
@@ -562,8 +563,27 @@ export class RuleService {
       if (state?.catchUp === true && !state.done) out.catchingUp = true
     }
     if (local) {
+      const waiting = await this.waitingForKey(r)
+      if (waiting.length > 0) {
+        out.waitingForKey = waiting
+        out.backfilled = false
+      }
+    }
+    if (local) {
       const hook = this.webhooks.status(r.id)
       if (hook !== undefined) out.webhook = hook
+    }
+    return out
+  }
+
+  /** Rule streams: the source platforms of rule `r` whose stream key this node does not hold (none without rule streams). */
+  private async waitingForKey (r: Rule): Promise<string[]> {
+    const streamKeys = this.deps.ingestor.streamKeys
+    if (streamKeys === undefined) return []
+    const out: string[] = []
+    for (const c of this.deps.ruleSet.forRule(r.id)) {
+      if (c.stream === undefined || peerOf(c.sourcePeer) === this.deps.self) continue
+      if ((await streamKeys.keysOf(c.sourcePeer)).length === 0) out.push(c.sourcePlatform ?? peerOf(c.sourcePeer))
     }
     return out
   }

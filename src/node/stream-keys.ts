@@ -169,6 +169,10 @@ export class StreamKeys {
     return out
   }
 
+  /** The key of `epoch` of another node's stream log `streamLog` when this node opened its envelope already: no lookup, no await (read for every entry a target applies). */
+  openedKey (streamLog: string, epoch: number): StreamKey | undefined {
+    return this.opened.get(`${streamLog}${SEP}${epoch}`)
+  }
 
   /**
    * The key of `epoch` of stream log `streamLog` (`<origin>/<stream>`), or

@@ -97,7 +97,7 @@ function renderRules (s: NodeStatus, now: number, lines: string[]): void {
       s.rules.map((r) => [
         r.id, `${r.from} → ${r.to}`, r.paused === true ? `${r.mode}, paused` : r.mode, r.local ? (r.paused === true ? 'yes (paused)' : r.backfilled ? 'yes' : r.catchingUp === true ? 'yes (catching up since its pause)' : `yes (backfilling${r.backfillPhase === 'sweep' ? ': removing what the source lacks' : ''})`) : 'no',
         formatCount(r.applied), r.local ? formatCount(r.pending ?? 0) : '-', formatCount(r.conflicts ?? 0), formatCount(r.transformErrors ?? 0),
-        [r.problem, r.webhook?.blocked !== undefined ? `webhook not delivered here: ${r.webhook.blocked}` : undefined, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined, (r.webhook?.failed ?? 0) > 0 ? `webhook gave up ${formatCount(r.webhook?.failed ?? 0)} changes` : undefined].filter(x => x !== undefined).join('; ')
+        [r.problem, r.waitingForKey !== undefined ? `waiting for the stream key of ${r.waitingForKey.join(', ')} (online, with this rule and this platform in its registry, it seals one)` : undefined, r.webhook?.blocked !== undefined ? `webhook not delivered here: ${r.webhook.blocked}` : undefined, r.webhook?.nextAttemptAt !== undefined ? `webhook failing: ${r.webhook.lastError ?? '?'}` : undefined, (r.webhook?.failed ?? 0) > 0 ? `webhook gave up ${formatCount(r.webhook?.failed ?? 0)} changes` : undefined].filter(x => x !== undefined).join('; ')
       ])
     )))
   }
