@@ -27,12 +27,11 @@ export function blindedIdHex (key: StreamKey, collection: string, id: string): s
   return Buffer.from(blindId(key, collection, id)).toString('hex')
 }
 
-function str (s: string): Buffer {
-  const b = Buffer.from(s, 'utf8')
-  const out = Buffer.allocUnsafe(2 + b.length)
-  out.writeUInt16BE(b.length, 0)
-  b.copy(out, 2)
-  return out
+/** Writes str(s) at `at` of `out`; returns the position after it. */
+function putStr (out: Buffer, at: number, s: string, length: number): number {
+  out.writeUInt16BE(length, at)
+  out.write(s, at + 2, length, 'utf8')
+  return at + 2 + length
 }
 
 /**
@@ -43,7 +42,18 @@ function str (s: string): Buffer {
 export function sealEntry (key: StreamKey, epoch: number, plain: LogEntry, blinded = blindedIdHex(key, plain.collection, plain.id)): LogEntry {
   const { peer, stream } = parseLogId(plain.origin)
   if (stream === undefined) throw new EncryptionError('ENCRYPTION_CONTEXT_INVALID', `only a stream's entries are encrypted, not ${plain.origin}'s whole log`)
-  const payload = Buffer.concat([Buffer.of(PAYLOAD_VERSION), str(plain.collection), str(plain.id), str(plain.targetId ?? ''), plain.op === 'put' && plain.value !== undefined ? plain.value : Buffer.alloc(0)])
+  const targetId = plain.targetId ?? ''
+  const value = plain.op === 'put' ? plain.value : undefined
+  // the payload in one buffer (sealed once per entry a stream sends)
+  const c = Buffer.byteLength(plain.collection)
+  const i = Buffer.byteLength(plain.id)
+  const t = Buffer.byteLength(targetId)
+  const payload = Buffer.allocUnsafe(1 + 2 + c + 2 + i + 2 + t + (value?.byteLength ?? 0))
+  payload[0] = PAYLOAD_VERSION
+  let at = putStr(payload, 1, plain.collection, c)
+  at = putStr(payload, at, plain.id, i)
+  at = putStr(payload, at, targetId, t)
+  if (value !== undefined) payload.set(value, at)
   const ciphertext = encryptEntry(key, { origin: peer, stream, epoch, seq: plain.seq }, payload)
   return newEntry(plain.origin, plain.seq, plain.hlc, SEALED_COLLECTION, blinded, plain.op, ciphertext, plain.writer, plain.writerSeq, undefined, undefined, epoch)
 }
@@ -59,7 +69,8 @@ export function sealEntry (key: StreamKey, epoch: number, plain: LogEntry, blind
 export function openEntry (key: StreamKey, sealed: LogEntry): LogEntry {
   const { peer, stream } = parseLogId(sealed.origin)
   if (stream === undefined || sealed.epoch === undefined || sealed.value === undefined) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin} is not an encrypted stream entry`)
-  const payload = Buffer.from(decryptEntry(key, { origin: peer, stream, epoch: sealed.epoch, seq: sealed.seq }, sealed.value))
+  const plain = decryptEntry(key, { origin: peer, stream, epoch: sealed.epoch, seq: sealed.seq }, sealed.value)
+  const payload = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength)
   let pos = 1
   const read = (): string => {
     if (pos + 2 > payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload is truncated`)

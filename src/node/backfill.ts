@@ -13,7 +13,7 @@ import type { JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys, keySuffix, rangeAfter, SEP } from '../store/keys.js'
-import { decodeRecord } from '../store/records.js'
+import { decodeRecord, storedValueText } from '../store/records.js'
 import { SEALED_COLLECTION } from '../store/names.js'
 import { blindedIdHex } from '../log/sealed-entry.js'
 import type { StreamKey } from '../log/seal.js'
@@ -563,7 +563,10 @@ export abstract class Backfiller extends WritePath {
       for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
         for (const [key, value] of batch) {
           const id = keySuffix(key, prefix)
-          streamed.set(`${collection}${SEP}${id}`, { collection, id, state: decodeRecord(value) })
+          const state = decodeRecord(value)
+          // the value's stored text: sent as it is when the rule keeps the record whole (flushStreams)
+          state.raw = storedValueText(value, state)
+          streamed.set(`${collection}${SEP}${id}`, { collection, id, state })
           last = id
           n++
         }

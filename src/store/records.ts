@@ -85,6 +85,28 @@ export function decodeRecord (bytes: Uint8Array): RecordState {
 }
 
 /**
+ * The JSON text of a stored record's value, as a slice of `bytes` (the
+ * record as stored, `state` what decodeRecord read from it), or undefined
+ * when the record has no value or was not written in the layout encodeRecord
+ * writes (its fields in that order, the value last): checked byte for byte
+ * against the text encodeRecord would put before the value. Lets a reader
+ * send a stored value on without serialising it again.
+ */
+export function storedValueText (bytes: Uint8Array, state: RecordState): Uint8Array | undefined {
+  if (state.value === undefined) return undefined
+  const v = state.version
+  let head = `{"w":${v.hlc.wall},"l":${v.hlc.logical},"o":${JSON.stringify(v.origin)},"s":${v.seq}`
+  if (state.rule !== undefined) head += `,"r":${JSON.stringify(state.rule)}`
+  if (state.source !== undefined) head += `,"i":${JSON.stringify(state.source)}`
+  if (state.cursor !== undefined) head += `,"c":${state.cursor}`
+  head += ',"v":'
+  const expected = Buffer.from(head, 'utf8')
+  if (bytes.byteLength < expected.length + 3 || bytes[bytes.byteLength - 1] !== CLOSE) return undefined
+  if (Buffer.compare(expected, bytes.subarray(0, expected.length)) !== 0) return undefined
+  return bytes.subarray(expected.length, bytes.byteLength - 1)
+}
+
+/**
  * Total order of writes: HLC, then origin, then seq. Every node compares the
  * same way, so concurrent writes to one record resolve identically everywhere
  * (last writer wins).

@@ -3,7 +3,7 @@
  * is (not serialised again); it must read back exactly like a serialised one.
  */
 import { describe, expect, it } from 'vitest'
-import { decodeRecord, encodeRecord } from '../../src/store/records.js'
+import { decodeRecord, encodeRecord, storedValueText } from '../../src/store/records.js'
 import type { RecordState } from '../../src/store/records.js'
 import type { JsonObject } from '../../src/core/types.js'
 
@@ -54,5 +54,31 @@ describe('encodeRecord', () => {
   it('a tombstone ignores any raw text', () => {
     const state: RecordState = { version, rule: 'r1' }
     expect(decodeRecord(encodeRecord({ ...state, raw: Buffer.from('{"x":1}') }))).toEqual(state)
+  })
+})
+
+describe('storedValueText', () => {
+  const version = { hlc: { wall: 1765000000000, logical: 3 }, origin: '12D3KooWTestOrigin', seq: 42 }
+  const value: JsonObject = { a: 1, nested: { v: 'x', w: 2 }, s: 'a,"v":b', list: [1, { v: null }] }
+  const text = JSON.stringify(value)
+
+  it('is the value\'s own JSON text in a record encodeRecord wrote, with or without its raw text, whatever fields it has', () => {
+    for (const extra of [{}, { rule: 'r-1' }, { rule: 'r-1', source: 'src"id' }, { cursor: 7 }, { rule: 'r-2', source: 's', cursor: 9 }]) {
+      for (const raw of [undefined, Buffer.from(text)]) {
+        const state: RecordState = { value, version, raw, ...extra }
+        const bytes = encodeRecord(state)
+        const got = storedValueText(bytes, decodeRecord(bytes))
+        expect(got === undefined ? undefined : Buffer.from(got).toString()).toBe(text)
+      }
+    }
+  })
+
+  it('is undefined for a tombstone, and for a record in another layout (not the text before the value encodeRecord writes)', () => {
+    const tomb = encodeRecord({ value: undefined, version })
+    expect(storedValueText(tomb, decodeRecord(tomb))).toBeUndefined()
+    const other = Buffer.from(JSON.stringify({ v: value, w: version.hlc.wall, l: 3, o: version.origin, s: 42 }))
+    expect(storedValueText(other, decodeRecord(other))).toBeUndefined()
+    const reordered = Buffer.from(`{"w":${version.hlc.wall},"o":"${version.origin}","l":3,"s":42,"v":${text}}`)
+    expect(storedValueText(reordered, decodeRecord(reordered))).toBeUndefined()
   })
 })
