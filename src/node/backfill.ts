@@ -467,27 +467,47 @@ export abstract class Backfiller extends WritePath {
   /**
    * A pass over data held here in chunks, one transaction each: `chunk`
    * does one in `st` and returns the next state, saved with it (`stateKey`),
-   * so that the pass resumes after a restart where it stopped.
+   * so that the pass resumes after a restart where it stopped. `pipelined`:
+   * a chunk is worked while the one before is written (its events follow its
+   * durability); `chunk` then reads what it works on through its Txn, which
+   * sees the writes in flight. Its first chunk waits for the writes issued
+   * before the pass.
    */
-  private async resumablePass (stateKey: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean, chunk: (st: TxnState, current: PublishState) => Promise<PublishState>): Promise<void> {
+  private async resumablePass (stateKey: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean, chunk: (st: TxnState, current: PublishState) => Promise<PublishState>, pipelined = false): Promise<void> {
     const saved = await this.store.db.get(stateKey)
     let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
+    let previous: { result: IngestResult, durable: Promise<void> } | undefined
+    const finish = async (done: typeof previous): Promise<void> => {
+      if (done === undefined) return
+      await done.durable
+      this.durable(done.result)
+      onChunk(done.result)
+    }
+    let first = true
     while (!state.done && isCurrent()) {
       const current = state
-      const result = await this.store.exclusive(async () => {
+      const issued = await this.store.exclusive(async () => {
+        if (first) await this.store.flushed()
+        first = false
         const result: IngestResult = { stored: 0, changes: [], registry: [], skipped: [] }
         let next: PublishState = current
-        await this.writeTxn(async (txn) => {
+        const { durable } = await this.writeTxn(async (txn) => {
           const st = this.begin(txn, result)
           next = await chunk(st, current)
           st.progress = { key: stateKey, value: encodeJson(next) }
           return st
-        })
+        }, { issue: pipelined })
         state = next
-        return result
-      })
-      onChunk(result)
+        return { result, durable }
+      }, { pipelined })
+      if (!pipelined) {
+        onChunk(issued.result)
+        continue
+      }
+      await finish(previous)
+      previous = issued
     }
+    await finish(previous)
   }
 
   /** One chunk of publish: rule-written records not yet in the own log are logged and applied on; returns the next state. */
@@ -558,22 +578,23 @@ export abstract class Backfiller extends WritePath {
     const prefix = keys.recordPrefix(collection)
     await this.resumablePass(keys.meta(`stream-fill${SEP}${stream}`), onChunk, isCurrent, async (st, current) => {
       const streamed = (st.streamed ??= new Map())
-      let n = 0
-      let last: string | undefined
-      for await (const batch of rows(this.store.db, { ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK })) {
-        for (const [key, value] of batch) {
-          const id = keySuffix(key, prefix)
-          const state = decodeRecord(value)
-          // the value's stored text: sent as it is when the rule keeps the record whole (flushStreams)
-          state.raw = storedValueText(value, state)
-          streamed.set(`${collection}${SEP}${id}`, { collection, id, state })
-          last = id
-          n++
-        }
+      // the ids from the database, the records through the Txn: a chunk is worked while the one
+      // before is written (pipelined), and a record may be changing in a write in flight, whose own
+      // flushStreams sends its new state: read here as it was, it would be sent again, after it
+      const recordKeys = await this.store.db.keys({ ...rangeAfter(prefix, current.after), limit: BACKFILL_CHUNK }).all()
+      await st.txn.prefetch(recordKeys)
+      for (const key of recordKeys) {
+        const bytes = st.txn.get(key)
+        if (bytes === undefined) continue
+        const id = keySuffix(key, prefix)
+        const state = decodeRecord(bytes)
+        // the value's stored text: sent as it is when the rule keeps the record whole (flushStreams)
+        state.raw = storedValueText(bytes, state)
+        streamed.set(`${collection}${SEP}${id}`, { collection, id, state })
       }
-      const after = last ?? current.after
-      return { done: n < BACKFILL_CHUNK, ...(after !== undefined ? { after } : {}) }
-    })
+      const after = recordKeys.length > 0 ? keySuffix(recordKeys[recordKeys.length - 1], prefix) : current.after
+      return { done: recordKeys.length < BACKFILL_CHUNK, ...(after !== undefined ? { after } : {}) }
+    }, true)
   }
 
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */

@@ -346,4 +346,23 @@ describe('rule streams between real nodes', () => {
     expect((await ruleOn(beta))?.waitingForKey).toBeUndefined()
     expect((await ruleOn(beta))?.applied).toBe(5)
   })
+
+  it('records updated while the source fills a mirror\'s stream reach the target in their newest state', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const n = 4000
+    await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { rev: 0, i } })))
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror' })
+    // every record changes while the fill runs through them, in small batches (each its own transaction)
+    for (let from = n - 1; from >= 0; from -= 100) {
+      await alpha.node.records.import('items', Array.from({ length: Math.min(100, from + 1) }, (_, k) => ({ id: `i${String(from - k).padStart(5, '0')}`, value: { rev: 1, i: from - k } })))
+    }
+    await eventually(async () => {
+      const held = await all(beta.node, 'items')
+      return held.size === n && [...held.values()].every(v => v.rev === 1)
+    }, 'beta to hold every record at rev 1', 60_000)
+  })
 })
