@@ -260,4 +260,38 @@ describe('a data directory of format 2 (release 7b586b6)', () => {
     expect(own.certs.some(c => c.gone)).toBe(true) // n2's put and delete, t1's first write: compacted away
     await checkOwnLogAttested(edge.dir, expected.edge.peerId)
   }, 240_000)
+
+  it('opened with rule streams, both nodes upgrade in place and keep everything; the old rule then runs by its stream: the source filters and projects, the target applies', async () => {
+    const expected = JSON.parse(await readFile(join(FIXTURE_2, 'expected.json'), 'utf8')) as { hub: Snapshot, edge: Snapshot }
+    const parent = await unpack(FIXTURE_2)
+    dirs.push(parent)
+    const hub = new NodeProcess(join(parent, 'hub'), 'hub', KEY)
+    const edge = new NodeProcess(join(parent, 'edge'), 'edge', KEY)
+    procs.push(hub, edge)
+    await hub.start(['--streams'])
+    expect(hub.stderr).toContain('upgraded the data directory from format 3 to 4')
+    await edge.start(['--streams'])
+    expect((await hub.status()).streams).toBe(true)
+    await checkRecords(hub, expected.hub)
+    await checkRecords(edge, expected.edge)
+    await edge.addPeer(hub.multiaddr)
+    // written after the switch: it reaches hub only through the rule's stream, filtered and projected on edge
+    await edge.put('posts', 'p4', { kind: 'a', title: 'by the stream', draft: 'DRAFTMARK' })
+    await edge.put('posts', 'p5', { kind: 'b', title: 'filtered out on edge' })
+    await waitFor(async () => (await hub.get('inbox', 'p4'))?.heading === 'BY THE STREAM', 'a post written after the switch to reach hub by the rule\'s stream')
+    const p4 = await hub.get('inbox', 'p4')
+    expect(p4).not.toHaveProperty('draft')
+    expect(await hub.get('inbox', 'p5')).toBeUndefined()
+    const rule = ((await hub.status()).rules as Array<{ id: string, backfilled: boolean, waitingForKey?: string[] }>).find(r => r.id === expected.ruleId)
+    expect(rule?.waitingForKey).toBeUndefined()
+    // what hub held from before the switch is still there, as it was
+    await checkRecords(hub, { ...expected.hub, records: Object.fromEntries(Object.entries(expected.hub.records).filter(([c]) => c !== 'inbox')) })
+    for (const r of expected.hub.records.inbox) expect(await hub.get('inbox', r.id)).toEqual(r.value)
+    expect(await hub.stop()).toBe(0)
+    expect(await edge.stop()).toBe(0)
+    // the field the rule excludes stayed on edge: no file of hub's data directory holds it
+    const files = await readdir(hub.dir, { withFileTypes: true, recursive: true })
+    for (const f of files.filter(f => f.isFile())) expect((await readFile(join(f.parentPath, f.name))).includes('DRAFTMARK'), f.name).toBe(false)
+    expect((await readdir(join(edge.dir, 'db'))).length).toBeGreaterThan(0)
+  }, 240_000)
 })
