@@ -273,6 +273,13 @@ export interface RuleStatus {
    * node's platform). The rule is not backfilled while any is listed.
    */
   waitingForKey?: string[]
+  /**
+   * Rule streams: entries of the rule's stream this target could not open
+   * (their origin encrypted them wrongly, or sealed a key that does not
+   * open), skipped; each pass over the stream counts them again. Absent
+   * when none. The node's log has each one's reason.
+   */
+  unreadable?: number
   /** Where the backfill of a local rule is: reading the source, or (mirror) removing what the source lacks. */
   backfillPhase?: 'source' | 'sweep'
   webhook?: WebhookStatus

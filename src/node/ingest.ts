@@ -106,7 +106,7 @@ export class Ingestor extends Backfiller {
     try {
       key ??= await this.streamKeys?.keyFor(entry.origin, entry.epoch, st.txn)
     } catch (err) {
-      st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `the key of epoch ${entry.epoch} of stream ${entry.origin} does not open: ${(err as Error).message}` })
+      this.unreadable(st, rule, entry, `the key of epoch ${entry.epoch} of stream ${entry.origin} does not open: ${(err as Error).message}`)
       return undefined
     }
     if (key === undefined) {
@@ -126,9 +126,15 @@ export class Ingestor extends Backfiller {
       }
       return opened
     } catch (err) {
-      st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason: `entry ${entry.seq} of stream ${entry.origin} does not open: ${(err as Error).message}` })
+      this.unreadable(st, rule, entry, `entry ${entry.seq} of stream ${entry.origin} does not open: ${(err as Error).message}`)
       return undefined
     }
+  }
+
+  /** A stream entry its origin encrypted wrongly: skipped, reported, and counted (the rule's status `unreadable`). */
+  private unreadable (st: TxnState, rule: CompiledRule, entry: LogEntry, reason: string): void {
+    st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason })
+    this.count(st, rule.rule.id, 'unreadable')
   }
 
   /**

@@ -537,7 +537,7 @@ export class RuleService {
   }
 
   /** The rule-engine fields of a rule's status on this node. */
-  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem' | 'sources' | 'waitingForKey'> & Partial<Pick<RuleStatus, 'pending' | 'backfilled'>>> {
+  async ruleStatus (r: Rule, local: boolean): Promise<Pick<RuleStatus, 'target' | 'targets' | 'conflicts' | 'lastConflict' | 'transformErrors' | 'lastTransformError' | 'backfillPhase' | 'webhook' | 'paused' | 'catchingUp' | 'problem' | 'sources' | 'waitingForKey' | 'unreadable'> & Partial<Pick<RuleStatus, 'pending' | 'backfilled'>>> {
     const out: Awaited<ReturnType<RuleService['ruleStatus']>> = {
       target: formatTarget(r.to),
       targets: ruleTargets(r, this.deps.registry).map(p => p.name),
@@ -562,6 +562,8 @@ export class RuleService {
       if (state !== undefined && !state.done) out.backfillPhase = state.phase ?? 'source'
       if (state?.catchUp === true && !state.done) out.catchingUp = true
     }
+    const unreadable = this.deps.ingestor.counter(r.id, 'unreadable')
+    if (unreadable > 0) out.unreadable = unreadable
     if (local) {
       const waiting = await this.waitingForKey(r)
       if (waiting.length > 0) {

@@ -482,5 +482,7 @@ describe('attacks on rule streams', () => {
     expect(await recordsOf(beta.node, 'posts')).toEqual({ p1: { title: 'one' }, ok: { title: 'fine' } })
     expect(skipped.map(x => x.id)).toEqual([`#${held + 1}`, `#${held + 2}`])
     for (const x of skipped) expect(x.reason).toMatch(/the key of epoch \d of stream .* does not open/)
+    const ruleId = beta.node.registry.rules()[0].id
+    expect((await beta.node.status()).rules.find(r => r.id === ruleId)?.unreadable).toBe(2)
   }, 120_000)
 })
