@@ -501,9 +501,14 @@ export class RuleService {
 
   async dryRun (rule: Rule, reeval: boolean): Promise<DryRunReport> {
     this.validate(rule)
-    // a dry run evaluates the source's log held here; with rule streams a node holds only what rules send it
-    if (this.deps.ruleSet.streams) throw new ConflictError('dry runs are not available on a node with rule streams yet: its records are not in any log a target holds; add the rule (it can be paused, updated or removed), or compare with a node without streams', 'DRY_RUN_UNAVAILABLE')
+    const streams = this.deps.ruleSet.streams
+    // a dry run evaluates the source's log held here; with rule streams only the source holds what a rule reads
+    if (streams && (isGroupSource(rule.from) || rule.from.platform !== this.deps.localName)) {
+      const where = isGroupSource(rule.from) ? 'on each of its source platforms' : `on its source, ${rule.from.platform ?? '?'}`
+      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run ${where} (syncmesh rule add … --dry-run there): it counts what the rule would send each target`, 'DRY_RUN_UNAVAILABLE')
+    }
     return await dryRun({
+      streams,
       store: this.deps.store,
       log: this.deps.changelog,
       registry: this.deps.registry,

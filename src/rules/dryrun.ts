@@ -19,13 +19,13 @@
  */
 import type { ChangeLog } from '../log/changelog.js'
 import type { LogEntry } from '../log/entry.js'
-import { decodeEntry } from '../log/entry.js'
+import { decodeEntry, newEntry } from '../log/entry.js'
 import type { DryRunReport, DryRunTarget, JsonObject, Platform, Rule } from '../core/types.js'
 import type { Registry } from '../registry/registry.js'
 import type { Store } from '../store/db.js'
-import { utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
-import { decodeRecord, encodeRecord } from '../store/records.js'
+import { encodeJson, utf8 } from '../store/db.js'
+import { keys, keySuffix, prefixRange, rangeAfter } from '../store/keys.js'
+import { decodeRecord, encodeRecord, storedValueText } from '../store/records.js'
 import type { RecordState } from '../store/records.js'
 import { applyPlan, compileRule, parseEntryValue, planEntry, planKeys, pushPlanKeys, resolvePlan } from './engine.js'
 import type { ApplyContext, CompiledRule, Plan } from './engine.js'
@@ -47,6 +47,12 @@ export interface DryRunDeps {
   self: string
   /** Entries of `peer`'s log this node knows it lacks, or undefined when it holds none. */
   sourceLag: (peer: string) => number | undefined
+  /**
+   * Rule streams: this node's records are in no log (they leave it only by
+   * the streams of the rules reading them), so a dry run reads them from the
+   * records of this node, the rule's source, and no other node can make one.
+   */
+  streams?: boolean
 }
 
 interface Evaluation {
@@ -102,7 +108,10 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
         notes.push(`${state?.ok === false ? state.error : 'the transform module is not loaded'}; counted before the transform`)
       }
     }
-    if (!local) {
+    if (!local && deps.streams === true) {
+      notes.push(`the target's records are on ${p.name}, and with rule streams the records the rule reads only here: creates, updates and deletes there are known once the rule runs`)
+      if (rule.transform !== undefined) notes.push(`the transform module runs on ${p.name}; "matching" counts records before it`)
+    } else if (!local) {
       notes.push(`the target's records are on ${p.name}: run the dry run there for creates/updates/deletes (e.g. syncmesh rule ${options.reeval ? 'update' : 'add'} … --dry-run --data <${p.name}'s data dir>)`)
       if (rule.transform !== undefined) notes.push(`the transform module runs on ${p.name}; "matching" counts records before it`)
     }
@@ -113,10 +122,10 @@ export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: b
     evaluations.push(ev)
   }
 
-  // one pass over the source log, every target evaluated on each chunk
+  // one pass over the source log (with rule streams: the source's records), every target evaluated on each chunk
   let after: string | undefined
   for (;;) {
-    const entries = await deps.log.readCollection(source.peerId, rule.from.collection, after, CHUNK)
+    const entries = deps.streams === true ? await ownRecordsAsEntries(deps, rule.from.collection, after, CHUNK) : await deps.log.readCollection(source.peerId, rule.from.collection, after, CHUNK)
     report.source.records += entries.length
     for (const ev of evaluations) await evaluateChunk(deps, ev, entries, options.reeval)
     if (entries.length < CHUNK) break
@@ -171,6 +180,25 @@ async function dryRunGroup (deps: DryRunDeps, rule: Rule, options: { reeval: boo
   report.source.note = notes.join('; ')
   report.targets = [...byTarget.values()]
   return report
+}
+
+/**
+ * The next `limit` records of `collection` on this node after `afterId`, as
+ * the entries a rule plans (a record's newest write: a put of its value, a
+ * delete for a tombstone): what a dry run reads with rule streams.
+ */
+async function ownRecordsAsEntries (deps: DryRunDeps, collection: string, afterId: string | undefined, limit: number): Promise<LogEntry[]> {
+  const prefix = keys.recordPrefix(collection)
+  const out: LogEntry[] = []
+  for await (const [key, bytes] of deps.store.db.iterator({ ...rangeAfter(prefix, afterId), limit })) {
+    const state = decodeRecord(bytes)
+    const v = state.version
+    const value = state.value === undefined ? undefined : storedValueText(bytes, state) ?? encodeJson(state.value)
+    const entry = newEntry(deps.self, v.seq, v.hlc, collection, keySuffix(key, prefix), value === undefined ? 'del' : 'put', value, v.origin, v.seq)
+    if (state.value !== undefined) entry.parsed = state.value
+    out.push(entry)
+  }
+  return out
 }
 
 function emptyTarget (platform: string, collection: string, note?: string): DryRunTarget {

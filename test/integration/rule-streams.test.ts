@@ -122,8 +122,16 @@ describe('rule streams between real nodes', () => {
     await alpha.node.records.put('posts', 'p3', { title: 'three', slug: 'three', status: 'published' })
     await alpha.node.records.put('posts', 'p4', { title: 'four', slug: 'four', status: 'draft' })
     await eventually(async () => (await all(beta.node, 'pages')).size === 3, 'beta to hold three pages')
-    // a dry run says it cannot be made here, and why
-    await expect(beta.node.registry.dryRunRule!({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'x' } })).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE' })
+    // a dry run is made on the source, which alone holds the records the rule reads; elsewhere it says where to run it
+    const spec = { from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'x' }, where: { status: 'published' } }
+    await expect(beta.node.registry.dryRunRule!(spec)).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE', message: expect.stringContaining('on its source, alpha') })
+    const report = await alpha.node.registry.dryRunRule!(spec)
+    expect(report.source).toMatchObject({ platform: 'alpha', collection: 'posts', records: 4, complete: true })
+    expect(report.targets).toEqual([expect.objectContaining({ platform: 'beta', collection: 'x', exact: false, matching: 3, skipped: 1, creates: 0 })])
+    expect(report.targets[0].note).toContain('with rule streams')
+    // a target on the source itself is evaluated exactly, by the rule engine against its records
+    const local = await alpha.node.registry.dryRunRule!({ ...spec, to: { platform: 'alpha', collection: 'copy' } })
+    expect(local.targets).toEqual([expect.objectContaining({ platform: 'alpha', exact: true, matching: 3, creates: 3 })])
     await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'draft' }) // stops matching
     await alpha.node.records.put('posts', 'p2', { title: 'TWO', slug: 'two', status: 'published' }) // update
     await alpha.node.records.delete('posts', 'p3')
