@@ -560,6 +560,13 @@ export interface SyncNodeOptions {
    * their rule); peers do not send it the others.
    */
   relay?: 'all' | 'audience'
+  /**
+   * INTERNAL (tests): with `streams`, the most entries a stream's epoch key
+   * encrypts before the stream starts a new epoch (encryption.md §5). Must
+   * exceed the records one write transaction holds.
+   * @default MAX_ENTRIES_PER_KEY (2^31)
+   */
+  maxEntriesPerKey?: number
 }
 
 /** One side of a conflict: a version of the target record. */

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { ConfigError, InvalidInputError, NotFoundError, NotRunningError } from '../core/errors.js'
 import { ChangeLog } from '../log/changelog.js'
 import { Attester, RunSigner } from '../log/signing.js'
-import { isLogOf, isRuleStreamLog, peerOf, streamOf } from '../log/log-id.js'
+import { isLogOf, isRuleStreamLog, logId, peerOf, streamOf } from '../log/log-id.js'
 import { attestStoredOwnLog, lowerToAttested } from '../log/attest-upgrade.js'
 import { MeshAuth } from '../network/auth/auth.js'
 import { Door } from '../network/auth/door.js'
@@ -277,7 +277,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.trust = new TrustPolicy({ registry: this.registryView, logger: this.log.child({ component: 'trust' }), self: this.self, maxClockAheadMs, streams: this.ruleSet.streams })
     this.ingestor = new Ingestor({ store: this.store, log: this.changelog, rules: this.ruleSet, self: this.self, signer: new RunSigner(privateKey, this.self), policy: this.trust, maxClockAheadMs })
     if (this.ruleSet.streams) {
-      const streamKeys = new StreamKeys(this.store, this.self, privateKey)
+      const streamKeys = new StreamKeys(this.store, this.self, privateKey, {
+        heldOf: (stream) => this.changelog.held(logId(this.self, stream)),
+        ...(this.options.maxEntriesPerKey !== undefined ? { maxEntriesPerKey: this.options.maxEntriesPerKey } : {})
+      })
       await streamKeys.load()
       this.ingestor.streamKeys = streamKeys
     }
@@ -286,6 +289,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.store.onMaintenance = (kind) => (kind === 'flush' ? this.metrics.flushes : this.metrics.compactions).inc()
     this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
     this.ruleService = this.createRuleService()
+    this.ingestor.onEpochStarted = () => this.ruleService.keysRotated()
     await this.ruleService.load()
   }
 

@@ -383,6 +383,11 @@ export class RuleService {
    * registry change (a target joins) and at start. The key itself is made
    * here when the stream has none yet.
    */
+  /** An own stream started a new epoch (its key was full): seal the new key to the stream's audience. */
+  keysRotated (): void {
+    this.ensureEnvelopes()
+  }
+
   private ensureEnvelopes (): void {
     const keysOf = this.deps.ingestor.streamKeys
     if (!this.started || keysOf === undefined || this.deps.writeRegistry === undefined) return

@@ -12,7 +12,7 @@
  * every epoch, so a member that joins reads the stream from its start.
  */
 import type { PrivateKey } from '@libp2p/interface'
-import { SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
+import { MAX_ENTRIES_PER_KEY, SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
 import { isPeerId, isStreamId, parseLogId, RULE_STREAM_PREFIX } from '../log/log-id.js'
 import type { JsonObject } from '../core/types.js'
 import type { Store, Txn } from '../store/db.js'
@@ -62,32 +62,61 @@ export function envelopeRefusal (id: string, writer: string, op: string, value: 
   return undefined
 }
 
+/** An own stream's epoch: its key, and how many entries the stream held when it began (`start`). */
+interface OwnEpoch {
+  epoch: number
+  key: StreamKey
+  start: number
+}
+
 export class StreamKeys {
   private readonly identity: SealIdentity
   /** Own streams: stream → its current epoch and key. */
-  private readonly own = new Map<string, { epoch: number, key: StreamKey }>()
+  private readonly own = new Map<string, OwnEpoch>()
   /** Own streams: stream → every epoch's key, the current one first (read for every record a stream sends). */
-  private readonly epochsOf = new Map<string, Array<{ epoch: number, key: StreamKey }>>()
+  private readonly epochsOf = new Map<string, OwnEpoch[]>()
   /** Others' streams: `log id\0epoch` → the key opened from its envelope. */
   private readonly opened = new Map<string, StreamKey>()
+  /** The entries an epoch key encrypts at most (encryption.md §5). */
+  private readonly maxEntriesPerKey: number
+  /** How many entries own stream `stream` holds (its log's held seq). */
+  private readonly heldOf: (stream: string) => number
 
-  constructor (private readonly store: Store, private readonly self: string, privateKey: PrivateKey) {
+  constructor (private readonly store: Store, private readonly self: string, privateKey: PrivateKey, options: { heldOf?: (stream: string) => number, maxEntriesPerKey?: number } = {}) {
     this.identity = SealIdentity.fromPrivateKey(privateKey)
+    this.heldOf = options.heldOf ?? (() => 0)
+    this.maxEntriesPerKey = options.maxEntriesPerKey ?? MAX_ENTRIES_PER_KEY
+    if (!Number.isSafeInteger(this.maxEntriesPerKey) || this.maxEntriesPerKey < 1 || this.maxEntriesPerKey > MAX_ENTRIES_PER_KEY) throw new RangeError(`maxEntriesPerKey must be an integer 1 … ${MAX_ENTRIES_PER_KEY}, got ${this.maxEntriesPerKey}`)
   }
 
-  /** Load the keys of this node's own streams. */
+  /**
+   * Load the keys of this node's own streams. A key's value is its 32 bytes
+   * and u64be(start); a key stored without `start` began at 0 (its count
+   * then covers the whole stream: a new epoch comes early, never late).
+   */
   async load (): Promise<void> {
     for await (const [key, value] of this.store.db.iterator(prefixRange(OWN_KEY_PREFIX))) {
       const [stream, epoch] = keySuffix(key, OWN_KEY_PREFIX).split(SEP)
-      this.remember(stream, Number(epoch), new StreamKey(value))
+      const start = value.byteLength >= STREAM_KEY_BYTES + 8 ? Number(Buffer.from(value.buffer, value.byteOffset, value.byteLength).readBigUInt64BE(STREAM_KEY_BYTES)) : 0
+      this.remember(stream, Number(epoch), new StreamKey(value.subarray(0, STREAM_KEY_BYTES)), start)
     }
   }
 
-  private remember (stream: string, epoch: number, key: StreamKey): void {
-    const all = [...(this.epochsOf.get(stream) ?? []).filter(e => e.epoch !== epoch), { epoch, key }].sort((a, b) => b.epoch - a.epoch)
+  private remember (stream: string, epoch: number, key: StreamKey, start: number): void {
+    const all = [...(this.epochsOf.get(stream) ?? []).filter(e => e.epoch !== epoch), { epoch, key, start }].sort((a, b) => b.epoch - a.epoch)
     this.epochsOf.set(stream, all)
     const cur = this.own.get(stream)
-    if (cur === undefined || cur.epoch < epoch) this.own.set(stream, { epoch, key })
+    if (cur === undefined || cur.epoch < epoch) this.own.set(stream, { epoch, key, start })
+  }
+
+  /**
+   * Whether own stream `stream` must start a new epoch before it appends
+   * `adding` more entries: its current key would then have encrypted more
+   * than the limit per key (encryption.md §5: 2^31).
+   */
+  epochFull (stream: string, adding: number): boolean {
+    const cur = this.own.get(stream)
+    return cur !== undefined && this.heldOf(stream) - cur.start + adding > this.maxEntriesPerKey
   }
 
   /** Keys being made: one per stream however many ask at once. */
@@ -115,10 +144,14 @@ export class StreamKeys {
     let made = this.making.get(stream)
     if (made === undefined) {
       const key = StreamKey.generate()
+      const start = this.heldOf(stream)
+      const value = Buffer.alloc(STREAM_KEY_BYTES + 8)
+      value.set(key.bytes, 0)
+      value.writeBigUInt64BE(BigInt(start), STREAM_KEY_BYTES)
       // durable before anything is encrypted under it: a stream's entries must never outlive their key
-      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, key.bytes).then(() => {
-        this.remember(stream, epoch, key)
-        return this.own.get(stream) as { epoch: number, key: StreamKey }
+      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, value).then(() => {
+        this.remember(stream, epoch, key, start)
+        return this.own.get(stream) as OwnEpoch
       }).finally(() => this.making.delete(stream))
       this.making.set(stream, made)
     }

@@ -166,6 +166,8 @@ export abstract class WritePath {
   protected readonly policy?: IngestPolicy
   /** The keys of rule streams (set by the node when it carries rules by streams): entries of rule streams are encrypted. */
   streamKeys?: StreamKeys
+  /** An own stream started a new epoch because its key was full (flushStreams): its audience needs envelopes of the new key. */
+  onEpochStarted?: (stream: string) => void
 
   constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
     this.signer = components.signer
@@ -335,9 +337,17 @@ export abstract class WritePath {
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
     const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKeys: string[] }> = []
-    // each stream's current key, made before the first entry needs it
-    for (const collection of new Set([...queued.values()].map(q => q.collection))) {
-      for (const o of this.rules.outboundFor(collection) ?? []) await streamKeys.current(o.stream)
+    // each stream's current key, made before the first entry needs it; a new epoch before a key
+    // would encrypt more entries than it may (encryption.md §5)
+    const perCollection = new Map<string, number>()
+    for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
+    for (const [collection, n] of perCollection) {
+      for (const o of this.rules.outboundFor(collection) ?? []) {
+        const { epoch } = await streamKeys.current(o.stream)
+        if (!streamKeys.epochFull(o.stream, n)) continue
+        await streamKeys.rotate(o.stream, epoch)
+        this.onEpochStarted?.(o.stream)
+      }
     }
     for (const { collection, id, state } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {

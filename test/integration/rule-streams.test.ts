@@ -14,6 +14,7 @@ import type { SyncNode } from '../../src/node/node.js'
 import type { PeerInfo } from '../../src/core/types.js'
 import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { ruleStreamId } from '../../src/rules/stream-plan.js'
+import { decodeEntry } from '../../src/log/entry.js'
 import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
@@ -372,5 +373,50 @@ describe('rule streams between real nodes', () => {
       const held = await all(beta.node, 'items')
       return held.size === n && [...held.values()].every(v => v.rev === 1)
     }, 'beta to hold every record at rev 1', 60_000)
+  })
+
+  it('a stream starts a new epoch before its key has encrypted more entries than a key may; the target gets every epoch\'s key and all the records', async () => {
+    const dir = await tempDir()
+    const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true, maxEntriesPerKey: 5 })
+    await node.start()
+    const alpha: Running = { node, dir }
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    for (let i = 0; i < 12; i++) await alpha.node.records.put('posts', `p${i}`, { n: i })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 12, 'beta to hold the twelve posts')
+    // the entries of the stream, as alpha stores them: the epoch of each is in clear
+    const stream = ruleStreamId(alpha.node.registry.rules()[0])
+    const db = (alpha.node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+    const prefix = `e\x00${alpha.node.peerId}/${stream}\x00`
+    const perEpoch = new Map<number, number>()
+    for await (const [, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
+      const epoch = decodeEntry(`${alpha.node.peerId}/${stream}`, value).epoch ?? 0
+      perEpoch.set(epoch, (perEpoch.get(epoch) ?? 0) + 1)
+    }
+    expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(12)
+    expect(perEpoch.size).toBeGreaterThanOrEqual(3)
+    for (const n of perEpoch.values()) expect(n).toBeLessThanOrEqual(5)
+    // beta holds an envelope of every epoch
+    const ids = await keyRecordIds(beta.node)
+    for (const epoch of perEpoch.keys()) expect(ids).toContain(`${alpha.node.peerId}/${stream}/${epoch}/${beta.node.peerId}`)
+    // the count holds across a restart: the next writes fill the current epoch up to the limit, then a new one begins
+    await alpha.node.stop()
+    const again = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true, maxEntriesPerKey: 5 })
+    await again.start()
+    running.push({ node: again, dir })
+    await again.peers.add(beta.node.getMultiaddrs()[0])
+    for (let i = 12; i < 20; i++) await again.records.put('posts', `p${i}`, { n: i })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 20, 'beta to hold the twenty posts')
+    const db2 = (again as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+    perEpoch.clear()
+    for await (const [, value] of db2.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
+      const epoch = decodeEntry(`${alpha.node.peerId}/${stream}`, value).epoch ?? 0
+      perEpoch.set(epoch, (perEpoch.get(epoch) ?? 0) + 1)
+    }
+    expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(20)
+    for (const n of perEpoch.values()) expect(n).toBeLessThanOrEqual(5)
   })
 })
