@@ -131,6 +131,22 @@ export class Ingestor extends Backfiller {
     }
   }
 
+  /**
+   * Entries of one of this node's own rule streams came back from a peer:
+   * the node was restored from a backup. Its current key may have encrypted
+   * entries it no longer knows of, and later epochs may have begun whose keys
+   * it lost: the stream starts a new epoch above every one it has seen
+   * (encryption.md §5), sealed to its audience, before it encrypts again.
+   */
+  private async ownStreamBack (streamLog: string, entries: LogEntry[]): Promise<void> {
+    const stream = streamOf(streamLog)
+    if (stream === undefined || this.streamKeys === undefined) return
+    const seen = entries.reduce((max, e) => Math.max(max, e.epoch ?? 0), this.streamKeys.currentIfAny(stream)?.epoch ?? 0)
+    const { epoch } = await this.streamKeys.rotate(stream, seen)
+    this.onEpochStarted?.(stream)
+    this.onRestoredStream?.(streamLog, epoch)
+  }
+
   /** A stream entry its origin encrypted wrongly: skipped, reported, and counted (the rule's status `unreadable`). */
   private unreadable (st: TxnState, rule: CompiledRule, entry: LogEntry, reason: string): void {
     st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason })
@@ -178,6 +194,7 @@ export class Ingestor extends Backfiller {
       }, { issue: true })
       const { rest, forwarded } = this.log.forwardEarly(this.log.takeTails(txn), this.self)
       if (forwarded.length > 0) this.onForwardable?.(forwarded)
+      if (fresh.length > 0 && isLogOf(origin, this.self)) await this.ownStreamBack(origin, fresh)
       return { result, durable, tails: rest }
     }, { pipelined: true })
     if (out === undefined) return undefined

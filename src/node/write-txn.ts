@@ -168,6 +168,8 @@ export abstract class WritePath {
   streamKeys?: StreamKeys
   /** An own stream started a new epoch because its key was full (flushStreams): its audience needs envelopes of the new key. */
   onEpochStarted?: (stream: string) => void
+  /** Entries of an own stream came back from a peer (a restore): it went on at `epoch`. */
+  onRestoredStream?: (streamLog: string, epoch: number) => void
 
   constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
     this.signer = components.signer
