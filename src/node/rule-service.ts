@@ -598,6 +598,8 @@ export class RuleService {
         out.waitingForKey = waiting
         out.backfilled = false
       }
+      // passed over entries of its stream for want of a key: not backfilled until it has read the stream again
+      if (this.deps.ruleSet.forRule(r.id).some(c => this.deps.ingestor.awaitingKey.has(c.stateId))) out.backfilled = false
     }
     if (local) {
       const hook = this.webhooks.status(r.id)
@@ -630,7 +632,7 @@ export class RuleService {
     let phase: 'source' | 'sweep' | undefined
     for (const p of sources) {
       const state = await this.deps.ingestor.backfillState(stateIdOf(r, p.name))
-      const done = state?.done === true
+      const done = state?.done === true && !this.deps.ingestor.awaitingKey.has(stateIdOf(r, p.name))
       if (state !== undefined && !done) phase ??= state.phase ?? 'source'
       if (state?.catchUp === true && !done) out.catchingUp = true
       out.sources.push({ platform: p.name, pending: r.paused === true ? 0 : this.deps.sourceLag(p.peerId) ?? 0, backfilled: done })

@@ -457,4 +457,72 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).get('after')?.n === 99, 'beta to read what alpha wrote after the restore', 20_000)
     expect((await beta.node.status()).rules[0].unreadable).toBeUndefined()
   })
+
+  it('a platform that leaves a rule\'s source group and comes back: what it wrote while out is sent then, also after a restart while out', async () => {
+    const hub = await start('hub')
+    let site = await start('site1')
+    running.push(hub, site)
+    await site.node.peers.add(hub.node.getMultiaddrs()[0])
+    await eventually(() => [hub, site].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const tag = async (tags: string[]): Promise<void> => {
+      const current = hub.node.registry.platforms().find(p => p.name === 'site1')
+      if (current === undefined) throw new Error('no platform site1')
+      await hub.node.registry.addPlatform({ ...current, tags })
+      await eventually(() => [hub, site].every(n => JSON.stringify(n.node.registry.platforms().find(p => p.name === 'site1')?.tags ?? []) === JSON.stringify(tags)), `site1's tags ${tags.join() || 'none'} everywhere`)
+    }
+    const ids = async (): Promise<string> => [...(await all(hub.node, 'sensors')).keys()].sort().join()
+    await tag(['edge'])
+    const rule = await hub.node.registry.addRule({ from: { tag: 'edge', collection: 'sensors' }, to: { platform: 'hub', collection: 'sensors' } })
+    await site.node.records.put('sensors', 's1', { n: 1 })
+    await eventually(async () => await ids() === 's1', 's1 on the hub')
+    // out of the group: its writes go into no stream; back in it, its stream is filled with them
+    await tag([])
+    await site.node.records.put('sensors', 's2', { n: 2 })
+    await site.node.records.put('sensors', 's1', { n: 10 })
+    await tag(['edge'])
+    await eventually(async () => await ids() === 's1,s2' && (await all(hub.node, 'sensors')).get('s1')?.n === 10, 'what site1 wrote while out on the hub')
+    // out again, and restarted while out: back in the group, what it wrote before and after the restart is sent
+    await tag([])
+    await site.node.records.put('sensors', 's3', { n: 3 })
+    await site.node.stop()
+    site = await start('site1', site.dir)
+    running.push(site)
+    await site.node.peers.add(hub.node.getMultiaddrs()[0])
+    await site.node.records.put('sensors', 's4', { n: 4 })
+    await tag(['edge'])
+    await eventually(async () => await ids() === 's1,s2,s3,s4', 'what site1 wrote while out, across its restart, on the hub')
+    await eventually(async () => (await hub.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on the hub')
+  })
+
+  it('a target that passed over entries of a stream for want of its key is not backfilled until it has read the stream again', async () => {
+    const alpha = await start('alpha')
+    running.push(alpha)
+    for (let i = 0; i < 5; i++) await alpha.node.records.put('posts', `p${i}`, { n: i })
+    // a rule for a target that is not there yet: alpha fills the stream, and seals its key to beta once beta registers
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    const beta = await start('beta')
+    running.push(beta)
+    // hold beta's reading again of the stream (once the key arrived) until its status is read
+    const ingestor = (beta.node as unknown as { ingestor: { clearAwaitingKey: (id: string) => Promise<void> } }).ingestor
+    const clear = ingestor.clearAwaitingKey.bind(ingestor)
+    let held: (() => void) | undefined
+    let release: () => void = () => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    ingestor.clearAwaitingKey = async (id: string): Promise<void> => {
+      held = () => {}
+      await released
+      await clear(id)
+    }
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    try {
+      await eventually(() => held !== undefined, 'beta to get the key after entries it passed over')
+      const st = (await beta.node.status()).rules.find(r => r.id === rule.id)
+      expect(st?.waitingForKey).toBeUndefined()
+      expect(st?.backfilled).toBe(false)
+    } finally {
+      release()
+    }
+    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on beta')
+    expect((await all(beta.node, 'posts')).size).toBe(5)
+  })
 })
