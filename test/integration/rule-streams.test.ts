@@ -525,4 +525,28 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on beta')
     expect((await all(beta.node, 'posts')).size).toBe(5)
   })
+
+  it('a rule changed on its source side (a rename) rewrites what it placed on a merge target, from one source and from a group', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    const s2 = await start('site2')
+    running.push(hub, s1, s2)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await s2.node.peers.add(hub.node.getMultiaddrs()[0])
+    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const one = await hub.node.registry.addRule({ from: { platform: 'site1', collection: 'things' }, to: { platform: 'hub', collection: 'one' } })
+    const group = await hub.node.registry.addRule({ from: { platform: '*', collection: 'things' }, to: { platform: 'hub', collection: 'group' } })
+    await s1.node.records.put('things', 't1', { v: 'a' })
+    await s2.node.records.put('things', 't2', { v: 'b' })
+    const ready = async (id: string): Promise<boolean> => (await hub.node.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => (await all(hub.node, 'one')).get('t1')?.v === 'a' && (await all(hub.node, 'group')).size === 2 && await ready(one.id) && await ready(group.id), 'the records on the hub')
+    // the rename runs on the sources: each sends its records again in the rule's new stream
+    await hub.node.registry.updateRule?.(one.id, { rename: { v: 'w' } })
+    await hub.node.registry.updateRule?.(group.id, { rename: { v: 'w' } })
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { w: 'a' } }) && await ready(one.id), 'the single-source rule re-evaluated')
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'group'))) === JSON.stringify({ t1: { w: 'a' }, t2: { w: 'b' } }) && await ready(group.id), 'the group rule re-evaluated')
+    // the same writes, no conflict
+    expect((await hub.node.records.get('group', 't2'))?.version.origin).toBe(s2.node.peerId)
+    for (const r of [one, group]) expect((await hub.node.registry.conflicts!(r.id, 50)).total).toBe(0)
+  })
 })
