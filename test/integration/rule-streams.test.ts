@@ -522,8 +522,7 @@ describe('rule streams between real nodes', () => {
     } finally {
       release()
     }
-    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on beta')
-    expect((await all(beta.node, 'posts')).size).toBe(5)
+    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true && (await all(beta.node, 'posts')).size === 5, 'the rule backfilled on beta, with the posts')
   })
 
   it('a rule changed on its source side (a rename) rewrites what it placed on a merge target, from one source and from a group', async () => {
