@@ -586,7 +586,12 @@ export class RuleService {
     }
     if (local && isGroupSource(r.from)) await this.groupStatus(r, out)
     else if (local) {
+      // passed over entries of its stream for want of a key: not backfilled until it has read the stream
+      // again (asked before its state is read: the state of the pass that passed them over goes once it
+      // stops waiting)
+      const awaiting = this.deps.ingestor.awaitingKey.has(r.id)
       const state = await this.deps.ingestor.backfillState(r.id)
+      out.backfilled = !awaiting && state?.done === true
       if (state !== undefined && !state.done) out.backfillPhase = state.phase ?? 'source'
       if (state?.catchUp === true && !state.done) out.catchingUp = true
     }
@@ -598,8 +603,6 @@ export class RuleService {
         out.waitingForKey = waiting
         out.backfilled = false
       }
-      // passed over entries of its stream for want of a key: not backfilled until it has read the stream again
-      if (this.deps.ruleSet.forRule(r.id).some(c => this.deps.ingestor.awaitingKey.has(c.stateId))) out.backfilled = false
     }
     if (local) {
       const hook = this.webhooks.status(r.id)
@@ -631,8 +634,10 @@ export class RuleService {
     out.sources = []
     let phase: 'source' | 'sweep' | undefined
     for (const p of sources) {
+      // as for one source (ruleStatus): whether it waits to read its stream again, then its state
+      const awaiting = this.deps.ingestor.awaitingKey.has(stateIdOf(r, p.name))
       const state = await this.deps.ingestor.backfillState(stateIdOf(r, p.name))
-      const done = state?.done === true && !this.deps.ingestor.awaitingKey.has(stateIdOf(r, p.name))
+      const done = state?.done === true && !awaiting
       if (state !== undefined && !done) phase ??= state.phase ?? 'source'
       if (state?.catchUp === true && !done) out.catchingUp = true
       out.sources.push({ platform: p.name, pending: r.paused === true ? 0 : this.deps.sourceLag(p.peerId) ?? 0, backfilled: done })
