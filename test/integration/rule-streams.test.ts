@@ -547,5 +547,11 @@ describe('rule streams between real nodes', () => {
     // the same writes, no conflict
     expect((await hub.node.records.get('group', 't2'))?.version.origin).toBe(s2.node.peerId)
     for (const r of [one, group]) expect((await hub.node.registry.conflicts!(r.id, 50)).total).toBe(0)
+    // changed back: the source's earlier stream, which it fills again with what it wrote meanwhile
+    await s1.node.records.put('things', 't3', { v: 'c' })
+    await eventually(async () => (await all(hub.node, 'one')).get('t3')?.w === 'c', 't3 on the hub')
+    await hub.node.registry.updateRule?.(one.id, { rename: null })
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { v: 'a' }, t3: { v: 'c' } }) && await ready(one.id), 'the rule changed back, re-evaluated')
+    expect((await hub.node.registry.conflicts!(one.id, 50)).total).toBe(0)
   })
 })
