@@ -458,7 +458,7 @@ describe('rule streams between real nodes', () => {
     expect((await beta.node.status()).rules[0].unreadable).toBeUndefined()
   })
 
-  it('a platform that leaves a rule\'s source group and comes back: what it wrote while out is sent then, also after a restart while out', async () => {
+  it('a platform that leaves a rule\'s source group and comes back: what it wrote and deleted while out is sent then, also after a restart while out', async () => {
     const hub = await start('hub')
     let site = await start('site1')
     running.push(hub, site)
@@ -484,13 +484,14 @@ describe('rule streams between real nodes', () => {
     // out again, and restarted while out: back in the group, what it wrote before and after the restart is sent
     await tag([])
     await site.node.records.put('sensors', 's3', { n: 3 })
+    await site.node.records.delete('sensors', 's2')
     await site.node.stop()
     site = await start('site1', site.dir)
     running.push(site)
     await site.node.peers.add(hub.node.getMultiaddrs()[0])
     await site.node.records.put('sensors', 's4', { n: 4 })
     await tag(['edge'])
-    await eventually(async () => await ids() === 's1,s2,s3,s4', 'what site1 wrote while out, across its restart, on the hub')
+    await eventually(async () => await ids() === 's1,s3,s4', 'what site1 wrote and deleted while out, across its restart, on the hub')
     await eventually(async () => (await hub.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on the hub')
   })
 
