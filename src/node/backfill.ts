@@ -12,7 +12,7 @@ import { compareHlc } from '../core/hlc.js'
 import type { JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
-import { keys, keySuffix, rangeAfter, SEP } from '../store/keys.js'
+import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { decodeRecord, storedValueText } from '../store/records.js'
 import { SEALED_COLLECTION } from '../store/names.js'
 import { blindedIdHex } from '../log/sealed-entry.js'
@@ -576,7 +576,7 @@ export abstract class Backfiller extends WritePath {
    */
   async fillStream (stream: string, collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
     const prefix = keys.recordPrefix(collection)
-    await this.resumablePass(keys.meta(`stream-fill${SEP}${stream}`), onChunk, isCurrent, async (st, current) => {
+    await this.resumablePass(fillKey(stream), onChunk, isCurrent, async (st, current) => {
       const streamed = (st.streamed ??= new Map())
       // the ids from the database, the records through the Txn: a chunk is worked while the one
       // before is written (pipelined), and a record may be changing in a write in flight, whose own
@@ -597,8 +597,32 @@ export abstract class Backfiller extends WritePath {
     }, true)
   }
 
+  /**
+   * Rule streams: forget the fill progress of the streams `gone` names (no
+   * rule here sends them now: a rule removed or changed, this
+   * platform out of a rule's source group). What is written meanwhile goes
+   * into no stream; should one be sent again (the platform back in the
+   * group, a rule changed back), it is filled again from the start, which
+   * appends only what the stream lacks. Call it while no fill of those runs.
+   */
+  async forgetFills (gone: (stream: string) => boolean): Promise<void> {
+    const prefix = fillKey('')
+    // under the write lock, after the transactions in flight (a fill's last chunk writes its progress)
+    await this.store.exclusive(async () => {
+      await this.store.flushed()
+      const dropped: string[] = []
+      for await (const key of this.store.db.keys(prefixRange(prefix))) if (gone(keySuffix(key, prefix))) dropped.push(key)
+      if (dropped.length > 0) await this.store.db.batch(dropped.map(key => ({ type: 'del' as const, key })))
+    })
+  }
+
   /** Forget a collection's publish progress (it is no rule's source any more): a later rule publishes again. */
   async unpublish (collection: string): Promise<void> {
     await this.store.db.del(keys.publish(collection))
   }
+}
+
+/** Where a rule stream's fill keeps its progress (Backfiller.fillStream). */
+function fillKey (stream: string): string {
+  return keys.meta(`stream-fill${SEP}${stream}`)
 }

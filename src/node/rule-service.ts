@@ -227,7 +227,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.envelopes, this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.forgettingFills, this.envelopes, this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -370,7 +370,11 @@ export class RuleService {
     this.publishes.set(collection, run)
   }
 
+  /** Rule streams filled or being filled (scheduleFills), by stream id. */
   private readonly fills = new Map<string, Promise<void>>()
+  /** Forgetting the fill progress of streams no rule here sends (Ingestor.forgetFills): fills start after it. */
+  private forgettingFills: Promise<void> = Promise.resolve()
+  private fillsChecked = false
   /** Writing envelopes of stream keys (ensureEnvelopes): one run at a time, another after it when asked meanwhile. */
   private envelopes: Promise<void> = Promise.resolve()
   private envelopesAgain = false
@@ -467,11 +471,25 @@ export class RuleService {
   /** Rule streams: fill the stream of every rule this node is the source of, once per stream (Ingestor.fillStream). */
   private scheduleFills (): void {
     if (!this.started || !this.deps.ruleSet.streams) return
+    const sent = new Set(this.deps.ruleSet.allOutbound().map(o => o.stream))
+    const ingestor = this.deps.ingestor
+    if (!this.fillsChecked) {
+      // at start: the streams sent before it and not now
+      this.fillsChecked = true
+      this.forgettingFills = this.forgettingFills.then(async () => await ingestor.forgetFills(stream => !sent.has(stream)))
+    }
+    for (const [gone, run] of this.fills) {
+      if (sent.has(gone)) continue
+      // no rule here sends it now: its progress goes once its fill stops (should it be sent again, it is filled again)
+      this.fills.delete(gone)
+      this.forgettingFills = this.forgettingFills.then(async () => await run).then(async () => await ingestor.forgetFills(stream => stream === gone))
+    }
+    this.forgettingFills = this.forgettingFills.catch((err: Error) => { this.deps.log.error({ err: err.message }, `forgetting the fills of rule streams no rule sends failed: ${err.message}`) })
     for (const o of this.deps.ruleSet.allOutbound()) {
       const stream = o.stream
       if (this.fills.has(stream)) continue
       const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.allOutbound().some(x => x.stream === stream)
-      const run = this.deps.ingestor.fillStream(stream, o.compiled.rule.from.collection, (r) => this.deps.afterIngest(r), current)
+      const run = this.forgettingFills.then(async () => await this.deps.ingestor.fillStream(stream, o.compiled.rule.from.collection, (r) => this.deps.afterIngest(r), current))
         .then(() => { this.deps.log.debug({ rule: o.compiled.rule.id, stream }, `stream ${stream} of rule ${o.compiled.rule.id} holds the records of ${o.compiled.rule.from.collection}`) })
         .catch((err: Error) => { this.deps.log.error({ rule: o.compiled.rule.id, stream, err: err.message }, `filling stream ${stream} failed; it resumes at the next start`) })
       this.fills.set(stream, run)
@@ -568,7 +586,12 @@ export class RuleService {
     }
     if (local && isGroupSource(r.from)) await this.groupStatus(r, out)
     else if (local) {
+      // passed over entries of its stream for want of a key: not backfilled until it has read the stream
+      // again (asked before its state is read: the state of the pass that passed them over goes once it
+      // stops waiting)
+      const awaiting = this.deps.ingestor.awaitingKey.has(r.id)
       const state = await this.deps.ingestor.backfillState(r.id)
+      out.backfilled = !awaiting && state?.done === true
       if (state !== undefined && !state.done) out.backfillPhase = state.phase ?? 'source'
       if (state?.catchUp === true && !state.done) out.catchingUp = true
     }
@@ -611,8 +634,10 @@ export class RuleService {
     out.sources = []
     let phase: 'source' | 'sweep' | undefined
     for (const p of sources) {
+      // as for one source (ruleStatus): whether it waits to read its stream again, then its state
+      const awaiting = this.deps.ingestor.awaitingKey.has(stateIdOf(r, p.name))
       const state = await this.deps.ingestor.backfillState(stateIdOf(r, p.name))
-      const done = state?.done === true
+      const done = state?.done === true && !awaiting
       if (state !== undefined && !done) phase ??= state.phase ?? 'source'
       if (state?.catchUp === true && !done) out.catchingUp = true
       out.sources.push({ platform: p.name, pending: r.paused === true ? 0 : this.deps.sourceLag(p.peerId) ?? 0, backfilled: done })

@@ -373,6 +373,18 @@ function otherRendering (existing: RecordState, ruleId: string, value: JsonObjec
   return existing.value !== undefined && existing.rule !== undefined && ruleId < existing.rule && !jsonEqual(existing.value, value)
 }
 
+/**
+ * Rule streams: this rule's stream of a source sends again a write it placed
+ * from that source under the same id (`mapped`). A source sends a write once
+ * per stream, so this is a new stream of a rule changed on its source side
+ * (where, key, include, exclude, rename: streams.md §14), whose fill carries
+ * the source's records after the target's re-evaluating pass has read what
+ * the stream held: the write's new value is the rule's re-evaluation.
+ */
+function restreamed (rule: CompiledRule, mapped: string | undefined, targetId: string): boolean {
+  return rule.stream !== undefined && mapped === targetId
+}
+
 /** A version written by this rule itself on this node (a re-evaluation or a mirror removal). */
 function restampedByRule (existing: RecordState, ruleId: string, self: string): boolean {
   return existing.rule === ruleId && existing.version.origin === self
@@ -474,7 +486,7 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
     // incarnation, or its echo through a cycle): nothing changes, but this rule must know it
     // placed it too, or a later delete of the source record would not reach the target.
     setMapping(ctx, mapKey, mapped, plan.targetId)
-    if (ctx.reeval && existing.value !== undefined && existing.rule === r.id && !jsonEqual(existing.value, plan.value)) {
+    if ((ctx.reeval || restreamed(rule, mapped, plan.targetId)) && existing.value !== undefined && existing.rule === r.id && !jsonEqual(existing.value, plan.value)) {
       // the rule changed: the same source write now gives another value
       const v = ctx.published(collection) ? ctx.freshVersion() : existing.version
       out.push(write(ctx, rule, plan.targetId, { ...state, version: v }, existing, recordKey))

@@ -457,4 +457,102 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).get('after')?.n === 99, 'beta to read what alpha wrote after the restore', 20_000)
     expect((await beta.node.status()).rules[0].unreadable).toBeUndefined()
   })
+
+  it('a platform that leaves a rule\'s source group and comes back: what it wrote and deleted while out is sent then, also after a restart while out', async () => {
+    const hub = await start('hub')
+    let site = await start('site1')
+    running.push(hub, site)
+    await site.node.peers.add(hub.node.getMultiaddrs()[0])
+    await eventually(() => [hub, site].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const tag = async (tags: string[]): Promise<void> => {
+      const current = hub.node.registry.platforms().find(p => p.name === 'site1')
+      if (current === undefined) throw new Error('no platform site1')
+      await hub.node.registry.addPlatform({ ...current, tags })
+      await eventually(() => [hub, site].every(n => JSON.stringify(n.node.registry.platforms().find(p => p.name === 'site1')?.tags ?? []) === JSON.stringify(tags)), `site1's tags ${tags.join() || 'none'} everywhere`)
+    }
+    const ids = async (): Promise<string> => [...(await all(hub.node, 'sensors')).keys()].sort().join()
+    await tag(['edge'])
+    const rule = await hub.node.registry.addRule({ from: { tag: 'edge', collection: 'sensors' }, to: { platform: 'hub', collection: 'sensors' } })
+    await site.node.records.put('sensors', 's1', { n: 1 })
+    await eventually(async () => await ids() === 's1', 's1 on the hub')
+    // out of the group: its writes go into no stream; back in it, its stream is filled with them
+    await tag([])
+    await site.node.records.put('sensors', 's2', { n: 2 })
+    await site.node.records.put('sensors', 's1', { n: 10 })
+    await tag(['edge'])
+    await eventually(async () => await ids() === 's1,s2' && (await all(hub.node, 'sensors')).get('s1')?.n === 10, 'what site1 wrote while out on the hub')
+    // out again, and restarted while out: back in the group, what it wrote before and after the restart is sent
+    await tag([])
+    await site.node.records.put('sensors', 's3', { n: 3 })
+    await site.node.records.delete('sensors', 's2')
+    await site.node.stop()
+    site = await start('site1', site.dir)
+    running.push(site)
+    await site.node.peers.add(hub.node.getMultiaddrs()[0])
+    await site.node.records.put('sensors', 's4', { n: 4 })
+    await tag(['edge'])
+    await eventually(async () => await ids() === 's1,s3,s4', 'what site1 wrote and deleted while out, across its restart, on the hub')
+    await eventually(async () => (await hub.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'the rule backfilled on the hub')
+  })
+
+  it('a target that passed over entries of a stream for want of its key is not backfilled until it has read the stream again', async () => {
+    const alpha = await start('alpha')
+    running.push(alpha)
+    for (let i = 0; i < 5; i++) await alpha.node.records.put('posts', `p${i}`, { n: i })
+    // a rule for a target that is not there yet: alpha fills the stream, and seals its key to beta once beta registers
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    const beta = await start('beta')
+    running.push(beta)
+    // hold beta's reading again of the stream (once the key arrived) until its status is read
+    const ingestor = (beta.node as unknown as { ingestor: { clearAwaitingKey: (id: string) => Promise<void> } }).ingestor
+    const clear = ingestor.clearAwaitingKey.bind(ingestor)
+    let held: (() => void) | undefined
+    let release: () => void = () => {}
+    const released = new Promise<void>(resolve => { release = resolve })
+    ingestor.clearAwaitingKey = async (id: string): Promise<void> => {
+      held = () => {}
+      await released
+      await clear(id)
+    }
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    try {
+      await eventually(() => held !== undefined, 'beta to get the key after entries it passed over')
+      const st = (await beta.node.status()).rules.find(r => r.id === rule.id)
+      expect(st?.waitingForKey).toBeUndefined()
+      expect(st?.backfilled).toBe(false)
+    } finally {
+      release()
+    }
+    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true && (await all(beta.node, 'posts')).size === 5, 'the rule backfilled on beta, with the posts')
+  })
+
+  it('a rule changed on its source side (a rename) rewrites what it placed on a merge target, from one source and from a group', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    const s2 = await start('site2')
+    running.push(hub, s1, s2)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await s2.node.peers.add(hub.node.getMultiaddrs()[0])
+    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const one = await hub.node.registry.addRule({ from: { platform: 'site1', collection: 'things' }, to: { platform: 'hub', collection: 'one' } })
+    const group = await hub.node.registry.addRule({ from: { platform: '*', collection: 'things' }, to: { platform: 'hub', collection: 'group' } })
+    await s1.node.records.put('things', 't1', { v: 'a' })
+    await s2.node.records.put('things', 't2', { v: 'b' })
+    const ready = async (id: string): Promise<boolean> => (await hub.node.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => (await all(hub.node, 'one')).get('t1')?.v === 'a' && (await all(hub.node, 'group')).size === 2 && await ready(one.id) && await ready(group.id), 'the records on the hub')
+    // the rename runs on the sources: each sends its records again in the rule's new stream
+    await hub.node.registry.updateRule?.(one.id, { rename: { v: 'w' } })
+    await hub.node.registry.updateRule?.(group.id, { rename: { v: 'w' } })
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { w: 'a' } }) && await ready(one.id), 'the single-source rule re-evaluated')
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'group'))) === JSON.stringify({ t1: { w: 'a' }, t2: { w: 'b' } }) && await ready(group.id), 'the group rule re-evaluated')
+    // the same writes, no conflict
+    expect((await hub.node.records.get('group', 't2'))?.version.origin).toBe(s2.node.peerId)
+    for (const r of [one, group]) expect((await hub.node.registry.conflicts!(r.id, 50)).total).toBe(0)
+    // changed back: the source's earlier stream, which it fills again with what it wrote meanwhile
+    await s1.node.records.put('things', 't3', { v: 'c' })
+    await eventually(async () => (await all(hub.node, 'one')).get('t3')?.w === 'c', 't3 on the hub')
+    await hub.node.registry.updateRule?.(one.id, { rename: null })
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { v: 'a' }, t3: { v: 'c' } }) && await ready(one.id), 'the rule changed back, re-evaluated')
+    expect((await hub.node.registry.conflicts!(one.id, 50)).total).toBe(0)
+  })
 })
