@@ -555,4 +555,28 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { v: 'a' }, t3: { v: 'c' } }) && await ready(one.id), 'the rule changed back, re-evaluated')
     expect((await hub.node.registry.conflicts!(one.id, 50)).total).toBe(0)
   })
+
+  it('a record deleted or no longer matching right after its rule changed, before the new stream\'s fill reached it, leaves the targets that got it from the earlier stream', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const n = 2000
+    const id = (i: number): string => `i${String(i).padStart(5, '0')}`
+    await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: id(i), value: { kind: 'item', i } })))
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: 'item' } })
+    await eventually(async () => (await all(beta.node, 'items')).size === n, 'beta to hold every item', 30_000)
+    // a new stream, filled in chunks from the first id: the last records change before the fill reaches them
+    await alpha.node.registry.updateRule(rule.id, { where: { kind: { $eq: 'item' } } })
+    await alpha.node.records.delete('items', id(n - 1))
+    await alpha.node.records.put('items', id(n - 2), { kind: 'other', i: n - 2 })
+    await alpha.node.records.put('items', 'marker', { kind: 'item', i: -1 })
+    await eventually(async () => (await all(beta.node, 'items')).has('marker'), 'beta to read the new stream')
+    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true && JSON.stringify(beta.node.registry.rule(rule.id)?.where) === '{"kind":{"$eq":"item"}}', 'beta to have read the whole new stream', 30_000)
+    const held = await all(beta.node, 'items')
+    expect(held.has(id(n - 1))).toBe(false)
+    expect(held.has(id(n - 2))).toBe(false)
+    expect(held.size).toBe(n - 1)
+  })
 })
