@@ -390,8 +390,8 @@ export abstract class WritePath {
         value = undefined
       }
       // a write deleting a record, or making it stop matching, that the stream never sent is sent while the
-      // stream's fill has not reached it: the rule changed, and its targets may hold it from the earlier stream
-      if (!streamChange(plan, head, version.origin, version.hlc) && (head !== undefined || plan.op === 'put' || w.fill === true || this.fillPassed(st.txn, w.o.stream, w.id))) continue
+      // stream's fill has not reached it when the rule was changed: its targets may hold it from its earlier stream
+      if (!streamChange(plan, head, version.origin, version.hlc) && (head !== undefined || plan.op === 'put' || w.fill === true || w.o.compiled.rule.updatedAt === undefined || this.fillPassed(st.txn, w.o.stream, w.id))) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1

@@ -645,4 +645,22 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await gamma.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'gamma to have read the whole stream')
     expect(await held(gamma)).toBe(then)
   })
+
+  it('records written while a new rule\'s stream is filled that the rule never sent put nothing in its stream when they are deleted or do not match', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const n = 2000
+    await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { kind: 'item', i } })))
+    await alpha.node.records.put('items', 'zz-gone', { kind: 'other' })
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: 'item' } })
+    // the fill reads from the first id: these change before it reaches them
+    await alpha.node.records.delete('items', 'zz-gone')
+    await alpha.node.records.put('items', 'zz-other', { kind: 'other' })
+    await eventually(async () => (await all(beta.node, 'items')).size === n && (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'beta to hold every item', 30_000)
+    const streamLog = `${alpha.node.peerId}/${ruleStreamId((await alpha.node.registry.rule(rule.id))!)}`
+    expect((await alpha.node.status()).origins.find(o => o.origin === streamLog)?.seq).toBe(n)
+  })
 })
