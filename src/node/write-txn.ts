@@ -14,7 +14,7 @@ import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
 import { HybridClock, formatHlc } from '../core/hlc.js'
 import type { ChangeEvent, ConflictRecord, JsonObject, TransformErrorRecord } from '../core/types.js'
-import { encodeJson, utf8 } from '../store/db.js'
+import { decodeJson, encodeJson, utf8 } from '../store/db.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
@@ -84,7 +84,7 @@ export interface TxnState {
   /** `collection\0ruleId` pairs whose relayed puts this transaction left out of the own log for the first time (noteLeftOut). */
   newlyLeftOut?: Set<string>
   /** Rule streams: records of collections this node is a rule's source of, written in this transaction (the last state of each), by `collection\0id`: flushStreams sends them. */
-  streamed?: Map<string, { collection: string, id: string, state: RecordState }>
+  streamed?: Map<string, { collection: string, id: string, state: RecordState, fill?: true }>
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -338,7 +338,7 @@ export abstract class WritePath {
     st.streamed = undefined
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
-    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, plan: SourcePlan, latestKeys: string[] }> = []
+    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, fill?: true, plan: SourcePlan, latestKeys: string[] }> = []
     // each stream's current key, made before the first entry needs it; a new epoch before a key
     // would encrypt more entries than it may (encryption.md §5)
     const perCollection = new Map<string, number>()
@@ -351,7 +351,7 @@ export abstract class WritePath {
         this.onEpochStarted?.(o.stream)
       }
     }
-    for (const { collection, id, state } of queued.values()) {
+    for (const { collection, id, state, fill } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
         // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
@@ -359,7 +359,7 @@ export abstract class WritePath {
         const epochs = streamKeys.epochs(o.stream)
         const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
         const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
-        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded: blinded[0], collection, id, state, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
+        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded: blinded[0], collection, id, state, fill, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
       }
     }
     if (work.length === 0) return
@@ -389,7 +389,9 @@ export abstract class WritePath {
         plan = { op: 'unmatch', reason }
         value = undefined
       }
-      if (!streamChange(plan, head, version.origin, version.hlc)) continue
+      // a write deleting a record, or making it stop matching, that the stream never sent is sent while the
+      // stream's fill has not reached it when the rule was changed: its targets may hold it from its earlier stream
+      if (!streamChange(plan, head, version.origin, version.hlc) && (head !== undefined || plan.op === 'put' || w.fill === true || w.o.compiled.rule.updatedAt === undefined || this.fillPassed(st.txn, w.o.stream, w.id))) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
@@ -404,6 +406,15 @@ export abstract class WritePath {
       await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true })
       ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
     }
+  }
+
+  /** Whether the fill of own stream `stream` is done or has passed record `id` (read through `txn`, which sees its chunks in flight; Backfiller.fillStream). */
+  private fillPassed (txn: Txn, stream: string, id: string): boolean {
+    const saved = txn.get(keys.meta(`stream-fill${SEP}${stream}`))
+    if (saved === undefined) return false
+    const state = decodeJson<{ done: boolean, after?: string }>(saved)
+    // the fill reads records in key order: LevelDB's, of their UTF-8 bytes
+    return state.done || (state.after !== undefined && Buffer.compare(Buffer.from(id), Buffer.from(state.after)) <= 0)
   }
 
   /** A relayed put `ruleId` made into `collection` is not logged (Ingestor.derive): the pair is kept in LEFT_OUT_KEY. */

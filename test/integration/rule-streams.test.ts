@@ -555,4 +555,112 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => JSON.stringify(Object.fromEntries(await all(hub.node, 'one'))) === JSON.stringify({ t1: { v: 'a' }, t3: { v: 'c' } }) && await ready(one.id), 'the rule changed back, re-evaluated')
     expect((await hub.node.registry.conflicts!(one.id, 50)).total).toBe(0)
   })
+
+  it('a record deleted or no longer matching right after its rule changed, before the new stream\'s fill reached it, leaves the targets that got it from the earlier stream', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const n = 2000
+    const id = (i: number): string => `i${String(i).padStart(5, '0')}`
+    await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: id(i), value: { kind: 'item', i } })))
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: 'item' } })
+    await eventually(async () => (await all(beta.node, 'items')).size === n, 'beta to hold every item', 30_000)
+    // a new stream, filled in chunks from the first id: the last records change before the fill reaches them
+    await alpha.node.registry.updateRule(rule.id, { where: { kind: { $eq: 'item' } } })
+    await alpha.node.records.delete('items', id(n - 1))
+    await alpha.node.records.put('items', id(n - 2), { kind: 'other', i: n - 2 })
+    await alpha.node.records.put('items', 'marker', { kind: 'item', i: -1 })
+    await eventually(async () => (await all(beta.node, 'items')).has('marker'), 'beta to read the new stream')
+    await eventually(async () => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true && JSON.stringify(beta.node.registry.rule(rule.id)?.where) === '{"kind":{"$eq":"item"}}', 'beta to have read the whole new stream', 30_000)
+    const held = await all(beta.node, 'items')
+    expect(held.has(id(n - 1))).toBe(false)
+    expect(held.has(id(n - 2))).toBe(false)
+    expect(held.size).toBe(n - 1)
+  })
+
+  it('a rule changed back to its earlier source parts: its earlier stream is brought up to date, so a target that reads it from its start gets the records as they are now', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
+    for (let i = 0; i < 4; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 4, 'beta to hold the first posts')
+    // another `where` that matches the same records: the rule's source parts change, and so does its stream
+    await alpha.node.registry.updateRule(rule.id, { where: { kind: { $eq: 'post' } } })
+    await alpha.node.records.put('posts', 'p0', { kind: 'post', rev: 1 })
+    await alpha.node.records.put('posts', 'p1', { kind: 'post', rev: 1 })
+    await alpha.node.records.delete('posts', 'p2')
+    await alpha.node.records.put('posts', 'p4', { kind: 'post', rev: 1 })
+    const now = { p0: { kind: 'post', rev: 1 }, p1: { kind: 'post', rev: 1 }, p3: { kind: 'post', rev: 0 }, p4: { kind: 'post', rev: 1 } }
+    await eventually(async () => await held(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
+    // back to the first `where`: the rule's first stream again, which did not get what was written meanwhile
+    await alpha.node.registry.updateRule(rule.id, { where: { kind: 'post' } })
+    await alpha.node.records.put('posts', 'p5', { kind: 'post', rev: 2 })
+    const then = JSON.stringify({ ...now, p5: { kind: 'post', rev: 2 } })
+    await eventually(async () => await held(beta) === then, 'beta to hold the posts as they are now')
+    // a new target reads that stream from its start
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    await eventually(async () => (await all(gamma.node, 'posts')).has('p5'), 'gamma to read the stream')
+    const ruleOn = async (n: Running) => (await n.node.status()).rules.find(r => r.id === rule.id)
+    await eventually(async () => (await ruleOn(gamma))?.backfilled === true, 'gamma to have read the whole stream')
+    expect(await held(gamma)).toBe(then)
+  })
+
+  it('a rule changed while its source is offline, and changed back once it is back: the source brings the stream it sends again up to date', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
+    for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
+    await alpha.node.stop()
+    // changed on beta while alpha is down: alpha learns it when it is back, and no longer sends the first stream
+    await beta.node.registry.updateRule(rule.id, { where: { kind: { $eq: 'post' } } })
+    const back = await start('alpha', alpha.dir)
+    running.push(back)
+    await back.node.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(() => JSON.stringify(back.node.registry.rule(rule.id)?.where) === '{"kind":{"$eq":"post"}}', 'alpha to learn the change')
+    await back.node.records.put('posts', 'p0', { kind: 'post', rev: 1 })
+    await back.node.records.delete('posts', 'p1')
+    await back.node.records.put('posts', 'p3', { kind: 'post', rev: 1 })
+    const now = { p0: { kind: 'post', rev: 1 }, p2: { kind: 'post', rev: 0 }, p3: { kind: 'post', rev: 1 } }
+    await eventually(async () => await held(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
+    // back to the first `where`, and a new target that reads the first stream from its start
+    await back.node.registry.updateRule(rule.id, { where: { kind: 'post' }, to: { platform: 'gamma', collection: 'posts' } })
+    await back.node.records.put('posts', 'p4', { kind: 'post', rev: 2 })
+    const then = JSON.stringify({ ...now, p4: { kind: 'post', rev: 2 } })
+    await eventually(async () => (await all(gamma.node, 'posts')).has('p4'), 'gamma to read the stream')
+    await eventually(async () => (await gamma.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'gamma to have read the whole stream')
+    expect(await held(gamma)).toBe(then)
+  })
+
+  it('records written while a new rule\'s stream is filled that the rule never sent put nothing in its stream when they are deleted or do not match', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    const n = 2000
+    await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { kind: 'item', i } })))
+    await alpha.node.records.put('items', 'zz-gone', { kind: 'other' })
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: 'item' } })
+    // the fill reads from the first id: these change before it reaches them
+    await alpha.node.records.delete('items', 'zz-gone')
+    await alpha.node.records.put('items', 'zz-other', { kind: 'other' })
+    await eventually(async () => (await all(beta.node, 'items')).size === n && (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'beta to hold every item', 30_000)
+    const streamLog = `${alpha.node.peerId}/${ruleStreamId((await alpha.node.registry.rule(rule.id))!)}`
+    expect((await alpha.node.status()).origins.find(o => o.origin === streamLog)?.seq).toBe(n)
+  })
 })

@@ -81,4 +81,27 @@ describe('storedValueText', () => {
     const reordered = Buffer.from(`{"w":${version.hlc.wall},"o":"${version.origin}","l":3,"s":42,"v":${text}}`)
     expect(storedValueText(reordered, decodeRecord(reordered))).toBeUndefined()
   })
+
+  it('is the value\'s exact text or undefined for records in the layouts earlier releases wrote (the value before the rule, source and cursor), and for numbers and strings any encoder writes alike', () => {
+    const earlier = [
+      { w: 1, l: 0, o: 'x', s: 1, v: value },
+      { w: 1, l: 0, o: 'x', s: 1, v: value, r: 'r-1' },
+      { w: 1, l: 0, o: 'x', s: 1, v: value, r: 'r-1', i: 'src', c: 3 },
+      { w: 1, l: 0, o: 'x', s: 1, v: value, c: 3 }
+    ]
+    for (const enc of earlier) {
+      const bytes = Buffer.from(JSON.stringify(enc))
+      const got = storedValueText(bytes, decodeRecord(bytes))
+      if (got !== undefined) expect(Buffer.from(got).toString()).toBe(text)
+    }
+    for (const wall of [1e21, -0, 0.5]) {
+      for (const origin of ['ö"\\\ud800', '']) {
+        for (const raw of [undefined, Buffer.from(text)]) {
+          const bytes = encodeRecord({ value, version: { hlc: { wall, logical: -0 }, origin, seq: 1e21 }, rule: 'r"\ud83d', source: '', cursor: 1e21, raw })
+          const got = storedValueText(bytes, decodeRecord(bytes))
+          expect(got === undefined ? undefined : Buffer.from(got).toString()).toBe(text)
+        }
+      }
+    }
+  })
 })
