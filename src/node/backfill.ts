@@ -22,7 +22,7 @@ import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweep
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
-import { BACKFILL_CHUNK, LEFT_OUT_KEY, WritePath } from './write-txn.js'
+import { BACKFILL_CHUNK, LEFT_OUT_KEY, streamFillKey, WritePath } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export interface BackfillState {
@@ -576,7 +576,7 @@ export abstract class Backfiller extends WritePath {
    */
   async fillStream (stream: string, collection: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
     const prefix = keys.recordPrefix(collection)
-    await this.resumablePass(fillKey(stream), onChunk, isCurrent, async (st, current) => {
+    await this.resumablePass(streamFillKey(stream), onChunk, isCurrent, async (st, current) => {
       const streamed = (st.streamed ??= new Map())
       // the ids from the database, the records through the Txn: a chunk is worked while the one
       // before is written (pipelined), and a record may be changing in a write in flight, whose own
@@ -606,7 +606,7 @@ export abstract class Backfiller extends WritePath {
    * appends only what the stream lacks. Call it while no fill of those runs.
    */
   async forgetFills (gone: (stream: string) => boolean): Promise<void> {
-    const prefix = fillKey('')
+    const prefix = streamFillKey('')
     // under the write lock, after the transactions in flight (a fill's last chunk writes its progress)
     await this.store.exclusive(async () => {
       await this.store.flushed()
@@ -620,9 +620,4 @@ export abstract class Backfiller extends WritePath {
   async unpublish (collection: string): Promise<void> {
     await this.store.db.del(keys.publish(collection))
   }
-}
-
-/** Where a rule stream's fill keeps its progress (Backfiller.fillStream). */
-function fillKey (stream: string): string {
-  return keys.meta(`stream-fill${SEP}${stream}`)
 }

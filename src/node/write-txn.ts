@@ -112,6 +112,11 @@ export const LEFT_OUT_KEY = keys.meta('relay-skips')
 export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
 /** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
 export const BACKFILL_CHUNK = 500
+
+/** Where a rule stream's fill keeps its progress (Backfiller.fillStream). */
+export function streamFillKey (stream: string): string {
+  return keys.meta(`stream-fill${SEP}${stream}`)
+}
 /** Conflicts kept per rule (the newest). */
 export const CONFLICT_LOG_SIZE = 50
 /** Transform errors kept per rule (the newest). */
@@ -410,7 +415,7 @@ export abstract class WritePath {
 
   /** Whether the fill of own stream `stream` is done or has passed record `id` (read through `txn`, which sees its chunks in flight; Backfiller.fillStream). */
   private fillPassed (txn: Txn, stream: string, id: string): boolean {
-    const saved = txn.get(keys.meta(`stream-fill${SEP}${stream}`))
+    const saved = txn.get(streamFillKey(stream))
     if (saved === undefined) return false
     const state = decodeJson<{ done: boolean, after?: string }>(saved)
     // the fill reads records in key order: LevelDB's, of their UTF-8 bytes
