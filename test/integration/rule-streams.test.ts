@@ -27,6 +27,11 @@ async function start (name: string, dir?: string, streams = true, relay?: 'all' 
   return { node, dir: d }
 }
 
+/** Every node's registry lists all of `nodes`: their platforms reached each other. */
+async function allKnown (...nodes: Running[]): Promise<void> {
+  await eventually(() => nodes.every(n => n.node.registry.platforms().length === nodes.length), `${nodes.length} platforms everywhere`)
+}
+
 async function all (node: SyncNode, collection: string): Promise<Map<string, Record<string, unknown>>> {
   return new Map(Object.entries(await recordsOf(node, collection)))
 }
@@ -75,7 +80,7 @@ describe('rule streams between real nodes', () => {
     // beta reaches alpha only through gamma
     await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
     await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, gamma, beta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, gamma, beta)
     // written before the rule exists: the source fills the rule's stream from its records
     for (let i = 0; i < 20; i++) {
       await alpha.node.records.put('posts', `early${i}`, { title: `EARLYPUB${i}`, status: i % 2 === 0 ? 'published' : 'draft', body: i % 2 === 0 ? `PUBBODY${i}` : `DRAFTBODY${i}`, secret: `SECRETMARK${i}` })
@@ -116,7 +121,7 @@ describe('rule streams between real nodes', () => {
     const beta = await start('beta')
     running.push(alpha, beta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(alpha, beta)
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'pages' }, mode: 'mirror', where: { status: 'published' }, key: 'slug', include: ['title', 'slug'] })
     await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'published' })
     await alpha.node.records.put('posts', 'p2', { title: 'two', slug: 'two', status: 'published' })
@@ -165,7 +170,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, beta, delta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta, delta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, beta, delta)
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `before${i}`, { body: `MARKBEFORE${i}` })
     await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
@@ -194,7 +199,7 @@ describe('rule streams between real nodes', () => {
     const [alpha, beta, gamma] = nodes
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(beta.node.getMultiaddrs()[0]) // a line: alpha and gamma only through beta
-    await eventually(() => nodes.every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(...nodes)
     for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
     const changes = new Map<string, number>()
     for (const n of nodes) n.node.addEventListener('change', (e) => { const c = (e as CustomEvent<{ collection: string }>).detail; if (c.collection === 'events') changes.set(n.node.name, (changes.get(n.node.name) ?? 0) + 1) })
@@ -228,7 +233,7 @@ describe('rule streams between real nodes', () => {
     running.push(hub, s1, s2)
     await s1.node.peers.add(hub.node.getMultiaddrs()[0])
     await s2.node.peers.add(s1.node.getMultiaddrs()[0]) // site2 reaches the hub only through site1
-    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(hub, s1, s2)
     await hub.node.registry.addRule({ from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, exclude: ['serial'] })
     for (const [n, site] of [[s1, 'site1'], [s2, 'site2']] as const) {
       for (let i = 0; i < 5; i++) await n.node.records.put('devices', `${site}-d${i}`, { site, temp: i, serial: `SERIALOF${site}${i}` })
@@ -253,7 +258,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, beta, gamma)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(beta.node.getMultiaddrs()[0]) // gamma reaches alpha only through beta
-    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, beta, gamma)
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: '*', collection: 'notes' }, targetsField: 'to' })
     await alpha.node.records.put('notes', 'n1', { to: ['beta'], text: 'FORBETAONLY' })
     await alpha.node.records.put('notes', 'n2', { to: ['gamma'], text: 'FORGAMMAONLY' })
@@ -277,7 +282,7 @@ describe('rule streams between real nodes', () => {
     running.push(hub, s1, s2)
     await s1.node.peers.add(hub.node.getMultiaddrs()[0])
     await s2.node.peers.add(hub.node.getMultiaddrs()[0])
-    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(hub, s1, s2)
     for (const [n, site] of [[s1, 'site1'], [s2, 'site2']] as const) {
       for (let i = 0; i < 4; i++) await n.node.records.put('devices', `${site}-d${i}`, { site, on: i !== 3 })
     }
@@ -305,7 +310,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, gamma, beta)
     await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
     await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, gamma, beta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, gamma, beta)
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     // a stream gamma can read: its own rule's, which it carries
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'notes' }, to: { platform: 'gamma', collection: 'notes' } })
@@ -336,7 +341,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, gamma, beta)
     await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
     await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, gamma, beta].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, gamma, beta)
     for (let i = 0; i < 5; i++) await alpha.node.records.put('posts', `p${i}`, { title: `post ${i}` })
     await alpha.node.stop()
     // the rule is made on gamma while alpha is down: alpha has never seen it, so its stream does not exist
@@ -361,7 +366,7 @@ describe('rule streams between real nodes', () => {
     const beta = await start('beta')
     running.push(alpha, beta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(alpha, beta)
     const n = 4000
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { rev: 0, i } })))
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror' })
@@ -383,7 +388,7 @@ describe('rule streams between real nodes', () => {
     const beta = await start('beta')
     running.push(alpha, beta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(alpha, beta)
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     for (let i = 0; i < 12; i++) await alpha.node.records.put('posts', `p${i}`, { n: i })
     await eventually(async () => (await all(beta.node, 'posts')).size === 12, 'beta to hold the twelve posts')
@@ -463,7 +468,7 @@ describe('rule streams between real nodes', () => {
     let site = await start('site1')
     running.push(hub, site)
     await site.node.peers.add(hub.node.getMultiaddrs()[0])
-    await eventually(() => [hub, site].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(hub, site)
     const tag = async (tags: string[]): Promise<void> => {
       const current = hub.node.registry.platforms().find(p => p.name === 'site1')
       if (current === undefined) throw new Error('no platform site1')
@@ -533,7 +538,7 @@ describe('rule streams between real nodes', () => {
     running.push(hub, s1, s2)
     await s1.node.peers.add(hub.node.getMultiaddrs()[0])
     await s2.node.peers.add(hub.node.getMultiaddrs()[0])
-    await eventually(() => [hub, s1, s2].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(hub, s1, s2)
     const one = await hub.node.registry.addRule({ from: { platform: 'site1', collection: 'things' }, to: { platform: 'hub', collection: 'one' } })
     const group = await hub.node.registry.addRule({ from: { platform: '*', collection: 'things' }, to: { platform: 'hub', collection: 'group' } })
     await s1.node.records.put('things', 't1', { v: 'a' })
@@ -561,7 +566,7 @@ describe('rule streams between real nodes', () => {
     const beta = await start('beta')
     running.push(alpha, beta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(alpha, beta)
     const n = 2000
     const id = (i: number): string => `i${String(i).padStart(5, '0')}`
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: id(i), value: { kind: 'item', i } })))
@@ -587,7 +592,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, beta, gamma)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, beta, gamma)
     const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 4; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
@@ -620,7 +625,7 @@ describe('rule streams between real nodes', () => {
     running.push(alpha, beta, gamma)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta, gamma].every(n => n.node.registry.platforms().length === 3), 'three platforms everywhere')
+    await allKnown(alpha, beta, gamma)
     const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
@@ -651,7 +656,7 @@ describe('rule streams between real nodes', () => {
     const beta = await start('beta')
     running.push(alpha, beta)
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await allKnown(alpha, beta)
     const n = 2000
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { kind: 'item', i } })))
     await alpha.node.records.put('items', 'zz-gone', { kind: 'other' })
