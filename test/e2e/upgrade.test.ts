@@ -228,13 +228,19 @@ describe('a data directory of format 2 (release 7b586b6)', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true })
   })
 
-  it('is upgraded to format 4: its own log gains version 2 attestations that a receiver verifies, the other node\'s log is fetched again with them, and it keeps everything', async () => {
+  /** The fixture's two data directories, unpacked, and a node process for each (not started). */
+  async function fixture2 (): Promise<{ expected: { hub: Snapshot, edge: Snapshot }, hub: NodeProcess, edge: NodeProcess }> {
     const expected = JSON.parse(await readFile(join(FIXTURE_2, 'expected.json'), 'utf8')) as { hub: Snapshot, edge: Snapshot }
     const parent = await unpack(FIXTURE_2)
     dirs.push(parent)
     const hub = new NodeProcess(join(parent, 'hub'), 'hub', KEY)
     const edge = new NodeProcess(join(parent, 'edge'), 'edge', KEY)
     procs.push(hub, edge)
+    return { expected, hub, edge }
+  }
+
+  it('is upgraded to format 4: its own log gains version 2 attestations that a receiver verifies, the other node\'s log is fetched again with them, and it keeps everything', async () => {
+    const { expected, hub, edge } = await fixture2()
     await hub.start()
     expect(hub.stderr).toContain('this data directory has data format 2')
     expect(hub.stderr).toContain('upgraded the data directory from format 2 to 3')
@@ -262,12 +268,7 @@ describe('a data directory of format 2 (release 7b586b6)', () => {
   }, 240_000)
 
   it('opened with rule streams, both nodes upgrade in place and keep everything; the old rule then runs by its stream: the source filters and projects, the target applies', async () => {
-    const expected = JSON.parse(await readFile(join(FIXTURE_2, 'expected.json'), 'utf8')) as { hub: Snapshot, edge: Snapshot }
-    const parent = await unpack(FIXTURE_2)
-    dirs.push(parent)
-    const hub = new NodeProcess(join(parent, 'hub'), 'hub', KEY)
-    const edge = new NodeProcess(join(parent, 'edge'), 'edge', KEY)
-    procs.push(hub, edge)
+    const { expected, hub, edge } = await fixture2()
     await hub.start(['--streams'])
     expect(hub.stderr).toContain('upgraded the data directory from format 3 to 4')
     await edge.start(['--streams'])

@@ -32,6 +32,11 @@ async function allKnown (...nodes: Running[]): Promise<void> {
   await eventually(() => nodes.every(n => n.node.registry.platforms().length === nodes.length), `${nodes.length} platforms everywhere`)
 }
 
+/** The node's posts as sorted JSON text: compared whole. */
+async function postsText (n: Running): Promise<string> {
+  return JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
+}
+
 async function all (node: SyncNode, collection: string): Promise<Map<string, Record<string, unknown>>> {
   return new Map(Object.entries(await recordsOf(node, collection)))
 }
@@ -593,7 +598,6 @@ describe('rule streams between real nodes', () => {
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
     await allKnown(alpha, beta, gamma)
-    const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 4; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 4, 'beta to hold the first posts')
@@ -604,18 +608,18 @@ describe('rule streams between real nodes', () => {
     await alpha.node.records.delete('posts', 'p2')
     await alpha.node.records.put('posts', 'p4', { kind: 'post', rev: 1 })
     const now = { p0: { kind: 'post', rev: 1 }, p1: { kind: 'post', rev: 1 }, p3: { kind: 'post', rev: 0 }, p4: { kind: 'post', rev: 1 } }
-    await eventually(async () => await held(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
+    await eventually(async () => await postsText(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
     // back to the first `where`: the rule's first stream again, which did not get what was written meanwhile
     await alpha.node.registry.updateRule(rule.id, { where: { kind: 'post' } })
     await alpha.node.records.put('posts', 'p5', { kind: 'post', rev: 2 })
     const then = JSON.stringify({ ...now, p5: { kind: 'post', rev: 2 } })
-    await eventually(async () => await held(beta) === then, 'beta to hold the posts as they are now')
+    await eventually(async () => await postsText(beta) === then, 'beta to hold the posts as they are now')
     // a new target reads that stream from its start
     await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
     await eventually(async () => (await all(gamma.node, 'posts')).has('p5'), 'gamma to read the stream')
     const ruleOn = async (n: Running) => (await n.node.status()).rules.find(r => r.id === rule.id)
     await eventually(async () => (await ruleOn(gamma))?.backfilled === true, 'gamma to have read the whole stream')
-    expect(await held(gamma)).toBe(then)
+    expect(await postsText(gamma)).toBe(then)
   })
 
   it('a rule changed while its source is offline, and changed back once it is back: the source brings the stream it sends again up to date', async () => {
@@ -626,7 +630,6 @@ describe('rule streams between real nodes', () => {
     await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
     await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
     await allKnown(alpha, beta, gamma)
-    const held = async (n: Running): Promise<string> => JSON.stringify(Object.fromEntries([...(await all(n.node, 'posts'))].sort()))
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
@@ -641,14 +644,14 @@ describe('rule streams between real nodes', () => {
     await back.node.records.delete('posts', 'p1')
     await back.node.records.put('posts', 'p3', { kind: 'post', rev: 1 })
     const now = { p0: { kind: 'post', rev: 1 }, p2: { kind: 'post', rev: 0 }, p3: { kind: 'post', rev: 1 } }
-    await eventually(async () => await held(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
+    await eventually(async () => await postsText(beta) === JSON.stringify(now), 'beta to hold the posts as they are after the change')
     // back to the first `where`, and a new target that reads the first stream from its start
     await back.node.registry.updateRule(rule.id, { where: { kind: 'post' }, to: { platform: 'gamma', collection: 'posts' } })
     await back.node.records.put('posts', 'p4', { kind: 'post', rev: 2 })
     const then = JSON.stringify({ ...now, p4: { kind: 'post', rev: 2 } })
     await eventually(async () => (await all(gamma.node, 'posts')).has('p4'), 'gamma to read the stream')
     await eventually(async () => (await gamma.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true, 'gamma to have read the whole stream')
-    expect(await held(gamma)).toBe(then)
+    expect(await postsText(gamma)).toBe(then)
   })
 
   it('records written while a new rule\'s stream is filled that the rule never sent put nothing in its stream when they are deleted or do not match', async () => {
