@@ -141,8 +141,10 @@ export class Ingestor extends Backfiller {
   private async ownStreamBack (streamLog: string, entries: LogEntry[]): Promise<void> {
     const stream = streamOf(streamLog)
     if (stream === undefined || this.streamKeys === undefined) return
-    const seen = entries.reduce((max, e) => Math.max(max, e.epoch ?? 0), this.streamKeys.currentIfAny(stream)?.epoch ?? 0)
-    const { epoch } = await this.streamKeys.rotate(stream, seen)
+    const newest = entries.reduce((max, e) => Math.max(max, e.epoch ?? 0), 0)
+    // entries of epochs before the current one only: it began after them (at the first batch that came back)
+    if (newest === 0 || newest < (this.streamKeys.currentIfAny(stream)?.epoch ?? 0)) return
+    const { epoch } = await this.streamKeys.rotate(stream, newest)
     this.onEpochStarted?.(stream)
     this.onRestoredStream?.(streamLog, epoch)
   }

@@ -671,4 +671,44 @@ describe('rule streams between real nodes', () => {
     const streamLog = `${alpha.node.peerId}/${ruleStreamId((await alpha.node.registry.rule(rule.id))!)}`
     expect((await alpha.node.status()).origins.find(o => o.origin === streamLog)?.seq).toBe(n)
   })
+
+  it('a restored source whose stream comes back in many batches starts one new epoch, not one per batch', async () => {
+    const dir = await tempDir()
+    const backup = await tempDir()
+    const open = async (): Promise<SyncNode> => {
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+      await node.start()
+      running.push({ node, dir })
+      return node
+    }
+    let alpha = await open()
+    const beta = await start('beta')
+    running.push(beta, { node: beta.node, dir: backup })
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => alpha.registry.platforms().length === 2 && beta.node.registry.platforms().length === 2, 'two platforms everywhere')
+    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    await alpha.records.put('posts', 'first', { n: 0 })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 1, 'beta to hold the first post')
+    await alpha.stop()
+    await cp(dir, backup, { recursive: true })
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    const n = 3000
+    await alpha.records.import('posts', Array.from({ length: n }, (_, i) => ({ id: `p${i}`, value: { n: i } })))
+    await eventually(async () => (await all(beta.node, 'posts')).size === n + 1, 'beta to hold every post', 30_000)
+    const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
+    await alpha.stop()
+    await rm(dir, { recursive: true, force: true })
+    await cp(backup, dir, { recursive: true })
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= n + 1, 'alpha to take its stream back')
+    await alpha.records.put('posts', 'after', { n: -1 })
+    await eventually(async () => (await all(beta.node, 'posts')).get('after')?.n === -1, 'beta to read what alpha wrote after the restore', 20_000)
+    const db = (alpha as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+    const epochs = new Set<number>()
+    const prefix = `e\x00${stream}\x00`
+    for await (const [, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) epochs.add(decodeEntry(stream, value).epoch ?? 0)
+    expect([...epochs].sort()).toEqual([1, 2])
+  })
 })
