@@ -298,7 +298,7 @@ async function showRule (id: string, opts: Opts): Promise<void> {
     `created   ${r.createdAt}${r.updatedAt != null ? `, updated ${r.updatedAt}` : ''}`
   ]
   if (st != null) {
-    lines.push(`here      ${st.local ? (st.paused === true ? 'target, paused' : st.backfilled ? 'target, backfilled' : st.catchingUp === true ? 'target, catching up since its pause' : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
+    lines.push(`here      ${st.local ? (st.paused === true ? 'target, paused' : st.backfilled ? 'target, backfilled' : st.catchingUp === true ? 'target, catching up since its pause' : st.waitingForKey !== undefined ? `target, waiting for the stream key of ${st.waitingForKey.join(', ')}` : `target, backfilling (${st.backfillPhase ?? 'source'})`) : 'not a target'}${st.problem != null ? `; problem: ${st.problem}` : ''}`)
     lines.push(`applied   ${formatCount(st.applied)}   pending ${formatCount(st.pending)}   conflicts ${formatCount(st.conflicts)}   transform errors ${formatCount(st.transformErrors)}`)
     if (st.webhook != null) {
       const w = st.webhook
