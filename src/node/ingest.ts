@@ -29,7 +29,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { Backfiller } from './backfill.js'
-import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY } from './write-txn.js'
+import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY, STREAM_RULE_PREFIX } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export type { IngestPolicy, IngestResult } from './write-txn.js'
@@ -72,6 +72,12 @@ export class Ingestor extends Backfiller {
     const skipped = await this.store.db.get(LEFT_OUT_KEY)
     if (skipped !== undefined) this.everLeftOut = new Set(decodeJson<string[]>(skipped))
     for await (const [key] of this.store.db.iterator(prefixRange(AWAITING_KEY_PREFIX))) this.awaitingKey.add(keySuffix(key, AWAITING_KEY_PREFIX))
+    for await (const [key, value] of this.store.db.iterator(prefixRange(STREAM_RULE_PREFIX))) {
+      const sentFor = utf8.decode(value)
+      let streams = this.streamsOfRule.get(sentFor)
+      if (streams === undefined) this.streamsOfRule.set(sentFor, streams = new Set())
+      streams.add(keySuffix(key, STREAM_RULE_PREFIX))
+    }
     if (await this.store.db.get(FEED_INDEXED_KEY) === undefined) await this.indexExistingRecords()
   }
 

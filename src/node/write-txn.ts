@@ -117,6 +117,14 @@ export const BACKFILL_CHUNK = 500
 export function streamFillKey (stream: string): string {
   return keys.meta(`stream-fill${SEP}${stream}`)
 }
+
+/** Own rule streams and what each was sent for: `m\0stream-rule\0<stream>` → `<rule id>\0<target platform, for a targets field>` (WritePath.streamsOfRule). */
+export const STREAM_RULE_PREFIX = keys.meta(`stream-rule${SEP}`)
+
+/** What an own rule stream is sent for: its rule, and for a rule with a targets field its one target platform. */
+function sentFor (o: OutboundRule): string {
+  return `${o.compiled.rule.id}${SEP}${o.target ?? ''}`
+}
 /** Conflicts kept per rule (the newest). */
 export const CONFLICT_LOG_SIZE = 50
 /** Transform errors kept per rule (the newest). */
@@ -171,6 +179,13 @@ export abstract class WritePath {
   protected readonly policy?: IngestPolicy
   /** The keys of rule streams (set by the node when it carries rules by streams): entries of rule streams are encrypted. */
   streamKeys?: StreamKeys
+  /**
+   * Own rule streams by what they were sent for (sentFor): a rule whose
+   * source parts changed has a new stream, and its earlier ones tell which
+   * records its targets may hold (removals, sendsRemoval). Loaded at start
+   * (Ingestor.load), added to as streams begin (STREAM_RULE_PREFIX).
+   */
+  protected readonly streamsOfRule = new Map<string, Set<string>>()
   /** An own stream started a new epoch because its key was full (flushStreams): its audience needs envelopes of the new key. */
   onEpochStarted?: (stream: string) => void
   /** Entries of an own stream came back from a peer (a restore): it went on at `epoch`. */
@@ -359,6 +374,7 @@ export abstract class WritePath {
     for (const { collection, id, state, fill } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
+        this.noteStreamOf(st.txn, o)
         // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
         // key); the current epoch is the first, and its blinded id is the new entry's
         const epochs = streamKeys.epochs(o.stream)
@@ -394,9 +410,7 @@ export abstract class WritePath {
         plan = { op: 'unmatch', reason }
         value = undefined
       }
-      // a write deleting a record, or making it stop matching, that the stream never sent is sent while the
-      // stream's fill has not reached it when the rule was changed: its targets may hold it from its earlier stream
-      if (!streamChange(plan, head, version.origin, version.hlc) && (head !== undefined || plan.op === 'put' || w.fill === true || w.o.compiled.rule.updatedAt === undefined || this.fillPassed(st.txn, w.o.stream, w.id))) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan)) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
@@ -411,6 +425,44 @@ export abstract class WritePath {
       await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true })
       ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
     }
+  }
+
+  /** Record what own stream `o.stream` is sent for, the first time it is (streamsOfRule). */
+  private noteStreamOf (txn: Txn, o: OutboundRule): void {
+    const key = sentFor(o)
+    let streams = this.streamsOfRule.get(key)
+    if (streams?.has(o.stream) === true) return
+    if (streams === undefined) this.streamsOfRule.set(key, streams = new Set())
+    streams.add(o.stream)
+    txn.put(`${STREAM_RULE_PREFIX}${o.stream}`, utf8.encode(key))
+  }
+
+  /**
+   * Whether a delete or unmatch of a record this stream never sent is sent
+   * all the same: when the rule's targets may hold the record from an
+   * earlier stream of the rule (its source parts were different then), that
+   * is when the newest entry an earlier stream holds for it is a put. A new
+   * rule's stream says nothing of records it never sent. For a rule whose
+   * earlier streams are not recorded: while the stream's fill has not
+   * reached the record, for a rule that was changed.
+   */
+  private sendsRemoval (txn: Txn, w: { o: OutboundRule, collection: string, id: string, fill?: true }, sent: boolean, plan: SourcePlan): boolean {
+    if (sent || plan.op === 'put') return false
+    const earlier = [...this.streamsOfRule.get(sentFor(w.o)) ?? []].filter(s => s !== w.o.stream)
+    if (earlier.length > 0) return earlier.some(s => this.newestOp(txn, s, w.collection, w.id) === 'put')
+    return w.fill !== true && w.o.compiled.rule.updatedAt !== undefined && !this.fillPassed(txn, w.o.stream, w.id)
+  }
+
+  /** The op of the newest entry own stream `stream` holds for a record (under any of its epochs), if any. */
+  private newestOp (txn: Txn, stream: string, collection: string, id: string): LogEntry['op'] | undefined {
+    const streamLog = logId(this.self, stream)
+    let newest: number | undefined
+    for (const { key } of this.streamKeys?.epochs(stream) ?? []) {
+      const seq = txn.get(keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(key, collection, id)))
+      if (seq !== undefined) newest = Math.max(newest ?? 0, Number(utf8.decode(seq)))
+    }
+    const bytes = newest !== undefined ? txn.get(keys.entry(streamLog, newest)) : undefined
+    return bytes !== undefined ? decodeEntry(streamLog, bytes).op : undefined
   }
 
   /** Whether the fill of own stream `stream` is done or has passed record `id` (read through `txn`, which sees its chunks in flight; Backfiller.fillStream). */

@@ -313,7 +313,7 @@ export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntr
   if (plan.kind === 'put') return applyPut(ctx, rule, entry, plan, at.map, at.record ?? keys.record(rule.rule.to.collection, plan.targetId))
   if (plan.kind === 'del') {
     const mapped = ctx.txn.get(at.map)
-    if (mapped !== undefined) return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry))
+    if (mapped !== undefined) return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry), plan.drop === true)
     if (entry.prev !== undefined && passesOnAsIs(rule.rule) && sharedRecord(ctx, rule, entry, at.record)) return removePlaced(ctx, rule, entry, entry.id, entryVersion(entry))
     return []
   }
@@ -514,14 +514,19 @@ function applyPut (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, plan:
 }
 
 /** Remove the record this rule placed from `entry.id` under `targetId`, when `version` may. */
-function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version): Applied[] {
+function removePlaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, targetId: string, version: Version, drop = false): Applied[] {
   const r = rule.rule
   ctx.txn.del(keys.targetMap(rule.stateId, entry.id))
   const existing = readRecord(ctx.txn, keys.record(r.to.collection, targetId))
   if (existing === undefined || existing.value === undefined) return []
   // another source record with the same key holds it now
   if (existing.rule === r.id && existing.source !== undefined && existing.source !== entry.id) return []
-  if (isSameWrite(existing.version, version, ctx.self)) return []
+  if (isSameWrite(existing.version, version, ctx.self)) {
+    // rule streams: the same write dropped by the rule's stream that placed it is the new stream of a rule
+    // changed on its source side (a stream drops a write it sent only when the record changes): the
+    // rule no longer sends the record, and a mirror removes it as its sweep would
+    return drop && rule.stream !== undefined && existing.rule === r.id ? [sweepRecord(ctx, rule, targetId, existing)] : []
+  }
   const restamped = restampedByRule(existing, r.id, ctx.self)
   const order = compareWrites(existing.version, version)
   const wins = order < 0 || restamped || sourceOverrides(rule, existing, entry, version)

@@ -711,4 +711,22 @@ describe('rule streams between real nodes', () => {
     for await (const [, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) epochs.add(decodeEntry(stream, value).epoch ?? 0)
     expect([...epochs].sort()).toEqual([1, 2])
   })
+
+  it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    running.push(alpha, beta)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await allKnown(alpha, beta)
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
+    await alpha.node.records.put('items', 'pa', { kind: 'a' })
+    await alpha.node.records.put('items', 'pb', { kind: 'b' })
+    await alpha.node.records.put('items', 'pc', { kind: 'c' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
+    await alpha.node.registry.updateRule(rule.id, { where: { kind: 'a' } })
+    await eventually(async () => [...(await all(beta.node, 'items')).keys()].join() === 'pa', 'beta to hold pa only', 20_000)
+    // the stream of the changed rule names no record neither filter sent: pc is in none of its entries
+    const stream = `${alpha.node.peerId}/${ruleStreamId(alpha.node.registry.rule(rule.id)!)}`
+    expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(2)
+  })
 })
