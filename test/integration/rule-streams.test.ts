@@ -712,6 +712,48 @@ describe('rule streams between real nodes', () => {
     expect([...epochs].sort()).toEqual([1, 2])
   })
 
+  it('a source restored from a backup taken before a target left its rule starts its new epoch above the one the backup missed: the remaining target reads what it writes next', async () => {
+    const dir = await tempDir()
+    const backup = await tempDir()
+    const open = async (): Promise<SyncNode> => {
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+      await node.start()
+      running.push({ node, dir })
+      return node
+    }
+    let alpha = await open()
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(beta, gamma, { node: beta.node, dir: backup })
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
+    await alpha.records.put('posts', 'p0', { n: 0 })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 1 && (await all(gamma.node, 'posts')).size === 1, 'beta and gamma to hold p0')
+    await alpha.stop()
+    await cp(dir, backup, { recursive: true })
+    // after the backup: beta leaves the rule's targets, so the stream goes on under epoch 2, sealed to gamma only
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
+    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`) && (await keyRecordIds(beta.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'the envelope of epoch 2 everywhere')
+    await alpha.stop()
+    await rm(dir, { recursive: true, force: true })
+    await cp(backup, dir, { recursive: true })
+    // restored: its database has epoch 1 only; the registry (the rule's new targets, the envelopes of epoch 2) comes back
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && (await keyRecordIds(alpha)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'alpha to take its registry back')
+    await alpha.records.put('posts', 'after', { n: 1 })
+    await eventually(async () => (await all(gamma.node, 'posts')).get('after')?.n === 1, 'gamma to read what alpha wrote after the restore', 20_000)
+    expect((await gamma.node.status()).rules[0].unreadable).toBeUndefined()
+    expect((await all(beta.node, 'posts')).has('after')).toBe(false)
+  })
+
   it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
     const alpha = await start('alpha')
     const beta = await start('beta')
