@@ -19,7 +19,7 @@ import { compileRule, stateIdOf } from '../rules/engine.js'
 import type { CompiledRule } from '../rules/engine.js'
 import { dryRun } from '../rules/dryrun.js'
 import { ModuleCache } from '../rules/modules.js'
-import type { RuleSet } from '../rules/ruleset.js'
+import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
 import { describeUnknown, isGroupSource, ruleSources, ruleTargets, targetsPlatform, unknownPlatforms } from '../rules/targets.js'
 import { modeOf } from '../core/modes.js'
 import { Webhooks } from '../rules/webhooks.js'
@@ -32,7 +32,7 @@ import type { BackfillState, IngestResult, Ingestor, LocalOp } from './ingest.js
 import { envelopeId } from './stream-keys.js'
 import { KEYS_COLLECTION } from '../store/names.js'
 import type {
-  ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
+  ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Platform, Rule, RuleStatus, TransformErrorRecord
 } from '../core/types.js'
 
 /** Where a paused rule stopped on this node: every entry of its source's log up to `seq` was applied. */
@@ -392,6 +392,16 @@ export class RuleService {
     this.ensureEnvelopes()
   }
 
+  /** The platforms own stream `o.stream` goes to now: the rule's targets other than this node, not revoked (for a targets field, its one target). */
+  private targetsOf (o: OutboundRule): Platform[] {
+    return ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
+  }
+
+  /** The peer ids own stream `o.stream` goes to now (its audience, as its envelopes are made for). */
+  audienceOf (o: OutboundRule): Set<string> {
+    return new Set(this.targetsOf(o).map(t => t.peerId))
+  }
+
   private ensureEnvelopes (): void {
     const keysOf = this.deps.ingestor.streamKeys
     if (!this.started || keysOf === undefined || this.deps.writeRegistry === undefined) return
@@ -407,7 +417,7 @@ export class RuleService {
         for (const o of this.deps.ruleSet.allOutbound()) {
           let { epoch } = await keysOf.current(o.stream)
           // a rule with a targets field: this stream goes to one target platform only
-          const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
+          const targets = this.targetsOf(o)
           const now = new Set(targets.map(t => t.peerId))
           // the envelopes of the stream are its audience's record: who holds the current epoch's key
           const held = await keysOf.envelopesOf(this.deps.self, o.stream)

@@ -188,6 +188,12 @@ export abstract class WritePath {
   protected readonly streamsOfRule = new Map<string, Set<string>>()
   /** An own stream started a new epoch because its key was full (flushStreams): its audience needs envelopes of the new key. */
   onEpochStarted?: (stream: string) => void
+  /**
+   * The peer ids own stream `o.stream` goes to now (set by the node): a
+   * removal is sent in it for an earlier stream of the rule only when one of
+   * them held a key of that earlier stream (sendsRemoval). Unset: anyone may.
+   */
+  audienceOf?: (o: OutboundRule) => ReadonlySet<string>
   /** Entries of an own stream came back from a peer (a restore): it went on at `epoch`. */
   onRestoredStream?: (streamLog: string, epoch: number) => void
 
@@ -391,6 +397,7 @@ export abstract class WritePath {
     }, undefined))
     const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, seq) : undefined)
     await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
+    const heard = await this.earlierStreamsHeard(work)
     const byLog = new Map<string, LogEntry[]>()
     for (let i = 0; i < work.length; i++) {
       const w = work[i]
@@ -410,7 +417,7 @@ export abstract class WritePath {
         plan = { op: 'unmatch', reason }
         value = undefined
       }
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan)) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard)) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
@@ -446,11 +453,38 @@ export abstract class WritePath {
    * earlier streams are not recorded: while the stream's fill has not
    * reached the record, for a rule that was changed.
    */
-  private sendsRemoval (txn: Txn, w: { o: OutboundRule, collection: string, id: string, fill?: true }, sent: boolean, plan: SourcePlan): boolean {
+  private sendsRemoval (txn: Txn, w: { o: OutboundRule, collection: string, id: string, fill?: true }, sent: boolean, plan: SourcePlan, heard: ReadonlyMap<string, string[]>): boolean {
     if (sent || plan.op === 'put') return false
-    const earlier = [...this.streamsOfRule.get(sentFor(w.o)) ?? []].filter(s => s !== w.o.stream)
-    if (earlier.length > 0) return earlier.some(s => this.newestOp(txn, s, w.collection, w.id) === 'put')
+    const earlier = this.earlierStreams(w.o)
+    // only an earlier stream a member of this one held a key of: the others learn nothing of records they never got
+    if (earlier.length > 0) return (heard.get(sentFor(w.o)) ?? earlier).some(s => this.newestOp(txn, s, w.collection, w.id) === 'put')
     return w.fill !== true && w.o.compiled.rule.updatedAt !== undefined && !this.fillPassed(txn, w.o.stream, w.id)
+  }
+
+  /** The earlier own streams of the rule `o` is sent for (streamsOfRule). */
+  private earlierStreams (o: OutboundRule): string[] {
+    return [...this.streamsOfRule.get(sentFor(o)) ?? []].filter(s => s !== o.stream)
+  }
+
+  /**
+   * For the rules of `work` that remove a record (by sentFor): their earlier
+   * streams whose envelopes went to a member of the stream's audience now
+   * (audienceOf). A removal of a record only such a stream sent is sent.
+   */
+  private async earlierStreamsHeard (work: Array<{ o: OutboundRule, plan: SourcePlan }>): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>()
+    for (const { o, plan } of work) {
+      const key = sentFor(o)
+      if (plan.op === 'put' || out.has(key)) continue
+      const audience = this.audienceOf?.(o)
+      const heard: string[] = []
+      for (const s of this.earlierStreams(o)) {
+        const envelopes = audience === undefined ? [] : await this.streamKeys?.envelopesOf(this.self, s) ?? []
+        if (audience === undefined || envelopes.some(e => audience.has(e.peer))) heard.push(s)
+      }
+      out.set(key, heard)
+    }
+    return out
   }
 
   /** The op of the newest entry own stream `stream` holds for a record (under any of its epochs), if any. */

@@ -771,4 +771,26 @@ describe('rule streams between real nodes', () => {
     const stream = `${alpha.node.peerId}/${ruleStreamId(alpha.node.registry.rule(rule.id)!)}`
     expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(2)
   })
+
+  it('a mirror whose filter narrows as it moves to another target: the new target is not told of records only the earlier one got', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await allKnown(alpha, beta, gamma)
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
+    await alpha.node.records.put('items', 'pa', { kind: 'a' })
+    await alpha.node.records.put('items', 'pb', { kind: 'b' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'items' }, where: { kind: 'a' } })
+    await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa', 20_000)
+    const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    const stream = `${alpha.node.peerId}/${streamId}`
+    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
+    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    // pb was sent to beta only: the stream gamma reads names pa alone
+    expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(1)
+  })
 })
