@@ -793,4 +793,17 @@ describe('rule streams between real nodes', () => {
     // pb was sent to beta only: the stream gamma reads names pa alone
     expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(1)
   })
+
+  it('a dry run of a mirror on the source into a collection of its own counts as deleted only the records the source does not produce', async () => {
+    const alpha = await start('alpha')
+    running.push(alpha)
+    await allKnown(alpha)
+    await alpha.node.records.put('posts', 'p1', { n: 1 })
+    await alpha.node.records.put('posts', 'p2', { n: 2 })
+    // copy holds p1 as the mirror would make it, and x, which no post produces
+    await alpha.node.records.put('copy', 'p1', { n: 1 })
+    await alpha.node.records.put('copy', 'x', { n: 0 })
+    const report = await alpha.node.registry.dryRunRule!({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'alpha', collection: 'copy' }, mode: 'mirror' })
+    expect(report.targets).toEqual([expect.objectContaining({ platform: 'alpha', exact: true, matching: 2, creates: 1, updates: 1, deletes: 1 })])
+  })
 })
