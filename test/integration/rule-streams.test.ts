@@ -794,6 +794,33 @@ describe('rule streams between real nodes', () => {
     expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(1)
   })
 
+
+  it('a mirror whose filter narrows as it goes back to a target that left it: the target is not told of records written after it left', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await allKnown(alpha, beta, gamma)
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: '*', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
+    await alpha.node.records.put('items', 'pa', { kind: 'a' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 1 && (await all(gamma.node, 'items')).size === 1, 'beta and gamma to hold pa')
+    // gamma leaves: the stream goes on under epoch 2, which gamma never gets, and pb is written under it
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'beta', collection: 'items' } })
+    const earlier = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    await eventually(async () => (await keyRecordIds(alpha.node)).includes(`${alpha.node.peerId}/${earlier}/2/${beta.node.peerId}`), 'the key of epoch 2 sealed to beta')
+    await alpha.node.records.put('items', 'pb', { kind: 'b' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'items' }, where: { kind: 'a' } })
+    const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
+    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa')
+    // pb was written under a key gamma never held: the stream gamma reads names pa alone
+    expect((await alpha.node.status()).origins.find(o => o.origin === `${alpha.node.peerId}/${streamId}`)?.seq).toBe(1)
+  })
+
   it('a dry run of a mirror on the source into a collection of its own counts as deleted only the records the source does not produce', async () => {
     const alpha = await start('alpha')
     running.push(alpha)
