@@ -536,10 +536,34 @@ export class RuleService {
     this.validate(rule)
     const streams = this.deps.ruleSet.streams
     // a dry run evaluates the source's log held here; with rule streams only the source holds what a rule reads
-    if (streams && (isGroupSource(rule.from) || rule.from.platform !== this.deps.localName)) {
-      const where = isGroupSource(rule.from) ? 'on each of its source platforms' : `on its source, ${rule.from.platform ?? '?'}`
-      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run ${where} (syncmesh rule add … --dry-run there): it counts what the rule would send each target`, 'DRY_RUN_UNAVAILABLE')
+    if (streams && isGroupSource(rule.from)) return await this.dryRunOwnSource(rule, reeval)
+    if (streams && rule.from.platform !== this.deps.localName) {
+      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run on its source, ${rule.from.platform ?? '?'} (syncmesh rule add … --dry-run there): it counts what the rule would send each target`, 'DRY_RUN_UNAVAILABLE')
     }
+    return await this.runDryRun(rule, reeval)
+  }
+
+  /**
+   * Rule streams, a rule reading a group of sources: each source holds only
+   * its own records, so a dry run on one of them counts what it would send
+   * (as the group's dry run counts each source), and says where to run it
+   * for the others; elsewhere 409 DRY_RUN_UNAVAILABLE names the sources.
+   */
+  private async dryRunOwnSource (rule: Rule, reeval: boolean): Promise<DryRunReport> {
+    const sources = ruleSources(rule.from, this.deps.registry.platforms(), rule.to.platform ?? '')
+    const others = sources.filter(p => p.peerId !== this.deps.self).map(p => p.name)
+    if (others.length === sources.length) {
+      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run on each of its source platforms${sources.length > 0 ? ` (${sources.map(p => p.name).join(', ')})` : ''} (syncmesh rule add … --dry-run there): each counts what it would send each target`, 'DRY_RUN_UNAVAILABLE')
+    }
+    const report = await this.runDryRun({ ...rule, from: { platform: this.deps.localName, collection: rule.from.collection } }, reeval, false)
+    const note = `with rule streams each source of the group holds only its own records: these are ${this.deps.localName}'s${others.length > 0 ? `; run the dry run on ${others.join(', ')} for theirs` : ''}${modeOf(rule.mode).exact ? '; the mirror\'s deletes (records no source produces) are not counted' : ''}`
+    report.rule = rule
+    report.source.note = report.source.note === undefined ? note : `${note}; ${report.source.note}`
+    return report
+  }
+
+  private async runDryRun (rule: Rule, reeval: boolean, mirrorDeletes?: boolean): Promise<DryRunReport> {
+    const streams = this.deps.ruleSet.streams
     return await dryRun({
       streams,
       store: this.deps.store,
@@ -549,7 +573,7 @@ export class RuleService {
       localName: this.deps.localName,
       self: this.deps.self,
       sourceLag: this.deps.sourceLag
-    }, rule, { reeval })
+    }, rule, { reeval, ...(mirrorDeletes !== undefined ? { mirrorDeletes } : {}) })
   }
 
   private async newest<T> (prefix: string, limit: number): Promise<T[]> {

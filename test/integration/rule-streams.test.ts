@@ -833,4 +833,20 @@ describe('rule streams between real nodes', () => {
     const report = await alpha.node.registry.dryRunRule!({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'alpha', collection: 'copy' }, mode: 'mirror' })
     expect(report.targets).toEqual([expect.objectContaining({ platform: 'alpha', exact: true, matching: 2, creates: 1, updates: 1, deletes: 1 })])
   })
+
+  it('a dry run of a rule reading a group of sources runs on each source of the group, counting its own records; elsewhere it says where', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    running.push(hub, s1)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await allKnown(hub, s1)
+    for (let i = 0; i < 3; i++) await s1.node.records.put('devices', `d${i}`, { temp: i })
+    const spec = { from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, where: { temp: { $gte: 1 } } }
+    await expect(hub.node.registry.dryRunRule!(spec)).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE', message: expect.stringContaining('site1') })
+    const report = await s1.node.registry.dryRunRule!(spec)
+    expect(report.rule.from.platform).toBe('*')
+    expect(report.source).toMatchObject({ collection: 'devices', records: 3 })
+    expect(report.source.note).toContain('site1')
+    expect(report.targets).toEqual([expect.objectContaining({ platform: 'hub', collection: 'devices', exact: false, matching: 2, skipped: 1 })])
+  })
 })
