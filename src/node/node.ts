@@ -290,6 +290,7 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.ingestor.keepChanges = () => getEventListeners(this, 'change').length > 0 || (this.ruleService?.feed.waiting ?? 0) > 0
     this.ruleService = this.createRuleService()
     this.ingestor.onEpochStarted = () => this.ruleService.keysRotated()
+    this.ingestor.audienceOf = (o) => this.ruleService.audienceOf(o)
     this.ingestor.onRestoredStream = (streamLog, epoch) => this.log.warn({ stream: streamLog, epoch }, `entries of this node's own stream ${streamLog} came back from a peer (restored from a backup?): the stream goes on under a new key, epoch ${epoch}`)
     await this.ruleService.load()
   }

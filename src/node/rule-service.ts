@@ -19,7 +19,7 @@ import { compileRule, stateIdOf } from '../rules/engine.js'
 import type { CompiledRule } from '../rules/engine.js'
 import { dryRun } from '../rules/dryrun.js'
 import { ModuleCache } from '../rules/modules.js'
-import type { RuleSet } from '../rules/ruleset.js'
+import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
 import { describeUnknown, isGroupSource, ruleSources, ruleTargets, targetsPlatform, unknownPlatforms } from '../rules/targets.js'
 import { modeOf } from '../core/modes.js'
 import { Webhooks } from '../rules/webhooks.js'
@@ -32,7 +32,7 @@ import type { BackfillState, IngestResult, Ingestor, LocalOp } from './ingest.js
 import { envelopeId } from './stream-keys.js'
 import { KEYS_COLLECTION } from '../store/names.js'
 import type {
-  ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Rule, RuleStatus, TransformErrorRecord
+  ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Platform, Rule, RuleStatus, TransformErrorRecord
 } from '../core/types.js'
 
 /** Where a paused rule stopped on this node: every entry of its source's log up to `seq` was applied. */
@@ -392,6 +392,16 @@ export class RuleService {
     this.ensureEnvelopes()
   }
 
+  /** The platforms own stream `o.stream` goes to now: the rule's targets other than this node, not revoked (for a targets field, its one target). */
+  private targetsOf (o: OutboundRule): Platform[] {
+    return ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
+  }
+
+  /** The peer ids own stream `o.stream` goes to now (its audience, as its envelopes are made for). */
+  audienceOf (o: OutboundRule): Set<string> {
+    return new Set(this.targetsOf(o).map(t => t.peerId))
+  }
+
   private ensureEnvelopes (): void {
     const keysOf = this.deps.ingestor.streamKeys
     if (!this.started || keysOf === undefined || this.deps.writeRegistry === undefined) return
@@ -407,7 +417,7 @@ export class RuleService {
         for (const o of this.deps.ruleSet.allOutbound()) {
           let { epoch } = await keysOf.current(o.stream)
           // a rule with a targets field: this stream goes to one target platform only
-          const targets = ruleTargets(o.compiled.rule, this.deps.registry).filter(t => t.peerId !== this.deps.self && t.peerId !== '' && t.revoked !== true && (o.target === undefined || t.name === o.target))
+          const targets = this.targetsOf(o)
           const now = new Set(targets.map(t => t.peerId))
           // the envelopes of the stream are its audience's record: who holds the current epoch's key
           const held = await keysOf.envelopesOf(this.deps.self, o.stream)
@@ -526,10 +536,34 @@ export class RuleService {
     this.validate(rule)
     const streams = this.deps.ruleSet.streams
     // a dry run evaluates the source's log held here; with rule streams only the source holds what a rule reads
-    if (streams && (isGroupSource(rule.from) || rule.from.platform !== this.deps.localName)) {
-      const where = isGroupSource(rule.from) ? 'on each of its source platforms' : `on its source, ${rule.from.platform ?? '?'}`
-      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run ${where} (syncmesh rule add … --dry-run there): it counts what the rule would send each target`, 'DRY_RUN_UNAVAILABLE')
+    if (streams && isGroupSource(rule.from)) return await this.dryRunOwnSource(rule, reeval)
+    if (streams && rule.from.platform !== this.deps.localName) {
+      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run on its source, ${rule.from.platform ?? '?'} (syncmesh rule add … --dry-run there): it counts what the rule would send each target`, 'DRY_RUN_UNAVAILABLE')
     }
+    return await this.runDryRun(rule, reeval)
+  }
+
+  /**
+   * Rule streams, a rule reading a group of sources: each source holds only
+   * its own records, so a dry run on one of them counts what it would send
+   * (as the group's dry run counts each source), and says where to run it
+   * for the others; elsewhere 409 DRY_RUN_UNAVAILABLE names the sources.
+   */
+  private async dryRunOwnSource (rule: Rule, reeval: boolean): Promise<DryRunReport> {
+    const sources = ruleSources(rule.from, this.deps.registry.platforms(), rule.to.platform ?? '')
+    const others = sources.filter(p => p.peerId !== this.deps.self).map(p => p.name)
+    if (others.length === sources.length) {
+      throw new ConflictError(`with rule streams only a rule's source holds the records it reads: run the dry run on each of its source platforms${sources.length > 0 ? ` (${sources.map(p => p.name).join(', ')})` : ''} (syncmesh rule add … --dry-run there): each counts what it would send each target`, 'DRY_RUN_UNAVAILABLE')
+    }
+    const report = await this.runDryRun({ ...rule, from: { platform: this.deps.localName, collection: rule.from.collection } }, reeval, false)
+    const note = `with rule streams each source of the group holds only its own records: these are ${this.deps.localName}'s${others.length > 0 ? `; run the dry run on ${others.join(', ')} for theirs` : ''}${modeOf(rule.mode).exact ? '; the mirror\'s deletes (records no source produces) are not counted' : ''}`
+    report.rule = rule
+    report.source.note = report.source.note === undefined ? note : `${note}; ${report.source.note}`
+    return report
+  }
+
+  private async runDryRun (rule: Rule, reeval: boolean, mirrorDeletes?: boolean): Promise<DryRunReport> {
+    const streams = this.deps.ruleSet.streams
     return await dryRun({
       streams,
       store: this.deps.store,
@@ -539,7 +573,7 @@ export class RuleService {
       localName: this.deps.localName,
       self: this.deps.self,
       sourceLag: this.deps.sourceLag
-    }, rule, { reeval })
+    }, rule, { reeval, ...(mirrorDeletes !== undefined ? { mirrorDeletes } : {}) })
   }
 
   private async newest<T> (prefix: string, limit: number): Promise<T[]> {

@@ -131,8 +131,9 @@ export class StreamKeys {
 
   /**
    * Start epoch `after + 1` of own stream `stream` (a member left its
-   * audience): a new key, durable before it is used. Returns the current
-   * epoch when it is past `after` already.
+   * audience), or one above every epoch whose envelopes are here when that
+   * is higher (make): a new key, durable before it is used. Returns the
+   * current epoch when it is past `after` already.
    */
   async rotate (stream: string, after: number): Promise<{ epoch: number, key: StreamKey }> {
     const cur = this.own.get(stream)
@@ -141,20 +142,32 @@ export class StreamKeys {
   }
 
   private async make (stream: string, epoch: number): Promise<{ epoch: number, key: StreamKey }> {
-    let made = this.making.get(stream)
-    if (made === undefined) {
-      const key = StreamKey.generate()
-      const start = this.heldOf(stream)
-      const value = Buffer.alloc(STREAM_KEY_BYTES + 8)
-      value.set(key.bytes, 0)
-      value.writeBigUInt64BE(BigInt(start), STREAM_KEY_BYTES)
-      // durable before anything is encrypted under it: a stream's entries must never outlive their key
-      made = this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, value).then(() => {
-        this.remember(stream, epoch, key, start)
-        return this.own.get(stream) as OwnEpoch
-      }).finally(() => this.making.delete(stream))
-      this.making.set(stream, made)
+    const inFlight = this.making.get(stream)
+    if (inFlight !== undefined) {
+      // a key being made for a lower epoch (a rotation that asked for less) does not do: another after it
+      const other = await inFlight
+      const cur = this.own.get(stream)
+      if (other.epoch >= epoch) return other
+      if (cur !== undefined && cur.epoch >= epoch) return cur
+      return await this.make(stream, epoch)
     }
+    const key = StreamKey.generate()
+    const start = this.heldOf(stream)
+    const value = Buffer.alloc(STREAM_KEY_BYTES + 8)
+    value.set(key.bytes, 0)
+    value.writeBigUInt64BE(BigInt(start), STREAM_KEY_BYTES)
+    const made = (async () => {
+      // envelopes of an epoch this node holds no key of: it began that epoch before it was restored from
+      // a backup that lacks the key. Its number is not used again: its audience holds envelopes of the
+      // lost key under it (ensureEnvelopes would not seal the new one) and its entries are under that key
+      const sealed = (await this.envelopesOf(this.self, stream)).reduce((max, e) => Math.max(max, e.epoch), 0)
+      const at = Math.max(epoch, sealed + 1)
+      // durable before anything is encrypted under it: a stream's entries must never outlive their key
+      await this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${at}`, value)
+      this.remember(stream, at, key, start)
+      return this.own.get(stream) as OwnEpoch
+    })().finally(() => this.making.delete(stream))
+    this.making.set(stream, made)
     return await made
   }
 

@@ -188,6 +188,12 @@ export abstract class WritePath {
   protected readonly streamsOfRule = new Map<string, Set<string>>()
   /** An own stream started a new epoch because its key was full (flushStreams): its audience needs envelopes of the new key. */
   onEpochStarted?: (stream: string) => void
+  /**
+   * The peer ids own stream `o.stream` goes to now (set by the node): a
+   * removal is sent in it for an earlier stream of the rule only when one of
+   * them held a key of that earlier stream (sendsRemoval). Unset: anyone may.
+   */
+  audienceOf?: (o: OutboundRule) => ReadonlySet<string>
   /** Entries of an own stream came back from a peer (a restore): it went on at `epoch`. */
   onRestoredStream?: (streamLog: string, epoch: number) => void
 
@@ -391,6 +397,7 @@ export abstract class WritePath {
     }, undefined))
     const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, seq) : undefined)
     await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
+    const heard = await this.earlierStreamsHeard(work)
     const byLog = new Map<string, LogEntry[]>()
     for (let i = 0; i < work.length; i++) {
       const w = work[i]
@@ -410,7 +417,7 @@ export abstract class WritePath {
         plan = { op: 'unmatch', reason }
         value = undefined
       }
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan)) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard)) continue
       let entries = byLog.get(w.logId)
       if (entries === undefined) byLog.set(w.logId, entries = [])
       const seq = this.log.held(w.logId) + entries.length + 1
@@ -446,15 +453,50 @@ export abstract class WritePath {
    * earlier streams are not recorded: while the stream's fill has not
    * reached the record, for a rule that was changed.
    */
-  private sendsRemoval (txn: Txn, w: { o: OutboundRule, collection: string, id: string, fill?: true }, sent: boolean, plan: SourcePlan): boolean {
+  private sendsRemoval (txn: Txn, w: { o: OutboundRule, collection: string, id: string, fill?: true }, sent: boolean, plan: SourcePlan, heard: ReadonlyMap<string, Map<string, Set<number>>>): boolean {
     if (sent || plan.op === 'put') return false
-    const earlier = [...this.streamsOfRule.get(sentFor(w.o)) ?? []].filter(s => s !== w.o.stream)
-    if (earlier.length > 0) return earlier.some(s => this.newestOp(txn, s, w.collection, w.id) === 'put')
+    const earlier = this.earlierStreamsOf(w.o)
+    // only a put a member of this stream's audience could read (it holds the key of its epoch): the others
+    // learn nothing of records they never got
+    const reads = heard.get(sentFor(w.o))
+    if (earlier.length > 0) {
+      return earlier.some(s => {
+        const newest = this.newestOwnEntry(txn, s, w.collection, w.id)
+        return newest?.op === 'put' && (reads === undefined || reads.get(s)?.has(newest.epoch ?? 0) === true)
+      })
+    }
     return w.fill !== true && w.o.compiled.rule.updatedAt !== undefined && !this.fillPassed(txn, w.o.stream, w.id)
   }
 
-  /** The op of the newest entry own stream `stream` holds for a record (under any of its epochs), if any. */
-  private newestOp (txn: Txn, stream: string, collection: string, id: string): LogEntry['op'] | undefined {
+  /** The earlier own streams of the rule `o` is sent for (streamsOfRule). */
+  private earlierStreamsOf (o: OutboundRule): string[] {
+    return [...this.streamsOfRule.get(sentFor(o)) ?? []].filter(s => s !== o.stream)
+  }
+
+  /**
+   * For the rules of `work` that remove a record (by sentFor), when the
+   * node knows their audience (audienceOf): for each earlier stream, the
+   * epochs whose envelopes went to a member of the audience now. A removal
+   * of a record is sent for a put of such an epoch only (sendsRemoval).
+   */
+  private async earlierStreamsHeard (work: Array<{ o: OutboundRule, plan: SourcePlan }>): Promise<Map<string, Map<string, Set<number>>>> {
+    const out = new Map<string, Map<string, Set<number>>>()
+    for (const { o, plan } of work) {
+      const key = sentFor(o)
+      const audience = this.audienceOf?.(o)
+      if (plan.op === 'put' || out.has(key) || audience === undefined) continue
+      const heard = new Map<string, Set<number>>()
+      for (const s of this.earlierStreamsOf(o)) {
+        const envelopes = await this.streamKeys?.envelopesOf(this.self, s) ?? []
+        heard.set(s, new Set(envelopes.filter(e => audience.has(e.peer)).map(e => e.epoch)))
+      }
+      out.set(key, heard)
+    }
+    return out
+  }
+
+  /** The newest entry own stream `stream` holds for a record (under any of its epochs), if any: its op and epoch are in clear. */
+  private newestOwnEntry (txn: Txn, stream: string, collection: string, id: string): LogEntry | undefined {
     const streamLog = logId(this.self, stream)
     let newest: number | undefined
     for (const { key } of this.streamKeys?.epochs(stream) ?? []) {
@@ -462,7 +504,7 @@ export abstract class WritePath {
       if (seq !== undefined) newest = Math.max(newest ?? 0, Number(utf8.decode(seq)))
     }
     const bytes = newest !== undefined ? txn.get(keys.entry(streamLog, newest)) : undefined
-    return bytes !== undefined ? decodeEntry(streamLog, bytes).op : undefined
+    return bytes !== undefined ? decodeEntry(streamLog, bytes) : undefined
   }
 
   /** Whether the fill of own stream `stream` is done or has passed record `id` (read through `txn`, which sees its chunks in flight; Backfiller.fillStream). */

@@ -190,15 +190,18 @@ async function dryRunGroup (deps: DryRunDeps, rule: Rule, options: { reeval: boo
 async function ownRecordsAsEntries (deps: DryRunDeps, collection: string, afterId: string | undefined, limit: number): Promise<LogEntry[]> {
   const prefix = keys.recordPrefix(collection)
   const out: LogEntry[] = []
-  for await (const [key, bytes] of deps.store.db.iterator({ ...rangeAfter(prefix, afterId), limit })) {
-    const state = decodeRecord(bytes)
-    const v = state.version
-    const value = state.value === undefined ? undefined : storedValueText(bytes, state) ?? encodeJson(state.value)
-    const entry = newEntry(deps.self, v.seq, v.hlc, collection, keySuffix(key, prefix), value === undefined ? 'del' : 'put', value, v.origin, v.seq)
-    if (state.value !== undefined) entry.parsed = state.value
-    out.push(entry)
-  }
+  for await (const [key, bytes] of deps.store.db.iterator({ ...rangeAfter(prefix, afterId), limit })) out.push(recordAsEntry(deps, collection, keySuffix(key, prefix), bytes))
   return out
+}
+
+/** A record of this node (its stored bytes) as the entry a rule plans: a put of its value, a delete for a tombstone. */
+function recordAsEntry (deps: DryRunDeps, collection: string, id: string, bytes: Uint8Array): LogEntry {
+  const state = decodeRecord(bytes)
+  const v = state.version
+  const value = state.value === undefined ? undefined : storedValueText(bytes, state) ?? encodeJson(state.value)
+  const entry = newEntry(deps.self, v.seq, v.hlc, collection, id, value === undefined ? 'del' : 'put', value, v.origin, v.seq)
+  if (state.value !== undefined) entry.parsed = state.value
+  return entry
 }
 
 function emptyTarget (platform: string, collection: string, note?: string): DryRunTarget {
@@ -278,11 +281,19 @@ async function countMirrorDeletes (deps: DryRunDeps, ev: Evaluation): Promise<vo
 
 /** Key-less rule: does the source record with this id become this target record? */
 async function producesItself (deps: DryRunDeps, rule: CompiledRule, id: string): Promise<boolean> {
-  const seq = await deps.store.db.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, id))
-  if (seq === undefined) return false
-  const bytes = await deps.store.db.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
-  if (bytes === undefined) return false
-  const entry = decodeEntry(rule.sourcePeer, bytes)
+  let entry: LogEntry
+  if (deps.streams === true) {
+    // with rule streams the source's records are in no log: its record, as the pass over them read it
+    const bytes = await deps.store.db.get(keys.record(rule.rule.from.collection, id))
+    if (bytes === undefined) return false
+    entry = recordAsEntry(deps, rule.rule.from.collection, id, bytes)
+  } else {
+    const seq = await deps.store.db.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, id))
+    if (seq === undefined) return false
+    const bytes = await deps.store.db.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    if (bytes === undefined) return false
+    entry = decodeEntry(rule.sourcePeer, bytes)
+  }
   const value: JsonObject | undefined = parseEntryValue(entry)
   const plan = await resolvePlan(rule, entry, value, planEntry(rule, entry, value))
   return plan.kind === 'put' && plan.targetId === id

@@ -712,6 +712,48 @@ describe('rule streams between real nodes', () => {
     expect([...epochs].sort()).toEqual([1, 2])
   })
 
+  it('a source restored from a backup taken before a target left its rule starts its new epoch above the one the backup missed: the remaining target reads what it writes next', async () => {
+    const dir = await tempDir()
+    const backup = await tempDir()
+    const open = async (): Promise<SyncNode> => {
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+      await node.start()
+      running.push({ node, dir })
+      return node
+    }
+    let alpha = await open()
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(beta, gamma, { node: beta.node, dir: backup })
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
+    await alpha.records.put('posts', 'p0', { n: 0 })
+    await eventually(async () => (await all(beta.node, 'posts')).size === 1 && (await all(gamma.node, 'posts')).size === 1, 'beta and gamma to hold p0')
+    await alpha.stop()
+    await cp(dir, backup, { recursive: true })
+    // after the backup: beta leaves the rule's targets, so the stream goes on under epoch 2, sealed to gamma only
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
+    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`) && (await keyRecordIds(beta.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'the envelope of epoch 2 everywhere')
+    await alpha.stop()
+    await rm(dir, { recursive: true, force: true })
+    await cp(backup, dir, { recursive: true })
+    // restored: its database has epoch 1 only; the registry (the rule's new targets, the envelopes of epoch 2) comes back
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && (await keyRecordIds(alpha)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'alpha to take its registry back')
+    await alpha.records.put('posts', 'after', { n: 1 })
+    await eventually(async () => (await all(gamma.node, 'posts')).get('after')?.n === 1, 'gamma to read what alpha wrote after the restore', 20_000)
+    expect((await gamma.node.status()).rules[0].unreadable).toBeUndefined()
+    expect((await all(beta.node, 'posts')).has('after')).toBe(false)
+  })
+
   it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
     const alpha = await start('alpha')
     const beta = await start('beta')
@@ -728,5 +770,83 @@ describe('rule streams between real nodes', () => {
     // the stream of the changed rule names no record neither filter sent: pc is in none of its entries
     const stream = `${alpha.node.peerId}/${ruleStreamId(alpha.node.registry.rule(rule.id)!)}`
     expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(2)
+  })
+
+  it('a mirror whose filter narrows as it moves to another target: the new target is not told of records only the earlier one got', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await allKnown(alpha, beta, gamma)
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
+    await alpha.node.records.put('items', 'pa', { kind: 'a' })
+    await alpha.node.records.put('items', 'pb', { kind: 'b' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'items' }, where: { kind: 'a' } })
+    await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa', 20_000)
+    const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    const stream = `${alpha.node.peerId}/${streamId}`
+    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
+    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    // pb was sent to beta only: the stream gamma reads names pa alone
+    expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(1)
+  })
+
+
+  it('a mirror whose filter narrows as it goes back to a target that left it: the target is not told of records written after it left', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(alpha, beta, gamma)
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await allKnown(alpha, beta, gamma)
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: '*', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
+    await alpha.node.records.put('items', 'pa', { kind: 'a' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 1 && (await all(gamma.node, 'items')).size === 1, 'beta and gamma to hold pa')
+    // gamma leaves: the stream goes on under epoch 2, which gamma never gets, and pb is written under it
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'beta', collection: 'items' } })
+    const earlier = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    await eventually(async () => (await keyRecordIds(alpha.node)).includes(`${alpha.node.peerId}/${earlier}/2/${beta.node.peerId}`), 'the key of epoch 2 sealed to beta')
+    await alpha.node.records.put('items', 'pb', { kind: 'b' })
+    await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'items' }, where: { kind: 'a' } })
+    const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
+    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa')
+    // pb was written under a key gamma never held: the stream gamma reads names pa alone
+    expect((await alpha.node.status()).origins.find(o => o.origin === `${alpha.node.peerId}/${streamId}`)?.seq).toBe(1)
+  })
+
+  it('a dry run of a mirror on the source into a collection of its own counts as deleted only the records the source does not produce', async () => {
+    const alpha = await start('alpha')
+    running.push(alpha)
+    await allKnown(alpha)
+    await alpha.node.records.put('posts', 'p1', { n: 1 })
+    await alpha.node.records.put('posts', 'p2', { n: 2 })
+    // copy holds p1 as the mirror would make it, and x, which no post produces
+    await alpha.node.records.put('copy', 'p1', { n: 1 })
+    await alpha.node.records.put('copy', 'x', { n: 0 })
+    const report = await alpha.node.registry.dryRunRule!({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'alpha', collection: 'copy' }, mode: 'mirror' })
+    expect(report.targets).toEqual([expect.objectContaining({ platform: 'alpha', exact: true, matching: 2, creates: 1, updates: 1, deletes: 1 })])
+  })
+
+  it('a dry run of a rule reading a group of sources runs on each source of the group, counting its own records; elsewhere it says where', async () => {
+    const hub = await start('hub')
+    const s1 = await start('site1')
+    running.push(hub, s1)
+    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
+    await allKnown(hub, s1)
+    for (let i = 0; i < 3; i++) await s1.node.records.put('devices', `d${i}`, { temp: i })
+    const spec = { from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, where: { temp: { $gte: 1 } } }
+    await expect(hub.node.registry.dryRunRule!(spec)).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE', message: expect.stringContaining('site1') })
+    const report = await s1.node.registry.dryRunRule!(spec)
+    expect(report.rule.from.platform).toBe('*')
+    expect(report.source).toMatchObject({ collection: 'devices', records: 3 })
+    expect(report.source.note).toContain('site1')
+    expect(report.targets).toEqual([expect.objectContaining({ platform: 'hub', collection: 'devices', exact: false, matching: 2, skipped: 1 })])
   })
 })

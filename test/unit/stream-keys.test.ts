@@ -43,6 +43,20 @@ async function putEnvelope (store: Store, id: string, value: object): Promise<vo
 }
 
 describe('stream keys', () => {
+  it('a rotation above an epoch asked while a lower one is being made starts an epoch above it, not the lower one', async () => {
+    const { key, peer } = await identity()
+    await withStore(async (store) => {
+      const a = new StreamKeys(store, peer, key)
+      await a.load()
+      await a.current('r.s')
+      // a member left (after epoch 1) while entries of epochs up to 5 came back (a restore)
+      const [left, restored] = await Promise.all([a.rotate('r.s', 1), a.rotate('r.s', 5)])
+      expect(left.epoch).toBe(2)
+      expect(restored.epoch).toBe(6)
+      expect(a.currentIfAny('r.s')?.epoch).toBe(6)
+    })
+  })
+
   it('an own stream\'s key is made once however many ask at once, rotates to a new epoch, and every epoch is found again after a restart', async () => {
     const { key, peer } = await identity()
     const dir = await tempDir()
