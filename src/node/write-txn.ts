@@ -482,9 +482,12 @@ export abstract class WritePath {
   private async earlierStreamsHeard (work: Array<{ o: OutboundRule, plan: SourcePlan }>): Promise<Map<string, Map<string, Set<number>>>> {
     const out = new Map<string, Map<string, Set<number>>>()
     for (const { o, plan } of work) {
+      // puts first: most of a transaction's work, and the audience is read from the registry
+      if (plan.op === 'put') continue
       const key = sentFor(o)
+      if (out.has(key)) continue
       const audience = this.audienceOf?.(o)
-      if (plan.op === 'put' || out.has(key) || audience === undefined) continue
+      if (audience === undefined) continue
       const heard = new Map<string, Set<number>>()
       for (const s of this.earlierStreamsOf(o)) {
         const envelopes = await this.streamKeys?.envelopesOf(this.self, s) ?? []
