@@ -155,6 +155,11 @@ export class Ingestor extends Backfiller {
     this.onRestoredStream?.(streamLog, epoch)
   }
 
+  /** Entries just appended to one of this node's own rule streams, applied by the rules here reading it (not the node's own writes: depth 1). */
+  protected async applyOwnStream (st: TxnState, entries: LogEntry[]): Promise<void> {
+    await this.applyLevel(st, entries, 1)
+  }
+
   /** A stream entry its origin encrypted wrongly: skipped, reported, and counted (the rule's status `unreadable`). */
   private unreadable (st: TxnState, rule: CompiledRule, entry: LogEntry, reason: string): void {
     st.result.skipped.push({ ruleId: rule.rule.id, id: `#${entry.seq}`, reason })

@@ -110,6 +110,8 @@ export const HLC_KEY = keys.meta('hlc')
 export const LEFT_OUT_KEY = keys.meta('relay-skips')
 /** The newest changes feed cursor given out (written with the batch that gives it out). */
 export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
+/** Rounds of flushStreams in one transaction: a node's own rules reading its own streams write on through further streams. */
+const MAX_OWN_STREAM_ROUNDS = 16
 /** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
 export const BACKFILL_CHUNK = 500
 
@@ -298,7 +300,8 @@ export abstract class WritePath {
     const txn = this.store.txn()
     const st = await work(txn)
     await this.flushDerived(st)
-    await this.flushStreams(st)
+    // what this node's own rules write from its own streams may go on through further streams (chaining)
+    for (let round = 0; round < MAX_OWN_STREAM_ROUNDS && st.streamed !== undefined && st.streamed.size > 0; round++) await this.flushStreams(st)
     this.flushCounts(st)
     if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
     if (st.newlyLeftOut !== undefined) txn.put(LEFT_OUT_KEY, encodeJson([...this.everLeftOut, ...st.newlyLeftOut]))
@@ -431,8 +434,14 @@ export abstract class WritePath {
       const to = from + entries.length
       await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true })
       ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
+      // a rule of this node reading its own stream (a rule from this platform to itself) applies it as it is
+      // written, as a target applies a stream as it arrives (its backfill reads only what was there before)
+      if (this.rules.forEntry(streamLog, SEALED_COLLECTION) !== undefined) await this.applyOwnStream(st, entries)
     }
   }
+
+  /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */
+  protected abstract applyOwnStream (st: TxnState, entries: LogEntry[]): Promise<void>
 
   /** Record what own stream `o.stream` is sent for, the first time it is (streamsOfRule). */
   private noteStreamOf (txn: Txn, o: OutboundRule): void {
