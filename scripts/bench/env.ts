@@ -191,6 +191,11 @@ export function originSeq (status: NodeStatus, origin: string): number {
   return status.origins.find(o => o.origin === origin)?.seq ?? 0
 }
 
+/** The logs of `peer` a node holds, its whole log and its rule streams (`<peer>/<stream>`, with --streams), each with its seq. */
+export function logsOf (status: NodeStatus, peer: string): Map<string, number> {
+  return new Map(status.origins.filter(o => o.origin === peer || o.origin.startsWith(`${peer}/`)).map(o => [o.origin, o.seq]))
+}
+
 export function authenticatedPeers (status: NodeStatus): number {
   return status.peers.filter(p => p.connected && p.authenticated).length
 }

@@ -19,7 +19,7 @@ import type { NodeProcess } from '../../lib/cluster.js'
 import { IDLE_COMPACTION_MIN_DELETES, IDLE_COMPACTION_SMALL_BYTES, IDLE_COMPACTION_SMALL_MIN_DELETES } from '../../../src/store/db.js'
 import { ndjsonChunks, newTally, recordId, recordValue } from '../data.js'
 import type { BenchCluster } from '../env.js'
-import { applied, authenticatedPeers, now, originSeq, ruleActive, sleep, until } from '../env.js'
+import { applied, authenticatedPeers, now, logsOf, ruleActive, sleep, until } from '../env.js'
 import { dirBytes, readMem } from '../proc.js'
 import { median } from '../stats.js'
 import type { FigureDef, Workload } from '../types.js'
@@ -87,8 +87,12 @@ export function footprintWorkload (sizes: { footprintN: number, footprintUpdates
       const tImported = now()
       // the source's log is compacted as it is written: a lagging target may
       // receive only the newest revision, so wait on the log position, not on `applied`
-      const head = originSeq(await cl.status(source), source.peerId)
-      await until(async () => originSeq(await cl.status(target), source.peerId) >= head, 'the target to receive every update', Math.max(120_000, n * u * 2), 100)
+      // (with --streams, of the rule's stream: records go nowhere else)
+      const head = logsOf(await cl.status(source), source.peerId)
+      await until(async () => {
+        const held = logsOf(await cl.status(target), source.peerId)
+        return [...head].every(([log, seq]) => (held.get(log) ?? 0) >= seq)
+      }, 'the target to receive every update', Math.max(120_000, n * u * 2), 100)
       const tDone = now()
       const check = await target.get('footprint', recordId('r', n - 1))
       if (JSON.stringify(check) !== JSON.stringify(recordValue(n - 1, u))) throw new Error(`the target's last record is ${JSON.stringify(check)}, expected revision ${u}`)
