@@ -71,6 +71,12 @@ export interface BackfillState {
   sources?: string[]
 }
 
+/** A chunk of a pass, issued: what it did, and when it is durable. */
+interface IssuedChunk {
+  result: IngestResult
+  durable: Promise<void>
+}
+
 interface PublishState {
   after?: string
   done: boolean
@@ -107,13 +113,7 @@ export abstract class Backfiller extends WritePath {
   async backfill (rule: CompiledRule, onChunk: (result: IngestResult) => void, isCurrent: () => boolean): Promise<void> {
     const stateKey = keys.backfill(rule.stateId)
     let { state, fresh } = await this.passState(rule)
-    let previous: { result: IngestResult, durable: Promise<void> } | undefined
-    const finish = async (chunk: typeof previous): Promise<void> => {
-      if (chunk === undefined) return
-      await chunk.durable
-      this.durable(chunk.result)
-      onChunk(chunk.result)
-    }
+    let previous: IssuedChunk | undefined
     let first = true
     const source = rule.sourcePeer
     // a rule stream's entries are encrypted: they name "$sealed", not the source collection (sealed-entry.ts)
@@ -149,11 +149,11 @@ export abstract class Backfiller extends WritePath {
         // is written; the sweep iterates records, so it waits for them
       }, { pipelined: current.phase !== 'sweep' })
       // the next chunk is applied while this one is written; its events follow its durability
-      await finish(previous)
+      await this.announce(previous, onChunk)
       previous = { result, durable }
     }
     await reader.drop() // a pass stopped (rule changed, node stopping) leaves no read behind
-    await finish(previous)
+    await this.announce(previous, onChunk)
   }
 
   /** One chunk of a backfill's source phase: read (one chunk ahead), planned, applied and chained; returns the next state. */
@@ -464,6 +464,14 @@ export abstract class Backfiller extends WritePath {
     await this.resumablePass(keys.publish(collection), onChunk, isCurrent, async (st, current) => await this.publishChunk(st, collection, current))
   }
 
+  /** A chunk of a pipelined pass, once durable: its log positions may be served, and its events follow (onChunk). */
+  private async announce (chunk: IssuedChunk | undefined, onChunk: (result: IngestResult) => void): Promise<void> {
+    if (chunk === undefined) return
+    await chunk.durable
+    this.durable(chunk.result)
+    onChunk(chunk.result)
+  }
+
   /**
    * A pass over data held here in chunks, one transaction each: `chunk`
    * does one in `st` and returns the next state, saved with it (`stateKey`),
@@ -476,13 +484,7 @@ export abstract class Backfiller extends WritePath {
   private async resumablePass (stateKey: string, onChunk: (result: IngestResult) => void, isCurrent: () => boolean, chunk: (st: TxnState, current: PublishState) => Promise<PublishState>, pipelined = false): Promise<void> {
     const saved = await this.store.db.get(stateKey)
     let state: PublishState = saved !== undefined ? decodeJson<PublishState>(saved) : { done: false }
-    let previous: { result: IngestResult, durable: Promise<void> } | undefined
-    const finish = async (done: typeof previous): Promise<void> => {
-      if (done === undefined) return
-      await done.durable
-      this.durable(done.result)
-      onChunk(done.result)
-    }
+    let previous: IssuedChunk | undefined
     let first = true
     while (!state.done && isCurrent()) {
       const current = state
@@ -504,10 +506,10 @@ export abstract class Backfiller extends WritePath {
         onChunk(issued.result)
         continue
       }
-      await finish(previous)
+      await this.announce(previous, onChunk)
       previous = issued
     }
-    await finish(previous)
+    await this.announce(previous, onChunk)
   }
 
   /** One chunk of publish: rule-written records not yet in the own log are logged and applied on; returns the next state. */

@@ -51,9 +51,19 @@ async function filesText (dir: string): Promise<string> {
   return text
 }
 
+interface RawDb {
+  iterator: (o: object) => AsyncIterable<[string, Uint8Array]>
+  get: (k: string) => Promise<Uint8Array | undefined>
+}
+
+/** The node's LevelDB, read as it is (what a test looks for on disk). */
+function dbOf (node: SyncNode): RawDb {
+  return (node as unknown as { store: { db: RawDb } }).store.db
+}
+
 /** Every key and value of the node's LevelDB, decompressed, as latin1 text. */
 async function dbText (node: SyncNode): Promise<string> {
-  const db = (node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+  const db = dbOf(node)
   let text = ''
   for await (const [key, value] of db.iterator({})) text += key + '\n' + Buffer.from(value).toString('latin1') + '\n'
   return text
@@ -61,15 +71,75 @@ async function dbText (node: SyncNode): Promise<string> {
 
 /** The ids of the `$keys` registry records the node holds (envelopes of stream keys). */
 async function keyRecordIds (node: SyncNode): Promise<string[]> {
-  const db = (node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
+  const db = dbOf(node)
   const prefix = 'r\x00$keys\x00'
   const out: string[] = []
   for await (const [key] of db.iterator({ gte: prefix, lt: 'r\x00$keys\x01' })) out.push(key.slice(prefix.length))
   return out
 }
 
+/** How many entries of stream log `streamLog` the node stores under each epoch (in clear in every entry). */
+async function entriesPerEpoch (node: SyncNode, streamLog: string): Promise<Map<number, number>> {
+  const prefix = `e\x00${streamLog}\x00`
+  const out = new Map<number, number>()
+  for await (const [, value] of dbOf(node).iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
+    const epoch = decodeEntry(streamLog, value).epoch ?? 0
+    out.set(epoch, (out.get(epoch) ?? 0) + 1)
+  }
+  return out
+}
+
+/** Whether the node, a rule's source, has filled its stream `stream` from its records. */
+async function streamFilled (node: SyncNode, stream: string): Promise<boolean> {
+  const saved = await dbOf(node).get(`m\x00stream-fill\x00${stream}`)
+  return saved !== undefined && JSON.parse(Buffer.from(saved).toString()).done === true
+}
+
 describe('rule streams between real nodes', () => {
   const running: Running[] = []
+  /** Nodes with rule streams, each after the first dialling `dials(nodes, i)`; returned once every registry lists them all. */
+  async function linked (names: string[], dials: (i: number) => number): Promise<Running[]> {
+    const nodes: Running[] = []
+    for (const name of names) nodes.push(await start(name))
+    running.push(...nodes)
+    for (let i = 1; i < nodes.length; i++) await nodes[i].node.peers.add(nodes[dials(i)].node.getMultiaddrs()[0])
+    await allKnown(...nodes)
+    return nodes
+  }
+
+  /** Each node after the first dials the first. */
+  async function star (...names: string[]): Promise<Running[]> {
+    return await linked(names, () => 0)
+  }
+
+  /** Each node after the first dials the one before it: the last reaches the first only through the others. */
+  async function line (...names: string[]): Promise<Running[]> {
+    return await linked(names, (i) => i - 1)
+  }
+
+  /**
+   * alpha, with rule streams, on a data directory the test backs up and puts
+   * back as an operator restores one: `open` starts it there (again).
+   */
+  async function restorable (options: { maxEntriesPerKey?: number } = {}): Promise<{ open: () => Promise<SyncNode>, backup: () => Promise<void>, restore: () => Promise<void> }> {
+    const dir = await tempDir()
+    const copy = await tempDir()
+    const open = async (): Promise<SyncNode> => {
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true, ...options })
+      await node.start()
+      running.push({ node, dir }, { node, dir: copy })
+      return node
+    }
+    return {
+      open,
+      backup: async () => await cp(dir, copy, { recursive: true }),
+      restore: async () => {
+        await rm(dir, { recursive: true, force: true })
+        await cp(copy, dir, { recursive: true })
+      }
+    }
+  }
+
   afterEach(async () => {
     for (const r of running.splice(0)) {
       await r.node.stop().catch(() => {})
@@ -78,14 +148,8 @@ describe('rule streams between real nodes', () => {
   })
 
   it('the target gets only the records the rule sends, without the fields it excludes; a relay outside the rule holds none of the rest', async () => {
-    const alpha = await start('alpha')
-    const gamma = await start('gamma')
-    const beta = await start('beta')
-    running.push(alpha, gamma, beta)
     // beta reaches alpha only through gamma
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
-    await allKnown(alpha, gamma, beta)
+    const [alpha, gamma, beta] = await line('alpha', 'gamma', 'beta')
     // written before the rule exists: the source fills the rule's stream from its records
     for (let i = 0; i < 20; i++) {
       await alpha.node.records.put('posts', `early${i}`, { title: `EARLYPUB${i}`, status: i % 2 === 0 ? 'published' : 'draft', body: i % 2 === 0 ? `PUBBODY${i}` : `DRAFTBODY${i}`, secret: `SECRETMARK${i}` })
@@ -122,11 +186,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a post that stops matching, an update, a delete and a key move reach a mirror target as the rule says', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'pages' }, mode: 'mirror', where: { status: 'published' }, key: 'slug', include: ['title', 'slug'] })
     await alpha.node.records.put('posts', 'p1', { title: 'one', slug: 'one', status: 'published' })
     await alpha.node.records.put('posts', 'p2', { title: 'two', slug: 'two', status: 'published' })
@@ -169,13 +229,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a target moved off a rule gets no key for what is written after: the stream goes on under a new epoch, and the new target reads it from its start', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    const delta = await start('delta')
-    running.push(alpha, beta, delta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await delta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta, delta)
+    const [alpha, beta, delta] = await star('alpha', 'beta', 'delta')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `before${i}`, { body: `MARKBEFORE${i}` })
     await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
@@ -281,13 +335,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a mirror of every site: the hub holds exactly what each site\'s stream sends, after the mirror\'s sweep, deletes and records that stop matching', async () => {
-    const hub = await start('hub')
-    const s1 = await start('site1')
-    const s2 = await start('site2')
-    running.push(hub, s1, s2)
-    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
-    await s2.node.peers.add(hub.node.getMultiaddrs()[0])
-    await allKnown(hub, s1, s2)
+    const [hub, s1, s2] = await star('hub', 'site1', 'site2')
     for (const [n, site] of [[s1, 'site1'], [s2, 'site2']] as const) {
       for (let i = 0; i < 4; i++) await n.node.records.put('devices', `${site}-d${i}`, { site, on: i !== 3 })
     }
@@ -340,13 +388,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a rule created while its source is offline: its target says it waits for the source\'s key, and gets the data once the source is back', async () => {
-    const alpha = await start('alpha')
-    const gamma = await start('gamma')
-    const beta = await start('beta')
-    running.push(alpha, gamma, beta)
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await beta.node.peers.add(gamma.node.getMultiaddrs()[0])
-    await allKnown(alpha, gamma, beta)
+    const [alpha, gamma, beta] = await line('alpha', 'gamma', 'beta')
     for (let i = 0; i < 5; i++) await alpha.node.records.put('posts', `p${i}`, { title: `post ${i}` })
     await alpha.node.stop()
     // the rule is made on gamma while alpha is down: alpha has never seen it, so its stream does not exist
@@ -367,11 +409,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('records updated while the source fills a mirror\'s stream reach the target in their newest state', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     const n = 4000
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { rev: 0, i } })))
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror' })
@@ -399,13 +437,7 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).size === 12, 'beta to hold the twelve posts')
     // the entries of the stream, as alpha stores them: the epoch of each is in clear
     const stream = ruleStreamId(alpha.node.registry.rules()[0])
-    const db = (alpha.node as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
-    const prefix = `e\x00${alpha.node.peerId}/${stream}\x00`
-    const perEpoch = new Map<number, number>()
-    for await (const [, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
-      const epoch = decodeEntry(`${alpha.node.peerId}/${stream}`, value).epoch ?? 0
-      perEpoch.set(epoch, (perEpoch.get(epoch) ?? 0) + 1)
-    }
+    let perEpoch = await entriesPerEpoch(alpha.node, `${alpha.node.peerId}/${stream}`)
     expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(12)
     expect(perEpoch.size).toBeGreaterThanOrEqual(3)
     for (const n of perEpoch.values()) expect(n).toBeLessThanOrEqual(5)
@@ -420,35 +452,23 @@ describe('rule streams between real nodes', () => {
     await again.peers.add(beta.node.getMultiaddrs()[0])
     for (let i = 12; i < 20; i++) await again.records.put('posts', `p${i}`, { n: i })
     await eventually(async () => (await all(beta.node, 'posts')).size === 20, 'beta to hold the twenty posts')
-    const db2 = (again as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
-    perEpoch.clear()
-    for await (const [, value] of db2.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
-      const epoch = decodeEntry(`${alpha.node.peerId}/${stream}`, value).epoch ?? 0
-      perEpoch.set(epoch, (perEpoch.get(epoch) ?? 0) + 1)
-    }
+    perEpoch = await entriesPerEpoch(again, `${alpha.node.peerId}/${stream}`)
     expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(20)
     for (const n of perEpoch.values()) expect(n).toBeLessThanOrEqual(5)
   })
 
   it('a source restored from a backup goes on under a new epoch above every one it had, once its stream comes back: the target reads what it writes next', async () => {
-    const dir = await tempDir()
-    const backup = await tempDir()
-    const open = async (): Promise<SyncNode> => {
-      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true, maxEntriesPerKey: 4 })
-      await node.start()
-      running.push({ node, dir })
-      return node
-    }
+    const { open, backup, restore } = await restorable({ maxEntriesPerKey: 4 })
     let alpha = await open()
     const beta = await start('beta')
-    running.push(beta, { node: beta.node, dir: backup })
+    running.push(beta)
     await beta.node.peers.add(alpha.getMultiaddrs()[0])
     await eventually(() => alpha.registry.platforms().length === 2 && beta.node.registry.platforms().length === 2, 'two platforms everywhere')
     await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     for (let i = 0; i < 3; i++) await alpha.records.put('posts', `p${i}`, { n: i })
     await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold three posts')
     await alpha.stop()
-    await cp(dir, backup, { recursive: true })
+    await backup()
     // after the backup: more writes, and a second epoch whose key the backup does not have
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
@@ -457,8 +477,7 @@ describe('rule streams between real nodes', () => {
     const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
     const held = (await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0
     await alpha.stop()
-    await rm(dir, { recursive: true, force: true })
-    await cp(backup, dir, { recursive: true })
+    await restore()
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
     // it takes its stream back from beta before writing again (docs/operators-guide.md, "Backup and restore")
@@ -537,13 +556,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a rule changed on its source side (a rename) rewrites what it placed on a merge target, from one source and from a group', async () => {
-    const hub = await start('hub')
-    const s1 = await start('site1')
-    const s2 = await start('site2')
-    running.push(hub, s1, s2)
-    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
-    await s2.node.peers.add(hub.node.getMultiaddrs()[0])
-    await allKnown(hub, s1, s2)
+    const [hub, s1, s2] = await star('hub', 'site1', 'site2')
     const one = await hub.node.registry.addRule({ from: { platform: 'site1', collection: 'things' }, to: { platform: 'hub', collection: 'one' } })
     const group = await hub.node.registry.addRule({ from: { platform: '*', collection: 'things' }, to: { platform: 'hub', collection: 'group' } })
     await s1.node.records.put('things', 't1', { v: 'a' })
@@ -567,11 +580,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a record deleted or no longer matching right after its rule changed, before the new stream\'s fill reached it, leaves the targets that got it from the earlier stream', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     const n = 2000
     const id = (i: number): string => `i${String(i).padStart(5, '0')}`
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: id(i), value: { kind: 'item', i } })))
@@ -591,13 +600,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a rule changed back to its earlier source parts: its earlier stream is brought up to date, so a target that reads it from its start gets the records as they are now', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta, gamma)
+    const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 4; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 4, 'beta to hold the first posts')
@@ -623,13 +626,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a rule changed while its source is offline, and changed back once it is back: the source brings the stream it sends again up to date', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta, gamma)
+    const [alpha, beta, gamma] = await line('alpha', 'beta', 'gamma')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { kind: 'post' } })
     for (let i = 0; i < 3; i++) await alpha.node.records.put('posts', `p${i}`, { kind: 'post', rev: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 3, 'beta to hold the first posts')
@@ -655,11 +652,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('records written while a new rule\'s stream is filled that the rule never sent put nothing in its stream when they are deleted or do not match', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     const n = 2000
     await alpha.node.records.import('items', Array.from({ length: n }, (_, i) => ({ id: `i${String(i).padStart(5, '0')}`, value: { kind: 'item', i } })))
     await alpha.node.records.put('items', 'zz-gone', { kind: 'other' })
@@ -673,24 +666,17 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a restored source whose stream comes back in many batches starts one new epoch, not one per batch', async () => {
-    const dir = await tempDir()
-    const backup = await tempDir()
-    const open = async (): Promise<SyncNode> => {
-      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
-      await node.start()
-      running.push({ node, dir })
-      return node
-    }
+    const { open, backup, restore } = await restorable()
     let alpha = await open()
     const beta = await start('beta')
-    running.push(beta, { node: beta.node, dir: backup })
+    running.push(beta)
     await beta.node.peers.add(alpha.getMultiaddrs()[0])
     await eventually(() => alpha.registry.platforms().length === 2 && beta.node.registry.platforms().length === 2, 'two platforms everywhere')
     await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     await alpha.records.put('posts', 'first', { n: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 1, 'beta to hold the first post')
     await alpha.stop()
-    await cp(dir, backup, { recursive: true })
+    await backup()
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
     const n = 3000
@@ -698,33 +684,21 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).size === n + 1, 'beta to hold every post', 30_000)
     const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
     await alpha.stop()
-    await rm(dir, { recursive: true, force: true })
-    await cp(backup, dir, { recursive: true })
+    await restore()
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
     await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= n + 1, 'alpha to take its stream back')
     await alpha.records.put('posts', 'after', { n: -1 })
     await eventually(async () => (await all(beta.node, 'posts')).get('after')?.n === -1, 'beta to read what alpha wrote after the restore', 20_000)
-    const db = (alpha as unknown as { store: { db: { iterator: (o: object) => AsyncIterable<[string, Uint8Array]> } } }).store.db
-    const epochs = new Set<number>()
-    const prefix = `e\x00${stream}\x00`
-    for await (const [, value] of db.iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) epochs.add(decodeEntry(stream, value).epoch ?? 0)
-    expect([...epochs].sort()).toEqual([1, 2])
+    expect([...(await entriesPerEpoch(alpha, stream)).keys()].sort()).toEqual([1, 2])
   })
 
   it('a source restored from a backup taken before a target left its rule starts its new epoch above the one the backup missed: the remaining target reads what it writes next', async () => {
-    const dir = await tempDir()
-    const backup = await tempDir()
-    const open = async (): Promise<SyncNode> => {
-      const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
-      await node.start()
-      running.push({ node, dir })
-      return node
-    }
+    const { open, backup, restore } = await restorable()
     let alpha = await open()
     const beta = await start('beta')
     const gamma = await start('gamma')
-    running.push(beta, gamma, { node: beta.node, dir: backup })
+    running.push(beta, gamma)
     await beta.node.peers.add(alpha.getMultiaddrs()[0])
     await gamma.node.peers.add(alpha.getMultiaddrs()[0])
     await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
@@ -732,7 +706,7 @@ describe('rule streams between real nodes', () => {
     await alpha.records.put('posts', 'p0', { n: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 1 && (await all(gamma.node, 'posts')).size === 1, 'beta and gamma to hold p0')
     await alpha.stop()
-    await cp(dir, backup, { recursive: true })
+    await backup()
     // after the backup: beta leaves the rule's targets, so the stream goes on under epoch 2, sealed to gamma only
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
@@ -741,8 +715,7 @@ describe('rule streams between real nodes', () => {
     const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
     await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`) && (await keyRecordIds(beta.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'the envelope of epoch 2 everywhere')
     await alpha.stop()
-    await rm(dir, { recursive: true, force: true })
-    await cp(backup, dir, { recursive: true })
+    await restore()
     // restored: its database has epoch 1 only; the registry (the rule's new targets, the envelopes of epoch 2) comes back
     alpha = await open()
     await alpha.peers.add(beta.node.getMultiaddrs()[0])
@@ -755,11 +728,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
     await alpha.node.records.put('items', 'pa', { kind: 'a' })
     await alpha.node.records.put('items', 'pb', { kind: 'b' })
@@ -773,13 +742,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a mirror whose filter narrows as it moves to another target: the new target is not told of records only the earlier one got', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta, gamma)
+    const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
     await alpha.node.records.put('items', 'pa', { kind: 'a' })
     await alpha.node.records.put('items', 'pb', { kind: 'b' })
@@ -788,21 +751,13 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa', 20_000)
     const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
     const stream = `${alpha.node.peerId}/${streamId}`
-    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
-    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    await eventually(async () => await streamFilled(alpha.node, streamId), 'the new stream filled')
     // pb was sent to beta only: the stream gamma reads names pa alone
     expect((await alpha.node.status()).origins.find(o => o.origin === stream)?.seq).toBe(1)
   })
 
-
   it('a mirror whose filter narrows as it goes back to a target that left it: the target is not told of records written after it left', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(alpha, beta, gamma)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta, gamma)
+    const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: '*', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
     await alpha.node.records.put('items', 'pa', { kind: 'a' })
     await eventually(async () => (await all(beta.node, 'items')).size === 1 && (await all(gamma.node, 'items')).size === 1, 'beta and gamma to hold pa')
@@ -814,8 +769,7 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'items')).size === 2, 'beta to hold pa and pb')
     await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'items' }, where: { kind: 'a' } })
     const streamId = ruleStreamId(alpha.node.registry.rule(rule.id)!)
-    const db = (alpha.node as unknown as { store: { db: { get: (k: string) => Promise<Uint8Array | undefined> } } }).store.db
-    await eventually(async () => JSON.parse(Buffer.from(await db.get(`m\x00stream-fill\x00${streamId}`) ?? Buffer.from('{}')).toString()).done === true, 'the new stream filled')
+    await eventually(async () => await streamFilled(alpha.node, streamId), 'the new stream filled')
     await eventually(async () => [...(await all(gamma.node, 'items')).keys()].join() === 'pa', 'gamma to hold pa')
     // pb was written under a key gamma never held: the stream gamma reads names pa alone
     expect((await alpha.node.status()).origins.find(o => o.origin === `${alpha.node.peerId}/${streamId}`)?.seq).toBe(1)
@@ -835,11 +789,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a dry run of a rule reading a group of sources runs on each source of the group, counting its own records; elsewhere it says where', async () => {
-    const hub = await start('hub')
-    const s1 = await start('site1')
-    running.push(hub, s1)
-    await s1.node.peers.add(hub.node.getMultiaddrs()[0])
-    await allKnown(hub, s1)
+    const [hub, s1] = await star('hub', 'site1')
     for (let i = 0; i < 3; i++) await s1.node.records.put('devices', `d${i}`, { temp: i })
     const spec = { from: { platform: '*', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, where: { temp: { $gte: 1 } } }
     await expect(hub.node.registry.dryRunRule!(spec)).rejects.toMatchObject({ code: 'DRY_RUN_UNAVAILABLE', message: expect.stringContaining('site1') })
@@ -851,11 +801,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a rule from a node to itself applies what is written after its backfill, and what it writes goes on through the next rule\'s stream', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta')
-    running.push(alpha, beta)
-    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
-    await allKnown(alpha, beta)
+    const [alpha, beta] = await star('alpha', 'beta')
     const own = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'in' }, to: { platform: 'alpha', collection: 'out' } })
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'out' }, to: { platform: 'beta', collection: 'copy' } })
     await eventually(async () => (await alpha.node.status()).rules.find(r => r.id === own.id)?.backfilled === true, 'the rule to alpha itself to be backfilled')
