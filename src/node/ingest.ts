@@ -18,7 +18,7 @@ import type { Cert } from '../log/signing.js'
 import { openEntry } from '../log/sealed-entry.js'
 import { checkPutValue } from '../network/sync/codec.js'
 import { parseHlc } from '../core/hlc.js'
-import type { ChangeEvent, JsonObject } from '../core/types.js'
+import type { ChangeEvent, ConflictRecord, JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
@@ -67,6 +67,8 @@ export class Ingestor extends Backfiller {
     for await (const [key, value] of this.store.db.iterator(prefixRange(counter))) {
       this.counters.set(keySuffix(key, counter), Number(utf8.decode(value)))
     }
+    // every rule's conflict log, oldest first (a conflict between the same two writes is logged once)
+    for await (const [, value] of this.store.db.iterator(prefixRange(keys.conflictsPrefix()))) this.conflictLogged(decodeJson<ConflictRecord>(value))
     const cursor = await this.store.db.get(FEED_CURSOR_KEY)
     if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
     const skipped = await this.store.db.get(LEFT_OUT_KEY)

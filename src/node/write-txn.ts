@@ -127,6 +127,11 @@ export const STREAM_RULE_PREFIX = keys.meta(`stream-rule${SEP}`)
 function sentFor (o: OutboundRule): string {
   return `${o.compiled.rule.id}${SEP}${o.target ?? ''}`
 }
+/** What tells two conflicts apart: the record, the two writes (versions and ops), the kind and the winner. */
+function conflictKey (c: Omit<ConflictRecord, 'n' | 'at'>): string {
+  const side = (s: ConflictRecord['existing']): string => `${s.op}${SEP}${s.version.origin}${SEP}${s.version.hlc}${SEP}${s.version.seq}`
+  return [c.collection, c.id, c.kind, c.winner, side(c.existing), side(c.incoming)].join(SEP)
+}
 /** Conflicts kept per rule (the newest). */
 export const CONFLICT_LOG_SIZE = 50
 /** Transform errors kept per rule (the newest). */
@@ -223,6 +228,22 @@ export abstract class WritePath {
     let any = false
     this.counters.forEach((n, key) => { if (n > 0 && key.endsWith(`${SEP}applied`)) any = true })
     return any
+  }
+
+  /**
+   * Per rule, the conflicts its log holds (conflictKey, oldest first; the
+   * newest CONFLICT_LOG_SIZE): a conflict between the same two writes with
+   * the same outcome is logged once (recordConflict). Loaded at start
+   * (Ingestor.load), added to as transactions commit.
+   */
+  private readonly loggedConflicts = new Map<string, string[]>()
+
+  /** A conflict is in its rule's log (committed, or loaded at start). */
+  protected conflictLogged (c: Omit<ConflictRecord, 'n' | 'at'>): void {
+    let logged = this.loggedConflicts.get(c.ruleId)
+    if (logged === undefined) this.loggedConflicts.set(c.ruleId, logged = [])
+    logged.push(conflictKey(c))
+    if (logged.length > CONFLICT_LOG_SIZE) logged.shift()
   }
 
   /** The newest changes feed cursor committed. */
@@ -329,6 +350,7 @@ export abstract class WritePath {
     // the pairs this transaction left out first: a registry change it carries may need them logged
     if (st?.newlyLeftOut !== undefined) for (const pair of st.newlyLeftOut) this.everLeftOut.add(pair)
     if (result.registry.length > 0) this.onRegistry?.(result.registry)
+    for (const c of result.conflicts ?? []) this.conflictLogged(c)
     this.txnState = undefined
     if (st === undefined) return
     for (const [key, n] of st.counts) {
@@ -569,6 +591,9 @@ export abstract class WritePath {
   }
 
   protected recordConflict (st: TxnState, c: Omit<ConflictRecord, 'n' | 'at'>): void {
+    // the same two writes met before, with the same outcome (a rule's new stream sends a write again): logged once
+    const key = conflictKey(c)
+    if (this.loggedConflicts.get(c.ruleId)?.includes(key) === true || st.result.conflicts?.some(r => r.ruleId === c.ruleId && conflictKey(r) === key) === true) return
     const n = this.count(st, c.ruleId, 'conflicts')
     const record: ConflictRecord = { n, at: new Date().toISOString(), ...c }
     st.txn.put(keys.conflict(c.ruleId, n), encodeJson(record))

@@ -67,6 +67,7 @@ export const keys = {
   counterPrefix: () => `n${SEP}`,
   conflict: (ruleId: string, n: number) => `c${SEP}${ruleId}${SEP}${seqKeyPart(n)}`,
   conflictPrefix: (ruleId: string) => `c${SEP}${ruleId}${SEP}`,
+  conflictsPrefix: () => `c${SEP}`,
   transformError: (ruleId: string, n: number) => `t${SEP}${ruleId}${SEP}${seqKeyPart(n)}`,
   transformErrorPrefix: (ruleId: string) => `t${SEP}${ruleId}${SEP}`,
   webhook: (ruleId: string) => `w${SEP}${ruleId}`,

@@ -811,4 +811,32 @@ describe('rule streams between real nodes', () => {
     await alpha.node.records.delete('in', 'a')
     await eventually(async () => (await all(alpha.node, 'out')).size === 0 && (await all(beta.node, 'copy')).size === 0, 'the delete to follow')
   })
+
+  it('a write that lost to a newer one on the target is logged as a conflict once, not again when the rule\'s new stream sends it after a change', async () => {
+    const [alpha, beta] = await star('alpha', 'beta')
+    await alpha.node.records.put('posts', 'p1', { title: 'from alpha', kind: 'post' })
+    // beta's own write to the same id is newer than alpha's
+    await beta.node.records.put('posts', 'p1', { title: 'from beta' })
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    const backfilled = async (): Promise<boolean> => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true
+    await eventually(async () => await backfilled() && (await beta.node.registry.conflicts!(rule.id, 50)).total === 1, 'beta to log the conflict')
+    const [first] = (await beta.node.registry.conflicts!(rule.id, 50)).conflicts
+    expect(first).toMatchObject({ id: 'p1', kind: 'local-write', winner: 'existing' })
+    // beta restarts: what its conflict log holds is read back from disk
+    await beta.node.stop()
+    const again = await start('beta', beta.dir)
+    running.push(again)
+    beta.node = again.node
+    await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+    // a change on the source side: a new stream, whose fill sends alpha's write again
+    await alpha.node.registry.updateRule(rule.id, { exclude: ['kind'] })
+    const stream = ruleStreamId({ ...rule, exclude: ['kind'] })
+    await eventually(async () => await streamFilled(alpha.node, stream), 'alpha to fill the rule\'s new stream')
+    await alpha.node.records.put('posts', 'p2', { title: 'later', kind: 'post' })
+    await eventually(async () => (await all(beta.node, 'posts')).get('p2')?.title === 'later' && await backfilled(), 'beta to read the new stream')
+    expect((await all(beta.node, 'posts')).get('p1')).toEqual({ title: 'from beta' })
+    const after = await beta.node.registry.conflicts!(rule.id, 50)
+    expect(after.total).toBe(1)
+    expect(after.conflicts).toEqual([first])
+  })
 })
