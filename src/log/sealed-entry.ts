@@ -18,7 +18,7 @@ import type { StreamKey } from './seal.js'
 import { newEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
 import { parseLogId } from './log-id.js'
-import { SEALED_COLLECTION } from '../store/names.js'
+import { isValidCollection, isValidId, SEALED_COLLECTION } from '../store/names.js'
 
 const PAYLOAD_VERSION = 1
 
@@ -86,6 +86,10 @@ export function openEntry (key: StreamKey, sealed: LogEntry): LogEntry {
   const targetId = read()
   const value = sealed.op === 'put' ? new Uint8Array(payload.subarray(pos)) : undefined
   if (sealed.op !== 'put' && pos !== payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: a ${sealed.op} with a value`)
+  // what the codec checks of an entry in clear: names and ids go into the store's keys, where "\0" separates parts
+  if (!isValidCollection(collection)) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload names an invalid collection`)
+  if (!isValidId(id)) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload names an invalid record id`)
+  if (targetId !== '' && !isValidId(targetId)) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the payload names an invalid target id`)
   if (blindedIdHex(key, collection, id) !== sealed.id) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: its blinded id is not its record's`)
   return newEntry(sealed.origin, sealed.seq, sealed.hlc, collection, id, sealed.op, value, sealed.writer, sealed.writerSeq, undefined, targetId === '' ? undefined : targetId)
 }

@@ -311,7 +311,13 @@ describe('attacks on rule streams', () => {
       // the origin's own ciphertext of another seq, signed again at this one
       [origin.sealed(++seq, 'put', payload('posts', 'x8', 'x8', json({ a: 8 })), ['posts', 'x8'], { encSeq: seq + 100 }), 'x8', /does not decrypt/],
       // encrypted under a key no envelope gave
-      [origin.sealed(++seq, 'put', payload('posts', 'x9', 'x9', json({ a: 9 })), ['posts', 'x9'], { key: StreamKey.generate() }), 'x9', /does not decrypt/]
+      [origin.sealed(++seq, 'put', payload('posts', 'x9', 'x9', json({ a: 9 })), ['posts', 'x9'], { key: StreamKey.generate() }), 'x9', /does not decrypt/],
+      // names and ids the codec refuses in clear: a control character ("\0" separates the store's key parts), none, too long
+      [origin.sealed(++seq, 'put', payload('posts', 'x10\u0000r', 'x10\u0000r', json({ a: 10 })), ['posts', 'x10\u0000r']), 'x10\u0000r', /invalid record id/],
+      [origin.sealed(++seq, 'put', payload('posts', '', '', json({ a: 11 })), ['posts', '']), '', /invalid record id/],
+      [origin.sealed(++seq, 'put', payload('posts', 'y'.repeat(600), 'y'.repeat(600), json({ a: 12 })), ['posts', 'y'.repeat(600)]), 'y'.repeat(600), /invalid record id/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x13', 'x13\u0001', json({ a: 13 })), ['posts', 'x13']), 'x13', /invalid target id/],
+      [origin.sealed(++seq, 'put', payload('po\u0000sts', 'x14', 'x14', json({ a: 14 })), ['po\u0000sts', 'x14']), 'x14', /invalid collection/]
     ]
     const entries = [...bad.map(b => b[0]), origin.put(++seq, 'posts', 'ok', { title: 'fine' })]
     const evil = await rawPeer('127.0.0.9')
