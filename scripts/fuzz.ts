@@ -1,8 +1,9 @@
 /**
  * The long fuzz run: `npm run fuzz -- --cases N --seed S`.
  *
- * Splits N cases over the targets (by default 68 % sync frame codec, 12 %
- * auth message decode, 15 % run certificates mutated structurally, 5 % sync
+ * Splits N cases over the targets (by default 65 % sync frame codec, 12 %
+ * auth message decode, 15 % run certificates mutated structurally, 3 % rule
+ * stream entries whose encrypted payload is built field by field, 5 % sync
  * session frames against a real ChangeLog/Ingestor on LevelDB), prints
  * progress on stderr and a JSON summary on stdout: cases, duration, peak
  * memory, and every failure with the seed and case that reproduce it. Exit
@@ -10,7 +11,7 @@
  *
  *   --cases N        total cases (default 1000000)
  *   --seed S         PRNG seed (default: random, printed)
- *   --only T         codec | auth | certs | session: run one target with all N cases
+ *   --only T         codec | auth | certs | sealed | session: run one target with all N cases
  *   --session-share F  share of the cases for the session target (default 0.05)
  *   --certs-share F  share of the cases for the certificate target (default 0.15; half
  *                    of them version 1 batches through the codec, half version 2 attested
@@ -23,6 +24,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fuzzAuthDecode, fuzzAuthWire, fuzzCerts, fuzzCodec, fuzzSession, heapUsedAfterGc } from './lib/fuzz.js'
+import { fuzzSealed } from './lib/fuzz-sealed.js'
 import type { FuzzStats } from './lib/fuzz.js'
 
 interface Args { cases: number, seed: number, only?: string, sessionShare: number, certsShare: number, authWire: number, saveFound?: string }
@@ -43,7 +45,7 @@ function parseArgs (argv: string[]): Args {
     else if (flag === '--session-share') args.sessionShare = num()
     else if (flag === '--certs-share') args.certsShare = num()
     else if (flag === '--save-found') { args.saveFound = value; i++ } else if (flag === '--auth-wire') args.authWire = Math.floor(num())
-    else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|certs|session]`)
+    else if (flag === '--only') { args.only = value; i++ } else throw new Error(`unknown argument ${flag}; use --cases N --seed S [--only codec|auth|certs|sealed|session]`)
   }
   return args
 }
@@ -65,10 +67,10 @@ async function main (): Promise<number> {
   const sampler = setInterval(sample, 250)
   sample()
   const split = args.only !== undefined
-    ? { codec: args.only === 'codec' ? args.cases : 0, auth: args.only === 'auth' ? args.cases : 0, certs: args.only === 'certs' ? args.cases : 0, session: args.only === 'session' ? args.cases : 0 }
-    : { session: Math.round(args.cases * args.sessionShare), auth: Math.round(args.cases * 0.12), certs: Math.round(args.cases * args.certsShare), codec: 0 }
-  if (args.only === undefined) split.codec = Math.max(0, args.cases - split.session - split.auth - split.certs)
-  process.stderr.write(`fuzz: ${args.cases} cases, seed ${args.seed} (codec ${split.codec}, auth ${split.auth}, certs ${split.certs}, session ${split.session})\n`)
+    ? { codec: args.only === 'codec' ? args.cases : 0, auth: args.only === 'auth' ? args.cases : 0, certs: args.only === 'certs' ? args.cases : 0, sealed: args.only === 'sealed' ? args.cases : 0, session: args.only === 'session' ? args.cases : 0 }
+    : { session: Math.round(args.cases * args.sessionShare), auth: Math.round(args.cases * 0.12), certs: Math.round(args.cases * args.certsShare), sealed: Math.round(args.cases * 0.03), codec: 0 }
+  if (args.only === undefined) split.codec = Math.max(0, args.cases - split.session - split.auth - split.certs - split.sealed)
+  process.stderr.write(`fuzz: ${args.cases} cases, seed ${args.seed} (codec ${split.codec}, auth ${split.auth}, certs ${split.certs}, sealed ${split.sealed}, session ${split.session})\n`)
 
   const results: FuzzStats[] = []
   const heapStart = heapUsedAfterGc()
@@ -121,6 +123,11 @@ async function main (): Promise<number> {
       process.stderr.write(`certs: ${found.length} inputs written to ${args.saveFound}\n`)
     }
     results.push(total)
+  }
+  if (split.sealed > 0) {
+    const s = fuzzSealed({ seed: args.seed, cases: split.sealed })
+    process.stderr.write(`sealed: ${s.cases} cases, ${s.failures.length} failures, ${(s.ms / 1000).toFixed(1)} s\n`)
+    results.push(s)
   }
   if (args.authWire > 0 && (args.only === undefined || args.only === 'auth')) {
     const s = await fuzzAuthWire({ seed: args.seed, cases: args.authWire })

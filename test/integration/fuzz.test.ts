@@ -1,7 +1,8 @@
 /**
  * The short fuzz run (the long one is `npm run fuzz -- --cases N --seed S`,
  * scripts/fuzz.ts; the engine is scripts/lib/fuzz.ts): the sync frame codec,
- * the auth messages (decoded, and against a real listener), and real sync
+ * the auth messages (decoded, and against a real listener), rule stream
+ * entries built field by field, and real sync
  * sessions over in-memory streams against a real ChangeLog/Ingestor on
  * LevelDB. Random seeds are printed in the test names; rerun a failure with
  * FUZZ_SEED=… .
@@ -24,6 +25,7 @@ import { removeDir, tempDir } from '../helpers/nodes.js'
 import { decodeEntry as decodeEntryOf } from '../../src/log/entry.js'
 import type { AttestedCert } from '../../src/log/signing.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
+import { fuzzSealed } from '../../scripts/lib/fuzz-sealed.js'
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'fuzz')
 
@@ -69,6 +71,18 @@ describe('fuzz (short run)', () => {
 
   it(`run certificates mutated structurally: 2000 cases with a random seed (FUZZ_SEED=${SEED})`, async () => {
     expectNoFailures(await fuzzCerts({ seed: SEED, cases: 2_000 }))
+  }, 60_000)
+
+  it('rule stream entries built field by field under the stream\'s key: 3000 fixed-seed cases are taken exactly when valid, and read as built', () => {
+    const s = fuzzSealed({ seed: 20261207, cases: 3_000 })
+    expectNoFailures(s)
+    expect(s.outcomes.accepted).toBeGreaterThan(300)
+    expect(s.outcomes['refused (CIPHERTEXT_INVALID)']).toBeGreaterThan(300)
+    expect(s.outcomes['refused (VALUE)']).toBeGreaterThan(100)
+  }, 60_000)
+
+  it(`rule stream entries built field by field: 1500 cases with a random seed (FUZZ_SEED=${SEED})`, () => {
+    expectNoFailures(fuzzSealed({ seed: SEED, cases: 1_500 }))
   }, 60_000)
 
   it('attested runs (version 2) mutated structurally: 3000 fixed-seed cases are refused or complete and genuine', async () => {
