@@ -78,6 +78,7 @@ export const MAX_ENTRIES_PER_KEY = 2 ** 31
 const SEAL_LABEL = Buffer.from('syncmesh/seal/1\0')
 const ENTRY_KEY_LABEL = Buffer.from('syncmesh/stream-entry/1\0')
 const BLIND_KEY_LABEL = Buffer.from('syncmesh/stream-blind/1\0')
+const EPOCH_KEY_LABEL = Buffer.from('syncmesh/stream-epoch-key/1\0')
 const EMPTY = Buffer.alloc(0)
 const ZERO_NONCE = Buffer.alloc(NONCE_BYTES)
 const MAX_FIELD_BYTES = 0xffff
@@ -421,6 +422,31 @@ export class StreamKey {
     }
     return aad
   }
+}
+
+/**
+ * The epoch key of (origin, stream, epoch) derived from the origin's
+ * identity (`identity`: its libp2p Ed25519 private key, or the 32-byte seed):
+ *   HKDF-SHA256(ikm = seed, salt = "", info = "syncmesh/stream-epoch-key/1\0" ‖ context_aad, 32)
+ * with context_aad the sealed box's (0x01 ‖ str(origin) ‖ str(stream) ‖ u32be(epoch)).
+ * The same identity and context give the same key, so a source restored
+ * from a backup that lacks a key finds it again; nobody without the
+ * identity's private key can compute it, whatever epoch keys it holds.
+ */
+export function deriveStreamKey (identity: PrivateKey | Uint8Array, context: StreamContext): StreamKey {
+  let seed: Uint8Array
+  if (identity instanceof Uint8Array) {
+    seed = identity
+  } else {
+    if (identity.type !== 'Ed25519') throw keyError(`only Ed25519 identities derive stream keys (got ${identity.type})`)
+    seed = identity.raw.subarray(0, KEY_BYTES)
+  }
+  if (seed.length !== KEY_BYTES) throw keyError(`an Ed25519 seed is ${KEY_BYTES} bytes, got ${seed.length}`)
+  const info = Buffer.concat([EPOCH_KEY_LABEL, streamAad(SEAL_VERSION, context)])
+  const bytes = new Uint8Array(hkdfSync('sha256', seed, EMPTY, info, STREAM_KEY_BYTES))
+  const key = new StreamKey(bytes)
+  bytes.fill(0)
+  return key
 }
 
 /** Seals an epoch key to one audience member: `seal` of its 32 bytes. */

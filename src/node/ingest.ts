@@ -157,6 +157,18 @@ export class Ingestor extends Backfiller {
     this.onRestoredStream?.(streamLog, epoch)
   }
 
+  /**
+   * Entries of one of this node's own rule streams came back from a peer
+   * (a restore): the keys of their epochs that the backup lacked are
+   * derived again and stored in the same batch (StreamKeys.recover).
+   */
+  private recoverOwnKeys (txn: Txn, streamLog: string, entries: LogEntry[]): void {
+    const stream = streamOf(streamLog)
+    if (stream === undefined || this.streamKeys === undefined) return
+    const { recovered, unrecoverable } = this.streamKeys.recover(txn, stream, entries)
+    if (recovered.length > 0 || unrecoverable.length > 0) this.onKeysRecovered?.(streamLog, recovered, unrecoverable)
+  }
+
   /** Entries just appended to one of this node's own rule streams, applied by the rules here reading it (not the node's own writes: depth 1). */
   protected async applyOwnStream (st: TxnState, entries: LogEntry[]): Promise<void> {
     await this.applyLevel(st, entries, 1)
@@ -194,6 +206,7 @@ export class Ingestor extends Backfiller {
       const { txn, durable } = await this.writeTxn(async (txn) => {
         // with the store's frontiers (store/frontier.ts): what lies beyond what is stored is not read
         await this.log.append(txn, origin, fresh, toSeq, keptCerts, keptAttested === undefined ? {} : { attested: keptAttested })
+        if (fresh.length > 0 && isLogOf(origin, this.self)) this.recoverOwnKeys(txn, origin, fresh)
         // this node's own log coming back (a restore): its history ends at toSeq, whatever survived compaction.
         // Another node's rule stream is applied by the rules that read it here (RuleSet.streams: their
         // compiled forms read the stream's log id); any other stream log, and this node's own coming

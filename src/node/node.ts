@@ -291,6 +291,10 @@ export class SyncNode extends EventTarget implements SyncNodeApi {
     this.ruleService = this.createRuleService()
     this.ingestor.onEpochStarted = () => this.ruleService.keysRotated()
     this.ingestor.audienceOf = (o) => this.ruleService.audienceOf(o)
+    this.ingestor.onKeysRecovered = (streamLog, recovered, unrecoverable) => {
+      if (recovered.length > 0) this.log.info({ stream: streamLog, epochs: recovered }, `derived again the keys of epochs ${recovered.join(', ')} of this node's own stream ${streamLog}, whose entries came back from a peer`)
+      if (unrecoverable.length > 0) this.log.warn({ stream: streamLog, epochs: unrecoverable }, `the keys of epochs ${unrecoverable.join(', ')} of this node's own stream ${streamLog} are lost (made at random by an earlier build, not in the restored backup): a delete of a record whose newest entry is under them is not sent until the record is written again`)
+    }
     this.ingestor.onRestoredStream = (streamLog, epoch) => this.log.warn({ stream: streamLog, epoch }, `entries of this node's own stream ${streamLog} came back from a peer (restored from a backup?): the stream goes on under a new key, epoch ${epoch}`)
     await this.ruleService.load()
   }

@@ -431,6 +431,10 @@ export class RuleService {
           for (const k of keysOf.epochs(o.stream)) {
             for (const t of targets) {
               if (held.some(e => e.epoch === k.epoch && e.peer === t.peerId)) continue
+              // a key derived again after a restore is not sealed to a peer that held an earlier epoch of the
+              // stream but not this one: it was out of the audience when the epoch began (the registry here
+              // may still be the backup's, in which it is a target)
+              if (k.recovered === true && held.some(e => e.epoch < k.epoch && e.peer === t.peerId)) continue
               ops.push({ collection: KEYS_COLLECTION, id: envelopeId(this.deps.self, o.stream, k.epoch, t.peerId), op: 'put', value: keysOf.envelope(o.stream, k.epoch, k.key, t.peerId) })
             }
           }

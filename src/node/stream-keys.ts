@@ -10,9 +10,17 @@
  * leaves its audience (rotate), so a removed target gets no key for what is
  * written after its removal. Every current member holds an envelope of
  * every epoch, so a member that joins reads the stream from its start.
+ *
+ * An own stream's epoch key is derived from the node's identity key, the
+ * origin, the stream and the epoch (encryption.md §4, deriveStreamKey), and
+ * kept: a source restored from a backup that lacks a key derives it again
+ * when entries under it come back (recover). Keys an earlier build made at
+ * random are used as they are; those are lost with the backup.
  */
 import type { PrivateKey } from '@libp2p/interface'
-import { MAX_ENTRIES_PER_KEY, SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
+import type { LogEntry } from '../log/entry.js'
+import { deriveStreamKey, MAX_ENTRIES_PER_KEY, SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
+import { openEntry } from '../log/sealed-entry.js'
 import { isPeerId, isStreamId, parseLogId, RULE_STREAM_PREFIX } from '../log/log-id.js'
 import type { JsonObject } from '../core/types.js'
 import type { Store, Txn } from '../store/db.js'
@@ -62,15 +70,46 @@ export function envelopeRefusal (id: string, writer: string, op: string, value: 
   return undefined
 }
 
-/** An own stream's epoch: its key, and how many entries the stream held when it began (`start`). */
+/**
+ * An own stream's epoch: its key, and how many entries the stream held when
+ * it began (`start`); `recovered` when the key was derived again for entries
+ * that came back from a peer (recover), not made here.
+ */
 interface OwnEpoch {
   epoch: number
   key: StreamKey
   start: number
+  recovered?: true
+}
+
+/** The byte after a stored key's `start` that marks it recovered (its value is then 41 bytes). */
+const RECOVERED = 1
+
+/** An own stream's key as stored: its 32 bytes, u64be(start), and RECOVERED for a recovered one. */
+function storedKey (key: StreamKey, start: number, recovered = false): Uint8Array {
+  const value = Buffer.alloc(STREAM_KEY_BYTES + 8 + (recovered ? 1 : 0))
+  value.set(key.bytes, 0)
+  value.writeBigUInt64BE(BigInt(start), STREAM_KEY_BYTES)
+  if (recovered) value[STREAM_KEY_BYTES + 8] = RECOVERED
+  return value
+}
+
+/** Whether `key` opens stream entry `entry` (an entry its origin signed: one that opens is under that key). */
+function opens (key: StreamKey, entry: LogEntry): boolean {
+  try {
+    openEntry(key, entry)
+    return true
+  } catch {
+    return false
+  }
 }
 
 export class StreamKeys {
   private readonly identity: SealIdentity
+  /** The node's identity key: own epoch keys are derived from it. */
+  readonly #privateKey: PrivateKey
+  /** Own streams: `stream\0epoch` of the epochs whose key recover derived and found wrong (made at random by an earlier build). */
+  private readonly unrecoverable = new Set<string>()
   /** Own streams: stream → its current epoch and key. */
   private readonly own = new Map<string, OwnEpoch>()
   /** Own streams: stream → every epoch's key, the current one first (read for every record a stream sends). */
@@ -84,6 +123,7 @@ export class StreamKeys {
 
   constructor (private readonly store: Store, private readonly self: string, privateKey: PrivateKey, options: { heldOf?: (stream: string) => number, maxEntriesPerKey?: number } = {}) {
     this.identity = SealIdentity.fromPrivateKey(privateKey)
+    this.#privateKey = privateKey
     this.heldOf = options.heldOf ?? (() => 0)
     this.maxEntriesPerKey = options.maxEntriesPerKey ?? MAX_ENTRIES_PER_KEY
     if (!Number.isSafeInteger(this.maxEntriesPerKey) || this.maxEntriesPerKey < 1 || this.maxEntriesPerKey > MAX_ENTRIES_PER_KEY) throw new RangeError(`maxEntriesPerKey must be an integer 1 … ${MAX_ENTRIES_PER_KEY}, got ${this.maxEntriesPerKey}`)
@@ -91,22 +131,30 @@ export class StreamKeys {
 
   /**
    * Load the keys of this node's own streams. A key's value is its 32 bytes
-   * and u64be(start); a key stored without `start` began at 0 (its count
-   * then covers the whole stream: a new epoch comes early, never late).
+   * and u64be(start), then RECOVERED for a recovered one; a key stored
+   * without `start` began at 0 (its count then covers the whole stream: a
+   * new epoch comes early, never late).
    */
   async load (): Promise<void> {
     for await (const [key, value] of this.store.db.iterator(prefixRange(OWN_KEY_PREFIX))) {
       const [stream, epoch] = keySuffix(key, OWN_KEY_PREFIX).split(SEP)
       const start = value.byteLength >= STREAM_KEY_BYTES + 8 ? Number(Buffer.from(value.buffer, value.byteOffset, value.byteLength).readBigUInt64BE(STREAM_KEY_BYTES)) : 0
-      this.remember(stream, Number(epoch), new StreamKey(value.subarray(0, STREAM_KEY_BYTES)), start)
+      this.remember(stream, { epoch: Number(epoch), key: new StreamKey(value.subarray(0, STREAM_KEY_BYTES)), start, ...(value[STREAM_KEY_BYTES + 8] === RECOVERED ? { recovered: true } : {}) })
     }
   }
 
-  private remember (stream: string, epoch: number, key: StreamKey, start: number): void {
-    const all = [...(this.epochsOf.get(stream) ?? []).filter(e => e.epoch !== epoch), { epoch, key, start }].sort((a, b) => b.epoch - a.epoch)
-    this.epochsOf.set(stream, all)
+  /** Keep epoch `e` of own stream `stream`: a recovered key never becomes the current one (nothing is encrypted under it). */
+  private remember (stream: string, e: OwnEpoch): void {
     const cur = this.own.get(stream)
-    if (cur === undefined || cur.epoch < epoch) this.own.set(stream, { epoch, key, start })
+    if (e.recovered !== true && (cur === undefined || cur.epoch < e.epoch)) this.own.set(stream, e)
+    const current = this.own.get(stream)
+    const first = (o: OwnEpoch): number => o === current ? 1 : 0
+    this.epochsOf.set(stream, [...(this.epochsOf.get(stream) ?? []).filter(o => o.epoch !== e.epoch), e].sort((a, b) => first(b) - first(a) || b.epoch - a.epoch))
+  }
+
+  /** The key of epoch `epoch` of own stream `stream`, derived from the node's identity (encryption.md §4). */
+  private derive (stream: string, epoch: number): StreamKey {
+    return deriveStreamKey(this.#privateKey, { origin: this.self, stream, epoch })
   }
 
   /**
@@ -151,29 +199,62 @@ export class StreamKeys {
       if (cur !== undefined && cur.epoch >= epoch) return cur
       return await this.make(stream, epoch)
     }
-    const key = StreamKey.generate()
     const start = this.heldOf(stream)
-    const value = Buffer.alloc(STREAM_KEY_BYTES + 8)
-    value.set(key.bytes, 0)
-    value.writeBigUInt64BE(BigInt(start), STREAM_KEY_BYTES)
     const made = (async () => {
       // envelopes of an epoch this node holds no key of: it began that epoch before it was restored from
-      // a backup that lacks the key. Its number is not used again: its audience holds envelopes of the
-      // lost key under it (ensureEnvelopes would not seal the new one) and its entries are under that key
+      // a backup that lacks the key. Its number is not used again: the key derived for it is the lost one
+      // only if this build made that (an earlier build's were random: its audience would hold envelopes of
+      // a key the new one is not, and ensureEnvelopes would not seal the new one)
       const sealed = (await this.envelopesOf(this.self, stream)).reduce((max, e) => Math.max(max, e.epoch), 0)
-      const at = Math.max(epoch, sealed + 1)
+      // and above every epoch whose key it holds (a recovered one, above the current epoch, is not made again)
+      const at = Math.max(epoch, sealed + 1, ...this.epochs(stream).map(e => e.epoch + 1))
+      const key = this.derive(stream, at)
       // durable before anything is encrypted under it: a stream's entries must never outlive their key
-      await this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${at}`, value)
-      this.remember(stream, at, key, start)
+      await this.store.db.put(`${OWN_KEY_PREFIX}${stream}${SEP}${at}`, storedKey(key, start))
+      this.remember(stream, { epoch: at, key, start })
       return this.own.get(stream) as OwnEpoch
     })().finally(() => this.making.delete(stream))
     this.making.set(stream, made)
     return await made
   }
 
-  /** Every epoch's key of own stream `stream`, the current one first. */
-  epochs (stream: string): Array<{ epoch: number, key: StreamKey }> {
+  /** Every epoch's key of own stream `stream`, the current one first (`recovered`: see recover). */
+  epochs (stream: string): Array<{ epoch: number, key: StreamKey, recovered?: true }> {
     return this.epochsOf.get(stream) ?? []
+  }
+
+  /**
+   * Entries of own stream `stream` came back from a peer (this node was
+   * restored from a backup): the key of each epoch among them that this
+   * node holds no key of is derived again and stored through `txn` (with the
+   * entries: durable before they are), marked recovered, so that the
+   * stream finds the records' newest entries under it (a later delete is
+   * sent). Only a key that opens one of that epoch's entries is kept: an
+   * earlier build made its keys at random, and such an epoch stays without
+   * a key (`unrecoverable`, each reported once). A recovered key is never
+   * used to encrypt: the stream goes on above every epoch it has seen.
+   */
+  recover (txn: Txn, stream: string, entries: readonly LogEntry[]): { recovered: number[], unrecoverable: number[] } {
+    const out: { recovered: number[], unrecoverable: number[] } = { recovered: [], unrecoverable: [] }
+    const held = new Set(this.epochs(stream).map(e => e.epoch))
+    const firstOf = new Map<number, LogEntry>()
+    for (const e of entries) {
+      if (e.epoch !== undefined && !held.has(e.epoch) && !firstOf.has(e.epoch)) firstOf.set(e.epoch, e)
+    }
+    for (const [epoch, entry] of firstOf) {
+      if (this.unrecoverable.has(`${stream}${SEP}${epoch}`)) continue
+      const key = this.derive(stream, epoch)
+      if (!opens(key, entry)) {
+        this.unrecoverable.add(`${stream}${SEP}${epoch}`)
+        out.unrecoverable.push(epoch)
+        continue
+      }
+      // start 0: were it ever the current epoch, a new one would come early, never late
+      txn.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, storedKey(key, 0, true))
+      this.remember(stream, { epoch, key, start: 0, recovered: true })
+      out.recovered.push(epoch)
+    }
+    return out
   }
 
   /** The current key of an own stream, if it has one already (no key is made). */

@@ -203,6 +203,8 @@ export abstract class WritePath {
   audienceOf?: (o: OutboundRule) => ReadonlySet<string>
   /** Entries of an own stream came back from a peer (a restore): it went on at `epoch`. */
   onRestoredStream?: (streamLog: string, epoch: number) => void
+  /** Entries of an own stream came back under epochs whose keys the node lacked: those it derived again, and those it could not (made at random by an earlier build). */
+  onKeysRecovered?: (streamLog: string, recovered: number[], unrecoverable: number[]) => void
 
   constructor (components: { store: Store, log: ChangeLog, rules: RuleSet, self: string, signer?: RunSigner, policy?: IngestPolicy, maxClockAheadMs?: number }) {
     this.signer = components.signer

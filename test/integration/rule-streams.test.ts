@@ -727,6 +727,43 @@ describe('rule streams between real nodes', () => {
     expect((await all(beta.node, 'posts')).has('after')).toBe(false)
   })
 
+  it('a source restored from a backup that lacks an epoch\'s key derives it again when its stream comes back: a record sent only under that epoch, deleted after the restore, leaves the target', async () => {
+    const { open, backup, restore } = await restorable({ maxEntriesPerKey: 4 })
+    let alpha = await open()
+    const beta = await start('beta')
+    running.push(beta)
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => alpha.registry.platforms().length === 2 && beta.node.registry.platforms().length === 2, 'two platforms everywhere')
+    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' }, mode: 'mirror', where: { status: 'published' } })
+    // p0 is a draft when the backup is taken: the stream never sent it
+    await alpha.records.put('posts', 'p0', { status: 'draft' })
+    await alpha.records.put('posts', 'a', { status: 'published' })
+    await eventually(async () => (await all(beta.node, 'posts')).has('a'), 'beta to hold a')
+    await alpha.stop()
+    await backup()
+    // after the backup: epoch 1 fills up, and p0, published, is sent under epoch 2 only
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    for (const id of ['b', 'c', 'd']) await alpha.records.put('posts', id, { status: 'published' })
+    await alpha.records.put('posts', 'p0', { status: 'published' })
+    await eventually(async () => (await all(beta.node, 'posts')).has('p0'), 'beta to hold p0')
+    const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
+    expect([...(await entriesPerEpoch(alpha, stream)).keys()].sort()).toEqual([1, 2])
+    const held = (await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0
+    await alpha.stop()
+    await restore()
+    // restored: the key of epoch 1 only, and p0 a draft; the stream comes back from beta
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= held, 'alpha to take its stream back')
+    await alpha.records.delete('posts', 'p0')
+    await alpha.records.put('posts', 'after', { status: 'published' })
+    await eventually(async () => (await all(beta.node, 'posts')).has('after'), 'beta to read what alpha wrote after the restore', 20_000)
+    // the delete went before the write, in the same stream: beta holds no p0
+    expect([...(await all(beta.node, 'posts')).keys()].sort()).toEqual(['a', 'after', 'b', 'c', 'd'])
+    expect((await beta.node.status()).rules[0].unreadable).toBeUndefined()
+  })
+
   it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
     const [alpha, beta] = await star('alpha', 'beta')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })
