@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest'
 import { SyncmeshError } from '../../src/core/errors.js'
 import {
   BLIND_ID_BYTES, ENTRY_OVERHEAD, EncryptionError, SEAL_OVERHEAD, SealIdentity, StreamKey,
-  blindId, checkBlindId, decryptEntry, encryptEntry, encryptEntryWithNonce, open, openStreamKey, seal, sealStreamKey,
+  blindId, checkBlindId, decryptEntry, deriveStreamKey, encryptEntry, encryptEntryWithNonce, open, openStreamKey, seal, sealStreamKey,
   sealPublicKey, sealWithEphemeral, x25519, x25519Base, x25519PublicFromEd25519, x25519SecretFromEd25519Seed
 } from '../../src/log/seal.js'
 import type { EntryContext, StreamContext } from '../../src/log/seal.js'
@@ -304,11 +304,62 @@ describe('blinded ids', () => {
   })
 })
 
+describe('epoch keys derived from the origin\'s identity', () => {
+  it('the same identity and context give the same key; another origin, stream, epoch or identity another one, and none is a random key or the seed', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const other = await generateKeyPair('Ed25519')
+    const origin = peerIdFromPrivateKey(key).toString()
+    const c: StreamContext = { origin, stream: 'r.0123456789abcdef0123', epoch: 2 }
+    const k = hex(deriveStreamKey(key, c).bytes)
+    expect(hex(deriveStreamKey(key, { ...c }).bytes)).toBe(k)
+    expect(hex(deriveStreamKey(key.raw.subarray(0, 32), c).bytes)).toBe(k)
+    const variants = [
+      deriveStreamKey(key, { ...c, origin: peerIdFromPrivateKey(other).toString() }),
+      deriveStreamKey(key, { ...c, stream: 'r.0123456789abcdef0124' }),
+      deriveStreamKey(key, { ...c, epoch: 1 }),
+      deriveStreamKey(key, { ...c, epoch: 3 }),
+      deriveStreamKey(other, c),
+      StreamKey.generate()
+    ].map(v => hex(v.bytes))
+    expect(new Set([k, ...variants]).size).toBe(variants.length + 1)
+    expect(k).not.toBe(hex(key.raw.subarray(0, 32)))
+    // the keys derived from it differ too: an entry under one epoch does not open under the next
+    const sealed = encryptEntry(deriveStreamKey(key, c), { ...c, seq: 1 }, Buffer.from('x'))
+    expect(codeOf(() => decryptEntry(deriveStreamKey(key, { ...c, epoch: 3 }), { ...c, seq: 1 }, sealed))).toBe('CIPHERTEXT_INVALID')
+    expect(Buffer.from(decryptEntry(deriveStreamKey(key, c), { ...c, seq: 1 }, sealed)).toString()).toBe('x')
+  })
+
+  it('only an Ed25519 identity or a 32-byte seed derives, within the context\'s bounds', async () => {
+    const rsa = { type: 'RSA', raw: new Uint8Array(64) } as unknown as Parameters<typeof deriveStreamKey>[0]
+    expect(codeOf(() => deriveStreamKey(rsa, ctx))).toBe('ENCRYPTION_KEY_INVALID')
+    expect(codeOf(() => deriveStreamKey(new Uint8Array(31), ctx))).toBe('ENCRYPTION_KEY_INVALID')
+    expect(codeOf(() => deriveStreamKey(new Uint8Array(32), { ...ctx, epoch: 2 ** 32 }))).toBe('ENCRYPTION_CONTEXT_INVALID')
+    expect(codeOf(() => deriveStreamKey(new Uint8Array(32), { ...ctx, stream: 'x'.repeat(70_000) }))).toBe('ENCRYPTION_CONTEXT_INVALID')
+  })
+})
+
 describe('protocols/sync/encryption.md test vectors', () => {
   const vectors = specVectors()
 
   it('the spec has every vector', () => {
-    expect([...vectors.keys()].sort()).toEqual(['blind/1', 'ed25519-to-x25519', 'entry/1', 'seal/1', 'x25519'])
+    expect([...vectors.keys()].sort()).toEqual(['blind/1', 'ed25519-to-x25519', 'entry/1', 'epoch-key/1', 'seal/1', 'x25519'])
+  })
+
+  it('epoch-key/1: the module derives the epoch key from the origin\'s identity; the spec\'s HKDF gives the same bytes', async () => {
+    const v = vectors.get('epoch-key/1')!
+    const seed = unhex(v['origin seed'])
+    const key = await generateKeyPairFromSeed('Ed25519', seed)
+    expect(peerIdFromPrivateKey(key).toString()).toBe(v.origin)
+    const c: StreamContext = { origin: v.origin, stream: v.stream, epoch: Number(v.epoch) }
+    expect(hex(deriveStreamKey(key, c).bytes)).toBe(v['epoch key'])
+    expect(hex(deriveStreamKey(seed, c).bytes)).toBe(v['epoch key'])
+    // from the spec: info = label ‖ 0x01 ‖ str(origin) ‖ str(stream) ‖ u32be(epoch), HKDF-SHA256 with an empty salt
+    const str = (x: string): Buffer => Buffer.concat([Buffer.from([0, Buffer.byteLength(x)]), Buffer.from(x)])
+    const epoch = Buffer.alloc(4)
+    epoch.writeUInt32BE(c.epoch)
+    const info = Buffer.concat([Buffer.from('syncmesh/stream-epoch-key/1\0'), Buffer.from([1]), str(v.origin), str(v.stream), epoch])
+    expect(info.toString('hex')).toBe(v['hkdf info'])
+    expect(hex(new Uint8Array(hkdfSync('sha256', seed, Buffer.alloc(0), info, 32)))).toBe(v['epoch key'])
   })
 
   it('seal/1: the module produces the envelope and opens it; the spec\'s steps give the same bytes', async () => {

@@ -10,7 +10,8 @@ import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { newEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
-import { EncryptionError } from '../../src/log/seal.js'
+import { EncryptionError, StreamKey } from '../../src/log/seal.js'
+import { sealEntry } from '../../src/log/sealed-entry.js'
 import { envelopeId, FIRST_EPOCH, isOwnEnvelope, StreamKeys } from '../../src/node/stream-keys.js'
 import { TrustPolicy } from '../../src/node/trust.js'
 import { Registry } from '../../src/registry/registry.js'
@@ -83,6 +84,72 @@ describe('stream keys', () => {
       expect((await b.current('r.s')).epoch).toBe(2)
       expect(b.epochs('r.s').map(e => e.epoch)).toEqual([2, 1])
       expect(Buffer.from((await b.keyFor(logId(peer, 'r.s'), 1))?.bytes ?? [])).toEqual(Buffer.from(k1.key.bytes))
+      await store.close()
+    } finally {
+      await removeDir(dir)
+    }
+  })
+
+  it('an own stream\'s keys are derived from the identity: a database without them makes the same key for the same epoch, another identity another key', async () => {
+    const { key, peer } = await identity()
+    const other = await identity()
+    const made = await withStore(async (store) => {
+      const a = new StreamKeys(store, peer, key)
+      await a.load()
+      await a.current('r.s')
+      await a.rotate('r.s', 1)
+      return a.epochs('r.s').map(e => Buffer.from(e.key.bytes).toString('hex'))
+    })
+    await withStore(async (store) => {
+      const b = new StreamKeys(store, peer, key)
+      await b.load()
+      await b.current('r.s')
+      await b.rotate('r.s', 1)
+      expect(b.epochs('r.s').map(e => Buffer.from(e.key.bytes).toString('hex'))).toEqual(made)
+    })
+    await withStore(async (store) => {
+      const c = new StreamKeys(store, peer, other.key)
+      expect(Buffer.from((await c.current('r.s')).key.bytes).toString('hex')).not.toBe(made[1])
+    })
+  })
+
+  it('recover: the key of an epoch whose entries came back is derived again, stored marked recovered, never made current; a key an earlier build made at random is not', async () => {
+    const { key, peer } = await identity()
+    const stream = 'r.0123456789abcdef0123'
+    const log = logId(peer, stream)
+    const plain = (seq: number): ReturnType<typeof newEntry> => newEntry(log, seq, { wall: seq, logical: 0 }, 'posts', `p${seq}`, 'put', encodeJson({ n: seq }))
+    // what the stream held before the restore: epoch 1, then epoch 2 (derived), and epoch 3 under a random key
+    const before = await withStore(async (store) => {
+      const a = new StreamKeys(store, peer, key)
+      await a.current(stream)
+      return (await a.rotate(stream, 1)).key
+    })
+    const came = [sealEntry(before, 2, plain(5)), sealEntry(before, 2, plain(6)), sealEntry(StreamKey.generate(), 3, plain(7))]
+    const dir = await tempDir()
+    try {
+      let store = new Store(dir)
+      await store.open()
+      const b = new StreamKeys(store, peer, key)
+      await b.load()
+      expect((await b.current(stream)).epoch).toBe(1)
+      const txn = store.txn()
+      expect(b.recover(txn, stream, came)).toEqual({ recovered: [2], unrecoverable: [3] })
+      await txn.commit()
+      // reported once; a held epoch is not derived again
+      expect(b.recover(store.txn(), stream, came)).toEqual({ recovered: [], unrecoverable: [] })
+      expect(b.currentIfAny(stream)?.epoch).toBe(1)
+      expect(b.epochs(stream).map(e => [e.epoch, e.recovered === true])).toEqual([[1, false], [2, true]])
+      expect(Buffer.from((await b.keyFor(log, 2))?.bytes ?? [])).toEqual(Buffer.from(before.bytes))
+      await store.close()
+      store = new Store(dir)
+      await store.open()
+      const c = new StreamKeys(store, peer, key)
+      await c.load()
+      expect(c.currentIfAny(stream)?.epoch).toBe(1)
+      expect(c.epochs(stream).map(e => [e.epoch, e.recovered === true])).toEqual([[1, false], [2, true]])
+      // the stream goes on above every epoch it holds a key of
+      expect((await c.rotate(stream, 1)).epoch).toBe(3)
+      expect(c.epochs(stream).map(e => e.epoch)).toEqual([3, 2, 1])
       await store.close()
     } finally {
       await removeDir(dir)
