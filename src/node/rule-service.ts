@@ -29,7 +29,7 @@ import { decodeJson, encodeJson } from '../store/db.js'
 import { keys, prefixRange, SEP } from '../store/keys.js'
 import { checkFeedCollection, commitLines, DEFAULT_HEARTBEAT_MS, FEED_CHUNK, FeedSignal, parseCursor, readFeed } from '../store/changes.js'
 import type { BackfillState, IngestResult, Ingestor, LocalOp } from './ingest.js'
-import { envelopeId } from './stream-keys.js'
+import { envelopeId, missingEnvelopes } from './stream-keys.js'
 import { KEYS_COLLECTION } from '../store/names.js'
 import type {
   ChangesOptions, ConflictRecord, DryRunReport, FeedLine, Platform, Rule, RuleStatus, TransformErrorRecord
@@ -428,15 +428,8 @@ export class RuleService {
             this.deps.log.info({ rule: o.compiled.rule.id, stream: o.stream, epoch, left }, `rule ${o.compiled.rule.id}: ${left.length} node(s) left the targets of stream ${o.stream}; its entries are encrypted under a new key (epoch ${epoch}) from now on`)
           }
           // every member holds every epoch's key: one that joins reads the stream from its start
-          for (const k of keysOf.epochs(o.stream)) {
-            for (const t of targets) {
-              if (held.some(e => e.epoch === k.epoch && e.peer === t.peerId)) continue
-              // a key derived again after a restore is not sealed to a peer that held an earlier epoch of the
-              // stream but not this one: it was out of the audience when the epoch began (the registry here
-              // may still be the backup's, in which it is a target)
-              if (k.recovered === true && held.some(e => e.epoch < k.epoch && e.peer === t.peerId)) continue
-              ops.push({ collection: KEYS_COLLECTION, id: envelopeId(this.deps.self, o.stream, k.epoch, t.peerId), op: 'put', value: keysOf.envelope(o.stream, k.epoch, k.key, t.peerId) })
-            }
+          for (const { epoch: e, key, peer } of missingEnvelopes(keysOf.epochs(o.stream), [...now], held)) {
+            ops.push({ collection: KEYS_COLLECTION, id: envelopeId(this.deps.self, o.stream, e, peer), op: 'put', value: keysOf.envelope(o.stream, e, key, peer) })
           }
         }
         if (ops.length > 0 && this.deps.isRunning()) await this.deps.writeRegistry!(ops)

@@ -104,6 +104,27 @@ function opens (key: StreamKey, entry: LogEntry): boolean {
   }
 }
 
+/**
+ * The envelopes an own stream lacks, given its epochs' keys (`epochs`), its
+ * audience now (`targets`, peer ids) and the envelopes held (`held`): every
+ * epoch's key for every target that holds no envelope of it (a member reads
+ * the stream from its start). A recovered key (derived again after a
+ * restore) goes to no peer that holds an envelope of an earlier epoch but
+ * none of this one: that peer was out of the audience when the epoch began,
+ * and the registry a restored node holds may still list it as a target.
+ */
+export function missingEnvelopes<K> (epochs: ReadonlyArray<{ epoch: number, key: K, recovered?: true }>, targets: readonly string[], held: ReadonlyArray<{ epoch: number, peer: string }>): Array<{ epoch: number, key: K, peer: string }> {
+  const out: Array<{ epoch: number, key: K, peer: string }> = []
+  for (const { epoch, key, recovered } of epochs) {
+    for (const peer of targets) {
+      if (held.some(e => e.epoch === epoch && e.peer === peer)) continue
+      if (recovered === true && held.some(e => e.epoch < epoch && e.peer === peer)) continue
+      out.push({ epoch, key, peer })
+    }
+  }
+  return out
+}
+
 export class StreamKeys {
   private readonly identity: SealIdentity
   /** The node's identity key: own epoch keys are derived from it. */

@@ -12,7 +12,7 @@ import { newEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
 import { EncryptionError, StreamKey } from '../../src/log/seal.js'
 import { sealEntry } from '../../src/log/sealed-entry.js'
-import { envelopeId, FIRST_EPOCH, isOwnEnvelope, StreamKeys } from '../../src/node/stream-keys.js'
+import { envelopeId, FIRST_EPOCH, isOwnEnvelope, missingEnvelopes, StreamKeys } from '../../src/node/stream-keys.js'
 import { TrustPolicy } from '../../src/node/trust.js'
 import { Registry } from '../../src/registry/registry.js'
 import { encodeJson, Store } from '../../src/store/db.js'
@@ -154,6 +154,20 @@ describe('stream keys', () => {
     } finally {
       await removeDir(dir)
     }
+  })
+
+  it('the envelopes a stream lacks: every epoch for every target without one, but a recovered epoch for no target that held an earlier epoch and not it', () => {
+    // epoch 2 began when beta left (gamma holds it); a restored source recovered it, and its registry still lists beta
+    const held = [{ epoch: 1, peer: 'beta' }, { epoch: 1, peer: 'gamma' }, { epoch: 2, peer: 'gamma' }]
+    const epochs = [{ epoch: 3, key: 'k3' }, { epoch: 2, key: 'k2', recovered: true as const }, { epoch: 1, key: 'k1' }]
+    expect(missingEnvelopes(epochs, ['beta', 'gamma', 'delta'], held)).toEqual([
+      { epoch: 3, key: 'k3', peer: 'beta' }, { epoch: 3, key: 'k3', peer: 'gamma' }, { epoch: 3, key: 'k3', peer: 'delta' },
+      // delta never held a key of the stream: it joins, and reads it from its start
+      { epoch: 2, key: 'k2', peer: 'delta' },
+      { epoch: 1, key: 'k1', peer: 'delta' }
+    ])
+    // the same epoch made here (not recovered): a member that comes back gets every epoch it lacks
+    expect(missingEnvelopes([{ epoch: 2, key: 'k2' }], ['beta'], held)).toEqual([{ epoch: 2, key: 'k2', peer: 'beta' }])
   })
 
   it('an envelope opens for the peer it was sealed to only; a node without one holds no key', async () => {
