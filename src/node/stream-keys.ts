@@ -191,11 +191,18 @@ export class StreamKeys {
   /** Keys being made: one per stream however many ask at once. */
   private readonly making = new Map<string, Promise<{ epoch: number, key: StreamKey }>>()
 
-  /** The current key of this node's own stream `stream`: made (and made durable) the first time it is asked for. */
+  /**
+   * The current key of this node's own stream `stream`: made (and made
+   * durable) the first time it is asked for, and made again above a
+   * recovered epoch above it (the restore's new epoch had not begun when
+   * the node stopped: nothing is encrypted under an epoch below one the lost
+   * state reached).
+   */
   async current (stream: string): Promise<{ epoch: number, key: StreamKey }> {
     const cur = this.own.get(stream)
-    if (cur !== undefined) return cur
-    return await this.make(stream, FIRST_EPOCH)
+    // the current epoch first, then the others from the highest: a second one above it is recovered
+    if (cur !== undefined && (this.epochsOf.get(stream)?.[1]?.epoch ?? 0) < cur.epoch) return cur
+    return await this.make(stream, cur === undefined ? FIRST_EPOCH : cur.epoch + 1)
   }
 
   /**

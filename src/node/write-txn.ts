@@ -392,18 +392,9 @@ export abstract class WritePath {
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
     const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, fill?: true, plan: SourcePlan, latestKeys: string[] }> = []
-    // each stream's current key, made before the first entry needs it; a new epoch before a key
-    // would encrypt more entries than it may (encryption.md §5)
     const perCollection = new Map<string, number>()
     for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
-    for (const [collection, n] of perCollection) {
-      for (const o of this.rules.outboundFor(collection) ?? []) {
-        const { epoch } = await streamKeys.current(o.stream)
-        if (!streamKeys.epochFull(o.stream, n)) continue
-        await streamKeys.rotate(o.stream, epoch)
-        this.onEpochStarted?.(o.stream)
-      }
-    }
+    await this.keyStreams(streamKeys, perCollection)
     for (const { collection, id, state, fill } of queued.values()) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
@@ -461,6 +452,26 @@ export abstract class WritePath {
       // a rule of this node reading its own stream (a rule from this platform to itself) applies it as it is
       // written, as a target applies a stream as it arrives (its backfill reads only what was there before)
       if (this.rules.forEntry(streamLog, SEALED_COLLECTION) !== undefined) await this.applyOwnStream(st, entries)
+    }
+  }
+
+  /**
+   * The current key of each stream of the rules reading `perCollection`'s
+   * collections (with how many records of each the transaction writes),
+   * made before the first entry needs it; a new epoch before a key would
+   * encrypt more entries than it may (encryption.md §5).
+   */
+  private async keyStreams (streamKeys: StreamKeys, perCollection: ReadonlyMap<string, number>): Promise<void> {
+    for (const [collection, n] of perCollection) {
+      for (const o of this.rules.outboundFor(collection) ?? []) {
+        const before = streamKeys.currentIfAny(o.stream)?.epoch
+        const { epoch } = await streamKeys.current(o.stream)
+        // a new epoch above one recovered after a restore (StreamKeys.current): its audience needs its key
+        if (before !== undefined && before !== epoch) this.onEpochStarted?.(o.stream)
+        if (!streamKeys.epochFull(o.stream, n)) continue
+        await streamKeys.rotate(o.stream, epoch)
+        this.onEpochStarted?.(o.stream)
+      }
     }
   }
 

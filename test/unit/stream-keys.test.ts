@@ -147,7 +147,8 @@ describe('stream keys', () => {
       await c.load()
       expect(c.currentIfAny(stream)?.epoch).toBe(1)
       expect(c.epochs(stream).map(e => [e.epoch, e.recovered === true])).toEqual([[1, false], [2, true]])
-      // the stream goes on above every epoch it holds a key of
+      // the stream goes on above every epoch it holds a key of, also when the node stopped before it began a new one
+      expect((await c.current(stream)).epoch).toBe(3)
       expect((await c.rotate(stream, 1)).epoch).toBe(3)
       expect(c.epochs(stream).map(e => e.epoch)).toEqual([3, 2, 1])
       await store.close()
