@@ -38,6 +38,13 @@ export interface AttestedBatch {
   updates: AttestedCert[]
 }
 
+/** An entry of a log superseded by an append though indexed under another record key (ChangeLog.append `supersedes`). */
+export interface Superseded {
+  collection: string
+  id: string
+  seq: number
+}
+
 const NO_VALUE = new Uint8Array(0)
 
 /** Updates a batch may carry: each costs a signature check and the deletes it causes. */
@@ -311,8 +318,15 @@ export class ChangeLog {
    * supersede (and pruning those from their certificates). The caller has
    * checked that the run starts at or before the held seq (and verified the
    * certificates), commits `txn`, then calls `committed`.
+   *
+   * `supersedes` (this node's own writes only): entries of the log that the
+   * new ones supersede though the record index names them under another
+   * (collection, id): a rule stream's entry names its record by a blinded
+   * id, which differs per epoch (protocols/sync/streams.md §14). They are
+   * dropped, with their index, as an entry of the same record is, and
+   * attested gone the same way.
    */
-  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch } = {}): Promise<void> {
+  async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch, supersedes?: Superseded[] } = {}): Promise<void> {
     const held = this.held(origin)
     if (options.attested !== undefined && !this.isOwn(origin)) {
       await this.appendAttested(txn, origin, entries, toSeq, held, options.attested)
@@ -323,6 +337,7 @@ export class ChangeLog {
     // point this node does not know, so nothing true can be signed of their live sets. A stretch of
     // attested runs they compact loses its attestations instead (readAttested stops before it).
     const attesting = this.isOwn(origin) ? (options.written === true ? 'sign' : 'drop') : undefined
+    if (options.supersedes !== undefined && attesting !== 'sign') throw new Error(`entries superseded under another record key are dropped only from this node's own writes (log ${origin})`)
     // certificates of new runs go in first: compaction below may prune them.
     // They are remembered per transaction: a later append in the same
     // transaction (e.g. rule-written entries after local ones) may prune them too.
@@ -350,7 +365,7 @@ export class ChangeLog {
     // each key built once: prefetched, then read and written through the same string
     const latestKeys = entries.map(e => keys.latest(origin, e.collection, e.id))
     await txn.prefetch(latestKeys)
-    const superseded: Array<{ seq: number }> = []
+    const superseded = await this.unindex(txn, origin, options.supersedes ?? [])
     let skipped = 0
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]
@@ -362,20 +377,38 @@ export class ChangeLog {
           skipped++
           continue
         }
-        superseded.push({ seq: prevSeq })
+        superseded.push(prevSeq)
       }
       e.bytes ??= encodeEntry(e)
       txn.put(keys.entry(origin, e.seq), e.bytes)
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
-      await this.compact(txn, origin, superseded.map(s => s.seq), fresh, toSeq, held, attesting)
+      await this.compact(txn, origin, superseded, fresh, toSeq, held, attesting)
       this.tails.forget(origin, txn)
     } else if (skipped === 0 && entries.length === toSeq - held && certs.length > 0 && certs[0].from === held && certs[certs.length - 1].to === toSeq) {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
       this.tails.propose(txn, origin, { fromSeq: held, toSeq, entries: entries.map(e => e.bytes as Uint8Array), certs: certs.map(c => encodeCert(c)) })
     }
     txn.put(keys.vector(origin), utf8.encode(String(toSeq)))
+  }
+
+  /**
+   * The seqs of `supersedes` (see append) whose record index still names
+   * them: each index is removed in `txn`, for compact to drop the entry.
+   */
+  private async unindex (txn: Txn, origin: string, supersedes: Superseded[]): Promise<number[]> {
+    if (supersedes.length === 0) return []
+    const latestKeys = supersedes.map(s => keys.latest(origin, s.collection, s.id))
+    await txn.prefetch(latestKeys)
+    const seqs: number[] = []
+    supersedes.forEach((s, i) => {
+      const at = txn.get(latestKeys[i])
+      if (at === undefined || Number(utf8.decode(at)) !== s.seq) return
+      txn.del(latestKeys[i])
+      seqs.push(s.seq)
+    })
+    return seqs
   }
 
   /**

@@ -6,7 +6,7 @@
  * transform error logs, and this node's own log entries for rule-written
  * records (signed like local writes).
  */
-import type { ChangeLog } from '../log/changelog.js'
+import type { ChangeLog, Superseded } from '../log/changelog.js'
 import { decodeEntry, newEntry } from '../log/entry.js'
 import { logId } from '../log/log-id.js'
 import type { LogEntry } from '../log/entry.js'
@@ -138,6 +138,24 @@ export const CONFLICT_LOG_SIZE = 50
 export const TRANSFORM_ERROR_LOG_SIZE = 20
 /** What writeTxn returns as `durable` for a committed transaction. */
 const DURABLE: Promise<void> = Promise.resolve()
+
+/** A record a transaction wrote, for one own rule stream that sends its collection (flushStreams). */
+interface StreamWork {
+  logId: string
+  o: OutboundRule
+  /** The stream's current key and epoch: the new entry's. */
+  key: StreamKey
+  epoch: number
+  /** The record's blinded id under each epoch's key of the stream, the current one first. */
+  blinded: string[]
+  /** The record index's key of each of those. */
+  latestKeys: string[]
+  collection: string
+  id: string
+  state: RecordState
+  fill?: true
+  plan: SourcePlan
+}
 
 /** The state of the write path and its transaction: Ingestor builds on it. */
 export abstract class WritePath {
@@ -383,40 +401,28 @@ export abstract class WritePath {
    * stream last held for a record is its newest entry (the record index of
    * the node's own logs): a record that stops matching is sent as `unmatch`,
    * a delete only when the stream sent the record, and a write the stream
-   * holds already not again.
+   * holds already not again. A new entry supersedes the record's entries
+   * under earlier epochs too (their blinded ids differ): the log drops them
+   * with it and attests it (streams.md §14, compaction across epochs).
    */
   private async flushStreams (st: TxnState): Promise<void> {
     const queued = st.streamed
     if (queued === undefined || queued.size === 0) return
     st.streamed = undefined
-    const streamKeys = this.streamKeys
-    if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
-    const work: Array<{ logId: string, o: OutboundRule, key: StreamKey, epoch: number, blinded: string, collection: string, id: string, state: RecordState, fill?: true, plan: SourcePlan, latestKeys: string[] }> = []
-    const perCollection = new Map<string, number>()
-    for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
-    await this.keyStreams(streamKeys, perCollection)
-    for (const { collection, id, state, fill } of queued.values()) {
-      for (const o of this.rules.outboundFor(collection) ?? []) {
-        const streamLog = logId(this.self, o.stream)
-        this.noteStreamOf(st.txn, o)
-        // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
-        // key); the current epoch is the first, and its blinded id is the new entry's
-        const epochs = streamKeys.epochs(o.stream)
-        const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
-        const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
-        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded: blinded[0], collection, id, state, fill, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
-      }
-    }
+    const work = await this.streamWork(st.txn, queued)
     if (work.length === 0) return
     await st.txn.prefetch(work.flatMap(w => w.latestKeys))
-    const seqs = work.map(w => w.latestKeys.reduce<number | undefined>((max, k) => {
+    // the seq of the record's entry under each epoch the stream has, if any (one at most, but for entries
+    // written before earlier epochs' entries were compacted); the newest is what the stream last held
+    const found = work.map(w => w.latestKeys.map(k => {
       const seq = st.txn.get(k)
-      return seq === undefined ? max : Math.max(max ?? 0, Number(utf8.decode(seq)))
-    }, undefined))
+      return seq === undefined ? undefined : Number(utf8.decode(seq))
+    }))
+    const seqs = found.map(f => f.reduce<number | undefined>((max, seq) => seq === undefined ? max : Math.max(max ?? 0, seq), undefined))
     const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, seq) : undefined)
     await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
     const heard = await this.earlierStreamsHeard(work)
-    const byLog = new Map<string, LogEntry[]>()
+    const byLog = new Map<string, { entries: LogEntry[], supersedes: Superseded[] }>()
     for (let i = 0; i < work.length; i++) {
       const w = work[i]
       const key = entryKeys[i]
@@ -425,29 +431,75 @@ export abstract class WritePath {
       const last = bytes !== undefined ? decodeEntry(w.logId, bytes) : undefined
       const head = last !== undefined ? { op: last.op, writer: last.writer ?? this.self, hlc: last.hlc } : undefined
       const version = w.state.version
-      let plan = w.plan
-      let value = plan.op === 'put' ? (plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)) : undefined
-      if (value !== undefined && value.byteLength > MAX_ENTRY_VALUE_BYTES) {
-        // no peer takes an entry with a larger value (the codec's bound): as a put it would stall the
-        // stream for every target; it is sent as a record the rule no longer sends, and reported
-        const reason = `record ${w.id} is ${value.byteLength} bytes once the rule's projection ran (an entry's value is at most ${MAX_ENTRY_VALUE_BYTES})`
-        st.result.skipped.push({ ruleId: w.o.compiled.rule.id, id: w.id, reason })
-        plan = { op: 'unmatch', reason }
-        value = undefined
-      }
+      const { plan, value } = this.streamValue(st, w)
       if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard)) continue
-      let entries = byLog.get(w.logId)
-      if (entries === undefined) byLog.set(w.logId, entries = [])
-      const seq = this.log.held(w.logId) + entries.length + 1
+      let out = byLog.get(w.logId)
+      if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
+      const seq = this.log.held(w.logId) + out.entries.length + 1
       const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
-      entries.push(sealEntry(w.key, w.epoch, plain, w.blinded))
+      out.entries.push(sealEntry(w.key, w.epoch, plain, w.blinded[0]))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
-      // same record in this transaction is not possible (queued holds the last state of each)
+      // same record in this transaction is not possible (queued holds the last state of each). The
+      // record's entries under earlier epochs are indexed under other blinded ids: the new entry
+      // supersedes them too, a delete or unmatch as well as a put (whoever holds the earlier keys and
+      // not the current one left the audience, and gets nothing new), and the log drops them with it
+      for (let j = 1; j < found[i].length; j++) {
+        const at = found[i][j]
+        if (at !== undefined) out.supersedes.push({ collection: SEALED_COLLECTION, id: w.blinded[j], seq: at })
+      }
     }
-    for (const [streamLog, entries] of byLog) {
+    await this.appendStreams(st, byLog)
+  }
+
+  /**
+   * What flushStreams weighs for the records `queued` holds: one item per
+   * record and rule stream that sends its collection, once each stream has
+   * its current key (keyStreams).
+   */
+  private async streamWork (txn: Txn, queued: NonNullable<TxnState['streamed']>): Promise<StreamWork[]> {
+    const streamKeys = this.streamKeys
+    if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
+    const perCollection = new Map<string, number>()
+    for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
+    await this.keyStreams(streamKeys, perCollection)
+    const work: StreamWork[] = []
+    for (const { collection, id, state, fill } of queued.values()) {
+      for (const o of this.rules.outboundFor(collection) ?? []) {
+        const streamLog = logId(this.self, o.stream)
+        this.noteStreamOf(txn, o)
+        // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
+        // key); the current epoch is the first, and its blinded id is the new entry's
+        const epochs = streamKeys.epochs(o.stream)
+        const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
+        const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
+        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, collection, id, state, fill, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
+      }
+    }
+    return work
+  }
+
+  /**
+   * The plan and value a stream entry of `w` carries: the source plan, but
+   * a put whose value is larger than any peer takes (the codec's bound)
+   * would stall the stream for every target: it is sent as a record the
+   * rule no longer sends, and reported.
+   */
+  private streamValue (st: TxnState, w: StreamWork): { plan: SourcePlan, value?: Uint8Array } {
+    const plan = w.plan
+    if (plan.op !== 'put') return { plan }
+    const value = plan.value === w.state.value && w.state.raw !== undefined ? w.state.raw : encodeJson(plan.value)
+    if (value.byteLength <= MAX_ENTRY_VALUE_BYTES) return { plan, value }
+    const reason = `record ${w.id} is ${value.byteLength} bytes once the rule's projection ran (an entry's value is at most ${MAX_ENTRY_VALUE_BYTES})`
+    st.result.skipped.push({ ruleId: w.o.compiled.rule.id, id: w.id, reason })
+    return { plan: { op: 'unmatch', reason } }
+  }
+
+  /** Append what flushStreams made to each own stream, with the entries of earlier epochs they supersede, signed, in the transaction. */
+  private async appendStreams (st: TxnState, byLog: Map<string, { entries: LogEntry[], supersedes: Superseded[] }>): Promise<void> {
+    for (const [streamLog, { entries, supersedes }] of byLog) {
       const from = this.log.held(streamLog)
       const to = from + entries.length
-      await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true })
+      await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true, ...(supersedes.length > 0 ? { supersedes } : {}) })
       ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
       // a rule of this node reading its own stream (a rule from this platform to itself) applies it as it is
       // written, as a target applies a stream as it arrives (its backfill reads only what was there before)
@@ -459,7 +511,8 @@ export abstract class WritePath {
    * The current key of each stream of the rules reading `perCollection`'s
    * collections (with how many records of each the transaction writes),
    * made before the first entry needs it; a new epoch before a key would
-   * encrypt more entries than it may (encryption.md §5).
+   * encrypt more entries than it may (encryption.md §5: counted by the
+   * stream's seq, entries compacted since included).
    */
   private async keyStreams (streamKeys: StreamKeys, perCollection: ReadonlyMap<string, number>): Promise<void> {
     for (const [collection, n] of perCollection) {

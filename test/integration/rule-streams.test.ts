@@ -20,9 +20,9 @@ import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes
 interface Running { node: SyncNode, dir: string }
 
 /** A node with rule streams that dials only the peers it is given: the test decides the links. */
-async function start (name: string, dir?: string, streams = true, relay?: 'all' | 'audience'): Promise<Running> {
+async function start (name: string, dir?: string, streams = true, relay?: 'all' | 'audience', options: { maxEntriesPerKey?: number } = {}): Promise<Running> {
   const d = dir ?? await tempDir()
-  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams, ...(relay !== undefined ? { relay } : {}) })
+  const node = await createSyncNode({ dataDir: d, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams, ...(relay !== undefined ? { relay } : {}), ...options })
   await node.start()
   return { node, dir: d }
 }
@@ -97,10 +97,10 @@ async function streamFilled (node: SyncNode, stream: string): Promise<boolean> {
 
 describe('rule streams between real nodes', () => {
   const running: Running[] = []
-  /** Nodes with rule streams, each after the first dialling `dials(nodes, i)`; returned once every registry lists them all. */
-  async function linked (names: string[], dials: (i: number) => number): Promise<Running[]> {
+  /** Nodes with rule streams, each after the first dialling `dials(nodes, i)` (`options`: a node's own, by name); returned once every registry lists them all. */
+  async function linked (names: string[], dials: (i: number) => number, options: Record<string, { maxEntriesPerKey?: number }> = {}): Promise<Running[]> {
     const nodes: Running[] = []
-    for (const name of names) nodes.push(await start(name))
+    for (const name of names) nodes.push(await start(name, undefined, true, undefined, options[name]))
     running.push(...nodes)
     for (let i = 1; i < nodes.length; i++) await nodes[i].node.peers.add(nodes[dials(i)].node.getMultiaddrs()[0])
     await allKnown(...nodes)
@@ -918,5 +918,55 @@ describe('rule streams between real nodes', () => {
     const after = await beta.node.registry.conflicts!(rule.id, 50)
     expect(after.total).toBe(1)
     expect(after.conflicts).toEqual([first])
+  })
+
+  it('a record written again under a new epoch leaves no entry of the earlier one: the source, a relay and the target hold one entry per record, a delete included, and the target the newest values', async () => {
+    // gamma reaches alpha only through beta, which relays the stream; alpha's key encrypts four entries at most
+    const [alpha, beta, gamma] = await linked(['alpha', 'beta', 'gamma'], (i) => i - 1, { alpha: { maxEntriesPerKey: 4 } })
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
+    const streamId = ruleStreamId(rule)
+    const streamLog = `${alpha.node.peerId}/${streamId}`
+    await eventually(async () => await streamFilled(alpha.node, streamId), 'the stream filled')
+    const ids = ['p0', 'p1', 'p2', 'p3']
+    // epoch 1 holds the first writes; each round of rewrites fills the key and begins a new epoch
+    for (let rev = 0; rev < 3; rev++) for (const id of ids) await alpha.node.records.put('posts', id, { rev, body: `REV${rev}${id}` })
+    // a delete of a record whose newest entry is a put of an earlier epoch: a new epoch, and the delete is kept
+    await alpha.node.records.delete('posts', 'p3')
+    const stored = async (n: Running): Promise<string> => JSON.stringify([...(await entriesPerEpoch(n.node, streamLog))].sort((a, b) => a[0] - b[0]))
+    // 13 entries written: 4 in each of epochs 1 to 3, the delete in epoch 4; what is left is each record's newest
+    expect((await alpha.node.status()).origins.find(o => o.origin === streamLog)?.seq).toBe(13)
+    expect(await stored(alpha)).toBe(JSON.stringify([[3, 3], [4, 1]]))
+    await eventually(async () => {
+      const held = await all(gamma.node, 'posts')
+      return held.size === 3 && [...held.values()].every(v => v.rev === 2)
+    }, 'gamma to hold p0 to p2 at their newest and not p3', 30_000)
+    // the relay and the target drop what the origin attests gone: the same entries as the source
+    for (const n of [beta, gamma]) await eventually(async () => await stored(n) === await stored(alpha), 'the relay and the target to hold one entry per record', 30_000)
+    expect(Object.fromEntries(await all(gamma.node, 'posts'))).toEqual({ p0: { rev: 2, body: 'REV2p0' }, p1: { rev: 2, body: 'REV2p1' }, p2: { rev: 2, body: 'REV2p2' } })
+    // every epoch's key was made when the count of entries it encrypted (not the live ones) reached the limit
+    const epochs = (await keyRecordIds(gamma.node)).filter(id => id.startsWith(`${streamLog}/`) && id.endsWith(`/${gamma.node.peerId}`)).map(id => Number(id.split('/')[2])).sort()
+    expect(epochs).toEqual([1, 2, 3, 4])
+  })
+
+  it('a target that joins after records were written again under new epochs reads each record once; the target that left keeps what it had and gets nothing new', async () => {
+    const [alpha, beta, gamma] = await linked(['alpha', 'beta', 'gamma'], () => 0, { alpha: { maxEntriesPerKey: 3 } })
+    const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    const streamLog = `${alpha.node.peerId}/${ruleStreamId(rule)}`
+    const ids = ['a', 'b', 'c']
+    for (let rev = 0; rev < 4; rev++) for (const id of ids) await alpha.node.records.put('posts', id, { rev })
+    await eventually(async () => [...(await all(beta.node, 'posts')).values()].filter(v => v.rev === 3).length === 3, 'beta to hold every post at rev 3')
+    // gamma takes beta's place: it reads the stream from its start, where each record has one entry
+    await alpha.node.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    await eventually(async () => (await gamma.node.status()).rules[0]?.backfilled === true && (await all(gamma.node, 'posts')).size === 3, 'gamma to read the stream', 30_000)
+    expect(Object.fromEntries(await all(gamma.node, 'posts'))).toEqual({ a: { rev: 3 }, b: { rev: 3 }, c: { rev: 3 } })
+    expect((await gamma.node.status()).rules[0].applied).toBe(3)
+    // written after beta left, under an epoch beta holds no key of: gamma gets the put and the delete, beta keeps what it had
+    await alpha.node.records.put('posts', 'a', { rev: 4 })
+    await alpha.node.records.delete('posts', 'b')
+    await eventually(async () => JSON.stringify(Object.fromEntries(await all(gamma.node, 'posts'))) === JSON.stringify({ a: { rev: 4 }, c: { rev: 3 } }), 'gamma to take the put and the delete')
+    const stored = async (n: Running): Promise<number> => [...(await entriesPerEpoch(n.node, streamLog)).values()].reduce((x, y) => x + y, 0)
+    expect(await stored(alpha)).toBe(3)
+    for (const n of [beta, gamma]) await eventually(async () => await stored(n) === 3, 'the stream to hold one entry per record everywhere')
+    expect(Object.fromEntries(await all(beta.node, 'posts'))).toEqual({ a: { rev: 3 }, b: { rev: 3 }, c: { rev: 3 } })
   })
 })

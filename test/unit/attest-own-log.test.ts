@@ -7,9 +7,11 @@
  * a batch missing one live entry or a whole run is refused.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { decodeEntry } from '../../src/log/entry.js'
+import { decodeEntry, newEntry } from '../../src/log/entry.js'
+import { logId } from '../../src/log/log-id.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { decodeAttested, decodeCert, leafHash, pruneLeaf, SignatureError, unprunedPositions, verifyAttestedRuns, verifyUpdate } from '../../src/log/signing.js'
+import { decodeAttested, decodeCert, leafHash, pruneLeaf, RunSigner, SignatureError, unprunedPositions, verifyAttestedRuns, verifyUpdate } from '../../src/log/signing.js'
+import type { Superseded } from '../../src/log/changelog.js'
 import type { AttestedCert, StoredAttestation } from '../../src/log/signing.js'
 import { keys, prefixRange } from '../../src/store/keys.js'
 import { Harness } from '../helpers/ingest-harness.js'
@@ -27,21 +29,21 @@ const put = (id: string, n: number): { collection: string, id: string, op: 'put'
 const del = (id: string): { collection: string, id: string, op: 'del' } => ({ collection: 'posts', id, op: 'del' })
 
 /** The stored attestations of the harness's own log, in order. */
-async function stored (hh: Harness): Promise<StoredAttestation[]> {
+async function stored (hh: Harness, log = hh.self): Promise<StoredAttestation[]> {
   const out: StoredAttestation[] = []
-  for await (const [, v] of hh.store.db.iterator(prefixRange(keys.attestPrefix(hh.self)))) out.push(decodeAttested(v))
+  for await (const [, v] of hh.store.db.iterator(prefixRange(keys.attestPrefix(log)))) out.push(decodeAttested(v))
   return out
 }
 
 /** Everything the log serves of itself after `after`, batch by batch, each verified as a receiver does. */
-async function serveAll (hh: Harness, after = 0, maxEntries = 1000): Promise<{ entries: LogEntry[], certs: AttestedCert[] }> {
+async function serveAll (hh: Harness, after = 0, maxEntries = 1000, log = hh.self): Promise<{ entries: LogEntry[], certs: AttestedCert[] }> {
   const all: { entries: LogEntry[], certs: AttestedCert[] } = { entries: [], certs: [] }
   let at = after
   for (;;) {
-    const b = await hh.log.readAttested(hh.self, at, maxEntries, 1 << 20)
+    const b = await hh.log.readAttested(log, at, maxEntries, 1 << 20)
     if (b === undefined) break
-    const entries = b.entries.map(raw => Object.assign(decodeEntry(hh.self, raw), { bytes: raw }))
-    verifyAttestedRuns(hh.self, entries, b.certs, { from: b.fromSeq, to: b.toSeq })
+    const entries = b.entries.map(raw => Object.assign(decodeEntry(log, raw), { bytes: raw }))
+    verifyAttestedRuns(log, entries, b.certs, { from: b.fromSeq, to: b.toSeq })
     all.entries.push(...entries)
     all.certs.push(...b.certs)
     at = b.toSeq
@@ -159,5 +161,37 @@ describe('version 2 attestations of the own log', () => {
     await other.ingestor.writeLocal([put('b', 2)])
     expect((await stored(other)).map(a => [a.from, a.to])).toEqual([[3, 4]])
     expect((await serveAll(other, 3)).entries.map(e => e.seq)).toEqual([4])
+  })
+  it('an append drops the entries it names as superseded under another record key (a stream\'s earlier epoch), with their index, and attests them as any superseded entry', async () => {
+    h = await Harness.createSigning()
+    const hh = h
+    const stream = logId(hh.self, 'r.test')
+    const signer = new RunSigner(hh.key!, hh.self).forLog(stream)
+    // ids x1, y1 and x2, y2 stand for two records' blinded ids under the keys of two epochs
+    const append = async (ids: string[], supersedes?: Superseded[], written = true): Promise<void> => {
+      const from = hh.log.held(stream)
+      const entries = ids.map((id, i) => newEntry(stream, from + i + 1, { wall: 1_700_000_000_000 + from + i, logical: 0 }, '$sealed', id, 'put', new Uint8Array([i])))
+      await hh.store.exclusive(async () => {
+        const txn = hh.store.txn()
+        await hh.log.append(txn, stream, entries, from + ids.length, [signer.sign(from, from + ids.length, entries)], { written, ...(supersedes !== undefined ? { supersedes } : {}) })
+        await txn.commit()
+        hh.log.committed(stream, from + ids.length)
+      })
+    }
+    const latest = async (id: string): Promise<string | undefined> => (await hh.store.db.get(keys.latest(stream, '$sealed', id)))?.toString()
+    await append(['x1', 'y1']) // (0, 2]
+    await append(['x2'], [{ collection: '$sealed', id: 'x1', seq: 1 }]) // (2, 3]: x1 superseded
+    expect(await latest('x1')).toBeUndefined()
+    expect(await latest('x2')).toBe('3')
+    expect((await stored(hh, stream)).map(a => [a.from, a.to, a.gone, a.asOf])).toEqual([[0, 2, false, 3], [2, 3, false, 3]])
+    expect((await serveAll(hh, 0, 1000, stream)).entries.map(e => `${e.id}@${e.seq}`)).toEqual(['y1@2', 'x2@3'])
+    // the last live entry of a run: the run is attested gone; an entry the index no longer names is passed over
+    await append(['y2'], [{ collection: '$sealed', id: 'y1', seq: 2 }, { collection: '$sealed', id: 'x1', seq: 1 }]) // (3, 4]
+    expect((await stored(hh, stream)).map(a => [a.from, a.to, a.gone, a.asOf])).toEqual([[0, 2, true, 4], [2, 3, false, 3], [3, 4, false, 4]])
+    expect((await serveAll(hh, 0, 1000, stream)).entries.map(e => `${e.id}@${e.seq}`)).toEqual(['x2@3', 'y2@4'])
+    expect(await latest('y1')).toBeUndefined()
+    // only the node's own writes: entries received back are not attested, so nothing may be dropped through them
+    await expect(append(['z2'], [{ collection: '$sealed', id: 'x2', seq: 3 }], false)).rejects.toThrow(/own writes/)
+    expect(await latest('x2')).toBe('3')
   })
 })
