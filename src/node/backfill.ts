@@ -101,6 +101,8 @@ export abstract class Backfiller extends WritePath {
   protected abstract derive (st: TxnState, applied: Applied[], depth: number): Promise<void>
   /** Apply a batch of entries at a chain depth (Ingestor.applyLevel). */
   protected abstract applyLevel (st: TxnState, entries: LogEntry[], depth: number): Promise<void>
+  /** Rule states that passed over entries of their stream for want of a key (Ingestor.awaitingKey). */
+  abstract readonly awaitingKey: ReadonlySet<string>
 
   /**
    * Apply a rule to the source data already held, in chunks, resumably: the
@@ -291,7 +293,12 @@ export abstract class Backfiller extends WritePath {
    * Whether a current source of a group-source rule holds the record: it
    * maps a live source record to it and the record is that source's write
    * (or the rule's own rewrite of it, a re-evaluation here). A record that
-   * holds the write of a platform that left the group is not held.
+   * holds the write of a platform that left the group is not held. A source
+   * whose stream this node cannot read whole yet (it waits for the key of
+   * an epoch) holds what it placed: the record's entry of an earlier epoch
+   * may be compacted away by one under the epoch whose key is missing
+   * (streams.md §14), and once the key is here the source's stream is read
+   * again and the rule swept again.
    */
   private groupHolds (txn: Txn, sources: CompiledRule[], state: RecordState, id: string): boolean {
     const sourceId = state.source ?? id
@@ -300,6 +307,7 @@ export abstract class Backfiller extends WritePath {
     for (const s of first !== undefined ? [first, ...sources.filter(x => x !== first)] : sources) {
       const mapped = txn.get(keys.targetMap(s.stateId, sourceId))
       if (mapped === undefined || utf8.decode(mapped) !== id) continue
+      if (s.stream !== undefined && this.awaitingKey.has(s.stateId)) return true
       const entry = this.newestEntry(txn, s, sourceId)
       if (entry === undefined || entry.op !== 'put') continue
       if (state.version.origin === this.self || compareHlc(entryVersion(entry).hlc, state.version.hlc) === 0) return true

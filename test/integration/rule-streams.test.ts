@@ -15,6 +15,10 @@ import type { PeerInfo } from '../../src/core/types.js'
 import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { ruleStreamId } from '../../src/rules/stream-plan.js'
 import { decodeEntry } from '../../src/log/entry.js'
+import type { ChangeLog } from '../../src/log/changelog.js'
+import { encodeAttested } from '../../src/log/signing.js'
+import { encodeBatchFrame } from '../../src/network/sync/codec.js'
+import { RawPeer } from '../helpers/raw-peer.js'
 import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
@@ -30,6 +34,11 @@ async function start (name: string, dir?: string, streams = true, relay?: 'all' 
 /** Every node's registry lists all of `nodes`: their platforms reached each other. */
 async function allKnown (...nodes: Running[]): Promise<void> {
   await eventually(() => nodes.every(n => n.node.registry.platforms().length === nodes.length), `${nodes.length} platforms everywhere`)
+}
+
+/** The ids of the node's records of `collection`, sorted, joined by commas. */
+async function idsOf (n: Running, collection: string): Promise<string> {
+  return [...(await all(n.node, collection)).keys()].sort().join()
 }
 
 /** The node's posts as sorted JSON text: compared whole. */
@@ -968,5 +977,50 @@ describe('rule streams between real nodes', () => {
     expect(await stored(alpha)).toBe(3)
     for (const n of [beta, gamma]) await eventually(async () => await stored(n) === 3, 'the stream to hold one entry per record everywhere')
     expect(Object.fromEntries(await all(beta.node, 'posts'))).toEqual({ a: { rev: 3 }, b: { rev: 3 }, c: { rev: 3 } })
+  })
+  it('a group mirror whose target lacks the key of a source\'s new epoch keeps what that source sent through a sweep, though the entries of the earlier epoch are gone; it reads the new ones once the key is there', async () => {
+    const [hub, alpha, beta] = await linked(['hub', 'alpha', 'beta'], () => 0, { alpha: { maxEntriesPerKey: 2 } })
+    const tag = async (on: Running, name: string, tags: string[]): Promise<void> => {
+      const current = on.node.registry.platforms().find(p => p.name === name)
+      if (current === undefined) throw new Error(`no platform ${name}`)
+      await on.node.registry.addPlatform({ ...current, tags })
+    }
+    for (const name of ['alpha', 'beta']) await tag(hub, name, ['edge'])
+    await eventually(() => [hub, alpha, beta].every(n => n.node.registry.platforms().filter(p => p.tags?.includes('edge') === true).length === 2), 'alpha and beta tagged edge everywhere')
+    const rule = await hub.node.registry.addRule({ from: { tag: 'edge', collection: 'devices' }, to: { platform: 'hub', collection: 'devices' }, mode: 'mirror' })
+    await alpha.node.records.put('devices', 'a1', { n: 1 })
+    await alpha.node.records.put('devices', 'a2', { n: 1 })
+    await beta.node.records.put('devices', 'b1', { n: 1 })
+    await eventually(async () => await idsOf(hub, 'devices') === 'a1,a2,b1' && (await hub.node.status()).rules[0]?.backfilled === true, 'the hub to mirror alpha and beta')
+    // the hub is away while alpha writes a1 again, under epoch 2 (its key is full): its entry of epoch 1 is dropped
+    await hub.node.stop()
+    await alpha.node.records.put('devices', 'a1', { n: 2 })
+    const streamLog = `${alpha.node.peerId}/${ruleStreamId(rule)}`
+    expect(JSON.stringify([...await entriesPerEpoch(alpha.node, streamLog)])).toBe(JSON.stringify([[1, 1], [2, 1]]))
+    // back, the hub reaches no node: a relay played by the test brings it alpha's stream, not alpha's registry (the key of epoch 2)
+    const again = await start('hub', hub.dir)
+    running.push(again)
+    const held = (await again.node.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
+    const log = (alpha.node as unknown as { changelog: ChangeLog }).changelog
+    const batch = await log.readAttested(streamLog, held, 100, 1 << 20)
+    if (batch === undefined) throw new Error('alpha serves nothing of its stream')
+    const relay = new RawPeer(KEY)
+    await relay.start()
+    try {
+      const session = await relay.session(again.node.getMultiaddrs()[0].toString(), { protocol: SYNC_PROTOCOL_STREAMS })
+      session.framed.sendNow(encodeBatchFrame(streamLog, batch.fromSeq, batch.toSeq, batch.entries, batch.certs.map(c => encodeAttested({ ...c, live: undefined })), batch.updates.map(u => encodeAttested(u))))
+      await eventually(async () => JSON.stringify([...await entriesPerEpoch(again.node, streamLog)]) === JSON.stringify([[1, 1], [2, 1]]), 'the hub to hold alpha\'s stream as alpha does')
+    } finally {
+      await relay.stop()
+    }
+    expect((await keyRecordIds(again.node)).filter(id => id.startsWith(`${streamLog}/2/`))).toEqual([])
+    // beta leaves the group: the mirror removes what only beta sent, and keeps a1, whose entry it cannot read yet
+    await tag(again, 'beta', [])
+    await eventually(async () => !(await all(again.node, 'devices')).has('b1'), 'the hub to remove what only beta sent')
+    expect(Object.fromEntries(await all(again.node, 'devices'))).toEqual({ a1: { n: 1 }, a2: { n: 1 } })
+    // alpha's registry reaches the hub: with the key of epoch 2 it reads alpha's stream again
+    await again.node.peers.add(alpha.node.getMultiaddrs()[0])
+    await eventually(async () => (await all(again.node, 'devices')).get('a1')?.n === 2 && (await again.node.status()).rules[0]?.backfilled === true, 'the hub to read a1 under epoch 2')
+    expect(Object.fromEntries(await all(again.node, 'devices'))).toEqual({ a1: { n: 2 }, a2: { n: 1 } })
   })
 })
