@@ -904,7 +904,10 @@ describe('rule streams between real nodes', () => {
   it('a write that lost to a newer one on the target is logged as a conflict once, not again when the rule\'s new stream sends it after a change', async () => {
     const [alpha, beta] = await star('alpha', 'beta')
     await alpha.node.records.put('posts', 'p1', { title: 'from alpha', kind: 'post' })
-    // beta's own write to the same id is newer than alpha's
+    // beta's own write to the same id is newer than alpha's: a later millisecond (in the same one the clocks
+    // tie, and the peer ids decide)
+    const wall = Date.now()
+    while (Date.now() <= wall + 1) await new Promise(resolve => setTimeout(resolve, 2))
     await beta.node.records.put('posts', 'p1', { title: 'from beta' })
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
     const backfilled = async (): Promise<boolean> => (await beta.node.status()).rules.find(r => r.id === rule.id)?.backfilled === true
