@@ -428,7 +428,7 @@ export class RuleService {
             this.deps.log.info({ rule: o.compiled.rule.id, stream: o.stream, epoch, left }, `rule ${o.compiled.rule.id}: ${left.length} node(s) left the targets of stream ${o.stream}; its entries are encrypted under a new key (epoch ${epoch}) from now on`)
           }
           // every member holds every epoch's key: one that joins reads the stream from its start
-          for (const { epoch: e, key, peer } of missingEnvelopes(keysOf.epochs(o.stream), [...now], held)) {
+          for (const { epoch: e, key, peer } of missingEnvelopes(keysOf.epochs(o.stream), [...now], held, await keysOf.decidedAfter(o.stream, o.compiled.rule.id))) {
             ops.push({ collection: KEYS_COLLECTION, id: envelopeId(this.deps.self, o.stream, e, peer), op: 'put', value: keysOf.envelope(o.stream, e, key, peer) })
           }
         }

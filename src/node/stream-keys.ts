@@ -18,6 +18,8 @@
  * random are used as they are; those are lost with the backup.
  */
 import type { PrivateKey } from '@libp2p/interface'
+import { compareHlc } from '../core/hlc.js'
+import type { Hlc } from '../core/hlc.js'
 import type { LogEntry } from '../log/entry.js'
 import { deriveStreamKey, MAX_ENTRIES_PER_KEY, SEAL_OVERHEAD, SealIdentity, STREAM_KEY_BYTES, StreamKey, openStreamKey, sealStreamKey } from '../log/seal.js'
 import { openEntry } from '../log/sealed-entry.js'
@@ -25,7 +27,7 @@ import { isPeerId, isStreamId, parseLogId, RULE_STREAM_PREFIX } from '../log/log
 import type { JsonObject } from '../core/types.js'
 import type { Store, Txn } from '../store/db.js'
 import { keys, keySuffix, prefixRange, SEP } from '../store/keys.js'
-import { KEYS_COLLECTION } from '../store/names.js'
+import { KEYS_COLLECTION, RULES_COLLECTION } from '../store/names.js'
 import { decodeRecord } from '../store/records.js'
 
 /** The epoch every stream starts at. */
@@ -111,14 +113,16 @@ function opens (key: StreamKey, entry: LogEntry): boolean {
  * the stream from its start). A recovered key (derived again after a
  * restore) goes to no peer that holds an envelope of an earlier epoch but
  * none of this one: that peer was out of the audience when the epoch began,
- * and the registry a restored node holds may still list it as a target.
+ * and the registry a restored node holds may still list it as a target; unless
+ * the epoch is among `decidedAfter` (StreamKeys.decidedAfter): the targets
+ * were decided after it began, and such a peer joined again since.
  */
-export function missingEnvelopes<K> (epochs: ReadonlyArray<{ epoch: number, key: K, recovered?: true }>, targets: readonly string[], held: ReadonlyArray<{ epoch: number, peer: string }>): Array<{ epoch: number, key: K, peer: string }> {
+export function missingEnvelopes<K> (epochs: ReadonlyArray<{ epoch: number, key: K, recovered?: true }>, targets: readonly string[], held: ReadonlyArray<{ epoch: number, peer: string }>, decidedAfter: ReadonlySet<number> = new Set()): Array<{ epoch: number, key: K, peer: string }> {
   const out: Array<{ epoch: number, key: K, peer: string }> = []
   for (const { epoch, key, recovered } of epochs) {
     for (const peer of targets) {
       if (held.some(e => e.epoch === epoch && e.peer === peer)) continue
-      if (recovered === true && held.some(e => e.epoch < epoch && e.peer === peer)) continue
+      if (recovered === true && !decidedAfter.has(epoch) && held.some(e => e.epoch < epoch && e.peer === peer)) continue
       out.push({ epoch, key, peer })
     }
   }
@@ -281,6 +285,35 @@ export class StreamKeys {
       txn.put(`${OWN_KEY_PREFIX}${stream}${SEP}${epoch}`, storedKey(key, 0, true))
       this.remember(stream, { epoch, key, start: 0, recovered: true })
       out.recovered.push(epoch)
+    }
+    return out
+  }
+
+  /**
+   * The recovered epochs of own stream `stream` whose audience the record
+   * of rule `ruleId` was written after: its version is newer than the
+   * earliest envelope of the epoch held here (those came back from the
+   * peers, written as the epoch began). A target that record names and that
+   * holds an envelope of an earlier epoch but none of such an epoch joined
+   * again after the epoch began (missingEnvelopes); under a record older
+   * than the epoch (a registry restored with the backup, whose removal has
+   * not come back), it may be one that left.
+   */
+  async decidedAfter (stream: string, ruleId: string): Promise<Set<number>> {
+    const out = new Set<number>()
+    const recovered = this.epochs(stream).filter(e => e.recovered === true)
+    if (recovered.length === 0) return out
+    const rule = await this.store.db.get(keys.record(RULES_COLLECTION, ruleId))
+    if (rule === undefined) return out
+    const decided = decodeRecord(rule).version.hlc
+    for (const { epoch } of recovered) {
+      const prefix = keys.record(KEYS_COLLECTION, envelopeId(this.self, stream, epoch, ''))
+      let began: Hlc | undefined
+      for await (const [, value] of this.store.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
+        const at = decodeRecord(value).version.hlc
+        if (began === undefined || compareHlc(at, began) < 0) began = at
+      }
+      if (began !== undefined && compareHlc(decided, began) > 0) out.add(epoch)
     }
     return out
   }

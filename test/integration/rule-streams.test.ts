@@ -816,6 +816,50 @@ describe('rule streams between real nodes', () => {
     expect([...(await all(beta.node, 'posts')).keys()]).toEqual(['a'])
   })
 
+  it('a target that left a rule before its source was restored and is added again after reads the stream whole: it gets the key of the epoch the source recovered', async () => {
+    const { open, backup, restore } = await restorable()
+    let alpha = await open()
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(beta, gamma)
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' }, where: { status: 'published' } })
+    await alpha.records.put('posts', 'p0', { status: 'draft' })
+    await alpha.records.put('posts', 'a', { status: 'published' })
+    await eventually(async () => (await all(beta.node, 'posts')).has('a') && (await all(gamma.node, 'posts')).has('a'), 'beta and gamma to hold a')
+    await alpha.stop()
+    await backup()
+    // after the backup: beta leaves the rule's targets, epoch 2 begins, and p0 is sent under it only
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
+    const streamLog = `${alpha.peerId}/${stream}`
+    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'gamma to hold the envelope of epoch 2')
+    await alpha.records.put('posts', 'p0', { status: 'published' })
+    await eventually(async () => (await all(gamma.node, 'posts')).has('p0'), 'gamma to hold p0')
+    const held = (await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
+    await alpha.stop()
+    await restore()
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && ((await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= held, 'alpha to take its registry and its stream back')
+    await alpha.records.put('posts', 'after', { status: 'published' })
+    await eventually(async () => (await all(gamma.node, 'posts')).has('after'), 'gamma to read what alpha wrote after the restore', 20_000)
+    expect([...(await all(beta.node, 'posts')).keys()]).toEqual(['a'])
+    // beta is a target again (into another collection: a new pass on beta, the same stream): a member reads
+    // the stream from its start, p0 under the recovered epoch 2 included
+    await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'articles' } })
+    expect(ruleStreamId(alpha.registry.rule(rule.id)!)).toBe(stream)
+    await eventually(async () => (await idsOf(beta, 'articles')) === 'a,after,p0', 'beta to read the whole stream', 20_000)
+    expect((await beta.node.status()).rules[0].unreadable).toBeUndefined()
+    expect((await keyRecordIds(beta.node))).toContain(`${alpha.peerId}/${stream}/2/${beta.node.peerId}`)
+  })
+
   it('a mirror whose filter narrows drops the records that no longer match, though nothing writes them: the new stream sends what the earlier one sent and the new one does not', async () => {
     const [alpha, beta] = await star('alpha', 'beta')
     const rule = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'items' }, to: { platform: 'beta', collection: 'items' }, mode: 'mirror', where: { kind: { $in: ['a', 'b'] } } })

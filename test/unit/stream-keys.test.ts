@@ -10,14 +10,14 @@ import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { newEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
-import { EncryptionError, StreamKey } from '../../src/log/seal.js'
+import { deriveStreamKey, EncryptionError, StreamKey } from '../../src/log/seal.js'
 import { sealEntry } from '../../src/log/sealed-entry.js'
 import { envelopeId, FIRST_EPOCH, isOwnEnvelope, missingEnvelopes, StreamKeys } from '../../src/node/stream-keys.js'
 import { TrustPolicy } from '../../src/node/trust.js'
 import { Registry } from '../../src/registry/registry.js'
 import { encodeJson, Store } from '../../src/store/db.js'
 import { keys } from '../../src/store/keys.js'
-import { KEYS_COLLECTION } from '../../src/store/names.js'
+import { KEYS_COLLECTION, RULES_COLLECTION } from '../../src/store/names.js'
 import { encodeRecord } from '../../src/store/records.js'
 import { removeDir, tempDir } from '../helpers/nodes.js'
 
@@ -169,6 +169,48 @@ describe('stream keys', () => {
     ])
     // the same epoch made here (not recovered): a member that comes back gets every epoch it lacks
     expect(missingEnvelopes([{ epoch: 2, key: 'k2' }], ['beta'], held)).toEqual([{ epoch: 2, key: 'k2', peer: 'beta' }])
+    // the targets were decided after epoch 2 began (decidedAfter): beta was added again since, and reads it
+    expect(missingEnvelopes(epochs, ['beta', 'gamma'], held, new Set([2]))).toEqual([
+      { epoch: 3, key: 'k3', peer: 'beta' }, { epoch: 3, key: 'k3', peer: 'gamma' },
+      { epoch: 2, key: 'k2', peer: 'beta' }
+    ])
+  })
+
+  it('decidedAfter: a recovered epoch whose earliest envelope is older than the rule\'s registry record, and only such an epoch', async () => {
+    const { key, peer } = await identity()
+    const stream = 'r.0123456789abcdef0123'
+    await withStore(async (store) => {
+      const at = (wall: number): { hlc: { wall: number, logical: number }, origin: string, seq: number } => ({ hlc: { wall, logical: 0 }, origin: peer, seq: wall })
+      const put = async (k: string, value: Record<string, unknown>, wall: number): Promise<void> => await store.db.put(k, encodeRecord({ value: value as never, version: at(wall) }))
+      // epoch 1 made here; epochs 2 and 3 recovered after a restore (their keys derived again), sealed at 200 (and 250) and 400
+      const a = new StreamKeys(store, peer, key)
+      const first = await a.current(stream)
+      for (const epoch of [2, 3]) {
+        const bytes = Buffer.alloc(41)
+        bytes.set(deriveStreamKey(key, { origin: peer, stream, epoch }).bytes, 0)
+        bytes[40] = 1
+        await store.db.put(`m\x00stream-key\x00${stream}\x00${epoch}`, bytes)
+      }
+      await put(keys.record(KEYS_COLLECTION, envelopeId(peer, stream, 2, 'gamma')), { box: 'x' }, 250)
+      await put(keys.record(KEYS_COLLECTION, envelopeId(peer, stream, 2, 'delta')), { box: 'x' }, 200)
+      await put(keys.record(KEYS_COLLECTION, envelopeId(peer, stream, 3, 'gamma')), { box: 'x' }, 400)
+      const b = new StreamKeys(store, peer, key)
+      await b.load()
+      expect(b.epochs(stream).map(e => [e.epoch, e.recovered === true])).toEqual([[1, false], [3, true], [2, true]])
+      expect(first.epoch).toBe(1)
+      // no record of the rule: nothing decided after
+      expect([...await b.decidedAfter(stream, 'r-1')]).toEqual([])
+      await put(keys.record(RULES_COLLECTION, 'r-1'), { id: 'r-1' }, 100)
+      expect([...await b.decidedAfter(stream, 'r-1')]).toEqual([])
+      // between the epochs' first envelopes: after epoch 2 began (its earliest envelope at 200), before epoch 3
+      await put(keys.record(RULES_COLLECTION, 'r-1'), { id: 'r-1' }, 300)
+      expect([...await b.decidedAfter(stream, 'r-1')]).toEqual([2])
+      await put(keys.record(RULES_COLLECTION, 'r-1'), { id: 'r-1' }, 500)
+      expect([...await b.decidedAfter(stream, 'r-1')].sort()).toEqual([2, 3])
+      // an epoch made here is never among them
+      expect((await b.current(stream)).epoch).toBe(4)
+      expect([...await b.decidedAfter(stream, 'r-1')].sort()).toEqual([2, 3])
+    })
   })
 
   it('an envelope opens for the peer it was sealed to only; a node without one holds no key', async () => {
