@@ -12,17 +12,17 @@ import { compareHlc } from '../core/hlc.js'
 import type { JsonObject } from '../core/types.js'
 import { decodeJson, encodeJson, rows, utf8 } from '../store/db.js'
 import type { Txn } from '../store/db.js'
-import { keys, keySuffix, prefixRange, rangeAfter, SEP } from '../store/keys.js'
+import { keys, keySuffix, prefixOf, prefixRange, rangeAfter, SEP } from '../store/keys.js'
 import { decodeRecord, storedValueText } from '../store/records.js'
 import { SEALED_COLLECTION } from '../store/names.js'
 import { blindedIdHex } from '../log/sealed-entry.js'
 import type { StreamKey } from '../log/seal.js'
 import type { RecordState } from '../store/records.js'
-import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, stateIdOf, sweepRecord } from '../rules/engine.js'
+import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, ruleIdOfState, stateIdOf, sweepRecord } from '../rules/engine.js'
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
-import { BACKFILL_CHUNK, LEFT_OUT_KEY, streamFillKey, WritePath } from './write-txn.js'
+import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, LEFT_OUT_KEY, streamFillKey, WritePath } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export interface BackfillState {
@@ -102,7 +102,7 @@ export abstract class Backfiller extends WritePath {
   /** Apply a batch of entries at a chain depth (Ingestor.applyLevel). */
   protected abstract applyLevel (st: TxnState, entries: LogEntry[], depth: number): Promise<void>
   /** Rule states that passed over entries of their stream for want of a key (Ingestor.awaitingKey). */
-  abstract readonly awaitingKey: ReadonlySet<string>
+  abstract readonly awaitingKey: Set<string>
 
   /**
    * Apply a rule to the source data already held, in chunks, resumably: the
@@ -623,6 +623,38 @@ export abstract class Backfiller extends WritePath {
       const dropped: string[] = []
       for await (const key of this.store.db.keys(prefixRange(prefix))) if (gone(keySuffix(key, prefix))) dropped.push(key)
       if (dropped.length > 0) await this.store.db.batch(dropped.map(key => ({ type: 'del' as const, key })))
+    })
+  }
+
+  /**
+   * Forget the progress here of the rules `kept` does not keep (this node
+   * is no target of them any more, or they were removed): their backfill
+   * state, pause point and wait for a stream key. Should such a rule target
+   * this node again, it reads its source from the start as a new target
+   * does; what its source wrote meanwhile was applied by no one here.
+   * `stopped` waits for a state's running pass (which writes its progress).
+   * Returns the rule ids forgotten.
+   */
+  async forgetStates (kept: (ruleId: string) => boolean, stopped: (stateId: string) => Promise<void>): Promise<string[]> {
+    const families = [keys.backfill(''), keys.rulePause(''), AWAITING_KEY_PREFIX]
+    const stale = async (): Promise<string[]> => {
+      const out: string[] = []
+      for (const prefix of families) {
+        for await (const key of this.store.db.keys(prefixRange(prefix))) if (!kept(ruleIdOfState(keySuffix(key, prefix)))) out.push(key)
+      }
+      return out
+    }
+    const found = await stale()
+    if (found.length === 0) return []
+    for (const key of found) await stopped(keySuffix(key, prefixOf(key)))
+    // under the write lock, after the transactions in flight; asked again there (the rule may apply here again)
+    return await this.store.exclusive(async () => {
+      await this.store.flushed()
+      const dropped = await stale()
+      if (dropped.length > 0) await this.store.db.batch(dropped.map(key => ({ type: 'del' as const, key })))
+      const states = dropped.map(key => keySuffix(key, prefixOf(key)))
+      for (const id of states) this.awaitingKey.delete(id)
+      return [...new Set(states.map(ruleIdOfState))]
     })
   }
 

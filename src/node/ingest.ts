@@ -29,7 +29,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { Backfiller } from './backfill.js'
-import { BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY, STREAM_RULE_PREFIX } from './write-txn.js'
+import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY, STREAM_RULE_PREFIX } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export type { IngestPolicy, IngestResult } from './write-txn.js'
@@ -46,8 +46,6 @@ export interface LocalOp {
 }
 
 const FEED_INDEXED_KEY = keys.meta('feed-indexed')
-/** Rule states waiting for a stream key (Ingestor.awaitingKey): `m\0awaiting-key\0<state id>`. */
-const AWAITING_KEY_PREFIX = keys.meta(`awaiting-key${SEP}`)
 /** How deep rule-written records may flow on through this node's own rules within one write. */
 const MAX_CHAIN_DEPTH = 16
 

@@ -15,7 +15,7 @@ import type { ChangeLog } from '../log/changelog.js'
 import { peerOf } from '../log/log-id.js'
 import { formatSource, formatTarget } from '../registry/registry.js'
 import type { Registry } from '../registry/registry.js'
-import { compileRule, stateIdOf } from '../rules/engine.js'
+import { compileRule, ruleIdOfState, stateIdOf } from '../rules/engine.js'
 import type { CompiledRule } from '../rules/engine.js'
 import { dryRun } from '../rules/dryrun.js'
 import { ModuleCache } from '../rules/modules.js'
@@ -187,6 +187,7 @@ export class RuleService {
   /** Once the node runs: resume backfills and publishing, start webhooks. */
   start (): void {
     this.started = true
+    this.forgetLeftRules()
     for (const rule of this.deps.ruleSet.all()) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
     for (const c of this.published) this.schedulePublish(c)
@@ -227,7 +228,7 @@ export class RuleService {
     this.started = false
     this.feed.notify() // followers of the feed see the node stopping
     await this.webhooks.stop()
-    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.forgettingFills, this.envelopes, this.refreshing])
+    await Promise.allSettled([...this.backfills.values(), ...this.sweeps.values(), ...this.publishes.values(), ...this.unpublishing.values(), ...this.fills.values(), this.forgettingFills, this.forgettingRules, this.envelopes, this.refreshing])
   }
 
   /** The registry changed: rebuild the rules now; load modules that changed, then rebuild again. */
@@ -256,8 +257,41 @@ export class RuleService {
     this.ensureEnvelopes()
     this.scheduleFills()
     this.webhooks.sync(this.deps.ruleSet.all())
+    this.forgetLeftRules()
     for (const rule of changed) this.scheduleBackfill(rule)
     for (const rule of this.deps.ruleSet.groups()) this.syncGroup(rule.rule.id)
+  }
+
+  /**
+   * Rules that no longer apply here (this node left their targets, or they
+   * were removed) forget their progress here once their pass has stopped
+   * (Ingestor.forgetStates): should one target this node again, it reads
+   * its source from the start, as a new target does, and gets what was
+   * written while it applied nothing here. At start, the progress of every
+   * rule that does not apply (it left while the node was down); after a
+   * registry change, that of the rules that stopped applying with it, even
+   * when a later change made them apply again (the backfills scheduled then
+   * wait for this: scheduleBackfill). A rule paused here, or not active for
+   * a problem (a source platform not in the registry yet, a transform
+   * module missing), keeps its progress.
+   */
+  private forgetLeftRules (): void {
+    const ruleSet = this.deps.ruleSet
+    const applies = (ruleId: string): boolean => ruleSet.forRule(ruleId).length > 0 || ruleSet.groupRule(ruleId) !== undefined ||
+      ruleSet.paused().some(r => r.id === ruleId) || ruleSet.problems.some(p => p.ruleId === ruleId)
+    const before = this.applyingHere
+    const now = new Set(this.deps.registry.rules().map(r => r.id).filter(applies))
+    this.applyingHere = now
+    const left = before === undefined ? undefined : new Set([...before].filter(id => !now.has(id)))
+    if (left?.size === 0) return
+    // the passes running now (a backfill scheduled after this waits for the forgetting)
+    const running = new Map([...this.backfills].filter(([stateId]) => left === undefined || left.has(ruleIdOfState(stateId))))
+    const kept = left === undefined ? applies : (ruleId: string) => !left.has(ruleId)
+    this.forgettingRules = this.forgettingRules.then(async () => {
+      if (!this.deps.isRunning()) return
+      const forgotten = await this.deps.ingestor.forgetStates(kept, async (stateId) => { await running.get(stateId)?.catch(() => {}) })
+      if (forgotten.length > 0) this.deps.log.info({ rules: forgotten }, `rule(s) ${forgotten.join(', ')} no longer apply here: their progress here is forgotten (should one target this node again, it reads its source from the start)`)
+    }).catch((err: Error) => { this.deps.log.error({ err: err.message }, `forgetting the progress of rules that no longer apply here failed: ${err.message}`) })
   }
 
   /**
@@ -332,7 +366,8 @@ export class RuleService {
     }
     const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.get(id) === rule
     const from = rule.group ? ` from ${rule.sourcePlatform ?? '?'}` : ''
-    const run = this.resumed(rule)
+    // after the progress of rules that stopped applying here is forgotten (forgetLeftRules): this one may be among them
+    const run = this.forgettingRules.then(async () => await this.resumed(rule))
       .then(async () => await this.rereadIfAsked(rule))
       .then(async () => { if (current()) await this.deps.ingestor.backfill(rule, (r) => this.deps.afterIngest(r), current) })
       .then(async () => {
@@ -374,6 +409,10 @@ export class RuleService {
   private readonly fills = new Map<string, Promise<void>>()
   /** Forgetting the fill progress of streams no rule here sends (Ingestor.forgetFills): fills start after it. */
   private forgettingFills: Promise<void> = Promise.resolve()
+  /** Forgetting the progress of rules that no longer apply here (forgetLeftRules), one call at a time. */
+  private forgettingRules: Promise<void> = Promise.resolve()
+  /** The rules that apply here (forgetLeftRules), as of the last registry change; undefined before start. */
+  private applyingHere?: Set<string>
   private fillsChecked = false
   /** Writing envelopes of stream keys (ensureEnvelopes): one run at a time, another after it when asked meanwhile. */
   private envelopes: Promise<void> = Promise.resolve()

@@ -115,6 +115,9 @@ const MAX_OWN_STREAM_ROUNDS = 16
 /** Records or log entries a pass (backfill, sweep, publish, the feed index) reads per transaction. */
 export const BACKFILL_CHUNK = 500
 
+/** Rule states waiting for a stream key (Ingestor.awaitingKey): `m\0awaiting-key\0<state id>`. */
+export const AWAITING_KEY_PREFIX = keys.meta(`awaiting-key${SEP}`)
+
 /** Where a rule stream's fill keeps its progress (Backfiller.fillStream). */
 export function streamFillKey (stream: string): string {
   return keys.meta(`stream-fill${SEP}${stream}`)

@@ -113,6 +113,12 @@ export function stateIdOf (rule: Rule, sourcePlatform: string | undefined): stri
   return isGroupSource(rule.from) && sourcePlatform !== undefined ? `${rule.id}\x01${sourcePlatform}` : rule.id
 }
 
+/** The rule id of a state id (stateIdOf). */
+export function ruleIdOfState (stateId: string): string {
+  const i = stateId.indexOf('\x01')
+  return i < 0 ? stateId : stateId.slice(0, i)
+}
+
 /** Compile a rule's filter and transforms; throws InvalidInputError when they are invalid. */
 export function compileRule (rule: Rule, sourcePeer: string, options: { localName?: string, module?: LoadedModule, sourcePlatform?: string, stream?: string } = {}): CompiledRule {
   const stream = options.stream

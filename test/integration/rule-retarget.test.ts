@@ -1,0 +1,55 @@
+/**
+ * A rule whose targets change and change back, through real nodes (real
+ * libp2p over TCP on 127.0.0.1, real LevelDB in temp dirs), with and
+ * without rule streams: a node the rule targets again gets what its source
+ * wrote while the node was not a target, as a new target gets everything.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { createSyncNode } from '../../src/node/node.js'
+import type { SyncNode } from '../../src/node/node.js'
+import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
+
+interface Running { node: SyncNode, dir: string }
+
+describe.each([false, true])('a rule targeting a node again (streams: %s)', (streams) => {
+  const running: Running[] = []
+
+  /** Nodes that each dial the first, returned once every registry lists them all. */
+  async function star (...names: string[]): Promise<SyncNode[]> {
+    const nodes: SyncNode[] = []
+    for (const name of names) {
+      const dir = await tempDir()
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
+      await node.start()
+      running.push({ node, dir })
+      nodes.push(node)
+    }
+    for (const n of nodes.slice(1)) await n.peers.add(nodes[0].getMultiaddrs()[0])
+    await eventually(() => nodes.every(n => n.registry.platforms().length === nodes.length), 'every platform everywhere')
+    return nodes
+  }
+
+  afterEach(async () => {
+    for (const r of running.splice(0)) {
+      await r.node.stop().catch(() => {})
+      await removeDir(r.dir)
+    }
+  })
+
+  it('gets what was written and deleted while it was not a target', async () => {
+    const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
+    await alpha.records.put('posts', 'a', { n: 1 })
+    await alpha.records.put('posts', 'gone', { n: 2 })
+    await eventually(async () => Object.keys(await recordsOf(beta, 'posts')).length === 2 && Object.keys(await recordsOf(gamma, 'posts')).length === 2, 'beta and gamma to hold both records')
+    // beta is no target for a while: what alpha writes and deletes meanwhile reaches gamma only
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    await alpha.records.put('posts', 'p0', { n: 3 })
+    await alpha.records.put('posts', 'a', { n: 4 })
+    await alpha.records.delete('posts', 'gone')
+    await eventually(async () => JSON.stringify(await recordsOf(gamma, 'posts')) === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'gamma to follow')
+    await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'posts' } })
+    await eventually(async () => JSON.stringify(await recordsOf(beta, 'posts')) === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'beta to get what it missed', 30_000)
+    expect((await beta.status()).rules.find(r => r.id === rule.id)?.backfilled).toBe(true)
+  })
+})
