@@ -85,6 +85,8 @@ export interface TxnState {
   newlyLeftOut?: Set<string>
   /** Rule streams: records of collections this node is a rule's source of, written in this transaction (the last state of each), by `collection\0id`: flushStreams sends them. */
   streamed?: Map<string, { collection: string, id: string, state: RecordState, fill?: true }>
+  /** Own rule streams this transaction appended to, and where each ends now (a later round of flushStreams numbers after it). */
+  streamTop?: Map<string, number>
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -438,7 +440,7 @@ export abstract class WritePath {
       if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard)) continue
       let out = byLog.get(w.logId)
       if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
-      const seq = this.log.held(w.logId) + out.entries.length + 1
+      const seq = this.streamEnd(st, w.logId) + out.entries.length + 1
       const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
       out.entries.push(sealEntry(w.key, w.epoch, plain, w.blinded[0]))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
@@ -500,8 +502,9 @@ export abstract class WritePath {
   /** Append what flushStreams made to each own stream, with the entries of earlier epochs they supersede, signed, in the transaction. */
   private async appendStreams (st: TxnState, byLog: Map<string, { entries: LogEntry[], supersedes: Superseded[] }>): Promise<void> {
     for (const [streamLog, { entries, supersedes }] of byLog) {
-      const from = this.log.held(streamLog)
+      const from = this.streamEnd(st, streamLog)
       const to = from + entries.length
+      ;(st.streamTop ??= new Map()).set(streamLog, to)
       await this.log.append(st.txn, streamLog, entries, to, this.signRuns(from, entries, streamLog), { written: true, ...(supersedes.length > 0 ? { supersedes } : {}) })
       ;(st.result.streamsAdvanced ??= []).push({ origin: streamLog, seq: to })
       // a rule of this node reading its own stream (a rule from this platform to itself) applies it as it is
@@ -529,6 +532,11 @@ export abstract class WritePath {
         this.onEpochStarted?.(o.stream)
       }
     }
+  }
+
+  /** Where own stream log `streamLog` ends as transaction `st` sees it: what an earlier round of flushStreams appended in it included. */
+  private streamEnd (st: TxnState, streamLog: string): number {
+    return st.streamTop?.get(streamLog) ?? this.log.held(streamLog)
   }
 
   /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */

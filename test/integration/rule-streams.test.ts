@@ -1070,4 +1070,18 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(again.node, 'devices')).get('a1')?.n === 2 && (await again.node.status()).rules[0]?.backfilled === true, 'the hub to read a1 under epoch 2')
     expect(Object.fromEntries(await all(again.node, 'devices'))).toEqual({ a1: { n: 2 }, a2: { n: 1 } })
   })
+
+  it('a write that comes back to a collection through the node\'s own rules within one transaction is appended after what the transaction sent before in the same stream', async () => {
+    const [alpha, beta] = await star('alpha', 'beta')
+    // a → b and b → a (the key names another record) on alpha itself; a → beta, where the test reads what a's stream sent
+    const toB = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'alpha', collection: 'b' } })
+    const back = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'b' }, to: { platform: 'alpha', collection: 'a' }, key: 'alt' })
+    const out = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'beta', collection: 'a' } })
+    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => await ready(alpha.node, toB.id) && await ready(alpha.node, back.id) && await ready(beta.node, out.id), 'the rules backfilled')
+    // one write: x in a, then x in b, then y in a (its alt), all in its transaction; a's stream sends x, then y
+    await alpha.node.records.put('a', 'x', { alt: 'y' })
+    await eventually(async () => (await all(alpha.node, 'a')).has('y'), 'alpha to write y through its own rules')
+    await eventually(async () => [...(await all(beta.node, 'a')).keys()].sort().join() === 'x,y', 'beta to get x and y', 10_000)
+  })
 })
