@@ -22,7 +22,7 @@ import { entryVersion, parseEntryValue, planKeys, pushPlanKeys, ruleIdOfState, s
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { BackfillReader } from './backfill-reader.js'
-import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, LEFT_OUT_KEY, streamFillKey, WritePath } from './write-txn.js'
+import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, LEFT_OUT_KEY, STREAM_LEFT_OUT_KEY, streamFillKey, WritePath } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export interface BackfillState {
@@ -573,6 +573,29 @@ export abstract class Backfiller extends WritePath {
       const { durable } = await this.store.write(new Map([[keys.publish(collection), undefined], [LEFT_OUT_KEY, encodeJson(kept)]]))
       await durable
       this.everLeftOut = new Set(kept)
+      return true
+    })
+  }
+
+  /**
+   * Rule streams: own stream `stream` no longer leaves out the relayed
+   * puts of some rule it left out before (RuleSet streamLeavesOut: a target
+   * joined that the write's own rule does not reach, a mode changed, …):
+   * forget those pairs and the stream's fill progress, in one batch, so
+   * that its next fill appends the records it left out (also after a
+   * crash). Returns whether there were any. Call it while no fill of the
+   * stream runs.
+   */
+  async forgetStreamLeftOut (stream: string): Promise<boolean> {
+    return await this.store.exclusive(async () => {
+      const prefix = `${stream}${SEP}`
+      const dropped = [...this.everStreamLeftOut].filter(pair => pair.startsWith(prefix) && !this.rules.streamLeavesOut(stream, pair.slice(prefix.length)))
+      if (dropped.length === 0) return false
+      const kept = [...this.everStreamLeftOut].filter(pair => !dropped.includes(pair))
+      // after the transactions in flight (one of them may put the set as it was)
+      const { durable } = await this.store.write(new Map([[streamFillKey(stream), undefined], [STREAM_LEFT_OUT_KEY, encodeJson(kept)]]))
+      await durable
+      this.everStreamLeftOut = new Set(kept)
       return true
     })
   }

@@ -29,7 +29,7 @@ import { applyPlan, conflictSide, logVersion, parseEntryValue, planEntry, planKe
 import type { Applied, CompiledRule, Plan, PlanKeys } from '../rules/engine.js'
 import { modeOf } from '../core/modes.js'
 import { Backfiller } from './backfill.js'
-import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY, STREAM_RULE_PREFIX } from './write-txn.js'
+import { AWAITING_KEY_PREFIX, BACKFILL_CHUNK, HLC_KEY, FEED_CURSOR_KEY, LEFT_OUT_KEY, STREAM_LEFT_OUT_KEY, STREAM_RULE_PREFIX } from './write-txn.js'
 import type { IngestResult, TxnState } from './write-txn.js'
 
 export type { IngestPolicy, IngestResult } from './write-txn.js'
@@ -71,6 +71,8 @@ export class Ingestor extends Backfiller {
     if (cursor !== undefined) this.cursor = Number(utf8.decode(cursor))
     const skipped = await this.store.db.get(LEFT_OUT_KEY)
     if (skipped !== undefined) this.everLeftOut = new Set(decodeJson<string[]>(skipped))
+    const streamSkipped = await this.store.db.get(STREAM_LEFT_OUT_KEY)
+    if (streamSkipped !== undefined) this.everStreamLeftOut = new Set(decodeJson<string[]>(streamSkipped))
     for await (const [key] of this.store.db.iterator(prefixRange(AWAITING_KEY_PREFIX))) this.awaitingKey.add(keySuffix(key, AWAITING_KEY_PREFIX))
     for await (const [key, value] of this.store.db.iterator(prefixRange(STREAM_RULE_PREFIX))) {
       const sentFor = utf8.decode(value)

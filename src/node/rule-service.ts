@@ -532,12 +532,46 @@ export class RuleService {
     }
     this.forgettingFills = this.forgettingFills.catch((err: Error) => { this.deps.log.error({ err: err.message }, `forgetting the fills of rule streams no rule sends failed: ${err.message}`) })
     for (const o of this.deps.ruleSet.allOutbound()) {
-      const stream = o.stream
-      if (this.fills.has(stream)) continue
-      const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.allOutbound().some(x => x.stream === stream)
-      const run = this.forgettingFills.then(async () => await this.deps.ingestor.fillStream(stream, o.compiled.rule.from.collection, (r) => this.deps.afterIngest(r), current))
-        .then(() => { this.deps.log.debug({ rule: o.compiled.rule.id, stream }, `stream ${stream} of rule ${o.compiled.rule.id} holds the records of ${o.compiled.rule.from.collection}`) })
-        .catch((err: Error) => { this.deps.log.error({ rule: o.compiled.rule.id, stream, err: err.message }, `filling stream ${stream} failed; it resumes at the next start`) })
+      if (this.fills.has(o.stream)) continue
+      this.fills.set(o.stream, this.fill(this.forgettingFills, o))
+    }
+    this.fillLeftOut()
+  }
+
+  /** Fill own stream `o.stream` after `before` (Ingestor.fillStream), logging how it ended. */
+  private async fill (before: Promise<unknown>, o: OutboundRule): Promise<void> {
+    const stream = o.stream
+    const current = (): boolean => this.deps.isRunning() && this.deps.ruleSet.allOutbound().some(x => x.stream === stream)
+    await before.then(async () => await this.deps.ingestor.fillStream(stream, o.compiled.rule.from.collection, (r) => this.deps.afterIngest(r), current))
+      .then(() => { this.deps.log.debug({ rule: o.compiled.rule.id, stream }, `stream ${stream} of rule ${o.compiled.rule.id} holds the records of ${o.compiled.rule.from.collection}`) })
+      .catch((err: Error) => { this.deps.log.error({ rule: o.compiled.rule.id, stream, err: err.message }, `filling stream ${stream} failed; it resumes at the next start`) })
+  }
+
+  /**
+   * Rule streams: own streams that left relayed puts out (RuleSet
+   * streamLeavesOut) of a rule whose puts they must carry now (a target
+   * joined that the write's own rule does not reach, a mode changed, …):
+   * once the stream's fill has stopped, forget its progress with those
+   * pairs (Ingestor.forgetStreamLeftOut) and fill it again, which appends
+   * the records it left out.
+   */
+  private fillLeftOut (): void {
+    const ruleSet = this.deps.ruleSet
+    const sent = new Map(ruleSet.allOutbound().map(o => [o.stream, o]))
+    const streams = new Set<string>()
+    for (const pair of this.deps.ingestor.everStreamLeftOut) {
+      const i = pair.indexOf(SEP)
+      const stream = pair.slice(0, i)
+      if (sent.has(stream) && !ruleSet.streamLeavesOut(stream, pair.slice(i + 1))) streams.add(stream)
+    }
+    for (const stream of streams) {
+      const o = sent.get(stream) as OutboundRule
+      // after the fill running or asked for (a second change while one is filled again: once more, if needed)
+      const run = (this.fills.get(stream) ?? this.forgettingFills).then(async () => await this.deps.ingestor.forgetStreamLeftOut(stream)).then(async (any) => {
+        if (!any) return
+        this.deps.log.info({ rule: o.compiled.rule.id, stream }, `stream ${stream} of rule ${o.compiled.rule.id} is filled again: it no longer leaves out the writes another node's rule sends its targets (the registry changed)`)
+        await this.fill(Promise.resolve(), o)
+      }).catch((err: Error) => { this.deps.log.error({ rule: o.compiled.rule.id, stream, err: err.message }, `filling stream ${stream} again failed; it is retried when the registry changes or at the next start`) })
       this.fills.set(stream, run)
     }
   }

@@ -9,7 +9,7 @@
 import type { ChangeLog, Superseded } from '../log/changelog.js'
 import { decodeEntry, newEntry } from '../log/entry.js'
 import { logId } from '../log/log-id.js'
-import type { LogEntry } from '../log/entry.js'
+import type { LogEntry, WriteId } from '../log/entry.js'
 import { RUN_MAX_BYTES, RUN_MAX_ENTRIES } from '../log/signing.js'
 import type { Cert, RunSigner } from '../log/signing.js'
 import { HybridClock, formatHlc } from '../core/hlc.js'
@@ -20,7 +20,9 @@ import { keys, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { encodeRecord } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
+import { passesOnAsIs } from '../rules/engine.js'
 import type { ApplyContext, CompiledRule } from '../rules/engine.js'
+import { isGroupSource } from '../rules/targets.js'
 import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
 import { sourcePlan, streamChange } from '../rules/stream-plan.js'
 import { blindedIdHex, sealEntry } from '../log/sealed-entry.js'
@@ -84,9 +86,23 @@ export interface TxnState {
   /** `collection\0ruleId` pairs whose relayed puts this transaction left out of the own log for the first time (noteLeftOut). */
   newlyLeftOut?: Set<string>
   /** Rule streams: records of collections this node is a rule's source of, written in this transaction (the last state of each), by `collection\0id`: flushStreams sends them. */
-  streamed?: Map<string, { collection: string, id: string, state: RecordState, fill?: true }>
+  streamed?: Map<string, Streamed>
   /** Own rule streams this transaction appended to, and where each ends now (a later round of flushStreams numbers after it). */
   streamTop?: Map<string, number>
+  /** `stream\0ruleId` pairs whose relayed puts this transaction left out of an own rule stream for the first time (flushStreams). */
+  newlyStreamLeftOut?: Set<string>
+}
+
+/** A record a transaction wrote in a collection this node is a rule's source of: its last state, for flushStreams. */
+export interface Streamed {
+  collection: string
+  id: string
+  state: RecordState
+  /** Queued by a stream's fill (Backfiller.fillStream), not by a write. */
+  fill?: true
+  /** The write the record held before, when it held one, and the rule that placed it (a delete names it: LogEntry.prev). */
+  removed?: Version
+  removedRule?: string
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -110,6 +126,14 @@ export const HLC_KEY = keys.meta('hlc')
  * collection is published again (RuleService).
  */
 export const LEFT_OUT_KEY = keys.meta('relay-skips')
+/**
+ * Rule streams: every (own stream, rule) whose relayed puts the node ever
+ * left out of the stream (RuleSet streamLeavesOut), as JSON
+ * `["stream\0ruleId", …]`, written with the first transaction that leaves
+ * one out. When such a pair stops being left out, the stream is filled
+ * again (RuleService), which appends what it lacks.
+ */
+export const STREAM_LEFT_OUT_KEY = keys.meta('stream-skips')
 /** The newest changes feed cursor given out (written with the batch that gives it out). */
 export const FEED_CURSOR_KEY = keys.meta('feed-cursor')
 /** Rounds of flushStreams in one transaction: a node's own rules reading its own streams write on through further streams. */
@@ -145,7 +169,7 @@ export const TRANSFORM_ERROR_LOG_SIZE = 20
 const DURABLE: Promise<void> = Promise.resolve()
 
 /** A record a transaction wrote, for one own rule stream that sends its collection (flushStreams). */
-interface StreamWork {
+interface StreamWork extends Streamed {
   logId: string
   o: OutboundRule
   /** The stream's current key and epoch: the new entry's. */
@@ -155,10 +179,6 @@ interface StreamWork {
   blinded: string[]
   /** The record index's key of each of those. */
   latestKeys: string[]
-  collection: string
-  id: string
-  state: RecordState
-  fill?: true
   plan: SourcePlan
 }
 
@@ -175,6 +195,8 @@ export abstract class WritePath {
   protected cursor = 0
   /** What LEFT_OUT_KEY holds, as issued (loaded by the node at start). */
   everLeftOut = new Set<string>()
+  /** What STREAM_LEFT_OUT_KEY holds, as issued (loaded at start). */
+  everStreamLeftOut = new Set<string>()
   private txnState?: TxnState
   /** Platform name of a peer id (conflict reports); set by the node. */
   platformOf?: (peerId: string) => string | undefined
@@ -351,6 +373,7 @@ export abstract class WritePath {
     this.flushCounts(st)
     if (st.progress !== undefined) txn.put(st.progress.key, st.progress.value)
     if (st.newlyLeftOut !== undefined) txn.put(LEFT_OUT_KEY, encodeJson([...this.everLeftOut, ...st.newlyLeftOut]))
+    if (st.newlyStreamLeftOut !== undefined) txn.put(STREAM_LEFT_OUT_KEY, encodeJson([...this.everStreamLeftOut, ...st.newlyStreamLeftOut]))
     if (end.noClock !== true) txn.put(HLC_KEY, utf8.encode(formatHlc(this.clock.current())))
     if (end.issue === true) {
       const { durable } = await txn.issue()
@@ -374,6 +397,7 @@ export abstract class WritePath {
     const st = this.txnState?.result === result ? this.txnState : undefined
     // the pairs this transaction left out first: a registry change it carries may need them logged
     if (st?.newlyLeftOut !== undefined) for (const pair of st.newlyLeftOut) this.everLeftOut.add(pair)
+    if (st?.newlyStreamLeftOut !== undefined) for (const pair of st.newlyStreamLeftOut) this.everStreamLeftOut.add(pair)
     if (result.registry.length > 0) this.onRegistry?.(result.registry)
     for (const c of result.conflicts ?? []) this.conflictLogged(c)
     this.txnState = undefined
@@ -414,7 +438,7 @@ export abstract class WritePath {
     const queued = st.streamed
     if (queued === undefined || queued.size === 0) return
     st.streamed = undefined
-    const work = await this.streamWork(st.txn, queued)
+    const work = await this.streamWork(st, queued)
     if (work.length === 0) return
     await st.txn.prefetch(work.flatMap(w => w.latestKeys))
     // the seq of the record's entry under each epoch the stream has, if any (one at most, but for entries
@@ -437,11 +461,13 @@ export abstract class WritePath {
       const head = last !== undefined ? { op: last.op, writer: last.writer ?? this.self, hlc: last.hlc } : undefined
       const version = w.state.version
       const { plan, value } = this.streamValue(st, w)
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard)) continue
+      // a delete names the write it removes when another origin made it (LogEntry.prev)
+      const prev = plan.op === 'del' && w.removed !== undefined && w.removed.origin !== this.self ? { origin: w.removed.origin, hlc: w.removed.hlc } : undefined
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev)) continue
       let out = byLog.get(w.logId)
       if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
       const seq = this.streamEnd(st, w.logId) + out.entries.length + 1
-      const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, undefined, plan.op === 'put' ? plan.targetId : undefined)
+      const plain = newEntry(w.logId, seq, version.hlc, w.collection, w.id, plan.op, value, version.origin, version.seq, prev, plan.op === 'put' ? plan.targetId : undefined)
       out.entries.push(sealEntry(w.key, w.epoch, plain, w.blinded[0]))
       // the index of what the stream holds is the log's own (ChangeLog.append): a second change of the
       // same record in this transaction is not possible (queued holds the last state of each). The
@@ -461,23 +487,27 @@ export abstract class WritePath {
    * record and rule stream that sends its collection, once each stream has
    * its current key (keyStreams).
    */
-  private async streamWork (txn: Txn, queued: NonNullable<TxnState['streamed']>): Promise<StreamWork[]> {
+  private async streamWork (st: TxnState, queued: NonNullable<TxnState['streamed']>): Promise<StreamWork[]> {
+    const txn = st.txn
     const streamKeys = this.streamKeys
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
     const perCollection = new Map<string, number>()
     for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
     await this.keyStreams(streamKeys, perCollection)
     const work: StreamWork[] = []
-    for (const { collection, id, state, fill } of queued.values()) {
+    for (const q of queued.values()) {
+      const { collection, id, state } = q
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const streamLog = logId(this.self, o.stream)
         this.noteStreamOf(txn, o)
+        const plan = sourcePlan(o.compiled, id, state.value)
+        if (this.leftOutOfStream(st, o, plan, state)) continue
         // the record's newest entry in the stream may be under any epoch (blinded ids differ per epoch
         // key); the current epoch is the first, and its blinded id is the new entry's
         const epochs = streamKeys.epochs(o.stream)
         const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
         const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
-        work.push({ logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, collection, id, state, fill, plan: sourcePlan(o.compiled, id, state.value), latestKeys })
+        work.push({ ...q, logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, plan, latestKeys })
       }
     }
     return work
@@ -537,6 +567,38 @@ export abstract class WritePath {
   /** Where own stream log `streamLog` ends as transaction `st` sees it: what an earlier round of flushStreams appended in it included. */
   private streamEnd (st: TxnState, streamLog: string): number {
     return st.streamTop?.get(streamLog) ?? this.log.held(streamLog)
+  }
+
+  /**
+   * Two-way sync without echoes (streams.md §4a): a relayed put (a record
+   * a rule `rin` placed here, the write another origin's) that own stream
+   * `o` need not carry, because every target of the stream gets the same
+   * write from `rin`'s own source (RuleSet streamLeavesOut). The pair is
+   * kept (STREAM_LEFT_OUT_KEY): when the registry changes so that it no
+   * longer holds, the stream is filled again.
+   */
+  private leftOutOfStream (st: TxnState, o: OutboundRule, plan: SourcePlan, state: RecordState): boolean {
+    const rule = state.rule
+    if (plan.op !== 'put' || rule === undefined || state.version.origin === this.self || !this.rules.streamLeavesOut(o.stream, rule)) return false
+    const pair = `${o.stream}${SEP}${rule}`
+    if (!this.everStreamLeftOut.has(pair)) (st.newlyStreamLeftOut ??= new Set()).add(pair)
+    return true
+  }
+
+  /**
+   * Whether a delete this node made (its version is this node's) of a
+   * record the stream never sent, or last sent as deleted, is sent all the
+   * same, naming the write it removes (`prev`): when that write is another
+   * origin's, a rule placed it here and the stream's rule passes records on
+   * as they are, the stream may have left the put out (leftOutOfStream),
+   * and its targets hold the record from that write's own rule. They remove
+   * it only when they hold it shared (engine.ts sharedRecord). A delete
+   * this node relays is not sent: its own source's stream carries it.
+   */
+  private deletesLeftOut (w: StreamWork, prev: WriteId | undefined): boolean {
+    if (prev === undefined || w.removedRule === undefined || w.state.version.origin !== this.self) return false
+    const rule = w.o.compiled.rule
+    return w.o.target === undefined && !isGroupSource(rule.from) && passesOnAsIs(rule)
   }
 
   /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */
@@ -659,7 +721,10 @@ export abstract class WritePath {
       return 0
     }
     const cursor = ++st.cursor
-    if (this.rules.streams && this.rules.outboundFor(collection) !== undefined) (st.streamed ??= new Map()).set(`${collection}${SEP}${id}`, { collection, id, state })
+    if (this.rules.streams && this.rules.outboundFor(collection) !== undefined) {
+      const removed = previous?.value !== undefined ? previous.version : undefined
+      ;(st.streamed ??= new Map()).set(`${collection}${SEP}${id}`, { collection, id, state, ...(removed !== undefined ? { removed, ...(previous?.rule !== undefined ? { removedRule: previous.rule } : {}) } : {}) })
+    }
     if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
     state.cursor = cursor

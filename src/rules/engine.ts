@@ -359,7 +359,8 @@ function sharedRecord (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, r
   if (existing.rule !== undefined) return true
   // this node's own write: shared when the delete names this node's write (the entry's origin held it
   // from here), or when a rule here sends the collection to the entry's origin
-  return existing.version.origin === ctx.self && (entry.prev?.origin === ctx.self || ctx.sendsTo(rule.rule.to.collection, entry.origin))
+  // (a rule stream's entry names its origin's stream log: the peer id part is the origin)
+  return existing.version.origin === ctx.self && (entry.prev?.origin === ctx.self || ctx.sendsTo(rule.rule.to.collection, peerOf(entry.origin)))
 }
 
 function readRecord (txn: Txn, key: string): RecordState | undefined {

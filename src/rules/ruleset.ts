@@ -86,6 +86,8 @@ export class RuleSet {
   private mirrors = new Map<string, Rule>()
   private publishedCollections = new Set<string>()
   private leftOutPuts = new Map<string, Set<string>>()
+  /** Rule streams: own stream → the rules whose relayed puts it leaves out (streamPutsLeftOut). */
+  private streamLeftOutPuts = new Map<string, Set<string>>()
   private sharing = new Map<string, Set<string>>()
   private wantedModules: string[] = []
   private pausedRules: Rule[] = []
@@ -174,6 +176,7 @@ export class RuleSet {
     this.pausedRules = paused
     this.problems = problems
     this.outbound = this.streams ? this.outboundRules(registry, rules, local) : new Map()
+    this.streamLeftOutPuts = this.streams ? streamPutsLeftOut(registry, rules, local, this.outbound) : new Map()
     this.localName = localName
     return changed
   }
@@ -281,6 +284,11 @@ export class RuleSet {
     return this.leftOutPuts
   }
 
+  /** Rule streams: whether own stream `stream` leaves out the relayed puts rule `ruleId` makes here (see streamPutsLeftOut). */
+  streamLeavesOut (stream: string, ruleId: string): boolean {
+    return this.streamLeftOutPuts.get(stream)?.has(ruleId) === true
+  }
+
   /** Whether a rule here sends every record of this node's `collection` on as it is, deletes too, to the node with peer id `peerId` (with a rule of that node's back: two-way sync). */
   sendsTo (collection: string, peerId: string): boolean {
     return this.sharing.get(collection)?.has(peerId) === true
@@ -359,21 +367,52 @@ function relayedPutsLeftOut (registry: Registry, rules: Rule[], local: PlatformI
   for (const collection of published) {
     const readers = rules.filter(r => r.from.collection === collection && readsLocal(r, local))
     if (readers.length === 0 || !readers.every(r => !isGroupSource(r.from) && passesOnAsIs(r))) continue
-    const readerTargets = readers.map(r => ({ rule: r, targets: ruleTargets(r, registry) }))
-    for (const rin of rules) {
-      const source = rin.from.platform
-      if (isGroupSource(rin.from) || source === undefined || source === local.name) continue
-      // a source that is gone from the registry or revoked serves its log no more (with purge, no
-      // node keeps it): what its rule wrote here reaches the others only through this node's log
-      const platform = registry.platform(source)
-      if (platform === undefined || platform.revoked === true) continue
-      if (rin.to.collection !== collection || !targetsPlatform(rin.to, rin.from, local) || !passesOnAsIs(rin)) continue
-      const covered = readerTargets.every(({ rule: rout, targets }) => rout.mode === rin.mode &&
-        targets.every(t => t.name === source || targetsPlatform(rin.to, rin.from, t)))
-      if (!covered) continue
-      let set = out.get(collection)
-      if (set === undefined) out.set(collection, set = new Set())
-      set.add(rin.id)
+    const covered = writersCovered(registry, rules, local, collection, readers.map(r => ({ rule: r, targets: ruleTargets(r, registry) })))
+    if (covered.size > 0) out.set(collection, covered)
+  }
+  return out
+}
+
+/**
+ * The condition of relayedPutsLeftOut for a set of readers of local
+ * `collection` (each plain, reading this platform only): the rules `rin`
+ * writing into it from one other platform whose writes every reader's
+ * target gets from `rin`'s own source (the target is that source, or a
+ * target of `rin`), `rin` plain and in each reader's mode.
+ */
+function writersCovered (registry: Registry, rules: Rule[], local: PlatformIdentity, collection: string, readers: Array<{ rule: Rule, targets: PlatformIdentity[] }>): Set<string> {
+  const out = new Set<string>()
+  for (const rin of rules) {
+    const source = rin.from.platform
+    if (isGroupSource(rin.from) || source === undefined || source === local.name) continue
+    // a source that is gone from the registry or revoked serves its log no more (with purge, no
+    // node keeps it): what its rule wrote here reaches the others only through this node's log
+    const platform = registry.platform(source)
+    if (platform === undefined || platform.revoked === true) continue
+    if (rin.to.collection !== collection || !targetsPlatform(rin.to, rin.from, local) || !passesOnAsIs(rin)) continue
+    const covered = readers.every(({ rule: rout, targets }) => rout.mode === rin.mode &&
+      targets.every(t => t.name === source || targetsPlatform(rin.to, rin.from, t)))
+    if (covered) out.add(rin.id)
+  }
+  return out
+}
+
+/**
+ * Rule streams: for each stream this node sends (its outbound rules), the
+ * rules whose relayed puts it leaves out: relayedPutsLeftOut's condition
+ * with the stream's rule as the one reader, per stream (each stream goes to
+ * its own rule's targets only). A stream of a rule that is not plain (a
+ * filter, projection, key, transform module, targets field, a mirror), or
+ * that reads a group of sources, leaves nothing out.
+ */
+function streamPutsLeftOut (registry: Registry, rules: Rule[], local: PlatformIdentity, outbound: Map<string, OutboundRule[]>): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const [collection, list] of outbound) {
+    for (const o of list) {
+      const rout = o.compiled.rule
+      if (o.target !== undefined || isGroupSource(rout.from) || !passesOnAsIs(rout)) continue
+      const covered = writersCovered(registry, rules, local, collection, [{ rule: rout, targets: ruleTargets(rout, registry) }])
+      if (covered.size > 0) out.set(o.stream, covered)
     }
   }
   return out
