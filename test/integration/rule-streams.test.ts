@@ -1084,4 +1084,102 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(alpha.node, 'a')).has('y'), 'alpha to write y through its own rules')
     await eventually(async () => [...(await all(beta.node, 'a')).keys()].sort().join() === 'x,y', 'beta to get x and y', 10_000)
   })
+
+  describe('two-way sync without echoes (streams.md §4a)', () => {
+    /** How many entries the node stores of its own stream of the rule it is the source of. */
+    async function ownStreamEntries (n: Running): Promise<number> {
+      const rule = n.node.registry.rules().find(r => r.from.platform === n.node.name)!
+      const perEpoch = await entriesPerEpoch(n.node, `${n.node.peerId}/${ruleStreamId(rule)}`)
+      return [...perEpoch.values()].reduce((a, b) => a + b, 0)
+    }
+
+    /** Every node holds the same `events`, `size` of them. */
+    async function converged (nodes: Running[], size: number): Promise<boolean> {
+      const views = await Promise.all(nodes.map(async n => JSON.stringify([...(await all(n.node, 'events')).entries()].sort())))
+      return views.every(v => v === views[0]) && (await all(nodes[0].node, 'events')).size === size
+    }
+
+    /** A node with rule streams in `region`. */
+    async function startIn (name: string, region: string): Promise<Running> {
+      const dir = await tempDir()
+      const node = await createSyncNode({ dataDir: dir, key: KEY, name, region, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
+      await node.start()
+      const r = { node, dir }
+      running.push(r)
+      return r
+    }
+
+    for (const count of [3, 5]) {
+      it(`${count} nodes, one X:events → *:events rule each: each node's own stream holds only its own writes, and every node holds every record with its writer's identity`, async () => {
+        const names = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'].slice(0, count)
+        const nodes = await star(...names)
+        for (const n of nodes) await nodes[0].node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+        await eventually(() => nodes.every(n => n.node.registry.rules().length === count), 'every node to know every rule')
+        const perNode = 10
+        for (let i = 0; i < perNode; i++) for (const n of nodes) await n.node.records.put('events', `${n.node.name}-${i}`, { n: i, by: n.node.name })
+        await eventually(async () => await converged(nodes, count * perNode), `every node to hold the ${count * perNode} events`)
+        // a node holds a record once it applied it, and what it appends to its streams for it is in the same
+        // transaction: nothing more is appended once every node holds every record
+        const entries = await Promise.all(nodes.map(ownStreamEntries))
+        expect(entries, 'entries of each node\'s own stream').toEqual(nodes.map(() => perNode))
+        for (const n of nodes) {
+          const version = (await n.node.records.get('events', 'alpha-3'))?.version
+          expect(version, `${n.node.name}'s version of alpha's write`).toEqual((await nodes[0].node.records.get('events', 'alpha-3'))?.version)
+          const conflicts = (await Promise.all((await n.node.status()).rules.map(async r => (await n.node.registry.conflicts!(r.id, 50)).conflicts))).flat()
+          expect(conflicts, `${n.node.name}'s conflicts`).toEqual([])
+        }
+      })
+    }
+
+    it('a delete made on a node of a record another node wrote, which its stream left out, reaches every node, through a line too', async () => {
+      const nodes = await line('alpha', 'beta', 'gamma')
+      const [alpha, beta, gamma] = nodes
+      for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await eventually(() => nodes.every(n => n.node.registry.rules().length === 3), 'every node to know every rule')
+      for (const id of ['a0', 'a1', 'a2']) await alpha.node.records.put('events', id, { by: 'alpha' })
+      await gamma.node.records.put('events', 'g0', { by: 'gamma' })
+      await eventually(async () => await converged(nodes, 4), 'every node to hold the four events')
+      expect(await ownStreamEntries(beta)).toBe(0)
+      // beta and gamma delete alpha's writes, alpha deletes gamma's: none of them ever sent the record
+      await beta.node.records.delete('events', 'a0')
+      await gamma.node.records.delete('events', 'a1')
+      await alpha.node.records.delete('events', 'g0')
+      await eventually(async () => await converged(nodes, 1), 'the three deletes everywhere')
+      for (const n of nodes) expect([...(await all(n.node, 'events')).keys()], n.node.name).toEqual(['a2'])
+      // beta's stream carries its one delete; a later write of alpha's is left out again
+      expect(await ownStreamEntries(beta)).toBe(1)
+      await alpha.node.records.put('events', 'a3', { by: 'alpha' })
+      await eventually(async () => await converged(nodes, 2), 'alpha\'s next write everywhere')
+      expect(await ownStreamEntries(beta)).toBe(1)
+    })
+
+    it('a node that joins as the target of one node\'s rule only gets every record: that node\'s stream carries again what it left out', async () => {
+      const alpha = await startIn('alpha', 'eu')
+      const beta = await startIn('beta', 'eu')
+      const gamma = await startIn('gamma', 'eu')
+      await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
+      await gamma.node.peers.add(alpha.node.getMultiaddrs()[0])
+      await allKnown(alpha, beta, gamma)
+      // alpha and gamma send to their region, beta to every platform
+      await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { region: 'eu', collection: 'events' } })
+      await alpha.node.registry.addRule({ from: { platform: 'gamma', collection: 'events' }, to: { region: 'eu', collection: 'events' } })
+      await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      const three = [alpha, beta, gamma]
+      await eventually(() => three.every(n => n.node.registry.rules().length === 3), 'every node to know every rule')
+      for (let i = 0; i < 5; i++) for (const n of three) await n.node.records.put('events', `${n.node.name}-${i}`, { n: i })
+      await eventually(async () => await converged(three, 15), 'the three to hold the fifteen events')
+      expect(await ownStreamEntries(beta)).toBe(5)
+      // delta, in another region, is a target of beta's rule only: alpha's and gamma's writes reach it through beta's stream
+      const delta = await startIn('delta', 'us')
+      await delta.node.peers.add(beta.node.getMultiaddrs()[0])
+      await allKnown(alpha, beta, gamma, delta)
+      await eventually(async () => (await all(delta.node, 'events')).size === 15, 'delta to hold the fifteen events')
+      expect((await delta.node.records.get('events', 'alpha-2'))?.version).toEqual((await alpha.node.records.get('events', 'alpha-2'))?.version)
+      expect(await ownStreamEntries(beta)).toBe(15)
+      // what alpha writes next goes on through beta's stream too
+      await alpha.node.records.put('events', 'alpha-5', { n: 5 })
+      await gamma.node.records.delete('events', 'alpha-0')
+      await eventually(async () => await converged([...three, delta], 15) && (await all(delta.node, 'events')).has('alpha-5'), 'alpha\'s write and gamma\'s delete on every node')
+    })
+  })
 })
