@@ -11,17 +11,19 @@ import { ProtocolError } from '../../src/core/errors.js'
 import { decodeEntry, encodeEntry, newEntry, toPbEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
-import { EncryptionError, StreamKey } from '../../src/log/seal.js'
+import { decryptEntry, encryptEntry, EncryptionError, StreamKey } from '../../src/log/seal.js'
 import { blindedIdHex, openEntry, sealEntry } from '../../src/log/sealed-entry.js'
 import { decodeFrame } from '../../src/network/sync/codec.js'
 import { Frame } from '../../src/wire/pb/sync.js'
 
 let PEER: string
+let PEER_B: string
 let STREAM: string
 const enc = new TextEncoder()
 
 beforeAll(async () => {
   PEER = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  PEER_B = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
   STREAM = logId(PEER, 'r.0123456789abcdef0123')
 })
 
@@ -90,6 +92,45 @@ describe('sealed stream entries', () => {
     const key = StreamKey.generate()
     const s = sealEntry(key, 1, plain())
     expectCode(() => openEntry(key, { ...s, id: blindedIdHex(key, 'posts', 'other') }), 'CIPHERTEXT_INVALID')
+  })
+
+  it('a delete naming the write it removes carries it in the ciphertext (payload version 2); every other entry stays version 1', () => {
+    const key = StreamKey.generate()
+    const prev = { origin: PEER_B, hlc: { wall: 1_699_999_999_999, logical: 2 } }
+    const del = newEntry(STREAM, 9, { wall: 1_700_000_000_000, logical: 3 }, 'events', 'e1', 'del', undefined, PEER, 0, prev)
+    const s = sealEntry(key, 1, del)
+    // a relay sees no removed write: not in clear, not in the bytes
+    expect(s.prev).toBeUndefined()
+    const back = decodeEntry(STREAM, encodeEntry(s))
+    expect(back.prev).toBeUndefined()
+    expect(Buffer.from(encodeEntry(s)).toString('latin1')).not.toContain(PEER_B)
+    expect(openEntry(key, back)).toMatchObject({ op: 'del', collection: 'events', id: 'e1', prev })
+    const payloadVersion = (e: LogEntry): number => decryptEntry(key, { origin: PEER, stream: 'r.0123456789abcdef0123', epoch: 1, seq: e.seq }, e.value as Uint8Array)[0]
+    expect(payloadVersion(s)).toBe(2)
+    expect(payloadVersion(sealEntry(key, 1, plain({ op: 'del' })))).toBe(1)
+    expect(payloadVersion(sealEntry(key, 1, plain()))).toBe(1)
+  })
+
+  it('a version 2 payload that is not a delete, names no peer, or is cut short is refused (CIPHERTEXT_INVALID); an unknown version is CIPHERTEXT_VERSION_UNSUPPORTED', () => {
+    const key = StreamKey.generate()
+    const str = (s: string): Buffer => Buffer.concat([Buffer.from([0, Buffer.byteLength(s)]), Buffer.from(s)])
+    const clock = Buffer.alloc(12)
+    clock.writeBigUInt64BE(1_700_000_000_000n, 0)
+    const body = (origin: string, tail = clock): Buffer => Buffer.concat([Buffer.from([2]), str('events'), str('e1'), str(''), str(origin), tail])
+    const sealed = (op: 'put' | 'del', payload: Buffer): LogEntry => {
+      const ciphertext = encryptEntry(key, { origin: PEER, stream: 'r.0123456789abcdef0123', epoch: 1, seq: 9 }, payload)
+      return newEntry(STREAM, 9, { wall: 1_700_000_000_000, logical: 3 }, '$sealed', blindedIdHex(key, 'events', 'e1'), op, ciphertext, PEER, 0, undefined, undefined, 1)
+    }
+    expect(openEntry(key, sealed('del', body(PEER_B))).prev?.origin).toBe(PEER_B)
+    expectCode(() => openEntry(key, sealed('del', body('not a peer'))), 'CIPHERTEXT_INVALID')
+    expectCode(() => openEntry(key, sealed('del', body(PEER_B, clock.subarray(0, 11)))), 'CIPHERTEXT_INVALID')
+    expectCode(() => openEntry(key, sealed('del', body(PEER_B, Buffer.concat([clock, Buffer.from([0])])))), 'CIPHERTEXT_INVALID')
+    const huge = Buffer.alloc(12, 0xff)
+    expectCode(() => openEntry(key, sealed('del', body(PEER_B, huge))), 'CIPHERTEXT_INVALID')
+    expectCode(() => openEntry(key, sealed('put', body(PEER_B))), 'CIPHERTEXT_INVALID')
+    const v3 = body(PEER_B)
+    v3[0] = 3
+    expectCode(() => openEntry(key, sealed('del', v3)), 'CIPHERTEXT_VERSION_UNSUPPORTED')
   })
 
   it('only a stream\'s entries are encrypted', () => {
