@@ -1100,8 +1100,8 @@ describe('rule streams between real nodes', () => {
     }
 
     /** A node with rule streams in `region`. */
-    async function startIn (name: string, region: string): Promise<Running> {
-      const dir = await tempDir()
+    async function startIn (name: string, region: string, at?: string): Promise<Running> {
+      const dir = at ?? await tempDir()
       const node = await createSyncNode({ dataDir: dir, key: KEY, name, region, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true })
       await node.start()
       const r = { node, dir }
@@ -1153,7 +1153,7 @@ describe('rule streams between real nodes', () => {
       expect(await ownStreamEntries(beta)).toBe(1)
     })
 
-    it('a node that joins as the target of one node\'s rule only gets every record: that node\'s stream carries again what it left out', async () => {
+    it('a node that joins as the target of one node\'s rule only gets every record: that node\'s stream carries again what it left out, also after a restart', async () => {
       const alpha = await startIn('alpha', 'eu')
       const beta = await startIn('beta', 'eu')
       const gamma = await startIn('gamma', 'eu')
@@ -1169,6 +1169,10 @@ describe('rule streams between real nodes', () => {
       for (let i = 0; i < 5; i++) for (const n of three) await n.node.records.put('events', `${n.node.name}-${i}`, { n: i })
       await eventually(async () => await converged(three, 15), 'the three to hold the fifteen events')
       expect(await ownStreamEntries(beta)).toBe(5)
+      // beta restarts: what it left out is read back from disk
+      await beta.node.stop()
+      beta.node = (await startIn('beta', 'eu', beta.dir)).node
+      await beta.node.peers.add(alpha.node.getMultiaddrs()[0])
       // delta, in another region, is a target of beta's rule only: alpha's and gamma's writes reach it through beta's stream
       const delta = await startIn('delta', 'us')
       await delta.node.peers.add(beta.node.getMultiaddrs()[0])

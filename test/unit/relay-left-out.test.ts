@@ -9,6 +9,7 @@
 import { describe, expect, it } from 'vitest'
 import { Registry } from '../../src/registry/registry.js'
 import { RuleSet } from '../../src/rules/ruleset.js'
+import { ruleStreamId } from '../../src/rules/stream-plan.js'
 import { PLATFORMS_COLLECTION, RULES_COLLECTION } from '../../src/store/names.js'
 import type { JsonObject } from '../../src/core/types.js'
 import { newPeerId, ruleValue } from '../helpers/ingest-harness.js'
@@ -93,5 +94,60 @@ describe('relayed puts left out of a relay\'s log', () => {
     registry.apply(PLATFORMS_COLLECTION, 'a', { name: 'a', peerId: peer.a, addrs: [], revoked: true, revokedAfter: 0 }, { origin: peer.b, seq: 2, hlc: { wall: 5000, logical: 0 } })
     expect(registry.platform('a')?.revoked).toBe(true)
     expect(leftOutOn(registry, 'b')).toEqual(['r-c'])
+  })
+})
+
+/** With rule streams: own stream of rule `ruleId` on `name` → the rules whose relayed puts it leaves out. */
+function streamLeftOutOn (registry: Registry, name: string, ruleId: string, writers: string[]): string[] {
+  const rules = new RuleSet({ streams: true })
+  rules.rebuild(registry, name)
+  const rule = registry.rules().find(r => r.id === ruleId)!
+  expect(rules.allOutbound().map(o => o.stream)).toContain(ruleStreamId(rule))
+  return writers.filter(w => rules.streamLeavesOut(ruleStreamId(rule), w)).sort()
+}
+
+describe('relayed puts left out of a relay\'s rule streams (the same condition, per stream)', () => {
+  it('two-way sync with plain rules: each node\'s stream leaves out the puts of every other node\'s rule', async () => {
+    const { registry } = await mesh(['a', 'b', 'c'])
+    addRules(registry, twoWay(['a', 'b', 'c']))
+    expect(streamLeftOutOn(registry, 'b', 'r-b', ['r-a', 'r-b', 'r-c'])).toEqual(['r-a', 'r-c'])
+    const rules = new RuleSet({ streams: true })
+    rules.rebuild(registry, 'b')
+    expect(rules.streamLeavesOut('r.unknown', 'r-a')).toBe(false)
+  })
+
+  it('per stream: a second rule with a filter reading the relay sends what it sends in its own stream, and the plain rule\'s stream still leaves out', async () => {
+    const { registry } = await mesh(['a', 'b', 'c', 'd'])
+    addRules(registry, [...twoWay(['a', 'b', 'c']).map(r => ({ ...r, to: { platform: r.id === 'r-b' ? 'a' : '*', collection: 'events' } })),
+      { id: 'r-b2', from: { platform: 'b', collection: 'events' }, to: { platform: 'c', collection: 'events' } },
+      { id: 'r-bd', from: { platform: 'b', collection: 'events' }, to: { platform: 'd', collection: 'events' }, where: { public: true } }])
+    // without streams one filtered reader keeps every put logged
+    const whole = new RuleSet()
+    whole.rebuild(registry, 'b')
+    expect(whole.leftOut().get('events')).toBeUndefined()
+    expect(streamLeftOutOn(registry, 'b', 'r-b', ['r-a', 'r-c'])).toEqual(['r-a', 'r-c'])
+    expect(streamLeftOutOn(registry, 'b', 'r-b2', ['r-a', 'r-c'])).toEqual(['r-a', 'r-c'])
+    expect(streamLeftOutOn(registry, 'b', 'r-bd', ['r-a', 'r-c'])).toEqual([])
+  })
+
+  it('a target the write\'s own rule does not reach, another mode, a targets field or a group source: nothing is left out', async () => {
+    const { registry } = await mesh(['a', 'b', 'c', 'd'], { b: { region: 'eu', tags: ['edge'] }, c: { region: 'eu' }, d: { region: 'ap' } })
+    addRules(registry, [
+      { id: 'r-a', from: { platform: 'a', collection: 'events' }, to: { region: 'eu', collection: 'events' } },
+      { id: 'r-c', from: { platform: 'c', collection: 'events' }, to: { platform: '*', collection: 'events' } },
+      { id: 'r-b', from: { platform: 'b', collection: 'events' }, to: { platform: '*', collection: 'events' } },
+      { id: 'r-bc', from: { platform: 'b', collection: 'events' }, to: { platform: 'c', collection: 'events' }, mode: 'insert-only' },
+      { id: 'r-bf', from: { platform: 'b', collection: 'events' }, to: { platform: '*', collection: 'events' }, targetsField: 'to' },
+      { id: 'r-hub', from: { tag: 'edge', collection: 'events' } as unknown as RuleInput['from'], to: { platform: 'c', collection: 'events' } }
+    ])
+    // b's rule reaches d, which r-a does not: r-a's puts go on; r-c reaches d itself
+    expect(streamLeftOutOn(registry, 'b', 'r-b', ['r-a', 'r-c'])).toEqual(['r-c'])
+    expect(streamLeftOutOn(registry, 'b', 'r-bc', ['r-a', 'r-c'])).toEqual([])
+    expect(streamLeftOutOn(registry, 'b', 'r-hub', ['r-a', 'r-c'])).toEqual([])
+    const rules = new RuleSet({ streams: true })
+    rules.rebuild(registry, 'b')
+    const withField = rules.allOutbound().filter(o => o.compiled.rule.id === 'r-bf')
+    expect(withField.length).toBeGreaterThan(0)
+    for (const o of withField) expect(rules.streamLeavesOut(o.stream, 'r-c')).toBe(false)
   })
 })
