@@ -105,6 +105,7 @@ export function openEntry (key: StreamKey, sealed: LogEntry): LogEntry {
   const value = sealed.op === 'put' ? new Uint8Array(payload.subarray(pos)) : undefined
   let prev: WriteId | undefined
   if (version === PAYLOAD_VERSION_PREV) {
+    if (sealed.op !== 'del') throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: a ${sealed.op} naming a write it removes`)
     prev = readPrev(sealed, payload, read(), pos)
     pos += PREV_CLOCK_BYTES
   }
@@ -117,9 +118,8 @@ export function openEntry (key: StreamKey, sealed: LogEntry): LogEntry {
   return newEntry(sealed.origin, sealed.seq, sealed.hlc, collection, id, sealed.op, value, sealed.writer, sealed.writerSeq, prev, targetId === '' ? undefined : targetId)
 }
 
-/** The removed write a version 2 payload names: its origin (read before), then its clock at `at`. Only a delete's, of a peer id. */
+/** The removed write a delete's version 2 payload names: its origin (read before), then its clock at `at`. Its origin is a peer id. */
 function readPrev (sealed: LogEntry, payload: Buffer, origin: string, at: number): WriteId {
-  if (sealed.op !== 'del') throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: a ${sealed.op} naming a write it removes`)
   if (!isPeerId(origin) || at + PREV_CLOCK_BYTES > payload.length) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the write it removes is malformed`)
   const wall = payload.readBigUInt64BE(at)
   if (wall > BigInt(Number.MAX_SAFE_INTEGER)) throw new EncryptionError('CIPHERTEXT_INVALID', `entry ${sealed.seq} of ${sealed.origin}: the clock of the write it removes is out of range`)

@@ -301,7 +301,9 @@ describe('attacks on rule streams', () => {
     const json = (v: unknown): Uint8Array => encodeJson(v)
     let seq = held
     const bad: Array<[LogEntry, string, RegExp]> = [
-      [origin.sealed(++seq, 'put', payload('posts', 'x1', 'x1', json({ a: 1 }), 2), ['posts', 'x1']), 'x1', /payload version 2 is not supported/],
+      [origin.sealed(++seq, 'put', payload('posts', 'x1', 'x1', json({ a: 1 }), 3), ['posts', 'x1']), 'x1', /payload version 3 is not supported/],
+      // version 2 is a delete naming the write it removes
+      [origin.sealed(++seq, 'put', payload('posts', 'x0', 'x0', json({ a: 0 }), 2), ['posts', 'x0']), 'x0', /a put naming a write it removes/],
       [origin.sealed(++seq, 'put', Buffer.of(1, 0, 50, 0x70, 0x70, 0x70, 0x70, 0x70), ['posts', 'x2']), 'x2', /payload is truncated/],
       [origin.sealed(++seq, 'put', payload('posts', 'x3', 'x3', json({ a: 3 })), ['posts', 'p1']), 'x3', /blinded id is not its record's/],
       [origin.sealed(++seq, 'del', payload('posts', 'p1', '', json({ a: 4 })), ['posts', 'p1']), 'p1', /a del with a value/],
