@@ -9,16 +9,17 @@
  * bounds: Ingestor.openFor).
  *
  * The oracle is exact: the entry must be accepted if and only if the drawn
- * structure is valid (version 1, every length as declared, a collection, id
- * and target id the codec takes in clear, a value only on a put and then a
- * JSON object within bounds, the blinded id of its record, its own
- * position), and an accepted entry must hold exactly what was drawn. A
+ * structure is valid (version 1, or version 2 for a delete naming the write
+ * it removes, with a peer id and a clock in range; every length as declared,
+ * a collection, id and target id the codec takes in clear, a value only on a
+ * put and then a JSON object within bounds, the blinded id of its record,
+ * its own position), and an accepted entry must hold exactly what was drawn. A
  * refusal must be an EncryptionError with a stable code; anything else
  * thrown is a failure.
  */
 import { newEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
-import { logId } from '../../src/log/log-id.js'
+import { isPeerId, logId } from '../../src/log/log-id.js'
 import { blindedIdHex, openEntry } from '../../src/log/sealed-entry.js'
 import { EncryptionError, encryptEntry, StreamKey } from '../../src/log/seal.js'
 import { checkPutValue, MAX_ENTRY_VALUE_BYTES } from '../../src/network/sync/codec.js'
@@ -63,8 +64,24 @@ function drawValue (rand: Rand): Buffer {
   }
 }
 
+/** The write a version 2 payload names as removed: its origin as drawn, and its clock. */
+interface DrawnPrev { origin: Drawn, wall: bigint, logical: number }
+
+const PREV_ORIGINS = [ORIGIN, '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo', 'bafzaajaiaejcbzdibmxyzdjbtnlyzd2lvtkfq3r3xdvgyecljlgm6tkoqpe5yamf']
+const BAD_PREV_ORIGINS = ['', 'not a peer', '12D3KooW', `${ORIGIN}/r.1`, 'x'.repeat(200)]
+
+function drawPrev (rand: Rand): DrawnPrev {
+  const text = rand.bool(0.75) ? rand.pick(PREV_ORIGINS) : rand.pick(BAD_PREV_ORIGINS)
+  const wall = rand.bool(0.9) ? BigInt(1_700_000_000_000 + rand.int(1_000_000)) : rand.pick([0n, BigInt(Number.MAX_SAFE_INTEGER), BigInt(Number.MAX_SAFE_INTEGER) + 1n, 2n ** 64n - 1n])
+  return { origin: { text, bytes: Buffer.from(text) }, wall, logical: rand.int(2) === 0 ? rand.int(10) : 0xffffffff }
+}
+
 interface Structure {
   version: number
+  /** Version 2: the write the delete removes (drawn for version 2 only; a version 2 drawn at random has none). */
+  prev?: DrawnPrev
+  /** Version 2: the removed write's clock cut short by this many bytes. */
+  prevCut: number
   collection: Drawn
   id: Drawn
   targetId: Drawn
@@ -90,8 +107,12 @@ function draw (rand: Rand): Structure {
     const declared = Math.max(0, Math.min(0xffff, f.bytes.length + rand.pick([-3, -1, 1, 2, 200, 65535])))
     return declared - f.bytes.length
   }
+  // version 2: mostly deletes, which may name the write they remove; some other ops
+  const named = rand.bool(op === 'del' ? 0.4 : 0.04)
   return {
-    version: rand.bool(0.05) ? rand.int(256) : 1,
+    version: named ? 2 : rand.bool(0.05) ? rand.int(256) : 1,
+    ...(named ? { prev: drawPrev(rand) } : {}),
+    prevCut: named && rand.bool(0.05) ? 1 + rand.int(12) : 0,
     collection,
     id,
     targetId,
@@ -112,14 +133,35 @@ function payloadOf (s: Structure): Buffer {
     len.writeUInt16BE(fields[i].bytes.length + s.skew[i])
     parts.push(len, fields[i].bytes)
   }
-  parts.push(s.value, s.trailing)
+  parts.push(s.value)
+  if (s.prev !== undefined) {
+    const len = Buffer.alloc(2)
+    len.writeUInt16BE(s.prev.origin.bytes.length)
+    const clock = Buffer.alloc(12)
+    clock.writeBigUInt64BE(BigInt.asUintN(64, s.prev.wall), 0)
+    clock.writeUInt32BE(s.prev.logical, 8)
+    parts.push(len, s.prev.origin.bytes, clock.subarray(0, 12 - s.prevCut))
+  }
+  parts.push(s.trailing)
   return Buffer.concat(parts)
+}
+
+/** Why a version 2 structure is refused, or undefined when its removed write is valid. */
+function prevRefusal (s: Structure): string | undefined {
+  if (s.op !== 'del') return `a ${s.op} naming a write it removes`
+  if (s.prev === undefined || s.prevCut > 0) return 'the removed write cut short'
+  if (s.value.length > 0) return 'bytes before the removed write'
+  if (!isPeerId(s.prev.origin.text)) return 'the removed write\'s origin'
+  if (s.prev.wall > BigInt(Number.MAX_SAFE_INTEGER)) return 'the removed write\'s clock'
+  return undefined
 }
 
 /** Whether a target must take the entry, and what it must read from it. */
 function expected (s: Structure): { accept: boolean, why: string } {
-  if (s.version !== 1) return { accept: false, why: 'payload version' }
+  if (s.version !== 1 && s.version !== 2) return { accept: false, why: 'payload version' }
   if (s.moved) return { accept: false, why: 'bound to another position' }
+  const prev = s.version === 2 ? prevRefusal(s) : undefined
+  if (prev !== undefined) return { accept: false, why: prev }
   if (!isValidCollection(s.collection.text)) return { accept: false, why: 'collection' }
   if (!isValidId(s.id.text)) return { accept: false, why: 'id' }
   if (s.targetId.text !== '' && !isValidId(s.targetId.text)) return { accept: false, why: 'target id' }
@@ -159,6 +201,7 @@ function sameAsDrawn (s: Structure, e: LogEntry): string | undefined {
   if (e.op !== s.op) return 'the op changed'
   if (s.op === 'put' && !Buffer.from(e.value ?? new Uint8Array(0)).equals(Buffer.concat([s.value, s.trailing]))) return 'the value read is not the one drawn'
   if (s.op !== 'put' && e.value !== undefined) return `a ${s.op} read with a value`
+  if (s.prev === undefined ? e.prev !== undefined : e.prev?.origin !== s.prev.origin.text || BigInt(e.prev.hlc.wall) !== s.prev.wall || e.prev.hlc.logical !== s.prev.logical) return 'the removed write read is not the one drawn'
   return undefined
 }
 
@@ -169,6 +212,7 @@ function invalidAsRead (key: StreamKey, sealed: LogEntry, e: LogEntry): string |
   if (blindedIdHex(key, e.collection, e.id) !== sealed.id) return 'accepted a record its blinded id does not name'
   if (e.op === 'put' && (e.value === undefined || 'problem' in checkPutValue(e.value))) return 'accepted a put without a valid value'
   if (e.op !== 'put' && e.value !== undefined) return `accepted a ${e.op} with a value`
+  if (e.prev !== undefined && (e.op !== 'del' || !isPeerId(e.prev.origin) || !Number.isSafeInteger(e.prev.hlc.wall))) return 'accepted a removed write that is not valid'
   return undefined
 }
 
@@ -204,7 +248,7 @@ export function fuzzSealed (options: { seed: number, cases: number }): FuzzStats
     }
     stats.outcomes[outcome] = (stats.outcomes[outcome] ?? 0) + 1
     if (problem !== undefined) {
-      stats.failures.push({ target: 'sealed', seed: options.seed, case: i, problem, input: JSON.stringify({ ...s, collection: s.collection.text, id: s.id.text.slice(0, 80), targetId: s.targetId.text.slice(0, 80), value: s.value.toString('latin1').slice(0, 80), trailing: s.trailing.toString('hex') }) })
+      stats.failures.push({ target: 'sealed', seed: options.seed, case: i, problem, input: JSON.stringify({ ...s, prev: s.prev === undefined ? undefined : { origin: s.prev.origin.text.slice(0, 80), wall: String(s.prev.wall), logical: s.prev.logical }, collection: s.collection.text, id: s.id.text.slice(0, 80), targetId: s.targetId.text.slice(0, 80), value: s.value.toString('latin1').slice(0, 80), trailing: s.trailing.toString('hex') }) })
     }
     stats.cases++
     stats.slowestMs = Math.max(stats.slowestMs, performance.now() - t0)
