@@ -636,7 +636,9 @@ export abstract class Backfiller extends WritePath {
    * platform out of a rule's source group). What is written meanwhile goes
    * into no stream; should one be sent again (the platform back in the
    * group, a rule changed back), it is filled again from the start, which
-   * appends only what the stream lacks. Call it while no fill of those runs.
+   * appends only what the stream lacks, and leaves out what it leaves out
+   * then: the relayed puts those streams left out (everStreamLeftOut) are
+   * forgotten with it. Call it while no fill of those runs.
    */
   async forgetFills (gone: (stream: string) => boolean): Promise<void> {
     const prefix = streamFillKey('')
@@ -645,7 +647,11 @@ export abstract class Backfiller extends WritePath {
       await this.store.flushed()
       const dropped: string[] = []
       for await (const key of this.store.db.keys(prefixRange(prefix))) if (gone(keySuffix(key, prefix))) dropped.push(key)
-      if (dropped.length > 0) await this.store.db.batch(dropped.map(key => ({ type: 'del' as const, key })))
+      const kept = [...this.everStreamLeftOut].filter(pair => !gone(pair.slice(0, pair.indexOf(SEP))))
+      const ops: Array<{ type: 'del', key: string } | { type: 'put', key: string, value: Uint8Array }> = dropped.map(key => ({ type: 'del' as const, key }))
+      if (kept.length < this.everStreamLeftOut.size) ops.push({ type: 'put', key: STREAM_LEFT_OUT_KEY, value: encodeJson(kept) })
+      if (ops.length > 0) await this.store.db.batch(ops)
+      this.everStreamLeftOut = new Set(kept)
     })
   }
 

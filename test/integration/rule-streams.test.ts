@@ -1151,6 +1151,18 @@ describe('rule streams between real nodes', () => {
       await alpha.node.records.put('events', 'a3', { by: 'alpha' })
       await eventually(async () => await converged(nodes, 2), 'alpha\'s next write everywhere')
       expect(await ownStreamEntries(beta)).toBe(1)
+      // beta's rule gets a projection: its new stream leaves nothing out, and what the earlier one left out is forgotten
+      const leftOut = async (): Promise<string[]> => {
+        const saved = await dbOf(beta.node).get('m\x00stream-skips')
+        return saved === undefined ? [] : [...new Set((JSON.parse(Buffer.from(saved).toString()) as string[]).map(pair => pair.split('\x00')[0]))]
+      }
+      const rule = beta.node.registry.rules().find(r => r.from.platform === 'beta')!
+      expect(await leftOut()).toEqual([ruleStreamId(rule)])
+      await alpha.node.registry.updateRule(rule.id, { exclude: ['secret'] })
+      const changed = ruleStreamId(alpha.node.registry.rule(rule.id)!)
+      await eventually(async () => await streamFilled(beta.node, changed) && (await leftOut()).length === 0, 'beta to fill its new stream and forget what the earlier one left out')
+      const perEpoch = await entriesPerEpoch(beta.node, `${beta.node.peerId}/${changed}`)
+      expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(2)
     })
 
     it('a node that joins as the target of one node\'s rule only gets every record: that node\'s stream carries again what it left out, also after a restart', async () => {
