@@ -1165,6 +1165,20 @@ describe('rule streams between real nodes', () => {
       expect([...perEpoch.values()].reduce((a, b) => a + b, 0)).toBe(2)
     })
 
+    it('the write\'s own rule changes its mode: the relays\' streams carry again the writes they left out', async () => {
+      const nodes = await star('alpha', 'beta', 'gamma')
+      const [alpha, beta, gamma] = nodes
+      for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await eventually(() => nodes.every(n => n.node.registry.rules().length === 3), 'every node to know every rule')
+      for (const id of ['a0', 'a1', 'a2']) await alpha.node.records.put('events', id, { by: 'alpha' })
+      await eventually(async () => await converged(nodes, 3), 'every node to hold alpha\'s three events')
+      expect([await ownStreamEntries(beta), await ownStreamEntries(gamma)]).toEqual([0, 0])
+      const own = alpha.node.registry.rules().find(r => r.from.platform === 'alpha')!
+      await alpha.node.registry.updateRule(own.id, { mode: 'insert-only' })
+      // what a merge rule of beta's or gamma's sends is no longer what alpha's rule sends: they send it themselves
+      await eventually(async () => await ownStreamEntries(beta) === 3 && await ownStreamEntries(gamma) === 3, 'beta and gamma to send alpha\'s events in their streams')
+    })
+
     it('a node that joins as the target of one node\'s rule only gets every record: that node\'s stream carries again what it left out, also after a restart', async () => {
       const alpha = await startIn('alpha', 'eu')
       const beta = await startIn('beta', 'eu')
