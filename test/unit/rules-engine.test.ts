@@ -1,7 +1,15 @@
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { InvalidInputError } from '../../src/core/errors.js'
-import { compileRule, parseEntryValue, planEntry } from '../../src/rules/engine.js'
+import { applyPlan, compileRule, parseEntryValue, planEntry } from '../../src/rules/engine.js'
+import type { ApplyContext } from '../../src/rules/engine.js'
+import { newEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
+import { logId } from '../../src/log/log-id.js'
+import { planStreamEntry } from '../../src/rules/stream-plan.js'
+import { Store } from '../../src/store/db.js'
+import { decodeRecord, encodeRecord, recordState } from '../../src/store/records.js'
+import { removeDir, tempDir } from '../helpers/nodes.js'
 import type { Rule } from '../../src/core/types.js'
 import { encodeJson } from '../../src/store/db.js'
 import { keys } from '../../src/store/keys.js'
@@ -422,5 +430,51 @@ describe('rule set', () => {
     const d = await s.feed(s.src.del('posts', '1'))
     expect(d.changes.map(c => c.op)).toEqual(['del'])
     expect(await s.h.live('articles')).toEqual({})
+  })
+})
+
+describe('a rule stream\'s delete naming the write it removes', () => {
+  it('removes the target\'s own record when the target sends its collection on as it is to the stream\'s origin (asked by the origin\'s peer id)', async () => {
+    const self = await newPeerId()
+    const beta = await newPeerId()
+    const gamma = await newPeerId()
+    const rule: Rule = { id: 'r-beta', from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' }, mode: 'merge', createdAt: '2026-01-01T00:00:00.000Z' } as Rule
+    const compiled = compileRule(rule, beta, { localName: 'alpha', stream: 'r.0123456789abcdef0123' })
+    const dir = await tempDir('syncmesh-engine-')
+    const store = new Store(join(dir, 'db'))
+    await store.open()
+    try {
+      // the target's own write of the record, which beta never placed here
+      const recordKey = keys.record('events', 'e1')
+      await store.db.put(recordKey, encodeRecord(recordState({ origin: self, seq: 0, hlc: { wall: 1000, logical: 0 } }, { by: 'alpha' })))
+      const asked: string[] = []
+      await store.exclusive(async () => {
+        const txn = store.txn()
+        await txn.prefetch([recordKey, keys.targetMap(compiled.stateId, 'e1')])
+        const ctx: ApplyContext = {
+          txn,
+          self,
+          reeval: false,
+          freshVersion: () => ({ origin: self, seq: 0, hlc: { wall: 3000, logical: 0 } }),
+          published: () => false,
+          keepChanges: false,
+          writeRecord: (collection, id, state, _previous, key) => { txn.put(key ?? keys.record(collection, id), encodeRecord(state)); return 1 },
+          conflict: () => {},
+          platformOf: () => undefined,
+          sendsTo: (_c, peer) => { asked.push(peer); return peer === beta }
+        }
+        // beta deletes the record, whose write it held was gamma's
+        const entry = newEntry(logId(beta, 'r.0123456789abcdef0123'), 1, { wall: 2000, logical: 0 }, 'events', 'e1', 'del', undefined, beta, 0, { origin: gamma, hlc: { wall: 900, logical: 0 } })
+        expect(applyPlan(ctx, compiled, entry, planStreamEntry(compiled, entry, undefined))).toHaveLength(1)
+        await txn.commit()
+      })
+      expect(asked).toEqual([beta])
+      const after = decodeRecord((await store.db.get(recordKey))!)
+      expect(after.value).toBeUndefined()
+      expect(after.version.origin).toBe(beta)
+    } finally {
+      await store.close()
+      await removeDir(dir)
+    }
   })
 })
