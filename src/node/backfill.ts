@@ -623,7 +623,7 @@ export abstract class Backfiller extends WritePath {
         const state = decodeRecord(bytes)
         // the value's stored text: sent as it is when the rule keeps the record whole (flushStreams)
         state.raw = storedValueText(bytes, state)
-        streamed.set(`${collection}${SEP}${id}`, { collection, id, state, fill: true })
+        streamed.set(`${collection}${SEP}${id}`, { collection, id, state, fill: true, removed: undefined, removedRule: undefined })
       }
       const after = recordKeys.length > 0 ? keySuffix(recordKeys[recordKeys.length - 1], prefix) : current.after
       return { done: recordKeys.length < BACKFILL_CHUNK, ...(after !== undefined ? { after } : {}) }

@@ -99,10 +99,10 @@ export interface Streamed {
   id: string
   state: RecordState
   /** Queued by a stream's fill (Backfiller.fillStream), not by a write. */
-  fill?: true
+  fill: true | undefined
   /** The write the record held before, when it held one, and the rule that placed it (a delete names it: LogEntry.prev). */
-  removed?: Version
-  removedRule?: string
+  removed: Version | undefined
+  removedRule: string | undefined
 }
 
 /** How a transaction of the write path ends (WritePath.writeTxn). */
@@ -507,7 +507,8 @@ export abstract class WritePath {
         const epochs = streamKeys.epochs(o.stream)
         const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
         const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
-        work.push({ ...q, logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, plan, latestKeys })
+        // built field by field: one object shape for every item (a spread of `q` made them vary)
+        work.push({ collection, id, state, fill: q.fill, removed: q.removed, removedRule: q.removedRule, logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, plan, latestKeys })
       }
     }
     return work
@@ -723,7 +724,8 @@ export abstract class WritePath {
     const cursor = ++st.cursor
     if (this.rules.streams && this.rules.outboundFor(collection) !== undefined) {
       const removed = previous?.value !== undefined ? previous.version : undefined
-      ;(st.streamed ??= new Map()).set(`${collection}${SEP}${id}`, { collection, id, state, ...(removed !== undefined ? { removed, ...(previous?.rule !== undefined ? { removedRule: previous.rule } : {}) } : {}) })
+      // one shape for every queued record (flushStreams reads them in a hot loop)
+      ;(st.streamed ??= new Map()).set(`${collection}${SEP}${id}`, { collection, id, state, fill: undefined, removed, removedRule: removed !== undefined ? previous?.rule : undefined })
     }
     if (previous?.cursor !== undefined) st.txn.del(keys.feedByCollection(collection, previous.cursor))
     st.txn.put(keys.feedByCollection(collection, cursor), utf8.encode(id))
