@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
-import type { PeerInfo } from '../../src/core/types.js'
+import type { PeerInfo, Rule } from '../../src/core/types.js'
 import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { ruleStreamId } from '../../src/rules/stream-plan.js'
 import { decodeEntry } from '../../src/log/entry.js'
@@ -147,6 +147,48 @@ describe('rule streams between real nodes', () => {
         await cp(copy, dir, { recursive: true })
       }
     }
+  }
+
+  /**
+   * alpha (restorable) sends its published posts to beta and gamma; after a
+   * backup, beta leaves the rule's targets (epoch 2 begins) and p0, a draft
+   * before, is sent under epoch 2 only; then alpha is restored and takes
+   * its registry and its stream back from the others.
+   */
+  async function restoredAfterTargetLeft (): Promise<{ alpha: SyncNode, beta: Running, gamma: Running, rule: Rule, stream: string }> {
+    const { open, backup, restore } = await restorable()
+    let alpha = await open()
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(beta, gamma)
+    await beta.node.peers.add(alpha.getMultiaddrs()[0])
+    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
+    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' }, where: { status: 'published' } })
+    await alpha.records.put('posts', 'p0', { status: 'draft' })
+    await alpha.records.put('posts', 'a', { status: 'published' })
+    await eventually(async () => (await all(beta.node, 'posts')).has('a') && (await all(gamma.node, 'posts')).has('a'), 'beta and gamma to hold a')
+    await alpha.stop()
+    await backup()
+    // after the backup: beta leaves the rule's targets, epoch 2 begins, and p0 is sent under it only
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
+    const streamLog = `${alpha.peerId}/${stream}`
+    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'gamma to hold the envelope of epoch 2')
+    await alpha.records.put('posts', 'p0', { status: 'published' })
+    await eventually(async () => (await all(gamma.node, 'posts')).has('p0'), 'gamma to hold p0')
+    expect((await entriesPerEpoch(alpha, streamLog)).get(2)).toBe(1)
+    const held = (await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
+    await alpha.stop()
+    await restore()
+    alpha = await open()
+    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && ((await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= held, 'alpha to take its registry and its stream back')
+    return { alpha, beta, gamma, rule, stream }
   }
 
   afterEach(async () => {
@@ -774,38 +816,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a source restored from a backup taken before a target left its rule recovers the key of the epoch that began then, seals it to no one who left, and the remaining target drops what it deletes', async () => {
-    const { open, backup, restore } = await restorable()
-    let alpha = await open()
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(beta, gamma)
-    await beta.node.peers.add(alpha.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
-    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' }, where: { status: 'published' } })
-    await alpha.records.put('posts', 'p0', { status: 'draft' })
-    await alpha.records.put('posts', 'a', { status: 'published' })
-    await eventually(async () => (await all(beta.node, 'posts')).has('a') && (await all(gamma.node, 'posts')).has('a'), 'beta and gamma to hold a')
-    await alpha.stop()
-    await backup()
-    // after the backup: beta leaves the rule's targets, epoch 2 begins, and p0 is sent under it only
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
-    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
-    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
-    const streamLog = `${alpha.peerId}/${stream}`
-    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'gamma to hold the envelope of epoch 2')
-    await alpha.records.put('posts', 'p0', { status: 'published' })
-    await eventually(async () => (await all(gamma.node, 'posts')).has('p0'), 'gamma to hold p0')
-    expect((await entriesPerEpoch(alpha, streamLog)).get(2)).toBe(1)
-    const held = (await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
-    await alpha.stop()
-    await restore()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
-    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && ((await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= held, 'alpha to take its registry and its stream back')
+    const { alpha, beta, gamma, stream } = await restoredAfterTargetLeft()
     await alpha.records.delete('posts', 'p0')
     await alpha.records.put('posts', 'after', { status: 'published' })
     await eventually(async () => (await all(gamma.node, 'posts')).has('after'), 'gamma to read what alpha wrote after the restore', 20_000)
@@ -817,37 +828,7 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a target that left a rule before its source was restored and is added again after reads the stream whole: it gets the key of the epoch the source recovered', async () => {
-    const { open, backup, restore } = await restorable()
-    let alpha = await open()
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(beta, gamma)
-    await beta.node.peers.add(alpha.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
-    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' }, where: { status: 'published' } })
-    await alpha.records.put('posts', 'p0', { status: 'draft' })
-    await alpha.records.put('posts', 'a', { status: 'published' })
-    await eventually(async () => (await all(beta.node, 'posts')).has('a') && (await all(gamma.node, 'posts')).has('a'), 'beta and gamma to hold a')
-    await alpha.stop()
-    await backup()
-    // after the backup: beta leaves the rule's targets, epoch 2 begins, and p0 is sent under it only
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
-    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
-    const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
-    const streamLog = `${alpha.peerId}/${stream}`
-    await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'gamma to hold the envelope of epoch 2')
-    await alpha.records.put('posts', 'p0', { status: 'published' })
-    await eventually(async () => (await all(gamma.node, 'posts')).has('p0'), 'gamma to hold p0')
-    const held = (await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
-    await alpha.stop()
-    await restore()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
-    await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && ((await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= held, 'alpha to take its registry and its stream back')
+    const { alpha, beta, gamma, rule, stream } = await restoredAfterTargetLeft()
     await alpha.records.put('posts', 'after', { status: 'published' })
     await eventually(async () => (await all(gamma.node, 'posts')).has('after'), 'gamma to read what alpha wrote after the restore', 20_000)
     expect([...(await all(beta.node, 'posts')).keys()]).toEqual(['a'])
