@@ -149,6 +149,19 @@ describe('rule streams between real nodes', () => {
     }
   }
 
+  /** restorable's alpha, opened, with beta and gamma linked to it, once every registry lists the three. */
+  async function restorableWithTwo (): Promise<Awaited<ReturnType<typeof restorable>> & { first: SyncNode, beta: Running, gamma: Running }> {
+    const r = await restorable()
+    const first = await r.open()
+    const beta = await start('beta')
+    const gamma = await start('gamma')
+    running.push(beta, gamma)
+    await beta.node.peers.add(first.getMultiaddrs()[0])
+    await gamma.node.peers.add(first.getMultiaddrs()[0])
+    await eventually(() => [first, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    return { ...r, first, beta, gamma }
+  }
+
   /**
    * alpha (restorable) sends its published posts to beta and gamma; after a
    * backup, beta leaves the rule's targets (epoch 2 begins) and p0, a draft
@@ -156,14 +169,8 @@ describe('rule streams between real nodes', () => {
    * its registry and its stream back from the others.
    */
   async function restoredAfterTargetLeft (): Promise<{ alpha: SyncNode, beta: Running, gamma: Running, rule: Rule, stream: string }> {
-    const { open, backup, restore } = await restorable()
-    let alpha = await open()
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(beta, gamma)
-    await beta.node.peers.add(alpha.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const { open, backup, restore, first: opened, beta, gamma } = await restorableWithTwo()
+    let alpha = opened
     const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' }, where: { status: 'published' } })
     await alpha.records.put('posts', 'p0', { status: 'draft' })
     await alpha.records.put('posts', 'a', { status: 'published' })
@@ -745,14 +752,8 @@ describe('rule streams between real nodes', () => {
   })
 
   it('a source restored from a backup taken before a target left its rule starts its new epoch above the one the backup missed: the remaining target reads what it writes next', async () => {
-    const { open, backup, restore } = await restorable()
-    let alpha = await open()
-    const beta = await start('beta')
-    const gamma = await start('gamma')
-    running.push(beta, gamma)
-    await beta.node.peers.add(alpha.getMultiaddrs()[0])
-    await gamma.node.peers.add(alpha.getMultiaddrs()[0])
-    await eventually(() => [alpha, beta.node, gamma.node].every(n => n.registry.platforms().length === 3), 'three platforms everywhere')
+    const { open, backup, restore, first: opened, beta, gamma } = await restorableWithTwo()
+    let alpha = opened
     const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
     await alpha.records.put('posts', 'p0', { n: 0 })
     await eventually(async () => (await all(beta.node, 'posts')).size === 1 && (await all(gamma.node, 'posts')).size === 1, 'beta and gamma to hold p0')
