@@ -493,7 +493,7 @@ export abstract class WritePath {
     if (streamKeys === undefined) throw new Error('rule streams need the node\'s stream keys')
     const perCollection = new Map<string, number>()
     for (const q of queued.values()) perCollection.set(q.collection, (perCollection.get(q.collection) ?? 0) + 1)
-    await this.keyStreams(streamKeys, perCollection)
+    await this.keyStreams(st, streamKeys, perCollection)
     const work: StreamWork[] = []
     for (const q of queued.values()) {
       const { collection, id, state } = q
@@ -549,16 +549,20 @@ export abstract class WritePath {
    * collections (with how many records of each the transaction writes),
    * made before the first entry needs it; a new epoch before a key would
    * encrypt more entries than it may (encryption.md §5: counted by the
-   * stream's seq, entries compacted since included).
+   * stream's seq, entries compacted since included, and what an earlier
+   * round of flushStreams appended in this transaction, which the log does
+   * not hold yet).
    */
-  private async keyStreams (streamKeys: StreamKeys, perCollection: ReadonlyMap<string, number>): Promise<void> {
+  private async keyStreams (st: TxnState, streamKeys: StreamKeys, perCollection: ReadonlyMap<string, number>): Promise<void> {
     for (const [collection, n] of perCollection) {
       for (const o of this.rules.outboundFor(collection) ?? []) {
         const before = streamKeys.currentIfAny(o.stream)?.epoch
         const { epoch } = await streamKeys.current(o.stream)
         // a new epoch above one recovered after a restore (StreamKeys.current): its audience needs its key
         if (before !== undefined && before !== epoch) this.onEpochStarted?.(o.stream)
-        if (!streamKeys.epochFull(o.stream, n)) continue
+        const streamLog = logId(this.self, o.stream)
+        const pending = this.streamEnd(st, streamLog) - this.log.held(streamLog)
+        if (!streamKeys.epochFull(o.stream, n + pending)) continue
         await streamKeys.rotate(o.stream, epoch)
         this.onEpochStarted?.(o.stream)
       }

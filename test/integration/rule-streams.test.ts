@@ -1067,6 +1067,23 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => [...(await all(beta.node, 'a')).keys()].sort().join() === 'x,y', 'beta to get x and y', 10_000)
   })
 
+  it('a stream appended to twice in one transaction starts a new epoch before its key encrypts more entries than it may, counting what the transaction appended before', async () => {
+    const [alpha, beta] = await linked(['alpha', 'beta'], () => 0, { alpha: { maxEntriesPerKey: 1 } })
+    const toB = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'alpha', collection: 'b' } })
+    const back = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'b' }, to: { platform: 'alpha', collection: 'a' }, key: 'alt' })
+    const out = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'beta', collection: 'a' } })
+    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => await ready(alpha.node, toB.id) && await ready(alpha.node, back.id) && await ready(beta.node, out.id), 'the rules backfilled')
+    // one write, x in a, then y in a through b in the same transaction: a's streams are appended to twice
+    await alpha.node.records.put('a', 'x', { alt: 'y' })
+    await eventually(async () => [...(await all(beta.node, 'a')).keys()].sort().join() === 'x,y', 'beta to get x and y', 10_000)
+    for (const rule of [toB, out]) {
+      const perEpoch = await entriesPerEpoch(alpha.node, `${alpha.node.peerId}/${ruleStreamId(rule)}`)
+      expect([...perEpoch.values()].reduce((a, b) => a + b, 0), `entries of ${rule.id}'s stream`).toBe(2)
+      expect(Math.max(...perEpoch.values()), `entries of ${rule.id}'s stream under one epoch`).toBe(1)
+    }
+  })
+
   describe('two-way sync without echoes (streams.md §4a)', () => {
     /** How many entries the node stores of its own stream of the rule it is the source of. */
     async function ownStreamEntries (n: Running): Promise<number> {
