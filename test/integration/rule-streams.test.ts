@@ -1210,5 +1210,40 @@ describe('rule streams between real nodes', () => {
       await gamma.node.records.delete('events', 'alpha-0')
       await eventually(async () => await converged([...three, delta], 15) && (await all(delta.node, 'events')).has('alpha-5'), 'alpha\'s write and gamma\'s delete on every node')
     })
+    it('a line whose relay restarts while the others write and delete, then deletes and writes itself; the writer\'s rule gets a filter and a node joins: every node ends with the same records', async () => {
+      const nodes = await line('alpha', 'beta', 'gamma')
+      const [alpha, beta, gamma] = nodes
+      for (const n of nodes) await alpha.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await eventually(() => nodes.every(n => n.node.registry.rules().length === 3), 'every node to know every rule')
+      for (let i = 0; i < 4; i++) for (const n of nodes) await n.node.records.put('events', `${n.node.name}-${i}`, { n: i, keep: i % 2 === 0 })
+      await eventually(async () => await converged(nodes, 12), 'the twelve events everywhere')
+      // beta, the relay, is down: alpha and gamma write and delete each other's records apart
+      await beta.node.stop()
+      await alpha.node.records.put('events', 'alpha-0', { n: 10, keep: true })
+      await alpha.node.records.delete('events', 'gamma-1')
+      await gamma.node.records.delete('events', 'alpha-1')
+      await gamma.node.records.put('events', 'alpha-2', { n: 12, keep: true })
+      // back, beta deletes a record of alpha's and updates one of gamma's before it hears of theirs
+      beta.node = (await start('beta', beta.dir)).node
+      await beta.node.records.delete('events', 'alpha-3')
+      await beta.node.records.put('events', 'gamma-0', { n: 20, keep: false })
+      await alpha.node.peers.add(beta.node.getMultiaddrs()[0])
+      await gamma.node.peers.add(beta.node.getMultiaddrs()[0])
+      await eventually(async () => await converged(nodes, 9), 'the nine events left everywhere after the restart')
+      // alpha's rule gets a filter (the relays' streams carry what they left out), beta deletes a record of
+      // alpha's, and delta joins through gamma with a rule of its own
+      const own = alpha.node.registry.rules().find(r => r.from.platform === 'alpha')!
+      await alpha.node.registry.updateRule(own.id, { where: { keep: true } })
+      await beta.node.records.delete('events', 'alpha-0')
+      const delta = await start('delta')
+      running.push(delta)
+      await delta.node.peers.add(gamma.node.getMultiaddrs()[0])
+      await allKnown(alpha, beta, gamma, delta)
+      await alpha.node.registry.addRule({ from: { platform: 'delta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await delta.node.records.put('events', 'delta-0', { n: 0 })
+      const all4 = [alpha, beta, gamma, delta]
+      await eventually(async () => await converged(all4, 9), 'the four nodes to hold the same nine events')
+      expect(await idsOf(delta, 'events')).toBe('alpha-2,beta-0,beta-1,beta-2,beta-3,delta-0,gamma-0,gamma-2,gamma-3')
+    })
   })
 })
