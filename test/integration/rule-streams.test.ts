@@ -1245,5 +1245,26 @@ describe('rule streams between real nodes', () => {
       await eventually(async () => await converged(all4, 9), 'the four nodes to hold the same nine events')
       expect(await idsOf(delta, 'events')).toBe('alpha-2,beta-0,beta-1,beta-2,beta-3,delta-0,gamma-0,gamma-2,gamma-3')
     })
+    it('a node that joins while a writer is offline gets that writer\'s records, which the relays left out, once the writer is back', async () => {
+      const nodes = await star('beta', 'alpha', 'gamma')
+      const [beta, alpha, gamma] = nodes
+      for (const n of nodes) await beta.node.registry.addRule({ from: { platform: n.node.name, collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await eventually(() => nodes.every(n => n.node.registry.rules().length === 3), 'every node to know every rule')
+      await alpha.node.records.put('events', 'a0', { n: 0 })
+      await beta.node.records.put('events', 'b0', { n: 0 })
+      await eventually(async () => await converged(nodes, 2), 'the two events everywhere')
+      await alpha.node.stop()
+      const delta = await start('delta')
+      running.push(delta)
+      await delta.node.peers.add(beta.node.getMultiaddrs()[0])
+      await eventually(() => delta.node.registry.platforms().length === 4, 'delta to know every platform')
+      await beta.node.registry.addRule({ from: { platform: 'delta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+      await delta.node.records.put('events', 'd0', { n: 0 })
+      await eventually(async () => (await all(beta.node, 'events')).has('d0') && (await all(delta.node, 'events')).has('b0'), 'beta and delta to exchange their events')
+      // beta's and gamma's streams left a0 out: delta reads it in alpha's stream, whose key only alpha seals
+      alpha.node = (await start('alpha', alpha.dir)).node
+      await alpha.node.peers.add(beta.node.getMultiaddrs()[0])
+      await eventually(async () => await converged([alpha, beta, gamma, delta], 3), 'the four nodes to hold the three events', 30_000)
+    })
   })
 })
