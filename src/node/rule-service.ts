@@ -271,14 +271,17 @@ export class RuleService {
    * rule that does not apply (it left while the node was down); after a
    * registry change, that of the rules that stopped applying with it, even
    * when a later change made them apply again (the backfills scheduled then
-   * wait for this: scheduleBackfill). A rule paused here, or not active for
-   * a problem (a source platform not in the registry yet, a transform
-   * module missing), keeps its progress.
+   * wait for this: scheduleBackfill). A rule paused here keeps its progress
+   * (it catches up from its pause point). A rule not active here for a
+   * problem (a mirror rule took its target collection, a transform module
+   * missing) applies nothing of what its source writes meanwhile either:
+   * it forgets its progress too, and reads its source from the start once
+   * the problem is gone.
    */
   private forgetLeftRules (): void {
     const ruleSet = this.deps.ruleSet
     const applies = (ruleId: string): boolean => ruleSet.forRule(ruleId).length > 0 || ruleSet.groupRule(ruleId) !== undefined ||
-      ruleSet.paused().some(r => r.id === ruleId) || ruleSet.problems.some(p => p.ruleId === ruleId)
+      ruleSet.paused().some(r => r.id === ruleId)
     const before = this.applyingHere
     const now = new Set(this.deps.registry.rules().map(r => r.id).filter(applies))
     this.applyingHere = now
