@@ -290,8 +290,9 @@ export class RuleService {
     // the passes running now (a backfill scheduled after this waits for the forgetting)
     const running = new Map([...this.backfills].filter(([stateId]) => left === undefined || left.has(ruleIdOfState(stateId))))
     const kept = left === undefined ? applies : (ruleId: string) => !left.has(ruleId)
+    // also while the node stops (stop waits for it, the store still open): a rule that left and came back
+    // would otherwise keep its progress across the restart
     this.forgettingRules = this.forgettingRules.then(async () => {
-      if (!this.deps.isRunning()) return
       const forgotten = await this.deps.ingestor.forgetStates(kept, async (stateId) => { await running.get(stateId)?.catch(() => {}) })
       if (forgotten.length > 0) this.deps.log.info({ rules: forgotten }, `rule(s) ${forgotten.join(', ')} no longer apply here: their progress here is forgotten (should one target this node again, it reads its source from the start)`)
     }).catch((err: Error) => { this.deps.log.error({ err: err.message }, `forgetting the progress of rules that no longer apply here failed: ${err.message}`) })
