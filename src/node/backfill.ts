@@ -623,7 +623,8 @@ export abstract class Backfiller extends WritePath {
         const state = decodeRecord(bytes)
         // the value's stored text: sent as it is when the rule keeps the record whole (flushStreams)
         state.raw = storedValueText(bytes, state)
-        streamed.set(`${collection}${SEP}${id}`, { collection, id, state, fill: true, removed: undefined, removedRule: undefined })
+        // a local delete's tombstone names the write it removed: a stream that never sent the record sends it
+        streamed.set(`${collection}${SEP}${id}`, { collection, id, state, fill: true, removed: state.removed, removedRule: state.removedRule })
       }
       const after = recordKeys.length > 0 ? keySuffix(recordKeys[recordKeys.length - 1], prefix) : current.after
       return { done: recordKeys.length < BACKFILL_CHUNK, ...(after !== undefined ? { after } : {}) }

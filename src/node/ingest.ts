@@ -450,6 +450,11 @@ export class Ingestor extends Backfiller {
     const bytes = st.txn.get(keys.record(entry.collection, entry.id))
     const existing = bytes !== undefined ? decodeRecord(bytes) : undefined
     const state = entry.op === 'put' ? recordState(version, value, undefined, undefined, rawValueOf(entry, value)) : recordState(version, undefined)
+    if (this.rules.streams && entry.op === 'del' && existing?.value !== undefined && existing.rule !== undefined && existing.version.origin !== this.self) {
+      // a rule stream that never sent the record (its rule came later) sends this delete all the same, naming that write
+      state.removed = existing.version
+      state.removedRule = existing.rule
+    }
     if (existing !== undefined && compareVersion(existing.version, version) >= 0) {
       // a local write that lost to a later write a merge rule placed (a clock ahead of ours)
       if (compareVersion(existing.version, version) > 0) this.localWriteConflict(st, entry, existing, state, 'existing')

@@ -26,6 +26,14 @@ export interface RecordState {
   cursor?: number
   /** `value` as JSON text, when the write path has it (the entry's bytes): stored without serialising `value` again. Not stored. */
   raw?: Uint8Array
+  /**
+   * A tombstone of a local delete (with rule streams): the write it removed,
+   * another origin's, and the rule that had placed it. A rule stream that
+   * never sent the record sends the delete later all the same, naming that
+   * write (WritePath deletesLeftOut; its fill reads it here).
+   */
+  removed?: Version
+  removedRule?: string
 }
 
 interface EncodedRecord {
@@ -37,6 +45,10 @@ interface EncodedRecord {
   r?: string
   i?: string
   c?: number
+  /** removed: wall, logical, origin, seq */
+  p?: [number, number, string, number]
+  /** removedRule */
+  q?: string
 }
 
 const CLOSE = 0x7d // }
@@ -47,7 +59,7 @@ const CLOSE = 0x7d // }
  * object per record; see newEntry in src/log/entry.ts).
  */
 export function recordState (version: Version, value: JsonObject | undefined, rule?: string, source?: string, raw?: Uint8Array): RecordState {
-  return { value, version, rule, source, cursor: undefined, raw }
+  return { value, version, rule, source, cursor: undefined, raw, removed: undefined, removedRule: undefined }
 }
 
 /** The JSON text of the last origin encoded: a node writes runs of records from the same origin. */
@@ -58,7 +70,12 @@ export function encodeRecord (state: RecordState): Uint8Array {
   const version = state.version
   if (state.value === undefined || state.raw === undefined) {
     // JSON.stringify leaves out the fields that are undefined
+    const removed = state.value === undefined ? state.removed : undefined
     const enc: EncodedRecord = { w: version.hlc.wall, l: version.hlc.logical, o: version.origin, s: version.seq, r: state.rule, i: state.source, c: state.cursor, v: state.value }
+    if (removed !== undefined) {
+      enc.p = [removed.hlc.wall, removed.hlc.logical, removed.origin, removed.seq]
+      enc.q = state.removedRule
+    }
     return encodeJson(enc)
   }
   if (version.origin !== lastOrigin) {
@@ -81,7 +98,9 @@ export function encodeRecord (state: RecordState): Uint8Array {
 
 export function decodeRecord (bytes: Uint8Array): RecordState {
   const enc = decodeJson<EncodedRecord>(bytes)
-  return { value: enc.v, version: { hlc: { wall: enc.w, logical: enc.l }, origin: enc.o, seq: enc.s }, rule: enc.r, source: enc.i, cursor: enc.c, raw: undefined }
+  const p = enc.p
+  const removed = Array.isArray(p) && p.length === 4 ? { hlc: { wall: p[0], logical: p[1] }, origin: p[2], seq: p[3] } : undefined
+  return { value: enc.v, version: { hlc: { wall: enc.w, logical: enc.l }, origin: enc.o, seq: enc.s }, rule: enc.r, source: enc.i, cursor: enc.c, raw: undefined, removed, removedRule: removed !== undefined ? enc.q : undefined }
 }
 
 /**

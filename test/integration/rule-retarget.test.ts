@@ -146,4 +146,18 @@ describe.each([false, true])('a rule targeting a node again (streams: %s)', (str
     await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'posts' } })
     await eventually(async () => JSON.stringify(await recordsOf(beta, 'posts')) === JSON.stringify({ a: { heading: 'x' } }), 'beta to hold what the rule writes now', 15_000)
   })
+
+  it('a delete made on a node before its own rule exists reaches the others once the rule sends its records', async () => {
+    const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
+    const own = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+    await alpha.records.put('events', 'x', { n: 1 })
+    await alpha.records.put('events', 'y', { n: 2 })
+    await eventually(async () => Object.keys(await recordsOf(beta, 'events')).length === 2 && Object.keys(await recordsOf(gamma, 'events')).length === 2, 'beta and gamma to hold x and y')
+    await beta.records.delete('events', 'x')
+    const back = await beta.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
+    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => await ready(alpha, back.id) && await ready(gamma, back.id) && await ready(beta, own.id), 'the rules backfilled')
+    await eventually(async () => (await Promise.all([alpha, beta, gamma].map(async n => Object.keys(await recordsOf(n, 'events')).join()))).every(ids => ids === 'y'), 'x gone everywhere', 15_000)
+    for (const n of [alpha, beta, gamma]) expect(Object.keys(await recordsOf(n, 'events'))).toEqual(['y'])
+  })
 })
