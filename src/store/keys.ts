@@ -7,9 +7,10 @@
  *   k  origin coll id      → seq of the newest entry for that record in that origin's log
  *   v  origin              → highest contiguous seq held (version vector)
  *   s  origin to           → signed run certificate of (from, to] (protobuf RunCert)
- *   l  origin to           → this node's own log only: its sync protocol version 2 attestation of
- *                            (from, to] (protobuf RunCert with as_of, root and live; or a gone span),
- *                            protocols/sync/completeness.md §3; the l keys of an origin tile its log
+ *   l  origin to           → the origin's sync protocol version 2 attestation of (from, to] (protobuf
+ *                            RunCert with as_of, root and live; or a gone span), protocols/sync/completeness.md
+ *                            §3: signed here for this node's own log, stored as received (with the root it
+ *                            verified) for another origin's; the l keys of an origin tile its log
  *   y  origin asOf to      → (empty) index of the l keys by as_of, for those later than their run's end:
  *                            what a batch of (from, to] attaches as updates (ChangeLog.readAttested)
  *   r  coll id             → record (JSON: value or tombstone, version)
