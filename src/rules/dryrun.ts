@@ -243,7 +243,8 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
     sendsTo: () => false,
     keepChanges: false,
     writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
-      if (state.value === undefined) ev.report.deletes++
+      // a tombstone where the target holds no live record deletes nothing
+      if (state.value === undefined) ev.report.deletes += previous?.value !== undefined ? 1 : 0
       else if (previous?.value !== undefined) ev.report.updates++
       else ev.report.creates++
       txn.put(keys.record(collection, id), encodeRecord(state)) // never committed: later plans of this chunk see it

@@ -248,7 +248,7 @@ export interface PlanKeys { map: string, record: string | undefined }
 
 export function planKeys (rule: CompiledRule, entry: LogEntry, plan: Plan): PlanKeys | undefined {
   if (plan.kind === 'put') return { map: keys.targetMap(rule.stateId, entry.id), record: keys.record(rule.rule.to.collection, plan.targetId) }
-  if (plan.kind === 'del') return { map: keys.targetMap(rule.stateId, entry.id), record: entry.prev !== undefined && passesOnAsIs(rule.rule) ? keys.record(rule.rule.to.collection, entry.id) : undefined }
+  if (plan.kind === 'del') return { map: keys.targetMap(rule.stateId, entry.id), record: placesEveryWrite(rule.rule) ? keys.record(rule.rule.to.collection, entry.id) : undefined }
   return undefined
 }
 
@@ -321,9 +321,48 @@ export function applyPlan (ctx: ApplyContext, rule: CompiledRule, entry: LogEntr
     const mapped = ctx.txn.get(at.map)
     if (mapped !== undefined) return removePlaced(ctx, rule, entry, utf8.decode(mapped), entryVersion(entry), plan.drop === true)
     if (entry.prev !== undefined && passesOnAsIs(rule.rule) && sharedRecord(ctx, rule, entry, at.record)) return removePlaced(ctx, rule, entry, entry.id, entryVersion(entry))
+    if (plan.drop !== true && placesEveryWrite(rule.rule)) return removeUnplaced(ctx, rule, entry, at.record)
     return []
   }
   return []
+}
+
+/**
+ * Whether a rule places every write of its source under the record's own id
+ * (no filter, key, transform module or targets field) and carries deletes:
+ * then a delete of its source is a write of the target record as much as a
+ * put, whether or not the put it removes reached this node (compaction drops
+ * a put its delete supersedes, so a node that syncs later gets the delete
+ * alone). Projections and a renamed collection do not change which records
+ * a rule places.
+ */
+export function placesEveryWrite (rule: Rule): boolean {
+  return rule.where === undefined && rule.key === undefined && rule.transform === undefined && rule.targetsField === undefined &&
+    modeOf(rule.mode).deletes
+}
+
+/**
+ * A delete of a rule that places every write (placesEveryWrite) of a record
+ * it did not place here: applied as the write it is, so that every target
+ * ends the same whatever it received before. Where the target holds no
+ * record, or an older tombstone, the delete leaves a tombstone (marked as
+ * the rule's): a write of another source older than the delete, arriving
+ * later, loses to it as it would had the deleted put arrived first. A live
+ * record loses to the delete by the same rules as one the rule placed
+ * (later write wins, conflicts logged); except for a delete that names the
+ * write it removed (a relay's, entry.prev), which removes only a record
+ * shared with its origin (sharedRecord, decided by the caller).
+ */
+function removeUnplaced (ctx: ApplyContext, rule: CompiledRule, entry: LogEntry, recordKey: string | undefined): Applied[] {
+  const key = recordKey ?? keys.record(rule.rule.to.collection, entry.id)
+  const existing = readRecord(ctx.txn, key)
+  const version = entryVersion(entry)
+  if (existing === undefined || existing.value === undefined) {
+    if (existing !== undefined && compareWrites(existing.version, version) >= 0) return []
+    return [write(ctx, rule, entry.id, recordState(version, undefined, rule.rule.id), existing, key)]
+  }
+  if (entry.prev !== undefined) return []
+  return removePlaced(ctx, rule, entry, entry.id, version)
 }
 
 /**

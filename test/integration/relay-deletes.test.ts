@@ -93,7 +93,7 @@ describe('a delete naming the write it removed does not remove a target\'s own r
   const nodes: TestNode[] = []
   cleanup(nodes)
 
-  it('beta deletes a record it got from alpha; a later rule beta → gamma leaves gamma\'s own record of that id alone', async () => {
+  it('beta deletes a record it got from alpha and one of its own; a later rule beta → gamma leaves gamma\'s own record of the first id alone, and the second loses to the later delete', async () => {
     const alpha = await startNode('alpha')
     const beta = await startNode('beta')
     const gamma = await startNode('gamma')
@@ -121,9 +121,13 @@ describe('a delete naming the write it removed does not remove a target\'s own r
     await eventually(async () => (await gamma.node.status()).rules.some(r => r.local && r.backfilled), 'beta → gamma backfilled on gamma')
     await caughtUp(gamma.node, beta.node)
     await sleep(1000)
-    // beta's puts are older than gamma's records: the rule placed neither on gamma, so neither delete removes them (as y shows)
-    expect(await gamma.node.records.get('events', 'y'), 'gamma\'s own y').toBeDefined()
+    // x: beta's delete names alpha's write, which gamma never held: gamma's own x stays
     expect(await gamma.node.records.get('events', 'x'), 'gamma\'s own x').toBeDefined()
+    // y: beta's delete of its own record is a write of y later than gamma's, as it would be had beta's put reached
+    // gamma first: the later write wins, and the rule logs overwriting gamma's own record as a conflict
+    expect(await gamma.node.records.get('events', 'y'), 'gamma\'s own y, older than beta\'s delete').toBeUndefined()
+    const toGamma = (await gamma.node.status()).rules.find(r => r.local)
+    expect((await gamma.node.registry.conflicts(toGamma?.id ?? '')).conflicts.map(c => [c.id, c.kind, c.winner])).toEqual([['y', 'local-write', 'incoming']])
   }, 180_000)
 })
 

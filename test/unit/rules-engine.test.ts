@@ -111,13 +111,23 @@ describe('merge mode', () => {
     expect(await s.h.value('articles', '1')).toEqual({ title: 'back' })
   })
 
-  it('a delete of a record it never saw changes nothing', async () => {
+  it('a delete of a record it never saw leaves the rule\'s tombstone', async () => {
     const s = await scenario()
     await s.addRule({ id: 'r1' })
     const r = await s.feed(s.src.del('posts', 'ghost'))
     expect(r.stored).toBe(1)
+    expect(r.changes).toEqual([{ collection: 'articles', id: 'ghost', op: 'del', ruleId: 'r1', version: expect.objectContaining({ seq: 1 }), cursor: expect.any(String) }])
+    const tomb = await s.h.record('articles', 'ghost')
+    expect(tomb?.value).toBeUndefined()
+    expect(tomb).toMatchObject({ rule: 'r1', version: { origin: s.src.origin, seq: 1 } })
+  })
+
+  it('a filtered rule leaves no tombstone for a delete of a record it never placed', async () => {
+    const s = await scenario()
+    await s.addRule({ id: 'pub', where: { status: 'published' } })
+    const r = await s.feed(s.src.put('posts', 'd', { status: 'draft' }), s.src.del('posts', 'd'))
     expect(r.changes).toEqual([])
-    expect(await s.h.record('articles', 'ghost')).toBeUndefined()
+    expect(await s.h.record('articles', 'd')).toBeUndefined()
   })
 
   it('does not apply other collections of the source, or rules of other targets', async () => {
@@ -221,6 +231,33 @@ describe('last writer wins on the target', () => {
       expect(await h.value('articles', 'y')).toEqual({ from: 'a' })
     }
     expect(results[0]).toEqual(results[1])
+  })
+
+  it('a delete of one source and an older write of another resolve the same way whatever arrived, also when the deleted put never did', async () => {
+    const srcA = new OriginLog(await newPeerId())
+    const srcB = new OriginLog(await newPeerId())
+    const admin = new OriginLog(await newPeerId(), Date.now() - 120_000)
+    const t = Date.now() - 5_000
+    const registry = [
+      admin.put(PLATFORMS_COLLECTION, 'a', platformValue('a', srcA.origin)),
+      admin.put(PLATFORMS_COLLECTION, 'b', platformValue('b', srcB.origin)),
+      admin.put(RULES_COLLECTION, 'ra', ruleValue({ id: 'ra', from: { platform: 'a', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } })),
+      admin.put(RULES_COLLECTION, 'rb', ruleValue({ id: 'rb', from: { platform: 'b', collection: 'posts' }, to: { platform: 'tgt', collection: 'articles' } }))
+    ]
+    // A wrote x after B did, then deleted it; a log compacted since holds A's delete alone (seq 2)
+    const fromB = [srcB.put('posts', 'x', { from: 'b' }, { wall: t, logical: 0 })]
+    const putA = srcA.put('posts', 'x', { from: 'a' }, { wall: t + 1, logical: 0 })
+    const delA = srcA.del('posts', 'x', { wall: t + 2, logical: 0 })
+    const results: string[] = []
+    for (const [order, fromA] of [['ab', [putA, delA]], ['ab', [delA]], ['ba', [putA, delA]], ['ba', [delA]]] as const) {
+      const h = await Harness.create('tgt')
+      cleanup.push(async () => { await h.destroy() })
+      await h.ingestRun(admin.origin, registry)
+      for (const o of order) await h.ingestRun(o === 'a' ? srcA.origin : srcB.origin, o === 'a' ? [...fromA] : fromB)
+      expect(await h.value('articles', 'x'), `${order}, ${fromA.length} entries of A`).toBeUndefined()
+      results.push(JSON.stringify({ ...await h.record('articles', 'x'), cursor: undefined }))
+    }
+    expect(new Set(results).size).toBe(1)
   })
 })
 
