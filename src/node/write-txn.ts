@@ -20,7 +20,7 @@ import { keys, SEP } from '../store/keys.js'
 import { isRegistryCollection } from '../store/names.js'
 import { encodeRecord } from '../store/records.js'
 import type { RecordState, Version } from '../store/records.js'
-import { passesOnAsIs } from '../rules/engine.js'
+import { passesOnAsIs, placesEveryWrite } from '../rules/engine.js'
 import type { ApplyContext, CompiledRule } from '../rules/engine.js'
 import { isGroupSource } from '../rules/targets.js'
 import type { OutboundRule, RuleSet } from '../rules/ruleset.js'
@@ -463,7 +463,7 @@ export abstract class WritePath {
       const { plan, value } = this.streamValue(st, w)
       // a delete names the write it removes when another origin made it (LogEntry.prev)
       const prev = plan.op === 'del' && w.removed !== undefined && w.removed.origin !== this.self ? { origin: w.removed.origin, hlc: w.removed.hlc } : undefined
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev)) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev) && !this.sendsOwnDelete(w, head !== undefined, plan)) continue
       let out = byLog.get(w.logId)
       if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
       const seq = this.streamEnd(st, w.logId) + out.entries.length + 1
@@ -604,6 +604,21 @@ export abstract class WritePath {
     if (prev === undefined || w.removedRule === undefined || w.state.version.origin !== this.self) return false
     const rule = w.o.compiled.rule
     return w.o.target === undefined && !isGroupSource(rule.from) && passesOnAsIs(rule)
+  }
+
+  /**
+   * Whether a delete this node made of a record the stream never sent is
+   * sent all the same: when the stream's rule places every write of its
+   * source (engine.ts placesEveryWrite), its targets apply the delete as a
+   * write of the record whether or not they held it, and keep its
+   * tombstone, which an older write of the same id by another source must
+   * lose to. So a target the rule gets later (the stream filled from the
+   * records here) ends as one that got the put and the delete, as in the
+   * whole-log design, whose log keeps every delete. A delete this node
+   * relays is its own source's to send.
+   */
+  private sendsOwnDelete (w: StreamWork, sent: boolean, plan: SourcePlan): boolean {
+    return !sent && plan.op === 'del' && w.state.value === undefined && w.state.version.origin === this.self && placesEveryWrite(w.o.compiled.rule)
   }
 
   /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */

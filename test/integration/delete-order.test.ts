@@ -30,11 +30,11 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     }
   })
 
-  it('an older write of another source, arriving later, loses to it as on a target that saw the put first', async () => {
+  it.each([false, true])('an older write of another source, arriving later, loses to it as on a target that saw the put first (the rule to b2 made after the delete: %s)', async (late) => {
     const alpha = await start('alpha')
     const dee = await start('dee', alpha)
     const b1 = await start('b1', alpha)
-    for (const to of ['b1', 'b2']) await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: to, collection: 'posts' } })
+    for (const to of late ? ['b1'] : ['b1', 'b2']) await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: to, collection: 'posts' } })
     // dee writes p1 first; no rule sends dee's posts yet
     await dee.records.put('posts', 'p1', { from: 'dee' })
     await alpha.records.put('posts', 'p1', { from: 'alpha' })
@@ -43,6 +43,7 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     await eventually(async () => (await recordsOf(b1, 'posts')).p1 === undefined, 'b1 to apply alpha\'s delete')
     // b2 joins now: alpha's log holds the delete alone
     const b2 = await start('b2', alpha)
+    if (late) await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'b2', collection: 'posts' } })
     await eventually(async () => (await b2.status()).rules.some(r => r.local && r.backfilled), 'alpha → b2 backfilled on b2')
     // then dee's posts go to both: dee's p1 is older than alpha's delete
     for (const to of ['b1', 'b2']) await alpha.registry.addRule({ from: { platform: 'dee', collection: 'posts' }, to: { platform: to, collection: 'posts' } })
