@@ -420,7 +420,9 @@ export class Ingestor extends Backfiller {
       // too, naming the write it removed: what this log held of the record (a put logged before it
       // left relayed puts out, its own earlier write) must not outlive it, or a node that reads the
       // log later would place the record again
-      if (c.op === 'put' && a.version.origin !== this.self && this.rules.leavesOut(c.ruleId, c.collection)) {
+      // A delete that removed nothing here (a tombstone of a record this node never held, engine.ts
+      // removeUnplaced) is left out on the same terms: this log holds no put of the record to outlive
+      if ((c.op === 'put' || a.removed === undefined) && a.version.origin !== this.self && this.rules.leavesOut(c.ruleId, c.collection)) {
         this.noteLeftOut(st, c.collection, c.ruleId)
         continue
       }

@@ -639,7 +639,8 @@ export abstract class WritePath {
    * all the same: when the rule's targets may hold the record from an
    * earlier stream of the rule (its source parts were different then), that
    * is when the newest entry an earlier stream holds for it is a put. A new
-   * rule's stream says nothing of records it never sent. For a rule whose
+   * rule's stream says nothing else of records it never sent, but for the
+   * source's own deletes (sendsOwnDelete). For a rule whose
    * earlier streams are not recorded: while the stream's fill has not
    * reached the record, for a rule that was changed.
    */

@@ -63,6 +63,8 @@ interface Evaluation {
   notes: string[]
   produced?: Set<string>
   producedOverflow?: boolean
+  /** Target records the planned entries delete (counted there): a mirror's sweep does not count them again. */
+  deleted?: Set<string>
 }
 
 export async function dryRun (deps: DryRunDeps, rule: Rule, options: { reeval: boolean, mirrorDeletes?: boolean }): Promise<DryRunReport> {
@@ -244,8 +246,10 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
     keepChanges: false,
     writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
       // a tombstone where the target holds no live record deletes nothing
-      if (state.value === undefined) ev.report.deletes += previous?.value !== undefined ? 1 : 0
-      else if (previous?.value !== undefined) ev.report.updates++
+      if (state.value === undefined) {
+        if (previous?.value !== undefined) (ev.deleted ??= new Set()).add(id)
+        ev.report.deletes += previous?.value !== undefined ? 1 : 0
+      } else if (previous?.value !== undefined) ev.report.updates++
       else ev.report.creates++
       txn.put(keys.record(collection, id), encodeRecord(state)) // never committed: later plans of this chunk see it
       return 0
@@ -268,6 +272,7 @@ async function countMirrorDeletes (deps: DryRunDeps, ev: Evaluation): Promise<vo
     const state = decodeRecord(bytes)
     if (state.value === undefined) continue
     const id = keySuffix(key, prefix)
+    if (ev.deleted?.has(id) === true) continue
     let kept: boolean
     if (ev.produced !== undefined) {
       kept = ev.produced.has(id)

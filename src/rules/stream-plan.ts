@@ -86,8 +86,9 @@ export interface StreamHead {
  * Whether the source appends an entry for `plan`, given what the stream last
  * held for the record (`head`, undefined when never sent): a delete or an
  * unmatch of a record the stream never sent, or sent as no longer there, is
- * nothing to its targets; a write the stream holds already (a pass over the
- * records again) is not sent twice.
+ * not a change of the stream (the source sends some such deletes all the
+ * same: write-txn.ts sendsRemoval, deletesLeftOut, sendsOwnDelete); a write
+ * the stream holds already (a pass over the records again) is not sent twice.
  */
 export function streamChange (plan: SourcePlan, head: StreamHead | undefined, writer: string, hlc: { wall: number, logical: number }): boolean {
   if (plan.op === 'put') return head === undefined || head.op !== 'put' || head.writer !== writer || head.hlc.wall !== hlc.wall || head.hlc.logical !== hlc.logical
