@@ -544,7 +544,9 @@ export abstract class Backfiller extends WritePath {
       const bytes = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
       const logged = bytes !== undefined ? decodeEntry(this.self, bytes) : undefined
       if (logged !== undefined && compareHlc(logged.hlc, rec.version.hlc) >= 0) continue
-      if (logged === undefined && rec.value === undefined) continue // never published, gone: nothing to say
+      // never published and gone: nothing to say, but for a rule's tombstone, which a target keeps as well
+      // (engine.ts removeUnplaced) unless it gets the delete from that rule's own source (as a relayed put)
+      if (logged === undefined && rec.value === undefined && (rec.rule === undefined || this.rules.leavesOut(rec.rule, collection))) continue
       // a delete names the write the log held of the record, which it removes (LogEntry.prev)
       const removed = rec.value === undefined && logged?.op === 'put' ? { origin: logged.writer ?? this.self, seq: logged.writerSeq ?? logged.seq, hlc: logged.hlc } : undefined
       derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version, removed))

@@ -463,7 +463,7 @@ export abstract class WritePath {
       const { plan, value } = this.streamValue(st, w)
       // a delete names the write it removes when another origin made it (LogEntry.prev)
       const prev = plan.op === 'del' && w.removed !== undefined && w.removed.origin !== this.self ? { origin: w.removed.origin, hlc: w.removed.hlc } : undefined
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev) && !this.sendsOwnDelete(w, head !== undefined, plan)) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev) && !this.sendsDelete(w, head !== undefined, plan)) continue
       let out = byLog.get(w.logId)
       if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
       const seq = this.streamEnd(st, w.logId) + out.entries.length + 1
@@ -607,18 +607,24 @@ export abstract class WritePath {
   }
 
   /**
-   * Whether a delete this node made of a record the stream never sent is
-   * sent all the same: when the stream's rule places every write of its
-   * source (engine.ts placesEveryWrite), its targets apply the delete as a
-   * write of the record whether or not they held it, and keep its
-   * tombstone, which an older write of the same id by another source must
-   * lose to. So a target the rule gets later (the stream filled from the
-   * records here) ends as one that got the put and the delete, as in the
-   * whole-log design, whose log keeps every delete. A delete this node
-   * relays is its own source's to send.
+   * Whether a delete of a record the stream never sent is sent all the
+   * same: when the stream's rule places every write of its source
+   * (engine.ts placesEveryWrite), its targets apply the delete as a write of
+   * the record whether or not they held it, and keep its tombstone, which an
+   * older write of the same id by another source must lose to. So a target
+   * the rule gets later (the stream filled from the records here) ends as
+   * one that got the put and the delete, as in the whole-log design, whose
+   * log keeps every delete. A delete a rule here applied (this node relays
+   * it) is sent too, unless the stream leaves that rule's writes out (its
+   * targets get them from the rule's own source).
    */
-  private sendsOwnDelete (w: StreamWork, sent: boolean, plan: SourcePlan): boolean {
-    return !sent && plan.op === 'del' && w.state.value === undefined && w.state.version.origin === this.self && placesEveryWrite(w.o.compiled.rule)
+  private sendsDelete (w: StreamWork, sent: boolean, plan: SourcePlan): boolean {
+    if (sent || plan.op !== 'del' || w.state.value !== undefined || !placesEveryWrite(w.o.compiled.rule)) return false
+    if (w.state.version.origin === this.self) return true
+    // a delete a rule here applied: sent unless every target of the stream gets it from the delete's own
+    // rule, on the terms a relayed put is left out (leftOutOfStream)
+    const rule = w.state.rule
+    return rule !== undefined && !this.rules.streamLeavesOut(w.o.stream, rule)
   }
 
   /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */
@@ -640,7 +646,7 @@ export abstract class WritePath {
    * earlier stream of the rule (its source parts were different then), that
    * is when the newest entry an earlier stream holds for it is a put. A new
    * rule's stream says nothing else of records it never sent, but for the
-   * source's own deletes (sendsOwnDelete). For a rule whose
+   * source's deletes (sendsDelete). For a rule whose
    * earlier streams are not recorded: while the stream's fill has not
    * reached the record, for a rule that was changed.
    */

@@ -87,7 +87,7 @@ export interface StreamHead {
  * held for the record (`head`, undefined when never sent): a delete or an
  * unmatch of a record the stream never sent, or sent as no longer there, is
  * not a change of the stream (the source sends some such deletes all the
- * same: write-txn.ts sendsRemoval, deletesLeftOut, sendsOwnDelete); a write
+ * same: write-txn.ts sendsRemoval, deletesLeftOut, sendsDelete); a write
  * the stream holds already (a pass over the records again) is not sent twice.
  */
 export function streamChange (plan: SourcePlan, head: StreamHead | undefined, writer: string, hlc: { wall: number, logical: number }): boolean {

@@ -23,6 +23,19 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     return node
   }
 
+  /** The node's conflicts over `id` in every rule applied there, as [rule source, kind], once its records of posts are `want`. */
+  async function settled (node: SyncNode, id: string, want: Record<string, unknown>): Promise<string> {
+    const all = async (): Promise<string[][]> => {
+      const out: string[][] = []
+      for (const r of (await node.status()).rules.filter(x => x.local)) {
+        for (const c of (await node.registry.conflicts(r.id)).conflicts) if (c.id === id) out.push([r.from, c.kind])
+      }
+      return out.sort()
+    }
+    await eventually(async () => (await all()).length > 0 && JSON.stringify(await recordsOf(node, 'posts')) === JSON.stringify(want), `${node.name} to settle`)
+    return JSON.stringify(await all())
+  }
+
   afterEach(async () => {
     for (const r of running.splice(0)) {
       await r.node.stop().catch(() => {})
@@ -48,13 +61,25 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     // then dee's posts go to both: dee's p1 is older than alpha's delete
     for (const to of ['b1', 'b2']) await alpha.registry.addRule({ from: { platform: 'dee', collection: 'posts' }, to: { platform: to, collection: 'posts' } })
     for (const b of [b1, b2]) await eventually(async () => (await b.status()).rules.filter(r => r.local && r.backfilled).length === 2, `${b.name} to backfill dee's rule`)
-    for (const b of [b1, b2]) {
-      // dee's p1 met alpha's delete there: a conflict of dee's rule, which the delete won
-      const fromDee = (await b.status()).rules.find(r => r.local && r.from === 'dee:posts')
-      const conflicts = async (): Promise<string> => JSON.stringify((await b.registry.conflicts(fromDee?.id ?? '')).conflicts.map(c => [c.id, c.kind, c.winner]))
-      await eventually(async () => await conflicts() !== '[]', `${b.name} to apply dee's p1`)
-      expect(await conflicts(), b.name).toBe(JSON.stringify([['p1', 'other-source', 'existing']]))
-      expect(await recordsOf(b, 'posts'), b.name).toEqual({})
-    }
+    // on both, dee's p1 met alpha's delete (whichever came first there: one conflict) and lost
+    for (const b of [b1, b2]) expect(await settled(b, 'p1', {}), b.name).toMatch(/^\[\["(alpha|dee):posts","other-source"\]\]$/)
+  }, 60_000)
+
+  it('through a chain: a node that relays the delete to a later target gives it the tombstone too', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta', alpha)
+    const dee = await start('dee', alpha)
+    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    await dee.records.put('posts', 'p1', { from: 'dee' })
+    await alpha.records.put('posts', 'p1', { from: 'alpha' })
+    await eventually(async () => (await recordsOf(beta, 'posts')).p1?.from === 'alpha', 'beta to get alpha\'s p1')
+    await alpha.records.delete('posts', 'p1')
+    await eventually(async () => (await recordsOf(beta, 'posts')).p1 === undefined, 'beta to apply alpha\'s delete')
+    // gamma joins, and beta's posts go on to it; then dee's older p1 too
+    const gamma = await start('gamma', alpha)
+    await alpha.registry.addRule({ from: { platform: 'beta', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
+    await eventually(async () => (await gamma.status()).rules.some(r => r.local && r.backfilled), 'beta → gamma backfilled on gamma')
+    await alpha.registry.addRule({ from: { platform: 'dee', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
+    expect(await settled(gamma, 'p1', {})).toMatch(/^\[\["(beta|dee):posts","other-source"\]\]$/)
   }, 60_000)
 })
