@@ -545,8 +545,15 @@ export abstract class Backfiller extends WritePath {
       const logged = bytes !== undefined ? decodeEntry(this.self, bytes) : undefined
       if (logged !== undefined && compareHlc(logged.hlc, rec.version.hlc) >= 0) continue
       // never published and gone: nothing to say, but for a rule's tombstone, which a target keeps as well
-      // (engine.ts removeUnplaced) unless it gets the delete from that rule's own source (as a relayed put)
-      if (logged === undefined && rec.value === undefined && (rec.rule === undefined || this.rules.leavesOut(rec.rule, collection))) continue
+      // (engine.ts removeUnplaced) unless it gets the delete from that rule's own source: then left out as
+      // a relayed put is, and logged by the next publish once that no longer holds (noteLeftOut)
+      if (logged === undefined && rec.value === undefined) {
+        if (rec.rule === undefined) continue
+        if (this.rules.leavesOut(rec.rule, collection)) {
+          this.noteLeftOut(st, collection, rec.rule)
+          continue
+        }
+      }
       // a delete names the write the log held of the record, which it removes (LogEntry.prev)
       const removed = rec.value === undefined && logged?.op === 'put' ? { origin: logged.writer ?? this.self, seq: logged.writerSeq ?? logged.seq, hlc: logged.hlc } : undefined
       derived.push(this.ownEntry(st, collection, id, rec.value !== undefined ? 'put' : 'del', rec.value, rec.version, removed))

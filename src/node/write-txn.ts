@@ -463,7 +463,7 @@ export abstract class WritePath {
       const { plan, value } = this.streamValue(st, w)
       // a delete names the write it removes when another origin made it (LogEntry.prev)
       const prev = plan.op === 'del' && w.removed !== undefined && w.removed.origin !== this.self ? { origin: w.removed.origin, hlc: w.removed.hlc } : undefined
-      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev) && !this.sendsDelete(w, head !== undefined, plan)) continue
+      if (!streamChange(plan, head, version.origin, version.hlc) && !this.sendsRemoval(st.txn, w, head !== undefined, plan, heard) && !this.deletesLeftOut(w, prev) && !this.sendsDelete(st, w, head !== undefined, plan)) continue
       let out = byLog.get(w.logId)
       if (out === undefined) byLog.set(w.logId, out = { entries: [], supersedes: [] })
       const seq = this.streamEnd(st, w.logId) + out.entries.length + 1
@@ -618,13 +618,18 @@ export abstract class WritePath {
    * it) is sent too, unless the stream leaves that rule's writes out (its
    * targets get them from the rule's own source).
    */
-  private sendsDelete (w: StreamWork, sent: boolean, plan: SourcePlan): boolean {
+  private sendsDelete (st: TxnState, w: StreamWork, sent: boolean, plan: SourcePlan): boolean {
     if (sent || plan.op !== 'del' || w.state.value !== undefined || !placesEveryWrite(w.o.compiled.rule)) return false
     if (w.state.version.origin === this.self) return true
     // a delete a rule here applied: sent unless every target of the stream gets it from the delete's own
-    // rule, on the terms a relayed put is left out (leftOutOfStream)
+    // rule, on the terms a relayed put is left out (leftOutOfStream), and kept as such: the stream is
+    // filled again once that no longer holds
     const rule = w.state.rule
-    return rule !== undefined && !this.rules.streamLeavesOut(w.o.stream, rule)
+    if (rule === undefined) return false
+    if (!this.rules.streamLeavesOut(w.o.stream, rule)) return true
+    const pair = `${w.o.stream}${SEP}${rule}`
+    if (!this.everStreamLeftOut.has(pair)) (st.newlyStreamLeftOut ??= new Set()).add(pair)
+    return false
   }
 
   /** Apply entries this node just appended to one of its own rule streams to the rules here that read it. */

@@ -82,4 +82,26 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     await alpha.registry.addRule({ from: { platform: 'dee', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
     expect(await settled(gamma, 'p1', {})).toMatch(/^\[\["(beta|dee):posts","other-source"\]\]$/)
   }, 60_000)
+
+  it('through a chain added after two-way sync: the delete the relay left out while its targets got it from the source reaches the chain\'s new target', async () => {
+    const alpha = await start('alpha')
+    const beta = await start('beta', alpha)
+    const dee = await start('dee', alpha)
+    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    await dee.records.put('posts', 'p1', { from: 'dee' })
+    await alpha.records.put('posts', 'p1', { from: 'alpha' })
+    await alpha.records.put('posts', 'q1', { from: 'alpha' })
+    await eventually(async () => (await recordsOf(beta, 'posts')).q1?.from === 'alpha', 'beta to get alpha\'s q1')
+    await alpha.records.delete('posts', 'p1')
+    await eventually(async () => (await recordsOf(beta, 'posts')).p1 === undefined, 'beta to apply alpha\'s delete')
+    // two-way: beta's posts go back to alpha, which holds them from its own rule: beta passes on nothing
+    await alpha.registry.addRule({ from: { platform: 'beta', collection: 'posts' }, to: { platform: 'alpha', collection: 'posts' } })
+    await eventually(async () => (await alpha.status()).rules.some(r => r.local && r.from === 'beta:posts' && r.backfilled), 'beta → alpha backfilled')
+    // then beta's posts go to gamma too, which alpha's rule does not reach; then dee's older p1
+    const gamma = await start('gamma', alpha)
+    await alpha.registry.addRule({ from: { platform: 'beta', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
+    await eventually(async () => (await recordsOf(gamma, 'posts')).q1 !== undefined, 'gamma to get q1 from beta')
+    await alpha.registry.addRule({ from: { platform: 'dee', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
+    expect(await settled(gamma, 'p1', { q1: { from: 'alpha' } })).toMatch(/^\[\["(beta|dee):posts","other-source"\]\]$/)
+  }, 60_000)
 })
