@@ -36,6 +36,25 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
     return JSON.stringify(await all())
   }
 
+  /**
+   * alpha sends its posts to beta; dee writes p1, then alpha writes p1 (and
+   * q1 when asked) and deletes p1, and beta applies it all. No rule sends
+   * dee's posts yet.
+   */
+  async function deletedOnBeta (options: { q1?: boolean } = {}): Promise<{ alpha: SyncNode, beta: SyncNode }> {
+    const alpha = await start('alpha')
+    const beta = await start('beta', alpha)
+    const dee = await start('dee', alpha)
+    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
+    await dee.records.put('posts', 'p1', { from: 'dee' })
+    await alpha.records.put('posts', 'p1', { from: 'alpha' })
+    if (options.q1 === true) await alpha.records.put('posts', 'q1', { from: 'alpha' })
+    await eventually(async () => (await recordsOf(beta, 'posts')).p1?.from === 'alpha', 'beta to get alpha\'s p1')
+    await alpha.records.delete('posts', 'p1')
+    await eventually(async () => (await recordsOf(beta, 'posts')).p1 === undefined, 'beta to apply alpha\'s delete')
+    return { alpha, beta }
+  }
+
   afterEach(async () => {
     for (const r of running.splice(0)) {
       await r.node.stop().catch(() => {})
@@ -66,15 +85,7 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
   }, 60_000)
 
   it('through a chain: a node that relays the delete to a later target gives it the tombstone too', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta', alpha)
-    const dee = await start('dee', alpha)
-    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
-    await dee.records.put('posts', 'p1', { from: 'dee' })
-    await alpha.records.put('posts', 'p1', { from: 'alpha' })
-    await eventually(async () => (await recordsOf(beta, 'posts')).p1?.from === 'alpha', 'beta to get alpha\'s p1')
-    await alpha.records.delete('posts', 'p1')
-    await eventually(async () => (await recordsOf(beta, 'posts')).p1 === undefined, 'beta to apply alpha\'s delete')
+    const { alpha } = await deletedOnBeta()
     // gamma joins, and beta's posts go on to it; then dee's older p1 too
     const gamma = await start('gamma', alpha)
     await alpha.registry.addRule({ from: { platform: 'beta', collection: 'posts' }, to: { platform: 'gamma', collection: 'posts' } })
@@ -84,16 +95,7 @@ describe.each([false, true])('a delete reaching a target alone (streams: %s)', (
   }, 60_000)
 
   it('through a chain added after two-way sync: the delete the relay left out while its targets got it from the source reaches the chain\'s new target', async () => {
-    const alpha = await start('alpha')
-    const beta = await start('beta', alpha)
-    const dee = await start('dee', alpha)
-    await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'posts' } })
-    await dee.records.put('posts', 'p1', { from: 'dee' })
-    await alpha.records.put('posts', 'p1', { from: 'alpha' })
-    await alpha.records.put('posts', 'q1', { from: 'alpha' })
-    await eventually(async () => (await recordsOf(beta, 'posts')).q1?.from === 'alpha', 'beta to get alpha\'s q1')
-    await alpha.records.delete('posts', 'p1')
-    await eventually(async () => (await recordsOf(beta, 'posts')).p1 === undefined, 'beta to apply alpha\'s delete')
+    const { alpha } = await deletedOnBeta({ q1: true })
     // two-way: beta's posts go back to alpha, which holds them from its own rule: beta passes on nothing
     await alpha.registry.addRule({ from: { platform: 'beta', collection: 'posts' }, to: { platform: 'alpha', collection: 'posts' } })
     await eventually(async () => (await alpha.status()).rules.some(r => r.local && r.from === 'beta:posts' && r.backfilled), 'beta → alpha backfilled')
