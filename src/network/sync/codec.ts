@@ -82,8 +82,7 @@ function decodeVector (entries: Array<{ origin: string, seq: number }>): Version
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
- * The value parsed as a JSON object, or undefined when it is not one (kept
- * on the entry: rules apply it without parsing again). A leading byte order
+ * The value parsed as a JSON object, or undefined when it is not one. A leading byte order
  * mark is refused: TextDecoder drops it, so JSON.parse would not see it, but
  * the value is stored as received, inside the stored record's own JSON text,
  * where it is not allowed (the record would no longer read). So is text
@@ -263,8 +262,10 @@ function decodeBatch (origin: string, rawFromSeq: number, rawToSeq: number, deco
     if (e.prev !== undefined && (!isValidOrigin(e.prev.origin) || !Number.isSafeInteger(e.prev.hlc.wall) || e.prev.hlc.wall <= 0)) throw new ProtocolError(`entry ${e.seq} names an invalid write it removed`, 'FRAME_INVALID')
     if (e.op === 'put') {
       const checked = checkPutValue(e.value as Uint8Array)
+      // the parsed object is not kept on the entry: a batch waits in the session's queues and in
+      // writes in flight, long enough for what it holds to outlive the young generation, and most
+      // entries a node receives are stored and relayed, not applied (a rule parses its own again)
       if ('problem' in checked) throw new ProtocolError(`entry ${e.seq} is a put whose value ${checked.problem}`, 'FRAME_INVALID')
-      e.parsed = checked.parsed
     }
   }
   if (b.certs.length > MAX_BATCH_ENTRIES) throw new ProtocolError(`batch has ${b.certs.length} certificates (limit ${MAX_BATCH_ENTRIES})`, 'FRAME_INVALID')
