@@ -536,7 +536,7 @@ export abstract class Backfiller extends WritePath {
       }
     }
     // local writes are in the own log already: only rule-written records are looked up there
-    const written = records.filter(r => r.state.rule !== undefined)
+    const written = records.filter((r): r is { id: string, state: RecordState & { rule: string } } => r.state.rule !== undefined)
     await txn.prefetch(written.map(r => keys.latest(this.self, collection, r.id)))
     const derived: LogEntry[] = []
     for (const { id, state: rec } of written) {
@@ -547,12 +547,9 @@ export abstract class Backfiller extends WritePath {
       // never published and gone: nothing to say, but for a rule's tombstone, which a target keeps as well
       // (engine.ts removeUnplaced) unless it gets the delete from that rule's own source: then left out as
       // a relayed put is, and logged by the next publish once that no longer holds (noteLeftOut)
-      if (logged === undefined && rec.value === undefined) {
-        if (rec.rule === undefined) continue
-        if (this.rules.leavesOut(rec.rule, collection)) {
-          this.noteLeftOut(st, collection, rec.rule)
-          continue
-        }
+      if (logged === undefined && rec.value === undefined && this.rules.leavesOut(rec.rule, collection)) {
+        this.noteLeftOut(st, collection, rec.rule)
+        continue
       }
       // a delete names the write the log held of the record, which it removes (LogEntry.prev)
       const removed = rec.value === undefined && logged?.op === 'put' ? { origin: logged.writer ?? this.self, seq: logged.writerSeq ?? logged.seq, hlc: logged.hlc } : undefined

@@ -247,8 +247,10 @@ async function evaluateChunk (deps: DryRunDeps, ev: Evaluation, entries: LogEntr
     writeRecord: (collection, id, state: RecordState, previous: RecordState | undefined) => {
       // a tombstone where the target holds no live record deletes nothing
       if (state.value === undefined) {
-        if (previous?.value !== undefined) (ev.deleted ??= new Set()).add(id)
-        ev.report.deletes += previous?.value !== undefined ? 1 : 0
+        if (previous?.value !== undefined) {
+          ev.report.deletes++
+          ;(ev.deleted ??= new Set()).add(id)
+        }
       } else if (previous?.value !== undefined) ev.report.updates++
       else ev.report.creates++
       txn.put(keys.record(collection, id), encodeRecord(state)) // never committed: later plans of this chunk see it

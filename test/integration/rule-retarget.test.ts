@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSyncNode } from '../../src/node/node.js'
 import type { SyncNode } from '../../src/node/node.js'
+import type { Rule } from '../../src/core/types.js'
 import { countRecords, eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
 
 interface Running { node: SyncNode, dir: string }
@@ -34,6 +35,33 @@ describe.each([false, true])('a rule targeting a node again (streams: %s)', (str
     return nodes
   }
 
+  /** alpha's rule sending its posts to every node, and two posts of alpha's: a, and gone (deleted later). */
+  async function postsToAll (alpha: SyncNode): Promise<Rule> {
+    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
+    await alpha.records.put('posts', 'a', { n: 1 })
+    await alpha.records.put('posts', 'gone', { n: 2 })
+    return rule
+  }
+
+  /** postsToAll's rule sends to gamma only while alpha writes p0, updates a and deletes gone; once gamma follows. */
+  async function writtenForGammaOnly (alpha: SyncNode, gamma: SyncNode, rule: Rule): Promise<void> {
+    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
+    await alpha.records.put('posts', 'p0', { n: 3 })
+    await alpha.records.put('posts', 'a', { n: 4 })
+    await alpha.records.delete('posts', 'gone')
+    await eventually(async () => await textOf(gamma, 'posts') === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'gamma to follow')
+  }
+
+  /** The stopped `node` started again on its directory, dialling `hub`. */
+  async function restart (node: SyncNode, hub: SyncNode): Promise<SyncNode> {
+    const at = running.find(r => r.node === node)!
+    const again = await createSyncNode({ dataDir: at.dir, key: KEY, name: node.name, listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
+    await again.start()
+    running.push({ node: again, dir: at.dir })
+    await again.peers.add(hub.getMultiaddrs()[0])
+    return again
+  }
+
   afterEach(async () => {
     for (const r of running.splice(0)) {
       await r.node.stop().catch(() => {})
@@ -43,25 +71,17 @@ describe.each([false, true])('a rule targeting a node again (streams: %s)', (str
 
   it('gets what was written and deleted while it was not a target', async () => {
     const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
-    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
-    await alpha.records.put('posts', 'a', { n: 1 })
-    await alpha.records.put('posts', 'gone', { n: 2 })
+    const rule = await postsToAll(alpha)
     await eventually(async () => await countRecords(beta, 'posts') === 2 && await countRecords(gamma, 'posts') === 2, 'beta and gamma to hold both records')
     // beta is no target for a while: what alpha writes and deletes meanwhile reaches gamma only
-    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
-    await alpha.records.put('posts', 'p0', { n: 3 })
-    await alpha.records.put('posts', 'a', { n: 4 })
-    await alpha.records.delete('posts', 'gone')
-    await eventually(async () => await textOf(gamma, 'posts') === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'gamma to follow')
+    await writtenForGammaOnly(alpha, gamma, rule)
     await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'posts' } })
     await eventually(async () => await textOf(beta, 'posts') === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'beta to get what it missed', 30_000)
     expect((await beta.status()).rules.find(r => r.id === rule.id)?.backfilled).toBe(true)
   })
   it('paused, moved off the node and back while it restarts, then resumed: gets what was written meanwhile', async () => {
     const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
-    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
-    await alpha.records.put('posts', 'a', { n: 1 })
-    await alpha.records.put('posts', 'gone', { n: 2 })
+    const rule = await postsToAll(alpha)
     await eventually(async () => await countRecords(beta, 'posts') === 2, 'beta to hold both records')
     await alpha.registry.pauseRule!(rule.id)
     await eventually(() => beta.registry.rule(rule.id)?.paused === true, 'beta to see the pause')
@@ -72,12 +92,8 @@ describe.each([false, true])('a rule targeting a node again (streams: %s)', (str
     await alpha.records.put('posts', 'p0', { n: 3 })
     await alpha.records.put('posts', 'a', { n: 4 })
     await alpha.records.delete('posts', 'gone')
-    const at = running.find(r => r.node === beta)!
     await beta.stop()
-    const again = await createSyncNode({ dataDir: at.dir, key: KEY, name: 'beta', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
-    await again.start()
-    running.push({ node: again, dir: at.dir })
-    await again.peers.add(alpha.getMultiaddrs()[0])
+    const again = await restart(beta, alpha)
     await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'posts' } })
     await eventually(() => again.registry.rule(rule.id)?.to.platform === '*', 'beta to see the move back')
     await alpha.registry.resumeRule!(rule.id)
@@ -87,24 +103,14 @@ describe.each([false, true])('a rule targeting a node again (streams: %s)', (str
   })
   it('moved off the node and back while the node is down: gets what was written meanwhile', async () => {
     const [alpha, beta, gamma] = await star('alpha', 'beta', 'gamma')
-    const rule = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'posts' }, to: { platform: '*', collection: 'posts' } })
-    await alpha.records.put('posts', 'a', { n: 1 })
-    await alpha.records.put('posts', 'gone', { n: 2 })
+    const rule = await postsToAll(alpha)
     await eventually(async () => await countRecords(beta, 'posts') === 2, 'beta to hold both records')
     // beta never sees the rule leave it: both changes arrive while it is down
-    const at = running.find(r => r.node === beta)!
     await beta.stop()
-    await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
-    await alpha.records.put('posts', 'p0', { n: 3 })
-    await alpha.records.put('posts', 'a', { n: 4 })
-    await alpha.records.delete('posts', 'gone')
-    await eventually(async () => await textOf(gamma, 'posts') === JSON.stringify({ a: { n: 4 }, p0: { n: 3 } }), 'gamma to follow')
+    await writtenForGammaOnly(alpha, gamma, rule)
     await alpha.registry.updateRule(rule.id, { to: { platform: '*', collection: 'posts' } })
     await alpha.records.put('posts', 'p9', { n: 9 })
-    const again = await createSyncNode({ dataDir: at.dir, key: KEY, name: 'beta', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams })
-    await again.start()
-    running.push({ node: again, dir: at.dir })
-    await again.peers.add(alpha.getMultiaddrs()[0])
+    const again = await restart(beta, alpha)
     const want = await textOf(alpha, 'posts')
     await eventually(async () => await textOf(again, 'posts') === want, 'beta to get what it missed', 30_000)
   })

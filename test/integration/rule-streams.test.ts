@@ -130,13 +130,15 @@ describe('rule streams between real nodes', () => {
    * alpha, with rule streams, on a data directory the test backs up and puts
    * back as an operator restores one: `open` starts it there (again).
    */
-  async function restorable (options: { maxEntriesPerKey?: number } = {}): Promise<{ open: () => Promise<SyncNode>, backup: () => Promise<void>, restore: () => Promise<void> }> {
+  async function restorable (options: { maxEntriesPerKey?: number } = {}): Promise<{ open: (...peers: SyncNode[]) => Promise<SyncNode>, backup: () => Promise<void>, restore: () => Promise<void> }> {
     const dir = await tempDir()
     const copy = await tempDir()
-    const open = async (): Promise<SyncNode> => {
+    /** alpha started on its directory, dialling `peers`. */
+    const open = async (...peers: SyncNode[]): Promise<SyncNode> => {
       const node = await createSyncNode({ dataDir: dir, key: KEY, name: 'alpha', listen: ['/ip4/127.0.0.1/tcp/0'], targetConnections: 0, streams: true, ...options })
       await node.start()
       running.push({ node, dir }, { node, dir: copy })
+      for (const peer of peers) await node.peers.add(peer.getMultiaddrs()[0])
       return node
     }
     return {
@@ -178,9 +180,7 @@ describe('rule streams between real nodes', () => {
     await alpha.stop()
     await backup()
     // after the backup: beta leaves the rule's targets, epoch 2 begins, and p0 is sent under it only
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    alpha = await open(beta.node, gamma.node)
     await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
     const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
     const streamLog = `${alpha.peerId}/${stream}`
@@ -191,9 +191,7 @@ describe('rule streams between real nodes', () => {
     const held = (await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0
     await alpha.stop()
     await restore()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    alpha = await open(beta.node, gamma.node)
     await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && ((await alpha.status()).origins.find(o => o.origin === streamLog)?.seq ?? 0) >= held, 'alpha to take its registry and its stream back')
     return { alpha, beta, gamma, rule, stream }
   }
@@ -528,16 +526,14 @@ describe('rule streams between real nodes', () => {
     await alpha.stop()
     await backup()
     // after the backup: more writes, and a second epoch whose key the backup does not have
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     for (let i = 3; i < 7; i++) await alpha.records.put('posts', `p${i}`, { n: i })
     await eventually(async () => (await all(beta.node, 'posts')).size === 7, 'beta to hold seven posts')
     const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
     const held = (await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0
     await alpha.stop()
     await restore()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     // it takes its stream back from beta before writing again (docs/operators-guide.md, "Backup and restore")
     await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= held, 'alpha to take its stream back')
     await alpha.records.put('posts', 'after', { n: 99 })
@@ -735,16 +731,14 @@ describe('rule streams between real nodes', () => {
     await eventually(async () => (await all(beta.node, 'posts')).size === 1, 'beta to hold the first post')
     await alpha.stop()
     await backup()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     const n = 3000
     await alpha.records.import('posts', Array.from({ length: n }, (_, i) => ({ id: `p${i}`, value: { n: i } })))
     await eventually(async () => (await all(beta.node, 'posts')).size === n + 1, 'beta to hold every post', 30_000)
     const stream = `${alpha.peerId}/${ruleStreamId(alpha.registry.rules()[0])}`
     await alpha.stop()
     await restore()
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= n + 1, 'alpha to take its stream back')
     await alpha.records.put('posts', 'after', { n: -1 })
     await eventually(async () => (await all(beta.node, 'posts')).get('after')?.n === -1, 'beta to read what alpha wrote after the restore', 20_000)
@@ -760,18 +754,14 @@ describe('rule streams between real nodes', () => {
     await alpha.stop()
     await backup()
     // after the backup: beta leaves the rule's targets, so the stream goes on under epoch 2, sealed to gamma only
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    alpha = await open(beta.node, gamma.node)
     await alpha.registry.updateRule(rule.id, { to: { platform: 'gamma', collection: 'posts' } })
     const stream = ruleStreamId(alpha.registry.rule(rule.id)!)
     await eventually(async () => (await keyRecordIds(gamma.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`) && (await keyRecordIds(beta.node)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'the envelope of epoch 2 everywhere')
     await alpha.stop()
     await restore()
     // restored: its database has epoch 1 only; the registry (the rule's new targets, the envelopes of epoch 2) comes back
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
-    await alpha.peers.add(gamma.node.getMultiaddrs()[0])
+    alpha = await open(beta.node, gamma.node)
     await eventually(async () => alpha.registry.rule(rule.id)?.to.platform === 'gamma' && (await keyRecordIds(alpha)).includes(`${alpha.peerId}/${stream}/2/${gamma.node.peerId}`), 'alpha to take its registry back')
     await alpha.records.put('posts', 'after', { n: 1 })
     await eventually(async () => (await all(gamma.node, 'posts')).get('after')?.n === 1, 'gamma to read what alpha wrote after the restore', 20_000)
@@ -794,8 +784,7 @@ describe('rule streams between real nodes', () => {
     await alpha.stop()
     await backup()
     // after the backup: epoch 1 fills up, and p0, published, is sent under epoch 2 only
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     for (const id of ['b', 'c', 'd']) await alpha.records.put('posts', id, { status: 'published' })
     await alpha.records.put('posts', 'p0', { status: 'published' })
     await eventually(async () => (await all(beta.node, 'posts')).has('p0'), 'beta to hold p0')
@@ -805,8 +794,7 @@ describe('rule streams between real nodes', () => {
     await alpha.stop()
     await restore()
     // restored: the key of epoch 1 only, and p0 a draft; the stream comes back from beta
-    alpha = await open()
-    await alpha.peers.add(beta.node.getMultiaddrs()[0])
+    alpha = await open(beta.node)
     await eventually(async () => ((await alpha.status()).origins.find(o => o.origin === stream)?.seq ?? 0) >= held, 'alpha to take its stream back')
     await alpha.records.delete('posts', 'p0')
     await alpha.records.put('posts', 'after', { status: 'published' })
@@ -1053,14 +1041,23 @@ describe('rule streams between real nodes', () => {
     expect(Object.fromEntries(await all(again.node, 'devices'))).toEqual({ a1: { n: 2 }, a2: { n: 1 } })
   })
 
+  /**
+   * On alpha, a → b and b → a (keyed by `alt`, so a record of a names
+   * another record of a), and a → beta; once all three are backfilled.
+   */
+  async function writesBackToItself (alpha: SyncNode, beta: SyncNode): Promise<{ toB: Rule, out: Rule }> {
+    const toB = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'alpha', collection: 'b' } })
+    const back = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'b' }, to: { platform: 'alpha', collection: 'a' }, key: 'alt' })
+    const out = await alpha.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'beta', collection: 'a' } })
+    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
+    await eventually(async () => await ready(alpha, toB.id) && await ready(alpha, back.id) && await ready(beta, out.id), 'the rules backfilled')
+    return { toB, out }
+  }
+
   it('a write that comes back to a collection through the node\'s own rules within one transaction is appended after what the transaction sent before in the same stream', async () => {
     const [alpha, beta] = await star('alpha', 'beta')
     // a → b and b → a (the key names another record) on alpha itself; a → beta, where the test reads what a's stream sent
-    const toB = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'alpha', collection: 'b' } })
-    const back = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'b' }, to: { platform: 'alpha', collection: 'a' }, key: 'alt' })
-    const out = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'beta', collection: 'a' } })
-    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
-    await eventually(async () => await ready(alpha.node, toB.id) && await ready(alpha.node, back.id) && await ready(beta.node, out.id), 'the rules backfilled')
+    await writesBackToItself(alpha.node, beta.node)
     // one write: x in a, then x in b, then y in a (its alt), all in its transaction; a's stream sends x, then y
     await alpha.node.records.put('a', 'x', { alt: 'y' })
     await eventually(async () => (await all(alpha.node, 'a')).has('y'), 'alpha to write y through its own rules')
@@ -1069,11 +1066,7 @@ describe('rule streams between real nodes', () => {
 
   it('a stream appended to twice in one transaction starts a new epoch before its key encrypts more entries than it may, counting what the transaction appended before', async () => {
     const [alpha, beta] = await linked(['alpha', 'beta'], () => 0, { alpha: { maxEntriesPerKey: 1 } })
-    const toB = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'alpha', collection: 'b' } })
-    const back = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'b' }, to: { platform: 'alpha', collection: 'a' }, key: 'alt' })
-    const out = await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'a' }, to: { platform: 'beta', collection: 'a' } })
-    const ready = async (n: SyncNode, id: string): Promise<boolean> => (await n.status()).rules.find(r => r.id === id)?.backfilled === true
-    await eventually(async () => await ready(alpha.node, toB.id) && await ready(alpha.node, back.id) && await ready(beta.node, out.id), 'the rules backfilled')
+    const { toB, out } = await writesBackToItself(alpha.node, beta.node)
     // one write, x in a, then y in a through b in the same transaction: a's streams are appended to twice
     await alpha.node.records.put('a', 'x', { alt: 'y' })
     await eventually(async () => [...(await all(beta.node, 'a')).keys()].sort().join() === 'x,y', 'beta to get x and y', 10_000)
