@@ -743,7 +743,7 @@ export async function checkTarget (w: World): Promise<string[]> {
   for (const o of w.origins) {
     const held = w.target.log.vector.get(o.id)
     if (held > o.seq) problems.push(`vector of ${o.id.slice(-6)} is ${held}, beyond the origin's ${o.seq}`)
-    const diskVector = await db.get(keys.vector(o.id))
+    const diskVector = await db.get(keys.vector(w.target.store.logs.of(o.id)))
     if (held > 0 && (diskVector === undefined || Number(Buffer.from(diskVector).toString()) !== held)) problems.push(`vector of ${o.id.slice(-6)} in memory (${held}) differs from disk`)
     // The compaction of the origin's log up to `held`. A record written again after `held` may
     // lag: a relay drops an entry once it holds a newer one for the record, so a peer that
@@ -756,7 +756,7 @@ export async function checkTarget (w: World): Promise<string[]> {
     }
     const final = new Map<string, number>()
     for (const [k, seq] of expected) if (o.last.get(k) === seq) final.set(k, seq)
-    const prefix = keys.entryPrefix(o.id)
+    const prefix = keys.entryPrefix(w.target.store.logs.of(o.id))
     const storedByKey = new Map<string, number>()
     for await (const [key, value] of db.iterator(prefixRange(prefix))) {
       const seq = parseInt(keySuffix(key, prefix), 16)
@@ -774,12 +774,12 @@ export async function checkTarget (w: World): Promise<string[]> {
     for (const [k, seq] of final) {
       const [collection, id] = k.split('\0')
       if (storedByKey.get(k) !== seq) problems.push(`entry ${seq} of ${o.id.slice(-6)} (${collection}/${id}, its newest write) is missing (vector ${held})`)
-      const v = await db.get(keys.latest(o.id, collection, id))
+      const v = await db.get(keys.latest(w.target.store.logs.of(o.id), collection, id))
       if (v === undefined || Number(Buffer.from(v).toString()) !== seq) problems.push(`index of ${collection}/${id} of ${o.id.slice(-6)} is ${v === undefined ? 'missing' : Buffer.from(v).toString()}, expected ${seq}`)
     }
     for (const [k, seq] of storedByKey) {
       const [collection, id] = k.split('\0')
-      const v = await db.get(keys.latest(o.id, collection, id))
+      const v = await db.get(keys.latest(w.target.store.logs.of(o.id), collection, id))
       if (v === undefined || Number(Buffer.from(v).toString()) !== seq) problems.push(`index of ${collection}/${id} of ${o.id.slice(-6)} does not point at its stored entry ${seq}`)
     }
     // what the target would serve verifies

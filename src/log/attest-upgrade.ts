@@ -14,7 +14,7 @@
 import type { Logger } from 'pino'
 import type { Db } from '../store/db.js'
 import { utf8 } from '../store/db.js'
-import { keys, keySuffix, prefixRange } from '../store/keys.js'
+import { legacyLogKeys as keys, keySuffix, prefixRange } from '../store/keys.js'
 import { decodeEntry } from './entry.js'
 import type { LogEntry } from './entry.js'
 import { decodeAttested, decodeCert, encodeAttested, leafHash, merkleRoot, SignatureError, verifyRuns } from './signing.js'

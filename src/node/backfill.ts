@@ -178,7 +178,7 @@ export abstract class Backfiller extends WritePath {
       // passed over: applied now, an older delete or key would drop what the newer one placed.
       // Checked only when the source's log may have moved since the read (live writes meanwhile)
       const moved = chunk.asOf === undefined || this.log.held(source) !== chunk.asOf
-      if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(e.origin, e.collection, e.id)))
+      if (moved) await txn.prefetch(chunk.entries.map(e => keys.latest(this.store.logs.of(e.origin), e.collection, e.id)))
       const planned: Array<{ entry: LogEntry, plan: Plan, at: PlanKeys | undefined }> = []
       for (const entry of chunk.entries) {
         if (current.loggedTo !== undefined && entry.seq <= current.loggedTo) continue
@@ -324,16 +324,16 @@ export abstract class Backfiller extends WritePath {
   private newestEntry (txn: Txn, rule: CompiledRule, sourceId: string): LogEntry | undefined {
     let seq: number | undefined
     if (rule.stream === undefined) {
-      const at = txn.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, sourceId))
+      const at = txn.get(keys.latest(this.store.logs.of(rule.sourcePeer), rule.rule.from.collection, sourceId))
       seq = at !== undefined ? Number(utf8.decode(at)) : undefined
     } else {
       for (const key of this.streamKeysHeld.get(rule.sourcePeer) ?? []) {
-        const at = txn.get(keys.latest(rule.sourcePeer, SEALED_COLLECTION, blindedIdHex(key, rule.rule.from.collection, sourceId)))
+        const at = txn.get(keys.latest(this.store.logs.of(rule.sourcePeer), SEALED_COLLECTION, blindedIdHex(key, rule.rule.from.collection, sourceId)))
         if (at !== undefined) seq = Math.max(seq ?? 0, Number(utf8.decode(at)))
       }
     }
     if (seq === undefined) return undefined
-    const bytes = txn.get(keys.entry(rule.sourcePeer, seq))
+    const bytes = txn.get(keys.entry(this.store.logs.of(rule.sourcePeer), seq))
     return bytes === undefined ? undefined : decodeEntry(rule.sourcePeer, bytes)
   }
 
@@ -537,11 +537,11 @@ export abstract class Backfiller extends WritePath {
     }
     // local writes are in the own log already: only rule-written records are looked up there
     const written = records.filter((r): r is { id: string, state: RecordState & { rule: string } } => r.state.rule !== undefined)
-    await txn.prefetch(written.map(r => keys.latest(this.self, collection, r.id)))
+    await txn.prefetch(written.map(r => keys.latest(this.store.logs.of(this.self), collection, r.id)))
     const derived: LogEntry[] = []
     for (const { id, state: rec } of written) {
-      const seq = txn.get(keys.latest(this.self, collection, id))
-      const bytes = seq !== undefined ? txn.get(keys.entry(this.self, Number(utf8.decode(seq)))) : undefined
+      const seq = txn.get(keys.latest(this.store.logs.of(this.self), collection, id))
+      const bytes = seq !== undefined ? txn.get(keys.entry(this.store.logs.of(this.self), Number(utf8.decode(seq)))) : undefined
       const logged = bytes !== undefined ? decodeEntry(this.self, bytes) : undefined
       if (logged !== undefined && compareHlc(logged.hlc, rec.version.hlc) >= 0) continue
       // never published and gone: nothing to say, but for a rule's tombstone, which a target keeps as well

@@ -448,7 +448,7 @@ export abstract class WritePath {
       return seq === undefined ? undefined : Number(utf8.decode(seq))
     }))
     const seqs = found.map(f => f.reduce<number | undefined>((max, seq) => seq === undefined ? max : Math.max(max ?? 0, seq), undefined))
-    const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(work[i].logId, seq) : undefined)
+    const entryKeys = seqs.map((seq, i) => seq !== undefined ? keys.entry(this.store.logs.of(work[i].logId), seq) : undefined)
     await st.txn.prefetch(entryKeys.filter((k): k is string => k !== undefined))
     const heard = await this.earlierStreamsHeard(work)
     const byLog = new Map<string, { entries: LogEntry[], supersedes: Superseded[] }>()
@@ -506,7 +506,7 @@ export abstract class WritePath {
         // key); the current epoch is the first, and its blinded id is the new entry's
         const epochs = streamKeys.epochs(o.stream)
         const blinded = epochs.map(k => blindedIdHex(k.key, collection, id))
-        const latestKeys = blinded.map(b => keys.latest(streamLog, SEALED_COLLECTION, b))
+        const latestKeys = blinded.map(b => keys.latest(this.store.logs.of(streamLog), SEALED_COLLECTION, b))
         // built field by field: one object shape for every item (a spread of `q` made them vary)
         work.push({ collection, id, state, fill: q.fill, removed: q.removed, removedRule: q.removedRule, logId: streamLog, o, key: epochs[0].key, epoch: epochs[0].epoch, blinded, plan, latestKeys })
       }
@@ -705,10 +705,10 @@ export abstract class WritePath {
     const streamLog = logId(this.self, stream)
     let newest: number | undefined
     for (const { key } of this.streamKeys?.epochs(stream) ?? []) {
-      const seq = txn.get(keys.latest(streamLog, SEALED_COLLECTION, blindedIdHex(key, collection, id)))
+      const seq = txn.get(keys.latest(this.store.logs.of(streamLog), SEALED_COLLECTION, blindedIdHex(key, collection, id)))
       if (seq !== undefined) newest = Math.max(newest ?? 0, Number(utf8.decode(seq)))
     }
-    const bytes = newest !== undefined ? txn.get(keys.entry(streamLog, newest)) : undefined
+    const bytes = newest !== undefined ? txn.get(keys.entry(this.store.logs.of(streamLog), newest)) : undefined
     return bytes !== undefined ? decodeEntry(streamLog, bytes) : undefined
   }
 

@@ -296,9 +296,9 @@ async function producesItself (deps: DryRunDeps, rule: CompiledRule, id: string)
     if (bytes === undefined) return false
     entry = recordAsEntry(deps, rule.rule.from.collection, id, bytes)
   } else {
-    const seq = await deps.store.db.get(keys.latest(rule.sourcePeer, rule.rule.from.collection, id))
+    const seq = await deps.store.db.get(keys.latest(deps.store.logs.of(rule.sourcePeer), rule.rule.from.collection, id))
     if (seq === undefined) return false
-    const bytes = await deps.store.db.get(keys.entry(rule.sourcePeer, Number(utf8.decode(seq))))
+    const bytes = await deps.store.db.get(keys.entry(deps.store.logs.of(rule.sourcePeer), Number(utf8.decode(seq))))
     if (bytes === undefined) return false
     entry = decodeEntry(rule.sourcePeer, bytes)
   }

@@ -5,6 +5,7 @@
 import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../core/errors.js'
 import { prefixOf, prefixRange } from './keys.js'
+import { LogAliases } from './log-aliases.js'
 import { Frontiers } from './frontier.js'
 
 export type Db = Level<string, Uint8Array>
@@ -130,6 +131,8 @@ export class Store {
   readonly sparsePrefixes = new Map<string, number>()
   /** Where appending key families end: keys beyond are known absent (frontier.ts). */
   readonly frontiers = new Frontiers()
+  /** The aliases of the logs held, used in their keys (log-aliases.ts); loaded with the log (ChangeLog.load). */
+  readonly logs: LogAliases
   private tail: Promise<unknown> = Promise.resolve()
   /**
    * Writes issued and not yet durable (pipelined commits, see Txn.issue),
@@ -144,6 +147,7 @@ export class Store {
 
   constructor (path: string) {
     this.db = new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view', writeBufferSize: WRITE_BUFFER_BYTES })
+    this.logs = new LogAliases(this.db)
   }
 
   async open (): Promise<void> {

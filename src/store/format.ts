@@ -33,9 +33,10 @@ import type { Logger } from 'pino'
 import { ConfigError } from '../core/errors.js'
 import type { Db } from './db.js'
 import { keys } from './keys.js'
+import { aliasLegacyLogKeys } from './log-aliases.js'
 
 /** The format this release writes. */
-export const CURRENT_FORMAT = 4
+export const CURRENT_FORMAT = 5
 /** The oldest format this release upgrades from. */
 export const OLDEST_FORMAT = 1
 export const FORMAT_KEY = keys.meta('format')
@@ -99,6 +100,11 @@ export interface Migration {
  * (completeness.md §10). Entries and records stay; the entries stored from
  * before that a refetched batch does not list are dropped then
  * (ChangeLog.dropUnlisted).
+ *
+ * 4 → 5: per-log keys name their log by a short alias of this node's own
+ * instead of its log id (log-aliases.ts): every log a key names gets an
+ * alias (`o` keys), and its entries, record index, vector, certificates and
+ * attestations move under it, values unchanged, in resumable batches.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -121,6 +127,15 @@ export const MIGRATIONS: readonly Migration[] = [
     run: async (ctx) => {
       if (ctx.lowerOtherOrigins === undefined) throw new ConfigError('the upgrade to data format 4 needs the node identity', 'DATA_FORMAT_UNSUPPORTED')
       return await ctx.lowerOtherOrigins(ctx.db, ctx.log)
+    }
+  },
+  {
+    from: 4,
+    describe: 'name each log by a short alias in its keys (entries, record index, vector, certificates, attestations)',
+    run: async (ctx) => {
+      const moved = await aliasLegacyLogKeys(ctx.db)
+      ctx.log.warn(moved, `gave ${moved.logs} logs their aliases and moved ${moved.keys} keys under them`)
+      return []
     }
   }
 ]

@@ -3,16 +3,18 @@
  * Names and ids never contain control characters (validated at the edges),
  * so "\0" separates parts and sorts a prefix before any longer name.
  *
- *   e  origin seq          → log entry (protobuf Entry, see protocols/sync)
- *   k  origin coll id      → seq of the newest entry for that record in that origin's log
- *   v  origin              → highest contiguous seq held (version vector)
- *   s  origin to           → signed run certificate of (from, to] (protobuf RunCert)
- *   l  origin to           → the origin's sync protocol version 2 attestation of (from, to] (protobuf
+ *   e  log seq             → log entry (protobuf Entry, see protocols/sync)
+ *   k  log coll id         → seq of the newest entry for that record in that log
+ *   v  log                 → highest contiguous seq held (version vector)
+ *   s  log to              → signed run certificate of (from, to] (protobuf RunCert)
+ *   l  log to              → the origin's sync protocol version 2 attestation of (from, to] (protobuf
  *                            RunCert with as_of, root and live; or a gone span), protocols/sync/completeness.md
- *                            §3: signed here for this node's own log, stored as received (with the root it
- *                            verified) for another origin's; the l keys of an origin tile its log
- *   y  origin asOf to      → (empty) index of the l keys by as_of, for those later than their run's end:
+ *                            §3: signed here for this node's own logs, stored as received (with the root it
+ *                            verified) for another origin's; the l keys of a log tile it
+ *   y  log asOf to         → (empty) index of the l keys by as_of, for those later than their run's end:
  *                            what a batch of (from, to] attaches as updates (ChangeLog.readAttested)
+ *   o  logId               → the log's alias on this node (log-aliases.ts): `log` above is that
+ *                            alias, not the log id (an origin's peer id, or `<peer id>/<stream>`)
  *   r  coll id             → record (JSON: value or tombstone, version)
  *   x  rule sourceId       → target id the rule wrote for that source record
  *   b  rule                → backfill progress of a rule on this node
@@ -27,6 +29,9 @@
  *   p  peerId              → persisted peer (JSON)
  *   m  name                → node metadata: hlc, feed cursors, `format` (the data format,
  *                            see format.ts), `upgrade` (present while an upgrade runs)
+ *
+ * Data formats 1–4 used the log id itself where the families above use the
+ * alias (legacyLogKeys, for the upgrades that read those formats).
  *
  * e, k, s, r, x and h are written only through Store.write (transactions):
  * the store's append frontiers (frontier.ts) rely on seeing every such key
@@ -43,18 +48,20 @@ export function seqKeyPart (seq: number): string {
 }
 
 export const keys = {
-  entry: (origin: string, seq: number) => `e${SEP}${origin}${SEP}${seqKeyPart(seq)}`,
-  entryPrefix: (origin: string) => `e${SEP}${origin}${SEP}`,
-  latest: (origin: string, collection: string, id: string) => `k${SEP}${origin}${SEP}${collection}${SEP}${id}`,
-  latestPrefix: (origin: string, collection: string) => `k${SEP}${origin}${SEP}${collection}${SEP}`,
-  vector: (origin: string) => `v${SEP}${origin}`,
-  cert: (origin: string, to: number) => `s${SEP}${origin}${SEP}${seqKeyPart(to)}`,
-  certPrefix: (origin: string) => `s${SEP}${origin}${SEP}`,
-  attest: (origin: string, to: number) => `l${SEP}${origin}${SEP}${seqKeyPart(to)}`,
-  attestPrefix: (origin: string) => `l${SEP}${origin}${SEP}`,
-  attestAsOf: (origin: string, asOf: number, to: number) => `y${SEP}${origin}${SEP}${seqKeyPart(asOf)}${SEP}${seqKeyPart(to)}`,
-  attestAsOfPrefix: (origin: string) => `y${SEP}${origin}${SEP}`,
+  entry: (log: string, seq: number) => `e${SEP}${log}${SEP}${seqKeyPart(seq)}`,
+  entryPrefix: (log: string) => `e${SEP}${log}${SEP}`,
+  latest: (log: string, collection: string, id: string) => `k${SEP}${log}${SEP}${collection}${SEP}${id}`,
+  latestPrefix: (log: string, collection: string) => `k${SEP}${log}${SEP}${collection}${SEP}`,
+  vector: (log: string) => `v${SEP}${log}`,
+  cert: (log: string, to: number) => `s${SEP}${log}${SEP}${seqKeyPart(to)}`,
+  certPrefix: (log: string) => `s${SEP}${log}${SEP}`,
+  attest: (log: string, to: number) => `l${SEP}${log}${SEP}${seqKeyPart(to)}`,
+  attestPrefix: (log: string) => `l${SEP}${log}${SEP}`,
+  attestAsOf: (log: string, asOf: number, to: number) => `y${SEP}${log}${SEP}${seqKeyPart(asOf)}${SEP}${seqKeyPart(to)}`,
+  attestAsOfPrefix: (log: string) => `y${SEP}${log}${SEP}`,
   vectorPrefix: () => `v${SEP}`,
+  logAlias: (logId: string) => `o${SEP}${logId}`,
+  logAliasPrefix: () => `o${SEP}`,
   record: (collection: string, id: string) => `r${SEP}${collection}${SEP}${id}`,
   recordPrefix: (collection: string) => `r${SEP}${collection}${SEP}`,
   targetMap: (ruleId: string, sourceId: string) => `x${SEP}${ruleId}${SEP}${sourceId}`,
@@ -76,6 +83,26 @@ export const keys = {
   feedCollectionsPrefix: () => `h${SEP}`,
   feedByCollection: (collection: string, cursor: number) => `h${SEP}${collection}${SEP}${seqKeyPart(cursor)}`,
   feedByCollectionPrefix: (collection: string) => `h${SEP}${collection}${SEP}`
+}
+
+/** The key families of one log (keys.entry … keys.attestAsOf), each followed by the log's alias. */
+export const LOG_TAGS = ['e', 'k', 'v', 's', 'l', 'y'] as const
+
+/**
+ * The per-log keys as data formats 1–4 wrote them, with the log id where
+ * format 5 has the log's alias: for the upgrades that read those formats.
+ */
+export const legacyLogKeys = {
+  entry: (origin: string, seq: number) => keys.entry(origin, seq),
+  entryPrefix: (origin: string) => keys.entryPrefix(origin),
+  latest: (origin: string, collection: string, id: string) => keys.latest(origin, collection, id),
+  vector: (origin: string) => keys.vector(origin),
+  vectorPrefix: () => keys.vectorPrefix(),
+  cert: (origin: string, to: number) => keys.cert(origin, to),
+  certPrefix: (origin: string) => keys.certPrefix(origin),
+  attest: (origin: string, to: number) => keys.attest(origin, to),
+  attestPrefix: (origin: string) => keys.attestPrefix(origin),
+  attestAsOf: (origin: string, asOf: number, to: number) => keys.attestAsOf(origin, asOf, to)
 }
 
 /** Range options covering every key that starts with `prefix` (which ends in SEP). */

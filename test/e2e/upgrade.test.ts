@@ -17,7 +17,7 @@ import type { LogEntry } from '../../src/log/entry.js'
 import { verifyAttestedRuns } from '../../src/log/signing.js'
 import type { AttestedCert } from '../../src/log/signing.js'
 import { Store } from '../../src/store/db.js'
-import { keys, prefixRange } from '../../src/store/keys.js'
+import { keys, LOG_TAGS, prefixRange } from '../../src/store/keys.js'
 
 const FIXTURE_1 = join(ROOT, 'test', 'fixtures', 'data-format-1')
 const FIXTURE_2 = join(ROOT, 'test', 'fixtures', 'data-format-2')
@@ -214,7 +214,7 @@ async function checkLogAttested (dir: string, origin: string): Promise<{ certs: 
     expect(at).toBe(log.vector.get(origin))
     const newest: number[] = []
     // every record's newest entry (the `latest` index of the origin)
-    for await (const [, value] of store.db.iterator(prefixRange(keys.latestPrefix(origin, '').slice(0, -1)))) newest.push(Number(Buffer.from(value).toString()))
+    for await (const [, value] of store.db.iterator(prefixRange(keys.latestPrefix(store.logs.of(origin), '').slice(0, -1)))) newest.push(Number(Buffer.from(value).toString()))
     expect(out.entries.map(e => e.seq)).toEqual(newest.sort((a, b) => a - b))
     return out
   } finally {
@@ -298,7 +298,7 @@ describe('a data directory of format 1 (release 84937b5)', () => {
 describe('a data directory of format 2 (release 7b586b6)', () => {
   const { open } = fixtures()
 
-  it('is upgraded to format 4: its own log gains version 2 attestations that a receiver verifies, the other node\'s log is fetched again with them, and it keeps everything', async () => {
+  it('is upgraded to the current format: its own log gains version 2 attestations that a receiver verifies, the other node\'s log is fetched again with them, and it keeps everything', async () => {
     const { expected, hub, edge, pristine } = await open(FIXTURE_2)
     await hub.start()
     expect(hub.stderr).toContain('this data directory has data format 2')
@@ -354,13 +354,14 @@ describe('a data directory of format 2 (release 7b586b6)', () => {
 describe('a data directory of format 3 (release 34743de)', () => {
   const { open } = fixtures()
 
-  it('is upgraded to format 4 after a backup: the other node\'s log, stored from version 1 batches, is fetched again with its attestations; the own log keeps the attestations its release wrote; everything else stays', async () => {
+  it('is upgraded to the current format after a backup: the other node\'s log, stored from version 1 batches, is fetched again with its attestations; the own log keeps the attestations its release wrote; everything else stays', async () => {
     const { expected, hub, edge, pristine } = await open(FIXTURE_3)
     await hub.start()
     expect(hub.stderr).toContain('this data directory has data format 3')
     expect(hub.stderr).toMatch(/backed up the database \(format 3\) to \S*backup-format-3-/)
     expect(hub.stderr).toContain('the logs of 1 other origins will be fetched again')
     expect(hub.stderr).toContain('upgraded the data directory from format 3 to 4')
+    expect(hub.stderr).toContain('upgraded the data directory from format 4 to 5')
     // that release attested the own log as it wrote it: the upgrade does not
     expect(hub.stderr).not.toContain('attested the own log')
     await checkIntact(hub, expected.hub, [expected.edge], 'refetched')
@@ -378,15 +379,50 @@ describe('a data directory of format 3 (release 34743de)', () => {
 describe('a data directory of format 4 (release 417f188)', () => {
   const { open } = fixtures()
 
-  it('opens as it is (the current format, no upgrade, no backup), keeps everything, the other node\'s log held as far as before; the nodes sync and the old rule applies', async () => {
-    const { expected, hub, edge } = await open(FIXTURE_4)
+  it('is upgraded to format 5 after a backup: every log\'s keys move under its alias and nothing else changes; the other node\'s log is held as far as before; the nodes sync and the old rule applies', async () => {
+    const { expected, hub, edge, pristine } = await open(FIXTURE_4)
     await hub.start()
-    await checkNotUpgraded(hub, 0)
+    expect(hub.stderr).toContain('this data directory has data format 4')
+    expect(hub.stderr).toMatch(/gave 2 logs their aliases and moved \d+ keys under them/)
+    expect(hub.stderr).toContain('upgraded the data directory from format 4 to 5')
     await checkIntact(hub, expected.hub, [expected.edge], 'kept')
+    await checkUpgraded(hub, 4, join(pristine, 'hub', 'db'))
     await edge.start()
-    await checkNotUpgraded(edge, 0)
     await checkIntact(edge, expected.edge, [expected.hub], 'kept')
+    await checkUpgraded(edge, 4, join(pristine, 'edge', 'db'))
     await syncAgain(hub, edge, expected)
     await checkLogsAttested(hub, edge, expected)
+    // no key names a log by its id any more, and each log's keys are where they were, under its alias
+    for (const node of [hub, edge]) await checkAliased(node.dir, join(pristine, node === hub ? 'hub' : 'edge', 'db'))
   }, 240_000)
 })
+
+/**
+ * The database of a stopped node upgraded from format 4: every per-log key
+ * is under an alias that names a log, and every per-log key of the format 4
+ * database (`legacy`) that the node has not changed since is there under
+ * its log's alias with the same value.
+ */
+async function checkAliased (dir: string, legacy: string): Promise<void> {
+  const now = new Map(await dump(join(dir, 'db')))
+  const aliases = new Map<string, string>()
+  for (const [k, v] of now) if (k.startsWith('o\x00')) aliases.set(k.slice(2), Buffer.from(v, 'hex').toString())
+  expect(aliases.size).toBeGreaterThanOrEqual(2)
+  const named = new Set(aliases.values())
+  for (const k of now.keys()) {
+    if (!LOG_TAGS.includes(k[0] as typeof LOG_TAGS[number]) || k[1] !== '\x00') continue
+    const part = k.slice(2).split('\x00')[0]
+    expect(named.has(part), k.slice(0, 80)).toBe(true)
+  }
+  let same = 0
+  for (const [k, v] of await dump(legacy)) {
+    if (!LOG_TAGS.includes(k[0] as typeof LOG_TAGS[number]) || k[1] !== '\x00') continue
+    const [log, ...rest] = k.slice(2).split('\x00')
+    const alias = aliases.get(log)
+    expect(alias, log).toBeDefined()
+    const moved = [`${k[0]}`, alias, ...rest].join('\x00')
+    if (now.get(moved) === v) same++
+  }
+  // the entries and certificates of both logs as they were (attestations and vectors move on as the nodes write)
+  expect(same).toBeGreaterThan(10)
+}

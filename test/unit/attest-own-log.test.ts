@@ -31,7 +31,7 @@ const del = (id: string): { collection: string, id: string, op: 'del' } => ({ co
 /** The stored attestations of the harness's own log, in order. */
 async function stored (hh: Harness, log = hh.self): Promise<StoredAttestation[]> {
   const out: StoredAttestation[] = []
-  for await (const [, v] of hh.store.db.iterator(prefixRange(keys.attestPrefix(log)))) out.push(decodeAttested(v))
+  for await (const [, v] of hh.store.db.iterator(prefixRange(keys.attestPrefix(hh.store.logs.of(log))))) out.push(decodeAttested(v))
   return out
 }
 
@@ -178,7 +178,7 @@ describe('version 2 attestations of the own log', () => {
         hh.log.committed(stream, from + ids.length)
       })
     }
-    const latest = async (id: string): Promise<string | undefined> => (await hh.store.db.get(keys.latest(stream, '$sealed', id)))?.toString()
+    const latest = async (id: string): Promise<string | undefined> => (await hh.store.db.get(keys.latest(hh.store.logs.of(stream), '$sealed', id)))?.toString()
     await append(['x1', 'y1']) // (0, 2]
     await append(['x2'], [{ collection: '$sealed', id: 'x1', seq: 1 }]) // (2, 3]: x1 superseded
     expect(await latest('x1')).toBeUndefined()

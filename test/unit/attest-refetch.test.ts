@@ -11,8 +11,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { lowerToAttested } from '../../src/log/attest-upgrade.js'
 import { decodeEntry } from '../../src/log/entry.js'
 import { decodeCert, verifyAttestedRuns } from '../../src/log/signing.js'
-import { keys, prefixRange } from '../../src/store/keys.js'
+import { keys, legacyLogKeys, prefixRange } from '../../src/store/keys.js'
+import { aliasLegacyLogKeys } from '../../src/store/log-aliases.js'
 import { Harness } from '../helpers/ingest-harness.js'
+import { toLegacyLogKeys } from '../helpers/legacy-keys.js'
 
 const open: Harness[] = []
 afterEach(async () => {
@@ -22,7 +24,7 @@ afterEach(async () => {
 const put = (id: string, n: number): { collection: string, id: string, op: 'put', value: { n: number } } => ({ collection: 'posts', id, op: 'put', value: { n } })
 
 async function storedSeqs (h: Harness, origin: string): Promise<number[]> {
-  const prefix = keys.entryPrefix(origin)
+  const prefix = keys.entryPrefix(h.store.logs.of(origin))
   const out: number[] = []
   for await (const key of h.store.db.keys(prefixRange(prefix))) out.push(parseInt(key.slice(prefix.length), 16))
   return out
@@ -42,12 +44,14 @@ describe('another origin\'s log stored from version 1 batches, after the upgrade
     expect(relay.log.vector.get(o)).toBe(2)
     await origin.writeLocal([put('a', 2)]) // (2, 3]: a@1 superseded; the relay has not heard of it
 
-    // the upgrade: nothing of the origin attested at the relay, so it is held from 0 again
+    // the upgrade from format 3: nothing of the origin attested at the relay, so it is held from 0 again
+    await toLegacyLogKeys(relay.store.db)
     const ops = await lowerToAttested(relay.store.db, relay.self)
-    expect(ops.map(op => [op.type, op.key, Buffer.from(op.value).toString()])).toEqual([['put', keys.vector(o), '0']])
+    expect(ops.map(op => [op.type, op.key, Buffer.from(op.value).toString()])).toEqual([['put', legacyLogKeys.vector(o), '0']])
     const batch = relay.store.db.batch()
     for (const op of ops) batch.put(op.key, op.value)
     await batch.write()
+    await aliasLegacyLogKeys(relay.store.db) // and on to format 5
     await relay.reopen()
     expect(relay.log.vector.get(o)).toBe(0)
     expect(await storedSeqs(relay, o)).toEqual([1, 2])
@@ -62,7 +66,7 @@ describe('another origin\'s log stored from version 1 batches, after the upgrade
     expect(await relay.ingestor.ingest(o, b.fromSeq, b.toSeq, entries, [], { certs: b.certs.map((cert, i) => ({ cert, root: roots[i] })), updates: b.updates })).toBeDefined()
     expect(relay.log.vector.get(o)).toBe(3)
     expect(await storedSeqs(relay, o)).toEqual([2, 3])
-    expect(Buffer.from(await relay.raw(keys.latest(o, 'posts', 'a')) ?? []).toString()).toBe('3')
+    expect(Buffer.from(await relay.raw(keys.latest(relay.store.logs.of(o), 'posts', 'a')) ?? []).toString()).toBe('3')
     // what the relay serves of it now verifies, and after a restart too
     for (let i = 0; i < 2; i++) {
       const served = await relay.log.readAttested(o, 0, 1000, 1 << 20)
@@ -73,6 +77,7 @@ describe('another origin\'s log stored from version 1 batches, after the upgrade
       await relay.reopen()
     }
     // nothing left to lower
+    await toLegacyLogKeys(relay.store.db)
     expect(await lowerToAttested(relay.store.db, relay.self)).toEqual([])
   })
 })

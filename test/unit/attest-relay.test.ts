@@ -31,12 +31,12 @@ const del = (id: string): { collection: string, id: string, op: 'del' } => ({ co
 
 async function stored (h: Harness, origin: string): Promise<StoredAttestation[]> {
   const out: StoredAttestation[] = []
-  for await (const [, v] of h.store.db.iterator(prefixRange(keys.attestPrefix(origin)))) out.push(decodeAttested(v))
+  for await (const [, v] of h.store.db.iterator(prefixRange(keys.attestPrefix(h.store.logs.of(origin))))) out.push(decodeAttested(v))
   return out
 }
 
 async function storedSeqs (h: Harness, origin: string): Promise<number[]> {
-  const prefix = keys.entryPrefix(origin)
+  const prefix = keys.entryPrefix(h.store.logs.of(origin))
   const out: number[] = []
   for await (const key of h.store.db.keys(prefixRange(prefix))) out.push(parseInt(key.slice(prefix.length), 16))
   return out
@@ -98,7 +98,7 @@ describe('version 2 batches of another origin at a relay', () => {
     // a purge (a revoked origin) leaves none of its attestations
     await R2.log.purge(O.self)
     expect(await stored(R2, O.self)).toEqual([])
-    expect(await R2.store.db.keys(prefixRange(keys.attestAsOfPrefix(O.self))).all()).toEqual([])
+    expect(await R2.store.db.keys(prefixRange(keys.attestAsOfPrefix(R2.store.logs.of(O.self)))).all()).toEqual([])
   })
 
   it('an update that contradicts what is stored, or a gone span straddling a stored run, is refused and changes nothing', async () => {

@@ -41,14 +41,14 @@ async function appendRun (origin: string, entries: LogEntry[], toSeq = Math.max(
 
 /** The seqs of the `e` keys of an origin, straight from the database. */
 async function storedSeqs (origin: string): Promise<number[]> {
-  const prefix = keys.entryPrefix(origin)
+  const prefix = keys.entryPrefix(store.logs.of(origin))
   const out: number[] = []
   for await (const key of store.db.keys(prefixRange(prefix))) out.push(parseInt(key.slice(prefix.length), 16))
   return out
 }
 
 async function latestSeq (origin: string, collection: string, id: string): Promise<number | undefined> {
-  const v = await store.db.get(keys.latest(origin, collection, id))
+  const v = await store.db.get(keys.latest(store.logs.of(origin), collection, id))
   return v === undefined ? undefined : Number(utf8.decode(v))
 }
 
@@ -83,7 +83,7 @@ describe('append', () => {
       const txn = store.txn()
       await log.append(txn, A, entries, 3)
       // nothing is visible before the commit
-      expect(await store.db.get(keys.entry(A, 1))).toBeUndefined()
+      expect(await store.db.get(keys.entry(store.logs.of(A), 1))).toBeUndefined()
       expect(log.vector.get(A)).toBe(0)
       await txn.commit()
       // the in-memory vector moves only on `committed`
@@ -93,12 +93,12 @@ describe('append', () => {
     expect(log.vector.get(A)).toBe(3)
     expect(await storedSeqs(A)).toEqual([1, 2, 3])
     for (const e of entries) {
-      const raw = await store.db.get(keys.entry(A, e.seq))
+      const raw = await store.db.get(keys.entry(store.logs.of(A), e.seq))
       expect(raw).toBeDefined()
       expect(view(decodeEntry(A, raw as Uint8Array))).toEqual(view(e))
       expect(await latestSeq(A, 'posts', e.id)).toBe(e.seq)
     }
-    expect(utf8.decode(await store.db.get(keys.vector(A)) as Uint8Array)).toBe('3')
+    expect(utf8.decode(await store.db.get(keys.vector(store.logs.of(A))) as Uint8Array)).toBe('3')
   })
 
   it('entry keys sort by seq (fixed-width hex)', async () => {
@@ -205,7 +205,7 @@ describe('compaction', () => {
     expect(await latestSeq(A, 'pages', 'a')).toBe(4)
     expect(await latestSeq(A, 'posts', 'c')).toBe(7)
     expect(log.vector.get(A)).toBe(7)
-    const newest = decodeEntry(A, await store.db.get(keys.entry(A, 6)) as Uint8Array)
+    const newest = decodeEntry(A, await store.db.get(keys.entry(store.logs.of(A), 6)) as Uint8Array)
     expect(utf8.decode(newest.value as Uint8Array)).toBe('{"v":3}')
   })
 
@@ -219,12 +219,12 @@ describe('compaction', () => {
     // every `e` key in the whole database
     const all: string[] = []
     for await (const key of store.db.keys(prefixRange('e\x00'))) all.push(key)
-    expect(all).toEqual([keys.entry(A, 3), keys.entry(A, 5)])
+    expect(all).toEqual([keys.entry(store.logs.of(A), 3), keys.entry(store.logs.of(A), 5)])
     // every `k` key points at a stored entry
     for await (const [key, value] of store.db.iterator(prefixRange('k\x00'))) {
       const seq = Number(utf8.decode(value))
-      const origin = key.split('\x00')[1]
-      expect(await store.db.get(keys.entry(origin, seq)), key).toBeDefined()
+      const log = key.split('\x00')[1]
+      expect(await store.db.get(keys.entry(log, seq)), key).toBeDefined()
     }
   })
 

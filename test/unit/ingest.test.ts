@@ -106,7 +106,7 @@ describe('ingest: runs, duplicates and gaps', () => {
     expect(r).toBeUndefined()
     expect(await s.h.dump()).toEqual(before)
     expect(s.h.log.vector.get(s.src.origin)).toBe(2)
-    expect(await s.h.raw(keys.entry(s.src.origin, 4))).toBeUndefined()
+    expect(await s.h.raw(keys.entry(s.h.store.logs.of(s.src.origin), 4))).toBeUndefined()
     expect(await s.h.record('articles', 'r4')).toBeUndefined()
     // the same for an origin never heard of
     const other = new OriginLog(await newPeerId())
@@ -248,7 +248,7 @@ describe('ingest: clock', () => {
     const { entries } = await h.writeLocal([{ collection: 'notes', id: 'n', op: 'put', value: {} }])
     expect(compareHlc(entries[0].hlc, remote)).toBe(1)
     // what peers receive (the stored protobuf entry) carries the same clock as the local record
-    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.self, 1)) as Uint8Array)
+    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.store.logs.of(h.self), 1)) as Uint8Array)
     expect(stored.hlc).toEqual(entries[0].hlc)
     expect((await h.record('notes', 'n'))?.version.hlc).toEqual(entries[0].hlc)
     // and the persisted clock can be read back
@@ -306,9 +306,9 @@ describe('writeLocal', () => {
     expect(batches.list).toHaveLength(1)
     const written = batches.list[0].filter(o => o.type === 'put').map(o => o.key)
     expect(written).toEqual(expect.arrayContaining([
-      keys.entry(h.self, 1),
-      keys.latest(h.self, 'notes', 'x'),
-      keys.vector(h.self),
+      keys.entry(h.store.logs.of(h.self), 1),
+      keys.latest(h.store.logs.of(h.self), 'notes', 'x'),
+      keys.vector(h.store.logs.of(h.self)),
       keys.record('notes', 'x'),
       keys.meta('hlc')
     ]))
@@ -318,11 +318,11 @@ describe('writeLocal', () => {
 
     // everything is on disk after a restart
     await h.reopen()
-    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.self, 1)) as Uint8Array)
+    const stored = decodeEntry(h.self, await h.raw(keys.entry(h.store.logs.of(h.self), 1)) as Uint8Array)
     expect(stored).toMatchObject({ seq: 1, collection: 'notes', id: 'x', op: 'put', hlc: entries[0].hlc })
     expect(JSON.parse(utf8.decode(stored.value as Uint8Array))).toEqual({ hello: 'world' })
-    expect(utf8.decode(await h.raw(keys.latest(h.self, 'notes', 'x')) as Uint8Array)).toBe('1')
-    expect(utf8.decode(await h.raw(keys.vector(h.self)) as Uint8Array)).toBe('1')
+    expect(utf8.decode(await h.raw(keys.latest(h.store.logs.of(h.self), 'notes', 'x')) as Uint8Array)).toBe('1')
+    expect(utf8.decode(await h.raw(keys.vector(h.store.logs.of(h.self))) as Uint8Array)).toBe('1')
     expect(h.log.vector.get(h.self)).toBe(1)
     const rec = await h.record('notes', 'x')
     expect(rec?.value).toEqual({ hello: 'world' })
@@ -338,12 +338,12 @@ describe('writeLocal', () => {
     batches.restore()
     expect(batches.list).toHaveLength(1)
     const keysWritten = batches.list[0].map(o => o.key)
-    expect(keysWritten).toEqual(expect.arrayContaining([keys.entry(h.self, 2), keys.record('notes', 'x'), keys.vector(h.self)]))
+    expect(keysWritten).toEqual(expect.arrayContaining([keys.entry(h.store.logs.of(h.self), 2), keys.record('notes', 'x'), keys.vector(h.store.logs.of(h.self))]))
     expect(del.result.changes).toEqual([expect.objectContaining({ op: 'del', id: 'x' })])
     expect((await h.record('notes', 'x'))?.value).toBeUndefined()
     expect((await h.record('notes', 'x'))?.version.seq).toBe(2)
     // compaction dropped the put
-    expect(await h.raw(keys.entry(h.self, 1))).toBeUndefined()
+    expect(await h.raw(keys.entry(h.store.logs.of(h.self), 1))).toBeUndefined()
 
     const ghost = await h.writeLocal([{ collection: 'notes', id: 'never', op: 'del' }])
     expect(ghost.entries[0].seq).toBe(3)
@@ -649,10 +649,10 @@ describe('pipelined commits', () => {
     const results = await Promise.all([h.ingest(o.origin, 0, 1, [a]), h.ingest(o.origin, 1, 2, [b]), h.ingest(o.origin, 2, 3, [c])])
     expect(results.map(r => r?.stored)).toEqual([1, 1, 1])
     expect(h.log.vector.get(o.origin)).toBe(3)
-    expect(await h.raw(keys.entry(o.origin, 1))).toBeUndefined() // compacted by b
+    expect(await h.raw(keys.entry(h.store.logs.of(o.origin), 1))).toBeUndefined() // compacted by b
     await h.reopen()
     expect(h.log.vector.get(o.origin)).toBe(3)
-    expect(utf8.decode(await h.raw(keys.latest(o.origin, 'notes', 'x')) as Uint8Array)).toBe('2')
+    expect(utf8.decode(await h.raw(keys.latest(h.store.logs.of(o.origin), 'notes', 'x')) as Uint8Array)).toBe('2')
   })
 
   it('a rule and data arriving in one batch: the backfill it starts sees that batch although its write may still be in flight', async () => {

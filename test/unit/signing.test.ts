@@ -389,7 +389,7 @@ describe('signed runs in the change log', () => {
 
   async function certCount (origin: string): Promise<number> {
     let n = 0
-    for await (const _ of store.db.keys(prefixRange(keys.certPrefix(origin)))) n++
+    for await (const _ of store.db.keys(prefixRange(keys.certPrefix(store.logs.of(origin))))) n++
     return n
   }
 
@@ -462,7 +462,7 @@ describe('signed runs in the change log', () => {
     expect(batches).toBeGreaterThan(1)
     // exactly one surviving entry per record
     let stored = 0
-    for await (const _ of store.db.keys(prefixRange(keys.entryPrefix(s.origin)))) stored++
+    for await (const _ of store.db.keys(prefixRange(keys.entryPrefix(store.logs.of(s.origin))))) stored++
     expect(stored).toBe(seen.size)
     // certificates only for runs that still hold an entry
     expect(await certCount(s.origin)).toBeLessThanOrEqual(stored)
