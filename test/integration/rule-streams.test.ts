@@ -20,6 +20,8 @@ import { encodeAttested } from '../../src/log/signing.js'
 import { encodeBatchFrame } from '../../src/network/sync/codec.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 import { eventually, KEY, recordsOf, removeDir, tempDir } from '../helpers/nodes.js'
+import { keys } from '../../src/store/keys.js'
+import type { Store } from '../../src/store/db.js'
 
 interface Running { node: SyncNode, dir: string }
 
@@ -89,7 +91,7 @@ async function keyRecordIds (node: SyncNode): Promise<string[]> {
 
 /** How many entries of stream log `streamLog` the node stores under each epoch (in clear in every entry). */
 async function entriesPerEpoch (node: SyncNode, streamLog: string): Promise<Map<number, number>> {
-  const prefix = `e\x00${streamLog}\x00`
+  const prefix = keys.entryPrefix((node as unknown as { store: Store }).store.logs.of(streamLog))
   const out = new Map<number, number>()
   for await (const [, value] of dbOf(node).iterator({ gte: prefix, lt: prefix.slice(0, -1) + '\x01' })) {
     const epoch = decodeEntry(streamLog, value).epoch ?? 0
