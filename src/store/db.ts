@@ -5,7 +5,7 @@
 import { Level } from 'level'
 import { ConfigError, SyncmeshError } from '../core/errors.js'
 import { prefixOf, prefixRange } from './keys.js'
-import { LogAliases } from './log-aliases.js'
+import { firstUnaliased, LogAliases } from './log-aliases.js'
 import { Frontiers } from './frontier.js'
 
 export type Db = Level<string, Uint8Array>
@@ -329,6 +329,8 @@ export class Store {
    */
   async write (writes: Map<string, Uint8Array | undefined>): Promise<{ durable: Promise<void> }> {
     if (this.failure !== undefined) throw this.failure
+    const unaliased = firstUnaliased(writes)
+    if (unaliased !== undefined) throw new Error(`a write names a log that has no alias on this node (key ${JSON.stringify(unaliased.slice(0, 60))}): nothing was written; its alias must be made first (LogAliases.ensure)`)
     while (this.writesInFlight.length >= 2) await this.writesInFlight[0].catch(() => {})
     if (this.failure !== undefined) throw this.failure
     this.lastWriteAt = Date.now()

@@ -14,11 +14,27 @@
  * known. Aliases are never reused: a log whose keys are all deleted keeps
  * its alias.
  */
+import { SyncmeshError } from '../core/errors.js'
 import type { Db } from './db.js'
 import { keys, keySuffix, LOG_TAGS, prefixRange, SEP } from './keys.js'
 
 /** The alias part of a key for a log this node holds nothing of: no key uses it, so reads through it find nothing. */
 export const NO_ALIAS = '-'
+const NO_ALIAS_CODE = NO_ALIAS.charCodeAt(0)
+const LOG_TAG_CODES = new Set(LOG_TAGS.map(t => t.charCodeAt(0)))
+
+/**
+ * The first key of `writes` that names a log by NO_ALIAS (a key written for a
+ * log before `ensure` made its alias: it would name no log), if any.
+ */
+export function firstUnaliased (writes: Map<string, Uint8Array | undefined>): string | undefined {
+  let found: string | undefined
+  writes.forEach((_, key) => {
+    if (key.charCodeAt(2) === NO_ALIAS_CODE && key.charCodeAt(1) === 0 && LOG_TAG_CODES.has(key.charCodeAt(0)) && (key.length === 3 || key.charCodeAt(3) === 0)) found ??= key
+  })
+  return found
+}
+
 /** Aliases are at most this long (a counter below 36^8); log ids are longer (a peer id is 46 characters or more). */
 export const MAX_ALIAS_LENGTH = 8
 
@@ -30,6 +46,7 @@ export class LogAliases {
   private readonly byLog = new Map<string, string>()
   private readonly byAlias = new Map<string, string>()
   private next = 1
+  private loaded = false
   /** Aliases being written (ensure): callers for the same log wait for the one write. */
   private readonly writing = new Map<string, Promise<string>>()
 
@@ -44,6 +61,7 @@ export class LogAliases {
     this.next = 1
     const prefix = keys.logAliasPrefix()
     for await (const [key, value] of this.db.iterator(prefixRange(prefix))) this.remember(keySuffix(key, prefix), decoder.decode(value))
+    this.loaded = true
   }
 
   private remember (log: string, alias: string): void {
@@ -56,13 +74,6 @@ export class LogAliases {
   /** The alias of `log` for a key: NO_ALIAS when this node holds nothing of it yet (a read finds nothing). */
   of (log: string): string {
     return this.byLog.get(log) ?? NO_ALIAS
-  }
-
-  /** The alias of `log` for a key written: throws when `ensure` has not made it (a bug: the key would be lost). */
-  writable (log: string): string {
-    const alias = this.byLog.get(log)
-    if (alias === undefined) throw new Error(`log ${log.slice(0, 120)} has no alias on this node: it must be given one (LogAliases.ensure) before a key of it is written`)
-    return alias
   }
 
   /** The log id an alias stands for (undefined: none, a key written by no release). */
@@ -83,9 +94,15 @@ export class LogAliases {
   }
 
   private async create (log: string): Promise<string> {
+    // before load, the counter would give out aliases the database holds already
+    if (!this.loaded) throw new Error('log aliases are made only once the stored ones are loaded (LogAliases.load)')
     const alias = (this.next++).toString(36)
-    if (alias.length > MAX_ALIAS_LENGTH) throw new Error(`this node has run out of log aliases (${this.byLog.size} logs)`)
-    await this.db.put(keys.logAlias(log), encoder.encode(alias))
+    if (alias.length > MAX_ALIAS_LENGTH) throw new SyncmeshError('LOG_ALIASES_EXHAUSTED', `this node has given out every log alias (${this.byLog.size} logs held): nothing more can be stored; report this, with the output of \`syncmesh status\``, 503)
+    try {
+      await this.db.put(keys.logAlias(log), encoder.encode(alias))
+    } catch (err) {
+      throw new SyncmeshError('STORE_WRITE_FAILED', `a database write failed (the alias of log ${log.slice(0, 80)}): ${(err as Error).message}; restart the node once the cause (disk full, I/O error) is fixed`, 503, { cause: err })
+    }
     this.remember(log, alias)
     return alias
   }
@@ -143,12 +160,15 @@ async function moveLog (db: Db, tag: string, log: string, alias: string): Promis
   const from = `${family}${log}${SEP}`
   const to = `${family}${alias}${SEP}`
   let moved = 0
+  // each batch reads on after the last key moved: from the prefix's start, it would step over every key deleted before
+  let range: { gt?: string, gte?: string, lt: string } = prefixRange(from)
   for (;;) {
-    const rows = await db.iterator({ ...prefixRange(from), limit: UPGRADE_CHUNK }).all()
+    const rows = await db.iterator({ ...range, limit: UPGRADE_CHUNK }).all()
     if (rows.length === 0) return moved
     const ops: Array<{ type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }> = []
     for (const [key, value] of rows) ops.push({ type: 'put', key: to + key.slice(from.length), value }, { type: 'del', key })
     await db.batch(ops)
     moved += rows.length
+    range = { gt: rows[rows.length - 1][0], lt: range.lt }
   }
 }
