@@ -23,6 +23,7 @@ const FIXTURE_1 = join(ROOT, 'test', 'fixtures', 'data-format-1')
 const FIXTURE_2 = join(ROOT, 'test', 'fixtures', 'data-format-2')
 const FIXTURE_3 = join(ROOT, 'test', 'fixtures', 'data-format-3')
 const FIXTURE_4 = join(ROOT, 'test', 'fixtures', 'data-format-4')
+const FIXTURE_5 = join(ROOT, 'test', 'fixtures', 'data-format-5')
 /** The mesh key the fixture's nodes were made with (their DIR/mesh.key). */
 const KEY = 'fixture-mesh-key-0123456789abcdef0123456789abcdef'
 
@@ -394,6 +395,22 @@ describe('a data directory of format 4 (release 417f188)', () => {
     await checkLogsAttested(hub, edge, expected)
     // no key names a log by its id any more, and each log's keys are where they were, under its alias
     for (const node of [hub, edge]) await checkAliased(node.dir, join(pristine, node === hub ? 'hub' : 'edge', 'db'))
+  }, 240_000)
+})
+
+describe('a data directory of format 5 (release cb2eef4)', () => {
+  const { open } = fixtures()
+
+  it('opens as it is (the current format, no upgrade, no backup), keeps everything, the other node\'s log held as far as before; the nodes sync and the old rule applies', async () => {
+    const { expected, hub, edge } = await open(FIXTURE_5)
+    await hub.start()
+    await checkNotUpgraded(hub, 0)
+    await checkIntact(hub, expected.hub, [expected.edge], 'kept')
+    await edge.start()
+    await checkNotUpgraded(edge, 0)
+    await checkIntact(edge, expected.edge, [expected.hub], 'kept')
+    await syncAgain(hub, edge, expected)
+    await checkLogsAttested(hub, edge, expected)
   }, 240_000)
 })
 
