@@ -1,7 +1,7 @@
 /**
  * `npm run soak`: convergence under faults, with real node processes.
  *
- *   npm run soak -- --seed N --duration S [--nodes 5] [--rate W] [--settle S]
+ *   npm run soak -- --seed N --duration S [--nodes 5] [--rate W] [--settle S] [--streams]
  *   npm run soak -- --replay test/soak/seeds/FILE.json
  *
  * Nodes n0..nN-1 in three regions (eu, us, ap), peered as a ring plus one
@@ -10,7 +10,8 @@
  * rule (`n0:events → region=ap:mirror`). As root, every node runs in its own
  * network namespace (scripts/lib/soak-net.ts); otherwise on 127.0.0.1, where
  * a partition removes the peers across the cut instead and slow links are
- * skipped.
+ * skipped. With --streams every node carries the rules by rule streams
+ * (`syncmesh start --streams`).
  *
  * For `duration` seconds the soak writes through the HTTP API at `rate`
  * writes/s in all (creates, updates and deletes of each node's own ids, and
@@ -40,7 +41,7 @@ import { NetnsMesh, canUseNetns, removeStale } from './lib/soak-net.js'
 import { describeFault, makeSchedule, prng } from './lib/soak-schedule.js'
 import type { Fault, Schedule } from './lib/soak-schedule.js'
 
-const USAGE = 'usage: npm run soak -- --seed N --duration S [--nodes 5] [--rate 60] [--settle 120] [--replay FILE] [--local] [--keep] [--no-save] [--verbose]'
+const USAGE = 'usage: npm run soak -- --seed N --duration S [--nodes 5] [--rate 60] [--settle 120] [--replay FILE] [--local] [--streams] [--keep] [--no-save] [--verbose]'
 
 interface Options {
   seed: number
@@ -50,13 +51,14 @@ interface Options {
   settle: number
   replay?: string
   local: boolean
+  streams: boolean
   keep: boolean
   save: boolean
   verbose: boolean
 }
 
 function parseArgs (argv: string[]): Options {
-  const o: Options = { seed: Date.now() % 1_000_000, duration: 240, nodes: 5, rate: 60, settle: 120, local: false, keep: false, save: true, verbose: false }
+  const o: Options = { seed: Date.now() % 1_000_000, duration: 240, nodes: 5, rate: 60, settle: 120, local: false, streams: false, keep: false, save: true, verbose: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const num = (): number => {
@@ -71,6 +73,7 @@ function parseArgs (argv: string[]): Options {
     else if (a === '--settle') o.settle = num()
     else if (a === '--replay') o.replay = argv[++i]
     else if (a === '--local') o.local = true
+    else if (a === '--streams') o.streams = true
     else if (a === '--keep') o.keep = true
     else if (a === '--no-save') o.save = false
     else if (a === '--verbose') o.verbose = true
@@ -240,7 +243,7 @@ class Soak {
 
   async startNode (n: SoakNode): Promise<void> {
     n.expectExit = false
-    const ready = await n.proc.start(['--target-peers', '0'], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile, readyTimeoutMs: READY_TIMEOUT_MS, ownGroup: true })
+    const ready = await n.proc.start(['--target-peers', '0', ...(this.opts.streams ? ['--streams'] : [])], { listen: n.listen, api: n.api, wrap: n.wrap, logFile: n.logFile, readyTimeoutMs: READY_TIMEOUT_MS, ownGroup: true })
     n.peerId = ready.peerId
     const child = n.proc.child
     child?.on('exit', (code, signal) => {
@@ -686,6 +689,7 @@ class Soak {
       settle: this.opts.settle,
       ...(this.opts.replay !== undefined ? { replay: this.opts.replay } : {}),
       mode: this.mode,
+      streams: this.opts.streams,
       slowLinks: this.mesh?.tc === true,
       writes: { perSecond: Math.round(this.issued / this.opts.duration * 10) / 10, latencyMs: { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1) }, acknowledged: c.ack, unknownOutcome: c.unknown, refused: c.refused, puts: c.put, deletes: c.del, shared: c.shared, imported: c.imported, skipped: this.skipped },
       faults: faultCounts,
@@ -742,7 +746,7 @@ function seedFileText (opts: Options, schedule: Schedule, report: Record<string,
   const failed = { at: new Date().toISOString(), ...(commit !== '' ? { commit } : {}), violations: report.violations, firstOffenceS: report.firstOffenceS }
   return [
     '{',
-    `  "seed": ${opts.seed}, "duration": ${opts.duration}, "nodes": ${opts.nodes}, "rate": ${opts.rate},`,
+    `  "seed": ${opts.seed}, "duration": ${opts.duration}, "nodes": ${opts.nodes}, "rate": ${opts.rate},${opts.streams ? ' "streams": true,' : ''}`,
     '  "faults": [',
     schedule.faults.map(f => `    ${JSON.stringify(f)}`).join(',\n'),
     '  ],',
@@ -751,8 +755,8 @@ function seedFileText (opts: Options, schedule: Schedule, report: Record<string,
   ].join('\n') + '\n'
 }
 
-function loadReplay (file: string): Schedule & { rate?: number } {
-  const data = JSON.parse(readFileSync(file, 'utf8')) as Schedule & { rate?: number }
+function loadReplay (file: string): Schedule & { rate?: number, streams?: boolean } {
+  const data = JSON.parse(readFileSync(file, 'utf8')) as Schedule & { rate?: number, streams?: boolean }
   if (typeof data.seed !== 'number' || typeof data.duration !== 'number' || !Array.isArray(data.faults)) throw new Error(`${file} is not a soak seed file (seed, duration, nodes, faults)`)
   return data
 }
@@ -766,6 +770,7 @@ async function main (): Promise<number> {
     opts.duration = r.duration
     opts.nodes = r.nodes ?? opts.nodes
     if (r.rate !== undefined) opts.rate = r.rate
+    if (r.streams === true) opts.streams = true
     schedule = { seed: r.seed, duration: r.duration, nodes: opts.nodes, faults: r.faults }
   } else {
     schedule = makeSchedule(opts.seed, opts.duration, opts.nodes)

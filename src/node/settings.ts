@@ -3,6 +3,7 @@
  * (or the CLI's flags) over config.json over the defaults below. The rest of
  * the node reads `NodeSettings`, never the three sources.
  */
+import { ConfigError } from '../core/errors.js'
 import { DEFAULT_MAX_CLOCK_AHEAD_MS } from '../core/hlc.js'
 import type { SyncNodeOptions } from '../core/types.js'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS } from '../network/constants.js'
@@ -39,6 +40,19 @@ function list (option: string[] | undefined, config: string[] | undefined, fallb
   return fallback
 }
 
+/**
+ * `SYNCMESH_STREAMS` (`1`/`true` or `0`/`false`): whether nodes carry rules
+ * by rule streams when neither the option nor the config says, for running
+ * a whole deployment, or the test suite, one way or the other.
+ */
+function streamsFromEnv (): boolean | undefined {
+  const v = process.env.SYNCMESH_STREAMS
+  if (v === undefined || v === '') return undefined
+  if (v === '1' || v === 'true') return true
+  if (v === '0' || v === 'false') return false
+  throw new ConfigError(`SYNCMESH_STREAMS is "${v.slice(0, 20)}"; set it to 1 (or true) to carry rules by rule streams, 0 (or false) not to, or unset it`, 'CONFIG_INVALID')
+}
+
 export function resolveSettings (options: SyncNodeOptions, config: NodeConfig): NodeSettings {
   return {
     listen: list(options.listen, config.listen, [DEFAULT_LISTEN]),
@@ -49,7 +63,7 @@ export function resolveSettings (options: SyncNodeOptions, config: NodeConfig): 
     maxConnections: options.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     admins: options.admins ?? config.admins ?? [],
     maxClockAheadMs: options.maxClockAheadMs ?? config.maxClockAheadMs ?? DEFAULT_MAX_CLOCK_AHEAD_MS,
-    streams: options.streams ?? config.streams ?? false,
+    streams: options.streams ?? config.streams ?? streamsFromEnv() ?? false,
     relay: options.relay ?? config.relay ?? 'all'
   }
 }

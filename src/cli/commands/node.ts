@@ -70,7 +70,7 @@ export function registerNodeCommands (program: Command): void {
       .option('--api-token-file <file>', 'read the full API token from FILE instead of DIR/api-tokens.json (kept by the node across restarts)')
       .option('--metrics <host:port>', 'also serve GET /metrics on this address WITHOUT a token (for a scraper on a trusted network)')
       .option('--max-clock-ahead-ms <ms>', `refuse entries stamped further ahead of this node's clock (default: config "maxClockAheadMs", else 60000)`)
-      .option('--streams', 'EXPERIMENTAL, not for production: carry rules by rule streams (protocols/sync/streams.md); every node of the mesh needs it (default: config "streams", else off)')
+      .option('--streams', 'EXPERIMENTAL, not for production: carry rules by rule streams (protocols/sync/streams.md); every node of the mesh needs it (default: config "streams", else $SYNCMESH_STREAMS, else off)')
       .option('--relay <policy>', 'with --streams: the rule streams this node stores and forwards, "all" (every one, readable or not) or "audience" (only those it can read) (default: config "relay", else all)')
       .option('--webhook-allow <host>', 'host, host:port, address, address range or "*" (public addresses) this node may POST rule webhooks to, repeatable (default: config "webhooks.allow"; none = no webhooks)', collect)
   ).action(async (opts: StartOptions) => {
