@@ -1,27 +1,35 @@
 /**
  * Small meshes of in-process nodes for the tests of relays and deletes
  * (test/integration/relay-*.test.ts): three nodes peered as a triangle,
- * plain two-way rules, and waits on how far a node holds another's log.
+ * plain two-way rules, and waits on how far a node holds another's logs.
  */
 import { afterAll } from 'vitest'
 import type { SyncNode } from '../../src/node/node.js'
 import { eventually, removeDir, startNode } from './nodes.js'
 import type { TestNode } from './nodes.js'
 
-/** How far `n` has written its own log. */
+/**
+ * How many entries `n` has written to its own logs that carry records: its whole log, or with rule streams
+ * its rule streams (`<peer id>/r.…`: its whole log then carries the registry only, the keys of its streams among it).
+ */
 export async function ownSeq (n: SyncNode): Promise<number> {
-  return (await n.status()).origins.find(o => o.origin === n.peerId)?.seq ?? 0
+  const status = await n.status()
+  const carriesRecords = (origin: string): boolean => status.streams === true ? origin.startsWith(`${n.peerId}/`) : origin === n.peerId
+  return status.origins.filter(o => carriesRecords(o.origin)).reduce((sum, o) => sum + o.seq, 0)
 }
 
-/** How far `n` holds `origin`'s log. */
-export async function heldOf (n: SyncNode, origin: string): Promise<number> {
-  return (await n.status()).origins.find(o => o.origin === origin)?.seq ?? 0
+/** How far `n` holds each log of `peer`'s: its whole log and its rule streams. */
+async function logsOf (n: SyncNode, peer: string): Promise<Map<string, number>> {
+  return new Map((await n.status()).origins.filter(o => o.origin === peer || o.origin.startsWith(`${peer}/`)).map(o => [o.origin, o.seq]))
 }
 
-/** `reader` holds `writer`'s whole own log as it is now. */
+/** `reader` holds each of `writer`'s own logs (its whole log, its rule streams) as they are now. */
 export async function caughtUp (reader: SyncNode, writer: SyncNode): Promise<void> {
-  const seq = await ownSeq(writer)
-  await eventually(async () => await heldOf(reader, writer.peerId) >= seq, `${reader.name} to hold ${writer.name}'s log`, 30_000)
+  const written = await logsOf(writer, writer.peerId)
+  await eventually(async () => {
+    const held = await logsOf(reader, writer.peerId)
+    return [...written].every(([log, seq]) => (held.get(log) ?? 0) >= seq)
+  }, `${reader.name} to hold ${writer.name}'s logs`, 30_000)
 }
 
 export async function sleep (ms: number): Promise<void> {

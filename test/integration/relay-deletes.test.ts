@@ -1,6 +1,7 @@
 /**
  * Deletes where relays leave relayed puts out of their logs (RuleSet
- * relayedPutsLeftOut) and deletes name the write they removed (LogEntry.prev): every
+ * relayedPutsLeftOut; with rule streams out of their rule streams, RuleSet
+ * streamLeavesOut) and deletes name the write they removed (LogEntry.prev): every
  * node ends with the same records, also a node that joins later or leaves
  * the reach of the write's own rule, and a source's delete leaves a target's
  * own record alone.

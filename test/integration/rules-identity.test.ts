@@ -6,9 +6,10 @@
  * identity wherever it travels: one import of 30 records on one node ends
  * with exactly one change per record on every node, no conflict, and the
  * same version everywhere. Relays log none of it again: every node gets each
- * write from the write's own rule (RuleSet relayedPutsLeftOut). A node that joins
- * outside that rule's reach gets the writes made before it joined from a
- * relay, which then logs them after all.
+ * write from the write's own rule (RuleSet relayedPutsLeftOut; with rule
+ * streams, a relay's rule stream leaves them out: RuleSet streamLeavesOut). A
+ * node that joins outside that rule's reach gets the writes made before it
+ * joined from a relay, which then logs them after all (in its rule stream).
  */
 import '../../src/polyfill.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -16,6 +17,7 @@ import type { ChangeEvent, FeedLine } from '../../src/core/types.js'
 import type { SyncNode } from '../../src/node/node.js'
 import { countRecords, eventually, removeDir, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
+import { ownSeq } from '../helpers/relay-mesh.js'
 
 const RECORDS = 30
 
@@ -83,7 +85,6 @@ describe('a write keeps its identity through chaining (three nodes, two-way rule
       return true
     }, 'the rules to be active on every node')
 
-    const ownSeq = async (n: SyncNode): Promise<number> => (await n.status()).origins.find(o => o.origin === n.peerId)?.seq ?? 0
     const seqBefore = await Promise.all(nodes.map(async n => await ownSeq(n.node)))
     const lines = Array.from({ length: RECORDS }, (_, i) => ({ id: `e${String(i).padStart(2, '0')}`, value: { n: i, text: `event ${i}` } }))
     const { imported } = await alpha.records.import('events', lines)
@@ -158,7 +159,7 @@ describe('a write keeps its identity through chaining (three nodes, two-way rule
 
   it('a relay deletes and updates records that came from another node: every node follows, though the relay never logged them', async () => {
     const [alpha, beta] = nodes.map(n => n.node)
-    const betaSeq = async (): Promise<number> => (await beta.status()).origins.find(o => o.origin === beta.peerId)?.seq ?? 0
+    const betaSeq = async (): Promise<number> => await ownSeq(beta)
     const before = await betaSeq()
     // e20..e22 and e23 are alpha's writes; beta holds them from alpha's rule only
     expect((await beta.records.get('events', 'e20'))?.version.origin).toBe(alpha.peerId)
@@ -204,7 +205,7 @@ describe('a relay logs what it left out once a reader of its collection reaches 
     await alpha.node.registry.addRule({ from: { platform: 'alpha', collection: 'events' }, to: { region: 'eu', collection: 'events' } })
     await alpha.node.registry.addRule({ from: { platform: 'beta', collection: 'events' }, to: { platform: '*', collection: 'events' } })
     await eventually(async () => (await beta.node.status()).rules.some(r => r.local && r.backfilled) && (await gamma.node.status()).rules.filter(r => r.local && r.backfilled).length === 2, 'the rules to be active')
-    const betaSeq = async (): Promise<number> => (await beta.node.status()).origins.find(o => o.origin === beta.node.peerId)?.seq ?? 0
+    const betaSeq = async (): Promise<number> => await ownSeq(beta.node)
     const before = await betaSeq()
     for (let i = 0; i < 20; i++) await alpha.node.records.put('events', `a${i}`, { i })
     await eventually(async () => await countRecords(gamma.node, 'events') === 20 && await countRecords(beta.node, 'events') === 20, 'beta and gamma to hold alpha\'s 20 records')

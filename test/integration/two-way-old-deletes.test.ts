@@ -1,8 +1,9 @@
 /**
- * Whole-log two-way sync over a source with deletes made before any rule
- * existed (records no other node ever held): each node applies them as
- * tombstones, and logs none of them again in its own log (every reader gets
- * them from the source's own rule), as it leaves out relayed puts.
+ * Two-way sync over a source with deletes made before any rule existed
+ * (records no other node ever held): each node applies them as tombstones,
+ * and logs none of them again in its own log, or with rule streams in its
+ * own rule stream (every reader gets them from the source's own rule), as it
+ * leaves out relayed puts.
  */
 import '../../src/polyfill.js'
 import { describe, expect, it } from 'vitest'
