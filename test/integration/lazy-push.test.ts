@@ -4,12 +4,15 @@
  * that origin elsewhere (Haves that raise what it holds), and pushes once
  * the peer falls silent; and a node that accepts a run tells the peers that
  * hold more of that origin that it progresses. Real nodes, real libp2p over
- * loopback TCP.
+ * loopback TCP. The origin's records travel in its whole log, or with rule
+ * streams in the stream of the rule that sends them: lazy push works per log.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { VersionVector } from '../../src/log/vector.js'
 import { LAZY_PUSH_MS } from '../../src/network/sync/session.js'
 import { encodeCredit, encodeHave } from '../../src/network/sync/codec.js'
+import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
+import { ruleStreamId } from '../../src/rules/stream-plan.js'
 import type { SyncNode } from '../../src/node/node.js'
 import { eventually, KEY, removeDir, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
@@ -31,6 +34,16 @@ function batchesOf (s: RawSession, origin: string): Array<{ at: number, fromSeq:
   const out: Array<{ at: number, fromSeq: number, toSeq: number }> = []
   for (const { at, msg } of s.received) if (msg.type === 'batch' && msg.origin === origin) out.push({ at, fromSeq: msg.fromSeq, toSeq: msg.toSeq })
   return out
+}
+
+/**
+ * Send the origin's records to the relay by a rule (O:items → U:items); returns the log that carries them (the
+ * origin's whole log, or with rule streams the rule's stream) and the sync protocol a peer speaks to the relay.
+ */
+async function carrier (origin: SyncNode, relay: SyncNode): Promise<{ log: string, protocol: string }> {
+  const rule = await origin.registry.addRule({ from: { platform: origin.name, collection: 'items' }, to: { platform: relay.name, collection: 'items' } })
+  if ((await origin.status()).streams !== true) return { log: origin.peerId, protocol: SYNC_PROTOCOL }
+  return { log: `${origin.peerId}/${ruleStreamId(rule)}`, protocol: SYNC_PROTOCOL_STREAMS }
 }
 
 function creditEveryBatch (s: RawSession): () => void {
@@ -62,14 +75,14 @@ describe('lazy push', () => {
     const relay = await startNode('U')
     nodes.push(origin, relay)
     await relay.node.peers.add(origin.node.getMultiaddrs()[0])
-    const O = origin.node.peerId
+    const { log: O, protocol } = await carrier(origin.node, relay.node)
     await importRecords(origin.node, 'a', 100)
     const first = await held(origin.node, O)
     await eventually(async () => await held(relay.node, O) === first, 'the relay to hold the origin\'s first run')
     const peer = new RawPeer(KEY)
     peers.push(peer)
     await peer.start()
-    const s = await peer.session(relay.node.getMultiaddrs()[0], { credit: 64 })
+    const s = await peer.session(relay.node.getMultiaddrs()[0], { credit: 64, protocol })
     stops.push(creditEveryBatch(s))
     // pushed at once: the peer is told everything the relay holds of O
     await eventually(() => batchesOf(s, O).some(b => b.toSeq === first), 'the relay to push O\'s first run')
@@ -141,14 +154,14 @@ describe('lazy push', () => {
     const origin = await startNode('O')
     const relay = await startNode('U')
     nodes.push(origin, relay)
-    const O = origin.node.peerId
+    const { log: O, protocol } = await carrier(origin.node, relay.node)
     await importRecords(origin.node, 'a', 50)
     // a peer that holds far more of O than the relay ever will in this test
     const peer = new RawPeer(KEY)
     peers.push(peer)
     await peer.start()
     const ahead = 1_000_000
-    const s = await peer.session(relay.node.getMultiaddrs()[0], { vector: VersionVector.from([[O, ahead]]), credit: 64 })
+    const s = await peer.session(relay.node.getMultiaddrs()[0], { vector: VersionVector.from([[O, ahead]]), credit: 64, protocol })
     stops.push(creditEveryBatch(s))
     const t0 = Date.now()
     // the relay gets O's log from O itself, in runs: 50, then one write at a time
