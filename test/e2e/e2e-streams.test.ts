@@ -222,14 +222,19 @@ describe('rule streams across three real node processes', () => {
       const config = JSON.parse(await readFile(join(node.dir, 'config.json'), 'utf8')) as Json
       await writeFile(join(node.dir, 'config.json'), JSON.stringify({ ...config, streams: 'yes' }))
       await expect(node.start(NO_DISCOVERY)).rejects.toThrow(/config\.json: streams: /)
-      // absent from the config: off
+      // absent from the config (and SYNCMESH_STREAMS unset): off
+      const unset = { SYNCMESH_STREAMS: undefined }
       await writeFile(join(node.dir, 'config.json'), JSON.stringify(config))
-      await node.start(NO_DISCOVERY)
+      await node.start(NO_DISCOVERY, { env: unset })
       expect((await node.status()).streams).toBe(false)
-      const text = await runCli(['status', '--data', node.dir])
+      const text = await runCli(['status', '--data', node.dir], { env: unset })
       expect(text.code, text.stderr).toBe(0)
       expect(text.stdout).toMatch(/^node +solo/m)
       expect(text.stdout).not.toMatch(/rule streams/)
+      await node.stop()
+      // absent from the config, SYNCMESH_STREAMS decides
+      await node.start(NO_DISCOVERY, { env: { SYNCMESH_STREAMS: '1' } })
+      expect((await node.status()).streams, 'SYNCMESH_STREAMS=1, no flag, no config').toBe(true)
       await node.stop()
       await writeFile(join(node.dir, 'config.json'), JSON.stringify({ ...config, streams: false }))
       await node.start([...NO_DISCOVERY, '--streams'])
