@@ -53,9 +53,10 @@ function outboxCount (db: Database.Database): number {
   return (db.prepare('SELECT count(*) AS n FROM _syncmesh_outbox').get() as { n: number }).n
 }
 
+/** The entries a node wrote: its whole log, and with rule streams (where its own writes have no place in it) its rule streams. */
 async function ownSeq (node: NodeProcess): Promise<number> {
   const status = await node.status()
-  return (status.origins as Json[]).find(o => o.origin === node.peerId)?.seq ?? 0
+  return (status.origins as Json[]).filter(o => o.origin === node.peerId || String(o.origin).startsWith(`${node.peerId}/`)).reduce((n, o) => n + (o.seq as number), 0)
 }
 
 async function sleep (ms: number): Promise<void> {
