@@ -4,8 +4,9 @@
  * target with a filter and per-record targeting, a tag target in insert-only
  * mode with a key field (then removed), a chain relayed through a third node, a mirror that removes what its source lacks and refuses local
  * writes, a transform module (one record failing), a webhook, a conflict, a
- * dry run, a rule update re-evaluating the source through the chain, the
- * changes feed, and a restart.
+ * dry run (with rule streams on the source, refused on a target), a rule
+ * update re-evaluating the source through the chain, the changes feed, and a
+ * restart.
  */
 import { createHmac } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
@@ -131,9 +132,20 @@ describe('the rule engine across real node processes', () => {
       expect(((await eu1.status()).rules as Json[]).find(r => r.id === regional.id)?.conflicts).toBe(2)
 
       // dry run: exact on the target, an estimate elsewhere; nothing written
-      const dry = await cli(eu1, ['rule', 'update', regional.id, '--unset', 'where', '--dry-run'])
-      expect(dry.targets.find((t: Json) => t.platform === 'eu1')).toMatchObject({ exact: true, creates: 1, matching: 3 })
-      expect(dry.targets.find((t: Json) => t.platform === 'eu2')).toMatchObject({ exact: false, matching: 4 })
+      if ((await hub.status()).streams === true) {
+        // with rule streams only the source holds the records the rule reads: on a target it is refused, naming
+        // the source, and on the source it counts what each target would get
+        const onTarget = await runCli(['rule', 'update', regional.id, '--unset', 'where', '--dry-run', '--data', eu1.dir])
+        expect(onTarget.code).toBe(1)
+        expect(onTarget.stderr).toMatch(/^error \[DRY_RUN_UNAVAILABLE\]: .*on its source, hub/)
+        const dry = await cli(hub, ['rule', 'update', regional.id, '--unset', 'where', '--dry-run'])
+        expect(dry.targets.find((t: Json) => t.platform === 'eu1')).toMatchObject({ exact: false, matching: 3 })
+        expect(dry.targets.find((t: Json) => t.platform === 'eu2')).toMatchObject({ exact: false, matching: 4 })
+      } else {
+        const dry = await cli(eu1, ['rule', 'update', regional.id, '--unset', 'where', '--dry-run'])
+        expect(dry.targets.find((t: Json) => t.platform === 'eu1')).toMatchObject({ exact: true, creates: 1, matching: 3 })
+        expect(dry.targets.find((t: Json) => t.platform === 'eu2')).toMatchObject({ exact: false, matching: 4 })
+      }
       expect(await eu1.count('posts')).toBe(2)
       // the update: the drafts arrive on both eu platforms, and on through the chain
       const updated = await cli(hub, ['rule', 'update', regional.id, '--unset', 'where'])
