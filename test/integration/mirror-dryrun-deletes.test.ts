@@ -38,8 +38,8 @@ describe('mirror dry run and a delete of a record the rule never placed', () => 
     await alpha.records.delete('posts', 'x')
     await alpha.records.put('posts', 'y', { a: 2 })
     const spec = { from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'beta', collection: 'm' }, mode: 'mirror' as const }
-    await eventually(async () => (await beta.registry.dryRunRule(spec)).targets[0]?.matching === 1 && (await beta.registry.dryRunRule(spec)).source.complete, 'beta to hold alpha:posts')
-    const dry = await beta.registry.dryRunRule(spec)
+    await eventually(async () => (await beta.registry.dryRunRule!(spec)).targets[0]?.matching === 1 && (await beta.registry.dryRunRule!(spec)).source.complete, 'beta to hold alpha:posts')
+    const dry = await beta.registry.dryRunRule!(spec)
     // the real thing
     await alpha.registry.addRule(spec)
     await eventually(async () => JSON.stringify(Object.keys(await recordsOf(beta, 'm'))) === '["y"]', 'the mirror on beta')
@@ -53,7 +53,7 @@ describe('mirror dry run and a delete of a record the rule never placed', () => 
     await alpha.records.delete('posts', 'x')
     await alpha.records.put('posts', 'y', { a: 2 })
     const spec = { from: { platform: 'alpha', collection: 'posts' }, to: { platform: 'alpha', collection: 'm' }, mode: 'mirror' as const }
-    const dry = await alpha.registry.dryRunRule(spec)
+    const dry = await alpha.registry.dryRunRule!(spec)
     // the real thing
     await alpha.registry.addRule(spec)
     await eventually(async () => JSON.stringify(Object.keys(await recordsOf(alpha, 'm'))) === '["y"]', 'the mirror on alpha')

@@ -339,7 +339,7 @@ describe('rules with a group source (fan-in)', () => {
       const error = dry.json.error as Record<string, unknown>
       expect(error.code).toBe('DRY_RUN_UNAVAILABLE')
       expect(String(error.message)).toMatch(/eu1, eu2, eu3, eu4/)
-      const own = await eu1.registry.dryRunRule(drySpec)
+      const own = await eu1.registry.dryRunRule!(drySpec)
       expect(own.source.note).toMatch(/run the dry run on eu2, eu3, eu4/)
       // d1, d2
       expect(own.targets).toEqual([expect.objectContaining({ platform: 'hub', exact: false, matching: 2 })])
