@@ -52,10 +52,16 @@ export function familyPrefix (id: string): string {
   return id.slice(0, id.lastIndexOf('/') + 1)
 }
 
-/** Compare two dotted versions numerically (1.10.0 > 1.9.0); non-numeric parts compare as text. */
+/**
+ * Compare two dotted versions numerically (1.10.0 > 1.9.0); non-numeric parts
+ * compare as text. A pre-release (`-` and a tag after the numbers, as in
+ * semver) comes before its release: 3.0.0-streams < 3.0.0 < 3.0.1.
+ */
 export function compareVersions (a: string, b: string): number {
-  const pa = a.split('.')
-  const pb = b.split('.')
+  const [coreA, preA] = splitPreRelease(a)
+  const [coreB, preB] = splitPreRelease(b)
+  const pa = coreA.split('.')
+  const pb = coreB.split('.')
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
     const x = pa[i] ?? '0'
     const y = pb[i] ?? '0'
@@ -64,7 +70,16 @@ export function compareVersions (a: string, b: string): number {
     const c = Number.isInteger(nx) && Number.isInteger(ny) ? nx - ny : x.localeCompare(y)
     if (c !== 0) return Math.sign(c)
   }
-  return 0
+  if (preA === preB) return 0
+  if (preA === undefined) return 1
+  if (preB === undefined) return -1
+  return Math.sign(preA.localeCompare(preB))
+}
+
+/** `3.0.0-streams` → ['3.0.0', 'streams']; `3.0.0` → ['3.0.0', undefined]. */
+function splitPreRelease (version: string): [string, string | undefined] {
+  const dash = version.indexOf('-')
+  return dash < 0 ? [version, undefined] : [version.slice(0, dash), version.slice(dash + 1)]
 }
 
 function versionOf (id: string): string {

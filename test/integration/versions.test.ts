@@ -8,7 +8,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MeshAuth } from '../../src/network/auth/auth.js'
-import { AUTH_PROTOCOL, SYNC_PROTOCOL } from '../../src/network/constants.js'
+import { AUTH_PROTOCOL, SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { createHost } from '../../src/network/libp2p.js'
 import type { Host } from '../../src/network/libp2p.js'
 import { compareVersions, protocolMismatch } from '../../src/network/versions.js'
@@ -36,6 +36,11 @@ describe('protocol versions (pure)', () => {
     expect(older?.message).toContain('the peer is the older node: upgrade it')
     expect(compareVersions('2.0.0', '1.99.9')).toBe(1)
     expect(compareVersions('1.0', '1.0.0')).toBe(0)
+    // a pre-release comes before its release (the sync protocol of rule streams, 3.0.0-streams, before 3.0.0)
+    expect(compareVersions('3.0.0', '3.0.0-streams')).toBe(1)
+    expect(compareVersions('3.0.0-streams', '2.1.0')).toBe(1)
+    expect(compareVersions('3.0.0-streams', '3.0.1')).toBe(-1)
+    expect(compareVersions('3.0.0-streams', '3.0.0-streams')).toBe(0)
   })
 })
 
@@ -102,8 +107,10 @@ describe('a node meeting a peer of another protocol version', () => {
     await eventually(async () => (await peerInfo(real, id))?.incompatible !== undefined && (await peerInfo(real, id))?.authenticated === true, 'the mismatch to show in the peer status')
     const info = await peerInfo(real, id)
     expect(info?.authenticated).toBe(true)
-    expect(info?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', protocol: 'sync', ours: SYNC_PROTOCOL, theirs: ['/syncmesh/sync/3.0.0'] })
-    const message = `peer ${id} speaks sync protocol /syncmesh/sync/3.0.0; this node speaks ${SYNC_PROTOCOL}: they cannot sync until the older node is upgraded (this node is the older one: upgrade it)`
+    // the node's own sync protocol: with rule streams 3.0.0-streams, a pre-release of 3.0.0
+    const ours = (await real.status()).streams === true ? SYNC_PROTOCOL_STREAMS : SYNC_PROTOCOL
+    expect(info?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', protocol: 'sync', ours, theirs: ['/syncmesh/sync/3.0.0'] })
+    const message = `peer ${id} speaks sync protocol /syncmesh/sync/3.0.0; this node speaks ${ours}: they cannot sync until the older node is upgraded (this node is the older one: upgrade it)`
     expect(info?.incompatible?.message).toBe(message)
     expect(info?.lastError).toBe(message)
     expect((await real.status()).peers.find(p => p.peerId === id)?.incompatible?.code).toBe('SYNC_PROTOCOL_MISMATCH')
