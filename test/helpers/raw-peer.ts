@@ -62,12 +62,19 @@ export class RawPeer {
   async session (target: string, options: { vector?: VersionVector, credit?: number, name?: string, protocol?: string } = {}): Promise<RawSession> {
     const peer = target.split('/p2p/')[1]
     await this.host.hangUp(multiaddr(target)).catch(() => {})
+    let timer: ReturnType<typeof setTimeout> | undefined
     const ready = new Promise<void>((resolve, reject) => {
       this.authed.set(peer, resolve)
-      setTimeout(() => reject(new Error('not authenticated in time')), 5000)
+      timer = setTimeout(() => reject(new Error('not authenticated in time')), 5000)
     })
-    const conn = await this.host.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) })
-    await ready
+    ready.catch(() => {}) // awaited below unless the dial fails first (a refused peer's)
+    let conn: Connection
+    try {
+      conn = await this.host.dial(multiaddr(target), { signal: AbortSignal.timeout(5000) })
+      await ready
+    } finally {
+      clearTimeout(timer)
+    }
     const stream = await conn.newStream(options.protocol ?? SYNC_PROTOCOL)
     const framed = new FramedStream(stream, 4 * 1024 * 1024)
     framed.sendNow(encodeHello(options.name ?? 'raw', options.vector ?? new VersionVector(), options.credit ?? 8, SYNC_PROTOCOL_VERSION))
