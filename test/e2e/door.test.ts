@@ -21,12 +21,12 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { VersionVector } from '../../src/log/vector.js'
 import { MeshAuth } from '../../src/network/auth/auth.js'
 import { AuthMessage } from '../../src/wire/pb/auth.js'
-import { AUTH_PROTOCOL, SYNC_PROTOCOL } from '../../src/network/constants.js'
+import { AUTH_PROTOCOL } from '../../src/network/constants.js'
 import { createHost } from '../../src/network/libp2p.js'
 import { encodeVector } from '../../src/network/sync/codec.js'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import { IdleSockets, NoiseFlood, loopbackAddresses } from '../../scripts/lib/door-attack.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'd00r'.repeat(10)
 const WRONG = 'n0pe'.repeat(10)
@@ -172,7 +172,7 @@ describe('the door', () => {
     const cert = new Attester(aKey, A).run(0, 2, entries.map(e => ({ ...e }))).cert
     const altered = entries.map(e => ({ ...e, value: encodeJson({ n: 99 }) }))
     for (let i = 0; i < 3; i++) {
-      const s = await evil.session(v.multiaddr)
+      const s = await evil.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })
       s.framed.sendNow(attestedBatchFrame(A, 0, 2, altered, [cert]))
       // the offence line itself (the disconnect line that follows it quotes the same words)
       await waitFor(() => v.logCount(/sent invalid data .* nothing of it was stored/) >= i + 1, `offence ${i + 1}`, 20_000)
@@ -220,7 +220,7 @@ describe('the door', () => {
     // nor may it make the node log a line per sync stream it opens: one line, and the connection is closed
     const conn2 = await keyless.dial(multiaddr(v.multiaddr), { force: true })
     for (let i = 0; i < 50 && conn2.status === 'open'; i++) {
-      await conn2.newStream(SYNC_PROTOCOL, { signal: AbortSignal.timeout(2_000) }).then(s => s.abort(new Error('done'))).catch(() => {})
+      await conn2.newStream(EITHER_SYNC_PROTOCOL, { signal: AbortSignal.timeout(2_000) }).then(s => s.abort(new Error('done'))).catch(() => {})
     }
     await waitFor(() => conn2.status !== 'open', 'the node to close the connection', 10_000)
     expect(v.logCount(/refused a sync stream/)).toBeLessThanOrEqual(2)
@@ -229,7 +229,7 @@ describe('the door', () => {
     const member = new RawPeer(KEY, { localAddress: '127.0.3.32' })
     await member.start()
     cleanup.push(async () => await member.stop())
-    await member.session(v.multiaddr)
+    await member.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })
     const mconn = member.host.getConnections().find(c => c.remotePeer.toString() === v.peerId)
     expect(mconn).toBeDefined()
     const id = await member.host.services.identify.identify(mconn as any, { signal: AbortSignal.timeout(5_000) })
@@ -273,7 +273,7 @@ describe('bounded state per peer', () => {
     const member = new RawPeer(KEY, { localAddress: '127.0.4.21' })
     await member.start()
     cleanup.push(async () => await member.stop())
-    const s = await member.session(v.multiaddr)
+    const s = await member.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })
     const alphabet = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
     const fake = (): string => '12D3KooW' + Array.from(randomBytes(44), b => alphabet[b % alphabet.length]).join('')
     for (let f = 0; f < 6; f++) {

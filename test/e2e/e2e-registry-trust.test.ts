@@ -15,7 +15,7 @@ import { Attester } from '../../src/log/signing.js'
 import { encodeJson } from '../../src/store/db.js'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'b0a710ad0b0a710ad0b0a710ad0b0a710ad0b0'
 const ALONE = ['--target-peers', '0']
@@ -61,7 +61,7 @@ class Member {
 
   /** Send the run to `target` in a new session of `via` (this member itself by default). */
   async send (target: NodeProcess, entries: LogEntry[], via: RawPeer = this.peer): Promise<void> {
-    const { framed } = await via.session(target.multiaddr, { name: 'member' })
+    const { framed } = await via.session(target.multiaddr, { name: 'member', protocol: EITHER_SYNC_PROTOCOL })
     framed.sendNow(this.batch(entries))
   }
 }
@@ -171,7 +171,7 @@ describe('registry trust', () => {
     await waitFor(async () => (await platform(v, 'M'))?.revoked === true, 'the revocation to hold on V')
 
     // M is refused, and what it writes after its revocation is stored nowhere, whoever relays it
-    await expect(m.peer.session(v.multiaddr)).rejects.toThrow()
+    await expect(m.peer.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
     const relay = new RawPeer(KEY)
     await relay.start()
     cleanup.push(async () => await relay.stop())
@@ -196,7 +196,7 @@ describe('registry trust', () => {
     expect((await a.request('POST', '/v1/platforms/zeta/revoke', {})).status).toBe(200)
     await waitFor(async () => (await platform(v, 'zeta'))?.revoked === true, 'the revocation to reach V')
     expect((await platform(v, 'alpha'))?.revoked).toBe(true)
-    await expect(m.peer.session(v.multiaddr)).rejects.toThrow()
+    await expect(m.peer.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
 
     // the admin cannot register the id again, under any name: refused with a code, nothing written
     const again = await a.request<{ error: { code: string } }>('POST', '/v1/platforms', { name: 'gamma', peerId: m.id })
@@ -210,7 +210,7 @@ describe('registry trust', () => {
     await v.addPeer(a.multiaddr)
     expect((await platform(v, 'alpha'))?.revoked).toBe(true)
     expect((await platform(v, 'zeta'))?.revoked).toBe(true)
-    await expect(m.peer.session(v.multiaddr)).rejects.toThrow()
+    await expect(m.peer.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
   }, 120_000)
 
   it('without admins, no member re-registers a revoked peer id, whatever its clock', async () => {
@@ -235,7 +235,7 @@ describe('registry trust', () => {
       expect((await platform(node, 'M'))?.revoked).toBe(true)
       expect((await platform(node, 'M2'))?.revoked).toBe(true)
     }
-    await expect(m.peer.session(v.multiaddr)).rejects.toThrow()
+    await expect(m.peer.session(v.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
   }, 120_000)
 
   it('a name claimed ahead of its node belongs to whom an admin binds it, whatever the claim\'s clock', async () => {

@@ -21,7 +21,7 @@ import { encodeVector } from '../../src/network/sync/codec.js'
 const encodeVectorFrame = (): Uint8Array => encodeVector(new VersionVector())
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'c0ffee00c0ffee00c0ffee00c0ffee00c0ffee'
 
@@ -43,7 +43,7 @@ class EvilRelay {
   }
 
   async session (target: string): Promise<FramedStream> {
-    return (await this.peer.session(target, { name: 'evil' })).framed
+    return (await this.peer.session(target, { name: 'evil', protocol: EITHER_SYNC_PROTOCOL })).framed
   }
 
   async stop (): Promise<void> {

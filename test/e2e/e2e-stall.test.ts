@@ -16,7 +16,7 @@ import { Attester } from '../../src/log/signing.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { NodeProcess, tempDir, waitFor } from '../../scripts/lib/cluster.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 
 const KEY = 'ba5eba11ba5eba11ba5eba11ba5eba11ba5eba'
 
@@ -51,7 +51,7 @@ describe('a peer that keeps sending a refused batch', () => {
     const feed = new RawPeer(KEY)
     await feed.start()
     cleanup.push(async () => await feed.stop())
-    const toP = await feed.session(honest.multiaddr)
+    const toP = await feed.session(honest.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })
     toP.framed.sendNow(batch(A, 0, 10, run1, [cert1]))
 
     type Status = Record<string, any>
@@ -66,12 +66,12 @@ describe('a peer that keeps sending a refused batch', () => {
     altered[3] = { ...altered[3], value: encodeJson({ n: 1_000_000 }) }
     const offences = async (): Promise<number> => ((await node.status()).peers as Array<{ peerId: string, offences?: number }>).find(p => p.peerId === hostile.peerId)?.offences ?? 0
     for (let i = 1; i <= 3; i++) {
-      const s = await hostile.session(node.multiaddr, { vector: new VersionVector() })
+      const s = await hostile.session(node.multiaddr, { vector: new VersionVector(), protocol: EITHER_SYNC_PROTOCOL })
       s.framed.sendNow(batch(A, 10, 20, altered, [cert2]))
       await waitFor(async () => await offences() === i, `N to refuse the altered batch (${i})`, 20_000)
     }
     // three offences: refused for a while
-    await expect(hostile.session(node.multiaddr)).rejects.toThrow()
+    await expect(hostile.session(node.multiaddr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
 
     let status = await node.status()
     expect(seqOfA(status)).toBe(10)

@@ -9,12 +9,19 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import { VersionVector } from '../../src/log/vector.js'
 import { MeshAuth } from '../../src/network/auth/auth.js'
-import { SYNC_PROTOCOL, SYNC_PROTOCOL_VERSION } from '../../src/network/constants.js'
+import { SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS, SYNC_PROTOCOL_VERSION } from '../../src/network/constants.js'
 import { FramedStream } from '../../src/network/frames.js'
 import { createHost } from '../../src/network/libp2p.js'
 import type { Host } from '../../src/network/libp2p.js'
 import { decodeFrame, encodeHello } from '../../src/network/sync/codec.js'
 import type { SyncMessage } from '../../src/network/sync/codec.js'
+
+/**
+ * Open a session in whichever sync protocol the node speaks (with or without
+ * rule streams: the frames are the same), for tests whose subject is the same
+ * in both designs.
+ */
+export const EITHER_SYNC_PROTOCOL = [SYNC_PROTOCOL, SYNC_PROTOCOL_STREAMS]
 
 export interface RawSession {
   framed: FramedStream
@@ -57,9 +64,10 @@ export class RawPeer {
    * Connect (a fresh connection), authenticate, open a sync stream and
    * exchange hellos: ours states `vector` and grants `credit` batches. What
    * the node sends from then on is collected in `received`. `protocol`: the
-   * sync protocol id to open (SYNC_PROTOCOL_STREAMS for a node with rule streams).
+   * sync protocol id to open (SYNC_PROTOCOL_STREAMS for a node with rule streams),
+   * or a list of them to open the first the node speaks (EITHER_SYNC_PROTOCOL).
    */
-  async session (target: string, options: { vector?: VersionVector, credit?: number, name?: string, protocol?: string } = {}): Promise<RawSession> {
+  async session (target: string, options: { vector?: VersionVector, credit?: number, name?: string, protocol?: string | string[] } = {}): Promise<RawSession> {
     const peer = target.split('/p2p/')[1]
     await this.host.hangUp(multiaddr(target)).catch(() => {})
     let timer: ReturnType<typeof setTimeout> | undefined

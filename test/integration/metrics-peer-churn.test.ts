@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { eventually, KEY, removeDir, startNode } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 
 describe('per-peer metrics under identity churn', () => {
   const nodes: TestNode[] = []
@@ -30,7 +30,7 @@ describe('per-peer metrics under identity churn', () => {
     for (let i = 0; i < 3; i++) {
       const peer = new RawPeer(KEY)
       await peer.start()
-      const s = await peer.session(addr, { credit: 8 })
+      const s = await peer.session(addr, { credit: 8, protocol: EITHER_SYNC_PROTOCOL })
       // the node counted this identity's frames and what it sent it
       await eventually(async () => s.received.some(r => r.msg.type === 'batch') && (await text()).includes(`peer="${peer.peerId}"`), 'the node to count the session')
       expect(await text()).toMatch(new RegExp(`^syncmesh_sync_bytes_received_total\\{peer="${peer.peerId}",platform=""\\} \\d+$`, 'm'))
@@ -47,7 +47,7 @@ describe('per-peer metrics under identity churn', () => {
     const stranger = new RawPeer('w'.repeat(40))
     peers.push(stranger)
     await stranger.start()
-    await expect(stranger.session(addr)).rejects.toThrow()
+    await expect(stranger.session(addr, { protocol: EITHER_SYNC_PROTOCOL })).rejects.toThrow()
     await eventually(async () => /^syncmesh_auth_failures_total [1-9]/m.test(await text()), 'the failed authentication to be counted')
     expect(await text()).not.toContain(stranger.peerId)
     // the node's own series are still served
