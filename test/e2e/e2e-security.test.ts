@@ -118,8 +118,11 @@ describe('hostile relay', () => {
     const victim = await NodeProcess.create('V', KEY, { parent })
     const witness = await NodeProcess.create('W', KEY, { parent })
     cleanup.push(async () => await victim.kill(), async () => await witness.kill())
-    await victim.start(['--target-peers', '0'])
-    await witness.start(['--target-peers', '0'])
+    // whole-log relay mechanics: A's posts travel in its whole log (with rule streams, in an encrypted stream:
+    // test/integration/stream-logs.test.ts and rule-streams-attacks.test.ts alter, move, reorder and replay those)
+    const wholeLogs = { env: { SYNCMESH_STREAMS: '0' } }
+    await victim.start(['--target-peers', '0'], wholeLogs)
+    await witness.start(['--target-peers', '0'], wholeLogs)
     await witness.addPeer(victim.multiaddr)
 
     // origin A exists only as a key: the relay forwards A's genuinely signed log

@@ -105,6 +105,10 @@ class Origin {
 }
 
 const batchFrame = attestedBatchFrame
+// whole-log relay mechanics: A's posts travel in its whole log and are applied from it (with rule streams they travel
+// in an encrypted stream, whose runs the same checks verify: test/integration/stream-logs.test.ts forges and withholds
+// them, rule-streams-attacks.test.ts moves and replays them)
+const WHOLE_LOGS = { env: { SYNCMESH_STREAMS: '0' } }
 
 describe('a relay forging entries under a genuine certificate', () => {
   const cleanup: Array<() => Promise<void>> = []
@@ -118,8 +122,8 @@ describe('a relay forging entries under a genuine certificate', () => {
     const victim = await NodeProcess.create('V', KEY, { parent })
     const witness = await NodeProcess.create('W', KEY, { parent })
     cleanup.push(async () => await victim.kill(), async () => await witness.kill())
-    await victim.start(ALONE)
-    await witness.start(ALONE)
+    await victim.start(ALONE, WHOLE_LOGS)
+    await witness.start(ALONE, WHOLE_LOGS)
     await witness.addPeer(victim.multiaddr)
 
     const A = await Origin.create()
@@ -182,7 +186,7 @@ describe('a relay withholding writes of another origin', () => {
     cleanup.push(async () => await rm(parent, { recursive: true, force: true }))
     const victim = await NodeProcess.create('V', KEY, { parent })
     cleanup.push(async () => await victim.kill())
-    await victim.start(ALONE)
+    await victim.start(ALONE, WHOLE_LOGS)
     const A = await Origin.create()
     const registry = A.run([
       A.entry('$platforms', 'A', { name: 'A', peerId: A.id, addrs: [] }),

@@ -3,9 +3,10 @@
  * real libp2p over TCP on 127.0.0.1, real LevelDB in temp dirs. A node
  * writes a stream log of its own through its signing path; peers receive it,
  * verify it with its peer's key, hold the same vector and entries for it,
- * and relay it on (multi-hop). A hostile peer that forges a stream's entry,
- * or moves a stream's genuine runs to another stream or to the whole log, is
- * refused with an offence and nothing of it is stored.
+ * and relay it on (multi-hop). A hostile peer that forges a stream's entry
+ * (also under a pruned node of the genuine attestation), withholds a live
+ * one, or moves a stream's genuine runs to another stream or to the whole
+ * log, is refused with an offence and nothing of it is stored.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -14,7 +15,7 @@ import { encodeJson } from '../../src/store/db.js'
 import { encodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
-import { Attester } from '../../src/log/signing.js'
+import { Attester, leafHash, levelWidths, merkleRoot } from '../../src/log/signing.js'
 import type { ChangeLog } from '../../src/log/changelog.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
@@ -182,6 +183,57 @@ describe('stream logs between real nodes', () => {
     await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
     expect((await v.node.status()).peers.find(x => x.peerId === honest.peerId)?.offences ?? 0).toBe(0)
   }, 90_000)
+
+  it('a stream\'s entries forged under a pruned node of its genuine attestation, or a live one withheld behind its leaf hash, are offences; nothing of them is stored, and the genuine run is taken', async () => {
+    const v = await start('V')
+    running.push(v)
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const stream = logId(A, 'r.test.1')
+    const att = new Attester(aKey, A).forLog(stream)
+    const wall = Date.now() - 10_000
+    const entry = (seq: number, id: string, value?: object): LogEntry => ({ origin: stream, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) })
+    const run1 = [entry(1, 'a', { price: 1 }), entry(2, 'b', { price: 2 })]
+    const cert1 = att.run(0, 2, run1.map(e => ({ ...e }))).cert
+    // the next run: a delete and a put, both live
+    const run2 = [entry(3, 'a'), entry(4, 'c', { price: 3 })]
+    const cert2 = att.run(2, 4, run2.map(e => ({ ...e }))).cert
+    const evil = new RawPeer(KEY, { localAddress: '127.0.0.11' })
+    raw.push(evil)
+    await evil.start()
+    const addr = v.node.getMultiaddrs()[0].toString()
+    const offences = async (): Promise<{ total: number, byCheck: Record<string, number> }> => {
+      const p = (await v.node.status()).peers.find(x => x.peerId === evil.peerId)
+      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
+    }
+    let s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
+    await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine run of the stream log')
+
+    // 1. forged entries under the run's root, given as the genuine attestation's pruned node
+    const leaves = run2.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
+    const root = merkleRoot(2, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
+    const forged = run2.map(e => ({ ...e, op: 'put' as const, value: encodeJson({ price: 0.01 }) }))
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, forged, [{ ...cert2, pruned: [{ level: levelWidths(2).length - 1, index: 0, hash: root }] }]))
+    await eventually(async () => (await offences()).total === 1, 'the forgery under a pruned root to be an offence')
+    expect((await offences()).byCheck).toEqual({ RUN_INCOMPLETE: 1 })
+    // 2. the delete withheld behind its leaf hash: the run's root is unchanged, but the origin attested it live
+    s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [run2[1]], [{ ...cert2, pruned: [{ level: 0, index: 0, hash: leaves[0] }] }]))
+    await eventually(async () => (await offences()).total === 2, 'the withheld delete to be an offence')
+    expect((await offences()).byCheck).toEqual({ RUN_INCOMPLETE: 1, RUN_SIGNATURE_MISMATCH: 1 })
+    expect(await seqOf(v.node, stream)).toBe(2)
+
+    // the genuine run, from an honest peer: the delete and the put both stored
+    const honest = new RawPeer(KEY, { localAddress: '127.0.0.12' })
+    raw.push(honest)
+    await honest.start()
+    s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
+    await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
+    const stored = (await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []
+    expect(stored.map(b => Buffer.from(b).toString('hex'))).toEqual([...run1, ...run2].map(e => Buffer.from(encodeEntry(e)).toString('hex')))
+  }, 60_000)
 
   it('a node without rule streams refuses a stream log as its earlier releases do (FRAME_INVALID): nothing is stored, and it never has one to pass on', async () => {
     const v = await start('V', false)
