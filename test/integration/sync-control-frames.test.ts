@@ -19,7 +19,7 @@ import type { SyncNode } from '../../src/node/node.js'
 import { createSyncNode } from '../../src/node/node.js'
 import { eventually, KEY, removeDir, startNode, tempDir } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
-import { RawPeer } from '../helpers/raw-peer.js'
+import { EITHER_SYNC_PROTOCOL, RawPeer } from '../helpers/raw-peer.js'
 import type { RawSession } from '../helpers/raw-peer.js'
 
 async function held (node: SyncNode, origin: string): Promise<number> {
@@ -48,14 +48,20 @@ describe('control frames to a peer that says nothing', () => {
     const relay = await startNode('U')
     nodes.push(origin, relay)
     await relay.node.peers.add(origin.node.getMultiaddrs()[0])
-    const O = origin.node.peerId
-    await eventually(async () => await held(relay.node, O) > 0 && await held(relay.node, O) === await held(origin.node, O), 'the relay to hold the origin\'s registry entries')
+    // the origin's writes go into its whole log, or with rule streams into the stream of the rule that reads them
+    await eventually(() => [origin, relay].every(n => n.node.registry.platforms().length === 2), 'two platforms everywhere')
+    await origin.node.registry.addRule({ from: { platform: 'O', collection: 'events' }, to: { platform: 'U', collection: 'events' } })
+    await origin.node.records.put('events', 'e0', { i: -1 })
+    const streams = (await origin.node.status()).streams === true
+    const O = streams ? (await origin.node.status()).origins.find(o => o.origin.startsWith(`${origin.node.peerId}/r.`))?.origin : origin.node.peerId
+    if (O === undefined) throw new Error('no rule stream of the origin')
+    await eventually(async () => await held(relay.node, O) > 0 && await held(relay.node, O) === await held(origin.node, O), 'the relay to hold what the origin wrote so far')
     // the peer holds nothing, grants one batch and then says nothing: it neither reads on (no credit)
     // nor tells the relay anything, like a node that is stopped or whose ingest is stuck
     const peer = new RawPeer(KEY)
     peers.push(peer)
     await peer.start()
-    const s = await peer.session(relay.node.getMultiaddrs()[0], { credit: 1 })
+    const s = await peer.session(relay.node.getMultiaddrs()[0], { credit: 1, protocol: EITHER_SYNC_PROTOCOL })
     // churn: one write, one commit, one run after another on the origin; the relay stores each as it comes
     const writes = 3 * HAVE_BURST
     for (let i = 0; i < writes; i++) await origin.node.records.put('events', `e${i % 20}`, { i })
