@@ -5,8 +5,9 @@
  * verify it with its peer's key, hold the same vector and entries for it,
  * and relay it on (multi-hop). A hostile peer that forges a stream's entry
  * (also under a pruned node of the genuine attestation), withholds a live
- * one, or moves a stream's genuine runs to another stream or to the whole
- * log, is refused with an offence and nothing of it is stored.
+ * one or the whole last run, or moves a stream's genuine runs to another
+ * stream or to the whole log, is refused with an offence and nothing of it
+ * is stored. A revoked peer's stream entries, relayed, are stored nowhere.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -20,6 +21,7 @@ import type { ChangeLog } from '../../src/log/changelog.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
 import { createSyncNode } from '../../src/node/node.js'
+import { PLATFORMS_COLLECTION } from '../../src/store/names.js'
 import type { SyncNode } from '../../src/node/node.js'
 import type { LocalOp } from '../../src/node/ingest.js'
 import { attestedBatchFrame } from '../helpers/attested.js'
@@ -233,6 +235,104 @@ describe('stream logs between real nodes', () => {
     await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
     const stored = (await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []
     expect(stored.map(b => Buffer.from(b).toString('hex'))).toEqual([...run1, ...run2].map(e => Buffer.from(encodeEntry(e)).toString('hex')))
+  }, 60_000)
+
+  it('a stream\'s last run withheld as a pruned root with no entries is an offence: the delete it holds cannot be skipped, and the genuine run is taken', async () => {
+    const v = await start('V')
+    running.push(v)
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const stream = logId(A, 'r.test.1')
+    const att = new Attester(aKey, A).forLog(stream)
+    const wall = Date.now() - 10_000
+    const entry = (seq: number, id: string, value?: object): LogEntry => ({ origin: stream, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) })
+    const run1 = [entry(1, 'a', { price: 1 }), entry(2, 'b', { price: 2 })]
+    const cert1 = att.run(0, 2, run1.map(e => ({ ...e }))).cert
+    // the stream's last run: a delete and a put, both live
+    const run2 = [entry(3, 'a'), entry(4, 'c', { price: 3 })]
+    const cert2 = att.run(2, 4, run2.map(e => ({ ...e }))).cert
+    const relay = new RawPeer(KEY, { localAddress: '127.0.0.13' })
+    raw.push(relay)
+    await relay.start()
+    const addr = v.node.getMultiaddrs()[0].toString()
+    const offences = async (peer: string): Promise<{ total: number, byCheck: Record<string, number> }> => {
+      const p = (await v.node.status()).peers.find(x => x.peerId === peer)
+      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
+    }
+    const stored = async (): Promise<string[]> => ((await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []).map(b => Buffer.from(b).toString('hex'))
+    const encoded = (entries: LogEntry[]): string[] => entries.map(e => Buffer.from(encodeEntry(e)).toString('hex'))
+    let s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
+    await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine first run of the stream log')
+
+    // the whole last run claimed compacted away: no entries, its root given as the attestation's one pruned node
+    const leaves = run2.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
+    const root = merkleRoot(2, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [], [{ ...cert2, pruned: [{ level: levelWidths(2).length - 1, index: 0, hash: root }] }]))
+    await eventually(async () => (await offences(relay.peerId)).total === 1, 'the last run withheld as a pruned root to be an offence')
+    expect((await offences(relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1 })
+    // the same run withheld as its pruned leaves: the root is rebuilt, but the origin attested both entries live
+    s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [], [{ ...cert2, pruned: leaves.map((hash, index) => ({ level: 0, index, hash })) }]))
+    await eventually(async () => (await offences(relay.peerId)).total === 2, 'the last run withheld as its pruned leaves to be an offence')
+    expect((await offences(relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1, RUN_SIGNATURE_MISMATCH: 1 })
+    // nothing of it stored: the stream log is not moved past the delete
+    expect(await seqOf(v.node, stream)).toBe(2)
+    expect(await stored()).toEqual(encoded(run1))
+
+    // the genuine run, from an honest peer: the delete and the put both stored, no offence
+    const honest = new RawPeer(KEY, { localAddress: '127.0.0.14' })
+    raw.push(honest)
+    await honest.start()
+    s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
+    await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine last run')
+    expect(await stored()).toEqual(encoded([...run1, ...run2]))
+    expect((await offences(honest.peerId)).total).toBe(0)
+  }, 60_000)
+
+  it('a revoked peer\'s stream entries written after its revocation, relayed by another peer, are not stored by a node that knows of the revocation', async () => {
+    const v = await start('V')
+    running.push(v)
+    // origin A exists only as a key: it registers itself through its whole log, which a relay brings to V
+    const aKey = await generateKeyPair('Ed25519')
+    const A = peerIdFromPrivateKey(aKey).toString()
+    const attester = new Attester(aKey, A)
+    const stream = logId(A, 'r.test.1')
+    const att = attester.forLog(stream)
+    const entry = (origin: string, seq: number, collection: string, id: string, value: object): LogEntry => ({ origin, seq, hlc: { wall: Date.now() - 1000, logical: 0 }, collection, id, op: 'put', value: encodeJson(value) })
+    const claim = [entry(A, 1, PLATFORMS_COLLECTION, 'A', { name: 'A', peerId: A, addrs: [] })]
+    const run1 = [entry(stream, 1, 'posts', 'a', { n: 1 }), entry(stream, 2, 'posts', 'b', { n: 2 })]
+    const relayKey = await generateKeyPair('Ed25519')
+    const relay = new RawPeer(KEY, { localAddress: '127.0.0.15' })
+    raw.push(relay)
+    await relay.start(relayKey)
+    const addr = v.node.getMultiaddrs()[0].toString()
+    const stored = async (): Promise<string[]> => ((await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []).map(b => Buffer.from(b).toString('hex'))
+    const encoded = (entries: LogEntry[]): string[] => entries.map(e => Buffer.from(encodeEntry(e)).toString('hex'))
+
+    // before the revocation: A's registration and the first run of its stream, relayed, are stored
+    let s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(A, 0, 1, claim, [attester.run(0, 1, claim.map(e => ({ ...e }))).cert]))
+    s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [att.run(0, 2, run1.map(e => ({ ...e }))).cert]))
+    await eventually(() => v.node.registry.platforms().some(p => p.name === 'A' && p.peerId === A), 'A\'s registration to hold on V')
+    await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the first run of A\'s stream')
+
+    const revoked = await v.node.registry.revokePlatform?.('A')
+    expect(revoked?.revoked).toBe(true)
+
+    // written after the revocation, genuinely signed by A, relayed by a peer that may not know of it: not stored
+    const run2 = [entry(stream, 3, 'posts', 'c', { n: 3 }), entry(stream, 4, 'posts', 'a', { n: 4 })]
+    s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [att.run(2, 4, run2.map(e => ({ ...e }))).cert]))
+    // the session goes on: a frame sent after the run is handled after it (a whole-log entry of the relay's own, stored)
+    const mark = [entry(relay.peerId, 1, 'notes', 'mark', { n: 1 })]
+    s.framed.sendNow(attestedBatchFrame(relay.peerId, 0, 1, mark, [new Attester(relayKey, relay.peerId).run(0, 1, mark.map(e => ({ ...e }))).cert]))
+    await eventually(async () => await seqOf(v.node, relay.peerId) === 1, 'V to take the frame sent after the revoked run')
+    expect(await stored()).toEqual(encoded(run1))
+    expect(v.node.registry.platforms().find(p => p.name === 'A')?.revoked).toBe(true)
+    // dropped unverified, not an offence: the relay may not know of the revocation yet
+    expect((await v.node.status()).peers.find(x => x.peerId === relay.peerId)?.offences ?? 0).toBe(0)
   }, 60_000)
 
   it('a node without rule streams refuses a stream log as its earlier releases do (FRAME_INVALID): nothing is stored, and it never has one to pass on', async () => {
