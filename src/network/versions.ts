@@ -73,13 +73,18 @@ export function compareVersions (a: string, b: string): number {
   if (preA === preB) return 0
   if (preA === undefined) return 1
   if (preB === undefined) return -1
-  return Math.sign(preA.localeCompare(preB))
+  return preA < preB ? -1 : 1
 }
 
 /** `3.0.0-streams` → ['3.0.0', 'streams']; `3.0.0` → ['3.0.0', undefined]. */
 function splitPreRelease (version: string): [string, string | undefined] {
   const dash = version.indexOf('-')
   return dash < 0 ? [version, undefined] : [version.slice(0, dash), version.slice(dash + 1)]
+}
+
+/** This release's two sync protocols, one on each side: the nodes differ only in their rule streams setting. */
+function differsInStreamsOnly (ours: string, theirs: readonly string[]): boolean {
+  return (ours === SYNC_PROTOCOL && theirs.includes(SYNC_PROTOCOL_STREAMS)) || (ours === SYNC_PROTOCOL_STREAMS && theirs.includes(SYNC_PROTOCOL))
 }
 
 function versionOf (id: string): string {
@@ -94,14 +99,14 @@ export function protocolMismatch (peer: string, theirs: readonly string[], famil
     if (same.length === 0 || same.includes(f.ours)) continue
     same.sort((a, b) => compareVersions(versionOf(b), versionOf(a)))
     const newest = same[0]
-    const older = compareVersions(versionOf(newest), versionOf(f.ours)) > 0 ? 'this node is the older one: upgrade it' : 'the peer is the older node: upgrade it'
-    return {
-      code: f.code,
-      protocol: f.name,
-      ours: f.ours,
-      theirs: same,
-      message: `peer ${peer} speaks ${f.name} protocol ${same.join(', ')}; this node speaks ${f.ours}: they cannot sync until the older node is upgraded (${older})`
+    const base = { code: f.code, protocol: f.name, ours: f.ours, theirs: same }
+    if (differsInStreamsOnly(f.ours, same)) {
+      // the same release on both sides, one with rule streams: upgrading would change nothing
+      const which = f.ours === SYNC_PROTOCOL_STREAMS ? 'this node carries rules by rule streams and the peer does not' : 'the peer carries rules by rule streams and this node does not'
+      return { ...base, message: `peer ${peer} speaks ${f.name} protocol ${same.join(', ')}; this node speaks ${f.ours}: ${which}, so they cannot sync; give every node of the mesh the same setting (syncmesh start --streams, config "streams", or SYNCMESH_STREAMS)` }
     }
+    const older = compareVersions(versionOf(newest), versionOf(f.ours)) > 0 ? 'this node is the older one: upgrade it' : 'the peer is the older node: upgrade it'
+    return { ...base, message: `peer ${peer} speaks ${f.name} protocol ${same.join(', ')}; this node speaks ${f.ours}: they cannot sync until the older node is upgraded (${older})` }
   }
   return undefined
 }

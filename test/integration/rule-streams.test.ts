@@ -281,8 +281,14 @@ describe('rule streams between real nodes', () => {
     const peerInfo = async (n: SyncNode, peer: string): Promise<PeerInfo | undefined> => (await n.peers.list()).find(p => p.peerId === peer)
     await eventually(async () => (await peerInfo(plain.node, streams.node.peerId))?.incompatible !== undefined, 'the mismatch to show on the node without streams')
     expect((await peerInfo(plain.node, streams.node.peerId))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', ours: SYNC_PROTOCOL, theirs: [SYNC_PROTOCOL_STREAMS] })
+    // the same release on both sides: the message says the setting differs, not to upgrade a node
+    const told = (await peerInfo(plain.node, streams.node.peerId))?.incompatible?.message ?? ''
+    expect(told).toContain('the peer carries rules by rule streams and this node does not')
+    expect(told).toContain('give every node of the mesh the same setting')
+    expect(told).not.toContain('upgrade')
     await eventually(async () => (await peerInfo(streams.node, plain.node.peerId))?.incompatible !== undefined, 'the mismatch to show on the node with streams')
     expect((await peerInfo(streams.node, plain.node.peerId))?.incompatible).toMatchObject({ code: 'SYNC_PROTOCOL_MISMATCH', ours: SYNC_PROTOCOL_STREAMS, theirs: [SYNC_PROTOCOL] })
+    expect((await peerInfo(streams.node, plain.node.peerId))?.incompatible?.message).toContain('this node carries rules by rule streams and the peer does not')
     expect(plain.node.registry.platforms().map(p => p.name)).toEqual(['beta'])
   })
 

@@ -17,6 +17,7 @@ import { startApiServer } from '../../src/api/server.js'
 import type { ApiServer } from '../../src/api/server.js'
 import type { JsonObject, RuleSpec, RuleStatus } from '../../src/core/types.js'
 import { eventually as until } from '../helpers/nodes.js'
+import { caughtUp } from '../helpers/relay-mesh.js'
 
 const KEY = 'f'.repeat(40)
 const TOKEN = 'rules-fanin-token-' + 'e'.repeat(32)
@@ -80,11 +81,9 @@ describe('rules with a group source (fan-in)', () => {
     return (await node.records.list(collection, { limit: 1000 })).records.map(r => r.id).sort()
   }
 
-  /** Wait until the hub holds every entry `node` has written (its log, whether a rule applies it or not). */
+  /** Wait until the hub holds every entry `node` has written (its whole log and, with rule streams, its streams; whether a rule applies it or not). */
   async function hubHolds (node: Node): Promise<void> {
-    const self = node.peerId
-    const own = (await node.status()).origins.find(o => o.origin === self)?.seq ?? 0
-    await until(async () => ((await hub.status()).origins.find(o => o.origin === self)?.seq ?? 0) >= own, `the hub to hold ${self}'s log`)
+    await caughtUp(hub, node)
   }
 
   async function tags (node: Node): Promise<string[]> {
