@@ -7,6 +7,7 @@
  */
 import '../../src/polyfill.js'
 import { describe, expect, it } from 'vitest'
+import { eventually } from '../helpers/nodes.js'
 import type { TestNode } from '../helpers/nodes.js'
 import { caughtUp, cleanup, ownSeq, sleep, triangle, twoWay } from '../helpers/relay-mesh.js'
 
@@ -20,9 +21,14 @@ describe('two-way sync over a source with old deletes', () => {
     for (let i = 0; i < N; i++) await alpha.node.records.put('events', `e${i}`, { i })
     for (let i = 0; i < N; i++) await alpha.node.records.delete('events', `e${i}`)
     const before = { beta: await ownSeq(beta.node), gamma: await ownSeq(gamma.node) }
-    await twoWay([alpha, beta, gamma])
+    const rules = await twoWay([alpha, beta, gamma])
     await caughtUp(beta.node, alpha.node)
     await caughtUp(gamma.node, alpha.node)
+    // the deletes did reach both: alpha's rule applied each of them there (as a tombstone)
+    for (const n of [beta, gamma]) {
+      const applied = async (): Promise<number> => (await n.node.status()).rules.find(r => r.id === rules.get('alpha'))?.applied ?? 0
+      await eventually(async () => await applied() >= N, `${n.node.name} to apply alpha's ${N} deletes`)
+    }
     await sleep(1500)
     const after = { beta: await ownSeq(beta.node), gamma: await ownSeq(gamma.node) }
     expect(after.beta - before.beta).toBe(0)
