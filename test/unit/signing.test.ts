@@ -372,6 +372,7 @@ describe('signed runs in the change log', () => {
     store = new Store(dir)
     await store.open()
     log = new ChangeLog(store)
+    await log.load()
   })
   afterEach(async () => {
     await store.close()
