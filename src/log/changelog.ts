@@ -278,8 +278,9 @@ export class ChangeLog {
       if (proven !== undefined && proven < seq) this.stopServingAfter(origin, proven)
       // entries stored beyond the held seq: a log stored from version 1 batches, its held seq lowered
       // by the upgrade to data format 4 so that it is fetched again with its origin's attestations
-      const [beyond] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(this.alias(origin))), reverse: true, limit: 1 }).all()
-      const last = beyond === undefined ? 0 : parseInt(keySuffix(beyond, keys.entryPrefix(this.alias(origin))), 16)
+      const entries = keys.entryPrefix(this.alias(origin))
+      const [beyond] = await this.store.db.keys({ ...prefixRange(entries), reverse: true, limit: 1 }).all()
+      const last = beyond === undefined ? 0 : parseInt(keySuffix(beyond, entries), 16)
       if (last > seq) this.refetching.set(origin, last)
     }
   }
@@ -300,13 +301,14 @@ export class ChangeLog {
 
   /** How far `origin`'s stored log is proven: where its last certificate ends (0: no log kept), undefined for a log stored before runs were signed. */
   private async storedProof (origin: string): Promise<number | undefined> {
-    const [last] = await this.store.db.keys({ ...prefixRange(keys.certPrefix(this.alias(origin))), reverse: true, limit: 1 }).all()
+    const log = this.alias(origin)
+    const [last] = await this.store.db.keys({ ...prefixRange(keys.certPrefix(log)), reverse: true, limit: 1 }).all()
     // a log stored from version 1 batches, then version 2 ones: proven as far as its attestations reach
-    const [attested] = await this.store.db.keys({ ...prefixRange(keys.attestPrefix(this.alias(origin))), reverse: true, limit: 1 }).all()
-    const lastAttested = attested === undefined ? 0 : parseInt(keySuffix(attested, keys.attestPrefix(this.alias(origin))), 16)
-    if (last !== undefined) return Math.max(lastAttested, parseInt(keySuffix(last, keys.certPrefix(this.alias(origin))), 16))
+    const [attested] = await this.store.db.keys({ ...prefixRange(keys.attestPrefix(log)), reverse: true, limit: 1 }).all()
+    const lastAttested = attested === undefined ? 0 : parseInt(keySuffix(attested, keys.attestPrefix(log)), 16)
+    if (last !== undefined) return Math.max(lastAttested, parseInt(keySuffix(last, keys.certPrefix(log)), 16))
     if (attested !== undefined) return lastAttested
-    const [entry] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(this.alias(origin))), limit: 1 }).all()
+    const [entry] = await this.store.db.keys({ ...prefixRange(keys.entryPrefix(log)), limit: 1 }).all()
     return entry === undefined ? 0 : undefined
   }
 
@@ -336,7 +338,7 @@ export class ChangeLog {
    */
   async append (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, certs: Cert[] = [], options: { written?: boolean, attested?: AttestedBatch, supersedes?: Superseded[] } = {}): Promise<void> {
     // the log's alias is written before any key that uses it (log-aliases.ts)
-    await this.store.logs.ensure(origin)
+    const log = await this.store.logs.ensure(origin)
     const held = this.held(origin)
     if (options.attested !== undefined && !this.isOwn(origin)) {
       await this.appendAttested(txn, origin, entries, toSeq, held, options.attested)
@@ -360,8 +362,8 @@ export class ChangeLog {
     let e0 = 0
     for (const c of certs) {
       if (c.to <= held) continue
-      fresh.set(keys.cert(this.alias(origin), c.to), c)
-      txn.put(keys.cert(this.alias(origin), c.to), encodeCert(c))
+      fresh.set(keys.cert(log, c.to), c)
+      txn.put(keys.cert(log, c.to), encodeCert(c))
       if (attester !== undefined) {
         // this node's own run: attested as of its end, every entry live (completeness.md §3)
         while (e0 < entries.length && entries[e0].seq <= c.from) e0++
@@ -373,7 +375,7 @@ export class ChangeLog {
       }
     }
     // each key built once: prefetched, then read and written through the same string
-    const latestKeys = entries.map(e => keys.latest(this.alias(origin), e.collection, e.id))
+    const latestKeys = entries.map(e => keys.latest(log, e.collection, e.id))
     await txn.prefetch(latestKeys)
     const superseded = await this.unindex(txn, origin, options.supersedes ?? [])
     let skipped = 0
@@ -390,7 +392,7 @@ export class ChangeLog {
         superseded.push(prevSeq)
       }
       e.bytes ??= encodeEntry(e)
-      txn.put(keys.entry(this.alias(origin), e.seq), e.bytes)
+      txn.put(keys.entry(log, e.seq), e.bytes)
       txn.put(latestKey, utf8.encode(String(e.seq)))
     }
     if (superseded.length > 0) {
@@ -400,7 +402,7 @@ export class ChangeLog {
       // exactly the run a peer at `held` is served next: keep it in memory once durable
       this.tails.propose(txn, origin, { fromSeq: held, toSeq, entries: entries.map(e => e.bytes as Uint8Array), certs: certs.map(c => encodeCert(c)) })
     }
-    txn.put(keys.vector(this.alias(origin)), utf8.encode(String(toSeq)))
+    txn.put(keys.vector(log), utf8.encode(String(toSeq)))
   }
 
   /**
@@ -408,8 +410,9 @@ export class ChangeLog {
    * them: each index is removed in `txn`, for compact to drop the entry.
    */
   private async unindex (txn: Txn, origin: string, supersedes: Superseded[]): Promise<number[]> {
+    const log = this.alias(origin)
     if (supersedes.length === 0) return []
-    const latestKeys = supersedes.map(s => keys.latest(this.alias(origin), s.collection, s.id))
+    const latestKeys = supersedes.map(s => keys.latest(log, s.collection, s.id))
     await txn.prefetch(latestKeys)
     const seqs: number[] = []
     supersedes.forEach((s, i) => {
@@ -432,6 +435,7 @@ export class ChangeLog {
    * it. Throws SignatureError when an update contradicts what is stored.
    */
   private async appendAttested (txn: Txn, origin: string, entries: LogEntry[], toSeq: number, held: number, batch: AttestedBatch): Promise<void> {
+    const log = this.alias(origin)
     if (batch.updates.length > MAX_UPDATES) throw new SignatureError(`a batch of ${origin} carries ${batch.updates.length} updates (limit ${MAX_UPDATES})`)
     // whether the stored log may already hold superseded entries (learnt once per origin, then kept below)
     const retains = await this.keepsSuperseded(origin)
@@ -445,7 +449,7 @@ export class ChangeLog {
       await this.dropUnlisted(txn, origin, held, toSeq, entries)
       if (toSeq >= refetched) this.refetching.delete(origin)
     }
-    const latestKeys = entries.map(e => keys.latest(this.alias(origin), e.collection, e.id))
+    const latestKeys = entries.map(e => keys.latest(log, e.collection, e.id))
     await txn.prefetch(latestKeys)
     let superseded = false
     for (let i = 0; i < entries.length; i++) {
@@ -453,7 +457,7 @@ export class ChangeLog {
       if (e.seq <= held) continue
       // stored whether or not its record's index already points further: the origin attests it live
       e.bytes ??= encodeEntry(e)
-      txn.put(keys.entry(this.alias(origin), e.seq), e.bytes)
+      txn.put(keys.entry(log, e.seq), e.bytes)
       const prev = txn.get(latestKeys[i])
       // an entry the record's index does not end at (this one, or the one it supersedes) is kept: readLogChunk must filter
       if (prev !== undefined) superseded = true
@@ -461,7 +465,7 @@ export class ChangeLog {
     }
     if (superseded && !retains) this.retaining.set(origin, true)
     this.tails.forget(origin, txn)
-    txn.put(keys.vector(this.alias(origin)), utf8.encode(String(toSeq)))
+    txn.put(keys.vector(log), utf8.encode(String(toSeq)))
   }
 
   /**
@@ -473,17 +477,18 @@ export class ChangeLog {
    * later). Records are left as they are.
    */
   private async dropUnlisted (txn: Txn, origin: string, held: number, toSeq: number, entries: LogEntry[]): Promise<void> {
+    const log = this.alias(origin)
     if (this.store.hasPending()) await this.store.flushed()
     const listed = new Set(entries.map(e => e.seq))
-    const prefix = keys.entryPrefix(this.alias(origin))
+    const prefix = keys.entryPrefix(log)
     const drop: Array<{ key: string, seq: number, bytes: Uint8Array }> = []
-    for await (const [key, bytes] of this.store.db.iterator({ gt: keys.entry(this.alias(origin), held), lte: keys.entry(this.alias(origin), toSeq) })) {
+    for await (const [key, bytes] of this.store.db.iterator({ gt: keys.entry(log, held), lte: keys.entry(log, toSeq) })) {
       const seq = parseInt(keySuffix(key, prefix), 16)
       if (!listed.has(seq)) drop.push({ key, seq, bytes })
     }
     if (drop.length === 0) return
     const decoded = drop.map(d => decodeEntry(origin, d.bytes))
-    const latestKeys = decoded.map(e => keys.latest(this.alias(origin), e.collection, e.id))
+    const latestKeys = decoded.map(e => keys.latest(log, e.collection, e.id))
     await txn.prefetch(latestKeys)
     drop.forEach((d, i) => {
       txn.del(d.key)
@@ -503,11 +508,12 @@ export class ChangeLog {
    * attestation inside it.
    */
   private async applyUpdate (txn: Txn, origin: string, u: AttestedCert): Promise<void> {
+    const log = this.alias(origin)
     const inside = u.gone ? await this.attestationsIn(txn, origin, u.from, u.to, u.asOf) : []
     if (inside === 'stale') return
     if (!u.gone) {
-      const raw = txn.get(keys.attest(this.alias(origin), u.to))
-      if (raw !== undefined) inside.push({ key: keys.attest(this.alias(origin), u.to), stored: decodeAttested(raw) })
+      const raw = txn.get(keys.attest(log, u.to))
+      if (raw !== undefined) inside.push({ key: keys.attest(log, u.to), stored: decodeAttested(raw) })
     }
     if (inside.length === 0) return
     // a stored attestation as new as the update, or newer: the update tells nothing (live sets only shrink)
@@ -530,12 +536,12 @@ export class ChangeLog {
       for (const i of was) {
         if (keep.has(i)) continue
         const seq = stored.from + i + 1
-        const entryKey = keys.entry(this.alias(origin), seq)
+        const entryKey = keys.entry(log, seq)
         const bytes = txn.get(entryKey)
         if (bytes === undefined) continue
         txn.del(entryKey)
         const e = decodeEntry(origin, bytes)
-        const latestKey = keys.latest(this.alias(origin), e.collection, e.id)
+        const latestKey = keys.latest(log, e.collection, e.id)
         const latest = txn.get(latestKey)
         if (latest !== undefined && Number(utf8.decode(latest)) === seq) txn.del(latestKey)
         if (!u.gone) pruned = pruneLeaf(n, pruned, i, leafHash(bytes)).pruned
@@ -555,10 +561,11 @@ export class ChangeLog {
    * whole runs).
    */
   private async attestationsIn (txn: Txn, origin: string, from: number, to: number, asOf: number): Promise<Array<{ key: string, stored: StoredAttestation }> | 'stale'> {
+    const log = this.alias(origin)
     if (this.store.hasPending()) await this.store.flushed()
     const out: Array<{ key: string, stored: StoredAttestation }> = []
-    const range = prefixRange(keys.attestPrefix(this.alias(origin)))
-    for await (const batch of rows(this.store.db, { gt: keys.attest(this.alias(origin), from), lt: range.lt }, { entries: CERT_TRIP_ENTRIES })) {
+    const range = prefixRange(keys.attestPrefix(log))
+    for await (const batch of rows(this.store.db, { gt: keys.attest(log, from), lt: range.lt }, { entries: CERT_TRIP_ENTRIES })) {
       for (const [key] of batch) {
         const raw = txn.get(key)
         if (raw === undefined) continue
@@ -620,7 +627,8 @@ export class ChangeLog {
    * held before this append.
    */
   private async compact (txn: Txn, origin: string, seqs: number[], fresh: Map<string, Cert>, asOf: number, held: number, attesting?: 'sign' | 'drop'): Promise<void> {
-    const entryKeys = seqs.map(s => keys.entry(this.alias(origin), s))
+    const log = this.alias(origin)
+    const entryKeys = seqs.map(s => keys.entry(log, s))
     await txn.prefetch(entryKeys)
     const certKeys = await this.certKeysFor(origin, seqs, fresh)
     /** Runs whose certificates this compaction changed, as they end up. */
@@ -652,7 +660,7 @@ export class ChangeLog {
     if (attesting === 'sign') await this.reattest(txn, origin, [...touched.values()].sort((a, b) => a.to - b.to), asOf, held, attester)
     else if (attesting === 'drop') {
       for (const run of touched.values()) {
-        const raw = txn.get(keys.attest(this.alias(origin), run.to))
+        const raw = txn.get(keys.attest(log, run.to))
         if (raw !== undefined) this.delAttestation(txn, origin, decodeAttested(raw))
       }
     }
@@ -667,8 +675,9 @@ export class ChangeLog {
    * stretch left unattested by the upgrade to version 2) is left as it is.
    */
   private async reattest (txn: Txn, origin: string, runs: Array<{ from: number, to: number, pruned: PrunedNode[], empty: boolean }>, asOf: number, held: number, attester: Attester): Promise<void> {
+    const log = this.alias(origin)
     for (const run of runs) {
-      const key = keys.attest(this.alias(origin), run.to)
+      const key = keys.attest(log, run.to)
       const raw = txn.get(key)
       if (raw === undefined) continue
       const stored = decodeAttested(raw)
@@ -681,7 +690,7 @@ export class ChangeLog {
       this.delAttestation(txn, origin, stored)
       let from = run.from
       let to = run.to
-      const before = from > 0 ? txn.get(keys.attest(this.alias(origin), from)) : undefined
+      const before = from > 0 ? txn.get(keys.attest(log, from)) : undefined
       const prev = before === undefined ? undefined : decodeAttested(before)
       if (prev?.gone === true) {
         this.delAttestation(txn, origin, prev)
@@ -705,21 +714,24 @@ export class ChangeLog {
    * run's end, which batches attach as updates.
    */
   private putAttestation (txn: Txn, origin: string, cert: AttestedCert, root?: Uint8Array, was?: { asOf: number, to: number }): void {
-    if (was !== undefined) txn.del(keys.attestAsOf(this.alias(origin), was.asOf, was.to))
-    txn.put(keys.attest(this.alias(origin), cert.to), encodeAttested(cert, root))
-    if (cert.asOf > cert.to) txn.put(keys.attestAsOf(this.alias(origin), cert.asOf, cert.to), NO_VALUE)
+    const log = this.alias(origin)
+    if (was !== undefined) txn.del(keys.attestAsOf(log, was.asOf, was.to))
+    txn.put(keys.attest(log, cert.to), encodeAttested(cert, root))
+    if (cert.asOf > cert.to) txn.put(keys.attestAsOf(log, cert.asOf, cert.to), NO_VALUE)
   }
 
   private delAttestation (txn: Txn, origin: string, was: { asOf: number, to: number }): void {
-    txn.del(keys.attest(this.alias(origin), was.to))
-    txn.del(keys.attestAsOf(this.alias(origin), was.asOf, was.to))
+    const log = this.alias(origin)
+    txn.del(keys.attest(log, was.to))
+    txn.del(keys.attestAsOf(log, was.asOf, was.to))
   }
 
   /** The stored attestation following the one ending at `to` (durable keys, as `txn` sees them), if any. */
   private async nextAttestation (txn: Txn, origin: string, to: number): Promise<AttestedCert | undefined> {
+    const log = this.alias(origin)
     // an iterator sees only durable keys: let pipelined writes land first
     if (this.store.hasPending()) await this.store.flushed()
-    const [key] = await this.store.db.keys({ gt: keys.attest(this.alias(origin), to), lt: prefixRange(keys.attestPrefix(this.alias(origin))).lt, limit: 1 }).all()
+    const [key] = await this.store.db.keys({ gt: keys.attest(log, to), lt: prefixRange(keys.attestPrefix(log)).lt, limit: 1 }).all()
     if (key === undefined) return undefined
     const raw = txn.get(key)
     return raw === undefined ? undefined : decodeAttested(raw)
@@ -731,7 +743,8 @@ export class ChangeLog {
    * of them (not one seek per seq: updates supersede hundreds per batch).
    */
   private async certKeysFor (origin: string, seqs: number[], fresh: Map<string, Cert>): Promise<Map<number, string>> {
-    const prefix = keys.certPrefix(this.alias(origin))
+    const log = this.alias(origin)
+    const prefix = keys.certPrefix(log)
     const out = new Map<number, string>()
     const rest: number[] = []
     for (const seq of seqs) {
@@ -751,7 +764,7 @@ export class ChangeLog {
     if (this.store.hasPending()) await this.store.flushed()
     let i = 0
     // in slices (one trip to LevelDB per slice, not per key)
-    const it = this.store.db.keys({ gte: keys.cert(this.alias(origin), rest[0]), lt: prefixRange(prefix).lt })
+    const it = this.store.db.keys({ gte: keys.cert(log, rest[0]), lt: prefixRange(prefix).lt })
     try {
       while (i < rest.length) {
         const slice = await it.nextv(CERT_WALK_SLICE)
@@ -774,10 +787,11 @@ export class ChangeLog {
    * whose operator asked for a purge. Returns the number of entries removed.
    */
   async purge (origin: string, chunk = 1000): Promise<number> {
+    const log = this.alias(origin)
     this.tails.forget(origin)
     this.stopServingAfter(origin, 0)
     let removed = 0
-    for (const prefix of [keys.entryPrefix(this.alias(origin)), keys.certPrefix(this.alias(origin)), keys.attestPrefix(this.alias(origin)), keys.attestAsOfPrefix(this.alias(origin)), `k${SEP}${this.alias(origin)}${SEP}`]) {
+    for (const prefix of [keys.entryPrefix(log), keys.certPrefix(log), keys.attestPrefix(log), keys.attestAsOfPrefix(log), `k${SEP}${log}${SEP}`]) {
       for (;;) {
         const batch: string[] = []
         for await (const key of this.store.db.keys({ ...prefixRange(prefix), limit: chunk })) batch.push(key)
@@ -785,7 +799,7 @@ export class ChangeLog {
         await this.store.exclusive(async () => {
           await this.store.db.batch(batch.map(key => ({ type: 'del' as const, key })))
         })
-        if (prefix === keys.entryPrefix(this.alias(origin))) removed += batch.length
+        if (prefix === keys.entryPrefix(log)) removed += batch.length
       }
     }
     return removed
@@ -886,6 +900,7 @@ export class ChangeLog {
    * attest, see format.ts, ends the range).
    */
   async readAttested (origin: string, afterSeq: number, maxEntries: number, maxBytes: number): Promise<{ fromSeq: number, toSeq: number, entries: Uint8Array[], certs: AttestedCert[], updates: AttestedCert[] } | undefined> {
+    const log = this.alias(origin)
     if (this.vector.get(origin) <= afterSeq) return undefined
     const snapshot = this.store.db.snapshot()
     try {
@@ -921,10 +936,10 @@ export class ChangeLog {
         while (r < runs.length && k === runs[r].live.length) if (!complete()) return false
         return true
       }
-      const entryPrefix = keys.entryPrefix(this.alias(origin))
+      const entryPrefix = keys.entryPrefix(log)
       const last = runs[runs.length - 1].cert.to
       if (advance()) {
-        entries: for await (const batch of rows(this.store.db, { gt: keys.entry(this.alias(origin), fromSeq), lte: keys.entry(this.alias(origin), last), snapshot }, { entries: Math.min(liveCount + 1, maxEntries + 1), bytes: maxBytes })) {
+        entries: for await (const batch of rows(this.store.db, { gt: keys.entry(log, fromSeq), lte: keys.entry(log, last), snapshot }, { entries: Math.min(liveCount + 1, maxEntries + 1), bytes: maxBytes })) {
           for (const [key, raw] of batch) {
             const seq = parseInt(keySuffix(key, entryPrefix), 16)
             // run r is live and unfinished (advance takes finished and gone runs): an entry that is not
@@ -948,11 +963,12 @@ export class ChangeLog {
 
   /** The attestations of `origin` after `afterSeq` (tiled: each starts where the one before ends), as many as `maxEntries` allows, with their live positions. */
   private async attestedRuns (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, maxEntries: number): Promise<{ runs: Array<{ cert: AttestedCert, live: number[] }>, liveCount: number, fromSeq: number } | undefined> {
+    const log = this.alias(origin)
     const runs: Array<{ cert: AttestedCert, live: number[] }> = []
     let liveCount = 0
     let fromSeq = afterSeq
-    const range = prefixRange(keys.attestPrefix(this.alias(origin)))
-    walk: for await (const batch of rows(this.store.db, { gt: keys.attest(this.alias(origin), afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+    const range = prefixRange(keys.attestPrefix(log))
+    walk: for await (const batch of rows(this.store.db, { gt: keys.attest(log, afterSeq), lt: range.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
       for (const [, value] of batch) {
         const c = decodeAttested(value)
         if (runs.length === 0) {
@@ -970,13 +986,14 @@ export class ChangeLog {
 
   /** The updates a batch of `origin`'s (fromSeq, toSeq] carries, from the index by as_of (see readAttested). */
   private async updatesAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, fromSeq: number, toSeq: number): Promise<AttestedCert[]> {
+    const log = this.alias(origin)
     const out: AttestedCert[] = []
-    const prefix = keys.attestAsOfPrefix(this.alias(origin))
-    for await (const key of this.store.db.keys({ gte: keys.attestAsOf(this.alias(origin), fromSeq + 1, 0), lt: keys.attestAsOf(this.alias(origin), toSeq + 1, 0), snapshot })) {
+    const prefix = keys.attestAsOfPrefix(log)
+    for await (const key of this.store.db.keys({ gte: keys.attestAsOf(log, fromSeq + 1, 0), lt: keys.attestAsOf(log, toSeq + 1, 0), snapshot })) {
       const [asOfPart, toPart] = keySuffix(key, prefix).split(SEP)
       const to = parseInt(toPart, 16)
       if (to > fromSeq) continue
-      const raw = await this.store.db.get(keys.attest(this.alias(origin), to), { snapshot })
+      const raw = await this.store.db.get(keys.attest(log, to), { snapshot })
       if (raw === undefined) continue
       const a = decodeAttested(raw)
       if (a.asOf !== parseInt(asOfPart, 16)) continue
@@ -989,7 +1006,8 @@ export class ChangeLog {
 
   /** How far `origin`'s log is stored, as `snapshot` sees it (the vector written with each run). */
   private async storedSeq (snapshot: ReturnType<Store['db']['snapshot']>, origin: string): Promise<number> {
-    const value = await this.store.db.get(keys.vector(this.alias(origin)), { snapshot })
+    const log = this.alias(origin)
+    const value = await this.store.db.get(keys.vector(log), { snapshot })
     return value === undefined ? 0 : Number(utf8.decode(value))
   }
 
@@ -1001,6 +1019,7 @@ export class ChangeLog {
    * as far as the batches it got reached). Returns undefined when nothing provable lies in the range.
    */
   private async readRunAt (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number, maxBytes: number, proven: number): Promise<EntryRun | undefined> {
+    const log = this.alias(origin)
     const { certs, rawCerts, truncated: certsTruncated } = await this.certsAfter(snapshot, origin, afterSeq, held, maxEntries)
     // a peer whose position is inside a run gets that whole run again
     const fromSeq = certs.length > 0 ? Math.min(afterSeq, certs[0].from) : afterSeq
@@ -1017,10 +1036,10 @@ export class ChangeLog {
     let ci = 0
     let lastSeq = fromSeq
     let cut: number | undefined
-    const prefix = keys.entryPrefix(this.alias(origin))
+    const prefix = keys.entryPrefix(log)
     const range = prefixRange(prefix)
     // one trip usually brings the whole batch (a run is cut into batches at run ends, so a little more may be read)
-    entries: for await (const batch of rows(this.store.db, { gt: keys.entry(this.alias(origin), fromSeq), lt: range.lt, snapshot }, { entries: maxEntries + 1, bytes: maxBytes })) {
+    entries: for await (const batch of rows(this.store.db, { gt: keys.entry(log, fromSeq), lt: range.lt, snapshot }, { entries: maxEntries + 1, bytes: maxBytes })) {
       for (let b = 0; b < batch.length; b++) {
         const [key, value] = batch[b]
         const seq = parseInt(keySuffix(key, prefix), 16)
@@ -1071,9 +1090,10 @@ export class ChangeLog {
    * seqs than entries; in a log compacted further than that a batch carries fewer entries).
    */
   private async certsAfter (snapshot: ReturnType<Store['db']['snapshot']>, origin: string, afterSeq: number, held: number, maxEntries: number): Promise<{ certs: Cert[], rawCerts: Uint8Array[], truncated: boolean }> {
+    const log = this.alias(origin)
     const out = { certs: [] as Cert[], rawCerts: [] as Uint8Array[], truncated: false }
-    const certRange = prefixRange(keys.certPrefix(this.alias(origin)))
-    for await (const batch of rows(this.store.db, { gt: keys.cert(this.alias(origin), afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
+    const certRange = prefixRange(keys.certPrefix(log))
+    for await (const batch of rows(this.store.db, { gt: keys.cert(log, afterSeq), lt: certRange.lt, limit: maxEntries, snapshot }, { entries: CERT_TRIP_ENTRIES })) {
       for (const [, value] of batch) {
         const c = decodeCert(value)
         if (c.to > held) return out
@@ -1090,7 +1110,8 @@ export class ChangeLog {
 
   /** Whether `origin`'s log in `snapshot` holds run certificates, only entries (stored before runs were signed), or neither. */
   private async logKind (snapshot: ReturnType<Store['db']['snapshot']>, origin: string): Promise<'signed' | 'unsigned' | 'empty'> {
-    for (const [prefix, kind] of [[keys.certPrefix(this.alias(origin)), 'signed'], [keys.entryPrefix(this.alias(origin)), 'unsigned']] as const) {
+    const log = this.alias(origin)
+    for (const [prefix, kind] of [[keys.certPrefix(log), 'signed'], [keys.entryPrefix(log), 'unsigned']] as const) {
       const found = await this.store.db.keys({ ...prefixRange(prefix), limit: 1, snapshot }).all()
       if (found.length > 0) return kind
     }
@@ -1125,10 +1146,11 @@ export class ChangeLog {
    * `more` is false once the range ends.
    */
   async readLogChunk (origin: string, collection: string, afterSeq: number, limit: number, upTo = Infinity): Promise<{ entries: LogEntry[], lastSeq: number, scanned: number, more: boolean }> {
-    const prefix = keys.entryPrefix(this.alias(origin))
-    const end = upTo === Infinity ? { lt: prefixRange(prefix).lt } : { lte: keys.entry(this.alias(origin), upTo) }
+    const log = this.alias(origin)
+    const prefix = keys.entryPrefix(log)
+    const end = upTo === Infinity ? { lt: prefixRange(prefix).lt } : { lte: keys.entry(log, upTo) }
     const out = { entries: [] as LogEntry[], lastSeq: afterSeq, scanned: 0, more: false }
-    for await (const batch of rows(this.store.db, { gt: keys.entry(this.alias(origin), afterSeq), ...end, limit })) {
+    for await (const batch of rows(this.store.db, { gt: keys.entry(log, afterSeq), ...end, limit })) {
       for (let b = 0; b < batch.length; b++) {
         const [key, value] = batch[b]
         out.scanned++
@@ -1140,7 +1162,7 @@ export class ChangeLog {
     out.more = out.scanned === limit
     if (out.entries.length > 0 && await this.keepsSuperseded(origin)) {
       // entries kept until their origin attests them gone (appendAttested): only each record's newest
-      const latest = await this.store.db.getMany(out.entries.map(e => keys.latest(this.alias(origin), e.collection, e.id)))
+      const latest = await this.store.db.getMany(out.entries.map(e => keys.latest(log, e.collection, e.id)))
       out.entries = out.entries.filter((e, i) => latest[i] !== undefined && Number(utf8.decode(latest[i] as Uint8Array)) === e.seq)
     }
     return out
@@ -1156,10 +1178,11 @@ export class ChangeLog {
   private readonly retaining = new Map<string, boolean>()
 
   private async keepsSuperseded (origin: string): Promise<boolean> {
+    const log = this.alias(origin)
     if (this.isOwn(origin)) return false
     let known = this.retaining.get(origin)
     if (known === undefined) {
-      known = (await this.store.db.keys({ ...prefixRange(keys.attestPrefix(this.alias(origin))), limit: 1 }).all()).length > 0
+      known = (await this.store.db.keys({ ...prefixRange(keys.attestPrefix(log)), limit: 1 }).all()).length > 0
       this.retaining.set(origin, known)
     }
     return known
@@ -1173,7 +1196,8 @@ export class ChangeLog {
    * `scanned` how many were: fewer than `limit` means the collection ends.
    */
   async readCollectionChunk (origin: string, collection: string, afterId: string | undefined, limit: number, upTo = Infinity): Promise<{ entries: LogEntry[], lastId?: string, scanned: number }> {
-    const prefix = keys.latestPrefix(this.alias(origin), collection)
+    const log = this.alias(origin)
+    const prefix = keys.latestPrefix(log, collection)
     const seqs: number[] = []
     let lastKey: string | undefined
     let scanned = 0
@@ -1188,7 +1212,7 @@ export class ChangeLog {
     const out: { entries: LogEntry[], lastId?: string, scanned: number } = { entries: [], scanned }
     if (lastKey !== undefined) out.lastId = keySuffix(lastKey, prefix)
     if (seqs.length === 0) return out
-    const values = await this.store.db.getMany(seqs.map(s => keys.entry(this.alias(origin), s)))
+    const values = await this.store.db.getMany(seqs.map(s => keys.entry(log, s)))
     for (const v of values) if (v !== undefined) out.entries.push(decodeEntry(origin, v))
     return out
   }

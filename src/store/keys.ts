@@ -92,18 +92,7 @@ export const LOG_TAGS = ['e', 'k', 'v', 's', 'l', 'y'] as const
  * The per-log keys as data formats 1–4 wrote them, with the log id where
  * format 5 has the log's alias: for the upgrades that read those formats.
  */
-export const legacyLogKeys = {
-  entry: (origin: string, seq: number) => keys.entry(origin, seq),
-  entryPrefix: (origin: string) => keys.entryPrefix(origin),
-  latest: (origin: string, collection: string, id: string) => keys.latest(origin, collection, id),
-  vector: (origin: string) => keys.vector(origin),
-  vectorPrefix: () => keys.vectorPrefix(),
-  cert: (origin: string, to: number) => keys.cert(origin, to),
-  certPrefix: (origin: string) => keys.certPrefix(origin),
-  attest: (origin: string, to: number) => keys.attest(origin, to),
-  attestPrefix: (origin: string) => keys.attestPrefix(origin),
-  attestAsOf: (origin: string, asOf: number, to: number) => keys.attestAsOf(origin, asOf, to)
-}
+export const legacyLogKeys: Pick<typeof keys, 'entry' | 'entryPrefix' | 'latest' | 'vector' | 'vectorPrefix' | 'cert' | 'certPrefix' | 'attest' | 'attestPrefix' | 'attestAsOf'> = keys
 
 /** Range options covering every key that starts with `prefix` (which ends in SEP). */
 export function prefixRange (prefix: string): { gte: string, lt: string } {

@@ -17,6 +17,7 @@ import { encodeEntry } from '../../src/log/entry.js'
 import type { LogEntry } from '../../src/log/entry.js'
 import { logId } from '../../src/log/log-id.js'
 import { Attester, leafHash, levelWidths, merkleRoot } from '../../src/log/signing.js'
+import type { AttestedCert } from '../../src/log/signing.js'
 import type { ChangeLog } from '../../src/log/changelog.js'
 import { VersionVector } from '../../src/log/vector.js'
 import { SESSION_MAX_UNKNOWN_ORIGINS, SYNC_PROTOCOL_STREAMS } from '../../src/network/constants.js'
@@ -55,6 +56,49 @@ async function seqOf (node: SyncNode, origin: string): Promise<number> {
 async function served (node: SyncNode, origin: string): Promise<{ toSeq: number, entries: string[] }> {
   const read = await changelogOf(node).readAttested(origin, 0, 10_000, 1 << 24)
   return { toSeq: read?.toSeq ?? 0, entries: (read?.entries ?? []).map(b => Buffer.from(b).toString('base64')) }
+}
+
+/** The stored entries of log `origin` on `node`, as hex (what it serves from seq 0). */
+async function storedHex (node: SyncNode, origin: string): Promise<string[]> {
+  return ((await changelogOf(node).readAttested(origin, 0, 100, 1 << 20))?.entries ?? []).map(b => Buffer.from(b).toString('hex'))
+}
+
+function encodedHex (entries: LogEntry[]): string[] {
+  return entries.map(e => Buffer.from(encodeEntry(e)).toString('hex'))
+}
+
+/** The offences `node` counts against `peer`, in all and by check. */
+async function offencesOf (node: SyncNode, peer: string): Promise<{ total: number, byCheck: Record<string, number> }> {
+  const p = (await node.status()).peers.find(x => x.peerId === peer)
+  return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
+}
+
+/**
+ * A stream of an origin that exists only as a key, signed with its
+ * attestations: a first run of two puts, and a second one of a delete and a
+ * put, both live; with the second run's leaf hashes and root, for a hostile
+ * peer to prune.
+ */
+async function twoRunStream (): Promise<{ stream: string, run1: LogEntry[], cert1: AttestedCert, run2: LogEntry[], cert2: AttestedCert, leaves: Uint8Array[], root: Uint8Array, rootLevel: number }> {
+  const aKey = await generateKeyPair('Ed25519')
+  const A = peerIdFromPrivateKey(aKey).toString()
+  const stream = logId(A, 'r.test.1')
+  const att = new Attester(aKey, A).forLog(stream)
+  const wall = Date.now() - 10_000
+  const entry = (seq: number, id: string, value?: object): LogEntry => ({ origin: stream, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) })
+  const run1 = [entry(1, 'a', { price: 1 }), entry(2, 'b', { price: 2 })]
+  const run2 = [entry(3, 'a'), entry(4, 'c', { price: 3 })]
+  const leaves = run2.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
+  return {
+    stream,
+    run1,
+    cert1: att.run(0, 2, run1.map(e => ({ ...e }))).cert,
+    run2,
+    cert2: att.run(2, 4, run2.map(e => ({ ...e }))).cert,
+    leaves,
+    root: merkleRoot(2, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array,
+    rootLevel: levelWidths(2).length - 1
+  }
 }
 
 describe('stream logs between real nodes', () => {
@@ -189,34 +233,19 @@ describe('stream logs between real nodes', () => {
   it('a stream\'s entries forged under a pruned node of its genuine attestation, or a live one withheld behind its leaf hash, are offences; nothing of them is stored, and the genuine run is taken', async () => {
     const v = await start('V')
     running.push(v)
-    const aKey = await generateKeyPair('Ed25519')
-    const A = peerIdFromPrivateKey(aKey).toString()
-    const stream = logId(A, 'r.test.1')
-    const att = new Attester(aKey, A).forLog(stream)
-    const wall = Date.now() - 10_000
-    const entry = (seq: number, id: string, value?: object): LogEntry => ({ origin: stream, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) })
-    const run1 = [entry(1, 'a', { price: 1 }), entry(2, 'b', { price: 2 })]
-    const cert1 = att.run(0, 2, run1.map(e => ({ ...e }))).cert
-    // the next run: a delete and a put, both live
-    const run2 = [entry(3, 'a'), entry(4, 'c', { price: 3 })]
-    const cert2 = att.run(2, 4, run2.map(e => ({ ...e }))).cert
+    const { stream, run1, cert1, run2, cert2, leaves, root, rootLevel } = await twoRunStream()
     const evil = new RawPeer(KEY, { localAddress: '127.0.0.11' })
     raw.push(evil)
     await evil.start()
     const addr = v.node.getMultiaddrs()[0].toString()
-    const offences = async (): Promise<{ total: number, byCheck: Record<string, number> }> => {
-      const p = (await v.node.status()).peers.find(x => x.peerId === evil.peerId)
-      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
-    }
+    const offences = async (): Promise<{ total: number, byCheck: Record<string, number> }> => await offencesOf(v.node, evil.peerId)
     let s = await evil.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
     await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine run of the stream log')
 
     // 1. forged entries under the run's root, given as the genuine attestation's pruned node
-    const leaves = run2.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
-    const root = merkleRoot(2, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
     const forged = run2.map(e => ({ ...e, op: 'put' as const, value: encodeJson({ price: 0.01 }) }))
-    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, forged, [{ ...cert2, pruned: [{ level: levelWidths(2).length - 1, index: 0, hash: root }] }]))
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, forged, [{ ...cert2, pruned: [{ level: rootLevel, index: 0, hash: root }] }]))
     await eventually(async () => (await offences()).total === 1, 'the forgery under a pruned root to be an offence')
     expect((await offences()).byCheck).toEqual({ RUN_INCOMPLETE: 1 })
     // 2. the delete withheld behind its leaf hash: the run's root is unchanged, but the origin attested it live
@@ -233,52 +262,33 @@ describe('stream logs between real nodes', () => {
     s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
     await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine second run')
-    const stored = (await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []
-    expect(stored.map(b => Buffer.from(b).toString('hex'))).toEqual([...run1, ...run2].map(e => Buffer.from(encodeEntry(e)).toString('hex')))
+    expect(await storedHex(v.node, stream)).toEqual(encodedHex([...run1, ...run2]))
   }, 60_000)
 
   it('a stream\'s last run withheld as a pruned root with no entries is an offence: the delete it holds cannot be skipped, and the genuine run is taken', async () => {
     const v = await start('V')
     running.push(v)
-    const aKey = await generateKeyPair('Ed25519')
-    const A = peerIdFromPrivateKey(aKey).toString()
-    const stream = logId(A, 'r.test.1')
-    const att = new Attester(aKey, A).forLog(stream)
-    const wall = Date.now() - 10_000
-    const entry = (seq: number, id: string, value?: object): LogEntry => ({ origin: stream, seq, hlc: { wall: wall + seq, logical: 0 }, collection: 'posts', id, op: value === undefined ? 'del' : 'put', ...(value !== undefined ? { value: encodeJson(value) } : {}) })
-    const run1 = [entry(1, 'a', { price: 1 }), entry(2, 'b', { price: 2 })]
-    const cert1 = att.run(0, 2, run1.map(e => ({ ...e }))).cert
-    // the stream's last run: a delete and a put, both live
-    const run2 = [entry(3, 'a'), entry(4, 'c', { price: 3 })]
-    const cert2 = att.run(2, 4, run2.map(e => ({ ...e }))).cert
+    const { stream, run1, cert1, run2, cert2, leaves, root, rootLevel } = await twoRunStream()
     const relay = new RawPeer(KEY, { localAddress: '127.0.0.13' })
     raw.push(relay)
     await relay.start()
     const addr = v.node.getMultiaddrs()[0].toString()
-    const offences = async (peer: string): Promise<{ total: number, byCheck: Record<string, number> }> => {
-      const p = (await v.node.status()).peers.find(x => x.peerId === peer)
-      return { total: p?.offences ?? 0, byCheck: p?.offencesByCheck ?? {} }
-    }
-    const stored = async (): Promise<string[]> => ((await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []).map(b => Buffer.from(b).toString('hex'))
-    const encoded = (entries: LogEntry[]): string[] => entries.map(e => Buffer.from(encodeEntry(e)).toString('hex'))
     let s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 0, 2, run1, [cert1]))
     await eventually(async () => await seqOf(v.node, stream) === 2, 'V to store the genuine first run of the stream log')
 
     // the whole last run claimed compacted away: no entries, its root given as the attestation's one pruned node
-    const leaves = run2.map(e => leafHash(encodeEntry({ ...e, bytes: undefined })))
-    const root = merkleRoot(2, new Map(leaves.map((l, i) => [i, l])), []) as Uint8Array
-    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [], [{ ...cert2, pruned: [{ level: levelWidths(2).length - 1, index: 0, hash: root }] }]))
-    await eventually(async () => (await offences(relay.peerId)).total === 1, 'the last run withheld as a pruned root to be an offence')
-    expect((await offences(relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1 })
+    s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [], [{ ...cert2, pruned: [{ level: rootLevel, index: 0, hash: root }] }]))
+    await eventually(async () => (await offencesOf(v.node, relay.peerId)).total === 1, 'the last run withheld as a pruned root to be an offence')
+    expect((await offencesOf(v.node, relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1 })
     // the same run withheld as its pruned leaves: the root is rebuilt, but the origin attested both entries live
     s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 2, 4, [], [{ ...cert2, pruned: leaves.map((hash, index) => ({ level: 0, index, hash })) }]))
-    await eventually(async () => (await offences(relay.peerId)).total === 2, 'the last run withheld as its pruned leaves to be an offence')
-    expect((await offences(relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1, RUN_SIGNATURE_MISMATCH: 1 })
+    await eventually(async () => (await offencesOf(v.node, relay.peerId)).total === 2, 'the last run withheld as its pruned leaves to be an offence')
+    expect((await offencesOf(v.node, relay.peerId)).byCheck).toEqual({ RUN_INCOMPLETE: 1, RUN_SIGNATURE_MISMATCH: 1 })
     // nothing of it stored: the stream log is not moved past the delete
     expect(await seqOf(v.node, stream)).toBe(2)
-    expect(await stored()).toEqual(encoded(run1))
+    expect(await storedHex(v.node, stream)).toEqual(encodedHex(run1))
 
     // the genuine run, from an honest peer: the delete and the put both stored, no offence
     const honest = new RawPeer(KEY, { localAddress: '127.0.0.14' })
@@ -287,8 +297,8 @@ describe('stream logs between real nodes', () => {
     s = await honest.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
     s.framed.sendNow(attestedBatchFrame(stream, 2, 4, run2, [cert2]))
     await eventually(async () => await seqOf(v.node, stream) === 4, 'V to store the genuine last run')
-    expect(await stored()).toEqual(encoded([...run1, ...run2]))
-    expect((await offences(honest.peerId)).total).toBe(0)
+    expect(await storedHex(v.node, stream)).toEqual(encodedHex([...run1, ...run2]))
+    expect((await offencesOf(v.node, honest.peerId)).total).toBe(0)
   }, 60_000)
 
   it('a revoked peer\'s stream entries written after its revocation, relayed by another peer, are not stored by a node that knows of the revocation', async () => {
@@ -308,8 +318,6 @@ describe('stream logs between real nodes', () => {
     raw.push(relay)
     await relay.start(relayKey)
     const addr = v.node.getMultiaddrs()[0].toString()
-    const stored = async (): Promise<string[]> => ((await changelogOf(v.node).readAttested(stream, 0, 100, 1 << 20))?.entries ?? []).map(b => Buffer.from(b).toString('hex'))
-    const encoded = (entries: LogEntry[]): string[] => entries.map(e => Buffer.from(encodeEntry(e)).toString('hex'))
 
     // before the revocation: A's registration and the first run of its stream, relayed, are stored
     let s = await relay.session(addr, { protocol: SYNC_PROTOCOL_STREAMS })
@@ -329,7 +337,7 @@ describe('stream logs between real nodes', () => {
     const mark = [entry(relay.peerId, 1, 'notes', 'mark', { n: 1 })]
     s.framed.sendNow(attestedBatchFrame(relay.peerId, 0, 1, mark, [new Attester(relayKey, relay.peerId).run(0, 1, mark.map(e => ({ ...e }))).cert]))
     await eventually(async () => await seqOf(v.node, relay.peerId) === 1, 'V to take the frame sent after the revoked run')
-    expect(await stored()).toEqual(encoded(run1))
+    expect(await storedHex(v.node, stream)).toEqual(encodedHex(run1))
     expect(v.node.registry.platforms().find(p => p.name === 'A')?.revoked).toBe(true)
     // dropped unverified, not an offence: the relay may not know of the revocation yet
     expect((await v.node.status()).peers.find(x => x.peerId === relay.peerId)?.offences ?? 0).toBe(0)
